@@ -1,0 +1,21 @@
+//! The core of flowstore: domain types, validated newtypes, the storage traits that
+//! every backend implements, and the storage error type.
+//!
+//! Nothing in this crate talks to a database. The backends (`flowstore-sqlite`,
+//! `flowstore-postgres`) implement [`store::Backend`] and [`store::Tx`]; the
+//! `flowstore` crate picks one from the URL.
+
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod migrate;
+pub mod model;
+pub mod page;
+pub mod store;
+pub mod text_enum;
+pub mod time;
+pub mod validate;
+
+pub use error::{StoreError, StoreResult};
+pub use page::{Page, PageRequest};
+pub use store::{Backend, BackendKind, Tx};

@@ -1,0 +1,35 @@
+//! Domain types and the repository trait of each area. Each area's types and its
+//! trait live in one module; [`crate::Tx`] gathers the traits.
+
+pub mod identity;
+pub mod ops;
+pub mod project;
+pub mod registry;
+pub mod run;
+pub mod task;
+pub mod workflow;
+
+use serde::{Deserialize, Deserializer};
+
+/// Deserialises a field of a patch so that an absent field is `None` (leave as is)
+/// and an explicit `null` is `Some(None)` (clear it). Use with `#[serde(default)]`.
+pub fn nullable<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::project::ProjectPatch;
+
+    #[test]
+    fn patches_tell_absent_from_null() {
+        let p: ProjectPatch = serde_json::from_str(r#"{"description": null}"#).unwrap();
+        assert_eq!(p.description, Some(None));
+        assert_eq!(p.repository_url, None);
+        assert!(serde_json::from_str::<ProjectPatch>(r#"{"bogus": 1}"#).is_err());
+    }
+}

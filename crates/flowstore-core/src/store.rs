@@ -1,0 +1,147 @@
+//! The storage traits. A [`Backend`] owns a connection pool and hands out
+//! transactions; a [`Tx`] carries every repository operation. The caller owns the
+//! transaction: one business operation opens one `Tx`, calls as many operations as it
+//! needs and commits once, so it is all written or none of it is.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::crypto::{Key, Keyring};
+use crate::migrate::MigrationStatus;
+use crate::model::{
+    identity::IdentityRepo, ops::OpsRepo, project::ProjectRepo, registry::RegistryRepo,
+    run::RunRepo, task::TaskRepo, workflow::WorkflowRepo,
+};
+use crate::{StoreError, StoreResult};
+
+/// Which database a backend speaks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// SQLite, in a file or in memory.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A database behind flowstore: pool, migrations and transactions.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Which database this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Opens a transaction that may write. On SQLite it takes the writer's place
+    /// (writers queue in the process instead of failing with "database is locked").
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+
+    /// Opens a transaction for reads only, which never waits for writers.
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
+
+    /// Applies pending migrations up to `to` (all when `None`); returns the versions
+    /// applied. Safe to run from several processes at once.
+    async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>>;
+
+    /// Reverts applied migrations above `to`, newest first; returns the versions
+    /// reverted.
+    async fn migrate_down(&self, to: i64) -> StoreResult<Vec<i64>>;
+
+    /// Where each migration stands.
+    async fn migration_status(&self) -> StoreResult<Vec<MigrationStatus>>;
+
+    /// Refuses a schema this binary must not use: newer, edited or not migrated.
+    async fn check_schema(&self) -> StoreResult<()>;
+
+    /// A description of the schema (tables, columns, indexes, constraints, triggers,
+    /// views), one sorted line per object, for comparing two schemas.
+    async fn schema_catalog(&self) -> StoreResult<Vec<String>>;
+
+    /// Runs one SQL statement outside the repositories, for operators and tests;
+    /// returns the number of rows it changed.
+    async fn execute_raw(&self, sql: &str) -> StoreResult<u64>;
+
+    /// Answers when the database is reachable.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Closes the pool, waiting for connections to be returned.
+    async fn close(&self);
+}
+
+/// One transaction, with every repository operation. Dropping it without
+/// [`Tx::commit`] rolls it back.
+#[async_trait]
+pub trait Tx:
+    IdentityRepo + ProjectRepo + WorkflowRepo + TaskRepo + RunRepo + RegistryRepo + OpsRepo + Send
+{
+    /// Makes every change of the transaction durable.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    /// Discards every change of the transaction.
+    async fn rollback(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Where the encryption key comes from: given (from `ENCRYPTION_KEY`), or a key file
+/// that is read, or created with mode 0600 the first time a value is sealed.
+#[derive(Debug)]
+pub struct KeySource {
+    given: Option<Keyring>,
+    file: Option<PathBuf>,
+    loaded: OnceLock<Keyring>,
+    creating: Mutex<()>,
+}
+
+impl KeySource {
+    /// A source that always uses `keyring`.
+    pub fn given(keyring: Keyring) -> Self {
+        KeySource {
+            given: Some(keyring),
+            file: None,
+            loaded: OnceLock::new(),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// A source backed by the key file at `path`.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        KeySource {
+            given: None,
+            file: Some(path.into()),
+            loaded: OnceLock::new(),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// A source with no key: sealing fails with a message that says how to set one.
+    pub fn none() -> Self {
+        KeySource {
+            given: None,
+            file: None,
+            loaded: OnceLock::new(),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// The keyring, loading or creating the key file on first use.
+    pub fn keyring(&self) -> StoreResult<&Keyring> {
+        if let Some(k) = &self.given {
+            return Ok(k);
+        }
+        if let Some(k) = self.loaded.get() {
+            return Ok(k);
+        }
+        let path = self.file.as_ref().ok_or_else(|| {
+            StoreError::invalid(
+                "ENCRYPTION_KEY",
+                "no encryption key is configured: set ENCRYPTION_KEY or a key file",
+            )
+        })?;
+        let _guard = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = self.loaded.get() {
+            return Ok(k);
+        }
+        let key = Key::load_or_create_file(path)?;
+        Ok(self.loaded.get_or_init(|| Keyring::new(key)))
+    }
+}

@@ -1,0 +1,169 @@
+//! Input checks shared by every backend, so that bad input is refused with the same
+//! typed error before any SQL runs, whichever database is behind the store.
+
+use serde_json::Value;
+
+use crate::{StoreError, StoreResult};
+
+/// Longest free-text field accepted (descriptions, messages): 1 MiB.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+/// Largest JSON document accepted in one field: 1 MiB when serialised.
+pub const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// A required, trimmed, non-empty string of at most `max` characters.
+pub fn required_text(field: &str, value: &str, max: usize) -> StoreResult<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(StoreError::invalid(field, "must not be empty"));
+    }
+    bounded(field, trimmed, max)?;
+    Ok(trimmed.to_string())
+}
+
+/// An optional string: `None` and blank both become `None`; otherwise as
+/// [`required_text`].
+pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> StoreResult<Option<String>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => bounded(field, v, max).map(|_| Some(v.to_string())),
+    }
+}
+
+/// Refuses strings longer than `max` characters or containing NUL, which PostgreSQL
+/// cannot store and SQLite would truncate in some tools.
+pub fn bounded(field: &str, value: &str, max: usize) -> StoreResult<()> {
+    if value.contains('\0') {
+        return Err(StoreError::invalid(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(StoreError::invalid(
+            field,
+            format!("is {chars} characters long; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON value that must be an object, within the size limit.
+pub fn json_object(field: &str, value: &Value) -> StoreResult<()> {
+    if !value.is_object() {
+        return Err(StoreError::invalid(field, "must be a JSON object"));
+    }
+    json_size(field, value)
+}
+
+/// A JSON value of any shape, within the size limit and free of NUL characters
+/// (PostgreSQL's JSONB refuses `\u0000`).
+pub fn json_size(field: &str, value: &Value) -> StoreResult<()> {
+    let text = value.to_string();
+    if text.len() > MAX_JSON_BYTES {
+        return Err(StoreError::invalid(
+            field,
+            format!(
+                "is {} bytes of JSON; at most {MAX_JSON_BYTES} are allowed",
+                text.len()
+            ),
+        ));
+    }
+    if text.contains("\\u0000") {
+        return Err(StoreError::invalid(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A list of tags: each non-empty, at most 100 characters, at most 100 tags, no
+/// duplicates. Returns them trimmed, in the order given.
+pub fn tags(field: &str, tags: &[String]) -> StoreResult<Vec<String>> {
+    if tags.len() > 100 {
+        return Err(StoreError::invalid(field, "at most 100 tags are allowed"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = required_text(field, tag, 100)?;
+        if out.contains(&tag) {
+            return Err(StoreError::invalid(
+                field,
+                format!("tag {tag:?} is repeated"),
+            ));
+        }
+        out.push(tag);
+    }
+    Ok(out)
+}
+
+/// An integer within `min..=max`.
+pub fn range_i64(field: &str, value: i64, min: i64, max: i64) -> StoreResult<()> {
+    if value < min || value > max {
+        return Err(StoreError::invalid(
+            field,
+            format!("{value} is outside {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An HTTP or HTTPS URL of at most `max` characters.
+pub fn http_url(field: &str, value: &str, max: usize) -> StoreResult<String> {
+    let v = required_text(field, value, max)?;
+    let lower = v.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty() && !host.starts_with('/') && !v.contains(char::is_whitespace) =>
+        {
+            Ok(v)
+        }
+        _ => Err(StoreError::invalid(
+            field,
+            "must be an http:// or https:// URL",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_limits() {
+        assert!(required_text("name", "  ", 10).is_err());
+        assert_eq!(required_text("name", " a ", 10).unwrap(), "a");
+        let err = required_text("name", &"x".repeat(11), 10).unwrap_err();
+        assert_eq!(err.field(), Some("name"));
+        assert!(required_text("name", "a\0b", 10).is_err());
+        assert_eq!(optional_text("d", Some("  "), 5).unwrap(), None);
+    }
+
+    #[test]
+    fn json_checks() {
+        assert!(json_object("settings", &serde_json::json!([1])).is_err());
+        assert!(json_object("settings", &serde_json::json!({"a": 1})).is_ok());
+        assert!(json_size("x", &serde_json::json!("a\u{0}b")).is_err());
+    }
+
+    #[test]
+    fn tag_rules() {
+        assert!(tags("tags", &["a".into(), "a".into()]).is_err());
+        assert!(tags("tags", &["".into()]).is_err());
+        assert_eq!(
+            tags("tags", &[" a ".into()]).unwrap(),
+            vec!["a".to_string()]
+        );
+    }
+
+    #[test]
+    fn urls() {
+        assert!(http_url("url", "ftp://x", 100).is_err());
+        assert!(http_url("url", "https://", 100).is_err());
+        assert!(http_url("url", "https://example.com/a", 100).is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+DROP VIEW pr_validation_status;
+DROP VIEW task_execution_summary;
+DROP VIEW active_tasks;
+DROP TABLE pull_requests;
+DROP TABLE components;
+DROP TABLE handler_registry;
+DROP TABLE system_metrics;
+DROP TABLE metric_rollups;
+DROP TABLE workflow_metrics;
+DROP TABLE task_executions;
+DROP TABLE task_dependencies;
+ALTER TABLE workflow_executions DROP CONSTRAINT workflow_executions_task_id_fkey;
+DROP TABLE tasks;
+DROP TABLE workflow_executions;

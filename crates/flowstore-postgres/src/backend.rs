@@ -1,0 +1,263 @@
+//! The PostgreSQL backend: pool settings, migrations and transactions.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flowstore_core::migrate::{self, MigrationStatus};
+use flowstore_core::store::KeySource;
+use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::{Executor, Postgres, Transaction};
+
+use crate::error::map_err;
+use crate::migrations::{self as mig, LOCK_KEY, MIGRATIONS};
+
+/// How to connect to PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    /// A `postgres://` URL.
+    pub url: String,
+    /// Require TLS (`DB_SSL=true`); otherwise the URL's `sslmode` decides.
+    pub require_tls: bool,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long to wait for a connection.
+    pub connect_timeout: Duration,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// Longest a statement may run before the server cancels it.
+    pub statement_timeout: Duration,
+    /// The `application_name` the server shows for our sessions.
+    pub application_name: String,
+    /// Log every statement at debug level (`DB_DEBUG`).
+    pub log_statements: bool,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            url: "postgres://localhost/flowstore".into(),
+            require_tls: false,
+            max_connections: 10,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            statement_timeout: Duration::from_secs(30),
+            application_name: "flowstore".into(),
+            log_statements: false,
+        }
+    }
+}
+
+/// A PostgreSQL database behind flowstore.
+pub struct PostgresBackend {
+    pool: PgPool,
+    keys: Arc<KeySource>,
+}
+
+/// One PostgreSQL transaction with every repository operation.
+pub struct PostgresTx {
+    pub(crate) tx: Transaction<'static, Postgres>,
+    pub(crate) keys: Arc<KeySource>,
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `settings.url`.
+    pub async fn connect(settings: &PgSettings, keys: Arc<KeySource>) -> StoreResult<Self> {
+        let mut options = PgConnectOptions::from_str(&settings.url)
+            .map_err(|e| {
+                StoreError::invalid("DATABASE_URL", format!("is not a PostgreSQL URL: {e}"))
+            })?
+            .application_name(&settings.application_name)
+            .options([(
+                "statement_timeout",
+                format!("{}ms", settings.statement_timeout.as_millis()),
+            )]);
+        if settings.require_tls {
+            options = options.ssl_mode(PgSslMode::Require);
+        }
+        if !settings.log_statements {
+            options = sqlx::ConnectOptions::disable_statement_logging(options);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .min_connections(settings.min_connections.min(settings.max_connections))
+            .acquire_timeout(settings.connect_timeout)
+            .idle_timeout(Some(settings.idle_timeout))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(PostgresBackend { pool, keys })
+    }
+
+    /// The pool, for tools that need raw access.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `f` on one connection while holding the migration advisory lock.
+    async fn with_migration_lock<T>(
+        &self,
+        f: impl for<'c> FnOnce(
+                &'c mut sqlx::PgConnection,
+            ) -> futures::future::BoxFuture<'c, StoreResult<T>>
+            + Send,
+    ) -> StoreResult<T> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let result = f(&mut conn).await;
+        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlock.is_err() {
+            // A connection that may still hold the lock must not go back to the pool.
+            conn.detach();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.pool.begin().await.map_err(map_err)?;
+        Ok(Box::new(PostgresTx {
+            tx,
+            keys: self.keys.clone(),
+        }))
+    }
+
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
+        self.begin().await
+    }
+
+    async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
+        self.with_migration_lock(|conn| {
+            Box::pin(async move {
+                mig::ensure_table(conn).await?;
+                let applied = mig::applied(conn).await?;
+                migrate::verify(MIGRATIONS, &applied)?;
+                let mut done = Vec::new();
+                for m in MIGRATIONS {
+                    if to.is_some_and(|t| m.version > t) {
+                        break;
+                    }
+                    if applied.iter().any(|a| a.version == m.version) {
+                        continue;
+                    }
+                    mig::apply(conn, m).await?;
+                    done.push(m.version);
+                }
+                Ok(done)
+            })
+        })
+        .await
+    }
+
+    async fn migrate_down(&self, to: i64) -> StoreResult<Vec<i64>> {
+        self.with_migration_lock(|conn| {
+            Box::pin(async move {
+                mig::ensure_table(conn).await?;
+                let applied = mig::applied(conn).await?;
+                migrate::verify(MIGRATIONS, &applied)?;
+                let mut done = Vec::new();
+                for m in MIGRATIONS.iter().rev() {
+                    if m.version <= to {
+                        break;
+                    }
+                    if applied.iter().any(|a| a.version == m.version) {
+                        mig::revert(conn, m).await?;
+                        done.push(m.version);
+                    }
+                }
+                Ok(done)
+            })
+        })
+        .await
+    }
+
+    async fn migration_status(&self) -> StoreResult<Vec<MigrationStatus>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let applied = mig::applied(&mut conn).await?;
+        Ok(migrate::status(MIGRATIONS, &applied))
+    }
+
+    async fn check_schema(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let applied = mig::applied(&mut conn).await?;
+        migrate::require_current(MIGRATIONS, &applied)
+    }
+
+    async fn schema_catalog(&self) -> StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' ||
+                    is_nullable || ' ' || coalesce(column_default, '')
+               FROM information_schema.columns WHERE table_schema = current_schema()
+                 AND table_name <> 'schema_migrations'
+             UNION ALL
+             SELECT 'index ' || indexname || ': ' || indexdef FROM pg_indexes
+              WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'
+             UNION ALL
+             SELECT 'constraint ' || conrelid::regclass::text || '.' || conname || ': ' ||
+                    pg_get_constraintdef(oid)
+               FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+                AND conrelid::regclass::text <> 'schema_migrations'
+             UNION ALL
+             SELECT 'trigger ' || tgrelid::regclass::text || '.' || tgname || ': ' ||
+                    pg_get_triggerdef(oid)
+               FROM pg_trigger WHERE NOT tgisinternal
+             UNION ALL
+             SELECT 'view ' || viewname || ': ' || definition FROM pg_views
+              WHERE schemaname = current_schema()
+             UNION ALL
+             SELECT 'function ' || proname || ': ' || md5(prosrc) FROM pg_proc
+              WHERE pronamespace = current_schema()::regnamespace
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|(l,)| l).collect())
+    }
+
+    async fn execute_raw(&self, sql: &str) -> StoreResult<u64> {
+        let done = self.pool.execute(sql).await.map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Tx for PostgresTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(map_err)
+    }
+}

@@ -1,0 +1,99 @@
+//! Maps PostgreSQL's errors to the storage error, naming the field at fault.
+
+use flowstore_core::StoreError;
+
+/// Converts a driver error into a [`StoreError`], by SQLSTATE: unique violations
+/// become conflicts naming the key's columns, other constraint violations invalid
+/// input naming the column, connection trouble and timeouts "unavailable".
+pub fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::Internal("expected a row, found none".into()),
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Unavailable("no database connection became free in time".into())
+        }
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
+        sqlx::Error::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
+        sqlx::Error::Tls(t) => StoreError::Unavailable(format!("TLS error: {t}")),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+            let detail = pg.and_then(|p| p.detail()).unwrap_or_default();
+            let column = pg.and_then(|p| p.column()).map(str::to_string);
+            let constraint = db.constraint().unwrap_or_default().to_string();
+            let table = db.table().unwrap_or_default().to_string();
+            match code.as_ref() {
+                "23505" => StoreError::conflict(
+                    key_columns(detail).unwrap_or_else(|| constraint_field(&constraint, &table)),
+                    "is already taken",
+                ),
+                "23502" => {
+                    StoreError::invalid(column.unwrap_or_else(|| "value".into()), "is required")
+                }
+                "23514" => StoreError::invalid(
+                    constraint_field(&constraint, &table),
+                    "is outside the allowed values",
+                ),
+                "23503" => StoreError::invalid(
+                    key_columns(detail).unwrap_or_else(|| "reference".into()),
+                    "refers to a row that does not exist",
+                ),
+                "23001" => StoreError::conflict("row", "this record is immutable"),
+                "22P02" | "22023" | "22007" | "22008" | "22003" => {
+                    StoreError::invalid("value", db.message())
+                }
+                "57014" => StoreError::Unavailable("the statement timed out".into()),
+                "40001" | "40P01" => {
+                    StoreError::conflict("row", "a concurrent change conflicted; retry")
+                }
+                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+                    StoreError::Unavailable(format!("database error {c}"))
+                }
+                _ => StoreError::Internal(format!("postgres {code}: {}", db.message())),
+            }
+        }
+        _ => StoreError::Internal(format!("postgres: {e}")),
+    }
+}
+
+/// `Key (workflow_id, user_id)=(…) already exists.` gives `workflow_id, user_id`.
+fn key_columns(detail: &str) -> Option<String> {
+    let rest = detail.strip_prefix("Key (")?;
+    let end = rest.find(")=")?;
+    Some(rest[..end].to_string())
+}
+
+/// `workflows_status_check` on table `workflows` gives `status`.
+fn constraint_field(constraint: &str, table: &str) -> String {
+    let c = constraint
+        .strip_prefix(table)
+        .map(|c| c.trim_start_matches('_'))
+        .unwrap_or(constraint);
+    let c = c
+        .strip_suffix("_check")
+        .or_else(|| c.strip_suffix("_key"))
+        .or_else(|| c.strip_suffix("_fkey"))
+        .unwrap_or(c);
+    if c.is_empty() {
+        "value".into()
+    } else {
+        c.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fields() {
+        assert_eq!(
+            key_columns("Key (name)=(x) already exists.").as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            constraint_field("workflows_status_check", "workflows"),
+            "status"
+        );
+        assert_eq!(constraint_field("projects_name_key", "projects"), "name");
+    }
+}

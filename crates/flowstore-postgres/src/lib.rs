@@ -1,0 +1,19 @@
+//! The PostgreSQL backend of flowstore: its migrations and its native SQL.
+//!
+//! Several flowstore servers may share one database: migrations take an advisory
+//! lock, and claims use `FOR UPDATE SKIP LOCKED`.
+
+mod backend;
+mod error;
+mod identity;
+mod migrations;
+mod ops;
+mod project;
+mod registry;
+mod run;
+mod task;
+mod util;
+mod workflow;
+
+pub use backend::{PgSettings, PostgresBackend, PostgresTx};
+pub use migrations::MIGRATIONS;

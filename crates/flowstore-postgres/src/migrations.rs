@@ -1,0 +1,155 @@
+//! This backend's migrations and the runner that applies them. Each migration runs
+//! in one transaction with its row in `schema_migrations`; a session-level advisory
+//! lock keeps two migrators from interleaving.
+
+use flowstore_core::migrate::{AppliedMigration, Migration};
+use flowstore_core::{StoreError, StoreResult};
+use futures::future::BoxFuture;
+use sqlx::{Executor, PgConnection};
+
+use crate::error::map_err;
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            up: include_str!(concat!(
+                "../migrations/",
+                stringify!($version),
+                "_",
+                $name,
+                ".up.sql"
+            )),
+            down: include_str!(concat!(
+                "../migrations/",
+                stringify!($version),
+                "_",
+                $name,
+                ".down.sql"
+            )),
+        }
+    };
+}
+
+/// Every migration this backend knows, oldest first.
+pub static MIGRATIONS: &[Migration] = &[
+    migration!(0001, "identity"),
+    migration!(0002, "projects_workflows"),
+    migration!(0003, "work"),
+    migration!(0004, "operations"),
+];
+
+/// The advisory lock key that migrators share ("flowstor" in ASCII).
+pub const LOCK_KEY: i64 = 0x666c_6f77_7374_6f72;
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)";
+
+/// Creates the bookkeeping table when missing.
+pub fn ensure_table(conn: &mut PgConnection) -> BoxFuture<'_, StoreResult<()>> {
+    Box::pin(async move {
+        conn.execute(CREATE_TABLE).await.map_err(map_err)?;
+        Ok(())
+    })
+}
+
+/// The migrations applied to this database.
+pub fn applied(conn: &mut PgConnection) -> BoxFuture<'_, StoreResult<Vec<AppliedMigration>>> {
+    Box::pin(async move {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('schema_migrations')::text")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, name, checksum, applied_at)| AppliedMigration {
+                version,
+                name,
+                checksum,
+                applied_at,
+            })
+            .collect())
+    })
+}
+
+/// Applies one migration and records it, in one transaction.
+pub fn apply<'a>(conn: &'a mut PgConnection, m: &'a Migration) -> BoxFuture<'a, StoreResult<()>> {
+    Box::pin(async move {
+        conn.execute("BEGIN").await.map_err(map_err)?;
+        let result = async {
+            conn.execute(m.up).await.map_err(|e| {
+                StoreError::Migration(format!(
+                    "migration {} ({}) failed: {}",
+                    m.version,
+                    m.name,
+                    map_err(e)
+                ))
+            })?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        }
+        .await;
+        finish(conn, result).await
+    })
+}
+
+/// Reverts one migration and forgets it, in one transaction.
+pub fn revert<'a>(conn: &'a mut PgConnection, m: &'a Migration) -> BoxFuture<'a, StoreResult<()>> {
+    Box::pin(async move {
+        conn.execute("BEGIN").await.map_err(map_err)?;
+        let result = async {
+            conn.execute(m.down).await.map_err(|e| {
+                StoreError::Migration(format!(
+                    "reverting {} ({}) failed: {}",
+                    m.version,
+                    m.name,
+                    map_err(e)
+                ))
+            })?;
+            sqlx::query("DELETE FROM schema_migrations WHERE version = $1")
+                .bind(m.version)
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        }
+        .await;
+        finish(conn, result).await
+    })
+}
+
+async fn finish(conn: &mut PgConnection, result: StoreResult<()>) -> StoreResult<()> {
+    match result {
+        Ok(()) => {
+            conn.execute("COMMIT").await.map_err(map_err)?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}

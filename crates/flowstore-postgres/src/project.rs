@@ -1,0 +1,112 @@
+//! PostgreSQL storage for projects.
+
+use async_trait::async_trait;
+use flowstore_core::ids::ProjectId;
+use flowstore_core::model::project::{
+    NewProject, Project, ProjectFilter, ProjectPatch, ProjectRepo,
+};
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
+
+use crate::backend::PostgresTx;
+use crate::error::map_err;
+use crate::util::ensure_exists;
+
+const COLUMNS: &str = "id, name, description, repository_url, repository_name, default_branch, \
+                       settings, owner_id, created_at, updated_at";
+
+impl PostgresTx {
+    async fn write_project(&mut self, p: &Project, insert: bool) -> StoreResult<()> {
+        ensure_exists(&mut self.tx, "users", "owner_id", p.owner_id.map(|u| u.0)).await?;
+        let sql = if insert {
+            "INSERT INTO projects (id, name, description, repository_url, repository_name,
+                default_branch, settings, owner_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        } else {
+            "UPDATE projects SET name = $2, description = $3, repository_url = $4,
+                repository_name = $5, default_branch = $6, settings = $7, owner_id = $8,
+                updated_at = $10
+             WHERE id = $1"
+        };
+        sqlx::query(sql)
+            .bind(p.id)
+            .bind(&p.name)
+            .bind(&p.description)
+            .bind(&p.repository_url)
+            .bind(&p.repository_name)
+            .bind(&p.default_branch)
+            .bind(&p.settings)
+            .bind(p.owner_id)
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProjectRepo for PostgresTx {
+    async fn create_project(&mut self, new: NewProject) -> StoreResult<Project> {
+        let row = new.into_row(time::now())?;
+        self.write_project(&row, true).await?;
+        Ok(row)
+    }
+
+    async fn get_project(&mut self, id: ProjectId) -> StoreResult<Project> {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("project", id))
+    }
+
+    async fn get_project_by_name(&mut self, name: &str) -> StoreResult<Project> {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("project", name))
+    }
+
+    async fn update_project(&mut self, id: ProjectId, patch: ProjectPatch) -> StoreResult<Project> {
+        let current = self.get_project(id).await?;
+        let row = patch.apply(&current, time::now())?;
+        self.write_project(&row, false).await?;
+        Ok(row)
+    }
+
+    async fn delete_project(&mut self, id: ProjectId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("project", id));
+        }
+        Ok(())
+    }
+
+    async fn list_projects(
+        &mut self,
+        filter: &ProjectFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Project>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Project> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM projects
+             WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(filter.owner_id)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |p| p.id.0))
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE workflow_shares;
+DROP TABLE workflow_versions;
+DROP TABLE workflows;
+DROP TABLE projects;

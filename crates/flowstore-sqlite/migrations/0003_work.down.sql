@@ -1,0 +1,17 @@
+DROP VIEW pr_validation_status;
+DROP VIEW task_execution_summary;
+DROP VIEW active_tasks;
+DROP TABLE pull_requests;
+DROP TABLE components;
+DROP TABLE handler_registry;
+DROP TABLE system_metrics;
+DROP TABLE metric_rollups;
+DROP TABLE workflow_metrics;
+DROP TABLE task_executions;
+DROP TABLE task_dependencies;
+DROP TRIGGER trg_tasks_fts_update;
+DROP TRIGGER trg_tasks_fts_delete;
+DROP TRIGGER trg_tasks_fts_insert;
+DROP TABLE tasks_fts;
+DROP TABLE workflow_executions;
+DROP TABLE tasks;

@@ -1,0 +1,248 @@
+//! The SQLite backend: pool settings, the writer queue, migrations and transactions.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flowstore_core::migrate::{self, MigrationStatus};
+use flowstore_core::store::KeySource;
+use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::error::map_err;
+use crate::migrations::{self as mig, MIGRATIONS};
+
+/// How to open a SQLite database.
+#[derive(Clone, Debug)]
+pub struct SqliteSettings {
+    /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`.
+    pub url: String,
+    /// Most connections in the pool (reads run in parallel; writes queue).
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long to wait for a free connection or for another process's lock.
+    pub busy_timeout: Duration,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        SqliteSettings {
+            url: "sqlite://flowstore.db".into(),
+            max_connections: 8,
+            min_connections: 1,
+            busy_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A SQLite database behind flowstore.
+pub struct SqliteBackend {
+    pool: SqlitePool,
+    /// Serialises writers in this process: SQLite allows one writer at a time, and
+    /// queueing here keeps "database is locked" from reaching callers.
+    writer: Arc<Mutex<()>>,
+    keys: Arc<KeySource>,
+}
+
+/// One SQLite transaction with every repository operation.
+pub struct SqliteTx {
+    pub(crate) tx: Transaction<'static, Sqlite>,
+    pub(crate) keys: Arc<KeySource>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating when missing) the database at `settings.url`.
+    pub async fn connect(settings: &SqliteSettings, keys: Arc<KeySource>) -> StoreResult<Self> {
+        let memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+        let url = if memory {
+            // Each in-memory database gets a unique shared name, so that every
+            // connection of this pool sees the same data and other stores do not.
+            format!(
+                "sqlite:file:flowstore-{}?mode=memory&cache=shared",
+                uuid::Uuid::new_v4().simple()
+            )
+        } else {
+            settings.url.clone()
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::invalid("DATABASE_URL", format!("is not a SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(settings.busy_timeout)
+            .synchronous(SqliteSynchronous::Normal)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let options = if memory {
+            options.journal_mode(SqliteJournalMode::Memory)
+        } else {
+            options.journal_mode(SqliteJournalMode::Wal)
+        };
+        // Shared-cache memory databases lock whole tables; one connection avoids that.
+        let max = if memory {
+            1
+        } else {
+            settings.max_connections.max(1)
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(
+                settings
+                    .min_connections
+                    .min(max)
+                    .max(if memory { 1 } else { 0 }),
+            )
+            .acquire_timeout(settings.busy_timeout)
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(settings.idle_timeout)
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", settings.url)))?;
+        Ok(SqliteBackend {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+            keys,
+        })
+    }
+
+    /// The pool, for code in this crate's tests and for tools that need raw access.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sqlite
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let guard = self.writer.clone().lock_owned().await;
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        Ok(Box::new(SqliteTx {
+            tx,
+            keys: self.keys.clone(),
+            _writer: Some(guard),
+        }))
+    }
+
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.pool.begin().await.map_err(map_err)?;
+        Ok(Box::new(SqliteTx {
+            tx,
+            keys: self.keys.clone(),
+            _writer: None,
+        }))
+    }
+
+    async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
+        let _guard = self.writer.lock().await;
+        mig::ensure_table(&self.pool).await?;
+        let applied = mig::applied(&self.pool).await?;
+        migrate::verify(MIGRATIONS, &applied)?;
+        let mut done = Vec::new();
+        for m in MIGRATIONS {
+            if to.is_some_and(|t| m.version > t) {
+                break;
+            }
+            // Another process may be migrating the same file: `apply` re-checks under
+            // SQLite's write lock and skips a version that process applied first.
+            if mig::apply(&self.pool, m).await? {
+                done.push(m.version);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn migrate_down(&self, to: i64) -> StoreResult<Vec<i64>> {
+        let _guard = self.writer.lock().await;
+        mig::ensure_table(&self.pool).await?;
+        let applied = mig::applied(&self.pool).await?;
+        migrate::verify(MIGRATIONS, &applied)?;
+        let mut done = Vec::new();
+        for m in MIGRATIONS.iter().rev() {
+            if m.version <= to {
+                break;
+            }
+            if applied.iter().any(|a| a.version == m.version) {
+                mig::revert(&self.pool, m).await?;
+                done.push(m.version);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn migration_status(&self) -> StoreResult<Vec<MigrationStatus>> {
+        let applied = mig::applied(&self.pool).await?;
+        Ok(migrate::status(MIGRATIONS, &applied))
+    }
+
+    async fn check_schema(&self) -> StoreResult<()> {
+        let applied = mig::applied(&self.pool).await?;
+        migrate::require_current(MIGRATIONS, &applied)
+    }
+
+    async fn schema_catalog(&self) -> StoreResult<Vec<String>> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'
+             ORDER BY type, name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, n, sql)| format!("{t} {n}: {}", sql.unwrap_or_default()))
+            .collect())
+    }
+
+    async fn execute_raw(&self, sql: &str) -> StoreResult<u64> {
+        let _guard = self.writer.lock().await;
+        let done = sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(map_err)
+    }
+}

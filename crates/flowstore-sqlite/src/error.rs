@@ -1,0 +1,79 @@
+//! Maps SQLite's errors to the storage error, naming the field at fault.
+
+use flowstore_core::StoreError;
+
+/// Converts a driver error into a [`StoreError`]. Constraint violations become
+/// conflicts or invalid input naming the column; lock and I/O trouble becomes
+/// "unavailable"; the rest is internal.
+pub fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::Internal("expected a row, found none".into()),
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Unavailable("no database connection became free in time".into())
+        }
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
+        sqlx::Error::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
+        sqlx::Error::Database(db) => {
+            let msg = db.message();
+            if let Some(cols) = msg.strip_prefix("UNIQUE constraint failed: ") {
+                return StoreError::conflict(columns(cols), "is already taken");
+            }
+            if let Some(cols) = msg.strip_prefix("NOT NULL constraint failed: ") {
+                return StoreError::invalid(columns(cols), "is required");
+            }
+            if let Some(check) = msg.strip_prefix("CHECK constraint failed: ") {
+                return StoreError::invalid(check_field(check), "is outside the allowed values");
+            }
+            if msg.starts_with("FOREIGN KEY constraint failed") {
+                return StoreError::invalid("reference", "refers to a row that does not exist");
+            }
+            if msg.contains("are immutable") {
+                return StoreError::conflict("row", "this record is immutable");
+            }
+            if msg.contains("database is locked") || msg.contains("database is busy") {
+                return StoreError::Unavailable("the database stayed locked too long".into());
+            }
+            StoreError::Internal(format!("sqlite: {msg}"))
+        }
+        _ => StoreError::Internal(format!("sqlite: {e}")),
+    }
+}
+
+/// `projects.name, projects.owner_id` becomes `name, owner_id`.
+fn columns(list: &str) -> String {
+    list.split(',')
+        .map(|c| c.trim().rsplit('.').next().unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first identifier of a CHECK expression, which is the column it checks in
+/// every CHECK of this backend's schema.
+fn check_field(expr: &str) -> String {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .find(|w| !w.is_empty() && !w.chars().all(|c| c.is_ascii_digit()) && !is_sql_word(w))
+        .unwrap_or("value")
+        .to_string()
+}
+
+fn is_sql_word(w: &str) -> bool {
+    matches!(
+        w.to_ascii_lowercase().as_str(),
+        "length" | "json_valid" | "json_type" | "lower" | "not" | "and" | "or" | "is" | "null"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_columns() {
+        assert_eq!(
+            columns("workflow_shares.workflow_id, workflow_shares.user_id"),
+            "workflow_id, user_id"
+        );
+        assert_eq!(check_field("length(title) BETWEEN 1 AND 500"), "title");
+        assert_eq!(check_field("status IN ('a')"), "status");
+    }
+}

@@ -1,0 +1,21 @@
+//! The SQLite backend of flowstore: its migrations and its native SQL.
+//!
+//! Conventions of this backend (the migrations say the same): UUIDs are 16-byte
+//! BLOBs, instants are UTC text in the fixed form `YYYY-MM-DDTHH:MM:SS.ffffffZ` so that
+//! text order is time order, JSON is checked text and booleans are 0 or 1. Writers
+//! are serialised inside the process, so "database is locked" never reaches a caller.
+
+mod backend;
+mod error;
+mod identity;
+mod migrations;
+mod ops;
+mod project;
+mod registry;
+mod run;
+mod task;
+mod util;
+mod workflow;
+
+pub use backend::{SqliteBackend, SqliteSettings, SqliteTx};
+pub use migrations::MIGRATIONS;

@@ -1,0 +1,356 @@
+//! Settings, from (in rising precedence) defaults, an optional `flowstore.toml`, the
+//! environment (flowstore's own variables and those of seeds 002 and 004) and
+//! command-line flags. Every default lives here, in [`Settings::default`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flowstore_core::crypto::{Key, Keyring};
+use flowstore_core::store::KeySource;
+use flowstore_core::{StoreError, StoreResult};
+use serde::Deserialize;
+
+/// Everything flowstore needs to reach its database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The database URL; the backend follows from it.
+    pub database_url: String,
+    /// Connections kept open when idle.
+    pub pool_min: u32,
+    /// Most connections in the pool.
+    pub pool_max: u32,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// How long to wait for a connection (and, on SQLite, for a lock).
+    pub connect_timeout: Duration,
+    /// Longest a statement may run (PostgreSQL).
+    pub statement_timeout: Duration,
+    /// Require TLS to PostgreSQL.
+    pub db_ssl: bool,
+    /// Log every statement.
+    pub db_debug: bool,
+    /// The encryption key (64 hex characters or base64 of 32 bytes). Never printed.
+    pub encryption_key: Option<String>,
+    /// Older keys that may still open values sealed before a rotation.
+    pub previous_keys: Vec<String>,
+    /// The key file used when no key is given; created with mode 0600 on first use.
+    pub key_file: PathBuf,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("pool_min", &self.pool_min)
+            .field("pool_max", &self.pool_max)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("db_ssl", &self.db_ssl)
+            .field("db_debug", &self.db_debug)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://flowstore.db".into(),
+            pool_min: 1,
+            pool_max: 10,
+            idle_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            db_ssl: false,
+            db_debug: false,
+            encryption_key: None,
+            previous_keys: Vec::new(),
+            key_file: PathBuf::from("flowstore.key"),
+        }
+    }
+}
+
+/// The `[database]` part of `flowstore.toml`; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    url: Option<String>,
+    pool_min: Option<u32>,
+    pool_max: Option<u32>,
+    idle_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    statement_timeout_ms: Option<u64>,
+    ssl: Option<bool>,
+    debug: Option<bool>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileSettings {
+    #[serde(default)]
+    database: FileDatabase,
+}
+
+impl Settings {
+    /// Defaults, then `flowstore.toml` if present in the working directory, then the
+    /// process environment.
+    pub fn from_env() -> StoreResult<Settings> {
+        let file = Path::new("flowstore.toml");
+        Settings::load(file.exists().then_some(file), &|k| std::env::var(k).ok())
+    }
+
+    /// Defaults, then the TOML file `file`, then the variables `env` returns.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> StoreResult<Settings> {
+        let mut s = Settings::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StoreError::invalid("config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let f: FileSettings = toml::from_str(&text).map_err(|e| {
+                StoreError::invalid("config", format!("{}: {}", path.display(), e.message()))
+            })?;
+            let d = f.database;
+            if let Some(v) = d.url {
+                s.database_url = v;
+            }
+            if let Some(v) = d.pool_min {
+                s.pool_min = v;
+            }
+            if let Some(v) = d.pool_max {
+                s.pool_max = v;
+            }
+            if let Some(v) = d.idle_timeout_ms {
+                s.idle_timeout = Duration::from_millis(v);
+            }
+            if let Some(v) = d.connect_timeout_ms {
+                s.connect_timeout = Duration::from_millis(v);
+            }
+            if let Some(v) = d.statement_timeout_ms {
+                s.statement_timeout = Duration::from_millis(v);
+            }
+            if let Some(v) = d.ssl {
+                s.db_ssl = v;
+            }
+            if let Some(v) = d.debug {
+                s.db_debug = v;
+            }
+            if let Some(v) = d.key_file {
+                s.key_file = v;
+            }
+        }
+        s.apply_env(env)?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> StoreResult<()> {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if let Some(url) = get("DATABASE_URL") {
+            self.database_url = url;
+        } else if get("DB_HOST").is_some() || get("DB_NAME").is_some() {
+            self.database_url = postgres_url_from_parts(&get);
+        }
+        // Seed 002 and seed 004 name the pool sizes differently; both are honoured,
+        // seed 004's winning when both are set.
+        for name in ["DB_POOL_MIN", "DATABASE_POOL_MIN"] {
+            if let Some(v) = get(name) {
+                self.pool_min = parse_num(name, &v)?;
+            }
+        }
+        for name in ["DB_POOL_MAX", "DATABASE_POOL_MAX"] {
+            if let Some(v) = get(name) {
+                self.pool_max = parse_num(name, &v)?;
+            }
+        }
+        if let Some(v) = get("DB_IDLE_TIMEOUT") {
+            self.idle_timeout = parse_ms("DB_IDLE_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("DB_CONNECTION_TIMEOUT") {
+            self.connect_timeout = parse_ms("DB_CONNECTION_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("DB_STATEMENT_TIMEOUT") {
+            self.statement_timeout = parse_ms("DB_STATEMENT_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("DB_SSL") {
+            self.db_ssl = parse_bool("DB_SSL", &v)?;
+        }
+        if let Some(v) = get("DB_DEBUG") {
+            self.db_debug = parse_bool("DB_DEBUG", &v)?;
+        }
+        if let Some(v) = get("ENCRYPTION_KEY") {
+            self.encryption_key = Some(v);
+        }
+        if let Some(v) = get("ENCRYPTION_KEY_PREVIOUS") {
+            self.previous_keys = v
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("FLOWSTORE_KEY_FILE") {
+            self.key_file = PathBuf::from(v);
+        }
+        Ok(())
+    }
+
+    /// Refuses settings that cannot work, naming the setting.
+    pub fn check(&self) -> StoreResult<()> {
+        if self.pool_max == 0 {
+            return Err(StoreError::invalid("pool_max", "must be at least 1"));
+        }
+        if self.pool_min > self.pool_max {
+            return Err(StoreError::invalid(
+                "pool_min",
+                format!("{} is above pool_max {}", self.pool_min, self.pool_max),
+            ));
+        }
+        if let Some(k) = &self.encryption_key {
+            Key::parse(k)?;
+        }
+        Ok(())
+    }
+
+    /// Where the encryption key comes from under these settings.
+    pub fn key_source(&self) -> StoreResult<KeySource> {
+        match &self.encryption_key {
+            Some(k) => {
+                let mut ring = Keyring::new(Key::parse(k)?);
+                for old in &self.previous_keys {
+                    ring = ring.with_previous(Key::parse(old)?);
+                }
+                Ok(KeySource::given(ring))
+            }
+            None => Ok(KeySource::file(self.key_file.clone())),
+        }
+    }
+}
+
+fn postgres_url_from_parts(get: &dyn Fn(&str) -> Option<String>) -> String {
+    let host = get("DB_HOST").unwrap_or_else(|| "localhost".into());
+    let port = get("DB_PORT").unwrap_or_else(|| "5432".into());
+    let name = get("DB_NAME").unwrap_or_else(|| "flowstore".into());
+    let user = get("DB_USER").unwrap_or_else(|| "postgres".into());
+    let mut url = url::Url::parse("postgres://localhost/").expect("static URL parses");
+    let _ = url.set_host(Some(&host));
+    let _ = url.set_port(port.parse().ok());
+    let _ = url.set_username(&user);
+    if let Some(pw) = get("DB_PASSWORD") {
+        let _ = url.set_password(Some(&pw));
+    }
+    url.set_path(&name);
+    url.to_string()
+}
+
+fn parse_num(name: &str, v: &str) -> StoreResult<u32> {
+    v.trim()
+        .parse()
+        .map_err(|_| StoreError::invalid(name, format!("{v:?} is not a whole number")))
+}
+
+fn parse_ms(name: &str, v: &str) -> StoreResult<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| StoreError::invalid(name, format!("{v:?} is not a number of milliseconds")))
+}
+
+fn parse_bool(name: &str, v: &str) -> StoreResult<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(StoreError::invalid(
+            name,
+            format!("{v:?} is not true or false"),
+        )),
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_sqlite() {
+        let s = Settings::load(None, &env(&[])).unwrap();
+        assert_eq!(s.database_url, "sqlite://flowstore.db");
+    }
+
+    #[test]
+    fn seed_002_variables_build_a_postgres_url() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("DB_HOST", "db"),
+                ("DB_NAME", "tm"),
+                ("DB_USER", "u"),
+                ("DB_PASSWORD", "p w"),
+                ("DB_POOL_MAX", "20"),
+                ("DB_STATEMENT_TIMEOUT", "5000"),
+                ("DB_SSL", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database_url, "postgres://u:p%20w@db:5432/tm");
+        assert_eq!(s.pool_max, 20);
+        assert_eq!(s.statement_timeout, Duration::from_secs(5));
+        assert!(s.db_ssl);
+        assert!(!format!("{s:?}").contains("p%20w"));
+    }
+
+    #[test]
+    fn seed_004_variables_and_precedence() {
+        let dir = std::env::temp_dir().join(format!("fs-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("flowstore.toml");
+        std::fs::write(
+            &file,
+            "[database]\nurl = \"sqlite://from-file.db\"\npool_max = 3\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[("DATABASE_POOL_MAX", "7")])).unwrap();
+        assert_eq!(s.database_url, "sqlite://from-file.db");
+        assert_eq!(s.pool_max, 7);
+        std::fs::write(&file, "[database]\nbogus = 1\n").unwrap();
+        assert!(Settings::load(Some(&file), &env(&[])).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = Settings::load(None, &env(&[("DB_POOL_MAX", "lots")])).unwrap_err();
+        assert_eq!(e.field(), Some("DB_POOL_MAX"));
+        let e = Settings::load(None, &env(&[("ENCRYPTION_KEY", "short")])).unwrap_err();
+        assert_eq!(e.field(), Some("ENCRYPTION_KEY"));
+        let e =
+            Settings::load(None, &env(&[("DB_POOL_MIN", "5"), ("DB_POOL_MAX", "2")])).unwrap_err();
+        assert_eq!(e.field(), Some("pool_min"));
+    }
+}

@@ -1,0 +1,22 @@
+//! flowstore: a durable state store for workflow and task orchestration, on SQLite
+//! (embedded, zero set-up) or PostgreSQL (production), with the same behaviour.
+//!
+//! ```no_run
+//! # async fn demo() -> flowstore::StoreResult<()> {
+//! use flowstore::model::project::NewProject;
+//! let store = flowstore::Store::open("sqlite::memory:").await?;
+//! let mut tx = store.begin().await?;
+//! let project = tx.create_project(NewProject { name: "website".into(), ..Default::default() }).await?;
+//! tx.commit().await?;
+//! # let _ = project; Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+mod store;
+
+pub use flowstore_core::{
+    ids, migrate, model, time, Page, PageRequest, StoreError, StoreResult, Tx,
+};
+pub use store::Store;

@@ -1,0 +1,117 @@
+//! Fresh databases for the conformance suite.
+//!
+//! SQLite tests get a new file in a temporary directory. PostgreSQL tests get a new
+//! database on the server named by `FLOWSTORE_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); when that server cannot be reached
+//! the test fails with a message saying so. It never passes without running.
+
+use flowstore::config::Settings;
+use flowstore::Store;
+
+/// A migrated store on a new SQLite file.
+pub async fn sqlite() -> Store {
+    let dir = std::env::temp_dir().join("flowstore-tests");
+    std::fs::create_dir_all(&dir).expect("temporary directory is writable");
+    let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
+    open(format!("sqlite://{}", path.display()), &dir).await
+}
+
+/// The admin URL of the PostgreSQL server used by the tests.
+pub fn pg_admin_url() -> String {
+    std::env::var("FLOWSTORE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A migrated store on a new PostgreSQL database.
+pub async fn postgres() -> Store {
+    let url = fresh_pg_database().await;
+    open(url, &std::env::temp_dir().join("flowstore-tests")).await
+}
+
+/// Creates an empty PostgreSQL database and returns its URL.
+pub async fn fresh_pg_database() -> String {
+    use sqlx::Connection;
+    let admin = pg_admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is required for the conformance suite and could not be reached at {admin}: {e}. \
+             Run the tests with scripts/test.sh, which starts a throwaway server when none is running."
+        )
+    });
+    let name = format!("fs_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("the test role may create databases");
+    let _ = conn.close().await;
+    let mut url = url::Url::parse(&admin).expect("FLOWSTORE_TEST_PG is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+async fn open(url: String, key_dir: &std::path::Path) -> Store {
+    let settings = Settings {
+        database_url: url,
+        pool_max: 8,
+        key_file: key_dir.join("test.key"),
+        encryption_key: Some(
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
+        ),
+        ..Settings::default()
+    };
+    let store = Store::connect(&settings)
+        .await
+        .expect("test database opens");
+    store
+        .backend()
+        .migrate_up(None)
+        .await
+        .expect("migrations apply");
+    store
+}
+
+/// Declares each named `async fn(Store)` as a test on SQLite and on PostgreSQL.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Asserts that a result is the storage error variant given, naming `field`.
+#[allow(unused_macros)]
+macro_rules! assert_err {
+    ($result:expr, $variant:ident, $field:expr) => {{
+        match $result {
+            Err(flowstore::StoreError::$variant { ref field, .. }) => {
+                assert_eq!(field, $field, "error names the field at fault");
+            }
+            other => panic!(
+                "expected {} on {:?}, got {:?}",
+                stringify!($variant),
+                $field,
+                other
+            ),
+        }
+    }};
+    ($result:expr, NotFound) => {{
+        match $result {
+            Err(flowstore::StoreError::NotFound { .. }) => {}
+            other => panic!("expected NotFound, got {:?}", other),
+        }
+    }};
+}

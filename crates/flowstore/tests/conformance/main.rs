@@ -1,0 +1,15 @@
+//! The conformance suite: the same test bodies run against SQLite and PostgreSQL,
+//! each test on a fresh database. Every area has one module; `conformance!` turns
+//! each `async fn name(store: Store)` into one test per backend.
+
+#[macro_use]
+mod common;
+
+mod identity;
+mod migrations;
+mod ops;
+mod projects;
+mod registry;
+mod runs;
+mod tasks;
+mod workflows;
