@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Runs every flowstore test: unit tests and the conformance suite, which runs each
+# test body on SQLite and on PostgreSQL.
+#
+# PostgreSQL comes from, in order:
+#   1. FLOWSTORE_TEST_PG, if set (an admin URL whose role may CREATE DATABASE);
+#   2. a server answering at 127.0.0.1:5432 as user postgres;
+#   3. a throwaway cluster started from the installed PostgreSQL binaries (initdb,
+#      pg_ctl) in a temporary directory, stopped and removed on exit.
+# When none of these works the script fails and says why: PostgreSQL tests never
+# pass by being skipped.
+#
+# Usage: scripts/test.sh [--throwaway] [extra cargo test arguments]
+#   --throwaway   always use a throwaway cluster (ignores a running server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+force_throwaway=0
+if [[ "${1:-}" == "--throwaway" ]]; then
+  force_throwaway=1
+  shift
+fi
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+pg_answers() {
+  # Uses psql when present; otherwise a bare TCP probe.
+  if command -v psql >/dev/null 2>&1; then
+    psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null
+  fi
+}
+
+find_pg_bin() {
+  local dir
+  for dir in "$(pg_config --bindir 2>/dev/null || true)" /usr/lib/postgresql/*/bin /usr/local/pgsql/bin /usr/local/bin /usr/bin; do
+    if [[ -n "$dir" && -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
+      echo "$dir"
+      return 0
+    fi
+  done
+  return 1
+}
+
+cluster_dir=""
+cleanup() {
+  if [[ -n "$cluster_dir" && -d "$cluster_dir" ]]; then
+    log "stopping the throwaway PostgreSQL cluster"
+    run_as_owner "$pg_bin/pg_ctl" -D "$cluster_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$cluster_dir"
+  fi
+}
+trap cleanup EXIT
+
+run_as_owner() {
+  # initdb and postgres refuse to run as root: run them as an unprivileged user.
+  if [[ "$(id -u)" == "0" ]]; then
+    runuser -u "$pg_user" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+start_throwaway() {
+  pg_bin=$(find_pg_bin) || {
+    log "ERROR: PostgreSQL is not running at 127.0.0.1:5432 and no PostgreSQL binaries (initdb, pg_ctl) were found."
+    log "Install PostgreSQL 14+ (for example: apt-get install postgresql) or set FLOWSTORE_TEST_PG to a server's admin URL."
+    exit 1
+  }
+  pg_user=$(id -un)
+  if [[ "$(id -u)" == "0" ]]; then
+    if id postgres >/dev/null 2>&1; then pg_user=postgres; else pg_user=nobody; fi
+  fi
+  cluster_dir=$(mktemp -d /tmp/flowstore-pg.XXXXXX)
+  chmod 755 "$cluster_dir"
+  chown "$pg_user" "$cluster_dir" 2>/dev/null || true
+  local port=$(( 20000 + RANDOM % 20000 ))
+  log "starting a throwaway PostgreSQL cluster from $pg_bin on port $port"
+  run_as_owner "$pg_bin/initdb" -D "$cluster_dir/data" -U postgres --auth=trust -E UTF8 >"$cluster_dir/initdb.log" 2>&1 || {
+    log "ERROR: initdb failed:"; cat "$cluster_dir/initdb.log" >&2; exit 1; }
+  run_as_owner "$pg_bin/pg_ctl" -D "$cluster_dir/data" -l "$cluster_dir/server.log" -w -t 60 \
+    -o "-p $port -k $cluster_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null || {
+    log "ERROR: the throwaway PostgreSQL did not start:"; cat "$cluster_dir/server.log" >&2; exit 1; }
+  export FLOWSTORE_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+if [[ -n "${FLOWSTORE_TEST_PG:-}" && $force_throwaway == 0 ]]; then
+  pg_answers "$FLOWSTORE_TEST_PG" || { log "ERROR: FLOWSTORE_TEST_PG=$FLOWSTORE_TEST_PG does not answer"; exit 1; }
+elif [[ $force_throwaway == 0 ]] && pg_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
+  export FLOWSTORE_TEST_PG="postgres://postgres@127.0.0.1:5432/postgres"
+else
+  start_throwaway
+fi
+log "PostgreSQL for the tests: $FLOWSTORE_TEST_PG"
+
+drop_test_databases() {
+  command -v psql >/dev/null 2>&1 || return 0
+  psql "$FLOWSTORE_TEST_PG" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'fs\_test\_%'" 2>/dev/null |
+    while read -r db; do psql "$FLOWSTORE_TEST_PG" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+}
+drop_test_databases
+
+status=0
+cargo test --workspace --all-targets "$@" || status=$?
+drop_test_databases
+exit $status
