@@ -1,0 +1,79 @@
+//! The `flowstore` binary end to end: migrate up, status, down and the refusal of a
+//! bad URL, on SQLite and on PostgreSQL.
+
+use std::process::{Command, Output};
+
+#[path = "conformance/common.rs"]
+#[macro_use]
+#[allow(dead_code)]
+mod common;
+
+fn flowstore(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env(
+            "ENCRYPTION_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn migrate_round_trip(url: &str) {
+    let up = flowstore(url, &["migrate", "up"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        stdout(&up).contains("applied 1, 2, 3, 4"),
+        "{}",
+        stdout(&up)
+    );
+    let again = flowstore(url, &["migrate", "up"]);
+    assert!(stdout(&again).contains("already up to date"));
+    let status = flowstore(url, &["migrate", "status", "--json"]);
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&status.stdout).expect("status --json is JSON");
+    assert!(parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["state"] == "applied"));
+    let down = flowstore(url, &["migrate", "down", "--to", "2"]);
+    assert!(stdout(&down).contains("reverted 4, 3"), "{}", stdout(&down));
+    let status = flowstore(url, &["migrate", "status"]);
+    assert!(stdout(&status).contains("pending"));
+}
+
+#[test]
+fn migrate_commands_on_sqlite() {
+    let path = std::env::temp_dir().join(format!("fs-cli-{}.db", uuid::Uuid::new_v4().simple()));
+    migrate_round_trip(&format!("sqlite://{}", path.display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_commands_on_postgres() {
+    let url = common::fresh_pg_database().await;
+    tokio::task::spawn_blocking(move || migrate_round_trip(&url))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_bad_url_fails_with_a_clear_message() {
+    let out = flowstore("mysql://x", &["migrate", "status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DATABASE_URL") && err.contains("sqlite:"),
+        "{err}"
+    );
+}
