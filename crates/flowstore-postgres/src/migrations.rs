@@ -38,6 +38,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(0002, "projects_workflows"),
     migration!(0003, "work"),
     migration!(0004, "operations"),
+    migration!(0005, "engine"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -98,7 +98,7 @@ CREATE TABLE notifications (
         'team_invite', 'system_alert', 'security_alert', 'info')),
     title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 500),
     message TEXT,
-    data TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(data)),
+    data TEXT NOT NULL DEFAULT '{}' CHECK (data IS NULL OR json_valid(data)),
     read INTEGER NOT NULL DEFAULT 0 CHECK (read IN (0, 1)),
     read_at TEXT,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))

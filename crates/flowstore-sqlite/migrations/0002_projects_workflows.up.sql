@@ -65,7 +65,7 @@ CREATE TABLE workflow_versions (
     workflow_id BLOB NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
     version INTEGER NOT NULL CHECK (version >= 1),
     definition TEXT NOT NULL CHECK (json_valid(definition) AND json_type(definition) = 'object'),
-    configuration TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(configuration)),
+    configuration TEXT NOT NULL DEFAULT '{}' CHECK (configuration IS NULL OR json_valid(configuration)),
     change_note TEXT,
     created_by BLOB REFERENCES users (id) ON DELETE SET NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')),

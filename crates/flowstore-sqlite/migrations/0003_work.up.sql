@@ -18,9 +18,9 @@ CREATE TABLE workflow_executions (
     actual_duration INTEGER CHECK (actual_duration >= 0),
     start_time TEXT,
     end_time TEXT,
-    result_data TEXT CHECK (json_valid(result_data)),
-    error_data TEXT CHECK (json_valid(error_data)),
-    metadata TEXT CHECK (json_valid(metadata)),
+    result_data TEXT CHECK (result_data IS NULL OR json_valid(result_data)),
+    error_data TEXT CHECK (error_data IS NULL OR json_valid(error_data)),
+    metadata TEXT CHECK (metadata IS NULL OR json_valid(metadata)),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')),
     -- flowstore's additions.
@@ -28,7 +28,7 @@ CREATE TABLE workflow_executions (
     workflow_version_id BLOB REFERENCES workflow_versions (id) ON DELETE SET NULL,
     failure_strategy TEXT NOT NULL DEFAULT 'fail_fast'
         CHECK (failure_strategy IN ('fail_fast', 'continue')),
-    input TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(input)),
+    input TEXT NOT NULL DEFAULT '{}' CHECK (input IS NULL OR json_valid(input)),
     deadline_at TEXT,
     cancel_requested_at TEXT,
     CHECK (end_time IS NULL OR start_time IS NULL OR end_time >= start_time)
@@ -71,7 +71,7 @@ CREATE TABLE tasks (
     assigned_agent TEXT CHECK (length(assigned_agent) <= 100),
     handler_type TEXT CHECK (length(handler_type) <= 255),
     command TEXT,
-    parameters TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(parameters)),
+    parameters TEXT NOT NULL DEFAULT '{}' CHECK (parameters IS NULL OR json_valid(parameters)),
     environment TEXT NOT NULL DEFAULT '{}'
         CHECK (json_valid(environment) AND json_type(environment) = 'object'),
     working_directory TEXT CHECK (length(working_directory) <= 1000),
@@ -83,7 +83,7 @@ CREATE TABLE tasks (
     lease_owner TEXT,
     lease_expires_at TEXT,
     run_after TEXT,
-    result TEXT CHECK (json_valid(result)),
+    result TEXT CHECK (result IS NULL OR json_valid(result)),
     output TEXT,
     error_message TEXT,
     exit_code INTEGER,
@@ -148,9 +148,9 @@ CREATE TABLE task_executions (
     execution_status TEXT NOT NULL DEFAULT 'queued'
         CHECK (execution_status IN ('queued', 'running', 'completed', 'failed', 'cancelled',
             'timed_out', 'lease_expired')),
-    input_context TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(input_context)),
-    output_results TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(output_results)),
-    error_details TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(error_details)),
+    input_context TEXT NOT NULL DEFAULT '{}' CHECK (input_context IS NULL OR json_valid(input_context)),
+    output_results TEXT NOT NULL DEFAULT '{}' CHECK (output_results IS NULL OR json_valid(output_results)),
+    error_details TEXT NOT NULL DEFAULT '{}' CHECK (error_details IS NULL OR json_valid(error_details)),
     started_at TEXT,
     completed_at TEXT,
     lease_expires_at TEXT,
@@ -180,7 +180,7 @@ CREATE TABLE workflow_metrics (
     metric_value REAL,
     metric_unit TEXT CHECK (length(metric_unit) <= 50),
     metric_type TEXT CHECK (metric_type IN ('performance', 'resource', 'quality', 'custom')),
-    metadata TEXT CHECK (json_valid(metadata)),
+    metadata TEXT CHECK (metadata IS NULL OR json_valid(metadata)),
     recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))
 );
 CREATE INDEX idx_workflow_metrics_execution_id ON workflow_metrics (execution_id, recorded_at DESC);
@@ -209,7 +209,7 @@ CREATE TABLE system_metrics (
     metric_value REAL NOT NULL,
     metric_unit TEXT,
     component TEXT,
-    labels TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(labels)),
+    labels TEXT NOT NULL DEFAULT '{}' CHECK (labels IS NULL OR json_valid(labels)),
     recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))
 );
 CREATE INDEX idx_system_metrics_name_time ON system_metrics (metric_name, recorded_at);
@@ -223,8 +223,8 @@ CREATE TABLE handler_registry (
     handler_path TEXT CHECK (length(handler_path) <= 500),
     version TEXT CHECK (length(version) <= 50),
     description TEXT,
-    capabilities TEXT CHECK (json_valid(capabilities)),
-    configuration TEXT CHECK (json_valid(configuration)),
+    capabilities TEXT CHECK (capabilities IS NULL OR json_valid(capabilities)),
+    configuration TEXT CHECK (configuration IS NULL OR json_valid(configuration)),
     is_active INTEGER NOT NULL DEFAULT 1 CHECK (is_active IN (0, 1)),
     registered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))
@@ -245,13 +245,13 @@ CREATE TABLE components (
     status TEXT NOT NULL DEFAULT 'active'
         CHECK (status IN ('active', 'inactive', 'maintenance', 'error')),
     version TEXT,
-    configuration TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(configuration)),
-    endpoints TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(endpoints)),
+    configuration TEXT NOT NULL DEFAULT '{}' CHECK (configuration IS NULL OR json_valid(configuration)),
+    endpoints TEXT NOT NULL DEFAULT '{}' CHECK (endpoints IS NULL OR json_valid(endpoints)),
     health_check_url TEXT,
     health_status TEXT NOT NULL DEFAULT 'unknown'
         CHECK (health_status IN ('healthy', 'degraded', 'unhealthy', 'unknown')),
     last_health_check TEXT,
-    performance_metrics TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(performance_metrics)),
+    performance_metrics TEXT NOT NULL DEFAULT '{}' CHECK (performance_metrics IS NULL OR json_valid(performance_metrics)),
     dependencies TEXT NOT NULL DEFAULT '[]'
         CHECK (json_valid(dependencies) AND json_type(dependencies) = 'array'),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')),

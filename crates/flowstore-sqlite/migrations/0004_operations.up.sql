@@ -8,7 +8,7 @@ CREATE TABLE logs (
     execution_id BLOB REFERENCES workflow_executions (id) ON DELETE CASCADE,
     task_id BLOB REFERENCES tasks (id) ON DELETE CASCADE,
     message TEXT NOT NULL,
-    context TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(context)),
+    context TEXT NOT NULL DEFAULT '{}' CHECK (context IS NULL OR json_valid(context)),
     timestamp TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))
 );
 CREATE INDEX idx_logs_execution_timestamp ON logs (execution_id, timestamp) WHERE execution_id IS NOT NULL;
@@ -91,7 +91,7 @@ CREATE TABLE webhook_deliveries (
     webhook_id BLOB NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
     event_seq INTEGER,
     event_type TEXT NOT NULL CHECK (length(event_type) BETWEEN 1 AND 100),
-    payload TEXT NOT NULL CHECK (json_valid(payload)),
+    payload TEXT NOT NULL CHECK (payload IS NULL OR json_valid(payload)),
     status TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'succeeded', 'failed', 'dead')),
     attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
@@ -122,8 +122,8 @@ CREATE TABLE audit_log (
     action TEXT NOT NULL CHECK (length(action) BETWEEN 1 AND 100),
     entity_type TEXT NOT NULL CHECK (length(entity_type) BETWEEN 1 AND 100),
     entity_id TEXT,
-    before TEXT CHECK (json_valid(before)),
-    after TEXT CHECK (json_valid(after)),
+    before TEXT CHECK (before IS NULL OR json_valid(before)),
+    after TEXT CHECK (after IS NULL OR json_valid(after)),
     ip_address TEXT,
     request_id TEXT,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')),

@@ -39,6 +39,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(0002, "projects_workflows"),
     migration!(0003, "work"),
     migration!(0004, "operations"),
+    migration!(0005, "engine"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

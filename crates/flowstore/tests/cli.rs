@@ -33,7 +33,7 @@ fn migrate_round_trip(url: &str) {
         String::from_utf8_lossy(&up.stderr)
     );
     assert!(
-        stdout(&up).contains("applied 1, 2, 3, 4"),
+        stdout(&up).contains("applied 1, 2, 3, 4, 5"),
         "{}",
         stdout(&up)
     );
@@ -48,7 +48,7 @@ fn migrate_round_trip(url: &str) {
         .iter()
         .all(|m| m["state"] == "applied"));
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
-    assert!(stdout(&down).contains("reverted 4, 3"), "{}", stdout(&down));
+    assert!(stdout(&down).contains("reverted 5, 4, 3"), "{}", stdout(&down));
     let status = flowstore(url, &["migrate", "status"]);
     assert!(stdout(&status).contains("pending"));
 }
