@@ -1,7 +1,287 @@
-//! SQLite storage for the `registry` area.
+//! SQLite storage for the handler registry, components and system metrics.
 
-use flowstore_core::model::registry::RegistryRepo;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flowstore_core::ids::ComponentId;
+use flowstore_core::model::registry::{
+    Component, ComponentHealth, ComponentPatch, ComponentRef, Handler, HandlerPatch, Heartbeat,
+    NewComponent, NewHandler, NewSystemMetric, RegistryRepo, SystemMetric,
+};
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::backend::SqliteTx;
+use crate::error::map_err;
+use crate::util::{ts, ts_opt};
 
-impl RegistryRepo for SqliteTx {}
+const HANDLER_COLUMNS: &str = "id, handler_type, handler_name, handler_class, handler_path, \
+     version, description, capabilities, configuration, is_active, registered_at, updated_at";
+
+const COMPONENT_COLUMNS: &str = "id, name, type, status, version, configuration, endpoints, \
+     health_check_url, health_status, last_health_check, performance_metrics, dependencies, \
+     created_at, updated_at";
+
+const METRIC_COLUMNS: &str =
+    "id, metric_name, metric_value, metric_unit, component, labels, recorded_at";
+
+impl SqliteTx {
+    async fn write_handler(&mut self, h: &Handler, insert: bool) -> StoreResult<()> {
+        let sql = if insert {
+            "INSERT INTO handler_registry (id, handler_type, handler_name, handler_class,
+                handler_path, version, description, capabilities, configuration, is_active,
+                registered_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        } else {
+            "UPDATE handler_registry SET handler_type = ?2, handler_name = ?3,
+                handler_class = ?4, handler_path = ?5, version = ?6, description = ?7,
+                capabilities = ?8, configuration = ?9, is_active = ?10, updated_at = ?12
+             WHERE id = ?1"
+        };
+        sqlx::query(sql)
+            .bind(h.id)
+            .bind(&h.handler_type)
+            .bind(&h.handler_name)
+            .bind(&h.handler_class)
+            .bind(&h.handler_path)
+            .bind(&h.version)
+            .bind(&h.description)
+            .bind(&h.capabilities)
+            .bind(&h.configuration)
+            .bind(h.is_active)
+            .bind(ts(&h.registered_at))
+            .bind(ts(&h.updated_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn write_component(&mut self, c: &Component, insert: bool) -> StoreResult<()> {
+        let sql = if insert {
+            "INSERT INTO components (id, name, type, status, version, configuration, endpoints,
+                health_check_url, health_status, last_health_check, performance_metrics,
+                dependencies, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        } else {
+            "UPDATE components SET name = ?2, type = ?3, status = ?4, version = ?5,
+                configuration = ?6, endpoints = ?7, health_check_url = ?8, health_status = ?9,
+                last_health_check = ?10, performance_metrics = ?11, dependencies = ?12,
+                updated_at = ?14
+             WHERE id = ?1"
+        };
+        sqlx::query(sql)
+            .bind(c.id)
+            .bind(&c.name)
+            .bind(&c.component_type)
+            .bind(c.status)
+            .bind(&c.version)
+            .bind(&c.configuration)
+            .bind(&c.endpoints)
+            .bind(&c.health_check_url)
+            .bind(c.health_status)
+            .bind(ts_opt(&c.last_health_check))
+            .bind(&c.performance_metrics)
+            .bind(sqlx::types::Json(&c.dependencies))
+            .bind(ts(&c.created_at))
+            .bind(ts(&c.updated_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RegistryRepo for SqliteTx {
+    async fn register_handler(&mut self, new: NewHandler) -> StoreResult<Handler> {
+        let row = new.into_row(time::now())?;
+        self.write_handler(&row, true).await?;
+        Ok(row)
+    }
+
+    async fn get_handler(&mut self, handler_type: &str) -> StoreResult<Handler> {
+        sqlx::query_as(&format!(
+            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE handler_type = ?1"
+        ))
+        .bind(handler_type)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("handler", handler_type))
+    }
+
+    async fn update_handler(
+        &mut self,
+        handler_type: &str,
+        patch: HandlerPatch,
+    ) -> StoreResult<Handler> {
+        let current = self.get_handler(handler_type).await?;
+        let row = patch.apply(&current, time::now())?;
+        self.write_handler(&row, false).await?;
+        Ok(row)
+    }
+
+    async fn deactivate_handler(&mut self, handler_type: &str) -> StoreResult<Handler> {
+        let patch = HandlerPatch {
+            is_active: Some(false),
+            ..Default::default()
+        };
+        self.update_handler(handler_type, patch).await
+    }
+
+    async fn list_active_handlers(&mut self) -> StoreResult<Vec<Handler>> {
+        sqlx::query_as(&format!(
+            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE is_active = 1
+             ORDER BY handler_type"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn list_handlers(&mut self, page: &PageRequest) -> StoreResult<Page<Handler>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Handler> = sqlx::query_as(&format!(
+            "SELECT {HANDLER_COLUMNS} FROM handler_registry
+             WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |h| h.id.0))
+    }
+
+    async fn register_component(&mut self, new: NewComponent) -> StoreResult<Component> {
+        let row = new.into_row(time::now())?;
+        self.write_component(&row, true).await?;
+        Ok(row)
+    }
+
+    async fn get_component(&mut self, which: ComponentRef) -> StoreResult<Component> {
+        let query = match &which {
+            ComponentRef::Id(id) => {
+                sqlx::query_as(&format!(
+                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE id = ?1"
+                ))
+                .bind(*id)
+                .fetch_optional(&mut *self.tx)
+                .await
+            }
+            ComponentRef::Name(name) => {
+                sqlx::query_as(&format!(
+                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE name = ?1"
+                ))
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await
+            }
+        };
+        query
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("component", which))
+    }
+
+    async fn update_component(
+        &mut self,
+        id: ComponentId,
+        patch: ComponentPatch,
+    ) -> StoreResult<Component> {
+        let current = self.get_component(ComponentRef::Id(id)).await?;
+        let row = patch.apply(&current, time::now())?;
+        self.write_component(&row, false).await?;
+        Ok(row)
+    }
+
+    async fn heartbeat(&mut self, which: ComponentRef, beat: Heartbeat) -> StoreResult<Component> {
+        let current = self.get_component(which).await?;
+        let row = beat.apply(&current, time::now())?;
+        self.write_component(&row, false).await?;
+        Ok(row)
+    }
+
+    async fn component_health(
+        &mut self,
+        stale_after: Duration,
+    ) -> StoreResult<Vec<ComponentHealth>> {
+        let rows: Vec<Component> = sqlx::query_as(&format!(
+            "SELECT {COMPONENT_COLUMNS} FROM components ORDER BY name"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let now = time::now();
+        Ok(rows
+            .into_iter()
+            .map(|c| ComponentHealth::assess(c, now, stale_after))
+            .collect())
+    }
+
+    async fn list_components(&mut self, page: &PageRequest) -> StoreResult<Page<Component>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Component> = sqlx::query_as(&format!(
+            "SELECT {COMPONENT_COLUMNS} FROM components
+             WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |c| c.id.0))
+    }
+
+    async fn delete_component(&mut self, id: ComponentId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM components WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("component", id));
+        }
+        Ok(())
+    }
+
+    async fn record_system_metric(&mut self, new: NewSystemMetric) -> StoreResult<SystemMetric> {
+        let m = new.into_row(time::now())?;
+        sqlx::query(
+            "INSERT INTO system_metrics (id, metric_name, metric_value, metric_unit, component,
+                labels, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(m.id)
+        .bind(&m.metric_name)
+        .bind(m.metric_value)
+        .bind(&m.metric_unit)
+        .bind(&m.component)
+        .bind(&m.labels)
+        .bind(ts(&m.recorded_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(m)
+    }
+
+    async fn list_system_metrics(
+        &mut self,
+        name: &str,
+        since: time::Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<SystemMetric>> {
+        // The same bounds as a page size, so a caller cannot ask for everything.
+        let limit = PageRequest::first(limit).limit()?;
+        sqlx::query_as(&format!(
+            "SELECT {METRIC_COLUMNS} FROM system_metrics
+             WHERE metric_name = ?1 AND recorded_at >= ?2
+             ORDER BY recorded_at, id LIMIT ?3"
+        ))
+        .bind(name)
+        .bind(ts(&since))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+}
