@@ -1,6 +1,7 @@
 //! Domain types and the repository trait of each area. Each area's types and its
 //! trait live in one module; [`crate::Tx`] gathers the traits.
 
+pub mod dag;
 pub mod identity;
 pub mod ops;
 pub mod project;
