@@ -8,6 +8,7 @@
 mod backend;
 mod error;
 mod identity;
+mod metric;
 mod migrations;
 mod ops;
 mod project;

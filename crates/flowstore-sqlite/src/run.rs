@@ -1,7 +1,358 @@
-//! SQLite storage for the `run` area.
+//! SQLite storage for runs (seed 000's workflow executions) and task attempts; the
+//! metric half of [`RunRepo`] lives in `metric.rs`.
 
-use flowstore_core::model::run::RunRepo;
+use async_trait::async_trait;
+use flowstore_core::ids::{AttemptId, RunId, TaskId};
+use flowstore_core::model::metric::{
+    duration_metric, started_metric, AggregateFilter, MetricAggregate, MetricType, NewMetric,
+    WorkflowMetric,
+};
+use flowstore_core::model::run::{
+    AgentSummary, AttemptOutcome, ExecutionPatch, ExecutionStatistics, NewAttempt, NewExecution,
+    RunRepo, RunStatus, StatsFilter, TaskAttempt, WorkflowExecution,
+};
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::backend::SqliteTx;
+use crate::error::map_err;
+use crate::util::{ensure_exists, ts, ts_opt};
 
-impl RunRepo for SqliteTx {}
+const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_version, task_id, \
+     user_id, status, strategy, priority, estimated_duration, actual_duration, start_time, \
+     end_time, result_data, error_data, metadata, created_at, updated_at, workflow_ref, \
+     workflow_version_id, failure_strategy, input, deadline_at, cancel_requested_at";
+
+const ATTEMPT_COLUMNS: &str = "id, task_id, run_id, attempt, agent_type, worker_id, \
+     execution_status, input_context, output_results, error_details, started_at, completed_at, \
+     lease_expires_at, heartbeat_at, duration_ms, memory_usage_mb, cpu_time_ms, created_at, \
+     updated_at";
+
+impl SqliteTx {
+    async fn insert_execution(&mut self, r: &WorkflowExecution) -> StoreResult<()> {
+        ensure_exists(&mut self.tx, "tasks", "task_id", r.task_id.map(|t| t.0)).await?;
+        ensure_exists(
+            &mut self.tx,
+            "workflows",
+            "workflow_ref",
+            r.workflow_ref.map(|t| t.0),
+        )
+        .await?;
+        ensure_exists(
+            &mut self.tx,
+            "workflow_versions",
+            "workflow_version_id",
+            r.workflow_version_id.map(|t| t.0),
+        )
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO workflow_executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+             ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+             ?24, ?25)"
+        ))
+        .bind(r.id)
+        .bind(&r.execution_id)
+        .bind(&r.workflow_id)
+        .bind(&r.workflow_name)
+        .bind(&r.workflow_version)
+        .bind(r.task_id)
+        .bind(&r.user_id)
+        .bind(r.status)
+        .bind(r.strategy)
+        .bind(r.priority)
+        .bind(r.estimated_duration)
+        .bind(r.actual_duration)
+        .bind(ts_opt(&r.start_time))
+        .bind(ts_opt(&r.end_time))
+        .bind(&r.result_data)
+        .bind(&r.error_data)
+        .bind(&r.metadata)
+        .bind(ts(&r.created_at))
+        .bind(ts(&r.updated_at))
+        .bind(r.workflow_ref)
+        .bind(r.workflow_version_id)
+        .bind(r.failure_strategy)
+        .bind(&r.input)
+        .bind(ts_opt(&r.deadline_at))
+        .bind(ts_opt(&r.cancel_requested_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Writes the fields seed 000's update may change, and nothing else.
+    async fn write_execution_patch(&mut self, r: &WorkflowExecution) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE workflow_executions SET status = ?2, start_time = ?3, end_time = ?4,
+                actual_duration = ?5, result_data = ?6, error_data = ?7, metadata = ?8,
+                estimated_duration = ?9, strategy = ?10, priority = ?11, updated_at = ?12
+             WHERE id = ?1",
+        )
+        .bind(r.id)
+        .bind(r.status)
+        .bind(ts_opt(&r.start_time))
+        .bind(ts_opt(&r.end_time))
+        .bind(r.actual_duration)
+        .bind(&r.result_data)
+        .bind(&r.error_data)
+        .bind(&r.metadata)
+        .bind(r.estimated_duration)
+        .bind(r.strategy)
+        .bind(r.priority)
+        .bind(ts(&r.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_attempt(&mut self, id: AttemptId) -> StoreResult<TaskAttempt> {
+        sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("task attempt", id))
+    }
+}
+
+#[async_trait]
+impl RunRepo for SqliteTx {
+    async fn create_execution(&mut self, new: NewExecution) -> StoreResult<WorkflowExecution> {
+        let row = new.into_row(time::now())?;
+        self.insert_execution(&row).await?;
+        self.insert_metric(started_metric(&row)).await?;
+        Ok(row)
+    }
+
+    async fn get_execution(&mut self, id: RunId) -> StoreResult<WorkflowExecution> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("run", id))
+    }
+
+    async fn find_by_execution_id(&mut self, execution_id: &str) -> StoreResult<WorkflowExecution> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = ?1"
+        ))
+        .bind(execution_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("run", execution_id))
+    }
+
+    async fn update_execution(
+        &mut self,
+        execution_id: &str,
+        patch: ExecutionPatch,
+    ) -> StoreResult<WorkflowExecution> {
+        // The write transaction already holds SQLite's single writer lock, so the
+        // read below cannot be overtaken by another writer.
+        let current = self.find_by_execution_id(execution_id).await?;
+        let row = patch.apply(&current, time::now())?;
+        self.write_execution_patch(&row).await?;
+        if let Some(metric) = duration_metric(&current, &row) {
+            self.insert_metric(metric).await?;
+        }
+        Ok(row)
+    }
+
+    async fn list_by_workflow(
+        &mut self,
+        workflow_id: &str,
+        status: Option<RunStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WorkflowExecution>> {
+        let (limit, after) = page.parts()?;
+        // Two statements rather than `(?2 IS NULL OR status = ?2)`, so that each one
+        // walks its own index (workflow_id[, status], id DESC) to the page.
+        let status_cond = if status.is_some() {
+            "AND status = ?2"
+        } else {
+            "AND ?2 IS NULL"
+        };
+        let rows: Vec<WorkflowExecution> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM workflow_executions
+             WHERE workflow_id = ?1 {status_cond} AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(workflow_id)
+        .bind(status)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |r| r.id.0))
+    }
+
+    async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = ?1
+             ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(task_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn execution_statistics(
+        &mut self,
+        filter: &StatsFilter,
+    ) -> StoreResult<ExecutionStatistics> {
+        // The mean is the exact integer sum divided once, as on PostgreSQL, so both
+        // backends return the same double.
+        sqlx::query_as(
+            "SELECT count(*) AS total_executions,
+                    count(CASE WHEN status = 'completed' THEN 1 END) AS completed_executions,
+                    count(CASE WHEN status = 'failed' THEN 1 END) AS failed_executions,
+                    CAST(sum(actual_duration) AS REAL) / count(actual_duration)
+                        AS average_duration,
+                    min(actual_duration) AS min_duration,
+                    max(actual_duration) AS max_duration
+             FROM workflow_executions
+             WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)",
+        )
+        .bind(&filter.workflow_id)
+        .bind(filter.status)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn delete_execution(&mut self, execution_id: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM workflow_executions WHERE execution_id = ?1")
+            .bind(execution_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("run", execution_id));
+        }
+        Ok(())
+    }
+
+    async fn record_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric> {
+        self.insert_metric(new).await
+    }
+
+    async fn metrics_for_execution(
+        &mut self,
+        execution_id: &str,
+        metric_type: Option<MetricType>,
+        limit: Option<u32>,
+    ) -> StoreResult<Vec<WorkflowMetric>> {
+        self.select_metrics(execution_id, metric_type, limit).await
+    }
+
+    async fn aggregated_metrics(
+        &mut self,
+        filter: &AggregateFilter,
+    ) -> StoreResult<Vec<MetricAggregate>> {
+        self.aggregate_raw(filter).await
+    }
+
+    async fn aggregated_metrics_from_rollups(
+        &mut self,
+        filter: &AggregateFilter,
+    ) -> StoreResult<Vec<MetricAggregate>> {
+        self.aggregate_rollups(filter).await
+    }
+
+    async fn record_attempt(&mut self, new: NewAttempt) -> StoreResult<TaskAttempt> {
+        let a = new.into_row(time::now())?;
+        ensure_exists(&mut self.tx, "tasks", "task_id", Some(a.task_id.0)).await?;
+        ensure_exists(
+            &mut self.tx,
+            "workflow_executions",
+            "run_id",
+            a.run_id.map(|r| r.0),
+        )
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO task_executions ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ))
+        .bind(a.id)
+        .bind(a.task_id)
+        .bind(a.run_id)
+        .bind(a.attempt)
+        .bind(&a.agent_type)
+        .bind(&a.worker_id)
+        .bind(a.execution_status)
+        .bind(&a.input_context)
+        .bind(&a.output_results)
+        .bind(&a.error_details)
+        .bind(ts_opt(&a.started_at))
+        .bind(ts_opt(&a.completed_at))
+        .bind(ts_opt(&a.lease_expires_at))
+        .bind(ts_opt(&a.heartbeat_at))
+        .bind(a.duration_ms)
+        .bind(a.memory_usage_mb)
+        .bind(a.cpu_time_ms)
+        .bind(ts(&a.created_at))
+        .bind(ts(&a.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(a)
+    }
+
+    async fn finish_attempt(
+        &mut self,
+        id: AttemptId,
+        outcome: AttemptOutcome,
+    ) -> StoreResult<TaskAttempt> {
+        let current = self.get_attempt(id).await?;
+        let a = outcome.apply(&current, time::now())?;
+        sqlx::query(
+            "UPDATE task_executions SET execution_status = ?2, output_results = ?3,
+                error_details = ?4, completed_at = ?5, duration_ms = ?6, memory_usage_mb = ?7,
+                cpu_time_ms = ?8, updated_at = ?9
+             WHERE id = ?1",
+        )
+        .bind(a.id)
+        .bind(a.execution_status)
+        .bind(&a.output_results)
+        .bind(&a.error_details)
+        .bind(ts_opt(&a.completed_at))
+        .bind(a.duration_ms)
+        .bind(a.memory_usage_mb)
+        .bind(a.cpu_time_ms)
+        .bind(ts(&a.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(a)
+    }
+
+    async fn list_attempts(&mut self, task_id: TaskId) -> StoreResult<Vec<TaskAttempt>> {
+        sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE task_id = ?1 ORDER BY attempt"
+        ))
+        .bind(task_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn task_execution_summary(&mut self) -> StoreResult<Vec<AgentSummary>> {
+        sqlx::query_as(
+            "SELECT agent_type, total_executions, completed_executions, failed_executions,
+                    average_duration_ms, average_memory_mb, average_cpu_time_ms
+             FROM task_execution_summary ORDER BY agent_type",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+}

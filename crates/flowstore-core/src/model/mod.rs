@@ -3,6 +3,7 @@
 
 pub mod dag;
 pub mod identity;
+pub mod metric;
 pub mod ops;
 pub mod project;
 pub mod registry;
