@@ -123,13 +123,14 @@ impl NewMetric {
                     "must be a finite number",
                 ))
             }
-            Some(v) if v.abs() >= MAX_METRIC_VALUE => {
+            // Checked after rounding: a value just below the bound can round up to it.
+            Some(v) if round4(v).abs() >= MAX_METRIC_VALUE => {
                 return Err(StoreError::invalid(
                     "metric_value",
                     "must be below 10^11 in magnitude",
                 ))
             }
-            Some(v) => Some((v * 10_000.0).round() / 10_000.0),
+            Some(v) => Some(round4(v)),
             None => None,
         };
         let metadata = self
@@ -147,6 +148,12 @@ impl NewMetric {
             recorded_at: self.recorded_at.map(time::truncate).unwrap_or(now),
         })
     }
+}
+
+/// `v` rounded to 4 decimals, half away from zero, as PostgreSQL rounds into
+/// `DECIMAL(15, 4)`.
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
 }
 
 /// The page size asked for, checked.

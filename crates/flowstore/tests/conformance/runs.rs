@@ -478,7 +478,14 @@ async fn metric_input_is_checked(store: Store) {
         metric_type: Some(MetricType::Resource),
         ..Default::default()
     };
-    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e11, -2e12] {
+    for bad in [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e11,
+        -2e12,
+        99_999_999_999.99996,
+    ] {
         assert_err!(
             tx.record_metric(metric(Some(bad))).await,
             Invalid,
@@ -498,6 +505,15 @@ async fn metric_input_is_checked(store: Store) {
         tx.record_metric(NewMetric {
             metric_name: " ".into(),
             ..metric(Some(1.0))
+        })
+        .await,
+        Invalid,
+        "metric_name"
+    );
+    assert_err!(
+        tx.record_metric(NewMetric {
+            metric_name: "n".repeat(256),
+            ..metric(None)
         })
         .await,
         Invalid,
