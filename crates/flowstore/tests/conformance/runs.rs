@@ -484,7 +484,7 @@ async fn metric_input_is_checked(store: Store) {
         f64::NEG_INFINITY,
         1e11,
         -2e12,
-        99_999_999_999.99996,
+        99_999_999_999.999_96,
     ] {
         assert_err!(
             tx.record_metric(metric(Some(bad))).await,
