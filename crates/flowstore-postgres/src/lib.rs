@@ -6,6 +6,7 @@
 mod backend;
 mod error;
 mod identity;
+mod identity_access;
 mod metric;
 mod migrations;
 mod ops;

@@ -1,7 +1,503 @@
-//! SQLite storage for the `identity` area.
+//! SQLite storage for the identity area: users and teams here; sessions, API keys and
+//! notifications in `identity_access.rs`, which this trait implementation calls.
 
-use flowstore_core::model::identity::IdentityRepo;
+use async_trait::async_trait;
+use flowstore_core::crypto::sha256_hex;
+use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
+use flowstore_core::model::identity::{
+    burn_password_check, hash_password, normalize_email, password_matches, random_token,
+    IdentityRepo, LoginOutcome, NewTeam, NewUser, Team, TeamMember, TeamRole, User, UserFilter,
+    UserPatch, UserStatus, RESET_TOKEN_TTL,
+};
+use flowstore_core::model::identity_access::{
+    ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
+    NotificationFilter, Session,
+};
+use flowstore_core::time::Timestamp;
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::backend::SqliteTx;
+use crate::error::map_err;
+use crate::util::{ensure_exists, ts, ts_opt};
 
-impl IdentityRepo for SqliteTx {}
+const USER_COLUMNS: &str = "id, email, display_name, password_hash, role, status, \
+                            failed_login_count, locked_until, email_verified_at, last_login_at, \
+                            created_at, updated_at";
+const TEAM_COLUMNS: &str = "id, name, description, created_by, created_at, updated_at";
+const MEMBER_COLUMNS: &str = "team_id, user_id, role, created_at";
+
+impl SqliteTx {
+    async fn user_where(&mut self, clause: &str, value: &str) -> StoreResult<Option<User>> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE {clause}"))
+            .bind(value)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Runs an UPDATE on one user and refuses an unknown ID.
+    async fn update_user_row<'q>(
+        &mut self,
+        id: UserId,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> StoreResult<()> {
+        let done = query.execute(&mut *self.tx).await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("user", id));
+        }
+        Ok(())
+    }
+
+    async fn get_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<TeamMember> {
+        sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = ?1 AND user_id = ?2"
+        ))
+        .bind(team_id)
+        .bind(user_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("team member", format!("{team_id}/{user_id}")))
+    }
+}
+
+#[async_trait]
+impl IdentityRepo for SqliteTx {
+    async fn create_user(&mut self, new: NewUser) -> StoreResult<User> {
+        let u = new.into_row(time::now())?;
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, password_hash, role, status,
+                failed_login_count, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+        )
+        .bind(u.id)
+        .bind(&u.email)
+        .bind(&u.display_name)
+        .bind(&u.password_hash)
+        .bind(u.role)
+        .bind(u.status)
+        .bind(ts(&u.created_at))
+        .bind(ts(&u.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(u)
+    }
+
+    async fn get_user(&mut self, id: UserId) -> StoreResult<User> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("user", id))
+    }
+
+    async fn get_user_by_email(&mut self, email: &str) -> StoreResult<User> {
+        let email = normalize_email(email)?;
+        self.user_where("email = ?1", &email)
+            .await?
+            .ok_or_else(|| StoreError::not_found("user", email))
+    }
+
+    async fn update_user(&mut self, id: UserId, patch: UserPatch) -> StoreResult<User> {
+        let current = self.get_user(id).await?;
+        let u = patch.apply(&current, time::now())?;
+        let q = sqlx::query(
+            "UPDATE users SET display_name = ?2, role = ?3, status = ?4, updated_at = ?5
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(&u.display_name)
+        .bind(u.role)
+        .bind(u.status)
+        .bind(ts(&u.updated_at));
+        self.update_user_row(id, q).await?;
+        Ok(u)
+    }
+
+    async fn delete_user(&mut self, id: UserId) -> StoreResult<()> {
+        let q = sqlx::query("DELETE FROM users WHERE id = ?1").bind(id);
+        self.update_user_row(id, q).await
+    }
+
+    async fn list_users(
+        &mut self,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<User> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE (?1 IS NULL OR role = ?1) AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(filter.role)
+        .bind(filter.status)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |u| u.id.0))
+    }
+
+    async fn verify_password(
+        &mut self,
+        email: &str,
+        password: &str,
+        now: Timestamp,
+    ) -> StoreResult<LoginOutcome> {
+        let user = match normalize_email(email) {
+            Ok(email) => self.user_where("email = ?1", &email).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user else {
+            // An unknown email answers like a wrong password, and as slowly.
+            burn_password_check(password);
+            return Ok(LoginOutcome::BadCredentials { locked_until: None });
+        };
+        user.check_not_locked(now)?;
+        let matches = match user.password_hash.as_deref() {
+            Some(hash) => password_matches(hash, password),
+            None => {
+                burn_password_check(password);
+                false
+            }
+        };
+        if !matches {
+            let (count, locked_until) = user.after_failed_login(now);
+            let q = sqlx::query(
+                "UPDATE users SET failed_login_count = ?2, locked_until = ?3, updated_at = ?4
+                 WHERE id = ?1",
+            )
+            .bind(user.id)
+            .bind(count)
+            .bind(ts_opt(&locked_until))
+            .bind(ts(&now));
+            self.update_user_row(user.id, q).await?;
+            return Ok(LoginOutcome::BadCredentials { locked_until });
+        }
+        user.check_active()?;
+        let q = sqlx::query(
+            "UPDATE users SET failed_login_count = 0, locked_until = NULL, last_login_at = ?2,
+                updated_at = ?2
+             WHERE id = ?1",
+        )
+        .bind(user.id)
+        .bind(ts(&now));
+        self.update_user_row(user.id, q).await?;
+        Ok(LoginOutcome::Success(self.get_user(user.id).await?))
+    }
+
+    async fn issue_reset_token(&mut self, id: UserId, now: Timestamp) -> StoreResult<String> {
+        let token = random_token();
+        let q = sqlx::query(
+            "UPDATE users SET reset_token_hash = ?2, reset_token_expires_at = ?3, updated_at = ?4
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(sha256_hex(&token))
+        .bind(ts(&(now + RESET_TOKEN_TTL)))
+        .bind(ts(&now));
+        self.update_user_row(id, q).await?;
+        Ok(token)
+    }
+
+    async fn reset_password(
+        &mut self,
+        token: &str,
+        new_password: &str,
+        now: Timestamp,
+    ) -> StoreResult<User> {
+        let hash = hash_password(new_password)?;
+        let id: Option<UserId> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE reset_token_hash = ?1 AND reset_token_expires_at > ?2",
+        )
+        .bind(sha256_hex(token))
+        .bind(ts(&now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown, used or expired"))?;
+        let q = sqlx::query(
+            "UPDATE users SET password_hash = ?2, reset_token_hash = NULL,
+                reset_token_expires_at = NULL, failed_login_count = 0, locked_until = NULL,
+                updated_at = ?3
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(&hash)
+        .bind(ts(&now));
+        self.update_user_row(id, q).await?;
+        // A new password ends every session opened with the old one.
+        self.revoke_user_sessions(id, now).await?;
+        self.get_user(id).await
+    }
+
+    async fn issue_verification_token(&mut self, id: UserId) -> StoreResult<String> {
+        let token = random_token();
+        let q = sqlx::query("UPDATE users SET verification_token_hash = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(sha256_hex(&token));
+        self.update_user_row(id, q).await?;
+        Ok(token)
+    }
+
+    async fn verify_email(&mut self, token: &str, now: Timestamp) -> StoreResult<User> {
+        let id: Option<UserId> =
+            sqlx::query_scalar("SELECT id FROM users WHERE verification_token_hash = ?1")
+                .bind(sha256_hex(token))
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown or used"))?;
+        let q = sqlx::query(
+            "UPDATE users SET verification_token_hash = NULL, email_verified_at = ?2,
+                status = CASE WHEN status = ?3 THEN ?4 ELSE status END, updated_at = ?2
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(ts(&now))
+        .bind(UserStatus::PendingVerification)
+        .bind(UserStatus::Active);
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
+    }
+
+    async fn create_team(&mut self, new: NewTeam) -> StoreResult<Team> {
+        let t = new.into_row(time::now())?;
+        ensure_exists(
+            &mut self.tx,
+            "users",
+            "created_by",
+            t.created_by.map(|u| u.0),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO teams (id, name, description, created_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(t.id)
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(t.created_by)
+        .bind(ts(&t.created_at))
+        .bind(ts(&t.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(t)
+    }
+
+    async fn get_team(&mut self, id: TeamId) -> StoreResult<Team> {
+        sqlx::query_as(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("team", id))
+    }
+
+    async fn list_teams(&mut self, page: &PageRequest) -> StoreResult<Page<Team>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Team> = sqlx::query_as(&format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE (?1 IS NULL OR id < ?1)
+             ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |t| t.id.0))
+    }
+
+    async fn delete_team(&mut self, id: TeamId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM teams WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("team", id));
+        }
+        Ok(())
+    }
+
+    async fn add_team_member(
+        &mut self,
+        team_id: TeamId,
+        user_id: UserId,
+        role: TeamRole,
+    ) -> StoreResult<TeamMember> {
+        ensure_exists(&mut self.tx, "teams", "team_id", Some(team_id.0)).await?;
+        ensure_exists(&mut self.tx, "users", "user_id", Some(user_id.0)).await?;
+        let m = TeamMember {
+            team_id,
+            user_id,
+            role,
+            created_at: time::now(),
+        };
+        sqlx::query(
+            "INSERT INTO team_members (team_id, user_id, role, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(m.team_id)
+        .bind(m.user_id)
+        .bind(m.role)
+        .bind(ts(&m.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(m)
+    }
+
+    async fn update_team_member(
+        &mut self,
+        team_id: TeamId,
+        user_id: UserId,
+        role: TeamRole,
+    ) -> StoreResult<TeamMember> {
+        sqlx::query("UPDATE team_members SET role = ?3 WHERE team_id = ?1 AND user_id = ?2")
+            .bind(team_id)
+            .bind(user_id)
+            .bind(role)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        self.get_member(team_id, user_id).await
+    }
+
+    async fn remove_team_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(
+                "team member",
+                format!("{team_id}/{user_id}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>> {
+        self.get_team(team_id).await?;
+        sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = ?1
+             ORDER BY created_at, user_id"
+        ))
+        .bind(team_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn list_user_teams(&mut self, user_id: UserId) -> StoreResult<Vec<Team>> {
+        sqlx::query_as(
+            "SELECT t.id, t.name, t.description, t.created_by, t.created_at, t.updated_at
+             FROM teams t JOIN team_members m ON m.team_id = t.id
+             WHERE m.user_id = ?1 ORDER BY t.name",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn create_session(&mut self, new: NewSession) -> StoreResult<CreatedSession> {
+        self.insert_session(new).await
+    }
+
+    async fn find_session(&mut self, token: &str, now: Timestamp) -> StoreResult<Session> {
+        self.session_by_token(token, now).await
+    }
+
+    async fn touch_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
+        self.set_session_time(id, "last_seen_at = ?2", now).await
+    }
+
+    async fn revoke_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
+        self.set_session_time(id, "revoked_at = COALESCE(revoked_at, ?2)", now)
+            .await
+    }
+
+    async fn revoke_user_sessions(&mut self, user_id: UserId, now: Timestamp) -> StoreResult<u64> {
+        self.revoke_sessions_of(user_id, now).await
+    }
+
+    async fn delete_expired_sessions(&mut self, now: Timestamp) -> StoreResult<u64> {
+        self.purge_sessions(now).await
+    }
+
+    async fn create_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey> {
+        self.insert_api_key(new).await
+    }
+
+    async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
+        self.api_key_by_id(id).await
+    }
+
+    async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
+        self.api_key_by_secret(presented, now).await
+    }
+
+    async fn list_api_keys(
+        &mut self,
+        user_id: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ApiKey>> {
+        self.api_keys_of(user_id, page).await
+    }
+
+    async fn revoke_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
+        self.set_api_key_time(id, "revoked_at = COALESCE(revoked_at, ?2)", now)
+            .await
+    }
+
+    async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
+        self.set_api_key_time(id, "last_used_at = ?2", now).await
+    }
+
+    async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification> {
+        self.insert_notification(new).await
+    }
+
+    async fn list_notifications(
+        &mut self,
+        user_id: UserId,
+        filter: &NotificationFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Notification>> {
+        self.notifications_of(user_id, filter, page).await
+    }
+
+    async fn mark_notification_read(
+        &mut self,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> StoreResult<Notification> {
+        self.read_notification(id, now).await
+    }
+
+    async fn mark_all_notifications_read(
+        &mut self,
+        user_id: UserId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        self.read_all_notifications(user_id, now).await
+    }
+
+    async fn unread_notification_count(&mut self, user_id: UserId) -> StoreResult<u64> {
+        self.count_unread(user_id).await
+    }
+
+    async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()> {
+        self.remove_notification(id).await
+    }
+}

@@ -8,6 +8,7 @@
 mod backend;
 mod error;
 mod identity;
+mod identity_access;
 mod metric;
 mod migrations;
 mod ops;

@@ -1,7 +1,565 @@
-//! The area of users, teams and their members, sessions, API keys and notifications.
+//! The area of users, teams and their members, sessions, API keys and notifications
+//! (seeds 002 and 004). Users and teams live here, with the repository trait; sessions,
+//! API keys and notifications in [`crate::model::identity_access`].
+//!
+//! Secrets never travel in clear beyond the call that creates them: passwords are kept
+//! as argon2id hashes, and reset/verification tokens, session tokens and API keys as
+//! SHA-256 hashes, so a copy of the database does not let anyone sign in.
 
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
 use async_trait::async_trait;
+use chrono::TimeDelta;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
 
-/// Storage operations on users, teams and their members, sessions, API keys and notifications.
+use crate::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
+use crate::model::identity_access::{
+    ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
+    NotificationFilter, Session,
+};
+use crate::model::nullable;
+use crate::time::Timestamp;
+use crate::validate;
+use crate::{text_enum, Page, PageRequest, StoreError, StoreResult};
+
+text_enum!(
+    /// What a user (or an API key) may do across the installation.
+    Role, "role" {
+        /// Everything, including managing users.
+        Admin => "admin",
+        /// Create and run their own workflows.
+        User => "user",
+        /// Read only.
+        Viewer => "viewer",
+    }
+);
+
+text_enum!(
+    /// Whether an account may sign in.
+    UserStatus, "status" {
+        /// May sign in.
+        Active => "active",
+        /// Switched off by its owner or an administrator.
+        Inactive => "inactive",
+        /// Switched off for cause.
+        Suspended => "suspended",
+        /// Created but the email address is not confirmed yet.
+        PendingVerification => "pending_verification",
+    }
+);
+
+text_enum!(
+    /// A member's role within a team.
+    TeamRole, "role" {
+        /// Owns the team.
+        Owner => "owner",
+        /// Manages members.
+        Admin => "admin",
+        /// Works in the team.
+        Member => "member",
+        /// Reads only.
+        Viewer => "viewer",
+    }
+);
+
+/// Wrong passwords allowed in a row before the account locks.
+pub const MAX_FAILED_LOGINS: i32 = 5;
+/// How long an account stays locked after [`MAX_FAILED_LOGINS`] wrong passwords.
+pub const LOCKOUT: TimeDelta = TimeDelta::minutes(15);
+/// How long a password-reset token stays usable.
+pub const RESET_TOKEN_TTL: TimeDelta = TimeDelta::hours(1);
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted: hashing is deliberately slow, so the input is bounded.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// A user as stored. The password hash is never serialised; token hashes are not even
+/// read into this type.
+#[derive(Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct User {
+    /// Its ID.
+    pub id: UserId,
+    /// The email address, trimmed and lowercased; unique.
+    pub email: String,
+    /// The name shown to others.
+    pub display_name: Option<String>,
+    /// The argon2id hash (PHC string) of the password, if one is set.
+    #[serde(skip_serializing, default)]
+    pub password_hash: Option<String>,
+    /// What the user may do.
+    pub role: Role,
+    /// Whether the user may sign in.
+    pub status: UserStatus,
+    /// Wrong passwords in a row since the last success.
+    pub failed_login_count: i32,
+    /// Until when sign-in is refused after too many wrong passwords.
+    pub locked_until: Option<Timestamp>,
+    /// When the email address was confirmed.
+    pub email_verified_at: Option<Timestamp>,
+    /// When the user last signed in.
+    pub last_login_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for User {
+    // Written by hand so that logs never carry the password hash.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field("failed_login_count", &self.failed_login_count)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a caller gives to create a user.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The email address; trimmed and lowercased, unique.
+    pub email: String,
+    /// The name shown to others; at most 200 characters.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The password, hashed before storage; none for accounts that sign in otherwise.
+    #[serde(default)]
+    pub password: Option<crate::crypto::SecretString>,
+    /// The role; `user` when absent.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// The status; `active` when absent.
+    #[serde(default)]
+    pub status: Option<UserStatus>,
+}
+
+/// Changes to a user: absent fields stay as they are; `null` clears a nullable one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// A new display name, or `null` to clear it.
+    #[serde(default, deserialize_with = "nullable")]
+    pub display_name: Option<Option<String>>,
+    /// A new role.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// A new status.
+    #[serde(default)]
+    pub status: Option<UserStatus>,
+}
+
+/// Filters for listing users.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFilter {
+    /// Only users with this role.
+    pub role: Option<Role>,
+    /// Only users with this status.
+    pub status: Option<UserStatus>,
+}
+
+/// The answer to a sign-in attempt that was not refused outright.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoginOutcome {
+    /// The password matched: the failure counter was reset and `last_login_at` set.
+    Success(User),
+    /// Unknown email or wrong password. For a known user the failure was counted, so
+    /// commit the transaction to keep it; `locked_until` is set when this failure
+    /// locked the account.
+    BadCredentials {
+        /// Until when the account is now locked, if this failure locked it.
+        locked_until: Option<Timestamp>,
+    },
+}
+
+/// Checks and normalises an email address: trimmed, lowercased, one `@` between a
+/// non-empty local part and a dotted domain, no whitespace, at most 320 characters.
+pub fn normalize_email(email: &str) -> StoreResult<String> {
+    let email = validate::required_text("email", email, 320)?.to_lowercase();
+    let bad = || StoreError::invalid("email", "is not an email address");
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let plausible = !local.is_empty()
+        && local.chars().count() <= 64
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if plausible {
+        Ok(email)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Hashes a password with argon2id (the crate's defaults: 19 MiB, 2 passes), after
+/// checking its length; the PHC string returned carries its salt and parameters.
+pub fn hash_password(password: &str) -> StoreResult<String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(StoreError::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
+        ));
+    }
+    validate::bounded("password", password, MAX_PASSWORD_CHARS)?;
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| StoreError::Internal(format!("password salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Internal(format!("password hashing: {e}")))
+}
+
+/// Whether `password` matches `hash`. An unreadable hash matches nothing.
+pub fn password_matches(hash: &str, password: &str) -> bool {
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return false;
+    }
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Spends the time of one verification when there is no user to check, so that an
+/// unknown email answers as slowly as a wrong password.
+pub fn burn_password_check(password: &str) {
+    // A hash made once per process; what it hashes is irrelevant.
+    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| hash_password(&random_token()).ok());
+    if let Some(hash) = dummy {
+        let _ = password_matches(hash, password);
+    }
+}
+
+/// A new random token of 43 alphanumeric characters (about 256 bits).
+pub fn random_token() -> String {
+    random_alphanumeric(43)
+}
+
+/// `len` random ASCII letters and digits.
+pub fn random_alphanumeric(len: usize) -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), len)
+}
+
+impl User {
+    /// Refuses a sign-in to an account locked at `now` (conflict on `locked_until`).
+    pub fn check_not_locked(&self, now: Timestamp) -> StoreResult<()> {
+        match self.locked_until {
+            Some(until) if until > now => Err(StoreError::conflict(
+                "locked_until",
+                format!("the account is locked until {until}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a sign-in to an account that is not active (conflict on `status`).
+    pub fn check_active(&self) -> StoreResult<()> {
+        if self.status == UserStatus::Active {
+            Ok(())
+        } else {
+            Err(StoreError::conflict(
+                "status",
+                format!("the account is {}", self.status),
+            ))
+        }
+    }
+
+    /// The failure counter and lock after one more wrong password at `now`. A lock
+    /// that has run out starts the count afresh.
+    pub fn after_failed_login(&self, now: Timestamp) -> (i32, Option<Timestamp>) {
+        let previous = match self.locked_until {
+            Some(until) if until <= now => 0,
+            _ => self.failed_login_count,
+        };
+        let count = previous.saturating_add(1);
+        if count >= MAX_FAILED_LOGINS {
+            (count, Some(now + LOCKOUT))
+        } else {
+            (count, None)
+        }
+    }
+}
+
+impl NewUser {
+    /// Checks every field, hashes the password and builds the row to insert.
+    pub fn into_row(self, now: Timestamp) -> StoreResult<User> {
+        let password_hash = match &self.password {
+            Some(p) => Some(hash_password(p.expose())?),
+            None => None,
+        };
+        let row = User {
+            id: UserId::new(),
+            email: normalize_email(&self.email)?,
+            display_name: None,
+            password_hash,
+            role: Role::User,
+            status: UserStatus::Active,
+            failed_login_count: 0,
+            locked_until: None,
+            email_verified_at: None,
+            last_login_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        UserPatch {
+            display_name: Some(self.display_name),
+            role: self.role,
+            status: self.status,
+        }
+        .apply(&row, now)
+    }
+}
+
+impl UserPatch {
+    /// The user as it is after this patch, every changed field checked.
+    pub fn apply(self, current: &User, now: Timestamp) -> StoreResult<User> {
+        let mut u = current.clone();
+        if let Some(d) = self.display_name {
+            u.display_name = validate::optional_text("display_name", d.as_deref(), 200)?;
+        }
+        if let Some(r) = self.role {
+            u.role = r;
+        }
+        if let Some(s) = self.status {
+            u.status = s;
+        }
+        u.updated_at = now;
+        Ok(u)
+    }
+}
+
+/// A team as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Team {
+    /// Its ID.
+    pub id: TeamId,
+    /// Its name, unique across the installation.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The user who created it.
+    pub created_by: Option<UserId>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// What a caller gives to create a team.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTeam {
+    /// The name; required, unique, at most 200 characters.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The user creating it.
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+}
+
+impl NewTeam {
+    /// Checks every field and builds the row to insert.
+    pub fn into_row(self, now: Timestamp) -> StoreResult<Team> {
+        Ok(Team {
+            id: TeamId::new(),
+            name: validate::required_text("name", &self.name, 200)?,
+            description: validate::optional_text(
+                "description",
+                self.description.as_deref(),
+                validate::MAX_TEXT_BYTES,
+            )?,
+            created_by: self.created_by,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+/// A user's membership of a team.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TeamMember {
+    /// The team.
+    pub team_id: TeamId,
+    /// The user.
+    pub user_id: UserId,
+    /// The user's role in the team.
+    pub role: TeamRole,
+    /// When the user joined.
+    pub created_at: Timestamp,
+}
+
+/// Storage operations on users, teams and their members, sessions, API keys and
+/// notifications. Every method runs on the caller's transaction.
 #[async_trait]
-pub trait IdentityRepo: Send {}
+pub trait IdentityRepo: Send {
+    /// Creates a user. A taken email (whatever its case) is a conflict on `email`.
+    async fn create_user(&mut self, new: NewUser) -> StoreResult<User>;
+    /// The user with this ID.
+    async fn get_user(&mut self, id: UserId) -> StoreResult<User>;
+    /// The user with this email address (compared after normalising it).
+    async fn get_user_by_email(&mut self, email: &str) -> StoreResult<User>;
+    /// Applies a patch and returns the user as stored.
+    async fn update_user(&mut self, id: UserId, patch: UserPatch) -> StoreResult<User>;
+    /// Deletes a user with their memberships, sessions, API keys and notifications.
+    async fn delete_user(&mut self, id: UserId) -> StoreResult<()>;
+    /// A page of users, newest first.
+    async fn list_users(
+        &mut self,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>>;
+    /// Checks a password at `now`. A locked account is refused (conflict on
+    /// `locked_until`) without looking at the password; a right password on an
+    /// account that is not active is refused (conflict on `status`). A wrong one is
+    /// counted, and the [`MAX_FAILED_LOGINS`]th locks the account for [`LOCKOUT`].
+    async fn verify_password(
+        &mut self,
+        email: &str,
+        password: &str,
+        now: Timestamp,
+    ) -> StoreResult<LoginOutcome>;
+    /// Issues a password-reset token valid for [`RESET_TOKEN_TTL`] from `now`,
+    /// replacing any earlier one. Only its hash is stored; the token is returned once.
+    async fn issue_reset_token(&mut self, id: UserId, now: Timestamp) -> StoreResult<String>;
+    /// Sets a new password with a reset token, which is consumed. An unknown, used or
+    /// expired token is invalid `token`. The account is unlocked and every session of
+    /// the user is revoked.
+    async fn reset_password(
+        &mut self,
+        token: &str,
+        new_password: &str,
+        now: Timestamp,
+    ) -> StoreResult<User>;
+    /// Issues an email-verification token, replacing any earlier one; returned once.
+    async fn issue_verification_token(&mut self, id: UserId) -> StoreResult<String>;
+    /// Confirms the email address with a verification token, which is consumed; a
+    /// pending account becomes active. An unknown or used token is invalid `token`.
+    async fn verify_email(&mut self, token: &str, now: Timestamp) -> StoreResult<User>;
+
+    /// Creates a team. A taken name is a conflict on `name`.
+    async fn create_team(&mut self, new: NewTeam) -> StoreResult<Team>;
+    /// The team with this ID.
+    async fn get_team(&mut self, id: TeamId) -> StoreResult<Team>;
+    /// A page of teams, newest first.
+    async fn list_teams(&mut self, page: &PageRequest) -> StoreResult<Page<Team>>;
+    /// Deletes a team and its memberships.
+    async fn delete_team(&mut self, id: TeamId) -> StoreResult<()>;
+    /// Adds a user to a team. Already a member is a conflict on `team_id, user_id`.
+    async fn add_team_member(
+        &mut self,
+        team_id: TeamId,
+        user_id: UserId,
+        role: TeamRole,
+    ) -> StoreResult<TeamMember>;
+    /// Changes a member's role.
+    async fn update_team_member(
+        &mut self,
+        team_id: TeamId,
+        user_id: UserId,
+        role: TeamRole,
+    ) -> StoreResult<TeamMember>;
+    /// Removes a user from a team.
+    async fn remove_team_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<()>;
+    /// The members of a team, in the order they joined.
+    async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>>;
+    /// The teams a user belongs to, by name.
+    async fn list_user_teams(&mut self, user_id: UserId) -> StoreResult<Vec<Team>>;
+
+    /// Opens a session; the token is returned once and only its hash is stored.
+    async fn create_session(&mut self, new: NewSession) -> StoreResult<CreatedSession>;
+    /// The session this token opens, if it is neither expired at `now` nor revoked.
+    async fn find_session(&mut self, token: &str, now: Timestamp) -> StoreResult<Session>;
+    /// Records that the session was used at `now`.
+    async fn touch_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()>;
+    /// Revokes a session (revoking it again keeps the first instant).
+    async fn revoke_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()>;
+    /// Revokes every live session of a user; returns how many.
+    async fn revoke_user_sessions(&mut self, user_id: UserId, now: Timestamp) -> StoreResult<u64>;
+    /// Deletes sessions that can no longer be used (expired at `now` or revoked);
+    /// returns how many.
+    async fn delete_expired_sessions(&mut self, now: Timestamp) -> StoreResult<u64>;
+
+    /// Creates an API key; the key is returned once and only its hash is stored.
+    async fn create_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey>;
+    /// The API key with this ID (revoked or not).
+    async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey>;
+    /// The key presented by a client, if it is neither revoked nor expired at `now`.
+    async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey>;
+    /// A page of a user's API keys, newest first.
+    async fn list_api_keys(
+        &mut self,
+        user_id: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ApiKey>>;
+    /// Revokes an API key (revoking it again keeps the first instant).
+    async fn revoke_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()>;
+    /// Records that the key was used at `now`.
+    async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()>;
+
+    /// Creates a notification for an existing user (else invalid `user_id`).
+    async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification>;
+    /// A page of a user's notifications, newest first.
+    async fn list_notifications(
+        &mut self,
+        user_id: UserId,
+        filter: &NotificationFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Notification>>;
+    /// Marks a notification read at `now` (already read keeps its first instant).
+    async fn mark_notification_read(
+        &mut self,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> StoreResult<Notification>;
+    /// Marks every unread notification of a user read; returns how many.
+    async fn mark_all_notifications_read(
+        &mut self,
+        user_id: UserId,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
+    /// How many unread notifications a user has.
+    async fn unread_notification_count(&mut self, user_id: UserId) -> StoreResult<u64>;
+    /// Deletes a notification.
+    async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(normalize_email(" A@X.io ").unwrap(), "a@x.io");
+        for bad in [
+            "", "plain", "@x.io", "a@", "a@x", "a@.io", "a b@x.io", "a@x..io",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(password_matches(&hash, "correct horse"));
+        assert!(!password_matches(&hash, "wrong horse"));
+        assert!(hash_password("short").is_err());
+        assert!(!password_matches("garbage", "x"));
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod dag;
 pub mod identity;
+pub mod identity_access;
 pub mod metric;
 pub mod ops;
 pub mod project;

@@ -1,0 +1,264 @@
+//! Sessions, API keys and notifications: the rest of the identity area (the trait is
+//! [`crate::model::identity::IdentityRepo`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::crypto::{sha256_hex, SecretString};
+use crate::ids::{ApiKeyId, NotificationId, SessionId, UserId};
+use crate::model::identity::{random_alphanumeric, random_token, Role};
+use crate::time::Timestamp;
+use crate::validate;
+use crate::{text_enum, StoreError, StoreResult};
+
+text_enum!(
+    /// What a notification is about.
+    NotificationType, "type" {
+        /// A run finished successfully.
+        ExecutionCompleted => "execution_completed",
+        /// A run failed.
+        ExecutionFailed => "execution_failed",
+        /// Someone shared a workflow with the user.
+        WorkflowShared => "workflow_shared",
+        /// The user was invited to a team.
+        TeamInvite => "team_invite",
+        /// Something the operators announce.
+        SystemAlert => "system_alert",
+        /// Something touching the account's security, such as a lockout.
+        SecurityAlert => "security_alert",
+        /// Anything else.
+        Info => "info",
+    }
+);
+
+/// A sign-in session as stored. The token's hash is never read into this type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Session {
+    /// Its ID.
+    pub id: SessionId,
+    /// Whose session it is.
+    pub user_id: UserId,
+    /// The client's address when it signed in.
+    pub ip_address: Option<String>,
+    /// The client's user agent when it signed in.
+    pub user_agent: Option<String>,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// When it was last used.
+    pub last_seen_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// What a caller gives to open a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    /// Whose session it is; must exist.
+    pub user_id: UserId,
+    /// When it stops being valid; must be in the future.
+    pub expires_at: Timestamp,
+    /// The client's address; at most 64 characters.
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    /// The client's user agent; at most 512 characters.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+}
+
+/// A session just opened, with its token: the only time the token is available.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreatedSession {
+    /// The bearer token to give the client.
+    pub token: SecretString,
+    /// The session as stored.
+    pub session: Session,
+}
+
+impl NewSession {
+    /// Checks every field and builds the row, a new token and the token's hash.
+    pub fn into_parts(self, now: Timestamp) -> StoreResult<(Session, SecretString, String)> {
+        if self.expires_at <= now {
+            return Err(StoreError::invalid("expires_at", "must be in the future"));
+        }
+        let token = random_token();
+        let hash = sha256_hex(&token);
+        let row = Session {
+            id: SessionId::new(),
+            user_id: self.user_id,
+            ip_address: validate::optional_text("ip_address", self.ip_address.as_deref(), 64)?,
+            user_agent: validate::optional_text("user_agent", self.user_agent.as_deref(), 512)?,
+            expires_at: crate::time::truncate(self.expires_at),
+            revoked_at: None,
+            last_seen_at: None,
+            created_at: now,
+        };
+        Ok((row, SecretString::new(token), hash))
+    }
+}
+
+/// The text every API key starts with.
+pub const API_KEY_PREFIX: &str = "fsk_";
+
+/// An API key as stored. The key's hash is never read into this type; `prefix` is the
+/// visible part that lets people tell their keys apart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ApiKey {
+    /// Its ID.
+    pub id: ApiKeyId,
+    /// The user it acts for, if any.
+    pub user_id: Option<UserId>,
+    /// A name to recognise it by.
+    pub name: String,
+    /// The 8 random characters after `fsk_`, shown in lists.
+    pub prefix: String,
+    /// What the key may do.
+    pub role: Role,
+    /// Finer-grained permissions, free-form.
+    #[sqlx(json)]
+    pub scopes: Vec<String>,
+    /// When it stops being valid, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was last used.
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// What a caller gives to create an API key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// The user it acts for; must exist when given.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    /// A name; required, at most 200 characters.
+    pub name: String,
+    /// What it may do; `user` when absent.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Scopes: each 1 to 100 characters, no repeats, at most 100.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When it stops being valid; must be in the future when given.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An API key just created, with the key itself: the only time it is available.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreatedApiKey {
+    /// The key to give the client: `fsk_<prefix>_<secret>`.
+    pub key: SecretString,
+    /// The key as stored.
+    pub api_key: ApiKey,
+}
+
+impl NewApiKey {
+    /// Checks every field and builds the row, a new key and the key's hash.
+    pub fn into_parts(self, now: Timestamp) -> StoreResult<(ApiKey, SecretString, String)> {
+        if matches!(self.expires_at, Some(t) if t <= now) {
+            return Err(StoreError::invalid("expires_at", "must be in the future"));
+        }
+        let prefix = random_alphanumeric(8);
+        let key = format!("{API_KEY_PREFIX}{prefix}_{}", random_alphanumeric(40));
+        let hash = sha256_hex(&key);
+        let row = ApiKey {
+            id: ApiKeyId::new(),
+            user_id: self.user_id,
+            name: validate::required_text("name", &self.name, 200)?,
+            prefix,
+            role: self.role.unwrap_or(Role::User),
+            scopes: validate::tags("scopes", &self.scopes)?,
+            expires_at: self.expires_at.map(crate::time::truncate),
+            last_used_at: None,
+            revoked_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((row, SecretString::new(key), hash))
+    }
+}
+
+/// A notification as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Notification {
+    /// Its ID.
+    pub id: NotificationId,
+    /// Whom it is for.
+    pub user_id: UserId,
+    /// What it is about (the `type` column).
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: NotificationType,
+    /// Its title.
+    pub title: String,
+    /// Its body.
+    pub message: Option<String>,
+    /// Details for the client (a JSON object).
+    pub data: Value,
+    /// Whether the user has read it.
+    pub read: bool,
+    /// When the user read it.
+    pub read_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// What a caller gives to create a notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNotification {
+    /// Whom it is for; must exist.
+    pub user_id: UserId,
+    /// What it is about.
+    #[serde(rename = "type")]
+    pub kind: NotificationType,
+    /// Its title; required, at most 500 characters.
+    pub title: String,
+    /// Its body.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Details (a JSON object); `{}` when absent.
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+impl NewNotification {
+    /// Checks every field and builds the row to insert.
+    pub fn into_row(self, now: Timestamp) -> StoreResult<Notification> {
+        let data = self
+            .data
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        validate::json_object("data", &data)?;
+        Ok(Notification {
+            id: NotificationId::new(),
+            user_id: self.user_id,
+            kind: self.kind,
+            title: validate::required_text("title", &self.title, 500)?,
+            message: validate::optional_text(
+                "message",
+                self.message.as_deref(),
+                validate::MAX_TEXT_BYTES,
+            )?,
+            data,
+            read: false,
+            read_at: None,
+            created_at: now,
+        })
+    }
+}
+
+/// Filters for listing a user's notifications.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationFilter {
+    /// Only those not read yet.
+    #[serde(default)]
+    pub unread_only: bool,
+}

@@ -1,0 +1,318 @@
+//! SQLite storage for sessions, API keys and notifications, called by the identity
+//! trait implementation in `identity.rs`.
+
+use flowstore_core::crypto::sha256_hex;
+use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, UserId};
+use flowstore_core::model::identity_access::{
+    ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
+    NotificationFilter, Session,
+};
+use flowstore_core::time::Timestamp;
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
+use sqlx::types::Json;
+
+use crate::backend::SqliteTx;
+use crate::error::map_err;
+use crate::util::{ensure_exists, ts, ts_opt};
+
+const SESSION_COLUMNS: &str =
+    "id, user_id, ip_address, user_agent, expires_at, revoked_at, last_seen_at, created_at";
+const API_KEY_COLUMNS: &str = "id, user_id, name, prefix, role, scopes, expires_at, \
+                               last_used_at, revoked_at, created_at, updated_at";
+const NOTIFICATION_COLUMNS: &str =
+    "id, user_id, type, title, message, data, read, read_at, created_at";
+
+impl SqliteTx {
+    pub(crate) async fn insert_session(&mut self, new: NewSession) -> StoreResult<CreatedSession> {
+        let (s, token, hash) = new.into_parts(time::now())?;
+        ensure_exists(&mut self.tx, "users", "user_id", Some(s.user_id.0)).await?;
+        sqlx::query(
+            "INSERT INTO user_sessions (id, user_id, token_hash, ip_address, user_agent,
+                expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(&hash)
+        .bind(&s.ip_address)
+        .bind(&s.user_agent)
+        .bind(ts(&s.expires_at))
+        .bind(ts(&s.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(CreatedSession { token, session: s })
+    }
+
+    pub(crate) async fn session_by_token(
+        &mut self,
+        token: &str,
+        now: Timestamp,
+    ) -> StoreResult<Session> {
+        sqlx::query_as(&format!(
+            "SELECT {SESSION_COLUMNS} FROM user_sessions
+             WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2"
+        ))
+        .bind(sha256_hex(token))
+        .bind(ts(&now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        // The token itself never goes into an error message.
+        .ok_or_else(|| StoreError::not_found("session", "for the token presented"))
+    }
+
+    /// Sets one instant column of a session (`assignment` uses `?2` for `now`).
+    pub(crate) async fn set_session_time(
+        &mut self,
+        id: SessionId,
+        assignment: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(&format!(
+            "UPDATE user_sessions SET {assignment} WHERE id = ?1"
+        ))
+        .bind(id)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("session", id));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn revoke_sessions_of(
+        &mut self,
+        user_id: UserId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE user_sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn purge_sessions(&mut self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM user_sessions WHERE expires_at <= ?1 OR revoked_at IS NOT NULL",
+        )
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn insert_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey> {
+        let (k, key, hash) = new.into_parts(time::now())?;
+        ensure_exists(&mut self.tx, "users", "user_id", k.user_id.map(|u| u.0)).await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, role, scopes,
+                expires_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(k.id)
+        .bind(k.user_id)
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(&hash)
+        .bind(k.role)
+        .bind(Json(&k.scopes))
+        .bind(ts_opt(&k.expires_at))
+        .bind(ts(&k.created_at))
+        .bind(ts(&k.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(CreatedApiKey { key, api_key: k })
+    }
+
+    pub(crate) async fn api_key_by_id(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
+        sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("API key", id))
+    }
+
+    pub(crate) async fn api_key_by_secret(
+        &mut self,
+        presented: &str,
+        now: Timestamp,
+    ) -> StoreResult<ApiKey> {
+        sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys
+             WHERE key_hash = ?1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?2)"
+        ))
+        .bind(sha256_hex(presented))
+        .bind(ts(&now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        // The key itself never goes into an error message.
+        .ok_or_else(|| StoreError::not_found("API key", "for the key presented"))
+    }
+
+    pub(crate) async fn api_keys_of(
+        &mut self,
+        user_id: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ApiKey>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<ApiKey> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys
+             WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
+             ORDER BY id DESC LIMIT ?3"
+        ))
+        .bind(user_id)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |k| k.id.0))
+    }
+
+    /// Sets one instant column of an API key (`assignment` uses `?2` for `now`), and
+    /// `updated_at`, so that the trigger does not stamp the database's clock instead.
+    pub(crate) async fn set_api_key_time(
+        &mut self,
+        id: ApiKeyId,
+        assignment: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(&format!(
+            "UPDATE api_keys SET {assignment}, updated_at = ?2 WHERE id = ?1"
+        ))
+        .bind(id)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("API key", id));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn insert_notification(
+        &mut self,
+        new: NewNotification,
+    ) -> StoreResult<Notification> {
+        let n = new.into_row(time::now())?;
+        ensure_exists(&mut self.tx, "users", "user_id", Some(n.user_id.0)).await?;
+        sqlx::query(
+            "INSERT INTO notifications (id, user_id, type, title, message, data, read, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(n.id)
+        .bind(n.user_id)
+        .bind(n.kind)
+        .bind(&n.title)
+        .bind(&n.message)
+        .bind(&n.data)
+        .bind(n.read)
+        .bind(ts(&n.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(n)
+    }
+
+    pub(crate) async fn notifications_of(
+        &mut self,
+        user_id: UserId,
+        filter: &NotificationFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Notification>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Notification> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+             WHERE user_id = ?1 AND (?2 = 0 OR NOT read) AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(user_id)
+        .bind(filter.unread_only)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |n| n.id.0))
+    }
+
+    pub(crate) async fn read_notification(
+        &mut self,
+        id: NotificationId,
+        now: Timestamp,
+    ) -> StoreResult<Notification> {
+        sqlx::query(
+            "UPDATE notifications SET read = ?2, read_at = COALESCE(read_at, ?3) WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(true)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("notification", id))
+    }
+
+    pub(crate) async fn read_all_notifications(
+        &mut self,
+        user_id: UserId,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE notifications SET read = ?2, read_at = ?3 WHERE user_id = ?1 AND NOT read",
+        )
+        .bind(user_id)
+        .bind(true)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn count_unread(&mut self, user_id: UserId) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = ?1 AND NOT read",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
+    pub(crate) async fn remove_notification(&mut self, id: NotificationId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM notifications WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("notification", id));
+        }
+        Ok(())
+    }
+}
