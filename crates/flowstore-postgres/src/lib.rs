@@ -11,6 +11,7 @@ mod metric;
 mod migrations;
 mod ops;
 mod project;
+mod pull_request;
 mod registry;
 mod run;
 mod task;

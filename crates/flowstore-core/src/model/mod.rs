@@ -7,6 +7,7 @@ pub mod identity_access;
 pub mod metric;
 pub mod ops;
 pub mod project;
+pub mod pull_request;
 pub mod registry;
 pub mod run;
 pub mod task;
