@@ -6,6 +6,7 @@
 //! `flowstore` crate picks one from the URL.
 
 pub mod crypto;
+pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod migrate;

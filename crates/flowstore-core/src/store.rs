@@ -12,13 +12,13 @@ use serde::Serialize;
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
 use crate::model::{
-    identity::IdentityRepo, ops::OpsRepo, project::ProjectRepo, registry::RegistryRepo,
-    run::RunRepo, task::TaskRepo, workflow::WorkflowRepo,
+    engine::EngineRepo, identity::IdentityRepo, ops::OpsRepo, project::ProjectRepo,
+    registry::RegistryRepo, run::RunRepo, task::TaskRepo, workflow::WorkflowRepo,
 };
 use crate::{StoreError, StoreResult};
 
 /// Which database a backend speaks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// SQLite, in a file or in memory.
@@ -73,7 +73,15 @@ pub trait Backend: Send + Sync + 'static {
 /// [`Tx::commit`] rolls it back.
 #[async_trait]
 pub trait Tx:
-    IdentityRepo + ProjectRepo + WorkflowRepo + TaskRepo + RunRepo + RegistryRepo + OpsRepo + Send
+    IdentityRepo
+    + ProjectRepo
+    + WorkflowRepo
+    + TaskRepo
+    + RunRepo
+    + RegistryRepo
+    + OpsRepo
+    + EngineRepo
+    + Send
 {
     /// Makes every change of the transaction durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -4,6 +4,7 @@
 //! lock, and claims use `FOR UPDATE SKIP LOCKED`.
 
 mod backend;
+mod engine;
 mod error;
 mod identity;
 mod identity_access;

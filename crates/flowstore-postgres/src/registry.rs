@@ -206,7 +206,11 @@ impl RegistryRepo for PostgresTx {
         Ok(row)
     }
 
-    async fn heartbeat(&mut self, which: ComponentRef, beat: Heartbeat) -> StoreResult<Component> {
+    async fn heartbeat_component(
+        &mut self,
+        which: ComponentRef,
+        beat: Heartbeat,
+    ) -> StoreResult<Component> {
         let current = self.component_row(which, "FOR UPDATE").await?;
         let row = beat.apply(&current, time::now())?;
         self.write_component(&row, false).await?;

@@ -6,6 +6,7 @@
 //! are serialised inside the process, so "database is locked" never reaches a caller.
 
 mod backend;
+mod engine;
 mod error;
 mod identity;
 mod identity_access;

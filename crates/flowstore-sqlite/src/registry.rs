@@ -194,7 +194,11 @@ impl RegistryRepo for SqliteTx {
         Ok(row)
     }
 
-    async fn heartbeat(&mut self, which: ComponentRef, beat: Heartbeat) -> StoreResult<Component> {
+    async fn heartbeat_component(
+        &mut self,
+        which: ComponentRef,
+        beat: Heartbeat,
+    ) -> StoreResult<Component> {
         let current = self.get_component(which).await?;
         let row = beat.apply(&current, time::now())?;
         self.write_component(&row, false).await?;

@@ -17,6 +17,6 @@ pub mod demo;
 mod store;
 
 pub use flowstore_core::{
-    ids, migrate, model, time, Page, PageRequest, StoreError, StoreResult, Tx,
+    ids, migrate, model, time, BackendKind, Page, PageRequest, StoreError, StoreResult, Tx,
 };
 pub use store::Store;

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 #[path = "conformance/common.rs"]
 #[macro_use]
-#[allow(dead_code)]
+#[allow(dead_code, unused_macros)]
 mod common;
 
 fn flowstore(url: &str, args: &[&str]) -> Output {
@@ -48,7 +48,11 @@ fn migrate_round_trip(url: &str) {
         .iter()
         .all(|m| m["state"] == "applied"));
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
-    assert!(stdout(&down).contains("reverted 5, 4, 3"), "{}", stdout(&down));
+    assert!(
+        stdout(&down).contains("reverted 5, 4, 3"),
+        "{}",
+        stdout(&down)
+    );
     let status = flowstore(url, &["migrate", "status"]);
     assert!(stdout(&status).contains("pending"));
 }

@@ -2,6 +2,7 @@
 //! trait live in one module; [`crate::Tx`] gathers the traits.
 
 pub mod dag;
+pub mod engine;
 pub mod identity;
 pub mod identity_access;
 pub mod metric;

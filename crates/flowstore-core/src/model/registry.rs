@@ -212,7 +212,11 @@ pub trait RegistryRepo: Send {
         patch: ComponentPatch,
     ) -> StoreResult<Component>;
     /// Records a heartbeat: the reported health, stamped now.
-    async fn heartbeat(&mut self, which: ComponentRef, beat: Heartbeat) -> StoreResult<Component>;
+    async fn heartbeat_component(
+        &mut self,
+        which: ComponentRef,
+        beat: Heartbeat,
+    ) -> StoreResult<Component>;
     /// Every component, by name, with its effective health: a heartbeat older than
     /// `stale_after`, or none, counts as `unknown`.
     async fn component_health(

@@ -44,25 +44,12 @@ impl RunStatus {
     }
 }
 
-text_enum!(
-    /// How a run schedules its steps (seed 000's `strategy`).
-    RunStrategy, "strategy" {
-        /// Independent steps run at the same time.
-        Parallel => "parallel",
-        /// One step after another.
-        Sequential => "sequential",
-    }
-);
-
-text_enum!(
-    /// What a run does when a step fails.
-    FailureStrategy, "failure_strategy" {
-        /// The run fails at the first failed step.
-        FailFast => "fail_fast",
-        /// The other steps go on.
-        Continue => "continue",
-    }
-);
+/// How a run schedules its steps (seed 000's `strategy`): the workflow's execution
+/// strategy, recorded on the run.
+pub use crate::model::workflow::ExecutionStrategy as RunStrategy;
+/// What a run does when a step fails: the workflow's failure strategy, recorded on the
+/// run.
+pub use crate::model::workflow::FailureStrategy;
 
 text_enum!(
     /// Where one attempt at a task stands.

@@ -5,6 +5,10 @@
 #[macro_use]
 mod common;
 
+mod engine;
+mod engine_load;
+mod engine_model;
+
 mod identity;
 mod migrations;
 mod ops;

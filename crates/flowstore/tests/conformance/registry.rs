@@ -337,7 +337,7 @@ async fn component_bad_input_and_duplicates(store: Store) {
     let c2 = tx.register_component(component("c")).await.unwrap();
     assert_ne!(c.id, c2.id);
     assert_err!(
-        tx.heartbeat(
+        tx.heartbeat_component(
             "c".into(),
             Heartbeat {
                 health_status: HealthStatus::Healthy,
@@ -349,7 +349,7 @@ async fn component_bad_input_and_duplicates(store: Store) {
         "performance_metrics"
     );
     assert_err!(
-        tx.heartbeat(
+        tx.heartbeat_component(
             "missing".into(),
             Heartbeat {
                 health_status: HealthStatus::Healthy,
@@ -372,7 +372,7 @@ async fn heartbeats_and_stale_health(store: Store) {
     tx.register_component(component("silent")).await.unwrap();
     tx.register_component(component("old")).await.unwrap();
     let beat = tx
-        .heartbeat(
+        .heartbeat_component(
             ComponentRef::Name("worker".into()),
             Heartbeat {
                 health_status: HealthStatus::Degraded,
@@ -384,7 +384,7 @@ async fn heartbeats_and_stale_health(store: Store) {
     assert_eq!(beat.health_status, HealthStatus::Degraded);
     assert_eq!(beat.performance_metrics, json!({"queue": 12}));
     assert!(beat.last_health_check.is_some());
-    tx.heartbeat(
+    tx.heartbeat_component(
         "old".into(),
         Heartbeat {
             health_status: HealthStatus::Healthy,
@@ -407,7 +407,7 @@ async fn heartbeats_and_stale_health(store: Store) {
 
     let mut tx = store.begin().await.unwrap();
     let again = tx
-        .heartbeat(
+        .heartbeat_component(
             worker.id.into(),
             Heartbeat {
                 health_status: HealthStatus::Healthy,

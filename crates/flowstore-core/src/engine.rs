@@ -1,0 +1,792 @@
+//! The execution engine's logic, written once over the backends' [`EngineStore`]
+//! primitives. Each function here is one transition and runs on the caller's
+//! transaction: the task or run row, its attempt row, seed 000's metrics and an
+//! outbox event are all written there, or none of them is.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::ids::{AttemptId, RunId, TaskId};
+use crate::model::dag::WorkflowDefinition;
+use crate::model::engine::{
+    decide_failure, run_outcome, stops_run, AttemptRef, ClaimRequest, ClaimedTask, EngineStore,
+    FailureDecision, Heartbeat, NewEvent, RunState, StartRun, StartedRun, StepTask, TaskState,
+    Transition,
+};
+use crate::model::metric::{MetricType, NewMetric};
+use crate::model::run::{
+    AttemptStatus, NewExecution, RunRepo, RunStatus, RunStrategy, WorkflowExecution,
+};
+use crate::model::task::TaskStatus;
+use crate::model::workflow::WorkflowRepo;
+use crate::time::{self, duration_ms, Timestamp};
+use crate::{StoreError, StoreResult};
+
+/// What the engine needs of a transaction.
+pub trait EngineTx: EngineStore + RunRepo + WorkflowRepo + Send {}
+impl<T: EngineStore + RunRepo + WorkflowRepo + Send + ?Sized> EngineTx for T {}
+
+fn ev(
+    event_type: &'static str,
+    run: Option<RunId>,
+    task: Option<TaskId>,
+    workflow: Option<&str>,
+    payload: Value,
+) -> NewEvent {
+    NewEvent {
+        event_type,
+        run_id: run,
+        task_id: task,
+        workflow_id: workflow.map(str::to_string),
+        payload,
+    }
+}
+
+/// Starts a run (see [`crate::model::engine::EngineRepo::start_run`]).
+pub async fn start_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    start: StartRun,
+) -> StoreResult<StartedRun> {
+    start.check()?;
+    let now = time::now();
+    let workflow = tx.get_workflow(start.workflow_id).await?;
+    if workflow.status == crate::model::workflow::WorkflowStatus::Archived {
+        return Err(StoreError::conflict(
+            "status",
+            "an archived workflow cannot run",
+        ));
+    }
+    let version_no = start.version.unwrap_or(workflow.version);
+    let version = tx.get_workflow_version(workflow.id, version_no).await?;
+    let definition = WorkflowDefinition::parse(&version.definition, true)?;
+    let order = definition.topological_order()?;
+
+    let mut handlers: Vec<String> = definition.steps.iter().map(|s| s.handler.clone()).collect();
+    handlers.sort();
+    handlers.dedup();
+    let active = tx.active_handler_types(&handlers).await?;
+    if let Some((i, step)) = definition
+        .steps
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !active.contains(&s.handler))
+    {
+        return Err(StoreError::invalid(
+            format!("definition.steps[{i}].handler"),
+            format!(
+                "handler type {:?} is not registered or not active",
+                step.handler
+            ),
+        ));
+    }
+
+    let sequential = workflow.execution_strategy == RunStrategy::Sequential;
+    let run_priority = start.priority.unwrap_or(0);
+    let execution_id = start
+        .execution_id
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", uuid::Uuid::now_v7().simple()));
+    let strategy: RunStrategy = workflow.execution_strategy;
+    let failure_strategy = workflow.failure_strategy;
+    let created = tx
+        .create_execution(NewExecution {
+            execution_id,
+            workflow_id: workflow.id.to_string(),
+            workflow_name: workflow.name.clone(),
+            workflow_version: Some(version_no.to_string()),
+            task_id: start.subject_task_id,
+            user_id: start.user_id.clone(),
+            status: Some(RunStatus::Running),
+            strategy: Some(strategy),
+            priority: Some(start.priority.unwrap_or(1)),
+            start_time: Some(now),
+            metadata: start.metadata.clone(),
+            workflow_ref: Some(workflow.id),
+            workflow_version_id: Some(version.id),
+            failure_strategy: Some(failure_strategy),
+            input: start.input.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let run_id = created.id;
+
+    let ids: std::collections::HashMap<&str, TaskId> = definition
+        .steps
+        .iter()
+        .map(|s| (s.key.as_str(), TaskId::new()))
+        .collect();
+    let mut tasks = Vec::with_capacity(order.len());
+    let mut edges = Vec::new();
+    for (position, step) in order.iter().enumerate() {
+        let id = ids[step.key.as_str()];
+        for dep in &step.depends_on {
+            edges.push((id, ids[dep.as_str()]));
+        }
+        let root = step.depends_on.is_empty();
+        let ready = if sequential { position == 0 } else { root };
+        tasks.push(StepTask {
+            id,
+            step_key: step.key.clone(),
+            title: step.name.clone().unwrap_or_else(|| step.key.clone()),
+            handler_type: step.handler.clone(),
+            parameters: step.parameters.clone().unwrap_or_else(|| json!({})),
+            execution_order: position as i32 + 1,
+            priority: step.priority.unwrap_or(0).saturating_add(run_priority),
+            timeout_seconds: step.timeout_seconds.map(|t| t.min(i32::MAX as i64) as i32),
+            max_retries: step.max_retries.unwrap_or(0),
+            status: if ready {
+                TaskStatus::Ready
+            } else {
+                TaskStatus::Pending
+            },
+        });
+    }
+    tx.insert_step_tasks(&created, workflow.id, &tasks, &edges)
+        .await?;
+
+    let mut run_state = tx
+        .lock_run(run_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("run", run_id))?;
+    if let Some(secs) = workflow.timeout_seconds {
+        run_state.deadline_at = Some(now + chrono::Duration::seconds(secs.into()));
+        tx.save_run(&run_state, now).await?;
+    }
+    let wf = workflow.id.to_string();
+    let mut events = vec![ev(
+        "run.started",
+        Some(run_id),
+        None,
+        Some(&wf),
+        json!({"execution_id": created.execution_id, "tasks": tasks.len()}),
+    )];
+    events.extend(
+        tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Ready)
+            .map(|t| {
+                ev(
+                    "task.ready",
+                    Some(run_id),
+                    Some(t.id),
+                    Some(&wf),
+                    json!({"step": t.step_key}),
+                )
+            }),
+    );
+    tx.insert_events(&events, now).await?;
+    let run = tx.get_execution(run_id).await?;
+    let tasks = tx.select_run_tasks(run_id).await?;
+    Ok(StartedRun { run, tasks })
+}
+
+/// Claims ready tasks (see [`crate::model::engine::EngineRepo::claim`]).
+pub async fn claim<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    request: &ClaimRequest,
+) -> StoreResult<Vec<ClaimedTask>> {
+    request.check()?;
+    let ids: Vec<AttemptId> = (0..request.limit).map(|_| AttemptId::new()).collect();
+    tx.claim_ready(request, time::now(), &ids).await
+}
+
+async fn locked_current<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    attempt: AttemptRef,
+) -> StoreResult<TaskState> {
+    tx.lock_task(attempt.task_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("task", attempt.task_id))
+}
+
+fn stale(task: &TaskState, attempt: AttemptRef) -> StoreError {
+    StoreError::conflict(
+        "attempt",
+        format!(
+            "attempt {} is not current: the task is at attempt {} and {}",
+            attempt.attempt, task.attempt, task.status
+        ),
+    )
+}
+
+/// Extends a lease (see [`crate::model::engine::EngineRepo::heartbeat`]).
+pub async fn heartbeat<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    attempt: AttemptRef,
+    lease: Duration,
+) -> StoreResult<Heartbeat> {
+    crate::model::engine::check_lease(lease)?;
+    let now = time::now();
+    let until = now
+        + chrono::Duration::from_std(lease)
+            .map_err(|_| StoreError::invalid("lease", "is too long"))?;
+    let task = locked_current(tx, attempt).await?;
+    if task.status != TaskStatus::Running || task.attempt != attempt.attempt {
+        return Err(stale(&task, attempt));
+    }
+    if !tx.extend_lease(attempt, until, now).await? {
+        return Err(stale(&task, attempt));
+    }
+    let cancel_requested = match task.run_id {
+        Some(run) => tx
+            .lock_run(run)
+            .await?
+            .is_some_and(|r| r.cancel_requested_at.is_some() || r.status.is_terminal()),
+        None => false,
+    };
+    Ok(Heartbeat {
+        lease_expires_at: until,
+        cancel_requested,
+    })
+}
+
+/// Completes an attempt (see [`crate::model::engine::EngineRepo::complete`]).
+pub async fn complete<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    attempt: AttemptRef,
+    output: Value,
+) -> StoreResult<Transition> {
+    crate::validate::json_size("output", &output)?;
+    let now = time::now();
+    let mut task = locked_current(tx, attempt).await?;
+    if task.status == TaskStatus::Completed && task.attempt == attempt.attempt {
+        // A repeated completion (a retry of a lost response) changes nothing.
+        if task.result.as_ref() != Some(&output) {
+            return Err(StoreError::conflict(
+                "output",
+                "this attempt was already completed with another output",
+            ));
+        }
+        return Ok(Transition {
+            task_id: task.id,
+            attempt: task.attempt,
+            status: task.status,
+            retry_at: None,
+            newly_ready: vec![],
+            run_status: None,
+        });
+    }
+    if task.status != TaskStatus::Running || task.attempt != attempt.attempt {
+        return Err(stale(&task, attempt));
+    }
+    task.status = TaskStatus::Completed;
+    task.result = Some(output.clone());
+    task.error_message = None;
+    task.completed_at = Some(now);
+    task.actual_duration = task
+        .attempt_started_at
+        .or(task.started_at)
+        .map(|s| duration_ms(s, now));
+    task.lease_owner = None;
+    task.lease_expires_at = None;
+    tx.save_task(&task, now).await?;
+    tx.finish_task_attempt(
+        task.id,
+        task.attempt,
+        AttemptStatus::Completed,
+        Some(&output),
+        None,
+        now,
+    )
+    .await?;
+    let mut transition = Transition {
+        task_id: task.id,
+        attempt: task.attempt,
+        status: task.status,
+        retry_at: None,
+        newly_ready: vec![],
+        run_status: None,
+    };
+    if let Some(run_id) = task.run_id {
+        let mut events = vec![ev(
+            "task.completed",
+            Some(run_id),
+            Some(task.id),
+            None,
+            json!({"attempt": task.attempt}),
+        )];
+        after_terminal(tx, run_id, now, &mut transition, &mut events).await?;
+        tx.insert_events(&events, now).await?;
+    } else {
+        tx.insert_events(
+            &[ev(
+                "task.completed",
+                None,
+                Some(task.id),
+                None,
+                json!({"attempt": task.attempt}),
+            )],
+            now,
+        )
+        .await?;
+    }
+    Ok(transition)
+}
+
+/// Fails an attempt (see [`crate::model::engine::EngineRepo::fail`]).
+pub async fn fail<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    attempt: AttemptRef,
+    error: Value,
+    retryable: bool,
+) -> StoreResult<Transition> {
+    crate::validate::json_size("error", &error)?;
+    let now = time::now();
+    let task = locked_current(tx, attempt).await?;
+    if task.status == TaskStatus::Failed && task.attempt == attempt.attempt {
+        return Ok(Transition {
+            task_id: task.id,
+            attempt: task.attempt,
+            status: task.status,
+            retry_at: None,
+            newly_ready: vec![],
+            run_status: None,
+        });
+    }
+    if task.status != TaskStatus::Running || task.attempt != attempt.attempt {
+        return Err(stale(&task, attempt));
+    }
+    let how = FailureKind {
+        attempt_status: AttemptStatus::Failed,
+        final_status: TaskStatus::Failed,
+        immediate_retry: false,
+    };
+    resolve_failure(tx, task, &error, retryable, how, now).await
+}
+
+/// How an attempt ended badly, and what that means for its task.
+struct FailureKind {
+    /// The status recorded on the attempt row.
+    attempt_status: AttemptStatus,
+    /// The task's status when no retry remains.
+    final_status: TaskStatus,
+    /// Retry without backoff (a lost lease has already made the task wait).
+    immediate_retry: bool,
+}
+
+/// Applies a failed attempt to its task: a retry with backoff, or the task's end
+/// with `final_status`, and then the run's failure strategy.
+async fn resolve_failure<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    mut task: TaskState,
+    error: &Value,
+    retryable: bool,
+    how: FailureKind,
+    now: Timestamp,
+) -> StoreResult<Transition> {
+    let FailureKind {
+        attempt_status,
+        final_status,
+        immediate_retry,
+    } = how;
+    tx.finish_task_attempt(
+        task.id,
+        task.attempt,
+        attempt_status,
+        None,
+        Some(error),
+        now,
+    )
+    .await?;
+    task.lease_owner = None;
+    task.lease_expires_at = None;
+    task.error_message = Some(error_text(error));
+    task.actual_duration = task
+        .attempt_started_at
+        .or(task.started_at)
+        .map(|s| duration_ms(s, now));
+    let mut transition = Transition {
+        task_id: task.id,
+        attempt: task.attempt,
+        status: final_status,
+        retry_at: None,
+        newly_ready: vec![],
+        run_status: None,
+    };
+    let mut events = Vec::new();
+    match decide_failure(retryable, task.retry_count, task.max_retries) {
+        FailureDecision::Retry(delay) => {
+            let delay = if immediate_retry {
+                Duration::ZERO
+            } else {
+                delay
+            };
+            let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            task.status = TaskStatus::Ready;
+            task.retry_count += 1;
+            task.run_after = Some(at);
+            tx.save_task(&task, now).await?;
+            transition.status = TaskStatus::Ready;
+            transition.retry_at = Some(at);
+            events.push(ev(
+                "task.retrying",
+                task.run_id,
+                Some(task.id),
+                None,
+                json!({"attempt": task.attempt, "retry_at": at, "reason": attempt_status.as_str()}),
+            ));
+        }
+        FailureDecision::Fail => {
+            task.status = final_status;
+            task.completed_at = Some(now);
+            tx.save_task(&task, now).await?;
+            let kind = if final_status == TaskStatus::TimedOut {
+                "task.timed_out"
+            } else {
+                "task.failed"
+            };
+            events.push(ev(
+                kind,
+                task.run_id,
+                Some(task.id),
+                None,
+                json!({"attempt": task.attempt, "error": error}),
+            ));
+            if let Some(run_id) = task.run_id {
+                let run = tx
+                    .lock_run(run_id)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("run", run_id))?;
+                if !run.status.is_terminal() {
+                    if stops_run(run.failure_strategy) {
+                        let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
+                        events.extend(cancelled.iter().map(|t| {
+                            ev(
+                                "task.cancelled",
+                                Some(run_id),
+                                Some(*t),
+                                None,
+                                json!({"reason": "fail_fast"}),
+                            )
+                        }));
+                        let mut run = run;
+                        run.cancel_requested_at = Some(now);
+                        run.error_data = Some(json!({"failed_task": task.id, "error": error}));
+                        end_run(tx, run, RunStatus::Failed, now, &mut events).await?;
+                        transition.run_status = Some(RunStatus::Failed);
+                    } else {
+                        let dependents = tx.dependents_of(task.id).await?;
+                        if !dependents.is_empty() {
+                            let cancelled =
+                                tx.cancel_open_tasks(run_id, Some(&dependents), now).await?;
+                            events.extend(cancelled.iter().map(|t| {
+                                ev(
+                                    "task.cancelled",
+                                    Some(run_id),
+                                    Some(*t),
+                                    None,
+                                    json!({"reason": "dependency_failed"}),
+                                )
+                            }));
+                        }
+                        after_terminal(tx, run_id, now, &mut transition, &mut events).await?;
+                    }
+                }
+            }
+        }
+    }
+    tx.insert_events(&events, now).await?;
+    Ok(transition)
+}
+
+fn error_text(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| error.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// After a task of `run_id` reached a terminal status: make dependents ready, and end
+/// the run when nothing is left open.
+async fn after_terminal<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run_id: RunId,
+    now: Timestamp,
+    transition: &mut Transition,
+    events: &mut Vec<NewEvent>,
+) -> StoreResult<()> {
+    let run = tx
+        .lock_run(run_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("run", run_id))?;
+    if run.status.is_terminal() || run.cancel_requested_at.is_some() {
+        return Ok(());
+    }
+    let sequential = run.strategy == Some(RunStrategy::Sequential);
+    let ready = tx.promote_ready(run_id, sequential, now).await?;
+    events.extend(
+        ready
+            .iter()
+            .map(|t| ev("task.ready", Some(run_id), Some(*t), None, json!({}))),
+    );
+    transition.newly_ready = ready;
+    let counts = tx.run_task_counts(run_id).await?;
+    if let Some(status) = run_outcome(counts) {
+        end_run(tx, run, status, now, events).await?;
+        transition.run_status = Some(status);
+    }
+    Ok(())
+}
+
+/// Ends a run: its row, seed 000's `execution_duration` metric and an event.
+async fn end_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    mut run: RunState,
+    status: RunStatus,
+    now: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> StoreResult<()> {
+    run.status = status;
+    run.end_time = Some(now);
+    run.actual_duration = run.start_time.map(|s| duration_ms(s, now));
+    tx.save_run(&run, now).await?;
+    if let Some(ms) = run.actual_duration {
+        tx.record_metric(NewMetric {
+            execution_id: Some(run.execution_id.clone()),
+            metric_name: "execution_duration".into(),
+            metric_value: Some(ms.into()),
+            metric_unit: Some("milliseconds".into()),
+            metric_type: Some(MetricType::Performance),
+            metadata: Some(json!({"status": status.as_str()})),
+            recorded_at: Some(now),
+        })
+        .await?;
+    }
+    let kind = match status {
+        RunStatus::Completed => "run.completed",
+        RunStatus::Failed => "run.failed",
+        RunStatus::Cancelled => "run.cancelled",
+        RunStatus::TimedOut => "run.timed_out",
+        RunStatus::Pending | RunStatus::Running => "run.updated",
+    };
+    events.push(ev(
+        kind,
+        Some(run.id),
+        None,
+        Some(&run.workflow_id),
+        json!({"execution_id": run.execution_id, "duration_ms": run.actual_duration}),
+    ));
+    Ok(())
+}
+
+/// Returns expired leases to the queue (see
+/// [`crate::model::engine::EngineRepo::reap_expired_leases`]).
+pub async fn reap_expired_leases<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    limit: u32,
+) -> StoreResult<Vec<TaskId>> {
+    let now = time::now();
+    let expired = tx.expired_leases(now, limit.clamp(1, 10_000)).await?;
+    let mut reaped = Vec::with_capacity(expired.len());
+    for id in expired {
+        let Some(task) = tx.lock_task(id).await? else {
+            continue;
+        };
+        if task.status != TaskStatus::Running || task.lease_expires_at.is_none_or(|t| t >= now) {
+            continue;
+        }
+        let error = json!({"message": "lease expired", "worker_id": task.lease_owner});
+        // A lost lease counts as an attempt; it is retried at once while retries
+        // remain, since the lease has already made the task wait.
+        let how = FailureKind {
+            attempt_status: AttemptStatus::LeaseExpired,
+            final_status: TaskStatus::Failed,
+            immediate_retry: true,
+        };
+        resolve_failure(tx, task, &error, true, how, now).await?;
+        reaped.push(id);
+    }
+    Ok(reaped)
+}
+
+/// Times out attempts and runs (see
+/// [`crate::model::engine::EngineRepo::enforce_timeouts`]).
+pub async fn enforce_timeouts<T: EngineTx + ?Sized>(tx: &mut T, limit: u32) -> StoreResult<u64> {
+    let now = time::now();
+    let limit = limit.clamp(1, 10_000);
+    let mut count = 0;
+    for id in tx.overdue_tasks(now, limit).await? {
+        let Some(task) = tx.lock_task(id).await? else {
+            continue;
+        };
+        if task.status != TaskStatus::Running {
+            continue;
+        }
+        let error =
+            json!({"message": "attempt timed out", "timeout_seconds": task.timeout_seconds});
+        let how = FailureKind {
+            attempt_status: AttemptStatus::TimedOut,
+            final_status: TaskStatus::TimedOut,
+            immediate_retry: false,
+        };
+        resolve_failure(tx, task, &error, true, how, now).await?;
+        count += 1;
+    }
+    for run_id in tx.overdue_runs(now, limit).await? {
+        let Some(mut run) = tx.lock_run(run_id).await? else {
+            continue;
+        };
+        if run.status.is_terminal() {
+            continue;
+        }
+        let mut events = Vec::new();
+        let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
+        events.extend(cancelled.iter().map(|t| {
+            ev(
+                "task.cancelled",
+                Some(run_id),
+                Some(*t),
+                None,
+                json!({"reason": "run_timed_out"}),
+            )
+        }));
+        run.cancel_requested_at = Some(now);
+        run.error_data = Some(json!({"message": "the run passed its deadline"}));
+        end_run(tx, run, RunStatus::TimedOut, now, &mut events).await?;
+        tx.insert_events(&events, now).await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Cancels a run (see [`crate::model::engine::EngineRepo::cancel_run`]).
+pub async fn cancel_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run_id: RunId,
+) -> StoreResult<WorkflowExecution> {
+    let now = time::now();
+    let mut run = tx
+        .lock_run(run_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("run", run_id))?;
+    if run.status.is_terminal() {
+        return Err(StoreError::conflict(
+            "status",
+            format!("the run is already {}", run.status),
+        ));
+    }
+    let mut events = Vec::new();
+    let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
+    events.extend(cancelled.iter().map(|t| {
+        ev(
+            "task.cancelled",
+            Some(run_id),
+            Some(*t),
+            None,
+            json!({"reason": "run_cancelled"}),
+        )
+    }));
+    run.cancel_requested_at = Some(now);
+    end_run(tx, run, RunStatus::Cancelled, now, &mut events).await?;
+    tx.insert_events(&events, now).await?;
+    tx.get_execution(run_id).await
+}
+
+/// Implements [`crate::model::engine::EngineRepo`] for a backend's transaction type
+/// by delegating to the functions of this module.
+#[macro_export]
+macro_rules! impl_engine_repo {
+    ($tx:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::model::engine::EngineRepo for $tx {
+            async fn start_run(
+                &mut self,
+                start: $crate::model::engine::StartRun,
+            ) -> $crate::StoreResult<$crate::model::engine::StartedRun> {
+                $crate::engine::start_run(self, start).await
+            }
+            async fn claim(
+                &mut self,
+                request: &$crate::model::engine::ClaimRequest,
+            ) -> $crate::StoreResult<Vec<$crate::model::engine::ClaimedTask>> {
+                $crate::engine::claim(self, request).await
+            }
+            async fn heartbeat(
+                &mut self,
+                attempt: $crate::model::engine::AttemptRef,
+                lease: std::time::Duration,
+            ) -> $crate::StoreResult<$crate::model::engine::Heartbeat> {
+                $crate::engine::heartbeat(self, attempt, lease).await
+            }
+            async fn complete(
+                &mut self,
+                attempt: $crate::model::engine::AttemptRef,
+                output: serde_json::Value,
+            ) -> $crate::StoreResult<$crate::model::engine::Transition> {
+                $crate::engine::complete(self, attempt, output).await
+            }
+            async fn fail(
+                &mut self,
+                attempt: $crate::model::engine::AttemptRef,
+                error: serde_json::Value,
+                retryable: bool,
+            ) -> $crate::StoreResult<$crate::model::engine::Transition> {
+                $crate::engine::fail(self, attempt, error, retryable).await
+            }
+            async fn reap_expired_leases(
+                &mut self,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::ids::TaskId>> {
+                $crate::engine::reap_expired_leases(self, limit).await
+            }
+            async fn enforce_timeouts(&mut self, limit: u32) -> $crate::StoreResult<u64> {
+                $crate::engine::enforce_timeouts(self, limit).await
+            }
+            async fn cancel_run(
+                &mut self,
+                run: $crate::ids::RunId,
+            ) -> $crate::StoreResult<$crate::model::run::WorkflowExecution> {
+                $crate::engine::cancel_run(self, run).await
+            }
+            async fn run_tasks(
+                &mut self,
+                run: $crate::ids::RunId,
+            ) -> $crate::StoreResult<Vec<$crate::model::engine::RunTask>> {
+                $crate::model::engine::EngineStore::select_run_tasks(self, run).await
+            }
+            async fn workflow_statistics(
+                &mut self,
+                workflow_id: &str,
+                status: Option<$crate::model::run::RunStatus>,
+            ) -> $crate::StoreResult<$crate::model::run::ExecutionStatistics> {
+                $crate::model::engine::EngineStore::select_workflow_statistics(
+                    self,
+                    workflow_id,
+                    status,
+                )
+                .await
+            }
+            async fn queue_depth(
+                &mut self,
+            ) -> $crate::StoreResult<Vec<$crate::model::engine::QueueDepth>> {
+                $crate::model::engine::EngineStore::select_queue_depth(self).await
+            }
+            async fn events_after(
+                &mut self,
+                after_seq: i64,
+                filter: &$crate::model::engine::EventFilter,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::model::engine::Event>> {
+                if limit == 0 || limit > $crate::page::MAX_PAGE_SIZE {
+                    return Err($crate::StoreError::invalid(
+                        "limit",
+                        format!("{limit} is outside 1..={}", $crate::page::MAX_PAGE_SIZE),
+                    ));
+                }
+                $crate::model::engine::EngineStore::select_events_after(
+                    self, after_seq, filter, limit,
+                )
+                .await
+            }
+            async fn sequence_events(&mut self) -> $crate::StoreResult<u64> {
+                $crate::model::engine::EngineStore::assign_event_seqs(self).await
+            }
+        }
+    };
+}

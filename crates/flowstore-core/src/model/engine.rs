@@ -1,0 +1,697 @@
+//! The execution engine's operations (SPEC §2): start a run from a workflow
+//! version, claim ready tasks under a lease, heartbeat, complete, fail with retries,
+//! reap expired leases, enforce timeouts, cancel. Each operation is one transaction
+//! on the caller's [`crate::Tx`]; the rules that decide outcomes (backoff, how a run
+//! ends) are pure functions here, so both backends decide alike.
+//!
+//! The attempt number handed out by a claim is a fencing token: every later call
+//! carries it, and a call with an attempt that is no longer the task's current one is
+//! refused, so a worker that lost its lease can never overwrite its successor's work.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{AttemptId, RunId, TaskId, WorkflowId};
+use crate::model::run::FailureStrategy;
+use crate::model::run::{ExecutionStatistics, RunStatus, WorkflowExecution};
+use crate::model::task::TaskStatus;
+use crate::time::Timestamp;
+use crate::{validate, StoreError, StoreResult};
+
+/// Most tasks one claim may return.
+pub const MAX_CLAIM: u32 = 1000;
+/// Shortest lease a worker may ask for.
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
+/// Longest lease a worker may ask for.
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+/// What a caller gives to start a run of a stored workflow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// The workflow to run.
+    pub workflow_id: WorkflowId,
+    /// Which version; the workflow's current one when absent.
+    #[serde(default)]
+    pub version: Option<i32>,
+    /// The caller's identifier for the run; generated when absent. Unique.
+    #[serde(default)]
+    pub execution_id: Option<String>,
+    /// The run's input, handed to every task (a JSON object).
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// The task this run works on (seed 000's `task_id`).
+    #[serde(default)]
+    pub subject_task_id: Option<TaskId>,
+    /// The run's priority, added to each step's own.
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Who started it.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Free-form metadata (a JSON object).
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+impl StartRun {
+    /// Checks the caller's fields.
+    pub fn check(&self) -> StoreResult<()> {
+        if let Some(e) = &self.execution_id {
+            validate::required_text("execution_id", e, 255)?;
+        }
+        if let Some(v) = &self.input {
+            validate::json_object("input", v)?;
+        }
+        if let Some(v) = &self.metadata {
+            validate::json_object("metadata", v)?;
+        }
+        if let Some(u) = &self.user_id {
+            validate::bounded("user_id", u, 255)?;
+        }
+        if let Some(p) = self.priority {
+            validate::range_i64("priority", p.into(), -1000, 1000)?;
+        }
+        if let Some(v) = self.version {
+            validate::range_i64("version", v.into(), 1, i32::MAX.into())?;
+        }
+        Ok(())
+    }
+}
+
+/// A started run with its tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartedRun {
+    /// The run.
+    pub run: WorkflowExecution,
+    /// Its tasks, one per step: `(task, step key, status)`.
+    pub tasks: Vec<RunTask>,
+}
+
+/// One task of a run, as the engine sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RunTask {
+    /// The task.
+    pub id: TaskId,
+    /// The step it runs.
+    pub step_key: Option<String>,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// The handler that runs it.
+    pub handler_type: Option<String>,
+    /// Its current attempt number (0 before the first claim).
+    pub attempt: i32,
+    /// Retries made so far.
+    pub retry_count: i32,
+}
+
+/// A worker's request for work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Who is asking; recorded on the attempt and the lease.
+    pub worker_id: String,
+    /// The handler types the worker serves.
+    pub handler_types: Vec<String>,
+    /// Most tasks to return.
+    pub limit: u32,
+    /// How long the worker holds each task before it must heartbeat.
+    #[serde(with = "millis")]
+    pub lease: Duration,
+}
+
+impl ClaimRequest {
+    /// Checks the request's fields.
+    pub fn check(&self) -> StoreResult<()> {
+        validate::required_text("worker_id", &self.worker_id, 255)?;
+        if self.handler_types.is_empty() {
+            return Err(StoreError::invalid(
+                "handler_types",
+                "must name at least one handler type",
+            ));
+        }
+        if self.handler_types.len() > 100 {
+            return Err(StoreError::invalid(
+                "handler_types",
+                "at most 100 handler types",
+            ));
+        }
+        for h in &self.handler_types {
+            validate::required_text("handler_types", h, 255)?;
+        }
+        if self.limit == 0 || self.limit > MAX_CLAIM {
+            return Err(StoreError::invalid(
+                "limit",
+                format!("{} is outside 1..={MAX_CLAIM}", self.limit),
+            ));
+        }
+        check_lease(self.lease)
+    }
+}
+
+/// Refuses a lease outside [`MIN_LEASE`]..=[`MAX_LEASE`].
+pub fn check_lease(lease: Duration) -> StoreResult<()> {
+    if lease < MIN_LEASE || lease > MAX_LEASE {
+        return Err(StoreError::invalid(
+            "lease",
+            format!(
+                "{} ms is outside {}..={} ms",
+                lease.as_millis(),
+                MIN_LEASE.as_millis(),
+                MAX_LEASE.as_millis()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A task handed to a worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedTask {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempt row recorded for this claim.
+    pub attempt_id: AttemptId,
+    /// The attempt number: the fencing token to send back.
+    pub attempt: i32,
+    /// The run it belongs to.
+    pub run_id: Option<RunId>,
+    /// The step it runs.
+    pub step_key: Option<String>,
+    /// The handler that runs it.
+    pub handler_type: String,
+    /// The step's parameters.
+    pub parameters: Value,
+    /// When the lease ends unless renewed.
+    pub lease_expires_at: Timestamp,
+}
+
+/// Names one attempt of one task: what heartbeats, completions and failures carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRef {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempt number given by the claim.
+    pub attempt: i32,
+}
+
+/// What a heartbeat tells the worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The lease's new end.
+    pub lease_expires_at: Timestamp,
+    /// The run was cancelled: the worker should stop and report.
+    pub cancel_requested: bool,
+}
+
+/// The result of a completion or failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempt reported.
+    pub attempt: i32,
+    /// The task's status afterwards (`ready` again when a failure will be retried).
+    pub status: TaskStatus,
+    /// When a retry may be claimed, if one was scheduled.
+    pub retry_at: Option<Timestamp>,
+    /// Tasks this transition made ready.
+    pub newly_ready: Vec<TaskId>,
+    /// The run's status when this transition ended it.
+    pub run_status: Option<RunStatus>,
+}
+
+/// Depth of the queue for one handler type and status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct QueueDepth {
+    /// The handler type.
+    pub handler_type: String,
+    /// `ready` or `running`.
+    pub status: TaskStatus,
+    /// How many tasks.
+    pub tasks: i64,
+}
+
+/// One event of the outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Event {
+    /// Its gap-free sequence number.
+    pub seq: i64,
+    /// What happened, such as `task.completed`.
+    pub event_type: String,
+    /// The run concerned.
+    pub run_id: Option<RunId>,
+    /// The task concerned.
+    pub task_id: Option<TaskId>,
+    /// The workflow concerned (its ID as text, as in `workflow_executions`).
+    pub workflow_id: Option<String>,
+    /// Details.
+    pub payload: Value,
+    /// When it happened.
+    pub created_at: Timestamp,
+}
+
+/// Which events to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only this run's events.
+    pub run_id: Option<RunId>,
+    /// Only this workflow's events.
+    pub workflow_id: Option<String>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+}
+
+/// The delay before retry number `retry` (1 for the first retry): exponential from
+/// one second, capped at five minutes, with full jitter over the upper half so that
+/// failed tasks do not all return at once.
+pub fn backoff(retry: i32) -> Duration {
+    let exp = retry.clamp(1, 20) as u32 - 1;
+    let ceiling = Duration::from_secs(1)
+        .saturating_mul(1u32 << exp.min(16))
+        .min(Duration::from_secs(300));
+    let half = ceiling / 2;
+    let jitter = rand::thread_rng().gen_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(jitter)
+}
+
+/// How a failure is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureDecision {
+    /// Try again after the delay.
+    Retry(Duration),
+    /// The task has failed for good.
+    Fail,
+}
+
+/// Decides a failure: retried while retries remain and the error is retryable.
+pub fn decide_failure(retryable: bool, retry_count: i32, max_retries: i32) -> FailureDecision {
+    if retryable && retry_count < max_retries {
+        FailureDecision::Retry(backoff(retry_count + 1))
+    } else {
+        FailureDecision::Fail
+    }
+}
+
+/// Counts of a run's tasks, by what matters to how the run ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunTaskCounts {
+    /// Tasks not yet terminal.
+    pub open: i64,
+    /// Tasks completed.
+    pub completed: i64,
+    /// Tasks failed or timed out.
+    pub failed: i64,
+    /// Tasks cancelled.
+    pub cancelled: i64,
+}
+
+/// How a run ends once its tasks say so, or `None` while work remains.
+pub fn run_outcome(counts: RunTaskCounts) -> Option<RunStatus> {
+    if counts.open > 0 {
+        None
+    } else if counts.failed > 0 {
+        Some(RunStatus::Failed)
+    } else if counts.cancelled > 0 {
+        Some(RunStatus::Cancelled)
+    } else {
+        Some(RunStatus::Completed)
+    }
+}
+
+/// Whether a failed step should stop the rest of its run.
+pub fn stops_run(strategy: FailureStrategy) -> bool {
+    matches!(strategy, FailureStrategy::FailFast)
+}
+
+/// Storage operations of the execution engine.
+#[async_trait]
+pub trait EngineRepo: Send {
+    /// Starts a run of a workflow version: validates the definition and that every
+    /// handler type is registered and active, then creates the run and one task per
+    /// step; roots (or, for `sequential`, the first step) become `ready`.
+    async fn start_run(&mut self, start: StartRun) -> StoreResult<StartedRun>;
+
+    /// Claims up to `limit` ready tasks for the worker, highest priority then oldest,
+    /// each with a new attempt and lease.
+    async fn claim(&mut self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
+
+    /// Extends the lease of a running attempt; refuses a stale attempt
+    /// (`Conflict` on `attempt`).
+    async fn heartbeat(&mut self, attempt: AttemptRef, lease: Duration) -> StoreResult<Heartbeat>;
+
+    /// Completes a running attempt with its output and makes ready the dependents
+    /// whose dependencies are all complete. Repeating an accepted completion returns
+    /// the same result and changes nothing.
+    async fn complete(&mut self, attempt: AttemptRef, output: Value) -> StoreResult<Transition>;
+
+    /// Fails a running attempt: retried with backoff while retries remain and the
+    /// error is retryable, otherwise the task fails and its run follows its failure
+    /// strategy.
+    async fn fail(
+        &mut self,
+        attempt: AttemptRef,
+        error: Value,
+        retryable: bool,
+    ) -> StoreResult<Transition>;
+
+    /// Returns running tasks whose lease has expired to `ready` (the attempt counts as
+    /// a retry) or fails them when retries are spent; at most `limit` per call.
+    async fn reap_expired_leases(&mut self, limit: u32) -> StoreResult<Vec<TaskId>>;
+
+    /// Times out attempts that ran past their task's `timeout_seconds` and runs past
+    /// their deadline; returns how many tasks and runs it timed out.
+    async fn enforce_timeouts(&mut self, limit: u32) -> StoreResult<u64>;
+
+    /// Cancels a run: tasks not started are cancelled at once; running attempts see
+    /// the cancel on their next heartbeat.
+    async fn cancel_run(&mut self, run: RunId) -> StoreResult<WorkflowExecution>;
+
+    /// The tasks of a run.
+    async fn run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>>;
+
+    /// Statistics of one workflow's runs (seed 000's getStatistics) from the
+    /// counters kept by the transitions, whatever the number of runs.
+    async fn workflow_statistics(
+        &mut self,
+        workflow_id: &str,
+        status: Option<RunStatus>,
+    ) -> StoreResult<ExecutionStatistics>;
+
+    /// Ready and running tasks by handler type.
+    async fn queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>>;
+
+    /// Sequenced events after `after_seq`, oldest first, at most `limit`.
+    async fn events_after(
+        &mut self,
+        after_seq: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+
+    /// Gives committed events their sequence numbers; returns how many. (SQLite
+    /// numbers events as it writes them, so there it has nothing to do.)
+    async fn sequence_events(&mut self) -> StoreResult<u64>;
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..50 {
+            let first = backoff(1);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+            let third = backoff(3);
+            assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
+            assert!(backoff(30) <= Duration::from_secs(300));
+        }
+    }
+
+    #[test]
+    fn failures_retry_until_spent() {
+        assert!(matches!(
+            decide_failure(true, 0, 2),
+            FailureDecision::Retry(_)
+        ));
+        assert_eq!(decide_failure(true, 2, 2), FailureDecision::Fail);
+        assert_eq!(decide_failure(false, 0, 5), FailureDecision::Fail);
+    }
+
+    #[test]
+    fn runs_end_by_their_tasks() {
+        let c = |open, completed, failed, cancelled| RunTaskCounts {
+            open,
+            completed,
+            failed,
+            cancelled,
+        };
+        assert_eq!(run_outcome(c(1, 3, 0, 0)), None);
+        assert_eq!(run_outcome(c(0, 3, 0, 0)), Some(RunStatus::Completed));
+        assert_eq!(run_outcome(c(0, 2, 1, 1)), Some(RunStatus::Failed));
+        assert_eq!(run_outcome(c(0, 2, 0, 1)), Some(RunStatus::Cancelled));
+    }
+
+    #[test]
+    fn claims_are_checked() {
+        let ok = ClaimRequest {
+            worker_id: "w1".into(),
+            handler_types: vec!["shell".into()],
+            limit: 10,
+            lease: Duration::from_secs(30),
+        };
+        assert!(ok.check().is_ok());
+        assert!(ClaimRequest {
+            limit: 0,
+            ..ok.clone()
+        }
+        .check()
+        .is_err());
+        assert!(ClaimRequest {
+            handler_types: vec![],
+            ..ok.clone()
+        }
+        .check()
+        .is_err());
+        assert!(ClaimRequest {
+            lease: Duration::from_secs(7200),
+            ..ok.clone()
+        }
+        .check()
+        .is_err());
+        assert!(ClaimRequest {
+            worker_id: " ".into(),
+            ..ok
+        }
+        .check()
+        .is_err());
+    }
+}
+
+/// The engine's view of one task, read under a row lock by [`EngineStore::lock_task`]
+/// and written back whole by [`EngineStore::save_task`].
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct TaskState {
+    /// The task.
+    pub id: TaskId,
+    /// Its run.
+    pub run_id: Option<RunId>,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// The current attempt number (the fencing token).
+    pub attempt: i32,
+    /// Retries made.
+    pub retry_count: i32,
+    /// Retries allowed.
+    pub max_retries: i32,
+    /// How long one attempt may take.
+    pub timeout_seconds: Option<i32>,
+    /// The output of the completed attempt.
+    pub result: Option<Value>,
+    /// The error of the last failed attempt.
+    pub error_message: Option<String>,
+    /// Who holds the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease ends.
+    pub lease_expires_at: Option<Timestamp>,
+    /// When a retry may be claimed.
+    pub run_after: Option<Timestamp>,
+    /// When it first started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal status.
+    pub completed_at: Option<Timestamp>,
+    /// How long its last attempt took (ms).
+    pub actual_duration: Option<i32>,
+    /// When the current attempt started.
+    pub attempt_started_at: Option<Timestamp>,
+}
+
+/// The engine's view of one run.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct RunState {
+    /// The run.
+    pub id: RunId,
+    /// Its caller-facing identifier (metrics refer to it).
+    pub execution_id: String,
+    /// Its workflow, as text.
+    pub workflow_id: String,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// `parallel` or `sequential`.
+    pub strategy: Option<crate::model::run::RunStrategy>,
+    /// What a failed step does to it.
+    pub failure_strategy: FailureStrategy,
+    /// When it started.
+    pub start_time: Option<Timestamp>,
+    /// When it ended.
+    pub end_time: Option<Timestamp>,
+    /// How long it took (ms).
+    pub actual_duration: Option<i32>,
+    /// Why it failed.
+    pub error_data: Option<Value>,
+    /// When it must be over.
+    pub deadline_at: Option<Timestamp>,
+    /// When a cancel was asked for.
+    pub cancel_requested_at: Option<Timestamp>,
+}
+
+/// A task to create for a step of a starting run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTask {
+    /// The new task's ID.
+    pub id: TaskId,
+    /// The step's key.
+    pub step_key: String,
+    /// Its title (the step's name, or its key).
+    pub title: String,
+    /// Its handler.
+    pub handler_type: String,
+    /// Its parameters.
+    pub parameters: Value,
+    /// Its place in the run's sequential order (1-based).
+    pub execution_order: i32,
+    /// Its priority.
+    pub priority: i32,
+    /// Its attempt timeout.
+    pub timeout_seconds: Option<i32>,
+    /// Its retries.
+    pub max_retries: i32,
+    /// `ready` or `pending`.
+    pub status: TaskStatus,
+}
+
+/// An event to append to the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: &'static str,
+    /// The run concerned.
+    pub run_id: Option<RunId>,
+    /// The task concerned.
+    pub task_id: Option<TaskId>,
+    /// The workflow concerned.
+    pub workflow_id: Option<String>,
+    /// Details.
+    pub payload: Value,
+}
+
+/// The primitives each backend provides to the engine: small statements in native
+/// SQL, each on the caller's transaction. The engine's logic (in
+/// [`crate::engine`]) is written once on top of them, so both backends move tasks
+/// and runs by the same rules.
+#[async_trait]
+pub trait EngineStore: Send {
+    /// The handler types among `types` that are registered and active.
+    async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>>;
+    /// Inserts a run's tasks and their dependency edges `(task, depends_on)`.
+    async fn insert_step_tasks(
+        &mut self,
+        run: &WorkflowExecution,
+        workflow_id: WorkflowId,
+        tasks: &[StepTask],
+        edges: &[(TaskId, TaskId)],
+    ) -> StoreResult<()>;
+    /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
+    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows.
+    async fn claim_ready(
+        &mut self,
+        request: &ClaimRequest,
+        now: Timestamp,
+        attempt_ids: &[AttemptId],
+    ) -> StoreResult<Vec<ClaimedTask>>;
+    /// Reads a task with its current attempt's start, locking it until the end of
+    /// the transaction.
+    async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>>;
+    /// Writes back the engine columns of a task.
+    async fn save_task(&mut self, task: &TaskState, now: Timestamp) -> StoreResult<()>;
+    /// Closes the task's attempt number `attempt` with a status and its output or error.
+    async fn finish_task_attempt(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+        status: crate::model::run::AttemptStatus,
+        output: Option<&Value>,
+        error: Option<&Value>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Extends the lease of a running attempt; `false` when the attempt is not the
+    /// task's current running one.
+    async fn extend_lease(
+        &mut self,
+        attempt: AttemptRef,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Makes ready the pending tasks of `run` whose dependencies are all complete
+    /// (`parallel`), or the first such task by order when nothing of the run is ready
+    /// or running (`sequential`). Returns the tasks made ready.
+    async fn promote_ready(
+        &mut self,
+        run: RunId,
+        sequential: bool,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskId>>;
+    /// Cancels the run's pending and ready tasks (all of them, or those in `only`).
+    async fn cancel_open_tasks(
+        &mut self,
+        run: RunId,
+        only: Option<&[TaskId]>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskId>>;
+    /// Every task that depends on `task`, directly or not.
+    async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>>;
+    /// Counts of the run's tasks.
+    async fn run_task_counts(&mut self, run: RunId) -> StoreResult<RunTaskCounts>;
+    /// Reads a run, locking it until the end of the transaction.
+    async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>>;
+    /// Writes back the engine columns of a run.
+    async fn save_run(&mut self, run: &RunState, now: Timestamp) -> StoreResult<()>;
+    /// Appends events to the outbox.
+    async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()>;
+    /// Running tasks whose lease ended before `now` (skipping rows other
+    /// transactions hold), at most `limit`.
+    async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>>;
+    /// Running tasks whose current attempt started more than `timeout_seconds` ago.
+    async fn overdue_tasks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>>;
+    /// Live runs past their deadline.
+    async fn overdue_runs(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<RunId>>;
+    /// The tasks of a run, in their order.
+    async fn select_run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>>;
+    /// Statistics from the counters (see [`EngineRepo::workflow_statistics`]).
+    async fn select_workflow_statistics(
+        &mut self,
+        workflow_id: &str,
+        status: Option<RunStatus>,
+    ) -> StoreResult<ExecutionStatistics>;
+    /// Ready and running tasks by handler type.
+    async fn select_queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>>;
+    /// Sequenced events after `after_seq`.
+    async fn select_events_after(
+        &mut self,
+        after_seq: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+    /// Numbers committed events (PostgreSQL); a no-op where events are numbered on
+    /// insert (SQLite).
+    async fn assign_event_seqs(&mut self) -> StoreResult<u64>;
+}

@@ -1,0 +1,547 @@
+//! PostgreSQL primitives of the execution engine. Claims take ready rows with
+//! `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on, or take, the same
+//! task; bulk inserts go through `UNNEST` in one round trip.
+
+use async_trait::async_trait;
+use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
+use flowstore_core::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, EngineStore, Event, EventFilter, NewEvent, QueueDepth,
+    RunState, RunTask, RunTaskCounts, StepTask, TaskState,
+};
+use flowstore_core::model::run::{
+    AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
+};
+use flowstore_core::time::Timestamp;
+use flowstore_core::StoreResult;
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::backend::PostgresTx;
+use crate::error::map_err;
+
+/// The advisory lock that keeps event sequencing to one transaction at a time.
+const SEQUENCER_LOCK: i64 = 0x666c_6f77_7365_7100;
+
+const TASK_STATE: &str = "SELECT t.id, t.run_id, t.status, t.attempt, t.retry_count, t.max_retries,
+        t.timeout_seconds, t.result, t.error_message, t.lease_owner, t.lease_expires_at,
+        t.run_after, t.started_at, t.completed_at, t.actual_duration,
+        (SELECT e.started_at FROM task_executions e
+          WHERE e.task_id = t.id AND e.attempt = t.attempt) AS attempt_started_at
+   FROM tasks t WHERE t.id = $1 FOR UPDATE OF t";
+
+const RUN_STATE: &str = "SELECT id, execution_id, workflow_id, status, strategy, failure_strategy,
+        start_time, end_time, actual_duration, error_data, deadline_at, cancel_requested_at
+   FROM workflow_executions WHERE id = $1 FOR UPDATE";
+
+/// Pending tasks of a run whose dependencies have all completed.
+const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
+        JOIN tasks p ON p.id = d.depends_on_id
+        WHERE d.task_id = t.id AND p.status <> 'completed')";
+
+fn uuids<T: Copy>(ids: &[T], f: impl Fn(T) -> Uuid) -> Vec<Uuid> {
+    ids.iter().map(|i| f(*i)).collect()
+}
+
+#[async_trait]
+impl EngineStore for PostgresTx {
+    async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT handler_type FROM handler_registry WHERE handler_type = ANY($1) AND is_active",
+        )
+        .bind(types)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn insert_step_tasks(
+        &mut self,
+        run: &WorkflowExecution,
+        workflow_id: WorkflowId,
+        tasks: &[StepTask],
+        edges: &[(TaskId, TaskId)],
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tasks (id, workflow_id, run_id, step_key, title, status, priority, handler_type,
+                parameters, execution_order, timeout_seconds, max_retries, created_at, updated_at)
+             SELECT u.id, $1, $2, u.key, u.title, u.status, u.priority, u.handler, u.params, u.ord,
+                    u.timeout, u.retries, $3, $3
+               FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[],
+                           $10::jsonb[], $11::int[], $12::int[], $13::int[])
+                 AS u(id, key, title, status, priority, handler, params, ord, timeout, retries)",
+        )
+        .bind(workflow_id)
+        .bind(run.id)
+        .bind(run.created_at)
+        .bind(tasks.iter().map(|t| t.id.0).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.step_key.clone()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.priority).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.handler_type.clone()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.parameters.clone()).collect::<Vec<Value>>())
+        .bind(tasks.iter().map(|t| t.execution_order).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.timeout_seconds).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.max_retries).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        if !edges.is_empty() {
+            sqlx::query(
+                "INSERT INTO task_dependencies (task_id, depends_on_id)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[])",
+            )
+            .bind(edges.iter().map(|e| e.0 .0).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.1 .0).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn claim_ready(
+        &mut self,
+        request: &ClaimRequest,
+        now: Timestamp,
+        attempt_ids: &[AttemptId],
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        let lease_until = now + chrono::Duration::from_std(request.lease).unwrap_or_default();
+        let rows = sqlx::query(
+            "WITH picked AS (
+                SELECT t.id FROM tasks t
+                 WHERE t.status = 'ready' AND t.handler_type = ANY($1)
+                   AND (t.run_after IS NULL OR t.run_after <= $3)
+                 ORDER BY t.priority DESC, t.id
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED
+             ), claimed AS (
+                UPDATE tasks t
+                   SET status = 'running', attempt = t.attempt + 1, lease_owner = $4,
+                       lease_expires_at = $5, run_after = NULL,
+                       started_at = coalesce(t.started_at, $3), updated_at = $3
+                  FROM picked WHERE t.id = picked.id
+                RETURNING t.id, t.attempt, t.run_id, t.step_key, t.handler_type, t.parameters
+             ), numbered AS (
+                SELECT c.*, row_number() OVER (ORDER BY c.id) AS n FROM claimed c
+             ), attempts AS (
+                INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
+                    execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
+                SELECT ($6::uuid[])[n], id, run_id, attempt, handler_type, $4, 'running', $3, $5, $3, $3, $3
+                  FROM numbered
+                RETURNING id, task_id
+             ), events AS (
+                INSERT INTO events (event_type, run_id, task_id, workflow_id, payload, created_at)
+                SELECT 'task.claimed', n.run_id, n.id, r.workflow_id,
+                       jsonb_build_object('attempt', n.attempt, 'worker_id', $4::text), $3
+                  FROM numbered n LEFT JOIN workflow_executions r ON r.id = n.run_id
+             )
+             SELECT n.id, n.attempt, n.run_id, n.step_key, n.handler_type, n.parameters, a.id AS attempt_id
+               FROM numbered n JOIN attempts a ON a.task_id = n.id",
+        )
+        .bind(&request.handler_types)
+        .bind(i64::from(request.limit))
+        .bind(now)
+        .bind(&request.worker_id)
+        .bind(lease_until)
+        .bind(uuids(attempt_ids, |a| a.0))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|r| {
+                Ok(ClaimedTask {
+                    task_id: r.try_get("id")?,
+                    attempt_id: r.try_get("attempt_id")?,
+                    attempt: r.try_get("attempt")?,
+                    run_id: r.try_get("run_id")?,
+                    step_key: r.try_get("step_key")?,
+                    handler_type: r.try_get("handler_type")?,
+                    parameters: r.try_get("parameters")?,
+                    lease_expires_at: lease_until,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)?;
+        claimed.sort_by_key(|c| c.task_id);
+        Ok(claimed)
+    }
+
+    async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>> {
+        sqlx::query_as(TASK_STATE)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn save_task(&mut self, t: &TaskState, now: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE tasks SET status = $2, retry_count = $3, result = $4, error_message = $5,
+                lease_owner = $6, lease_expires_at = $7, run_after = $8, started_at = $9,
+                completed_at = $10, actual_duration = $11, updated_at = $12
+              WHERE id = $1",
+        )
+        .bind(t.id)
+        .bind(t.status)
+        .bind(t.retry_count)
+        .bind(&t.result)
+        .bind(&t.error_message)
+        .bind(&t.lease_owner)
+        .bind(t.lease_expires_at)
+        .bind(t.run_after)
+        .bind(t.started_at)
+        .bind(t.completed_at)
+        .bind(t.actual_duration)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn finish_task_attempt(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+        status: AttemptStatus,
+        output: Option<&Value>,
+        error: Option<&Value>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE task_executions
+                SET execution_status = $3, output_results = coalesce($4, output_results),
+                    error_details = coalesce($5, error_details), completed_at = $6,
+                    duration_ms = CASE WHEN started_at IS NULL THEN NULL
+                        ELSE greatest(0, floor(extract(epoch FROM ($6 - started_at)) * 1000))::bigint END,
+                    lease_expires_at = NULL, updated_at = $6
+              WHERE task_id = $1 AND attempt = $2",
+        )
+        .bind(task)
+        .bind(attempt)
+        .bind(status)
+        .bind(output)
+        .bind(error)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn extend_lease(
+        &mut self,
+        attempt: AttemptRef,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_expires_at = $3, updated_at = $4
+              WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        )
+        .bind(attempt.task_id)
+        .bind(attempt.attempt)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE task_executions SET lease_expires_at = $3, heartbeat_at = $4, updated_at = $4
+              WHERE task_id = $1 AND attempt = $2",
+        )
+        .bind(attempt.task_id)
+        .bind(attempt.attempt)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn promote_ready(
+        &mut self,
+        run: RunId,
+        sequential: bool,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskId>> {
+        let sql = if sequential {
+            format!(
+                "UPDATE tasks SET status = 'ready', updated_at = $2
+                  WHERE id = (SELECT t.id FROM tasks t
+                               WHERE t.run_id = $1 AND t.status = 'pending' AND {DEPENDENCIES_DONE}
+                                 AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = $1
+                                                   AND o.status IN ('ready', 'running'))
+                               ORDER BY t.execution_order, t.id LIMIT 1)
+                 RETURNING id"
+            )
+        } else {
+            format!(
+                "UPDATE tasks t SET status = 'ready', updated_at = $2
+                  WHERE t.run_id = $1 AND t.status = 'pending' AND {DEPENDENCIES_DONE}
+                 RETURNING t.id"
+            )
+        };
+        sqlx::query_scalar(&sql)
+            .bind(run)
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn cancel_open_tasks(
+        &mut self,
+        run: RunId,
+        only: Option<&[TaskId]>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskId>> {
+        sqlx::query_scalar(
+            "UPDATE tasks SET status = 'cancelled', completed_at = $2, run_after = NULL, updated_at = $2
+              WHERE run_id = $1 AND status IN ('pending', 'ready')
+                AND ($3::uuid[] IS NULL OR id = ANY($3))
+             RETURNING id",
+        )
+        .bind(run)
+        .bind(now)
+        .bind(only.map(|ids| uuids(ids, |t| t.0)))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>> {
+        sqlx::query_scalar(
+            "WITH RECURSIVE d(id) AS (
+                SELECT task_id FROM task_dependencies WHERE depends_on_id = $1
+                UNION
+                SELECT x.task_id FROM task_dependencies x JOIN d ON x.depends_on_id = d.id
+             ) SELECT id FROM d",
+        )
+        .bind(task)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn run_task_counts(&mut self, run: RunId) -> StoreResult<RunTaskCounts> {
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status IN ('pending', 'ready', 'running')) AS open,
+                    count(*) FILTER (WHERE status = 'completed') AS completed,
+                    count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
+                    count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+               FROM tasks WHERE run_id = $1",
+        )
+        .bind(run)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>> {
+        sqlx::query_as(RUN_STATE)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn save_run(&mut self, r: &RunState, now: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE workflow_executions SET status = $2, end_time = $3, actual_duration = $4,
+                error_data = $5, deadline_at = $6, cancel_requested_at = $7, updated_at = $8
+              WHERE id = $1",
+        )
+        .bind(r.id)
+        .bind(r.status)
+        .bind(r.end_time)
+        .bind(r.actual_duration)
+        .bind(&r.error_data)
+        .bind(r.deadline_at)
+        .bind(r.cancel_requested_at)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO events (event_type, run_id, task_id, workflow_id, payload, created_at)
+             SELECT u.event_type, u.run_id, u.task_id,
+                    coalesce(u.workflow_id, (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = u.run_id)),
+                    u.payload, $6
+               FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[])
+                 AS u(event_type, run_id, task_id, workflow_id, payload)",
+        )
+        .bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.run_id.map(|r| r.0)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.task_id.map(|t| t.0)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.workflow_id.clone()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<Value>>())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
+        sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < $1
+              ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn overdue_tasks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
+        sqlx::query_scalar(
+            "SELECT t.id FROM tasks t
+               JOIN task_executions e ON e.task_id = t.id AND e.attempt = t.attempt
+              WHERE t.status = 'running' AND t.timeout_seconds IS NOT NULL
+                AND e.started_at + make_interval(secs => t.timeout_seconds) < $1
+              LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn overdue_runs(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<RunId>> {
+        sqlx::query_scalar(
+            "SELECT id FROM workflow_executions
+              WHERE status IN ('pending', 'running') AND deadline_at < $1
+              LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn select_run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>> {
+        sqlx::query_as(
+            "SELECT id, step_key, status, handler_type, attempt, retry_count FROM tasks
+              WHERE run_id = $1 ORDER BY execution_order, id",
+        )
+        .bind(run)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn select_workflow_statistics(
+        &mut self,
+        workflow_id: &str,
+        status: Option<RunStatus>,
+    ) -> StoreResult<ExecutionStatistics> {
+        let row = sqlx::query(
+            "SELECT coalesce(sum(s.executions), 0)::bigint AS total,
+                    coalesce(sum(s.executions) FILTER (WHERE s.status = 'completed'), 0)::bigint AS completed,
+                    coalesce(sum(s.executions) FILTER (WHERE s.status = 'failed'), 0)::bigint AS failed,
+                    coalesce(sum(s.duration_sum), 0)::float8 AS duration_sum,
+                    coalesce(sum(s.duration_count), 0)::bigint AS duration_count,
+                    min((SELECT min(e.actual_duration) FROM workflow_executions e
+                          WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS min_duration,
+                    max((SELECT max(e.actual_duration) FROM workflow_executions e
+                          WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS max_duration
+               FROM workflow_stats s
+              WHERE s.workflow_id = $1 AND s.executions > 0 AND ($2::text IS NULL OR s.status = $2)",
+        )
+        .bind(workflow_id)
+        .bind(status.map(|s| s.as_str()))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        statistics_from_row(&row).map_err(map_err)
+    }
+
+    async fn select_queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>> {
+        sqlx::query_as(
+            "SELECT handler_type, status, count(*) AS tasks FROM tasks
+              WHERE status IN ('ready', 'running') AND handler_type IS NOT NULL
+              GROUP BY handler_type, status ORDER BY handler_type, status",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn select_events_after(
+        &mut self,
+        after_seq: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        sqlx::query_as(
+            "SELECT seq, event_type, run_id, task_id, workflow_id, payload, created_at FROM events
+              WHERE seq > $1 AND ($2::uuid IS NULL OR run_id = $2)
+                AND ($3::text IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR event_type = $4)
+              ORDER BY seq LIMIT $5",
+        )
+        .bind(after_seq)
+        .bind(filter.run_id)
+        .bind(&filter.workflow_id)
+        .bind(&filter.event_type)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn assign_event_seqs(&mut self) -> StoreResult<u64> {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(SEQUENCER_LOCK)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if !locked {
+            return Ok(0);
+        }
+        // One statement, one snapshot: only committed events are numbered, after the
+        // highest number already given, in insertion order.
+        let done = sqlx::query(
+            "WITH base AS (SELECT coalesce(max(seq), 0) AS m FROM events),
+                  todo AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM events
+                            WHERE seq IS NULL ORDER BY id LIMIT 10000)
+             UPDATE events e SET seq = base.m + todo.rn FROM base, todo WHERE e.id = todo.id",
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn statistics_from_row(row: &sqlx::postgres::PgRow) -> Result<ExecutionStatistics, sqlx::Error> {
+    let count: i64 = row.try_get("duration_count")?;
+    let sum: f64 = row.try_get("duration_sum")?;
+    Ok(ExecutionStatistics {
+        total_executions: row.try_get("total")?,
+        completed_executions: row.try_get("completed")?,
+        failed_executions: row.try_get("failed")?,
+        average_duration: (count > 0).then(|| sum / count as f64),
+        min_duration: row.try_get("min_duration")?,
+        max_duration: row.try_get("max_duration")?,
+    })
+}
+
+flowstore_core::impl_engine_repo!(PostgresTx);

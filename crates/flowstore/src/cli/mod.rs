@@ -1,0 +1,103 @@
+//! The `flowstore` command line. `main.rs` only calls [`run`]; every command lives
+//! here, on top of the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod migrate;
+
+use crate::config::Settings;
+use crate::{Store, StoreError};
+pub use migrate::MigrateCommand;
+
+/// A durable state store for workflow and task orchestration.
+#[derive(Debug, Parser)]
+#[command(name = "flowstore", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes. Flags override the environment, which overrides
+/// `flowstore.toml`.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database URL: sqlite://PATH, sqlite::memory: or postgres://… [env: DATABASE_URL]
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Configuration file (TOML); `flowstore.toml` is read when present.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Most database connections in the pool [env: DB_POOL_MAX, DATABASE_POOL_MAX]
+    #[arg(long, global = true)]
+    pub pool_max: Option<u32>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply, revert or inspect schema migrations.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Fill the database with demonstration data.
+    #[command(after_help = "Example:\n  flowstore seed --demo")]
+    Seed {
+        /// Load the realistic demo data set (projects, workflows, runs in every state,
+        /// attempts, 30 days of metrics, pull requests, components, logs).
+        #[arg(long, required = true)]
+        demo: bool,
+        /// How many runs to create.
+        #[arg(long, default_value_t = 200)]
+        runs: u32,
+    },
+}
+
+/// Parses the command line and runs it; the exit code says whether it worked.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the settings: file, then environment, then flags.
+pub fn settings(global: &GlobalArgs) -> Result<Settings, StoreError> {
+    let default_file = PathBuf::from("flowstore.toml");
+    let file = match &global.config {
+        Some(path) => Some(path.clone()),
+        None => default_file.exists().then_some(default_file),
+    };
+    let mut s = Settings::load(file.as_deref(), &|k| std::env::var(k).ok())?;
+    if let Some(url) = &global.database_url {
+        s.database_url = url.clone();
+    }
+    if let Some(max) = global.pool_max {
+        s.pool_max = max;
+    }
+    s.check()?;
+    Ok(s)
+}
+
+async fn execute(cli: Cli) -> Result<(), StoreError> {
+    let settings = settings(&cli.global)?;
+    let store = Store::connect(&settings).await?;
+    let result = match cli.command {
+        Command::Migrate(cmd) => migrate::run(&store, &settings, cmd).await,
+        Command::Seed { runs, .. } => {
+            store.backend().check_schema().await?;
+            let summary = crate::demo::seed(&store, runs).await?;
+            println!("{summary}");
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}

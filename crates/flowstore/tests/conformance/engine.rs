@@ -1,0 +1,718 @@
+//! Conformance tests for the execution engine: runs, claims, leases, retries,
+//! failure strategies, cancellation, timeouts and the outbox, on both backends.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flowstore::ids::{RunId, WorkflowId};
+use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, EventFilter, StartRun};
+use flowstore::model::registry::NewHandler;
+use flowstore::model::run::RunStatus;
+use flowstore::model::task::TaskStatus;
+use flowstore::model::workflow::{ExecutionStrategy, FailureStrategy, NewWorkflow, WorkflowStatus};
+use flowstore::Store;
+use serde_json::{json, Value};
+
+conformance!(
+    a_diamond_runs_to_completion,
+    bad_starts_are_refused_before_anything_is_written,
+    stale_and_repeated_reports,
+    an_expired_lease_moves_the_task_to_another_worker,
+    retries_back_off_then_fail,
+    fail_fast_stops_the_run,
+    continue_runs_the_independent_branches,
+    cancel_stops_what_has_not_started,
+    task_and_run_timeouts,
+    sequential_runs_one_step_at_a_time,
+    events_are_gap_free_and_filterable,
+    claims_are_validated,
+);
+
+async fn register(store: &Store, handlers: &[&str]) {
+    let mut tx = store.begin().await.unwrap();
+    for h in handlers {
+        tx.register_handler(NewHandler {
+            handler_type: h.to_string(),
+            handler_name: h.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn workflow(
+    store: &Store,
+    steps: Value,
+    strategy: ExecutionStrategy,
+    failure: FailureStrategy,
+    timeout: Option<i32>,
+) -> WorkflowId {
+    let mut tx = store.begin().await.unwrap();
+    let wf = tx
+        .create_workflow(NewWorkflow {
+            name: format!("wf-{}", uuid::Uuid::new_v4().simple()),
+            status: Some(WorkflowStatus::Active),
+            definition: Some(json!({ "steps": steps })),
+            execution_strategy: Some(strategy),
+            failure_strategy: Some(failure),
+            timeout_seconds: timeout,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    wf.id
+}
+
+fn diamond() -> Value {
+    json!([
+        {"key": "a", "handler": "shell"},
+        {"key": "b", "handler": "shell", "depends_on": ["a"]},
+        {"key": "c", "handler": "shell", "depends_on": ["a"], "max_retries": 2},
+        {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}
+    ])
+}
+
+async fn start(store: &Store, wf: WorkflowId) -> RunId {
+    let mut tx = store.begin().await.unwrap();
+    let started = tx
+        .start_run(StartRun {
+            workflow_id: wf,
+            input: Some(json!({"n": 1})),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    started.run.id
+}
+
+fn claim_req(worker: &str, limit: u32, lease_ms: u64) -> ClaimRequest {
+    ClaimRequest {
+        worker_id: worker.into(),
+        handler_types: vec!["shell".into()],
+        limit,
+        lease: Duration::from_millis(lease_ms),
+    }
+}
+
+async fn claim(store: &Store, worker: &str, limit: u32) -> Vec<ClaimedTask> {
+    claim_with_lease(store, worker, limit, 30_000).await
+}
+
+async fn claim_with_lease(
+    store: &Store,
+    worker: &str,
+    limit: u32,
+    lease_ms: u64,
+) -> Vec<ClaimedTask> {
+    let mut tx = store.begin().await.unwrap();
+    let c = tx.claim(&claim_req(worker, limit, lease_ms)).await.unwrap();
+    tx.commit().await.unwrap();
+    c
+}
+
+fn r(c: &ClaimedTask) -> AttemptRef {
+    AttemptRef {
+        task_id: c.task_id,
+        attempt: c.attempt,
+    }
+}
+
+async fn complete(store: &Store, c: &ClaimedTask) -> flowstore::model::engine::Transition {
+    let mut tx = store.begin().await.unwrap();
+    let t = tx.complete(r(c), json!({"ok": c.step_key})).await.unwrap();
+    tx.commit().await.unwrap();
+    t
+}
+
+async fn run_status(store: &Store, run: RunId) -> RunStatus {
+    let mut tx = store.begin_read().await.unwrap();
+    tx.get_execution(run).await.unwrap().status
+}
+
+async fn statuses(store: &Store, run: RunId) -> Vec<(String, TaskStatus)> {
+    let mut tx = store.begin_read().await.unwrap();
+    tx.run_tasks(run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.step_key.unwrap(), t.status))
+        .collect()
+}
+
+async fn a_diamond_runs_to_completion(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        diamond(),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let s = statuses(&store, run).await;
+    assert_eq!(s[0], ("a".into(), TaskStatus::Ready));
+    assert!(s[1..].iter().all(|(_, st)| *st == TaskStatus::Pending));
+
+    let first = claim(&store, "w1", 10).await;
+    assert_eq!(first.len(), 1, "only the root is ready");
+    assert_eq!(first[0].attempt, 1);
+    assert!(
+        claim(&store, "w2", 10).await.is_empty(),
+        "a claimed task is not handed out twice"
+    );
+    let t = complete(&store, &first[0]).await;
+    assert_eq!(t.newly_ready.len(), 2, "b and c become ready together");
+
+    let mid = claim(&store, "w1", 10).await;
+    assert_eq!(mid.len(), 2);
+    complete(&store, &mid[0]).await;
+    assert!(
+        claim(&store, "w1", 10).await.is_empty(),
+        "d waits for both b and c"
+    );
+    let t = complete(&store, &mid[1]).await;
+    assert_eq!(t.newly_ready.len(), 1);
+    let last = claim(&store, "w1", 10).await;
+    assert_eq!(last[0].step_key.as_deref(), Some("d"));
+    let t = complete(&store, &last[0]).await;
+    assert_eq!(t.run_status, Some(RunStatus::Completed));
+    assert_eq!(run_status(&store, run).await, RunStatus::Completed);
+
+    let mut tx = store.begin_read().await.unwrap();
+    let exec = tx.get_execution(run).await.unwrap();
+    assert!(exec.end_time.is_some() && exec.actual_duration.is_some());
+    let metrics = tx
+        .metrics_for_execution(&exec.execution_id, None, None)
+        .await
+        .unwrap();
+    let names: HashSet<String> = metrics.iter().map(|m| m.metric_name.clone()).collect();
+    assert!(
+        names.contains("execution_started") && names.contains("execution_duration"),
+        "{names:?}"
+    );
+    let stats = tx.workflow_statistics(&wf.to_string(), None).await.unwrap();
+    assert_eq!(
+        (
+            stats.total_executions,
+            stats.completed_executions,
+            stats.failed_executions
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(stats.min_duration, exec.actual_duration);
+    let attempts = tx.list_attempts(first[0].task_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].execution_status.as_str(), "completed");
+    assert!(tx.queue_depth().await.unwrap().is_empty());
+}
+
+async fn bad_starts_are_refused_before_anything_is_written(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "docker", "depends_on": ["a"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, None).await;
+    let mut tx = store.begin().await.unwrap();
+    let e = tx
+        .start_run(StartRun {
+            workflow_id: wf,
+            ..Default::default()
+        })
+        .await;
+    assert_err!(e, Invalid, "definition.steps[1].handler");
+    assert_err!(
+        tx.start_run(StartRun {
+            workflow_id: WorkflowId::new(),
+            ..Default::default()
+        })
+        .await,
+        NotFound
+    );
+    assert_err!(
+        tx.start_run(StartRun {
+            workflow_id: wf,
+            version: Some(9),
+            ..Default::default()
+        })
+        .await,
+        NotFound
+    );
+    assert_err!(
+        tx.start_run(StartRun {
+            workflow_id: wf,
+            input: Some(json!([1])),
+            ..Default::default()
+        })
+        .await,
+        Invalid,
+        "input"
+    );
+    assert_err!(
+        tx.start_run(StartRun {
+            workflow_id: wf,
+            execution_id: Some(" ".into()),
+            ..Default::default()
+        })
+        .await,
+        Invalid,
+        "execution_id"
+    );
+    drop(tx);
+    register(&store, &["docker"]).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.start_run(StartRun {
+        workflow_id: wf,
+        execution_id: Some("once".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dup = tx
+        .start_run(StartRun {
+            workflow_id: wf,
+            execution_id: Some("once".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_err!(dup, Conflict, "execution_id");
+    drop(tx);
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(
+        tx.queue_depth().await.unwrap().is_empty(),
+        "refused and rolled-back starts left no task"
+    );
+}
+
+async fn stale_and_repeated_reports(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    start(&store, wf).await;
+    let c = claim(&store, "w1", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    let stale = AttemptRef {
+        task_id: c.task_id,
+        attempt: c.attempt + 1,
+    };
+    assert_err!(tx.complete(stale, json!({})).await, Conflict, "attempt");
+    assert_err!(
+        tx.heartbeat(stale, Duration::from_secs(5)).await,
+        Conflict,
+        "attempt"
+    );
+    assert_err!(tx.fail(stale, json!("x"), true).await, Conflict, "attempt");
+    assert_err!(
+        tx.heartbeat(r(&c), Duration::from_secs(99_999)).await,
+        Invalid,
+        "lease"
+    );
+    let hb = tx.heartbeat(r(&c), Duration::from_secs(60)).await.unwrap();
+    assert!(!hb.cancel_requested);
+    let first = tx.complete(r(&c), json!({"v": 1})).await.unwrap();
+    let again = tx.complete(r(&c), json!({"v": 1})).await.unwrap();
+    assert_eq!(
+        (again.status, again.attempt),
+        (first.status, first.attempt),
+        "a repeated completion is a no-op"
+    );
+    assert_err!(
+        tx.complete(r(&c), json!({"v": 2})).await,
+        Conflict,
+        "output"
+    );
+    assert_err!(
+        tx.heartbeat(r(&c), Duration::from_secs(5)).await,
+        Conflict,
+        "attempt"
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn an_expired_lease_moves_the_task_to_another_worker(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell", "max_retries": 3}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let lost = claim_with_lease(&store, "slow", 1, 100).await.remove(0);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.reap_expired_leases(100).await.unwrap(),
+        vec![lost.task_id]
+    );
+    tx.commit().await.unwrap();
+    let taken = claim(&store, "fast", 1).await.remove(0);
+    assert_eq!(taken.task_id, lost.task_id);
+    assert_eq!(
+        taken.attempt,
+        lost.attempt + 1,
+        "the new claim carries a new fencing token"
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(tx.complete(r(&lost), json!({})).await, Conflict, "attempt");
+    assert_err!(
+        tx.heartbeat(r(&lost), Duration::from_secs(5)).await,
+        Conflict,
+        "attempt"
+    );
+    tx.complete(r(&taken), json!({})).await.unwrap();
+    let attempts = tx.list_attempts(lost.task_id).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a.execution_status.as_str())
+            .collect::<Vec<_>>(),
+        vec!["lease_expired", "completed"]
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(run_status(&store, run).await, RunStatus::Completed);
+}
+
+async fn retries_back_off_then_fail(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell", "max_retries": 1}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let c = claim(&store, "w", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    let t = tx
+        .fail(r(&c), json!({"message": "flaky"}), true)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(t.status, TaskStatus::Ready);
+    let retry_at = t.retry_at.expect("a retry is scheduled");
+    assert!(
+        retry_at > flowstore::time::now(),
+        "the retry waits for its backoff"
+    );
+    assert!(
+        claim(&store, "w", 1).await.is_empty(),
+        "not claimable before its time"
+    );
+    tokio::time::sleep(
+        (retry_at - flowstore::time::now())
+            .to_std()
+            .unwrap_or_default()
+            + Duration::from_millis(50),
+    )
+    .await;
+    let c2 = claim(&store, "w", 1).await.remove(0);
+    assert_eq!(c2.attempt, 2);
+    let mut tx = store.begin().await.unwrap();
+    let t = tx
+        .fail(r(&c2), json!({"message": "still flaky"}), true)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Failed, "retries are spent");
+    assert_eq!(t.run_status, Some(RunStatus::Failed));
+    let again = tx
+        .fail(r(&c2), json!({"message": "still flaky"}), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status,
+        TaskStatus::Failed,
+        "a repeated failure is a no-op"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(run_status(&store, run).await, RunStatus::Failed);
+    // A non-retryable error fails at once even with retries left.
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell", "max_retries": 5}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    start(&store, wf).await;
+    let c = claim(&store, "w", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.fail(r(&c), json!("bad input"), false)
+            .await
+            .unwrap()
+            .status,
+        TaskStatus::Failed
+    );
+}
+
+async fn fail_fast_stops_the_run(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}, {"key": "c", "handler": "shell", "depends_on": ["b"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, None).await;
+    let run = start(&store, wf).await;
+    let got = claim(&store, "w", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    let t = tx.fail(r(&got), json!("boom"), false).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(t.run_status, Some(RunStatus::Failed));
+    let s = statuses(&store, run).await;
+    assert_eq!(
+        s.iter()
+            .filter(|(_, st)| *st == TaskStatus::Cancelled)
+            .count(),
+        2,
+        "{s:?}"
+    );
+    assert!(claim(&store, "w", 10).await.is_empty());
+}
+
+async fn continue_runs_the_independent_branches(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell", "depends_on": ["a"]}, {"key": "x", "handler": "shell"}, {"key": "y", "handler": "shell", "depends_on": ["x"]}]), ExecutionStrategy::Parallel, FailureStrategy::Continue, None).await;
+    let run = start(&store, wf).await;
+    let roots = claim(&store, "w", 10).await;
+    let (a, x): (Vec<_>, Vec<_>) = roots
+        .into_iter()
+        .partition(|c| c.step_key.as_deref() == Some("a"));
+    let mut tx = store.begin().await.unwrap();
+    let t = tx.fail(r(&a[0]), json!("boom"), false).await.unwrap();
+    assert_eq!(t.run_status, None, "the other branch still runs");
+    tx.commit().await.unwrap();
+    complete(&store, &x[0]).await;
+    let y = claim(&store, "w", 10).await;
+    assert_eq!(y.len(), 1);
+    assert_eq!(y[0].step_key.as_deref(), Some("y"));
+    let t = complete(&store, &y[0]).await;
+    assert_eq!(
+        t.run_status,
+        Some(RunStatus::Failed),
+        "a run with a failed step ends failed"
+    );
+    let s = statuses(&store, run).await;
+    assert!(s.contains(&("b".into(), TaskStatus::Cancelled)), "{s:?}");
+    assert!(s.contains(&("y".into(), TaskStatus::Completed)), "{s:?}");
+}
+
+async fn cancel_stops_what_has_not_started(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        diamond(),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let a = claim(&store, "w", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    let cancelled = tx.cancel_run(run).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(cancelled.cancel_requested_at.is_some());
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(tx.cancel_run(run).await, Conflict, "status");
+    let hb = tx.heartbeat(r(&a), Duration::from_secs(5)).await.unwrap();
+    assert!(
+        hb.cancel_requested,
+        "the running attempt learns of the cancel"
+    );
+    let t = tx.complete(r(&a), json!({})).await.unwrap();
+    assert!(
+        t.newly_ready.is_empty(),
+        "nothing new starts in a cancelled run"
+    );
+    tx.commit().await.unwrap();
+    let s = statuses(&store, run).await;
+    assert_eq!(
+        s.iter()
+            .filter(|(_, st)| *st == TaskStatus::Cancelled)
+            .count(),
+        3
+    );
+    assert_eq!(run_status(&store, run).await, RunStatus::Cancelled);
+    assert!(claim(&store, "w", 10).await.is_empty());
+}
+
+async fn task_and_run_timeouts(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell", "timeout_seconds": 1}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let c = claim(&store, "w", 1).await.remove(0);
+    let slow_run_wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell", "depends_on": ["a"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, Some(1)).await;
+    let slow_run = start(&store, slow_run_wf).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.enforce_timeouts(100).await.unwrap(),
+        2,
+        "one attempt and one run timed out"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(statuses(&store, run).await[0].1, TaskStatus::TimedOut);
+    assert_eq!(run_status(&store, run).await, RunStatus::Failed);
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(tx.complete(r(&c), json!({})).await, Conflict, "attempt");
+    drop(tx);
+    assert_eq!(run_status(&store, slow_run).await, RunStatus::TimedOut);
+    assert!(statuses(&store, slow_run)
+        .await
+        .iter()
+        .all(|(_, s)| *s == TaskStatus::Cancelled));
+}
+
+async fn sequential_runs_one_step_at_a_time(store: Store) {
+    register(&store, &["shell"]).await;
+    let steps = json!([
+        {"key": "third", "handler": "shell", "execution_order": 3},
+        {"key": "first", "handler": "shell", "execution_order": 1},
+        {"key": "second", "handler": "shell", "execution_order": 2}
+    ]);
+    let wf = workflow(
+        &store,
+        steps,
+        ExecutionStrategy::Sequential,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let mut order = Vec::new();
+    loop {
+        let got = claim(&store, "w", 10).await;
+        if got.is_empty() {
+            break;
+        }
+        assert_eq!(got.len(), 1, "never more than one step at a time");
+        order.push(got[0].step_key.clone().unwrap());
+        complete(&store, &got[0]).await;
+    }
+    assert_eq!(order, vec!["first", "second", "third"]);
+    assert_eq!(run_status(&store, run).await, RunStatus::Completed);
+}
+
+async fn events_are_gap_free_and_filterable(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        diamond(),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    // A rolled-back transition leaves no event and no hole.
+    let mut tx = store.begin().await.unwrap();
+    tx.claim(&claim_req("w", 1, 30_000)).await.unwrap();
+    tx.rollback().await.unwrap();
+    loop {
+        let got = claim(&store, "w", 10).await;
+        if got.is_empty() {
+            break;
+        }
+        for c in &got {
+            complete(&store, c).await;
+        }
+    }
+    let mut tx = store.begin().await.unwrap();
+    tx.sequence_events().await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    let all = tx
+        .events_after(0, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=all.len() as i64).collect::<Vec<_>>(),
+        "gap-free from 1"
+    );
+    let kinds: Vec<&str> = all.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"run.started"));
+    assert_eq!(kinds.last(), Some(&"run.completed"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "task.completed").count(), 4);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "task.claimed").count(),
+        4,
+        "the rolled-back claim left nothing"
+    );
+    let resumed = tx
+        .events_after(seqs[2], &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(resumed.first().map(|e| e.seq), Some(seqs[3]));
+    let only = tx
+        .events_after(
+            0,
+            &EventFilter {
+                event_type: Some("task.completed".into()),
+                run_id: Some(run),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 4);
+    assert!(only
+        .iter()
+        .all(|e| e.workflow_id.as_deref() == Some(wf.to_string().as_str())));
+    assert_err!(
+        tx.events_after(0, &EventFilter::default(), 0).await,
+        Invalid,
+        "limit"
+    );
+}
+
+async fn claims_are_validated(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.claim(&ClaimRequest {
+            limit: 0,
+            ..claim_req("w", 1, 1000)
+        })
+        .await,
+        Invalid,
+        "limit"
+    );
+    assert_err!(
+        tx.claim(&ClaimRequest {
+            handler_types: vec![],
+            ..claim_req("w", 1, 1000)
+        })
+        .await,
+        Invalid,
+        "handler_types"
+    );
+    assert_err!(
+        tx.claim(&claim_req("", 1, 1000)).await,
+        Invalid,
+        "worker_id"
+    );
+    assert_err!(tx.claim(&claim_req("w", 1, 5)).await, Invalid, "lease");
+    let bad: Result<ClaimRequest, _> = serde_json::from_value(
+        json!({"worker_id": "w", "handler_types": ["a"], "limit": 1, "lease": 1000, "extra": 1}),
+    );
+    assert!(bad.is_err());
+}
