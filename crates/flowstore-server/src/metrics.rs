@@ -1,0 +1,188 @@
+//! Prometheus text exposition, written by hand from counters in memory: requests and
+//! latency histograms by route, method and status, claims, lease expirations, and
+//! the queue depth read from the database when scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The server's counters.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    /// Tasks handed out by claims.
+    pub claimed: AtomicU64,
+    /// Leases the maintenance task found expired.
+    pub leases_expired: AtomicU64,
+    /// Tasks and runs timed out by the maintenance task.
+    pub timed_out: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let h = map
+            .entry((route.to_string(), method.to_string(), status))
+            .or_default();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The counters as Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP flowstore_http_requests_total HTTP requests answered.\n");
+        out.push_str("# TYPE flowstore_http_requests_total counter\n");
+        for ((route, method, status), h) in map.iter() {
+            let _ = writeln!(
+                out,
+                "flowstore_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
+                escape(route),
+                h.count
+            );
+        }
+        out.push_str("# HELP flowstore_http_request_duration_seconds Time to answer.\n");
+        out.push_str("# TYPE flowstore_http_request_duration_seconds histogram\n");
+        for ((route, method, status), h) in map.iter() {
+            let labels = format!(
+                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
+                escape(route)
+            );
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "flowstore_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "flowstore_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "flowstore_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "flowstore_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        drop(map);
+        for (name, help, v) in [
+            (
+                "flowstore_tasks_claimed_total",
+                "Tasks handed to workers.",
+                &self.claimed,
+            ),
+            (
+                "flowstore_leases_expired_total",
+                "Leases found expired by the reaper.",
+                &self.leases_expired,
+            ),
+            (
+                "flowstore_timeouts_total",
+                "Tasks and runs timed out.",
+                &self.timed_out,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Middleware recording every request by its route template.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state
+        .metrics()
+        .observe(&route, &method, res.status().as_u16(), start.elapsed());
+    res
+}
+
+/// `GET /metrics`: Prometheus text. The queue depth is read from the database; when
+/// the database does not answer, the in-memory counters are still served.
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let mut out = String::with_capacity(4096);
+    state.metrics().render(&mut out);
+    let depth = async {
+        let mut tx = state.backend().begin_read().await?;
+        let d = tx.queue_depth().await;
+        let _ = tx.rollback().await;
+        d
+    }
+    .await;
+    match depth {
+        Ok(rows) => {
+            out.push_str("# HELP flowstore_queue_depth Ready and running tasks.\n");
+            out.push_str("# TYPE flowstore_queue_depth gauge\n");
+            for r in rows {
+                let _ = writeln!(
+                    out,
+                    "flowstore_queue_depth{{handler_type=\"{}\",state=\"{}\"}} {}",
+                    escape(&r.handler_type),
+                    r.status,
+                    r.tasks
+                );
+            }
+            out.push_str("flowstore_database_up 1\n");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "queue depth unavailable for /metrics");
+            out.push_str("flowstore_database_up 0\n");
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

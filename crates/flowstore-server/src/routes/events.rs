@@ -1,0 +1,145 @@
+//! `GET /api/v1/events`: the outbox as server-sent events. The SSE id is the
+//! event's gap-free `seq`; a client that reconnects with `Last-Event-ID` gets exactly
+//! the events after it, so nothing is lost or repeated.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use flowstore_core::ids::RunId;
+use flowstore_core::model::engine::{Event, EventFilter};
+use flowstore_core::{BackendKind, StoreResult};
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::watch;
+use utoipa::IntoParams;
+
+use crate::error::{ApiResult, Problem, Query};
+use crate::state::AppState;
+
+const BATCH: u32 = 200;
+
+/// Filters of the event stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only this run's events.
+    pub run_id: Option<String>,
+    /// Only this workflow's events.
+    pub workflow_id: Option<String>,
+    /// Only events of this type, such as `task.completed`.
+    pub event_type: Option<String>,
+    /// Start after this `seq` (the `Last-Event-ID` header wins when both are given).
+    pub after: Option<i64>,
+}
+
+struct Cursor {
+    state: AppState,
+    filter: EventFilter,
+    after: i64,
+    buffer: VecDeque<Event>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Streams events after `Last-Event-ID` (or `after`, or from the start).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")),
+    responses((status = 200, content_type = "text/event-stream", description = "events: id = seq, event = event_type, data = the event as JSON"),
+              (status = 422, body = Problem)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                Problem::invalid("Last-Event-ID", "must be the seq of an event (an integer)")
+            })?,
+        None => q.after.unwrap_or(0).max(0),
+    };
+    let filter = EventFilter {
+        run_id: super::parse_opt::<RunId>("run_id", q.run_id.as_deref())?,
+        workflow_id: q.workflow_id,
+        event_type: q.event_type,
+    };
+    // The first read happens now, so that an unreachable database is a 503 rather
+    // than an empty stream.
+    let first = fetch(&state, after, &filter).await?;
+    let cursor = Cursor {
+        shutdown: state.shutdown_signal(),
+        state,
+        filter,
+        after,
+        buffer: first.into(),
+    };
+    let events = futures::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(ev) = c.buffer.pop_front() {
+                c.after = ev.seq;
+                return Some((Ok(to_sse(&ev)), c));
+            }
+            if c.state.shutting_down() {
+                return None;
+            }
+            let notified = c.state.event_notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match fetch(&c.state, c.after, &c.filter).await {
+                Ok(evs) if !evs.is_empty() => {
+                    c.buffer.extend(evs);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "event stream could not read events"),
+            }
+            let nap = c.state.config().poll_interval;
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(nap) => {}
+                _ = c.shutdown.changed() => {}
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+fn to_sse(ev: &Event) -> SseEvent {
+    let data = serde_json::to_string(ev).unwrap_or_else(|_| "{}".into());
+    SseEvent::default()
+        .id(ev.seq.to_string())
+        .event(ev.event_type.clone())
+        .data(data)
+}
+
+/// Events after `after`; on PostgreSQL, when none is numbered yet, numbers the
+/// committed ones first so that a stream does not wait for the maintenance task.
+async fn fetch(state: &AppState, after: i64, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+    let read = |state: &AppState| {
+        let state = state.clone();
+        let filter = filter.clone();
+        async move {
+            let mut tx = state.backend().begin_read().await?;
+            let evs = tx.events_after(after, &filter, BATCH).await;
+            let _ = tx.rollback().await;
+            evs
+        }
+    };
+    let evs = read(state).await?;
+    if evs.is_empty() && state.backend().kind() == BackendKind::Postgres {
+        let mut tx = state.backend().begin().await?;
+        let n = tx.sequence_events().await?;
+        tx.commit().await?;
+        if n > 0 {
+            return read(state).await;
+        }
+    }
+    Ok(evs)
+}

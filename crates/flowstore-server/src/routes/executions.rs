@@ -1,0 +1,212 @@
+//! Seed 000's execution repository over HTTP, its metrics, and the handler registry.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::model::metric::{AggregateFilter, MetricAggregate, MetricType, WorkflowMetric};
+use flowstore_core::model::registry::{Handler, NewHandler};
+use flowstore_core::model::run::{
+    ExecutionPatch, ExecutionStatistics, NewExecution, RunStatus, StatsFilter, WorkflowExecution,
+};
+use flowstore_core::time::Timestamp;
+use flowstore_core::Page;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// Filters and page of `GET /executions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListExecutions {
+    /// The workflow whose executions to list (required).
+    pub workflow_id: Option<String>,
+    /// Only executions in this status.
+    pub status: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Filters of `GET /executions/statistics`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// Only executions of this workflow.
+    pub workflow_id: Option<String>,
+    /// Only executions in this status.
+    pub status: Option<String>,
+}
+
+/// Filters of `GET /executions/{execution_id}/metrics`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsQuery {
+    /// Only metrics of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub metric_type: Option<String>,
+    /// Most samples (100 when absent, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// Filters of `GET /metrics/aggregate`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AggregateQuery {
+    /// Only this metric.
+    pub name: Option<String>,
+    /// Only this metric type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub metric_type: Option<String>,
+    /// Only samples at or after this instant (RFC 3339).
+    pub since: Option<String>,
+}
+
+/// Creates an execution (seed 000's `create`).
+#[utoipa::path(post, path = "/api/v1/executions", tag = "executions", request_body = doc::NewExecution,
+    responses((status = 201, body = doc::Run), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(new): Json<NewExecution>,
+) -> ApiResult<impl IntoResponse> {
+    let mut tx = state.backend().begin().await?;
+    let run = tx.create_execution(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(run)))
+}
+
+/// The execution with this `execution_id`.
+#[utoipa::path(get, path = "/api/v1/executions/{execution_id}", tag = "executions",
+    params(("execution_id" = String, Path)),
+    responses((status = 200, body = doc::Run), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(execution_id): Path<String>,
+) -> ApiResult<AxumJson<WorkflowExecution>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.find_by_execution_id(&execution_id).await?))
+}
+
+/// Changes an execution (seed 000's `update`).
+#[utoipa::path(patch, path = "/api/v1/executions/{execution_id}", tag = "executions",
+    request_body = doc::ExecutionPatch, params(("execution_id" = String, Path)),
+    responses((status = 200, body = doc::Run), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(execution_id): Path<String>,
+    Json(patch): Json<ExecutionPatch>,
+) -> ApiResult<AxumJson<WorkflowExecution>> {
+    let mut tx = state.backend().begin().await?;
+    let run = tx.update_execution(&execution_id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(run))
+}
+
+/// A page of a workflow's executions, newest first.
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ListExecutions),
+    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListExecutions>,
+) -> ApiResult<AxumJson<Page<WorkflowExecution>>> {
+    let workflow_id = q
+        .workflow_id
+        .filter(|w| !w.trim().is_empty())
+        .ok_or_else(|| Problem::invalid("workflow_id", "workflow_id is required"))?;
+    let status = super::parse_opt::<RunStatus>("status", q.status.as_deref())?;
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_by_workflow(&workflow_id, status, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// Seed 000's statistics over the executions matched.
+#[utoipa::path(get, path = "/api/v1/executions/statistics", tag = "executions", params(StatsQuery),
+    responses((status = 200, body = doc::ExecutionStatistics), (status = 422, body = Problem)))]
+pub async fn statistics(
+    State(state): State<AppState>,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<AxumJson<ExecutionStatistics>> {
+    let filter = StatsFilter {
+        workflow_id: q.workflow_id,
+        status: super::parse_opt::<RunStatus>("status", q.status.as_deref())?,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.execution_statistics(&filter).await?))
+}
+
+/// An execution's metrics, newest first.
+#[utoipa::path(get, path = "/api/v1/executions/{execution_id}/metrics", tag = "executions",
+    params(("execution_id" = String, Path), MetricsQuery),
+    responses((status = 200, body = [doc::Metric]), (status = 404, body = Problem)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Path(execution_id): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<AxumJson<Vec<WorkflowMetric>>> {
+    let kind = super::parse_opt::<MetricType>("type", q.metric_type.as_deref())?;
+    let mut tx = state.backend().begin_read().await?;
+    tx.find_by_execution_id(&execution_id).await?;
+    Ok(AxumJson(
+        tx.metrics_for_execution(&execution_id, kind, q.limit)
+            .await?,
+    ))
+}
+
+/// Seed 000's aggregated metrics.
+#[utoipa::path(get, path = "/api/v1/metrics/aggregate", tag = "executions", params(AggregateQuery),
+    responses((status = 200, body = [doc::MetricAggregate]), (status = 422, body = Problem)))]
+pub async fn aggregate(
+    State(state): State<AppState>,
+    Query(q): Query<AggregateQuery>,
+) -> ApiResult<AxumJson<Vec<MetricAggregate>>> {
+    let since = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<Timestamp>()
+                .map_err(|e| Problem::invalid("since", format!("not an RFC 3339 instant: {e}")))?,
+        ),
+    };
+    let filter = AggregateFilter {
+        metric_name: q.name,
+        metric_type: super::parse_opt::<MetricType>("type", q.metric_type.as_deref())?,
+        since,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.aggregated_metrics(&filter).await?))
+}
+
+/// Registers a handler type (admin only).
+#[utoipa::path(post, path = "/api/v1/handlers", tag = "handlers", request_body = doc::NewHandler,
+    responses((status = 201, body = doc::Handler), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn register_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewHandler>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(flowstore_core::model::identity::Role::Admin)?;
+    let mut tx = state.backend().begin().await?;
+    let h = tx.register_handler(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(h)))
+}
+
+/// Every active handler.
+#[utoipa::path(get, path = "/api/v1/handlers", tag = "handlers",
+    responses((status = 200, body = [doc::Handler])))]
+pub async fn active_handlers(State(state): State<AppState>) -> ApiResult<AxumJson<Vec<Handler>>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.list_active_handlers().await?))
+}

@@ -1,0 +1,119 @@
+//! Projects: create, read, change, delete, list by cursor.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::ids::{ProjectId, UserId};
+use flowstore_core::model::project::{NewProject, Project, ProjectFilter, ProjectPatch};
+use flowstore_core::Page;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// Filters and page of `GET /projects`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListProjects {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000 (50 when absent).
+    pub limit: Option<u32>,
+    /// Only projects of this owner.
+    pub owner_id: Option<String>,
+}
+
+/// Refuses a change to a project owned by someone else unless the key is an admin's.
+fn check_owner(caller: &Caller, owner: Option<UserId>) -> ApiResult<()> {
+    match (owner, caller.0.user_id) {
+        (Some(o), Some(me)) if o != me && !caller.is_admin() => {
+            Err(Problem::forbidden("this project belongs to another user"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Creates a project.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = doc::NewProject,
+    responses((status = 201, body = doc::Project), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut new): Json<NewProject>,
+) -> ApiResult<impl IntoResponse> {
+    if new.owner_id.is_none() {
+        new.owner_id = caller.0.user_id;
+    }
+    check_owner(&caller, new.owner_id)?;
+    let mut tx = state.backend().begin().await?;
+    let p = tx.create_project(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(p)))
+}
+
+/// A page of projects, newest first.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ListProjects),
+    responses((status = 200, body = doc::Page)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListProjects>,
+) -> ApiResult<AxumJson<Page<Project>>> {
+    let filter = ProjectFilter {
+        owner_id: super::parse_opt::<UserId>("owner_id", q.owner_id.as_deref())?,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_projects(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = String, Path, description = "project ID")),
+    responses((status = 200, body = doc::Project), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<ProjectId>,
+) -> ApiResult<AxumJson<Project>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.get_project(id).await?))
+}
+
+/// Changes a project.
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", request_body = doc::ProjectPatch,
+    params(("id" = String, Path, description = "project ID")),
+    responses((status = 200, body = doc::Project), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ProjectId>,
+    Json(patch): Json<ProjectPatch>,
+) -> ApiResult<AxumJson<Project>> {
+    let mut tx = state.backend().begin().await?;
+    check_owner(&caller, tx.get_project(id).await?.owner_id)?;
+    let p = tx.update_project(id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(p))
+}
+
+/// Deletes a project with its tasks and pull requests.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = String, Path, description = "project ID")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ProjectId>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.backend().begin().await?;
+    check_owner(&caller, tx.get_project(id).await?.owner_id)?;
+    tx.delete_project(id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,136 @@
+//! Workflows: create, read, change, list, versions.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::ids::{ProjectId, TeamId, UserId, WorkflowId};
+use flowstore_core::model::workflow::{
+    NewWorkflow, Workflow, WorkflowFilter, WorkflowPatch, WorkflowStatus, WorkflowVersion,
+};
+use flowstore_core::Page;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// Filters and page of `GET /workflows`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListWorkflows {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+    /// Only workflows in this status.
+    pub status: Option<String>,
+    /// Only workflows of this owner.
+    pub owner_id: Option<String>,
+    /// Only workflows of this team.
+    pub team_id: Option<String>,
+    /// Only workflows of this project.
+    pub project_id: Option<String>,
+    /// Only workflows with this tag.
+    pub tag: Option<String>,
+}
+
+fn check_owner(caller: &Caller, owner: Option<UserId>) -> ApiResult<()> {
+    match (owner, caller.0.user_id) {
+        (Some(o), Some(me)) if o != me && !caller.is_admin() => {
+            Err(Problem::forbidden("this workflow belongs to another user"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Creates a workflow (version 1).
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", request_body = doc::NewWorkflow,
+    responses((status = 201, body = doc::Workflow), (status = 422, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut new): Json<NewWorkflow>,
+) -> ApiResult<impl IntoResponse> {
+    if new.owner_id.is_none() {
+        new.owner_id = caller.0.user_id;
+    }
+    check_owner(&caller, new.owner_id)?;
+    let mut tx = state.backend().begin().await?;
+    let w = tx.create_workflow(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(w)))
+}
+
+/// A page of workflows, newest first.
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(ListWorkflows),
+    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListWorkflows>,
+) -> ApiResult<AxumJson<Page<Workflow>>> {
+    let filter = WorkflowFilter {
+        status: super::parse_opt::<WorkflowStatus>("status", q.status.as_deref())?,
+        owner_id: super::parse_opt::<UserId>("owner_id", q.owner_id.as_deref())?,
+        team_id: super::parse_opt::<TeamId>("team_id", q.team_id.as_deref())?,
+        project_id: super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())?,
+        tag: q.tag,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_workflows(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// One workflow.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "workflow ID")),
+    responses((status = 200, body = doc::Workflow), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<WorkflowId>,
+) -> ApiResult<AxumJson<Workflow>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.get_workflow(id).await?))
+}
+
+/// Changes a workflow; a new definition or configuration makes a new version.
+#[utoipa::path(patch, path = "/api/v1/workflows/{id}", tag = "workflows", request_body = doc::WorkflowPatch,
+    params(("id" = String, Path, description = "workflow ID")),
+    responses((status = 200, body = doc::Workflow), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<WorkflowId>,
+    Json(mut patch): Json<WorkflowPatch>,
+) -> ApiResult<AxumJson<Workflow>> {
+    if patch.changed_by.is_some() {
+        return Err(Problem::invalid(
+            "changed_by",
+            "is set by the server from the API key",
+        ));
+    }
+    patch.changed_by = caller.0.user_id;
+    let mut tx = state.backend().begin().await?;
+    check_owner(&caller, tx.get_workflow(id).await?.owner_id)?;
+    let w = tx.update_workflow(id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(w))
+}
+
+/// Every version of a workflow, oldest first.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/versions", tag = "workflows",
+    params(("id" = String, Path, description = "workflow ID")),
+    responses((status = 200, body = [doc::WorkflowVersion]), (status = 404, body = Problem)))]
+pub async fn versions(
+    State(state): State<AppState>,
+    Path(id): Path<WorkflowId>,
+) -> ApiResult<AxumJson<Vec<WorkflowVersion>>> {
+    let mut tx = state.backend().begin_read().await?;
+    tx.get_workflow(id).await?;
+    Ok(AxumJson(tx.list_workflow_versions(id).await?))
+}

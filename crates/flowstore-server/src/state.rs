@@ -1,0 +1,184 @@
+//! The state every handler shares: the backend, settings, metrics, the per-key rate
+//! limiter, and the signals that wake long polls and end streams at shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flowstore_core::ids::ApiKeyId;
+use flowstore_core::Backend;
+use tokio::sync::{watch, Notify};
+
+use crate::metrics::Metrics;
+
+/// Settings of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Requests per second each API key may make, on average.
+    pub rate_per_second: f64,
+    /// Requests a key may make at once before the rate applies.
+    pub rate_burst: f64,
+    /// Longest a claim may wait for work.
+    pub max_claim_wait: Duration,
+    /// How often waiting claims and event streams look at the database.
+    pub poll_interval: Duration,
+    /// Longest a request other than a stream may take.
+    pub request_timeout: Duration,
+    /// How often the maintenance task reaps leases and enforces timeouts.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_limit: 1024 * 1024,
+            rate_per_second: 100.0,
+            rate_burst: 200.0,
+            max_claim_wait: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(60),
+            maintenance_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    config: ServerConfig,
+    metrics: Metrics,
+    limiter: RateLimiter,
+    work: Notify,
+    events: Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// State over `backend` with default settings.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self::with_config(backend, ServerConfig::default())
+    }
+
+    /// State over `backend` with `config`.
+    pub fn with_config(backend: Arc<dyn Backend>, config: ServerConfig) -> Self {
+        let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
+        AppState {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                metrics: Metrics::default(),
+                limiter,
+                work: Notify::new(),
+                events: Notify::new(),
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.inner.backend
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    /// Tells waiting claims and event streams that something changed.
+    pub fn notify_changed(&self) {
+        self.inner.work.notify_waiters();
+        self.inner.events.notify_waiters();
+    }
+
+    pub(crate) fn work_notify(&self) -> &Notify {
+        &self.inner.work
+    }
+
+    pub(crate) fn event_notify(&self) -> &Notify {
+        &self.inner.events
+    }
+
+    /// Ends event streams and long polls: called when the server starts shutting
+    /// down, so that graceful shutdown does not wait for them forever.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        self.notify_changed();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// A receiver that changes when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+}
+
+/// A token bucket per API key, in memory.
+pub(crate) struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<ApiKeyId, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter {
+            rate: rate.max(0.001),
+            burst: burst.max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key`, or says how many seconds until one is available.
+    pub(crate) fn check(&self, key: ApiKeyId) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(600));
+        }
+        let (tokens, at) = buckets.entry(key).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_empty_and_refill() {
+        let l = RateLimiter::new(1.0, 2.0);
+        let k = ApiKeyId::new();
+        assert!(l.check(k).is_ok());
+        assert!(l.check(k).is_ok());
+        assert_eq!(l.check(k), Err(1));
+        assert!(l.check(ApiKeyId::new()).is_ok());
+    }
+}
