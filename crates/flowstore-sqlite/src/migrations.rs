@@ -11,35 +11,23 @@ use crate::error::map_err;
 use crate::util::ts;
 
 macro_rules! migration {
-    ($version:literal, $name:literal) => {
+    ($version:literal, $file:literal, $name:literal) => {
         Migration {
             version: $version,
             name: $name,
-            up: include_str!(concat!(
-                "../migrations/",
-                stringify!($version),
-                "_",
-                $name,
-                ".up.sql"
-            )),
-            down: include_str!(concat!(
-                "../migrations/",
-                stringify!($version),
-                "_",
-                $name,
-                ".down.sql"
-            )),
+            up: include_str!(concat!("../migrations/", $file, "_", $name, ".up.sql")),
+            down: include_str!(concat!("../migrations/", $file, "_", $name, ".down.sql")),
         }
     };
 }
 
 /// Every migration this backend knows, oldest first.
 pub static MIGRATIONS: &[Migration] = &[
-    migration!(0001, "identity"),
-    migration!(0002, "projects_workflows"),
-    migration!(0003, "work"),
-    migration!(0004, "operations"),
-    migration!(0005, "engine"),
+    migration!(1, "0001", "identity"),
+    migration!(2, "0002", "projects_workflows"),
+    migration!(3, "0003", "work"),
+    migration!(4, "0004", "operations"),
+    migration!(5, "0005", "engine"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
