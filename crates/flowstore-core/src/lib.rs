@@ -5,6 +5,7 @@
 //! `flowstore-postgres`) implement [`store::Backend`] and [`store::Tx`]; the
 //! `flowstore` crate picks one from the URL.
 
+pub mod admin;
 pub mod crypto;
 pub mod engine;
 pub mod error;

@@ -67,6 +67,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Closes the pool, waiting for connections to be returned.
     async fn close(&self);
+
+    /// Whole-database operations: integrity checks, statistics, vacuum, retention.
+    fn admin(&self) -> &dyn crate::admin::AdminBackend;
 }
 
 /// One transaction, with every repository operation. Dropping it without

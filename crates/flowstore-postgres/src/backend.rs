@@ -249,6 +249,10 @@ impl Backend for PostgresBackend {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn admin(&self) -> &dyn flowstore_core::admin::AdminBackend {
+        self
+    }
 }
 
 #[async_trait]

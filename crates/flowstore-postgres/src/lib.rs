@@ -3,6 +3,7 @@
 //! Several flowstore servers may share one database: migrations take an advisory
 //! lock, and claims use `FOR UPDATE SKIP LOCKED`.
 
+mod admin;
 mod backend;
 mod engine;
 mod error;

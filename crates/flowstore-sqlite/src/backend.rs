@@ -49,7 +49,7 @@ pub struct SqliteBackend {
     pool: SqlitePool,
     /// Serialises writers in this process: SQLite allows one writer at a time, and
     /// queueing here keeps "database is locked" from reaching callers.
-    writer: Arc<Mutex<()>>,
+    pub(crate) writer: Arc<Mutex<()>>,
     keys: Arc<KeySource>,
 }
 
@@ -233,6 +233,10 @@ impl Backend for SqliteBackend {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn admin(&self) -> &dyn flowstore_core::admin::AdminBackend {
+        self
     }
 }
 

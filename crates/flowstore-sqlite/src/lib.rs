@@ -5,6 +5,7 @@
 //! text order is time order, JSON is checked text and booleans are 0 or 1. Writers
 //! are serialised inside the process, so "database is locked" never reaches a caller.
 
+mod admin;
 mod backend;
 mod engine;
 mod error;

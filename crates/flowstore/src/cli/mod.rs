@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod admin;
 mod migrate;
 
 use crate::config::Settings;
@@ -43,6 +44,14 @@ pub enum Command {
     /// Apply, revert or inspect schema migrations.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Find (and with --fix repair) integrity problems; fails while any remain.
+    Check(admin::CheckArgs),
+    /// Sizes, row counts, index use, connections, slow statements and dead rows.
+    Stats(admin::StatsArgs),
+    /// Vacuum, analyse and reindex, and report the space reclaimed.
+    Vacuum(admin::VacuumArgs),
+    /// Delete finished runs and history older than a cut-off, in small batches.
+    Cleanup(admin::CleanupArgs),
     /// Fill the database with demonstration data.
     #[command(after_help = "Example:\n  flowstore seed --demo")]
     Seed {
@@ -91,6 +100,10 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
     let store = Store::connect(&settings).await?;
     let result = match cli.command {
         Command::Migrate(cmd) => migrate::run(&store, &settings, cmd).await,
+        Command::Check(args) => admin::check(&store, args).await,
+        Command::Stats(args) => admin::stats(&store, args).await,
+        Command::Vacuum(args) => admin::vacuum(&store, args).await,
+        Command::Cleanup(args) => admin::cleanup(&store, args).await,
         Command::Seed { runs, .. } => {
             store.backend().check_schema().await?;
             let summary = crate::demo::seed(&store, runs).await?;

@@ -1,0 +1,344 @@
+//! Statistics, amcheck, vacuum and retention on PostgreSQL.
+
+use flowstore_core::admin::{
+    ConnectionStats, DbStats, Finding, FindingKind, IndexStat, SlowStatement, TableCounts,
+    TableStat,
+};
+use flowstore_core::time::Timestamp;
+use flowstore_core::{BackendKind, StoreResult};
+use sqlx::{Connection, PgConnection};
+
+use super::TERMINAL;
+use crate::backend::PostgresBackend;
+use crate::error::map_err;
+
+pub(super) async fn database_bytes(b: &PostgresBackend) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(b.pool())
+        .await
+        .map_err(map_err)?;
+    Ok(n as u64)
+}
+
+/// Checks every b-tree index of the schema with amcheck when it is installed.
+pub(super) async fn amcheck(
+    conn: &mut PgConnection,
+    notes: &mut Vec<String>,
+) -> StoreResult<Vec<Finding>> {
+    let installed: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    if !installed {
+        notes.push(
+            "amcheck is not installed: b-tree indexes were not verified \
+             (CREATE EXTENSION amcheck to enable)"
+                .into(),
+        );
+        return Ok(Vec::new());
+    }
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT quote_ident(c.relname), t.relname::text FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+           JOIN pg_am am ON am.oid = c.relam
+          WHERE am.amname = 'btree' AND i.indisvalid
+            AND c.relnamespace = current_schema()::regnamespace",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let mut out = Vec::new();
+    for (index, table) in indexes {
+        let check = sqlx::query("SELECT bt_index_check($1::regclass)")
+            .bind(&index)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = check {
+            out.push(Finding {
+                kind: FindingKind::Corruption,
+                table,
+                count: 1,
+                examples: vec![index],
+                detail: format!("amcheck: {e}"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn stats(b: &PostgresBackend) -> StoreResult<DbStats> {
+    let pool = b.pool();
+    let mut notes = Vec::new();
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT relname::text, n_dead_tup, pg_total_relation_size(relid)
+           FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    let mut tables = Vec::new();
+    let mut dead = 0u64;
+    for (name, dead_rows, bytes) in rows {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(&name)))
+            .fetch_one(pool)
+            .await
+            .map_err(map_err)?;
+        dead += dead_rows as u64;
+        tables.push(TableStat {
+            name,
+            rows: count as u64,
+            bytes: Some(bytes as u64),
+            dead_rows: Some(dead_rows as u64),
+        });
+    }
+    let idx: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
+        "SELECT s.indexrelname::text, s.relname::text, s.idx_scan, pg_relation_size(s.indexrelid),
+                i.indisunique OR i.indisprimary
+           FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+          WHERE s.schemaname = current_schema() ORDER BY s.indexrelname",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    // Unique indexes enforce constraints even when never scanned: not "unused".
+    let unused = idx
+        .iter()
+        .filter(|(_, _, scans, _, unique)| *scans == 0 && !unique)
+        .map(|(n, ..)| n.clone())
+        .collect();
+    let indexes = idx
+        .into_iter()
+        .map(|(name, table, scans, bytes, _)| IndexStat {
+            name,
+            table,
+            scans: Some(scans as u64),
+            bytes: Some(bytes as u64),
+        })
+        .collect();
+    notes.push("index scans are counted since the statistics were last reset".into());
+    let by_state: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity
+          WHERE datname = current_database() GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    let slow = slow_statements(b, &mut notes).await?;
+    Ok(DbStats {
+        backend: BackendKind::Postgres,
+        database_bytes: database_bytes(b).await?,
+        tables,
+        indexes,
+        unused_indexes: unused,
+        connections: ConnectionStats {
+            pool_size: pool.size(),
+            pool_idle: pool.num_idle() as u32,
+            server_by_state: by_state.into_iter().map(|(s, n)| (s, n as u64)).collect(),
+        },
+        slow_statements: slow,
+        freelist_pages: None,
+        dead_rows: Some(dead),
+        notes,
+    })
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn slow_statements(
+    b: &PostgresBackend,
+    notes: &mut Vec<String>,
+) -> StoreResult<Vec<SlowStatement>> {
+    let installed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
+    )
+    .fetch_one(b.pool())
+    .await
+    .map_err(map_err)?;
+    if !installed {
+        notes.push("pg_stat_statements is not installed: slow statements cannot be listed".into());
+        return Ok(Vec::new());
+    }
+    let rows: Result<Vec<(String, i64, f64, f64)>, _> = sqlx::query_as(
+        "SELECT query, calls, mean_exec_time, total_exec_time FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          ORDER BY mean_exec_time DESC LIMIT 10",
+    )
+    .fetch_all(b.pool())
+    .await;
+    match rows {
+        Ok(rows) => Ok(rows
+            .into_iter()
+            .map(|(query, calls, mean_ms, total_ms)| SlowStatement {
+                query,
+                calls: calls as u64,
+                mean_ms,
+                total_ms,
+            })
+            .collect()),
+        Err(e) => {
+            notes.push(format!("pg_stat_statements cannot be read: {e}"));
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// ANALYZE and VACUUM every table, then (with `reindex`) rebuild its indexes
+/// concurrently. None of it may run inside a transaction, so each statement runs on
+/// its own on one connection, without the statement timeout.
+pub(super) async fn vacuum(b: &PostgresBackend, reindex: bool) -> StoreResult<Vec<String>> {
+    let mut conn = b.pool().acquire().await.map_err(map_err)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()
+          ORDER BY tablename",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let mut steps = Vec::new();
+    for t in &tables {
+        steps.push(format!("VACUUM (ANALYZE) {t}"));
+        if reindex {
+            steps.push(format!("REINDEX TABLE CONCURRENTLY {t}"));
+        }
+    }
+    sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0")
+        .await
+        .map_err(map_err)?;
+    let mut result = Ok(());
+    for s in &steps {
+        if let Err(e) = sqlx::Executor::execute(&mut *conn, s.as_str()).await {
+            result = Err(map_err(e));
+            break;
+        }
+    }
+    let _ = sqlx::Executor::execute(&mut *conn, "RESET statement_timeout").await;
+    result.map(|_| steps)
+}
+
+const RUNS: &str = "SELECT id FROM pg_temp.cleanup_runs";
+
+/// Deletes (`Some((runs, limit))`) or counts (`None`, everything eligible) what
+/// retention removes; one short transaction.
+pub(super) async fn cleanup(
+    b: &PostgresBackend,
+    cutoff: Timestamp,
+    mode: Option<(bool, u32)>,
+) -> StoreResult<TableCounts> {
+    let mut out = TableCounts::new();
+    let mut conn = b.pool().acquire().await.map_err(map_err)?;
+    let mut tx = conn.begin().await.map_err(map_err)?;
+    match mode {
+        None => {
+            for runs in [true, false] {
+                one(&mut tx, cutoff, runs, None, true, &mut out).await?;
+            }
+            tx.rollback().await.map_err(map_err)?;
+        }
+        Some((runs, limit)) => {
+            one(&mut tx, cutoff, runs, Some(limit.into()), false, &mut out).await?;
+            tx.commit().await.map_err(map_err)?;
+        }
+    }
+    Ok(out)
+}
+
+async fn one(
+    conn: &mut PgConnection,
+    cutoff: Timestamp,
+    runs: bool,
+    limit: Option<i64>,
+    count_only: bool,
+    out: &mut TableCounts,
+) -> StoreResult<()> {
+    let tasks = format!("SELECT id FROM tasks WHERE run_id IN ({RUNS})");
+    let events =
+        "SELECT id FROM events WHERE run_id IS NULL AND created_at < $1 ORDER BY id LIMIT $2";
+    let steps: Vec<(&str, String)> = if runs {
+        for s in [
+            "CREATE TEMP TABLE IF NOT EXISTS cleanup_runs (id UUID PRIMARY KEY, execution_id TEXT)",
+            "DELETE FROM pg_temp.cleanup_runs",
+        ] {
+            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+        }
+        // Only finished runs: pending and running ones are kept whatever their age.
+        sqlx::query(&format!(
+            "INSERT INTO pg_temp.cleanup_runs (id, execution_id)
+             SELECT id, execution_id FROM workflow_executions
+              WHERE status IN {TERMINAL} AND end_time IS NOT NULL AND end_time < $1
+              ORDER BY end_time LIMIT $2"
+        ))
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        vec![
+            (
+                "webhook_deliveries",
+                format!("event_seq IN (SELECT seq FROM events WHERE run_id IN ({RUNS}))"),
+            ),
+            ("events", format!("run_id IN ({RUNS})")),
+            (
+                "logs",
+                format!("execution_id IN ({RUNS}) OR task_id IN ({tasks})"),
+            ),
+            (
+                "workflow_metrics",
+                "execution_id IN (SELECT execution_id FROM pg_temp.cleanup_runs)".into(),
+            ),
+            (
+                "task_executions",
+                format!("run_id IN ({RUNS}) OR task_id IN ({tasks})"),
+            ),
+            (
+                "task_dependencies",
+                format!("task_id IN ({tasks}) OR depends_on_id IN ({tasks})"),
+            ),
+            ("tasks", format!("run_id IN ({RUNS})")),
+            ("workflow_executions", format!("id IN ({RUNS})")),
+        ]
+    } else {
+        vec![
+            (
+                "webhook_deliveries",
+                format!("event_seq IN (SELECT seq FROM events WHERE id IN ({events}))"),
+            ),
+            ("events", format!("id IN ({events})")),
+            (
+                "logs",
+                "id IN (SELECT id FROM logs WHERE execution_id IS NULL AND task_id IS NULL
+                         AND timestamp < $1 LIMIT $2)"
+                    .into(),
+            ),
+            (
+                "system_metrics",
+                "id IN (SELECT id FROM system_metrics WHERE recorded_at < $1 LIMIT $2)".into(),
+            ),
+        ]
+    };
+    for (table, pred) in steps {
+        let n = if count_only {
+            let sql = format!("SELECT count(*) FROM {table} WHERE {pred}");
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
+            if sql.contains("$1") {
+                q = q.bind(cutoff).bind(limit);
+            }
+            q.fetch_one(&mut *conn).await.map_err(map_err)? as u64
+        } else {
+            let sql = format!("DELETE FROM {table} WHERE {pred}");
+            let mut q = sqlx::query(&sql);
+            if sql.contains("$1") {
+                q = q.bind(cutoff).bind(limit);
+            }
+            q.execute(&mut *conn)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        };
+        *out.entry(table.to_string()).or_default() += n;
+    }
+    Ok(())
+}

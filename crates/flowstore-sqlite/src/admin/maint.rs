@@ -1,0 +1,283 @@
+//! Statistics, vacuum and retention on SQLite.
+
+use flowstore_core::admin::{ConnectionStats, DbStats, IndexStat, TableCounts, TableStat};
+use flowstore_core::time::Timestamp;
+use flowstore_core::{BackendKind, StoreResult};
+use sqlx::{Connection, SqliteConnection};
+
+use super::TERMINAL;
+use crate::backend::SqliteBackend;
+use crate::error::map_err;
+use crate::util::ts;
+
+/// The main file and its WAL, or pages times page size for a database in memory.
+pub(super) async fn database_bytes(b: &SqliteBackend) -> StoreResult<u64> {
+    let files: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
+        .fetch_all(b.pool())
+        .await
+        .map_err(map_err)?;
+    if let Some((_, _, file)) = files.iter().find(|(_, n, _)| n == "main") {
+        if !file.is_empty() {
+            if let Ok(m) = std::fs::metadata(file) {
+                let wal = std::fs::metadata(format!("{file}-wal")).map_or(0, |m| m.len());
+                return Ok(m.len() + wal);
+            }
+        }
+    }
+    let pages: i64 = scalar(b, "PRAGMA page_count").await?;
+    let size: i64 = scalar(b, "PRAGMA page_size").await?;
+    Ok((pages * size) as u64)
+}
+
+async fn scalar(b: &SqliteBackend, sql: &str) -> StoreResult<i64> {
+    sqlx::query_scalar(sql)
+        .fetch_one(b.pool())
+        .await
+        .map_err(map_err)
+}
+
+pub(super) async fn stats(b: &SqliteBackend) -> StoreResult<DbStats> {
+    let mut notes = Vec::new();
+    let pool = b.pool();
+    let objects: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT type, name, tbl_name FROM sqlite_master
+          WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'
+            AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    // dbstat exists only when SQLite was built with SQLITE_ENABLE_DBSTAT_VTAB.
+    let sizes: Option<Vec<(String, i64)>> =
+        sqlx::query_as("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+            .fetch_all(pool)
+            .await
+            .ok();
+    if sizes.is_none() {
+        notes.push(
+            "per-table and per-index sizes need the dbstat table, which this SQLite build lacks"
+                .into(),
+        );
+    }
+    let size_of = |name: &str| {
+        sizes.as_ref().map(|s| {
+            s.iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, b)| *b as u64)
+        })
+    };
+    let mut tables = Vec::new();
+    let mut indexes = Vec::new();
+    for (kind, name, table) in &objects {
+        if kind == "table" {
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{name}\""))
+                .fetch_one(pool)
+                .await
+                .map_err(map_err)?;
+            let own = size_of(name);
+            let with_indexes = own.map(|own| {
+                own + objects
+                    .iter()
+                    .filter(|(k, _, t)| k == "index" && t == name)
+                    .filter_map(|(_, i, _)| size_of(i))
+                    .sum::<u64>()
+            });
+            tables.push(TableStat {
+                name: name.clone(),
+                rows: rows as u64,
+                bytes: with_indexes,
+                dead_rows: None,
+            });
+        } else {
+            indexes.push(IndexStat {
+                name: name.clone(),
+                table: table.clone(),
+                scans: None,
+                bytes: size_of(name),
+            });
+        }
+    }
+    let analysed: i64 = scalar(
+        b,
+        "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
+    )
+    .await?;
+    notes.push(format!(
+        "SQLite does not count index scans, so unused indexes cannot be listed; planner \
+         statistics (sqlite_stat1) are {}",
+        if analysed > 0 {
+            "present (refreshed by `flowstore vacuum`)"
+        } else {
+            "absent until `flowstore vacuum` runs PRAGMA optimize"
+        }
+    ));
+    notes.push("SQLite keeps no statement statistics: slow statements cannot be listed".into());
+    let freelist: i64 = scalar(b, "PRAGMA freelist_count").await?;
+    Ok(DbStats {
+        backend: BackendKind::Sqlite,
+        database_bytes: database_bytes(b).await?,
+        tables,
+        indexes,
+        unused_indexes: Vec::new(),
+        connections: ConnectionStats {
+            pool_size: pool.size(),
+            pool_idle: pool.num_idle() as u32,
+            server_by_state: Default::default(),
+        },
+        slow_statements: Vec::new(),
+        freelist_pages: Some(freelist as u64),
+        dead_rows: None,
+        notes,
+    })
+}
+
+/// Rebuilds the file, gives free pages back and folds the WAL into the file; with
+/// `optimize` also refreshes the planner's statistics.
+pub(super) async fn vacuum(b: &SqliteBackend, optimize: bool) -> StoreResult<Vec<String>> {
+    // VACUUM needs the database to itself: take the writer's place first.
+    let _guard = b.writer.lock().await;
+    let mut conn = b.pool().acquire().await.map_err(map_err)?;
+    let mut steps = vec![
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        "VACUUM",
+        "PRAGMA incremental_vacuum",
+    ];
+    if optimize {
+        steps.push("PRAGMA optimize");
+    }
+    steps.push("PRAGMA wal_checkpoint(TRUNCATE)");
+    for s in &steps {
+        sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(steps.into_iter().map(String::from).collect())
+}
+
+const RUNS: &str = "SELECT id FROM temp.cleanup_runs";
+
+/// Deletes (`Some((runs, limit))`) or counts (`None`, everything eligible) what
+/// retention removes; one short transaction.
+pub(super) async fn cleanup(
+    b: &SqliteBackend,
+    cutoff: Timestamp,
+    mode: Option<(bool, u32)>,
+) -> StoreResult<TableCounts> {
+    let cutoff = ts(&cutoff);
+    let mut out = TableCounts::new();
+    match mode {
+        None => {
+            let mut conn = b.pool().acquire().await.map_err(map_err)?;
+            let mut tx = conn.begin().await.map_err(map_err)?;
+            for runs in [true, false] {
+                one(&mut tx, &cutoff, runs, -1, true, &mut out).await?;
+            }
+            tx.rollback().await.map_err(map_err)?;
+        }
+        Some((runs, limit)) => {
+            let (mut tx, _guard) = b.write_tx().await?;
+            one(&mut tx, &cutoff, runs, limit.into(), false, &mut out).await?;
+            tx.commit().await.map_err(map_err)?;
+        }
+    }
+    Ok(out)
+}
+
+async fn one(
+    conn: &mut SqliteConnection,
+    cutoff: &str,
+    runs: bool,
+    limit: i64,
+    count_only: bool,
+    out: &mut TableCounts,
+) -> StoreResult<()> {
+    let tasks = format!("SELECT id FROM tasks WHERE run_id IN ({RUNS})");
+    let events =
+        "SELECT id FROM events WHERE run_id IS NULL AND created_at < ?1 ORDER BY id LIMIT ?2";
+    let steps: Vec<(&str, String)> = if runs {
+        for s in [
+            "CREATE TEMP TABLE IF NOT EXISTS cleanup_runs (id BLOB PRIMARY KEY, execution_id TEXT)",
+            "DELETE FROM temp.cleanup_runs",
+        ] {
+            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+        }
+        // Only finished runs: pending and running ones are kept whatever their age.
+        sqlx::query(&format!(
+            "INSERT INTO temp.cleanup_runs (id, execution_id)
+             SELECT id, execution_id FROM workflow_executions
+              WHERE status IN {TERMINAL} AND end_time IS NOT NULL AND end_time < ?1
+              ORDER BY end_time LIMIT ?2"
+        ))
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        vec![
+            (
+                "webhook_deliveries",
+                format!("event_seq IN (SELECT seq FROM events WHERE run_id IN ({RUNS}))"),
+            ),
+            ("events", format!("run_id IN ({RUNS})")),
+            (
+                "logs",
+                format!("execution_id IN ({RUNS}) OR task_id IN ({tasks})"),
+            ),
+            (
+                "workflow_metrics",
+                "execution_id IN (SELECT execution_id FROM temp.cleanup_runs)".into(),
+            ),
+            (
+                "task_executions",
+                format!("run_id IN ({RUNS}) OR task_id IN ({tasks})"),
+            ),
+            (
+                "task_dependencies",
+                format!("task_id IN ({tasks}) OR depends_on_id IN ({tasks})"),
+            ),
+            ("tasks", format!("run_id IN ({RUNS})")),
+            ("workflow_executions", format!("id IN ({RUNS})")),
+        ]
+    } else {
+        vec![
+            (
+                "webhook_deliveries",
+                format!("event_seq IN (SELECT seq FROM events WHERE id IN ({events}))"),
+            ),
+            ("events", format!("id IN ({events})")),
+            (
+                "logs",
+                "id IN (SELECT id FROM logs WHERE execution_id IS NULL AND task_id IS NULL
+                         AND timestamp < ?1 LIMIT ?2)"
+                    .into(),
+            ),
+            (
+                "system_metrics",
+                "id IN (SELECT id FROM system_metrics WHERE recorded_at < ?1 LIMIT ?2)".into(),
+            ),
+        ]
+    };
+    for (table, pred) in steps {
+        let sql = if count_only {
+            format!("SELECT count(*) FROM {table} WHERE {pred}")
+        } else {
+            format!("DELETE FROM {table} WHERE {pred}")
+        };
+        let n = if count_only {
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
+            if sql.contains("?1") {
+                q = q.bind(cutoff).bind(limit);
+            }
+            q.fetch_one(&mut *conn).await.map_err(map_err)? as u64
+        } else {
+            let mut q = sqlx::query(&sql);
+            if sql.contains("?1") {
+                q = q.bind(cutoff).bind(limit);
+            }
+            q.execute(&mut *conn)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        };
+        *out.entry(table.to_string()).or_default() += n;
+    }
+    Ok(())
+}

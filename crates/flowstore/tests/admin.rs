@@ -1,0 +1,398 @@
+//! `check`, `stats`, `vacuum` and retention on both backends: corruption planted
+//! with raw SQL is found and repaired, cleanup deletes exactly what is old and
+//! finished, and the statistics are sane.
+
+#[path = "conformance/common.rs"]
+#[macro_use]
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flowstore::ids::{RunId, WorkflowId};
+use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, StartRun};
+use flowstore::model::identity::NewUser;
+use flowstore::model::identity_access::NewSession;
+use flowstore::model::registry::NewHandler;
+use flowstore::model::workflow::{NewWorkflow, WorkflowStatus};
+use flowstore::{BackendKind, Store};
+use flowstore_core::admin::{self, FindingKind, RetentionPolicy};
+use serde_json::json;
+
+conformance!(
+    check_finds_and_fixes_planted_corruption,
+    cleanup_deletes_only_old_finished_runs,
+    stats_and_vacuum_report_sane_numbers,
+);
+
+const PAST: &str = "'2000-01-01T00:00:00.000000Z'";
+
+/// A UUID as a literal of the backend's SQL.
+fn lit(store: &Store, id: uuid::Uuid) -> String {
+    match store.kind() {
+        BackendKind::Sqlite => format!("X'{}'", id.simple()),
+        BackendKind::Postgres => format!("'{id}'"),
+    }
+}
+
+fn random_id(store: &Store) -> &'static str {
+    match store.kind() {
+        BackendKind::Sqlite => "randomblob(16)",
+        BackendKind::Postgres => "gen_random_uuid()",
+    }
+}
+
+async fn raw(store: &Store, sql: &str) {
+    store.backend().execute_raw(sql).await.unwrap();
+}
+
+async fn setup(store: &Store, steps: serde_json::Value) -> WorkflowId {
+    let mut tx = store.begin().await.unwrap();
+    tx.register_handler(NewHandler {
+        handler_type: "shell".into(),
+        handler_name: "shell".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let wf = tx
+        .create_workflow(NewWorkflow {
+            name: "wf".into(),
+            status: Some(WorkflowStatus::Active),
+            definition: Some(json!({ "steps": steps })),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    wf.id
+}
+
+async fn start(store: &Store, wf: WorkflowId) -> RunId {
+    let mut tx = store.begin().await.unwrap();
+    let run = tx
+        .start_run(StartRun {
+            workflow_id: wf,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    run.run.id
+}
+
+async fn claim_one(store: &Store) -> ClaimedTask {
+    let mut tx = store.begin().await.unwrap();
+    let mut c = tx
+        .claim(&ClaimRequest {
+            worker_id: "w".into(),
+            handler_types: vec!["shell".into()],
+            limit: 1,
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    c.pop().expect("a ready task")
+}
+
+async fn complete(store: &Store, c: &ClaimedTask) {
+    let mut tx = store.begin().await.unwrap();
+    tx.complete(
+        AttemptRef {
+            task_id: c.task_id,
+            attempt: c.attempt,
+        },
+        json!({}),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn kinds(findings: &[admin::Finding]) -> HashSet<FindingKind> {
+    findings.iter().map(|f| f.kind).collect()
+}
+
+async fn check_finds_and_fixes_planted_corruption(store: Store) {
+    let wf = setup(
+        &store,
+        json!([
+            {"key": "a", "handler": "shell"},
+            {"key": "b", "handler": "shell", "depends_on": ["a"]}
+        ]),
+    )
+    .await;
+    let clean = admin::check(store.backend(), false).await.unwrap();
+    assert!(clean.is_clean(), "a fresh database is clean: {clean:?}");
+
+    // Lost promotion: `a` completed, then `b` put back to pending.
+    start(&store, wf).await;
+    let a1 = claim_one(&store).await;
+    complete(&store, &a1).await;
+    let b1 = claim_one(&store).await;
+    raw(
+        &store,
+        &format!(
+            "UPDATE tasks SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL
+              WHERE id = {}",
+            lit(&store, b1.task_id.0)
+        ),
+    )
+    .await;
+    // Expired lease.
+    start(&store, wf).await;
+    let a2 = claim_one(&store).await;
+    raw(
+        &store,
+        &format!(
+            "UPDATE tasks SET lease_expires_at = {PAST} WHERE id = {}",
+            lit(&store, a2.task_id.0)
+        ),
+    )
+    .await;
+    // A finished run with open tasks.
+    let r3 = start(&store, wf).await;
+    raw(
+        &store,
+        &format!(
+            "UPDATE workflow_executions SET status = 'failed' WHERE id = {}",
+            lit(&store, r3.0)
+        ),
+    )
+    .await;
+    // Counter drift.
+    raw(
+        &store,
+        "UPDATE workflow_stats SET executions = executions + 7",
+    )
+    .await;
+    raw(
+        &store,
+        "UPDATE metric_rollups SET value_sum = value_sum + 1000",
+    )
+    .await;
+    // An expired session and a lock that has run out.
+    let mut tx = store.begin().await.unwrap();
+    let user = tx
+        .create_user(NewUser {
+            email: "ops@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tx.create_session(NewSession {
+        user_id: user.id,
+        expires_at: chrono::Utc::now() + chrono::TimeDelta::hours(1),
+        ip_address: None,
+        user_agent: None,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    raw(
+        &store,
+        &format!("UPDATE user_sessions SET expires_at = {PAST}"),
+    )
+    .await;
+    raw(&store, &format!("UPDATE users SET locked_until = {PAST}")).await;
+    // Orphans: an event of a run that does not exist (no foreign key there) and, on
+    // SQLite, a log row written with foreign keys off.
+    let id = random_id(&store);
+    raw(
+        &store,
+        &format!("INSERT INTO events (event_type, run_id) VALUES ('task.ready', {id})"),
+    )
+    .await;
+    if store.kind() == BackendKind::Sqlite {
+        raw(
+            &store,
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO logs (id, level, execution_id, message)
+             VALUES (randomblob(16), 'info', randomblob(16), 'orphan');
+             PRAGMA foreign_keys = ON;",
+        )
+        .await;
+    }
+
+    let found = admin::check(store.backend(), false).await.unwrap();
+    let got = kinds(&found.findings);
+    for k in [
+        FindingKind::LostPromotion,
+        FindingKind::ExpiredLease,
+        FindingKind::TerminalRunOpenTasks,
+        FindingKind::WorkflowStatsDrift,
+        FindingKind::MetricRollupDrift,
+        FindingKind::ExpiredSession,
+        FindingKind::StaleLock,
+        FindingKind::Orphan,
+    ] {
+        assert!(got.contains(&k), "{k:?} found in {:#?}", found.findings);
+    }
+    if store.kind() == BackendKind::Sqlite {
+        assert!(found
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Orphan && f.table == "logs"));
+    }
+    let lost = found
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::LostPromotion)
+        .unwrap();
+    assert_eq!(lost.count, 1);
+    assert_eq!(lost.examples, vec![b1.task_id.0.to_string()]);
+    assert!(!found.is_clean());
+
+    let fixed = admin::check(store.backend(), true).await.unwrap();
+    assert!(fixed.is_clean(), "repairs leave nothing: {fixed:#?}");
+    assert!(fixed.repairs.iter().all(|r| r.fixed > 0), "{fixed:#?}");
+    let again = admin::check(store.backend(), false).await.unwrap();
+    assert!(again.is_clean(), "a second check is clean: {again:#?}");
+
+    // The promoted task can be claimed again; the session is gone.
+    let mut tx = store.begin_read().await.unwrap();
+    let b = tx.get_task(b1.task_id).await.unwrap();
+    assert_eq!(b.status.as_str(), "ready");
+    drop(tx);
+}
+
+async fn cleanup_deletes_only_old_finished_runs(store: Store) {
+    let wf = setup(&store, json!([{"key": "a", "handler": "shell"}])).await;
+    let old = start(&store, wf).await;
+    complete(&store, &claim_one(&store).await).await;
+    let recent = start(&store, wf).await;
+    complete(&store, &claim_one(&store).await).await;
+    let running = start(&store, wf).await;
+    raw(
+        &store,
+        &format!(
+            "UPDATE workflow_executions SET start_time = {PAST}, end_time = '2000-01-02T00:00:00.000000Z'
+              WHERE id = {}",
+            lit(&store, old.0)
+        ),
+    )
+    .await;
+    raw(
+        &store,
+        &format!(
+            "UPDATE workflow_executions SET start_time = {PAST} WHERE id = {}",
+            lit(&store, running.0)
+        ),
+    )
+    .await;
+    // Bulk that belongs to the old run, so that the file has something to give back.
+    let old_lit = lit(&store, old.0);
+    let id = random_id(&store);
+    let bulk = match store.kind() {
+        BackendKind::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO logs (id, level, execution_id, message)
+             SELECT randomblob(16), 'info', {old_lit}, hex(randomblob(400)) FROM n"
+        ),
+        BackendKind::Postgres => format!(
+            "INSERT INTO logs (id, level, execution_id, message)
+             SELECT gen_random_uuid(), 'info', {old_lit}, repeat(md5(random()::text), 25)
+               FROM generate_series(1, 3000)"
+        ),
+    };
+    raw(&store, &bulk).await;
+    raw(
+        &store,
+        &format!(
+            "INSERT INTO system_metrics (id, metric_name, metric_value, recorded_at)
+             VALUES ({id}, 'cpu', 1, {PAST}), ({id}, 'cpu', 2, '2999-01-01T00:00:00.000000Z')"
+        ),
+    )
+    .await;
+
+    assert!(matches!(
+        admin::cleanup(store.backend(), Duration::ZERO, 10, true, &|_| {}).await,
+        Err(flowstore::StoreError::Invalid { ref field, .. }) if field == "--older-than"
+    ));
+    let day = Duration::from_secs(86_400);
+    let dry = admin::cleanup(store.backend(), day, 1, true, &|_| {})
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.deleted.get("workflow_executions"), Some(&1), "{dry:?}");
+    assert_eq!(dry.deleted.get("tasks"), Some(&1));
+    assert_eq!(dry.deleted.get("logs"), Some(&3000));
+    assert_eq!(dry.deleted.get("system_metrics"), Some(&1));
+    assert!(dry.deleted.get("task_executions").is_some_and(|n| *n >= 1));
+
+    // Dry runs change nothing.
+    let mut tx = store.begin_read().await.unwrap();
+    tx.get_execution(old)
+        .await
+        .expect("still there after a dry run");
+    drop(tx);
+
+    let report = admin::cleanup(store.backend(), day, 1, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, dry.deleted, "deleted what the dry run said");
+    assert!(report.batches >= 3, "one run per batch: {report:?}");
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(tx.get_execution(old).await.is_err(), "the old run is gone");
+    tx.get_execution(recent)
+        .await
+        .expect("the recent run stays");
+    tx.get_execution(running)
+        .await
+        .expect("the running run stays");
+    drop(tx);
+    if store.kind() == BackendKind::Sqlite {
+        assert!(
+            report.bytes_after < report.bytes_before,
+            "the file shrinks: {report:?}"
+        );
+    }
+    // Counters follow the deletes; nothing points at the deleted run.
+    let after = admin::check(store.backend(), false).await.unwrap();
+    let k = kinds(&after.remaining);
+    assert!(!k.contains(&FindingKind::WorkflowStatsDrift), "{after:#?}");
+    assert!(!k.contains(&FindingKind::Orphan), "{after:#?}");
+
+    // A second pass (as the policy would run it) finds nothing more.
+    let policy = RetentionPolicy {
+        older_than: day,
+        interval: Duration::from_secs(3600),
+    };
+    let again = admin::run_retention(store.backend(), &policy)
+        .await
+        .unwrap();
+    assert!(again.deleted.is_empty(), "{again:?}");
+    let text = serde_json::to_value(&policy).unwrap();
+    assert_eq!(text, json!({"older_than": "1d", "interval": "1h"}));
+}
+
+async fn stats_and_vacuum_report_sane_numbers(store: Store) {
+    let wf = setup(&store, json!([{"key": "a", "handler": "shell"}])).await;
+    start(&store, wf).await;
+    let s = store.backend().admin().stats().await.unwrap();
+    assert!(s.database_bytes > 0);
+    let runs = s
+        .tables
+        .iter()
+        .find(|t| t.name == "workflow_executions")
+        .expect("runs are listed");
+    assert_eq!(runs.rows, 1);
+    assert!(s.tables.iter().any(|t| t.name == "tasks" && t.rows == 1));
+    assert!(!s.indexes.is_empty());
+    assert!(s.connections.pool_size >= 1);
+    assert!(!s.notes.is_empty(), "says what it cannot tell");
+    match store.kind() {
+        BackendKind::Sqlite => assert!(s.freelist_pages.is_some()),
+        BackendKind::Postgres => {
+            assert!(s.dead_rows.is_some());
+            assert!(s.indexes.iter().all(|i| i.scans.is_some()));
+            assert!(!s.connections.server_by_state.is_empty());
+        }
+    }
+    let v = admin::vacuum(store.backend()).await.unwrap();
+    assert!(v.bytes_before > 0 && v.bytes_after > 0);
+    assert!(v.steps.iter().any(|s| s.contains("VACUUM")));
+    assert_eq!(v.reclaimed, v.bytes_before.saturating_sub(v.bytes_after));
+}
