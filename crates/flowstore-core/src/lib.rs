@@ -6,6 +6,7 @@
 //! `flowstore` crate picks one from the URL.
 
 pub mod admin;
+pub mod archive;
 pub mod crypto;
 pub mod engine;
 pub mod error;

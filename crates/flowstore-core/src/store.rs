@@ -70,6 +70,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whole-database operations: integrity checks, statistics, vacuum, retention.
     fn admin(&self) -> &dyn crate::admin::AdminBackend;
+
+    /// Portable backup and restore: snapshots read and rows loaded by the catalog.
+    fn archive(&self) -> &dyn crate::archive::ArchiveBackend;
 }
 
 /// One transaction, with every repository operation. Dropping it without

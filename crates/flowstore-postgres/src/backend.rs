@@ -253,6 +253,10 @@ impl Backend for PostgresBackend {
     fn admin(&self) -> &dyn flowstore_core::admin::AdminBackend {
         self
     }
+
+    fn archive(&self) -> &dyn flowstore_core::archive::ArchiveBackend {
+        self
+    }
 }
 
 #[async_trait]

@@ -4,6 +4,7 @@
 //! lock, and claims use `FOR UPDATE SKIP LOCKED`.
 
 mod admin;
+mod archive;
 mod backend;
 mod engine;
 mod error;

@@ -238,6 +238,10 @@ impl Backend for SqliteBackend {
     fn admin(&self) -> &dyn flowstore_core::admin::AdminBackend {
         self
     }
+
+    fn archive(&self) -> &dyn flowstore_core::archive::ArchiveBackend {
+        self
+    }
 }
 
 #[async_trait]

@@ -6,6 +6,7 @@
 //! are serialised inside the process, so "database is locked" never reaches a caller.
 
 mod admin;
+mod archive;
 mod backend;
 mod engine;
 mod error;

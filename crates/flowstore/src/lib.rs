@@ -11,6 +11,7 @@
 //! # let _ = project; Ok(()) }
 //! ```
 
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod admin;
+mod backup;
 mod migrate;
 
 use crate::config::Settings;
@@ -41,6 +42,14 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a portable backup archive (or, with --native, the database's own dump).
+    Backup(backup::BackupArgs),
+    /// Restore a backup archive, from either backend, into this database.
+    Restore(backup::RestoreArgs),
+    /// Export workflow definitions (with versions, projects, handlers) as JSON.
+    Export(backup::ExportArgs),
+    /// Import workflow definitions written by `flowstore export`.
+    Import(backup::ImportArgs),
     /// Apply, revert or inspect schema migrations.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -104,6 +113,10 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Stats(args) => admin::stats(&store, args).await,
         Command::Vacuum(args) => admin::vacuum(&store, args).await,
         Command::Cleanup(args) => admin::cleanup(&store, args).await,
+        Command::Backup(args) => backup::backup(&store, &settings, args).await,
+        Command::Restore(args) => backup::restore(&store, args).await,
+        Command::Export(args) => backup::export(&store, args).await,
+        Command::Import(args) => backup::import(&store, args).await,
         Command::Seed { runs, .. } => {
             store.backend().check_schema().await?;
             let summary = crate::demo::seed(&store, runs).await?;

@@ -1,0 +1,330 @@
+//! Portable backup and restore, and the export and import of workflow definitions.
+//!
+//! A backup reads every table of the catalog ([`flowstore_core::archive`]) inside one
+//! read snapshot and streams it into an archive ([`format`]); a restore checks the
+//! whole archive before it writes anything, then loads it in one transaction. An
+//! archive written from SQLite restores into PostgreSQL and the other way round.
+
+pub mod export;
+pub mod format;
+
+use std::path::Path;
+
+use flowstore_core::archive::{self as catalog, Column, Row, Table};
+use serde::Serialize;
+
+use crate::{BackendKind, Store, StoreError, StoreResult};
+pub use format::{verify, Manifest, TableEntry};
+
+/// Rows handed to the database per insert batch.
+const BATCH: usize = 500;
+
+/// Told how far a backup or restore has got: the table and its rows so far.
+pub type Progress<'a> = &'a (dyn Fn(&str, u64) + Send + Sync);
+
+/// What a backup wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupSummary {
+    /// The archive.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Rows written, over all tables.
+    pub rows: u64,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// What a restore loaded.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreSummary {
+    /// The backend the archive came from.
+    pub from: String,
+    /// Its schema version.
+    pub schema_version: i64,
+    /// Rows loaded per table, in load order.
+    pub tables: Vec<(String, u64)>,
+    /// Rows loaded in all.
+    pub rows: u64,
+}
+
+/// The highest migration this binary knows for `kind`.
+pub fn known_schema_version(kind: BackendKind) -> i64 {
+    let list = match kind {
+        BackendKind::Sqlite => flowstore_sqlite::MIGRATIONS,
+        BackendKind::Postgres => flowstore_postgres::MIGRATIONS,
+    };
+    list.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+fn kind_name(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Sqlite => "sqlite",
+        BackendKind::Postgres => "postgres",
+    }
+}
+
+/// Writes a portable archive of `tables` (all when `None`) to `path`, from one
+/// consistent snapshot, in constant memory. On any failure no file named `path`
+/// is left, nor any partial file.
+pub async fn backup(
+    store: &Store,
+    path: &Path,
+    tables: Option<&[String]>,
+    progress: Progress<'_>,
+) -> StoreResult<BackupSummary> {
+    let selected = catalog::select(tables, "--tables")?;
+    let mut writer = format::ArchiveWriter::create(path)?;
+    let mut snapshot = store.backend().archive().snapshot().await?;
+    let schema_version = snapshot.schema_version().await?;
+    let created_at = catalog::value::timestamp(chrono::Utc::now());
+    let mut entries = Vec::with_capacity(selected.len());
+    let mut total = 0;
+    for t in &selected {
+        writer.begin_table();
+        let mut seen = 0u64;
+        let mut sink = |row: Row| -> StoreResult<()> {
+            writer.row(t.name, &row)?;
+            seen += 1;
+            if seen % 1000 == 0 {
+                progress(t.name, seen);
+            }
+            Ok(())
+        };
+        snapshot.read_table(t, &mut sink).await?;
+        let (rows, sha256) = writer.end_table();
+        progress(t.name, rows);
+        total += rows;
+        entries.push(TableEntry {
+            name: t.name.to_string(),
+            columns: t.columns.clone(),
+            rows,
+            sha256,
+        });
+    }
+    snapshot.finish().await?;
+    let manifest = Manifest {
+        format: format::FORMAT.into(),
+        format_version: format::FORMAT_VERSION,
+        flowstore_version: env!("CARGO_PKG_VERSION").into(),
+        schema_version,
+        backend: kind_name(store.kind()).into(),
+        created_at: created_at.as_str().unwrap_or_default().to_string(),
+        tables: entries,
+    };
+    let bytes = writer.finish(&manifest)?;
+    Ok(BackupSummary {
+        path: path.display().to_string(),
+        bytes,
+        rows: total,
+        manifest,
+    })
+}
+
+/// Where a manifest table lands: our catalog's table and the archive's columns.
+struct Plan {
+    table: &'static Table,
+    columns: Vec<Column>,
+    rows: u64,
+    /// Indexes (in `columns`) of the deferred columns, and of `updated_at`.
+    deferred: Vec<usize>,
+    updated_at: Option<usize>,
+}
+
+fn plan(manifest: &Manifest) -> StoreResult<Vec<Plan>> {
+    let mut plans = Vec::new();
+    let mut last = 0;
+    for entry in &manifest.tables {
+        let table = catalog::table(&entry.name, "archive")?;
+        let pos = catalog::catalog()
+            .iter()
+            .position(|t| t.name == table.name)
+            .unwrap_or(0);
+        if pos < last {
+            return Err(StoreError::invalid(
+                "archive",
+                format!("table {} is out of insert order", entry.name),
+            ));
+        }
+        last = pos;
+        for c in &entry.columns {
+            match table.column(&c.name) {
+                Some(ours) if ours.ty == c.ty => {}
+                _ => {
+                    return Err(StoreError::invalid(
+                        "archive",
+                        format!(
+                            "column {}.{} ({:?}) is not in this schema",
+                            entry.name, c.name, c.ty
+                        ),
+                    ))
+                }
+            }
+        }
+        let at = |n: &str| entry.columns.iter().position(|c| c.name == n);
+        plans.push(Plan {
+            table,
+            columns: entry.columns.clone(),
+            rows: entry.rows,
+            deferred: table.deferred.iter().filter_map(|d| at(d)).collect(),
+            updated_at: at("updated_at"),
+        });
+    }
+    Ok(plans)
+}
+
+/// A value `updated_at` never holds, given on insert to rows whose deferred columns
+/// are set later, so that the later UPDATE sets `updated_at` to a different value
+/// and the database's "touch updated_at" triggers leave it as archived.
+const PLACEHOLDER_TIME: &str = "1970-01-01T00:00:00.000000Z";
+
+/// Restores the archive at `path` into `store`: checks the whole archive first,
+/// migrates, refuses a non-empty database unless `replace` (which empties every
+/// table in the same transaction), loads everything in one transaction and checks
+/// the counts before committing.
+pub async fn restore(
+    store: &Store,
+    path: &Path,
+    replace: bool,
+    progress: Progress<'_>,
+) -> StoreResult<RestoreSummary> {
+    let manifest = format::verify(path)?;
+    let known = known_schema_version(store.kind());
+    if manifest.schema_version > known {
+        return Err(StoreError::invalid(
+            "archive",
+            format!(
+                "its schema version {} is newer than this binary's ({known}); restore it with a newer flowstore",
+                manifest.schema_version
+            ),
+        ));
+    }
+    let plans = plan(&manifest)?;
+    store.backend().migrate_up(None).await?;
+    let mut loader = store.backend().archive().loader().await?;
+    let all: Vec<&Table> = catalog::catalog().iter().collect();
+    for t in &all {
+        let n = loader.count(t).await?;
+        if n > 0 && !replace {
+            return Err(StoreError::conflict(
+                "database",
+                format!(
+                    "is not empty (table {} has {n} rows); restore into an empty database or pass --replace",
+                    t.name
+                ),
+            ));
+        }
+    }
+    if replace {
+        loader.clear(&all).await?;
+    }
+
+    // Load every row; deferred references go in as NULL.
+    let (mut reader, _) = format::ArchiveReader::open(path)?;
+    let mut current: Option<usize> = None;
+    let mut entered = 0usize;
+    let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
+    let mut any_deferred = false;
+    let mut loaded = 0u64;
+    while let Some((row, _)) = reader.next_row()? {
+        if current.is_none_or(|i| plans[i].table.name != row.t) {
+            if let Some(i) = current {
+                flush(&mut *loader, &plans[i], &mut batch, &mut loaded, progress).await?;
+            }
+            let i = entered
+                + plans[entered..]
+                    .iter()
+                    .position(|p| p.table.name == row.t)
+                    .ok_or_else(|| StoreError::invalid("archive", "rows are out of order"))?;
+            // A derived table was rebuilt by triggers while the tables before it were
+            // loaded: its archived rows replace what the triggers made.
+            for p in plans[entered..=i].iter().filter(|p| p.table.derived) {
+                loader.clear(&[p.table]).await?;
+            }
+            entered = i + 1;
+            current = Some(i);
+            loaded = 0;
+        }
+        let p = &plans[current.unwrap_or(0)];
+        let mut values = row.r;
+        if p.deferred.iter().any(|&i| !values[i].is_null()) {
+            any_deferred = true;
+            for &i in &p.deferred {
+                values[i] = serde_json::Value::Null;
+            }
+            if let Some(u) = p.updated_at {
+                values[u] = serde_json::Value::String(PLACEHOLDER_TIME.into());
+            }
+        }
+        batch.push(values);
+        if batch.len() == BATCH {
+            flush(&mut *loader, p, &mut batch, &mut loaded, progress).await?;
+        }
+    }
+    if let Some(i) = current {
+        flush(&mut *loader, &plans[i], &mut batch, &mut loaded, progress).await?;
+    }
+    for p in plans[entered..].iter().filter(|p| p.table.derived) {
+        loader.clear(&[p.table]).await?;
+    }
+
+    // Now that every row is in, set the deferred references (and updated_at back).
+    if any_deferred {
+        let (mut reader, _) = format::ArchiveReader::open(path)?;
+        while let Some((row, _)) = reader.next_row()? {
+            let Some(p) = plans.iter().find(|p| p.table.name == row.t) else {
+                continue;
+            };
+            if !p.deferred.iter().any(|&i| !row.r[i].is_null()) {
+                continue;
+            }
+            let mut set: Vec<&str> = p
+                .deferred
+                .iter()
+                .map(|&i| p.columns[i].name.as_str())
+                .collect();
+            if let Some(u) = p.updated_at {
+                set.push(p.columns[u].name.as_str());
+            }
+            loader.update(p.table, &p.columns, &set, &row.r).await?;
+        }
+    }
+
+    let mut tables = Vec::with_capacity(plans.len());
+    let mut rows = 0;
+    for p in &plans {
+        let n = loader.count(p.table).await?;
+        if n != p.rows {
+            return Err(StoreError::Internal(format!(
+                "restore loaded {n} rows into {} but the archive holds {}; nothing was committed",
+                p.table.name, p.rows
+            )));
+        }
+        rows += n;
+        tables.push((p.table.name.to_string(), n));
+    }
+    loader.commit().await?;
+    Ok(RestoreSummary {
+        from: manifest.backend,
+        schema_version: manifest.schema_version,
+        tables,
+        rows,
+    })
+}
+
+async fn flush(
+    loader: &mut dyn catalog::RowLoader,
+    p: &Plan,
+    batch: &mut Vec<Row>,
+    loaded: &mut u64,
+    progress: Progress<'_>,
+) -> StoreResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    loader.insert(p.table, &p.columns, batch).await?;
+    *loaded += batch.len() as u64;
+    progress(p.table.name, *loaded);
+    batch.clear();
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! `flowstore backup | restore | export | import`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::archive::{self, export};
+use crate::config::Settings;
+use crate::{BackendKind, Store, StoreError};
+
+/// `flowstore backup FILE`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  flowstore backup /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --native nightly.dump"
+)]
+pub struct BackupArgs {
+    /// The archive to write (refused when it exists).
+    pub file: PathBuf,
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// The database's own format instead: `pg_dump -Fc` on PostgreSQL, `VACUUM INTO`
+    /// on SQLite. Restore it with that database's tools.
+    #[arg(long, conflicts_with = "tables")]
+    pub native: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `flowstore restore FILE`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  flowstore --database-url postgres://localhost/flowstore restore backup.fsa\n  flowstore restore --replace backup.fsa"
+)]
+pub struct RestoreArgs {
+    /// The archive to restore (written by `flowstore backup` from either backend).
+    pub file: PathBuf,
+    /// Empty every table first (in the same transaction) instead of refusing a
+    /// database that holds data.
+    #[arg(long)]
+    pub replace: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `flowstore export`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  flowstore export --workflows 0190c6d2-…,0190c6d3-… --output defs.json\n  flowstore export --all > defs.json"
+)]
+pub struct ExportArgs {
+    /// The workflows to export (comma-separated IDs).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub workflows: Option<Vec<String>>,
+    /// Export every workflow.
+    #[arg(long)]
+    pub all: bool,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// `flowstore import FILE`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  flowstore import defs.json\n  flowstore import --skip-existing defs.json"
+)]
+pub struct ImportArgs {
+    /// A file written by `flowstore export`.
+    pub file: PathBuf,
+    /// Keep rows that already exist instead of refusing the import.
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bar() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if !std::io::stdout().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed} {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<(), StoreError> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| StoreError::Internal(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Runs `flowstore backup`.
+pub async fn backup(
+    store: &Store,
+    settings: &Settings,
+    args: BackupArgs,
+) -> Result<(), StoreError> {
+    if args.native {
+        native(store, settings, &args.file).await?;
+        if args.json {
+            return json(&serde_json::json!({ "path": args.file, "native": true }));
+        }
+        println!("wrote {} (native)", args.file.display());
+        return Ok(());
+    }
+    let bar = bar();
+    let progress = |t: &str, n: u64| bar.set_message(format!("{t}: {n} rows"));
+    let result = archive::backup(store, &args.file, args.tables.as_deref(), &progress).await;
+    bar.finish_and_clear();
+    let summary = result?;
+    if args.json {
+        return json(&summary);
+    }
+    println!(
+        "wrote {} ({} rows in {} tables, {} bytes, schema version {})",
+        summary.path,
+        summary.rows,
+        summary.manifest.tables.len(),
+        summary.bytes,
+        summary.manifest.schema_version
+    );
+    Ok(())
+}
+
+/// Runs `flowstore restore`.
+pub async fn restore(store: &Store, args: RestoreArgs) -> Result<(), StoreError> {
+    let bar = bar();
+    let progress = |t: &str, n: u64| bar.set_message(format!("{t}: {n} rows"));
+    let result = archive::restore(store, &args.file, args.replace, &progress).await;
+    bar.finish_and_clear();
+    let summary = result?;
+    if args.json {
+        return json(&summary);
+    }
+    for (t, n) in &summary.tables {
+        println!("{t:<22} {n:>10}");
+    }
+    println!(
+        "restored {} rows from a {} archive (schema version {})",
+        summary.rows, summary.from, summary.schema_version
+    );
+    Ok(())
+}
+
+/// Runs `flowstore export`.
+pub async fn export(store: &Store, args: ExportArgs) -> Result<(), StoreError> {
+    store.backend().check_schema().await?;
+    let ids = if args.all {
+        None
+    } else {
+        args.workflows.as_deref()
+    };
+    let doc = export::export(store, ids).await?;
+    let text =
+        serde_json::to_string_pretty(&doc).map_err(|e| StoreError::Internal(e.to_string()))?;
+    match &args.output {
+        Some(path) => std::fs::write(path, text + "\n").map_err(|e| {
+            StoreError::Unavailable(format!("cannot write {}: {e}", path.display()))
+        })?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Runs `flowstore import`.
+pub async fn import(store: &Store, args: ImportArgs) -> Result<(), StoreError> {
+    let text = std::fs::read_to_string(&args.file).map_err(|e| {
+        StoreError::invalid("FILE", format!("cannot read {}: {e}", args.file.display()))
+    })?;
+    let doc: export::Export = serde_json::from_str(&text)
+        .map_err(|e| StoreError::invalid("FILE", format!("is not a flowstore export: {e}")))?;
+    let summary = export::import(store, &doc, args.skip_existing).await?;
+    if args.json {
+        return json(&summary);
+    }
+    for ((t, n), (_, s)) in summary.imported.iter().zip(&summary.skipped) {
+        println!("{t:<18} imported {n:>6}  skipped {s:>6}");
+    }
+    Ok(())
+}
+
+/// `--native`: the database's own backup, written to FILE.partial and renamed.
+async fn native(store: &Store, settings: &Settings, file: &Path) -> Result<(), StoreError> {
+    if file.exists() {
+        return Err(StoreError::conflict(
+            "FILE",
+            format!("{} already exists", file.display()),
+        ));
+    }
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let result = match store.kind() {
+        BackendKind::Sqlite => {
+            let target = partial.to_string_lossy().replace('\'', "''");
+            store
+                .backend()
+                .execute_raw(&format!("VACUUM INTO '{target}'"))
+                .await
+                .map(drop)
+        }
+        BackendKind::Postgres => {
+            let url = settings.database_url.clone();
+            let out = partial.clone();
+            tokio::task::spawn_blocking(move || pg_dump(&url, &out))
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?
+        }
+    };
+    let result = result.and_then(|()| {
+        std::fs::rename(&partial, file)
+            .map_err(|e| StoreError::Unavailable(format!("cannot write {}: {e}", file.display())))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+fn find_pg_dump() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("pg_dump"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin/pg_dump")))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+fn pg_dump(url: &str, out: &Path) -> Result<(), StoreError> {
+    let exe = find_pg_dump().ok_or_else(|| {
+        StoreError::Unavailable(
+            "pg_dump was not found on PATH or in /usr/lib/postgresql/*/bin; install the PostgreSQL client tools or use a portable backup (without --native)".into(),
+        )
+    })?;
+    let output = std::process::Command::new(&exe)
+        .arg("--format=custom")
+        .arg("--file")
+        .arg(out)
+        .arg("--dbname")
+        .arg(url)
+        .output()
+        .map_err(|e| StoreError::Unavailable(format!("cannot run {}: {e}", exe.display())))?;
+    if !output.status.success() {
+        return Err(StoreError::Unavailable(format!(
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
