@@ -1,0 +1,425 @@
+//! The API in process (tower's `oneshot`), on SQLite and PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Client;
+use flowstore_core::Backend;
+use serde_json::{json, Value};
+
+both_backends!(
+    a_run_completes_through_the_worker_protocol,
+    errors_are_problem_details,
+    claims_wait_for_work
+);
+
+async fn setup(c: &Client, steps: Value) -> String {
+    for h in ["shell"] {
+        let r = c
+            .call(
+                "POST",
+                "/api/v1/handlers",
+                &c.admin,
+                Some(json!({"handler_type": h, "handler_name": h})),
+            )
+            .await;
+        assert!(r.status == 201 || r.status == 409, "{:?}", r.body);
+    }
+    let wf = c
+        .call(
+            "POST",
+            "/api/v1/workflows",
+            &c.user,
+            Some(json!({"name": "build", "status": "active", "definition": {"steps": steps}})),
+        )
+        .await;
+    assert_eq!(wf.status, 201, "{}", wf.body);
+    wf.body["id"].as_str().unwrap().to_string()
+}
+
+fn claim_body(wait_ms: u64) -> Value {
+    json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000, "wait_ms": wait_ms})
+}
+
+async fn a_run_completes_through_the_worker_protocol(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    let p = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.user,
+            Some(json!({"name": "p1"})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    let pid = p.body["id"].as_str().unwrap();
+    let got = c
+        .call("GET", &format!("/api/v1/projects/{pid}"), &c.viewer, None)
+        .await;
+    assert_eq!(
+        (got.status.as_u16(), got.body["name"].clone()),
+        (200, json!("p1"))
+    );
+    c.call(
+        "POST",
+        "/api/v1/projects",
+        &c.user,
+        Some(json!({"name": "p2"})),
+    )
+    .await;
+    let page = c
+        .call("GET", "/api/v1/projects?limit=1", &c.viewer, None)
+        .await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let page2 = c
+        .call(
+            "GET",
+            &format!("/api/v1/projects?limit=1&cursor={cursor}"),
+            &c.viewer,
+            None,
+        )
+        .await;
+    assert_eq!(page2.body["items"].as_array().unwrap().len(), 1);
+    assert_ne!(page.body["items"][0]["id"], page2.body["items"][0]["id"]);
+    let over = c
+        .call("GET", "/api/v1/projects?limit=5000", &c.viewer, None)
+        .await;
+    assert_eq!(
+        (over.status.as_u16(), over.body["field"].clone()),
+        (422, json!("limit"))
+    );
+
+    let wf = setup(
+        &c,
+        json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell", "depends_on": ["a"]}]),
+    )
+    .await;
+    let started = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{wf}/runs"),
+            &c.user,
+            Some(json!({"input": {"n": 1}})),
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    let run = started.body["run"]["id"].as_str().unwrap().to_string();
+    let mut completed = 0;
+    for _ in 0..10 {
+        let claimed = c
+            .call("POST", "/api/v1/worker/claim", &c.user, Some(claim_body(0)))
+            .await;
+        assert_eq!(claimed.status, 200, "{}", claimed.body);
+        for t in claimed.body.as_array().unwrap() {
+            let hb = c
+                .call("POST", "/api/v1/worker/heartbeat", &c.user,
+                    Some(json!({"task_id": t["task_id"], "attempt": t["attempt"], "lease_ms": 30000})))
+                .await;
+            assert_eq!(hb.status, 200, "{}", hb.body);
+            let done = c
+                .call("POST", "/api/v1/worker/complete", &c.user,
+                    Some(json!({"task_id": t["task_id"], "attempt": t["attempt"], "output": {"ok": true}})))
+                .await;
+            assert_eq!(done.status, 200, "{}", done.body);
+            completed += 1;
+        }
+        if completed == 2 {
+            break;
+        }
+    }
+    assert_eq!(completed, 2);
+    let r = c
+        .call("GET", &format!("/api/v1/runs/{run}"), &c.viewer, None)
+        .await;
+    assert_eq!(r.body["status"], "completed", "{}", r.body);
+    let tasks = c
+        .call("GET", &format!("/api/v1/runs/{run}/tasks"), &c.viewer, None)
+        .await;
+    assert!(tasks
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "completed"));
+    let progress = c
+        .call(
+            "GET",
+            &format!("/api/v1/runs/{run}/progress"),
+            &c.viewer,
+            None,
+        )
+        .await;
+    assert_eq!(progress.status, 200, "{}", progress.body);
+    let runs = c
+        .call(
+            "GET",
+            &format!("/api/v1/runs?workflow_id={wf}&status=completed"),
+            &c.viewer,
+            None,
+        )
+        .await;
+    assert_eq!(
+        runs.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        runs.body
+    );
+    let stats = c
+        .call(
+            "GET",
+            &format!("/api/v1/executions/statistics?workflow_id={wf}"),
+            &c.viewer,
+            None,
+        )
+        .await;
+    assert_eq!(stats.body["completed_executions"], 1, "{}", stats.body);
+    let versions = c
+        .call(
+            "GET",
+            &format!("/api/v1/workflows/{wf}/versions"),
+            &c.viewer,
+            None,
+        )
+        .await;
+    assert_eq!(versions.body.as_array().unwrap().len(), 1);
+
+    let metrics = c.raw("GET", "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap().to_string();
+    assert!(text.contains("flowstore_http_requests_total{route=\"/api/v1/worker/claim\",method=\"POST\",status=\"200\"}"), "{text}");
+    assert!(text.contains("flowstore_tasks_claimed_total 2"), "{text}");
+    assert!(
+        text.contains("flowstore_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    let doc = c.raw("GET", "/api/v1/openapi.json", None, None).await;
+    assert!(doc.body["paths"]["/api/v1/worker/claim"]["post"].is_object());
+    assert_eq!(c.raw("GET", "/readyz", None, None).await.status, 200);
+}
+
+async fn errors_are_problem_details(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    let problem = |a: &common::Answer, status: u16| {
+        assert_eq!(a.status.as_u16(), status, "{}", a.body);
+        assert_eq!(a.content_type, "application/problem+json");
+        assert_eq!(a.body["status"], status);
+        assert!(
+            a.body["type"].is_string()
+                && a.body["title"].is_string()
+                && a.body["detail"].is_string()
+        );
+    };
+    let a = c
+        .raw(
+            "POST",
+            "/api/v1/projects",
+            Some(&c.user),
+            Some(b"{\"name\": \"x\",\n  oops}".to_vec()),
+        )
+        .await;
+    problem(&a, 400);
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("line 2"),
+        "{}",
+        a.body
+    );
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.user,
+            Some(json!({"name": "x", "colour": "red"})),
+        )
+        .await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "colour");
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.user,
+            Some(json!({"description": "no name"})),
+        )
+        .await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "name");
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.user,
+            Some(json!({"name": "  "})),
+        )
+        .await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "name");
+    let a = c.raw("GET", "/api/v1/projects", None, None).await;
+    problem(&a, 401);
+    let a = c
+        .raw("GET", "/api/v1/projects", Some("fsk_nope_nope"), None)
+        .await;
+    problem(&a, 401);
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.viewer,
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    problem(&a, 403);
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/apikeys",
+            &c.user,
+            Some(json!({"name": "k"})),
+        )
+        .await;
+    problem(&a, 403);
+    let a = c
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{}", uuid::Uuid::now_v7()),
+            &c.viewer,
+            None,
+        )
+        .await;
+    problem(&a, 404);
+    let a = c
+        .call("GET", "/api/v1/projects/not-a-uuid", &c.viewer, None)
+        .await;
+    problem(&a, 404);
+    let a = c.call("GET", "/api/v1/nothing-here", &c.viewer, None).await;
+    problem(&a, 404);
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.user,
+            Some(json!({"name": "dup"})),
+        )
+        .await;
+    assert_eq!(a.status, 201);
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &c.user,
+            Some(json!({"name": "dup"})),
+        )
+        .await;
+    problem(&a, 409);
+    let big = json!({"name": "x".repeat(2 * 1024 * 1024)});
+    let a = c.call("POST", "/api/v1/projects", &c.user, Some(big)).await;
+    problem(&a, 413);
+
+    let wf = setup(&c, json!([{"key": "a", "handler": "shell"}])).await;
+    let a = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{wf}/runs"),
+            &c.user,
+            Some(json!({"user_id": "me"})),
+        )
+        .await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "user_id");
+    c.call(
+        "POST",
+        &format!("/api/v1/workflows/{wf}/runs"),
+        &c.user,
+        Some(json!({})),
+    )
+    .await;
+    let claimed = c
+        .call("POST", "/api/v1/worker/claim", &c.user, Some(claim_body(0)))
+        .await;
+    let t = claimed.body[0].clone();
+    let stale = t["attempt"].as_i64().unwrap() + 1;
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/worker/complete",
+            &c.user,
+            Some(json!({"task_id": t["task_id"], "attempt": stale, "output": {}})),
+        )
+        .await;
+    problem(&a, 409);
+    assert_eq!(a.body["field"], "attempt");
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/worker/claim",
+            &c.viewer,
+            Some(claim_body(0)),
+        )
+        .await;
+    problem(&a, 403);
+    let a = c
+        .call("POST", "/api/v1/worker/claim", &c.user,
+            Some(json!({"worker_id": "w", "handler_types": ["shell"], "limit": 1, "lease_ms": 1, "wait_ms": 0})))
+        .await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "lease_ms");
+    let a = c.call("GET", "/api/v1/runs", &c.viewer, None).await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "workflow_id");
+    let a = c
+        .call(
+            "GET",
+            "/api/v1/runs?workflow_id=x&status=sleeping",
+            &c.viewer,
+            None,
+        )
+        .await;
+    problem(&a, 422);
+    assert_eq!(a.body["field"], "status");
+}
+
+async fn claims_wait_for_work(b: Arc<dyn Backend>) {
+    let c = Arc::new(Client::new(b).await);
+    let wf = setup(&c, json!([{"key": "a", "handler": "shell"}])).await;
+    let empty = Instant::now();
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/worker/claim",
+            &c.user,
+            Some(claim_body(300)),
+        )
+        .await;
+    assert_eq!(a.body, json!([]));
+    assert!(empty.elapsed() >= Duration::from_millis(300));
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let a = c
+                .call(
+                    "POST",
+                    "/api/v1/worker/claim",
+                    &c.user,
+                    Some(claim_body(10_000)),
+                )
+                .await;
+            (a.body, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{wf}/runs"),
+            &c.user,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s.status, 201);
+    let (body, waited) = waiter.await.unwrap();
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
