@@ -328,7 +328,14 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
                 },
             });
         }
-        admin.find_problems(now()).await?.0
+        let remaining = admin.find_problems(now()).await?.0;
+        // A kind that is still found after its repair was (partly) left on purpose.
+        for r in &mut repairs {
+            if r.note.is_none() && remaining.iter().any(|f| f.kind == r.kind) {
+                r.note = Some(unrepairable(r.kind).into());
+            }
+        }
+        remaining
     } else {
         findings.clone()
     };

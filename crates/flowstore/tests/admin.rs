@@ -396,3 +396,94 @@ async fn stats_and_vacuum_report_sane_numbers(store: Store) {
     assert!(v.steps.iter().any(|s| s.contains("VACUUM")));
     assert_eq!(v.reclaimed, v.bytes_before.saturating_sub(v.bytes_after));
 }
+
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env(
+            "ENCRYPTION_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+/// The four commands through the binary: JSON out, exit codes, refused input.
+async fn commands_through_the_binary(url: String) {
+    assert!(cli(&url, &["migrate", "up"]).status.success());
+    let check = cli(&url, &["check", "--json"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["remaining"], json!([]));
+    for cmd in [&["stats", "--json"][..], &["vacuum", "--json"][..]] {
+        let out = cli(&url, cmd);
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.is_object());
+    }
+    let dry = cli(
+        &url,
+        &["cleanup", "--older-than", "90d", "--dry-run", "--json"],
+    );
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(v["dry_run"], json!(true));
+    for bad in ["0d", "soon", "90"] {
+        let out = cli(&url, &["cleanup", "--older-than", bad]);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--older-than"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A problem makes check fail until --fix repairs it.
+    let store = flowstore::Store::open(&url).await.unwrap();
+    raw(
+        &store,
+        "UPDATE workflow_stats SET executions = executions + 1",
+    )
+    .await;
+    raw(
+        &store,
+        "INSERT INTO workflow_stats (workflow_id, status, executions) VALUES ('ghost', 'completed', 3)",
+    )
+    .await;
+    store.close().await;
+    assert!(!cli(&url, &["check"]).status.success());
+    let fixed = cli(&url, &["check", "--fix"]);
+    assert!(
+        fixed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fixed.stdout)
+    );
+    assert!(cli(&url, &["check"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commands_through_the_binary() {
+    let dir = std::env::temp_dir().join("flowstore-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("ops-{}.db", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    commands_through_the_binary(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commands_through_the_binary() {
+    commands_through_the_binary(common::fresh_pg_database().await).await;
+}
