@@ -82,6 +82,11 @@ impl Store {
         &*self.backend
     }
 
+    /// The backend, shared: what the HTTP server holds.
+    pub fn backend_arc(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
     /// Opens a transaction that may write.
     pub async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         self.backend.begin().await

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod admin;
 mod backup;
 mod migrate;
+mod serve;
 
 use crate::config::Settings;
 use crate::{Store, StoreError};
@@ -61,6 +62,11 @@ pub enum Command {
     Vacuum(admin::VacuumArgs),
     /// Delete finished runs and history older than a cut-off, in small batches.
     Cleanup(admin::CleanupArgs),
+    /// Serve the HTTP API (migrates first unless --no-migrate).
+    Serve(serve::ServeArgs),
+    /// Create, list or revoke API keys of the HTTP API.
+    #[command(subcommand)]
+    Apikeys(serve::ApiKeysCommand),
     /// Fill the database with demonstration data.
     #[command(after_help = "Example:\n  flowstore seed --demo")]
     Seed {
@@ -117,6 +123,8 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Restore(args) => backup::restore(&store, args).await,
         Command::Export(args) => backup::export(&store, args).await,
         Command::Import(args) => backup::import(&store, args).await,
+        Command::Serve(args) => serve::serve(&store, args).await,
+        Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
         Command::Seed { runs, .. } => {
             store.backend().check_schema().await?;
             let summary = crate::demo::seed(&store, runs).await?;

@@ -1,0 +1,191 @@
+//! `flowstore serve` (the HTTP API of `flowstore-server`) and `flowstore apikeys`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use flowstore_core::ids::{ApiKeyId, UserId};
+use flowstore_core::model::identity::Role;
+use flowstore_core::model::identity_access::NewApiKey;
+use flowstore_core::PageRequest;
+use flowstore_server::AppState;
+
+use crate::{Store, StoreError};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `flowstore serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FLOWSTORE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Do not apply pending migrations at start (the schema must then be current).
+    #[arg(long)]
+    pub no_migrate: bool,
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(
+        long,
+        value_enum,
+        env = "FLOWSTORE_LOG_FORMAT",
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `flowstore apikeys …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// admin, user or viewer.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// The user it acts for.
+        #[arg(long)]
+        user_id: Option<String>,
+    },
+    /// List a user's keys (prefixes, roles, state; never the keys).
+    List {
+        /// Whose keys.
+        #[arg(long)]
+        user_id: String,
+    },
+    /// Revoke a key by its ID.
+    Revoke {
+        /// The key's ID.
+        id: String,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the HTTP API until SIGTERM or Ctrl-C.
+pub async fn serve(store: &Store, args: ServeArgs) -> Result<(), StoreError> {
+    init_logs(args.log_format);
+    if !args.no_migrate {
+        let applied = store.backend().migrate_up(None).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrations applied");
+        }
+    }
+    store.backend().check_schema().await?;
+    let backend = store.backend_arc();
+    if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
+        println!("No API key existed, so an admin key was created. It is shown only now:");
+        println!("  {key}");
+        println!("Send it as: Authorization: Bearer <key>");
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| {
+            StoreError::invalid("listen", format!("cannot listen on {}: {e}", args.listen))
+        })?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(args.listen);
+    tracing::info!(%addr, backend = ?store.kind(), "flowstore serving");
+    flowstore_server::serve(listener, AppState::new(backend), shutdown_signal())
+        .await
+        .map_err(|e| StoreError::Internal(format!("server: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs an `apikeys` command.
+pub async fn apikeys(store: &Store, cmd: ApiKeysCommand) -> Result<(), StoreError> {
+    store.backend().check_schema().await?;
+    match cmd {
+        ApiKeysCommand::Create {
+            name,
+            role,
+            user_id,
+        } => {
+            let role: Role = role.parse()?;
+            let user_id = user_id.as_deref().map(str::parse::<UserId>).transpose()?;
+            let mut tx = store.begin().await?;
+            let created = tx
+                .create_api_key(NewApiKey {
+                    name,
+                    role: Some(role),
+                    user_id,
+                    ..NewApiKey::default()
+                })
+                .await?;
+            tx.commit().await?;
+            println!("{}", created.key.expose());
+            eprintln!(
+                "created key {} ({}, role {}); it is not shown again",
+                created.api_key.id, created.api_key.prefix, created.api_key.role
+            );
+        }
+        ApiKeysCommand::List { user_id } => {
+            let user: UserId = user_id.parse()?;
+            let mut tx = store.begin_read().await?;
+            let mut page = PageRequest::first(flowstore_core::page::MAX_PAGE_SIZE);
+            loop {
+                let keys = tx.list_api_keys(user, &page).await?;
+                for k in &keys.items {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}\tfsk_{}\t{}\t{}\t{}",
+                        k.id, k.prefix, k.role, state, k.name
+                    );
+                }
+                match keys.next_cursor {
+                    Some(c) => page = PageRequest::after(c, flowstore_core::page::MAX_PAGE_SIZE),
+                    None => break,
+                }
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            let id: ApiKeyId = id.parse()?;
+            let mut tx = store.begin().await?;
+            tx.revoke_api_key(id, flowstore_core::time::now()).await?;
+            tx.commit().await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
