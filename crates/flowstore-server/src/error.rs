@@ -210,11 +210,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 fn json_problem(path: &str, e: &serde_json::Error) -> Problem {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(format!(
-            "malformed JSON at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        )),
+        Category::Syntax | Category::Eof | Category::Io => {
+            let msg = e.to_string();
+            let what = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+            Problem::bad_request(format!(
+                "malformed JSON at line {} column {}: {what}",
+                e.line(),
+                e.column()
+            ))
+        }
         Category::Data => {
             let msg = e.to_string();
             let parent = if path == "." { "" } else { path };

@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+const UP_HELP: &str = "# HELP flowstore_database_up Whether the database answered the scrape.\n# TYPE flowstore_database_up gauge\n";
+
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -170,10 +172,12 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
                     r.tasks
                 );
             }
+            out.push_str(UP_HELP);
             out.push_str("flowstore_database_up 1\n");
         }
         Err(e) => {
             tracing::warn!(error = %e, "queue depth unavailable for /metrics");
+            out.push_str(UP_HELP);
             out.push_str("flowstore_database_up 0\n");
         }
     }
