@@ -377,9 +377,30 @@ async fn resolve_failure<T: EngineTx + ?Sized>(
 ) -> StoreResult<Transition> {
     let FailureKind {
         attempt_status,
-        final_status,
+        mut final_status,
         immediate_retry,
     } = how;
+    // A run that is over starts nothing new: a failed attempt of one of its tasks is
+    // not retried, and when the run was cancelled or timed out the task ends cancelled.
+    let run = match task.run_id {
+        Some(run_id) => Some(
+            tx.lock_run(run_id)
+                .await?
+                .ok_or_else(|| StoreError::not_found("run", run_id))?,
+        ),
+        None => None,
+    };
+    let run_over = run
+        .as_ref()
+        .is_some_and(|r| r.status.is_terminal() || r.cancel_requested_at.is_some());
+    if run_over
+        && run
+            .as_ref()
+            .is_some_and(|r| matches!(r.status, RunStatus::Cancelled | RunStatus::TimedOut))
+    {
+        final_status = TaskStatus::Cancelled;
+    }
+    let retryable = retryable && !run_over;
     tx.finish_task_attempt(
         task.id,
         task.attempt,
@@ -431,10 +452,10 @@ async fn resolve_failure<T: EngineTx + ?Sized>(
             task.status = final_status;
             task.completed_at = Some(now);
             tx.save_task(&task, now).await?;
-            let kind = if final_status == TaskStatus::TimedOut {
-                "task.timed_out"
-            } else {
-                "task.failed"
+            let kind = match final_status {
+                TaskStatus::TimedOut => "task.timed_out",
+                TaskStatus::Cancelled => "task.cancelled",
+                _ => "task.failed",
             };
             events.push(ev(
                 kind,
@@ -443,12 +464,8 @@ async fn resolve_failure<T: EngineTx + ?Sized>(
                 None,
                 json!({"attempt": task.attempt, "error": error}),
             ));
-            if let Some(run_id) = task.run_id {
-                let run = tx
-                    .lock_run(run_id)
-                    .await?
-                    .ok_or_else(|| StoreError::not_found("run", run_id))?;
-                if !run.status.is_terminal() {
+            if let (Some(run_id), Some(run)) = (task.run_id, run) {
+                if !run_over {
                     if stops_run(run.failure_strategy) {
                         let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
                         events.extend(cancelled.iter().map(|t| {

@@ -208,13 +208,13 @@ impl Model {
     }
 
     /// A failed attempt (a worker's `fail`, or an expired lease, which is always
-    /// retryable): back to ready while retryable with retries left, else failed and
-    /// the run's failure strategy applies.
+    /// retryable): back to ready while retryable with retries left and the run still
+    /// going, else failed and the run's failure strategy applies.
     fn fail(&mut self, i: usize, retryable: bool) -> Outcome {
         let t = &mut self.tasks[i];
         assert_eq!(t.status, TaskStatus::Running, "model misuse");
         let max_retries = self.dag.steps[i].max_retries;
-        if retryable && t.retry_count < max_retries {
+        if retryable && t.retry_count < max_retries && self.run == RunStatus::Running {
             t.status = TaskStatus::Ready;
             t.retry_count += 1;
             return Outcome {
