@@ -343,7 +343,7 @@ async fn export_and_import(target: Store) {
     let again = export::import(&target, &doc, true).await.unwrap();
     assert!(again.imported.iter().all(|(_, n)| *n == 0));
     let one = wf.rows[0][0].as_str().unwrap().to_string();
-    let single = export::export(&source, Some(&[one.clone()])).await.unwrap();
+    let single = export::export(&source, Some(&[one])).await.unwrap();
     let wf = single
         .tables
         .iter()
@@ -467,4 +467,92 @@ async fn failed_backup_leaves_no_archive() {
             assert!(leftovers(dir.path()).is_empty());
         }
     }
+}
+
+fn flowstore(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env(
+            "ENCRYPTION_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The commands end to end: backup, restore, export, import and --native.
+fn cli_round_trip(source: &str, target: &str, other: &str) {
+    let dir = temp();
+    let file = dir.path().join("b.fsa");
+    let f = file.to_str().unwrap();
+    ok(&flowstore(source, &["migrate", "up"]));
+    ok(&flowstore(source, &["seed", "--demo", "--runs", "4"]));
+    let out = ok(&flowstore(source, &["backup", f, "--json"]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(summary["rows"].as_u64().unwrap() > 0);
+    let again = flowstore(source, &["backup", f]);
+    assert!(
+        !again.status.success(),
+        "an existing archive is not overwritten"
+    );
+    assert!(ok(&flowstore(target, &["restore", f])).contains("restored"));
+    let refused = flowstore(target, &["restore", f]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--replace"));
+    ok(&flowstore(target, &["restore", "--replace", f]));
+    let defs = dir.path().join("defs.json");
+    ok(&flowstore(
+        source,
+        &["export", "--all", "--output", defs.to_str().unwrap()],
+    ));
+    ok(&flowstore(other, &["migrate", "up"]));
+    ok(&flowstore(other, &["import", defs.to_str().unwrap()]));
+    let dup = flowstore(other, &["import", defs.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("--skip-existing"));
+    ok(&flowstore(
+        other,
+        &["import", "--skip-existing", defs.to_str().unwrap()],
+    ));
+    let native = dir.path().join("native.dump");
+    ok(&flowstore(
+        source,
+        &["backup", "--native", native.to_str().unwrap()],
+    ));
+    assert!(std::fs::metadata(&native).unwrap().len() > 0);
+    for cmd in ["backup", "restore", "export", "import"] {
+        assert!(ok(&flowstore(source, &[cmd, "--help"])).contains("Example:"));
+    }
+}
+
+fn sqlite_url(dir: &Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(name).display())
+}
+
+#[test]
+fn cli_sqlite() {
+    let dir = temp();
+    let (a, b, c) = (
+        sqlite_url(dir.path(), "a.db"),
+        sqlite_url(dir.path(), "b.db"),
+        sqlite_url(dir.path(), "c.db"),
+    );
+    cli_round_trip(&a, &b, &c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_postgres() {
+    let (a, b, c) = (
+        common::fresh_pg_database().await,
+        common::fresh_pg_database().await,
+        common::fresh_pg_database().await,
+    );
+    tokio::task::spawn_blocking(move || cli_round_trip(&a, &b, &c))
+        .await
+        .unwrap();
 }

@@ -83,11 +83,13 @@ pub async fn backup(
     for t in &selected {
         writer.begin_table();
         let mut seen = 0u64;
+        let mut report_at = 1000u64;
         let mut sink = |row: Row| -> StoreResult<()> {
             writer.row(t.name, &row)?;
             seen += 1;
-            if seen % 1000 == 0 {
+            if seen == report_at {
                 progress(t.name, seen);
+                report_at += 1000;
             }
             Ok(())
         };
