@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use flowstore_core::admin::{parse_duration, RetentionPolicy};
 use flowstore_core::crypto::{Key, Keyring};
 use flowstore_core::store::KeySource;
 use flowstore_core::{StoreError, StoreResult};
@@ -35,6 +36,9 @@ pub struct Settings {
     pub previous_keys: Vec<String>,
     /// The key file used when no key is given; created with mode 0600 on first use.
     pub key_file: PathBuf,
+    /// Delete finished work older than this, on a schedule, while `serve` runs; off
+    /// when `None`.
+    pub retention: Option<RetentionPolicy>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -53,6 +57,7 @@ impl std::fmt::Debug for Settings {
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
             )
             .field("key_file", &self.key_file)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -71,6 +76,7 @@ impl Default for Settings {
             encryption_key: None,
             previous_keys: Vec::new(),
             key_file: PathBuf::from("flowstore.key"),
+            retention: None,
         }
     }
 }
@@ -91,9 +97,13 @@ struct FileDatabase {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileSettings {
     #[serde(default)]
     database: FileDatabase,
+    /// `[retention] older_than = "90d"`, `interval = "1h"`.
+    #[serde(default)]
+    retention: Option<RetentionPolicy>,
 }
 
 impl Settings {
@@ -117,6 +127,7 @@ impl Settings {
             let f: FileSettings = toml::from_str(&text).map_err(|e| {
                 StoreError::invalid("config", format!("{}: {}", path.display(), e.message()))
             })?;
+            s.retention = f.retention;
             let d = f.database;
             if let Some(v) = d.url {
                 s.database_url = v;
@@ -197,6 +208,17 @@ impl Settings {
         }
         if let Some(v) = get("FLOWSTORE_KEY_FILE") {
             self.key_file = PathBuf::from(v);
+        }
+        if let Some(v) = get("FLOWSTORE_RETENTION") {
+            let older_than = parse_duration("FLOWSTORE_RETENTION", &v)?;
+            let interval = match get("FLOWSTORE_RETENTION_INTERVAL") {
+                Some(i) => parse_duration("FLOWSTORE_RETENTION_INTERVAL", &i)?,
+                None => Duration::from_secs(3600),
+            };
+            self.retention = Some(RetentionPolicy {
+                older_than,
+                interval,
+            });
         }
         Ok(())
     }
@@ -338,6 +360,18 @@ mod tests {
         let s = Settings::load(Some(&file), &env(&[("DATABASE_POOL_MAX", "7")])).unwrap();
         assert_eq!(s.database_url, "sqlite://from-file.db");
         assert_eq!(s.pool_max, 7);
+        std::fs::write(
+            &file,
+            "[retention]\nolder_than = \"90d\"\ninterval = \"6h\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        let r = s.retention.expect("retention read from the file");
+        assert_eq!(r.older_than, Duration::from_secs(90 * 86_400));
+        assert_eq!(r.interval, Duration::from_secs(6 * 3600));
+        let s = Settings::load(None, &env(&[("FLOWSTORE_RETENTION", "30d")])).unwrap();
+        assert_eq!(s.retention.unwrap().interval, Duration::from_secs(3600));
+        assert!(Settings::load(None, &env(&[("FLOWSTORE_RETENTION", "soon")])).is_err());
         std::fs::write(&file, "[database]\nbogus = 1\n").unwrap();
         assert!(Settings::load(Some(&file), &env(&[])).is_err());
         std::fs::remove_dir_all(dir).unwrap();

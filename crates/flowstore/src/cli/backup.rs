@@ -13,11 +13,19 @@ use crate::{BackendKind, Store, StoreError};
 /// `flowstore backup FILE`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  flowstore backup /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --native nightly.dump"
+    after_help = "Example:\n  flowstore backup --output /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --native nightly.dump"
 )]
 pub struct BackupArgs {
-    /// The archive to write (refused when it exists).
-    pub file: PathBuf,
+    /// The archive to write (refused when it exists); `--output FILE` says the same.
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "output",
+        conflicts_with = "output"
+    )]
+    pub file: Option<PathBuf>,
+    /// The archive to write, as a flag.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Only these tables (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
@@ -108,17 +116,23 @@ pub async fn backup(
     settings: &Settings,
     args: BackupArgs,
 ) -> Result<(), StoreError> {
+    // clap guarantees exactly one of the positional FILE and --output.
+    let file = args
+        .file
+        .clone()
+        .or_else(|| args.output.clone())
+        .ok_or_else(|| StoreError::invalid("--output", "name the archive to write"))?;
     if args.native {
-        native(store, settings, &args.file).await?;
+        native(store, settings, &file).await?;
         if args.json {
-            return json(&serde_json::json!({ "path": args.file, "native": true }));
+            return json(&serde_json::json!({ "path": file, "native": true }));
         }
-        println!("wrote {} (native)", args.file.display());
+        println!("wrote {} (native)", file.display());
         return Ok(());
     }
     let bar = bar();
     let progress = |t: &str, n: u64| bar.set_message(format!("{t}: {n} rows"));
-    let result = archive::backup(store, &args.file, args.tables.as_deref(), &progress).await;
+    let result = archive::backup(store, &file, args.tables.as_deref(), &progress).await;
     bar.finish_and_clear();
     let summary = result?;
     if args.json {

@@ -123,7 +123,7 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Restore(args) => backup::restore(&store, args).await,
         Command::Export(args) => backup::export(&store, args).await,
         Command::Import(args) => backup::import(&store, args).await,
-        Command::Serve(args) => serve::serve(&store, args).await,
+        Command::Serve(args) => serve::serve(&store, args, settings.retention.clone()).await,
         Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
         Command::Seed { runs, .. } => {
             store.backend().check_schema().await?;

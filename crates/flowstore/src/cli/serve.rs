@@ -97,7 +97,11 @@ async fn shutdown_signal() {
 }
 
 /// Runs the HTTP API until SIGTERM or Ctrl-C.
-pub async fn serve(store: &Store, args: ServeArgs) -> Result<(), StoreError> {
+pub async fn serve(
+    store: &Store,
+    args: ServeArgs,
+    retention: Option<flowstore_core::admin::RetentionPolicy>,
+) -> Result<(), StoreError> {
     init_logs(args.log_format);
     if !args.no_migrate {
         let applied = store.backend().migrate_up(None).await?;
@@ -122,11 +126,31 @@ pub async fn serve(store: &Store, args: ServeArgs) -> Result<(), StoreError> {
         .map(|a| a.to_string())
         .unwrap_or(args.listen);
     tracing::info!(%addr, backend = ?store.kind(), "flowstore serving");
-    flowstore_server::serve(listener, AppState::new(backend), shutdown_signal())
-        .await
-        .map_err(|e| StoreError::Internal(format!("server: {e}")))?;
+    let retention = retention.map(|policy| tokio::spawn(retain(backend.clone(), policy)));
+    let served = flowstore_server::serve(listener, AppState::new(backend), shutdown_signal()).await;
+    if let Some(task) = retention {
+        task.abort();
+    }
+    served.map_err(|e| StoreError::Internal(format!("server: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies the retention policy every `policy.interval` while the server runs: the
+/// same batched, short-transaction deletion as `flowstore cleanup`.
+async fn retain(
+    backend: std::sync::Arc<dyn flowstore_core::Backend>,
+    policy: flowstore_core::admin::RetentionPolicy,
+) {
+    let mut every = tokio::time::interval(policy.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match flowstore_core::admin::run_retention(&*backend, &policy).await {
+            Ok(report) => tracing::info!(?report, "retention applied"),
+            Err(e) => tracing::warn!(error = %e, "retention failed; retrying on the next tick"),
+        }
+    }
 }
 
 /// Runs an `apikeys` command.
