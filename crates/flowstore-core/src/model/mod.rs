@@ -3,6 +3,7 @@
 
 pub mod dag;
 pub mod engine;
+pub mod engine_store;
 pub mod identity;
 pub mod identity_access;
 pub mod metric;

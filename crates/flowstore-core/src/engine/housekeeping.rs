@@ -1,0 +1,123 @@
+//! The transitions nobody reports: expired leases, timeouts, and cancellation.
+
+use serde_json::json;
+
+use super::{end_run, ev, resolve_failure, EngineTx, FailureKind};
+use crate::ids::{RunId, TaskId};
+use crate::model::run::{AttemptStatus, RunStatus, WorkflowExecution};
+use crate::model::task::TaskStatus;
+use crate::time;
+use crate::{StoreError, StoreResult};
+
+/// Returns expired leases to the queue (see
+/// [`crate::model::engine::EngineRepo::reap_expired_leases`]).
+pub async fn reap_expired_leases<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    limit: u32,
+) -> StoreResult<Vec<TaskId>> {
+    let now = time::now();
+    let expired = tx.expired_leases(now, limit.clamp(1, 10_000)).await?;
+    let mut reaped = Vec::with_capacity(expired.len());
+    for id in expired {
+        let Some(task) = tx.lock_task(id).await? else {
+            continue;
+        };
+        if task.status != TaskStatus::Running || task.lease_expires_at.is_none_or(|t| t >= now) {
+            continue;
+        }
+        let error = json!({"message": "lease expired", "worker_id": task.lease_owner});
+        // A lost lease counts as an attempt; it is retried at once while retries
+        // remain, since the lease has already made the task wait.
+        let how = FailureKind {
+            attempt_status: AttemptStatus::LeaseExpired,
+            final_status: TaskStatus::Failed,
+            immediate_retry: true,
+        };
+        resolve_failure(tx, task, &error, true, how, now).await?;
+        reaped.push(id);
+    }
+    Ok(reaped)
+}
+
+/// Times out attempts and runs (see
+/// [`crate::model::engine::EngineRepo::enforce_timeouts`]).
+pub async fn enforce_timeouts<T: EngineTx + ?Sized>(tx: &mut T, limit: u32) -> StoreResult<u64> {
+    let now = time::now();
+    let limit = limit.clamp(1, 10_000);
+    let mut count = 0;
+    for id in tx.overdue_tasks(now, limit).await? {
+        let Some(task) = tx.lock_task(id).await? else {
+            continue;
+        };
+        if task.status != TaskStatus::Running {
+            continue;
+        }
+        let error =
+            json!({"message": "attempt timed out", "timeout_seconds": task.timeout_seconds});
+        let how = FailureKind {
+            attempt_status: AttemptStatus::TimedOut,
+            final_status: TaskStatus::TimedOut,
+            immediate_retry: false,
+        };
+        resolve_failure(tx, task, &error, true, how, now).await?;
+        count += 1;
+    }
+    for run_id in tx.overdue_runs(now, limit).await? {
+        let Some(mut run) = tx.lock_run(run_id).await? else {
+            continue;
+        };
+        if run.status.is_terminal() {
+            continue;
+        }
+        let mut events = Vec::new();
+        let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
+        events.extend(cancelled.iter().map(|t| {
+            ev(
+                "task.cancelled",
+                Some(run_id),
+                Some(*t),
+                None,
+                json!({"reason": "run_timed_out"}),
+            )
+        }));
+        run.cancel_requested_at = Some(now);
+        run.error_data = Some(json!({"message": "the run passed its deadline"}));
+        end_run(tx, run, RunStatus::TimedOut, now, &mut events).await?;
+        tx.insert_events(&events, now).await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Cancels a run (see [`crate::model::engine::EngineRepo::cancel_run`]).
+pub async fn cancel_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run_id: RunId,
+) -> StoreResult<WorkflowExecution> {
+    let now = time::now();
+    let mut run = tx
+        .lock_run(run_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("run", run_id))?;
+    if run.status.is_terminal() {
+        return Err(StoreError::conflict(
+            "status",
+            format!("the run is already {}", run.status),
+        ));
+    }
+    let mut events = Vec::new();
+    let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
+    events.extend(cancelled.iter().map(|t| {
+        ev(
+            "task.cancelled",
+            Some(run_id),
+            Some(*t),
+            None,
+            json!({"reason": "run_cancelled"}),
+        )
+    }));
+    run.cancel_requested_at = Some(now);
+    end_run(tx, run, RunStatus::Cancelled, now, &mut events).await?;
+    tx.insert_events(&events, now).await?;
+    tx.get_execution(run_id).await
+}

@@ -1,0 +1,224 @@
+//! The primitives each backend provides to the execution engine, and the rows they
+//! exchange with it. The engine's logic (in [`crate::engine`]) is written once on top
+//! of [`EngineStore`]; backends implement it in native SQL.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::ids::{AttemptId, RunId, TaskId, WorkflowId};
+use crate::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, Event, EventFilter, QueueDepth, RunTask, RunTaskCounts,
+};
+use crate::model::run::{ExecutionStatistics, FailureStrategy, RunStatus, WorkflowExecution};
+use crate::model::task::TaskStatus;
+use crate::time::Timestamp;
+use crate::StoreResult;
+
+/// The engine's view of one task, read under a row lock by [`EngineStore::lock_task`]
+/// and written back whole by [`EngineStore::save_task`].
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct TaskState {
+    /// The task.
+    pub id: TaskId,
+    /// Its run.
+    pub run_id: Option<RunId>,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// The current attempt number (the fencing token).
+    pub attempt: i32,
+    /// Retries made.
+    pub retry_count: i32,
+    /// Retries allowed.
+    pub max_retries: i32,
+    /// How long one attempt may take.
+    pub timeout_seconds: Option<i32>,
+    /// The output of the completed attempt.
+    pub result: Option<Value>,
+    /// The error of the last failed attempt.
+    pub error_message: Option<String>,
+    /// Who holds the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease ends.
+    pub lease_expires_at: Option<Timestamp>,
+    /// When a retry may be claimed.
+    pub run_after: Option<Timestamp>,
+    /// When it first started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal status.
+    pub completed_at: Option<Timestamp>,
+    /// How long its last attempt took (ms).
+    pub actual_duration: Option<i32>,
+    /// When the current attempt started.
+    pub attempt_started_at: Option<Timestamp>,
+}
+
+/// The engine's view of one run.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct RunState {
+    /// The run.
+    pub id: RunId,
+    /// Its caller-facing identifier (metrics refer to it).
+    pub execution_id: String,
+    /// Its workflow, as text.
+    pub workflow_id: String,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// `parallel` or `sequential`.
+    pub strategy: Option<crate::model::run::RunStrategy>,
+    /// What a failed step does to it.
+    pub failure_strategy: FailureStrategy,
+    /// When it started.
+    pub start_time: Option<Timestamp>,
+    /// When it ended.
+    pub end_time: Option<Timestamp>,
+    /// How long it took (ms).
+    pub actual_duration: Option<i32>,
+    /// Why it failed.
+    pub error_data: Option<Value>,
+    /// When it must be over.
+    pub deadline_at: Option<Timestamp>,
+    /// When a cancel was asked for.
+    pub cancel_requested_at: Option<Timestamp>,
+}
+
+/// A task to create for a step of a starting run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTask {
+    /// The new task's ID.
+    pub id: TaskId,
+    /// The step's key.
+    pub step_key: String,
+    /// Its title (the step's name, or its key).
+    pub title: String,
+    /// Its handler.
+    pub handler_type: String,
+    /// Its parameters.
+    pub parameters: Value,
+    /// Its place in the run's sequential order (1-based).
+    pub execution_order: i32,
+    /// Its priority.
+    pub priority: i32,
+    /// Its attempt timeout.
+    pub timeout_seconds: Option<i32>,
+    /// Its retries.
+    pub max_retries: i32,
+    /// `ready` or `pending`.
+    pub status: TaskStatus,
+}
+
+/// An event to append to the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: &'static str,
+    /// The run concerned.
+    pub run_id: Option<RunId>,
+    /// The task concerned.
+    pub task_id: Option<TaskId>,
+    /// The workflow concerned.
+    pub workflow_id: Option<String>,
+    /// Details.
+    pub payload: Value,
+}
+
+/// The primitives each backend provides to the engine: small statements in native
+/// SQL, each on the caller's transaction. The engine's logic (in
+/// [`crate::engine`]) is written once on top of them, so both backends move tasks
+/// and runs by the same rules.
+#[async_trait]
+pub trait EngineStore: Send {
+    /// The handler types among `types` that are registered and active.
+    async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>>;
+    /// Inserts a run's tasks and their dependency edges `(task, depends_on)`.
+    async fn insert_step_tasks(
+        &mut self,
+        run: &WorkflowExecution,
+        workflow_id: WorkflowId,
+        tasks: &[StepTask],
+        edges: &[(TaskId, TaskId)],
+    ) -> StoreResult<()>;
+    /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
+    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows.
+    async fn claim_ready(
+        &mut self,
+        request: &ClaimRequest,
+        now: Timestamp,
+        attempt_ids: &[AttemptId],
+    ) -> StoreResult<Vec<ClaimedTask>>;
+    /// Reads a task with its current attempt's start, locking it until the end of
+    /// the transaction.
+    async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>>;
+    /// Writes back the engine columns of a task.
+    async fn save_task(&mut self, task: &TaskState, now: Timestamp) -> StoreResult<()>;
+    /// Closes the task's attempt number `attempt` with a status and its output or error.
+    async fn finish_task_attempt(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+        status: crate::model::run::AttemptStatus,
+        output: Option<&Value>,
+        error: Option<&Value>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Extends the lease of a running attempt; `false` when the attempt is not the
+    /// task's current running one.
+    async fn extend_lease(
+        &mut self,
+        attempt: AttemptRef,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Makes ready the pending tasks of `run` whose dependencies are all complete
+    /// (`parallel`), or the first such task by order when nothing of the run is ready
+    /// or running (`sequential`). Returns the tasks made ready.
+    async fn promote_ready(
+        &mut self,
+        run: RunId,
+        sequential: bool,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskId>>;
+    /// Cancels the run's pending and ready tasks (all of them, or those in `only`).
+    async fn cancel_open_tasks(
+        &mut self,
+        run: RunId,
+        only: Option<&[TaskId]>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<TaskId>>;
+    /// Every task that depends on `task`, directly or not.
+    async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>>;
+    /// Counts of the run's tasks.
+    async fn run_task_counts(&mut self, run: RunId) -> StoreResult<RunTaskCounts>;
+    /// Reads a run, locking it until the end of the transaction.
+    async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>>;
+    /// Writes back the engine columns of a run.
+    async fn save_run(&mut self, run: &RunState, now: Timestamp) -> StoreResult<()>;
+    /// Appends events to the outbox.
+    async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()>;
+    /// Running tasks whose lease ended before `now` (skipping rows other
+    /// transactions hold), at most `limit`.
+    async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>>;
+    /// Running tasks whose current attempt started more than `timeout_seconds` ago.
+    async fn overdue_tasks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>>;
+    /// Live runs past their deadline.
+    async fn overdue_runs(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<RunId>>;
+    /// The tasks of a run, in their order.
+    async fn select_run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>>;
+    /// Statistics from the counters (see [`EngineRepo::workflow_statistics`]).
+    async fn select_workflow_statistics(
+        &mut self,
+        workflow_id: &str,
+        status: Option<RunStatus>,
+    ) -> StoreResult<ExecutionStatistics>;
+    /// Ready and running tasks by handler type.
+    async fn select_queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>>;
+    /// Sequenced events after `after_seq`.
+    async fn select_events_after(
+        &mut self,
+        after_seq: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+    /// Numbers committed events (PostgreSQL); a no-op where events are numbered on
+    /// insert (SQLite).
+    async fn assign_event_seqs(&mut self) -> StoreResult<u64>;
+}
