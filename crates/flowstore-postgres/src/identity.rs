@@ -474,6 +474,10 @@ impl IdentityRepo for PostgresTx {
         self.set_api_key_time(id, "last_used_at = $2", now).await
     }
 
+    async fn count_api_keys(&mut self) -> StoreResult<u64> {
+        self.api_key_count().await
+    }
+
     async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification> {
         self.insert_notification(new).await
     }

@@ -293,6 +293,14 @@ impl PostgresTx {
         Ok(done.rows_affected())
     }
 
+    pub(crate) async fn api_key_count(&mut self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
     pub(crate) async fn count_unread(&mut self, user_id: UserId) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND NOT read",

@@ -54,9 +54,11 @@ fn rank(role: Role) -> u8 {
     }
 }
 
-/// The role a request needs by its method and path.
+/// The least role a request needs by its method and path. Handlers check more:
+/// admin-only areas (API key creation, configurations, users, teams, handlers)
+/// and each object's access.
 pub fn needed_role(method: &Method, path: &str) -> Role {
-    if path.starts_with("/api/v1/apikeys") {
+    if path.starts_with("/api/v1/apikeys") && method == Method::POST {
         Role::Admin
     } else if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         Role::Viewer
@@ -95,21 +97,7 @@ async fn check(state: &AppState, header: Option<String>, needed: Role) -> Result
         .ok_or_else(|| {
             Problem::unauthenticated("the Authorization header must be: Bearer <key>")
         })?;
-    let key = {
-        let mut tx = state.backend().begin_read().await?;
-        let found = tx.find_api_key(&presented, chrono_now()).await;
-        let _ = tx.rollback().await;
-        match found {
-            Ok(k) => k,
-            Err(flowstore_core::StoreError::NotFound { .. })
-            | Err(flowstore_core::StoreError::Invalid { .. }) => {
-                return Err(Problem::unauthenticated(
-                    "the API key is unknown, revoked or expired",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let key = lookup(state, &presented).await?;
     state
         .limiter()
         .check(key.id)
@@ -119,8 +107,50 @@ async fn check(state: &AppState, header: Option<String>, needed: Role) -> Result
     Ok(caller)
 }
 
-fn chrono_now() -> flowstore_core::time::Timestamp {
-    flowstore_core::time::now()
+/// The key presented, from the cache or the database; writes its `last_used_at`
+/// at most once per `touch_interval`.
+async fn lookup(state: &AppState, presented: &str) -> Result<ApiKey, Problem> {
+    let cfg = state.config();
+    let hash = flowstore_core::crypto::sha256_hex(presented);
+    let now = flowstore_core::time::now();
+    let cached = state
+        .keys()
+        .get(&hash, cfg.key_cache_ttl)
+        .filter(|k| k.expires_at.is_none_or(|e| e > now));
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let mut tx = state.backend().begin_read().await?;
+            let found = tx.find_api_key(presented, now).await;
+            let _ = tx.rollback().await;
+            match found {
+                Ok(k) => {
+                    state.keys().put(hash, k.clone(), cfg.key_cache_ttl);
+                    k
+                }
+                Err(flowstore_core::StoreError::NotFound { .. })
+                | Err(flowstore_core::StoreError::Invalid { .. }) => {
+                    return Err(Problem::unauthenticated(
+                        "the API key is unknown, revoked or expired",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if state.keys().touch_due(key.id, cfg.touch_interval) {
+        // Best effort: a failed write of last_used_at does not fail the request.
+        let touched = async {
+            let mut tx = state.backend().begin().await?;
+            tx.touch_api_key(key.id, now).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, key = %key.id, "could not record the key's last use");
+        }
+    }
+    Ok(key)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

@@ -15,17 +15,17 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewApiKey;
 use flowstore_core::{Backend, BackendKind, StoreResult};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod metrics;
@@ -36,11 +36,51 @@ pub mod state;
 pub use error::Problem;
 pub use state::{AppState, ServerConfig};
 
-use routes::{apikeys, events, executions, health, projects, runs, worker, workflows};
+use routes::{
+    apikeys, events, executions, handlers, health, ops, people, projects, pull_requests, runs,
+    tasks, worker, workflows,
+};
 
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
+        .merge(core_routes())
+        .merge(resource_routes())
+        .layer(middleware::from_fn_with_state(state.clone(), timeout));
+    // The event stream is long-lived: no request timeout.
+    let streams = Router::new().route("/api/v1/events", get(events::stream));
+    let authenticated = api
+        .merge(streams)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .merge(authenticated)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(state.config().body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal(&"a handler panicked").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Projects, workflows, runs, executions, the worker protocol.
+fn core_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/api/v1/projects",
             post(projects::create).get(projects::list),
@@ -60,6 +100,14 @@ pub fn app(state: AppState) -> Router {
             get(workflows::get).patch(workflows::update),
         )
         .route("/api/v1/workflows/{id}/versions", get(workflows::versions))
+        .route(
+            "/api/v1/workflows/{id}/shares",
+            post(workflows::share).get(workflows::shares),
+        )
+        .route(
+            "/api/v1/workflows/{id}/shares/{share_id}",
+            delete(workflows::unshare),
+        )
         .route("/api/v1/workflows/{id}/runs", post(runs::start))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{id}", get(runs::get))
@@ -80,51 +128,86 @@ pub fn app(state: AppState) -> Router {
             get(executions::metrics),
         )
         .route("/api/v1/metrics/aggregate", get(executions::aggregate))
-        .route(
-            "/api/v1/handlers",
-            post(executions::register_handler).get(executions::active_handlers),
-        )
         .route("/api/v1/worker/claim", post(worker::claim))
         .route("/api/v1/worker/heartbeat", post(worker::heartbeat))
         .route("/api/v1/worker/complete", post(worker::complete))
         .route("/api/v1/worker/fail", post(worker::fail))
-        .route("/api/v1/apikeys", post(apikeys::create))
-        .route(
-            "/api/v1/apikeys/{id}",
-            axum::routing::delete(apikeys::revoke),
-        )
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            state.config().request_timeout,
-        ));
-    // The event stream is long-lived: no request timeout.
-    let streams = Router::new().route("/api/v1/events", get(events::stream));
-    let authenticated = api
-        .merge(streams)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
-    let request_id = HeaderName::from_static("x-request-id");
+}
+
+/// Tasks, pull requests, handlers, components, logs, configurations, people, keys.
+fn resource_routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::scrape))
-        .route("/api/v1/openapi.json", get(openapi_json))
-        .merge(authenticated)
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(DefaultBodyLimit::max(state.config().body_limit))
-        .layer(CatchPanicLayer::custom(|_| {
-            Problem::internal(&"a handler panicked").into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state)
+        .route("/api/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/api/v1/tasks/{id}", get(tasks::get).patch(tasks::update))
+        .route(
+            "/api/v1/pull-requests",
+            post(pull_requests::create).get(pull_requests::list),
+        )
+        .route("/api/v1/pull-requests/{id}", get(pull_requests::get))
+        .route(
+            "/api/v1/pull-requests/{id}/status",
+            post(pull_requests::set_status),
+        )
+        .route(
+            "/api/v1/pull-requests/{id}/validation",
+            put(pull_requests::set_validation),
+        )
+        .route(
+            "/api/v1/handlers",
+            post(handlers::register).get(handlers::list),
+        )
+        .route(
+            "/api/v1/handlers/{handler_type}",
+            get(handlers::get).patch(handlers::update),
+        )
+        .route(
+            "/api/v1/handlers/{handler_type}/deactivate",
+            post(handlers::deactivate),
+        )
+        .route(
+            "/api/v1/components",
+            post(ops::register_component).get(ops::list_components),
+        )
+        .route("/api/v1/components/health", get(ops::component_health))
+        .route(
+            "/api/v1/components/{which}",
+            get(ops::get_component).delete(ops::delete_component),
+        )
+        .route(
+            "/api/v1/components/{which}/heartbeat",
+            post(ops::heartbeat_component),
+        )
+        .route("/api/v1/logs", post(ops::append_logs).get(ops::query_logs))
+        .route(
+            "/api/v1/configurations",
+            put(ops::set_configuration).get(ops::list_configurations),
+        )
+        .route(
+            "/api/v1/configurations/{key}",
+            get(ops::get_configuration).delete(ops::delete_configuration),
+        )
+        .route(
+            "/api/v1/users",
+            post(people::create_user).get(people::list_users),
+        )
+        .route("/api/v1/users/me", get(people::me))
+        .route("/api/v1/users/{id}", get(people::get_user))
+        .route(
+            "/api/v1/teams",
+            post(people::create_team).get(people::list_teams),
+        )
+        .route(
+            "/api/v1/teams/{id}/members",
+            post(people::add_member).get(people::members),
+        )
+        .route("/api/v1/notifications", get(people::notifications))
+        .route(
+            "/api/v1/notifications/read-all",
+            post(people::mark_all_read),
+        )
+        .route("/api/v1/notifications/{id}/read", post(people::mark_read))
+        .route("/api/v1/apikeys", post(apikeys::create).get(apikeys::list))
+        .route("/api/v1/apikeys/{id}", delete(apikeys::revoke))
 }
 
 async fn openapi_json() -> impl IntoResponse {
@@ -200,24 +283,14 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     Ok(())
 }
 
-/// When the database holds no API key at all, creates an admin key and returns it
-/// (to be printed once); otherwise returns `None`.
-///
-/// The repositories have no way to count keys across users, so the check is one
-/// statement that changes nothing and reports whether a key exists: it rewrites the
-/// newest `schema_migrations` row with its own value only if `api_keys` has a row.
+/// When the database holds no API key at all (revoked ones count), creates an admin
+/// key and returns it (to be printed once); otherwise returns `None`.
 pub async fn bootstrap_admin_key(backend: &Arc<dyn Backend>) -> StoreResult<Option<String>> {
-    let exists = backend
-        .execute_raw(
-            "UPDATE schema_migrations SET version = version \
-             WHERE version = (SELECT MAX(version) FROM schema_migrations) \
-             AND EXISTS (SELECT 1 FROM api_keys)",
-        )
-        .await?;
-    if exists > 0 {
+    let mut tx = backend.begin().await?;
+    if tx.count_api_keys().await? > 0 {
+        tx.rollback().await?;
         return Ok(None);
     }
-    let mut tx = backend.begin().await?;
     let created = tx
         .create_api_key(NewApiKey {
             name: "bootstrap admin".into(),
@@ -227,4 +300,33 @@ pub async fn bootstrap_admin_key(backend: &Arc<dyn Backend>) -> StoreResult<Opti
         .await?;
     tx.commit().await?;
     Ok(Some(created.key.expose().to_string()))
+}
+
+/// Ends a request that takes longer than `request_timeout` with a 503 problem.
+async fn timeout(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let limit = state.config().request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than the {} ms allowed",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this resource does not answer this method",
+    )
 }

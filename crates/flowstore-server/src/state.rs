@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flowstore_core::ids::ApiKeyId;
+use flowstore_core::model::identity_access::ApiKey;
 use flowstore_core::Backend;
 use tokio::sync::{watch, Notify};
 
@@ -28,6 +29,12 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How often the maintenance task reaps leases and enforces timeouts.
     pub maintenance_interval: Duration,
+    /// How long a looked-up API key is trusted without asking the database again.
+    /// A key revoked through this server is dropped from the cache at once; one
+    /// revoked elsewhere (CLI, another server) stops working within this time.
+    pub key_cache_ttl: Duration,
+    /// Least time between two `last_used_at` updates of one key.
+    pub touch_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +47,8 @@ impl Default for ServerConfig {
             poll_interval: Duration::from_millis(500),
             request_timeout: Duration::from_secs(60),
             maintenance_interval: Duration::from_secs(1),
+            key_cache_ttl: Duration::from_secs(10),
+            touch_interval: Duration::from_secs(60),
         }
     }
 }
@@ -55,6 +64,7 @@ struct Inner {
     config: ServerConfig,
     metrics: Metrics,
     limiter: RateLimiter,
+    keys: KeyCache,
     work: Notify,
     events: Notify,
     shutdown: watch::Sender<bool>,
@@ -75,6 +85,7 @@ impl AppState {
                 config,
                 metrics: Metrics::default(),
                 limiter,
+                keys: KeyCache::default(),
                 work: Notify::new(),
                 events: Notify::new(),
                 shutdown: watch::channel(false).0,
@@ -99,6 +110,10 @@ impl AppState {
 
     pub(crate) fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    pub(crate) fn keys(&self) -> &KeyCache {
+        &self.inner.keys
     }
 
     /// Tells waiting claims and event streams that something changed.
@@ -130,6 +145,55 @@ impl AppState {
     /// A receiver that changes when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+}
+
+/// API keys already looked up, by the SHA-256 of the key presented (the key itself
+/// is not kept), and when each key's `last_used_at` was last written.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    found: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    touched: Mutex<HashMap<ApiKeyId, Instant>>,
+}
+
+impl KeyCache {
+    /// The key cached under `hash` if it was looked up less than `ttl` ago.
+    pub(crate) fn get(&self, hash: &str, ttl: Duration) -> Option<ApiKey> {
+        let found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        found
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(k, _)| k.clone())
+    }
+
+    pub(crate) fn put(&self, hash: String, key: ApiKey, ttl: Duration) {
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        if found.len() > 10_000 {
+            found.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        found.insert(hash, (key, Instant::now()));
+    }
+
+    /// Forgets a key (revoked through this server).
+    pub(crate) fn forget(&self, id: ApiKeyId) {
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        found.retain(|_, (k, _)| k.id != id);
+    }
+
+    /// Whether `id`'s `last_used_at` is due to be written; if so, notes it as
+    /// written now.
+    pub(crate) fn touch_due(&self, id: ApiKeyId, every: Duration) -> bool {
+        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        if touched.len() > 100_000 {
+            touched.retain(|_, at| at.elapsed() < every);
+        }
+        match touched.get(&id) {
+            Some(at) if at.elapsed() < every => false,
+            _ => {
+                touched.insert(id, Instant::now());
+                true
+            }
+        }
     }
 }
 

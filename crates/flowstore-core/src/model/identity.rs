@@ -511,6 +511,9 @@ pub trait IdentityRepo: Send {
     async fn revoke_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()>;
     /// Records that the key was used at `now`.
     async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()>;
+    /// How many API keys exist, revoked and expired ones included (the server
+    /// creates a bootstrap admin key only when there are none).
+    async fn count_api_keys(&mut self) -> StoreResult<u64>;
 
     /// Creates a notification for an existing user (else invalid `user_id`).
     async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification>;

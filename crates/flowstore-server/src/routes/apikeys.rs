@@ -1,15 +1,19 @@
-//! API key management (admin only): create (the key is shown once) and revoke.
+//! API keys: create (admin only; the key is shown once), list (one's own; an admin
+//! any user's) and revoke (one's own, or any as an admin).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
-use flowstore_core::ids::ApiKeyId;
+use flowstore_core::ids::{ApiKeyId, UserId};
 use flowstore_core::model::identity_access::{ApiKey, NewApiKey};
-use serde::Serialize;
-use utoipa::ToSchema;
+use flowstore_core::Page;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiResult, Json, Path, Problem};
+use crate::access;
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
 
@@ -23,7 +27,20 @@ pub struct CreatedKey {
     pub api_key: ApiKey,
 }
 
-/// Creates an API key.
+/// Whose keys `GET /apikeys` lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListKeys {
+    /// The user (an admin only; others always see their own).
+    pub user_id: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Creates an API key (admin only).
 #[utoipa::path(post, path = "/api/v1/apikeys", tag = "apikeys", request_body = doc::NewApiKey,
     responses((status = 201, body = CreatedKey), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
@@ -42,16 +59,54 @@ pub async fn create(
     ))
 }
 
-/// Revokes an API key.
+/// A page of a user's keys, newest first (never the keys themselves).
+#[utoipa::path(get, path = "/api/v1/apikeys", tag = "apikeys", params(ListKeys),
+    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListKeys>,
+) -> ApiResult<AxumJson<Page<ApiKey>>> {
+    let asked = super::parse_opt::<UserId>("user_id", q.user_id.as_deref())?;
+    let user = match asked {
+        Some(u) if caller.is_admin() || caller.0.user_id == Some(u) => u,
+        Some(_) => {
+            return Err(Problem::forbidden(
+                "only an admin may list another user's keys",
+            ))
+        }
+        None if caller.is_admin() && caller.0.user_id.is_none() => {
+            return Err(Problem::invalid(
+                "user_id",
+                "name the user whose keys to list",
+            ))
+        }
+        None => access::me(&caller)?,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_api_keys(user, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// Revokes an API key: one's own, or any as an admin. Another user's answers 404.
 #[utoipa::path(delete, path = "/api/v1/apikeys/{id}", tag = "apikeys",
     params(("id" = String, Path, description = "API key ID")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn revoke(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<ApiKeyId>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
+    let key = tx.get_api_key(id).await?;
+    let own = key.id == caller.0.id || (key.user_id.is_some() && key.user_id == caller.0.user_id);
+    if !caller.is_admin() && !own {
+        return Err(Problem::not_found(format!("no API key {id}")));
+    }
     tx.revoke_api_key(id, flowstore_core::time::now()).await?;
     tx.commit().await?;
+    state.keys().forget(id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,8 +16,11 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use utoipa::IntoParams;
 
+use crate::access;
+use crate::auth::Caller;
 use crate::error::{ApiResult, Problem, Query};
 use crate::state::AppState;
+use flowstore_core::model::workflow::SharePermission;
 
 const BATCH: u32 = 200;
 
@@ -48,9 +51,10 @@ struct Cursor {
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery,
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")),
     responses((status = 200, content_type = "text/event-stream", description = "events: id = seq, event = event_type, data = the event as JSON"),
-              (status = 422, body = Problem)))]
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn stream(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
@@ -70,6 +74,24 @@ pub async fn stream(
         workflow_id: q.workflow_id,
         event_type: q.event_type,
     };
+    // Events inherit their workflow's access: an admin may stream everything;
+    // another key names a run or workflow it may read.
+    if !caller.is_admin() {
+        let mut tx = state.backend().begin_read().await?;
+        match (filter.run_id, filter.workflow_id.as_deref()) {
+            (Some(run), _) => {
+                access::run(&mut *tx, &caller, run, SharePermission::Read).await?;
+            }
+            (None, Some(w)) => {
+                access::check_workflow_named(&mut *tx, &caller, w, SharePermission::Read).await?;
+            }
+            (None, None) => {
+                return Err(Problem::forbidden(
+                    "only an admin may stream every event; name a run_id or workflow_id",
+                ))
+            }
+        }
+    }
     // The first read happens now, so that an unreachable database is a 503 rather
     // than an empty stream.
     let first = fetch(&state, after, &filter).await?;

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
 use flowstore_core::model::metric::{AggregateFilter, MetricAggregate, MetricType, WorkflowMetric};
-use flowstore_core::model::registry::{Handler, NewHandler};
 use flowstore_core::model::run::{
     ExecutionPatch, ExecutionStatistics, NewExecution, RunStatus, StatsFilter, WorkflowExecution,
 };
@@ -14,10 +13,12 @@ use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+use flowstore_core::model::workflow::SharePermission;
 
 /// Filters and page of `GET /executions`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -78,9 +79,17 @@ pub struct AggregateQuery {
     responses((status = 201, body = doc::Run), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Json(new): Json<NewExecution>,
 ) -> ApiResult<impl IntoResponse> {
     let mut tx = state.backend().begin().await?;
+    access::check_workflow_named(
+        &mut *tx,
+        &caller,
+        &new.workflow_id,
+        SharePermission::Execute,
+    )
+    .await?;
     let run = tx.create_execution(new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(run)))
@@ -92,10 +101,13 @@ pub async fn create(
     responses((status = 200, body = doc::Run), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(execution_id): Path<String>,
 ) -> ApiResult<AxumJson<WorkflowExecution>> {
     let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(tx.find_by_execution_id(&execution_id).await?))
+    let run = tx.find_by_execution_id(&execution_id).await?;
+    access::check_run(&mut *tx, &caller, &run, SharePermission::Read).await?;
+    Ok(AxumJson(run))
 }
 
 /// Changes an execution (seed 000's `update`).
@@ -104,10 +116,13 @@ pub async fn get(
     responses((status = 200, body = doc::Run), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path(execution_id): Path<String>,
     Json(patch): Json<ExecutionPatch>,
 ) -> ApiResult<AxumJson<WorkflowExecution>> {
     let mut tx = state.backend().begin().await?;
+    let run = tx.find_by_execution_id(&execution_id).await?;
+    access::check_run(&mut *tx, &caller, &run, SharePermission::Execute).await?;
     let run = tx.update_execution(&execution_id, patch).await?;
     tx.commit().await?;
     Ok(AxumJson(run))
@@ -118,6 +133,7 @@ pub async fn update(
     responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListExecutions>,
 ) -> ApiResult<AxumJson<Page<WorkflowExecution>>> {
     let workflow_id = q
@@ -126,6 +142,7 @@ pub async fn list(
         .ok_or_else(|| Problem::invalid("workflow_id", "workflow_id is required"))?;
     let status = super::parse_opt::<RunStatus>("status", q.status.as_deref())?;
     let mut tx = state.backend().begin_read().await?;
+    access::check_workflow_named(&mut *tx, &caller, &workflow_id, SharePermission::Read).await?;
     Ok(AxumJson(
         tx.list_by_workflow(&workflow_id, status, &super::page(q.cursor, q.limit))
             .await?,
@@ -134,16 +151,24 @@ pub async fn list(
 
 /// Seed 000's statistics over the executions matched.
 #[utoipa::path(get, path = "/api/v1/executions/statistics", tag = "executions", params(StatsQuery),
-    responses((status = 200, body = doc::ExecutionStatistics), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::ExecutionStatistics), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn statistics(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<StatsQuery>,
 ) -> ApiResult<AxumJson<ExecutionStatistics>> {
+    // Statistics over every workflow are an admin's; others name a workflow.
     let filter = StatsFilter {
         workflow_id: q.workflow_id,
         status: super::parse_opt::<RunStatus>("status", q.status.as_deref())?,
     };
     let mut tx = state.backend().begin_read().await?;
+    match filter.workflow_id.as_deref() {
+        Some(w) => {
+            access::check_workflow_named(&mut *tx, &caller, w, SharePermission::Read).await?
+        }
+        None => caller.require(flowstore_core::model::identity::Role::Admin)?,
+    }
     Ok(AxumJson(tx.execution_statistics(&filter).await?))
 }
 
@@ -153,25 +178,30 @@ pub async fn statistics(
     responses((status = 200, body = [doc::Metric]), (status = 404, body = Problem)))]
 pub async fn metrics(
     State(state): State<AppState>,
+    caller: Caller,
     Path(execution_id): Path<String>,
     Query(q): Query<MetricsQuery>,
 ) -> ApiResult<AxumJson<Vec<WorkflowMetric>>> {
     let kind = super::parse_opt::<MetricType>("type", q.metric_type.as_deref())?;
     let mut tx = state.backend().begin_read().await?;
-    tx.find_by_execution_id(&execution_id).await?;
+    let run = tx.find_by_execution_id(&execution_id).await?;
+    access::check_run(&mut *tx, &caller, &run, SharePermission::Read).await?;
     Ok(AxumJson(
         tx.metrics_for_execution(&execution_id, kind, q.limit)
             .await?,
     ))
 }
 
-/// Seed 000's aggregated metrics.
+/// Seed 000's aggregated metrics (admin only: they span every workflow).
 #[utoipa::path(get, path = "/api/v1/metrics/aggregate", tag = "executions", params(AggregateQuery),
-    responses((status = 200, body = [doc::MetricAggregate]), (status = 422, body = Problem)))]
+    responses((status = 200, body = [doc::MetricAggregate]), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn aggregate(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<AggregateQuery>,
 ) -> ApiResult<AxumJson<Vec<MetricAggregate>>> {
+    // Aggregates span every workflow: an admin's.
+    caller.require(flowstore_core::model::identity::Role::Admin)?;
     let since = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -186,27 +216,4 @@ pub async fn aggregate(
     };
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(tx.aggregated_metrics(&filter).await?))
-}
-
-/// Registers a handler type (admin only).
-#[utoipa::path(post, path = "/api/v1/handlers", tag = "handlers", request_body = doc::NewHandler,
-    responses((status = 201, body = doc::Handler), (status = 403, body = Problem), (status = 409, body = Problem)))]
-pub async fn register_handler(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(new): Json<NewHandler>,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(flowstore_core::model::identity::Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
-    let h = tx.register_handler(new).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, AxumJson(h)))
-}
-
-/// Every active handler.
-#[utoipa::path(get, path = "/api/v1/handlers", tag = "handlers",
-    responses((status = 200, body = [doc::Handler])))]
-pub async fn active_handlers(State(state): State<AppState>) -> ApiResult<AxumJson<Vec<Handler>>> {
-    let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(tx.list_active_handlers().await?))
 }

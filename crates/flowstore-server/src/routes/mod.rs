@@ -3,9 +3,14 @@
 pub mod apikeys;
 pub mod events;
 pub mod executions;
+pub mod handlers;
 pub mod health;
+pub mod ops;
+pub mod people;
 pub mod projects;
+pub mod pull_requests;
 pub mod runs;
+pub mod tasks;
 pub mod worker;
 pub mod workflows;
 

@@ -12,10 +12,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+use flowstore_core::model::workflow::SharePermission;
 
 /// The body of `POST /workflows/{id}/runs`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -62,7 +64,7 @@ pub struct ListRuns {
 /// Starts a run of a workflow version.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/runs", tag = "runs", request_body = StartRunBody,
     params(("id" = String, Path, description = "workflow ID")),
-    responses((status = 201, body = doc::StartedRun), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = doc::StartedRun), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,6 +82,7 @@ pub async fn start(
         metadata: body.metadata,
     };
     let mut tx = state.backend().begin().await?;
+    access::workflow(&mut *tx, &caller, id, SharePermission::Execute).await?;
     let started = tx.start_run(start).await?;
     tx.commit().await?;
     state.notify_changed();
@@ -92,10 +95,13 @@ pub async fn start(
     responses((status = 200, body = doc::Run), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<RunId>,
 ) -> ApiResult<AxumJson<WorkflowExecution>> {
     let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(tx.get_execution(id).await?))
+    Ok(AxumJson(
+        access::run(&mut *tx, &caller, id, SharePermission::Read).await?,
+    ))
 }
 
 /// A page of one workflow's runs, newest first.
@@ -103,6 +109,7 @@ pub async fn get(
     responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListRuns>,
 ) -> ApiResult<AxumJson<Page<WorkflowExecution>>> {
     let workflow_id = q
@@ -111,6 +118,7 @@ pub async fn list(
         .ok_or_else(|| Problem::invalid("workflow_id", "workflow_id is required"))?;
     let status = super::parse_opt::<RunStatus>("status", q.status.as_deref())?;
     let mut tx = state.backend().begin_read().await?;
+    access::check_workflow_named(&mut *tx, &caller, &workflow_id, SharePermission::Read).await?;
     Ok(AxumJson(
         tx.list_by_workflow(&workflow_id, status, &super::page(q.cursor, q.limit))
             .await?,
@@ -121,12 +129,14 @@ pub async fn list(
 /// their next heartbeat.
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
     params(("id" = String, Path, description = "run ID")),
-    responses((status = 200, body = doc::Run), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = doc::Run), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<RunId>,
 ) -> ApiResult<AxumJson<WorkflowExecution>> {
     let mut tx = state.backend().begin().await?;
+    access::run(&mut *tx, &caller, id, SharePermission::Execute).await?;
     let run = tx.cancel_run(id).await?;
     tx.commit().await?;
     state.notify_changed();
@@ -139,10 +149,11 @@ pub async fn cancel(
     responses((status = 200, body = [doc::RunTask]), (status = 404, body = Problem)))]
 pub async fn tasks(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<RunId>,
 ) -> ApiResult<AxumJson<Vec<RunTask>>> {
     let mut tx = state.backend().begin_read().await?;
-    tx.get_execution(id).await?;
+    access::run(&mut *tx, &caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.run_tasks(id).await?))
 }
 
@@ -152,9 +163,10 @@ pub async fn tasks(
     responses((status = 200, body = doc::TaskProgress), (status = 404, body = Problem)))]
 pub async fn progress(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<RunId>,
 ) -> ApiResult<impl IntoResponse> {
     let mut tx = state.backend().begin_read().await?;
-    tx.get_execution(id).await?;
+    access::run(&mut *tx, &caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.run_progress(id).await?))
 }

@@ -1,17 +1,21 @@
-//! Workflows: create, read, change, list, versions.
+//! Workflows: create, read, change, list, versions, shares. Access by
+//! [`crate::access`]: another user's private workflow answers 404.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
-use flowstore_core::ids::{ProjectId, TeamId, UserId, WorkflowId};
+use flowstore_core::ids::{ProjectId, ShareId, TeamId, UserId, WorkflowId};
+use flowstore_core::model::workflow::NewWorkflow;
 use flowstore_core::model::workflow::{
-    NewWorkflow, Workflow, WorkflowFilter, WorkflowPatch, WorkflowStatus, WorkflowVersion,
+    NewShare, SharePermission, Workflow, WorkflowFilter, WorkflowPatch, WorkflowShare,
+    WorkflowStatus, WorkflowVersion,
 };
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -65,11 +69,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, AxumJson(w)))
 }
 
-/// A page of workflows, newest first.
+/// A page of workflows, newest first. An admin sees every workflow and may filter;
+/// another key sees the workflows it may read (a user's: owned, public, team-visible
+/// in one of their teams, shared; a key of no user: unowned and public), filtered
+/// on the page.
 #[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(ListWorkflows),
     responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListWorkflows>,
 ) -> ApiResult<AxumJson<Page<Workflow>>> {
     let filter = WorkflowFilter {
@@ -80,10 +88,18 @@ pub async fn list(
         tag: q.tag,
     };
     let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(
-        tx.list_workflows(&filter, &super::page(q.cursor, q.limit))
-            .await?,
-    ))
+    let page = super::page(q.cursor, q.limit);
+    let mut found = tx.list_workflows(&filter, &page).await?;
+    if !caller.is_admin() {
+        let mut visible = Vec::with_capacity(found.items.len());
+        for w in found.items {
+            if access::allowed(&mut *tx, &caller, &w, SharePermission::Read).await? {
+                visible.push(w);
+            }
+        }
+        found.items = visible;
+    }
+    Ok(AxumJson(found))
 }
 
 /// One workflow.
@@ -92,16 +108,19 @@ pub async fn list(
     responses((status = 200, body = doc::Workflow), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<WorkflowId>,
 ) -> ApiResult<AxumJson<Workflow>> {
     let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(tx.get_workflow(id).await?))
+    Ok(AxumJson(
+        access::workflow(&mut *tx, &caller, id, SharePermission::Read).await?,
+    ))
 }
 
 /// Changes a workflow; a new definition or configuration makes a new version.
 #[utoipa::path(patch, path = "/api/v1/workflows/{id}", tag = "workflows", request_body = doc::WorkflowPatch,
     params(("id" = String, Path, description = "workflow ID")),
-    responses((status = 200, body = doc::Workflow), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::Workflow), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -116,7 +135,7 @@ pub async fn update(
     }
     patch.changed_by = caller.0.user_id;
     let mut tx = state.backend().begin().await?;
-    check_owner(&caller, tx.get_workflow(id).await?.owner_id)?;
+    access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
     let w = tx.update_workflow(id, patch).await?;
     tx.commit().await?;
     Ok(AxumJson(w))
@@ -128,9 +147,76 @@ pub async fn update(
     responses((status = 200, body = [doc::WorkflowVersion]), (status = 404, body = Problem)))]
 pub async fn versions(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<WorkflowId>,
 ) -> ApiResult<AxumJson<Vec<WorkflowVersion>>> {
     let mut tx = state.backend().begin_read().await?;
-    tx.get_workflow(id).await?;
+    access::workflow(&mut *tx, &caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.list_workflow_versions(id).await?))
+}
+
+/// Shares a workflow with a user or a team (its owner, a holder of `write`, or an
+/// admin).
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/shares", tag = "workflows", request_body = doc::NewShare,
+    params(("id" = String, Path, description = "workflow ID")),
+    responses((status = 201, body = doc::WorkflowShare), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<WorkflowId>,
+    Json(mut new): Json<NewShare>,
+) -> ApiResult<impl IntoResponse> {
+    if new.created_by.is_some() {
+        return Err(Problem::invalid(
+            "created_by",
+            "is set by the server from the API key",
+        ));
+    }
+    new.created_by = caller.0.user_id;
+    let mut tx = state.backend().begin().await?;
+    access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let s = tx.share_workflow(id, new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(s)))
+}
+
+/// The shares of a workflow (anyone who may read it).
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/shares", tag = "workflows",
+    params(("id" = String, Path, description = "workflow ID")),
+    responses((status = 200, body = [doc::WorkflowShare]), (status = 404, body = Problem)))]
+pub async fn shares(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<WorkflowId>,
+) -> ApiResult<AxumJson<Vec<WorkflowShare>>> {
+    let mut tx = state.backend().begin_read().await?;
+    access::workflow(&mut *tx, &caller, id, SharePermission::Read).await?;
+    Ok(AxumJson(tx.list_workflow_shares(id).await?))
+}
+
+/// Removes a share of a workflow.
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}/shares/{share_id}", tag = "workflows",
+    params(("id" = String, Path, description = "workflow ID"), ("share_id" = String, Path, description = "share ID")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn unshare(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, share_id)): Path<(WorkflowId, ShareId)>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.backend().begin().await?;
+    access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+    if !tx
+        .list_workflow_shares(id)
+        .await?
+        .iter()
+        .any(|s| s.id == share_id)
+    {
+        return Err(Problem::not_found(format!(
+            "no share {share_id} of this workflow"
+        )));
+    }
+    tx.remove_workflow_share(share_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

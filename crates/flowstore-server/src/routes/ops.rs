@@ -1,0 +1,308 @@
+//! Components (register and heartbeat: user keys, as workers do; read: everyone;
+//! delete: admin), logs (append: user keys; query: an admin, or anyone about a run
+//! they may read) and configurations (admin only; sensitive values never leave the
+//! core in clear).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::ids::{ComponentId, RunId, TaskId};
+use flowstore_core::model::identity::Role;
+use flowstore_core::model::ops::{
+    ConfigType, Configuration, LogEntry, LogFilter, LogLevel, NewLogEntry, SetConfiguration,
+};
+use flowstore_core::model::registry::{
+    Component, ComponentHealth, ComponentRef, Heartbeat, NewComponent,
+};
+use flowstore_core::model::workflow::SharePermission;
+use flowstore_core::time::Timestamp;
+use flowstore_core::Page;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::access;
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// A page: `cursor` and `limit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// How `GET /components/health` judges staleness.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HealthQuery {
+    /// Seconds without a heartbeat after which a component is stale (60 when absent).
+    pub stale_after_secs: Option<u64>,
+}
+
+fn component_ref(which: &str) -> ComponentRef {
+    match which.parse::<ComponentId>() {
+        Ok(id) => ComponentRef::Id(id),
+        Err(_) => ComponentRef::Name(which.to_string()),
+    }
+}
+
+/// Registers a component (a taken name is 409).
+#[utoipa::path(post, path = "/api/v1/components", tag = "components", request_body = doc::NewComponent,
+    responses((status = 201, body = doc::Component), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn register_component(
+    State(state): State<AppState>,
+    Json(new): Json<NewComponent>,
+) -> ApiResult<impl IntoResponse> {
+    let mut tx = state.backend().begin().await?;
+    let c = tx.register_component(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(c)))
+}
+
+/// A page of components, newest first.
+#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(PageQuery),
+    responses((status = 200, body = doc::Page)))]
+pub async fn list_components(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<AxumJson<Page<Component>>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_components(&super::page(q.cursor, q.limit)).await?,
+    ))
+}
+
+/// Every component with its effective health.
+#[utoipa::path(get, path = "/api/v1/components/health", tag = "components", params(HealthQuery),
+    responses((status = 200, body = [doc::ComponentHealth])))]
+pub async fn component_health(
+    State(state): State<AppState>,
+    Query(q): Query<HealthQuery>,
+) -> ApiResult<AxumJson<Vec<ComponentHealth>>> {
+    let stale = Duration::from_secs(q.stale_after_secs.unwrap_or(60));
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.component_health(stale).await?))
+}
+
+/// One component, by ID or name.
+#[utoipa::path(get, path = "/api/v1/components/{which}", tag = "components",
+    params(("which" = String, Path, description = "component ID or name")),
+    responses((status = 200, body = doc::Component), (status = 404, body = Problem)))]
+pub async fn get_component(
+    State(state): State<AppState>,
+    Path(which): Path<String>,
+) -> ApiResult<AxumJson<Component>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.get_component(component_ref(&which)).await?))
+}
+
+/// Records a component's heartbeat.
+#[utoipa::path(post, path = "/api/v1/components/{which}/heartbeat", tag = "components",
+    request_body = doc::ComponentHeartbeat,
+    params(("which" = String, Path, description = "component ID or name")),
+    responses((status = 200, body = doc::Component), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn heartbeat_component(
+    State(state): State<AppState>,
+    Path(which): Path<String>,
+    Json(beat): Json<Heartbeat>,
+) -> ApiResult<AxumJson<Component>> {
+    let mut tx = state.backend().begin().await?;
+    let c = tx.heartbeat_component(component_ref(&which), beat).await?;
+    tx.commit().await?;
+    Ok(AxumJson(c))
+}
+
+/// Deletes a component (admin only).
+#[utoipa::path(delete, path = "/api/v1/components/{which}", tag = "components",
+    params(("which" = String, Path, description = "component ID or name")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_component(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(which): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let mut tx = state.backend().begin().await?;
+    let c = tx.get_component(component_ref(&which)).await?;
+    tx.delete_component(c.id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Filters and page of `GET /logs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// Only entries of this run (a non-admin must give it, for a run they may read).
+    pub execution_id: Option<String>,
+    /// Only entries of this task.
+    pub task_id: Option<String>,
+    /// Only entries of this component.
+    pub component_name: Option<String>,
+    /// Only entries at least this severe.
+    pub min_level: Option<String>,
+    /// Only entries at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only entries before this instant (RFC 3339).
+    pub until: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<Timestamp>> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<Timestamp>()
+            .map(Some)
+            .map_err(|e| Problem::invalid(field, format!("not an RFC 3339 instant: {e}"))),
+    }
+}
+
+/// Appends log entries (one object or an array); those of a run need execute
+/// access to it.
+#[utoipa::path(post, path = "/api/v1/logs", tag = "logs", request_body = [doc::NewLogEntry],
+    responses((status = 201, body = [doc::LogEntry]), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn append_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<impl IntoResponse> {
+    let entries: Vec<NewLogEntry> = match body {
+        serde_json::Value::Array(_) => {
+            crate::error::decode(&serde_json::to_vec(&body).unwrap_or_default())?
+        }
+        other => vec![crate::error::decode(
+            &serde_json::to_vec(&other).unwrap_or_default(),
+        )?],
+    };
+    let mut tx = state.backend().begin().await?;
+    for run in entries.iter().filter_map(|e| e.execution_id) {
+        access::run(&mut *tx, &caller, run, SharePermission::Execute).await?;
+    }
+    let written = tx.append_logs(entries).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(written)))
+}
+
+/// A page of log entries, newest first.
+#[utoipa::path(get, path = "/api/v1/logs", tag = "logs", params(LogQuery),
+    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn query_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<AxumJson<Page<LogEntry>>> {
+    let filter = LogFilter {
+        execution_id: super::parse_opt::<RunId>("execution_id", q.execution_id.as_deref())?,
+        task_id: super::parse_opt::<TaskId>("task_id", q.task_id.as_deref())?,
+        component_name: q.component_name,
+        min_level: super::parse_opt::<LogLevel>("min_level", q.min_level.as_deref())?,
+        since: instant("since", q.since.as_deref())?,
+        until: instant("until", q.until.as_deref())?,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    match filter.execution_id {
+        Some(run) => {
+            access::run(&mut *tx, &caller, run, SharePermission::Read).await?;
+        }
+        None => caller.require(Role::Admin).map_err(|_| {
+            Problem::forbidden("only an admin may query every log; name an execution_id")
+        })?,
+    }
+    Ok(AxumJson(
+        tx.query_logs(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// Which configurations `GET /configurations` lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigQuery {
+    /// Only entries of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub config_type: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Sets a configuration entry (admin only). A sensitive value is sealed and never
+/// shown again.
+#[utoipa::path(put, path = "/api/v1/configurations", tag = "configurations", request_body = doc::SetConfiguration,
+    responses((status = 200, body = doc::Configuration), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn set_configuration(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(set): Json<SetConfiguration>,
+) -> ApiResult<AxumJson<Configuration>> {
+    caller.require(Role::Admin)?;
+    let mut tx = state.backend().begin().await?;
+    let c = tx.set_configuration(set).await?;
+    tx.commit().await?;
+    Ok(AxumJson(c))
+}
+
+/// A page of configuration entries (admin only); sensitive values are hidden.
+#[utoipa::path(get, path = "/api/v1/configurations", tag = "configurations", params(ConfigQuery),
+    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_configurations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ConfigQuery>,
+) -> ApiResult<AxumJson<Page<Configuration>>> {
+    caller.require(Role::Admin)?;
+    let kind = super::parse_opt::<ConfigType>("type", q.config_type.as_deref())?;
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_configurations(kind, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// One configuration entry (admin only); a sensitive value is hidden.
+#[utoipa::path(get, path = "/api/v1/configurations/{key}", tag = "configurations",
+    params(("key" = String, Path)),
+    responses((status = 200, body = doc::Configuration), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_configuration(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<AxumJson<Configuration>> {
+    caller.require(Role::Admin)?;
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(tx.get_configuration(&key).await?))
+}
+
+/// Deletes a configuration entry (admin only).
+#[utoipa::path(delete, path = "/api/v1/configurations/{key}", tag = "configurations",
+    params(("key" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_configuration(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let mut tx = state.backend().begin().await?;
+    tx.delete_configuration(&key).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,180 @@
+//! Standalone tasks: create, read, change, list with filters and search. A task of
+//! a workflow or run inherits its access; a standalone one may be read by every key
+//! and changed by its creator, its project's owner or an admin.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::ids::{ProjectId, RunId, TaskId, WorkflowId};
+use flowstore_core::model::task::query::TaskFilter;
+use flowstore_core::model::task::{NewTask, Task, TaskPatch, TaskStatus};
+use flowstore_core::model::workflow::SharePermission;
+use flowstore_core::Page;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::access;
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// Filters and page of `GET /tasks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTasks {
+    /// Words every task found must contain in its title or description (ranked,
+    /// best first, up to `limit`; no cursor).
+    pub q: Option<String>,
+    /// Only tasks of this project.
+    pub project_id: Option<String>,
+    /// Only tasks of this workflow.
+    pub workflow_id: Option<String>,
+    /// Only tasks of this run.
+    pub run_id: Option<String>,
+    /// Only tasks in this status.
+    pub status: Option<String>,
+    /// Only tasks with this tag.
+    pub tag: Option<String>,
+    /// Only tasks assigned to this agent.
+    pub assigned_agent: Option<String>,
+    /// Only tasks whose `requirements` contain this JSON object, e.g.
+    /// `{"gpu":true}` (URL-encoded).
+    pub requirements: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Creates a task; its creator is the key's user.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = doc::NewTask,
+    responses((status = 201, body = doc::Task), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut new): Json<NewTask>,
+) -> ApiResult<impl IntoResponse> {
+    if new.created_by.is_some() {
+        return Err(Problem::invalid(
+            "created_by",
+            "is set by the server from the API key",
+        ));
+    }
+    new.created_by = caller.0.user_id;
+    let mut tx = state.backend().begin().await?;
+    if let Some(w) = new.workflow_id {
+        access::workflow(&mut *tx, &caller, w, SharePermission::Write).await?;
+    }
+    if let Some(r) = new.run_id {
+        access::run(&mut *tx, &caller, r, SharePermission::Execute).await?;
+    }
+    if let Some(p) = new.project_id {
+        let owner = tx.get_project(p).await?.owner_id;
+        access::owner_or_admin(&caller, &[owner], "project")?;
+    }
+    let t = tx.create_task(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(t)))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "task ID")),
+    responses((status = 200, body = doc::Task), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+) -> ApiResult<AxumJson<Task>> {
+    let mut tx = state.backend().begin_read().await?;
+    let t = tx.get_task(id).await?;
+    access::check_task(&mut *tx, &caller, &t, SharePermission::Read).await?;
+    Ok(AxumJson(t))
+}
+
+/// Changes a task (status moves follow the task state machine: leaving a terminal
+/// status is a 409).
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", request_body = doc::TaskPatch,
+    params(("id" = String, Path, description = "task ID")),
+    responses((status = 200, body = doc::Task), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+    Json(patch): Json<TaskPatch>,
+) -> ApiResult<AxumJson<Task>> {
+    let mut tx = state.backend().begin().await?;
+    let t = tx.get_task(id).await?;
+    access::check_task(&mut *tx, &caller, &t, SharePermission::Write).await?;
+    let t = tx.update_task(id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(t))
+}
+
+/// A page of tasks matching the filters, newest first; with `q`, the best matches
+/// (no cursor). Tasks the key may not read are left out of the page.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListTasks),
+    responses((status = 200, body = doc::Page), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListTasks>,
+) -> ApiResult<AxumJson<Page<Task>>> {
+    let requirements = match q
+        .requirements
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => return Err(Problem::invalid("requirements", "must be a JSON object")),
+        },
+    };
+    let filter = TaskFilter {
+        project_id: super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())?,
+        workflow_id: super::parse_opt::<WorkflowId>("workflow_id", q.workflow_id.as_deref())?,
+        run_id: super::parse_opt::<RunId>("run_id", q.run_id.as_deref())?,
+        status: super::parse_opt::<TaskStatus>("status", q.status.as_deref())?,
+        assigned_agent: q.assigned_agent,
+        parent_task_id: None,
+        tag: q.tag,
+        requirements,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    if let Some(w) = filter.workflow_id {
+        access::workflow(&mut *tx, &caller, w, SharePermission::Read).await?;
+    }
+    if let Some(r) = filter.run_id {
+        access::run(&mut *tx, &caller, r, SharePermission::Read).await?;
+    }
+    let mut found = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(words) => Page {
+            items: tx
+                .search_tasks(words, &filter, q.limit.unwrap_or(50))
+                .await?,
+            next_cursor: None,
+        },
+        None => {
+            tx.list_tasks(&filter, &super::page(q.cursor, q.limit))
+                .await?
+        }
+    };
+    if !caller.is_admin() {
+        let mut readable = Vec::with_capacity(found.items.len());
+        for t in found.items {
+            match access::check_task(&mut *tx, &caller, &t, SharePermission::Read).await {
+                Ok(()) => readable.push(t),
+                Err(p) if p.status == 404 => {}
+                Err(p) => return Err(p),
+            }
+        }
+        found.items = readable;
+    }
+    Ok(AxumJson(found))
+}
