@@ -212,3 +212,28 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Creates a user with `role` and a key of that role acting for them: (user ID, key).
+pub async fn user_key(backend: &Arc<dyn Backend>, role: Role, email: &str) -> (String, String) {
+    use flowstore_core::model::identity::NewUser;
+    let mut tx = backend.begin().await.unwrap();
+    let u = tx
+        .create_user(NewUser {
+            email: email.to_string(),
+            role: Some(role),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    let k = tx
+        .create_api_key(NewApiKey {
+            name: format!("{email} {role}"),
+            role: Some(role),
+            user_id: Some(u.id),
+            ..NewApiKey::default()
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (u.id.to_string(), k.key.expose().to_string())
+}
