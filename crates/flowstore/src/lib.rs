@@ -12,6 +12,7 @@
 //! ```
 
 pub mod archive;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

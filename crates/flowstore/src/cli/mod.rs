@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod admin;
 mod backup;
+mod bench;
 mod migrate;
 mod serve;
 
@@ -67,6 +68,12 @@ pub enum Command {
     /// Create, list or revoke API keys of the HTTP API.
     #[command(subcommand)]
     Apikeys(serve::ApiKeysCommand),
+    /// Measure claim, HTTP, DAG and query speed on a database made for the run, beside
+    /// a raw-SQL floor.
+    #[command(
+        after_help = "Examples:\n  flowstore bench\n  flowstore bench --database-url postgres://postgres@127.0.0.1:5432/postgres --workloads claim,dag --json"
+    )]
+    Bench(bench::BenchArgs),
     /// Fill the database with demonstration data.
     #[command(after_help = "Example:\n  flowstore seed --demo")]
     Seed {
@@ -111,6 +118,10 @@ pub fn settings(global: &GlobalArgs) -> Result<Settings, StoreError> {
 }
 
 async fn execute(cli: Cli) -> Result<(), StoreError> {
+    // The bench makes its own database; it never opens the configured one.
+    if let Command::Bench(args) = cli.command {
+        return bench::run(cli.global.database_url, args).await;
+    }
     let settings = settings(&cli.global)?;
     let store = Store::connect(&settings).await?;
     let result = match cli.command {
@@ -125,6 +136,7 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Import(args) => backup::import(&store, args).await,
         Command::Serve(args) => serve::serve(&store, args, settings.retention.clone()).await,
         Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
+        Command::Bench(_) => unreachable!("handled before connecting"),
         Command::Seed { runs, .. } => {
             store.backend().check_schema().await?;
             let summary = crate::demo::seed(&store, runs).await?;

@@ -1,0 +1,391 @@
+//! The `claim` workload: N ready tasks, W workers claiming B at a time and completing
+//! each, through the library and through minimal hand-written SQL (the floor).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowstore_core::model::engine::{AttemptRef, ClaimRequest};
+use flowstore_core::StoreResult;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{bar, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples, Target};
+
+/// The batch sizes measured.
+pub(crate) const BATCHES: [u32; 2] = [1, 64];
+
+/// SQLite's text form of an instant, as flowstore writes it.
+pub(crate) const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
+
+/// What one round of one variant did.
+pub(crate) struct RoundResult {
+    pub elapsed: Duration,
+    pub done: Vec<(Uuid, i32)>,
+    pub claim: Samples,
+    pub complete: Samples,
+}
+
+impl RoundResult {
+    pub fn rate(&self) -> f64 {
+        self.done.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Inserts `n` ready tasks of handler type `handler`, without a run, in one statement.
+pub(crate) async fn insert_ready_tasks(raw: &Raw, handler: &str, n: u32) -> StoreResult<()> {
+    match raw {
+        Raw::Postgres(pool) => {
+            sqlx::query(
+                "INSERT INTO tasks (id, title, status, handler_type)
+                 SELECT gen_random_uuid(), 'bench task ' || i, 'ready', $1
+                   FROM generate_series(1, $2) AS i",
+            )
+            .bind(handler)
+            .bind(i64::from(n))
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        }
+        Raw::Sqlite { pool, writer } => {
+            let _g = writer.lock().await;
+            sqlx::query(
+                "INSERT INTO tasks (id, title, status, handler_type)
+                 WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)
+                 SELECT randomblob(16), 'bench task ' || i, 'ready', ?1 FROM s",
+            )
+            .bind(handler)
+            .bind(i64::from(n))
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts the tasks of `handler` in `status`.
+pub(crate) async fn count_tasks(raw: &Raw, handler: &str, status: &str) -> StoreResult<i64> {
+    match raw {
+        Raw::Postgres(pool) => {
+            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE handler_type = $1 AND status = $2")
+                .bind(handler)
+                .bind(status)
+                .fetch_one(pool)
+                .await
+        }
+        Raw::Sqlite { pool, .. } => {
+            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE handler_type = ?1 AND status = ?2")
+                .bind(handler)
+                .bind(status)
+                .fetch_one(pool)
+                .await
+        }
+    }
+    .map_err(db_err)
+}
+
+/// Checks that every one of `n` tasks was done exactly once, by its first attempt,
+/// and that the database agrees.
+pub(crate) async fn check_done(
+    raw: &Raw,
+    handler: &str,
+    n: u32,
+    done: &[(Uuid, i32)],
+) -> StoreResult<()> {
+    let distinct: HashSet<Uuid> = done.iter().map(|(t, _)| *t).collect();
+    if done.len() != n as usize || distinct.len() != n as usize {
+        return Err(fail(format!(
+            "{handler}: {} completions of {} distinct tasks, expected {n} of {n}",
+            done.len(),
+            distinct.len()
+        )));
+    }
+    if let Some((t, a)) = done.iter().find(|(_, a)| *a != 1) {
+        return Err(fail(format!("{handler}: task {t} needed attempt {a}")));
+    }
+    let completed = count_tasks(raw, handler, "completed").await?;
+    if completed != i64::from(n) {
+        return Err(fail(format!(
+            "{handler}: {completed} tasks completed in the database, expected {n}"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Library,
+    RawSql,
+}
+
+async fn drive(
+    target: &Target,
+    mode: Mode,
+    handler: &str,
+    batch: u32,
+    workers: u32,
+    n: u32,
+    opts: &BenchOptions,
+) -> StoreResult<RoundResult> {
+    let label = match mode {
+        Mode::Library => format!("claim flowstore B={batch}"),
+        Mode::RawSql => format!("claim raw SQL B={batch}"),
+    };
+    let pb = bar(opts, u64::from(n), label);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let backend = target.backend.clone();
+        let raw = target.raw.clone();
+        let handler = handler.to_string();
+        let pb = pb.clone();
+        handles.push(tokio::spawn(async move {
+            let worker = format!("bench-{w}");
+            let mut done = Vec::new();
+            let mut claim_lat = Samples::default();
+            let mut complete_lat = Samples::default();
+            loop {
+                let t0 = Instant::now();
+                let claimed: Vec<(Uuid, i32)> = match mode {
+                    Mode::Library => {
+                        let request = ClaimRequest {
+                            worker_id: worker.clone(),
+                            handler_types: vec![handler.clone()],
+                            limit: batch,
+                            lease: Duration::from_secs(600),
+                        };
+                        let mut tx = backend.begin().await?;
+                        let c = tx.claim(&request).await?;
+                        tx.commit().await?;
+                        c.into_iter().map(|c| (c.task_id.0, c.attempt)).collect()
+                    }
+                    Mode::RawSql => raw_claim(&raw, &handler, &worker, batch).await?,
+                };
+                if claimed.is_empty() {
+                    break;
+                }
+                claim_lat.push(t0.elapsed());
+                for (task, attempt) in claimed {
+                    let t1 = Instant::now();
+                    match mode {
+                        Mode::Library => {
+                            let mut tx = backend.begin().await?;
+                            tx.complete(
+                                AttemptRef {
+                                    task_id: flowstore_core::ids::TaskId(task),
+                                    attempt,
+                                },
+                                json!({"ok": true}),
+                            )
+                            .await?;
+                            tx.commit().await?;
+                        }
+                        Mode::RawSql => raw_complete(&raw, task, attempt).await?,
+                    }
+                    complete_lat.push(t1.elapsed());
+                    done.push((task, attempt));
+                    pb.inc(1);
+                }
+            }
+            StoreResult::Ok((done, claim_lat, complete_lat))
+        }));
+    }
+    let mut result = RoundResult {
+        elapsed: Duration::ZERO,
+        done: Vec::new(),
+        claim: Samples::default(),
+        complete: Samples::default(),
+    };
+    for h in handles {
+        let (done, c, k) = h
+            .await
+            .map_err(|e| fail(format!("a worker panicked: {e}")))??;
+        result.done.extend(done);
+        result.claim.extend(c);
+        result.complete.extend(k);
+    }
+    result.elapsed = start.elapsed();
+    pb.finish_and_clear();
+    Ok(result)
+}
+
+async fn raw_claim(
+    raw: &Raw,
+    handler: &str,
+    worker: &str,
+    batch: u32,
+) -> StoreResult<Vec<(Uuid, i32)>> {
+    match raw {
+        Raw::Postgres(pool) => {
+            let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+                "UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = $2,
+                        lease_expires_at = now() + interval '10 minutes', started_at = now()
+                  WHERE id IN (SELECT id FROM tasks
+                                WHERE status = 'ready' AND handler_type = $1
+                                ORDER BY priority DESC, id LIMIT $3
+                                FOR UPDATE SKIP LOCKED)
+                  RETURNING id, attempt",
+            )
+            .bind(handler)
+            .bind(worker)
+            .bind(i64::from(batch))
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+            Ok(rows)
+        }
+        Raw::Sqlite { pool, writer } => {
+            let _g = writer.lock().await;
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+            let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(&format!(
+                "UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = ?2,
+                        lease_expires_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+10 minutes'),
+                        started_at = {SQLITE_NOW}
+                  WHERE id IN (SELECT id FROM tasks
+                                WHERE status = 'ready' AND handler_type = ?1
+                                ORDER BY priority DESC, id LIMIT ?3)
+                  RETURNING id, attempt"
+            ))
+            .bind(handler)
+            .bind(worker)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            rows.into_iter()
+                .map(|(id, a)| {
+                    Uuid::from_slice(&id)
+                        .map(|u| (u, a))
+                        .map_err(|e| fail(format!("task id: {e}")))
+                })
+                .collect()
+        }
+    }
+}
+
+async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
+    let changed = match raw {
+        Raw::Postgres(pool) => sqlx::query(
+            "UPDATE tasks SET status = 'completed', result = $3, completed_at = now(),
+                    lease_owner = NULL, lease_expires_at = NULL
+              WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        )
+        .bind(task)
+        .bind(attempt)
+        .bind(json!({"ok": true}))
+        .execute(pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected(),
+        Raw::Sqlite { pool, writer } => {
+            let _g = writer.lock().await;
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+            let n = sqlx::query(&format!(
+                "UPDATE tasks SET status = 'completed', result = ?3, completed_at = {SQLITE_NOW},
+                        lease_owner = NULL, lease_expires_at = NULL
+                  WHERE id = ?1 AND attempt = ?2 AND status = 'running'"
+            ))
+            .bind(task.as_bytes().to_vec())
+            .bind(attempt)
+            .bind("{\"ok\":true}")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            tx.commit().await.map_err(db_err)?;
+            n
+        }
+    };
+    if changed != 1 {
+        return Err(fail(format!(
+            "raw completion of {task} changed {changed} rows"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(
+    target: &Target,
+    opts: &BenchOptions,
+    report: &mut Report,
+) -> StoreResult<()> {
+    let n = opts.tasks;
+    let w = opts.workers;
+    let mut setup = Duration::ZERO;
+    for batch in BATCHES {
+        let mut lib_rates = Vec::new();
+        let mut raw_rates = Vec::new();
+        let (mut lib_claim, mut lib_complete) = (Samples::default(), Samples::default());
+        let (mut raw_claim_s, mut raw_complete_s) = (Samples::default(), Samples::default());
+        let mut items = 0;
+        for round in 0..opts.rounds {
+            for mode in [Mode::RawSql, Mode::Library] {
+                let handler = format!(
+                    "bench-claim-{}-b{batch}-r{round}",
+                    if mode == Mode::Library { "lib" } else { "raw" }
+                );
+                let t = Instant::now();
+                insert_ready_tasks(&target.raw, &handler, n).await?;
+                setup += t.elapsed();
+                let r = drive(target, mode, &handler, batch, w, n, opts).await?;
+                check_done(&target.raw, &handler, n, &r.done).await?;
+                items = r.done.len() as u64;
+                match mode {
+                    Mode::Library => {
+                        lib_rates.push(r.rate());
+                        lib_claim.extend(r.claim);
+                        lib_complete.extend(r.complete);
+                    }
+                    Mode::RawSql => {
+                        raw_rates.push(r.rate());
+                        raw_claim_s.extend(r.claim);
+                        raw_complete_s.extend(r.complete);
+                    }
+                }
+            }
+        }
+        let floor = median(&raw_rates);
+        let lib = median(&lib_rates);
+        report.rows.push(Row {
+            workload: "claim".into(),
+            variant: format!("raw SQL floor B={batch} W={w}"),
+            rate: floor,
+            rate_unit: Some("tasks/s".into()),
+            ratio_to_floor: Some(1.0),
+            p50_ms: raw_claim_s.quantile_ms(0.5),
+            p99_ms: raw_claim_s.quantile_ms(0.99),
+            complete_p50_ms: raw_complete_s.quantile_ms(0.5),
+            complete_p99_ms: raw_complete_s.quantile_ms(0.99),
+            items,
+            ..Row::default()
+        });
+        report.rows.push(Row {
+            workload: "claim".into(),
+            variant: format!("flowstore B={batch} W={w}"),
+            rate: lib,
+            rate_unit: Some("tasks/s".into()),
+            ratio_to_floor: match (lib, floor) {
+                (Some(l), Some(f)) if f > 0.0 => Some(l / f),
+                _ => None,
+            },
+            p50_ms: lib_claim.quantile_ms(0.5),
+            p99_ms: lib_claim.quantile_ms(0.99),
+            complete_p50_ms: lib_complete.quantile_ms(0.5),
+            complete_p99_ms: lib_complete.quantile_ms(0.99),
+            items,
+            ..Row::default()
+        });
+    }
+    report.notes.push(format!(
+        "claim: {} ready tasks per round inserted in one statement each ({} sets, {:.1} s in all, not measured); p50/p99 are of claim transactions, cmpl of completion transactions, pooled over rounds",
+        n,
+        2 * BATCHES.len() as u32 * opts.rounds,
+        setup.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Shared counter type used by the HTTP and DAG workloads.
+pub(crate) type Counter = Arc<std::sync::atomic::AtomicU64>;

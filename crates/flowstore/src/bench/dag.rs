@@ -1,0 +1,185 @@
+//! The `dag` workload: runs of a five-step diamond (a → b, c, d → e) driven to
+//! completion by W workers through the library.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowstore_core::model::engine::{AttemptRef, ClaimRequest, StartRun};
+use flowstore_core::model::registry::NewHandler;
+use flowstore_core::model::workflow::{NewWorkflow, WorkflowStatus};
+use flowstore_core::StoreResult;
+use serde_json::json;
+
+use super::claim::Counter;
+use super::{bar, fail, median, BenchOptions, Report, Row, Samples, Target};
+
+/// Tasks each worker claims at once.
+const DAG_BATCH: u32 = 16;
+
+pub(crate) async fn run(
+    target: &Target,
+    opts: &BenchOptions,
+    report: &mut Report,
+) -> StoreResult<()> {
+    let runs = opts.dag_runs;
+    if runs == 0 {
+        return Ok(());
+    }
+    let backend = &target.backend;
+    let mut tx = backend.begin().await?;
+    tx.register_handler(NewHandler {
+        handler_type: "bench-dag".into(),
+        handler_name: "bench-dag".into(),
+        ..Default::default()
+    })
+    .await?;
+    tx.commit().await?;
+    let mut rates = Vec::new();
+    let mut start_rates = Vec::new();
+    let mut claim_s = Samples::default();
+    let mut complete_s = Samples::default();
+    for round in 0..opts.rounds {
+        let mut tx = backend.begin().await?;
+        let wf = tx
+            .create_workflow(NewWorkflow {
+                name: format!("bench-diamond-{round}"),
+                status: Some(WorkflowStatus::Active),
+                definition: Some(json!({"steps": [
+                    {"key": "a", "handler": "bench-dag"},
+                    {"key": "b", "handler": "bench-dag", "depends_on": ["a"]},
+                    {"key": "c", "handler": "bench-dag", "depends_on": ["a"]},
+                    {"key": "d", "handler": "bench-dag", "depends_on": ["a"]},
+                    {"key": "e", "handler": "bench-dag", "depends_on": ["b", "c", "d"]},
+                ]})),
+                ..Default::default()
+            })
+            .await?;
+        tx.commit().await?;
+
+        // Start every run (100 per transaction), then drive them.
+        let t = Instant::now();
+        let mut started = 0;
+        while started < runs {
+            let mut tx = backend.begin().await?;
+            for _ in 0..100.min(runs - started) {
+                tx.start_run(StartRun {
+                    workflow_id: wf.id,
+                    execution_id: Some(format!("bench-dag-{round}-{started}")),
+                    ..Default::default()
+                })
+                .await?;
+                started += 1;
+            }
+            tx.commit().await?;
+        }
+        start_rates.push(f64::from(runs) / t.elapsed().as_secs_f64().max(1e-9));
+
+        let total = u64::from(runs) * 5;
+        let pb = bar(opts, total, format!("dag round {}", round + 1));
+        let completed: Counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for w in 0..opts.workers {
+            let backend = backend.clone();
+            let completed = completed.clone();
+            let pb = pb.clone();
+            handles.push(tokio::spawn(async move {
+                let request = ClaimRequest {
+                    worker_id: format!("dag-{w}"),
+                    handler_types: vec!["bench-dag".into()],
+                    limit: DAG_BATCH,
+                    lease: Duration::from_secs(600),
+                };
+                let mut seen = Vec::new();
+                let (mut cl, mut co) = (Samples::default(), Samples::default());
+                let mut idle_since: Option<Instant> = None;
+                while completed.load(Ordering::SeqCst) < total {
+                    let t0 = Instant::now();
+                    let mut tx = backend.begin().await?;
+                    let claimed = tx.claim(&request).await?;
+                    tx.commit().await?;
+                    if claimed.is_empty() {
+                        let since = *idle_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > Duration::from_secs(60) {
+                            return Err(fail(
+                                "dag: no task became ready for 60 s; work was left behind",
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    idle_since = None;
+                    cl.push(t0.elapsed());
+                    for c in claimed {
+                        let t1 = Instant::now();
+                        let mut tx = backend.begin().await?;
+                        tx.complete(
+                            AttemptRef {
+                                task_id: c.task_id,
+                                attempt: c.attempt,
+                            },
+                            json!({}),
+                        )
+                        .await?;
+                        tx.commit().await?;
+                        co.push(t1.elapsed());
+                        seen.push(c.task_id);
+                        completed.fetch_add(1, Ordering::SeqCst);
+                        pb.inc(1);
+                    }
+                }
+                StoreResult::Ok((seen, cl, co))
+            }));
+        }
+        let mut seen = Vec::new();
+        for h in handles {
+            let (s, c, k) = h
+                .await
+                .map_err(|e| fail(format!("a worker panicked: {e}")))??;
+            seen.extend(s);
+            claim_s.extend(c);
+            complete_s.extend(k);
+        }
+        let elapsed = start.elapsed();
+        pb.finish_and_clear();
+        let distinct: HashSet<_> = seen.iter().collect();
+        if seen.len() as u64 != total || distinct.len() as u64 != total {
+            return Err(fail(format!(
+                "dag: {} completions of {} distinct tasks, expected {total}",
+                seen.len(),
+                distinct.len()
+            )));
+        }
+        let mut tx = backend.begin_read().await?;
+        let stats = tx.workflow_statistics(&wf.id.to_string(), None).await?;
+        let _ = tx.rollback().await;
+        if stats.total_executions != i64::from(runs)
+            || stats.completed_executions != i64::from(runs)
+        {
+            return Err(fail(format!(
+                "dag: {} runs, {} completed, expected {runs} of {runs}",
+                stats.total_executions, stats.completed_executions
+            )));
+        }
+        rates.push(f64::from(runs) / elapsed.as_secs_f64().max(1e-9));
+    }
+    report.rows.push(Row {
+        workload: "dag".into(),
+        variant: format!("diamond runs to completion W={} B={DAG_BATCH}", opts.workers),
+        rate: median(&rates),
+        rate_unit: Some("runs/s".into()),
+        p50_ms: claim_s.quantile_ms(0.5),
+        p99_ms: claim_s.quantile_ms(0.99),
+        complete_p50_ms: complete_s.quantile_ms(0.5),
+        complete_p99_ms: complete_s.quantile_ms(0.99),
+        items: u64::from(runs),
+        note: Some(format!(
+            "runs started beforehand through start_run (100 per transaction, median {:.0} runs/s, not in the rate)",
+            median(&start_rates).unwrap_or(0.0)
+        )),
+        ..Row::default()
+    });
+    Ok(())
+}
