@@ -35,6 +35,18 @@ pub struct ServeArgs {
         default_value = "plain"
     )]
     pub log_format: LogFormat,
+    /// Requests per second each API key may make, on average.
+    #[arg(long, env = "FLOWSTORE_RATE_PER_SECOND", default_value_t = 100.0)]
+    pub rate_per_second: f64,
+    /// Requests a key may make at once before the rate applies.
+    #[arg(long, env = "FLOWSTORE_RATE_BURST", default_value_t = 200.0)]
+    pub rate_burst: f64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "FLOWSTORE_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Longest a request (other than an event stream) may take, in seconds.
+    #[arg(long, env = "FLOWSTORE_REQUEST_TIMEOUT", default_value_t = 60)]
+    pub request_timeout_secs: u64,
 }
 
 /// `flowstore apikeys …`.
@@ -127,7 +139,15 @@ pub async fn serve(
         .unwrap_or(args.listen);
     tracing::info!(%addr, backend = ?store.kind(), "flowstore serving");
     let retention = retention.map(|policy| tokio::spawn(retain(backend.clone(), policy)));
-    let served = flowstore_server::serve(listener, AppState::new(backend), shutdown_signal()).await;
+    let config = flowstore_server::ServerConfig {
+        rate_per_second: args.rate_per_second,
+        rate_burst: args.rate_burst,
+        body_limit: args.body_limit,
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        ..flowstore_server::ServerConfig::default()
+    };
+    let state = AppState::with_config(backend, config);
+    let served = flowstore_server::serve(listener, state, shutdown_signal()).await;
     if let Some(task) = retention {
         task.abort();
     }
