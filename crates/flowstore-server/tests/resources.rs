@@ -17,7 +17,8 @@ both_backends!(
     registry_logs_and_configurations,
     people_notifications_and_keys,
     openapi_paths_are_routed,
-    errors_405_and_timeout_are_problems
+    errors_405_and_timeout_are_problems,
+    bootstrap_counts_keys
 );
 
 async fn ok(
@@ -749,4 +750,18 @@ async fn errors_405_and_timeout_are_problems(b: Arc<dyn Backend>) {
             .as_u16();
     }
     assert_eq!(last, 429);
+}
+
+async fn bootstrap_counts_keys(b: Arc<dyn Backend>) {
+    let mut tx = b.begin_read().await.unwrap();
+    assert_eq!(tx.count_api_keys().await.unwrap(), 0);
+    drop(tx);
+    let key = flowstore_server::bootstrap_admin_key(&b).await.unwrap();
+    assert!(key.is_some(), "an empty database gets an admin key");
+    assert!(flowstore_server::bootstrap_admin_key(&b)
+        .await
+        .unwrap()
+        .is_none());
+    let mut tx = b.begin_read().await.unwrap();
+    assert_eq!(tx.count_api_keys().await.unwrap(), 1);
 }
