@@ -412,7 +412,8 @@ conformance!(
     non_empty_target_needs_replace,
     backup_during_writes_is_consistent,
     export_and_import,
-    table_selection
+    table_selection,
+    failed_backup_leaves_no_archive
 );
 
 /// Mounts a 64 KiB tmpfs (as root) so that a backup runs out of space.
@@ -437,9 +438,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_backup_leaves_no_archive() {
-    let store = common::sqlite().await;
+async fn failed_backup_leaves_no_archive(store: Store) {
     populate(&store).await;
     // Fill enough incompressible bytes that the archive cannot fit in 64 KiB.
     let mut tx = store.begin().await.unwrap();
@@ -464,8 +463,10 @@ async fn failed_backup_leaves_no_archive() {
                 .await
                 .unwrap_err();
             let text = err.to_string();
-            let _ = std::process::Command::new("umount").arg(&dir).status();
+            // Look while the full disk is still mounted: that is where a partial
+            // archive would be.
             let left = leftovers(&dir);
+            let _ = std::process::Command::new("umount").arg(&dir).status();
             let _ = std::fs::remove_dir(&dir);
             assert!(text.contains("disk is full"), "{text}");
             assert!(left.is_empty(), "left behind: {left:?}");
