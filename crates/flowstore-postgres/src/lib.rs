@@ -19,6 +19,7 @@ mod registry;
 mod run;
 mod task;
 mod util;
+mod visibility;
 mod workflow;
 
 pub use backend::{PgSettings, PostgresBackend, PostgresTx};

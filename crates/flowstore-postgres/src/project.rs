@@ -9,6 +9,7 @@ use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::backend::PostgresTx;
 use crate::error::map_err;
+use crate::visibility;
 use crate::util::ensure_exists;
 
 const COLUMNS: &str = "id, name, description, repository_url, repository_name, default_branch, \
@@ -96,14 +97,18 @@ impl ProjectRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Project>> {
         let (limit, after) = page.parts()?;
+        let (restricted, me) = visibility::binds(&filter.viewer);
         let rows: Vec<Project> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM projects
-             WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR id < $2)
-             ORDER BY id DESC LIMIT $3"
+            "SELECT {COLUMNS} FROM projects p
+             WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR id < $2){}
+             ORDER BY id DESC LIMIT $3",
+            visibility::clause("$4", "$5", &visibility::project("p"))
         ))
         .bind(filter.owner_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;

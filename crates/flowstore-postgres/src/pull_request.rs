@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::backend::PostgresTx;
 use crate::error::map_err;
+use crate::visibility;
 use crate::util::ensure_exists;
 
 const COLUMNS: &str = "id, project_id, task_id, pr_number, repository_url, branch_name, \
@@ -111,17 +112,21 @@ impl PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<PullRequest>> {
         let (limit, after) = page.parts()?;
+        let (restricted, me) = visibility::binds(&f.viewer);
         let rows: Vec<PullRequest> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM pull_requests
+            "SELECT {COLUMNS} FROM pull_requests pr
              WHERE ($1::uuid IS NULL OR project_id = $1) AND ($2::text IS NULL OR status = $2)
-               AND ($3::uuid IS NULL OR task_id = $3) AND ($4::uuid IS NULL OR id < $4)
-             ORDER BY id DESC LIMIT $5"
+               AND ($3::uuid IS NULL OR task_id = $3) AND ($4::uuid IS NULL OR id < $4){}
+             ORDER BY id DESC LIMIT $5",
+            visibility::clause("$6", "$7", &visibility::pull_request("pr"))
         ))
         .bind(f.project_id)
         .bind(f.status.map(|s| s.as_str()))
         .bind(f.task_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;

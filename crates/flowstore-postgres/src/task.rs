@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::backend::PostgresTx;
 use crate::error::map_err;
+use crate::visibility;
 use crate::util::ensure_exists;
 
 /// Every column of [`Task`], from `tasks t`.
@@ -381,6 +382,7 @@ impl TaskRepo for PostgresTx {
         let mut qb =
             QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1"));
         push_filters(&mut qb, filter, &terms);
+        visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
         if let Some(a) = after {
             qb.push(" AND t.id < ").push_bind(a);
         }
@@ -410,6 +412,7 @@ impl TaskRepo for PostgresTx {
         ));
         qb.push_bind(text.clone()).push(")");
         push_filters(&mut qb, filter, &terms);
+        visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
         qb.push(" ORDER BY ts_rank(t.search_vector, plainto_tsquery('english', ")
             .push_bind(text)
             .push(")) DESC, t.id LIMIT ")

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::backend::PostgresTx;
 use crate::error::map_err;
+use crate::visibility;
 use crate::util::ensure_exists;
 
 const COLUMNS: &str = "id, name, description, type, status, priority, definition, configuration, \
@@ -193,13 +194,15 @@ impl WorkflowRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Workflow>> {
         let (limit, after) = page.parts()?;
+        let (restricted, me) = visibility::binds(&filter.viewer);
         let rows: Vec<Workflow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM workflows
+            "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR owner_id = $2)
                AND ($3::uuid IS NULL OR team_id = $3) AND ($4::uuid IS NULL OR project_id = $4)
                AND ($5::text IS NULL OR tags @> jsonb_build_array($5::text))
-               AND ($6::uuid IS NULL OR id < $6)
-             ORDER BY id DESC LIMIT $7"
+               AND ($6::uuid IS NULL OR id < $6){}
+             ORDER BY id DESC LIMIT $7",
+            visibility::clause("$8", "$9", &visibility::workflow("w"))
         ))
         .bind(filter.status)
         .bind(filter.owner_id)
@@ -208,6 +211,8 @@ impl WorkflowRepo for PostgresTx {
         .bind(filter.tag.as_deref())
         .bind(after)
         .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;

@@ -1,5 +1,7 @@
 //! Per-object access checks. The role (checked by [`crate::auth`]) says what kind of
-//! request a key may make; these say which objects it may make it on.
+//! request a key may make; these say which objects it may make it on. Lists apply
+//! the same rules in their SQL (see [`flowstore_core::model::viewer`]), so that a
+//! page is never shortened by rows filtered out after it was read.
 //!
 //! Workflows: an admin may do anything; the owner may do anything; others get what
 //! [`flowstore_core::model::workflow::can_access`] grants (public and team
@@ -8,17 +10,22 @@
 //! caller may not even read answers 404, so that its existence is not revealed; one
 //! it may read but not change (or run) answers 403.
 //!
-//! Runs, their tasks, metrics and events inherit their workflow's access (a run of a
-//! free-text seed 000 workflow ID that names no stored workflow is unowned). Tasks
-//! of a workflow or run inherit it too; standalone tasks and pull requests may be
-//! read by every key and changed by their creator, their project's owner or an
-//! admin.
+//! Runs, their tasks, metrics and events inherit their workflow's access (a run whose
+//! workflow is no stored workflow is unowned). Projects are read by their owner,
+//! admins, every key when unowned, and whoever may read one of their workflows; they
+//! are changed by their owner and admins (anyone when unowned). Pull requests inherit
+//! their project's access. A standalone task is read by its creator and by whoever
+//! may read its project (a task of no project: its creator, or everyone when no one
+//! created it), and changed by its creator, its project's owner and admins.
 
-use flowstore_core::ids::{RunId, UserId, WorkflowId};
+use flowstore_core::ids::{ProjectId, PullRequestId, RunId, TaskId, UserId, WorkflowId};
+use flowstore_core::model::project::Project;
+use flowstore_core::model::pull_request::PullRequest;
 use flowstore_core::model::run::WorkflowExecution;
 use flowstore_core::model::task::Task;
-use flowstore_core::model::workflow::{SharePermission, Visibility, Workflow};
-use flowstore_core::{StoreError, Tx};
+use flowstore_core::model::viewer::{run_workflow_id, workflow_id_of_text, Viewer};
+use flowstore_core::model::workflow::{SharePermission, Visibility, Workflow, WorkflowFilter};
+use flowstore_core::{PageRequest, StoreError, Tx};
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
@@ -72,9 +79,22 @@ pub async fn workflow(
     Ok(wf)
 }
 
-/// The stored workflow a run's free-text `workflow_id` names, if any.
+/// Who the caller is, for lists that leave out what it may not see.
+pub fn viewer(caller: &Caller) -> Viewer {
+    Viewer {
+        user_id: caller.0.user_id,
+        admin: caller.is_admin(),
+    }
+}
+
+/// The stored workflow a run's free-text `workflow_id` names, if any (by
+/// [`workflow_id_of_text`], the rule the lists' SQL follows too).
 pub async fn workflow_named(tx: &mut dyn Tx, workflow_id: &str) -> ApiResult<Option<Workflow>> {
-    let Ok(id) = workflow_id.trim().parse::<WorkflowId>() else {
+    stored_workflow(tx, workflow_id_of_text(workflow_id)).await
+}
+
+async fn stored_workflow(tx: &mut dyn Tx, id: Option<WorkflowId>) -> ApiResult<Option<Workflow>> {
+    let Some(id) = id else {
         return Ok(None);
     };
     match tx.get_workflow(id).await {
@@ -107,7 +127,7 @@ pub async fn check_run(
     run: &WorkflowExecution,
     needed: SharePermission,
 ) -> ApiResult<()> {
-    match workflow_named(tx, &run.workflow_id).await? {
+    match stored_workflow(tx, run_workflow_id(run)).await? {
         Some(wf) => check_workflow(tx, caller, &wf, needed)
             .await
             .map_err(|p| rename(p, "run", run.id)),
@@ -128,8 +148,9 @@ pub async fn run(
 }
 
 /// Refuses unless `caller` may do `needed` with `task`: a task of a workflow or run
-/// inherits its access; a standalone one may be read by all and changed by its
-/// creator, its project's owner or an admin.
+/// inherits its access; a standalone one is read by its creator and whoever may
+/// read its project (a task of no project: its creator, or all when no one created
+/// it), and changed by its creator, its project's owner or an admin.
 pub async fn check_task(
     tx: &mut dyn Tx,
     caller: &Caller,
@@ -140,35 +161,137 @@ pub async fn check_task(
         return Ok(());
     }
     if let Some(w) = task.workflow_id {
-        match tx.get_workflow(w).await {
-            Ok(wf) => {
-                return check_workflow(tx, caller, &wf, needed)
-                    .await
-                    .map_err(|p| rename(p, "task", task.id))
-            }
-            Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let wf = tx.get_workflow(w).await?;
+        return check_workflow(tx, caller, &wf, needed)
+            .await
+            .map_err(|p| rename(p, "task", task.id));
     }
     if let Some(r) = task.run_id {
-        match tx.get_execution(r).await {
-            Ok(run) => {
-                return check_run(tx, caller, &run, needed)
-                    .await
-                    .map_err(|p| rename(p, "task", task.id))
-            }
-            Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let run = tx.get_execution(r).await?;
+        return check_run(tx, caller, &run, needed)
+            .await
+            .map_err(|p| rename(p, "task", task.id));
+    }
+    let mine = task.created_by.is_some() && task.created_by == caller.0.user_id;
+    let project = match task.project_id {
+        Some(p) => Some(tx.get_project(p).await?),
+        None => None,
+    };
+    let readable = mine
+        || match &project {
+            Some(p) => project_visible(tx, caller, p).await?,
+            None => task.created_by.is_none(),
+        };
+    if !readable {
+        return Err(hidden("task", task.id));
     }
     if needed == SharePermission::Read {
         return Ok(());
     }
-    let project_owner = match task.project_id {
-        Some(p) => tx.get_project(p).await?.owner_id,
-        None => None,
+    owner_or_admin(
+        caller,
+        &[task.created_by, project.and_then(|p| p.owner_id)],
+        "task",
+    )
+}
+
+/// The task with `id`, if `caller` may do `needed` with it.
+pub async fn task(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    id: TaskId,
+    needed: SharePermission,
+) -> ApiResult<Task> {
+    let t = tx.get_task(id).await?;
+    check_task(tx, caller, &t, needed).await?;
+    Ok(t)
+}
+
+/// Whether `caller` may read `project`: its owner, admins, everyone when it has no
+/// owner, and whoever may read one of its workflows.
+pub async fn project_visible(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    project: &Project,
+) -> ApiResult<bool> {
+    if caller.is_admin()
+        || project.owner_id.is_none()
+        || project.owner_id == caller.0.user_id
+    {
+        return Ok(true);
+    }
+    let through_workflow = WorkflowFilter {
+        project_id: Some(project.id),
+        viewer: Some(viewer(caller)),
+        ..WorkflowFilter::default()
     };
-    owner_or_admin(caller, &[task.created_by, project_owner], "task")
+    Ok(!tx
+        .list_workflows(&through_workflow, &PageRequest::first(1))
+        .await?
+        .items
+        .is_empty())
+}
+
+/// Refuses unless `caller` may do `needed` with `project`: 404 when it may not read
+/// it, 403 when it may read but not change it (only its owner and admins may, or
+/// anyone when it has no owner).
+pub async fn check_project(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    project: &Project,
+    needed: SharePermission,
+) -> ApiResult<()> {
+    if !project_visible(tx, caller, project).await? {
+        return Err(hidden("project", project.id));
+    }
+    if needed == SharePermission::Read {
+        return Ok(());
+    }
+    owner_or_admin(caller, &[project.owner_id], "project")
+}
+
+/// The project with `id`, if `caller` may do `needed` with it.
+pub async fn project(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    id: ProjectId,
+    needed: SharePermission,
+) -> ApiResult<Project> {
+    let p = tx.get_project(id).await?;
+    check_project(tx, caller, &p, needed).await?;
+    Ok(p)
+}
+
+/// The project named by the `field` of a request body, if `caller` may do `needed`
+/// with it. One it may not read (or that does not exist) is invalid `field`, so that
+/// a body cannot tell hidden projects from missing ones; one it may read but not
+/// change is a 403.
+pub async fn project_field(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    field: &str,
+    id: ProjectId,
+    needed: SharePermission,
+) -> ApiResult<Project> {
+    match project(tx, caller, id, needed).await {
+        Err(p) if p.status == 404 => Err(Problem::invalid(field, "no such project")),
+        other => other,
+    }
+}
+
+/// The pull request with `id`, if `caller` may do `needed` with its project.
+pub async fn pull_request(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    id: PullRequestId,
+    needed: SharePermission,
+) -> ApiResult<PullRequest> {
+    let pr = tx.get_pull_request(id).await?;
+    let project = tx.get_project(pr.project_id).await?;
+    check_project(tx, caller, &project, needed)
+        .await
+        .map_err(|p| rename(p, "pull request", id))?;
+    Ok(pr)
 }
 
 /// Refuses a change unless the caller is an admin or one of `owners` (or no one

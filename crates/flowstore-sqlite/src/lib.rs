@@ -21,6 +21,7 @@ mod registry;
 mod run;
 mod task;
 mod util;
+mod visibility;
 mod workflow;
 
 pub use backend::{SqliteBackend, SqliteSettings, SqliteTx};

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
+use crate::visibility;
 use crate::util::{ensure_exists, ts, ts_opt};
 
 /// Every column of [`Task`], from `tasks t`.
@@ -428,6 +429,7 @@ impl TaskRepo for SqliteTx {
         let mut qb =
             QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1"));
         push_filters(&mut qb, filter, &terms);
+        visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
         if let Some(a) = after {
             qb.push(" AND t.id < ").push_bind(a);
         }
@@ -456,6 +458,7 @@ impl TaskRepo for SqliteTx {
         ));
         qb.push_bind(fts5_query(&words));
         push_filters(&mut qb, filter, &terms);
+        visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
         qb.push(" ORDER BY bm25(tasks_fts), t.id LIMIT ")
             .push_bind(i64::from(limit));
         qb.build_query_as()

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
+use crate::visibility;
 use crate::util::{ensure_exists, ts, ts_opt};
 
 const COLUMNS: &str = "id, name, description, type, status, priority, definition, configuration, \
@@ -186,14 +187,16 @@ impl WorkflowRepo for SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Workflow>> {
         let (limit, after) = page.parts()?;
+        let (restricted, me) = visibility::binds(&filter.viewer);
         let rows: Vec<Workflow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM workflows
+            "SELECT {COLUMNS} FROM workflows w
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner_id = ?2)
                AND (?3 IS NULL OR team_id = ?3) AND (?4 IS NULL OR project_id = ?4)
-               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(workflows.tags) t
+               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(w.tags) t
                                           WHERE t.value = ?5))
-               AND (?6 IS NULL OR id < ?6)
-             ORDER BY id DESC LIMIT ?7"
+               AND (?6 IS NULL OR id < ?6){}
+             ORDER BY id DESC LIMIT ?7",
+            visibility::clause("?8", "?9", &visibility::workflow("w"))
         ))
         .bind(filter.status)
         .bind(filter.owner_id)
@@ -202,6 +205,8 @@ impl WorkflowRepo for SqliteTx {
         .bind(filter.tag.as_deref())
         .bind(after)
         .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;

@@ -13,6 +13,7 @@ pub mod pull_request;
 pub mod registry;
 pub mod run;
 pub mod task;
+pub mod viewer;
 pub mod workflow;
 
 use serde::{Deserialize, Deserializer};

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::ids::{ProjectId, UserId};
 use crate::model::nullable;
+use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::{Page, PageRequest, StoreResult};
@@ -93,6 +94,9 @@ pub struct ProjectPatch {
 pub struct ProjectFilter {
     /// Only projects owned by this user.
     pub owner_id: Option<UserId>,
+    /// Only projects this viewer may see (see [`crate::model::viewer`]).
+    #[serde(skip)]
+    pub viewer: Option<Viewer>,
 }
 
 impl NewProject {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{ProjectId, PullRequestId, TaskId};
+use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::{text_enum, StoreError, StoreResult};
@@ -145,6 +146,9 @@ pub struct PullRequestFilter {
     /// Only this task's.
     #[serde(default)]
     pub task_id: Option<TaskId>,
+    /// Only pull requests this viewer may see (see [`crate::model::viewer`]).
+    #[serde(skip)]
+    pub viewer: Option<Viewer>,
 }
 
 impl NewPullRequest {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::ids::{ProjectId, ShareId, TeamId, UserId, WorkflowId, WorkflowVersionId};
 use crate::model::dag::WorkflowDefinition;
 use crate::model::nullable;
+use crate::model::viewer::Viewer;
 use crate::text_enum;
 use crate::time::Timestamp;
 use crate::validate;
@@ -311,6 +312,9 @@ pub struct WorkflowFilter {
     pub project_id: Option<ProjectId>,
     /// Only workflows carrying this tag.
     pub tag: Option<String>,
+    /// Only workflows this viewer may see (see [`crate::model::viewer`]).
+    #[serde(skip)]
+    pub viewer: Option<Viewer>,
 }
 
 /// What a caller gives to share a workflow: exactly one of user and team.

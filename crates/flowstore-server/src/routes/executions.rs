@@ -90,6 +90,9 @@ pub async fn create(
         SharePermission::Execute,
     )
     .await?;
+    if let Some(w) = new.workflow_ref {
+        access::workflow(&mut *tx, &caller, w, SharePermission::Execute).await?;
+    }
     let run = tx.create_execution(new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(run)))

@@ -1,4 +1,6 @@
-//! Projects: create, read, change, delete, list by cursor.
+//! Projects: create, read, change, delete, list by cursor. Access by
+//! [`crate::access`]: a project the key may not read answers 404; one it may read
+//! but not change, 403.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,10 +8,12 @@ use axum::response::IntoResponse;
 use axum::Json as AxumJson;
 use flowstore_core::ids::{ProjectId, UserId};
 use flowstore_core::model::project::{NewProject, Project, ProjectFilter, ProjectPatch};
+use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -56,15 +60,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, AxumJson(p)))
 }
 
-/// A page of projects, newest first.
+/// A page of the projects the key may read, newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ListProjects),
-    responses((status = 200, body = doc::Page)))]
+    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListProjects>,
 ) -> ApiResult<AxumJson<Page<Project>>> {
     let filter = ProjectFilter {
         owner_id: super::parse_opt::<UserId>("owner_id", q.owner_id.as_deref())?,
+        viewer: Some(access::viewer(&caller)),
     };
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(
@@ -79,16 +85,20 @@ pub async fn list(
     responses((status = 200, body = doc::Project), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<ProjectId>,
 ) -> ApiResult<AxumJson<Project>> {
     let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(tx.get_project(id).await?))
+    Ok(AxumJson(
+        access::project(&mut *tx, &caller, id, SharePermission::Read).await?,
+    ))
 }
 
 /// Changes a project.
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", request_body = doc::ProjectPatch,
     params(("id" = String, Path, description = "project ID")),
-    responses((status = 200, body = doc::Project), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::Project), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -96,7 +106,7 @@ pub async fn update(
     Json(patch): Json<ProjectPatch>,
 ) -> ApiResult<AxumJson<Project>> {
     let mut tx = state.backend().begin().await?;
-    check_owner(&caller, tx.get_project(id).await?.owner_id)?;
+    access::project(&mut *tx, &caller, id, SharePermission::Write).await?;
     let p = tx.update_project(id, patch).await?;
     tx.commit().await?;
     Ok(AxumJson(p))
@@ -105,14 +115,14 @@ pub async fn update(
 /// Deletes a project with its tasks and pull requests.
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "project ID")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<ProjectId>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
-    check_owner(&caller, tx.get_project(id).await?.owner_id)?;
+    access::project(&mut *tx, &caller, id, SharePermission::Write).await?;
     tx.delete_project(id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

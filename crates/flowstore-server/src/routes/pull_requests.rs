@@ -1,6 +1,7 @@
-//! Pull requests: create, read, move status, set validation, list. Every key may
-//! read them; changes are for the project's owner (or an unowned project's users)
-//! and admins.
+//! Pull requests: create, read, move status, set validation, list. They inherit
+//! their project's access ([`crate::access`]): whoever may read the project may read
+//! them (others get 404); changes are for the project's owner (or an unowned
+//! project's users) and admins (others who may read get 403).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +11,7 @@ use flowstore_core::ids::{ProjectId, PullRequestId, TaskId};
 use flowstore_core::model::pull_request::{
     NewPullRequest, PullRequest, PullRequestFilter, PullRequestStatus,
 };
+use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Page;
 use serde::Deserialize;
 use serde_json::Value;
@@ -55,15 +57,6 @@ pub struct ValidationBody {
     pub validation_results: Value,
 }
 
-async fn check_change(
-    tx: &mut dyn flowstore_core::Tx,
-    caller: &Caller,
-    project: ProjectId,
-) -> ApiResult<()> {
-    let owner = tx.get_project(project).await?.owner_id;
-    access::owner_or_admin(caller, &[owner], "project")
-}
-
 /// Creates a pull request.
 #[utoipa::path(post, path = "/api/v1/pull-requests", tag = "pull-requests", request_body = doc::NewPullRequest,
     responses((status = 201, body = doc::PullRequest), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -73,12 +66,19 @@ pub async fn create(
     Json(new): Json<NewPullRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let mut tx = state.backend().begin().await?;
-    match tx.get_project(new.project_id).await {
-        Ok(p) => access::owner_or_admin(&caller, &[p.owner_id], "project")?,
-        Err(flowstore_core::StoreError::NotFound { .. }) => {
-            return Err(Problem::invalid("project_id", "no such project"))
-        }
-        Err(e) => return Err(e.into()),
+    access::project_field(
+        &mut *tx,
+        &caller,
+        "project_id",
+        new.project_id,
+        SharePermission::Write,
+    )
+    .await?;
+    if let Some(t) = new.task_id {
+        match access::task(&mut *tx, &caller, t, SharePermission::Read).await {
+            Err(p) if p.status == 404 => return Err(Problem::invalid("task_id", "no such task")),
+            other => other?,
+        };
     }
     let pr = tx.create_pull_request(new).await?;
     tx.commit().await?;
@@ -91,10 +91,13 @@ pub async fn create(
     responses((status = 200, body = doc::PullRequest), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<PullRequestId>,
 ) -> ApiResult<AxumJson<PullRequest>> {
     let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(tx.get_pull_request(id).await?))
+    Ok(AxumJson(
+        access::pull_request(&mut *tx, &caller, id, SharePermission::Read).await?,
+    ))
 }
 
 /// Moves a pull request to another status.
@@ -111,8 +114,7 @@ pub async fn set_status(
     let status = super::parse_opt::<PullRequestStatus>("status", Some(&body.status))?
         .ok_or_else(|| Problem::invalid("status", "status is required"))?;
     let mut tx = state.backend().begin().await?;
-    let pr = tx.get_pull_request(id).await?;
-    check_change(&mut *tx, &caller, pr.project_id).await?;
+    access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
     let pr = tx.update_pull_request_status(id, status).await?;
     tx.commit().await?;
     Ok(AxumJson(pr))
@@ -129,8 +131,7 @@ pub async fn set_validation(
     Json(body): Json<ValidationBody>,
 ) -> ApiResult<AxumJson<PullRequest>> {
     let mut tx = state.backend().begin().await?;
-    let pr = tx.get_pull_request(id).await?;
-    check_change(&mut *tx, &caller, pr.project_id).await?;
+    access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
     let pr = tx
         .set_pull_request_validation(id, body.validation_results)
         .await?;
@@ -138,17 +139,19 @@ pub async fn set_validation(
     Ok(AxumJson(pr))
 }
 
-/// A page of pull requests, newest first.
+/// A page of the pull requests the key may read, newest first.
 #[utoipa::path(get, path = "/api/v1/pull-requests", tag = "pull-requests", params(ListPullRequests),
     responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListPullRequests>,
 ) -> ApiResult<AxumJson<Page<PullRequest>>> {
     let filter = PullRequestFilter {
         project_id: super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())?,
         status: super::parse_opt::<PullRequestStatus>("status", q.status.as_deref())?,
         task_id: super::parse_opt::<TaskId>("task_id", q.task_id.as_deref())?,
+        viewer: Some(access::viewer(&caller)),
     };
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::TaskStatus;
 use crate::ids::{ProjectId, PullRequestId, RunId, TaskId, WorkflowId};
 use crate::model::pull_request::PullRequestStatus;
+use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::{StoreError, StoreResult};
@@ -43,6 +44,9 @@ pub struct TaskFilter {
     /// Only tasks whose requirements contain this object (see [`ReqTerm`]).
     #[serde(default)]
     pub requirements: Option<Map<String, Value>>,
+    /// Only tasks this viewer may see (see [`crate::model::viewer`]).
+    #[serde(skip)]
+    pub viewer: Option<Viewer>,
 }
 
 /// A scalar accepted in a requirements filter.
