@@ -6,8 +6,8 @@
 //! only what belongs to no one or is public passes. The conditions use no NOT over a
 //! nullable comparison, so unknown never turns into true.
 
-use flowstore_core::model::viewer::{restricts, Viewer};
 use flowstore_core::ids::UserId;
+use flowstore_core::model::viewer::{restricts, Viewer};
 
 /// The workflow `w` is the viewer's, public, team-visible to one of their teams, or
 /// shared with them or one of their teams.
@@ -74,10 +74,7 @@ pub(crate) fn task(t: &str) -> String {
 
 /// The viewer's user ID to bind, and whether the predicate applies at all.
 pub(crate) fn binds(viewer: &Option<Viewer>) -> (bool, Option<UserId>) {
-    (
-        restricts(viewer),
-        viewer.as_ref().and_then(|v| v.user_id),
-    )
+    (restricts(viewer), viewer.as_ref().and_then(|v| v.user_id))
 }
 
 /// The stored workflow ID of run `r`, by `flowstore_core::model::viewer::run_workflow_id`:

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::backend::PostgresTx;
 use crate::error::map_err;
-use crate::visibility;
 use crate::util::ensure_exists;
+use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, type, status, priority, definition, configuration, \
                        environment_variables, tags, metadata, visibility, execution_strategy, \

@@ -214,10 +214,7 @@ pub async fn project_visible(
     caller: &Caller,
     project: &Project,
 ) -> ApiResult<bool> {
-    if caller.is_admin()
-        || project.owner_id.is_none()
-        || project.owner_id == caller.0.user_id
-    {
+    if caller.is_admin() || project.owner_id.is_none() || project.owner_id == caller.0.user_id {
         return Ok(true);
     }
     let through_workflow = WorkflowFilter {

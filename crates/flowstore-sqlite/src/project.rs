@@ -9,8 +9,8 @@ use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
-use crate::visibility;
 use crate::util::{ensure_exists, ts};
+use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, repository_url, repository_name, default_branch, \
                        settings, owner_id, created_at, updated_at";

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
-use crate::visibility;
 use crate::util::{ensure_exists, ts, ts_opt};
+use crate::visibility;
 
 const COLUMNS: &str = "id, project_id, task_id, pr_number, repository_url, branch_name, \
     base_branch, title, description, status, validation_results, merged_at, closed_at, \

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
-use crate::visibility;
 use crate::util::{ensure_exists, ts, ts_opt};
+use crate::visibility;
 
 /// Every column of [`Task`], from `tasks t`.
 const COLUMNS: &str = "t.id, t.project_id, t.workflow_id, t.run_id, t.parent_task_id, t.step_key, \

@@ -53,7 +53,8 @@ pub fn restricts(viewer: &Option<Viewer>) -> bool {
 /// characters (8-4-4-4-12 hex digits with hyphens). Both backends compute the same
 /// in SQL, which is why other spellings of a UUID are not taken as a reference.
 pub fn run_workflow_id(run: &WorkflowExecution) -> Option<WorkflowId> {
-    run.workflow_ref.or_else(|| workflow_id_of_text(&run.workflow_id))
+    run.workflow_ref
+        .or_else(|| workflow_id_of_text(&run.workflow_id))
 }
 
 /// The workflow ID a run's free-text `workflow_id` names, by the rule of
