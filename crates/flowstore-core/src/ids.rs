@@ -54,6 +54,26 @@ macro_rules! id_type {
             }
         }
 
+        // In the OpenAPI document an ID is a UUID string, named after its type.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .format(Some(utoipa::openapi::schema::SchemaFormat::Custom(
+                        "uuid".into(),
+                    )))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+
         impl FromStr for $name {
             type Err = crate::StoreError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {

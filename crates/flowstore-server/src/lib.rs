@@ -23,7 +23,6 @@ use flowstore_core::{Backend, BackendKind, StoreResult};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
 pub mod access;
 pub mod auth;
@@ -60,7 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
-        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -208,10 +207,6 @@ fn resource_routes() -> Router<AppState> {
         .route("/api/v1/notifications/{id}/read", post(people::mark_read))
         .route("/api/v1/apikeys", post(apikeys::create).get(apikeys::list))
         .route("/api/v1/apikeys/{id}", delete(apikeys::revoke))
-}
-
-async fn openapi_json() -> impl IntoResponse {
-    axum::Json(openapi::ApiDoc::openapi())
 }
 
 async fn not_found() -> Problem {

@@ -149,6 +149,8 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 
 /// `GET /metrics`: Prometheus text. The queue depth is read from the database; when
 /// the database does not answer, the in-memory counters are still served.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain")))]
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics().render(&mut out);

@@ -21,6 +21,7 @@ pub const MAX_RETRIES: i32 = 100;
 
 /// The typed form of a workflow definition.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowDefinition {
     /// The steps; their `depends_on` lists form the edges of the DAG.
@@ -30,6 +31,7 @@ pub struct WorkflowDefinition {
 
 /// One step of a workflow definition.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepDefinition {
     /// Its key, unique within the definition; other steps name it in `depends_on`.

@@ -33,6 +33,7 @@ pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 
 /// What a caller gives to start a run of a stored workflow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
     /// The workflow to run.
@@ -87,6 +88,7 @@ impl StartRun {
 
 /// A started run with its tasks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartedRun {
     /// The run.
     pub run: WorkflowExecution,
@@ -96,6 +98,7 @@ pub struct StartedRun {
 
 /// One task of a run, as the engine sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunTask {
     /// The task.
     pub id: TaskId,
@@ -173,6 +176,7 @@ pub fn check_lease(lease: Duration) -> StoreResult<()> {
 
 /// A task handed to a worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimedTask {
     /// The task.
     pub task_id: TaskId,
@@ -189,11 +193,13 @@ pub struct ClaimedTask {
     /// The step's parameters.
     pub parameters: Value,
     /// When the lease ends unless renewed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub lease_expires_at: Timestamp,
 }
 
 /// Names one attempt of one task: what heartbeats, completions and failures carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptRef {
     /// The task.
     pub task_id: TaskId,
@@ -203,8 +209,10 @@ pub struct AttemptRef {
 
 /// What a heartbeat tells the worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// The lease's new end.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub lease_expires_at: Timestamp,
     /// The run was cancelled: the worker should stop and report.
     pub cancel_requested: bool,
@@ -212,6 +220,7 @@ pub struct Heartbeat {
 
 /// The result of a completion or failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     /// The task.
     pub task_id: TaskId,
@@ -220,6 +229,7 @@ pub struct Transition {
     /// The task's status afterwards (`ready` again when a failure will be retried).
     pub status: TaskStatus,
     /// When a retry may be claimed, if one was scheduled.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub retry_at: Option<Timestamp>,
     /// Tasks this transition made ready.
     pub newly_ready: Vec<TaskId>,
@@ -229,6 +239,7 @@ pub struct Transition {
 
 /// Depth of the queue for one handler type and status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueDepth {
     /// The handler type.
     pub handler_type: String,
@@ -240,6 +251,7 @@ pub struct QueueDepth {
 
 /// One event of the outbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Its gap-free sequence number.
     pub seq: i64,
@@ -254,6 +266,7 @@ pub struct Event {
     /// Details.
     pub payload: Value,
     /// When it happened.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 

@@ -77,6 +77,7 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 /// A user as stored. The password hash is never serialised; token hashes are not even
 /// read into this type.
 #[derive(Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// Its ID.
     pub id: UserId,
@@ -94,14 +95,19 @@ pub struct User {
     /// Wrong passwords in a row since the last success.
     pub failed_login_count: i32,
     /// Until when sign-in is refused after too many wrong passwords.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub locked_until: Option<Timestamp>,
     /// When the email address was confirmed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub email_verified_at: Option<Timestamp>,
     /// When the user last signed in.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_login_at: Option<Timestamp>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
@@ -121,6 +127,7 @@ impl std::fmt::Debug for User {
 
 /// What a caller gives to create a user.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// The email address; trimmed and lowercased, unique.
@@ -130,6 +137,7 @@ pub struct NewUser {
     pub display_name: Option<String>,
     /// The password, hashed before storage; none for accounts that sign in otherwise.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password))]
     pub password: Option<crate::crypto::SecretString>,
     /// The role; `user` when absent.
     #[serde(default)]
@@ -141,6 +149,7 @@ pub struct NewUser {
 
 /// Changes to a user: absent fields stay as they are; `null` clears a nullable one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// A new display name, or `null` to clear it.
@@ -344,6 +353,7 @@ impl UserPatch {
 
 /// A team as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Team {
     /// Its ID.
     pub id: TeamId,
@@ -354,13 +364,16 @@ pub struct Team {
     /// The user who created it.
     pub created_by: Option<UserId>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// What a caller gives to create a team.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTeam {
     /// The name; required, unique, at most 200 characters.
@@ -393,6 +406,7 @@ impl NewTeam {
 
 /// A user's membership of a team.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TeamMember {
     /// The team.
     pub team_id: TeamId,
@@ -401,6 +415,7 @@ pub struct TeamMember {
     /// The user's role in the team.
     pub role: TeamRole,
     /// When the user joined.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 

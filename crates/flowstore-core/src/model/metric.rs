@@ -34,6 +34,7 @@ pub const MAX_METRIC_LIMIT: u32 = 1000;
 
 /// A metric sample as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowMetric {
     /// Its ID.
     pub id: MetricId,
@@ -50,11 +51,13 @@ pub struct WorkflowMetric {
     /// Free-form details (a JSON object).
     pub metadata: Option<Value>,
     /// When it was measured.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub recorded_at: Timestamp,
 }
 
 /// What a caller gives to record a metric (seed 000's `recordMetric`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewMetric {
     /// The run measured; must exist when given.
@@ -76,6 +79,7 @@ pub struct NewMetric {
     pub metadata: Option<Value>,
     /// When it was measured; now when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub recorded_at: Option<Timestamp>,
 }
 
@@ -92,6 +96,7 @@ pub struct AggregateFilter {
 
 /// One group of seed 000's aggregated metrics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricAggregate {
     /// The metric.
     pub metric_name: String,

@@ -74,6 +74,7 @@ pub const LEVEL_RANK_SQL: &str = "CASE level WHEN 'trace' THEN 0 WHEN 'debug' TH
 
 /// A log entry as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     /// Its ID.
     pub id: LogId,
@@ -90,11 +91,13 @@ pub struct LogEntry {
     /// Structured detail (a JSON object).
     pub context: Value,
     /// When it happened.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
 }
 
 /// What a caller gives to append a log entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewLogEntry {
     /// How severe it is.
@@ -115,6 +118,7 @@ pub struct NewLogEntry {
     pub task_id: Option<TaskId>,
     /// When it happened; now when absent (set it when importing older entries).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub timestamp: Option<Timestamp>,
 }
 

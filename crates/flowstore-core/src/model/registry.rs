@@ -22,6 +22,7 @@ pub use component::{
 
 /// A registered task handler, with seed 000's columns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Handler {
     /// Its ID.
     pub id: HandlerId,
@@ -44,13 +45,16 @@ pub struct Handler {
     /// Whether it takes work.
     pub is_active: bool,
     /// When it was registered.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub registered_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// What a caller gives to register a handler.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewHandler {
     /// The task type; required, unique, at most 255 characters.
@@ -82,6 +86,7 @@ pub struct NewHandler {
 
 /// Changes to a handler: absent fields stay; `null` clears a nullable one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HandlerPatch {
     /// A new human name.

@@ -80,6 +80,7 @@ impl AttemptStatus {
 
 /// A run as stored: every column of `workflow_executions`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowExecution {
     /// Its ID.
     pub id: RunId,
@@ -106,8 +107,10 @@ pub struct WorkflowExecution {
     /// The measured duration in milliseconds.
     pub actual_duration: Option<i32>,
     /// When it started.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub start_time: Option<Timestamp>,
     /// When it ended.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub end_time: Option<Timestamp>,
     /// What it produced.
     pub result_data: Option<Value>,
@@ -116,8 +119,10 @@ pub struct WorkflowExecution {
     /// Free-form details (a JSON object).
     pub metadata: Option<Value>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
     /// The stored workflow it runs, when it runs one.
     pub workflow_ref: Option<WorkflowId>,
@@ -128,13 +133,16 @@ pub struct WorkflowExecution {
     /// Its input (a JSON object).
     pub input: Value,
     /// When it must be over.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub deadline_at: Option<Timestamp>,
     /// When someone asked to cancel it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub cancel_requested_at: Option<Timestamp>,
 }
 
 /// What a caller gives to create a run (seed 000's `create`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewExecution {
     /// The caller's identifier; required, unique, at most 255 characters.
@@ -166,6 +174,7 @@ pub struct NewExecution {
     pub estimated_duration: Option<i32>,
     /// When it started.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub start_time: Option<Timestamp>,
     /// Details (a JSON object); `{}` when absent, as in seed 000.
     #[serde(default)]
@@ -184,12 +193,14 @@ pub struct NewExecution {
     pub input: Option<Value>,
     /// When it must be over.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub deadline_at: Option<Timestamp>,
 }
 
 /// Changes to a run (seed 000's `update`): only the fields named change; `null` clears
 /// a nullable one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionPatch {
     /// A new status; a terminal status never changes again.
@@ -197,9 +208,11 @@ pub struct ExecutionPatch {
     pub status: Option<RunStatus>,
     /// A new start time, or `null`.
     #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Option<String>>, format = DateTime))]
     pub start_time: Option<Option<Timestamp>>,
     /// A new end time, or `null`.
     #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Option<String>>, format = DateTime))]
     pub end_time: Option<Option<Timestamp>>,
     /// The measured duration in milliseconds, or `null`.
     #[serde(default, deserialize_with = "nullable")]
@@ -235,6 +248,7 @@ pub struct StatsFilter {
 
 /// Seed 000's execution statistics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionStatistics {
     /// Runs matched.
     pub total_executions: i64,
@@ -389,6 +403,7 @@ impl ExecutionPatch {
 
 /// One attempt at a task: a row of `task_executions` (seeds 002/003).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskAttempt {
     /// Its ID.
     pub id: AttemptId,
@@ -411,12 +426,16 @@ pub struct TaskAttempt {
     /// What went wrong (a JSON object).
     pub error_details: Value,
     /// When it started.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub started_at: Option<Timestamp>,
     /// When it ended.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub completed_at: Option<Timestamp>,
     /// When its worker's lease runs out.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub lease_expires_at: Option<Timestamp>,
     /// When its worker last reported.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub heartbeat_at: Option<Timestamp>,
     /// How long it took, from start to end.
     pub duration_ms: Option<i64>,
@@ -425,13 +444,16 @@ pub struct TaskAttempt {
     /// CPU time used.
     pub cpu_time_ms: Option<i64>,
     /// When it was recorded.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// What a caller gives to record an attempt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewAttempt {
     /// The task; must exist.
@@ -454,14 +476,17 @@ pub struct NewAttempt {
     pub input_context: Option<Value>,
     /// When it started; now when it starts `running` without one.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub started_at: Option<Timestamp>,
     /// When the worker's lease runs out.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub lease_expires_at: Option<Timestamp>,
 }
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttemptOutcome {
     /// The final status; must be terminal.
@@ -474,6 +499,7 @@ pub struct AttemptOutcome {
     pub error_details: Option<Value>,
     /// When it ended; now when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub completed_at: Option<Timestamp>,
     /// Peak memory in MB, not negative.
     #[serde(default)]
@@ -485,6 +511,7 @@ pub struct AttemptOutcome {
 
 /// Seed 003's `task_execution_summary`: one row per agent type.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentSummary {
     /// The agent type.
     pub agent_type: String,

@@ -90,6 +90,7 @@ impl SharePermission {
 
 /// A workflow as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workflow {
     /// Its ID.
     pub id: WorkflowId,
@@ -135,15 +136,19 @@ pub struct Workflow {
     /// The workflow it was duplicated from.
     pub parent_workflow_id: Option<WorkflowId>,
     /// When it was archived.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub archived_at: Option<Timestamp>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// One immutable version of a workflow's definition and configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowVersion {
     /// Its ID.
     pub id: WorkflowVersionId,
@@ -160,11 +165,13 @@ pub struct WorkflowVersion {
     /// Who changed it.
     pub created_by: Option<UserId>,
     /// When it was written.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// A workflow shared with a user or a team.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowShare {
     /// Its ID.
     pub id: ShareId,
@@ -179,11 +186,13 @@ pub struct WorkflowShare {
     /// Who shared it.
     pub created_by: Option<UserId>,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// What a caller gives to create a workflow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkflow {
     /// The name; required, at most 255 characters.
@@ -241,6 +250,7 @@ pub struct NewWorkflow {
 /// Changes to a workflow: absent fields stay as they are; `null` clears a nullable
 /// one. Changing the definition or configuration makes a new version.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowPatch {
     /// A new name.
@@ -319,6 +329,7 @@ pub struct WorkflowFilter {
 
 /// What a caller gives to share a workflow: exactly one of user and team.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewShare {
     /// The user to share with.

@@ -61,7 +61,7 @@ pub async fn create(
 
 /// A page of a user's keys, newest first (never the keys themselves).
 #[utoipa::path(get, path = "/api/v1/apikeys", tag = "apikeys", params(ListKeys),
-    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::ApiKeyPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -133,7 +133,7 @@ pub async fn update(
 
 /// A page of a workflow's executions, newest first.
 #[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ListExecutions),
-    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::RunPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

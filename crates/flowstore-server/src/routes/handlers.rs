@@ -46,7 +46,7 @@ pub async fn register(
 
 /// Every active handler, or with `all=true` a page of every handler.
 #[utoipa::path(get, path = "/api/v1/handlers", tag = "handlers", params(ListHandlers),
-    responses((status = 200, body = [doc::Handler], description = "active handlers; a Page of handlers with all=true")))]
+    responses((status = 200, body = doc::HandlerList, description = "active handlers; a Page of handlers with all=true")))]
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListHandlers>,

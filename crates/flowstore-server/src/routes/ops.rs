@@ -71,7 +71,7 @@ pub async fn register_component(
 
 /// A page of components, newest first.
 #[utoipa::path(get, path = "/api/v1/components", tag = "components", params(PageQuery),
-    responses((status = 200, body = doc::Page)))]
+    responses((status = 200, body = doc::ComponentPage)))]
 pub async fn list_components(
     State(state): State<AppState>,
     Query(q): Query<PageQuery>,
@@ -174,7 +174,7 @@ fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<Timestamp>> {
 
 /// Appends log entries (one object or an array); those of a run need execute
 /// access to it.
-#[utoipa::path(post, path = "/api/v1/logs", tag = "logs", request_body = [doc::NewLogEntry],
+#[utoipa::path(post, path = "/api/v1/logs", tag = "logs", request_body = doc::NewLogEntries,
     responses((status = 201, body = [doc::LogEntry]), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn append_logs(
     State(state): State<AppState>,
@@ -200,7 +200,7 @@ pub async fn append_logs(
 
 /// A page of log entries, newest first.
 #[utoipa::path(get, path = "/api/v1/logs", tag = "logs", params(LogQuery),
-    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::LogEntryPage), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn query_logs(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,7 +262,7 @@ pub async fn set_configuration(
 
 /// A page of configuration entries (admin only); sensitive values are hidden.
 #[utoipa::path(get, path = "/api/v1/configurations", tag = "configurations", params(ConfigQuery),
-    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::ConfigurationPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_configurations(
     State(state): State<AppState>,
     caller: Caller,

@@ -76,7 +76,7 @@ pub async fn create_user(
 
 /// A page of users (admin only).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListUsers),
-    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::UserPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,7 +139,7 @@ pub async fn create_team(
 
 /// A page of teams (admin only).
 #[utoipa::path(get, path = "/api/v1/teams", tag = "teams", params(crate::routes::ops::PageQuery),
-    responses((status = 200, body = doc::Page), (status = 403, body = Problem)))]
+    responses((status = 200, body = doc::TeamPage), (status = 403, body = Problem)))]
 pub async fn list_teams(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,7 +196,7 @@ pub async fn members(
 
 /// A page of the key's user's notifications, newest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(ListNotifications),
-    responses((status = 200, body = doc::Page), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::NotificationPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn notifications(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,7 +238,7 @@ pub async fn mark_read(
 
 /// Marks every one of one's notifications read; returns how many.
 #[utoipa::path(post, path = "/api/v1/notifications/read-all", tag = "notifications",
-    responses((status = 200, description = "{\"marked\": n}"), (status = 403, body = Problem)))]
+    responses((status = 200, body = doc::Marked), (status = 403, body = Problem)))]
 pub async fn mark_all_read(
     State(state): State<AppState>,
     caller: Caller,

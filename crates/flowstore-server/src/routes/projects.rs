@@ -62,7 +62,7 @@ pub async fn create(
 
 /// A page of the projects the key may read, newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ListProjects),
-    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::ProjectPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -141,7 +141,7 @@ pub async fn set_validation(
 
 /// A page of the pull requests the key may read, newest first.
 #[utoipa::path(get, path = "/api/v1/pull-requests", tag = "pull-requests", params(ListPullRequests),
-    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::PullRequestPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -106,7 +106,7 @@ pub async fn get(
 
 /// A page of one workflow's runs, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRuns),
-    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::RunPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

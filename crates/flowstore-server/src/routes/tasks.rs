@@ -119,7 +119,7 @@ pub async fn update(
 /// (no cursor). Tasks the key may not read are left out by the query itself, so
 /// every page but the last is full.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListTasks),
-    responses((status = 200, body = doc::Page), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::TaskPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

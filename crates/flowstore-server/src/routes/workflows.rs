@@ -77,7 +77,7 @@ pub async fn create(
 /// one of their teams, shared; a key of no user: unowned and public), left out by
 /// the query itself so that every page but the last is full.
 #[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(ListWorkflows),
-    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::WorkflowPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -117,12 +117,14 @@ impl Serialize for ConfigValue {
 
 /// A configuration entry as handed to callers.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Configuration {
     /// Its ID.
     pub id: ConfigurationId,
     /// Its key; unique.
     pub key: String,
     /// Its value (hidden when sensitive).
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub value: ConfigValue,
     /// What it configures.
     #[serde(rename = "type")]
@@ -134,8 +136,10 @@ pub struct Configuration {
     /// The ID of the key that sealed the value, when sensitive.
     pub encryption_key_id: Option<String>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
@@ -214,6 +218,7 @@ impl ConfigurationRow {
 
 /// What a caller gives to set a configuration entry.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetConfiguration {
     /// The key: 1 to 255 of `A-Z a-z 0-9 . _ -`.

@@ -43,6 +43,7 @@ text_enum!(
 
 /// A component of the system, with its last reported health.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Component {
     /// Its ID.
     pub id: ComponentId,
@@ -65,6 +66,7 @@ pub struct Component {
     /// The health it last reported.
     pub health_status: HealthStatus,
     /// When it last reported (its last heartbeat).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_health_check: Option<Timestamp>,
     /// Figures it last reported (a JSON object).
     pub performance_metrics: Value,
@@ -72,13 +74,16 @@ pub struct Component {
     #[sqlx(json)]
     pub dependencies: Vec<String>,
     /// When it was registered.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// What a caller gives to register a component.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewComponent {
     /// The name; required, unique, at most 255 characters.
@@ -108,6 +113,7 @@ pub struct NewComponent {
 
 /// Changes to a component: absent fields stay; `null` clears a nullable one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ComponentPatch {
     /// A new status.
@@ -132,6 +138,7 @@ pub struct ComponentPatch {
 
 /// What a component reports when it checks in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ComponentHeartbeat))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// Its health now.
@@ -143,6 +150,7 @@ pub struct Heartbeat {
 
 /// Names a component by ID or by name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentRef {
     /// By ID.
@@ -174,6 +182,7 @@ impl std::fmt::Display for ComponentRef {
 
 /// A component with the health it should be taken to have now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentHealth {
     /// The component as stored.
     #[serde(flatten)]
@@ -314,6 +323,7 @@ impl Heartbeat {
 
 /// One sample of a system-wide metric.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SystemMetric {
     /// Its ID.
     pub id: MetricId,
@@ -328,11 +338,13 @@ pub struct SystemMetric {
     /// Labels (a JSON object).
     pub labels: Value,
     /// When it was measured.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub recorded_at: Timestamp,
 }
 
 /// What a caller gives to record a system metric.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSystemMetric {
     /// What is measured; required, at most 255 characters.

@@ -226,6 +226,7 @@ pub fn cycle_error(task: TaskId, path: &[Uuid]) -> StoreError {
 
 /// How far a set of tasks has got: a count per status.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskProgress {
     /// Every task.
     pub total: i64,
@@ -273,6 +274,7 @@ impl TaskProgress {
 
 /// A row of seed 003's `active_tasks` view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActiveTask {
     /// The task.
     pub id: TaskId,
@@ -289,6 +291,7 @@ pub struct ActiveTask {
     /// Its agent.
     pub assigned_agent: Option<String>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// How many attempts it has had.
     pub execution_count: i64,
@@ -296,6 +299,7 @@ pub struct ActiveTask {
 
 /// A row of seed 003's `pr_validation_status` view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrValidation {
     /// The pull request.
     pub id: PullRequestId,
@@ -312,6 +316,7 @@ pub struct PrValidation {
     /// `validation_results.status`, as text.
     pub validation_status: Option<String>,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
