@@ -138,6 +138,9 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or(args.listen);
     tracing::info!(%addr, backend = ?store.kind(), "flowstore serving");
+    // On stdout, whatever the log format, so that people and scripts (with
+    // `--listen 127.0.0.1:0`) learn the address.
+    println!("flowstore is listening on http://{addr}");
     let retention = retention.map(|policy| tokio::spawn(retain(backend.clone(), policy)));
     let config = flowstore_server::ServerConfig {
         rate_per_second: args.rate_per_second,
