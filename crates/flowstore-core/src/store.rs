@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
 use crate::model::{
-    engine::EngineRepo, identity::IdentityRepo, ops::OpsRepo, project::ProjectRepo,
-    registry::RegistryRepo, run::RunRepo, task::TaskRepo, workflow::WorkflowRepo,
+    engine::EngineRepo, identity::IdentityRepo, integration::IntegrationRepo, ops::OpsRepo,
+    project::ProjectRepo, registry::RegistryRepo, run::RunRepo, task::TaskRepo,
+    workflow::WorkflowRepo,
 };
 use crate::{StoreError, StoreResult};
 
@@ -87,6 +88,7 @@ pub trait Tx:
     + RegistryRepo
     + OpsRepo
     + EngineRepo
+    + IntegrationRepo
     + Send
 {
     /// Makes every change of the transaction durable.

@@ -27,6 +27,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(3, "0003", "work"),
     migration!(4, "0004", "operations"),
     migration!(5, "0005", "engine"),
+    migration!(6, "0006", "webhook_dispatch"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -12,6 +12,8 @@ mod engine;
 mod error;
 mod identity;
 mod identity_access;
+mod integration;
+mod integration_dispatch;
 mod metric;
 mod migrations;
 mod ops;

@@ -28,6 +28,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(3, "0003", "work"),
     migration!(4, "0004", "operations"),
     migration!(5, "0005", "engine"),
+    migration!(6, "0006", "webhook_dispatch"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

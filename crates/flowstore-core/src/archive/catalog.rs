@@ -113,6 +113,8 @@ webhook_deliveries key=id deferred=-
     id:uuid webhook_id:uuid event_seq:int event_type:text payload:json status:text
     attempts:int next_attempt_at:timestamp last_attempt_at:timestamp response_code:int
     response_body:text error:text created_at:timestamp updated_at:timestamp
+webhook_dispatch key=id deferred=-
+    id:int last_seq:int updated_at:timestamp
 audit_log key=seq deferred=-
     seq:int id:uuid actor_type:text actor_id:text action:text entity_type:text
     entity_id:text before:json after:json ip_address:text request_id:text

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod engine_store;
 pub mod identity;
 pub mod identity_access;
+pub mod integration;
 pub mod metric;
 pub mod ops;
 pub mod project;

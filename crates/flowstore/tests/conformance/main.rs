@@ -10,6 +10,8 @@ mod engine_load;
 mod engine_model;
 
 mod identity;
+mod integration;
+mod integration_deliveries;
 mod migrations;
 mod ops;
 mod projects;

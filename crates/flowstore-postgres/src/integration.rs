@@ -1,0 +1,432 @@
+//! PostgreSQL storage for credentials and webhooks (their deliveries, the dispatcher's
+//! queue and key rotation are in `integration_dispatch.rs`). Secrets are sealed in
+//! flowstore-core before they reach SQL; these statements only move sealed bytes.
+
+use async_trait::async_trait;
+use flowstore_core::crypto::{Sealed, SecretString};
+use flowstore_core::ids::{CredentialId, DeliveryId, UserId, WebhookId};
+use flowstore_core::model::integration::{
+    open_clearly, open_json, AttemptResult, ClaimedDelivery, CreatedWebhook, Credential,
+    CredentialFilter, CredentialPatch, DeliveryStatus, FanOut, IntegrationRepo, NewCredential,
+    NewDelivery, NewWebhook, RetryPolicy, SealedKind, StaleSecrets, Webhook, WebhookDelivery,
+    WebhookFilter, WebhookPatch,
+};
+use flowstore_core::model::ops::SecretValue;
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
+
+use crate::backend::PostgresTx;
+use crate::error::map_err;
+use crate::util::ensure_exists;
+
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, owner_id, name, type, description, \
+     encryption_key_id, expires_at, last_used_at, rotated_at, created_at, updated_at";
+
+pub(crate) const WEBHOOK_COLUMNS: &str = "id, owner_id, workflow_id, name, url, events, \
+     headers, active, failure_count, last_triggered_at, encryption_key_id, created_at, \
+     updated_at";
+
+impl PostgresTx {
+    /// Locks a row for a read-modify-write, so concurrent patches apply one after
+    /// the other instead of one overwriting the other.
+    async fn lock_row(&mut self, table: &str, id: uuid::Uuid) -> StoreResult<()> {
+        sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn credential_row(&mut self, id: CredentialId) -> StoreResult<Credential> {
+        sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("credential", id))
+    }
+
+    /// Refuses a name the owner already uses (also for unowned credentials, which the
+    /// UNIQUE constraint cannot see because NULLs differ).
+    async fn credential_name_free(
+        &mut self,
+        owner: Option<UserId>,
+        name: &str,
+        except: Option<CredentialId>,
+    ) -> StoreResult<()> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM credentials WHERE owner_id IS NOT DISTINCT FROM $1 AND name = $2
+                AND ($3::uuid IS NULL OR id <> $3)",
+        )
+        .bind(owner)
+        .bind(name)
+        .bind(except)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        match taken {
+            Some(_) => Err(StoreError::conflict(
+                "name",
+                format!("a credential named {name:?} already exists"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) async fn webhook_row(&mut self, id: WebhookId) -> StoreResult<Webhook> {
+        sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("webhook", id))
+    }
+
+    async fn webhook_url_free(
+        &mut self,
+        owner: Option<UserId>,
+        url: &str,
+        except: Option<WebhookId>,
+    ) -> StoreResult<()> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM webhooks WHERE owner_id IS NOT DISTINCT FROM $1 AND url = $2
+                AND ($3::uuid IS NULL OR id <> $3)",
+        )
+        .bind(owner)
+        .bind(url)
+        .bind(except)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        match taken {
+            Some(_) => Err(StoreError::conflict(
+                "url",
+                "a webhook with this URL already exists",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) async fn sealed_secret(&mut self, id: WebhookId) -> StoreResult<SecretString> {
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT secret_encrypted, encryption_key_id FROM webhooks WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let (bytes, key_id) = row.ok_or_else(|| StoreError::not_found("webhook", id))?;
+        let keys = self.keys.clone();
+        let plain = open_clearly(
+            keys.keyring()?,
+            &Sealed { bytes, key_id },
+            &format!("the secret of webhook {id}"),
+        )?;
+        String::from_utf8(plain)
+            .map(SecretString::new)
+            .map_err(|_| StoreError::Internal(format!("the secret of webhook {id} is not text")))
+    }
+}
+
+#[async_trait]
+impl IntegrationRepo for PostgresTx {
+    async fn create_credential(&mut self, new: NewCredential) -> StoreResult<Credential> {
+        let keys = self.keys.clone();
+        let w = new.prepare(keys.keyring()?, time::now())?;
+        let c = &w.credential;
+        ensure_exists(&mut self.tx, "users", "owner_id", c.owner_id.map(|u| u.0)).await?;
+        self.credential_name_free(c.owner_id, &c.name, None).await?;
+        sqlx::query(
+            "INSERT INTO credentials (id, owner_id, name, type, description, encrypted_data,
+                encryption_key_id, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(c.id)
+        .bind(c.owner_id)
+        .bind(&c.name)
+        .bind(c.credential_type)
+        .bind(&c.description)
+        .bind(&w.sealed.bytes)
+        .bind(&w.sealed.key_id)
+        .bind(c.expires_at)
+        .bind(c.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        self.credential_row(c.id).await
+    }
+
+    async fn get_credential(&mut self, id: CredentialId) -> StoreResult<Credential> {
+        self.credential_row(id).await
+    }
+
+    async fn reveal_credential(
+        &mut self,
+        id: CredentialId,
+    ) -> StoreResult<(Credential, SecretValue)> {
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT encrypted_data, encryption_key_id FROM credentials WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let (bytes, key_id) = row.ok_or_else(|| StoreError::not_found("credential", id))?;
+        let keys = self.keys.clone();
+        let value = open_json(
+            keys.keyring()?,
+            Sealed { bytes, key_id },
+            &format!("credential {id}"),
+        )?;
+        sqlx::query("UPDATE credentials SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(time::now())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok((self.credential_row(id).await?, SecretValue::new(value)))
+    }
+
+    async fn list_credentials(
+        &mut self,
+        filter: &CredentialFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Credential>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Credential> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials
+             WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR type = $2)
+               AND ($3::uuid IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(filter.owner_id)
+        .bind(filter.credential_type)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |c| c.id.0))
+    }
+
+    async fn update_credential(
+        &mut self,
+        id: CredentialId,
+        patch: CredentialPatch,
+    ) -> StoreResult<Credential> {
+        self.lock_row("credentials", id.0).await?;
+        let mut c = self.credential_row(id).await?;
+        let keys = self.keys.clone();
+        let sealed = patch.apply(&mut c, || keys.keyring(), time::now())?;
+        self.credential_name_free(c.owner_id, &c.name, Some(id))
+            .await?;
+        sqlx::query(
+            "UPDATE credentials SET name = $2, description = $3, expires_at = $4,
+                encrypted_data = coalesce($5, encrypted_data), encryption_key_id = $6,
+                rotated_at = $7, updated_at = $8
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&c.name)
+        .bind(&c.description)
+        .bind(c.expires_at)
+        .bind(sealed.as_ref().map(|s| s.bytes.clone()))
+        .bind(&c.encryption_key_id)
+        .bind(c.rotated_at)
+        .bind(c.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        self.credential_row(id).await
+    }
+
+    async fn delete_credential(&mut self, id: CredentialId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM credentials WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("credential", id));
+        }
+        Ok(())
+    }
+
+    async fn create_webhook(&mut self, new: NewWebhook) -> StoreResult<CreatedWebhook> {
+        let keys = self.keys.clone();
+        let w = new.prepare(keys.keyring()?, time::now())?;
+        let h = &w.webhook;
+        ensure_exists(&mut self.tx, "users", "owner_id", h.owner_id.map(|u| u.0)).await?;
+        ensure_exists(
+            &mut self.tx,
+            "workflows",
+            "workflow_id",
+            h.workflow_id.map(|u| u.0),
+        )
+        .await?;
+        self.webhook_url_free(h.owner_id, &h.url, None).await?;
+        sqlx::query(
+            "INSERT INTO webhooks (id, owner_id, workflow_id, name, url, secret_encrypted,
+                encryption_key_id, events, headers, active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(h.id)
+        .bind(h.owner_id)
+        .bind(h.workflow_id)
+        .bind(&h.name)
+        .bind(&h.url)
+        .bind(&w.sealed.bytes)
+        .bind(&w.sealed.key_id)
+        .bind(serde_json::json!(h.events))
+        .bind(&h.headers)
+        .bind(h.active)
+        .bind(h.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(CreatedWebhook {
+            webhook: self.webhook_row(h.id).await?,
+            secret: w.secret,
+        })
+    }
+
+    async fn get_webhook(&mut self, id: WebhookId) -> StoreResult<Webhook> {
+        self.webhook_row(id).await
+    }
+
+    async fn list_webhooks(
+        &mut self,
+        filter: &WebhookFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Webhook>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<Webhook> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks
+             WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR workflow_id = $2)
+               AND ($3::bool IS NULL OR active = $3) AND ($4::uuid IS NULL OR id < $4)
+             ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(filter.owner_id)
+        .bind(filter.workflow_id)
+        .bind(filter.active)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |w| w.id.0))
+    }
+
+    async fn update_webhook(&mut self, id: WebhookId, patch: WebhookPatch) -> StoreResult<Webhook> {
+        self.lock_row("webhooks", id.0).await?;
+        let mut w = self.webhook_row(id).await?;
+        let keys = self.keys.clone();
+        let sealed = patch.apply(&mut w, || keys.keyring(), time::now())?;
+        ensure_exists(
+            &mut self.tx,
+            "workflows",
+            "workflow_id",
+            w.workflow_id.map(|u| u.0),
+        )
+        .await?;
+        self.webhook_url_free(w.owner_id, &w.url, Some(id)).await?;
+        sqlx::query(
+            "UPDATE webhooks SET name = $2, url = $3, events = $4, headers = $5, active = $6,
+                workflow_id = $7, failure_count = $8,
+                secret_encrypted = coalesce($9, secret_encrypted), encryption_key_id = $10,
+                updated_at = $11
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&w.name)
+        .bind(&w.url)
+        .bind(serde_json::json!(w.events))
+        .bind(&w.headers)
+        .bind(w.active)
+        .bind(w.workflow_id)
+        .bind(w.failure_count)
+        .bind(sealed.as_ref().map(|s| s.bytes.clone()))
+        .bind(&w.encryption_key_id)
+        .bind(w.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        self.webhook_row(id).await
+    }
+
+    async fn delete_webhook(&mut self, id: WebhookId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("webhook", id));
+        }
+        Ok(())
+    }
+
+    async fn webhook_secret(&mut self, id: WebhookId) -> StoreResult<SecretString> {
+        self.sealed_secret(id).await
+    }
+
+    async fn record_delivery(&mut self, new: NewDelivery) -> StoreResult<WebhookDelivery> {
+        self.insert_delivery(new).await
+    }
+
+    async fn get_delivery(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
+        self.delivery_row(id).await
+    }
+
+    async fn list_deliveries(
+        &mut self,
+        webhook_id: WebhookId,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDelivery>> {
+        self.select_deliveries(webhook_id, status, page).await
+    }
+
+    async fn fan_out_events(&mut self, limit: u32) -> StoreResult<FanOut> {
+        self.fan_out(limit).await
+    }
+
+    async fn claim_deliveries(
+        &mut self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.claim(limit, lease).await
+    }
+
+    async fn finish_delivery(
+        &mut self,
+        id: DeliveryId,
+        attempt: i32,
+        result: AttemptResult,
+        policy: &RetryPolicy,
+    ) -> StoreResult<WebhookDelivery> {
+        self.finish(id, attempt, result, policy).await
+    }
+
+    async fn webhook_cursor(&mut self) -> StoreResult<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM webhook_dispatch WHERE id = 1")
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn stale_secrets(&mut self) -> StoreResult<StaleSecrets> {
+        self.count_stale().await
+    }
+
+    async fn reseal_batch(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64> {
+        self.reseal(kind, limit).await
+    }
+}

@@ -1,0 +1,327 @@
+//! PostgreSQL storage for webhook deliveries: the fan-out of outbox events past the
+//! dispatcher's cursor, claims of due deliveries, their outcomes, and the re-sealing
+//! of secrets after a key rotation. Several servers may share the database: fan-outs
+//! queue on the cursor row's lock, and claims take due rows with `FOR UPDATE SKIP
+//! LOCKED`, so two dispatchers never take the same delivery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use flowstore_core::crypto::{Sealed, SecretString};
+use flowstore_core::ids::{DeliveryId, WebhookId};
+use flowstore_core::model::engine::{EngineRepo, EventFilter};
+use flowstore_core::model::integration::{
+    open_clearly, AttemptResult, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery, RetryPolicy,
+    SealedKind, StaleSecrets, Webhook, WebhookDelivery,
+};
+use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
+use uuid::Uuid;
+
+use crate::backend::PostgresTx;
+use crate::error::map_err;
+use crate::integration::WEBHOOK_COLUMNS;
+use crate::util::ensure_exists;
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, payload, status, \
+     attempts, next_attempt_at, last_attempt_at, response_code, response_body, error, \
+     created_at, updated_at";
+
+impl PostgresTx {
+    pub(crate) async fn delivery_row(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
+        sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("delivery", id))
+    }
+
+    /// Inserts a pending delivery due now; with `ON CONFLICT` an event already queued
+    /// for the webhook is skipped (returns `None`).
+    async fn queue(&mut self, new: &NewDelivery) -> StoreResult<Option<DeliveryId>> {
+        new.check()?;
+        let id = DeliveryId::new();
+        let now = time::now();
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, payload,
+                status, attempts, next_attempt_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
+             ON CONFLICT (webhook_id, event_seq) DO NOTHING",
+        )
+        .bind(id)
+        .bind(new.webhook_id)
+        .bind(new.event_seq)
+        .bind(new.event_type.trim())
+        .bind(&new.payload)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok((done.rows_affected() == 1).then_some(id))
+    }
+
+    pub(crate) async fn insert_delivery(
+        &mut self,
+        new: NewDelivery,
+    ) -> StoreResult<WebhookDelivery> {
+        ensure_exists(
+            &mut self.tx,
+            "webhooks",
+            "webhook_id",
+            Some(new.webhook_id.0),
+        )
+        .await?;
+        match self.queue(&new).await? {
+            Some(id) => self.delivery_row(id).await,
+            None => Err(StoreError::conflict(
+                "event_seq",
+                "this event is already queued for this webhook",
+            )),
+        }
+    }
+
+    pub(crate) async fn select_deliveries(
+        &mut self,
+        webhook_id: WebhookId,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDelivery>> {
+        let (limit, after) = page.parts()?;
+        self.webhook_row(webhook_id).await?;
+        let rows: Vec<WebhookDelivery> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+             WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(webhook_id)
+        .bind(status)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |d| d.id.0))
+    }
+
+    pub(crate) async fn fan_out(&mut self, limit: u32) -> StoreResult<FanOut> {
+        sqlx::query(
+            "INSERT INTO webhook_dispatch (id, last_seq, updated_at) VALUES (1, 0, $1)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(time::now())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        // The row lock makes concurrent fan-outs (other servers) wait their turn, so
+        // each event is read past the cursor by one of them only.
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        let events = self
+            .events_after(cursor, &EventFilter::default(), limit)
+            .await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(FanOut {
+                cursor,
+                ..FanOut::default()
+            });
+        };
+        let hooks: Vec<Webhook> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE active ORDER BY id"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let mut deliveries = 0;
+        for ev in &events {
+            for h in &hooks {
+                // A webhook gets the events that happened after it was created.
+                if h.created_at <= ev.created_at
+                    && h.matches(&ev.event_type, ev.workflow_id.as_deref())
+                    && self
+                        .queue(&NewDelivery::of_event(h.id, ev))
+                        .await?
+                        .is_some()
+                {
+                    deliveries += 1;
+                }
+            }
+        }
+        sqlx::query("UPDATE webhook_dispatch SET last_seq = $1, updated_at = $2 WHERE id = 1")
+            .bind(last)
+            .bind(time::now())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(FanOut {
+            events: events.len() as u64,
+            deliveries,
+            cursor: last,
+        })
+    }
+
+    pub(crate) async fn claim(
+        &mut self,
+        limit: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let now = time::now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+        let cols = DELIVERY_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let claimed: Vec<WebhookDelivery> = sqlx::query_as(&format!(
+            "WITH due AS (
+                SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1 AND w.active
+                 ORDER BY d.next_attempt_at, d.id LIMIT $2
+                 FOR UPDATE OF d SKIP LOCKED
+             )
+             UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = $1,
+                    next_attempt_at = $3, response_code = NULL, response_body = NULL,
+                    error = NULL
+               FROM due WHERE d.id = due.id
+             RETURNING {cols}"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(until)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let mut out = Vec::with_capacity(claimed.len());
+        let mut hooks: HashMap<WebhookId, (String, BTreeMap<String, String>, SecretString)> =
+            HashMap::new();
+        for delivery in claimed {
+            if !hooks.contains_key(&delivery.webhook_id) {
+                let h = self.webhook_row(delivery.webhook_id).await?;
+                let secret = self.sealed_secret(h.id).await?;
+                hooks.insert(h.id, (h.url.clone(), h.header_map(), secret));
+            }
+            let (url, headers, secret) = hooks[&delivery.webhook_id].clone();
+            out.push(ClaimedDelivery {
+                delivery,
+                url,
+                headers,
+                secret,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn finish(
+        &mut self,
+        id: DeliveryId,
+        attempt: i32,
+        result: AttemptResult,
+        policy: &RetryPolicy,
+    ) -> StoreResult<WebhookDelivery> {
+        let result = result.normalised();
+        let now = time::now();
+        let (status, next) = policy.resolve(attempt, &result, now);
+        let done: Option<WebhookDelivery> = sqlx::query_as(&format!(
+            "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4,
+                response_code = $5, response_body = $6, error = $7, updated_at = $8
+             WHERE id = $1 AND attempts = $2 AND status IN ('pending', 'failed')
+               AND error IS NULL
+             RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(attempt)
+        .bind(status)
+        .bind(next)
+        .bind(result.response_code.map(i32::from))
+        .bind(&result.response_body)
+        .bind(&result.error)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let Some(d) = done else {
+            self.delivery_row(id).await?;
+            return Err(StoreError::conflict(
+                "attempt",
+                format!("attempt {attempt} is no longer this delivery's latest"),
+            ));
+        };
+        sqlx::query(
+            "UPDATE webhooks SET last_triggered_at = $2,
+                failure_count = CASE WHEN $3 THEN 0 ELSE failure_count + 1 END
+             WHERE id = $1",
+        )
+        .bind(d.webhook_id)
+        .bind(now)
+        .bind(result.succeeded())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(d)
+    }
+
+    pub(crate) async fn count_stale(&mut self) -> StoreResult<StaleSecrets> {
+        let keys = self.keys.clone();
+        let current = keys.keyring()?.current_id().to_string();
+        let (configurations, credentials, webhooks): (i64, i64, i64) = sqlx::query_as(
+            "SELECT
+                (SELECT count(*) FROM configurations
+                  WHERE is_sensitive AND encryption_key_id <> $1),
+                (SELECT count(*) FROM credentials WHERE encryption_key_id <> $1),
+                (SELECT count(*) FROM webhooks WHERE encryption_key_id <> $1)",
+        )
+        .bind(&current)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(StaleSecrets {
+            configurations: configurations as u64,
+            credentials: credentials as u64,
+            webhooks: webhooks as u64,
+        })
+    }
+
+    pub(crate) async fn reseal(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64> {
+        let (table, column, only) = match kind {
+            SealedKind::Configurations => ("configurations", "value_encrypted", "is_sensitive AND"),
+            SealedKind::Credentials => ("credentials", "encrypted_data", ""),
+            SealedKind::Webhooks => ("webhooks", "secret_encrypted", ""),
+        };
+        let keys = self.keys.clone();
+        let ring = keys.keyring()?;
+        let rows: Vec<(Uuid, Vec<u8>, String)> = sqlx::query_as(&format!(
+            "SELECT id, {column}, encryption_key_id FROM {table}
+              WHERE {only} encryption_key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE"
+        ))
+        .bind(ring.current_id())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        for (id, bytes, key_id) in &rows {
+            let plain = open_clearly(
+                ring,
+                &Sealed {
+                    bytes: bytes.clone(),
+                    key_id: key_id.clone(),
+                },
+                &format!("{table} row {id}"),
+            )?;
+            let sealed = ring.seal(&plain)?;
+            sqlx::query(&format!(
+                "UPDATE {table} SET {column} = $2, encryption_key_id = $3 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(sealed.bytes)
+            .bind(sealed.key_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        }
+        Ok(rows.len() as u64)
+    }
+}

@@ -1,0 +1,2 @@
+DROP INDEX idx_webhook_deliveries_event;
+DROP TABLE webhook_dispatch;
