@@ -183,6 +183,8 @@ pub fn webhook_url(field: &str, value: &str) -> StoreResult<String> {
             "must not contain spaces or control characters",
         ));
     }
+    // Written as scheme://host: the parser alone would read "http:///x" as host x.
+    validate::http_url(field, &text, MAX_WEBHOOK_URL_CHARS)?;
     let parsed = url::Url::parse(&text)
         .map_err(|e| StoreError::invalid(field, format!("is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
