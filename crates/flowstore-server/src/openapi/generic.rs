@@ -4,8 +4,10 @@
 //! operation IDs. Doing it here, once, keeps every operation honest without each
 //! handler repeating the same lines.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 use utoipa::Modify;
 
@@ -86,6 +88,23 @@ fn add_generic(op: &mut Operation) {
             .responses
             .entry(status.to_string())
             .or_insert_with(|| problem_response(description));
+    }
+    // Every answer carries its request ID; a 429 says when to retry.
+    for (status, response) in op.responses.responses.iter_mut() {
+        if let RefOr::T(r) = response {
+            let id = HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some("the request's ID (the client's own, or a new UUID)"))
+                .build();
+            r.headers.insert("x-request-id".into(), id);
+            if status == "429" {
+                let wait = HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("seconds to wait before retrying"))
+                    .build();
+                r.headers.insert("retry-after".into(), wait);
+            }
+        }
     }
     // utoipa leaves a response without a description empty; OpenAPI requires one.
     for (status, response) in op.responses.responses.iter_mut() {

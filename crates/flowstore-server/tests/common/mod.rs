@@ -117,6 +117,7 @@ pub struct Client {
 /// An answer: status, headers and the body parsed as JSON (`Null` when empty).
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub content_type: String,
     pub body: Value,
 }
@@ -165,6 +166,7 @@ impl Client {
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
+        let headers = res.headers().clone();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
@@ -174,6 +176,7 @@ impl Client {
         };
         Answer {
             status,
+            headers,
             content_type,
             body,
         }
