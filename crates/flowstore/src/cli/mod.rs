@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod admin;
 mod backup;
 mod bench;
+pub mod keys;
 mod migrate;
 mod serve;
 
@@ -68,6 +69,10 @@ pub enum Command {
     /// Create, list or revoke API keys of the HTTP API.
     #[command(subcommand)]
     Apikeys(serve::ApiKeysCommand),
+    /// Manage the encryption key: `keys rotate` re-seals every secret under the
+    /// current key.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Measure claim, HTTP, DAG and query speed on a database made for the run, beside
     /// a raw-SQL floor.
     #[command(
@@ -122,7 +127,10 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
     if let Command::Bench(args) = cli.command {
         return bench::run(cli.global.database_url, args).await;
     }
-    let settings = settings(&cli.global)?;
+    let mut settings = settings(&cli.global)?;
+    if let Command::Keys(keys::KeysCommand::Rotate(args)) = &cli.command {
+        keys::prepare(&mut settings, args)?;
+    }
     let store = Store::connect(&settings).await?;
     let result = match cli.command {
         Command::Migrate(cmd) => migrate::run(&store, &settings, cmd).await,
@@ -136,6 +144,9 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Import(args) => backup::import(&store, args).await,
         Command::Serve(args) => serve::serve(&store, args, settings.retention.clone()).await,
         Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
+        Command::Keys(keys::KeysCommand::Rotate(args)) => {
+            keys::rotate(&store, &settings, args).await
+        }
         Command::Bench(_) => unreachable!("handled before connecting"),
         Command::Seed { runs, .. } => {
             store.backend().check_schema().await?;
