@@ -23,7 +23,6 @@ pub struct CreatedKey {
     /// The key to send as `Authorization: Bearer <key>`.
     pub key: String,
     /// The key as stored.
-    #[schema(value_type = doc::ApiKey)]
     pub api_key: ApiKey,
 }
 

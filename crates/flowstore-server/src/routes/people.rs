@@ -53,7 +53,6 @@ pub struct ListNotifications {
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
     /// The user.
-    #[schema(value_type = String)]
     pub user_id: UserId,
     /// owner, admin or member (member when absent).
     pub role: Option<String>,

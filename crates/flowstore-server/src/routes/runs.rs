@@ -35,7 +35,6 @@ pub struct StartRunBody {
     pub input: Option<Value>,
     /// The task this run works on.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub subject_task_id: Option<TaskId>,
     /// Priority added to each step's own.
     #[serde(default)]

@@ -39,7 +39,6 @@ pub struct ClaimBody {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
     /// The task.
-    #[schema(value_type = String)]
     pub task_id: TaskId,
     /// The attempt number from the claim.
     pub attempt: i32,
@@ -52,13 +51,11 @@ pub struct HeartbeatBody {
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     /// The task.
-    #[schema(value_type = String)]
     pub task_id: TaskId,
     /// The attempt number from the claim.
     pub attempt: i32,
     /// What the task produced (any JSON).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub output: Value,
 }
 
@@ -67,12 +64,10 @@ pub struct CompleteBody {
 #[serde(deny_unknown_fields)]
 pub struct FailBody {
     /// The task.
-    #[schema(value_type = String)]
     pub task_id: TaskId,
     /// The attempt number from the claim.
     pub attempt: i32,
     /// What went wrong (any JSON).
-    #[schema(value_type = Object)]
     pub error: Value,
     /// Whether another attempt may succeed.
     #[serde(default)]
