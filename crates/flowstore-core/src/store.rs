@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
+use crate::model::summary::SummaryRepo;
 use crate::model::{
     engine::EngineRepo, identity::IdentityRepo, integration::IntegrationRepo, ops::OpsRepo,
     project::ProjectRepo, registry::RegistryRepo, run::RunRepo, task::TaskRepo,
@@ -26,6 +27,24 @@ pub enum BackendKind {
     Sqlite,
     /// PostgreSQL.
     Postgres,
+}
+
+/// The connections of a backend's pool at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolStatus {
+    /// Connections open, in use or idle.
+    pub size: u32,
+    /// Of which idle.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
+impl PoolStatus {
+    /// Connections in use (open and not idle).
+    pub fn in_use(&self) -> u32 {
+        self.size.saturating_sub(self.idle)
+    }
 }
 
 /// A database behind flowstore: pool, migrations and transactions.
@@ -66,6 +85,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Answers when the database is reachable.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// How many connections the pool holds now, how many of them are idle, and
+    /// how many it may hold.
+    fn pool_status(&self) -> PoolStatus;
+
     /// Closes the pool, waiting for connections to be returned.
     async fn close(&self);
 
@@ -89,6 +112,7 @@ pub trait Tx:
     + OpsRepo
     + EngineRepo
     + IntegrationRepo
+    + SummaryRepo
     + Send
 {
     /// Makes every change of the transaction durable.

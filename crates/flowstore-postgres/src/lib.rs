@@ -19,6 +19,7 @@ mod project;
 mod pull_request;
 mod registry;
 mod run;
+mod summary;
 mod task;
 mod util;
 mod visibility;

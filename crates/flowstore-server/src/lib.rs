@@ -45,6 +45,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(core_routes())
         .merge(resource_routes())
+        .merge(routes::extra::routes())
         .layer(middleware::from_fn_with_state(state.clone(), timeout));
     // The event stream is long-lived: no request timeout.
     let streams = Router::new().route("/api/v1/events", get(events::stream));

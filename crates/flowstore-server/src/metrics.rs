@@ -1,6 +1,7 @@
 //! Prometheus text exposition, written by hand from counters in memory: requests and
-//! latency histograms by route, method and status, claims, lease expirations, and
-//! the queue depth read from the database when scraped.
+//! latency histograms by route, method and status, claims, lease expirations, the
+//! database pool's connections in use and idle, and the queue depth read from the
+//! database when scraped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -161,6 +162,22 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         d
     }
     .await;
+    let pool = state.backend().pool_status();
+    out.push_str(
+        "# HELP flowstore_db_connections Connections of the database pool, by state.\n\
+         # TYPE flowstore_db_connections gauge\n",
+    );
+    let _ = writeln!(
+        out,
+        "flowstore_db_connections{{state=\"in_use\"}} {}\nflowstore_db_connections{{state=\"idle\"}} {}",
+        pool.in_use(),
+        pool.idle
+    );
+    out.push_str(
+        "# HELP flowstore_db_connections_max The most connections the pool opens.\n\
+         # TYPE flowstore_db_connections_max gauge\n",
+    );
+    let _ = writeln!(out, "flowstore_db_connections_max {}", pool.max);
     match depth {
         Ok(rows) => {
             out.push_str("# HELP flowstore_queue_depth Ready and running tasks.\n");

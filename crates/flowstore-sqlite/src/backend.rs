@@ -129,6 +129,14 @@ impl Backend for SqliteBackend {
         BackendKind::Sqlite
     }
 
+    fn pool_status(&self) -> flowstore_core::store::PoolStatus {
+        flowstore_core::store::PoolStatus {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let guard = self.writer.clone().lock_owned().await;
         let tx = self

@@ -13,6 +13,7 @@ pub mod project;
 pub mod pull_request;
 pub mod registry;
 pub mod run;
+pub mod summary;
 pub mod task;
 pub mod viewer;
 pub mod workflow;

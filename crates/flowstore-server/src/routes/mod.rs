@@ -3,6 +3,7 @@
 pub mod apikeys;
 pub mod events;
 pub mod executions;
+pub mod extra;
 pub mod handlers;
 pub mod health;
 pub mod ops;
@@ -10,8 +11,11 @@ pub mod people;
 pub mod projects;
 pub mod pull_requests;
 pub mod runs;
+pub mod system;
+pub mod task_links;
 pub mod tasks;
 pub mod worker;
+pub mod workflow_life;
 pub mod workflows;
 
 use flowstore_core::PageRequest;

@@ -1,0 +1,129 @@
+//! System metrics (record: admin; read: every key, over a time range, newest first,
+//! by cursor) and changes to a registered component (user keys, as registering is).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::ids::ComponentId;
+use flowstore_core::model::identity::Role;
+use flowstore_core::model::registry::SystemMetric;
+use flowstore_core::model::registry::{Component, ComponentPatch, ComponentRef, NewSystemMetric};
+use flowstore_core::model::summary::SystemMetricFilter;
+use flowstore_core::time::Timestamp;
+use flowstore_core::Page;
+use serde::Deserialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
+use utoipa::openapi::RefOr;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+macro_rules! described {
+    ($($name:ident => $desc:literal),* $(,)?) => {
+        $(
+            #[doc = $desc]
+            pub struct $name;
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new().description(Some($desc)).into()
+                }
+            }
+            impl utoipa::ToSchema for $name {}
+        )*
+    };
+}
+
+described! {
+    SystemMetricDoc => "A system metric sample: id, metric_name, metric_value, metric_unit, component, labels, recorded_at.",
+    NewSystemMetricDoc => "A system metric sample to record: metric_name, metric_value (finite), metric_unit, component, labels (an object). Unknown fields are refused.",
+    ComponentPatchDoc => "Changes to a component: status, version, configuration, endpoints, health_check_url, dependencies; absent fields stay, null clears a nullable one. Unknown fields are refused.",
+}
+
+/// Filters and page of `GET /system-metrics`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListSystemMetrics {
+    /// Only samples of this metric.
+    pub name: Option<String>,
+    /// Only samples of this component.
+    pub component: Option<String>,
+    /// Only samples recorded at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only samples recorded before this instant (RFC 3339).
+    pub until: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<Timestamp>> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<Timestamp>()
+            .map(Some)
+            .map_err(|e| Problem::invalid(field, format!("not an RFC 3339 instant: {e}"))),
+    }
+}
+
+/// Records a system metric sample, measured now (admin only).
+#[utoipa::path(post, path = "/api/v1/system-metrics", tag = "system-metrics", request_body = NewSystemMetricDoc,
+    responses((status = 201, body = SystemMetricDoc), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn record(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewSystemMetric>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Role::Admin)?;
+    let mut tx = state.backend().begin().await?;
+    let m = tx.record_system_metric(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(m)))
+}
+
+/// A page of system metric samples, newest first, optionally of one metric or
+/// component and within `[since, until)`.
+#[utoipa::path(get, path = "/api/v1/system-metrics", tag = "system-metrics", params(ListSystemMetrics),
+    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListSystemMetrics>,
+) -> ApiResult<AxumJson<Page<SystemMetric>>> {
+    let filter = SystemMetricFilter {
+        name: q.name,
+        component: q.component,
+        since: instant("since", q.since.as_deref())?,
+        until: instant("until", q.until.as_deref())?,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.page_system_metrics(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// Changes a component, by ID or name.
+#[utoipa::path(patch, path = "/api/v1/components/{which}", tag = "components", request_body = ComponentPatchDoc,
+    params(("which" = String, Path, description = "component ID or name")),
+    responses((status = 200, body = doc::Component), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch_component(
+    State(state): State<AppState>,
+    Path(which): Path<String>,
+    Json(patch): Json<ComponentPatch>,
+) -> ApiResult<AxumJson<Component>> {
+    let which = match which.parse::<ComponentId>() {
+        Ok(id) => ComponentRef::Id(id),
+        Err(_) => ComponentRef::Name(which),
+    };
+    let mut tx = state.backend().begin().await?;
+    let id = tx.get_component(which).await?.id;
+    let c = tx.update_component(id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(c))
+}

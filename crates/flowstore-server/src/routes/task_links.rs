@@ -1,0 +1,106 @@
+//! A task's links and removal: its dependencies, its sub-tasks, deleting it, and a
+//! project's tasks by status. Access by [`crate::access`] as for the task (or the
+//! project) itself.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json as AxumJson;
+use flowstore_core::ids::{ProjectId, TaskId};
+use flowstore_core::model::task::query::{TaskFilter, TaskProgress};
+use flowstore_core::model::task::Task;
+use flowstore_core::model::workflow::SharePermission;
+use flowstore_core::{Page, StoreError};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::access;
+use crate::auth::Caller;
+use crate::error::{ApiResult, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// A page: `cursor` and `limit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChildrenQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Deletes a task with its dependencies and attempts. A step of a run is a 409: it
+/// belongs to the run's record (cancel the run instead).
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "task ID")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.backend().begin().await?;
+    let task = access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
+    if let Some(run) = task.run_id {
+        return Err(StoreError::conflict(
+            "run_id",
+            format!("this task is a step of run {run}; cancel the run instead"),
+        )
+        .into());
+    }
+    tx.delete_task(id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The IDs of the tasks this task depends on, oldest first.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/dependencies", tag = "tasks",
+    params(("id" = String, Path, description = "task ID")),
+    responses((status = 200, body = [String]), (status = 404, body = Problem)))]
+pub async fn dependencies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+) -> ApiResult<AxumJson<Vec<TaskId>>> {
+    let mut tx = state.backend().begin_read().await?;
+    access::task(&mut *tx, &caller, id, SharePermission::Read).await?;
+    Ok(AxumJson(tx.task_dependencies(id).await?))
+}
+
+/// A page of the direct sub-tasks of a task that the key may read, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/children", tag = "tasks", params(ChildrenQuery,
+        ("id" = String, Path, description = "task ID")),
+    responses((status = 200, body = doc::Page), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn children(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+    Query(q): Query<ChildrenQuery>,
+) -> ApiResult<AxumJson<Page<Task>>> {
+    let mut tx = state.backend().begin_read().await?;
+    access::task(&mut *tx, &caller, id, SharePermission::Read).await?;
+    let filter = TaskFilter {
+        parent_task_id: Some(id),
+        viewer: Some(access::viewer(&caller)),
+        ..TaskFilter::default()
+    };
+    Ok(AxumJson(
+        tx.list_tasks(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// A project's tasks by status, with the percentage completed.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/summary", tag = "projects",
+    params(("id" = String, Path, description = "project ID")),
+    responses((status = 200, body = doc::TaskProgress), (status = 404, body = Problem)))]
+pub async fn project_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ProjectId>,
+) -> ApiResult<AxumJson<TaskProgress>> {
+    let mut tx = state.backend().begin_read().await?;
+    access::project(&mut *tx, &caller, id, SharePermission::Read).await?;
+    Ok(AxumJson(tx.project_progress(id).await?))
+}
