@@ -15,6 +15,7 @@ use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// How many runs of a workflow are in each status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCounts {
     /// Every run.
     pub total: i64,
@@ -55,6 +56,7 @@ impl RunCounts {
 /// A workflow at a glance: its runs by status, seed 000's statistics over them, and
 /// its tasks by status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowSummary {
     /// Runs by status.
     pub runs: RunCounts,

@@ -71,6 +71,7 @@ page_schemas! {
     TeamPage => Team,
     NotificationPage => Notification,
     ApiKeyPage => ApiKey,
+    SystemMetricPage => flowstore_core::model::registry::SystemMetric,
 }
 
 /// Declares a schema written by hand for a body that has no Rust type of its own

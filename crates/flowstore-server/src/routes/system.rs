@@ -13,35 +13,12 @@ use flowstore_core::model::summary::SystemMetricFilter;
 use flowstore_core::time::Timestamp;
 use flowstore_core::Page;
 use serde::Deserialize;
-use utoipa::openapi::schema::{ObjectBuilder, Schema};
-use utoipa::openapi::RefOr;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
-
-macro_rules! described {
-    ($($name:ident => $desc:literal),* $(,)?) => {
-        $(
-            #[doc = $desc]
-            pub struct $name;
-            impl utoipa::PartialSchema for $name {
-                fn schema() -> RefOr<Schema> {
-                    ObjectBuilder::new().description(Some($desc)).into()
-                }
-            }
-            impl utoipa::ToSchema for $name {}
-        )*
-    };
-}
-
-described! {
-    SystemMetricDoc => "A system metric sample: id, metric_name, metric_value, metric_unit, component, labels, recorded_at.",
-    NewSystemMetricDoc => "A system metric sample to record: metric_name, metric_value (finite), metric_unit, component, labels (an object). Unknown fields are refused.",
-    ComponentPatchDoc => "Changes to a component: status, version, configuration, endpoints, health_check_url, dependencies; absent fields stay, null clears a nullable one. Unknown fields are refused.",
-}
 
 /// Filters and page of `GET /system-metrics`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,8 +50,8 @@ fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<Timestamp>> {
 }
 
 /// Records a system metric sample, measured now (admin only).
-#[utoipa::path(post, path = "/api/v1/system-metrics", tag = "system-metrics", request_body = NewSystemMetricDoc,
-    responses((status = 201, body = SystemMetricDoc), (status = 403, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/system-metrics", tag = "system-metrics", request_body = NewSystemMetric,
+    responses((status = 201, body = SystemMetric), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn record(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,7 +67,7 @@ pub async fn record(
 /// A page of system metric samples, newest first, optionally of one metric or
 /// component and within `[since, until)`.
 #[utoipa::path(get, path = "/api/v1/system-metrics", tag = "system-metrics", params(ListSystemMetrics),
-    responses((status = 200, body = doc::Page), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::SystemMetricPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListSystemMetrics>,
@@ -109,7 +86,7 @@ pub async fn list(
 }
 
 /// Changes a component, by ID or name.
-#[utoipa::path(patch, path = "/api/v1/components/{which}", tag = "components", request_body = ComponentPatchDoc,
+#[utoipa::path(patch, path = "/api/v1/components/{which}", tag = "components", request_body = ComponentPatch,
     params(("which" = String, Path, description = "component ID or name")),
     responses((status = 200, body = doc::Component), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_component(

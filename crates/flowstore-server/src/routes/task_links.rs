@@ -71,7 +71,7 @@ pub async fn dependencies(
 /// A page of the direct sub-tasks of a task that the key may read, newest first.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/children", tag = "tasks", params(ChildrenQuery,
         ("id" = String, Path, description = "task ID")),
-    responses((status = 200, body = doc::Page), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::TaskPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn children(
     State(state): State<AppState>,
     caller: Caller,

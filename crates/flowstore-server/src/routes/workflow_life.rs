@@ -14,8 +14,6 @@ use flowstore_core::model::summary::WorkflowSummary;
 use flowstore_core::model::workflow::{SharePermission, Workflow, WorkflowVersion};
 use flowstore_core::{PageRequest, StoreError};
 use serde::Deserialize;
-use utoipa::openapi::schema::{ObjectBuilder, Schema};
-use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use crate::access;
@@ -31,24 +29,6 @@ pub struct DuplicateBody {
     /// The copy's name; required, at most 255 characters.
     pub name: String,
 }
-
-/// A workflow at a glance (documentation of
-/// `flowstore_core::model::summary::WorkflowSummary`).
-pub struct WorkflowSummaryDoc;
-
-impl utoipa::PartialSchema for WorkflowSummaryDoc {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .description(Some(
-                "A workflow at a glance: runs (counts by status and total), statistics \
-                 (seed 000's totals and durations, from the counters) and tasks (counts by \
-                 status and percent_complete).",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for WorkflowSummaryDoc {}
 
 /// Archives a workflow: it stays readable with its runs but can no longer be
 /// started. Archiving again keeps the first `archived_at`.
@@ -135,7 +115,7 @@ pub async fn version(
 /// tasks by status.
 #[utoipa::path(get, path = "/api/v1/workflows/{id}/summary", tag = "workflows",
     params(("id" = String, Path, description = "workflow ID")),
-    responses((status = 200, body = WorkflowSummaryDoc), (status = 404, body = Problem)))]
+    responses((status = 200, body = WorkflowSummary), (status = 404, body = Problem)))]
 pub async fn summary(
     State(state): State<AppState>,
     caller: Caller,
