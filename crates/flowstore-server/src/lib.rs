@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod webhooks;
 
 pub use error::Problem;
 pub use state::{AppState, ServerConfig};
@@ -217,13 +218,15 @@ async fn not_found() -> Problem {
 /// Serves `state`'s API on `listener` until `shutdown` completes; then stops
 /// accepting, ends event streams and long polls, and waits for requests in flight.
 /// A maintenance task reaps expired leases, enforces timeouts and (on PostgreSQL)
-/// numbers events while the server runs.
+/// numbers events while the server runs; the webhook dispatcher ([`webhooks`])
+/// delivers events to webhooks.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let maintenance = tokio::spawn(maintain(state.clone()));
+    let dispatcher = tokio::spawn(webhooks::run(state.clone()));
     let signal_state = state.clone();
     let result = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move {
@@ -233,6 +236,7 @@ pub async fn serve(
         })
         .await;
     maintenance.abort();
+    dispatcher.abort();
     result
 }
 

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub key_cache_ttl: Duration,
     /// Least time between two `last_used_at` updates of one key.
     pub touch_interval: Duration,
+    /// The webhook dispatcher's settings.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             maintenance_interval: Duration::from_secs(1),
             key_cache_ttl: Duration::from_secs(10),
             touch_interval: Duration::from_secs(60),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -126,6 +129,8 @@ impl AppState {
         &self.inner.work
     }
 
+    /// Wakes when something changed (event streams and the webhook dispatcher wait
+    /// on it).
     pub(crate) fn event_notify(&self) -> &Notify {
         &self.inner.events
     }
