@@ -108,11 +108,12 @@ impl EngineStore for PostgresTx {
         attempt_ids: &[AttemptId],
     ) -> StoreResult<Vec<ClaimedTask>> {
         let lease_until = now + chrono::Duration::from_std(request.lease).unwrap_or_default();
-        let rows = sqlx::query(
+        let (restrict, me) = crate::visibility::binds(&request.executor);
+        let rows = sqlx::query(&format!(
             "WITH picked AS (
                 SELECT t.id FROM tasks t
                  WHERE t.status = 'ready' AND t.handler_type = ANY($1)
-                   AND (t.run_after IS NULL OR t.run_after <= $3)
+                   AND (t.run_after IS NULL OR t.run_after <= $3){}
                  ORDER BY t.priority DESC, t.id
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED
@@ -139,13 +140,16 @@ impl EngineStore for PostgresTx {
              )
              SELECT n.id, n.attempt, n.run_id, n.step_key, n.handler_type, n.parameters, a.id AS attempt_id
                FROM numbered n JOIN attempts a ON a.task_id = n.id",
-        )
+            crate::visibility::claimable("t", "$7", "$8")
+        ))
         .bind(&request.handler_types)
         .bind(i64::from(request.limit))
         .bind(now)
         .bind(&request.worker_id)
         .bind(lease_until)
         .bind(uuids(attempt_ids, |a| a.0))
+        .bind(restrict)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;

@@ -103,7 +103,8 @@ impl EngineStore for SqliteTx {
     ) -> StoreResult<Vec<ClaimedTask>> {
         let lease_until = now + chrono::Duration::from_std(request.lease).unwrap_or_default();
         let (now_s, until_s) = (ts(&now), ts(&lease_until));
-        let rows = sqlx::query(
+        let (restrict, me) = crate::visibility::binds(&request.executor);
+        let rows = sqlx::query(&format!(
             "UPDATE tasks
                 SET status = 'running', attempt = attempt + 1, lease_owner = ?4,
                     lease_expires_at = ?5, run_after = NULL,
@@ -111,15 +112,18 @@ impl EngineStore for SqliteTx {
               WHERE id IN (SELECT t.id FROM tasks t
                             WHERE t.status = 'ready'
                               AND t.handler_type IN (SELECT value FROM json_each(?1))
-                              AND (t.run_after IS NULL OR t.run_after <= ?3)
+                              AND (t.run_after IS NULL OR t.run_after <= ?3){}
                             ORDER BY t.priority DESC, t.id LIMIT ?2)
              RETURNING id, attempt, run_id, step_key, handler_type, parameters",
-        )
+            crate::visibility::claimable("t", "?6", "?7")
+        ))
         .bind(json_list(&request.handler_types))
         .bind(i64::from(request.limit))
         .bind(&now_s)
         .bind(&request.worker_id)
         .bind(&until_s)
+        .bind(restrict)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;

@@ -109,3 +109,19 @@ pub(crate) fn push(
             .push(")");
     }
 }
+
+/// ` AND …`: the task `t` belongs to a workflow the claiming key may execute (no
+/// workflow, an unowned one, its own, or one shared with it or its teams for execute
+/// or write), unless `restrict` is false. `restrict` and `me` are placeholders bound
+/// from [`binds`] of the request's executor.
+pub(crate) fn claimable(t: &str, restrict: &str, me: &str) -> String {
+    format!(
+        " AND (NOT {restrict} OR {t}.workflow_id IS NULL OR EXISTS (
+            SELECT 1 FROM workflows cw WHERE cw.id = {t}.workflow_id
+               AND (cw.owner_id IS NULL OR cw.owner_id = {me} OR EXISTS (
+                   SELECT 1 FROM workflow_shares cs WHERE cs.workflow_id = cw.id
+                      AND cs.permission IN ('execute', 'write')
+                      AND (cs.user_id = {me} OR cs.team_id IN
+                          (SELECT ctm.team_id FROM team_members ctm WHERE ctm.user_id = {me}))))))"
+    )
+}

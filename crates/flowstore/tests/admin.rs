@@ -90,6 +90,7 @@ async fn claim_one(store: &Store) -> ClaimedTask {
             handler_types: vec!["shell".into()],
             limit: 1,
             lease: Duration::from_secs(60),
+            executor: None,
         })
         .await
         .unwrap();

@@ -19,6 +19,7 @@ use crate::ids::{AttemptId, RunId, TaskId, WorkflowId};
 use crate::model::run::FailureStrategy;
 use crate::model::run::{ExecutionStatistics, RunStatus, WorkflowExecution};
 use crate::model::task::TaskStatus;
+use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::{validate, StoreError, StoreResult};
 
@@ -127,6 +128,11 @@ pub struct ClaimRequest {
     /// How long the worker holds each task before it must heartbeat.
     #[serde(with = "millis")]
     pub lease: Duration,
+    /// Whose key asks, when only the tasks of workflows it may execute are to be
+    /// handed out: their owner's, unowned ones, and those shared with it for execute
+    /// or write (tasks of no workflow too). `None`, or an admin, takes any task.
+    #[serde(skip)]
+    pub executor: Option<Viewer>,
 }
 
 impl ClaimRequest {
@@ -473,6 +479,7 @@ mod tests {
             handler_types: vec!["shell".into()],
             limit: 10,
             lease: Duration::from_secs(30),
+            executor: None,
         };
         assert!(ok.check().is_ok());
         assert!(ClaimRequest {
@@ -489,6 +496,7 @@ mod tests {
         .is_err());
         assert!(ClaimRequest {
             lease: Duration::from_secs(7200),
+            executor: None,
             ..ok.clone()
         }
         .check()

@@ -1,5 +1,10 @@
 //! The worker protocol: claim (long poll), heartbeat, complete, fail. The attempt
 //! number from a claim is a fencing token: a stale one is refused with 409.
+//!
+//! A key other than an admin's works only on tasks of workflows it may execute (its
+//! own, unowned ones, and those shared with it for execute or write; tasks of no
+//! workflow too): a claim hands out no others, and a report on another is refused
+//! (404 when the key may not read the workflow, 403 when it may only read it).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,10 +13,14 @@ use axum::extract::State;
 use axum::Json as AxumJson;
 use flowstore_core::ids::TaskId;
 use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition};
+use flowstore_core::model::workflow::SharePermission;
+use flowstore_core::Tx;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::access;
+use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Problem};
 use crate::openapi as doc;
 use crate::state::AppState;
@@ -79,6 +88,7 @@ pub struct FailBody {
     responses((status = 200, body = [doc::ClaimedTask]), (status = 422, body = Problem)))]
 pub async fn claim(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<ClaimBody>,
 ) -> ApiResult<AxumJson<Vec<ClaimedTask>>> {
     let request = ClaimRequest {
@@ -86,6 +96,7 @@ pub async fn claim(
         handler_types: body.handler_types,
         limit: body.limit,
         lease: Duration::from_millis(body.lease_ms),
+        executor: Some(access::viewer(&caller)),
     };
     request.check().map_err(|e| match e {
         flowstore_core::StoreError::Invalid { field, reason } if field == "lease" => {
@@ -138,9 +149,10 @@ pub async fn claim(
 
 /// Extends a lease; tells the worker whether its run was cancelled.
 #[utoipa::path(post, path = "/api/v1/worker/heartbeat", tag = "worker", request_body = HeartbeatBody,
-    responses((status = 200, body = doc::Heartbeat), (status = 409, body = Problem, description = "stale attempt")))]
+    responses((status = 200, body = doc::Heartbeat), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<HeartbeatBody>,
 ) -> ApiResult<AxumJson<Heartbeat>> {
     let lease = Duration::from_millis(body.lease_ms);
@@ -151,6 +163,7 @@ pub async fn heartbeat(
         attempt: body.attempt,
     };
     let mut tx = state.backend().begin().await?;
+    check_executes(&mut *tx, &caller, body.task_id).await?;
     let hb = tx.heartbeat(attempt, lease).await?;
     tx.commit().await?;
     Ok(AxumJson(hb))
@@ -158,9 +171,10 @@ pub async fn heartbeat(
 
 /// Completes an attempt with its output.
 #[utoipa::path(post, path = "/api/v1/worker/complete", tag = "worker", request_body = CompleteBody,
-    responses((status = 200, body = doc::Transition), (status = 409, body = Problem, description = "stale attempt")))]
+    responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn complete(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<CompleteBody>,
 ) -> ApiResult<AxumJson<Transition>> {
     let attempt = AttemptRef {
@@ -168,6 +182,7 @@ pub async fn complete(
         attempt: body.attempt,
     };
     let mut tx = state.backend().begin().await?;
+    check_executes(&mut *tx, &caller, body.task_id).await?;
     let t = tx.complete(attempt, body.output).await?;
     tx.commit().await?;
     state.notify_changed();
@@ -176,9 +191,10 @@ pub async fn complete(
 
 /// Fails an attempt; retried with backoff while retries remain and it is retryable.
 #[utoipa::path(post, path = "/api/v1/worker/fail", tag = "worker", request_body = FailBody,
-    responses((status = 200, body = doc::Transition), (status = 409, body = Problem, description = "stale attempt")))]
+    responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn fail(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<FailBody>,
 ) -> ApiResult<AxumJson<Transition>> {
     let attempt = AttemptRef {
@@ -186,8 +202,31 @@ pub async fn fail(
         attempt: body.attempt,
     };
     let mut tx = state.backend().begin().await?;
+    check_executes(&mut *tx, &caller, body.task_id).await?;
     let t = tx.fail(attempt, body.error, body.retryable).await?;
     tx.commit().await?;
     state.notify_changed();
     Ok(AxumJson(t))
+}
+
+/// Refuses a report on a task of a workflow `caller` may not execute (see the
+/// module's rule, which the claim query applies too).
+async fn check_executes(tx: &mut dyn Tx, caller: &Caller, id: TaskId) -> ApiResult<()> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let task = tx.get_task(id).await?;
+    if let Some(w) = task.workflow_id {
+        let wf = tx.get_workflow(w).await?;
+        access::check_workflow(tx, caller, &wf, SharePermission::Execute)
+            .await
+            .map_err(|p| {
+                if p.status == 404 {
+                    Problem::not_found(format!("no task {id}"))
+                } else {
+                    p
+                }
+            })?;
+    }
+    Ok(())
 }

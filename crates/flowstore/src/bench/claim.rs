@@ -154,6 +154,7 @@ async fn drive(
                             handler_types: vec![handler.clone()],
                             limit: batch,
                             lease: Duration::from_secs(600),
+                            executor: None,
                         };
                         let mut tx = backend.begin().await?;
                         let c = tx.claim(&request).await?;

@@ -91,6 +91,7 @@ pub(crate) async fn run(
                     handler_types: vec!["bench-dag".into()],
                     limit: DAG_BATCH,
                     lease: Duration::from_secs(600),
+                    executor: None,
                 };
                 let mut seen = Vec::new();
                 let (mut cl, mut co) = (Samples::default(), Samples::default());

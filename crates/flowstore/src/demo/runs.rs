@@ -293,6 +293,7 @@ impl Driver {
                         handler_types: vec![handler.to_string()],
                         limit: 1000,
                         lease: LEASE,
+                        executor: None,
                     })
                     .await?;
                 tally.attempts += claimed.len() as u64;
@@ -381,6 +382,7 @@ async fn time_out(tx: &mut dyn Tx, tally: &mut Tally) -> StoreResult<()> {
         handler_types: vec![handler.to_string()],
         limit: 1000,
         lease: LEASE,
+        executor: None,
     };
     let pings = tx.claim(&claim("http")).await?;
     for c in &pings {

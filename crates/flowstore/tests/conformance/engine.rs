@@ -95,6 +95,7 @@ fn claim_req(worker: &str, limit: u32, lease_ms: u64) -> ClaimRequest {
         handler_types: vec!["shell".into()],
         limit,
         lease: Duration::from_millis(lease_ms),
+        executor: None,
     }
 }
 

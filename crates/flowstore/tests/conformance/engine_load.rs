@@ -82,6 +82,7 @@ async fn sixteen_workers_complete_every_task_exactly_once(store: Store) {
                     handler_types: vec!["load".into()],
                     limit: 4,
                     lease: Duration::from_secs(600),
+                    executor: None,
                 };
                 let mut tx = store.begin().await.unwrap();
                 let claimed = tx.claim(&request).await.unwrap();

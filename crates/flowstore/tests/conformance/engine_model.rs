@@ -407,6 +407,7 @@ impl Ctx<'_> {
                 handler_types: vec![self.handler.clone()],
                 limit: 1000,
                 lease,
+                executor: None,
             })
             .await
             .unwrap();
