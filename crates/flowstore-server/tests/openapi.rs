@@ -9,6 +9,8 @@
 mod common;
 #[path = "openapi/core_flows.rs"]
 mod core_flows;
+#[path = "openapi/more_flows.rs"]
+mod more_flows;
 #[path = "openapi/resource_flows.rs"]
 mod resource_flows;
 #[path = "openapi/validate.rs"]
@@ -184,6 +186,7 @@ async fn answers_match_the_document(b: Arc<dyn Backend>) {
     };
     let pid = core_flows::operations_to_executions(&t, &b, &k).await;
     resource_flows::tasks_to_keys(&t, &b, &k, &pid).await;
+    more_flows::life_links_and_system(&t, &k).await;
 }
 
 /// Every documented path and method is routed (never the fallback's 404 or a 405),
