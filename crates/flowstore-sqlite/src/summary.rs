@@ -1,7 +1,7 @@
 //! Summaries and time-ranged queries (`SummaryRepo`) on SQLite.
 
 use async_trait::async_trait;
-use flowstore_core::ids::ProjectId;
+use flowstore_core::ids::{ProjectId, WorkflowId};
 use flowstore_core::model::registry::SystemMetric;
 use flowstore_core::model::run::RunStatus;
 use flowstore_core::model::summary::{RunCounts, SummaryRepo, SystemMetricFilter};
@@ -44,6 +44,19 @@ impl SummaryRepo for SqliteTx {
         .await
         .map_err(map_err)?;
         Ok(RunCounts::from_counts(&rows))
+    }
+
+    async fn workflow_has_runs(&mut self, id: WorkflowId) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM workflow_executions WHERE workflow_ref = ?1
+             UNION ALL SELECT 1 FROM workflow_executions WHERE workflow_id = ?2 LIMIT 1",
+        )
+        .bind(id)
+        .bind(id.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(found.is_some())
     }
 
     async fn page_system_metrics(

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ProjectId;
+use crate::ids::{ProjectId, WorkflowId};
 use crate::model::registry::SystemMetric;
 use crate::model::run::{ExecutionStatistics, RunStatus};
 use crate::model::task::query::TaskProgress;
@@ -105,6 +105,9 @@ pub trait SummaryRepo: Send {
     /// A workflow's runs by status, from the counters kept by the database (a few
     /// rows whatever the number of runs). `workflow_id` is seed 000's free text.
     async fn run_counts(&mut self, workflow_id: &str) -> StoreResult<RunCounts>;
+    /// Whether any run belongs to the stored workflow `id`: by its `workflow_ref`,
+    /// or by a `workflow_id` text equal to the ID.
+    async fn workflow_has_runs(&mut self, id: WorkflowId) -> StoreResult<bool>;
     /// A page of system metric samples matching `filter`, newest first.
     async fn page_system_metrics(
         &mut self,

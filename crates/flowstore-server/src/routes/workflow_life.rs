@@ -12,7 +12,7 @@ use axum::Json as AxumJson;
 use flowstore_core::ids::WorkflowId;
 use flowstore_core::model::summary::WorkflowSummary;
 use flowstore_core::model::workflow::{SharePermission, Workflow, WorkflowVersion};
-use flowstore_core::{PageRequest, StoreError};
+use flowstore_core::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -59,10 +59,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
     access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
-    let runs = tx
-        .list_by_workflow(&id.to_string(), None, &PageRequest::first(1))
-        .await?;
-    if !runs.items.is_empty() {
+    if tx.workflow_has_runs(id).await? {
         return Err(StoreError::conflict(
             "workflow",
             "this workflow has runs, which would lose their tasks; archive it instead \
