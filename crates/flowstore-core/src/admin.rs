@@ -44,12 +44,14 @@ pub enum FindingKind {
     Corruption,
     /// An index PostgreSQL marked invalid (a failed concurrent build).
     InvalidIndex,
+    /// An entry of the audit log that does not verify against the hash chain.
+    BrokenAuditChain,
 }
 
 impl FindingKind {
     /// The order repairs run in: leases first (reaping changes task states), then the
     /// rows that others depend on, counters last (they recount what the rest left).
-    pub const REPAIR_ORDER: [FindingKind; 12] = [
+    pub const REPAIR_ORDER: [FindingKind; 13] = [
         FindingKind::ExpiredLease,
         FindingKind::Orphan,
         FindingKind::CrossRunDependency,
@@ -62,6 +64,7 @@ impl FindingKind {
         FindingKind::Corruption,
         FindingKind::WorkflowStatsDrift,
         FindingKind::MetricRollupDrift,
+        FindingKind::BrokenAuditChain,
     ];
 
     /// The kind's name as printed.
@@ -79,6 +82,7 @@ impl FindingKind {
             FindingKind::StaleLock => "stale_lock",
             FindingKind::Corruption => "corruption",
             FindingKind::InvalidIndex => "invalid_index",
+            FindingKind::BrokenAuditChain => "broken_audit_chain",
         }
     }
 }
@@ -292,7 +296,8 @@ pub trait AdminBackend: Send + Sync {
 /// transaction, then checks again to report what remains.
 pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport> {
     let admin = backend.admin();
-    let (findings, notes) = admin.find_problems(now()).await?;
+    let (mut findings, notes) = admin.find_problems(now()).await?;
+    findings.extend(audit_chain_finding(backend).await?);
     let mut repairs = Vec::new();
     let remaining = if fix && !findings.is_empty() {
         for kind in FindingKind::REPAIR_ORDER {
@@ -328,7 +333,8 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
                 },
             });
         }
-        let remaining = admin.find_problems(now()).await?.0;
+        let mut remaining = admin.find_problems(now()).await?.0;
+        remaining.extend(audit_chain_finding(backend).await?);
         // A kind that is still found after its repair was (partly) left on purpose.
         for r in &mut repairs {
             if r.note.is_none() && remaining.iter().any(|f| f.kind == r.kind) {
@@ -348,8 +354,27 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
     })
 }
 
+/// Walks the audit log's hash chain; a finding for the first entry that does not
+/// verify. The walk is the same on both backends, so it lives here rather than in
+/// [`AdminBackend::find_problems`].
+async fn audit_chain_finding(backend: &dyn Backend) -> StoreResult<Option<Finding>> {
+    let mut tx = backend.begin_read().await?;
+    let verified = tx.verify_audit_chain().await;
+    let _ = tx.rollback().await;
+    Ok(verified?.first_broken.map(|b| Finding {
+        kind: FindingKind::BrokenAuditChain,
+        table: "audit_log".into(),
+        count: 1,
+        examples: vec![format!("seq {} ({})", b.seq, b.id)],
+        detail: format!("the hash chain breaks at seq {}: {}", b.seq, b.reason),
+    }))
+}
+
 fn unrepairable(kind: FindingKind) -> &'static str {
     match kind {
+        FindingKind::BrokenAuditChain => {
+            "the audit log is evidence and is never rewritten: compare it with a backup to see what was changed"
+        }
         FindingKind::Corruption => {
             "corrupt pages cannot be repaired in place: restore from a backup or dump what is readable"
         }

@@ -169,3 +169,7 @@ id_type!(
     /// Identifies a webhook delivery.
     DeliveryId
 );
+id_type!(
+    /// Identifies an entry of the audit log.
+    AuditEntryId
+);

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
 use crate::model::summary::SummaryRepo;
+use crate::model::audit::AuditRepo;
 use crate::model::{
     engine::EngineRepo, identity::IdentityRepo, integration::IntegrationRepo, ops::OpsRepo,
     project::ProjectRepo, registry::RegistryRepo, run::RunRepo, task::TaskRepo,
@@ -113,6 +114,7 @@ pub trait Tx:
     + EngineRepo
     + IntegrationRepo
     + SummaryRepo
+    + AuditRepo
     + Send
 {
     /// Makes every change of the transaction durable.

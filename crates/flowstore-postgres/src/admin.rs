@@ -450,8 +450,10 @@ impl AdminBackend for PostgresBackend {
                 names.len() as u64
             }
             // Leases go through the engine's reaper (see `admin::check`); a damaged
-            // b-tree needs an operator.
-            FindingKind::ExpiredLease | FindingKind::Corruption => return Ok(None),
+            // b-tree needs an operator; the audit log is evidence, never rewritten.
+            FindingKind::ExpiredLease | FindingKind::Corruption | FindingKind::BrokenAuditChain => {
+                return Ok(None)
+            }
         };
         tx.commit().await.map_err(map_err)?;
         Ok(Some(n))

@@ -6,8 +6,8 @@ use flowstore_core::crypto::sha256_hex;
 use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
 use flowstore_core::model::identity::{
     burn_password_check, hash_password, normalize_email, password_matches, random_token,
-    IdentityRepo, LoginOutcome, NewTeam, NewUser, Team, TeamMember, TeamRole, User, UserFilter,
-    UserPatch, UserStatus, RESET_TOKEN_TTL,
+    IdentityRepo, LoginOutcome, NewTeam, NewUser, Role, Team, TeamMember, TeamRole, User,
+    UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
 };
 use flowstore_core::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
@@ -197,6 +197,48 @@ impl IdentityRepo for PostgresTx {
         .bind(now);
         self.update_user_row(user.id, q).await?;
         Ok(LoginOutcome::Success(self.get_user(user.id).await?))
+    }
+
+    async fn set_password(
+        &mut self,
+        id: UserId,
+        new_password: &str,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> StoreResult<User> {
+        let hash = hash_password(new_password)?;
+        let q = sqlx::query(
+            "UPDATE users SET password_hash = $2, failed_login_count = 0, locked_until = NULL,
+                updated_at = $3
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&hash)
+        .bind(now);
+        self.update_user_row(id, q).await?;
+        // A new password ends every other session opened with the old one.
+        sqlx::query(
+            "UPDATE user_sessions SET revoked_at = $2
+             WHERE user_id = $1 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id <> $3)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(keep)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        self.get_user(id).await
+    }
+
+    async fn count_active_admins(&mut self) -> StoreResult<u64> {
+        let ids: Vec<UserId> =
+            sqlx::query_scalar("SELECT id FROM users WHERE role = $1 AND status = $2 FOR UPDATE")
+                .bind(Role::Admin)
+                .bind(UserStatus::Active)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        Ok(ids.len() as u64)
     }
 
     async fn issue_reset_token(&mut self, id: UserId, now: Timestamp) -> StoreResult<String> {

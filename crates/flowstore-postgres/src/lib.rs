@@ -5,6 +5,7 @@
 
 mod admin;
 mod archive;
+mod audit;
 mod backend;
 mod engine;
 mod error;

@@ -471,10 +471,12 @@ impl AdminBackend for SqliteBackend {
                 .await?
             }
             // Leases go through the engine's reaper (see `admin::check`); corrupt pages
-            // and index states have no safe repair here.
-            FindingKind::ExpiredLease | FindingKind::Corruption | FindingKind::InvalidIndex => {
-                return Ok(None)
-            }
+            // and index states have no safe repair here; the audit log is evidence,
+            // never rewritten.
+            FindingKind::ExpiredLease
+            | FindingKind::Corruption
+            | FindingKind::InvalidIndex
+            | FindingKind::BrokenAuditChain => return Ok(None),
         };
         tx.commit().await.map_err(map_err)?;
         Ok(Some(n))

@@ -7,6 +7,7 @@
 
 mod admin;
 mod archive;
+mod audit;
 mod backend;
 mod engine;
 mod error;

@@ -449,6 +449,20 @@ pub trait IdentityRepo: Send {
         password: &str,
         now: Timestamp,
     ) -> StoreResult<LoginOutcome>;
+    /// Sets a new password (checked and hashed here), clears the failure counter and
+    /// lock, and revokes every live session of the user but `keep` (the session
+    /// that asked for the change, which stays signed in).
+    async fn set_password(
+        &mut self,
+        id: UserId,
+        new_password: &str,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> StoreResult<User>;
+    /// How many active admin users there are. On PostgreSQL their rows stay locked
+    /// until the transaction ends, so that two transactions cannot each demote or
+    /// remove one of the last two admins.
+    async fn count_active_admins(&mut self) -> StoreResult<u64>;
     /// Issues a password-reset token valid for [`RESET_TOKEN_TTL`] from `now`,
     /// replacing any earlier one. Only its hash is stored; the token is returned once.
     async fn issue_reset_token(&mut self, id: UserId, now: Timestamp) -> StoreResult<String>;

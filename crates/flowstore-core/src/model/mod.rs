@@ -1,6 +1,8 @@
 //! Domain types and the repository trait of each area. Each area's types and its
 //! trait live in one module; [`crate::Tx`] gathers the traits.
 
+pub mod audit;
+pub mod audit_chain;
 pub mod dag;
 pub mod engine;
 pub mod engine_store;

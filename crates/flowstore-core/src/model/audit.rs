@@ -1,0 +1,247 @@
+//! The audit log (seeds 003 and 004): who did what to which entity, with the entity
+//! before and after. The log is append-only (triggers refuse UPDATE and DELETE in
+//! both backends) and hash-chained: each entry's hash covers the previous entry's hash
+//! and the entry itself ([`crate::model::audit_chain`]), so an entry edited or removed
+//! by someone who bypassed the triggers breaks the chain where it stood.
+//!
+//! An entry is appended in the caller's transaction, so it is written if and only if
+//! the change it describes is. Appenders are serialised (PostgreSQL: a transaction
+//! advisory lock; SQLite: the writer lock every write transaction holds), so two
+//! concurrent appends never fork the chain.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::AuditEntryId;
+use crate::model::audit_chain::{entry_hash, ChainVerifier, GENESIS_HASH};
+use crate::text_enum;
+use crate::time::Timestamp;
+use crate::validate;
+use crate::{Page, PageRequest, StoreError, StoreResult};
+
+pub use crate::model::audit_chain::{BrokenLink, ChainVerification};
+
+text_enum!(
+    /// Whom `actor_id` identifies.
+    ActorType, "actor_type" {
+        /// A user (signed in with a session, or through an API key of theirs).
+        User => "user",
+        /// An API key that acts for no user (such as the bootstrap admin key).
+        ApiKey => "api_key",
+        /// flowstore itself, or a client not yet identified (a failed sign-in).
+        System => "system",
+    }
+);
+
+/// Longest action and entity type accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// One entry of the audit log as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    /// Its place in the chain, from 1 without gaps.
+    pub seq: i64,
+    /// Its ID.
+    pub id: AuditEntryId,
+    /// Whom `actor_id` identifies.
+    pub actor_type: ActorType,
+    /// Who acted: a user ID, an API key ID, or none.
+    pub actor_id: Option<String>,
+    /// What was done, such as `workflow.update`.
+    pub action: String,
+    /// The kind of entity, such as `workflow`.
+    pub entity_type: String,
+    /// Which entity.
+    pub entity_id: Option<String>,
+    /// The entity before the change (none for a creation).
+    pub before: Option<Value>,
+    /// The entity after the change (none for a deletion).
+    pub after: Option<Value>,
+    /// The client's address, when known.
+    pub ip_address: Option<String>,
+    /// The request that made the change, to find its logs.
+    pub request_id: Option<String>,
+    /// When it was written.
+    pub created_at: Timestamp,
+    /// The hash of the entry before it ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and the canonical form of this entry.
+    pub hash: String,
+}
+
+/// What a caller gives to append an entry; the store adds `seq`, the ID, the time
+/// and the hashes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAuditEntry {
+    /// Whom `actor_id` identifies.
+    pub actor_type: ActorType,
+    /// Who acted; at most 255 characters.
+    #[serde(default)]
+    pub actor_id: Option<String>,
+    /// What was done; 1 to 100 characters.
+    pub action: String,
+    /// The kind of entity; 1 to 100 characters.
+    pub entity_type: String,
+    /// Which entity; at most 255 characters.
+    #[serde(default)]
+    pub entity_id: Option<String>,
+    /// The entity before the change; at most 1 MiB of JSON.
+    #[serde(default)]
+    pub before: Option<Value>,
+    /// The entity after the change; at most 1 MiB of JSON.
+    #[serde(default)]
+    pub after: Option<Value>,
+    /// The client's address; at most 64 characters.
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    /// The request's ID; at most 128 characters.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+impl NewAuditEntry {
+    /// An entry with no before, after, address or request.
+    pub fn new(
+        actor_type: ActorType,
+        actor_id: Option<String>,
+        action: impl Into<String>,
+        entity_type: impl Into<String>,
+        entity_id: Option<String>,
+    ) -> Self {
+        NewAuditEntry {
+            actor_type,
+            actor_id,
+            action: action.into(),
+            entity_type: entity_type.into(),
+            entity_id,
+            before: None,
+            after: None,
+            ip_address: None,
+            request_id: None,
+        }
+    }
+
+    /// Checks every field and builds the entry that follows `prev` (`None` when the
+    /// log is empty), hashes included.
+    pub fn into_entry(self, prev: Option<(i64, &str)>, now: Timestamp) -> StoreResult<AuditEntry> {
+        for (field, v) in [("before", &self.before), ("after", &self.after)] {
+            if let Some(v) = v {
+                validate::json_size(field, v)?;
+            }
+        }
+        let (prev_seq, prev_hash) = prev.unwrap_or((0, GENESIS_HASH));
+        let mut e = AuditEntry {
+            seq: prev_seq + 1,
+            id: AuditEntryId::new(),
+            actor_type: self.actor_type,
+            actor_id: validate::optional_text("actor_id", self.actor_id.as_deref(), 255)?,
+            action: validate::required_text("action", &self.action, MAX_NAME_CHARS)?,
+            entity_type: validate::required_text("entity_type", &self.entity_type, MAX_NAME_CHARS)?,
+            entity_id: validate::optional_text("entity_id", self.entity_id.as_deref(), 255)?,
+            before: self.before,
+            after: self.after,
+            ip_address: validate::optional_text("ip_address", self.ip_address.as_deref(), 64)?,
+            request_id: validate::optional_text("request_id", self.request_id.as_deref(), 128)?,
+            created_at: crate::time::truncate(now),
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        e.hash = entry_hash(&e);
+        Ok(e)
+    }
+}
+
+/// Filters for listing the audit log; every one given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Only entries of this actor (a user or API key ID).
+    pub actor_id: Option<String>,
+    /// Only entries about this kind of entity.
+    pub entity_type: Option<String>,
+    /// Only entries about this entity.
+    pub entity_id: Option<String>,
+    /// Only entries of this action.
+    pub action: Option<String>,
+    /// Only entries written at or after this instant.
+    pub since: Option<Timestamp>,
+}
+
+/// The `seq` a page of the audit log starts below, from its cursor (the `seq` of
+/// the last entry of the previous page, in decimal).
+pub fn audit_cursor(page: &PageRequest) -> StoreResult<Option<i64>> {
+    match page.cursor.as_deref() {
+        None | Some("") => Ok(None),
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s >= 1)
+            .map(Some)
+            .ok_or_else(|| StoreError::invalid("cursor", "is not a cursor this server issued")),
+    }
+}
+
+/// Builds a page of the audit log from up to `limit + 1` rows, newest first.
+pub fn audit_page(mut rows: Vec<AuditEntry>, limit: u32) -> Page<AuditEntry> {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+/// Entries read per round when verifying the chain.
+pub const VERIFY_BATCH: u32 = 1000;
+
+/// Storage operations on the audit log. Every method runs on the caller's
+/// transaction.
+#[async_trait]
+pub trait AuditRepo: Send {
+    /// Appends an entry after the last one, in this transaction. Concurrent
+    /// appenders wait for each other until the first commits, so keep the append
+    /// near the end of the transaction.
+    async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry>;
+
+    /// A page of entries, newest first, keyset-paged by `seq`.
+    async fn list_audit(
+        &mut self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
+
+    /// Up to `limit` entries with `seq` above `after_seq`, oldest first, as stored
+    /// (hashes included): what verification reads.
+    async fn audit_chain_after(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Walks the whole chain from the first entry and reports the first entry whose
+    /// place, link or hash is wrong.
+    async fn verify_audit_chain(&mut self) -> StoreResult<ChainVerification> {
+        let mut v = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let batch = self.audit_chain_after(after, VERIFY_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            let full = batch.len() as u32 == VERIFY_BATCH;
+            for e in &batch {
+                if !v.push(e) {
+                    return Ok(v.finish());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(v.finish())
+    }
+}
