@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
-use crate::model::summary::SummaryRepo;
 use crate::model::audit::AuditRepo;
+use crate::model::summary::SummaryRepo;
 use crate::model::{
     engine::EngineRepo, identity::IdentityRepo, integration::IntegrationRepo, ops::OpsRepo,
     project::ProjectRepo, registry::RegistryRepo, run::RunRepo, task::TaskRepo,

@@ -1,47 +1,115 @@
-//! Bearer API keys, roles and the per-key rate limit.
+//! Authentication (bearer API keys and sign-in sessions), roles and the per-caller
+//! rate limit.
 //!
 //! viewer: reads only; user: reads, writes and the worker protocol; admin:
-//! everything, API key management included. `/healthz`, `/readyz`, `/metrics` and
-//! the OpenAPI document are outside this layer.
+//! everything, API key management included. An API key carries its own role; a
+//! session carries its user's role as it is now, and stops working as soon as the
+//! user is locked, switched off or deleted. `/healthz`, `/readyz`, `/metrics`, the
+//! OpenAPI document and signing in (`POST /api/v1/sessions`) are outside this layer.
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, Method};
+use axum::http::{header, Extensions, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use flowstore_core::model::identity::Role;
-use flowstore_core::model::identity_access::ApiKey;
+use flowstore_core::ids::{ApiKeyId, SessionId, UserId};
+use flowstore_core::model::audit::ActorType;
+use flowstore_core::model::identity::{Role, User, UserStatus};
+use flowstore_core::model::identity_access::{ApiKey, Session, API_KEY_PREFIX};
+use flowstore_core::StoreError;
+use uuid::Uuid;
 
 use crate::error::Problem;
 use crate::state::AppState;
 
-/// The API key that made the request.
+/// How the caller proved who they are.
 #[derive(Clone, Debug)]
-pub struct Caller(pub ApiKey);
+pub enum Credential {
+    /// A bearer API key.
+    ApiKey(ApiKey),
+    /// A session opened by signing in with an email and a password.
+    Session(Session),
+}
+
+/// Who made a request, with what role, and where from.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The user acted for: the session's user, or the key's user if it has one.
+    pub user_id: Option<UserId>,
+    /// What the caller may do: the key's role, or the session user's.
+    pub role: Role,
+    /// The key or the session.
+    pub credential: Credential,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The client's address, when the server knows it.
+    pub ip_address: Option<String>,
+}
+
+/// The caller of a request, put in the request's extensions by [`authenticate`].
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
 
 impl Caller {
-    /// Refuses the request unless the key's role is at least `needed`.
+    /// Refuses the request unless the caller's role is at least `needed`.
     pub fn require(&self, needed: Role) -> Result<(), Problem> {
         if rank(self.0.role) >= rank(needed) {
             Ok(())
         } else {
             Err(Problem::forbidden(format!(
-                "this API key's role ({}) may not do this; {} is needed",
+                "the caller's role ({}) may not do this; {} is needed",
                 self.0.role, needed
             )))
         }
     }
 
-    /// Whether the key is an admin's.
+    /// Whether the caller is an admin.
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin
     }
 
-    /// Who the run or change is attributed to: the key's user, else its name.
+    /// Who the run or change is attributed to: the user, else the key's name.
     pub fn who(&self) -> String {
-        match self.0.user_id {
-            Some(u) => u.to_string(),
-            None => format!("apikey:{}", self.0.name),
+        match (self.0.user_id, &self.0.credential) {
+            (Some(u), _) => u.to_string(),
+            (None, Credential::ApiKey(k)) => format!("apikey:{}", k.name),
+            (None, Credential::Session(s)) => s.user_id.to_string(),
+        }
+    }
+
+    /// The API key of the request, if it was made with one.
+    pub fn api_key_id(&self) -> Option<ApiKeyId> {
+        match &self.0.credential {
+            Credential::ApiKey(k) => Some(k.id),
+            Credential::Session(_) => None,
+        }
+    }
+
+    /// The session of the request, if it was made with one.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match &self.0.credential {
+            Credential::Session(s) => Some(s.id),
+            Credential::ApiKey(_) => None,
+        }
+    }
+
+    /// Whom the audit log names: the user when there is one, else the API key.
+    pub fn actor(&self) -> (ActorType, Option<String>) {
+        match (self.0.user_id, &self.0.credential) {
+            (Some(u), _) => (ActorType::User, Some(u.to_string())),
+            (None, Credential::ApiKey(k)) => (ActorType::ApiKey, Some(k.id.to_string())),
+            (None, Credential::Session(s)) => (ActorType::User, Some(s.user_id.to_string())),
+        }
+    }
+
+    /// What the rate limit counts against: the key, or the session's user (so that
+    /// opening more sessions does not buy more requests).
+    fn rate_key(&self) -> Uuid {
+        match &self.0.credential {
+            Credential::ApiKey(k) => k.id.0,
+            Credential::Session(s) => s.user_id.0,
         }
     }
 }
@@ -55,16 +123,28 @@ fn rank(role: Role) -> u8 {
 }
 
 /// The least role a request needs by its method and path. Handlers check more:
-/// admin-only areas (API key creation, configurations, users, teams, handlers)
-/// and each object's access.
+/// admin-only areas (API key creation, configurations, users, teams, handlers,
+/// the audit log) and each object's access.
 pub fn needed_role(method: &Method, path: &str) -> Role {
     if path.starts_with("/api/v1/apikeys") && method == Method::POST {
         Role::Admin
     } else if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         Role::Viewer
+    } else if self_service(method, path) {
+        // Anyone may sign out and change their own name and password; the handler
+        // refuses everything else.
+        Role::Viewer
     } else {
         Role::User
     }
+}
+
+fn self_service(method: &Method, path: &str) -> bool {
+    (method == Method::DELETE && path == "/api/v1/sessions/current")
+        || (method == Method::PATCH
+            && path
+                .strip_prefix("/api/v1/users/")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/')))
 }
 
 /// Middleware: authenticates, checks the role and the rate limit, and puts the
@@ -75,8 +155,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("").to_string());
     let needed = needed_role(req.method(), req.uri().path());
+    let origin = Origin::of(req.headers(), req.extensions());
     match check(&state, header, needed).await {
-        Ok(caller) => {
+        Ok(mut caller) => {
+            caller.0.request_id = origin.request_id;
+            caller.0.ip_address = origin.ip_address;
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
@@ -84,9 +167,49 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
 }
 
+/// Where a request comes from: its ID, the client's address (when the server runs
+/// with connection info; in-process tests have none) and its user agent.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The client's address.
+    pub ip_address: Option<String>,
+    /// The client's `User-Agent`, cut to 512 characters.
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    fn of(headers: &HeaderMap, extensions: &Extensions) -> Self {
+        let text = |name: header::HeaderName, max: usize| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(max).collect::<String>())
+        };
+        Origin {
+            request_id: text(header::HeaderName::from_static("x-request-id"), 128),
+            ip_address: extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+            user_agent: text(header::USER_AGENT, 512),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Origin::of(&parts.headers, &parts.extensions))
+    }
+}
+
 async fn check(state: &AppState, header: Option<String>, needed: Role) -> Result<Caller, Problem> {
     let header = header.ok_or_else(|| {
-        Problem::unauthenticated("an API key is required: Authorization: Bearer <key>")
+        Problem::unauthenticated(
+            "an API key or a session token is required: Authorization: Bearer <token>",
+        )
     })?;
     let presented = header
         .trim()
@@ -95,14 +218,32 @@ async fn check(state: &AppState, header: Option<String>, needed: Role) -> Result
         .map(|(_, token)| token.trim().to_string())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            Problem::unauthenticated("the Authorization header must be: Bearer <key>")
+            Problem::unauthenticated("the Authorization header must be: Bearer <token>")
         })?;
-    let key = lookup(state, &presented).await?;
+    let principal = if presented.starts_with(API_KEY_PREFIX) {
+        let key = lookup(state, &presented).await?;
+        Principal {
+            user_id: key.user_id,
+            role: key.role,
+            credential: Credential::ApiKey(key),
+            request_id: None,
+            ip_address: None,
+        }
+    } else {
+        let (session, user) = lookup_session(state, &presented).await?;
+        Principal {
+            user_id: Some(user.id),
+            role: user.role,
+            credential: Credential::Session(session),
+            request_id: None,
+            ip_address: None,
+        }
+    };
+    let caller = Caller(principal);
     state
         .limiter()
-        .check(key.id)
+        .check(caller.rate_key())
         .map_err(Problem::rate_limited)?;
-    let caller = Caller(key);
     caller.require(needed)?;
     Ok(caller)
 }
@@ -128,8 +269,7 @@ async fn lookup(state: &AppState, presented: &str) -> Result<ApiKey, Problem> {
                     state.keys().put(hash, k.clone(), cfg.key_cache_ttl);
                     k
                 }
-                Err(flowstore_core::StoreError::NotFound { .. })
-                | Err(flowstore_core::StoreError::Invalid { .. }) => {
+                Err(StoreError::NotFound { .. }) | Err(StoreError::Invalid { .. }) => {
                     return Err(Problem::unauthenticated(
                         "the API key is unknown, revoked or expired",
                     ))
@@ -138,7 +278,7 @@ async fn lookup(state: &AppState, presented: &str) -> Result<ApiKey, Problem> {
             }
         }
     };
-    if state.keys().touch_due(key.id, cfg.touch_interval) {
+    if state.keys().touch_due(key.id.0, cfg.touch_interval) {
         // Best effort: a failed write of last_used_at does not fail the request.
         let touched = async {
             let mut tx = state.backend().begin().await?;
@@ -153,6 +293,50 @@ async fn lookup(state: &AppState, presented: &str) -> Result<ApiKey, Problem> {
     Ok(key)
 }
 
+/// The session presented and its user, from the database on every request (so that
+/// signing out, a lock or a disabled account take effect at once); writes its
+/// `last_seen_at` at most once per `touch_interval`.
+async fn lookup_session(state: &AppState, presented: &str) -> Result<(Session, User), Problem> {
+    let now = flowstore_core::time::now();
+    let mut tx = state.backend().begin_read().await?;
+    let found = async {
+        let s = tx.find_session(presented, now).await?;
+        let u = tx.get_user(s.user_id).await?;
+        Ok::<_, StoreError>((s, u))
+    }
+    .await;
+    let _ = tx.rollback().await;
+    let (session, user) = match found {
+        Ok(found) => found,
+        Err(StoreError::NotFound { .. }) | Err(StoreError::Invalid { .. }) => {
+            return Err(Problem::unauthenticated(
+                "the token is not an API key, and no live session has it",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if user.status != UserStatus::Active || user.locked_until.is_some_and(|t| t > now) {
+        return Err(Problem::unauthenticated(
+            "the session's account is locked or not active",
+        ));
+    }
+    if state
+        .keys()
+        .touch_due(session.id.0, state.config().touch_interval)
+    {
+        let touched = async {
+            let mut tx = state.backend().begin().await?;
+            tx.touch_session(session.id, now).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, session = %session.id, "could not record the session's last use");
+        }
+    }
+    Ok((session, user))
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = Problem;
 
@@ -161,6 +345,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<Caller>()
             .cloned()
-            .ok_or_else(|| Problem::unauthenticated("an API key is required"))
+            .ok_or_else(|| Problem::unauthenticated("an API key or a session token is required"))
     }
 }

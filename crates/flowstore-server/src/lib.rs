@@ -15,7 +15,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewApiKey;
@@ -25,6 +25,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod metrics;
@@ -38,7 +39,7 @@ pub use state::{AppState, ServerConfig};
 
 use routes::{
     apikeys, events, executions, handlers, health, ops, people, projects, pull_requests, runs,
-    tasks, worker, workflows,
+    sessions, tasks, worker, workflows,
 };
 
 /// The router of the whole API.
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(core_routes())
         .merge(resource_routes())
         .merge(routes::extra::routes())
+        .merge(trust_routes())
         .layer(middleware::from_fn_with_state(state.clone(), timeout));
     // The event stream is long-lived: no request timeout.
     let streams = Router::new().route("/api/v1/events", get(events::stream));
@@ -56,6 +58,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
+    // Signing in is how a client gets a token: it cannot need one.
+    let sign_in = Router::new()
+        .route("/api/v1/sessions", post(sessions::login))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -63,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/api/v1/openapi.json", get(openapi::document))
         .merge(authenticated)
+        .merge(sign_in)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -211,6 +218,34 @@ fn resource_routes() -> Router<AppState> {
         .route("/api/v1/apikeys/{id}", delete(apikeys::revoke))
 }
 
+/// Sessions, the rest of users, teams and notifications, and the audit log.
+fn trust_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/sessions/current",
+            get(sessions::current).delete(sessions::logout),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            patch(people::update_user).delete(people::delete_user),
+        )
+        .route("/api/v1/teams/{id}", delete(people::delete_team))
+        .route(
+            "/api/v1/teams/{id}/members/{user_id}",
+            patch(people::update_member).delete(people::remove_member),
+        )
+        .route(
+            "/api/v1/notifications/unread-count",
+            get(people::unread_count),
+        )
+        .route(
+            "/api/v1/notifications/{id}",
+            delete(people::delete_notification),
+        )
+        .route("/api/v1/audit", get(routes::audit::list))
+        .route("/api/v1/audit/verify", get(routes::audit::verify))
+}
+
 async fn not_found() -> Problem {
     Problem::not_found("no such route")
 }
@@ -228,7 +263,8 @@ pub async fn serve(
     let maintenance = tokio::spawn(maintain(state.clone()));
     let dispatcher = tokio::spawn(webhooks::run(state.clone()));
     let signal_state = state.clone();
-    let result = axum::serve(listener, app(state.clone()))
+    let app = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");

@@ -132,6 +132,18 @@ pub async fn document() -> impl IntoResponse {
         routes::system::record,
         routes::system::list,
         routes::system::patch_component,
+        routes::sessions::login,
+        routes::sessions::current,
+        routes::sessions::logout,
+        routes::people::update_user,
+        routes::people::delete_user,
+        routes::people::delete_team,
+        routes::people::update_member,
+        routes::people::remove_member,
+        routes::people::unread_count,
+        routes::people::delete_notification,
+        routes::audit::list,
+        routes::audit::verify,
     ),
     components(schemas(
         Problem,
@@ -146,6 +158,12 @@ pub async fn document() -> impl IntoResponse {
         routes::pull_requests::StatusBody,
         routes::pull_requests::ValidationBody,
         routes::people::MemberBody,
+        routes::people::MemberRoleBody,
+        routes::people::UserUpdate,
+        routes::people::UnreadCount,
+        routes::sessions::LoginBody,
+        routes::sessions::SignedIn,
+        routes::sessions::WhoAmI,
     ))
 )]
 pub struct ApiDoc;

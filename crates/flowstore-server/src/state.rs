@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowstore_core::ids::ApiKeyId;
+use flowstore_core::ids::{ApiKeyId, UserId};
 use flowstore_core::model::identity_access::ApiKey;
 use flowstore_core::Backend;
 use tokio::sync::{watch, Notify};
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
@@ -33,10 +34,13 @@ pub struct ServerConfig {
     /// A key revoked through this server is dropped from the cache at once; one
     /// revoked elsewhere (CLI, another server) stops working within this time.
     pub key_cache_ttl: Duration,
-    /// Least time between two `last_used_at` updates of one key.
+    /// Least time between two `last_used_at` updates of one key (or `last_seen_at`
+    /// updates of one session).
     pub touch_interval: Duration,
     /// The webhook dispatcher's settings.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// How long a session opened by signing in stays valid.
+    pub session_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +56,7 @@ impl Default for ServerConfig {
             key_cache_ttl: Duration::from_secs(10),
             touch_interval: Duration::from_secs(60),
             webhooks: crate::webhooks::WebhookConfig::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -154,11 +159,12 @@ impl AppState {
 }
 
 /// API keys already looked up, by the SHA-256 of the key presented (the key itself
-/// is not kept), and when each key's `last_used_at` was last written.
+/// is not kept), and when each key's `last_used_at` (or session's `last_seen_at`)
+/// was last written.
 #[derive(Default)]
 pub(crate) struct KeyCache {
     found: Mutex<HashMap<String, (ApiKey, Instant)>>,
-    touched: Mutex<HashMap<ApiKeyId, Instant>>,
+    touched: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl KeyCache {
@@ -185,9 +191,15 @@ impl KeyCache {
         found.retain(|_, (k, _)| k.id != id);
     }
 
-    /// Whether `id`'s `last_used_at` is due to be written; if so, notes it as
-    /// written now.
-    pub(crate) fn touch_due(&self, id: ApiKeyId, every: Duration) -> bool {
+    /// Forgets every key of a user (deleted through this server).
+    pub(crate) fn forget_user(&self, user: UserId) {
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        found.retain(|_, (k, _)| k.user_id != Some(user));
+    }
+
+    /// Whether the `last_used_at` of key (or session) `id` is due to be written; if
+    /// so, notes it as written now.
+    pub(crate) fn touch_due(&self, id: Uuid, every: Duration) -> bool {
         let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
         if touched.len() > 100_000 {
             touched.retain(|_, at| at.elapsed() < every);
@@ -202,11 +214,12 @@ impl KeyCache {
     }
 }
 
-/// A token bucket per API key, in memory.
+/// A token bucket per caller (an API key, a session's user, or a client address
+/// signing in), in memory.
 pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<ApiKeyId, (f64, Instant)>>,
+    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
 }
 
 impl RateLimiter {
@@ -219,7 +232,7 @@ impl RateLimiter {
     }
 
     /// Takes a token for `key`, or says how many seconds until one is available.
-    pub(crate) fn check(&self, key: ApiKeyId) -> Result<(), u64> {
+    pub(crate) fn check(&self, key: Uuid) -> Result<(), u64> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
@@ -244,10 +257,10 @@ mod tests {
     #[test]
     fn buckets_empty_and_refill() {
         let l = RateLimiter::new(1.0, 2.0);
-        let k = ApiKeyId::new();
+        let k = ApiKeyId::new().0;
         assert!(l.check(k).is_ok());
         assert!(l.check(k).is_ok());
         assert_eq!(l.check(k), Err(1));
-        assert!(l.check(ApiKeyId::new()).is_ok());
+        assert!(l.check(ApiKeyId::new().0).is_ok());
     }
 }

@@ -543,6 +543,10 @@ impl IdentityRepo for SqliteTx {
         self.count_unread(user_id).await
     }
 
+    async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification> {
+        self.notification_by_id(id).await
+    }
+
     async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()> {
         self.remove_notification(id).await
     }

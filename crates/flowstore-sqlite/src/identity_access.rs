@@ -266,6 +266,13 @@ impl SqliteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
+        self.notification_by_id(id).await
+    }
+
+    pub(crate) async fn notification_by_id(
+        &mut self,
+        id: NotificationId,
+    ) -> StoreResult<Notification> {
         sqlx::query_as(&format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"
         ))

@@ -39,6 +39,7 @@ pub const MAX_NAME_CHARS: usize = 100;
 
 /// One entry of the audit log as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Its place in the chain, from 1 without gaps.
     pub seq: i64,
@@ -63,6 +64,7 @@ pub struct AuditEntry {
     /// The request that made the change, to find its logs.
     pub request_id: Option<String>,
     /// When it was written.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// The hash of the entry before it ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,

@@ -19,6 +19,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The result of walking the chain.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainVerification {
     /// Entries checked (up to and including the first broken one).
     pub checked: u64,
@@ -39,6 +40,7 @@ impl ChainVerification {
 
 /// Where and why the chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BrokenLink {
     /// The `seq` of the first entry that does not verify.
     pub seq: i64,

@@ -567,6 +567,8 @@ pub trait IdentityRepo: Send {
     ) -> StoreResult<u64>;
     /// How many unread notifications a user has.
     async fn unread_notification_count(&mut self, user_id: UserId) -> StoreResult<u64>;
+    /// The notification with this ID.
+    async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification>;
     /// Deletes a notification.
     async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()>;
 }

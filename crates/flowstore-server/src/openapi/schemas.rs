@@ -13,9 +13,10 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
+pub use flowstore_core::model::audit::{AuditEntry, ChainVerification};
 pub use flowstore_core::model::engine::{ClaimedTask, Heartbeat, RunTask, StartedRun, Transition};
 pub use flowstore_core::model::identity::{NewTeam, NewUser, Team, TeamMember, User};
-pub use flowstore_core::model::identity_access::{ApiKey, NewApiKey, Notification};
+pub use flowstore_core::model::identity_access::{ApiKey, NewApiKey, Notification, Session};
 pub use flowstore_core::model::metric::{MetricAggregate, WorkflowMetric as Metric};
 pub use flowstore_core::model::ops::{Configuration, LogEntry, NewLogEntry, SetConfiguration};
 pub use flowstore_core::model::project::{NewProject, Project, ProjectPatch};
@@ -72,6 +73,7 @@ page_schemas! {
     NotificationPage => Notification,
     ApiKeyPage => ApiKey,
     SystemMetricPage => flowstore_core::model::registry::SystemMetric,
+    AuditEntryPage => AuditEntry,
 }
 
 /// Declares a schema written by hand for a body that has no Rust type of its own

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -44,10 +45,22 @@ pub struct ListKeys {
     responses((status = 201, body = CreatedKey), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Json(new): Json<NewApiKey>,
 ) -> ApiResult<impl IntoResponse> {
     let mut tx = state.backend().begin().await?;
     let created = tx.create_api_key(new).await?;
+    let (id, after) = (created.api_key.id, audit::json(&created.api_key));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "api_key.create",
+        "api_key",
+        id,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -100,11 +113,19 @@ pub async fn revoke(
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
     let key = tx.get_api_key(id).await?;
-    let own = key.id == caller.0.id || (key.user_id.is_some() && key.user_id == caller.0.user_id);
+    let own = caller.api_key_id() == Some(key.id)
+        || (key.user_id.is_some() && key.user_id == caller.0.user_id);
     if !caller.is_admin() && !own {
         return Err(Problem::not_found(format!("no API key {id}")));
     }
-    tx.revoke_api_key(id, flowstore_core::time::now()).await?;
+    let now = flowstore_core::time::now();
+    tx.revoke_api_key(id, now).await?;
+    let after = ApiKey {
+        revoked_at: key.revoked_at.or(Some(now)),
+        ..key.clone()
+    };
+    let (b, a) = (audit::json(&key), audit::json(&after));
+    audit::record(&mut *tx, &caller, "api_key.revoke", "api_key", id, b, a).await?;
     tx.commit().await?;
     state.keys().forget(id);
     Ok(StatusCode::NO_CONTENT)

@@ -1,6 +1,7 @@
 //! The handlers, one module per area.
 
 pub mod apikeys;
+pub mod audit;
 pub mod events;
 pub mod executions;
 pub mod extra;
@@ -11,6 +12,7 @@ pub mod people;
 pub mod projects;
 pub mod pull_requests;
 pub mod runs;
+pub mod sessions;
 pub mod system;
 pub mod task_links;
 pub mod tasks;

@@ -19,11 +19,12 @@ use flowstore_core::model::registry::{
 };
 use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::time::Timestamp;
-use flowstore_core::Page;
+use flowstore_core::{Page, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -255,7 +256,25 @@ pub async fn set_configuration(
 ) -> ApiResult<AxumJson<Configuration>> {
     caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
+    let before = match tx.get_configuration(&set.key).await {
+        Ok(c) => Some(c),
+        // A new key (or a bad one, which set_configuration refuses below).
+        Err(StoreError::NotFound { .. } | StoreError::Invalid { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let c = tx.set_configuration(set).await?;
+    // As the API shows them: a sensitive value is hidden, the entry says it was set.
+    let (b, a) = (before.as_ref().and_then(audit::json), audit::json(&c));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "configuration.set",
+        "configuration",
+        &c.key,
+        b,
+        a,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(c))
 }
@@ -302,7 +321,18 @@ pub async fn delete_configuration(
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
+    let before = audit::json(&tx.get_configuration(&key).await?);
     tx.delete_configuration(&key).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "configuration.delete",
+        "configuration",
+        &key,
+        before,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

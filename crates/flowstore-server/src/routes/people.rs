@@ -1,24 +1,33 @@
-//! Users and teams (admin: create, list, members; a user: themself) and
-//! notifications (one's own only).
+//! Users (admin: create, list, change anyone, delete; a user: read and change
+//! themself), with teams in `people/teams.rs` and notifications in
+//! `people/notifications.rs`. Every change is written to the audit log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
-use flowstore_core::ids::{NotificationId, TeamId, UserId};
+use flowstore_core::crypto::SecretString;
+use flowstore_core::ids::UserId;
 use flowstore_core::model::identity::{
-    NewTeam, NewUser, Role, Team, TeamMember, TeamRole, User, UserFilter, UserStatus,
+    password_matches, NewUser, Role, User, UserFilter, UserPatch, UserStatus,
 };
-use flowstore_core::model::identity_access::{Notification, NotificationFilter};
-use flowstore_core::Page;
+use flowstore_core::model::nullable;
+use flowstore_core::{time, Page};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+mod notifications;
+mod teams;
+
+pub use notifications::*;
+pub use teams::*;
 
 /// Filters and page of `GET /users`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -35,29 +44,6 @@ pub struct ListUsers {
     pub limit: Option<u32>,
 }
 
-/// Filters and page of `GET /notifications`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListNotifications {
-    /// Only unread ones.
-    pub unread_only: Option<bool>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
-}
-
-/// The body of `POST /teams/{id}/members`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberBody {
-    /// The user.
-    pub user_id: UserId,
-    /// owner, admin or member (member when absent).
-    pub role: Option<String>,
-}
-
 /// Creates a user (admin only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = doc::NewUser,
     responses((status = 201, body = doc::User), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -69,6 +55,16 @@ pub async fn create_user(
     caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
     let u = tx.create_user(new).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "user.create",
+        "user",
+        u.id,
+        None,
+        audit::json(&u),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(u)))
 }
@@ -118,135 +114,167 @@ pub async fn get_user(
     Ok(AxumJson(tx.get_user(id).await?))
 }
 
-/// Creates a team (admin only).
-#[utoipa::path(post, path = "/api/v1/teams", tag = "teams", request_body = doc::NewTeam,
-    responses((status = 201, body = doc::Team), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create_team(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(mut new): Json<NewTeam>,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Role::Admin)?;
-    if new.created_by.is_none() {
-        new.created_by = caller.0.user_id;
-    }
-    let mut tx = state.backend().begin().await?;
-    let t = tx.create_team(new).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, AxumJson(t)))
+/// The body of `PATCH /users/{id}`. Absent fields stay; email, IDs and times cannot
+/// be changed here (they are refused as unknown fields).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    /// A new display name, or `null` to clear it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    /// A new role: admin, user or viewer (an admin only).
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// A new status: active, inactive, suspended, pending_verification (an admin
+    /// only). Any status but active ends the user's sessions.
+    #[serde(default)]
+    pub status: Option<UserStatus>,
+    /// A new password, at least 8 characters. Other sessions of the user end.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+    /// The current password: required to change one's own password.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<SecretString>,
 }
 
-/// A page of teams (admin only).
-#[utoipa::path(get, path = "/api/v1/teams", tag = "teams", params(crate::routes::ops::PageQuery),
-    responses((status = 200, body = doc::TeamPage), (status = 403, body = Problem)))]
-pub async fn list_teams(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<crate::routes::ops::PageQuery>,
-) -> ApiResult<AxumJson<Page<Team>>> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(
-        tx.list_teams(&super::page(q.cursor, q.limit)).await?,
-    ))
-}
-
-/// Adds a member to a team (admin only).
-#[utoipa::path(post, path = "/api/v1/teams/{id}/members", tag = "teams", request_body = MemberBody,
-    params(("id" = String, Path, description = "team ID")),
-    responses((status = 201, body = doc::TeamMember), (status = 403, body = Problem), (status = 404, body = Problem),
+/// Changes a user. An admin may change anyone's display name, role, status and
+/// password; anyone may change their own display name, and their own password by
+/// giving the current one. Another user answers 404 to a non-admin. The last active
+/// admin cannot be demoted or switched off (409).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UserUpdate,
+    params(("id" = String, Path, description = "user ID")),
+    responses((status = 200, body = doc::User), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn add_member(
+pub async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<TeamId>,
-    Json(body): Json<MemberBody>,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Role::Admin)?;
-    let role =
-        super::parse_opt::<TeamRole>("role", body.role.as_deref())?.unwrap_or(TeamRole::Member);
-    let mut tx = state.backend().begin().await?;
-    let m = tx.add_team_member(id, body.user_id, role).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, AxumJson(m)))
-}
-
-/// The members of a team (an admin, or a member).
-#[utoipa::path(get, path = "/api/v1/teams/{id}/members", tag = "teams",
-    params(("id" = String, Path, description = "team ID")),
-    responses((status = 200, body = [doc::TeamMember]), (status = 404, body = Problem)))]
-pub async fn members(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<TeamId>,
-) -> ApiResult<AxumJson<Vec<TeamMember>>> {
-    let mut tx = state.backend().begin_read().await?;
-    tx.get_team(id).await?;
-    let members = tx.list_team_members(id).await?;
-    let member = caller
-        .0
-        .user_id
-        .is_some_and(|me| members.iter().any(|m| m.user_id == me));
-    if !caller.is_admin() && !member {
-        return Err(Problem::not_found(format!("no team {id}")));
+    Path(id): Path<UserId>,
+    Json(body): Json<UserUpdate>,
+) -> ApiResult<AxumJson<User>> {
+    let myself = caller.0.user_id == Some(id);
+    if !caller.is_admin() && !myself {
+        return Err(Problem::not_found(format!("no user {id}")));
     }
-    Ok(AxumJson(members))
-}
-
-/// A page of the key's user's notifications, newest first.
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(ListNotifications),
-    responses((status = 200, body = doc::NotificationPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn notifications(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListNotifications>,
-) -> ApiResult<AxumJson<Page<Notification>>> {
-    let me = access::me(&caller)?;
-    let filter = NotificationFilter {
-        unread_only: q.unread_only.unwrap_or(false),
+    if !caller.is_admin() {
+        if body.role.is_some() {
+            return Err(Problem::forbidden("only an admin may change a role").with_field("role"));
+        }
+        if body.status.is_some() {
+            return Err(
+                Problem::forbidden("only an admin may change a status").with_field("status")
+            );
+        }
+    }
+    if body.current_password.is_some() && body.password.is_none() {
+        return Err(Problem::invalid(
+            "current_password",
+            "goes with a new password",
+        ));
+    }
+    let now = time::now();
+    let mut tx = state.backend().begin().await?;
+    let before = tx.get_user(id).await?;
+    if let (Some(_), true) = (&body.password, myself) {
+        let current = body.current_password.as_ref().ok_or_else(|| {
+            Problem::invalid(
+                "current_password",
+                "is required to change one's own password",
+            )
+        })?;
+        let ok = before
+            .password_hash
+            .as_deref()
+            .is_some_and(|h| password_matches(h, current.expose()));
+        if !ok {
+            return Err(Problem::invalid(
+                "current_password",
+                "is not the current password",
+            ));
+        }
+    }
+    let demoted = body.role.is_some_and(|r| r != Role::Admin)
+        || body.status.is_some_and(|s| s != UserStatus::Active);
+    if is_active_admin(&before) && demoted && tx.count_active_admins().await? <= 1 {
+        let field = if body.role.is_some_and(|r| r != Role::Admin) {
+            "role"
+        } else {
+            "status"
+        };
+        return Err(Problem::from(flowstore_core::StoreError::conflict(
+            field,
+            "this is the last active admin: make another admin first",
+        )));
+    }
+    let patch = UserPatch {
+        display_name: body.display_name,
+        role: body.role,
+        status: body.status,
     };
-    let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(
-        tx.list_notifications(me, &filter, &super::page(q.cursor, q.limit))
-            .await?,
-    ))
-}
-
-/// Marks one of one's notifications read (another user's answers 404).
-#[utoipa::path(post, path = "/api/v1/notifications/{id}/read", tag = "notifications",
-    params(("id" = String, Path, description = "notification ID")),
-    responses((status = 200, body = doc::Notification), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn mark_read(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<NotificationId>,
-) -> ApiResult<AxumJson<Notification>> {
-    let me = access::me(&caller)?;
-    let mut tx = state.backend().begin().await?;
-    let n = tx
-        .mark_notification_read(id, flowstore_core::time::now())
+    let mut after = tx.update_user(id, patch).await?;
+    if let Some(password) = &body.password {
+        let keep = if myself { caller.session_id() } else { None };
+        after = tx.set_password(id, password.expose(), keep, now).await?;
+    }
+    if after.status != UserStatus::Active {
+        tx.revoke_user_sessions(id, now).await?;
+    }
+    let (b, a) = (audit::json(&before), audit::json(&after));
+    audit::record(&mut *tx, &caller, "user.update", "user", id, b, a).await?;
+    if body.password.is_some() {
+        audit::record(
+            &mut *tx,
+            &caller,
+            "user.password_change",
+            "user",
+            id,
+            None,
+            None,
+        )
         .await?;
-    if n.user_id != me {
-        // Undone by not committing: another user's notification stays unread.
-        let _ = tx.rollback().await;
-        return Err(Problem::not_found(format!("no notification {id}")));
     }
     tx.commit().await?;
-    Ok(AxumJson(n))
+    Ok(AxumJson(after))
 }
 
-/// Marks every one of one's notifications read; returns how many.
-#[utoipa::path(post, path = "/api/v1/notifications/read-all", tag = "notifications",
-    responses((status = 200, body = doc::Marked), (status = 403, body = Problem)))]
-pub async fn mark_all_read(
+fn is_active_admin(u: &User) -> bool {
+    u.role == Role::Admin && u.status == UserStatus::Active
+}
+
+/// Deletes a user with their memberships, sessions, API keys and notifications
+/// (admin only). The last active admin cannot be deleted (409).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "user ID")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<AxumJson<serde_json::Value>> {
-    let me = access::me(&caller)?;
+    Path(id): Path<UserId>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
-    let n = tx
-        .mark_all_notifications_read(me, flowstore_core::time::now())
-        .await?;
+    let before = tx.get_user(id).await?;
+    if is_active_admin(&before) && tx.count_active_admins().await? <= 1 {
+        return Err(Problem::from(flowstore_core::StoreError::conflict(
+            "id",
+            "this is the last active admin: make another admin first",
+        )));
+    }
+    tx.delete_user(id).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "user.delete",
+        "user",
+        id,
+        audit::json(&before),
+        None,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(AxumJson(serde_json::json!({ "marked": n })))
+    // Its API keys went with it: stop trusting cached copies at once.
+    state.keys().forget_user(id);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -83,6 +84,16 @@ pub async fn start(
     let mut tx = state.backend().begin().await?;
     access::workflow(&mut *tx, &caller, id, SharePermission::Execute).await?;
     let started = tx.start_run(start).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "run.start",
+        "run",
+        started.run.id,
+        None,
+        audit::json(&started.run),
+    )
+    .await?;
     tx.commit().await?;
     state.notify_changed();
     Ok((StatusCode::CREATED, AxumJson(started)))
@@ -135,8 +146,18 @@ pub async fn cancel(
     Path(id): Path<RunId>,
 ) -> ApiResult<AxumJson<WorkflowExecution>> {
     let mut tx = state.backend().begin().await?;
-    access::run(&mut *tx, &caller, id, SharePermission::Execute).await?;
+    let before = access::run(&mut *tx, &caller, id, SharePermission::Execute).await?;
     let run = tx.cancel_run(id).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "run.cancel",
+        "run",
+        id,
+        audit::json(&before),
+        audit::json(&run),
+    )
+    .await?;
     tx.commit().await?;
     state.notify_changed();
     Ok(AxumJson(run))

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -68,6 +69,16 @@ pub async fn create(
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Read).await?;
     }
     let w = tx.create_workflow(new).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "workflow.create",
+        "workflow",
+        w.id,
+        None,
+        audit::json(&w),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(w)))
 }
@@ -129,11 +140,13 @@ pub async fn update(
     }
     patch.changed_by = caller.0.user_id;
     let mut tx = state.backend().begin().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
     if let Some(Some(p)) = patch.project_id {
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Read).await?;
     }
     let w = tx.update_workflow(id, patch).await?;
+    let (b, a) = (audit::json(&before), audit::json(&w));
+    audit::record(&mut *tx, &caller, "workflow.update", "workflow", id, b, a).await?;
     tx.commit().await?;
     Ok(AxumJson(w))
 }
@@ -174,6 +187,16 @@ pub async fn share(
     let mut tx = state.backend().begin().await?;
     access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
     let s = tx.share_workflow(id, new).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "workflow.share",
+        "workflow",
+        id,
+        None,
+        audit::json(&s),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(s)))
 }
@@ -203,17 +226,23 @@ pub async fn unshare(
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
     access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
-    if !tx
-        .list_workflow_shares(id)
-        .await?
-        .iter()
-        .any(|s| s.id == share_id)
-    {
+    let shares = tx.list_workflow_shares(id).await?;
+    let Some(share) = shares.iter().find(|s| s.id == share_id) else {
         return Err(Problem::not_found(format!(
             "no share {share_id} of this workflow"
         )));
-    }
+    };
     tx.remove_workflow_share(share_id).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "workflow.unshare",
+        "workflow",
+        id,
+        audit::json(share),
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod audit;
 mod engine;
 mod engine_load;
 mod engine_model;
@@ -17,5 +18,6 @@ mod ops;
 mod projects;
 mod registry;
 mod runs;
+mod sessions;
 mod tasks;
 mod workflows;

@@ -1,0 +1,354 @@
+//! Conformance tests for the audit log: the hash chain, filters and pages, the
+//! append-only triggers, concurrent appenders, and tampering found by verification
+//! and by `check`.
+
+use flowstore::model::audit::{
+    ActorType, AuditEntry, AuditFilter, ChainVerification, NewAuditEntry,
+};
+use flowstore::model::audit_chain::GENESIS_HASH;
+use flowstore::{BackendKind, PageRequest, Store};
+use flowstore_core::admin::{self, FindingKind};
+use serde_json::json;
+
+conformance!(
+    entries_chain_from_the_genesis_hash,
+    bad_entries_are_refused,
+    a_rolled_back_append_leaves_no_gap,
+    lists_filter_and_page_newest_first,
+    rows_refuse_update_and_delete,
+    concurrent_appends_keep_one_chain,
+    an_edited_entry_is_found_by_verify_and_check,
+    a_removed_entry_is_found_by_verify_and_check,
+);
+
+fn entry(actor: &str, action: &str, entity: &str, id: &str) -> NewAuditEntry {
+    NewAuditEntry::new(
+        ActorType::User,
+        Some(actor.into()),
+        action,
+        entity,
+        Some(id.into()),
+    )
+}
+
+async fn append(store: &Store, new: NewAuditEntry) -> AuditEntry {
+    let mut tx = store.begin().await.unwrap();
+    let e = tx.append_audit(new).await.unwrap();
+    tx.commit().await.unwrap();
+    e
+}
+
+async fn verify(store: &Store) -> ChainVerification {
+    let mut tx = store.begin().await.unwrap();
+    let v = tx.verify_audit_chain().await.unwrap();
+    tx.rollback().await.unwrap();
+    v
+}
+
+/// Three entries whose before/after hold the JSON that backends store differently
+/// (key order, integral floats, large numbers, negative zero, unicode).
+async fn three(store: &Store) -> Vec<AuditEntry> {
+    let mut out = Vec::new();
+    for i in 1..=3 {
+        let mut n = entry("u1", "workflow.update", "workflow", &format!("w{i}"));
+        n.before = Some(json!({"z": 1, "a": {"y": [3.0, 1e16, -0.0], "b": "é\"\n"}, "n": null}));
+        n.after = Some(json!({"big": 1e20, "small": 1.5e-7, "i": -9007199254740993i64}));
+        n.ip_address = Some("127.0.0.1".into());
+        n.request_id = Some(format!("req-{i}"));
+        out.push(append(store, n).await);
+    }
+    out
+}
+
+async fn entries_chain_from_the_genesis_hash(store: Store) {
+    let empty = verify(&store).await;
+    assert!(empty.is_intact());
+    assert_eq!((empty.checked, empty.last_hash.as_str()), (0, GENESIS_HASH));
+
+    let written = three(&store).await;
+    assert_eq!(
+        written.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(written[0].prev_hash, GENESIS_HASH);
+    assert_eq!(written[1].prev_hash, written[0].hash);
+    assert_eq!(written[2].prev_hash, written[1].hash);
+    assert_eq!(written[0].hash.len(), 64);
+
+    // What is read back is what was written, hashes included, and it verifies.
+    let mut tx = store.begin().await.unwrap();
+    let stored = tx.audit_chain_after(0, 10).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(stored.len(), 3);
+    for (s, w) in stored.iter().zip(&written) {
+        assert_eq!(s.hash, w.hash);
+        assert_eq!(s.created_at, w.created_at);
+        assert_eq!(s.request_id, w.request_id);
+    }
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!((v.checked, v.last_seq), (3, 3));
+    assert_eq!(v.last_hash, written[2].hash);
+}
+
+async fn bad_entries_are_refused(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.append_audit(entry("u", " ", "workflow", "w")).await,
+        Invalid,
+        "action"
+    );
+    assert_err!(
+        tx.append_audit(entry("u", "x", &"e".repeat(101), "w"))
+            .await,
+        Invalid,
+        "entity_type"
+    );
+    let mut n = entry("u", "x", "workflow", "w");
+    n.after = Some(json!({"bad": "a\u{0}b"}));
+    assert_err!(tx.append_audit(n).await, Invalid, "after");
+    let mut n = entry("u", "x", "workflow", "w");
+    n.ip_address = Some("1".repeat(65));
+    assert_err!(tx.append_audit(n).await, Invalid, "ip_address");
+    tx.rollback().await.unwrap();
+    assert_eq!(verify(&store).await.checked, 0, "nothing was written");
+}
+
+async fn a_rolled_back_append_leaves_no_gap(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    tx.append_audit(entry("u", "user.create", "user", "a"))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let e = append(&store, entry("u", "user.create", "user", "b")).await;
+    assert_eq!((e.seq, e.prev_hash.as_str()), (1, GENESIS_HASH));
+
+    // Two appends in one transaction chain onto each other.
+    let mut tx = store.begin().await.unwrap();
+    let a = tx
+        .append_audit(entry("u", "team.create", "team", "t"))
+        .await
+        .unwrap();
+    let b = tx
+        .append_audit(entry("u", "team.member_add", "team", "t"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((a.seq, b.seq), (2, 3));
+    assert_eq!(b.prev_hash, a.hash);
+    assert!(verify(&store).await.is_intact());
+}
+
+async fn lists_filter_and_page_newest_first(store: Store) {
+    append(&store, entry("alice", "workflow.create", "workflow", "w1")).await;
+    let cut = flowstore::time::now();
+    append(&store, entry("bob", "workflow.update", "workflow", "w1")).await;
+    append(&store, entry("alice", "user.update", "user", "u9")).await;
+    append(&store, entry("alice", "workflow.update", "workflow", "w2")).await;
+
+    let mut tx = store.begin().await.unwrap();
+    let all = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![4, 3, 2, 1]
+    );
+    assert!(all.next_cursor.is_none());
+
+    let seqs = |p: flowstore::Page<AuditEntry>| p.items.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let alice = AuditFilter {
+        actor_id: Some("alice".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        seqs(
+            tx.list_audit(&alice, &PageRequest::default())
+                .await
+                .unwrap()
+        ),
+        vec![4, 3, 1]
+    );
+    let w1 = AuditFilter {
+        entity_type: Some("workflow".into()),
+        entity_id: Some("w1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        seqs(tx.list_audit(&w1, &PageRequest::default()).await.unwrap()),
+        vec![2, 1]
+    );
+    let updates = AuditFilter {
+        action: Some("workflow.update".into()),
+        since: Some(cut),
+        ..Default::default()
+    };
+    assert_eq!(
+        seqs(
+            tx.list_audit(&updates, &PageRequest::default())
+                .await
+                .unwrap()
+        ),
+        vec![4, 2]
+    );
+
+    // Keyset pages of two: 4 3 | 2 1, then nothing repeats or goes missing.
+    let first = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::first(2))
+        .await
+        .unwrap();
+    let cursor = first.next_cursor.clone().expect("a second page");
+    assert_eq!(seqs(first), vec![4, 3]);
+    let second = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::after(cursor, 2))
+        .await
+        .unwrap();
+    assert_eq!(seqs(second.clone()), vec![2, 1]);
+    assert!(second.next_cursor.is_none());
+
+    assert_err!(
+        tx.list_audit(&AuditFilter::default(), &PageRequest::after("nope", 2))
+            .await,
+        Invalid,
+        "cursor"
+    );
+    assert_err!(
+        tx.list_audit(&AuditFilter::default(), &PageRequest::first(5000))
+            .await,
+        Invalid,
+        "limit"
+    );
+}
+
+async fn rows_refuse_update_and_delete(store: Store) {
+    three(&store).await;
+    let b = store.backend();
+    assert!(b
+        .execute_raw("UPDATE audit_log SET action = 'x' WHERE seq = 2")
+        .await
+        .is_err());
+    assert!(b
+        .execute_raw("DELETE FROM audit_log WHERE seq = 3")
+        .await
+        .is_err());
+    assert!(b.execute_raw("DELETE FROM audit_log").await.is_err());
+    let v = verify(&store).await;
+    assert!(v.is_intact());
+    assert_eq!(v.checked, 3);
+}
+
+async fn concurrent_appends_keep_one_chain(store: Store) {
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            for j in 0..5 {
+                let mut tx = store.begin().await.unwrap();
+                tx.append_audit(entry(&format!("w{i}"), "run.start", "run", &format!("{j}")))
+                    .await
+                    .unwrap();
+                // Work after the append keeps the lock held a while.
+                tx.list_audit(&AuditFilter::default(), &PageRequest::first(1))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!((v.checked, v.last_seq), (40, 40));
+}
+
+/// Drops the append-only triggers, as someone with the database's credentials could.
+async fn drop_triggers(store: &Store) {
+    let b = store.backend();
+    match b.kind() {
+        BackendKind::Sqlite => {
+            b.execute_raw("DROP TRIGGER trg_audit_log_no_update")
+                .await
+                .unwrap();
+            b.execute_raw("DROP TRIGGER trg_audit_log_no_delete")
+                .await
+                .unwrap();
+        }
+        BackendKind::Postgres => {
+            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn broken_finding(store: &Store) -> Option<flowstore_core::admin::Finding> {
+    let report = admin::check(store.backend(), true).await.unwrap();
+    let found = report
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::BrokenAuditChain)
+        .cloned();
+    if found.is_some() {
+        // Reported, never repaired: the finding remains after --fix.
+        assert!(report
+            .remaining
+            .iter()
+            .any(|f| f.kind == FindingKind::BrokenAuditChain));
+        assert!(report
+            .repairs
+            .iter()
+            .any(|r| r.kind == FindingKind::BrokenAuditChain && r.note.is_some()));
+    }
+    found
+}
+
+async fn an_edited_entry_is_found_by_verify_and_check(store: Store) {
+    three(&store).await;
+    assert!(
+        broken_finding(&store).await.is_none(),
+        "a clean chain is clean"
+    );
+    drop_triggers(&store).await;
+    let changed = store
+        .backend()
+        .execute_raw("UPDATE audit_log SET entity_id = 'w9' WHERE seq = 2")
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+
+    let v = verify(&store).await;
+    let broken = v.first_broken.expect("the edit is found");
+    assert_eq!(broken.seq, 2);
+    assert!(broken.reason.contains("changed"), "{}", broken.reason);
+    assert_eq!(v.last_seq, 1);
+
+    let f = broken_finding(&store).await.expect("check reports it");
+    assert_eq!(f.table, "audit_log");
+    assert!(f.detail.contains("seq 2"), "{}", f.detail);
+}
+
+async fn a_removed_entry_is_found_by_verify_and_check(store: Store) {
+    three(&store).await;
+    drop_triggers(&store).await;
+    store
+        .backend()
+        .execute_raw("DELETE FROM audit_log WHERE seq = 2")
+        .await
+        .unwrap();
+    let broken = verify(&store).await.first_broken.expect("the gap is found");
+    assert_eq!(broken.seq, 3);
+    assert!(broken.reason.contains("missing"), "{}", broken.reason);
+    assert!(broken_finding(&store).await.is_some());
+
+    // Rewriting the rest of the chain over the gap is caught by the hashes.
+    store
+        .backend()
+        .execute_raw("UPDATE audit_log SET seq = 2 WHERE seq = 3")
+        .await
+        .unwrap();
+    let broken = verify(&store).await.first_broken.expect("still broken");
+    assert_eq!(broken.seq, 2);
+}

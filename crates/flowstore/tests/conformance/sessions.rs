@@ -1,0 +1,158 @@
+//! Conformance tests for what sign-in through the API needs from the identity area:
+//! sessions found by token and ended by a password change (except the one that asked
+//! for it), the count of active admins, and notifications read one by one.
+
+use chrono::TimeDelta;
+use flowstore::model::identity::{LoginOutcome, NewUser, Role, User, UserPatch, UserStatus};
+use flowstore::model::identity_access::{NewNotification, NewSession, NotificationType};
+use flowstore::{time, Store, Tx};
+use flowstore_core::crypto::SecretString;
+
+conformance!(
+    a_password_change_ends_every_other_session,
+    a_bad_new_password_changes_nothing,
+    active_admins_are_counted,
+    notifications_are_read_one_by_one,
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn user(tx: &mut Box<dyn Tx>, email: &str, role: Role) -> User {
+    tx.create_user(NewUser {
+        email: email.into(),
+        password: Some(SecretString::new(PASSWORD)),
+        role: Some(role),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn session(tx: &mut Box<dyn Tx>, u: &User) -> (String, flowstore::ids::SessionId) {
+    let s = tx
+        .create_session(NewSession {
+            user_id: u.id,
+            expires_at: time::now() + TimeDelta::hours(1),
+            ip_address: None,
+            user_agent: None,
+        })
+        .await
+        .unwrap();
+    (s.token.expose().to_string(), s.session.id)
+}
+
+async fn a_password_change_ends_every_other_session(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    let u = user(&mut tx, "ada@example.com", Role::User).await;
+    let (kept_token, kept) = session(&mut tx, &u).await;
+    let (other_token, _) = session(&mut tx, &u).await;
+    let other_user = user(&mut tx, "bob@example.com", Role::User).await;
+    let (bobs_token, _) = session(&mut tx, &other_user).await;
+    tx.commit().await.unwrap();
+
+    let now = time::now();
+    let mut tx = store.begin().await.unwrap();
+    let changed = tx
+        .set_password(u.id, "a much newer password", Some(kept), now)
+        .await
+        .unwrap();
+    assert_eq!(changed.id, u.id);
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.find_session(&kept_token, now).await.unwrap().id, kept);
+    assert_err!(tx.find_session(&other_token, now).await, NotFound);
+    assert!(
+        tx.find_session(&bobs_token, now).await.is_ok(),
+        "other users keep theirs"
+    );
+    assert!(matches!(
+        tx.verify_password("ada@example.com", PASSWORD, now)
+            .await
+            .unwrap(),
+        LoginOutcome::BadCredentials { .. }
+    ));
+    assert!(matches!(
+        tx.verify_password("ada@example.com", "a much newer password", now)
+            .await
+            .unwrap(),
+        LoginOutcome::Success(_)
+    ));
+
+    // Without a session to keep, every one ends; a failure counter is cleared.
+    tx.verify_password("ada@example.com", "wrong", now)
+        .await
+        .unwrap();
+    let changed = tx
+        .set_password(u.id, "the newest password", None, now)
+        .await
+        .unwrap();
+    assert_eq!(changed.failed_login_count, 0);
+    assert_err!(tx.find_session(&kept_token, now).await, NotFound);
+    assert_err!(
+        tx.set_password(flowstore::ids::UserId::new(), "long enough", None, now)
+            .await,
+        NotFound
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn a_bad_new_password_changes_nothing(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    let u = user(&mut tx, "ada@example.com", Role::User).await;
+    let (token, _) = session(&mut tx, &u).await;
+    let now = time::now();
+    assert_err!(
+        tx.set_password(u.id, "short", None, now).await,
+        Invalid,
+        "password"
+    );
+    assert!(tx.find_session(&token, now).await.is_ok());
+    assert!(matches!(
+        tx.verify_password("ada@example.com", PASSWORD, now)
+            .await
+            .unwrap(),
+        LoginOutcome::Success(_)
+    ));
+    tx.commit().await.unwrap();
+}
+
+async fn active_admins_are_counted(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.count_active_admins().await.unwrap(), 0);
+    let a = user(&mut tx, "a@example.com", Role::Admin).await;
+    user(&mut tx, "b@example.com", Role::Admin).await;
+    user(&mut tx, "c@example.com", Role::User).await;
+    assert_eq!(tx.count_active_admins().await.unwrap(), 2);
+    tx.update_user(
+        a.id,
+        UserPatch {
+            status: Some(UserStatus::Suspended),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(tx.count_active_admins().await.unwrap(), 1);
+    tx.commit().await.unwrap();
+}
+
+async fn notifications_are_read_one_by_one(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    let u = user(&mut tx, "ada@example.com", Role::User).await;
+    let n = tx
+        .create_notification(NewNotification {
+            user_id: u.id,
+            kind: NotificationType::Info,
+            title: "hello".into(),
+            message: None,
+            data: None,
+        })
+        .await
+        .unwrap();
+    let got = tx.get_notification(n.id).await.unwrap();
+    assert_eq!(got, n);
+    tx.delete_notification(n.id).await.unwrap();
+    assert_err!(tx.get_notification(n.id).await, NotFound);
+    tx.commit().await.unwrap();
+}
