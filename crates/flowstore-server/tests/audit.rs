@@ -1,0 +1,657 @@
+//! The audit log through the API: an entry with its actor and the entity before and
+//! after for each audited route, none for a refused change, admins only, filters
+//! and pages, and a chain that verifies until someone tampers with it. On SQLite and
+//! PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use common::{user_key, Client};
+use flowstore_core::model::identity::Role;
+use flowstore_core::{Backend, BackendKind};
+use serde_json::{json, Value};
+
+both_backends!(
+    people_keys_and_configurations_are_audited,
+    workflows_and_runs_are_audited,
+    refused_changes_write_nothing,
+    only_admins_read_the_audit_log,
+    filters_and_pages,
+    the_chain_verifies_and_tampering_is_found,
+);
+
+async fn ok(
+    c: &Client,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+    want: u16,
+) -> Value {
+    let r = c.call(method, path, key, body).await;
+    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
+    r.body
+}
+
+/// The entries of `action` about `entity_id`, newest first.
+async fn entries(c: &Client, action: &str, entity_id: &str) -> Vec<Value> {
+    let page = ok(
+        c,
+        "GET",
+        &format!("/api/v1/audit?action={action}&entity_id={entity_id}"),
+        &c.admin,
+        None,
+        200,
+    )
+    .await;
+    page["items"].as_array().unwrap().clone()
+}
+
+/// The one entry of `action` about `entity_id`.
+async fn entry(c: &Client, action: &str, entity_id: &str) -> Value {
+    let found = entries(c, action, entity_id).await;
+    assert_eq!(found.len(), 1, "one {action} of {entity_id}: {found:?}");
+    found[0].clone()
+}
+
+async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (admin_id, admin) = user_key(&b, Role::Admin, "root@x.io").await;
+    let actor = |e: &Value| (e["actor_type"].clone(), e["actor_id"].clone());
+    let by_admin = (json!("user"), json!(admin_id));
+
+    // Users: create, update, delete.
+    let u = ok(
+        &c,
+        "POST",
+        "/api/v1/users",
+        &admin,
+        Some(json!({"email": "ada@x.io", "password": "correct horse battery"})),
+        201,
+    )
+    .await;
+    let uid = u["id"].as_str().unwrap();
+    let e = entry(&c, "user.create", uid).await;
+    assert_eq!(actor(&e), by_admin);
+    assert_eq!(
+        (e["entity_type"].as_str(), e["after"]["email"].as_str()),
+        (Some("user"), Some("ada@x.io"))
+    );
+    assert!(e["before"].is_null());
+    assert!(!e.to_string().contains("argon2"), "no password hash: {e}");
+    assert_eq!(e["hash"].as_str().unwrap().len(), 64);
+    ok(
+        &c,
+        "PATCH",
+        &format!("/api/v1/users/{uid}"),
+        &admin,
+        Some(json!({"display_name": "Ada"})),
+        200,
+    )
+    .await;
+    let e = entry(&c, "user.update", uid).await;
+    assert_eq!(
+        (
+            e["before"]["display_name"].clone(),
+            e["after"]["display_name"].clone()
+        ),
+        (Value::Null, json!("Ada"))
+    );
+
+    // Sessions: a failed and a successful sign-in, then signing out.
+    let bad = json!({"email": "ada@x.io", "password": "wrong"})
+        .to_string()
+        .into_bytes();
+    assert_eq!(
+        c.raw("POST", "/api/v1/sessions", None, Some(bad))
+            .await
+            .status,
+        401
+    );
+    let e = entry(&c, "session.login_failed", uid).await;
+    assert_eq!(actor(&e), (json!("system"), Value::Null));
+    assert_eq!(
+        (
+            e["after"]["reason"].as_str(),
+            e["after"]["failed_login_count"].as_i64()
+        ),
+        (Some("bad_credentials"), Some(1))
+    );
+    let nobody = json!({"email": "nobody@x.io", "password": "wrong"})
+        .to_string()
+        .into_bytes();
+    assert_eq!(
+        c.raw("POST", "/api/v1/sessions", None, Some(nobody))
+            .await
+            .status,
+        401
+    );
+    let all_failed = ok(
+        &c,
+        "GET",
+        "/api/v1/audit?action=session.login_failed",
+        &admin,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(all_failed["items"][0]["after"]["email"], "nobody@x.io");
+    assert!(all_failed["items"][0]["entity_id"].is_null());
+    let good = json!({"email": "ada@x.io", "password": "correct horse battery"})
+        .to_string()
+        .into_bytes();
+    let signed = c.raw("POST", "/api/v1/sessions", None, Some(good)).await;
+    assert_eq!(signed.status, 201);
+    let sid = signed.body["session"]["id"].as_str().unwrap();
+    let token = signed.body["token"].as_str().unwrap();
+    let e = entry(&c, "session.login", sid).await;
+    assert_eq!(actor(&e), (json!("user"), json!(uid)));
+    assert!(!e.to_string().contains(token), "no token in the log");
+    ok(&c, "DELETE", "/api/v1/sessions/current", token, None, 204).await;
+    let e = entry(&c, "session.logout", sid).await;
+    assert_eq!(actor(&e), (json!("user"), json!(uid)));
+    assert!(e["before"]["revoked_at"].is_null() && e["after"]["revoked_at"].is_string());
+
+    // Teams and members.
+    let t = ok(
+        &c,
+        "POST",
+        "/api/v1/teams",
+        &admin,
+        Some(json!({"name": "core"})),
+        201,
+    )
+    .await;
+    let tid = t["id"].as_str().unwrap();
+    assert_eq!(entry(&c, "team.create", tid).await["after"]["name"], "core");
+    let members = format!("/api/v1/teams/{tid}/members");
+    ok(
+        &c,
+        "POST",
+        &members,
+        &admin,
+        Some(json!({"user_id": uid})),
+        201,
+    )
+    .await;
+    assert_eq!(
+        entry(&c, "team.member_add", tid).await["after"]["user_id"],
+        json!(uid)
+    );
+    ok(
+        &c,
+        "PATCH",
+        &format!("{members}/{uid}"),
+        &admin,
+        Some(json!({"role": "admin"})),
+        200,
+    )
+    .await;
+    let e = entry(&c, "team.member_update", tid).await;
+    assert_eq!(
+        (e["before"]["role"].as_str(), e["after"]["role"].as_str()),
+        (Some("member"), Some("admin"))
+    );
+    ok(&c, "DELETE", &format!("{members}/{uid}"), &admin, None, 204).await;
+    assert_eq!(
+        entry(&c, "team.member_remove", tid).await["before"]["role"],
+        "admin"
+    );
+    ok(
+        &c,
+        "DELETE",
+        &format!("/api/v1/teams/{tid}"),
+        &admin,
+        None,
+        204,
+    )
+    .await;
+    let e = entry(&c, "team.delete", tid).await;
+    assert_eq!(
+        (e["before"]["team"]["name"].as_str(), e["after"].is_null()),
+        (Some("core"), true)
+    );
+
+    // API keys, by a key of no user: the actor is the key.
+    let k = ok(
+        &c,
+        "POST",
+        "/api/v1/apikeys",
+        &c.admin,
+        Some(json!({"name": "ci", "role": "user"})),
+        201,
+    )
+    .await;
+    let kid = k["api_key"]["id"].as_str().unwrap();
+    let e = entry(&c, "api_key.create", kid).await;
+    assert_eq!(e["actor_type"], "api_key");
+    assert!(e["actor_id"].is_string());
+    assert!(
+        !e.to_string().contains(k["key"].as_str().unwrap()),
+        "never the key"
+    );
+    ok(
+        &c,
+        "DELETE",
+        &format!("/api/v1/apikeys/{kid}"),
+        &admin,
+        None,
+        204,
+    )
+    .await;
+    let e = entry(&c, "api_key.revoke", kid).await;
+    assert!(e["before"]["revoked_at"].is_null() && e["after"]["revoked_at"].is_string());
+
+    // Configurations: a sensitive value never reaches the log, only that it was set.
+    let secret = "hunter2-very-secret";
+    let set = json!({"key": "smtp.password", "value": secret, "is_sensitive": true});
+    ok(&c, "PUT", "/api/v1/configurations", &admin, Some(set), 200).await;
+    let again = json!({"key": "smtp.password", "value": "another-secret", "is_sensitive": true});
+    ok(
+        &c,
+        "PUT",
+        "/api/v1/configurations",
+        &admin,
+        Some(again),
+        200,
+    )
+    .await;
+    let sets = entries(&c, "configuration.set", "smtp.password").await;
+    assert_eq!(sets.len(), 2);
+    assert!(sets[1]["before"].is_null() && sets[0]["before"]["key"] == "smtp.password");
+    ok(
+        &c,
+        "DELETE",
+        "/api/v1/configurations/smtp.password",
+        &admin,
+        None,
+        204,
+    )
+    .await;
+    let e = entry(&c, "configuration.delete", "smtp.password").await;
+    let log = ok(
+        &c,
+        "GET",
+        "/api/v1/audit?entity_type=configuration",
+        &admin,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(log["items"].as_array().unwrap().len(), 3);
+    assert!(
+        !log.to_string().contains(secret) && !log.to_string().contains("another-secret"),
+        "{log}"
+    );
+    assert!(e["after"].is_null());
+    let plain = json!({"key": "ui.theme", "value": "dark"});
+    ok(
+        &c,
+        "PUT",
+        "/api/v1/configurations",
+        &admin,
+        Some(plain),
+        200,
+    )
+    .await;
+    assert_eq!(
+        entry(&c, "configuration.set", "ui.theme").await["after"]["value"],
+        "dark"
+    );
+
+    // Deleting the user last.
+    ok(
+        &c,
+        "DELETE",
+        &format!("/api/v1/users/{uid}"),
+        &admin,
+        None,
+        204,
+    )
+    .await;
+    assert_eq!(
+        entry(&c, "user.delete", uid).await["before"]["email"],
+        "ada@x.io"
+    );
+}
+
+async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (uid, a) = user_key(&b, Role::User, "a@x.io").await;
+    let (other, _) = user_key(&b, Role::User, "b@x.io").await;
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/handlers",
+            &c.admin,
+            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let w = ok(
+        &c,
+        "POST",
+        "/api/v1/workflows",
+        &a,
+        Some(json!({"name": "wf", "status": "active",
+        "definition": {"steps": [{"key": "a", "handler": "shell"}]}})),
+        201,
+    )
+    .await;
+    let wid = w["id"].as_str().unwrap();
+    let e = entry(&c, "workflow.create", wid).await;
+    assert_eq!(
+        (e["actor_type"].as_str(), e["actor_id"].as_str()),
+        (Some("user"), Some(uid.as_str()))
+    );
+    assert_eq!(e["after"]["name"], "wf");
+    ok(
+        &c,
+        "PATCH",
+        &format!("/api/v1/workflows/{wid}"),
+        &a,
+        Some(json!({"description": "second"})),
+        200,
+    )
+    .await;
+    let e = entry(&c, "workflow.update", wid).await;
+    assert_eq!(
+        (
+            e["before"]["description"].clone(),
+            e["after"]["description"].clone()
+        ),
+        (Value::Null, json!("second"))
+    );
+    let s = ok(
+        &c,
+        "POST",
+        &format!("/api/v1/workflows/{wid}/shares"),
+        &a,
+        Some(json!({"user_id": other, "permission": "read"})),
+        201,
+    )
+    .await;
+    assert_eq!(
+        entry(&c, "workflow.share", wid).await["after"]["id"],
+        s["id"]
+    );
+    ok(
+        &c,
+        "DELETE",
+        &format!(
+            "/api/v1/workflows/{wid}/shares/{}",
+            s["id"].as_str().unwrap()
+        ),
+        &a,
+        None,
+        204,
+    )
+    .await;
+    assert_eq!(
+        entry(&c, "workflow.unshare", wid).await["before"]["id"],
+        s["id"]
+    );
+
+    let started = ok(
+        &c,
+        "POST",
+        &format!("/api/v1/workflows/{wid}/runs"),
+        &a,
+        Some(json!({})),
+        201,
+    )
+    .await;
+    let rid = started["run"]["id"].as_str().unwrap();
+    let e = entry(&c, "run.start", rid).await;
+    assert_eq!(
+        (
+            e["entity_type"].as_str(),
+            e["after"]["workflow_ref"].as_str()
+        ),
+        (Some("run"), Some(wid))
+    );
+    ok(
+        &c,
+        "POST",
+        &format!("/api/v1/runs/{rid}/cancel"),
+        &a,
+        None,
+        200,
+    )
+    .await;
+    let e = entry(&c, "run.cancel", rid).await;
+    assert_ne!(e["before"]["status"], e["after"]["status"]);
+    assert_eq!(e["after"]["status"], "cancelled");
+
+    // Every entry of this actor, newest first.
+    let mine = ok(
+        &c,
+        "GET",
+        &format!("/api/v1/audit?actor={uid}"),
+        &c.admin,
+        None,
+        200,
+    )
+    .await;
+    let actions: Vec<&str> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "run.cancel",
+            "run.start",
+            "workflow.unshare",
+            "workflow.share",
+            "workflow.update",
+            "workflow.create"
+        ]
+    );
+}
+
+async fn refused_changes_write_nothing(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    ok(
+        &c,
+        "POST",
+        "/api/v1/teams",
+        &c.admin,
+        Some(json!({"name": "core"})),
+        201,
+    )
+    .await;
+    ok(
+        &c,
+        "POST",
+        "/api/v1/teams",
+        &c.admin,
+        Some(json!({"name": "core"})),
+        409,
+    )
+    .await;
+    ok(
+        &c,
+        "POST",
+        "/api/v1/users",
+        &c.admin,
+        Some(json!({"email": "bad"})),
+        422,
+    )
+    .await;
+    ok(
+        &c,
+        "POST",
+        "/api/v1/workflows",
+        &c.user,
+        Some(json!({"name": ""})),
+        422,
+    )
+    .await;
+    ok(
+        &c,
+        "POST",
+        "/api/v1/teams",
+        &c.user,
+        Some(json!({"name": "other"})),
+        403,
+    )
+    .await;
+    let log = ok(&c, "GET", "/api/v1/audit", &c.admin, None, 200).await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["team.create"]);
+}
+
+async fn only_admins_read_the_audit_log(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (_, admin_user) = user_key(&b, Role::Admin, "root@x.io").await;
+    for key in [&c.user, &c.viewer] {
+        ok(&c, "GET", "/api/v1/audit", key, None, 403).await;
+        ok(&c, "GET", "/api/v1/audit/verify", key, None, 403).await;
+    }
+    assert_eq!(c.raw("GET", "/api/v1/audit", None, None).await.status, 401);
+    for key in [&c.admin, &admin_user] {
+        ok(&c, "GET", "/api/v1/audit", key, None, 200).await;
+        ok(&c, "GET", "/api/v1/audit/verify", key, None, 200).await;
+    }
+}
+
+async fn filters_and_pages(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    for name in ["t1", "t2", "t3"] {
+        ok(
+            &c,
+            "POST",
+            "/api/v1/teams",
+            &c.admin,
+            Some(json!({"name": name})),
+            201,
+        )
+        .await;
+    }
+    let first = ok(&c, "GET", "/api/v1/audit?limit=2", &c.admin, None, 200).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    assert_eq!(first["items"][0]["after"]["name"], "t3");
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second = ok(
+        &c,
+        "GET",
+        &format!("/api/v1/audit?limit=2&cursor={cursor}"),
+        &c.admin,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["items"][0]["after"]["name"], "t1");
+    assert!(second["next_cursor"].is_null());
+
+    let since = first["items"][0]["created_at"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+    let recent = ok(
+        &c,
+        "GET",
+        &format!("/api/v1/audit?since={since}"),
+        &c.admin,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(recent["items"].as_array().unwrap().len(), 1);
+    let future = ok(
+        &c,
+        "GET",
+        "/api/v1/audit?since=2999-01-01T00:00:00Z",
+        &c.admin,
+        None,
+        200,
+    )
+    .await;
+    assert!(future["items"].as_array().unwrap().is_empty());
+    for (query, field) in [
+        ("since=yesterday", "since"),
+        ("cursor=zzz", "cursor"),
+        ("limit=5000", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let r = c
+            .call("GET", &format!("/api/v1/audit?{query}"), &c.admin, None)
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["field"].as_str()),
+            (422, Some(field)),
+            "{query}: {}",
+            r.body
+        );
+    }
+}
+
+async fn the_chain_verifies_and_tampering_is_found(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    assert_eq!(
+        (v["checked"].as_u64(), v["first_broken"].is_null()),
+        (Some(0), true)
+    );
+    for name in ["t1", "t2", "t3"] {
+        ok(
+            &c,
+            "POST",
+            "/api/v1/teams",
+            &c.admin,
+            Some(json!({"name": name})),
+            201,
+        )
+        .await;
+    }
+    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    assert_eq!(
+        (v["checked"].as_u64(), v["last_seq"].as_i64()),
+        (Some(3), Some(3))
+    );
+    assert!(v["first_broken"].is_null(), "{v}");
+
+    // The triggers refuse a change; someone who drops them can make one, and it shows.
+    assert!(b
+        .execute_raw("UPDATE audit_log SET action = 'x' WHERE seq = 2")
+        .await
+        .is_err());
+    match b.kind() {
+        BackendKind::Sqlite => {
+            b.execute_raw("DROP TRIGGER trg_audit_log_no_update")
+                .await
+                .unwrap();
+        }
+        BackendKind::Postgres => {
+            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
+                .await
+                .unwrap();
+        }
+    }
+    let after = match b.kind() {
+        BackendKind::Sqlite => "json('{\"name\":\"renamed\"}')",
+        BackendKind::Postgres => "'{\"name\":\"renamed\"}'::jsonb",
+    };
+    b.execute_raw(&format!(
+        "UPDATE audit_log SET after = {after} WHERE seq = 2"
+    ))
+    .await
+    .unwrap();
+    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    assert_eq!(v["first_broken"]["seq"], 2, "{v}");
+    assert_eq!(v["last_seq"], 1);
+    // The edited entry reads as edited: the log shows what is there now.
+    let log = ok(&c, "GET", "/api/v1/audit?limit=3", &c.admin, None, 200).await;
+    assert_eq!(log["items"][1]["after"]["name"], "renamed");
+}
