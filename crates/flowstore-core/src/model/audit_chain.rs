@@ -2,11 +2,13 @@
 //! the walk that verifies a chain.
 //!
 //! The canonical form must come out the same whichever backend the entry was read
-//! from, and after a backup moved it from one to the other. So it is built from
-//! values, never from stored text: object keys are sorted, there is no whitespace,
-//! instants are written with exactly six fractional digits, and numbers are written
-//! the way they read back from PostgreSQL's JSONB (which keeps `1e16` as
-//! `10000000000000000` and `-0` as `0`).
+//! from, after a backup moved it from one to the other, and whatever the version of
+//! the JSON library. So it is built from values, never from stored text, and written
+//! by this file alone: object keys are sorted, there is no whitespace, strings escape
+//! only quotes, backslashes and control characters, instants have exactly six
+//! fractional digits, and numbers are written without exponent, the way they read
+//! back from PostgreSQL's JSONB (which keeps `1e16` as `10000000000000000` and `-0`
+//! as `0`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -155,9 +157,9 @@ pub fn canonical_entry(e: &AuditEntry) -> String {
 /// Writes `v` canonically: sorted keys, no whitespace, numbers as JSONB returns them.
 pub fn canonical(v: &Value, out: &mut String) {
     match v {
-        Value::Null | Value::Bool(_) | Value::String(_) => {
-            out.push_str(&serde_json::to_string(v).unwrap_or_default())
-        }
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::String(s) => string(s, out),
         Value::Number(n) => out.push_str(&canonical_number(n)),
         Value::Array(items) => {
             out.push('[');
@@ -177,7 +179,7 @@ pub fn canonical(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                string(k, out);
                 out.push(':');
                 canonical(&map[k], out);
             }
@@ -186,18 +188,36 @@ pub fn canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// Integers as they are; a float with an integral value within ±2^64 as an integer
-/// (JSONB hands it back as one); other floats in their shortest round-trip form.
+/// A JSON string: `"` and `\` escaped, control characters as `\u00XX`, everything
+/// else as it is.
+fn string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Integers in decimal; floats in the shortest decimal that reads back the same,
+/// without exponent (so `3.0` is `3` and `1e20` is 21 digits, as JSONB returns
+/// them); negative zero as `0`.
 fn canonical_number(n: &serde_json::Number) -> String {
-    if n.is_i64() || n.is_u64() {
-        return n.to_string();
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
     }
     match n.as_f64() {
-        Some(f) if f == 0.0 => "0".to_string(),
-        Some(f) if f.fract() == 0.0 && f.abs() < 18_446_744_073_709_551_616.0 => {
-            format!("{f:.0}")
-        }
-        _ => n.to_string(),
+        // Negative zero too: the pattern compares with ==.
+        Some(0.0) => "0".to_string(),
+        Some(f) => format!("{f}"),
+        None => n.to_string(),
     }
 }
 
@@ -221,19 +241,19 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_written_as_jsonb_returns_them() {
+    fn values_are_written_as_jsonb_returns_them() {
         let mut out = String::new();
-        canonical(
-            &json!({"z": 1e16, "a": -0.0, "m": 3.0, "f": 0.1, "big": 1e20}),
-            &mut out,
-        );
+        let v =
+            json!({"z": 1e16, "a": -0.0, "m": 3.0, "f": 0.1, "big": 1e20, "s": "q\"b\\n\n\u{1}é"});
+        canonical(&v, &mut out);
         assert_eq!(
             out,
-            r#"{"a":0,"big":1e20,"f":0.1,"m":3,"z":10000000000000000}"#
+            r#"{"a":0,"big":100000000000000000000,"f":0.1,"m":3,"s":"q\"b\\n\u000a\u0001é","z":10000000000000000}"#
         );
-        // The same values as JSONB hands them back parse to the same canonical form.
+        // The same values as JSONB hands them back give the same canonical form.
         let back: Value = serde_json::from_str(
-            r#"{"z": 10000000000000000, "a": 0, "m": 3.0, "f": 0.1, "big": 100000000000000000000}"#,
+            r#"{"z": 10000000000000000, "a": 0, "m": 3.0, "f": 0.1,
+                "big": 100000000000000000000, "s": "q\"b\\n\n\u0001\u00e9"}"#,
         )
         .unwrap();
         let mut again = String::new();
