@@ -452,6 +452,56 @@ async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
             "workflow.create"
         ]
     );
+
+    // Duplicate, delete (the copy, which never ran; the original has a run: 409 and
+    // no entry) and archive.
+    let copy = ok(
+        &c,
+        "POST",
+        &format!("/api/v1/workflows/{wid}/duplicate"),
+        &a,
+        Some(json!({"name": "wf copy"})),
+        201,
+    )
+    .await;
+    let cid = copy["id"].as_str().unwrap();
+    let e = entry(&c, "workflow.duplicate", cid).await;
+    assert_eq!(e["after"]["copy_of"], json!(wid));
+    assert_eq!(e["after"]["workflow"]["name"], "wf copy");
+    ok(
+        &c,
+        "DELETE",
+        &format!("/api/v1/workflows/{cid}"),
+        &a,
+        None,
+        204,
+    )
+    .await;
+    assert_eq!(
+        entry(&c, "workflow.delete", cid).await["before"]["name"],
+        "wf copy"
+    );
+    ok(
+        &c,
+        "DELETE",
+        &format!("/api/v1/workflows/{wid}"),
+        &a,
+        None,
+        409,
+    )
+    .await;
+    assert!(entries(&c, "workflow.delete", wid).await.is_empty());
+    ok(
+        &c,
+        "POST",
+        &format!("/api/v1/workflows/{wid}/archive"),
+        &a,
+        None,
+        200,
+    )
+    .await;
+    let e = entry(&c, "workflow.archive", wid).await;
+    assert!(e["before"]["archived_at"].is_null() && e["after"]["archived_at"].is_string());
 }
 
 async fn refused_changes_write_nothing(b: Arc<dyn Backend>) {

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem};
 use crate::openapi as doc;
@@ -41,8 +42,10 @@ pub async fn archive(
     Path(id): Path<WorkflowId>,
 ) -> ApiResult<AxumJson<Workflow>> {
     let mut tx = state.backend().begin().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
     let w = tx.archive_workflow(id).await?;
+    let (b, a) = (audit::json(&before), audit::json(&w));
+    audit::record(&mut *tx, &caller, "workflow.archive", "workflow", id, b, a).await?;
     tx.commit().await?;
     Ok(AxumJson(w))
 }
@@ -58,7 +61,7 @@ pub async fn delete(
     Path(id): Path<WorkflowId>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
     if tx.workflow_has_runs(id).await? {
         return Err(StoreError::conflict(
             "workflow",
@@ -68,6 +71,16 @@ pub async fn delete(
         .into());
     }
     tx.delete_workflow(id).await?;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "workflow.delete",
+        "workflow",
+        id,
+        audit::json(&before),
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -89,6 +102,17 @@ pub async fn duplicate(
     let copy = tx
         .duplicate_workflow(id, &body.name, caller.0.user_id)
         .await?;
+    let after = serde_json::json!({ "copy_of": id, "workflow": copy });
+    audit::record(
+        &mut *tx,
+        &caller,
+        "workflow.duplicate",
+        "workflow",
+        copy.id,
+        None,
+        Some(after),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(copy)))
 }
