@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineStore, Event, EventFilter, NewEvent, QueueDepth,
-    RunState, RunTask, RunTaskCounts, StepTask, TaskState,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, EngineStore, Event, EventFilter,
+    NewEvent, Promotion, QueueDepth, RunState, RunTask, RunTaskCounts, StepTask, TaskState,
 };
 use flowstore_core::model::run::{
     AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
@@ -14,7 +14,7 @@ use flowstore_core::model::run::{
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::backend::PostgresTx;
@@ -33,6 +33,50 @@ const TASK_STATE: &str = "SELECT t.id, t.run_id, t.status, t.attempt, t.retry_co
 const RUN_STATE: &str = "SELECT id, execution_id, workflow_id, status, strategy, failure_strategy,
         start_time, end_time, actual_duration, error_data, deadline_at, cancel_requested_at
    FROM workflow_executions WHERE id = $1 FOR UPDATE";
+
+/// Completes the attempts given as arrays ($1 task IDs, $2 attempts, $3 outputs, at
+/// $4) that are their task's current running one; see `complete_running`.
+const COMPLETE_RUNNING: &str = "WITH input AS (
+        SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::jsonb[]) WITH ORDINALITY
+            AS u(task_id, attempt, output, n)
+     ), done AS (
+        UPDATE tasks t
+           SET status = 'completed', result = i.output, error_message = NULL, completed_at = $4,
+               actual_duration = (SELECT least(2147483647, greatest(0,
+                        floor(extract(epoch FROM ($4 - s.at)) * 1000)))::int
+                     FROM (SELECT coalesce((SELECT a.started_at FROM task_executions a
+                                             WHERE a.task_id = t.id AND a.attempt = t.attempt),
+                                           t.started_at) AS at) s
+                    WHERE s.at IS NOT NULL),
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+          FROM input i
+         WHERE t.id = i.task_id AND t.attempt = i.attempt AND t.status = 'running'
+        RETURNING t.id, t.attempt, t.run_id, i.output, i.n
+     ), attempts AS (
+        UPDATE task_executions e
+           SET execution_status = 'completed', output_results = d.output, completed_at = $4,
+               duration_ms = CASE WHEN e.started_at IS NULL THEN NULL
+                   ELSE greatest(0, floor(extract(epoch FROM ($4 - e.started_at)) * 1000))::bigint END,
+               lease_expires_at = NULL, updated_at = $4
+          FROM done d
+         WHERE e.task_id = d.id AND e.attempt = d.attempt
+     ), runs AS (
+        SELECT id, execution_id, workflow_id, status, strategy, failure_strategy, start_time,
+               end_time, actual_duration, error_data, deadline_at, cancel_requested_at
+          FROM workflow_executions
+         WHERE id IN (SELECT run_id FROM done)
+         ORDER BY id
+           FOR UPDATE
+     ), events AS (
+        INSERT INTO events (event_type, run_id, task_id, workflow_id, payload, created_at)
+        SELECT 'task.completed', d.run_id, d.id, r.workflow_id,
+               jsonb_build_object('attempt', d.attempt), $4
+          FROM done d LEFT JOIN runs r ON r.id = d.run_id
+         ORDER BY d.n
+     )
+     SELECT d.id AS done_task_id, d.attempt AS done_attempt, r.*
+       FROM done d LEFT JOIN runs r ON r.id = d.run_id
+      ORDER BY d.n";
 
 /// Pending tasks of a run whose dependencies have all completed.
 const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
@@ -234,6 +278,88 @@ impl EngineStore for PostgresTx {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn complete_running(
+        &mut self,
+        items: &[(AttemptRef, &Value)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<CompletedAttempt>> {
+        // One statement for the whole batch: the guarded task update, the attempt rows,
+        // the run locks (in run ID order, after the tasks, as every transition takes
+        // them) and the events, in the order the attempts were given.
+        let rows = sqlx::query(COMPLETE_RUNNING)
+            .bind(items.iter().map(|(a, _)| a.task_id.0).collect::<Vec<_>>())
+            .bind(items.iter().map(|(a, _)| a.attempt).collect::<Vec<_>>())
+            .bind(items.iter().map(|(_, o)| (*o).clone()).collect::<Vec<Value>>())
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let run_id: Option<RunId> = r.try_get("id")?;
+                Ok(CompletedAttempt {
+                    task_id: r.try_get("done_task_id")?,
+                    attempt: r.try_get("done_attempt")?,
+                    run: match run_id {
+                        Some(_) => Some(RunState::from_row(r)?),
+                        None => None,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn promote_dependents(
+        &mut self,
+        done: &[(RunId, TaskId)],
+        now: Timestamp,
+    ) -> StoreResult<Promotion> {
+        // This statement starts after the runs were locked, so it sees every
+        // completion committed before; the open check counts the promoted tasks, which
+        // were pending (open) in its snapshot too.
+        let row = sqlx::query(
+            "WITH done AS (
+                SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS d(run_id, task_id)
+             ), promoted AS (
+                UPDATE tasks t SET status = 'ready', updated_at = $3
+                 WHERE t.id IN (SELECT x.task_id FROM task_dependencies x
+                                  JOIN done ON x.depends_on_id = done.task_id)
+                   AND t.status = 'pending' AND NOT EXISTS (
+                        SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_id
+                         WHERE d.task_id = t.id AND p.status <> 'completed')
+                RETURNING t.id, t.run_id
+             ), events AS (
+                INSERT INTO events (event_type, run_id, task_id, workflow_id, payload, created_at)
+                SELECT 'task.ready', p.run_id, p.id, r.workflow_id, '{}'::jsonb, $3
+                  FROM promoted p LEFT JOIN workflow_executions r ON r.id = p.run_id
+                 ORDER BY p.run_id, p.id
+             )
+             SELECT coalesce((SELECT array_agg(p.run_id ORDER BY p.run_id, p.id) FROM promoted p), '{}') AS ready_runs,
+                    coalesce((SELECT array_agg(p.id ORDER BY p.run_id, p.id) FROM promoted p), '{}') AS ready_tasks,
+                    coalesce((SELECT array_agg(r.run_id) FROM (SELECT DISTINCT run_id FROM done) r
+                               WHERE EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = r.run_id
+                                               AND o.status IN ('pending', 'ready', 'running'))), '{}') AS open_runs",
+        )
+        .bind(done.iter().map(|(r, _)| r.0).collect::<Vec<_>>())
+        .bind(done.iter().map(|(_, t)| t.0).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let runs: Vec<Uuid> = row.try_get("ready_runs").map_err(map_err)?;
+        let tasks: Vec<Uuid> = row.try_get("ready_tasks").map_err(map_err)?;
+        let open: Vec<Uuid> = row.try_get("open_runs").map_err(map_err)?;
+        Ok(Promotion {
+            ready: runs
+                .into_iter()
+                .zip(tasks)
+                .map(|(r, t)| (RunId(r), TaskId(t)))
+                .collect(),
+            open_runs: open.into_iter().map(RunId).collect(),
+        })
     }
 
     async fn extend_lease(

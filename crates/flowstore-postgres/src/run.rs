@@ -215,6 +215,17 @@ impl RunRepo for PostgresTx {
         &mut self,
         filter: &StatsFilter,
     ) -> StoreResult<ExecutionStatistics> {
+        // One workflow's statistics come from the counters the triggers keep (a few
+        // rows, whatever the number of runs) instead of a scan of its runs; they
+        // count the same rows, so the answer is the same.
+        if let Some(workflow_id) = &filter.workflow_id {
+            return flowstore_core::model::engine::EngineStore::select_workflow_statistics(
+                self,
+                workflow_id,
+                filter.status,
+            )
+            .await;
+        }
         // The mean is the exact integer sum divided once, as on SQLite, so both
         // backends return the same double (AVG would return NUMERIC here).
         sqlx::query_as(

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineStore, Event, EventFilter, NewEvent, QueueDepth,
-    RunState, RunTask, RunTaskCounts, StepTask, TaskState,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, EngineStore, Event, EventFilter,
+    NewEvent, Promotion, QueueDepth, RunState, RunTask, RunTaskCounts, StepTask, TaskState,
 };
 use flowstore_core::model::run::{
     AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
@@ -37,6 +37,100 @@ const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
 
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// Microseconds since the epoch of a timestamp as flowstore writes it
+/// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), so that durations are computed in SQL exactly as
+/// [`duration_ms`] computes them.
+macro_rules! micros {
+    ($x:literal) => {
+        concat!(
+            "(CAST(strftime('%s', ",
+            $x,
+            ") AS INTEGER) * 1000000 + CAST(substr(",
+            $x,
+            ", 21, 6) AS INTEGER))"
+        )
+    };
+}
+
+/// Completes, in one call of four statements, the attempts listed in `?1` (a JSON
+/// array of `{"t": task hex, "a": attempt, "o": output}`) that are their task's
+/// current running one, at `?2`. The event and attempt rows are written first, for
+/// exactly the tasks the last statement then updates: the writer lock is held, so
+/// the condition reads the same rows in all three.
+const COMPLETE_RUNNING: &str = concat!(
+    "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+     SELECT (SELECT coalesce(max(seq), 0) FROM events) + row_number() OVER (ORDER BY j.key),
+            'task.completed', t.run_id, t.id,
+            (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = t.run_id),
+            json_object('attempt', t.attempt), ?2
+       FROM json_each(?1) j
+       JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
+                   AND t.status = 'running'
+      ORDER BY j.key;
+     UPDATE task_executions
+        SET execution_status = 'completed', output_results = j.output, completed_at = ?2,
+            duration_ms = CASE WHEN started_at IS NULL THEN NULL
+                ELSE max(0, (",
+    micros!("?2"),
+    " - ",
+    micros!("started_at"),
+    ") / 1000) END,
+            lease_expires_at = NULL, updated_at = ?2
+       FROM (SELECT t.id, t.attempt, j.value -> '$.o' AS output
+               FROM json_each(?1) j
+               JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
+                           AND t.status = 'running') AS j
+      WHERE task_executions.task_id = j.id AND task_executions.attempt = j.attempt;
+     UPDATE tasks
+        SET status = 'completed', result = j.output, error_message = NULL, completed_at = ?2,
+            actual_duration = (SELECT min(2147483647, max(0, (",
+    micros!("?2"),
+    " - ",
+    micros!("s.at"),
+    ") / 1000))
+                 FROM (SELECT coalesce((SELECT a.started_at FROM task_executions a
+                                         WHERE a.task_id = tasks.id AND a.attempt = tasks.attempt),
+                                       tasks.started_at) AS at) s
+                WHERE s.at IS NOT NULL),
+            lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
+       FROM (SELECT unhex(value ->> '$.t') AS id, value ->> '$.a' AS attempt,
+                    value -> '$.o' AS output
+               FROM json_each(?1)) AS j
+      WHERE tasks.id = j.id AND tasks.attempt = j.attempt AND tasks.status = 'running'
+     RETURNING id, attempt, run_id"
+);
+
+/// Promotes the dependents of the `[run hex, task hex]` pairs in `?1` at `?2` (see
+/// `promote_dependents`): the events first, for exactly the tasks the update then
+/// makes ready, and last the runs that still have open tasks (promotion moves tasks
+/// from one open status to another, so it does not change that answer).
+const PROMOTE_DEPENDENTS: &str = "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+     SELECT (SELECT coalesce(max(seq), 0) FROM events) + row_number() OVER (ORDER BY t.run_id, t.id),
+            'task.ready', t.run_id, t.id,
+            (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = t.run_id), '{}', ?2
+       FROM tasks t
+      WHERE t.id IN (SELECT x.task_id FROM task_dependencies x
+                      WHERE x.depends_on_id IN (SELECT unhex(value ->> '$[1]') FROM json_each(?1)))
+        AND t.status = 'pending' AND NOT EXISTS (SELECT 1 FROM task_dependencies d
+              JOIN tasks p ON p.id = d.depends_on_id
+             WHERE d.task_id = t.id AND p.status <> 'completed')
+      ORDER BY t.run_id, t.id;
+     UPDATE tasks AS t SET status = 'ready', updated_at = ?2
+      WHERE t.id IN (SELECT x.task_id FROM task_dependencies x
+                      WHERE x.depends_on_id IN (SELECT unhex(value ->> '$[1]') FROM json_each(?1)))
+        AND t.status = 'pending' AND NOT EXISTS (SELECT 1 FROM task_dependencies d
+              JOIN tasks p ON p.id = d.depends_on_id
+             WHERE d.task_id = t.id AND p.status <> 'completed')
+     RETURNING 'ready' AS kind, run_id, id;
+     SELECT 'open' AS kind, r.run_id AS run_id, NULL AS id
+       FROM (SELECT DISTINCT unhex(value ->> '$[0]') AS run_id FROM json_each(?1)) r
+      WHERE EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = r.run_id
+                      AND o.status IN ('pending', 'ready', 'running'))";
+
+fn hex(id: uuid::Uuid) -> String {
+    id.simple().to_string()
 }
 
 #[async_trait]
@@ -129,7 +223,7 @@ impl EngineStore for SqliteTx {
         .map_err(map_err)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for (row, attempt_id) in rows.into_iter().zip(attempt_ids) {
-            let c = ClaimedTask {
+            claimed.push(ClaimedTask {
                 task_id: row.try_get("id").map_err(map_err)?,
                 attempt_id: *attempt_id,
                 attempt: row.try_get("attempt").map_err(map_err)?,
@@ -138,37 +232,47 @@ impl EngineStore for SqliteTx {
                 handler_type: row.try_get("handler_type").map_err(map_err)?,
                 parameters: row.try_get("parameters").map_err(map_err)?,
                 lease_expires_at: lease_until,
-            };
-            sqlx::query(
-                "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
-                    execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?7, ?7, ?7)",
-            )
-            .bind(c.attempt_id)
-            .bind(c.task_id)
-            .bind(c.run_id)
-            .bind(c.attempt)
-            .bind(&c.handler_type)
-            .bind(&request.worker_id)
-            .bind(&now_s)
-            .bind(&until_s)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-            claimed.push(c);
+            });
         }
-        let events: Vec<NewEvent> = claimed
+        claimed.sort_by_key(|c| c.task_id);
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        // The attempt rows and the events of the whole claim in one call of two
+        // statements (the driver's cost is per call).
+        let list: Vec<Value> = claimed
             .iter()
-            .map(|c| NewEvent {
-                event_type: "task.claimed",
-                run_id: c.run_id,
-                task_id: Some(c.task_id),
-                workflow_id: None,
-                payload: serde_json::json!({"attempt": c.attempt, "worker_id": request.worker_id}),
+            .map(|c| {
+                serde_json::json!({
+                    "id": hex(c.attempt_id.0),
+                    "t": hex(c.task_id.0),
+                    "r": c.run_id.map(|r| hex(r.0)),
+                    "a": c.attempt,
+                    "h": c.handler_type,
+                })
             })
             .collect();
-        self.insert_events(&events, now).await?;
-        claimed.sort_by_key(|c| c.task_id);
+        sqlx::query(
+            "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
+                execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
+             SELECT unhex(value ->> '$.id'), unhex(value ->> '$.t'), unhex(value ->> '$.r'),
+                    value ->> '$.a', value ->> '$.h', ?2, 'running', ?3, ?4, ?3, ?3, ?3
+               FROM json_each(?1) ORDER BY key;
+             INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+             SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, 'task.claimed',
+                    unhex(j.value ->> '$.r'), unhex(j.value ->> '$.t'),
+                    (SELECT r.workflow_id FROM workflow_executions r
+                      WHERE r.id = unhex(j.value ->> '$.r')),
+                    json_object('attempt', j.value ->> '$.a', 'worker_id', ?2), ?3
+               FROM json_each(?1) j ORDER BY j.key",
+        )
+        .bind(Value::Array(list).to_string())
+        .bind(&request.worker_id)
+        .bind(&now_s)
+        .bind(&until_s)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok(claimed)
     }
 
@@ -241,6 +345,84 @@ impl EngineStore for SqliteTx {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn complete_running(
+        &mut self,
+        items: &[(AttemptRef, &Value)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<CompletedAttempt>> {
+        let list: Vec<Value> = items
+            .iter()
+            .map(|(a, o)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "o": o}))
+            .collect();
+        let rows: Vec<(TaskId, i32, Option<RunId>)> = sqlx::query_as(COMPLETE_RUNNING)
+            .bind(Value::Array(list).to_string())
+            .bind(ts(&now))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        let mut runs: Vec<RunId> = rows.iter().filter_map(|r| r.2).collect();
+        runs.sort();
+        runs.dedup();
+        let mut states = std::collections::HashMap::new();
+        if !runs.is_empty() {
+            let ids: Vec<String> = runs.iter().map(|r| hex(r.0)).collect();
+            let found: Vec<RunState> = sqlx::query_as(
+                "SELECT id, execution_id, workflow_id, status, strategy, failure_strategy,
+                        start_time, end_time, actual_duration, error_data, deadline_at,
+                        cancel_requested_at
+                   FROM workflow_executions
+                  WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+            )
+            .bind(json_list(&ids))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            states.extend(found.into_iter().map(|r| (r.id, r)));
+        }
+        // In the order the attempts were given.
+        let order: std::collections::HashMap<TaskId, usize> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (a, _))| (a.task_id, i))
+            .collect();
+        let mut done: Vec<CompletedAttempt> = rows
+            .into_iter()
+            .map(|(task_id, attempt, run)| CompletedAttempt {
+                task_id,
+                attempt,
+                run: run.and_then(|r| states.get(&r).cloned()),
+            })
+            .collect();
+        done.sort_by_key(|c| order.get(&c.task_id).copied().unwrap_or(usize::MAX));
+        Ok(done)
+    }
+
+    async fn promote_dependents(
+        &mut self,
+        done: &[(RunId, TaskId)],
+        now: Timestamp,
+    ) -> StoreResult<Promotion> {
+        let pairs: Vec<Value> = done
+            .iter()
+            .map(|(r, t)| serde_json::json!([hex(r.0), hex(t.0)]))
+            .collect();
+        let rows: Vec<(String, RunId, Option<TaskId>)> = sqlx::query_as(PROMOTE_DEPENDENTS)
+            .bind(Value::Array(pairs).to_string())
+            .bind(ts(&now))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        let mut promotion = Promotion::default();
+        for (kind, run, task) in rows {
+            match (kind.as_str(), task) {
+                ("ready", Some(task)) => promotion.ready.push((run, task)),
+                _ => promotion.open_runs.push(run),
+            }
+        }
+        promotion.ready.sort();
+        Ok(promotion)
     }
 
     async fn extend_lease(
@@ -393,26 +575,38 @@ impl EngineStore for SqliteTx {
     }
 
     async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()> {
-        let now = ts(&now);
-        for e in events {
-            // Writers are serialised, so the next number after the highest is free and
-            // stays gap-free: a rolled-back transaction takes its numbers with it.
-            sqlx::query(
-                "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
-                 VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM events), ?1, ?2, ?3,
-                         coalesce(?4, (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = ?2)),
-                         ?5, ?6)",
-            )
-            .bind(e.event_type)
-            .bind(e.run_id)
-            .bind(e.task_id)
-            .bind(&e.workflow_id)
-            .bind(&e.payload)
-            .bind(&now)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        if events.is_empty() {
+            return Ok(());
         }
+        // Writers are serialised, so the numbers after the highest are free and stay
+        // gap-free: a rolled-back transaction takes its numbers with it. One statement
+        // for all the events (the driver's cost is per statement).
+        let list: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "type": e.event_type,
+                    "run": e.run_id.map(|r| hex(r.0)),
+                    "task": e.task_id.map(|t| hex(t.0)),
+                    "wf": e.workflow_id,
+                    "payload": e.payload,
+                })
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+             SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, j.value ->> '$.type',
+                    unhex(j.value ->> '$.run'), unhex(j.value ->> '$.task'),
+                    coalesce(j.value ->> '$.wf', (SELECT r.workflow_id FROM workflow_executions r
+                                                   WHERE r.id = unhex(j.value ->> '$.run'))),
+                    j.value -> '$.payload', ?2
+               FROM json_each(?1) j ORDER BY j.key",
+        )
+        .bind(Value::Array(list).to_string())
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 

@@ -49,6 +49,23 @@ fn check(report: &Report) {
         .rows
         .iter()
         .any(|r| r.workload == "claim" && r.ratio_to_floor.is_some()));
+    // B=1 completes each task on its own, B=64 the claimed batch at once (library,
+    // floor and HTTP alike), and the report says which ran.
+    for (workload, variant) in [
+        ("claim", "flowstore B=1 W=2 cmpl=each"),
+        ("claim", "raw SQL floor B=64 W=2 cmpl=batch"),
+        ("claim", "flowstore B=64 W=2 cmpl=batch"),
+        ("http", "flowstore serve B=1 W=2 cmpl=each"),
+        ("http", "flowstore serve B=64 W=2 cmpl=batch"),
+    ] {
+        assert!(
+            report
+                .rows
+                .iter()
+                .any(|r| r.workload == workload && r.variant == variant),
+            "{workload}: {variant}"
+        );
+    }
     let table = bench::render_table(report);
     assert!(table.contains("cores"));
     serde_json::to_string(report).expect("the report serialises");

@@ -99,89 +99,6 @@ pub async fn heartbeat<T: EngineTx + ?Sized>(
     })
 }
 
-/// Completes an attempt (see [`crate::model::engine::EngineRepo::complete`]).
-pub async fn complete<T: EngineTx + ?Sized>(
-    tx: &mut T,
-    attempt: AttemptRef,
-    output: Value,
-) -> StoreResult<Transition> {
-    crate::validate::json_size("output", &output)?;
-    let now = time::now();
-    let mut task = locked_current(tx, attempt).await?;
-    if task.status == TaskStatus::Completed && task.attempt == attempt.attempt {
-        // A repeated completion (a retry of a lost response) changes nothing.
-        if task.result.as_ref() != Some(&output) {
-            return Err(StoreError::conflict(
-                "output",
-                "this attempt was already completed with another output",
-            ));
-        }
-        return Ok(Transition {
-            task_id: task.id,
-            attempt: task.attempt,
-            status: task.status,
-            retry_at: None,
-            newly_ready: vec![],
-            run_status: None,
-        });
-    }
-    if task.status != TaskStatus::Running || task.attempt != attempt.attempt {
-        return Err(stale(&task, attempt));
-    }
-    task.status = TaskStatus::Completed;
-    task.result = Some(output.clone());
-    task.error_message = None;
-    task.completed_at = Some(now);
-    task.actual_duration = task
-        .attempt_started_at
-        .or(task.started_at)
-        .map(|s| duration_ms(s, now));
-    task.lease_owner = None;
-    task.lease_expires_at = None;
-    tx.save_task(&task, now).await?;
-    tx.finish_task_attempt(
-        task.id,
-        task.attempt,
-        AttemptStatus::Completed,
-        Some(&output),
-        None,
-        now,
-    )
-    .await?;
-    let mut transition = Transition {
-        task_id: task.id,
-        attempt: task.attempt,
-        status: task.status,
-        retry_at: None,
-        newly_ready: vec![],
-        run_status: None,
-    };
-    if let Some(run_id) = task.run_id {
-        let mut events = vec![ev(
-            "task.completed",
-            Some(run_id),
-            Some(task.id),
-            None,
-            json!({"attempt": task.attempt}),
-        )];
-        after_terminal(tx, run_id, now, &mut transition, &mut events).await?;
-        tx.insert_events(&events, now).await?;
-    } else {
-        tx.insert_events(
-            &[ev(
-                "task.completed",
-                None,
-                Some(task.id),
-                None,
-                json!({"attempt": task.attempt}),
-            )],
-            now,
-        )
-        .await?;
-    }
-    Ok(transition)
-}
-
 /// Fails an attempt (see [`crate::model::engine::EngineRepo::fail`]).
 pub async fn fail<T: EngineTx + ?Sized>(
     tx: &mut T,
@@ -390,9 +307,23 @@ async fn after_terminal<T: EngineTx + ?Sized>(
         .lock_run(run_id)
         .await?
         .ok_or_else(|| StoreError::not_found("run", run_id))?;
+    advance_run(tx, run, now, transition, events).await
+}
+
+/// After a task of `run` (locked by the caller) reached a terminal status: make the
+/// run's pending tasks whose dependencies are complete ready, and end the run when
+/// nothing is left open.
+async fn advance_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run: RunState,
+    now: Timestamp,
+    transition: &mut Transition,
+    events: &mut Vec<NewEvent>,
+) -> StoreResult<()> {
     if run.status.is_terminal() || run.cancel_requested_at.is_some() {
         return Ok(());
     }
+    let run_id = run.id;
     let sequential = run.strategy == Some(RunStrategy::Sequential);
     let ready = tx.promote_ready(run_id, sequential, now).await?;
     events.extend(
@@ -450,9 +381,11 @@ async fn end_run<T: EngineTx + ?Sized>(
     Ok(())
 }
 
+mod complete;
 mod housekeeping;
 mod repo;
 mod start;
 
+pub use complete::{complete, complete_many};
 pub use housekeeping::{cancel_run, enforce_timeouts, reap_expired_leases};
 pub use start::start_run;

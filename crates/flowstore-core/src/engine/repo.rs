@@ -34,6 +34,13 @@ macro_rules! impl_engine_repo {
             ) -> $crate::StoreResult<$crate::model::engine::Transition> {
                 $crate::engine::complete(self, attempt, output).await
             }
+            async fn complete_many(
+                &mut self,
+                items: Vec<($crate::model::engine::AttemptRef, serde_json::Value)>,
+            ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::model::engine::Transition>>>
+            {
+                $crate::engine::complete_many(self, items).await
+            }
             async fn fail(
                 &mut self,
                 attempt: $crate::model::engine::AttemptRef,

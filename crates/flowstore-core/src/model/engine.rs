@@ -23,7 +23,9 @@ use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::{validate, StoreError, StoreResult};
 
-pub use crate::model::engine_store::{EngineStore, NewEvent, RunState, StepTask, TaskState};
+pub use crate::model::engine_store::{
+    CompletedAttempt, EngineStore, NewEvent, Promotion, RunState, StepTask, TaskState,
+};
 
 /// Most tasks one claim may return.
 pub const MAX_CLAIM: u32 = 1000;
@@ -369,6 +371,16 @@ pub trait EngineRepo: Send {
     /// whose dependencies are all complete. Repeating an accepted completion returns
     /// the same result and changes nothing.
     async fn complete(&mut self, attempt: AttemptRef, output: Value) -> StoreResult<Transition>;
+
+    /// Completes many attempts in this one transaction (at most [`MAX_CLAIM`]), each
+    /// as [`EngineRepo::complete`] would, and reports each one's result in the order
+    /// given: a stale, unknown or invalid attempt gets its own error and does not
+    /// stop the others. An `Err` for the whole call (a database error) means the
+    /// transaction must be rolled back.
+    async fn complete_many(
+        &mut self,
+        items: Vec<(AttemptRef, Value)>,
+    ) -> StoreResult<Vec<StoreResult<Transition>>>;
 
     /// Fails a running attempt: retried with backoff while retries remain and the
     /// error is retryable, otherwise the task fails and its run follows its failure

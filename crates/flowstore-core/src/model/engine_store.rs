@@ -121,6 +121,27 @@ pub struct NewEvent {
     pub payload: Value,
 }
 
+/// An attempt that [`EngineStore::complete_running`] completed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompletedAttempt {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempt completed.
+    pub attempt: i32,
+    /// The task's run, read after the run row was locked (locks are taken in run ID
+    /// order, after every task of the batch).
+    pub run: Option<RunState>,
+}
+
+/// What [`EngineStore::promote_dependents`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Promotion {
+    /// The tasks made ready, with their run.
+    pub ready: Vec<(RunId, TaskId)>,
+    /// The runs asked about that still have tasks pending, ready or running.
+    pub open_runs: Vec<RunId>,
+}
+
 /// The primitives each backend provides to the engine: small statements in native
 /// SQL, each on the caller's transaction. The engine's logic (in
 /// [`crate::engine`]) is written once on top of them, so both backends move tasks
@@ -160,6 +181,27 @@ pub trait EngineStore: Send {
         error: Option<&Value>,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Completes each attempt of `items` that is its task's current running one, in
+    /// as few statements as the backend allows: the task row (guarded by its attempt
+    /// and status, so a stale or repeated report changes nothing), the attempt row and
+    /// a `task.completed` event. Then it locks the runs of the completed tasks, in run
+    /// ID order, and returns them. Attempts that were not current are left untouched
+    /// and are not returned. `items` names distinct tasks.
+    async fn complete_running(
+        &mut self,
+        items: &[(AttemptRef, &Value)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<CompletedAttempt>>;
+    /// For each `(run, task)` just completed in a `parallel` run that is still live:
+    /// makes ready the pending tasks that depend on `task` and whose dependencies are
+    /// now all complete, appends a `task.ready` event for each, and tells which of
+    /// these runs still have open tasks. Only the completed tasks' dependents are
+    /// looked at, not the whole run.
+    async fn promote_dependents(
+        &mut self,
+        done: &[(RunId, TaskId)],
+        now: Timestamp,
+    ) -> StoreResult<Promotion>;
     /// Extends the lease of a running attempt; `false` when the attempt is not the
     /// task's current running one.
     async fn extend_lease(

@@ -12,10 +12,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json as AxumJson;
 use flowstore_core::ids::TaskId;
-use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition};
+use flowstore_core::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition, MAX_CLAIM,
+};
 use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Tx;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -66,6 +68,42 @@ pub struct CompleteBody {
     /// What the task produced (any JSON).
     #[serde(default)]
     pub output: Value,
+}
+
+/// The body of `POST /worker/complete-batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBatchBody {
+    /// The attempts to complete (1..=1000), each as `POST /worker/complete` takes it.
+    pub items: Vec<CompleteBody>,
+}
+
+/// One attempt's result in `POST /worker/complete-batch`: a transition, or the
+/// problem `POST /worker/complete` would have answered for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompleteBatchResult {
+    /// The task.
+    #[schema(value_type = String)]
+    pub task_id: TaskId,
+    /// The attempt number reported.
+    pub attempt: i32,
+    /// The outcome, when the attempt was completed (or had already been completed
+    /// with the same output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<doc::Transition>)]
+    pub transition: Option<Transition>,
+    /// Why it was refused: 409 for a stale attempt or another output, 404 for an
+    /// unknown task, 422 for an output too large.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// The answer of `POST /worker/complete-batch`: one result per attempt, in the order
+/// given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompleteBatchAnswer {
+    /// The results.
+    pub results: Vec<CompleteBatchResult>,
 }
 
 /// The body of `POST /worker/fail`.
@@ -187,6 +225,77 @@ pub async fn complete(
     tx.commit().await?;
     state.notify_changed();
     Ok(AxumJson(t))
+}
+
+/// Completes many attempts in one transaction. Each gets its own result: a stale or
+/// unknown attempt is reported in its place and does not stop the others.
+#[utoipa::path(post, path = "/api/v1/worker/complete-batch", tag = "worker",
+    request_body = CompleteBatchBody,
+    responses((status = 200, body = CompleteBatchAnswer, description = "one result per attempt, in order"),
+        (status = 422, body = Problem, description = "no attempts, or more than 1000")))]
+pub async fn complete_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CompleteBatchBody>,
+) -> ApiResult<AxumJson<CompleteBatchAnswer>> {
+    if body.items.is_empty() || body.items.len() > MAX_CLAIM as usize {
+        return Err(Problem::invalid(
+            "items",
+            format!(
+                "{} attempts given; 1..={MAX_CLAIM} are allowed",
+                body.items.len()
+            ),
+        ));
+    }
+    let refs: Vec<AttemptRef> = body
+        .items
+        .iter()
+        .map(|b| AttemptRef {
+            task_id: b.task_id,
+            attempt: b.attempt,
+        })
+        .collect();
+    let mut tx = state.backend().begin().await?;
+    // A report on a task the key may not execute is refused in its place, with the
+    // problem `complete` would answer; the others go on.
+    let mut problems: Vec<Option<Problem>> = refs.iter().map(|_| None).collect();
+    let mut items = Vec::with_capacity(refs.len());
+    for (i, b) in body.items.into_iter().enumerate() {
+        match check_executes(&mut *tx, &caller, b.task_id).await {
+            Ok(()) => items.push((refs[i], b.output)),
+            Err(p) if p.status < 500 => problems[i] = Some(p),
+            Err(p) => return Err(p),
+        }
+    }
+    let mut outcomes = if items.is_empty() {
+        Vec::new()
+    } else {
+        tx.complete_many(items).await?
+    }
+    .into_iter();
+    tx.commit().await?;
+    state.notify_changed();
+    let results = refs
+        .into_iter()
+        .zip(problems)
+        .map(|(a, refused)| {
+            let (transition, problem) = match refused {
+                Some(p) => (None, Some(p)),
+                None => match outcomes.next() {
+                    Some(Ok(t)) => (Some(t), None),
+                    Some(Err(e)) => (None, Some(Problem::from(e))),
+                    None => (None, Some(Problem::from(flowstore_core::StoreError::not_found("task", a.task_id)))),
+                },
+            };
+            CompleteBatchResult {
+                task_id: a.task_id,
+                attempt: a.attempt,
+                transition,
+                problem,
+            }
+        })
+        .collect();
+    Ok(AxumJson(CompleteBatchAnswer { results }))
 }
 
 /// Fails an attempt; retried with backoff while retries remain and it is retryable.

@@ -15,6 +15,17 @@ use super::{bar, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples, 
 /// The batch sizes measured.
 pub(crate) const BATCHES: [u32; 2] = [1, 64];
 
+/// How a batch size completes its tasks: at B=1 each task in its own transaction
+/// (`complete`), above that the whole claimed batch in one (`complete_many`, and
+/// one statement in the floor).
+pub(crate) fn completion_mode(batch: u32) -> &'static str {
+    if batch > 1 {
+        "cmpl=batch"
+    } else {
+        "cmpl=each"
+    }
+}
+
 /// SQLite's text form of an instant, as flowstore writes it.
 pub(crate) const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
 
@@ -167,6 +178,35 @@ async fn drive(
                     break;
                 }
                 claim_lat.push(t0.elapsed());
+                if batch > 1 {
+                    // The claimed batch is reported at once, in one transaction.
+                    let t1 = Instant::now();
+                    match mode {
+                        Mode::Library => {
+                            let items = claimed
+                                .iter()
+                                .map(|(task, attempt)| {
+                                    let attempt = AttemptRef {
+                                        task_id: flowstore_core::ids::TaskId(*task),
+                                        attempt: *attempt,
+                                    };
+                                    (attempt, json!({"ok": true}))
+                                })
+                                .collect();
+                            let mut tx = backend.begin().await?;
+                            let results = tx.complete_many(items).await?;
+                            tx.commit().await?;
+                            if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+                                return Err(fail(format!("batch completion refused one: {e}")));
+                            }
+                        }
+                        Mode::RawSql => raw_complete_batch(&raw, &claimed).await?,
+                    }
+                    complete_lat.push(t1.elapsed());
+                    pb.inc(claimed.len() as u64);
+                    done.extend(claimed);
+                    continue;
+                }
                 for (task, attempt) in claimed {
                     let t1 = Instant::now();
                     match mode {
@@ -307,6 +347,56 @@ async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
     Ok(())
 }
 
+/// The floor's batch completion: one statement for the whole claimed batch, guarded
+/// by attempt and status like the single one.
+async fn raw_complete_batch(raw: &Raw, claimed: &[(Uuid, i32)]) -> StoreResult<()> {
+    let changed = match raw {
+        Raw::Postgres(pool) => sqlx::query(
+            "UPDATE tasks t SET status = 'completed', result = $3, completed_at = now(),
+                    lease_owner = NULL, lease_expires_at = NULL
+               FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempt)
+              WHERE t.id = u.id AND t.attempt = u.attempt AND t.status = 'running'",
+        )
+        .bind(claimed.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(claimed.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(json!({"ok": true}))
+        .execute(pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected(),
+        Raw::Sqlite { pool, writer } => {
+            let list: Vec<serde_json::Value> = claimed
+                .iter()
+                .map(|(t, a)| json!([t.simple().to_string(), a]))
+                .collect();
+            let _g = writer.lock().await;
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+            let n = sqlx::query(&format!(
+                "UPDATE tasks SET status = 'completed', result = ?2, completed_at = {SQLITE_NOW},
+                        lease_owner = NULL, lease_expires_at = NULL
+                   FROM (SELECT unhex(value ->> '$[0]') AS id, value ->> '$[1]' AS attempt
+                           FROM json_each(?1)) AS u
+                  WHERE tasks.id = u.id AND tasks.attempt = u.attempt AND tasks.status = 'running'"
+            ))
+            .bind(serde_json::Value::Array(list).to_string())
+            .bind("{\"ok\":true}")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            tx.commit().await.map_err(db_err)?;
+            n
+        }
+    };
+    if changed != claimed.len() as u64 {
+        return Err(fail(format!(
+            "raw batch completion of {} tasks changed {changed} rows",
+            claimed.len()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(
     target: &Target,
     opts: &BenchOptions,
@@ -351,7 +441,7 @@ pub(crate) async fn run(
         let lib = median(&lib_rates);
         report.rows.push(Row {
             workload: "claim".into(),
-            variant: format!("raw SQL floor B={batch} W={w}"),
+            variant: format!("raw SQL floor B={batch} W={w} {}", completion_mode(batch)),
             rate: floor,
             rate_unit: Some("tasks/s".into()),
             ratio_to_floor: Some(1.0),
@@ -364,7 +454,7 @@ pub(crate) async fn run(
         });
         report.rows.push(Row {
             workload: "claim".into(),
-            variant: format!("flowstore B={batch} W={w}"),
+            variant: format!("flowstore B={batch} W={w} {}", completion_mode(batch)),
             rate: lib,
             rate_unit: Some("tasks/s".into()),
             ratio_to_floor: match (lib, floor) {
@@ -380,7 +470,7 @@ pub(crate) async fn run(
         });
     }
     report.notes.push(format!(
-        "claim: {} ready tasks per round inserted in one statement each ({} sets, {:.1} s in all, not measured); p50/p99 are of claim transactions, cmpl of completion transactions, pooled over rounds",
+        "claim: {} ready tasks per round inserted in one statement each ({} sets, {:.1} s in all, not measured); p50/p99 are of claim transactions, cmpl of completion transactions, pooled over rounds; cmpl=each: every task completed in its own transaction (complete; the floor one UPDATE each), cmpl=batch: the claimed batch completed in one transaction (complete_many; the floor one UPDATE for the batch)",
         n,
         2 * BATCHES.len() as u32 * opts.rounds,
         setup.as_secs_f64()

@@ -11,13 +11,23 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::claim::{check_done, insert_ready_tasks, RoundResult, BATCHES};
+use super::claim::{check_done, completion_mode, insert_ready_tasks, RoundResult, BATCHES};
 use super::{bar, fail, median, peak_memory_mb, BenchOptions, Report, Row, Samples, Target};
 
 #[derive(Deserialize)]
 struct Claimed {
     task_id: Uuid,
     attempt: i32,
+}
+
+#[derive(Deserialize)]
+struct BatchAnswer {
+    results: Vec<BatchResult>,
+}
+
+#[derive(Deserialize)]
+struct BatchResult {
+    transition: Option<serde_json::Value>,
 }
 
 pub(crate) async fn run(
@@ -101,7 +111,7 @@ async fn measure(
             .and_then(|r| r.rate);
         report.rows.push(Row {
             workload: "http".into(),
-            variant: format!("flowstore serve B={batch} W={w}"),
+            variant: format!("flowstore serve B={batch} W={w} {}", completion_mode(batch)),
             rate,
             rate_unit: Some("tasks/s".into()),
             ratio_to_floor: match (rate, floor) {
@@ -115,7 +125,7 @@ async fn measure(
             items,
             peak_memory_mb: peak_memory_mb(),
             note: Some(
-                "server in process: peak memory is the whole bench process's VmHWM (server, HTTP workers and everything run before); ratio is to the claim floor of the same B"
+                "server in process: peak memory is the whole bench process's VmHWM (server, HTTP workers and everything run before); ratio is to the claim floor of the same B; cmpl=batch: POST /worker/complete-batch for the claimed batch, cmpl=each: POST /worker/complete per task"
                     .into(),
             ),
         });
@@ -141,6 +151,7 @@ async fn drive(
         let client = client.clone();
         let claim_url = format!("{base}/worker/claim");
         let complete_url = format!("{base}/worker/complete");
+        let batch_url = format!("{base}/worker/complete-batch");
         let auth = format!("Bearer {key}");
         let handler = handler.to_string();
         let pb = pb.clone();
@@ -176,6 +187,39 @@ async fn drive(
                     break;
                 }
                 claim_lat.push(t0.elapsed());
+                if batch > 1 {
+                    // The claimed batch is reported in one request (one transaction).
+                    let t1 = Instant::now();
+                    let items: Vec<_> = claimed
+                        .iter()
+                        .map(|c| json!({"task_id": c.task_id, "attempt": c.attempt, "output": {"ok": true}}))
+                        .collect();
+                    let resp = client
+                        .post(&batch_url)
+                        .header("authorization", &auth)
+                        .json(&json!({ "items": items }))
+                        .send()
+                        .await
+                        .map_err(|e| fail(format!("complete-batch request: {e}")))?;
+                    if !resp.status().is_success() {
+                        let status = resp.status();
+                        let body = resp.text().await.unwrap_or_default();
+                        return Err(fail(format!("complete-batch answered {status}: {body}")));
+                    }
+                    let answer: BatchAnswer = resp
+                        .json()
+                        .await
+                        .map_err(|e| fail(format!("complete-batch answer: {e}")))?;
+                    if answer.results.len() != claimed.len()
+                        || answer.results.iter().any(|r| r.transition.is_none())
+                    {
+                        return Err(fail("complete-batch refused an attempt of the batch"));
+                    }
+                    complete_lat.push(t1.elapsed());
+                    pb.inc(claimed.len() as u64);
+                    done.extend(claimed.iter().map(|c| (c.task_id, c.attempt)));
+                    continue;
+                }
                 for c in claimed {
                     let t1 = Instant::now();
                     let resp = client

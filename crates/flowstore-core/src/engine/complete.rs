@@ -1,0 +1,203 @@
+//! Completing attempts, one or many in the caller's transaction.
+//!
+//! The common case (the attempt is its task's current running one) is written by
+//! the backend in as few statements as it allows ([`EngineStore::complete_running`]:
+//! one for a whole batch on PostgreSQL), and only the completed tasks' dependents are
+//! looked at afterwards. Only what that fast path did not complete (a stale,
+//! repeated or unknown attempt) is read back, without writing, to say why.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::{advance_run, end_run, stale, EngineTx};
+use crate::ids::{RunId, TaskId};
+use crate::model::engine::{
+    run_outcome, AttemptRef, CompletedAttempt, RunState, Transition, MAX_CLAIM,
+};
+use crate::model::run::RunStrategy;
+use crate::model::task::TaskStatus;
+use crate::time::{self, Timestamp};
+use crate::{StoreError, StoreResult};
+
+/// Completes an attempt (see [`crate::model::engine::EngineRepo::complete`]).
+pub async fn complete<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    attempt: AttemptRef,
+    output: Value,
+) -> StoreResult<Transition> {
+    crate::validate::json_size("output", &output)?;
+    let mut results = complete_many(tx, vec![(attempt, output)]).await?;
+    results
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)))
+}
+
+/// Completes many attempts (see [`crate::model::engine::EngineRepo::complete_many`]).
+pub async fn complete_many<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    items: Vec<(AttemptRef, Value)>,
+) -> StoreResult<Vec<StoreResult<Transition>>> {
+    if items.is_empty() || items.len() > MAX_CLAIM as usize {
+        return Err(StoreError::invalid(
+            "items",
+            format!(
+                "{} attempts given; 1..={MAX_CLAIM} are allowed",
+                items.len()
+            ),
+        ));
+    }
+    let now = time::now();
+    let mut results: Vec<Option<StoreResult<Transition>>> = items.iter().map(|_| None).collect();
+    // The first report of each task goes to the fast path; a task named again later in
+    // the same batch is then seen completed, as a repeated report would be.
+    let mut fast = Vec::new();
+    let mut again = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, (attempt, output)) in items.iter().enumerate() {
+        if let Err(e) = crate::validate::json_size("output", output) {
+            results[i] = Some(Err(e));
+        } else if seen.insert(attempt.task_id) {
+            fast.push(i);
+        } else {
+            again.push(i);
+        }
+    }
+    // Concurrent batches lock their tasks in one order.
+    fast.sort_by_key(|&i| items[i].0.task_id);
+    let batch: Vec<(AttemptRef, &Value)> = fast.iter().map(|&i| (items[i].0, &items[i].1)).collect();
+    let completed = if batch.is_empty() {
+        Vec::new()
+    } else {
+        tx.complete_running(&batch, now).await?
+    };
+    let done: HashMap<TaskId, &CompletedAttempt> =
+        completed.iter().map(|c| (c.task_id, c)).collect();
+
+    let mut transitions: HashMap<TaskId, Transition> = HashMap::new();
+    for c in &completed {
+        transitions.insert(
+            c.task_id,
+            Transition {
+                task_id: c.task_id,
+                attempt: c.attempt,
+                status: TaskStatus::Completed,
+                retry_at: None,
+                newly_ready: vec![],
+                run_status: None,
+            },
+        );
+    }
+    // The runs touched, each with its completed tasks in the order they were given.
+    let mut runs: BTreeMap<RunId, (RunState, Vec<TaskId>)> = BTreeMap::new();
+    for (attempt, _) in &items {
+        if let Some(run) = done.get(&attempt.task_id).and_then(|c| c.run.as_ref()) {
+            let entry = runs
+                .entry(run.id)
+                .or_insert_with(|| (run.clone(), Vec::new()));
+            if !entry.1.contains(&attempt.task_id) {
+                entry.1.push(attempt.task_id);
+            }
+        }
+    }
+    advance_runs(tx, runs, now, &mut transitions).await?;
+
+    for &i in &fast {
+        let attempt = items[i].0;
+        results[i] = Some(match transitions.remove(&attempt.task_id) {
+            Some(t) => Ok(t),
+            None => settled(tx, attempt, &items[i].1).await?,
+        });
+    }
+    for &i in &again {
+        results[i] = Some(settled(tx, items[i].0, &items[i].1).await?);
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
+        .collect())
+}
+
+/// After tasks of live runs completed: makes their dependents ready and ends the
+/// runs that have nothing left open. What several completions of one run did
+/// together is reported on the last of them.
+async fn advance_runs<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    runs: BTreeMap<RunId, (RunState, Vec<TaskId>)>,
+    now: Timestamp,
+    transitions: &mut HashMap<TaskId, Transition>,
+) -> StoreResult<()> {
+    let mut events = Vec::new();
+    let mut parallel = Vec::new();
+    let mut pairs = Vec::new();
+    for (run_id, (run, tasks)) in runs {
+        let Some(&last) = tasks.last() else { continue };
+        if run.status.is_terminal() || run.cancel_requested_at.is_some() {
+            continue;
+        }
+        if run.strategy == Some(RunStrategy::Sequential) {
+            // One step of a sequential run runs at a time; the next is found by order.
+            if let Some(t) = transitions.get_mut(&last) {
+                advance_run(tx, run, now, t, &mut events).await?;
+            }
+            continue;
+        }
+        pairs.extend(tasks.iter().map(|t| (run_id, *t)));
+        parallel.push((run, last));
+    }
+    if !pairs.is_empty() {
+        let promotion = tx.promote_dependents(&pairs, now).await?;
+        for (run, last) in parallel {
+            let ready: Vec<TaskId> = promotion
+                .ready
+                .iter()
+                .filter(|(r, _)| *r == run.id)
+                .map(|(_, t)| *t)
+                .collect();
+            let open = promotion.open_runs.contains(&run.id);
+            let Some(t) = transitions.get_mut(&last) else {
+                continue;
+            };
+            t.newly_ready = ready;
+            if !open {
+                let counts = tx.run_task_counts(run.id).await?;
+                if let Some(status) = run_outcome(counts) {
+                    end_run(tx, run, status, now, &mut events).await?;
+                    t.run_status = Some(status);
+                }
+            }
+        }
+    }
+    tx.insert_events(&events, now).await
+}
+
+/// Why an attempt the fast path did not complete was not completed, read without
+/// writing: a repeated completion (the same output again changes nothing), a stale
+/// attempt, or an unknown task. The outer result is a database error.
+async fn settled<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    attempt: AttemptRef,
+    output: &Value,
+) -> StoreResult<StoreResult<Transition>> {
+    let Some(task) = tx.lock_task(attempt.task_id).await? else {
+        return Ok(Err(StoreError::not_found("task", attempt.task_id)));
+    };
+    if task.status == TaskStatus::Completed && task.attempt == attempt.attempt {
+        // A repeated completion (a retry of a lost response) changes nothing.
+        if task.result.as_ref() != Some(output) {
+            return Ok(Err(StoreError::conflict(
+                "output",
+                "this attempt was already completed with another output",
+            )));
+        }
+        return Ok(Ok(Transition {
+            task_id: task.id,
+            attempt: task.attempt,
+            status: task.status,
+            retry_at: None,
+            newly_ready: vec![],
+            run_status: None,
+        }));
+    }
+    Ok(Err(stale(&task, attempt)))
+}

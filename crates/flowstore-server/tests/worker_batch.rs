@@ -1,0 +1,214 @@
+//! `POST /api/v1/worker/complete-batch` on SQLite and PostgreSQL: many attempts in one
+//! transaction, each reported on its own (a stale or unknown one does not stop the
+//! others), repeated reports changing nothing, and the run moved as single
+//! completions would move it.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use common::Client;
+use flowstore_core::Backend;
+use serde_json::{json, Value};
+
+both_backends!(
+    a_batch_completes_a_diamond_and_reports_each_attempt,
+    a_batch_is_checked_before_anything_is_written
+);
+
+async fn diamond(c: &Client) -> String {
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/handlers",
+            &c.admin,
+            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let steps = json!([
+        {"key": "a", "handler": "shell"},
+        {"key": "b", "handler": "shell", "depends_on": ["a"]},
+        {"key": "c", "handler": "shell", "depends_on": ["a"]},
+        {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}
+    ]);
+    let wf = c
+        .call(
+            "POST",
+            "/api/v1/workflows",
+            &c.user,
+            Some(json!({"name": "diamond", "status": "active", "definition": {"steps": steps}})),
+        )
+        .await;
+    assert_eq!(wf.status, 201, "{}", wf.body);
+    let wf = wf.body["id"].as_str().unwrap().to_string();
+    let started = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{wf}/runs"),
+            &c.user,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    started.body["run"]["id"].as_str().unwrap().to_string()
+}
+
+async fn claim(c: &Client, want: usize) -> Vec<Value> {
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/worker/claim",
+            &c.user,
+            Some(json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let claimed = r.body.as_array().unwrap().clone();
+    assert_eq!(claimed.len(), want, "{}", r.body);
+    claimed
+}
+
+fn item(t: &Value, attempt: i64, output: Value) -> Value {
+    json!({"task_id": t["task_id"], "attempt": attempt, "output": output})
+}
+
+async fn batch(c: &Client, items: Vec<Value>) -> Vec<Value> {
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/worker/complete-batch",
+            &c.user,
+            Some(json!({ "items": items })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"].as_array().unwrap().clone()
+}
+
+async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    let run = diamond(&c).await;
+
+    let a = claim(&c, 1).await.remove(0);
+    let got = batch(&c, vec![item(&a, 1, json!({"step": "a"}))]).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["transition"]["status"], "completed", "{got:?}");
+    assert_eq!(
+        got[0]["transition"]["newly_ready"].as_array().unwrap().len(),
+        2,
+        "b and c became ready: {got:?}"
+    );
+
+    let bc = claim(&c, 2).await;
+    let unknown = json!({"task_id": uuid::Uuid::now_v7(), "attempt": 1, "output": {}});
+    let got = batch(
+        &c,
+        vec![
+            item(&bc[0], 1, json!({"n": 0})),
+            item(&bc[1], 2, json!({"n": 1})),
+            unknown,
+            item(&bc[1], 1, json!({"n": 1})),
+            item(&a, 1, json!({"step": "a"})),
+            item(&a, 1, json!({"step": "other"})),
+        ],
+    )
+    .await;
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(got[0]["transition"]["status"], "completed", "{got:?}");
+    assert_eq!(got[0]["task_id"], bc[0]["task_id"]);
+    // A stale attempt is refused in its place, and the others go through.
+    assert_eq!(got[1]["problem"]["status"], 409, "{got:?}");
+    assert_eq!(got[1]["problem"]["field"], "attempt");
+    assert!(got[1]["transition"].is_null());
+    assert_eq!(got[2]["problem"]["status"], 404, "{got:?}");
+    assert_eq!(got[3]["transition"]["status"], "completed", "{got:?}");
+    // The dependent of both is reported once, on the last completion of its run.
+    let ready: Vec<&Value> = got
+        .iter()
+        .filter_map(|r| r["transition"]["newly_ready"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(ready.len(), 1, "d became ready once: {got:?}");
+    assert_eq!(
+        got[3]["transition"]["newly_ready"].as_array().unwrap().len(),
+        1
+    );
+    // A repeated report with the same output changes nothing; another output is refused.
+    assert_eq!(got[4]["transition"]["status"], "completed", "{got:?}");
+    assert!(got[4]["transition"]["newly_ready"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(got[5]["problem"]["status"], 409, "{got:?}");
+    assert_eq!(got[5]["problem"]["field"], "output");
+
+    let d = claim(&c, 1).await.remove(0);
+    let got = batch(
+        &c,
+        vec![item(&d, 1, json!({"end": true})), item(&d, 1, json!({"end": true}))],
+    )
+    .await;
+    assert_eq!(got[0]["transition"]["run_status"], "completed", "{got:?}");
+    assert_eq!(got[1]["transition"]["status"], "completed", "{got:?}");
+    assert!(got[1]["transition"]["run_status"].is_null(), "{got:?}");
+
+    let r = c
+        .call("GET", &format!("/api/v1/runs/{run}"), &c.viewer, None)
+        .await;
+    assert_eq!(r.body["status"], "completed", "{}", r.body);
+    let tasks = c
+        .call("GET", &format!("/api/v1/runs/{run}/tasks"), &c.viewer, None)
+        .await;
+    let tasks = tasks.body.as_array().cloned().unwrap_or_default();
+    assert_eq!(tasks.len(), 4);
+    for t in &tasks {
+        assert_eq!(t["status"], "completed", "{t}");
+        assert_eq!(t["attempt"], 1, "every task ran once: {t}");
+    }
+    // Nothing is left to claim.
+    claim(&c, 0).await;
+}
+
+async fn a_batch_is_checked_before_anything_is_written(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    let _run = diamond(&c).await;
+    let a = claim(&c, 1).await.remove(0);
+    for body in [
+        json!({"items": []}),
+        json!({"items": (0..1001).map(|_| item(&a, 1, json!({}))).collect::<Vec<_>>()}),
+    ] {
+        let r = c
+            .call("POST", "/api/v1/worker/complete-batch", &c.user, Some(body))
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["field"], "items", "{}", r.body);
+    }
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/worker/complete-batch",
+            &c.user,
+            Some(json!({"items": [item(&a, 1, json!({}))], "extra": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = c
+        .raw(
+            "POST",
+            "/api/v1/worker/complete-batch",
+            None,
+            Some(br#"{"items":[]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    // Nothing was completed: the attempt is still running and completes now.
+    let got = batch(&c, vec![item(&a, 1, json!({}))]).await;
+    assert_eq!(got[0]["transition"]["status"], "completed", "{got:?}");
+    let doc = c.raw("GET", "/api/v1/openapi.json", None, None).await;
+    assert!(
+        doc.body["paths"]["/api/v1/worker/complete-batch"]["post"].is_object(),
+        "documented in the OpenAPI"
+    );
+}
