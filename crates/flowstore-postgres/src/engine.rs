@@ -291,7 +291,12 @@ impl EngineStore for PostgresTx {
         let rows = sqlx::query(COMPLETE_RUNNING)
             .bind(items.iter().map(|(a, _)| a.task_id.0).collect::<Vec<_>>())
             .bind(items.iter().map(|(a, _)| a.attempt).collect::<Vec<_>>())
-            .bind(items.iter().map(|(_, o)| (*o).clone()).collect::<Vec<Value>>())
+            .bind(
+                items
+                    .iter()
+                    .map(|(_, o)| (*o).clone())
+                    .collect::<Vec<Value>>(),
+            )
             .bind(now)
             .fetch_all(&mut *self.tx)
             .await

@@ -139,7 +139,10 @@ fn core_routes() -> Router<AppState> {
         .route("/api/v1/worker/claim", post(worker::claim))
         .route("/api/v1/worker/heartbeat", post(worker::heartbeat))
         .route("/api/v1/worker/complete", post(worker::complete))
-        .route("/api/v1/worker/complete-batch", post(worker::complete_batch))
+        .route(
+            "/api/v1/worker/complete-batch",
+            post(worker::complete_batch),
+        )
         .route("/api/v1/worker/fail", post(worker::fail))
 }
 

@@ -96,7 +96,10 @@ async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["transition"]["status"], "completed", "{got:?}");
     assert_eq!(
-        got[0]["transition"]["newly_ready"].as_array().unwrap().len(),
+        got[0]["transition"]["newly_ready"]
+            .as_array()
+            .unwrap()
+            .len(),
         2,
         "b and c became ready: {got:?}"
     );
@@ -132,7 +135,10 @@ async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend
         .collect();
     assert_eq!(ready.len(), 1, "d became ready once: {got:?}");
     assert_eq!(
-        got[3]["transition"]["newly_ready"].as_array().unwrap().len(),
+        got[3]["transition"]["newly_ready"]
+            .as_array()
+            .unwrap()
+            .len(),
         1
     );
     // A repeated report with the same output changes nothing; another output is refused.
@@ -147,7 +153,10 @@ async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend
     let d = claim(&c, 1).await.remove(0);
     let got = batch(
         &c,
-        vec![item(&d, 1, json!({"end": true})), item(&d, 1, json!({"end": true}))],
+        vec![
+            item(&d, 1, json!({"end": true})),
+            item(&d, 1, json!({"end": true})),
+        ],
     )
     .await;
     assert_eq!(got[0]["transition"]["run_status"], "completed", "{got:?}");

@@ -49,8 +49,8 @@ pub async fn complete_many<T: EngineTx + ?Sized>(
     }
     let now = time::now();
     let mut results: Vec<Option<StoreResult<Transition>>> = items.iter().map(|_| None).collect();
-    // The first report of each task goes to the fast path; a task named again later in
-    // the same batch is then seen completed, as a repeated report would be.
+    // The first report of each task goes to the batch; a task named again is looked at
+    // afterwards.
     let mut fast = Vec::new();
     let mut again = Vec::new();
     let mut seen = HashSet::new();
@@ -63,14 +63,37 @@ pub async fn complete_many<T: EngineTx + ?Sized>(
             again.push(i);
         }
     }
+    let firsts: Vec<(AttemptRef, &Value)> =
+        fast.iter().map(|&i| (items[i].0, &items[i].1)).collect();
+    for (&i, result) in fast.iter().zip(complete_distinct(tx, &firsts, now).await?) {
+        results[i] = Some(result);
+    }
+    // A task named again is handled after the first report of it, as if it came in
+    // its own call: a repeat, or the current attempt after a stale one.
+    for &i in &again {
+        let one = [(items[i].0, &items[i].1)];
+        results[i] = complete_distinct(tx, &one, now).await?.pop();
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
+        .collect())
+}
+
+/// Completes attempts of distinct tasks (outputs already checked); one result per
+/// item, in order.
+async fn complete_distinct<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    items: &[(AttemptRef, &Value)],
+    now: Timestamp,
+) -> StoreResult<Vec<StoreResult<Transition>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     // Concurrent batches lock their tasks in one order.
-    fast.sort_by_key(|&i| items[i].0.task_id);
-    let batch: Vec<(AttemptRef, &Value)> = fast.iter().map(|&i| (items[i].0, &items[i].1)).collect();
-    let completed = if batch.is_empty() {
-        Vec::new()
-    } else {
-        tx.complete_running(&batch, now).await?
-    };
+    let mut batch = items.to_vec();
+    batch.sort_by_key(|(a, _)| a.task_id);
+    let completed = tx.complete_running(&batch, now).await?;
     let done: HashMap<TaskId, &CompletedAttempt> =
         completed.iter().map(|c| (c.task_id, c)).collect();
 
@@ -90,32 +113,24 @@ pub async fn complete_many<T: EngineTx + ?Sized>(
     }
     // The runs touched, each with its completed tasks in the order they were given.
     let mut runs: BTreeMap<RunId, (RunState, Vec<TaskId>)> = BTreeMap::new();
-    for (attempt, _) in &items {
+    for (attempt, _) in items {
         if let Some(run) = done.get(&attempt.task_id).and_then(|c| c.run.as_ref()) {
-            let entry = runs
-                .entry(run.id)
-                .or_insert_with(|| (run.clone(), Vec::new()));
-            if !entry.1.contains(&attempt.task_id) {
-                entry.1.push(attempt.task_id);
-            }
+            runs.entry(run.id)
+                .or_insert_with(|| (run.clone(), Vec::new()))
+                .1
+                .push(attempt.task_id);
         }
     }
     advance_runs(tx, runs, now, &mut transitions).await?;
 
-    for &i in &fast {
-        let attempt = items[i].0;
-        results[i] = Some(match transitions.remove(&attempt.task_id) {
+    let mut results = Vec::with_capacity(items.len());
+    for (attempt, output) in items {
+        results.push(match transitions.remove(&attempt.task_id) {
             Some(t) => Ok(t),
-            None => settled(tx, attempt, &items[i].1).await?,
+            None => settled(tx, *attempt, output).await?,
         });
     }
-    for &i in &again {
-        results[i] = Some(settled(tx, items[i].0, &items[i].1).await?);
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
-        .collect())
+    Ok(results)
 }
 
 /// After tasks of live runs completed: makes their dependents ready and ends the
