@@ -8,13 +8,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Client;
+use common::{user_key, Client};
+use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use serde_json::{json, Value};
 
 both_backends!(
     a_batch_completes_a_diamond_and_reports_each_attempt,
-    a_batch_is_checked_before_anything_is_written
+    a_batch_is_checked_before_anything_is_written,
+    a_batch_refuses_in_place_what_the_key_may_not_execute
 );
 
 async fn diamond(c: &Client) -> String {
@@ -219,5 +221,82 @@ async fn a_batch_is_checked_before_anything_is_written(b: Arc<dyn Backend>) {
     assert!(
         doc.body["paths"]["/api/v1/worker/complete-batch"]["post"].is_object(),
         "documented in the OpenAPI"
+    );
+}
+
+/// A one-step workflow of `key`'s (private), started once; its task's ID.
+async fn private_task(c: &Client, key: &str) -> String {
+    let body = json!({"name": "one", "status": "active",
+        "definition": {"steps": [{"key": "a", "handler": "shell"}]}});
+    let wf = c.call("POST", "/api/v1/workflows", key, Some(body)).await;
+    assert_eq!(wf.status, 201, "{}", wf.body);
+    let id = wf.body["id"].as_str().unwrap();
+    let run = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{id}/runs"),
+            key,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(run.status, 201, "{}", run.body);
+    run.body["tasks"][0]["id"].as_str().unwrap().to_string()
+}
+
+async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
+    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/handlers",
+            &c.admin,
+            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mine = private_task(&c, &a).await;
+    let theirs = private_task(&c, &bk).await;
+    // The admin claims both; A reports on both in one batch.
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/worker/claim",
+            &c.admin,
+            Some(json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let claimed = r.body.as_array().unwrap().clone();
+    assert_eq!(claimed.len(), 2, "{}", r.body);
+    let attempt = |task: &str| -> i64 {
+        claimed.iter().find(|t| t["task_id"] == task).unwrap()["attempt"]
+            .as_i64()
+            .unwrap()
+    };
+    let items = json!({"items": [
+        {"task_id": theirs, "attempt": attempt(&theirs), "output": {}},
+        {"task_id": mine, "attempt": attempt(&mine), "output": {}}
+    ]});
+    let r = c
+        .call("POST", "/api/v1/worker/complete-batch", &a, Some(items))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = r.body["results"].as_array().unwrap();
+    assert_eq!(
+        got[0]["problem"]["status"], 404,
+        "B's private task is hidden: {got:?}"
+    );
+    assert_eq!(got[1]["transition"]["status"], "completed", "{got:?}");
+    // B's task is still running under the admin's claim, and completes for B.
+    let items = json!({"items": [{"task_id": theirs, "attempt": attempt(&theirs), "output": {}}]});
+    let r = c
+        .call("POST", "/api/v1/worker/complete-batch", &bk, Some(items))
+        .await;
+    assert_eq!(
+        r.body["results"][0]["transition"]["status"], "completed",
+        "{}",
+        r.body
     );
 }

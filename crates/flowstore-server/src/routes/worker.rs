@@ -284,7 +284,12 @@ pub async fn complete_batch(
                 None => match outcomes.next() {
                     Some(Ok(t)) => (Some(t), None),
                     Some(Err(e)) => (None, Some(Problem::from(e))),
-                    None => (None, Some(Problem::from(flowstore_core::StoreError::not_found("task", a.task_id)))),
+                    None => (
+                        None,
+                        Some(Problem::from(flowstore_core::StoreError::not_found(
+                            "task", a.task_id,
+                        ))),
+                    ),
                 },
             };
             CompleteBatchResult {
