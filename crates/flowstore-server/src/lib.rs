@@ -220,6 +220,39 @@ fn resource_routes() -> Router<AppState> {
         .route("/api/v1/notifications/{id}/read", post(people::mark_read))
         .route("/api/v1/apikeys", post(apikeys::create).get(apikeys::list))
         .route("/api/v1/apikeys/{id}", delete(apikeys::revoke))
+        .merge(integration_routes())
+}
+
+/// Credentials and webhooks.
+fn integration_routes() -> Router<AppState> {
+    use routes::integration as i;
+    Router::new()
+        .route(
+            "/api/v1/credentials",
+            post(i::create_credential).get(i::list_credentials),
+        )
+        .route(
+            "/api/v1/credentials/{id}",
+            get(i::get_credential)
+                .patch(i::update_credential)
+                .delete(i::delete_credential),
+        )
+        .route(
+            "/api/v1/credentials/{id}/reveal",
+            post(i::reveal_credential),
+        )
+        .route(
+            "/api/v1/webhooks",
+            post(i::create_webhook).get(i::list_webhooks),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(i::get_webhook)
+                .patch(i::update_webhook)
+                .delete(i::delete_webhook),
+        )
+        .route("/api/v1/webhooks/{id}/deliveries", get(i::deliveries))
+        .route("/api/v1/webhooks/{id}/test", post(i::send_test))
 }
 
 /// Sessions, the rest of users, teams and notifications, and the audit log.

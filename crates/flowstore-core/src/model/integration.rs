@@ -65,6 +65,7 @@ impl<'de> Deserialize<'de> for SecretValue {
 
 /// A credential's metadata: everything but its data, which stays sealed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credential {
     /// Its ID.
     pub id: CredentialId,
@@ -81,19 +82,25 @@ pub struct Credential {
     /// The ID of the key that sealed its data.
     pub encryption_key_id: String,
     /// When it stops being valid.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// When its data was last revealed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_used_at: Option<Timestamp>,
     /// When its data was last replaced.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub rotated_at: Option<Timestamp>,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// What a caller gives to store a credential.
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCredential {
     /// Its name: required, at most 255 characters, unique per owner.
@@ -102,12 +109,14 @@ pub struct NewCredential {
     #[serde(rename = "type")]
     pub credential_type: CredentialType,
     /// The secret itself (any JSON but `null`); sealed before it is stored.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub data: SecretValue,
     /// What it is for.
     #[serde(default)]
     pub description: Option<String>,
     /// When it stops being valid.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// The user it belongs to. Not read from request bodies: the server sets it to
     /// the caller's user.
@@ -118,6 +127,7 @@ pub struct NewCredential {
 /// What a caller may change on a credential. Giving `data` replaces the secret (a
 /// rotation: `rotated_at` is set).
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CredentialPatch {
     /// A new name.
@@ -128,9 +138,11 @@ pub struct CredentialPatch {
     pub description: Option<Option<String>>,
     /// A new expiry; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Option<Timestamp>>,
     /// A new secret.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub data: Option<SecretValue>,
 }
 

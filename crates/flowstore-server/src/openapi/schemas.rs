@@ -17,6 +17,9 @@ pub use flowstore_core::model::audit::{AuditEntry, ChainVerification};
 pub use flowstore_core::model::engine::{ClaimedTask, Heartbeat, RunTask, StartedRun, Transition};
 pub use flowstore_core::model::identity::{NewTeam, NewUser, Team, TeamMember, User};
 pub use flowstore_core::model::identity_access::{ApiKey, NewApiKey, Notification, Session};
+pub use flowstore_core::model::integration::{
+    Credential, CredentialPatch, NewCredential, NewWebhook, Webhook, WebhookDelivery, WebhookPatch,
+};
 pub use flowstore_core::model::metric::{MetricAggregate, WorkflowMetric as Metric};
 pub use flowstore_core::model::ops::{Configuration, LogEntry, NewLogEntry, SetConfiguration};
 pub use flowstore_core::model::project::{NewProject, Project, ProjectPatch};
@@ -72,6 +75,9 @@ page_schemas! {
     TeamPage => Team,
     NotificationPage => Notification,
     ApiKeyPage => ApiKey,
+    CredentialPage => Credential,
+    WebhookPage => Webhook,
+    DeliveryPage => WebhookDelivery,
     SystemMetricPage => flowstore_core::model::registry::SystemMetric,
     AuditEntryPage => AuditEntry,
 }

@@ -7,6 +7,7 @@ pub mod executions;
 pub mod extra;
 pub mod handlers;
 pub mod health;
+pub mod integration;
 pub mod ops;
 pub mod people;
 pub mod projects;

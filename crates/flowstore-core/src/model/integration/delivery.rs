@@ -35,6 +35,7 @@ text_enum!(
 
 /// One delivery of one event to one webhook.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookDelivery {
     /// Its ID.
     pub id: DeliveryId,
@@ -51,8 +52,10 @@ pub struct WebhookDelivery {
     /// Attempts made (or under way).
     pub attempts: i32,
     /// When the next attempt is due; `None` once it succeeded or died.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub next_attempt_at: Option<Timestamp>,
     /// When it was last attempted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_attempt_at: Option<Timestamp>,
     /// The HTTP status of the last answer (empty while an attempt is under way).
     pub response_code: Option<i32>,
@@ -62,8 +65,10 @@ pub struct WebhookDelivery {
     /// error on a pending or failed delivery marks an attempt under way).
     pub error: Option<String>,
     /// When it was queued.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 

@@ -20,6 +20,7 @@ const MAX_HEADERS: usize = 20;
 
 /// A webhook as stored, without its secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Webhook {
     /// Its ID.
     pub id: WebhookId,
@@ -42,12 +43,15 @@ pub struct Webhook {
     /// Failed attempts since the last success.
     pub failure_count: i32,
     /// When a delivery was last attempted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_triggered_at: Option<Timestamp>,
     /// The ID of the key that sealed its secret.
     pub encryption_key_id: String,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
@@ -96,6 +100,7 @@ pub struct CreatedWebhook {
 
 /// What a caller gives to register a webhook.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Its name: required, at most 255 characters.
@@ -106,6 +111,7 @@ pub struct NewWebhook {
     pub events: Vec<String>,
     /// The signing secret (16 to 256 visible characters); a random one when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub secret: Option<SecretString>,
     /// Extra headers (a JSON object of strings; not `Content-Type`, `Host` or
     /// `X-Flowstore-*`).
@@ -124,6 +130,7 @@ pub struct NewWebhook {
 
 /// What a caller may change on a webhook.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     /// A new name.
@@ -143,6 +150,7 @@ pub struct WebhookPatch {
     pub active: Option<bool>,
     /// A new signing secret.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub secret: Option<SecretString>,
     /// A new workflow filter; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]

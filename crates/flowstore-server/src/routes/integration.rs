@@ -1,0 +1,386 @@
+//! Credentials and webhooks. Each belongs to the user of the key that created it;
+//! its owner and admins may use it, and to anyone else it does not exist (404). A
+//! credential's data is never returned except by `POST /credentials/{id}/reveal`; a
+//! webhook's secret only once, when it is created. Request bodies are wrapped at
+//! once so that secrets cannot reach a log.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json as AxumJson;
+use flowstore_core::ids::{CredentialId, UserId, WebhookId, WorkflowId};
+use flowstore_core::model::integration::{
+    Credential, CredentialFilter, CredentialPatch, CredentialType, DeliveryStatus, NewCredential,
+    NewDelivery, NewWebhook, Webhook, WebhookDelivery, WebhookFilter, WebhookPatch,
+};
+use flowstore_core::{Page, StoreError, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiResult, Json, Path, Problem, Query};
+use crate::openapi as doc;
+use crate::state::AppState;
+
+/// A credential with its decrypted data: the answer of an explicit reveal only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevealedCredential {
+    /// The credential's metadata.
+    pub credential: Credential,
+    /// Its data, decrypted.
+    pub data: Value,
+}
+
+/// A webhook just created: the only time its signing secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    /// The webhook as stored.
+    pub webhook: Webhook,
+    /// The secret that signs its deliveries (`X-Flowstore-Signature`).
+    pub secret: String,
+}
+
+/// Filters and page of `GET /credentials`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialQuery {
+    /// Only this user's (an admin only; others always see their own).
+    pub owner_id: Option<String>,
+    /// Only of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub credential_type: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Filters and page of `GET /webhooks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WebhookQuery {
+    /// Only this user's (an admin only; others always see their own).
+    pub owner_id: Option<String>,
+    /// Only those filtered on this workflow.
+    pub workflow_id: Option<String>,
+    /// Only active (`true`) or inactive (`false`) ones.
+    pub active: Option<bool>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Filter and page of `GET /webhooks/{id}/deliveries`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// Only deliveries in this status.
+    pub status: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1..=1000.
+    pub limit: Option<u32>,
+}
+
+/// Whether `caller` may see an object owned by `owner`: admins see all, others their
+/// own (an unowned object is the admins').
+fn visible(caller: &Caller, owner: Option<UserId>) -> bool {
+    caller.is_admin() || (owner.is_some() && owner == caller.0.user_id)
+}
+
+/// The owner of what `caller` creates: its key's user. A non-admin key that acts for
+/// no user could not find it again, so it may not create any.
+fn creator(caller: &Caller) -> ApiResult<Option<UserId>> {
+    match caller.0.user_id {
+        Some(u) => Ok(Some(u)),
+        None if caller.is_admin() => Ok(None),
+        None => Err(Problem::forbidden(
+            "this API key acts for no user; credentials and webhooks need one",
+        )),
+    }
+}
+
+/// Whose objects a list shows: an admin's choice (everyone when none), else one's own.
+fn list_owner(caller: &Caller, asked: Option<&str>) -> ApiResult<Option<UserId>> {
+    let asked = super::parse_opt::<UserId>("owner_id", asked)?;
+    if caller.is_admin() {
+        return Ok(asked);
+    }
+    let me = caller.0.user_id.ok_or_else(|| {
+        Problem::forbidden("this API key acts for no user; it owns no credentials or webhooks")
+    })?;
+    match asked {
+        Some(other) if other != me => Err(Problem::forbidden(
+            "only an admin may list another user's credentials or webhooks",
+        )),
+        _ => Ok(Some(me)),
+    }
+}
+
+async fn credential(tx: &mut dyn Tx, caller: &Caller, id: &str) -> ApiResult<Credential> {
+    let id = id
+        .parse::<CredentialId>()
+        .map_err(|_| Problem::not_found(format!("no credential {id}")))?;
+    let c = tx.get_credential(id).await?;
+    if !visible(caller, c.owner_id) {
+        return Err(StoreError::not_found("credential", id).into());
+    }
+    Ok(c)
+}
+
+async fn webhook(tx: &mut dyn Tx, caller: &Caller, id: &str) -> ApiResult<Webhook> {
+    let id = id
+        .parse::<WebhookId>()
+        .map_err(|_| Problem::not_found(format!("no webhook {id}")))?;
+    let w = tx.get_webhook(id).await?;
+    if !visible(caller, w.owner_id) {
+        return Err(StoreError::not_found("webhook", id).into());
+    }
+    Ok(w)
+}
+
+/// Stores a credential; its data is sealed and not shown again.
+#[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", request_body = doc::NewCredential,
+    responses((status = 201, body = doc::Credential), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut new): Json<NewCredential>,
+) -> ApiResult<impl IntoResponse> {
+    new.owner_id = creator(&caller)?;
+    let mut tx = state.backend().begin().await?;
+    let c = tx.create_credential(new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, AxumJson(c)))
+}
+
+/// A page of credentials (metadata only), newest first.
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(CredentialQuery),
+    responses((status = 200, body = doc::CredentialPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CredentialQuery>,
+) -> ApiResult<AxumJson<Page<Credential>>> {
+    let filter = CredentialFilter {
+        owner_id: list_owner(&caller, q.owner_id.as_deref())?,
+        credential_type: super::parse_opt::<CredentialType>("type", q.credential_type.as_deref())?,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_credentials(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// One credential's metadata.
+#[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "credentials", params(("id" = String, Path)),
+    responses((status = 200, body = doc::Credential), (status = 404, body = Problem)))]
+pub async fn get_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<AxumJson<Credential>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(credential(&mut *tx, &caller, &id).await?))
+}
+
+/// Changes a credential; giving `data` replaces (rotates) the secret.
+#[utoipa::path(patch, path = "/api/v1/credentials/{id}", tag = "credentials", params(("id" = String, Path)),
+    request_body = doc::CredentialPatch,
+    responses((status = 200, body = doc::Credential), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(patch): Json<CredentialPatch>,
+) -> ApiResult<AxumJson<Credential>> {
+    let mut tx = state.backend().begin().await?;
+    let c = credential(&mut *tx, &caller, &id).await?;
+    let c = tx.update_credential(c.id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(c))
+}
+
+/// Deletes a credential.
+#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.backend().begin().await?;
+    let c = credential(&mut *tx, &caller, &id).await?;
+    tx.delete_credential(c.id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Decrypts a credential's data for its owner or an admin (and records the use).
+#[utoipa::path(post, path = "/api/v1/credentials/{id}/reveal", tag = "credentials", params(("id" = String, Path)),
+    responses((status = 200, body = RevealedCredential), (status = 404, body = Problem)))]
+pub async fn reveal_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<AxumJson<RevealedCredential>> {
+    let mut tx = state.backend().begin().await?;
+    let c = credential(&mut *tx, &caller, &id).await?;
+    let (credential, data) = tx.reveal_credential(c.id).await?;
+    tx.commit().await?;
+    tracing::info!(credential = %credential.id, caller = %caller.who(), "credential revealed");
+    Ok(AxumJson(RevealedCredential {
+        credential,
+        data: data.reveal().clone(),
+    }))
+}
+
+/// Registers a webhook; the answer carries its signing secret, shown only now.
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = doc::NewWebhook,
+    responses((status = 201, body = CreatedWebhook), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut new): Json<NewWebhook>,
+) -> ApiResult<impl IntoResponse> {
+    new.owner_id = creator(&caller)?;
+    let mut tx = state.backend().begin().await?;
+    if let Some(wf) = new.workflow_id {
+        // Filtering on a workflow reveals its events: the caller must be able to read it.
+        match crate::access::workflow(
+            &mut *tx,
+            &caller,
+            wf,
+            flowstore_core::model::workflow::SharePermission::Read,
+        )
+        .await
+        {
+            Err(p) if p.status == 404 => {
+                return Err(Problem::invalid(
+                    "workflow_id",
+                    "refers to no workflow you can read",
+                ))
+            }
+            other => {
+                other?;
+            }
+        }
+    }
+    let created = tx.create_webhook(new).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        AxumJson(CreatedWebhook {
+            webhook: created.webhook,
+            secret: created.secret.expose().to_string(),
+        }),
+    ))
+}
+
+/// A page of webhooks, newest first (never their secrets).
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", params(WebhookQuery),
+    responses((status = 200, body = doc::WebhookPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_webhooks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<WebhookQuery>,
+) -> ApiResult<AxumJson<Page<Webhook>>> {
+    let filter = WebhookFilter {
+        owner_id: list_owner(&caller, q.owner_id.as_deref())?,
+        workflow_id: super::parse_opt::<WorkflowId>("workflow_id", q.workflow_id.as_deref())?,
+        active: q.active,
+    };
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(
+        tx.list_webhooks(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// One webhook.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+    responses((status = 200, body = doc::Webhook), (status = 404, body = Problem)))]
+pub async fn get_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<AxumJson<Webhook>> {
+    let mut tx = state.backend().begin_read().await?;
+    Ok(AxumJson(webhook(&mut *tx, &caller, &id).await?))
+}
+
+/// Changes a webhook (URL, events, headers, active, secret, workflow filter).
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+    request_body = doc::WebhookPatch,
+    responses((status = 200, body = doc::Webhook), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(patch): Json<WebhookPatch>,
+) -> ApiResult<AxumJson<Webhook>> {
+    let mut tx = state.backend().begin().await?;
+    let w = webhook(&mut *tx, &caller, &id).await?;
+    let w = tx.update_webhook(w.id, patch).await?;
+    tx.commit().await?;
+    Ok(AxumJson(w))
+}
+
+/// Deletes a webhook and its deliveries.
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.backend().begin().await?;
+    let w = webhook(&mut *tx, &caller, &id).await?;
+    tx.delete_webhook(w.id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A page of a webhook's deliveries, newest first, with attempts and outcomes.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path), DeliveryQuery),
+    responses((status = 200, body = doc::DeliveryPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeliveryQuery>,
+) -> ApiResult<AxumJson<Page<WebhookDelivery>>> {
+    let status = super::parse_opt::<DeliveryStatus>("status", q.status.as_deref())?;
+    let mut tx = state.backend().begin_read().await?;
+    let w = webhook(&mut *tx, &caller, &id).await?;
+    Ok(AxumJson(
+        tx.list_deliveries(w.id, status, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+/// Queues a `webhook.test` delivery, sent by the dispatcher at once (also to an
+/// inactive webhook once it is turned on).
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
+    responses((status = 202, body = doc::WebhookDelivery), (status = 404, body = Problem)))]
+pub async fn send_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let mut tx = state.backend().begin().await?;
+    let w = webhook(&mut *tx, &caller, &id).await?;
+    let d = tx
+        .record_delivery(NewDelivery::test(w.id, flowstore_core::time::now()))
+        .await?;
+    tx.commit().await?;
+    state.notify_changed();
+    Ok((StatusCode::ACCEPTED, AxumJson(d)))
+}
