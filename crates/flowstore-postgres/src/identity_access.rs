@@ -153,7 +153,9 @@ impl PostgresTx {
         sqlx::query_as(&format!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > $2)"
+               AND (expires_at IS NULL OR expires_at > $2)
+               AND (user_id IS NULL OR EXISTS (
+                    SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.status = 'active'))"
         ))
         .bind(sha256_hex(presented))
         .bind(now)

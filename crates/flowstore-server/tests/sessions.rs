@@ -150,6 +150,20 @@ async fn signing_in_right_wrong_unknown_locked_and_disabled(b: Arc<dyn Backend>)
         .as_str()
         .unwrap()
         .to_string();
+    // Bob's API key works while he is active (used once so that it is cached).
+    let bob_key = ok(
+        &c,
+        "POST",
+        "/api/v1/apikeys",
+        &c.admin,
+        Some(json!({"name": "bob's worker", "role": "user", "user_id": bob_id})),
+        201,
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&c, "GET", "/api/v1/workflows", &bob_key, None, 200).await;
     ok(
         &c,
         "PATCH",
@@ -159,6 +173,9 @@ async fn signing_in_right_wrong_unknown_locked_and_disabled(b: Arc<dyn Backend>)
         200,
     )
     .await;
+    // Switching a user off switches off their API keys at once, cache or not.
+    let r = c.call("GET", "/api/v1/workflows", &bob_key, None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
     let (status, body, _) = sign_in(&c, "bob@x.io", PASSWORD).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(sign_in(&c, "bob@x.io", "wrong").await.0, 401);
@@ -185,6 +202,8 @@ async fn signing_in_right_wrong_unknown_locked_and_disabled(b: Arc<dyn Backend>)
         401
     );
     token(&c, "bob@x.io").await;
+    // His key was never revoked: it works again.
+    ok(&c, "GET", "/api/v1/workflows", &bob_key, None, 200).await;
 }
 
 async fn sessions_act_with_their_users_role(b: Arc<dyn Backend>) {

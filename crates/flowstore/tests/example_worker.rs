@@ -163,7 +163,10 @@ async fn demo_workflows_run_to_their_end(store: Store) {
             .map(String::from)
             .to_vec(),
         concurrency: 4,
-        lease_ms: 1000,
+        // Three seconds, renewed every second: long enough that a heartbeat delayed
+        // by a busy machine does not lose the lease, short enough that the 1.5 s
+        // step still needs one.
+        lease_ms: 3000,
         wait_ms: 1000,
     };
     let running = tokio::spawn(worker::run(config, stopped));

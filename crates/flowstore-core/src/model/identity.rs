@@ -528,7 +528,9 @@ pub trait IdentityRepo: Send {
     async fn create_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey>;
     /// The API key with this ID (revoked or not).
     async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey>;
-    /// The key presented by a client, if it is neither revoked nor expired at `now`.
+    /// The key presented by a client, if it is neither revoked nor expired at `now`
+    /// and its user (if it has one) is active: switching a user off switches off
+    /// their keys too.
     async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey>;
     /// A page of a user's API keys, newest first.
     async fn list_api_keys(

@@ -10,6 +10,7 @@ use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -40,6 +41,17 @@ pub async fn register(
     caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
     let h = tx.register_handler(new).await?;
+    let after = audit::json(&h);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "handler.register",
+        "handler",
+        &h.handler_type,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(h)))
 }
@@ -83,7 +95,19 @@ pub async fn update(
 ) -> ApiResult<AxumJson<Handler>> {
     caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
+    let before = audit::json(&tx.get_handler(&handler_type).await?);
     let h = tx.update_handler(&handler_type, patch).await?;
+    let after = audit::json(&h);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "handler.update",
+        "handler",
+        &handler_type,
+        before,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(h))
 }
@@ -99,7 +123,19 @@ pub async fn deactivate(
 ) -> ApiResult<AxumJson<Handler>> {
     caller.require(Role::Admin)?;
     let mut tx = state.backend().begin().await?;
+    let before = audit::json(&tx.get_handler(&handler_type).await?);
     let h = tx.deactivate_handler(&handler_type).await?;
+    let after = audit::json(&h);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "handler.deactivate",
+        "handler",
+        &handler_type,
+        before,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(h))
 }

@@ -62,10 +62,22 @@ fn component_ref(which: &str) -> ComponentRef {
     responses((status = 201, body = doc::Component), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn register_component(
     State(state): State<AppState>,
+    caller: Caller,
     Json(new): Json<NewComponent>,
 ) -> ApiResult<impl IntoResponse> {
     let mut tx = state.backend().begin().await?;
     let c = tx.register_component(new).await?;
+    let after = audit::json(&c);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "component.register",
+        "component",
+        c.id,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(c)))
 }

@@ -236,6 +236,11 @@ pub async fn update_user(
         .await?;
     }
     tx.commit().await?;
+    if after.status != UserStatus::Active {
+        // A user switched off loses their API keys too (the store no longer finds
+        // them): stop trusting cached copies at once.
+        state.keys().forget_user(id);
+    }
     Ok(AxumJson(after))
 }
 

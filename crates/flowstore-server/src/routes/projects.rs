@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -56,6 +57,17 @@ pub async fn create(
     check_owner(&caller, new.owner_id)?;
     let mut tx = state.backend().begin().await?;
     let p = tx.create_project(new).await?;
+    let after = audit::json(&p);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "project.create",
+        "project",
+        p.id,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(p)))
 }
@@ -106,8 +118,10 @@ pub async fn update(
     Json(patch): Json<ProjectPatch>,
 ) -> ApiResult<AxumJson<Project>> {
     let mut tx = state.backend().begin().await?;
-    access::project(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::project(&mut *tx, &caller, id, SharePermission::Write).await?;
     let p = tx.update_project(id, patch).await?;
+    let (b, a) = (audit::json(&before), audit::json(&p));
+    audit::record(&mut *tx, &caller, "project.update", "project", id, b, a).await?;
     tx.commit().await?;
     Ok(AxumJson(p))
 }
@@ -122,8 +136,10 @@ pub async fn delete(
     Path(id): Path<ProjectId>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.backend().begin().await?;
-    access::project(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::project(&mut *tx, &caller, id, SharePermission::Write).await?;
     tx.delete_project(id).await?;
+    let b = audit::json(&before);
+    audit::record(&mut *tx, &caller, "project.delete", "project", id, b, None).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

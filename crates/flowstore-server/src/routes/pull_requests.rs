@@ -18,6 +18,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -81,6 +82,17 @@ pub async fn create(
         };
     }
     let pr = tx.create_pull_request(new).await?;
+    let after = audit::json(&pr);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "pull_request.create",
+        "pull_request",
+        pr.id,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(pr)))
 }
@@ -114,8 +126,19 @@ pub async fn set_status(
     let status = super::parse_opt::<PullRequestStatus>("status", Some(&body.status))?
         .ok_or_else(|| Problem::invalid("status", "status is required"))?;
     let mut tx = state.backend().begin().await?;
-    access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
     let pr = tx.update_pull_request_status(id, status).await?;
+    let (b, a) = (audit::json(&before), audit::json(&pr));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "pull_request.status",
+        "pull_request",
+        id,
+        b,
+        a,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(pr))
 }
@@ -131,10 +154,21 @@ pub async fn set_validation(
     Json(body): Json<ValidationBody>,
 ) -> ApiResult<AxumJson<PullRequest>> {
     let mut tx = state.backend().begin().await?;
-    access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
     let pr = tx
         .set_pull_request_validation(id, body.validation_results)
         .await?;
+    let (b, a) = (audit::json(&before), audit::json(&pr));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "pull_request.validation",
+        "pull_request",
+        id,
+        b,
+        a,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(pr))
 }

@@ -15,6 +15,7 @@ use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -91,6 +92,7 @@ pub async fn list(
     responses((status = 200, body = doc::Component), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_component(
     State(state): State<AppState>,
+    caller: Caller,
     Path(which): Path<String>,
     Json(patch): Json<ComponentPatch>,
 ) -> ApiResult<AxumJson<Component>> {
@@ -99,8 +101,19 @@ pub async fn patch_component(
         Err(_) => ComponentRef::Name(which),
     };
     let mut tx = state.backend().begin().await?;
-    let id = tx.get_component(which).await?.id;
-    let c = tx.update_component(id, patch).await?;
+    let before = tx.get_component(which).await?;
+    let c = tx.update_component(before.id, patch).await?;
+    let (b, a) = (audit::json(&before), audit::json(&c));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "component.update",
+        "component",
+        c.id,
+        b,
+        a,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(c))
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Path, Problem, Query};
 use crate::openapi as doc;
@@ -50,6 +51,8 @@ pub async fn delete(
         .into());
     }
     tx.delete_task(id).await?;
+    let before = audit::json(&task);
+    audit::record(&mut *tx, &caller, "task.delete", "task", id, before, None).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::access;
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -77,6 +78,8 @@ pub async fn create(
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Write).await?;
     }
     let t = tx.create_task(new).await?;
+    let after = audit::json(&t);
+    audit::record(&mut *tx, &caller, "task.create", "task", t.id, None, after).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(t)))
 }
@@ -109,8 +112,10 @@ pub async fn update(
     Json(patch): Json<TaskPatch>,
 ) -> ApiResult<AxumJson<Task>> {
     let mut tx = state.backend().begin().await?;
-    access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let before = access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
     let t = tx.update_task(id, patch).await?;
+    let (b, a) = (audit::json(&before), audit::json(&t));
+    audit::record(&mut *tx, &caller, "task.update", "task", id, b, a).await?;
     tx.commit().await?;
     Ok(AxumJson(t))
 }

@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Longest a request (other than an event stream) may take, in seconds.
     #[arg(long, env = "FLOWSTORE_REQUEST_TIMEOUT", default_value_t = 60)]
     pub request_timeout_secs: u64,
+    /// How long a sign-in session lasts, such as 12h, 30m or 7d.
+    #[arg(long, env = "FLOWSTORE_SESSION_TTL", default_value = "12h")]
+    pub session_ttl: String,
 }
 
 /// `flowstore apikeys …`.
@@ -142,11 +145,13 @@ pub async fn serve(
     // `--listen 127.0.0.1:0`) learn the address.
     println!("flowstore is listening on http://{addr}");
     let retention = retention.map(|policy| tokio::spawn(retain(backend.clone(), policy)));
+    let session_ttl = flowstore_core::admin::parse_duration("--session-ttl", &args.session_ttl)?;
     let config = flowstore_server::ServerConfig {
         rate_per_second: args.rate_per_second,
         rate_burst: args.rate_burst,
         body_limit: args.body_limit,
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        session_ttl,
         ..flowstore_server::ServerConfig::default()
     };
     let state = AppState::with_config(backend, config);
