@@ -1,5 +1,5 @@
-//! The audit log for projects, pull requests, standalone tasks, handlers and
-//! components: each change made through the API leaves one entry naming who made it,
+//! The audit log for projects, pull requests, standalone tasks, handlers,
+//! components, credentials and webhooks: each change made through the API leaves one entry naming who made it,
 //! with the entity before and after, written in the change's own transaction. On
 //! SQLite and PostgreSQL.
 
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 both_backends!(
     projects_pull_requests_and_tasks_are_audited,
     handlers_and_components_are_audited,
+    credentials_and_webhooks_are_audited_without_secrets,
 );
 
 async fn ok(
@@ -239,4 +240,56 @@ async fn handlers_and_components_are_audited(b: Arc<dyn Backend>) {
         ),
         (Value::Null, json!("2.0.0"))
     );
+}
+
+async fn credentials_and_webhooks_are_audited_without_secrets(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (uid, a) = user_key(&b, Role::User, "a@x.io").await;
+    let body = json!({"name": "registry", "type": "basic_auth",
+        "data": {"user": "ci", "password": "hunter2-audit"}});
+    let cred = ok(&c, "POST", "/api/v1/credentials", &a, Some(body), 201).await;
+    let cid = id(&cred);
+    let e = entry(&c, "credential.create", &cid).await;
+    assert_eq!(e["actor_id"].as_str(), Some(uid.as_str()));
+    assert_eq!(e["after"]["name"], "registry");
+    let path = format!("/api/v1/credentials/{cid}");
+    let rotate = Some(json!({"data": {"user": "ci", "password": "hunter3-audit"}}));
+    ok(&c, "PATCH", &path, &a, rotate, 200).await;
+    let e = entry(&c, "credential.update", &cid).await;
+    assert!(e["before"]["rotated_at"].is_null() && !e["after"]["rotated_at"].is_null());
+    let revealed = ok(&c, "POST", &format!("{path}/reveal"), &a, None, 200).await;
+    assert_eq!(revealed["data"]["password"], "hunter3-audit");
+    let e = entry(&c, "credential.reveal", &cid).await;
+    assert_eq!(
+        (e["before"].clone(), e["after"].clone()),
+        (Value::Null, Value::Null)
+    );
+    ok(&c, "DELETE", &path, &a, None, 204).await;
+    entry(&c, "credential.delete", &cid).await;
+
+    let body = json!({"name": "ci", "url": "https://hooks.example.com/ci", "events": ["run.*"]});
+    let created = ok(&c, "POST", "/api/v1/webhooks", &a, Some(body), 201).await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let wid = id(&created["webhook"]);
+    assert_eq!(
+        entry(&c, "webhook.create", &wid).await["after"]["url"],
+        "https://hooks.example.com/ci"
+    );
+    let wpath = format!("/api/v1/webhooks/{wid}");
+    ok(&c, "PATCH", &wpath, &a, Some(json!({"active": false})), 200).await;
+    let e = entry(&c, "webhook.update", &wid).await;
+    assert_eq!(
+        (e["before"]["active"].clone(), e["after"]["active"].clone()),
+        (json!(true), json!(false))
+    );
+    ok(&c, "DELETE", &wpath, &a, None, 204).await;
+    entry(&c, "webhook.delete", &wid).await;
+
+    // No secret, in clear, anywhere in the log.
+    let log = ok(&c, "GET", "/api/v1/audit?limit=100", &c.admin, None, 200)
+        .await
+        .to_string();
+    for secret in ["hunter2-audit", "hunter3-audit", secret.as_str()] {
+        assert!(!log.contains(secret), "the audit log holds a secret: {log}");
+    }
 }

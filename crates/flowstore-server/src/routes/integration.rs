@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
@@ -156,6 +157,17 @@ pub async fn create_credential(
     new.owner_id = creator(&caller)?;
     let mut tx = state.backend().begin().await?;
     let c = tx.create_credential(new).await?;
+    let after = audit::json(&c);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "credential.create",
+        "credential",
+        c.id,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, AxumJson(c)))
 }
@@ -202,8 +214,19 @@ pub async fn update_credential(
     Json(patch): Json<CredentialPatch>,
 ) -> ApiResult<AxumJson<Credential>> {
     let mut tx = state.backend().begin().await?;
-    let c = credential(&mut *tx, &caller, &id).await?;
-    let c = tx.update_credential(c.id, patch).await?;
+    let before = credential(&mut *tx, &caller, &id).await?;
+    let c = tx.update_credential(before.id, patch).await?;
+    let (b, a) = (audit::json(&before), audit::json(&c));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "credential.update",
+        "credential",
+        c.id,
+        b,
+        a,
+    )
+    .await?;
     tx.commit().await?;
     Ok(AxumJson(c))
 }
@@ -219,6 +242,17 @@ pub async fn delete_credential(
     let mut tx = state.backend().begin().await?;
     let c = credential(&mut *tx, &caller, &id).await?;
     tx.delete_credential(c.id).await?;
+    let before = audit::json(&c);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "credential.delete",
+        "credential",
+        c.id,
+        before,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -234,6 +268,17 @@ pub async fn reveal_credential(
     let mut tx = state.backend().begin().await?;
     let c = credential(&mut *tx, &caller, &id).await?;
     let (credential, data) = tx.reveal_credential(c.id).await?;
+    // Who read a secret is recorded, never the secret itself.
+    audit::record(
+        &mut *tx,
+        &caller,
+        "credential.reveal",
+        "credential",
+        c.id,
+        None,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(credential = %credential.id, caller = %caller.who(), "credential revealed");
     Ok(AxumJson(RevealedCredential {
@@ -274,6 +319,18 @@ pub async fn create_webhook(
         }
     }
     let created = tx.create_webhook(new).await?;
+    let after = audit::json(&created.webhook);
+    let id = created.webhook.id;
+    audit::record(
+        &mut *tx,
+        &caller,
+        "webhook.create",
+        "webhook",
+        id,
+        None,
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -327,8 +384,10 @@ pub async fn update_webhook(
     Json(patch): Json<WebhookPatch>,
 ) -> ApiResult<AxumJson<Webhook>> {
     let mut tx = state.backend().begin().await?;
-    let w = webhook(&mut *tx, &caller, &id).await?;
-    let w = tx.update_webhook(w.id, patch).await?;
+    let before = webhook(&mut *tx, &caller, &id).await?;
+    let w = tx.update_webhook(before.id, patch).await?;
+    let (b, a) = (audit::json(&before), audit::json(&w));
+    audit::record(&mut *tx, &caller, "webhook.update", "webhook", w.id, b, a).await?;
     tx.commit().await?;
     Ok(AxumJson(w))
 }
@@ -344,6 +403,17 @@ pub async fn delete_webhook(
     let mut tx = state.backend().begin().await?;
     let w = webhook(&mut *tx, &caller, &id).await?;
     tx.delete_webhook(w.id).await?;
+    let before = audit::json(&w);
+    audit::record(
+        &mut *tx,
+        &caller,
+        "webhook.delete",
+        "webhook",
+        w.id,
+        before,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
