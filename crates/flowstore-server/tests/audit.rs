@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{user_key, Client};
+use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
 use serde_json::{json, Value};
@@ -21,19 +21,6 @@ both_backends!(
     filters_and_pages,
     the_chain_verifies_and_tampering_is_found,
 );
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    r.body
-}
 
 /// The entries of `action` about `entity_id`, newest first.
 async fn entries(c: &Client, action: &str, entity_id: &str) -> Vec<Value> {

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{user_key, Client};
+use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use serde_json::{json, Value};
@@ -18,19 +18,6 @@ both_backends!(
     handlers_and_components_are_audited,
     credentials_and_webhooks_are_audited_without_secrets,
 );
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    r.body
-}
 
 /// The one entry of `action` about `entity_id`.
 async fn entry(c: &Client, action: &str, entity_id: &str) -> Value {

@@ -6,11 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{user_key, Client};
+use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
-use serde_json::{json, Value};
+use serde_json::json;
 
 both_backends!(
     registry_logs_and_configurations,
@@ -18,19 +18,6 @@ both_backends!(
     errors_405_and_timeout_are_problems,
     bootstrap_counts_keys
 );
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    r.body
-}
 
 async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
     let c = Client::new(b).await;

@@ -6,31 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{user_key, Client};
+use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use serde_json::{json, Value};
 
 both_backends!(task_links_and_project_summary);
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    if want >= 400 {
-        assert!(
-            r.content_type.starts_with("application/problem+json"),
-            "{method} {path}"
-        );
-    }
-    r.body
-}
 
 fn steps(handler: &str) -> Value {
     json!({"steps": [{"key": "a", "handler": handler}]})

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::Client;
+use common::{ok, Client};
 use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
 use serde_json::{json, Value};
@@ -26,19 +26,6 @@ both_backends!(
 );
 
 const PASSWORD: &str = "correct horse battery";
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    r.body
-}
 
 /// Creates a user with a password through the API: their ID.
 async fn user(c: &Client, email: &str, role: &str) -> String {

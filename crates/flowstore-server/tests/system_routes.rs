@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Client;
+use common::{ok, Client};
 use flowstore_core::Backend;
 use serde_json::{json, Value};
 
@@ -16,25 +16,6 @@ both_backends!(
     component_patch,
     pool_connections_are_scraped
 );
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    if want >= 400 {
-        assert!(
-            r.content_type.starts_with("application/problem+json"),
-            "{method} {path}"
-        );
-    }
-    r.body
-}
 
 fn names(page: &Value) -> Vec<String> {
     page["items"]

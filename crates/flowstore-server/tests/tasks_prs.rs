@@ -7,25 +7,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{user_key, Client};
+use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use serde_json::{json, Value};
 
 both_backends!(tasks_and_pull_requests);
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    r.body
-}
 
 async fn tasks_and_pull_requests(b: Arc<dyn Backend>) {
     let c = Client::new(b.clone()).await;

@@ -8,25 +8,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{user_key, Client};
+use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use serde_json::{json, Value};
 
 both_backends!(workers_take_only_what_they_may_execute);
-
-async fn ok(
-    c: &Client,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-    want: u16,
-) -> Value {
-    let r = c.call(method, path, key, body).await;
-    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
-    r.body
-}
 
 /// Starts a run of a new one-step workflow made by `key` with `extra` settings;
 /// returns (workflow ID, the step's task ID).

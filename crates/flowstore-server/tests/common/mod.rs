@@ -194,6 +194,27 @@ impl Client {
     }
 }
 
+/// Calls the API and checks the status is `want` (and an error is problem+json);
+/// returns the body.
+pub async fn ok(
+    c: &Client,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+    want: u16,
+) -> Value {
+    let r = c.call(method, path, key, body).await;
+    assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
+    if want >= 400 {
+        assert!(
+            r.content_type.starts_with("application/problem+json"),
+            "{method} {path}"
+        );
+    }
+    r.body
+}
+
 /// Declares each named `async fn(Arc<dyn Backend>)` as a test on both backends.
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
