@@ -153,14 +153,24 @@ impl EngineStore for PostgresTx {
     ) -> StoreResult<Vec<ClaimedTask>> {
         let lease_until = now + chrono::Duration::from_std(request.lease).unwrap_or_default();
         let (restrict, me) = crate::visibility::binds(&request.executor);
+        // Each handler type walks the claim index in priority order and stops after
+        // `limit` rows; `handler_type = ANY($1)` would read and sort every ready task
+        // of those types, since an index scan over several values of its first column
+        // does not come out in priority order. With several types, the rows a type
+        // locked but that lost to another type's higher priority stay locked (and
+        // skipped by other claimers) until this transaction ends.
         let rows = sqlx::query(&format!(
             "WITH picked AS (
-                SELECT t.id FROM tasks t
-                 WHERE t.status = 'ready' AND t.handler_type = ANY($1)
-                   AND (t.run_after IS NULL OR t.run_after <= $3){}
-                 ORDER BY t.priority DESC, t.id
+                SELECT c.id FROM (SELECT DISTINCT unnest($1::text[]) AS handler_type) h
+                 CROSS JOIN LATERAL (
+                    SELECT t.id, t.priority FROM tasks t
+                     WHERE t.status = 'ready' AND t.handler_type = h.handler_type
+                       AND (t.run_after IS NULL OR t.run_after <= $3){}
+                     ORDER BY t.priority DESC, t.id
+                     LIMIT $2
+                     FOR UPDATE SKIP LOCKED) c
+                 ORDER BY c.priority DESC, c.id
                  LIMIT $2
-                 FOR UPDATE SKIP LOCKED
              ), claimed AS (
                 UPDATE tasks t
                    SET status = 'running', attempt = t.attempt + 1, lease_owner = $4,

@@ -198,29 +198,42 @@ impl EngineStore for SqliteTx {
         let lease_until = now + chrono::Duration::from_std(request.lease).unwrap_or_default();
         let (now_s, until_s) = (ts(&now), ts(&lease_until));
         let (restrict, me) = crate::visibility::binds(&request.executor);
-        let rows = sqlx::query(&format!(
+        let types = distinct(&request.handler_types);
+        // One branch per handler type, each walking the claim index in priority order
+        // and stopping after `limit` rows; an `IN (list)` on the index's first column
+        // would make SQLite read and sort every ready task of those types instead.
+        let visible = crate::visibility::claimable("t", "?5", "?6");
+        let branches: Vec<String> = (0..types.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT t.id, t.priority FROM tasks t
+                      WHERE t.status = 'ready' AND t.handler_type = ?{}
+                        AND (t.run_after IS NULL OR t.run_after <= ?2){visible}
+                      ORDER BY t.priority DESC, t.id LIMIT ?1)",
+                    7 + i
+                )
+            })
+            .collect();
+        let sql = format!(
             "UPDATE tasks
-                SET status = 'running', attempt = attempt + 1, lease_owner = ?4,
-                    lease_expires_at = ?5, run_after = NULL,
-                    started_at = coalesce(started_at, ?3), updated_at = ?3
-              WHERE id IN (SELECT t.id FROM tasks t
-                            WHERE t.status = 'ready'
-                              AND t.handler_type IN (SELECT value FROM json_each(?1))
-                              AND (t.run_after IS NULL OR t.run_after <= ?3){}
-                            ORDER BY t.priority DESC, t.id LIMIT ?2)
+                SET status = 'running', attempt = attempt + 1, lease_owner = ?3,
+                    lease_expires_at = ?4, run_after = NULL,
+                    started_at = coalesce(started_at, ?2), updated_at = ?2
+              WHERE id IN (SELECT id FROM ({}) ORDER BY priority DESC, id LIMIT ?1)
              RETURNING id, attempt, run_id, step_key, handler_type, parameters",
-            crate::visibility::claimable("t", "?6", "?7")
-        ))
-        .bind(json_list(&request.handler_types))
-        .bind(i64::from(request.limit))
-        .bind(&now_s)
-        .bind(&request.worker_id)
-        .bind(&until_s)
-        .bind(restrict)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+            branches.join(" UNION ALL ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(i64::from(request.limit))
+            .bind(&now_s)
+            .bind(&request.worker_id)
+            .bind(&until_s)
+            .bind(restrict)
+            .bind(me);
+        for t in types {
+            query = query.bind(t);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await.map_err(map_err)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for (row, attempt_id) in rows.into_iter().zip(attempt_ids) {
             claimed.push(ClaimedTask {
@@ -738,3 +751,14 @@ impl EngineStore for SqliteTx {
 }
 
 flowstore_core::impl_engine_repo!(SqliteTx);
+
+/// The handler types of a claim without repeats, in the order given.
+fn distinct(types: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::with_capacity(types.len());
+    for t in types {
+        if !out.contains(&t.as_str()) {
+            out.push(t);
+        }
+    }
+    out
+}

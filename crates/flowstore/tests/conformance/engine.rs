@@ -26,6 +26,7 @@ conformance!(
     sequential_runs_one_step_at_a_time,
     events_are_gap_free_and_filterable,
     claims_are_validated,
+    a_claim_over_several_handler_types_takes_the_highest_priorities,
 );
 
 async fn register(store: &Store, handlers: &[&str]) {
@@ -716,4 +717,59 @@ async fn claims_are_validated(store: Store) {
         json!({"worker_id": "w", "handler_types": ["a"], "limit": 1, "lease": 1000, "extra": 1}),
     );
     assert!(bad.is_err());
+}
+
+async fn a_claim_over_several_handler_types_takes_the_highest_priorities(store: Store) {
+    register(&store, &["alpha", "beta", "gamma"]).await;
+    // Two runs of five parallel steps: priorities interleave across handler types,
+    // and the second run's tasks rank 100 higher.
+    let steps = json!([
+        {"key": "a1", "handler": "alpha", "priority": 5},
+        {"key": "a2", "handler": "alpha", "priority": 1},
+        {"key": "b1", "handler": "beta", "priority": 4},
+        {"key": "b2", "handler": "beta", "priority": 2},
+        {"key": "g1", "handler": "gamma", "priority": 9}
+    ]);
+    let wf = workflow(
+        &store,
+        steps,
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    for priority in [0, 100] {
+        let mut tx = store.begin().await.unwrap();
+        tx.start_run(StartRun {
+            workflow_id: wf,
+            priority: Some(priority),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let request = |limit| ClaimRequest {
+        // A type named twice is claimed from once.
+        handler_types: vec!["beta".into(), "alpha".into(), "beta".into()],
+        ..claim_req("w", limit, 30_000)
+    };
+    let mut tx = store.begin().await.unwrap();
+    let first = tx.claim(&request(3)).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut keys: Vec<_> = first.iter().map(|c| c.step_key.clone().unwrap()).collect();
+    keys.sort();
+    // The three highest of alpha and beta (105, 104, 102), never gamma's 109.
+    assert_eq!(keys, ["a1", "b1", "b2"], "{first:?}");
+    assert!(first.iter().all(|c| c.handler_type != "gamma"));
+
+    let mut tx = store.begin().await.unwrap();
+    let rest = tx.claim(&request(10)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(rest.len(), 5, "a2 of the second run and four of the first");
+    let all: HashSet<_> = first.iter().chain(&rest).map(|c| c.task_id).collect();
+    assert_eq!(all.len(), 8, "no task claimed twice");
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.claim(&request(10)).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
 }
