@@ -31,9 +31,15 @@ fn tiny(database_url: Option<String>) -> BenchOptions {
 
 fn check(report: &Report) {
     let rows = |w: &str| report.rows.iter().filter(|r| r.workload == w).count();
-    assert_eq!(rows("claim"), 4, "floor and flowstore at B=1 and B=64");
+    // SQLite also runs the floor through rusqlite, to measure the driver's share.
+    let floors = if report.backend == "sqlite" { 2 } else { 1 };
+    assert_eq!(
+        rows("claim"),
+        2 * (1 + floors),
+        "floors and flowstore at B=1 and B=64"
+    );
     assert_eq!(rows("http"), 2);
-    assert_eq!(rows("dag"), 1);
+    assert_eq!(rows("dag"), 2, "completion one by one and by batch");
     assert!(rows("query") >= 8, "every query measured");
     for r in &report.rows {
         match r.workload.as_str() {
@@ -57,6 +63,8 @@ fn check(report: &Report) {
         ("claim", "flowstore B=64 W=2 cmpl=batch"),
         ("http", "flowstore serve B=1 W=2 cmpl=each"),
         ("http", "flowstore serve B=64 W=2 cmpl=batch"),
+        ("dag", "diamond runs to completion W=2 B=16 cmpl=each"),
+        ("dag", "diamond runs to completion W=2 B=16 cmpl=batch"),
     ] {
         assert!(
             report
@@ -65,6 +73,17 @@ fn check(report: &Report) {
                 .any(|r| r.workload == workload && r.variant == variant),
             "{workload}: {variant}"
         );
+    }
+    if report.backend == "sqlite" {
+        for b in ["B=1 W=2 cmpl=each", "B=64 W=2 cmpl=batch"] {
+            let row = report
+                .rows
+                .iter()
+                .find(|r| r.variant == format!("floor via rusqlite {b}"))
+                .unwrap_or_else(|| panic!("rusqlite floor {b}"));
+            assert_eq!(row.items, 200, "every task done once through rusqlite");
+            assert!(row.ratio_to_floor.is_some());
+        }
     }
     let table = bench::render_table(report);
     assert!(table.contains("cores"));

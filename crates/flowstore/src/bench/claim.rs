@@ -29,6 +29,40 @@ pub(crate) fn completion_mode(batch: u32) -> &'static str {
 /// SQLite's text form of an instant, as flowstore writes it.
 pub(crate) const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
 
+/// The SQLite floor's claim: `?1` handler type, `?2` worker, `?3` batch size.
+pub(crate) fn sqlite_claim_sql() -> String {
+    format!(
+        "UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = ?2,
+                lease_expires_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+10 minutes'),
+                started_at = {SQLITE_NOW}
+          WHERE id IN (SELECT id FROM tasks
+                        WHERE status = 'ready' AND handler_type = ?1
+                        ORDER BY priority DESC, id LIMIT ?3)
+          RETURNING id, attempt"
+    )
+}
+
+/// The SQLite floor's completion of one task: `?1` id, `?2` attempt, `?3` output.
+pub(crate) fn sqlite_complete_sql() -> String {
+    format!(
+        "UPDATE tasks SET status = 'completed', result = ?3, completed_at = {SQLITE_NOW},
+                lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = ?1 AND attempt = ?2 AND status = 'running'"
+    )
+}
+
+/// The SQLite floor's completion of a batch: `?1` a JSON array of `[hex id, attempt]`,
+/// `?2` the output.
+pub(crate) fn sqlite_complete_batch_sql() -> String {
+    format!(
+        "UPDATE tasks SET status = 'completed', result = ?2, completed_at = {SQLITE_NOW},
+                lease_owner = NULL, lease_expires_at = NULL
+           FROM (SELECT unhex(value ->> '$[0]') AS id, value ->> '$[1]' AS attempt
+                   FROM json_each(?1)) AS u
+          WHERE tasks.id = u.id AND tasks.attempt = u.attempt AND tasks.status = 'running'"
+    )
+}
+
 /// What one round of one variant did.
 pub(crate) struct RoundResult {
     pub elapsed: Duration,
@@ -128,6 +162,18 @@ pub(crate) async fn check_done(
 enum Mode {
     Library,
     RawSql,
+    /// The floor through rusqlite (SQLite only; see `driver`).
+    RawRusqlite,
+}
+
+impl Mode {
+    fn tag(self) -> &'static str {
+        match self {
+            Mode::Library => "lib",
+            Mode::RawSql => "raw",
+            Mode::RawRusqlite => "rusqlite",
+        }
+    }
 }
 
 async fn drive(
@@ -141,7 +187,7 @@ async fn drive(
 ) -> StoreResult<RoundResult> {
     let label = match mode {
         Mode::Library => format!("claim flowstore B={batch}"),
-        Mode::RawSql => format!("claim raw SQL B={batch}"),
+        Mode::RawSql | Mode::RawRusqlite => format!("claim raw SQL B={batch}"),
     };
     let pb = bar(opts, u64::from(n), label);
     let start = Instant::now();
@@ -172,7 +218,9 @@ async fn drive(
                         tx.commit().await?;
                         c.into_iter().map(|c| (c.task_id.0, c.attempt)).collect()
                     }
-                    Mode::RawSql => raw_claim(&raw, &handler, &worker, batch).await?,
+                    Mode::RawSql | Mode::RawRusqlite => {
+                        raw_claim(&raw, &handler, &worker, batch).await?
+                    }
                 };
                 if claimed.is_empty() {
                     break;
@@ -200,7 +248,9 @@ async fn drive(
                                 return Err(fail(format!("batch completion refused one: {e}")));
                             }
                         }
-                        Mode::RawSql => raw_complete_batch(&raw, &claimed).await?,
+                        Mode::RawSql | Mode::RawRusqlite => {
+                            raw_complete_batch(&raw, &claimed).await?
+                        }
                     }
                     complete_lat.push(t1.elapsed());
                     pb.inc(claimed.len() as u64);
@@ -222,7 +272,9 @@ async fn drive(
                             .await?;
                             tx.commit().await?;
                         }
-                        Mode::RawSql => raw_complete(&raw, task, attempt).await?,
+                        Mode::RawSql | Mode::RawRusqlite => {
+                            raw_complete(&raw, task, attempt).await?
+                        }
                     }
                     complete_lat.push(t1.elapsed());
                     done.push((task, attempt));
@@ -279,21 +331,13 @@ async fn raw_claim(
         Raw::Sqlite { pool, writer } => {
             let _g = writer.lock().await;
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-            let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(&format!(
-                "UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = ?2,
-                        lease_expires_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', '+10 minutes'),
-                        started_at = {SQLITE_NOW}
-                  WHERE id IN (SELECT id FROM tasks
-                                WHERE status = 'ready' AND handler_type = ?1
-                                ORDER BY priority DESC, id LIMIT ?3)
-                  RETURNING id, attempt"
-            ))
-            .bind(handler)
-            .bind(worker)
-            .bind(i64::from(batch))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(&sqlite_claim_sql())
+                .bind(handler)
+                .bind(worker)
+                .bind(i64::from(batch))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
             rows.into_iter()
                 .map(|(id, a)| {
@@ -323,18 +367,14 @@ async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
         Raw::Sqlite { pool, writer } => {
             let _g = writer.lock().await;
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-            let n = sqlx::query(&format!(
-                "UPDATE tasks SET status = 'completed', result = ?3, completed_at = {SQLITE_NOW},
-                        lease_owner = NULL, lease_expires_at = NULL
-                  WHERE id = ?1 AND attempt = ?2 AND status = 'running'"
-            ))
-            .bind(task.as_bytes().to_vec())
-            .bind(attempt)
-            .bind("{\"ok\":true}")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+            let n = sqlx::query(&sqlite_complete_sql())
+                .bind(task.as_bytes().to_vec())
+                .bind(attempt)
+                .bind("{\"ok\":true}")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
             tx.commit().await.map_err(db_err)?;
             n
         }
@@ -371,19 +411,13 @@ async fn raw_complete_batch(raw: &Raw, claimed: &[(Uuid, i32)]) -> StoreResult<(
                 .collect();
             let _g = writer.lock().await;
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-            let n = sqlx::query(&format!(
-                "UPDATE tasks SET status = 'completed', result = ?2, completed_at = {SQLITE_NOW},
-                        lease_owner = NULL, lease_expires_at = NULL
-                   FROM (SELECT unhex(value ->> '$[0]') AS id, value ->> '$[1]' AS attempt
-                           FROM json_each(?1)) AS u
-                  WHERE tasks.id = u.id AND tasks.attempt = u.attempt AND tasks.status = 'running'"
-            ))
-            .bind(serde_json::Value::Array(list).to_string())
-            .bind("{\"ok\":true}")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+            let n = sqlx::query(&sqlite_complete_batch_sql())
+                .bind(serde_json::Value::Array(list).to_string())
+                .bind("{\"ok\":true}")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
             tx.commit().await.map_err(db_err)?;
             n
         }
@@ -397,6 +431,42 @@ async fn raw_complete_batch(raw: &Raw, claimed: &[(Uuid, i32)]) -> StoreResult<(
     Ok(())
 }
 
+/// The rates and latencies of one variant over its rounds.
+#[derive(Default)]
+struct Variant {
+    rates: Vec<f64>,
+    claim: Samples,
+    complete: Samples,
+}
+
+impl Variant {
+    fn add(&mut self, r: RoundResult) {
+        self.rates.push(r.rate());
+        self.claim.extend(r.claim);
+        self.complete.extend(r.complete);
+    }
+
+    fn row(&self, variant: String, floor: Option<f64>, items: u64) -> Row {
+        let rate = median(&self.rates);
+        Row {
+            workload: "claim".into(),
+            variant,
+            rate,
+            rate_unit: Some("tasks/s".into()),
+            ratio_to_floor: match (rate, floor) {
+                (Some(r), Some(f)) if f > 0.0 => Some(r / f),
+                _ => None,
+            },
+            p50_ms: self.claim.quantile_ms(0.5),
+            p99_ms: self.claim.quantile_ms(0.99),
+            complete_p50_ms: self.complete.quantile_ms(0.5),
+            complete_p99_ms: self.complete.quantile_ms(0.99),
+            items,
+            ..Row::default()
+        }
+    }
+}
+
 pub(crate) async fn run(
     target: &Target,
     opts: &BenchOptions,
@@ -404,77 +474,59 @@ pub(crate) async fn run(
 ) -> StoreResult<()> {
     let n = opts.tasks;
     let w = opts.workers;
+    // On SQLite the floor also runs through rusqlite, to measure the driver's share.
+    let rusqlite_path = match &target.raw {
+        Raw::Sqlite { pool, .. } => super::driver::sqlite_path(pool),
+        Raw::Postgres(_) => None,
+    };
+    let mut modes = vec![Mode::RawSql, Mode::Library];
+    if rusqlite_path.is_some() {
+        modes.push(Mode::RawRusqlite);
+    }
     let mut setup = Duration::ZERO;
+    let mut sets = 0;
     for batch in BATCHES {
-        let mut lib_rates = Vec::new();
-        let mut raw_rates = Vec::new();
-        let (mut lib_claim, mut lib_complete) = (Samples::default(), Samples::default());
-        let (mut raw_claim_s, mut raw_complete_s) = (Samples::default(), Samples::default());
+        let mut results: Vec<Variant> = modes.iter().map(|_| Variant::default()).collect();
         let mut items = 0;
         for round in 0..opts.rounds {
-            for mode in [Mode::RawSql, Mode::Library] {
-                let handler = format!(
-                    "bench-claim-{}-b{batch}-r{round}",
-                    if mode == Mode::Library { "lib" } else { "raw" }
-                );
+            for (mode, result) in modes.iter().zip(results.iter_mut()) {
+                let handler = format!("bench-claim-{}-b{batch}-r{round}", mode.tag());
                 let t = Instant::now();
                 insert_ready_tasks(&target.raw, &handler, n).await?;
                 setup += t.elapsed();
-                let r = drive(target, mode, &handler, batch, w, n, opts).await?;
+                sets += 1;
+                let r = match (mode, &rusqlite_path) {
+                    (Mode::RawRusqlite, Some(path)) => {
+                        super::driver::drive(path.clone(), handler.clone(), batch, w).await?
+                    }
+                    _ => drive(target, *mode, &handler, batch, w, n, opts).await?,
+                };
                 check_done(&target.raw, &handler, n, &r.done).await?;
                 items = r.done.len() as u64;
-                match mode {
-                    Mode::Library => {
-                        lib_rates.push(r.rate());
-                        lib_claim.extend(r.claim);
-                        lib_complete.extend(r.complete);
-                    }
-                    Mode::RawSql => {
-                        raw_rates.push(r.rate());
-                        raw_claim_s.extend(r.claim);
-                        raw_complete_s.extend(r.complete);
-                    }
-                }
+                result.add(r);
             }
         }
-        let floor = median(&raw_rates);
-        let lib = median(&lib_rates);
-        report.rows.push(Row {
-            workload: "claim".into(),
-            variant: format!("raw SQL floor B={batch} W={w} {}", completion_mode(batch)),
-            rate: floor,
-            rate_unit: Some("tasks/s".into()),
-            ratio_to_floor: Some(1.0),
-            p50_ms: raw_claim_s.quantile_ms(0.5),
-            p99_ms: raw_claim_s.quantile_ms(0.99),
-            complete_p50_ms: raw_complete_s.quantile_ms(0.5),
-            complete_p99_ms: raw_complete_s.quantile_ms(0.99),
-            items,
-            ..Row::default()
-        });
-        report.rows.push(Row {
-            workload: "claim".into(),
-            variant: format!("flowstore B={batch} W={w} {}", completion_mode(batch)),
-            rate: lib,
-            rate_unit: Some("tasks/s".into()),
-            ratio_to_floor: match (lib, floor) {
-                (Some(l), Some(f)) if f > 0.0 => Some(l / f),
-                _ => None,
-            },
-            p50_ms: lib_claim.quantile_ms(0.5),
-            p99_ms: lib_claim.quantile_ms(0.99),
-            complete_p50_ms: lib_complete.quantile_ms(0.5),
-            complete_p99_ms: lib_complete.quantile_ms(0.99),
-            items,
-            ..Row::default()
-        });
+        let floor = median(&results[0].rates);
+        let cmpl = completion_mode(batch);
+        for (mode, result) in modes.iter().zip(&results) {
+            let variant = match mode {
+                Mode::RawSql => format!("raw SQL floor B={batch} W={w} {cmpl}"),
+                Mode::Library => format!("flowstore B={batch} W={w} {cmpl}"),
+                Mode::RawRusqlite => format!("floor via rusqlite B={batch} W={w} {cmpl}"),
+            };
+            report.rows.push(result.row(variant, floor, items));
+        }
     }
     report.notes.push(format!(
-        "claim: {} ready tasks per round inserted in one statement each ({} sets, {:.1} s in all, not measured); p50/p99 are of claim transactions, cmpl of completion transactions, pooled over rounds; cmpl=each: every task completed in its own transaction (complete; the floor one UPDATE each), cmpl=batch: the claimed batch completed in one transaction (complete_many; the floor one UPDATE for the batch)",
+        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claim transactions, cmpl of completion transactions, pooled over rounds; cmpl=each: every task completed in its own transaction (complete; the floor one UPDATE each), cmpl=batch: the claimed batch completed in one transaction (complete_many; the floor one UPDATE for the batch)",
         n,
-        2 * BATCHES.len() as u32 * opts.rounds,
         setup.as_secs_f64()
     ));
+    if rusqlite_path.is_some() {
+        report.notes.push(
+            "claim: \"floor via rusqlite\" runs the floor's statements, transactions and writer lock unchanged through the rusqlite driver (calls on the worker's own thread, one connection per worker) instead of sqlx; its ratio is to the sqlx floor".into(),
+        );
+    }
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use sqlx::{PgPool, SqlitePool};
 
 mod claim;
 mod dag;
+mod driver;
 mod http;
 mod query;
 
@@ -477,7 +478,7 @@ pub fn render_table(r: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "{:<6} {:<40} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<6} {:<48} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "load", "variant", "rate", "x floor", "p50 ms", "p99 ms", "cmpl p50", "cmpl p99", "items"
     );
     for row in &r.rows {
@@ -490,7 +491,7 @@ pub fn render_table(r: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<6} {:<40} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<6} {:<48} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
             row.workload,
             row.variant,
             rate,
