@@ -28,6 +28,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(4, "0004", "operations"),
     migration!(5, "0005", "engine"),
     migration!(6, "0006", "webhook_dispatch"),
+    migration!(7, "0007", "performance"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -178,16 +178,23 @@ impl RunRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<WorkflowExecution>> {
         let (limit, after) = page.parts()?;
-        // Two statements rather than `($2 IS NULL OR status = $2)`, so that each one
-        // walks its own index (workflow_id[, status], id DESC) to the page.
+        // Separate statements rather than `($2 IS NULL OR status = $2)` and
+        // `($3 IS NULL OR id < $3)`, so that each one walks its own index
+        // (workflow_id[, status], id DESC) and starts at the cursor instead of
+        // stepping over every run before it (a generic plan cannot drop the OR).
         let status_cond = if status.is_some() {
             "AND status = $2"
         } else {
             "AND $2::text IS NULL"
         };
+        let after_cond = if after.is_some() {
+            "AND id < $3"
+        } else {
+            "AND $3::uuid IS NULL"
+        };
         let rows: Vec<WorkflowExecution> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM workflow_executions
-             WHERE workflow_id = $1 {status_cond} AND ($3::uuid IS NULL OR id < $3)
+             WHERE workflow_id = $1 {status_cond} {after_cond}
              ORDER BY id DESC LIMIT $4"
         ))
         .bind(workflow_id)

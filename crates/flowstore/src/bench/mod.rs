@@ -24,6 +24,7 @@ mod dag;
 mod driver;
 mod http;
 mod query;
+mod query_load;
 
 /// The workloads `flowstore bench` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

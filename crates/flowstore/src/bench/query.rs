@@ -11,10 +11,9 @@ use flowstore_core::{PageRequest, StoreResult};
 use rand::Rng;
 use serde_json::json;
 
-use super::{bar, db_err, fail, BenchOptions, Raw, Report, Row, Samples, Target};
+use super::query_load::{chunk, load};
+use super::{fail, BenchOptions, Report, Row, Samples, Target};
 
-/// Runs per loading statement (and transaction).
-const CHUNK: u64 = 50_000;
 /// Page size of the listing queries.
 const PAGE: u32 = 50;
 /// The deep page asked for.
@@ -23,167 +22,6 @@ const DEEP_PAGE: u32 = 200;
 const WF: &str = "bench-wf-3";
 /// The longest one query is repeated.
 const BUDGET: Duration = Duration::from_secs(20);
-
-const PG_RUNS: &str = "
-INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name, status, strategy,
-    start_time, end_time, actual_duration, created_at, updated_at)
-SELECT gen_random_uuid(), 'bench-run-' || i, 'bench-wf-' || (i % 10), 'bench', st, 'parallel', t0,
-       CASE WHEN st = 'running' THEN NULL ELSE t0 + d * interval '1 millisecond' END,
-       CASE WHEN st IN ('completed', 'failed') THEN d END, t0, t0
-  FROM (SELECT i,
-               CASE WHEN i % 20 < 14 THEN 'completed' WHEN i % 20 < 16 THEN 'failed'
-                    WHEN i % 20 < 18 THEN 'running' WHEN i % 20 = 18 THEN 'cancelled'
-                    ELSE 'timed_out' END AS st,
-               now() - (i % 30) * interval '1 day' - (i % 86400) * interval '1 second' AS t0,
-               ((i * 37) % 60000)::int AS d
-          FROM generate_series($1::bigint, $2::bigint) AS i) s";
-
-const PG_METRICS: &str = "
-INSERT INTO workflow_metrics (execution_id, metric_name, metric_value, metric_unit, metric_type, recorded_at)
-SELECT 'bench-run-' || i, 'metric_' || m, ((i * 7 + m * 13) % 1000) / 10.0, 'ms',
-       (ARRAY['performance', 'resource', 'quality', 'custom'])[1 + m % 4],
-       now() - (i % 30) * interval '1 day' - ((i * (m + 1)) % 86400) * interval '1 second'
-  FROM generate_series($1::bigint, $2::bigint) AS i, generate_series(0, 9) AS m";
-
-const PG_TASKS: &str = "
-INSERT INTO tasks (id, run_id, title, description, status, handler_type, requirements)
-SELECT gen_random_uuid(), r.id,
-       (ARRAY['deploy', 'build', 'test', 'release'])[1 + (i / 10) % 4] || ' service ' || i,
-       'bench task for run ' || i, 'completed', 'bench-query',
-       jsonb_build_object('os', CASE WHEN i % 20 = 0 THEN 'linux' ELSE 'macos' END,
-                          'tier', CASE WHEN i % 40 = 0 THEN 'gold' ELSE 'silver' END)
-  FROM generate_series($1::bigint, $2::bigint) AS i
-  JOIN workflow_executions r ON r.execution_id = 'bench-run-' || i
- WHERE i % 10 = 0";
-
-const PG_ROLLUPS: &str = "
-INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, sample_count, value_sum, value_min, value_max)
-SELECT date_trunc('hour', recorded_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', metric_name,
-       coalesce(metric_type, ''), count(*), sum(metric_value)::float8, min(metric_value)::float8,
-       max(metric_value)::float8
-  FROM workflow_metrics WHERE metric_value IS NOT NULL AND metric_name LIKE 'metric_%'
- GROUP BY 1, 2, 3";
-
-const SQ_SERIES: &str =
-    "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)";
-
-fn sq_runs() -> String {
-    format!(
-        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name, status,
-            strategy, start_time, end_time, actual_duration, created_at, updated_at)
-         {SQ_SERIES}, v AS (
-            SELECT i,
-                   CASE WHEN i % 20 < 14 THEN 'completed' WHEN i % 20 < 16 THEN 'failed'
-                        WHEN i % 20 < 18 THEN 'running' WHEN i % 20 = 18 THEN 'cancelled'
-                        ELSE 'timed_out' END AS st,
-                   '-' || (i % 30) || ' days' AS dd, '-' || (i % 86400) || ' seconds' AS ds,
-                   (i * 37) % 60000 AS d
-              FROM s)
-         SELECT randomblob(16), 'bench-run-' || i, 'bench-wf-' || (i % 10), 'bench', st, 'parallel',
-                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z',
-                CASE WHEN st = 'running' THEN NULL
-                     ELSE strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds, '+' || (d / 1000.0) || ' seconds') || '000Z' END,
-                CASE WHEN st IN ('completed', 'failed') THEN d END,
-                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z',
-                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z'
-           FROM v"
-    )
-}
-
-fn sq_metrics() -> String {
-    format!(
-        "INSERT INTO workflow_metrics (id, execution_id, metric_name, metric_value, metric_unit,
-            metric_type, recorded_at)
-         {SQ_SERIES}, m(m) AS (VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9))
-         SELECT randomblob(16), 'bench-run-' || i, 'metric_' || m, ((i * 7 + m * 13) % 1000) / 10.0, 'ms',
-                CASE m % 4 WHEN 0 THEN 'performance' WHEN 1 THEN 'resource'
-                           WHEN 2 THEN 'quality' ELSE 'custom' END,
-                strftime('%Y-%m-%dT%H:%M:%f', 'now', '-' || (i % 30) || ' days',
-                         '-' || ((i * (m + 1)) % 86400) || ' seconds') || '000Z'
-           FROM s, m"
-    )
-}
-
-fn sq_tasks() -> String {
-    format!(
-        "INSERT INTO tasks (id, run_id, title, description, status, handler_type, requirements)
-         {SQ_SERIES}
-         SELECT randomblob(16), r.id,
-                CASE (i / 10) % 4 WHEN 0 THEN 'deploy' WHEN 1 THEN 'build' WHEN 2 THEN 'test'
-                                  ELSE 'release' END || ' service ' || i,
-                'bench task for run ' || i, 'completed', 'bench-query',
-                json_object('os', CASE WHEN i % 20 = 0 THEN 'linux' ELSE 'macos' END,
-                            'tier', CASE WHEN i % 40 = 0 THEN 'gold' ELSE 'silver' END)
-           FROM s JOIN workflow_executions r ON r.execution_id = 'bench-run-' || i
-          WHERE i % 10 = 0"
-    )
-}
-
-const SQ_ROLLUPS: &str = "
-INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, sample_count, value_sum, value_min, value_max)
-SELECT substr(recorded_at, 1, 13) || ':00:00.000000Z', metric_name, coalesce(metric_type, ''),
-       count(*), sum(metric_value), min(metric_value), max(metric_value)
-  FROM workflow_metrics WHERE metric_value IS NOT NULL AND metric_name LIKE 'metric_%'
- GROUP BY 1, 2, 3";
-
-async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Duration> {
-    let n = opts.runs;
-    let t = Instant::now();
-    let pb = bar(opts, n, "query: loading runs".into());
-    let mut from = 1u64;
-    while from <= n {
-        let to = (from + CHUNK - 1).min(n);
-        let (a, b) = (from as i64, to as i64);
-        match &target.raw {
-            Raw::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(db_err)?;
-                for sql in [PG_RUNS, PG_METRICS, PG_TASKS] {
-                    sqlx::query(sql)
-                        .bind(a)
-                        .bind(b)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
-                tx.commit().await.map_err(db_err)?;
-            }
-            Raw::Sqlite { pool, writer } => {
-                let _g = writer.lock().await;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-                for sql in [sq_runs(), sq_metrics(), sq_tasks()] {
-                    sqlx::query(&sql)
-                        .bind(a)
-                        .bind(b)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
-                tx.commit().await.map_err(db_err)?;
-            }
-        }
-        pb.set_position(to);
-        from = to + 1;
-    }
-    pb.finish_and_clear();
-    match &target.raw {
-        Raw::Postgres(pool) => {
-            sqlx::query(PG_ROLLUPS)
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
-            sqlx::query("ANALYZE").execute(pool).await.map_err(db_err)?;
-        }
-        Raw::Sqlite { pool, writer } => {
-            let _g = writer.lock().await;
-            sqlx::query(SQ_ROLLUPS)
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
-            sqlx::query("ANALYZE").execute(pool).await.map_err(db_err)?;
-        }
-    }
-    Ok(t.elapsed())
-}
 
 /// Repeats `f` up to `calls` times (at least a few, at most [`BUDGET`]).
 async fn repeat<F, Fut>(calls: u32, mut f: F) -> StoreResult<Samples>
@@ -219,7 +57,7 @@ pub(crate) async fn run(
         n * 10,
         n / 10,
         loaded.as_secs_f64(),
-        CHUNK
+        chunk(target)
     ));
     let backend = target.backend.clone();
     let calls = opts.query_calls;

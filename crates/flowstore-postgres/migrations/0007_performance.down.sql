@@ -1,0 +1,2 @@
+DROP INDEX idx_workflow_executions_workflow_ref;
+CREATE INDEX idx_workflow_executions_execution_id ON workflow_executions (execution_id);

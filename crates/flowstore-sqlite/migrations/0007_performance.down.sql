@@ -1,0 +1,2 @@
+DROP INDEX idx_workflow_executions_workflow_ref;
+DROP INDEX idx_metric_rollups_covering;

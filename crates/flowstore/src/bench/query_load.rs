@@ -1,0 +1,268 @@
+//! The bulk load of the `query` workload: runs, metrics and tasks made by SQL on the
+//! server side (`generate_series` on PostgreSQL, a recursive CTE on SQLite), then
+//! hourly rollups and fresh planner statistics.
+//!
+//! Identifiers are UUIDv7-shaped, as flowstore's own are: a millisecond timestamp
+//! that grows with the load order, then random bits. Random identifiers would land
+//! all over every index keyed by `id` and make the load several times slower than
+//! what a live store, which writes its rows in identifier order, ever sees.
+
+use std::time::{Duration, Instant};
+
+use flowstore_core::StoreResult;
+use sqlx::Connection;
+
+use super::{bar, db_err, BenchOptions, Raw, Target};
+
+/// Runs per loading statement (and transaction) on SQLite.
+const SQLITE_CHUNK: u64 = 50_000;
+/// Runs per loading statement (and transaction) on PostgreSQL. Each run bumps its
+/// workflow's counter row (`workflow_stats`, by trigger), and every bump in one
+/// transaction leaves a row version the next has to step over until the transaction
+/// ends: the cost grows with the square of the runs per transaction. At 5 000 a
+/// transaction, inserting runs takes about 40% of its time at 50 000.
+const PG_CHUNK: u64 = 5_000;
+
+/// Runs per loading statement (and transaction) on this backend.
+pub(crate) fn chunk(target: &Target) -> u64 {
+    match target.raw {
+        Raw::Postgres(_) => PG_CHUNK,
+        Raw::Sqlite { .. } => SQLITE_CHUNK,
+    }
+}
+/// SQLite page cache of the loading connection, KiB: the indexes of a million runs
+/// and ten million metrics do not fit the pool's default, and each miss re-reads a
+/// page. The connection is closed after the load, so the pool keeps its own size.
+const SQLITE_LOAD_CACHE_KIB: u64 = 1_000_000;
+/// Session settings of the PostgreSQL loading connection (closed afterwards): the
+/// load does not need to wait for the flush of each of its commits, and the tasks'
+/// join and the rollups' grouping get memory to work in.
+const PG_LOAD_SETTINGS: &[&str] = &["SET synchronous_commit = off", "SET work_mem = '256MB'"];
+
+/// A UUIDv7 of the millisecond `ts` (PostgreSQL 15 has no `uuidv7()`): 12 hex digits
+/// of time, the version digit, then the last 19 digits of a random v4 UUID (whose
+/// first digit carries the RFC 4122 variant).
+fn pg_v7(ts: &str) -> String {
+    format!(
+        "(lpad(to_hex({ts}), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid"
+    )
+}
+
+/// A UUIDv7 of the millisecond `ts` as 16 bytes: 48 bits of time, the version digit
+/// and 12 random bits, then the variant bits and 62 random bits.
+fn sq_v7(ts: &str) -> String {
+    format!(
+        "unhex(printf('%012x7%03x%016x', {ts}, random() & 4095, \
+         (random() & 0x3fffffffffffffff) | 0x8000000000000000))"
+    )
+}
+
+fn pg_runs() -> String {
+    format!(
+        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name, status, strategy,
+            start_time, end_time, actual_duration, created_at, updated_at)
+         SELECT {}, 'bench-run-' || i, 'bench-wf-' || (i % 10), 'bench', st, 'parallel', t0,
+                CASE WHEN st = 'running' THEN NULL ELSE t0 + d * interval '1 millisecond' END,
+                CASE WHEN st IN ('completed', 'failed') THEN d END, t0, t0
+           FROM (SELECT i,
+                        CASE WHEN i % 20 < 14 THEN 'completed' WHEN i % 20 < 16 THEN 'failed'
+                             WHEN i % 20 < 18 THEN 'running' WHEN i % 20 = 18 THEN 'cancelled'
+                             ELSE 'timed_out' END AS st,
+                        now() - (i % 30) * interval '1 day' - (i % 86400) * interval '1 second' AS t0,
+                        ((i * 37) % 60000)::int AS d
+                   FROM generate_series($1::bigint, $2::bigint) AS i) s",
+        pg_v7("$3::bigint + i")
+    )
+}
+
+fn pg_metrics() -> String {
+    format!(
+        "INSERT INTO workflow_metrics (id, execution_id, metric_name, metric_value, metric_unit,
+            metric_type, recorded_at)
+         SELECT {}, 'bench-run-' || i, 'metric_' || m, ((i * 7 + m * 13) % 1000) / 10.0, 'ms',
+                (ARRAY['performance', 'resource', 'quality', 'custom'])[1 + m % 4],
+                now() - (i % 30) * interval '1 day' - ((i * (m + 1)) % 86400) * interval '1 second'
+           FROM generate_series($1::bigint, $2::bigint) AS i, generate_series(0, 9) AS m",
+        pg_v7("$3::bigint + i")
+    )
+}
+
+fn pg_tasks() -> String {
+    format!(
+        "INSERT INTO tasks (id, run_id, title, description, status, handler_type, requirements)
+         SELECT {}, r.id,
+                (ARRAY['deploy', 'build', 'test', 'release'])[1 + (i / 10) % 4] || ' service ' || i,
+                'bench task for run ' || i, 'completed', 'bench-query',
+                jsonb_build_object('os', CASE WHEN i % 20 = 0 THEN 'linux' ELSE 'macos' END,
+                                   'tier', CASE WHEN i % 40 = 0 THEN 'gold' ELSE 'silver' END)
+           FROM generate_series($1::bigint, $2::bigint) AS i
+           JOIN workflow_executions r ON r.execution_id = 'bench-run-' || i
+          WHERE i % 10 = 0",
+        pg_v7("$3::bigint + i")
+    )
+}
+
+const PG_ROLLUPS: &str = "
+INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, sample_count, value_sum, value_min, value_max)
+SELECT date_trunc('hour', recorded_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', metric_name,
+       coalesce(metric_type, ''), count(*), sum(metric_value)::float8, min(metric_value)::float8,
+       max(metric_value)::float8
+  FROM workflow_metrics WHERE metric_value IS NOT NULL AND metric_name LIKE 'metric_%'
+ GROUP BY 1, 2, 3";
+
+const SQ_SERIES: &str =
+    "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)";
+
+fn sq_runs() -> String {
+    format!(
+        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name, status,
+            strategy, start_time, end_time, actual_duration, created_at, updated_at)
+         {SQ_SERIES}, v AS (
+            SELECT i,
+                   CASE WHEN i % 20 < 14 THEN 'completed' WHEN i % 20 < 16 THEN 'failed'
+                        WHEN i % 20 < 18 THEN 'running' WHEN i % 20 = 18 THEN 'cancelled'
+                        ELSE 'timed_out' END AS st,
+                   '-' || (i % 30) || ' days' AS dd, '-' || (i % 86400) || ' seconds' AS ds,
+                   (i * 37) % 60000 AS d
+              FROM s)
+         SELECT {}, 'bench-run-' || i, 'bench-wf-' || (i % 10), 'bench', st, 'parallel',
+                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z',
+                CASE WHEN st = 'running' THEN NULL
+                     ELSE strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds, '+' || (d / 1000.0) || ' seconds') || '000Z' END,
+                CASE WHEN st IN ('completed', 'failed') THEN d END,
+                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z',
+                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z'
+           FROM v",
+        sq_v7("?3 + i")
+    )
+}
+
+fn sq_metrics() -> String {
+    format!(
+        "INSERT INTO workflow_metrics (id, execution_id, metric_name, metric_value, metric_unit,
+            metric_type, recorded_at)
+         {SQ_SERIES}, m(m) AS (VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9))
+         SELECT {}, 'bench-run-' || i, 'metric_' || m, ((i * 7 + m * 13) % 1000) / 10.0, 'ms',
+                CASE m % 4 WHEN 0 THEN 'performance' WHEN 1 THEN 'resource'
+                           WHEN 2 THEN 'quality' ELSE 'custom' END,
+                strftime('%Y-%m-%dT%H:%M:%f', 'now', '-' || (i % 30) || ' days',
+                         '-' || ((i * (m + 1)) % 86400) || ' seconds') || '000Z'
+           FROM s, m",
+        sq_v7("?3 + i")
+    )
+}
+
+fn sq_tasks() -> String {
+    format!(
+        "INSERT INTO tasks (id, run_id, title, description, status, handler_type, requirements)
+         {SQ_SERIES}
+         SELECT {}, r.id,
+                CASE (i / 10) % 4 WHEN 0 THEN 'deploy' WHEN 1 THEN 'build' WHEN 2 THEN 'test'
+                                  ELSE 'release' END || ' service ' || i,
+                'bench task for run ' || i, 'completed', 'bench-query',
+                json_object('os', CASE WHEN i % 20 = 0 THEN 'linux' ELSE 'macos' END,
+                            'tier', CASE WHEN i % 40 = 0 THEN 'gold' ELSE 'silver' END)
+           FROM s JOIN workflow_executions r ON r.execution_id = 'bench-run-' || i
+          WHERE i % 10 = 0",
+        sq_v7("?3 + i")
+    )
+}
+
+const SQ_ROLLUPS: &str = "
+INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, sample_count, value_sum, value_min, value_max)
+SELECT substr(recorded_at, 1, 13) || ':00:00.000000Z', metric_name, coalesce(metric_type, ''),
+       count(*), sum(metric_value), min(metric_value), max(metric_value)
+  FROM workflow_metrics WHERE metric_value IS NOT NULL AND metric_name LIKE 'metric_%'
+ GROUP BY 1, 2, 3";
+
+/// Loads `opts.runs` runs with their metrics and tasks, fills the rollups and
+/// analyses; returns how long that took.
+pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Duration> {
+    let n = opts.runs;
+    let t = Instant::now();
+    // Run i's identifiers carry the millisecond base + i: increasing in load order
+    // and ending about now.
+    let base = chrono::Utc::now().timestamp_millis() - n as i64;
+    let pb = bar(opts, n, "query: loading runs".into());
+    match &target.raw {
+        Raw::Postgres(pool) => {
+            let mut conn = pool.acquire().await.map_err(db_err)?;
+            // The session settings must not leak into the pool.
+            conn.close_on_drop();
+            for sql in PG_LOAD_SETTINGS {
+                sqlx::query(sql).execute(&mut *conn).await.map_err(db_err)?;
+            }
+            let statements = [pg_runs(), pg_metrics(), pg_tasks()];
+            let mut from = 1u64;
+            while from <= n {
+                let to = (from + PG_CHUNK - 1).min(n);
+                let mut tx = conn.begin().await.map_err(db_err)?;
+                for sql in &statements {
+                    sqlx::query(sql)
+                        .bind(from as i64)
+                        .bind(to as i64)
+                        .bind(base)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                tx.commit().await.map_err(db_err)?;
+                pb.set_position(to);
+                from = to + 1;
+            }
+            sqlx::query(PG_ROLLUPS)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            // The counter bumps left a dead version per run behind the few live
+            // rows; autovacuum would clear them a minute later, the reads below
+            // start now.
+            sqlx::query("VACUUM workflow_stats")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("ANALYZE")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        Raw::Sqlite { pool, writer } => {
+            let _g = writer.lock().await;
+            let mut conn = pool.acquire().await.map_err(db_err)?;
+            // Its large page cache must not stay in the pool.
+            conn.close_on_drop();
+            sqlx::query(&format!("PRAGMA cache_size = -{SQLITE_LOAD_CACHE_KIB}"))
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            let statements = [sq_runs(), sq_metrics(), sq_tasks()];
+            let mut from = 1u64;
+            while from <= n {
+                let to = (from + SQLITE_CHUNK - 1).min(n);
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                for sql in &statements {
+                    sqlx::query(sql)
+                        .bind(from as i64)
+                        .bind(to as i64)
+                        .bind(base)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                tx.commit().await.map_err(db_err)?;
+                pb.set_position(to);
+                from = to + 1;
+            }
+            sqlx::query(SQ_ROLLUPS)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("ANALYZE")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(t.elapsed())
+}
