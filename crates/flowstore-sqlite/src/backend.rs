@@ -51,6 +51,8 @@ pub struct SqliteBackend {
     /// queueing here keeps "database is locked" from reaching callers.
     pub(crate) writer: Arc<Mutex<()>>,
     keys: Arc<KeySource>,
+    /// Checkpoints the write-ahead log in the background (file databases only).
+    _checkpointer: Option<crate::checkpoint::Checkpointer>,
 }
 
 /// One SQLite transaction with every repository operation.
@@ -85,7 +87,10 @@ impl SqliteBackend {
         let options = if memory {
             options.journal_mode(SqliteJournalMode::Memory)
         } else {
-            options.journal_mode(SqliteJournalMode::Wal)
+            options.journal_mode(SqliteJournalMode::Wal).pragma(
+                "wal_autocheckpoint",
+                crate::checkpoint::AUTO_CHECKPOINT_PAGES,
+            )
         };
         // Shared-cache memory databases lock whole tables; one connection avoids that.
         let max = if memory {
@@ -110,10 +115,12 @@ impl SqliteBackend {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", settings.url)))?;
+        let checkpointer = (!memory).then(|| crate::checkpoint::spawn(pool.clone()));
         Ok(SqliteBackend {
             pool,
             writer: Arc::new(Mutex::new(())),
             keys,
+            _checkpointer: checkpointer,
         })
     }
 

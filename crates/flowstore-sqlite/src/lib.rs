@@ -9,6 +9,7 @@ mod admin;
 mod archive;
 mod audit;
 mod backend;
+mod checkpoint;
 mod engine;
 mod error;
 mod identity;
