@@ -29,6 +29,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(5, "0005", "engine"),
     migration!(6, "0006", "webhook_dispatch"),
     migration!(7, "0007", "performance"),
+    migration!(8, "0008", "lease_index"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -30,6 +30,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(5, "0005", "engine"),
     migration!(6, "0006", "webhook_dispatch"),
     migration!(7, "0007", "performance"),
+    migration!(8, "0008", "lease_index"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
