@@ -334,7 +334,11 @@ impl EngineStore for PostgresTx {
     ) -> StoreResult<Promotion> {
         // This statement starts after the runs were locked, so it sees every
         // completion committed before; the open check counts the promoted tasks, which
-        // were pending (open) in its snapshot too.
+        // were pending (open) in its snapshot too. The status tests are written
+        // `(…) IS TRUE` so that they cannot be index conditions: when the statistics
+        // were taken with few pending tasks, the planner otherwise scanned every
+        // pending (or open) task of every run through a status index and joined,
+        // instead of looking up the few dependents and runs by key.
         let row = sqlx::query(
             "WITH done AS (
                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS d(run_id, task_id)
@@ -342,7 +346,7 @@ impl EngineStore for PostgresTx {
                 UPDATE tasks t SET status = 'ready', updated_at = $3
                  WHERE t.id IN (SELECT x.task_id FROM task_dependencies x
                                   JOIN done ON x.depends_on_id = done.task_id)
-                   AND t.status = 'pending' AND NOT EXISTS (
+                   AND (t.status = 'pending') IS TRUE AND NOT EXISTS (
                         SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.depends_on_id
                          WHERE d.task_id = t.id AND p.status <> 'completed')
                 RETURNING t.id, t.run_id
@@ -356,7 +360,7 @@ impl EngineStore for PostgresTx {
                     coalesce((SELECT array_agg(p.id ORDER BY p.run_id, p.id) FROM promoted p), '{}') AS ready_tasks,
                     coalesce((SELECT array_agg(r.run_id) FROM (SELECT DISTINCT run_id FROM done) r
                                WHERE EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = r.run_id
-                                               AND o.status IN ('pending', 'ready', 'running'))), '{}') AS open_runs",
+                                               AND (o.status IN ('pending', 'ready', 'running')) IS TRUE)), '{}') AS open_runs",
         )
         .bind(done.iter().map(|(r, _)| r.0).collect::<Vec<_>>())
         .bind(done.iter().map(|(_, t)| t.0).collect::<Vec<_>>())
