@@ -141,7 +141,16 @@ impl Backend for PostgresBackend {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.pool.begin().await.map_err(map_err)?;
+        let pool = self.pool.clone();
+        // `BEGIN` runs in a task of its own, to the end even when the caller goes away
+        // (a client that disconnects drops its request): cancelled while waiting for
+        // the server's answer, sqlx would return the connection to the pool inside a
+        // transaction it does not know about. Finished here, a transaction nobody
+        // takes is dropped, which rolls it back.
+        let tx = tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?
+            .map_err(map_err)?;
         Ok(Box::new(PostgresTx {
             tx,
             keys: self.keys.clone(),

@@ -145,12 +145,22 @@ impl Backend for SqliteBackend {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let guard = self.writer.clone().lock_owned().await;
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let writer = self.writer.clone();
+        let pool = self.pool.clone();
+        // The writer lock and `BEGIN IMMEDIATE` are taken in a task of their own, which
+        // runs to the end even when the caller goes away (a client that disconnects
+        // drops its request). Cancelled just after SQLite ran the `BEGIN IMMEDIATE`,
+        // sqlx loses track of it: the connection went back to the pool inside a write
+        // transaction and every other writer then failed with "database is locked".
+        // Finished here, a transaction nobody takes is dropped, which rolls it back.
+        let (guard, tx) = tokio::spawn(async move {
+            let guard = writer.lock_owned().await;
+            let tx = pool.begin_with("BEGIN IMMEDIATE").await;
+            (guard, tx)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?;
+        let tx = tx.map_err(map_err)?;
         Ok(Box::new(SqliteTx {
             tx,
             keys: self.keys.clone(),

@@ -16,7 +16,8 @@ use serde_json::json;
 
 conformance!(
     sixteen_workers_complete_every_task_exactly_once,
-    a_transaction_cut_off_leaves_no_trace
+    a_transaction_cut_off_leaves_no_trace,
+    begins_abandoned_half_way_leave_no_transaction_open
 );
 
 const RUNS: usize = 200;
@@ -228,4 +229,29 @@ async fn a_transaction_cut_off_leaves_no_trace(store: Store) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+}
+
+/// A caller may give up on `begin` at any moment (a client that disconnects drops its
+/// request). Begins abandoned after many different delays must not leave a pooled
+/// connection inside a transaction: on SQLite it would hold the write lock, and the
+/// next writer would wait out the busy timeout and fail with "database is locked".
+async fn begins_abandoned_half_way_leave_no_transaction_open(store: Store) {
+    for i in 0..1000u64 {
+        let wait = Duration::from_micros((i * 37) % 400);
+        let _ = tokio::time::timeout(wait, store.begin()).await;
+    }
+    let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin())
+        .await
+        .expect("a writer is not locked out after abandoned begins")
+        .unwrap();
+    tx.register_handler(NewHandler {
+        handler_type: "after-abandoned-begins".into(),
+        handler_name: "after".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(tx.get_handler("after-abandoned-begins").await.is_ok());
 }
