@@ -772,4 +772,13 @@ async fn a_claim_over_several_handler_types_takes_the_highest_priorities(store: 
     let mut tx = store.begin().await.unwrap();
     assert!(tx.claim(&request(10)).await.unwrap().is_empty());
     tx.commit().await.unwrap();
+
+    // The most handler types a claim may name (one index walk each) still works.
+    let mut tx = store.begin().await.unwrap();
+    let many = ClaimRequest {
+        handler_types: (0..100).map(|i| format!("type-{i}")).collect(),
+        ..claim_req("w", 10, 30_000)
+    };
+    assert!(tx.claim(&many).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
 }
