@@ -176,18 +176,26 @@ impl Mode {
     }
 }
 
+/// What `drive` runs its workers through: flowstore, or the floor's SQL over sqlx
+/// (the rusqlite floor has its own driver, `super::driver`).
+#[derive(Clone, Copy)]
+enum Through {
+    Library,
+    RawSql,
+}
+
 async fn drive(
     target: &Target,
-    mode: Mode,
+    through: Through,
     handler: &str,
     batch: u32,
     workers: u32,
     n: u32,
     opts: &BenchOptions,
 ) -> StoreResult<RoundResult> {
-    let label = match mode {
-        Mode::Library => format!("claim flowstore B={batch}"),
-        Mode::RawSql | Mode::RawRusqlite => format!("claim raw SQL B={batch}"),
+    let label = match through {
+        Through::Library => format!("claim flowstore B={batch}"),
+        Through::RawSql => format!("claim raw SQL B={batch}"),
     };
     let pb = bar(opts, u64::from(n), label);
     let start = Instant::now();
@@ -204,8 +212,8 @@ async fn drive(
             let mut complete_lat = Samples::default();
             loop {
                 let t0 = Instant::now();
-                let claimed: Vec<(Uuid, i32)> = match mode {
-                    Mode::Library => {
+                let claimed: Vec<(Uuid, i32)> = match through {
+                    Through::Library => {
                         let request = ClaimRequest {
                             worker_id: worker.clone(),
                             handler_types: vec![handler.clone()],
@@ -218,9 +226,7 @@ async fn drive(
                         tx.commit().await?;
                         c.into_iter().map(|c| (c.task_id.0, c.attempt)).collect()
                     }
-                    Mode::RawSql | Mode::RawRusqlite => {
-                        raw_claim(&raw, &handler, &worker, batch).await?
-                    }
+                    Through::RawSql => raw_claim(&raw, &handler, &worker, batch).await?,
                 };
                 if claimed.is_empty() {
                     break;
@@ -229,8 +235,8 @@ async fn drive(
                 if batch > 1 {
                     // The claimed batch is reported at once, in one transaction.
                     let t1 = Instant::now();
-                    match mode {
-                        Mode::Library => {
+                    match through {
+                        Through::Library => {
                             let items = claimed
                                 .iter()
                                 .map(|(task, attempt)| {
@@ -248,9 +254,7 @@ async fn drive(
                                 return Err(fail(format!("batch completion refused one: {e}")));
                             }
                         }
-                        Mode::RawSql | Mode::RawRusqlite => {
-                            raw_complete_batch(&raw, &claimed).await?
-                        }
+                        Through::RawSql => raw_complete_batch(&raw, &claimed).await?,
                     }
                     complete_lat.push(t1.elapsed());
                     pb.inc(claimed.len() as u64);
@@ -259,8 +263,8 @@ async fn drive(
                 }
                 for (task, attempt) in claimed {
                     let t1 = Instant::now();
-                    match mode {
-                        Mode::Library => {
+                    match through {
+                        Through::Library => {
                             let mut tx = backend.begin().await?;
                             tx.complete(
                                 AttemptRef {
@@ -272,9 +276,7 @@ async fn drive(
                             .await?;
                             tx.commit().await?;
                         }
-                        Mode::RawSql | Mode::RawRusqlite => {
-                            raw_complete(&raw, task, attempt).await?
-                        }
+                        Through::RawSql => raw_complete(&raw, task, attempt).await?,
                     }
                     complete_lat.push(t1.elapsed());
                     done.push((task, attempt));
@@ -495,11 +497,19 @@ pub(crate) async fn run(
                 insert_ready_tasks(&target.raw, &handler, n).await?;
                 setup += t.elapsed();
                 sets += 1;
-                let r = match (mode, &rusqlite_path) {
-                    (Mode::RawRusqlite, Some(path)) => {
-                        super::driver::drive(path.clone(), handler.clone(), batch, w).await?
+                let r = match mode {
+                    Mode::Library => {
+                        drive(target, Through::Library, &handler, batch, w, n, opts).await?
                     }
-                    _ => drive(target, *mode, &handler, batch, w, n, opts).await?,
+                    Mode::RawSql => {
+                        drive(target, Through::RawSql, &handler, batch, w, n, opts).await?
+                    }
+                    Mode::RawRusqlite => {
+                        let path = rusqlite_path
+                            .clone()
+                            .ok_or_else(|| fail("the rusqlite floor needs a SQLite file"))?;
+                        super::driver::drive(path, handler.clone(), batch, w).await?
+                    }
                 };
                 check_done(&target.raw, &handler, n, &r.done).await?;
                 items = r.done.len() as u64;
