@@ -61,6 +61,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Opens a transaction for reads only, which never waits for writers.
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
 
+    /// Opens a write transaction for one of the engine's worker transitions: claim,
+    /// heartbeat, complete, fail and the reaper's. Their statements find rows by key
+    /// or walk a fixed index, so their best plan does not depend on the values bound;
+    /// PostgreSQL therefore plans each of them once per connection instead of on
+    /// every call (measured in BENCHMARKS.md). Elsewhere the same as [`Backend::begin`].
+    async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
+        self.begin().await
+    }
+
     /// Applies pending migrations up to `to` (all when `None`); returns the versions
     /// applied. Safe to run from several processes at once.
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>>;

@@ -66,6 +66,25 @@ pub struct PostgresTx {
 }
 
 impl PostgresBackend {
+    /// Begins a transaction with `statement` (a `BEGIN`, perhaps followed by settings
+    /// for the transaction, sent as one simple query).
+    async fn begin_with(&self, statement: &'static str) -> StoreResult<Box<dyn Tx>> {
+        let pool = self.pool.clone();
+        // The statement runs in a task of its own, to the end even when the caller goes
+        // away (a client that disconnects drops its request): cancelled while waiting
+        // for the server's answer, sqlx would return the connection to the pool inside
+        // a transaction it does not know about. Finished here, a transaction nobody
+        // takes is dropped, which rolls it back.
+        let tx = tokio::spawn(async move { pool.begin_with(statement).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?
+            .map_err(map_err)?;
+        Ok(Box::new(PostgresTx {
+            tx,
+            keys: self.keys.clone(),
+        }))
+    }
+
     /// Connects to the database at `settings.url`.
     pub async fn connect(settings: &PgSettings, keys: Arc<KeySource>) -> StoreResult<Self> {
         let mut options = PgConnectOptions::from_str(&settings.url)
@@ -73,10 +92,17 @@ impl PostgresBackend {
                 StoreError::invalid("DATABASE_URL", format!("is not a PostgreSQL URL: {e}"))
             })?
             .application_name(&settings.application_name)
-            .options([(
-                "statement_timeout",
-                format!("{}ms", settings.statement_timeout.as_millis()),
-            )]);
+            .options([
+                (
+                    "statement_timeout",
+                    format!("{}ms", settings.statement_timeout.as_millis()),
+                ),
+                // flowstore's statements are short, and a plan costed high on estimates
+                // (a generic plan over a large table) would otherwise be compiled on
+                // every execution: 1.5 s for the claim at 200 000 tasks, against 1 ms
+                // interpreted.
+                ("jit", "off".to_string()),
+            ]);
         if settings.require_tls {
             options = options.ssl_mode(PgSslMode::Require);
         }
@@ -141,24 +167,19 @@ impl Backend for PostgresBackend {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let pool = self.pool.clone();
-        // `BEGIN` runs in a task of its own, to the end even when the caller goes away
-        // (a client that disconnects drops its request): cancelled while waiting for
-        // the server's answer, sqlx would return the connection to the pool inside a
-        // transaction it does not know about. Finished here, a transaction nobody
-        // takes is dropped, which rolls it back.
-        let tx = tokio::spawn(async move { pool.begin().await })
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?
-            .map_err(map_err)?;
-        Ok(Box::new(PostgresTx {
-            tx,
-            keys: self.keys.clone(),
-        }))
+        self.begin_with("BEGIN").await
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
         self.begin().await
+    }
+
+    async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
+        // Sent with BEGIN in one round trip. Planning the claim alone took 0.6 ms of
+        // its 1.5 ms when PostgreSQL chose a fresh plan for every call, as it does for
+        // statements whose plan it cannot prove independent of the values bound.
+        self.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+            .await
     }
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {

@@ -176,7 +176,9 @@ impl EngineStore for PostgresTx {
                    SET status = 'running', attempt = t.attempt + 1, lease_owner = $4,
                        lease_expires_at = $5, run_after = NULL,
                        started_at = coalesce(t.started_at, $3), updated_at = $3
-                  FROM picked WHERE t.id = picked.id
+                 -- By key through an array: joined to `picked`, a plan made without
+                 -- the limit's value expects many rows and hashes the whole table.
+                 WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
                 RETURNING t.id, t.attempt, t.run_id, t.step_key, t.handler_type, t.parameters
              ), numbered AS (
                 SELECT c.*, row_number() OVER (ORDER BY c.id) AS n FROM claimed c

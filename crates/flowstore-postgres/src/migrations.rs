@@ -30,6 +30,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(6, "0006", "webhook_dispatch"),
     migration!(7, "0007", "performance"),
     migration!(8, "0008", "lease_index"),
+    migration!(9, "0009", "trigger_conditions"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -334,10 +334,10 @@ async fn maintain(state: AppState) {
 
 /// One round of maintenance: expired leases, timeouts, event numbering.
 pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
-    let mut tx = state.backend().begin().await?;
+    let mut tx = state.backend().begin_transition().await?;
     let reaped = tx.reap_expired_leases(500).await?;
     tx.commit().await?;
-    let mut tx = state.backend().begin().await?;
+    let mut tx = state.backend().begin_transition().await?;
     let timed_out = tx.enforce_timeouts(500).await?;
     tx.commit().await?;
     let m = state.metrics();

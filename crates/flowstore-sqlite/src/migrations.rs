@@ -31,6 +31,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(6, "0006", "webhook_dispatch"),
     migration!(7, "0007", "performance"),
     migration!(8, "0008", "lease_index"),
+    migration!(9, "0009", "trigger_conditions"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

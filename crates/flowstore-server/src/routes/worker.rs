@@ -162,7 +162,7 @@ pub async fn claim(
         let notified = state.work_notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let mut tx = state.backend().begin().await?;
+        let mut tx = state.backend().begin_transition().await?;
         let claimed = tx.claim(&request).await?;
         tx.commit().await?;
         let now = tokio::time::Instant::now();
@@ -200,7 +200,7 @@ pub async fn heartbeat(
         task_id: body.task_id,
         attempt: body.attempt,
     };
-    let mut tx = state.backend().begin().await?;
+    let mut tx = state.backend().begin_transition().await?;
     check_executes(&mut *tx, &caller, body.task_id).await?;
     let hb = tx.heartbeat(attempt, lease).await?;
     tx.commit().await?;
@@ -219,7 +219,7 @@ pub async fn complete(
         task_id: body.task_id,
         attempt: body.attempt,
     };
-    let mut tx = state.backend().begin().await?;
+    let mut tx = state.backend().begin_transition().await?;
     check_executes(&mut *tx, &caller, body.task_id).await?;
     let t = tx.complete(attempt, body.output).await?;
     tx.commit().await?;
@@ -255,7 +255,7 @@ pub async fn complete_batch(
             attempt: b.attempt,
         })
         .collect();
-    let mut tx = state.backend().begin().await?;
+    let mut tx = state.backend().begin_transition().await?;
     // A report on a task the key may not execute is refused in its place, with the
     // problem `complete` would answer; the others go on.
     let mut problems: Vec<Option<Problem>> = refs.iter().map(|_| None).collect();
@@ -315,7 +315,7 @@ pub async fn fail(
         task_id: body.task_id,
         attempt: body.attempt,
     };
-    let mut tx = state.backend().begin().await?;
+    let mut tx = state.backend().begin_transition().await?;
     check_executes(&mut *tx, &caller, body.task_id).await?;
     let t = tx.fail(attempt, body.error, body.retryable).await?;
     tx.commit().await?;

@@ -221,7 +221,7 @@ async fn drive(
                             lease: Duration::from_secs(600),
                             executor: None,
                         };
-                        let mut tx = backend.begin().await?;
+                        let mut tx = backend.begin_transition().await?;
                         let c = tx.claim(&request).await?;
                         tx.commit().await?;
                         c.into_iter().map(|c| (c.task_id.0, c.attempt)).collect()
@@ -247,7 +247,7 @@ async fn drive(
                                     (attempt, json!({"ok": true}))
                                 })
                                 .collect();
-                            let mut tx = backend.begin().await?;
+                            let mut tx = backend.begin_transition().await?;
                             let results = tx.complete_many(items).await?;
                             tx.commit().await?;
                             if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
@@ -265,7 +265,7 @@ async fn drive(
                     let t1 = Instant::now();
                     match through {
                         Through::Library => {
-                            let mut tx = backend.begin().await?;
+                            let mut tx = backend.begin_transition().await?;
                             tx.complete(
                                 AttemptRef {
                                     task_id: flowstore_core::ids::TaskId(task),

@@ -170,7 +170,7 @@ async fn round_of(
             let mut idle_since: Option<Instant> = None;
             while completed.load(Ordering::SeqCst) < total {
                 let t0 = Instant::now();
-                let mut tx = backend.begin().await?;
+                let mut tx = backend.begin_transition().await?;
                 let claimed = tx.claim(&request).await?;
                 tx.commit().await?;
                 if claimed.is_empty() {
@@ -247,7 +247,7 @@ async fn complete_claimed(
         Completion::Each => {
             for attempt in attempts {
                 let t = Instant::now();
-                let mut tx = backend.begin().await?;
+                let mut tx = backend.begin_transition().await?;
                 tx.complete(attempt, json!({})).await?;
                 tx.commit().await?;
                 samples.push(t.elapsed());
@@ -255,7 +255,7 @@ async fn complete_claimed(
         }
         Completion::Batch => {
             let t = Instant::now();
-            let mut tx = backend.begin().await?;
+            let mut tx = backend.begin_transition().await?;
             let results = tx
                 .complete_many(attempts.map(|a| (a, json!({}))).collect())
                 .await?;
