@@ -92,6 +92,12 @@ impl Store {
         self.backend.begin().await
     }
 
+    /// Opens a write transaction for a worker transition (claim, heartbeat, complete,
+    /// fail, reaping); see [`Backend::begin_transition`].
+    pub async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
+        self.backend.begin_transition().await
+    }
+
     /// Opens a transaction for reads.
     pub async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
         self.backend.begin_read().await

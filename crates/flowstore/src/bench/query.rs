@@ -67,6 +67,10 @@ pub(crate) async fn run(
     if n == 0 {
         return Ok(());
     }
+    // The samples span the 30 days before each load statement ran; the window is
+    // taken from the load's start, so that an hour boundary passed during the load or
+    // the queries before the aggregate cannot cut off its oldest samples.
+    let load_started = flowstore_core::time::now();
     let loaded = load(target, opts).await?;
     report.notes.push(format!(
         "query: loaded {n} runs, {} metrics, {} tasks in {:.1} s ({} runs per statement, raw SQL; on SQLite the log is then checkpointed into the file); each call is begin_read + the call + rollback, after up to {WARM_UP_CALLS} unmeasured warm-up calls per query",
@@ -235,7 +239,7 @@ pub(crate) async fn run(
     ));
 
     // 30-day aggregates.
-    let since = (flowstore_core::time::now() - chrono::Duration::days(30))
+    let since = (load_started - chrono::Duration::days(30))
         .duration_trunc(chrono::Duration::hours(1))
         .map_err(|e| fail(format!("since: {e}")))?;
     let filter = AggregateFilter {

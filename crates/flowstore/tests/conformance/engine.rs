@@ -110,7 +110,9 @@ async fn claim_with_lease(
     limit: u32,
     lease_ms: u64,
 ) -> Vec<ClaimedTask> {
-    let mut tx = store.begin().await.unwrap();
+    // Worker transitions run as the server runs them (on PostgreSQL with plans made
+    // once, without the values bound), so every test below also checks that path.
+    let mut tx = store.begin_transition().await.unwrap();
     let c = tx.claim(&claim_req(worker, limit, lease_ms)).await.unwrap();
     tx.commit().await.unwrap();
     c
@@ -124,7 +126,7 @@ fn r(c: &ClaimedTask) -> AttemptRef {
 }
 
 async fn complete(store: &Store, c: &ClaimedTask) -> flowstore::model::engine::Transition {
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = store.begin_transition().await.unwrap();
     let t = tx.complete(r(c), json!({"ok": c.step_key})).await.unwrap();
     tx.commit().await.unwrap();
     t
@@ -351,7 +353,7 @@ async fn an_expired_lease_moves_the_task_to_another_worker(store: Store) {
     let run = start(&store, wf).await;
     let lost = claim_with_lease(&store, "slow", 1, 100).await.remove(0);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = store.begin_transition().await.unwrap();
     assert_eq!(
         tx.reap_expired_leases(100).await.unwrap(),
         vec![lost.task_id]
