@@ -53,10 +53,13 @@ impl PostgresTx {
         .map_err(map_err)?;
         if let Some(v) = m.metric_value {
             sqlx::query(
-                "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type,
+                // Into this connection's shard (see migration 0010): one row per hour
+                // and metric would make every concurrent writer wait for the one
+                // before it to commit.
+                "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
                     sample_count, value_sum, value_min, value_max)
-                 VALUES ($1, $2, $3, 1, $4, $4, $4)
-                 ON CONFLICT (metric_name, metric_type, bucket_start) DO UPDATE SET
+                 VALUES ($1, $2, $3, pg_backend_pid() % 64, 1, $4, $4, $4)
+                 ON CONFLICT (metric_name, metric_type, bucket_start, shard) DO UPDATE SET
                     sample_count = metric_rollups.sample_count + 1,
                     value_sum = metric_rollups.value_sum + excluded.value_sum,
                     value_min = LEAST(metric_rollups.value_min, excluded.value_min),

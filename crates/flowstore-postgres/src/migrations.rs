@@ -31,6 +31,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(7, "0007", "performance"),
     migration!(8, "0008", "lease_index"),
     migration!(9, "0009", "trigger_conditions"),
+    migration!(10, "0010", "counter_shards"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -45,6 +45,17 @@ fn lost_promotion() -> String {
     )
 }
 
+/// The run counters added up over their shards (see migration 0010).
+const STATS_SUMS: &str = "SELECT workflow_id, status, sum(executions) AS executions,
+        sum(duration_count) AS duration_count, sum(duration_sum) AS duration_sum
+   FROM workflow_stats GROUP BY workflow_id, status";
+
+/// The metric rollups merged over their shards (see migration 0010).
+const ROLLUP_SUMS: &str = "SELECT bucket_start, metric_name, metric_type,
+        sum(sample_count) AS sample_count, sum(value_sum) AS value_sum,
+        min(value_min) AS value_min, max(value_max) AS value_max
+   FROM metric_rollups GROUP BY bucket_start, metric_name, metric_type";
+
 const STATS_RECOUNT: &str = "SELECT workflow_id, status, count(*) AS n,
         count(actual_duration) AS dc, coalesce(sum(actual_duration), 0) AS ds
    FROM workflow_executions GROUP BY workflow_id, status";
@@ -64,7 +75,7 @@ fn probes() -> Vec<(FindingKind, &'static str, &'static str, String)> {
     let id = uuid_text;
     let rollup_mismatch = format!(
         "WITH c AS ({ROLLUP_RECOUNT}), h AS (SELECT min(b) AS b FROM c)
-         SELECT r.metric_name || ' @ ' || r.bucket_start AS ex FROM metric_rollups r
+         SELECT r.metric_name || ' @ ' || r.bucket_start AS ex FROM ({ROLLUP_SUMS}) r
            LEFT JOIN c ON c.b = r.bucket_start AND c.metric_name = r.metric_name
                       AND c.mt = r.metric_type
           WHERE r.bucket_start >= (SELECT b FROM h)
@@ -151,7 +162,7 @@ fn probes() -> Vec<(FindingKind, &'static str, &'static str, String)> {
             "counters differ from a recount of workflow_executions",
             format!(
                 "WITH c AS ({STATS_RECOUNT})
-                 SELECT s.workflow_id || '/' || s.status AS ex FROM workflow_stats s
+                 SELECT s.workflow_id || '/' || s.status AS ex FROM ({STATS_SUMS}) s
                    LEFT JOIN c ON c.workflow_id = s.workflow_id AND c.status = s.status
                   WHERE coalesce(c.n, 0) <> s.executions OR coalesce(c.dc, 0) <> s.duration_count
                      OR coalesce(c.ds, 0) <> s.duration_sum

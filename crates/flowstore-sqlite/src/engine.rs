@@ -692,8 +692,11 @@ impl EngineStore for SqliteTx {
                           WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS min_duration,
                     max((SELECT max(e.actual_duration) FROM workflow_executions e
                           WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS max_duration
-               FROM workflow_stats s
-              WHERE s.workflow_id = ?1 AND s.executions > 0 AND (?2 IS NULL OR s.status = ?2)",
+               FROM (SELECT workflow_id, status, sum(executions) AS executions,
+                            sum(duration_count) AS duration_count, sum(duration_sum) AS duration_sum
+                       FROM workflow_stats
+                      WHERE workflow_id = ?1 AND (?2 IS NULL OR status = ?2)
+                      GROUP BY workflow_id, status HAVING sum(executions) > 0) s",
         )
         .bind(workflow_id)
         .bind(status.map(|s| s.as_str()))

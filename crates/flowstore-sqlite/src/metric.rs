@@ -53,7 +53,7 @@ impl SqliteTx {
                 "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type,
                     sample_count, value_sum, value_min, value_max)
                  VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4)
-                 ON CONFLICT (metric_name, metric_type, bucket_start) DO UPDATE SET
+                 ON CONFLICT (metric_name, metric_type, bucket_start, shard) DO UPDATE SET
                     sample_count = sample_count + 1,
                     value_sum = value_sum + excluded.value_sum,
                     value_min = min(coalesce(value_min, excluded.value_min), excluded.value_min),

@@ -36,8 +36,8 @@ impl SummaryRepo for SqliteTx {
 
     async fn run_counts(&mut self, workflow_id: &str) -> StoreResult<RunCounts> {
         let rows: Vec<(RunStatus, i64)> = sqlx::query_as(
-            "SELECT status, executions FROM workflow_stats
-              WHERE workflow_id = ?1 AND executions > 0",
+            "SELECT status, sum(executions) FROM workflow_stats
+              WHERE workflow_id = ?1 GROUP BY status HAVING sum(executions) > 0",
         )
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)

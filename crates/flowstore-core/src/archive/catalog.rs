@@ -76,9 +76,9 @@ task_executions key=id deferred=-
 workflow_metrics key=id deferred=-
     id:uuid execution_id:text metric_name:text metric_value:decimal metric_unit:text
     metric_type:text metadata:json recorded_at:timestamp
-metric_rollups key=metric_name,metric_type,bucket_start deferred=-
+metric_rollups key=metric_name,metric_type,bucket_start,shard deferred=-
     bucket_start:timestamp metric_name:text metric_type:text sample_count:int
-    value_sum:float value_min:float value_max:float
+    value_sum:float value_min:float value_max:float shard:int
 system_metrics key=id deferred=-
     id:uuid metric_name:text metric_value:float metric_unit:text component:text
     labels:json recorded_at:timestamp
@@ -122,6 +122,6 @@ audit_log key=seq deferred=-
 events key=id deferred=-
     id:int seq:int event_type:text run_id:uuid task_id:uuid workflow_id:text
     payload:json created_at:timestamp
-workflow_stats key=workflow_id,status deferred=- derived
-    workflow_id:text status:text executions:int duration_count:int duration_sum:int
+workflow_stats key=workflow_id,status,shard deferred=- derived
+    workflow_id:text status:text executions:int duration_count:int duration_sum:int shard:int
 ";

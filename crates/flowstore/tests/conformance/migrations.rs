@@ -1,14 +1,20 @@
 //! Conformance tests for migrations: idempotence, down then up, refusal of newer or
 //! edited schemas, and concurrent migrators.
 
+use chrono::{TimeZone, Utc};
 use flowstore::migrate::MigrationState;
+use flowstore::model::metric::{AggregateFilter, NewMetric};
+use flowstore::model::run::{ExecutionPatch, NewExecution};
 use flowstore::{Store, StoreError};
+use flowstore_core::admin::{self, FindingKind};
 
 conformance!(
     applying_twice_is_a_no_op,
     down_then_up_gives_the_same_schema,
     newer_or_edited_schema_is_refused,
     concurrent_migrators_are_safe,
+    run_counters_add_up_over_shards_and_migrations,
+    metric_rollups_merge_over_shards_and_migrations,
 );
 
 async fn applying_twice_is_a_no_op(store: Store) {
@@ -116,4 +122,167 @@ async fn concurrent_migrators_are_safe(store: Store) {
         "each migration applied exactly once"
     );
     store.backend().check_schema().await.unwrap();
+}
+
+/// Total, completed and failed runs of `wf`, from the counters; both readers of the
+/// counters (statistics and the per-status counts) must agree.
+async fn counted(store: &Store, wf: &str) -> (i64, i64, i64) {
+    let mut tx = store.begin_read().await.unwrap();
+    let s = tx.workflow_statistics(wf, None).await.unwrap();
+    let c = tx.run_counts(wf).await.unwrap();
+    assert_eq!(
+        (c.total, c.completed, c.failed, c.pending),
+        (
+            s.total_executions,
+            s.completed_executions,
+            s.failed_executions,
+            s.total_executions - s.completed_executions - s.failed_executions
+        ),
+        "per-status counts agree with the statistics"
+    );
+    (
+        s.total_executions,
+        s.completed_executions,
+        s.failed_executions,
+    )
+}
+
+async fn no_counter_drift(store: &Store) {
+    let report = admin::check(store.backend(), false).await.unwrap();
+    assert!(
+        !report.findings.iter().any(|f| matches!(
+            f.kind,
+            FindingKind::WorkflowStatsDrift | FindingKind::MetricRollupDrift
+        )),
+        "{:?}",
+        report.findings
+    );
+}
+
+/// The run counters may be spread over shards (one per PostgreSQL connection, some
+/// negative): readers and the integrity check add them up, the counting triggers
+/// upsert into a shard that has no row yet, and migrating down folds the shards
+/// into one row without changing a total.
+async fn run_counters_add_up_over_shards_and_migrations(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..4 {
+        tx.create_execution(NewExecution {
+            execution_id: format!("shard-run-{i}"),
+            workflow_id: "wf-shards".into(),
+            workflow_name: "shards".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(counted(&store, "wf-shards").await, (4, 0, 0));
+
+    // Spread the four pending runs over three shards, one of them negative.
+    store
+        .backend()
+        .execute_raw(
+            "UPDATE workflow_stats SET executions = executions - 3
+              WHERE workflow_id = 'wf-shards' AND status = 'pending'",
+        )
+        .await
+        .unwrap();
+    store
+        .backend()
+        .execute_raw(
+            "INSERT INTO workflow_stats (workflow_id, status, shard, executions, duration_count,
+                 duration_sum)
+             VALUES ('wf-shards', 'pending', 5, 5, 0, 0), ('wf-shards', 'pending', 9, -2, 0, 0)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(counted(&store, "wf-shards").await, (4, 0, 0));
+    no_counter_drift(&store).await;
+
+    // Transitions still count, into whichever shard the connection writes.
+    let mut tx = store.begin().await.unwrap();
+    for (i, status) in [(0, "completed"), (1, "failed")] {
+        tx.update_execution(
+            &format!("shard-run-{i}"),
+            serde_json::from_value::<ExecutionPatch>(serde_json::json!({"status": status}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(counted(&store, "wf-shards").await, (4, 1, 1));
+    no_counter_drift(&store).await;
+
+    store.backend().migrate_down(9).await.unwrap();
+    assert_eq!(counted(&store, "wf-shards").await, (4, 1, 1));
+    no_counter_drift(&store).await;
+    store.backend().migrate_up(None).await.unwrap();
+    assert_eq!(counted(&store, "wf-shards").await, (4, 1, 1));
+    no_counter_drift(&store).await;
+}
+
+/// (count, average, least, greatest) of metric `m-shard`, from the rollups.
+async fn rolled_up(store: &Store) -> (i64, Option<f64>, Option<f64>, Option<f64>) {
+    let mut tx = store.begin_read().await.unwrap();
+    let all = tx
+        .aggregated_metrics_from_rollups(&AggregateFilter {
+            metric_name: Some("m-shard".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let a = &all[0];
+    (a.count, a.average_value, a.min_value, a.max_value)
+}
+
+/// A metric's hourly rollup may be spread over shards: readers and the integrity
+/// check merge them, and migrating down folds them into one row.
+async fn metric_rollups_merge_over_shards_and_migrations(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    for v in [2.0, 4.0] {
+        tx.record_metric(NewMetric {
+            metric_name: "m-shard".into(),
+            metric_value: Some(v),
+            // Both in one hour, so one rollup row.
+            recorded_at: Some(Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 0).unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let whole = (2, Some(3.0), Some(2.0), Some(4.0));
+    assert_eq!(rolled_up(&store).await, whole);
+
+    // Move the second sample into a shard of its own, as a second connection would
+    // have written it.
+    store
+        .backend()
+        .execute_raw(
+            "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
+                 sample_count, value_sum, value_min, value_max)
+             SELECT bucket_start, metric_name, metric_type, 7, 1, 4.0, 4.0, 4.0
+               FROM metric_rollups WHERE metric_name = 'm-shard'",
+        )
+        .await
+        .unwrap();
+    store
+        .backend()
+        .execute_raw(
+            "UPDATE metric_rollups SET sample_count = 1, value_sum = 2.0, value_max = 2.0
+              WHERE metric_name = 'm-shard' AND shard <> 7",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rolled_up(&store).await, whole);
+    no_counter_drift(&store).await;
+
+    store.backend().migrate_down(9).await.unwrap();
+    assert_eq!(rolled_up(&store).await, whole);
+    no_counter_drift(&store).await;
+    store.backend().migrate_up(None).await.unwrap();
+    assert_eq!(rolled_up(&store).await, whole);
+    no_counter_drift(&store).await;
 }
