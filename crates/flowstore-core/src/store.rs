@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
 use crate::model::audit::AuditRepo;
+use crate::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
 use crate::model::summary::SummaryRepo;
 use crate::model::{
     engine::EngineRepo, identity::IdentityRepo, integration::IntegrationRepo, ops::OpsRepo,
@@ -68,6 +69,44 @@ pub trait Backend: Send + Sync + 'static {
     /// every call (measured in BENCHMARKS.md). Elsewhere the same as [`Backend::begin`].
     async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
         self.begin().await
+    }
+
+    /// Claims ready tasks as [`EngineRepo::claim`] does, in a transaction of its own
+    /// that is committed before this returns. A backend may commit it together with
+    /// other workers' transitions: SQLite runs the ones queued while its writer was
+    /// busy in one transaction, each in a savepoint of its own so that one's error
+    /// undoes only its own writes. Must not be called while the same task holds a
+    /// write transaction (it would wait for that transaction forever).
+    async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        let mut tx = self.begin_transition().await?;
+        let claimed = tx.claim(request).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Completes one attempt as [`EngineRepo::complete`] does, in a transaction of its
+    /// own that is committed before this returns (see [`Backend::claim_now`]).
+    async fn complete_now(
+        &self,
+        attempt: AttemptRef,
+        output: serde_json::Value,
+    ) -> StoreResult<Transition> {
+        let mut tx = self.begin_transition().await?;
+        let transition = tx.complete(attempt, output).await?;
+        tx.commit().await?;
+        Ok(transition)
+    }
+
+    /// Completes many attempts as [`EngineRepo::complete_many`] does, in a transaction
+    /// of its own that is committed before this returns (see [`Backend::claim_now`]).
+    async fn complete_many_now(
+        &self,
+        items: Vec<(AttemptRef, serde_json::Value)>,
+    ) -> StoreResult<Vec<StoreResult<Transition>>> {
+        let mut tx = self.begin_transition().await?;
+        let results = tx.complete_many(items).await?;
+        tx.commit().await?;
+        Ok(results)
     }
 
     /// Applies pending migrations up to `to` (all when `None`); returns the versions

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowstore_core::migrate::{self, MigrationStatus};
+use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -15,6 +17,7 @@ use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::map_err;
+use crate::group::{Done, GroupWriter, Op, WriteAccess};
 use crate::migrations::{self as mig, MIGRATIONS};
 
 /// How to open a SQLite database.
@@ -51,6 +54,8 @@ pub struct SqliteBackend {
     /// queueing here keeps "database is locked" from reaching callers.
     pub(crate) writer: Arc<Mutex<()>>,
     keys: Arc<KeySource>,
+    /// Where `claim_now` and its siblings send their transitions (see `group.rs`).
+    group: GroupWriter,
     /// Checkpoints the write-ahead log in the background (file databases only).
     _checkpointer: Option<crate::checkpoint::Checkpointer>,
 }
@@ -116,10 +121,17 @@ impl SqliteBackend {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", settings.url)))?;
         let checkpointer = (!memory).then(|| crate::checkpoint::spawn(pool.clone()));
+        let writer = Arc::new(Mutex::new(()));
+        let group = GroupWriter::spawn(WriteAccess {
+            pool: pool.clone(),
+            writer: writer.clone(),
+            keys: keys.clone(),
+        });
         Ok(SqliteBackend {
             pool,
-            writer: Arc::new(Mutex::new(())),
+            writer,
             keys,
+            group,
             _checkpointer: checkpointer,
         })
     }
@@ -166,6 +178,30 @@ impl Backend for SqliteBackend {
             keys: self.keys.clone(),
             _writer: Some(guard),
         }))
+    }
+
+    async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        match self.group.submit(Op::Claim(request.clone())).await? {
+            Done::Claimed(claimed) => Ok(claimed),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn complete_now(&self, attempt: AttemptRef, output: Value) -> StoreResult<Transition> {
+        match self.group.submit(Op::Complete(attempt, output)).await? {
+            Done::Completed(transition) => Ok(transition),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn complete_many_now(
+        &self,
+        items: Vec<(AttemptRef, Value)>,
+    ) -> StoreResult<Vec<StoreResult<Transition>>> {
+        match self.group.submit(Op::CompleteMany(items)).await? {
+            Done::CompletedMany(results) => Ok(results),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
@@ -269,6 +305,35 @@ impl Backend for SqliteBackend {
     }
 }
 
+impl SqliteTx {
+    /// A write transaction begun by the group writer, which holds the writer lock.
+    pub(crate) fn new(
+        tx: Transaction<'static, Sqlite>,
+        keys: Arc<KeySource>,
+        writer: OwnedMutexGuard<()>,
+    ) -> Self {
+        SqliteTx {
+            tx,
+            keys,
+            _writer: Some(writer),
+        }
+    }
+
+    /// Commits, for callers that hold the transaction by value.
+    pub(crate) async fn commit_inner(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+
+    /// Runs one statement without parameters or results (savepoints).
+    pub(crate) async fn execute_plain(&mut self, sql: &str) -> StoreResult<()> {
+        sqlx::query(sql)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
@@ -278,4 +343,10 @@ impl Tx for SqliteTx {
     async fn rollback(self: Box<Self>) -> StoreResult<()> {
         self.tx.rollback().await.map_err(map_err)
     }
+}
+
+/// The group writer answers each kind of transition with the same kind; anything
+/// else is a bug, reported rather than panicking a worker.
+fn unexpected() -> StoreError {
+    StoreError::Unavailable("the SQLite writer answered with another kind of result".into())
 }

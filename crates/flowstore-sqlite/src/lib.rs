@@ -12,6 +12,7 @@ mod backend;
 mod checkpoint;
 mod engine;
 mod error;
+mod group;
 mod identity;
 mod identity_access;
 mod integration;

@@ -162,9 +162,9 @@ pub async fn claim(
         let notified = state.work_notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let mut tx = state.backend().begin_transition().await?;
-        let claimed = tx.claim(&request).await?;
-        tx.commit().await?;
+        // In a transaction of its own, which SQLite may commit together with other
+        // workers' claims (see `Backend::claim_now`).
+        let claimed = state.backend().claim_now(&request).await?;
         let now = tokio::time::Instant::now();
         if !claimed.is_empty() || now >= deadline || state.shutting_down() {
             state

@@ -221,9 +221,7 @@ async fn drive(
                             lease: Duration::from_secs(600),
                             executor: None,
                         };
-                        let mut tx = backend.begin_transition().await?;
-                        let c = tx.claim(&request).await?;
-                        tx.commit().await?;
+                        let c = backend.claim_now(&request).await?;
                         c.into_iter().map(|c| (c.task_id.0, c.attempt)).collect()
                     }
                     Through::RawSql => raw_claim(&raw, &handler, &worker, batch).await?,
@@ -247,9 +245,7 @@ async fn drive(
                                     (attempt, json!({"ok": true}))
                                 })
                                 .collect();
-                            let mut tx = backend.begin_transition().await?;
-                            let results = tx.complete_many(items).await?;
-                            tx.commit().await?;
+                            let results = backend.complete_many_now(items).await?;
                             if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
                                 return Err(fail(format!("batch completion refused one: {e}")));
                             }
@@ -265,16 +261,15 @@ async fn drive(
                     let t1 = Instant::now();
                     match through {
                         Through::Library => {
-                            let mut tx = backend.begin_transition().await?;
-                            tx.complete(
-                                AttemptRef {
-                                    task_id: flowstore_core::ids::TaskId(task),
-                                    attempt,
-                                },
-                                json!({"ok": true}),
-                            )
-                            .await?;
-                            tx.commit().await?;
+                            backend
+                                .complete_now(
+                                    AttemptRef {
+                                        task_id: flowstore_core::ids::TaskId(task),
+                                        attempt,
+                                    },
+                                    json!({"ok": true}),
+                                )
+                                .await?;
                         }
                         Through::RawSql => raw_complete(&raw, task, attempt).await?,
                     }
@@ -528,7 +523,7 @@ pub(crate) async fn run(
         }
     }
     report.notes.push(format!(
-        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claim transactions, cmpl of completion transactions, pooled over rounds; cmpl=each: every task completed in its own transaction (complete; the floor one UPDATE each), cmpl=batch: the claimed batch completed in one transaction (complete_many; the floor one UPDATE for the batch)",
+        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, transitions queued while the writer is busy share one commit, each in its own savepoint); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch)",
         n,
         setup.as_secs_f64()
     ));

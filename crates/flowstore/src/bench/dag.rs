@@ -22,9 +22,9 @@ const DAG_BATCH: u32 = 16;
 /// How a worker reports the tasks it claimed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Completion {
-    /// Each task in its own transaction (`complete`).
+    /// Each task on its own (`complete_now`).
     Each,
-    /// The claimed batch in one transaction (`complete_many`), as a worker using
+    /// The claimed batch at once (`complete_many_now`), as a worker using
     /// `POST /worker/complete-batch` does.
     Batch,
 }
@@ -170,9 +170,7 @@ async fn round_of(
             let mut idle_since: Option<Instant> = None;
             while completed.load(Ordering::SeqCst) < total {
                 let t0 = Instant::now();
-                let mut tx = backend.begin_transition().await?;
-                let claimed = tx.claim(&request).await?;
-                tx.commit().await?;
+                let claimed = backend.claim_now(&request).await?;
                 if claimed.is_empty() {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > Duration::from_secs(60) {
@@ -247,19 +245,15 @@ async fn complete_claimed(
         Completion::Each => {
             for attempt in attempts {
                 let t = Instant::now();
-                let mut tx = backend.begin_transition().await?;
-                tx.complete(attempt, json!({})).await?;
-                tx.commit().await?;
+                backend.complete_now(attempt, json!({})).await?;
                 samples.push(t.elapsed());
             }
         }
         Completion::Batch => {
             let t = Instant::now();
-            let mut tx = backend.begin_transition().await?;
-            let results = tx
-                .complete_many(attempts.map(|a| (a, json!({}))).collect())
+            let results = backend
+                .complete_many_now(attempts.map(|a| (a, json!({}))).collect())
                 .await?;
-            tx.commit().await?;
             samples.push(t.elapsed());
             if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
                 return Err(fail(format!("dag: batch completion refused one: {e}")));

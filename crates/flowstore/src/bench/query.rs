@@ -73,7 +73,7 @@ pub(crate) async fn run(
     let load_started = flowstore_core::time::now();
     let loaded = load(target, opts).await?;
     report.notes.push(format!(
-        "query: loaded {n} runs, {} metrics, {} tasks in {:.1} s ({} runs per statement, raw SQL; on SQLite the log is then checkpointed into the file); each call is begin_read + the call + rollback, after up to {WARM_UP_CALLS} unmeasured warm-up calls per query",
+        "query: loaded {n} runs, {} metrics, {} tasks in {:.1} s ({} runs per statement, raw SQL; then VACUUM (ANALYZE) and CHECKPOINT on PostgreSQL, a TRUNCATE checkpoint on SQLite, all in the load time); each call is begin_read + the call + rollback, after up to {WARM_UP_CALLS} unmeasured warm-up calls per query",
         n * 10,
         n / 10,
         loaded.as_secs_f64(),

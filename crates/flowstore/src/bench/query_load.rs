@@ -214,17 +214,20 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
                 .execute(&mut *conn)
                 .await
                 .map_err(db_err)?;
-            // The counter bumps left a dead version per run behind the few live
-            // rows; autovacuum would clear them a minute later, the reads below
-            // start now.
-            sqlx::query("VACUUM workflow_stats")
+            // Leave the database at rest before the reads are timed, as a database
+            // of this size in service would be, rather than freshly loaded: the
+            // counter bumps left a dead version per run behind the few live rows,
+            // autovacuum would otherwise start on the ten million new samples (its
+            // insert threshold) and the checkpointer would still be writing the load
+            // out, both while the queries run. `CHECKPOINT` needs superuser or
+            // pg_checkpoint; without it the checkpointer's own schedule stays.
+            sqlx::query("VACUUM (ANALYZE)")
                 .execute(&mut *conn)
                 .await
                 .map_err(db_err)?;
-            sqlx::query("ANALYZE")
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
+            if let Err(e) = sqlx::query("CHECKPOINT").execute(&mut *conn).await {
+                tracing::debug!("bench: no CHECKPOINT after the load: {e}");
+            }
         }
         Raw::Sqlite { pool, writer } => {
             let _g = writer.lock().await;

@@ -110,12 +110,14 @@ async fn claim_with_lease(
     limit: u32,
     lease_ms: u64,
 ) -> Vec<ClaimedTask> {
-    // Worker transitions run as the server runs them (on PostgreSQL with plans made
-    // once, without the values bound), so every test below also checks that path.
-    let mut tx = store.begin_transition().await.unwrap();
-    let c = tx.claim(&claim_req(worker, limit, lease_ms)).await.unwrap();
-    tx.commit().await.unwrap();
-    c
+    // Worker transitions run as workers run them (on PostgreSQL with plans made once,
+    // without the values bound; on SQLite through the group writer), so every test
+    // below also checks that path.
+    store
+        .backend()
+        .claim_now(&claim_req(worker, limit, lease_ms))
+        .await
+        .unwrap()
 }
 
 fn r(c: &ClaimedTask) -> AttemptRef {
@@ -126,10 +128,11 @@ fn r(c: &ClaimedTask) -> AttemptRef {
 }
 
 async fn complete(store: &Store, c: &ClaimedTask) -> flowstore::model::engine::Transition {
-    let mut tx = store.begin_transition().await.unwrap();
-    let t = tx.complete(r(c), json!({"ok": c.step_key})).await.unwrap();
-    tx.commit().await.unwrap();
-    t
+    store
+        .backend()
+        .complete_now(r(c), json!({"ok": c.step_key}))
+        .await
+        .unwrap()
 }
 
 async fn run_status(store: &Store, run: RunId) -> RunStatus {

@@ -9,6 +9,7 @@ mod audit;
 mod engine;
 mod engine_load;
 mod engine_model;
+mod engine_now;
 
 mod identity;
 mod integration;

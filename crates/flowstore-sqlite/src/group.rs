@@ -1,0 +1,181 @@
+//! Group commit of worker transitions.
+//!
+//! SQLite has one writer at a time, so concurrent workers' claims and completions
+//! queue for it, and each pays for a transaction of its own: `BEGIN IMMEDIATE`, the
+//! pages it changes written to the log, `COMMIT`. Most of those pages (the claim
+//! index, the task table's leaves) are the same ones for every transition. Here the
+//! transitions submitted through [`Backend::claim_now`] and its siblings go to one
+//! task that takes every transition queued by the time the writer is free, runs them
+//! in one transaction, each inside a savepoint of its own, and commits once: a
+//! transition's error rolls back its savepoint only, and none is answered before the
+//! commit that makes it durable.
+//!
+//! [`Backend::claim_now`]: flowstore_core::Backend::claim_now
+
+use std::sync::Arc;
+
+use flowstore_core::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Transition,
+};
+use flowstore_core::store::KeySource;
+use flowstore_core::{StoreError, StoreResult};
+use serde_json::Value;
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::backend::SqliteTx;
+use crate::error::map_err;
+
+/// The most transitions committed together. A bound keeps one transaction's work
+/// (and the wait of the transitions queued behind it) short.
+const MAX_GROUP: usize = 64;
+
+/// A worker transition waiting for the group writer.
+pub(crate) enum Op {
+    Claim(ClaimRequest),
+    Complete(AttemptRef, Value),
+    CompleteMany(Vec<(AttemptRef, Value)>),
+}
+
+/// What a transition returned, by kind.
+pub(crate) enum Done {
+    Claimed(Vec<ClaimedTask>),
+    Completed(Transition),
+    CompletedMany(Vec<StoreResult<Transition>>),
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<StoreResult<Done>>,
+}
+
+/// The handle through which transitions reach the group writer task. The task ends
+/// when the handle is dropped (with the backend).
+pub(crate) struct GroupWriter {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+/// Where the writer task begins its transactions: the same pool and writer lock as
+/// [`flowstore_core::Backend::begin`], so the two kinds of writers take turns.
+pub(crate) struct WriteAccess {
+    pub pool: SqlitePool,
+    pub writer: Arc<Mutex<()>>,
+    pub keys: Arc<KeySource>,
+}
+
+impl GroupWriter {
+    /// Starts the writer task.
+    pub(crate) fn spawn(access: WriteAccess) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(run(access, queue));
+        GroupWriter { jobs }
+    }
+
+    /// Runs `op` in the next group and returns its result once the group committed.
+    pub(crate) async fn submit(&self, op: Op) -> StoreResult<Done> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { op, reply })
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the SQLite writer stopped before answering".into())
+        })?
+    }
+}
+
+async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        // Take the writer first: transitions that arrive while it is busy join this
+        // group instead of waiting for one more commit.
+        let guard = access.writer.clone().lock_owned().await;
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let tx = match access.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => {
+                answer_all(jobs, map_err(e));
+                continue;
+            }
+        };
+        let mut tx = SqliteTx::new(tx, access.keys.clone(), guard);
+        if jobs.len() == 1 {
+            // Alone: no savepoint needed, an error rolls the transaction back.
+            let job = jobs.pop().expect("one job");
+            let result = apply(&mut tx, job.op).await;
+            let result = match result {
+                Ok(done) => tx.commit_inner().await.map(|()| done),
+                Err(e) => Err(e),
+            };
+            let _ = job.reply.send(result);
+            continue;
+        }
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut broken = None;
+        for job in jobs {
+            replies.push(job.reply);
+            if broken.is_some() {
+                continue;
+            }
+            match in_savepoint(&mut tx, job.op).await {
+                Ok(result) => results.push(result),
+                Err(e) => broken = Some(e),
+            }
+        }
+        let outcome = match broken {
+            Some(e) => Err(e),
+            None => tx.commit_inner().await,
+        };
+        match outcome {
+            Ok(()) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(format!(
+                        "the group of transitions was not committed: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `op` inside a savepoint: its own error (`Ok(Err(..))`) undoes only its writes;
+/// a failure of the savepoint itself (`Err`) leaves the transaction unusable.
+async fn in_savepoint(tx: &mut SqliteTx, op: Op) -> StoreResult<StoreResult<Done>> {
+    tx.execute_plain("SAVEPOINT flowstore_transition").await?;
+    let result = apply(tx, op).await;
+    if result.is_err() {
+        tx.execute_plain("ROLLBACK TO flowstore_transition").await?;
+    }
+    tx.execute_plain("RELEASE flowstore_transition").await?;
+    Ok(result)
+}
+
+async fn apply(tx: &mut SqliteTx, op: Op) -> StoreResult<Done> {
+    Ok(match op {
+        Op::Claim(request) => Done::Claimed(EngineRepo::claim(tx, &request).await?),
+        Op::Complete(attempt, output) => Done::Completed(tx.complete(attempt, output).await?),
+        Op::CompleteMany(items) => Done::CompletedMany(tx.complete_many(items).await?),
+    })
+}
+
+fn answer_all(jobs: Vec<Job>, error: StoreError) {
+    let message = error.to_string();
+    let mut error = Some(error);
+    for job in jobs {
+        let e = error
+            .take()
+            .unwrap_or_else(|| StoreError::Unavailable(message.clone()));
+        let _ = job.reply.send(Err(e));
+    }
+}

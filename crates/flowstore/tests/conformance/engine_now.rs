@@ -1,0 +1,265 @@
+//! Worker transitions in transactions of their own (`claim_now`, `complete_now`,
+//! `complete_many_now`): on SQLite the ones queued while the writer is busy are
+//! committed together, each in a savepoint; on PostgreSQL each has its own
+//! transaction. Either way each must answer and persist exactly as if it were alone.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flowstore::ids::TaskId;
+use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask};
+use flowstore::model::registry::NewHandler;
+use flowstore::model::task::{NewTask, TaskPatch, TaskStatus};
+use flowstore::{Store, StoreError};
+use serde_json::json;
+
+conformance!(
+    queued_transitions_answer_each_on_its_own,
+    concurrent_workers_through_now_take_each_task_once,
+);
+
+async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
+    let mut tx = store.begin().await.unwrap();
+    tx.register_handler(NewHandler {
+        handler_type: handler.into(),
+        handler_name: handler.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let t = tx
+            .create_task(NewTask {
+                title: format!("{handler} {i}"),
+                handler_type: Some(handler.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let patch: TaskPatch = serde_json::from_value(json!({"status": "ready"})).unwrap();
+        tx.update_task(t.id, patch).await.unwrap();
+        ids.push(t.id);
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+fn request(worker: &str, handler: &str, limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        worker_id: worker.into(),
+        handler_types: vec![handler.into()],
+        limit,
+        lease: Duration::from_secs(600),
+        executor: None,
+    }
+}
+
+fn attempt(c: &ClaimedTask) -> AttemptRef {
+    AttemptRef {
+        task_id: c.task_id,
+        attempt: c.attempt,
+    }
+}
+
+async fn status(store: &Store, id: TaskId) -> TaskStatus {
+    let mut tx = store.begin_read().await.unwrap();
+    tx.get_task(id).await.unwrap().status
+}
+
+/// Transitions that queue while another writer holds the database (on SQLite: one
+/// group, committed together) each get their own answer: a refused one (a stale
+/// attempt, an unknown task, a conflicting repeat) undoes nothing of the others, and
+/// every accepted one is durable once answered.
+async fn queued_transitions_answer_each_on_its_own(store: Store) {
+    let ids = ready_tasks(&store, "grouped", 6).await;
+    let claimed = store
+        .backend()
+        .claim_now(&request("w", "grouped", 6))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 6);
+
+    // Hold a write transaction so that the transitions below queue behind it.
+    let mut holder = store.begin().await.unwrap();
+    holder
+        .create_task(NewTask {
+            title: "written while the transitions queue".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let backend = store.backend_arc();
+    let mut handles = Vec::new();
+    // 0: completed alone; 1: stale attempt; 2: unknown task; 3 and 4: one batch with a
+    // stale item inside; 5: completed, then repeated with another output (refused).
+    let jobs: Vec<(usize, Vec<(AttemptRef, serde_json::Value)>)> = vec![
+        (0, vec![(attempt(&claimed[0]), json!({"n": 0}))]),
+        (
+            1,
+            vec![(
+                AttemptRef {
+                    task_id: claimed[1].task_id,
+                    attempt: claimed[1].attempt + 1,
+                },
+                json!({}),
+            )],
+        ),
+        (
+            2,
+            vec![(
+                AttemptRef {
+                    task_id: TaskId::new(),
+                    attempt: 1,
+                },
+                json!({}),
+            )],
+        ),
+        (
+            3,
+            vec![
+                (attempt(&claimed[3]), json!({"n": 3})),
+                (
+                    AttemptRef {
+                        task_id: claimed[4].task_id,
+                        attempt: claimed[4].attempt + 7,
+                    },
+                    json!({}),
+                ),
+            ],
+        ),
+        (5, vec![(attempt(&claimed[5]), json!({"n": 5}))]),
+    ];
+    for (i, items) in jobs {
+        let backend = backend.clone();
+        handles.push(tokio::spawn(async move {
+            let answer = if items.len() == 1 {
+                let (a, out) = items.into_iter().next().unwrap();
+                backend.complete_now(a, out).await.map(|t| vec![Ok(t)])
+            } else {
+                backend.complete_many_now(items).await
+            };
+            (i, answer)
+        }));
+    }
+    let claim_more = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.claim_now(&request("w2", "grouped", 5)).await })
+    };
+    // Give the transitions time to queue, then let them through.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.commit().await.unwrap();
+
+    for h in handles {
+        let (i, answer) = h.await.unwrap();
+        match i {
+            0 | 5 => {
+                let results = answer.unwrap();
+                assert!(results[0].is_ok(), "job {i}: {:?}", results[0]);
+            }
+            1 => assert!(
+                matches!(answer, Err(StoreError::Conflict { .. })),
+                "a stale attempt is refused: {answer:?}"
+            ),
+            2 => assert!(
+                matches!(answer, Err(StoreError::NotFound { .. })),
+                "an unknown task is refused: {answer:?}"
+            ),
+            3 => {
+                let results = answer.unwrap();
+                assert!(results[0].is_ok(), "{:?}", results[0]);
+                assert!(
+                    matches!(results[1], Err(StoreError::Conflict { .. })),
+                    "{:?}",
+                    results[1]
+                );
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(
+        claim_more.await.unwrap().unwrap().is_empty(),
+        "every task was already claimed"
+    );
+    let repeat = backend
+        .complete_now(attempt(&claimed[5]), json!({"n": "other"}))
+        .await;
+    assert!(
+        matches!(repeat, Err(StoreError::Conflict { .. })),
+        "a repeat with another output is refused: {repeat:?}"
+    );
+
+    let expected = [
+        TaskStatus::Completed,
+        TaskStatus::Running,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+    ];
+    for (c, want) in claimed.iter().zip(expected) {
+        assert_eq!(status(&store, c.task_id).await, want, "{}", c.task_id);
+    }
+    let mut all: Vec<TaskId> = claimed.iter().map(|c| c.task_id).collect();
+    all.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(all, want);
+}
+
+/// Eight workers claiming and completing through the `_now` transitions, with
+/// refused reports mixed in: every task is handed out once and completed once.
+async fn concurrent_workers_through_now_take_each_task_once(store: Store) {
+    const TASKS: usize = 240;
+    let ids = ready_tasks(&store, "now", TASKS).await;
+    let mut handles = Vec::new();
+    for w in 0..8u32 {
+        let backend = store.backend_arc();
+        handles.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let claimed = backend
+                    .claim_now(&request(&format!("w{w}"), "now", 1 + w % 4))
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return seen;
+                }
+                // A stale report first: refused, and it must not disturb the rest.
+                let stale = AttemptRef {
+                    task_id: claimed[0].task_id,
+                    attempt: claimed[0].attempt + 1,
+                };
+                assert!(backend.complete_now(stale, json!({})).await.is_err());
+                if w % 2 == 0 {
+                    for c in &claimed {
+                        backend
+                            .complete_now(attempt(c), json!({"w": w}))
+                            .await
+                            .unwrap();
+                    }
+                } else {
+                    let items = claimed
+                        .iter()
+                        .map(|c| (attempt(c), json!({"w": w})))
+                        .collect();
+                    for r in backend.complete_many_now(items).await.unwrap() {
+                        r.unwrap();
+                    }
+                }
+                seen.extend(claimed.iter().map(|c| (c.task_id, c.attempt)));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    assert_eq!(all.len(), TASKS, "every task was handed out once");
+    let distinct: HashSet<TaskId> = all.iter().map(|(t, _)| *t).collect();
+    assert_eq!(distinct.len(), TASKS);
+    assert!(all.iter().all(|(_, a)| *a == 1));
+    for id in ids {
+        assert_eq!(status(&store, id).await, TaskStatus::Completed);
+    }
+}
