@@ -324,6 +324,13 @@ impl SqliteTx {
         self.tx.commit().await.map_err(map_err)
     }
 
+    /// Rolls back, for callers that hold the transaction by value. A failed rollback
+    /// is left to sqlx, which rolls back a dropped transaction before the
+    /// connection's next use.
+    pub(crate) async fn rollback_inner(self) {
+        let _ = self.tx.rollback().await;
+    }
+
     /// Runs one statement without parameters or results (savepoints).
     pub(crate) async fn execute_plain(&mut self, sql: &str) -> StoreResult<()> {
         sqlx::query(sql)

@@ -109,7 +109,12 @@ async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
             let result = apply(&mut tx, job.op).await;
             let result = match result {
                 Ok(done) => tx.commit_inner().await.map(|()| done),
-                Err(e) => Err(e),
+                Err(e) => {
+                    // Rolled back before the writer lock is let go, so the next
+                    // writer does not find this transaction still open.
+                    tx.rollback_inner().await;
+                    Err(e)
+                }
             };
             let _ = job.reply.send(result);
             continue;
@@ -128,7 +133,10 @@ async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
             }
         }
         let outcome = match broken {
-            Some(e) => Err(e),
+            Some(e) => {
+                tx.rollback_inner().await;
+                Err(e)
+            }
             None => tx.commit_inner().await,
         };
         match outcome {
