@@ -140,6 +140,15 @@ impl SqliteBackend {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// What a writer needs to begin a write transaction.
+    fn write_access(&self) -> WriteAccess {
+        WriteAccess {
+            pool: self.pool.clone(),
+            writer: self.writer.clone(),
+            keys: self.keys.clone(),
+        }
+    }
 }
 
 #[async_trait]
@@ -157,27 +166,19 @@ impl Backend for SqliteBackend {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let writer = self.writer.clone();
-        let pool = self.pool.clone();
+        let access = self.write_access();
         // The writer lock and `BEGIN IMMEDIATE` are taken in a task of their own, which
         // runs to the end even when the caller goes away (a client that disconnects
         // drops its request). Cancelled just after SQLite ran the `BEGIN IMMEDIATE`,
         // sqlx loses track of it: the connection went back to the pool inside a write
         // transaction and every other writer then failed with "database is locked".
         // Finished here, a transaction nobody takes is dropped, which rolls it back.
-        let (guard, tx) = tokio::spawn(async move {
-            let guard = writer.lock_owned().await;
-            let tx = pool.begin_with("BEGIN IMMEDIATE").await;
-            (guard, tx)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?;
-        let tx = tx.map_err(map_err)?;
-        Ok(Box::new(SqliteTx {
-            tx,
-            keys: self.keys.clone(),
-            _writer: Some(guard),
-        }))
+        let tx = tokio::spawn(async move { access.begin_immediate().await })
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("could not begin a transaction: {e}"))
+            })??;
+        Ok(Box::new(tx))
     }
 
     async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
@@ -305,20 +306,26 @@ impl Backend for SqliteBackend {
     }
 }
 
-impl SqliteTx {
-    /// A write transaction begun by the group writer, which holds the writer lock.
-    pub(crate) fn new(
-        tx: Transaction<'static, Sqlite>,
-        keys: Arc<KeySource>,
-        writer: OwnedMutexGuard<()>,
-    ) -> Self {
-        SqliteTx {
+impl WriteAccess {
+    /// Takes the process's writer lock, then begins `BEGIN IMMEDIATE` under it; the
+    /// transaction holds the lock until it ends. Every write transaction starts here,
+    /// the group writer's included, so the two kinds of writers take turns.
+    pub(crate) async fn begin_immediate(&self) -> StoreResult<SqliteTx> {
+        let guard = self.writer.clone().lock_owned().await;
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        Ok(SqliteTx {
             tx,
-            keys,
-            _writer: Some(writer),
-        }
+            keys: self.keys.clone(),
+            _writer: Some(guard),
+        })
     }
+}
 
+impl SqliteTx {
     /// Commits, for callers that hold the transaction by value.
     pub(crate) async fn commit_inner(self) -> StoreResult<()> {
         self.tx.commit().await.map_err(map_err)

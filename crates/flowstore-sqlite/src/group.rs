@@ -24,7 +24,6 @@ use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::backend::SqliteTx;
-use crate::error::map_err;
 
 /// The most transitions committed together. A bound keeps one transaction's work
 /// (and the wait of the transitions queued behind it) short.
@@ -87,7 +86,7 @@ async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = queue.recv().await {
         // Take the writer first: transitions that arrive while it is busy join this
         // group instead of waiting for one more commit.
-        let guard = access.writer.clone().lock_owned().await;
+        let tx = access.begin_immediate().await;
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -95,63 +94,67 @@ async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let tx = match access.pool.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => tx,
+        match tx {
+            // A group runs in a task of its own: were a transition to panic, its
+            // group's callers would get an error (their replies dropped, the
+            // transaction rolled back) and the writer would go on with the next.
+            Ok(tx) => {
+                let _ = tokio::spawn(run_group(tx, jobs)).await;
+            }
+            Err(e) => answer_all(jobs, e),
+        }
+    }
+}
+
+/// Runs `jobs` in `tx` and commits once, then answers each.
+async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        // Alone: no savepoint needed, an error rolls the transaction back.
+        let job = jobs.remove(0);
+        let result = match apply(&mut tx, job.op).await {
+            Ok(done) => tx.commit_inner().await.map(|()| done),
             Err(e) => {
-                answer_all(jobs, map_err(e));
-                continue;
-            }
-        };
-        let mut tx = SqliteTx::new(tx, access.keys.clone(), guard);
-        if jobs.len() == 1 {
-            // Alone: no savepoint needed, an error rolls the transaction back.
-            let job = jobs.pop().expect("one job");
-            let result = apply(&mut tx, job.op).await;
-            let result = match result {
-                Ok(done) => tx.commit_inner().await.map(|()| done),
-                Err(e) => {
-                    // Rolled back before the writer lock is let go, so the next
-                    // writer does not find this transaction still open.
-                    tx.rollback_inner().await;
-                    Err(e)
-                }
-            };
-            let _ = job.reply.send(result);
-            continue;
-        }
-        let mut results = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
-        let mut broken = None;
-        for job in jobs {
-            replies.push(job.reply);
-            if broken.is_some() {
-                continue;
-            }
-            match in_savepoint(&mut tx, job.op).await {
-                Ok(result) => results.push(result),
-                Err(e) => broken = Some(e),
-            }
-        }
-        let outcome = match broken {
-            Some(e) => {
+                // Rolled back before the writer lock is let go, so the next writer
+                // does not find this transaction still open.
                 tx.rollback_inner().await;
                 Err(e)
             }
-            None => tx.commit_inner().await,
         };
-        match outcome {
-            Ok(()) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+        let _ = job.reply.send(result);
+        return;
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut broken = None;
+    for job in jobs {
+        replies.push(job.reply);
+        if broken.is_some() {
+            continue;
+        }
+        match in_savepoint(&mut tx, job.op).await {
+            Ok(result) => results.push(result),
+            Err(e) => broken = Some(e),
+        }
+    }
+    let outcome = match broken {
+        Some(e) => {
+            tx.rollback_inner().await;
+            Err(e)
+        }
+        None => tx.commit_inner().await,
+    };
+    match outcome {
+        Ok(()) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
-            Err(e) => {
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(format!(
-                        "the group of transitions was not committed: {message}"
-                    ))));
-                }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                    "the group of transitions was not committed: {message}"
+                ))));
             }
         }
     }
