@@ -1,7 +1,8 @@
 //! The core of flowstore: domain types, validated newtypes, the storage traits that
 //! every backend implements, and the storage error type.
 //!
-//! Nothing in this crate talks to a database. The backends (`flowstore-sqlite`,
+//! Nothing in this crate talks to a database ([`pool`] only tells sqlx's pools how
+//! to check their connections). The backends (`flowstore-sqlite`,
 //! `flowstore-postgres`) implement [`store::Backend`] and [`store::Tx`]; the
 //! `flowstore` crate picks one from the URL.
 
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod migrate;
 pub mod model;
 pub mod page;
+pub mod pool;
 pub mod store;
 pub mod text_enum;
 pub mod time;

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowstore_core::migrate::{self, MigrationStatus};
+use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Executor, Postgres, Transaction};
 
 use crate::error::map_err;
@@ -21,7 +24,8 @@ pub struct PgSettings {
     pub url: String,
     /// Require TLS (`DB_SSL=true`); otherwise the URL's `sslmode` decides.
     pub require_tls: bool,
-    /// Most connections in the pool.
+    /// Most connections open at once, shared out between the main pool and the
+    /// worker transitions' pool (half each, at least one each).
     pub max_connections: u32,
     /// Connections kept open when idle.
     pub min_connections: u32,
@@ -56,20 +60,67 @@ impl Default for PgSettings {
 /// A PostgreSQL database behind flowstore.
 pub struct PostgresBackend {
     pool: PgPool,
+    /// The worker transitions' own connections, whose sessions plan every statement
+    /// once (generic plans) and never by sequential scan; see `begin_transition`.
+    pub(crate) transitions: PgPool,
     keys: Arc<KeySource>,
 }
 
 /// One PostgreSQL transaction with every repository operation.
 pub struct PostgresTx {
-    pub(crate) tx: Transaction<'static, Postgres>,
+    pub(crate) tx: Conn,
     pub(crate) keys: Arc<KeySource>,
+    /// Opened by `begin_read`: nothing to undo, so its rollback is not waited for.
+    read_only: bool,
+}
+
+/// Shares `max` connections out between the main pool and the worker transitions'
+/// pool: half each, the main pool taking the odd one, at least one each.
+fn split_connections(max: u32) -> (u32, u32) {
+    let transitions = (max / 2).max(1);
+    (max.saturating_sub(transitions).max(1), transitions)
+}
+
+/// Where a [`PostgresTx`] runs its statements.
+pub(crate) enum Conn {
+    /// Inside a transaction, which commit or rollback ends.
+    Tx(Transaction<'static, Postgres>),
+    /// On a pooled connection outside any transaction: each statement commits on its
+    /// own. Only the worker transitions that are one statement run so (see
+    /// `transitions`); such a session is never handed out as a [`Tx`].
+    Autocommit(PoolConnection<Postgres>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Conn::Tx(tx) => tx,
+            Conn::Autocommit(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Tx(tx) => tx,
+            Conn::Autocommit(conn) => conn,
+        }
+    }
 }
 
 impl PostgresBackend {
-    /// Begins a transaction with `statement` (a `BEGIN`, perhaps followed by settings
-    /// for the transaction, sent as one simple query).
-    async fn begin_with(&self, statement: &'static str) -> StoreResult<Box<dyn Tx>> {
-        let pool = self.pool.clone();
+    /// Begins a transaction on `pool` with `statement` (a `BEGIN`, sent as one simple
+    /// query); `read_only` for `begin_read`.
+    async fn begin_with(
+        &self,
+        pool: &PgPool,
+        statement: &'static str,
+        read_only: bool,
+    ) -> StoreResult<Box<dyn Tx>> {
+        let pool = pool.clone();
         // The statement runs in a task of its own, to the end even when the caller goes
         // away (a client that disconnects drops its request): cancelled while waiting
         // for the server's answer, sqlx would return the connection to the pool inside
@@ -80,9 +131,20 @@ impl PostgresBackend {
             .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?
             .map_err(map_err)?;
         Ok(Box::new(PostgresTx {
-            tx,
+            tx: Conn::Tx(tx),
             keys: self.keys.clone(),
+            read_only,
         }))
+    }
+
+    /// A session outside any transaction on a connection of the transitions' pool.
+    pub(crate) async fn autocommit(&self) -> StoreResult<PostgresTx> {
+        let conn = self.transitions.acquire().await.map_err(map_err)?;
+        Ok(PostgresTx {
+            tx: Conn::Autocommit(conn),
+            keys: self.keys.clone(),
+            read_only: false,
+        })
     }
 
     /// Connects to the database at `settings.url`.
@@ -109,15 +171,38 @@ impl PostgresBackend {
         if !settings.log_statements {
             options = sqlx::ConnectOptions::disable_statement_logging(options);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
-            .min_connections(settings.min_connections.min(settings.max_connections))
-            .acquire_timeout(settings.connect_timeout)
-            .idle_timeout(Some(settings.idle_timeout))
-            .connect_with(options)
+        // `max_connections` is shared out between the two pools (at least one each),
+        // so that the server never holds more than it was given.
+        let (general, transition) = split_connections(settings.max_connections);
+        let pool_options = |max: u32| {
+            flowstore_core::pool::ping_long_idle(PgPoolOptions::new())
+                .max_connections(max)
+                .acquire_timeout(settings.connect_timeout)
+                .idle_timeout(Some(settings.idle_timeout))
+        };
+        let pool = pool_options(general)
+            .min_connections(settings.min_connections.min(general))
+            .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        Ok(PostgresBackend { pool, keys })
+        // Planning the claim alone took 0.6 ms of its 1.5 ms when PostgreSQL chose a
+        // fresh plan for every call, as it does for statements whose plan it cannot
+        // prove independent of the values bound; the worker transitions' statements
+        // find rows by key or walk a fixed index, so their connections plan each of
+        // them once. A generic plan is kept for the connection's life (until the
+        // tables are analysed again), so one made while a table was nearly empty must
+        // not be a sequential scan: at 10 000 tasks such a plan of the dependents'
+        // promotion took 40-60 ms per call. Other statements (listings, aggregates)
+        // keep the main pool's per-call plans. Its connections open when first used.
+        let transitions = pool_options(transition).connect_lazy_with(options.options([
+            ("plan_cache_mode", "force_generic_plan"),
+            ("enable_seqscan", "off"),
+        ]));
+        Ok(PostgresBackend {
+            pool,
+            transitions,
+            keys,
+        })
     }
 
     /// The pool, for tools that need raw access.
@@ -159,35 +244,51 @@ impl Backend for PostgresBackend {
     }
 
     fn pool_status(&self) -> flowstore_core::store::PoolStatus {
+        // Both pools: the main one and the worker transitions'.
+        let pools = [&self.pool, &self.transitions];
         flowstore_core::store::PoolStatus {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
+            size: pools.iter().map(|p| p.size()).sum(),
+            idle: pools
+                .iter()
+                .map(|p| u32::try_from(p.num_idle()).unwrap_or(u32::MAX))
+                .fold(0, u32::saturating_add),
+            max: pools
+                .iter()
+                .map(|p| p.options().get_max_connections())
+                .sum(),
         }
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        self.begin_with("BEGIN").await
+        self.begin_with(&self.pool, "BEGIN", false).await
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
-        self.begin().await
+        self.begin_with(&self.pool, "BEGIN", true).await
     }
 
     async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
-        // Sent with BEGIN in one round trip. Planning the claim alone took 0.6 ms of
-        // its 1.5 ms when PostgreSQL chose a fresh plan for every call, as it does for
-        // statements whose plan it cannot prove independent of the values bound.
-        // A generic plan is kept for the connection's life (until the tables are
-        // analysed again), so one made while a table was nearly empty must not be a
-        // sequential scan: at 10 000 tasks such a plan of the dependents' promotion
-        // took 40-60 ms per call. Every worker statement finds its rows through an
-        // index, so sequential scans are priced out for these transactions.
-        self.begin_with(
-            "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
-             SET LOCAL enable_seqscan = off",
-        )
-        .await
+        // On the transitions' pool, whose sessions plan each statement once and never
+        // by sequential scan (see `connect`).
+        self.begin_with(&self.transitions, "BEGIN", false).await
+    }
+
+    async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        crate::transitions::claim_now(self, request).await
+    }
+
+    async fn complete_now(&self, attempt: AttemptRef, output: Value) -> StoreResult<Transition> {
+        crate::transitions::complete_many_now(self, vec![(attempt, output)])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)))
+    }
+
+    async fn complete_many_now(
+        &self,
+        items: Vec<(AttemptRef, Value)>,
+    ) -> StoreResult<Vec<StoreResult<Transition>>> {
+        crate::transitions::complete_many_now(self, items).await
     }
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
@@ -293,6 +394,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn close(&self) {
+        self.transitions.close().await;
         self.pool.close().await;
     }
 
@@ -308,10 +410,43 @@ impl Backend for PostgresBackend {
 #[async_trait]
 impl Tx for PostgresTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+        match self.tx {
+            Conn::Tx(tx) => tx.commit().await.map_err(map_err),
+            // Each statement committed when it ran.
+            Conn::Autocommit(_) => Ok(()),
+        }
     }
 
     async fn rollback(self: Box<Self>) -> StoreResult<()> {
-        self.tx.rollback().await.map_err(map_err)
+        let tx = match self.tx {
+            Conn::Tx(tx) => tx,
+            // Never handed out as a `Tx`, so never asked to undo what it committed.
+            Conn::Autocommit(_) => return Ok(()),
+        };
+        if self.read_only {
+            // A read changed nothing, so nobody needs to wait for its end. Dropped,
+            // the transaction queues its ROLLBACK, which sqlx sends with the ping it
+            // makes while giving the connection back to the pool; the connection is
+            // handed out again only after both were answered. One round trip less on
+            // every read (measured in BENCHMARKS.md).
+            drop(tx);
+            return Ok(());
+        }
+        tx.rollback().await.map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_connections;
+
+    #[test]
+    fn connections_are_shared_out_without_exceeding_the_maximum() {
+        assert_eq!(split_connections(10), (5, 5));
+        assert_eq!(split_connections(11), (6, 5));
+        assert_eq!(split_connections(2), (1, 1));
+        // Below two, each pool still needs one.
+        assert_eq!(split_connections(1), (1, 1));
+        assert_eq!(split_connections(0), (1, 1));
     }
 }

@@ -35,7 +35,8 @@ const RUN_STATE: &str = "SELECT id, execution_id, workflow_id, status, strategy,
    FROM workflow_executions WHERE id = $1 FOR NO KEY UPDATE";
 
 /// Completes the attempts given as arrays ($1 task IDs, $2 attempts, $3 outputs, at
-/// $4) that are their task's current running one; see `complete_running`.
+/// $4) that are their task's current running one, only of tasks without a run when
+/// $5 is true; see `complete_running`.
 ///
 /// The tasks are found by key (`id = ANY($1)`), and the status test is written
 /// `(…) IS TRUE` so it cannot become an index condition: a generic plan made while
@@ -58,7 +59,7 @@ const COMPLETE_RUNNING: &str = "WITH input AS (
                lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
           FROM input i
          WHERE t.id = ANY ($1::uuid[]) AND t.id = i.task_id AND t.attempt = i.attempt
-           AND (t.status = 'running') IS TRUE
+           AND (t.status = 'running') IS TRUE AND (NOT $5::bool OR t.run_id IS NULL)
         RETURNING t.id, t.attempt, t.run_id, i.output, i.n
      ), attempts AS (
         UPDATE task_executions e
@@ -305,36 +306,7 @@ impl EngineStore for PostgresTx {
         items: &[(AttemptRef, &Value)],
         now: Timestamp,
     ) -> StoreResult<Vec<CompletedAttempt>> {
-        // One statement for the whole batch: the guarded task update, the attempt rows,
-        // the run locks (in run ID order, after the tasks, as every transition takes
-        // them) and the events, in the order the attempts were given.
-        let rows = sqlx::query(COMPLETE_RUNNING)
-            .bind(items.iter().map(|(a, _)| a.task_id.0).collect::<Vec<_>>())
-            .bind(items.iter().map(|(a, _)| a.attempt).collect::<Vec<_>>())
-            .bind(
-                items
-                    .iter()
-                    .map(|(_, o)| (*o).clone())
-                    .collect::<Vec<Value>>(),
-            )
-            .bind(now)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                let run_id: Option<RunId> = r.try_get("id")?;
-                Ok(CompletedAttempt {
-                    task_id: r.try_get("done_task_id")?,
-                    attempt: r.try_get("done_attempt")?,
-                    run: match run_id {
-                        Some(_) => Some(RunState::from_row(r)?),
-                        None => None,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(map_err)
+        self.complete_running_of(items, now, false).await
     }
 
     async fn promote_dependents(
@@ -709,3 +681,47 @@ fn statistics_from_row(row: &sqlx::postgres::PgRow) -> Result<ExecutionStatistic
 }
 
 flowstore_core::impl_engine_repo!(PostgresTx);
+
+impl PostgresTx {
+    /// Completes the running attempts given, only of tasks without a run when
+    /// `standalone_only`; see [`EngineStore::complete_running`]. One statement for the
+    /// whole batch: the guarded task update, the attempt rows, the run locks (in run
+    /// ID order, after the tasks, as every transition takes them) and the events, in
+    /// the order the attempts were given. Being one statement, it is a transition of
+    /// its own outside a transaction when `standalone_only` (see `transitions`).
+    pub(crate) async fn complete_running_of(
+        &mut self,
+        items: &[(AttemptRef, &Value)],
+        now: Timestamp,
+        standalone_only: bool,
+    ) -> StoreResult<Vec<CompletedAttempt>> {
+        let rows = sqlx::query(COMPLETE_RUNNING)
+            .bind(items.iter().map(|(a, _)| a.task_id.0).collect::<Vec<_>>())
+            .bind(items.iter().map(|(a, _)| a.attempt).collect::<Vec<_>>())
+            .bind(
+                items
+                    .iter()
+                    .map(|(_, o)| (*o).clone())
+                    .collect::<Vec<Value>>(),
+            )
+            .bind(now)
+            .bind(standalone_only)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let run_id: Option<RunId> = r.try_get("id")?;
+                Ok(CompletedAttempt {
+                    task_id: r.try_get("done_task_id")?,
+                    attempt: r.try_get("done_attempt")?,
+                    run: match run_id {
+                        Some(_) => Some(RunState::from_row(r)?),
+                        None => None,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)
+    }
+}

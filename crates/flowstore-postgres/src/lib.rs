@@ -22,6 +22,7 @@ mod registry;
 mod run;
 mod summary;
 mod task;
+mod transitions;
 mod util;
 mod visibility;
 mod workflow;

@@ -64,7 +64,8 @@ pub struct SqliteBackend {
 pub struct SqliteTx {
     pub(crate) tx: Transaction<'static, Sqlite>,
     pub(crate) keys: Arc<KeySource>,
-    _writer: Option<OwnedMutexGuard<()>>,
+    /// The writer lock, held by write transactions; `None` for `begin_read`'s.
+    writer: Option<OwnedMutexGuard<()>>,
 }
 
 impl SqliteBackend {
@@ -103,7 +104,7 @@ impl SqliteBackend {
         } else {
             settings.max_connections.max(1)
         };
-        let pool = SqlitePoolOptions::new()
+        let pool = flowstore_core::pool::ping_long_idle(SqlitePoolOptions::new())
             .max_connections(max)
             .min_connections(
                 settings
@@ -210,7 +211,7 @@ impl Backend for SqliteBackend {
         Ok(Box::new(SqliteTx {
             tx,
             keys: self.keys.clone(),
-            _writer: None,
+            writer: None,
         }))
     }
 
@@ -320,7 +321,7 @@ impl WriteAccess {
         Ok(SqliteTx {
             tx,
             keys: self.keys.clone(),
-            _writer: Some(guard),
+            writer: Some(guard),
         })
     }
 }
@@ -355,6 +356,15 @@ impl Tx for SqliteTx {
     }
 
     async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        if self.writer.is_none() {
+            // A read changed nothing, so nobody needs to wait for its end. Dropped,
+            // the transaction queues its ROLLBACK on the connection's thread, which
+            // runs it before the ping sqlx makes while giving the connection back to
+            // the pool. A write transaction is waited for: the writer lock is
+            // released only once its rollback has run.
+            drop(self.tx);
+            return Ok(());
+        }
         self.tx.rollback().await.map_err(map_err)
     }
 }

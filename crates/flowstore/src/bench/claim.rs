@@ -10,7 +10,9 @@ use flowstore_core::StoreResult;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{bar, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples, Target};
+use super::{
+    bar, claim_rows, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples, Target,
+};
 
 /// The batch sizes measured.
 pub(crate) const BATCHES: [u32; 2] = [1, 64];
@@ -164,6 +166,8 @@ enum Mode {
     RawSql,
     /// The floor through rusqlite (SQLite only; see `driver`).
     RawRusqlite,
+    /// Hand-written SQL writing flowstore's rows (PostgreSQL only; see `claim_rows`).
+    RawRows,
 }
 
 impl Mode {
@@ -172,16 +176,27 @@ impl Mode {
             Mode::Library => "lib",
             Mode::RawSql => "raw",
             Mode::RawRusqlite => "rusqlite",
+            Mode::RawRows => "rows",
         }
     }
 }
 
-/// What `drive` runs its workers through: flowstore, or the floor's SQL over sqlx
-/// (the rusqlite floor has its own driver, `super::driver`).
+/// What `drive` runs its workers through: flowstore, the floor's SQL over sqlx, or
+/// the SQL of flowstore's rows (the rusqlite floor has its own driver,
+/// `super::driver`).
 #[derive(Clone, Copy)]
 enum Through {
     Library,
     RawSql,
+    RawRows,
+}
+
+/// The PostgreSQL pool behind `raw`, for the floor that only PostgreSQL runs.
+fn postgres(raw: &Raw) -> StoreResult<&sqlx::PgPool> {
+    match raw {
+        Raw::Postgres(pool) => Ok(pool),
+        Raw::Sqlite { .. } => Err(fail("the floor of flowstore's rows runs on PostgreSQL")),
+    }
 }
 
 async fn drive(
@@ -196,6 +211,7 @@ async fn drive(
     let label = match through {
         Through::Library => format!("claim flowstore B={batch}"),
         Through::RawSql => format!("claim raw SQL B={batch}"),
+        Through::RawRows => format!("claim raw SQL, flowstore's rows B={batch}"),
     };
     let pb = bar(opts, u64::from(n), label);
     let start = Instant::now();
@@ -225,6 +241,9 @@ async fn drive(
                         c.into_iter().map(|c| (c.task_id.0, c.attempt)).collect()
                     }
                     Through::RawSql => raw_claim(&raw, &handler, &worker, batch).await?,
+                    Through::RawRows => {
+                        claim_rows::claim(postgres(&raw)?, &handler, &worker, batch).await?
+                    }
                 };
                 if claimed.is_empty() {
                     break;
@@ -251,6 +270,7 @@ async fn drive(
                             }
                         }
                         Through::RawSql => raw_complete_batch(&raw, &claimed).await?,
+                        Through::RawRows => claim_rows::complete(postgres(&raw)?, &claimed).await?,
                     }
                     complete_lat.push(t1.elapsed());
                     pb.inc(claimed.len() as u64);
@@ -272,6 +292,9 @@ async fn drive(
                                 .await?;
                         }
                         Through::RawSql => raw_complete(&raw, task, attempt).await?,
+                        Through::RawRows => {
+                            claim_rows::complete(postgres(&raw)?, &[(task, attempt)]).await?
+                        }
                     }
                     complete_lat.push(t1.elapsed());
                     done.push((task, attempt));
@@ -480,6 +503,12 @@ pub(crate) async fn run(
     if rusqlite_path.is_some() {
         modes.push(Mode::RawRusqlite);
     }
+    // On PostgreSQL, where the target is a ratio to the floor, the rows flowstore
+    // writes are also written by hand, to measure what they cost apart from flowstore.
+    if matches!(target.raw, Raw::Postgres(_)) {
+        modes.push(Mode::RawRows);
+    }
+    let mut beside_rows = Vec::new();
     let mut setup = Duration::ZERO;
     let mut sets = 0;
     for batch in BATCHES {
@@ -498,6 +527,9 @@ pub(crate) async fn run(
                     }
                     Mode::RawSql => {
                         drive(target, Through::RawSql, &handler, batch, w, n, opts).await?
+                    }
+                    Mode::RawRows => {
+                        drive(target, Through::RawRows, &handler, batch, w, n, opts).await?
                     }
                     Mode::RawRusqlite => {
                         let path = rusqlite_path
@@ -518,8 +550,18 @@ pub(crate) async fn run(
                 Mode::RawSql => format!("raw SQL floor B={batch} W={w} {cmpl}"),
                 Mode::Library => format!("flowstore B={batch} W={w} {cmpl}"),
                 Mode::RawRusqlite => format!("floor via rusqlite B={batch} W={w} {cmpl}"),
+                Mode::RawRows => format!("raw SQL, flowstore's rows B={batch} W={w} {cmpl}"),
             };
             report.rows.push(result.row(variant, floor, items));
+        }
+        let rate_of = |wanted: Mode| {
+            modes
+                .iter()
+                .position(|m| *m == wanted)
+                .and_then(|i| median(&results[i].rates))
+        };
+        if let (Some(lib), Some(rows)) = (rate_of(Mode::Library), rate_of(Mode::RawRows)) {
+            beside_rows.push(format!("B={batch} {:.2}x", lib / rows.max(1e-9)));
         }
     }
     report.notes.push(format!(
@@ -527,6 +569,12 @@ pub(crate) async fn run(
         n,
         setup.as_secs_f64()
     ));
+    if !beside_rows.is_empty() {
+        report.notes.push(format!(
+            "claim: \"raw SQL, flowstore's rows\" writes by hand, in one autocommit statement per transition, the rows a flowstore transition writes (task, attempt row, event; for the claim and for the completion); its ratio is to the minimal floor; flowstore against it: {}",
+            beside_rows.join(", ")
+        ));
+    }
     if rusqlite_path.is_some() {
         report.notes.push(
             "claim: \"floor via rusqlite\" runs the floor's statements, transactions and writer lock unchanged through the rusqlite driver (calls on the worker's own thread, one connection per worker) instead of sqlx; its ratio is to the sqlx floor".into(),

@@ -20,6 +20,7 @@ use serde::Serialize;
 use sqlx::{PgPool, SqlitePool};
 
 mod claim;
+mod claim_rows;
 mod dag;
 mod driver;
 mod http;
@@ -111,7 +112,7 @@ impl Default for BenchOptions {
             rounds: 3,
             dag_runs: 2_000,
             runs: 1_000_000,
-            query_calls: 200,
+            query_calls: 1_000,
             force: false,
             progress: false,
         }
@@ -252,7 +253,10 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
             open_sqlite(u, pool_max, keys).await
         }
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            open_postgres(u, pool_max, keys).await
+            // The PostgreSQL backend shares its connections out between its main pool
+            // (the floors' too) and its worker transitions' pool, half each: each
+            // gets the workers plus four.
+            open_postgres(u, 2 * pool_max, keys).await
         }
         Some(_) => Err(StoreError::invalid(
             "database_url",

@@ -30,7 +30,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub runs: u64,
     /// Calls per query measured (at most 20 s per query).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1_000)]
     pub query_calls: u32,
     /// Print the report as JSON.
     #[arg(long)]

@@ -27,6 +27,7 @@ conformance!(
     events_are_gap_free_and_filterable,
     claims_are_validated,
     a_claim_over_several_handler_types_takes_the_highest_priorities,
+    a_mixed_batch_is_answered_item_by_item,
 );
 
 async fn register(store: &Store, handlers: &[&str]) {
@@ -90,6 +91,20 @@ async fn start(store: &Store, wf: WorkflowId) -> RunId {
     started.run.id
 }
 
+/// Registers `shell` and starts a run of a new fail-fast parallel diamond workflow.
+async fn started_diamond(store: &Store) -> (WorkflowId, RunId) {
+    register(store, &["shell"]).await;
+    let wf = workflow(
+        store,
+        diamond(),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    (wf, start(store, wf).await)
+}
+
 fn claim_req(worker: &str, limit: u32, lease_ms: u64) -> ClaimRequest {
     ClaimRequest {
         worker_id: worker.into(),
@@ -151,16 +166,7 @@ async fn statuses(store: &Store, run: RunId) -> Vec<(String, TaskStatus)> {
 }
 
 async fn a_diamond_runs_to_completion(store: Store) {
-    register(&store, &["shell"]).await;
-    let wf = workflow(
-        &store,
-        diamond(),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
-    )
-    .await;
-    let run = start(&store, wf).await;
+    let (wf, run) = started_diamond(&store).await;
     let s = statuses(&store, run).await;
     assert_eq!(s[0], ("a".into(), TaskStatus::Ready));
     assert!(s[1..].iter().all(|(_, st)| *st == TaskStatus::Pending));
@@ -513,16 +519,7 @@ async fn continue_runs_the_independent_branches(store: Store) {
 }
 
 async fn cancel_stops_what_has_not_started(store: Store) {
-    register(&store, &["shell"]).await;
-    let wf = workflow(
-        &store,
-        diamond(),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
-    )
-    .await;
-    let run = start(&store, wf).await;
+    let (_, run) = started_diamond(&store).await;
     let a = claim(&store, "w", 1).await.remove(0);
     let mut tx = store.begin().await.unwrap();
     let cancelled = tx.cancel_run(run).await.unwrap();
@@ -618,16 +615,7 @@ async fn sequential_runs_one_step_at_a_time(store: Store) {
 }
 
 async fn events_are_gap_free_and_filterable(store: Store) {
-    register(&store, &["shell"]).await;
-    let wf = workflow(
-        &store,
-        diamond(),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
-    )
-    .await;
-    let run = start(&store, wf).await;
+    let (wf, run) = started_diamond(&store).await;
     // A rolled-back transition leaves no event and no hole.
     let mut tx = store.begin().await.unwrap();
     tx.claim(&claim_req("w", 1, 30_000)).await.unwrap();
@@ -786,4 +774,124 @@ async fn a_claim_over_several_handler_types_takes_the_highest_priorities(store: 
     };
     assert!(tx.claim(&many).await.unwrap().is_empty());
     tx.commit().await.unwrap();
+}
+
+/// Tasks without a run, created ready for handler `shell`.
+async fn standalone_ready(store: &Store, n: usize) -> Vec<flowstore::ids::TaskId> {
+    let mut tx = store.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let t = tx
+            .create_task(flowstore::model::task::NewTask {
+                title: format!("standalone {i}"),
+                handler_type: Some("shell".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let patch: flowstore::model::task::TaskPatch =
+            serde_json::from_value(json!({"status": "ready"})).unwrap();
+        tx.update_task(t.id, patch).await.unwrap();
+        ids.push(t.id);
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+/// One `complete_many_now` batch mixing a run's task, tasks without a run and a stale
+/// report (on PostgreSQL the tasks without a run complete in one statement outside a
+/// transaction, the rest in a transaction after it), then one naming a task twice:
+/// each item is answered as the engine answers it, the run's completion promotes its
+/// dependents, and every completion leaves its attempt row and its event.
+async fn a_mixed_batch_is_answered_item_by_item(store: Store) {
+    let (_, run) = started_diamond(&store).await;
+    let solo = standalone_ready(&store, 3).await;
+    let claimed = claim(&store, "w", 10).await;
+    assert_eq!(claimed.len(), 4, "step a and the three tasks without a run");
+    let of = |id| claimed.iter().find(|c| c.task_id == id).unwrap();
+    let step_a = claimed.iter().find(|c| c.run_id == Some(run)).unwrap();
+    let stale = AttemptRef {
+        task_id: solo[1],
+        attempt: of(solo[1]).attempt + 1,
+    };
+    let backend = store.backend();
+    let results = backend
+        .complete_many_now(vec![
+            (r(of(solo[0])), json!({"n": 0})),
+            (r(step_a), json!({"ok": "a"})),
+            (stale, json!({})),
+            (r(of(solo[2])), json!({"n": 2})),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    let first = results[0].as_ref().unwrap();
+    assert_eq!(
+        (first.task_id, first.status),
+        (solo[0], TaskStatus::Completed)
+    );
+    let a = results[1].as_ref().unwrap();
+    assert_eq!(a.task_id, step_a.task_id);
+    assert_eq!(a.newly_ready.len(), 2, "b and c became ready: {a:?}");
+    assert!(
+        matches!(results[2], Err(flowstore::StoreError::Conflict { .. })),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(results[3].as_ref().unwrap().task_id, solo[2]);
+
+    // A task named twice, the second time as a repeat of the same report; and a
+    // report already answered, repeated with the same output: no-ops that succeed.
+    let results = backend
+        .complete_many_now(vec![
+            (r(of(solo[1])), json!({"n": 1})),
+            (r(of(solo[1])), json!({"n": 1})),
+            (r(of(solo[0])), json!({"n": 0})),
+        ])
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let other = backend
+        .complete_now(r(of(solo[2])), json!({"n": "other"}))
+        .await;
+    assert!(
+        matches!(other, Err(flowstore::StoreError::Conflict { .. })),
+        "{other:?}"
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    tx.sequence_events().await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    let events = tx
+        .events_after(0, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    for (i, id) in solo.iter().enumerate() {
+        let attempts = tx.list_attempts(*id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "task {i}: one attempt");
+        assert_eq!(attempts[0].output_results, json!({"n": i}), "task {i}");
+        assert!(attempts[0].completed_at.is_some());
+        assert_eq!(
+            tx.get_task(*id).await.unwrap().status,
+            TaskStatus::Completed
+        );
+        let completions = events
+            .iter()
+            .filter(|e| e.task_id == Some(*id) && e.event_type == "task.completed")
+            .count();
+        assert_eq!(completions, 1, "task {i}: one completion event");
+    }
+    assert!(events
+        .iter()
+        .any(|e| e.task_id == Some(step_a.task_id) && e.event_type == "task.completed"));
+    let states = statuses(&store, run).await;
+    assert_eq!(
+        states
+            .iter()
+            .filter(|(_, s)| *s == TaskStatus::Ready)
+            .count(),
+        2,
+        "{states:?}"
+    );
 }
