@@ -63,6 +63,8 @@ pub struct PostgresBackend {
     /// The worker transitions' own connections, whose sessions plan every statement
     /// once (generic plans) and never by sequential scan; see `begin_transition`.
     pub(crate) transitions: PgPool,
+    /// Tasks of runs claimed here and not yet reported (see `transitions`).
+    pub(crate) run_tasks: crate::transitions::ClaimedRunTasks,
     keys: Arc<KeySource>,
 }
 
@@ -201,6 +203,7 @@ impl PostgresBackend {
         Ok(PostgresBackend {
             pool,
             transitions,
+            run_tasks: Default::default(),
             keys,
         })
     }

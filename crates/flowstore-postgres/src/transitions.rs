@@ -10,8 +10,12 @@
 //! and perhaps end the run in the same transaction; those, and every report that is
 //! not simply the current attempt of a running task (a repeat, a stale attempt, an
 //! unknown task), go the general way: `begin_transition`, the engine, `COMMIT`.
+//! The tasks of runs claimed through this backend are remembered until they are
+//! reported, so that their completion goes the general way at once instead of first
+//! trying the one statement, which would complete none of them.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use flowstore_core::ids::TaskId;
 use flowstore_core::model::engine::{
@@ -32,7 +36,42 @@ pub(crate) async fn claim_now(
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedTask>> {
     let mut session = backend.autocommit().await?;
-    EngineRepo::claim(&mut session, request).await
+    let claimed = EngineRepo::claim(&mut session, request).await?;
+    backend.run_tasks.remember(&claimed);
+    Ok(claimed)
+}
+
+/// Tasks of runs claimed through this backend and not reported since. Only a hint:
+/// a task claimed elsewhere (another process) is not in it, and its completion tries
+/// the one statement first, which leaves it to the general way.
+#[derive(Default)]
+pub(crate) struct ClaimedRunTasks(Mutex<HashSet<TaskId>>);
+
+impl ClaimedRunTasks {
+    /// The most tasks remembered; past it the set starts again empty (tasks whose
+    /// workers never report would otherwise pile up).
+    const CAPACITY: usize = 65_536;
+
+    fn remember(&self, claimed: &[ClaimedTask]) {
+        let mut tasks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.len() + claimed.len() > Self::CAPACITY {
+            tasks.clear();
+        }
+        tasks.extend(
+            claimed
+                .iter()
+                .filter(|c| c.run_id.is_some())
+                .map(|c| c.task_id),
+        );
+    }
+
+    /// Forgets the tasks of `items`; whether any of them was a remembered run task.
+    fn forget(&self, items: &[(AttemptRef, Value)]) -> bool {
+        let mut tasks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        items
+            .iter()
+            .fold(false, |any, (a, _)| tasks.remove(&a.task_id) || any)
+    }
 }
 
 /// Completes attempts as [`EngineRepo::complete_many`] does, one answer per item in
@@ -42,7 +81,8 @@ pub(crate) async fn complete_many_now(
     backend: &PostgresBackend,
     items: Vec<(AttemptRef, Value)>,
 ) -> StoreResult<Vec<StoreResult<Transition>>> {
-    if !fits_one_statement(&items) {
+    let of_a_run = backend.run_tasks.forget(&items);
+    if of_a_run || !fits_one_statement(&items) {
         return in_transaction(backend, items).await;
     }
     let now = time::now();

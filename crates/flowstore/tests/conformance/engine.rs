@@ -800,13 +800,20 @@ async fn standalone_ready(store: &Store, n: usize) -> Vec<flowstore::ids::TaskId
 
 /// One `complete_many_now` batch mixing a run's task, tasks without a run and a stale
 /// report (on PostgreSQL the tasks without a run complete in one statement outside a
-/// transaction, the rest in a transaction after it), then one naming a task twice:
+/// transaction, the rest in a transaction after it; claimed through `claim_now`, the
+/// run's task sends such a batch to a transaction at once, as the diamond tests
+/// above do), then one naming a task twice:
 /// each item is answered as the engine answers it, the run's completion promotes its
 /// dependents, and every completion leaves its attempt row and its event.
 async fn a_mixed_batch_is_answered_item_by_item(store: Store) {
     let (_, run) = started_diamond(&store).await;
     let solo = standalone_ready(&store, 3).await;
-    let claimed = claim(&store, "w", 10).await;
+    // Claimed in a transaction of the test's own rather than through `claim_now`,
+    // which on PostgreSQL remembers the run's task and sends its completion straight
+    // to a transaction: here the batch first tries its one statement.
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx.claim(&claim_req("w", 10, 30_000)).await.unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(claimed.len(), 4, "step a and the three tasks without a run");
     let of = |id| claimed.iter().find(|c| c.task_id == id).unwrap();
     let step_a = claimed.iter().find(|c| c.run_id == Some(run)).unwrap();
