@@ -776,28 +776,6 @@ async fn a_claim_over_several_handler_types_takes_the_highest_priorities(store: 
     tx.commit().await.unwrap();
 }
 
-/// Tasks without a run, created ready for handler `shell`.
-async fn standalone_ready(store: &Store, n: usize) -> Vec<flowstore::ids::TaskId> {
-    let mut tx = store.begin().await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let t = tx
-            .create_task(flowstore::model::task::NewTask {
-                title: format!("standalone {i}"),
-                handler_type: Some("shell".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let patch: flowstore::model::task::TaskPatch =
-            serde_json::from_value(json!({"status": "ready"})).unwrap();
-        tx.update_task(t.id, patch).await.unwrap();
-        ids.push(t.id);
-    }
-    tx.commit().await.unwrap();
-    ids
-}
-
 /// One `complete_many_now` batch mixing a run's task, tasks without a run and a stale
 /// report (on PostgreSQL the tasks without a run complete in one statement outside a
 /// transaction, the rest in a transaction after it; claimed through `claim_now`, the
@@ -807,7 +785,7 @@ async fn standalone_ready(store: &Store, n: usize) -> Vec<flowstore::ids::TaskId
 /// dependents, and every completion leaves its attempt row and its event.
 async fn a_mixed_batch_is_answered_item_by_item(store: Store) {
     let (_, run) = started_diamond(&store).await;
-    let solo = standalone_ready(&store, 3).await;
+    let solo = super::engine_now::standalone_ready(&store, "shell", 3).await;
     // Claimed in a transaction of the test's own rather than through `claim_now`,
     // which on PostgreSQL remembers the run's task and sends its completion straight
     // to a transaction: here the batch first tries its one statement.

@@ -27,6 +27,13 @@ async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
     })
     .await
     .unwrap();
+    tx.commit().await.unwrap();
+    standalone_ready(store, handler, n).await
+}
+
+/// `n` tasks without a run, created ready for the registered `handler`.
+pub(super) async fn standalone_ready(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
+    let mut tx = store.begin().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..n {
         let t = tx
