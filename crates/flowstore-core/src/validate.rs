@@ -32,12 +32,7 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> StoreResul
 /// Refuses strings longer than `max` characters or containing NUL, which PostgreSQL
 /// cannot store and SQLite would truncate in some tools.
 pub fn bounded(field: &str, value: &str, max: usize) -> StoreResult<()> {
-    if value.contains('\0') {
-        return Err(StoreError::invalid(
-            field,
-            "must not contain NUL characters",
-        ));
-    }
+    no_nul(field, value)?;
     let chars = value.chars().count();
     if chars > max {
         return Err(StoreError::invalid(
@@ -70,10 +65,53 @@ pub fn json_size(field: &str, value: &Value) -> StoreResult<()> {
         ));
     }
     if text.contains("\\u0000") {
-        return Err(StoreError::invalid(
-            field,
-            "must not contain NUL characters",
-        ));
+        return Err(StoreError::invalid(field, NUL_MESSAGE));
+    }
+    Ok(())
+}
+
+/// The message every NUL refusal carries.
+pub const NUL_MESSAGE: &str = "must not contain NUL characters";
+
+/// Where the first NUL character of a JSON value is (in a string or an object key),
+/// as a path such as `definition.steps[2].key`; `None` when there is none.
+pub fn nul_in_json(value: &Value) -> Option<String> {
+    fn walk(v: &Value, path: &mut String) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(k, item)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&k.replace('\0', "\\u0000"));
+                let found = k.contains('\0') || walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    walk(value, &mut path).then_some(path)
+}
+
+/// Refuses a text input (a query or path parameter, a header) that holds a NUL
+/// character: PostgreSQL cannot store one, so both backends refuse it up front.
+pub fn no_nul(field: &str, value: &str) -> StoreResult<()> {
+    if value.contains('\0') {
+        return Err(StoreError::invalid(field, NUL_MESSAGE));
     }
     Ok(())
 }
@@ -158,6 +196,18 @@ mod tests {
             tags("tags", &[" a ".into()]).unwrap(),
             vec!["a".to_string()]
         );
+    }
+
+    #[test]
+    fn nul_is_found_where_it_is() {
+        let v = serde_json::json!({"a": {"b": [1, "x\u{0}"]}, "c": "ok"});
+        assert_eq!(nul_in_json(&v).as_deref(), Some("a.b[1]"));
+        assert_eq!(nul_in_json(&serde_json::json!({"c": "ok"})), None);
+        assert_eq!(
+            nul_in_json(&serde_json::json!({"k\u{0}": 1})).as_deref(),
+            Some("k\\u0000")
+        );
+        assert!(no_nul("q", "a\0b").is_err() && no_nul("q", "ab").is_ok());
     }
 
     #[test]

@@ -18,34 +18,26 @@
 //! may read its project (a task of no project: its creator, or everyone when no one
 //! created it), and changed by its creator, its project's owner and admins.
 
-use flowstore_core::ids::{ProjectId, PullRequestId, RunId, TaskId, UserId, WorkflowId};
+use flowstore_core::ids::{ProjectId, PullRequestId, RunId, TaskId, TeamId, UserId, WorkflowId};
 use flowstore_core::model::project::Project;
 use flowstore_core::model::pull_request::PullRequest;
 use flowstore_core::model::run::WorkflowExecution;
 use flowstore_core::model::task::Task;
-use flowstore_core::model::viewer::{run_workflow_id, workflow_id_of_text, Viewer};
-use flowstore_core::model::workflow::{SharePermission, Visibility, Workflow, WorkflowFilter};
-use flowstore_core::{PageRequest, StoreError, Tx};
+use flowstore_core::model::viewer::{self, run_workflow_id, workflow_id_of_text, Viewer};
+use flowstore_core::model::workflow::{SharePermission, Workflow};
+use flowstore_core::Tx;
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
 
-/// Whether `caller` may do `needed` with `wf`.
+/// Whether `caller` may do `needed` with `wf` (by [`viewer::may_use_workflow`]).
 pub async fn allowed(
     tx: &mut dyn Tx,
     caller: &Caller,
     wf: &Workflow,
     needed: SharePermission,
 ) -> ApiResult<bool> {
-    if caller.is_admin() {
-        return Ok(true);
-    }
-    Ok(match (wf.owner_id, caller.0.user_id) {
-        (None, _) => true,
-        (Some(owner), Some(me)) if owner == me => true,
-        (Some(_), Some(me)) => tx.workflow_access(wf.id, me, needed).await?,
-        (Some(_), None) => needed == SharePermission::Read && wf.visibility == Visibility::Public,
-    })
+    Ok(viewer::may_use_workflow(tx, &caller.viewer(), wf, needed).await?)
 }
 
 /// Refuses unless `caller` may do `needed` with `wf`: 404 when it may not even read
@@ -81,27 +73,13 @@ pub async fn workflow(
 
 /// Who the caller is, for lists that leave out what it may not see.
 pub fn viewer(caller: &Caller) -> Viewer {
-    Viewer {
-        user_id: caller.0.user_id,
-        admin: caller.is_admin(),
-    }
+    caller.viewer()
 }
 
 /// The stored workflow a run's free-text `workflow_id` names, if any (by
 /// [`workflow_id_of_text`], the rule the lists' SQL follows too).
 pub async fn workflow_named(tx: &mut dyn Tx, workflow_id: &str) -> ApiResult<Option<Workflow>> {
-    stored_workflow(tx, workflow_id_of_text(workflow_id)).await
-}
-
-async fn stored_workflow(tx: &mut dyn Tx, id: Option<WorkflowId>) -> ApiResult<Option<Workflow>> {
-    let Some(id) = id else {
-        return Ok(None);
-    };
-    match tx.get_workflow(id).await {
-        Ok(w) => Ok(Some(w)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(viewer::stored_workflow(tx, workflow_id_of_text(workflow_id)).await?)
 }
 
 /// Refuses unless `caller` may do `needed` with the workflow named by a run's
@@ -127,7 +105,7 @@ pub async fn check_run(
     run: &WorkflowExecution,
     needed: SharePermission,
 ) -> ApiResult<()> {
-    match stored_workflow(tx, run_workflow_id(run)).await? {
+    match viewer::stored_workflow(tx, run_workflow_id(run)).await? {
         Some(wf) => check_workflow(tx, caller, &wf, needed)
             .await
             .map_err(|p| rename(p, "run", run.id)),
@@ -172,27 +150,18 @@ pub async fn check_task(
             .await
             .map_err(|p| rename(p, "task", task.id));
     }
-    let mine = task.created_by.is_some() && task.created_by == caller.0.user_id;
-    let project = match task.project_id {
-        Some(p) => Some(tx.get_project(p).await?),
-        None => None,
-    };
-    let readable = mine
-        || match &project {
-            Some(p) => project_visible(tx, caller, p).await?,
-            None => task.created_by.is_none(),
-        };
+    let readable = viewer::may_read_task(tx, &caller.viewer(), task).await?;
     if !readable {
         return Err(hidden("task", task.id));
     }
     if needed == SharePermission::Read {
         return Ok(());
     }
-    owner_or_admin(
-        caller,
-        &[task.created_by, project.and_then(|p| p.owner_id)],
-        "task",
-    )
+    let project_owner = match task.project_id {
+        Some(p) => tx.get_project(p).await?.owner_id,
+        None => None,
+    };
+    owner_or_admin(caller, &[task.created_by, project_owner], "task")
 }
 
 /// The task with `id`, if `caller` may do `needed` with it.
@@ -214,19 +183,7 @@ pub async fn project_visible(
     caller: &Caller,
     project: &Project,
 ) -> ApiResult<bool> {
-    if caller.is_admin() || project.owner_id.is_none() || project.owner_id == caller.0.user_id {
-        return Ok(true);
-    }
-    let through_workflow = WorkflowFilter {
-        project_id: Some(project.id),
-        viewer: Some(viewer(caller)),
-        ..WorkflowFilter::default()
-    };
-    Ok(!tx
-        .list_workflows(&through_workflow, &PageRequest::first(1))
-        .await?
-        .items
-        .is_empty())
+    Ok(viewer::may_read_project(tx, &caller.viewer(), project).await?)
 }
 
 /// Refuses unless `caller` may do `needed` with `project`: 404 when it may not read
@@ -273,6 +230,49 @@ pub async fn project_field(
     match project(tx, caller, id, needed).await {
         Err(p) if p.status == 404 => Err(Problem::invalid(field, "no such project")),
         other => other,
+    }
+}
+
+/// The task named by the `field` of a request body, if `caller` may do `needed`
+/// with it. One it may not read (or that does not exist) is invalid `field`, so that
+/// a body cannot tell hidden tasks from missing ones; one it may read but not use
+/// that way is a 403.
+pub async fn task_field(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    field: &str,
+    id: TaskId,
+    needed: SharePermission,
+) -> ApiResult<Task> {
+    match task(tx, caller, id, needed).await {
+        Err(p) if p.status == 404 => Err(Problem::invalid(field, format!("no such task {id}"))),
+        other => other,
+    }
+}
+
+/// Refuses a team named by the `field` of a request body unless the caller is an
+/// admin or a member of it: a workflow may be put only in a team of its writer's
+/// (a team the caller is not in answers as if it did not exist).
+pub async fn team_field(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    field: &str,
+    team: TeamId,
+) -> ApiResult<()> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let member = match caller.0.user_id {
+        Some(me) => tx.list_user_teams(me).await?.iter().any(|t| t.id == team),
+        None => false,
+    };
+    if member {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            field,
+            format!("no team {team} that the caller belongs to"),
+        ))
     }
 }
 

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use flowstore_core::ids::{ApiKeyId, SessionId, UserId};
 use flowstore_core::model::audit::ActorType;
 use flowstore_core::model::identity::{Role, User, UserStatus};
-use flowstore_core::model::identity_access::{ApiKey, Session, API_KEY_PREFIX};
+use flowstore_core::model::identity_access::{ApiKey, Scope, Session, API_KEY_PREFIX};
 use flowstore_core::StoreError;
 use uuid::Uuid;
 
@@ -53,21 +53,44 @@ pub struct Principal {
 pub struct Caller(pub Principal);
 
 impl Caller {
-    /// Refuses the request unless the caller's role is at least `needed`.
+    /// Refuses the request unless the caller's role is at least `needed` (and, for
+    /// admin operations, its key's scopes include `admin`).
     pub fn require(&self, needed: Role) -> Result<(), Problem> {
-        if rank(self.0.role) >= rank(needed) {
-            Ok(())
-        } else {
-            Err(Problem::forbidden(format!(
+        if rank(self.0.role) < rank(needed) {
+            return Err(Problem::forbidden(format!(
                 "the caller's role ({}) may not do this; {} is needed",
                 self.0.role, needed
-            )))
+            )));
+        }
+        if needed == Role::Admin {
+            self.require_scope(Scope::Admin)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses the request unless the caller's API key (if it came with one) has a
+    /// scope that grants `needed`. Sessions carry no scopes: their user's role rules.
+    pub fn require_scope(&self, needed: Scope) -> Result<(), Problem> {
+        match &self.0.credential {
+            Credential::ApiKey(k) if !k.allows(needed) => Err(Problem::forbidden(format!(
+                "the API key's scopes ({}) do not allow this; {needed} is needed",
+                k.scopes.join(", ")
+            ))),
+            _ => Ok(()),
         }
     }
 
     /// Whether the caller is an admin.
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin
+    }
+
+    /// The caller as a reader of objects (see [`flowstore_core::model::viewer`]).
+    pub fn viewer(&self) -> flowstore_core::model::viewer::Viewer {
+        flowstore_core::model::viewer::Viewer {
+            user_id: self.0.user_id,
+            admin: self.is_admin(),
+        }
     }
 
     /// Who the run or change is attributed to: the user, else the key's name.
@@ -139,6 +162,32 @@ pub fn needed_role(method: &Method, path: &str) -> Role {
     }
 }
 
+/// The scope a request needs by its method and path (see [`Scope`]): reads need
+/// `read`; starting and cancelling runs and the worker protocol need `execute`;
+/// every other change needs `write`. Admin operations also need `admin`, checked
+/// where the handler asks for the admin role ([`Caller::require`]).
+pub fn needed_scope(method: &Method, path: &str) -> Scope {
+    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        return Scope::Read;
+    }
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let executes = match segments.as_slice() {
+        ["", "api", "v1", "worker", ..] => true,
+        ["", "api", "v1", "workflows", _, "runs"] => true,
+        ["", "api", "v1", "runs", _, "cancel"] => true,
+        ["", "api", "v1", "executions"] => method == Method::POST,
+        ["", "api", "v1", "executions", id] => *id != "statistics",
+        _ => false,
+    };
+    if executes {
+        Scope::Execute
+    } else if needed_role(method, path) == Role::Admin {
+        Scope::Admin
+    } else {
+        Scope::Write
+    }
+}
+
 fn self_service(method: &Method, path: &str) -> bool {
     (method == Method::DELETE && path == "/api/v1/sessions/current")
         || (method == Method::PATCH
@@ -155,8 +204,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("").to_string());
     let needed = needed_role(req.method(), req.uri().path());
+    let scope = needed_scope(req.method(), req.uri().path());
     let origin = Origin::of(req.headers(), req.extensions());
-    match check(&state, header, needed).await {
+    match check(&state, header, needed, scope).await {
         Ok(mut caller) => {
             caller.0.request_id = origin.request_id;
             caller.0.ip_address = origin.ip_address;
@@ -205,7 +255,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     }
 }
 
-async fn check(state: &AppState, header: Option<String>, needed: Role) -> Result<Caller, Problem> {
+async fn check(
+    state: &AppState,
+    header: Option<String>,
+    needed: Role,
+    scope: Scope,
+) -> Result<Caller, Problem> {
     let header = header.ok_or_else(|| {
         Problem::unauthenticated(
             "an API key or a session token is required: Authorization: Bearer <token>",
@@ -245,6 +300,7 @@ async fn check(state: &AppState, header: Option<String>, needed: Role) -> Result
         .check(caller.rate_key())
         .map_err(Problem::rate_limited)?;
     caller.require(needed)?;
+    caller.require_scope(scope)?;
     Ok(caller)
 }
 

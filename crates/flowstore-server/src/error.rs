@@ -196,8 +196,27 @@ where
     }
 }
 
-/// Decodes a JSON body into `T` with the errors [`Json`] describes.
+/// Decodes a JSON body into `T` with the errors [`Json`] describes. A NUL
+/// character anywhere in the body (`\u0000` in a string or a key) is refused with
+/// 422 naming where it is: no database behind flowstore can keep one everywhere.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    // Only a body that spells `\u0000` somewhere is walked; a NUL byte itself is
+    // not valid JSON text and fails to parse below.
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(path) = flowstore_core::validate::nul_in_json(&value) {
+                let field = if path.is_empty() {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                return Err(Problem::invalid(
+                    field,
+                    flowstore_core::validate::NUL_MESSAGE,
+                ));
+            }
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -278,9 +297,23 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
         let q = parts.uri.query().unwrap_or("");
+        no_nul_in_query(q)?;
         let de = serde_urlencoded_compat(q);
         de.map(Query)
     }
+}
+
+/// Refuses a query string with a NUL character (`%00`) in a name or value, with
+/// 422 naming the parameter.
+fn no_nul_in_query(q: &str) -> ApiResult<()> {
+    if !q.contains('\0') && !q.to_ascii_lowercase().contains("%00") {
+        return Ok(());
+    }
+    for (name, value) in url::form_urlencoded::parse(q.as_bytes()) {
+        flowstore_core::validate::no_nul(&name, &value)?;
+        flowstore_core::validate::no_nul("query", &name)?;
+    }
+    Ok(())
 }
 
 fn serde_urlencoded_compat<T: DeserializeOwned>(q: &str) -> ApiResult<T> {
@@ -315,6 +348,13 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        // A NUL character in a path parameter is refused like one in any other
+        // text input (422), not looked up.
+        if let Ok(params) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            for (name, value) in params.iter() {
+                flowstore_core::validate::no_nul(name, value)?;
+            }
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, patch, post, put};
@@ -22,6 +22,7 @@ use flowstore_core::model::identity_access::NewApiKey;
 use flowstore_core::{Backend, BackendKind, StoreResult};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod access;
@@ -77,6 +78,16 @@ pub fn app(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.config().body_limit))
+        // Answers carry tokens, keys and other users' data: no cache may keep them,
+        // and no browser may guess their type.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             Problem::internal(&"a handler panicked").into_response()
         }))
@@ -289,6 +300,8 @@ async fn not_found() -> Problem {
 
 /// Serves `state`'s API on `listener` until `shutdown` completes; then stops
 /// accepting, ends event streams and long polls, and waits for requests in flight.
+/// Connections that send no complete request head within the configured
+/// `header_timeout` (idle or trickling clients) are closed.
 /// A maintenance task reaps expired leases, enforces timeouts and (on PostgreSQL)
 /// numbers events while the server runs; the webhook dispatcher ([`webhooks`])
 /// delivers events to webhooks.
@@ -299,18 +312,67 @@ pub async fn serve(
 ) -> io::Result<()> {
     let maintenance = tokio::spawn(maintain(state.clone()));
     let dispatcher = tokio::spawn(webhooks::run(state.clone()));
-    let signal_state = state.clone();
-    let app = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            signal_state.begin_shutdown();
-        })
-        .await;
+    let result = accept(listener, state.clone(), shutdown).await;
     maintenance.abort();
     dispatcher.abort();
     result
+}
+
+/// Accepts connections until `shutdown`, each served over HTTP/1.1 with a timer:
+/// a client must send a whole request head within `header_timeout` of connecting or
+/// of its previous answer (so idle and trickling connections are closed; a request
+/// body is bounded by the request timeout). Then stops accepting, ends streams and
+/// long polls, and waits for the answers in flight.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let header_timeout = state.config().header_timeout;
+    let router = app(state.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    state.begin_shutdown();
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Runs [`maintenance_tick`] every `maintenance_interval` until shutdown.

@@ -24,10 +24,15 @@ struct Bearer;
 impl Modify for Bearer {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let components = api.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some(
+            "An API key (`fsk_…`) or a session token. Each operation lists the scope it \
+             needs (`read`, `write`, `execute`, `admin`): an API key with scopes must hold \
+             it (`admin` grants all, `write` and `execute` grant `read`); a key without \
+             scopes, and a session, are limited by their role alone."
+                .into(),
         );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
     }
 }
 
@@ -162,6 +167,7 @@ pub async fn document() -> impl IntoResponse {
     components(schemas(
         Problem,
         NewLogEntry,
+        AuditEntry,
         HandlerPage,
         routes::runs::StartRunBody,
         routes::worker::ClaimBody,

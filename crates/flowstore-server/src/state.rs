@@ -26,8 +26,12 @@ pub struct ServerConfig {
     pub max_claim_wait: Duration,
     /// How often waiting claims and event streams look at the database.
     pub poll_interval: Duration,
-    /// Longest a request other than a stream may take.
+    /// Longest a request other than a stream may take, its body's upload included.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's head, counted from when it
+    /// connected or got its previous answer: idle and trickling connections are
+    /// closed after it.
+    pub header_timeout: Duration,
     /// How often the maintenance task reaps leases and enforces timeouts.
     pub maintenance_interval: Duration,
     /// How long a looked-up API key is trusted without asking the database again.
@@ -52,6 +56,7 @@ impl Default for ServerConfig {
             max_claim_wait: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(1),
             key_cache_ttl: Duration::from_secs(10),
             touch_interval: Duration::from_secs(60),

@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 
 both_backends!(
     roles_against_operation_classes,
-    user_a_against_user_b_objects
+    user_a_against_user_b_objects,
+    webhooks_get_only_what_their_owner_may_read,
+    key_scopes_limit_every_route,
+    references_name_only_visible_objects,
+    installation_wide_objects,
 );
 
 fn steps() -> Value {
@@ -138,22 +142,25 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
     let c = Client::new(b.clone()).await;
     handler(&c).await;
     let (a_id, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
     let (_, admin) = user_key(&b, Role::Admin, "root@x.io").await;
     let team = c
         .call("POST", "/api/v1/teams", &admin, Some(json!({"name": "t1"})))
         .await;
     assert_eq!(team.status, 201, "{}", team.body);
     let team_id = team.body["id"].as_str().unwrap().to_string();
-    let m = c
-        .call(
-            "POST",
-            &format!("/api/v1/teams/{team_id}/members"),
-            &admin,
-            Some(json!({"user_id": a_id})),
-        )
-        .await;
-    assert_eq!(m.status, 201, "{}", m.body);
+    // B puts a workflow in the team, so B must be in it too
+    for member in [&a_id, &b_id] {
+        let m = c
+            .call(
+                "POST",
+                &format!("/api/v1/teams/{team_id}/members"),
+                &admin,
+                Some(json!({"user_id": member})),
+            )
+            .await;
+        assert_eq!(m.status, 201, "{}", m.body);
+    }
 
     let private = workflow(&c, &bk, json!({})).await;
     let shared_read = workflow(&c, &bk, json!({})).await;
@@ -286,4 +293,407 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
         .call("POST", &format!("/api/v1/runs/{run}/cancel"), &bk, None)
         .await;
     assert_eq!(got.status, 200, "{}", got.body);
+}
+
+/// Numbers the events (PostgreSQL numbers them after commit) and fans them out to
+/// the webhooks, as the dispatcher's round does.
+async fn fan_out(c: &Client) {
+    let mut tx = c.backend.begin().await.unwrap();
+    tx.sequence_events().await.unwrap();
+    tx.commit().await.unwrap();
+    loop {
+        let mut tx = c.backend.begin().await.unwrap();
+        let f = tx.fan_out_events(100).await.unwrap();
+        tx.commit().await.unwrap();
+        if f.events == 0 {
+            break;
+        }
+    }
+}
+
+async fn webhook(c: &Client, key: &str, name: &str) -> String {
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            key,
+            Some(
+                json!({"name": name, "url": format!("https://hooks.example.com/{name}"),
+                        "events": ["*"]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["webhook"]["id"].as_str().unwrap().to_string()
+}
+
+/// The run IDs (and whole bodies) of a webhook's deliveries.
+async fn delivered(c: &Client, key: &str, hook: &str) -> (Vec<String>, String) {
+    let r = c
+        .call(
+            "GET",
+            &format!("/api/v1/webhooks/{hook}/deliveries?limit=200"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let runs = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["payload"]["run_id"].as_str().map(str::to_string))
+        .collect();
+    (runs, r.body.to_string())
+}
+
+/// Starts a run of `wf` with `key` and fails its task with `error`; the run's ID.
+async fn failed_run(c: &Client, key: &str, wf: &str, error: &str) -> String {
+    let r = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{wf}/runs"),
+            key,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let run = r.body["run"]["id"].as_str().unwrap().to_string();
+    let claim =
+        json!({"worker_id": "w", "handler_types": ["shell"], "limit": 10, "lease_ms": 60000});
+    let got = c
+        .call("POST", "/api/v1/worker/claim", key, Some(claim))
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let task = got
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["run_id"] == run.as_str())
+        .unwrap_or_else(|| panic!("the run's task was claimed: {}", got.body))
+        .clone();
+    let fail = json!({"task_id": task["task_id"], "attempt": task["attempt"],
+                      "error": error, "retryable": false});
+    let f = c.call("POST", "/api/v1/worker/fail", key, Some(fail)).await;
+    assert_eq!(f.status, 200, "{}", f.body);
+    run
+}
+
+/// A webhook receives only events about objects its owner may read at fan-out
+/// time: not another user's private runs (nor the error text their worker
+/// reported), its own runs, runs of a workflow shared with it while the share
+/// lasts, nothing once its owner is switched off; an admins' webhook everything.
+async fn webhooks_get_only_what_their_owner_may_read(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    handler(&c).await;
+    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
+    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let b_hook = webhook(&c, &bk, "b").await;
+    let admin_hook = webhook(&c, &c.admin, "ops").await;
+
+    let a_wf = workflow(&c, &a, json!({})).await;
+    let b_wf = workflow(&c, &bk, json!({})).await;
+    let a_run = failed_run(&c, &a, &a_wf, "a-private-error-text").await;
+    let b_run = failed_run(&c, &bk, &b_wf, "b-own-error").await;
+    fan_out(&c).await;
+
+    let (runs, body) = delivered(&c, &bk, &b_hook).await;
+    assert!(runs.contains(&b_run), "B gets its own run's events: {body}");
+    assert!(
+        !runs.contains(&a_run),
+        "B gets none of A's private run: {body}"
+    );
+    assert!(!body.contains("a-private-error-text"), "{body}");
+    let (runs, _) = delivered(&c, &c.admin, &admin_hook).await;
+    assert!(runs.contains(&a_run) && runs.contains(&b_run), "{runs:?}");
+
+    // shared with B: B's webhook gets the runs that happen while it is shared
+    let s = c
+        .call(
+            "POST",
+            &format!("/api/v1/workflows/{a_wf}/shares"),
+            &a,
+            Some(json!({"user_id": b_id, "permission": "read"})),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    let shared_run = failed_run(&c, &a, &a_wf, "shared-error").await;
+    fan_out(&c).await;
+    let (runs, body) = delivered(&c, &bk, &b_hook).await;
+    assert!(runs.contains(&shared_run), "{body}");
+
+    // the share removed before the fan-out: the next run is not B's to see
+    let share = s.body["id"].as_str().unwrap();
+    let un = c
+        .call(
+            "DELETE",
+            &format!("/api/v1/workflows/{a_wf}/shares/{share}"),
+            &a,
+            None,
+        )
+        .await;
+    assert_eq!(un.status, 204, "{}", un.body);
+    let unshared_run = failed_run(&c, &a, &a_wf, "unshared-error").await;
+    fan_out(&c).await;
+    let (runs, body) = delivered(&c, &bk, &b_hook).await;
+    assert!(!runs.contains(&unshared_run), "{body}");
+
+    // B switched off: its webhook gets nothing more, not even B's own runs
+    let b_run2 = failed_run(&c, &bk, &b_wf, "late").await;
+    let off = c
+        .call(
+            "PATCH",
+            &format!("/api/v1/users/{b_id}"),
+            &c.admin,
+            Some(json!({"status": "inactive"})),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{}", off.body);
+    fan_out(&c).await;
+    let (runs, _) = delivered(&c, &c.admin, &b_hook).await;
+    assert!(!runs.contains(&b_run2), "{runs:?}");
+    let (runs, _) = delivered(&c, &c.admin, &admin_hook).await;
+    assert!(runs.contains(&unshared_run) && runs.contains(&b_run2));
+}
+
+/// An API key with scopes may make only the requests they grant, on every route:
+/// `read` reads, `write` changes objects, `execute` starts runs and speaks the
+/// worker protocol, `admin` does admin operations; a key without scopes is limited
+/// by its role alone. The OpenAPI document names each operation's scope.
+async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
+    use flowstore_core::model::identity_access::NewApiKey;
+    let c = Client::new(b.clone()).await;
+    handler(&c).await;
+    let scoped = |role: Role, scopes: &[&str]| {
+        let b = b.clone();
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        async move {
+            let mut tx = b.begin().await.unwrap();
+            let k = tx
+                .create_api_key(NewApiKey {
+                    name: format!("{scopes:?}"),
+                    role: Some(role),
+                    scopes,
+                    ..NewApiKey::default()
+                })
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            k.key.expose().to_string()
+        }
+    };
+    let read = scoped(Role::User, &["read"]).await;
+    let write = scoped(Role::User, &["write"]).await;
+    let exec = scoped(Role::User, &["execute"]).await;
+    let admin_read = scoped(Role::Admin, &["read"]).await;
+    let admin_all = scoped(Role::Admin, &["admin"]).await;
+    let keys = [
+        Some(read.as_str()),
+        Some(write.as_str()),
+        Some(exec.as_str()),
+        Some(c.user.as_str()),
+    ];
+    let wf = workflow(&c, &c.user, json!({})).await;
+    let body = json!({"name": "scoped", "definition": steps()});
+    let w = statuses(&c, &keys, "POST", "/api/v1/workflows", Some(body)).await;
+    assert_eq!(w, [403, 201, 403, 201], "create a workflow");
+    let path = format!("/api/v1/workflows/{wf}");
+    let g = statuses(&c, &keys, "GET", &path, None).await;
+    assert_eq!(g, [200, 200, 200, 200], "read");
+    let path = format!("/api/v1/workflows/{wf}/runs");
+    let r = statuses(&c, &keys, "POST", &path, Some(json!({}))).await;
+    assert_eq!(r, [403, 403, 201, 201], "start a run");
+    let claim =
+        json!({"worker_id": "w", "handler_types": ["nothing"], "limit": 1, "lease_ms": 1000});
+    let wp = statuses(&c, &keys, "POST", "/api/v1/worker/claim", Some(claim)).await;
+    assert_eq!(wp, [403, 403, 200, 200], "worker protocol");
+    let mut p = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let body = json!({"name": format!("p{i}")});
+        p.extend(statuses(&c, &[*k], "POST", "/api/v1/projects", Some(body)).await);
+    }
+    assert_eq!(p, [403, 201, 403, 201], "create a project");
+
+    // admin operations need the admin scope as well as the role
+    let admins = [Some(admin_read.as_str()), Some(admin_all.as_str())];
+    let cfg = statuses(&c, &admins, "GET", "/api/v1/configurations", None).await;
+    assert_eq!(cfg, [403, 200], "admin read");
+    let k = statuses(
+        &c,
+        &admins,
+        "POST",
+        "/api/v1/apikeys",
+        Some(json!({"name": "n"})),
+    )
+    .await;
+    assert_eq!(k, [403, 201], "create a key");
+    let denied = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &read,
+            Some(json!({"name": "q"})),
+        )
+        .await;
+    assert!(
+        denied.body["detail"].as_str().unwrap().contains("write"),
+        "{}",
+        denied.body
+    );
+
+    // unknown scopes are refused when a key is made, naming the field
+    let bad = c
+        .call(
+            "POST",
+            "/api/v1/apikeys",
+            &c.admin,
+            Some(json!({"name": "n", "scopes": ["workflows:read"]})),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(bad.body["field"], "scopes");
+
+    // the document says which scope each operation needs
+    let doc = c.call("GET", "/api/v1/openapi.json", &c.user, None).await;
+    let scope = |path: &str, method: &str| {
+        doc.body["paths"][path][method]["security"][0]["bearer"][0].clone()
+    };
+    assert_eq!(scope("/api/v1/workflows", "get"), "read");
+    assert_eq!(scope("/api/v1/workflows", "post"), "write");
+    assert_eq!(scope("/api/v1/workflows/{id}/runs", "post"), "execute");
+    assert_eq!(scope("/api/v1/worker/complete", "post"), "execute");
+    assert_eq!(scope("/api/v1/apikeys", "post"), "admin");
+    assert!(doc.body["paths"]["/api/v1/sessions"]["post"]["security"][0]
+        .as_object()
+        .is_some_and(|o| o.is_empty()));
+}
+
+/// A body may name another object only when the caller may see it: a parent task,
+/// a dependency, a log line's task, a workflow's team. A hidden one answers as a
+/// missing one does, and hidden dependencies are left out of lists.
+async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
+    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let task = |key: &str, extra: Value| {
+        let mut body = json!({"title": "t"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let key = key.to_string();
+        let c = &c;
+        async move { c.call("POST", "/api/v1/tasks", &key, Some(body)).await }
+    };
+    let a_task = task(&a, json!({})).await;
+    assert_eq!(a_task.status, 201, "{}", a_task.body);
+    let a_task = a_task.body["id"].as_str().unwrap().to_string();
+    let missing = uuid::Uuid::now_v7().to_string();
+    for (field, hidden, absent) in [
+        (
+            "parent_task_id",
+            json!({"parent_task_id": a_task}),
+            json!({"parent_task_id": missing}),
+        ),
+        (
+            "depends_on",
+            json!({"depends_on": [a_task]}),
+            json!({"depends_on": [missing]}),
+        ),
+    ] {
+        let h = task(&bk, hidden).await;
+        let m = task(&bk, absent).await;
+        assert_eq!(
+            (h.status.as_u16(), m.status.as_u16()),
+            (422, 422),
+            "{field}: {} / {}",
+            h.body,
+            m.body
+        );
+        assert_eq!(h.body["field"], field, "{}", h.body);
+    }
+    let b_task = task(&bk, json!({})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = c
+        .call(
+            "PATCH",
+            &format!("/api/v1/tasks/{b_task}"),
+            &bk,
+            Some(json!({"parent_task_id": a_task})),
+        )
+        .await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    // A's own task may depend on it; B may not read that dependency
+    let dep = task(&a, json!({"depends_on": [a_task]})).await;
+    assert_eq!(dep.status, 201, "{}", dep.body);
+    // a log line about A's task
+    let log = json!({"level": "info", "message": "x", "task_id": a_task});
+    let l = c.call("POST", "/api/v1/logs", &bk, Some(log.clone())).await;
+    assert_eq!(l.status, 404, "{}", l.body);
+    let l = c.call("POST", "/api/v1/logs", &a, Some(log)).await;
+    assert_eq!(l.status, 201, "{}", l.body);
+    // a team B is not in
+    let team = c
+        .call(
+            "POST",
+            "/api/v1/teams",
+            &c.admin,
+            Some(json!({"name": "t"})),
+        )
+        .await;
+    let team = team.body["id"].as_str().unwrap().to_string();
+    let w = c
+        .call(
+            "POST",
+            "/api/v1/workflows",
+            &bk,
+            Some(json!({"name": "w", "definition": steps(), "team_id": team})),
+        )
+        .await;
+    assert_eq!(w.status, 422, "{}", w.body);
+    assert_eq!(w.body["field"], "team_id");
+}
+
+/// Objects of the installation: components are changed by admins only (and read
+/// by users and admins), system metrics are read by users and admins, a viewer
+/// sees component health only.
+async fn installation_wide_objects(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let keys = [
+        Some(c.admin.as_str()),
+        Some(c.user.as_str()),
+        Some(c.viewer.as_str()),
+    ];
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/components",
+            &c.user,
+            Some(json!({"name": "svc", "type": "service",
+                        "configuration": {"dsn": "internal"}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let patch = Some(json!({"configuration": {"dsn": "elsewhere"}}));
+    let p = statuses(
+        &c,
+        &keys[1..],
+        "PATCH",
+        "/api/v1/components/svc",
+        patch.clone(),
+    )
+    .await;
+    assert_eq!(p, [403, 403], "change a component");
+    let p = statuses(&c, &keys[..1], "PATCH", "/api/v1/components/svc", patch).await;
+    assert_eq!(p, [200], "an admin changes it");
+    let g = statuses(&c, &keys, "GET", "/api/v1/components/svc", None).await;
+    assert_eq!(g, [200, 200, 403], "read a component");
+    let g = statuses(&c, &keys, "GET", "/api/v1/components", None).await;
+    assert_eq!(g, [200, 200, 403], "list components");
+    let h = statuses(&c, &keys, "GET", "/api/v1/components/health", None).await;
+    assert_eq!(h, [200, 200, 200], "component health");
+    let m = statuses(&c, &keys, "GET", "/api/v1/system-metrics", None).await;
+    assert_eq!(m, [200, 200, 403], "system metrics");
 }

@@ -57,18 +57,21 @@ fn pr(project: &str, n: u32) -> Value {
 async fn projects_pull_requests_and_tasks(b: Arc<dyn Backend>) {
     let c = Client::new(b.clone()).await;
     let (a_id, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
     let (_, admin) = user_key(&b, Role::Admin, "root@x.io").await;
     let team = create(&c, &admin, "/api/v1/teams", json!({"name": "t1"})).await;
-    let m = c
-        .call(
-            "POST",
-            &format!("/api/v1/teams/{team}/members"),
-            &admin,
-            Some(json!({"user_id": a_id})),
-        )
-        .await;
-    assert_eq!(m.status, 201, "{}", m.body);
+    // B puts a workflow in the team, so B is in it too
+    for member in [&a_id, &b_id] {
+        let m = c
+            .call(
+                "POST",
+                &format!("/api/v1/teams/{team}/members"),
+                &admin,
+                Some(json!({"user_id": member})),
+            )
+            .await;
+        assert_eq!(m.status, 201, "{}", m.body);
+    }
 
     // B's projects: private; seen through a public workflow; seen through a
     // workflow visible to A's team. An unowned one (made by a key of no user), A's own.

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 both_backends!(
     a_run_completes_through_the_worker_protocol,
     errors_are_problem_details,
-    claims_wait_for_work
+    claims_wait_for_work,
+    nul_characters_are_refused_everywhere,
+    answers_are_never_cached_or_sniffed
 );
 
 async fn setup(c: &Client, steps: Value) -> String {
@@ -422,4 +424,74 @@ async fn claims_wait_for_work(b: Arc<dyn Backend>) {
     let (body, waited) = waiter.await.unwrap();
     assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+/// A NUL character in a query parameter, a path parameter or anywhere in a JSON
+/// body is refused with 422 naming where it is, on both backends (PostgreSQL cannot
+/// store one), before any SQL runs.
+async fn nul_characters_are_refused_everywhere(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    for (path, field) in [
+        ("/api/v1/tasks?tag=%00", "tag"),
+        ("/api/v1/tasks?q=a%00b", "q"),
+        ("/api/v1/events?event_type=%00&run_id=x", "event_type"),
+        ("/api/v1/audit?actor=%00", "actor"),
+        ("/api/v1/workflows?name=%00", "name"),
+        ("/api/v1/logs?component=%00", "component"),
+        ("/api/v1/executions/%00", "execution_id"),
+        ("/api/v1/executions/a%00b/metrics", "execution_id"),
+        ("/api/v1/configurations/%00", "key"),
+        ("/api/v1/components/x%00", "which"),
+        ("/api/v1/handlers/%00", "handler_type"),
+    ] {
+        let r = c.call("GET", path, &c.admin, None).await;
+        assert_eq!(r.status, 422, "GET {path}: {}", r.body);
+        assert_eq!(r.body["field"], field, "GET {path}: {}", r.body);
+        assert!(r.content_type.starts_with("application/problem+json"));
+    }
+    for (method, path, body, field) in [
+        (
+            "POST",
+            "/api/v1/projects",
+            json!({"name": "p", "settings": {"a": ["x", "\u{0}"]}}),
+            "settings.a[1]",
+        ),
+        (
+            "PUT",
+            "/api/v1/configurations",
+            json!({"key": "k\u{0}", "value": 1}),
+            "key",
+        ),
+        (
+            "POST",
+            "/api/v1/logs",
+            json!({"level": "info", "message": "m", "context": {"k\u{0}": 1}}),
+            "context.k\\u0000",
+        ),
+    ] {
+        let r = c.call(method, path, &c.admin, Some(body)).await;
+        assert_eq!(r.status, 422, "{method} {path}: {}", r.body);
+        assert_eq!(r.body["field"], field, "{method} {path}: {}", r.body);
+    }
+}
+
+/// Every answer says it must not be stored by a cache (some carry keys, tokens or
+/// secrets) and that its type must not be guessed.
+async fn answers_are_never_cached_or_sniffed(b: Arc<dyn Backend>) {
+    let c = Client::new(b).await;
+    let created = c
+        .call(
+            "POST",
+            "/api/v1/apikeys",
+            &c.admin,
+            Some(json!({"name": "k"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let missing = c.call("GET", "/api/v1/nothing-here", &c.admin, None).await;
+    let health = c.raw("GET", "/healthz", None, None).await;
+    for r in [&created, &missing, &health] {
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    }
 }

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 both_backends!(
     shutdown_lets_requests_in_flight_finish,
-    events_resume_after_last_event_id
+    events_resume_after_last_event_id,
+    idle_and_trickling_connections_are_closed
 );
 
 struct Live {
@@ -195,4 +196,68 @@ async fn events_resume_after_last_event_id(b: Arc<dyn Backend>) {
         .await
         .unwrap();
     assert_eq!(bad.status(), 422);
+}
+
+/// A client that connects and sends nothing, one that trickles a request head one
+/// byte at a time, and one that stays idle after an answer are all disconnected
+/// once the head time limit passes; a prompt client is served.
+async fn idle_and_trickling_connections_are_closed(b: Arc<dyn Backend>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = flowstore_server::ServerConfig {
+        header_timeout: Duration::from_secs(1),
+        ..flowstore_server::ServerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        AppState::with_config(b, config),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // Reads until the server closes the connection; what it sent.
+    async fn until_closed(conn: &mut tokio::net::TcpStream) -> String {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "the server kept the connection open");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    until_closed(&mut silent).await;
+
+    let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let writer = tokio::spawn(async move {
+        for byte in head {
+            if trickle.write_all(&[*byte]).await.is_err() {
+                return trickle;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        trickle
+    });
+    let mut trickle = writer.await.unwrap();
+    let answer = until_closed(&mut trickle).await;
+    assert!(
+        !answer.contains("200 OK"),
+        "a trickled head was served: {answer}"
+    );
+
+    let mut prompt = tokio::net::TcpStream::connect(addr).await.unwrap();
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    prompt.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // then idle on a kept-alive connection: closed as well
+    until_closed(&mut prompt).await;
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }

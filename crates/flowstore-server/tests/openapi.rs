@@ -194,6 +194,31 @@ async fn answers_match_the_document(b: Arc<dyn Backend>) {
 /// documented status whose body validates.
 async fn every_documented_path_is_routed(b: Arc<dyn Backend>) {
     let t = Checked::new(b).await;
+    // every reference in the document resolves
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    out.push(r.to_string());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&t.doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external $ref {r}"));
+        assert!(
+            t.doc.pointer(pointer).is_some(),
+            "$ref {r} does not resolve"
+        );
+    }
     let paths = t.doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 50, "{} paths", paths.len());
     let zero = "00000000-0000-0000-0000-000000000000";

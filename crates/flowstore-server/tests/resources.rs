@@ -96,12 +96,13 @@ async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
         &c,
         "GET",
         &format!("/api/v1/components/{cid}"),
-        &c.viewer,
+        &c.user,
         None,
         200,
     )
     .await;
-    let list = ok(&c, "GET", "/api/v1/components", &c.viewer, None, 200).await;
+    ok(&c, "GET", "/api/v1/components", &c.viewer, None, 403).await;
+    let list = ok(&c, "GET", "/api/v1/components", &c.user, None, 200).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let health = ok(&c, "GET", "/api/v1/components/health", &c.viewer, None, 200).await;
     assert_eq!(health[0]["effective_health"], "healthy", "{health}");

@@ -102,7 +102,7 @@ async fn system_metrics(b: Arc<dyn Backend>) {
         &c,
         "GET",
         "/api/v1/system-metrics?limit=3",
-        &c.viewer,
+        &c.user,
         None,
         200,
     )
@@ -113,7 +113,7 @@ async fn system_metrics(b: Arc<dyn Backend>) {
         &c,
         "GET",
         &format!("/api/v1/system-metrics?limit=3&cursor={cur}"),
-        &c.viewer,
+        &c.user,
         None,
         200,
     )
@@ -237,7 +237,7 @@ async fn component_patch(b: Arc<dyn Backend>) {
         &c,
         "PATCH",
         "/api/v1/components/worker-1",
-        &c.user,
+        &c.admin,
         Some(patch),
         200,
     )
@@ -265,7 +265,7 @@ async fn component_patch(b: Arc<dyn Backend>) {
         &c,
         "GET",
         &format!("/api/v1/components/{id}"),
-        &c.viewer,
+        &c.user,
         None,
         200,
     )
@@ -276,25 +276,27 @@ async fn component_patch(b: Arc<dyn Backend>) {
         &c,
         "PATCH",
         "/api/v1/components/nope",
-        &c.user,
+        &c.admin,
         Some(json!({"version": "2"})),
         404,
     )
     .await;
+    for key in [&c.viewer, &c.user] {
+        ok(
+            &c,
+            "PATCH",
+            "/api/v1/components/worker-1",
+            key,
+            Some(json!({"version": "2"})),
+            403,
+        )
+        .await;
+    }
     ok(
         &c,
         "PATCH",
         "/api/v1/components/worker-1",
-        &c.viewer,
-        Some(json!({"version": "2"})),
-        403,
-    )
-    .await;
-    ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/worker-1",
-        &c.user,
+        &c.admin,
         Some(json!({"name": "w2"})),
         422,
     )
@@ -303,7 +305,7 @@ async fn component_patch(b: Arc<dyn Backend>) {
         &c,
         "PATCH",
         "/api/v1/components/worker-1",
-        &c.user,
+        &c.admin,
         Some(json!({"status": "sleepy"})),
         422,
     )
@@ -313,7 +315,7 @@ async fn component_patch(b: Arc<dyn Backend>) {
         &c,
         "PATCH",
         "/api/v1/components/worker-1",
-        &c.user,
+        &c.admin,
         Some(json!({"endpoints": [1]})),
         422,
     )

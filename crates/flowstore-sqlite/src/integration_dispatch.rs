@@ -11,8 +11,8 @@ use flowstore_core::crypto::{Sealed, SecretString};
 use flowstore_core::ids::{DeliveryId, WebhookId};
 use flowstore_core::model::engine::{EngineRepo, EventFilter};
 use flowstore_core::model::integration::{
-    open_clearly, AttemptResult, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery, RetryPolicy,
-    SealedKind, StaleSecrets, Webhook, WebhookDelivery,
+    open_clearly, AttemptResult, Audience, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery,
+    RetryPolicy, SealedKind, StaleSecrets, Webhook, WebhookDelivery,
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
@@ -134,11 +134,10 @@ impl SqliteTx {
         .await
         .map_err(map_err)?;
         let mut deliveries = 0;
+        let mut audience = Audience::default();
         for ev in &events {
             for h in &hooks {
-                // A webhook gets the events that happened after it was created.
-                if h.created_at <= ev.created_at
-                    && h.matches(&ev.event_type, ev.workflow_id.as_deref())
+                if audience.receives(self, h, ev).await?
                     && self
                         .queue(&NewDelivery::of_event(h.id, ev))
                         .await?

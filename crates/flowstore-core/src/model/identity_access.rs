@@ -106,6 +106,31 @@ impl NewSession {
     }
 }
 
+text_enum!(
+    /// What kind of request an API key may make, on top of its role. A key with no
+    /// scopes may make every request its role allows; a key with scopes may make only
+    /// the requests one of them grants (see [`Scope::grants`]).
+    Scope, "scopes" {
+        /// Reads (`GET`), the event stream included.
+        Read => "read",
+        /// Creates, changes and deletes objects; reads too.
+        Write => "write",
+        /// Starts and cancels runs and speaks the worker protocol; reads too.
+        Execute => "execute",
+        /// Admin-only operations; everything else too.
+        Admin => "admin",
+    }
+);
+
+impl Scope {
+    /// Whether holding `self` allows a request that needs `needed`.
+    pub fn grants(self, needed: Scope) -> bool {
+        self == needed
+            || self == Scope::Admin
+            || (needed == Scope::Read && matches!(self, Scope::Write | Scope::Execute))
+    }
+}
+
 /// The text every API key starts with.
 pub const API_KEY_PREFIX: &str = "fsk_";
 
@@ -124,7 +149,8 @@ pub struct ApiKey {
     pub prefix: String,
     /// What the key may do.
     pub role: Role,
-    /// Finer-grained permissions, free-form.
+    /// What kinds of request it may make (`read`, `write`, `execute`, `admin`);
+    /// empty: every request its role allows.
     #[sqlx(json)]
     pub scopes: Vec<String>,
     /// When it stops being valid, if ever.
@@ -157,13 +183,37 @@ pub struct NewApiKey {
     /// What it may do; `user` when absent.
     #[serde(default)]
     pub role: Option<Role>,
-    /// Scopes: each 1 to 100 characters, no repeats, at most 100.
+    /// What kinds of request it may make: any of `read`, `write`, `execute` and
+    /// `admin`, no repeats; empty or absent: every request its role allows.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>))]
     pub scopes: Vec<String>,
     /// When it stops being valid; must be in the future when given.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
+}
+
+/// Checks that every scope is one of [`Scope`]'s, without repeats.
+fn check_scopes(scopes: &[String]) -> StoreResult<Vec<String>> {
+    let scopes = validate::tags("scopes", scopes)?;
+    for s in &scopes {
+        s.parse::<Scope>()?;
+    }
+    Ok(scopes)
+}
+
+impl ApiKey {
+    /// Whether the key's scopes allow a request that needs `needed`. A key without
+    /// scopes is limited by its role alone; a scope no longer known grants nothing.
+    pub fn allows(&self, needed: Scope) -> bool {
+        self.scopes.is_empty()
+            || self
+                .scopes
+                .iter()
+                .filter_map(|s| s.parse::<Scope>().ok())
+                .any(|s| s.grants(needed))
+    }
 }
 
 /// An API key just created, with the key itself: the only time it is available.
@@ -190,7 +240,7 @@ impl NewApiKey {
             name: validate::required_text("name", &self.name, 200)?,
             prefix,
             role: self.role.unwrap_or(Role::User),
-            scopes: validate::tags("scopes", &self.scopes)?,
+            scopes: check_scopes(&self.scopes)?,
             expires_at: self.expires_at.map(crate::time::truncate),
             last_used_at: None,
             revoked_at: None,

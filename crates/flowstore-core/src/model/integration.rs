@@ -23,9 +23,11 @@ use crate::time::Timestamp;
 use crate::validate;
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
+mod audience;
 mod delivery;
 mod webhook;
 
+pub use audience::Audience;
 pub use delivery::{
     retry_delay, AttemptResult, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery, RetryPolicy,
     WebhookDelivery, MAX_RESPONSE_BODY_BYTES,

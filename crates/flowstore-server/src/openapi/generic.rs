@@ -8,6 +8,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 use utoipa::Modify;
 
@@ -23,7 +24,7 @@ const AUTHENTICATED: &[(&str, &str)] = &[
     ("401", "no API key, or an unknown, revoked or expired one"),
     (
         "403",
-        "the key's role (or the object's owner) does not allow this",
+        "the key's role or scopes (or the object's owner) do not allow this",
     ),
     ("429", "too many requests for this API key; see Retry-After"),
     (
@@ -36,6 +37,10 @@ const AUTHENTICATED: &[(&str, &str)] = &[
 const WITH_BODY: &[(&str, &str)] = &[
     ("400", "the body is not JSON (the detail says where)"),
     ("413", "the body is larger than the server accepts"),
+    (
+        "415",
+        "the body is not sent as `Content-Type: application/json`",
+    ),
     (
         "422",
         "a field is missing, unknown or invalid (`field` names it)",
@@ -144,20 +149,32 @@ fn add_generic(op: &mut Operation) {
     }
 }
 
+/// Names, on every operation that needs a key, the scope that key needs (by
+/// [`crate::auth::needed_scope`], the rule the server enforces). Admin operations
+/// need `admin` as well, which their 403 covers.
+fn add_scope(op: &mut Operation, method: &axum::http::Method, path: &str) {
+    if is_public(op) {
+        return;
+    }
+    let scope = crate::auth::needed_scope(method, path);
+    op.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
+}
+
 impl Modify for Generic {
     fn modify(&self, api: &mut OpenApi) {
-        for item in api.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.patch,
-                &mut item.delete,
-                &mut item.put,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                add_generic(op);
+        use axum::http::Method;
+        for (path, item) in api.paths.paths.iter_mut() {
+            for (method, op) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
+                (Method::PUT, &mut item.put),
+            ] {
+                if let Some(op) = op {
+                    add_generic(op);
+                    add_scope(op, &method, path);
+                }
             }
         }
     }

@@ -76,7 +76,9 @@ pub struct AggregateQuery {
 
 /// Creates an execution (seed 000's `create`).
 #[utoipa::path(post, path = "/api/v1/executions", tag = "executions", request_body = doc::NewExecution,
-    responses((status = 201, body = doc::Run), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = doc::Run),
+        (status = 404, body = Problem, description = "the workflow it names is not visible to the caller"),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,

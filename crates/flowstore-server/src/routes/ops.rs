@@ -87,8 +87,12 @@ pub async fn register_component(
     responses((status = 200, body = doc::ComponentPage)))]
 pub async fn list_components(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<AxumJson<Page<Component>>> {
+    // A component's configuration and endpoints are for operators, not for
+    // read-only keys (its health is for everyone: `/components/health`).
+    caller.require(Role::User)?;
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(
         tx.list_components(&super::page(q.cursor, q.limit)).await?,
@@ -113,8 +117,10 @@ pub async fn component_health(
     responses((status = 200, body = doc::Component), (status = 404, body = Problem)))]
 pub async fn get_component(
     State(state): State<AppState>,
+    caller: Caller,
     Path(which): Path<String>,
 ) -> ApiResult<AxumJson<Component>> {
+    caller.require(Role::User)?;
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(tx.get_component(component_ref(&which)).await?))
 }
@@ -203,8 +209,13 @@ pub async fn append_logs(
         )?],
     };
     let mut tx = state.backend().begin().await?;
+    // A log line names only runs and tasks its writer may work on; one it may not
+    // see answers 404, as one that does not exist does.
     for run in entries.iter().filter_map(|e| e.execution_id) {
         access::run(&mut *tx, &caller, run, SharePermission::Execute).await?;
+    }
+    for task in entries.iter().filter_map(|e| e.task_id) {
+        access::task(&mut *tx, &caller, task, SharePermission::Execute).await?;
     }
     let written = tx.append_logs(entries).await?;
     tx.commit().await?;

@@ -64,7 +64,8 @@ pub struct ListRuns {
 /// Starts a run of a workflow version.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/runs", tag = "runs", request_body = StartRunBody,
     params(("id" = String, Path, description = "workflow ID")),
-    responses((status = 201, body = doc::StartedRun), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = doc::StartedRun), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the execution_id is already taken"), (status = 422, body = Problem)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,

@@ -71,8 +71,11 @@ pub async fn record(
     responses((status = 200, body = doc::SystemMetricPage), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListSystemMetrics>,
 ) -> ApiResult<AxumJson<Page<SystemMetric>>> {
+    // Host and component figures are for operators, not for read-only keys.
+    caller.require(Role::User)?;
     let filter = SystemMetricFilter {
         name: q.name,
         component: q.component,
@@ -96,6 +99,9 @@ pub async fn patch_component(
     Path(which): Path<String>,
     Json(patch): Json<ComponentPatch>,
 ) -> ApiResult<AxumJson<Component>> {
+    // Components belong to the installation, not to a user: only admins change
+    // what one is (a component's own key reports its heartbeats).
+    caller.require(Role::Admin)?;
     let which = match which.parse::<ComponentId>() {
         Ok(id) => ComponentRef::Id(id),
         Err(_) => ComponentRef::Name(which),

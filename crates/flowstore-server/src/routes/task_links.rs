@@ -57,7 +57,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The IDs of the tasks this task depends on, oldest first.
+/// The IDs of the tasks this task depends on that the caller may read, oldest first.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/dependencies", tag = "tasks",
     params(("id" = String, Path, description = "task ID")),
     responses((status = 200, body = [String]), (status = 404, body = Problem)))]
@@ -68,7 +68,16 @@ pub async fn dependencies(
 ) -> ApiResult<AxumJson<Vec<TaskId>>> {
     let mut tx = state.backend().begin_read().await?;
     access::task(&mut *tx, &caller, id, SharePermission::Read).await?;
-    Ok(AxumJson(tx.task_dependencies(id).await?))
+    // A dependency the caller may not read is left out, as in every list.
+    let mut visible = Vec::new();
+    for dep in tx.task_dependencies(id).await? {
+        match access::task(&mut *tx, &caller, dep, SharePermission::Read).await {
+            Ok(_) => visible.push(dep),
+            Err(p) if p.status == 404 => {}
+            Err(p) => return Err(p),
+        }
+    }
+    Ok(AxumJson(visible))
 }
 
 /// A page of the direct sub-tasks of a task that the key may read, newest first.

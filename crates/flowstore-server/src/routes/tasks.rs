@@ -77,6 +77,21 @@ pub async fn create(
     if let Some(p) = new.project_id {
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Write).await?;
     }
+    // A task may hang under, or wait for, only tasks its creator may see: a child is
+    // added to its parent (write), a dependency is only read.
+    if let Some(parent) = new.parent_task_id {
+        access::task_field(
+            &mut *tx,
+            &caller,
+            "parent_task_id",
+            parent,
+            SharePermission::Write,
+        )
+        .await?;
+    }
+    for dep in &new.depends_on {
+        access::task_field(&mut *tx, &caller, "depends_on", *dep, SharePermission::Read).await?;
+    }
     let t = tx.create_task(new).await?;
     let after = audit::json(&t);
     audit::record(&mut *tx, &caller, "task.create", "task", t.id, None, after).await?;
@@ -113,6 +128,16 @@ pub async fn update(
 ) -> ApiResult<AxumJson<Task>> {
     let mut tx = state.backend().begin().await?;
     let before = access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
+    if let Some(Some(parent)) = patch.parent_task_id {
+        access::task_field(
+            &mut *tx,
+            &caller,
+            "parent_task_id",
+            parent,
+            SharePermission::Write,
+        )
+        .await?;
+    }
     let t = tx.update_task(id, patch).await?;
     let (b, a) = (audit::json(&before), audit::json(&t));
     audit::record(&mut *tx, &caller, "task.update", "task", id, b, a).await?;

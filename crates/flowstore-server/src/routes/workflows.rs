@@ -68,6 +68,9 @@ pub async fn create(
     if let Some(p) = new.project_id {
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Read).await?;
     }
+    if let Some(t) = new.team_id {
+        access::team_field(&mut *tx, &caller, "team_id", t).await?;
+    }
     let w = tx.create_workflow(new).await?;
     audit::record(
         &mut *tx,
@@ -143,6 +146,9 @@ pub async fn update(
     let before = access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
     if let Some(Some(p)) = patch.project_id {
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Read).await?;
+    }
+    if let Some(Some(t)) = patch.team_id {
+        access::team_field(&mut *tx, &caller, "team_id", t).await?;
     }
     let w = tx.update_workflow(id, patch).await?;
     let (b, a) = (audit::json(&before), audit::json(&w));

@@ -139,16 +139,18 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
         "GET",
         "/api/v1/system-metrics?name=doc.cpu&limit=1",
         &[],
-        viewer,
+        a,
         None,
         200,
     )
     .await;
+    t.call("GET", "/api/v1/system-metrics", &[], viewer, None, 403)
+        .await;
     t.call(
         "GET",
         "/api/v1/system-metrics?since=soon",
         &[],
-        viewer,
+        a,
         None,
         422,
     )
@@ -162,6 +164,15 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
         "/api/v1/components/{which}",
         &["doc-comp"],
         a,
+        Some(patch.clone()),
+        403,
+    )
+    .await;
+    t.call(
+        "PATCH",
+        "/api/v1/components/{which}",
+        &["doc-comp"],
+        admin,
         Some(patch),
         200,
     )
@@ -170,7 +181,7 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
         "PATCH",
         "/api/v1/components/{which}",
         &["nope"],
-        a,
+        admin,
         Some(json!({})),
         404,
     )

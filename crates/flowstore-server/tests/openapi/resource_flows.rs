@@ -78,7 +78,8 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
         200,
     )
     .await;
-    t.call("GET", "/api/v1/components", &[], viewer, None, 200)
+    t.call("GET", "/api/v1/components", &[], a, None, 200).await;
+    t.call("GET", "/api/v1/components", &[], viewer, None, 403)
         .await;
     t.call("GET", "/api/v1/components/health", &[], viewer, None, 200)
         .await;
@@ -86,7 +87,7 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
         "GET",
         "/api/v1/components/{which}",
         &["worker-1"],
-        viewer,
+        a,
         None,
         200,
     )

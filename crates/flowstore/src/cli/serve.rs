@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// Longest a request (other than an event stream) may take, in seconds.
     #[arg(long, env = "FLOWSTORE_REQUEST_TIMEOUT", default_value_t = 60)]
     pub request_timeout_secs: u64,
+    /// Longest a client may take to send a request's head, in seconds, counted from
+    /// when it connected or got its previous answer; idle and trickling connections
+    /// are closed after it.
+    #[arg(long, env = "FLOWSTORE_HEADER_TIMEOUT", default_value_t = 30)]
+    pub header_timeout_secs: u64,
     /// How long a sign-in session lasts, such as 12h, 30m or 7d.
     #[arg(long, env = "FLOWSTORE_SESSION_TTL", default_value = "12h")]
     pub session_ttl: String,
@@ -151,6 +156,7 @@ pub async fn serve(
         rate_burst: args.rate_burst,
         body_limit: args.body_limit,
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
         session_ttl,
         ..flowstore_server::ServerConfig::default()
     };

@@ -633,7 +633,7 @@ async fn api_keys_are_shown_once_and_found_by_hash(store: Store) {
         user_id: Some(u.id),
         name: name.into(),
         role: Some(Role::Viewer),
-        scopes: vec!["workflows:read".into()],
+        scopes: vec!["read".into()],
         expires_at: None,
     };
     let created = tx.create_api_key(new_key("ci")).await.unwrap();
@@ -650,7 +650,7 @@ async fn api_keys_are_shown_once_and_found_by_hash(store: Store) {
 
     let found = tx.find_api_key(&key, now).await.unwrap();
     assert_eq!(found, created.api_key);
-    assert_eq!(found.scopes, vec!["workflows:read".to_string()]);
+    assert_eq!(found.scopes, vec!["read".to_string()]);
     assert_eq!(found.role, Role::Viewer);
     assert_err!(tx.find_api_key(&format!("{key}x"), now).await, NotFound);
     assert_err!(
@@ -724,8 +724,17 @@ async fn api_keys_are_shown_once_and_found_by_hash(store: Store) {
     );
     assert_err!(
         tx.create_api_key(NewApiKey {
-            scopes: vec!["a".into(), "a".into()],
+            scopes: vec!["read".into(), "read".into()],
             ..new_key("dup scopes")
+        })
+        .await,
+        Invalid,
+        "scopes"
+    );
+    assert_err!(
+        tx.create_api_key(NewApiKey {
+            scopes: vec!["workflows:read".into()],
+            ..new_key("unknown scope")
         })
         .await,
         Invalid,
