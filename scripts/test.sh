@@ -94,14 +94,22 @@ else
 fi
 log "PostgreSQL for the tests: $FLOWSTORE_TEST_PG"
 
+# The tests name their databases with this run's prefix; only those are dropped at
+# the end, so a second run on the same server (or its databases) is never touched.
+run_id=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+export FLOWSTORE_TEST_DB_PREFIX="fs_test_${run_id}_"
 drop_test_databases() {
   command -v psql >/dev/null 2>&1 || return 0
-  psql "$FLOWSTORE_TEST_PG" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'fs\_test\_%'" 2>/dev/null |
-    while read -r db; do psql "$FLOWSTORE_TEST_PG" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+  psql "$FLOWSTORE_TEST_PG" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE '${FLOWSTORE_TEST_DB_PREFIX//_/\\_}%'" 2>/dev/null |
+    while read -r db; do psql "$FLOWSTORE_TEST_PG" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
-drop_test_databases
+trap 'drop_test_databases; cleanup' EXIT
 
 status=0
 cargo test --workspace --all-targets "$@" || status=$?
-drop_test_databases
+# The HTTP API fuzzed from its OpenAPI document on both backends, within a time
+# budget per backend (FLOWSTORE_FUZZ_SECONDS, default 90).
+if [[ $status == 0 ]]; then
+  scripts/fuzz.sh "${FLOWSTORE_FUZZ_SECONDS:-90}" || status=$?
+fi
 exit $status

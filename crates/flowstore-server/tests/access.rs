@@ -654,6 +654,38 @@ async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
         .await;
     assert_eq!(w.status, 422, "{}", w.body);
     assert_eq!(w.body["field"], "team_id");
+
+    // a name taken by a hidden project answers exactly as one taken by a visible
+    // one: the field, never who holds it or what it is
+    let p = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &a,
+            Some(json!({"name": "secret"})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    let id = p.body["id"].as_str().unwrap();
+    let hidden = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &bk,
+            Some(json!({"name": "secret"})),
+        )
+        .await;
+    let visible = c
+        .call(
+            "POST",
+            "/api/v1/projects",
+            &a,
+            Some(json!({"name": "secret"})),
+        )
+        .await;
+    assert_eq!(hidden.status, 409, "{}", hidden.body);
+    assert_eq!(hidden.body, visible.body);
+    assert!(!hidden.body.to_string().contains(id), "{}", hidden.body);
 }
 
 /// Objects of the installation: components are changed by admins only (and read

@@ -65,7 +65,17 @@ pub async fn postgres() -> Arc<dyn Backend> {
              Run the tests with scripts/test.sh, which starts a throwaway server when none is running."
         )
     });
-    let name = format!("fs_test_{}", uuid::Uuid::new_v4().simple());
+    // scripts/test.sh gives each run a prefix of its own, and drops only the
+    // databases with that prefix, so two runs on one server never touch each
+    // other's databases.
+    let prefix = std::env::var("FLOWSTORE_TEST_DB_PREFIX")
+        .ok()
+        .filter(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .unwrap_or_else(|| "fs_test_".to_string());
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await

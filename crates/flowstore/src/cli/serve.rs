@@ -62,15 +62,19 @@ pub struct ServeArgs {
 pub enum ApiKeysCommand {
     /// Create a key and print it (the only time it is shown).
     Create {
-        /// A name to recognise it by.
+        /// A name to recognise it by (default: "<role> key (command line)").
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// admin, user or viewer.
         #[arg(long, default_value = "user")]
         role: String,
         /// The user it acts for.
         #[arg(long)]
         user_id: Option<String>,
+        /// What kinds of request it may make, comma-separated: read, write,
+        /// execute, admin (default: everything its role allows).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
     },
     /// List a user's keys (prefixes, roles, state; never the keys).
     List {
@@ -131,16 +135,18 @@ pub async fn serve(
     }
     store.backend().check_schema().await?;
     let backend = store.backend_arc();
-    if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
-        println!("No API key existed, so an admin key was created. It is shown only now:");
-        println!("  {key}");
-        println!("Send it as: Authorization: Bearer <key>");
-    }
+    // The port first: a server that cannot listen must not make (and print) the one
+    // bootstrap key and then exit, leaving the next start with none to show.
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| {
             StoreError::invalid("listen", format!("cannot listen on {}: {e}", args.listen))
         })?;
+    if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
+        println!("No API key existed, so an admin key was created. It is shown only now:");
+        println!("  {key}");
+        println!("Send it as: Authorization: Bearer <key>");
+    }
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -195,15 +201,18 @@ pub async fn apikeys(store: &Store, cmd: ApiKeysCommand) -> Result<(), StoreErro
             name,
             role,
             user_id,
+            scopes,
         } => {
             let role: Role = role.parse()?;
             let user_id = user_id.as_deref().map(str::parse::<UserId>).transpose()?;
+            let name = name.unwrap_or_else(|| format!("{role} key (command line)"));
             let mut tx = store.begin().await?;
             let created = tx
                 .create_api_key(NewApiKey {
                     name,
                     role: Some(role),
                     user_id,
+                    scopes,
                     ..NewApiKey::default()
                 })
                 .await?;
