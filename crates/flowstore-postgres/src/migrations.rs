@@ -32,6 +32,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(8, "0008", "lease_index"),
     migration!(9, "0009", "trigger_conditions"),
     migration!(10, "0010", "counter_shards"),
+    migration!(11, "0011", "webhook_answers"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

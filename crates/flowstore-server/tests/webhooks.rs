@@ -17,7 +17,7 @@ use axum::routing::post;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::WebhookId;
 use flowstore_core::model::integration::{
-    DeliveryStatus, NewWebhook, RetryPolicy, WebhookDelivery,
+    DeliveryStatus, Destinations, NewWebhook, RetryPolicy, WebhookDelivery,
 };
 use flowstore_core::{Backend, PageRequest};
 use flowstore_server::webhooks::{self, WebhookConfig};
@@ -100,6 +100,8 @@ fn config() -> ServerConfig {
                 base_delay: Duration::from_millis(20),
                 max_delay: Duration::from_millis(100),
             },
+            // The receivers listen on loopback, which only the allow-list opens.
+            destinations: Destinations::new(["127.0.0.1/32"]).unwrap(),
             ..WebhookConfig::default()
         },
         ..ServerConfig::default()

@@ -33,6 +33,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(8, "0008", "lease_index"),
     migration!(9, "0009", "trigger_conditions"),
     migration!(10, "0010", "counter_shards"),
+    migration!(11, "0011", "webhook_answers"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flowstore_core::admin::{parse_duration, RetentionPolicy};
 use flowstore_core::crypto::{Key, Keyring};
+use flowstore_core::model::integration::Destinations;
 use flowstore_core::store::KeySource;
 use flowstore_core::{StoreError, StoreResult};
 use serde::Deserialize;
@@ -39,6 +40,9 @@ pub struct Settings {
     /// Delete finished work older than this, on a schedule, while `serve` runs; off
     /// when `None`.
     pub retention: Option<RetentionPolicy>,
+    /// Webhook destinations allowed beyond public addresses: CIDRs, addresses,
+    /// host names or `*.domain` (see `Destinations` in flowstore-core).
+    pub webhook_allow: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -58,6 +62,7 @@ impl std::fmt::Debug for Settings {
             )
             .field("key_file", &self.key_file)
             .field("retention", &self.retention)
+            .field("webhook_allow", &self.webhook_allow)
             .finish()
     }
 }
@@ -77,6 +82,7 @@ impl Default for Settings {
             previous_keys: Vec::new(),
             key_file: PathBuf::from("flowstore.key"),
             retention: None,
+            webhook_allow: Vec::new(),
         }
     }
 }
@@ -104,6 +110,16 @@ struct FileSettings {
     /// `[retention] older_than = "90d"`, `interval = "1h"`.
     #[serde(default)]
     retention: Option<RetentionPolicy>,
+    /// `[webhooks] allow = ["10.1.0.0/16", "hooks.corp.internal"]`.
+    #[serde(default)]
+    webhooks: FileWebhooks,
+}
+
+/// The `[webhooks]` part of `flowstore.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    allow: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -128,6 +144,9 @@ impl Settings {
                 StoreError::invalid("config", format!("{}: {}", path.display(), e.message()))
             })?;
             s.retention = f.retention;
+            if let Some(v) = f.webhooks.allow {
+                s.webhook_allow = v;
+            }
             let d = f.database;
             if let Some(v) = d.url {
                 s.database_url = v;
@@ -200,14 +219,13 @@ impl Settings {
             self.encryption_key = Some(v);
         }
         if let Some(v) = get("ENCRYPTION_KEY_PREVIOUS") {
-            self.previous_keys = v
-                .split(',')
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .collect();
+            self.previous_keys = split_list(&v);
         }
         if let Some(v) = get("FLOWSTORE_KEY_FILE") {
             self.key_file = PathBuf::from(v);
+        }
+        if let Some(v) = get("FLOWSTORE_WEBHOOK_ALLOW") {
+            self.webhook_allow = split_list(&v);
         }
         if let Some(v) = get("FLOWSTORE_RETENTION") {
             let older_than = parse_duration("FLOWSTORE_RETENTION", &v)?;
@@ -237,6 +255,7 @@ impl Settings {
         if let Some(k) = &self.encryption_key {
             Key::parse(k)?;
         }
+        Destinations::new(&self.webhook_allow)?;
         Ok(())
     }
 
@@ -269,6 +288,14 @@ fn postgres_url_from_parts(get: &dyn Fn(&str) -> Option<String>) -> String {
     }
     url.set_path(&name);
     url.to_string()
+}
+
+/// A comma-separated list, entries trimmed, blanks dropped.
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 fn parse_num(name: &str, v: &str) -> StoreResult<u32> {
@@ -374,6 +401,34 @@ mod tests {
         assert!(Settings::load(None, &env(&[("FLOWSTORE_RETENTION", "soon")])).is_err());
         std::fs::write(&file, "[database]\nbogus = 1\n").unwrap();
         assert!(Settings::load(Some(&file), &env(&[])).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn webhook_allow_comes_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("fs-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("flowstore.toml");
+        assert!(Settings::load(None, &env(&[]))
+            .unwrap()
+            .webhook_allow
+            .is_empty());
+        std::fs::write(
+            &file,
+            "[webhooks]\nallow = [\"10.1.0.0/16\", \"hooks.corp.internal\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.webhook_allow, ["10.1.0.0/16", "hooks.corp.internal"]);
+        let s = Settings::load(
+            Some(&file),
+            &env(&[("FLOWSTORE_WEBHOOK_ALLOW", "127.0.0.1/32, ::1 ,")]),
+        )
+        .unwrap();
+        assert_eq!(s.webhook_allow, ["127.0.0.1/32", "::1"]);
+        let e =
+            Settings::load(None, &env(&[("FLOWSTORE_WEBHOOK_ALLOW", "10.0.0.0/99")])).unwrap_err();
+        assert_eq!(e.field(), Some("webhook_allow"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

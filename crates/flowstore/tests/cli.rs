@@ -33,7 +33,7 @@ fn migrate_round_trip(url: &str) {
         String::from_utf8_lossy(&up.stderr)
     );
     assert!(
-        stdout(&up).contains("applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10"),
+        stdout(&up).contains("applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
         "{}",
         stdout(&up)
     );
@@ -49,7 +49,7 @@ fn migrate_round_trip(url: &str) {
         .all(|m| m["state"] == "applied"));
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(
-        stdout(&down).contains("reverted 10, 9, 8, 7, 6, 5, 4, 3"),
+        stdout(&down).contains("reverted 11, 10, 9, 8, 7, 6, 5, 4, 3"),
         "{}",
         stdout(&down)
     );
@@ -79,5 +79,44 @@ fn a_bad_url_fails_with_a_clear_message() {
     assert!(
         err.contains("DATABASE_URL") && err.contains("sqlite:"),
         "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_malformed_webhook_allow_list() {
+    let path = std::env::temp_dir().join(format!("fs-cli-{}.db", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    let out = flowstore(
+        &url,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-allow",
+            "127.0.0.1/32,10.0.0.0/99",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("webhook_allow") && err.contains("10.0.0.0/99"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .args(["--database-url", &url, "serve"])
+        .env("FLOWSTORE_WEBHOOK_ALLOW", "not a host")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("webhook_allow"), "{err}");
+    let help = Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = stdout(&help);
+    assert!(
+        help.contains("--webhook-allow") && help.contains("FLOWSTORE_WEBHOOK_ALLOW"),
+        "{help}"
     );
 }

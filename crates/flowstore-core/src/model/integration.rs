@@ -6,7 +6,8 @@
 //! is metadata, and a decrypted value only through the explicit reveal operations,
 //! wrapped so that it prints as `<redacted>`. Webhook types are in
 //! `integration/webhook.rs`, deliveries and their retry rules in
-//! `integration/delivery.rs`.
+//! `integration/delivery.rs`, and the rule for where deliveries may go in
+//! `integration/destination.rs`.
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use crate::{Page, PageRequest, StoreError, StoreResult};
 
 mod audience;
 mod delivery;
+mod destination;
 mod webhook;
 
 pub use audience::Audience;
@@ -32,9 +34,11 @@ pub use delivery::{
     retry_delay, AttemptResult, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery, RetryPolicy,
     WebhookDelivery, MAX_RESPONSE_BODY_BYTES,
 };
+pub use destination::{address_reason, Destinations, Refused, ALLOW_SETTING};
 pub use webhook::{
-    event_patterns, webhook_headers, webhook_secret, webhook_url, CreatedWebhook, NewWebhook,
-    Webhook, WebhookFilter, WebhookPatch, WebhookWrite, MAX_WEBHOOK_URL_CHARS,
+    event_patterns, webhook_destination, webhook_headers, webhook_secret, webhook_url,
+    CreatedWebhook, NewWebhook, Webhook, WebhookFilter, WebhookPatch, WebhookWrite,
+    MAX_WEBHOOK_URL_CHARS,
 };
 
 text_enum!(

@@ -287,7 +287,10 @@ pub async fn reveal_credential(
     }))
 }
 
-/// Registers a webhook; the answer carries its signing secret, shown only now.
+/// Registers a webhook; the answer carries its signing secret, shown only now. Its
+/// URL must point at a public address (not loopback, private, link-local, a
+/// metadata service or a local name) unless the operator allows it with
+/// `webhook_allow`; otherwise 422 naming `url`.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = doc::NewWebhook,
     responses((status = 201, body = CreatedWebhook), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_webhook(
@@ -296,6 +299,9 @@ pub async fn create_webhook(
     Json(mut new): Json<NewWebhook>,
 ) -> ApiResult<impl IntoResponse> {
     new.owner_id = creator(&caller)?;
+    // Where the server may be made to send requests is settled before the
+    // transaction (nothing is looked up; deliveries check resolved addresses).
+    new.check_destination(&state.config().webhooks.destinations)?;
     let mut tx = state.backend().begin().await?;
     if let Some(wf) = new.workflow_id {
         // Filtering on a workflow reveals its events: the caller must be able to read it.
@@ -373,7 +379,8 @@ pub async fn get_webhook(
     Ok(AxumJson(webhook(&mut *tx, &caller, &id).await?))
 }
 
-/// Changes a webhook (URL, events, headers, active, secret, workflow filter).
+/// Changes a webhook (URL, events, headers, active, secret, workflow filter); a new
+/// URL is checked as at creation.
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
     request_body = doc::WebhookPatch,
     responses((status = 200, body = doc::Webhook), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -383,6 +390,7 @@ pub async fn update_webhook(
     Path(id): Path<String>,
     Json(patch): Json<WebhookPatch>,
 ) -> ApiResult<AxumJson<Webhook>> {
+    patch.check_destination(&state.config().webhooks.destinations)?;
     let mut tx = state.backend().begin().await?;
     let before = webhook(&mut *tx, &caller, &id).await?;
     let w = tx.update_webhook(before.id, patch).await?;
@@ -418,7 +426,8 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A page of a webhook's deliveries, newest first, with attempts and outcomes.
+/// A page of a webhook's deliveries, newest first, with attempts and outcomes (of
+/// an answer, its status and a summary, never its body).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path), DeliveryQuery),
     responses((status = 200, body = doc::DeliveryPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn deliveries(

@@ -142,7 +142,15 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Restore(args) => backup::restore(&store, args).await,
         Command::Export(args) => backup::export(&store, args).await,
         Command::Import(args) => backup::import(&store, args).await,
-        Command::Serve(args) => serve::serve(&store, args, settings.retention.clone()).await,
+        Command::Serve(args) => {
+            serve::serve(
+                &store,
+                args,
+                settings.retention.clone(),
+                &settings.webhook_allow,
+            )
+            .await
+        }
         Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
         Command::Keys(keys::KeysCommand::Rotate(args)) => {
             keys::rotate(&store, &settings, args).await

@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// How long a sign-in session lasts, such as 12h, 30m or 7d.
     #[arg(long, env = "FLOWSTORE_SESSION_TTL", default_value = "12h")]
     pub session_ttl: String,
+    /// Webhook destinations allowed besides public addresses, comma-separated:
+    /// CIDRs (10.1.0.0/16, 127.0.0.1/32), addresses, host names or *.domain.
+    /// Loopback, private, link-local, unique-local, CGNAT, multicast and metadata
+    /// destinations are refused otherwise. Replaces the list from the environment
+    /// or the file [env: FLOWSTORE_WEBHOOK_ALLOW] [toml: [webhooks] allow]
+    #[arg(long, value_delimiter = ',', value_name = "CIDR|HOST")]
+    pub webhook_allow: Option<Vec<String>>,
 }
 
 /// `flowstore apikeys …`.
@@ -125,7 +132,11 @@ pub async fn serve(
     store: &Store,
     args: ServeArgs,
     retention: Option<flowstore_core::admin::RetentionPolicy>,
+    webhook_allow: &[String],
 ) -> Result<(), StoreError> {
+    // The flag wins over the environment and the file (already in `webhook_allow`).
+    let webhook_allow = args.webhook_allow.as_deref().unwrap_or(webhook_allow);
+    let destinations = flowstore_core::model::integration::Destinations::new(webhook_allow)?;
     init_logs(args.log_format);
     if !args.no_migrate {
         let applied = store.backend().migrate_up(None).await?;
@@ -152,6 +163,9 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or(args.listen);
     tracing::info!(%addr, backend = ?store.kind(), "flowstore serving");
+    if !destinations.is_default() {
+        tracing::info!(allow = ?webhook_allow, "webhook destinations allowed besides public addresses");
+    }
     // On stdout, whatever the log format, so that people and scripts (with
     // `--listen 127.0.0.1:0`) learn the address.
     println!("flowstore is listening on http://{addr}");
@@ -164,6 +178,10 @@ pub async fn serve(
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
         session_ttl,
+        webhooks: flowstore_server::webhooks::WebhookConfig {
+            destinations,
+            ..Default::default()
+        },
         ..flowstore_server::ServerConfig::default()
     };
     let state = AppState::with_config(backend, config);

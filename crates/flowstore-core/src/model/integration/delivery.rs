@@ -16,8 +16,11 @@ use crate::text_enum;
 use crate::time::Timestamp;
 use crate::{StoreError, StoreResult};
 
-/// Longest part of a receiver's answer kept on a delivery, in bytes.
-pub const MAX_RESPONSE_BODY_BYTES: usize = 2048;
+/// Longest summary of a receiver's answer kept on a delivery, in bytes. Only a
+/// summary is kept (the status's reason phrase, the body's type and length), never
+/// the receiver's text: a webhook's owner must not be able to read, through its
+/// deliveries, what a server it does not control answered.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 256;
 
 text_enum!(
     /// Where a delivery stands.
@@ -59,7 +62,9 @@ pub struct WebhookDelivery {
     pub last_attempt_at: Option<Timestamp>,
     /// The HTTP status of the last answer (empty while an attempt is under way).
     pub response_code: Option<i32>,
-    /// The start of the last answer's body.
+    /// A short summary of the last answer, such as `Not Found; text/html; 512
+    /// bytes`: its status's standard reason phrase and its body's type and length,
+    /// never the body itself.
     pub response_body: Option<String>,
     /// Why the last attempt failed (every failed attempt records one, so an empty
     /// error on a pending or failed delivery marks an attempt under way).
@@ -162,7 +167,7 @@ pub struct FanOut {
 pub struct AttemptResult {
     /// The HTTP status answered, if an answer came.
     pub response_code: Option<u16>,
-    /// The start of the answer's body.
+    /// A short summary of the answer (see [`WebhookDelivery::response_body`]).
     pub response_body: Option<String>,
     /// Why it failed without an answer (connection refused, timeout…).
     pub error: Option<String>,
@@ -174,7 +179,7 @@ impl AttemptResult {
         matches!(self.response_code, Some(200..=299))
     }
 
-    /// The stored form: the body cut to [`MAX_RESPONSE_BODY_BYTES`] on a character
+    /// The stored form: the summary cut to [`MAX_RESPONSE_BODY_BYTES`] on a character
     /// boundary, the error to 1000 bytes, and a non-2xx answer described as the error
     /// when none is given.
     pub fn normalised(mut self) -> Self {

@@ -6,6 +6,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::Destinations;
 use crate::crypto::{Keyring, Sealed, SecretString};
 use crate::ids::{UserId, WebhookId, WorkflowId};
 use crate::model::nullable;
@@ -346,7 +347,28 @@ pub fn webhook_secret(field: &str, secret: Option<SecretString>) -> StoreResult<
     }
 }
 
+/// Checks `value` as [`webhook_url`] does, then that `destinations` lets
+/// deliveries go to its host; nothing is looked up, so a server may call it
+/// before its transaction.
+pub fn webhook_destination(
+    field: &str,
+    value: &str,
+    destinations: &Destinations,
+) -> StoreResult<()> {
+    let normal = webhook_url(field, value)?;
+    let parsed = url::Url::parse(&normal)
+        .map_err(|e| StoreError::invalid(field, format!("is not a URL: {e}")))?;
+    destinations.check_url(field, &parsed)
+}
+
 impl NewWebhook {
+    /// Checks that its URL is a destination `destinations` allows (see
+    /// [`webhook_destination`]). The store checks the URL's form only, since it
+    /// does not know the server's allow-list; the HTTP server calls this first.
+    pub fn check_destination(&self, destinations: &Destinations) -> StoreResult<()> {
+        webhook_destination("url", &self.url, destinations)
+    }
+
     /// Checks every field and seals the secret with `ring`.
     pub fn prepare(self, ring: &Keyring, now: Timestamp) -> StoreResult<WebhookWrite> {
         let name = validate::required_text("name", &self.name, 255)?;
@@ -378,6 +400,15 @@ impl NewWebhook {
 }
 
 impl WebhookPatch {
+    /// Checks that a new URL, when given, is a destination `destinations` allows
+    /// (see [`NewWebhook::check_destination`]).
+    pub fn check_destination(&self, destinations: &Destinations) -> StoreResult<()> {
+        match &self.url {
+            Some(url) => webhook_destination("url", url, destinations),
+            None => Ok(()),
+        }
+    }
+
     /// Applies the patch to `w`; returns the new secret sealed with `ring` when the
     /// patch replaces it.
     pub fn apply<'k>(
@@ -449,6 +480,38 @@ mod tests {
         );
         let long = format!("https://example.com/{}", "a".repeat(2000));
         assert!(webhook_url("url", &long).is_err());
+    }
+
+    #[test]
+    fn destinations_are_checked_on_new_urls_only() {
+        let d = Destinations::default();
+        let new = |url: &str| NewWebhook {
+            url: url.into(),
+            ..NewWebhook::default()
+        };
+        let e = new("http://127.0.0.1:9/x")
+            .check_destination(&d)
+            .unwrap_err();
+        assert_eq!(e.field(), Some("url"));
+        // A malformed URL is refused as such, naming the same field.
+        let e = new("ftp://x.example").check_destination(&d).unwrap_err();
+        assert_eq!(e.field(), Some("url"));
+        assert!(new("https://hooks.example.com/x")
+            .check_destination(&d)
+            .is_ok());
+        let allowed = Destinations::new(["127.0.0.1/32"]).unwrap();
+        assert!(new("http://127.0.0.1:9/x")
+            .check_destination(&allowed)
+            .is_ok());
+        let patch = WebhookPatch {
+            url: Some("http://[::1]/".into()),
+            ..WebhookPatch::default()
+        };
+        assert_eq!(
+            patch.check_destination(&d).unwrap_err().field(),
+            Some("url")
+        );
+        assert!(WebhookPatch::default().check_destination(&d).is_ok());
     }
 
     #[test]

@@ -1,0 +1,2 @@
+-- The answers dropped going up are not brought back.
+SELECT 1;
