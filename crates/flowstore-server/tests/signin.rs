@@ -13,7 +13,7 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use common::{ok, Client};
 use flowstore_core::Backend;
-use flowstore_server::{app, AppState, ServerConfig, SignInLimits};
+use flowstore_server::{app, serve, AppState, ServerConfig, SignInLimits};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -25,6 +25,7 @@ both_backends!(
     sign_in_is_limited_per_client_address,
     wrong_passwords_from_one_address_are_delayed,
     guessing_the_current_password_is_throttled_too,
+    a_flood_over_tcp_is_cut_off_at_the_address_burst,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -358,4 +359,68 @@ async fn guessing_the_current_password_is_throttled_too(b: Arc<dyn Backend>) {
         sign_in(&c, "ada@x.io", "a new password", None).await.status,
         201
     );
+}
+
+async fn a_flood_over_tcp_is_cut_off_at_the_address_burst(b: Arc<dyn Backend>) {
+    // A real server sees the client's address on the connection: eight clients on one
+    // address sending wrong passwords for ever-new emails get the address's burst of
+    // password checks, then 429 before any work is done.
+    let limits = SignInLimits {
+        address_burst: 10,
+        address_per_minute: 0.01,
+        ..SignInLimits::default()
+    };
+    let cfg = ServerConfig {
+        sign_in: limits,
+        ..ServerConfig::default()
+    };
+    let state = AppState::with_config(b.clone(), cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/sessions", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let clients = (0..8).map(|client| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for attempt in 0..5 {
+                let body = json!({"email": format!("c{client}a{attempt}@x.io"), "password": "wrong password"});
+                let r = http.post(&url).json(&body).send().await.unwrap();
+                let retry = r.headers().get("retry-after").is_some();
+                answers.push((r.status().as_u16(), retry));
+            }
+            answers
+        })
+    });
+    let mut answers = Vec::new();
+    for c in clients.collect::<Vec<_>>() {
+        answers.extend(c.await.unwrap());
+    }
+    let checked = answers.iter().filter(|(s, _)| *s == 401).count();
+    let refused = answers.iter().filter(|(s, r)| *s == 429 && *r).count();
+    assert_eq!((checked, refused), (10, 30), "{answers:?}");
+
+    // Only the checked attempts reached the database.
+    let mut tx = b.begin_read().await.unwrap();
+    let page = tx
+        .list_audit(
+            &flowstore_core::model::audit::AuditFilter {
+                action: Some("session.login_failed".into()),
+                ..Default::default()
+            },
+            &flowstore_core::PageRequest::first(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 10);
+    assert!(page
+        .items
+        .iter()
+        .all(|e| e.ip_address.as_deref() == Some("127.0.0.1")));
+    drop(tx);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }
