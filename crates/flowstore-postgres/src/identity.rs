@@ -5,9 +5,8 @@ use async_trait::async_trait;
 use flowstore_core::crypto::sha256_hex;
 use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
 use flowstore_core::model::identity::{
-    burn_password_check, hash_password, normalize_email, password_matches, random_token,
-    IdentityRepo, LoginOutcome, NewTeam, NewUser, Role, Team, TeamMember, TeamRole, User,
-    UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
+    normalize_email, random_token, HashedPassword, IdentityRepo, NewTeam, NewUser, Role, Team,
+    TeamMember, TeamRole, User, UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
 };
 use flowstore_core::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
@@ -150,70 +149,61 @@ impl IdentityRepo for PostgresTx {
         Ok(Page::from_rows(rows, limit, |u| u.id.0))
     }
 
-    async fn verify_password(
-        &mut self,
-        email: &str,
-        password: &str,
-        now: Timestamp,
-    ) -> StoreResult<LoginOutcome> {
-        let user = match normalize_email(email) {
-            // Locked so that concurrent attempts count every failure.
-            Ok(email) => self.user_where("email = $1 FOR UPDATE", &email).await?,
-            Err(_) => None,
-        };
-        let Some(user) = user else {
-            // An unknown email answers like a wrong password, and as slowly.
-            burn_password_check(password);
-            return Ok(LoginOutcome::BadCredentials { locked_until: None });
-        };
-        user.check_not_locked(now)?;
-        let matches = match user.password_hash.as_deref() {
-            Some(hash) => password_matches(hash, password),
-            None => {
-                burn_password_check(password);
-                false
-            }
-        };
-        if !matches {
-            let (count, locked_until) = user.after_failed_login(now);
-            let q = sqlx::query(
-                "UPDATE users SET failed_login_count = $2, locked_until = $3, updated_at = $4
-                 WHERE id = $1",
-            )
-            .bind(user.id)
-            .bind(count)
-            .bind(locked_until)
-            .bind(now);
-            self.update_user_row(user.id, q).await?;
-            return Ok(LoginOutcome::BadCredentials { locked_until });
-        }
-        user.check_active()?;
+    async fn record_login_success(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {
         let q = sqlx::query(
             "UPDATE users SET failed_login_count = 0, locked_until = NULL, last_login_at = $2,
                 updated_at = $2
              WHERE id = $1",
         )
-        .bind(user.id)
+        .bind(id)
         .bind(now);
-        self.update_user_row(user.id, q).await?;
-        Ok(LoginOutcome::Success(self.get_user(user.id).await?))
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
+    }
+
+    async fn record_login_failure(
+        &mut self,
+        id: UserId,
+        throttled_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<User> {
+        let q = sqlx::query(
+            "UPDATE users SET failed_login_count = failed_login_count + 1, locked_until = $2,
+                updated_at = $3
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(throttled_until)
+        .bind(now);
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
+    }
+
+    async fn unlock_user(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {
+        let q = sqlx::query(
+            "UPDATE users SET failed_login_count = 0, locked_until = NULL, updated_at = $2
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now);
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
     }
 
     async fn set_password(
         &mut self,
         id: UserId,
-        new_password: &str,
+        new_password: &HashedPassword,
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let hash = hash_password(new_password)?;
         let q = sqlx::query(
             "UPDATE users SET password_hash = $2, failed_login_count = 0, locked_until = NULL,
                 updated_at = $3
              WHERE id = $1",
         )
         .bind(id)
-        .bind(&hash)
+        .bind(new_password.as_str())
         .bind(now);
         self.update_user_row(id, q).await?;
         // A new password ends every other session opened with the old one.
@@ -258,10 +248,9 @@ impl IdentityRepo for PostgresTx {
     async fn reset_password(
         &mut self,
         token: &str,
-        new_password: &str,
+        new_password: &HashedPassword,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let hash = hash_password(new_password)?;
         let id: Option<UserId> = sqlx::query_scalar(
             "SELECT id FROM users WHERE reset_token_hash = $1 AND reset_token_expires_at > $2
              FOR UPDATE",
@@ -279,7 +268,7 @@ impl IdentityRepo for PostgresTx {
              WHERE id = $1",
         )
         .bind(id)
-        .bind(&hash)
+        .bind(new_password.as_str())
         .bind(now);
         self.update_user_row(id, q).await?;
         // A new password ends every session opened with the old one.

@@ -4,7 +4,8 @@
 //! viewer: reads only; user: reads, writes and the worker protocol; admin:
 //! everything, API key management included. An API key carries its own role; a
 //! session carries its user's role as it is now, and stops working as soon as the
-//! user is locked, switched off or deleted. `/healthz`, `/readyz`, `/metrics`, the
+//! user is switched off or deleted (a sign-in throttle on the account leaves it
+//! working: anyone may send wrong passwords for any email). `/healthz`, `/readyz`, `/metrics`, the
 //! OpenAPI document and signing in (`POST /api/v1/sessions`) are outside this layer.
 
 use std::net::SocketAddr;
@@ -350,7 +351,7 @@ async fn lookup(state: &AppState, presented: &str) -> Result<ApiKey, Problem> {
 }
 
 /// The session presented and its user, from the database on every request (so that
-/// signing out, a lock or a disabled account take effect at once); writes its
+/// signing out or a disabled account take effect at once); writes its
 /// `last_seen_at` at most once per `touch_interval`.
 async fn lookup_session(state: &AppState, presented: &str) -> Result<(Session, User), Problem> {
     let now = flowstore_core::time::now();
@@ -371,9 +372,11 @@ async fn lookup_session(state: &AppState, presented: &str) -> Result<(Session, U
         }
         Err(e) => return Err(e.into()),
     };
-    if user.status != UserStatus::Active || user.locked_until.is_some_and(|t| t > now) {
+    // Only the account's status counts here: `locked_until` notes a sign-in throttle,
+    // which strangers can cause and which must not end its owner's sessions.
+    if user.status != UserStatus::Active {
         return Err(Problem::unauthenticated(
-            "the session's account is locked or not active",
+            "the session's account is not active",
         ));
     }
     if state

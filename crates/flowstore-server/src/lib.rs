@@ -32,10 +32,12 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod signin;
 pub mod state;
 pub mod webhooks;
 
 pub use error::Problem;
+pub use signin::SignInLimits;
 pub use state::{AppState, ServerConfig};
 
 use routes::{
@@ -277,6 +279,7 @@ fn trust_routes() -> Router<AppState> {
             "/api/v1/users/{id}",
             patch(people::update_user).delete(people::delete_user),
         )
+        .route("/api/v1/users/{id}/unlock", post(people::unlock_user))
         .route("/api/v1/teams/{id}", delete(people::delete_team))
         .route(
             "/api/v1/teams/{id}/members/{user_id}",

@@ -156,6 +156,7 @@ pub async fn document() -> impl IntoResponse {
         routes::sessions::logout,
         routes::people::update_user,
         routes::people::delete_user,
+        routes::people::unlock_user,
         routes::people::delete_team,
         routes::people::update_member,
         routes::people::remove_member,

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// How long a session opened by signing in stays valid.
     pub session_ttl: Duration,
+    /// How signing in is throttled per client address and per account.
+    pub sign_in: crate::signin::SignInLimits,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             touch_interval: Duration::from_secs(60),
             webhooks: crate::webhooks::WebhookConfig::default(),
             session_ttl: Duration::from_secs(12 * 3600),
+            sign_in: crate::signin::SignInLimits::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ struct Inner {
     metrics: Metrics,
     limiter: RateLimiter,
     keys: KeyCache,
+    sign_in: crate::signin::SignInGuard,
     work: Notify,
     events: Notify,
     shutdown: watch::Sender<bool>,
@@ -92,6 +96,7 @@ impl AppState {
     /// State over `backend` with `config`.
     pub fn with_config(backend: Arc<dyn Backend>, config: ServerConfig) -> Self {
         let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
+        let sign_in = crate::signin::SignInGuard::new(&config.sign_in);
         AppState {
             inner: Arc::new(Inner {
                 backend,
@@ -99,6 +104,7 @@ impl AppState {
                 metrics: Metrics::default(),
                 limiter,
                 keys: KeyCache::default(),
+                sign_in,
                 work: Notify::new(),
                 events: Notify::new(),
                 shutdown: watch::channel(false).0,
@@ -127,6 +133,11 @@ impl AppState {
 
     pub(crate) fn keys(&self) -> &KeyCache {
         &self.inner.keys
+    }
+
+    /// Sign-in throttles and the password pool.
+    pub(crate) fn sign_in(&self) -> &crate::signin::SignInGuard {
+        &self.inner.sign_in
     }
 
     /// Tells waiting claims and event streams that something changed.
@@ -228,7 +239,7 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
-    fn new(rate: f64, burst: f64) -> Self {
+    pub(crate) fn new(rate: f64, burst: f64) -> Self {
         RateLimiter {
             rate: rate.max(0.001),
             burst: burst.max(1.0),

@@ -5,9 +5,8 @@ use async_trait::async_trait;
 use flowstore_core::crypto::sha256_hex;
 use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
 use flowstore_core::model::identity::{
-    burn_password_check, hash_password, normalize_email, password_matches, random_token,
-    IdentityRepo, LoginOutcome, NewTeam, NewUser, Role, Team, TeamMember, TeamRole, User,
-    UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
+    normalize_email, random_token, HashedPassword, IdentityRepo, NewTeam, NewUser, Role, Team,
+    TeamMember, TeamRole, User, UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
 };
 use flowstore_core::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
@@ -143,69 +142,61 @@ impl IdentityRepo for SqliteTx {
         Ok(Page::from_rows(rows, limit, |u| u.id.0))
     }
 
-    async fn verify_password(
-        &mut self,
-        email: &str,
-        password: &str,
-        now: Timestamp,
-    ) -> StoreResult<LoginOutcome> {
-        let user = match normalize_email(email) {
-            Ok(email) => self.user_where("email = ?1", &email).await?,
-            Err(_) => None,
-        };
-        let Some(user) = user else {
-            // An unknown email answers like a wrong password, and as slowly.
-            burn_password_check(password);
-            return Ok(LoginOutcome::BadCredentials { locked_until: None });
-        };
-        user.check_not_locked(now)?;
-        let matches = match user.password_hash.as_deref() {
-            Some(hash) => password_matches(hash, password),
-            None => {
-                burn_password_check(password);
-                false
-            }
-        };
-        if !matches {
-            let (count, locked_until) = user.after_failed_login(now);
-            let q = sqlx::query(
-                "UPDATE users SET failed_login_count = ?2, locked_until = ?3, updated_at = ?4
-                 WHERE id = ?1",
-            )
-            .bind(user.id)
-            .bind(count)
-            .bind(ts_opt(&locked_until))
-            .bind(ts(&now));
-            self.update_user_row(user.id, q).await?;
-            return Ok(LoginOutcome::BadCredentials { locked_until });
-        }
-        user.check_active()?;
+    async fn record_login_success(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {
         let q = sqlx::query(
             "UPDATE users SET failed_login_count = 0, locked_until = NULL, last_login_at = ?2,
                 updated_at = ?2
              WHERE id = ?1",
         )
-        .bind(user.id)
+        .bind(id)
         .bind(ts(&now));
-        self.update_user_row(user.id, q).await?;
-        Ok(LoginOutcome::Success(self.get_user(user.id).await?))
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
+    }
+
+    async fn record_login_failure(
+        &mut self,
+        id: UserId,
+        throttled_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<User> {
+        let q = sqlx::query(
+            "UPDATE users SET failed_login_count = failed_login_count + 1, locked_until = ?2,
+                updated_at = ?3
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(ts_opt(&throttled_until))
+        .bind(ts(&now));
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
+    }
+
+    async fn unlock_user(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {
+        let q = sqlx::query(
+            "UPDATE users SET failed_login_count = 0, locked_until = NULL, updated_at = ?2
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(ts(&now));
+        self.update_user_row(id, q).await?;
+        self.get_user(id).await
     }
 
     async fn set_password(
         &mut self,
         id: UserId,
-        new_password: &str,
+        new_password: &HashedPassword,
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let hash = hash_password(new_password)?;
         let q = sqlx::query(
             "UPDATE users SET password_hash = ?2, failed_login_count = 0, locked_until = NULL,
                 updated_at = ?3
              WHERE id = ?1",
         )
         .bind(id)
-        .bind(&hash)
+        .bind(new_password.as_str())
         .bind(ts(&now));
         self.update_user_row(id, q).await?;
         // A new password ends every other session opened with the old one.
@@ -250,10 +241,9 @@ impl IdentityRepo for SqliteTx {
     async fn reset_password(
         &mut self,
         token: &str,
-        new_password: &str,
+        new_password: &HashedPassword,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let hash = hash_password(new_password)?;
         let id: Option<UserId> = sqlx::query_scalar(
             "SELECT id FROM users WHERE reset_token_hash = ?1 AND reset_token_expires_at > ?2",
         )
@@ -270,7 +260,7 @@ impl IdentityRepo for SqliteTx {
              WHERE id = ?1",
         )
         .bind(id)
-        .bind(&hash)
+        .bind(new_password.as_str())
         .bind(ts(&now));
         self.update_user_row(id, q).await?;
         // A new password ends every session opened with the old one.

@@ -63,10 +63,6 @@ text_enum!(
     }
 );
 
-/// Wrong passwords allowed in a row before the account locks.
-pub const MAX_FAILED_LOGINS: i32 = 5;
-/// How long an account stays locked after [`MAX_FAILED_LOGINS`] wrong passwords.
-pub const LOCKOUT: TimeDelta = TimeDelta::minutes(15);
 /// How long a password-reset token stays usable.
 pub const RESET_TOKEN_TTL: TimeDelta = TimeDelta::hours(1);
 /// Shortest password accepted.
@@ -92,9 +88,11 @@ pub struct User {
     pub role: Role,
     /// Whether the user may sign in.
     pub status: UserStatus,
-    /// Wrong passwords in a row since the last success.
+    /// Wrong passwords in a row since the last successful sign-in (or unlock).
     pub failed_login_count: i32,
-    /// Until when sign-in is refused after too many wrong passwords.
+    /// Until when sign-in to the account is throttled, as last noted by a server that
+    /// counted a wrong password. For information: the server's own throttle decides,
+    /// and sessions and API keys keep working meanwhile.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub locked_until: Option<Timestamp>,
     /// When the email address was confirmed.
@@ -135,10 +133,15 @@ pub struct NewUser {
     /// The name shown to others; at most 200 characters.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// The password, hashed before storage; none for accounts that sign in otherwise.
+    /// The password, as a caller gives it; none for accounts that sign in otherwise.
+    /// [`NewUser::hashed`] turns it into [`NewUser::password_hash`] before the
+    /// transaction opens: the store refuses a password still in clear.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password))]
     pub password: Option<crate::crypto::SecretString>,
+    /// The password's hash, as stored.
+    #[serde(skip)]
+    pub password_hash: Option<HashedPassword>,
     /// The role; `user` when absent.
     #[serde(default)]
     pub role: Option<Role>,
@@ -172,20 +175,6 @@ pub struct UserFilter {
     pub status: Option<UserStatus>,
 }
 
-/// The answer to a sign-in attempt that was not refused outright.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LoginOutcome {
-    /// The password matched: the failure counter was reset and `last_login_at` set.
-    Success(User),
-    /// Unknown email or wrong password. For a known user the failure was counted, so
-    /// commit the transaction to keep it; `locked_until` is set when this failure
-    /// locked the account.
-    BadCredentials {
-        /// Until when the account is now locked, if this failure locked it.
-        locked_until: Option<Timestamp>,
-    },
-}
-
 /// Checks and normalises an email address: trimmed, lowercased, one `@` between a
 /// non-empty local part and a dotted domain, no whitespace, at most 320 characters.
 pub fn normalize_email(email: &str) -> StoreResult<String> {
@@ -207,48 +196,76 @@ pub fn normalize_email(email: &str) -> StoreResult<String> {
     }
 }
 
-/// Hashes a password with argon2id (the crate's defaults: 19 MiB, 2 passes), after
-/// checking its length; the PHC string returned carries its salt and parameters.
-pub fn hash_password(password: &str) -> StoreResult<String> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
-        return Err(StoreError::invalid(
-            "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
-        ));
+/// An argon2id hash of a password: a PHC string carrying its salt and parameters.
+/// Making one is slow on purpose (the crate's defaults: 19 MiB, 2 passes), so it is
+/// made before a transaction opens, on a thread that may block; the store only
+/// copies it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashedPassword(String);
+
+impl HashedPassword {
+    /// Checks the password's length and hashes it with a fresh random salt.
+    pub fn new(password: &str) -> StoreResult<Self> {
+        let chars = password.chars().count();
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(StoreError::invalid(
+                "password",
+                format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
+            ));
+        }
+        validate::bounded("password", password, MAX_PASSWORD_CHARS)?;
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| StoreError::Internal(format!("password salt: {e}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| HashedPassword(h.to_string()))
+            .map_err(|e| StoreError::Internal(format!("password hashing: {e}")))
     }
-    validate::bounded("password", password, MAX_PASSWORD_CHARS)?;
-    let mut salt = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|e| StoreError::Internal(format!("password salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Internal(format!("password hashing: {e}")))
+
+    /// The PHC string, as stored in `users.password_hash`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Whether `password` matches `hash`. An unreadable hash matches nothing.
-pub fn password_matches(hash: &str, password: &str) -> bool {
+impl std::fmt::Debug for HashedPassword {
+    // Even a hash is kept out of logs: it can be attacked offline.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashedPassword(<redacted>)")
+    }
+}
+
+/// Whether `password` matches the stored hash. Without a stored hash (an unknown
+/// email, an account without a password) or with an unreadable one, it answers no
+/// after the same work as a real check, so that the time taken does not tell which.
+/// Slow on purpose: call it where blocking is allowed, outside any transaction.
+pub fn check_password(stored: Option<&str>, password: &str) -> bool {
+    // A hash made once per process; what it hashes is irrelevant.
+    static DUMMY: std::sync::OnceLock<Option<HashedPassword>> = std::sync::OnceLock::new();
+    let dummy = || {
+        DUMMY
+            .get_or_init(|| HashedPassword::new(&random_token()).ok())
+            .as_ref()
+            .map(|h| h.0.clone())
+    };
     if password.chars().count() > MAX_PASSWORD_CHARS {
         return false;
     }
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
+    let parsed = stored.and_then(|h| PasswordHash::new(h).ok());
+    match parsed {
+        Some(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// Spends the time of one verification when there is no user to check, so that an
-/// unknown email answers as slowly as a wrong password.
-pub fn burn_password_check(password: &str) {
-    // A hash made once per process; what it hashes is irrelevant.
-    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_password(&random_token()).ok());
-    if let Some(hash) = dummy {
-        let _ = password_matches(hash, password);
+        None => {
+            if let Some(d) = dummy() {
+                if let Ok(parsed) = PasswordHash::new(&d) {
+                    let _ = Argon2::default().verify_password(password.as_bytes(), &parsed);
+                }
+            }
+            false
+        }
     }
 }
 
@@ -264,17 +281,6 @@ pub fn random_alphanumeric(len: usize) -> String {
 }
 
 impl User {
-    /// Refuses a sign-in to an account locked at `now` (conflict on `locked_until`).
-    pub fn check_not_locked(&self, now: Timestamp) -> StoreResult<()> {
-        match self.locked_until {
-            Some(until) if until > now => Err(StoreError::conflict(
-                "locked_until",
-                format!("the account is locked until {until}"),
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// Refuses a sign-in to an account that is not active (conflict on `status`).
     pub fn check_active(&self) -> StoreResult<()> {
         if self.status == UserStatus::Active {
@@ -286,35 +292,33 @@ impl User {
             ))
         }
     }
-
-    /// The failure counter and lock after one more wrong password at `now`. A lock
-    /// that has run out starts the count afresh.
-    pub fn after_failed_login(&self, now: Timestamp) -> (i32, Option<Timestamp>) {
-        let previous = match self.locked_until {
-            Some(until) if until <= now => 0,
-            _ => self.failed_login_count,
-        };
-        let count = previous.saturating_add(1);
-        if count >= MAX_FAILED_LOGINS {
-            (count, Some(now + LOCKOUT))
-        } else {
-            (count, None)
-        }
-    }
 }
 
 impl NewUser {
-    /// Checks every field, hashes the password and builds the row to insert.
+    /// The same user with its clear password (if any) checked and hashed into
+    /// `password_hash`. Slow on purpose: call it before the transaction opens, where
+    /// blocking is allowed.
+    pub fn hashed(mut self) -> StoreResult<Self> {
+        if let Some(p) = self.password.take() {
+            self.password_hash = Some(HashedPassword::new(p.expose())?);
+        }
+        Ok(self)
+    }
+
+    /// Checks every field and builds the row to insert. A password still in clear
+    /// is refused: hashing it here would hold the transaction for its whole length.
     pub fn into_row(self, now: Timestamp) -> StoreResult<User> {
-        let password_hash = match &self.password {
-            Some(p) => Some(hash_password(p.expose())?),
-            None => None,
-        };
+        if self.password.is_some() {
+            return Err(StoreError::Internal(
+                "a new user's password must be hashed (NewUser::hashed) before the transaction"
+                    .into(),
+            ));
+        }
         let row = User {
             id: UserId::new(),
             email: normalize_email(&self.email)?,
             display_name: None,
-            password_hash,
+            password_hash: self.password_hash.map(|h| h.0),
             role: Role::User,
             status: UserStatus::Active,
             failed_login_count: 0,
@@ -439,23 +443,28 @@ pub trait IdentityRepo: Send {
         filter: &UserFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<User>>;
-    /// Checks a password at `now`. A locked account is refused (conflict on
-    /// `locked_until`) without looking at the password; a right password on an
-    /// account that is not active is refused (conflict on `status`). A wrong one is
-    /// counted, and the [`MAX_FAILED_LOGINS`]th locks the account for [`LOCKOUT`].
-    async fn verify_password(
+    /// Records a successful sign-in at `now`: the failure counter and `locked_until`
+    /// are cleared and `last_login_at` set. Returns the user as stored.
+    async fn record_login_success(&mut self, id: UserId, now: Timestamp) -> StoreResult<User>;
+    /// Records one more wrong password at `now` (the counter grows in the database,
+    /// so concurrent failures all count) and sets `locked_until` to
+    /// `throttled_until` (none clears it). Returns the user as stored.
+    async fn record_login_failure(
         &mut self,
-        email: &str,
-        password: &str,
+        id: UserId,
+        throttled_until: Option<Timestamp>,
         now: Timestamp,
-    ) -> StoreResult<LoginOutcome>;
-    /// Sets a new password (checked and hashed here), clears the failure counter and
+    ) -> StoreResult<User>;
+    /// Clears the failure counter and `locked_until` (an admin lifting a throttle);
+    /// sessions are untouched. Returns the user as stored.
+    async fn unlock_user(&mut self, id: UserId, now: Timestamp) -> StoreResult<User>;
+    /// Sets a new password (hashed beforehand), clears the failure counter and
     /// lock, and revokes every live session of the user but `keep` (the session
     /// that asked for the change, which stays signed in).
     async fn set_password(
         &mut self,
         id: UserId,
-        new_password: &str,
+        new_password: &HashedPassword,
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> StoreResult<User>;
@@ -466,13 +475,13 @@ pub trait IdentityRepo: Send {
     /// Issues a password-reset token valid for [`RESET_TOKEN_TTL`] from `now`,
     /// replacing any earlier one. Only its hash is stored; the token is returned once.
     async fn issue_reset_token(&mut self, id: UserId, now: Timestamp) -> StoreResult<String>;
-    /// Sets a new password with a reset token, which is consumed. An unknown, used or
-    /// expired token is invalid `token`. The account is unlocked and every session of
-    /// the user is revoked.
+    /// Sets a new password (hashed beforehand) with a reset token, which is
+    /// consumed. An unknown, used or expired token is invalid `token`. The account is
+    /// unlocked and every session of the user is revoked.
     async fn reset_password(
         &mut self,
         token: &str,
-        new_password: &str,
+        new_password: &HashedPassword,
         now: Timestamp,
     ) -> StoreResult<User>;
     /// Issues an email-verification token, replacing any earlier one; returned once.
@@ -591,11 +600,40 @@ mod tests {
 
     #[test]
     fn passwords_hash_and_verify() {
-        let hash = hash_password("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(password_matches(&hash, "correct horse"));
-        assert!(!password_matches(&hash, "wrong horse"));
-        assert!(hash_password("short").is_err());
-        assert!(!password_matches("garbage", "x"));
+        let hash = HashedPassword::new("correct horse").unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$"));
+        assert!(check_password(Some(hash.as_str()), "correct horse"));
+        assert!(!check_password(Some(hash.as_str()), "wrong horse"));
+        assert!(HashedPassword::new("short").is_err());
+        assert!(!check_password(Some("garbage"), "x"));
+        assert!(!check_password(None, "correct horse"));
+        assert_eq!(format!("{hash:?}"), "HashedPassword(<redacted>)");
+    }
+
+    #[test]
+    fn a_new_user_is_hashed_before_it_is_stored() {
+        let new = NewUser {
+            email: "a@x.io".into(),
+            password: Some(crate::crypto::SecretString::new("correct horse")),
+            ..Default::default()
+        };
+        let now = crate::time::now();
+        assert!(matches!(
+            new.clone().into_row(now),
+            Err(StoreError::Internal(_))
+        ));
+        let row = new.hashed().unwrap().into_row(now).unwrap();
+        assert!(check_password(
+            row.password_hash.as_deref(),
+            "correct horse"
+        ));
+        let short = NewUser {
+            email: "a@x.io".into(),
+            password: Some(crate::crypto::SecretString::new("short")),
+            ..Default::default()
+        };
+        assert!(
+            matches!(short.hashed(), Err(StoreError::Invalid { field, .. }) if field == "password")
+        );
     }
 }

@@ -8,9 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json as AxumJson;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::UserId;
-use flowstore_core::model::identity::{
-    password_matches, NewUser, Role, User, UserFilter, UserPatch, UserStatus,
-};
+use flowstore_core::model::identity::{NewUser, Role, User, UserFilter, UserPatch, UserStatus};
 use flowstore_core::model::nullable;
 use flowstore_core::{time, Page};
 use serde::Deserialize;
@@ -18,9 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::access;
 use crate::audit;
-use crate::auth::Caller;
+use crate::auth::{Caller, Origin};
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::signin;
 use crate::state::AppState;
 
 mod notifications;
@@ -53,6 +52,8 @@ pub async fn create_user(
     Json(new): Json<NewUser>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Role::Admin)?;
+    // Hashed before the transaction, which it would otherwise hold for its length.
+    let new = state.sign_in().passwords().hash_user(new).await?;
     let mut tx = state.backend().begin().await?;
     let u = tx.create_user(new).await?;
     audit::record(
@@ -151,6 +152,7 @@ pub struct UserUpdate {
 pub async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
+    origin: Origin,
     Path(id): Path<UserId>,
     Json(body): Json<UserUpdate>,
 ) -> ApiResult<AxumJson<User>> {
@@ -174,26 +176,31 @@ pub async fn update_user(
             "goes with a new password",
         ));
     }
+    // The slow password work happens before the write transaction opens: the current
+    // password checked against the stored hash, the new one hashed.
+    let mut checked_hash = None;
+    let new_hash = match &body.password {
+        Some(password) => {
+            let mut tx = state.backend().begin_read().await?;
+            let found = tx.get_user(id).await;
+            let _ = tx.rollback().await;
+            let stored = found?;
+            if myself {
+                check_current(&state, &origin, &stored, body.current_password.as_ref()).await?;
+                checked_hash = Some(stored.password_hash);
+            }
+            Some(state.sign_in().passwords().hash(password.clone()).await?)
+        }
+        None => None,
+    };
     let now = time::now();
     let mut tx = state.backend().begin().await?;
     let before = tx.get_user(id).await?;
-    if let (Some(_), true) = (&body.password, myself) {
-        let current = body.current_password.as_ref().ok_or_else(|| {
-            Problem::invalid(
-                "current_password",
-                "is required to change one's own password",
-            )
-        })?;
-        let ok = before
-            .password_hash
-            .as_deref()
-            .is_some_and(|h| password_matches(h, current.expose()));
-        if !ok {
-            return Err(Problem::invalid(
-                "current_password",
-                "is not the current password",
-            ));
-        }
+    if checked_hash.is_some_and(|h| h != before.password_hash) {
+        return Err(Problem::from(flowstore_core::StoreError::conflict(
+            "current_password",
+            "the password changed while this request was checked: try again",
+        )));
     }
     let demoted = body.role.is_some_and(|r| r != Role::Admin)
         || body.status.is_some_and(|s| s != UserStatus::Active);
@@ -214,16 +221,16 @@ pub async fn update_user(
         status: body.status,
     };
     let mut after = tx.update_user(id, patch).await?;
-    if let Some(password) = &body.password {
+    if let Some(hash) = &new_hash {
         let keep = if myself { caller.session_id() } else { None };
-        after = tx.set_password(id, password.expose(), keep, now).await?;
+        after = tx.set_password(id, hash, keep, now).await?;
     }
     if after.status != UserStatus::Active {
         tx.revoke_user_sessions(id, now).await?;
     }
     let (b, a) = (audit::json(&before), audit::json(&after));
     audit::record(&mut *tx, &caller, "user.update", "user", id, b, a).await?;
-    if body.password.is_some() {
+    if new_hash.is_some() {
         audit::record(
             &mut *tx,
             &caller,
@@ -236,12 +243,68 @@ pub async fn update_user(
         .await?;
     }
     tx.commit().await?;
+    if new_hash.is_some() {
+        // Wrong guesses at the old password no longer matter.
+        state
+            .sign_in()
+            .accounts()
+            .clear(&signin::account_key(&after.email));
+    }
     if after.status != UserStatus::Active {
         // A user switched off loses their API keys too (the store no longer finds
         // them): stop trusting cached copies at once.
         state.keys().forget_user(id);
     }
     Ok(AxumJson(after))
+}
+
+/// Checks the current password a user gives to change their own. Guesses count
+/// against the account's sign-in throttle like wrong passwords at sign-in, so that a
+/// session cannot be used to try passwords faster.
+async fn check_current(
+    state: &AppState,
+    origin: &Origin,
+    user: &User,
+    current: Option<&SecretString>,
+) -> ApiResult<()> {
+    let current = current.ok_or_else(|| {
+        Problem::invalid(
+            "current_password",
+            "is required to change one's own password",
+        )
+    })?;
+    let guard = state.sign_in();
+    let account = signin::account_key(&user.email);
+    let counted = guard
+        .accounts()
+        .begin(&account, std::time::Instant::now())
+        .map_err(|left| signin::account_throttled(left).with_field("current_password"))?;
+    let ok = match guard
+        .passwords()
+        .check(user.password_hash.clone(), current.clone())
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            guard.accounts().undo(&account);
+            return Err(e);
+        }
+    };
+    if ok {
+        guard.accounts().clear(&account);
+        return Ok(());
+    }
+    if counted.engaged {
+        let mut tx = state.backend().begin().await?;
+        let subject = serde_json::json!({"scope": "account", "email": user.email});
+        let id = Some(user.id.to_string());
+        super::sessions::throttled(&mut *tx, origin, "user", id, subject, counted).await?;
+        tx.commit().await?;
+    }
+    Err(Problem::invalid(
+        "current_password",
+        "is not the current password",
+    ))
 }
 
 fn is_active_admin(u: &User) -> bool {
@@ -282,4 +345,31 @@ pub async fn delete_user(
     // Its API keys went with it: stop trusting cached copies at once.
     state.keys().forget_user(id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts the sign-in throttle of a user (admin only): their count of wrong passwords
+/// and `locked_until` are cleared, in the database and in this server's throttle, so
+/// that they can sign in at once. Sessions are untouched. Written to the audit log as
+/// `user.unlock`.
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users",
+    params(("id" = String, Path, description = "user ID")),
+    responses((status = 200, body = doc::User), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<UserId>,
+) -> ApiResult<AxumJson<User>> {
+    caller.require(Role::Admin)?;
+    let now = time::now();
+    let mut tx = state.backend().begin().await?;
+    let before = tx.get_user(id).await?;
+    let after = tx.unlock_user(id, now).await?;
+    let (b, a) = (audit::json(&before), audit::json(&after));
+    audit::record(&mut *tx, &caller, "user.unlock", "user", id, b, a).await?;
+    tx.commit().await?;
+    state
+        .sign_in()
+        .accounts()
+        .clear(&signin::account_key(&after.email));
+    Ok(AxumJson(after))
 }

@@ -1,9 +1,10 @@
 //! Signing in and out: `POST /sessions` opens a session with an email and a
 //! password (the token is shown once; only its hash is stored), `GET
 //! /sessions/current` says who the caller is, `DELETE /sessions/current` signs out.
-//! Every attempt to sign in, successful or not, is written to the audit log.
+//! Every attempt to sign in that reaches the password check, successful or not, is
+//! written to the audit log, and so is a throttle engaging (see [`crate::signin`]).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,19 +13,18 @@ use axum::Json as AxumJson;
 use chrono::TimeDelta;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::model::audit::{ActorType, NewAuditEntry};
-use flowstore_core::model::identity::{
-    burn_password_check, normalize_email, LoginOutcome, Role, User,
-};
+use flowstore_core::model::identity::{normalize_email, Role, User, UserStatus};
 use flowstore_core::model::identity_access::{ApiKey, NewSession, Session};
+use flowstore_core::time::Timestamp;
 use flowstore_core::{time, StoreError, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::{Caller, Credential, Origin, Principal};
 use crate::error::{ApiResult, Json, Problem};
+use crate::signin::{self, Counted};
 use crate::state::AppState;
 
 /// The body of `POST /sessions`.
@@ -66,137 +66,232 @@ pub struct WhoAmI {
 
 const BAD_CREDENTIALS: &str = "the email address or the password is wrong";
 
-/// Signs in: checks the password (argon2id), counts failures and locks the account
-/// after too many. An unknown email and a wrong password get the same answer, after
-/// the same work.
+/// Signs in: checks the password (argon2id, off the async workers and outside any
+/// transaction) and opens a session. Attempts are throttled per client address and
+/// per email address, with delays that grow with every wrong password (README.md,
+/// "Sign-in throttling"); an unknown email gets the same answers as an existing one,
+/// after the same work. A throttled account's sessions and API keys keep working.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = LoginBody,
     security(()),
     responses((status = 201, body = SignedIn),
         (status = 401, body = Problem, description = "unknown email or wrong password"),
         (status = 403, body = Problem, description = "the account is not active"),
         (status = 422, body = Problem),
-        (status = 429, body = Problem, description = "the account is locked for a while, or too many attempts from this address")))]
+        (status = 429, body = Problem, description = "too many wrong passwords for this email address, or too many attempts from this address: wait for Retry-After")))]
 pub async fn login(
     State(state): State<AppState>,
     origin: Origin,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<Response> {
-    // Attempts are limited per client address, the only thing known about the
-    // client yet (in-process callers, without one, share a bucket).
-    let mut h = DefaultHasher::new();
-    ("sign-in", &origin.ip_address).hash(&mut h);
-    state
-        .limiter()
-        .check(Uuid::from_u64_pair(h.finish(), 0))
-        .map_err(|secs| {
-            let mut p = Problem::rate_limited(secs);
-            p.detail = format!("too many sign-in attempts from this address; retry in {secs} s");
-            p
-        })?;
-    let now = time::now();
-    let mut tx = state.backend().begin().await?;
-    let outcome = tx
-        .verify_password(&body.email, body.password.expose(), now)
-        .await;
-    match outcome {
-        Ok(LoginOutcome::Success(user)) => {
-            let ttl = TimeDelta::from_std(state.config().session_ttl)
-                .map_err(|_| Problem::internal(&"the session lifetime is out of range"))?;
-            let created = tx
-                .create_session(NewSession {
-                    user_id: user.id,
-                    expires_at: now + ttl,
-                    ip_address: origin.ip_address.clone(),
-                    user_agent: origin.user_agent.clone(),
-                })
-                .await?;
-            let caller = Caller(Principal {
-                user_id: Some(user.id),
-                role: user.role,
-                credential: Credential::Session(created.session.clone()),
-                request_id: origin.request_id.clone(),
-                ip_address: origin.ip_address.clone(),
-            });
-            let (id, after) = (created.session.id, audit::json(&created.session));
-            audit::record(
-                &mut *tx,
-                &caller,
-                "session.login",
-                "session",
-                id,
-                None,
-                after,
-            )
-            .await?;
-            tx.commit().await?;
-            let signed_in = SignedIn {
-                token: created.token.expose().to_string(),
-                session: created.session,
-                user,
-            };
-            Ok((StatusCode::CREATED, AxumJson(signed_in)).into_response())
+    let guard = state.sign_in();
+    let started = Instant::now();
+    // The client's address is checked first, before any work (in-process callers
+    // have none, and no address limit).
+    if let Some(address) = origin.ip_address.as_deref() {
+        guard
+            .admit_address(address, started)
+            .map_err(signin::address_throttled)?;
+    }
+    let account = signin::account_key(&body.email);
+    // Counted as a wrong password until the check says otherwise.
+    let counted = guard
+        .accounts()
+        .begin(&account, started)
+        .map_err(signin::account_throttled)?;
+    let (user, matches) = match check(&state, &body).await {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            guard.accounts().undo(&account);
+            return Err(e);
         }
-        Ok(LoginOutcome::BadCredentials { .. }) => {
-            failed(&mut *tx, &origin, &body.email, "bad_credentials").await?;
-            tx.commit().await?;
+    };
+    let now = time::now();
+    match user {
+        Some(user) if matches => {
+            guard.accounts().clear(&account);
+            if user.status == UserStatus::Active {
+                signed_in(&state, &origin, user, now).await
+            } else {
+                let mut tx = state.backend().begin().await?;
+                failed(&mut *tx, &origin, &body.email, Some(&user), "not_active").await?;
+                tx.commit().await?;
+                Err(Problem::forbidden(format!(
+                    "the account is {}",
+                    user.status
+                )))
+            }
+        }
+        user => {
+            wrong_password(&state, &origin, &body.email, user, counted, now).await?;
             Err(Problem::unauthenticated(BAD_CREDENTIALS))
         }
-        Err(StoreError::Conflict { field, message }) if field == "locked_until" => {
-            // As slow as a password check, so that the time taken does not tell.
-            burn_password_check(body.password.expose());
-            let user = failed(&mut *tx, &origin, &body.email, "locked").await?;
-            tx.commit().await?;
-            let secs = user
-                .and_then(|u| u.locked_until)
-                .map_or(1, |t| (t - now).num_seconds().max(1) as u64);
-            let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "account-locked", message)
-                .with_field("locked_until");
-            p.retry_after = Some(secs);
-            Err(p)
-        }
-        Err(StoreError::Conflict { field, message }) if field == "status" => {
-            failed(&mut *tx, &origin, &body.email, "not_active").await?;
-            tx.commit().await?;
-            Err(Problem::forbidden(message))
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
-/// Writes the audit entry of a refused sign-in: by no one known yet, about the user
-/// the email names (if it names one). Returns that user.
-async fn failed(
-    tx: &mut dyn Tx,
+/// The user the email names (if any) and whether the password is theirs: the user
+/// read in a read transaction, closed before the slow check runs on the pool.
+async fn check(state: &AppState, body: &LoginBody) -> ApiResult<(Option<User>, bool)> {
+    let mut tx = state.backend().begin_read().await?;
+    let found = tx.get_user_by_email(&body.email).await;
+    let _ = tx.rollback().await;
+    let user = match found {
+        Ok(u) => Some(u),
+        Err(StoreError::NotFound { .. } | StoreError::Invalid { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = state
+        .sign_in()
+        .passwords()
+        .check(stored, body.password.clone())
+        .await?;
+    Ok((user, matches))
+}
+
+/// Opens the session of a user whose password matched: one short write transaction.
+async fn signed_in(
+    state: &AppState,
+    origin: &Origin,
+    user: User,
+    now: Timestamp,
+) -> ApiResult<Response> {
+    let ttl = TimeDelta::from_std(state.config().session_ttl)
+        .map_err(|_| Problem::internal(&"the session lifetime is out of range"))?;
+    let mut tx = state.backend().begin().await?;
+    let user = tx.record_login_success(user.id, now).await?;
+    let created = tx
+        .create_session(NewSession {
+            user_id: user.id,
+            expires_at: now + ttl,
+            ip_address: origin.ip_address.clone(),
+            user_agent: origin.user_agent.clone(),
+        })
+        .await?;
+    let caller = Caller(Principal {
+        user_id: Some(user.id),
+        role: user.role,
+        credential: Credential::Session(created.session.clone()),
+        request_id: origin.request_id.clone(),
+        ip_address: origin.ip_address.clone(),
+    });
+    let (id, after) = (created.session.id, audit::json(&created.session));
+    audit::record(
+        &mut *tx,
+        &caller,
+        "session.login",
+        "session",
+        id,
+        None,
+        after,
+    )
+    .await?;
+    tx.commit().await?;
+    let signed_in = SignedIn {
+        token: created.token.expose().to_string(),
+        session: created.session,
+        user,
+    };
+    Ok((StatusCode::CREATED, AxumJson(signed_in)).into_response())
+}
+
+/// Records a wrong password (or an unknown email): the account's counter, the audit
+/// entry, and the throttles that this failure engaged; one short write transaction.
+async fn wrong_password(
+    state: &AppState,
     origin: &Origin,
     email: &str,
-    reason: &str,
-) -> ApiResult<Option<User>> {
-    let email = normalize_email(email).ok();
-    let user = match &email {
-        Some(e) => match tx.get_user_by_email(e).await {
+    user: Option<User>,
+    counted: Counted,
+    now: Timestamp,
+) -> ApiResult<()> {
+    let by_address = origin.ip_address.as_deref().map(|a| {
+        (
+            a,
+            state.sign_in().address_failures().fail(a, Instant::now()),
+        )
+    });
+    let throttled_until = counted
+        .blocked_for
+        .and_then(|d| TimeDelta::from_std(d).ok())
+        .map(|d| now + d);
+    let mut tx = state.backend().begin().await?;
+    let user = match user {
+        Some(u) => match tx.record_login_failure(u.id, throttled_until, now).await {
             Ok(u) => Some(u),
+            // Deleted meanwhile: an unknown email now.
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         },
         None => None,
     };
+    failed(&mut *tx, origin, email, user.as_ref(), "bad_credentials").await?;
+    if counted.engaged {
+        let email = normalize_email(email).ok();
+        let subject = json!({"scope": "account", "email": email});
+        let user_id = user.as_ref().map(|u| u.id.to_string());
+        throttled(&mut *tx, origin, "user", user_id, subject, counted).await?;
+    }
+    if let Some((address, c)) = by_address.filter(|(_, c)| c.engaged) {
+        let subject = json!({"scope": "address", "ip_address": address});
+        throttled(&mut *tx, origin, "client_address", None, subject, c).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes the audit entry of a refused sign-in: by no one known yet, about the user
+/// the email names (if it names one).
+async fn failed(
+    tx: &mut dyn Tx,
+    origin: &Origin,
+    email: &str,
+    user: Option<&User>,
+    reason: &str,
+) -> ApiResult<()> {
+    let email = normalize_email(email).ok();
     let mut entry = NewAuditEntry::new(
         ActorType::System,
         None,
         "session.login_failed",
         "user",
-        user.as_ref().map(|u| u.id.to_string()),
+        user.map(|u| u.id.to_string()),
     );
     entry.after = Some(json!({
         "email": email,
         "reason": reason,
-        "failed_login_count": user.as_ref().map(|u| u.failed_login_count),
-        "locked_until": user.as_ref().and_then(|u| u.locked_until),
+        "failed_login_count": user.map(|u| u.failed_login_count),
+        "locked_until": user.and_then(|u| u.locked_until),
     }));
     entry.ip_address = origin.ip_address.clone();
     entry.request_id = origin.request_id.clone();
     tx.append_audit(entry).await?;
-    Ok(user)
+    Ok(())
+}
+
+/// Writes the audit entry of a throttle engaging (`session.throttled`): once per
+/// streak of wrong passwords, not for every attempt it refuses.
+pub(crate) async fn throttled(
+    tx: &mut dyn Tx,
+    origin: &Origin,
+    entity_type: &str,
+    entity_id: Option<String>,
+    mut subject: serde_json::Value,
+    counted: Counted,
+) -> ApiResult<()> {
+    let mut entry = NewAuditEntry::new(
+        ActorType::System,
+        None,
+        "session.throttled",
+        entity_type,
+        entity_id,
+    );
+    subject["failures"] = json!(counted.failures);
+    subject["retry_after_seconds"] = json!(counted.blocked_for.map(signin::retry_secs));
+    entry.after = Some(subject);
+    entry.ip_address = origin.ip_address.clone();
+    entry.request_id = origin.request_id.clone();
+    tx.append_audit(entry).await?;
+    Ok(())
 }
 
 /// Who the caller is: the user and the session or API key of this request.

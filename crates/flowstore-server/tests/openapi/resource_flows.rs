@@ -167,6 +167,15 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
     t.call("GET", "/api/v1/users/me", &[], a, None, 200).await;
     t.call("GET", "/api/v1/users/{id}", &[&id(&u)], admin, None, 200)
         .await;
+    t.call(
+        "POST",
+        "/api/v1/users/{id}/unlock",
+        &[&id(&u)],
+        admin,
+        None,
+        200,
+    )
+    .await;
     let team = t
         .call(
             "POST",

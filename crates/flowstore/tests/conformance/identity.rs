@@ -4,7 +4,8 @@
 use chrono::TimeDelta;
 use flowstore::ids::{TeamId, UserId};
 use flowstore::model::identity::{
-    LoginOutcome, NewTeam, NewUser, Role, TeamRole, User, UserFilter, UserPatch, UserStatus,
+    check_password, HashedPassword, NewTeam, NewUser, Role, TeamRole, User, UserFilter, UserPatch,
+    UserStatus,
 };
 use flowstore::model::identity_access::{
     NewApiKey, NewNotification, NewSession, NotificationFilter, NotificationType,
@@ -18,7 +19,7 @@ conformance!(
     bad_user_input_is_refused,
     duplicate_email_is_a_conflict_whatever_its_case,
     users_filter_and_page,
-    five_wrong_passwords_lock_the_account,
+    sign_in_outcomes_are_recorded,
     accounts_that_are_not_active_are_refused,
     reset_tokens_are_single_use_and_expire,
     email_verification_activates_pending_accounts,
@@ -30,12 +31,25 @@ conformance!(
 
 const PASSWORD: &str = "correct horse battery";
 
+/// The hash of [`PASSWORD`], made once (hashing is slow on purpose).
+fn password_hash() -> HashedPassword {
+    static HASH: std::sync::OnceLock<HashedPassword> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| HashedPassword::new(PASSWORD).unwrap())
+        .clone()
+}
+
 fn new_user(email: &str) -> NewUser {
     NewUser {
         email: email.into(),
-        password: Some(SecretString::new(PASSWORD)),
+        password_hash: Some(password_hash()),
         ..Default::default()
     }
+}
+
+/// Whether `password` is the stored password of the user with this email.
+async fn signs_in(tx: &mut Box<dyn Tx>, email: &str, password: &str) -> bool {
+    let u = tx.get_user_by_email(email).await.unwrap();
+    check_password(u.password_hash.as_deref(), password)
 }
 
 async fn user(tx: &mut Box<dyn Tx>, email: &str) -> User {
@@ -106,15 +120,16 @@ async fn bad_user_input_is_refused(store: Store) {
     }
     let long = format!("{}@x.io", "a".repeat(320));
     assert_err!(tx.create_user(new_user(&long)).await, Invalid, "email");
-    assert_err!(
-        tx.create_user(NewUser {
-            password: Some(SecretString::new("short")),
-            ..new_user("p@x.io")
-        })
-        .await,
-        Invalid,
-        "password"
-    );
+    let short = NewUser {
+        password: Some(SecretString::new("short")),
+        ..new_user("p@x.io")
+    };
+    assert_err!(short.clone().hashed(), Invalid, "password");
+    // A password still in clear is never hashed inside the transaction.
+    assert!(matches!(
+        tx.create_user(short).await,
+        Err(flowstore::StoreError::Internal(_))
+    ));
     assert_err!(
         tx.create_user(NewUser {
             display_name: Some("n".repeat(201)),
@@ -207,7 +222,7 @@ async fn users_filter_and_page(store: Store) {
     assert_eq!(seen, ids, "newest first, every user exactly once");
 }
 
-async fn five_wrong_passwords_lock_the_account(store: Store) {
+async fn sign_in_outcomes_are_recorded(store: Store) {
     let mut tx = store.begin().await.unwrap();
     let u = tx.create_user(new_user("lock@x.io")).await.unwrap();
     tx.commit().await.unwrap();
@@ -215,102 +230,92 @@ async fn five_wrong_passwords_lock_the_account(store: Store) {
     for attempt in 1..=4 {
         // Each failure is committed on its own, as a server would.
         let mut tx = store.begin().await.unwrap();
-        let out = tx
-            .verify_password("lock@x.io", "wrong password", now)
-            .await
-            .unwrap();
-        assert_eq!(out, LoginOutcome::BadCredentials { locked_until: None });
+        let after = tx.record_login_failure(u.id, None, now).await.unwrap();
+        assert_eq!(
+            (after.failed_login_count, after.locked_until),
+            (attempt, None)
+        );
         tx.commit().await.unwrap();
         let mut tx = store.begin_read().await.unwrap();
         assert_eq!(tx.get_user(u.id).await.unwrap().failed_login_count, attempt);
     }
+    // Failures recorded at the same time all count (the counter grows in the
+    // database, not from a value read before).
+    let (a, b, id) = (store.clone(), store.clone(), u.id);
+    let fail = |s: Store| async move {
+        let mut tx = s.begin().await.unwrap();
+        tx.record_login_failure(id, None, now).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    tokio::join!(fail(a), fail(b));
+    let until = now + TimeDelta::minutes(15);
     let mut tx = store.begin().await.unwrap();
-    let out = tx
-        .verify_password("LOCK@x.io", "wrong again!", now)
+    let after = tx
+        .record_login_failure(u.id, Some(until), now)
         .await
         .unwrap();
-    let until = now + TimeDelta::minutes(15);
     assert_eq!(
-        out,
-        LoginOutcome::BadCredentials {
-            locked_until: Some(until)
-        }
+        (after.failed_login_count, after.locked_until),
+        (7, Some(until))
     );
     tx.commit().await.unwrap();
 
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.get_user(u.id).await.unwrap().locked_until, Some(until));
-    // Locked: even the right password is refused, and nothing changes.
-    let later = now + TimeDelta::minutes(10);
-    assert_err!(
-        tx.verify_password("lock@x.io", PASSWORD, later).await,
-        Conflict,
-        "locked_until"
+    // An admin's unlock clears the count and the throttle, and nothing else.
+    let unlocked = tx.unlock_user(u.id, now).await.unwrap();
+    assert_eq!(
+        (unlocked.failed_login_count, unlocked.locked_until),
+        (0, None)
     );
-    assert_eq!(tx.get_user(u.id).await.unwrap().failed_login_count, 5);
-    assert_eq!(tx.get_user(u.id).await.unwrap().last_login_at, None);
+    assert_eq!(unlocked.last_login_at, None);
+    assert_eq!(unlocked.password_hash, u.password_hash);
 
-    // Once the lock has run out, the right password works and resets the counter.
-    let after = now + TimeDelta::minutes(16);
-    match tx
-        .verify_password("lock@x.io", PASSWORD, after)
+    // A success resets the counter and notes the time.
+    tx.record_login_failure(u.id, Some(until), now)
         .await
-        .unwrap()
-    {
-        LoginOutcome::Success(user) => {
-            assert_eq!(user.failed_login_count, 0);
-            assert_eq!(user.locked_until, None);
-            assert_eq!(user.last_login_at, Some(after));
-        }
-        other => panic!("expected success, got {other:?}"),
-    }
+        .unwrap();
+    let later = now + TimeDelta::minutes(16);
+    let user = tx.record_login_success(u.id, later).await.unwrap();
+    assert_eq!(user.failed_login_count, 0);
+    assert_eq!(user.locked_until, None);
+    assert_eq!(user.last_login_at, Some(later));
     tx.commit().await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
     let stored = tx.get_user(u.id).await.unwrap();
-    assert_eq!(stored.last_login_at, Some(after));
+    assert_eq!(stored.last_login_at, Some(later));
     assert_eq!(stored.failed_login_count, 0);
+    drop(tx);
+
+    let mut tx = store.begin().await.unwrap();
+    let nobody = UserId::new();
+    assert_err!(tx.record_login_failure(nobody, None, now).await, NotFound);
+    assert_err!(tx.record_login_success(nobody, now).await, NotFound);
+    assert_err!(tx.unlock_user(nobody, now).await, NotFound);
 }
 
 async fn accounts_that_are_not_active_are_refused(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    tx.create_user(NewUser {
-        status: Some(UserStatus::Suspended),
-        ..new_user("sus@x.io")
-    })
-    .await
-    .unwrap();
+    let sus = tx
+        .create_user(NewUser {
+            status: Some(UserStatus::Suspended),
+            ..new_user("sus@x.io")
+        })
+        .await
+        .unwrap();
     let nopw = user(&mut tx, "nopw@x.io").await;
-    let now = time::now();
-    assert_err!(
-        tx.verify_password("sus@x.io", PASSWORD, now).await,
-        Conflict,
-        "status"
-    );
-    assert_eq!(
-        tx.verify_password("sus@x.io", "not the password", now)
-            .await
-            .unwrap(),
-        LoginOutcome::BadCredentials { locked_until: None }
-    );
-    assert_eq!(
-        tx.verify_password("nobody@x.io", PASSWORD, now)
-            .await
-            .unwrap(),
-        LoginOutcome::BadCredentials { locked_until: None },
-        "an unknown email looks like a wrong password"
-    );
-    assert_eq!(
-        tx.verify_password("not an email", PASSWORD, now)
-            .await
-            .unwrap(),
-        LoginOutcome::BadCredentials { locked_until: None }
-    );
-    assert_eq!(
-        tx.verify_password("nopw@x.io", "", now).await.unwrap(),
-        LoginOutcome::BadCredentials { locked_until: None },
-        "an account without a password cannot sign in with one"
-    );
-    assert_eq!(tx.get_user(nopw.id).await.unwrap().failed_login_count, 1);
+    assert_err!(sus.check_active(), Conflict, "status");
+    assert!(tx.get_user(nopw.id).await.unwrap().check_active().is_ok());
+    // The password of a suspended account is still known (a server says 403 to the
+    // right one and 401 to a wrong one).
+    assert!(signs_in(&mut tx, "sus@x.io", PASSWORD).await);
+    assert!(!signs_in(&mut tx, "sus@x.io", "not the password").await);
+    // What a server reads to sign someone in: an unknown or malformed email names no
+    // one, and an account without a password matches none.
+    assert_err!(tx.get_user_by_email("nobody@x.io").await, NotFound);
+    assert_err!(tx.get_user_by_email("not an email").await, Invalid, "email");
+    assert!(!signs_in(&mut tx, "nopw@x.io", "").await);
+    assert!(!signs_in(&mut tx, "nopw@x.io", PASSWORD).await);
 }
 
 async fn reset_tokens_are_single_use_and_expire(store: Store) {
@@ -327,7 +332,7 @@ async fn reset_tokens_are_single_use_and_expire(store: Store) {
         .await
         .unwrap();
     for _ in 0..5 {
-        tx.verify_password("reset@x.io", "wrong password", now)
+        tx.record_login_failure(u.id, Some(now + TimeDelta::minutes(15)), now)
             .await
             .unwrap();
     }
@@ -347,45 +352,28 @@ async fn reset_tokens_are_single_use_and_expire(store: Store) {
     assert_eq!(found, 1);
 
     let mut tx = store.begin().await.unwrap();
+    assert_err!(HashedPassword::new("short"), Invalid, "password");
+    let new_password = HashedPassword::new("a new password").unwrap();
     assert_err!(
-        tx.reset_password(&token, "short", now).await,
-        Invalid,
-        "password"
-    );
-    assert_err!(
-        tx.reset_password("not-the-token", "a new password", now)
-            .await,
+        tx.reset_password("not-the-token", &new_password, now).await,
         Invalid,
         "token"
     );
-    let after = tx
-        .reset_password(&token, "a new password", now)
-        .await
-        .unwrap();
+    let after = tx.reset_password(&token, &new_password, now).await.unwrap();
     assert_eq!(after.failed_login_count, 0, "a reset unlocks the account");
     assert_eq!(after.locked_until, None);
     assert_err!(tx.find_session(session.token.expose(), now).await, NotFound);
     assert_err!(
-        tx.reset_password(&token, "another password", now).await,
+        tx.reset_password(&token, &password_hash(), now).await,
         Invalid,
         "token"
     );
-    assert!(matches!(
-        tx.verify_password("reset@x.io", "a new password", now)
-            .await
-            .unwrap(),
-        LoginOutcome::Success(_)
-    ));
-    assert!(matches!(
-        tx.verify_password("reset@x.io", PASSWORD, now)
-            .await
-            .unwrap(),
-        LoginOutcome::BadCredentials { .. }
-    ));
+    assert!(signs_in(&mut tx, "reset@x.io", "a new password").await);
+    assert!(!signs_in(&mut tx, "reset@x.io", PASSWORD).await);
 
     let expiring = tx.issue_reset_token(u.id, now).await.unwrap();
     assert_err!(
-        tx.reset_password(&expiring, "late password", now + TimeDelta::hours(2))
+        tx.reset_password(&expiring, &password_hash(), now + TimeDelta::hours(2))
             .await,
         Invalid,
         "token"
