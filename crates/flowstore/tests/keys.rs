@@ -124,13 +124,13 @@ async fn rotation(url: String) {
         .unwrap()
         .webhook
         .id;
-    for i in 0..3 {
+    for id in &creds[..3] {
         tx.append_audit(NewAuditEntry::new(
             ActorType::System,
             None,
             "credential.create",
             "credential",
-            Some(creds[i].to_string()),
+            Some(id.to_string()),
         ))
         .await
         .unwrap();
