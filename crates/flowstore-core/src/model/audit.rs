@@ -288,6 +288,8 @@ pub async fn append_entry<S: AuditStore + ?Sized>(
     store: &mut S,
     new: NewAuditEntry,
 ) -> StoreResult<AuditEntry> {
+    // The keyring before the lock: its first use may read (or create) the key file,
+    // which other appenders need not wait for.
     let keys = store.audit_keys();
     let ring = keys.keyring()?;
     store.lock_audit_log().await?;

@@ -210,11 +210,6 @@ pub fn open_clearly(ring: &Keyring, sealed: &Sealed, what: &str) -> StoreResult<
 }
 
 impl Credential {
-    /// True when its `expires_at` has passed at `now`.
-    pub fn is_expired(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
-    }
-
     /// Refuses to open the data of a credential that has expired at `now`: a
     /// conflict on `expires_at` saying when. What every operation that decrypts a
     /// credential for use calls first (a re-seal under a new key is not a use).
