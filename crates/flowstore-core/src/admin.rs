@@ -44,14 +44,22 @@ pub enum FindingKind {
     Corruption,
     /// An index PostgreSQL marked invalid (a failed concurrent build).
     InvalidIndex,
-    /// An entry of the audit log that does not verify against the hash chain.
+    /// An entry of the audit log that does not verify against the hash chain, or
+    /// an end of the log that does not match its signed head.
     BrokenAuditChain,
+    /// A credential past its `expires_at` (revealing it is refused).
+    ExpiredCredential,
+    /// A credential that expires within [`CREDENTIAL_EXPIRY_NOTICE_DAYS`].
+    ExpiringCredential,
 }
+
+/// How many days ahead `check` reports credentials about to expire.
+pub const CREDENTIAL_EXPIRY_NOTICE_DAYS: u32 = 7;
 
 impl FindingKind {
     /// The order repairs run in: leases first (reaping changes task states), then the
     /// rows that others depend on, counters last (they recount what the rest left).
-    pub const REPAIR_ORDER: [FindingKind; 13] = [
+    pub const REPAIR_ORDER: [FindingKind; 15] = [
         FindingKind::ExpiredLease,
         FindingKind::Orphan,
         FindingKind::CrossRunDependency,
@@ -65,6 +73,8 @@ impl FindingKind {
         FindingKind::WorkflowStatsDrift,
         FindingKind::MetricRollupDrift,
         FindingKind::BrokenAuditChain,
+        FindingKind::ExpiredCredential,
+        FindingKind::ExpiringCredential,
     ];
 
     /// The kind's name as printed.
@@ -83,6 +93,8 @@ impl FindingKind {
             FindingKind::Corruption => "corruption",
             FindingKind::InvalidIndex => "invalid_index",
             FindingKind::BrokenAuditChain => "broken_audit_chain",
+            FindingKind::ExpiredCredential => "expired_credential",
+            FindingKind::ExpiringCredential => "expiring_credential",
         }
     }
 }
@@ -354,20 +366,51 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
     })
 }
 
-/// Walks the audit log's hash chain; a finding for the first entry that does not
-/// verify. The walk is the same on both backends, so it lives here rather than in
-/// [`AdminBackend::find_problems`].
-async fn audit_chain_finding(backend: &dyn Backend) -> StoreResult<Option<Finding>> {
+/// Walks the audit log's hash chain and compares its end with the signed head; a
+/// finding for the first entry that does not verify and one for entries missing at
+/// the end (or a head removed or forged). The walk is the same on both backends, so
+/// it lives here rather than in [`AdminBackend::find_problems`].
+async fn audit_chain_finding(backend: &dyn Backend) -> StoreResult<Vec<Finding>> {
     let mut tx = backend.begin_read().await?;
     let verified = tx.verify_audit_chain().await;
     let _ = tx.rollback().await;
-    Ok(verified?.first_broken.map(|b| Finding {
-        kind: FindingKind::BrokenAuditChain,
-        table: "audit_log".into(),
-        count: 1,
-        examples: vec![format!("seq {} ({})", b.seq, b.id)],
-        detail: format!("the hash chain breaks at seq {}: {}", b.seq, b.reason),
-    }))
+    let verified = verified?;
+    let mut out = Vec::new();
+    if let Some(b) = verified.first_broken {
+        out.push(Finding {
+            kind: FindingKind::BrokenAuditChain,
+            table: "audit_log".into(),
+            count: 1,
+            examples: vec![format!("seq {} ({})", b.seq, b.id)],
+            detail: format!("the hash chain breaks at seq {}: {}", b.seq, b.reason),
+        });
+    }
+    if let Some(m) = verified.head_mismatch {
+        let (count, examples) = match (m.missing_from, m.missing_to) {
+            (Some(from), Some(to)) => (
+                (to - from + 1).max(1) as u64,
+                vec![format!("seq {from}..={to} missing")],
+            ),
+            _ => (
+                1,
+                vec![match m.head_seq {
+                    Some(seq) => format!("head at seq {seq}"),
+                    None => "no head".into(),
+                }],
+            ),
+        };
+        out.push(Finding {
+            kind: FindingKind::BrokenAuditChain,
+            table: "audit_head".into(),
+            count,
+            examples,
+            detail: format!(
+                "the end of the audit log does not match its signed head: {}",
+                m.reason
+            ),
+        });
+    }
+    Ok(out)
 }
 
 fn unrepairable(kind: FindingKind) -> &'static str {
@@ -377,6 +420,9 @@ fn unrepairable(kind: FindingKind) -> &'static str {
         }
         FindingKind::Corruption => {
             "corrupt pages cannot be repaired in place: restore from a backup or dump what is readable"
+        }
+        FindingKind::ExpiredCredential | FindingKind::ExpiringCredential => {
+            "a secret cannot be renewed here: give the credential new data and expires_at (PATCH /api/v1/credentials/ID), or delete it"
         }
         FindingKind::PrematureTask => {
             "ready tasks were returned to pending; running or completed tasks are left for an operator"

@@ -3,6 +3,10 @@
 //! Each stored value records the ID of the key that sealed it, so keys can rotate
 //! without a flag day: old keys stay in the keyring for reading until every row is
 //! re-sealed under the current one.
+//!
+//! Each key also yields a MAC key, derived from it (HMAC-SHA256 of the key over a
+//! fixed label), that signs the audit log's head: the signature proves that whoever
+//! wrote the head held the encryption key, which never enters the database.
 
 use std::fmt;
 use std::io::Write;
@@ -11,6 +15,7 @@ use std::path::Path;
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -18,11 +23,19 @@ use crate::{StoreError, StoreResult};
 
 const NONCE_LEN: usize = 12;
 
+/// The label the audit head's MAC key is derived with. A different label would give
+/// an unrelated key, so the MAC key cannot open sealed values nor the other way round.
+const AUDIT_HEAD_LABEL: &[u8] = b"flowstore audit head";
+
+type HmacSha256 = Hmac<Sha256>;
+
 /// A 256-bit key with its ID (the first 8 bytes of its SHA-256, in hex).
 #[derive(Clone)]
 pub struct Key {
     id: String,
     cipher: Aes256Gcm,
+    /// HMAC-SHA256(key, [`AUDIT_HEAD_LABEL`]): the key that signs the audit head.
+    audit_mac: [u8; 32],
 }
 
 impl fmt::Debug for Key {
@@ -38,6 +51,7 @@ impl Key {
         Key {
             id,
             cipher: Aes256Gcm::new(bytes.into()),
+            audit_mac: hmac_sha256(bytes, AUDIT_HEAD_LABEL),
         }
     }
 
@@ -97,6 +111,12 @@ impl Key {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -178,17 +198,48 @@ impl Keyring {
         })
     }
 
+    /// The key of this ring with ID `key_id`.
+    fn key(&self, key_id: &str) -> Option<&Key> {
+        std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .find(|k| k.id == key_id)
+    }
+
+    /// True when a key with ID `key_id` is in this ring.
+    pub fn has_key(&self, key_id: &str) -> bool {
+        self.key(key_id).is_some()
+    }
+
+    /// Signs `message` with the current key's audit MAC key: the key's ID and the
+    /// HMAC-SHA256 in hex.
+    pub fn sign_audit(&self, message: &[u8]) -> (String, String) {
+        (
+            self.current.id.clone(),
+            hex::encode(hmac_sha256(&self.current.audit_mac, message)),
+        )
+    }
+
+    /// Checks a MAC made by [`Keyring::sign_audit`] with the key `key_id`, in
+    /// constant time: `None` when that key is not in this ring, else whether the
+    /// MAC is right.
+    pub fn verify_audit(&self, key_id: &str, message: &[u8], mac_hex: &str) -> Option<bool> {
+        let key = self.key(key_id)?;
+        let Ok(given) = hex::decode(mac_hex) else {
+            return Some(false);
+        };
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&key.audit_mac).expect("any key length");
+        mac.update(message);
+        Some(mac.verify_slice(&given).is_ok())
+    }
+
     /// Opens a value sealed by any key of this ring.
     pub fn open(&self, sealed: &Sealed) -> StoreResult<Vec<u8>> {
-        let key = std::iter::once(&self.current)
-            .chain(self.previous.iter())
-            .find(|k| k.id == sealed.key_id)
-            .ok_or_else(|| {
-                StoreError::Internal(format!(
-                    "value sealed with key {} but that key is not configured",
-                    sealed.key_id
-                ))
-            })?;
+        let key = self.key(&sealed.key_id).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "value sealed with key {} but that key is not configured",
+                sealed.key_id
+            ))
+        })?;
         if sealed.bytes.len() < NONCE_LEN {
             return Err(StoreError::Internal("sealed value is truncated".into()));
         }
@@ -262,6 +313,23 @@ mod tests {
         let ring = Keyring::new(Key::generate().0).with_previous(old);
         assert_eq!(ring.open(&sealed).unwrap(), b"v");
         assert_ne!(ring.seal(b"v").unwrap().key_id, sealed.key_id);
+    }
+
+    #[test]
+    fn audit_macs_verify_only_with_their_key() {
+        let old = Key::generate().0;
+        let ring = Keyring::new(old.clone());
+        let (id, mac) = ring.sign_audit(b"head");
+        assert_eq!(id, old.id());
+        assert_eq!(ring.verify_audit(&id, b"head", &mac), Some(true));
+        assert_eq!(ring.verify_audit(&id, b"other", &mac), Some(false));
+        assert_eq!(ring.verify_audit(&id, b"head", "zz"), Some(false));
+        assert_eq!(ring.verify_audit("feedfacefeedface", b"head", &mac), None);
+        // After a rotation the old key still verifies what it signed; a new
+        // signature is made with the new key.
+        let rotated = Keyring::new(Key::generate().0).with_previous(old);
+        assert_eq!(rotated.verify_audit(&id, b"head", &mac), Some(true));
+        assert_ne!(rotated.sign_audit(b"head").0, id);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! Stats, vacuum and retention are in `admin/maint.rs`.
 
 use async_trait::async_trait;
-use flowstore_core::admin::{AdminBackend, DbStats, Finding, FindingKind, TableCounts};
+use flowstore_core::admin::{
+    AdminBackend, DbStats, Finding, FindingKind, TableCounts, CREDENTIAL_EXPIRY_NOTICE_DAYS,
+};
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use sqlx::PgConnection;
@@ -176,6 +178,21 @@ fn probes() -> Vec<(FindingKind, &'static str, &'static str, String)> {
             "accounts locked until a time that has passed",
             "SELECT id::text AS ex FROM users WHERE locked_until IS NOT NULL AND locked_until < $1"
                 .into(),
+        ),
+        (
+            FindingKind::ExpiredCredential,
+            "credentials",
+            "credentials past their expires_at: revealing them is refused",
+            "SELECT id::text AS ex FROM credentials WHERE expires_at <= $1".into(),
+        ),
+        (
+            FindingKind::ExpiringCredential,
+            "credentials",
+            "credentials that expire within 7 days",
+            format!(
+                "SELECT id::text AS ex FROM credentials WHERE expires_at > $1
+                   AND expires_at <= $1 + interval '{CREDENTIAL_EXPIRY_NOTICE_DAYS} days'"
+            ),
         ),
     ]
 }
@@ -461,10 +478,13 @@ impl AdminBackend for PostgresBackend {
                 names.len() as u64
             }
             // Leases go through the engine's reaper (see `admin::check`); a damaged
-            // b-tree needs an operator; the audit log is evidence, never rewritten.
-            FindingKind::ExpiredLease | FindingKind::Corruption | FindingKind::BrokenAuditChain => {
-                return Ok(None)
-            }
+            // b-tree needs an operator; the audit log is evidence, never rewritten; a
+            // credential's new secret must come from its owner.
+            FindingKind::ExpiredLease
+            | FindingKind::Corruption
+            | FindingKind::BrokenAuditChain
+            | FindingKind::ExpiredCredential
+            | FindingKind::ExpiringCredential => return Ok(None),
         };
         tx.commit().await.map_err(map_err)?;
         Ok(Some(n))

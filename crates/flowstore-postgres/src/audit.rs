@@ -1,12 +1,20 @@
-//! PostgreSQL storage for the audit log. Appends are serialised by a transaction
-//! advisory lock, taken before the last entry is read and held until commit, so two
-//! transactions never chain onto the same entry.
+//! PostgreSQL storage for the audit log and its signed head; the append,
+//! verification and head logic is `flowstore_core::model::audit`'s. Appends are
+//! serialised by a transaction advisory lock, taken before the last entry and the
+//! head are read and held until commit, so two transactions never chain onto the
+//! same entry.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use flowstore_core::model::audit::{
-    audit_cursor, audit_page, AuditEntry, AuditFilter, AuditRepo, NewAuditEntry,
+    self as audit, audit_cursor, audit_page, AuditEntry, AuditFilter, AuditRepo, AuditStore,
+    ChainVerification, NewAuditEntry,
 };
-use flowstore_core::{time, Page, PageRequest, StoreResult};
+use flowstore_core::model::audit_head::{AuditHead, HeadResign};
+use flowstore_core::store::KeySource;
+use flowstore_core::{Page, PageRequest, StoreResult};
+use sqlx::PgConnection;
 
 use crate::backend::PostgresTx;
 use crate::error::map_err;
@@ -18,22 +26,76 @@ const AUDIT_LOCK: i64 = 0x666c_6f77_6175_6474;
 const COLUMNS: &str = "seq, id, actor_type, actor_id, action, entity_type, entity_id, before, \
                        after, ip_address, request_id, created_at, prev_hash, hash";
 
+/// Takes the append lock until the transaction ends.
+pub(crate) async fn lock(c: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(c)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// The `seq` and hash of the newest entry.
+pub(crate) async fn tail(c: &mut PgConnection) -> StoreResult<Option<(i64, String)>> {
+    sqlx::query_as("SELECT seq, hash::text FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(c)
+        .await
+        .map_err(map_err)
+}
+
+/// The signed head, if any.
+pub(crate) async fn head(c: &mut PgConnection) -> StoreResult<Option<AuditHead>> {
+    sqlx::query_as("SELECT seq, hash::text AS hash, key_id, mac FROM audit_head WHERE id = 1")
+        .fetch_optional(c)
+        .await
+        .map_err(map_err)
+}
+
+/// Writes the one head row.
+pub(crate) async fn write_head(c: &mut PgConnection, h: &AuditHead) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash, key_id, mac, signed_at)
+         VALUES (1, $1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+             key_id = excluded.key_id, mac = excluded.mac, signed_at = excluded.signed_at",
+    )
+    .bind(h.seq)
+    .bind(&h.hash)
+    .bind(&h.key_id)
+    .bind(&h.mac)
+    .bind(flowstore_core::time::now())
+    .execute(c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
-impl AuditRepo for PostgresTx {
-    async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_LOCK)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        // Read committed: this statement's snapshot is taken after the lock, so it
-        // sees the entry of whoever held the lock before.
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-        let e = new.into_entry(last.as_ref().map(|(s, h)| (*s, h.as_str())), time::now())?;
+impl AuditStore for PostgresTx {
+    fn audit_keys(&self) -> Arc<KeySource> {
+        self.keys.clone()
+    }
+
+    async fn lock_audit_log(&mut self) -> StoreResult<()> {
+        lock(&mut self.tx).await
+    }
+
+    // Read committed: a statement after the lock takes its snapshot after the lock,
+    // so it sees the entry and head of whoever held the lock before.
+    async fn audit_tail(&mut self) -> StoreResult<Option<(i64, String)>> {
+        tail(&mut self.tx).await
+    }
+
+    async fn audit_head(&mut self) -> StoreResult<Option<AuditHead>> {
+        head(&mut self.tx).await
+    }
+
+    async fn write_audit_head(&mut self, h: &AuditHead) -> StoreResult<()> {
+        write_head(&mut self.tx, h).await
+    }
+
+    async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_log (seq, id, actor_type, actor_id, action, entity_type,
                 entity_id, before, after, ip_address, request_id, created_at, prev_hash, hash)
@@ -56,7 +118,26 @@ impl AuditRepo for PostgresTx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        Ok(e)
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditRepo for PostgresTx {
+    async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry> {
+        audit::append_entry(self, new).await
+    }
+
+    async fn verify_audit_chain(&mut self) -> StoreResult<ChainVerification> {
+        audit::verify_chain(self).await
+    }
+
+    async fn resign_audit_head(&mut self) -> StoreResult<HeadResign> {
+        audit::resign_audit_head(self).await
+    }
+
+    async fn adopt_audit_head(&mut self) -> StoreResult<bool> {
+        audit::adopt_audit_head(self).await
     }
 
     async fn list_audit(

@@ -295,6 +295,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
+        let keys = self.keys.clone();
         self.with_migration_lock(|conn| {
             Box::pin(async move {
                 mig::ensure_table(conn).await?;
@@ -308,7 +309,7 @@ impl Backend for PostgresBackend {
                     if applied.iter().any(|a| a.version == m.version) {
                         continue;
                     }
-                    mig::apply(conn, m).await?;
+                    mig::apply(conn, m, &keys).await?;
                     done.push(m.version);
                 }
                 Ok(done)

@@ -168,6 +168,7 @@ impl IntegrationRepo for PostgresTx {
         &mut self,
         id: CredentialId,
     ) -> StoreResult<(Credential, SecretValue)> {
+        self.credential_row(id).await?.ensure_usable(time::now())?;
         let row: Option<(Vec<u8>, String)> = sqlx::query_as(
             "SELECT encrypted_data, encryption_key_id FROM credentials WHERE id = $1",
         )

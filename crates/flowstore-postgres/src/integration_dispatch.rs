@@ -290,6 +290,13 @@ impl PostgresTx {
             SealedKind::Credentials => ("credentials", "encrypted_data", ""),
             SealedKind::Webhooks => ("webhooks", "secret_encrypted", ""),
         };
+        // A credential re-sealed under a new key counts as rotated (`rotated_at`):
+        // its secret is now protected by another key, which is what a rotation is.
+        let rotated = match kind {
+            SealedKind::Credentials => ", rotated_at = $4",
+            _ => "",
+        };
+        let now = time::now();
         let keys = self.keys.clone();
         let ring = keys.keyring()?;
         let rows: Vec<(Uuid, Vec<u8>, String)> = sqlx::query_as(&format!(
@@ -311,15 +318,17 @@ impl PostgresTx {
                 &format!("{table} row {id}"),
             )?;
             let sealed = ring.seal(&plain)?;
-            sqlx::query(&format!(
-                "UPDATE {table} SET {column} = $2, encryption_key_id = $3 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(sealed.bytes)
-            .bind(sealed.key_id)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            let sql = format!(
+                "UPDATE {table} SET {column} = $2, encryption_key_id = $3{rotated} WHERE id = $1"
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(id)
+                .bind(sealed.bytes)
+                .bind(sealed.key_id);
+            if !rotated.is_empty() {
+                q = q.bind(now);
+            }
+            q.execute(&mut *self.tx).await.map_err(map_err)?;
         }
         Ok(rows.len() as u64)
     }

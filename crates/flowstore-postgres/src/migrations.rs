@@ -3,6 +3,8 @@
 //! lock keeps two migrators from interleaving.
 
 use flowstore_core::migrate::{AppliedMigration, Migration};
+use flowstore_core::model::audit::adopted_head;
+use flowstore_core::store::KeySource;
 use flowstore_core::{StoreError, StoreResult};
 use futures::future::BoxFuture;
 use sqlx::{Executor, PgConnection};
@@ -32,11 +34,25 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(8, "0008", "lease_index"),
     migration!(9, "0009", "trigger_conditions"),
     migration!(10, "0010", "counter_shards"),
-    migration!(11, "0011", "webhook_answers"),
+    migration!(11, "0011", "audit_head"),
+    migration!(12, "0012", "webhook_answers"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).
 pub const LOCK_KEY: i64 = 0x666c_6f77_7374_6f72;
+
+/// The migration that adds the audit log's signed head.
+const AUDIT_HEAD_VERSION: i64 = 11;
+
+/// In the transaction of the migration that adds the head: signs the newest entry of
+/// a log that already has entries as its head (the key is loaded only then).
+async fn adopt_audit_head(c: &mut PgConnection, keys: &KeySource) -> StoreResult<()> {
+    let tail = crate::audit::tail(&mut *c).await?;
+    if let Some(h) = adopted_head(keys, tail, None)? {
+        crate::audit::write_head(c, &h).await?;
+    }
+    Ok(())
+}
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY,
@@ -83,7 +99,11 @@ pub fn applied(conn: &mut PgConnection) -> BoxFuture<'_, StoreResult<Vec<Applied
 }
 
 /// Applies one migration and records it, in one transaction.
-pub fn apply<'a>(conn: &'a mut PgConnection, m: &'a Migration) -> BoxFuture<'a, StoreResult<()>> {
+pub fn apply<'a>(
+    conn: &'a mut PgConnection,
+    m: &'a Migration,
+    keys: &'a KeySource,
+) -> BoxFuture<'a, StoreResult<()>> {
     Box::pin(async move {
         conn.execute("BEGIN").await.map_err(map_err)?;
         let result = async {
@@ -95,6 +115,9 @@ pub fn apply<'a>(conn: &'a mut PgConnection, m: &'a Migration) -> BoxFuture<'a, 
                     map_err(e)
                 ))
             })?;
+            if m.version == AUDIT_HEAD_VERSION {
+                adopt_audit_head(&mut *conn, keys).await?;
+            }
             sqlx::query(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
             )

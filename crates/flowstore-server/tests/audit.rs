@@ -1,7 +1,7 @@
 //! The audit log through the API: an entry with its actor and the entity before and
 //! after for each audited route, none for a refused change, admins only, filters
-//! and pages, and a chain that verifies until someone tampers with it. On SQLite and
-//! PostgreSQL.
+//! and pages, and a chain that verifies until someone tampers with it (an entry
+//! edited, or the newest entries removed). On SQLite and PostgreSQL.
 
 #[macro_use]
 mod common;
@@ -20,6 +20,7 @@ both_backends!(
     only_admins_read_the_audit_log,
     filters_and_pages,
     the_chain_verifies_and_tampering_is_found,
+    a_cut_tail_is_found_by_verify,
 );
 
 /// The entries of `action` about `entity_id`, newest first.
@@ -691,4 +692,78 @@ async fn the_chain_verifies_and_tampering_is_found(b: Arc<dyn Backend>) {
     // The edited entry reads as edited: the log shows what is there now.
     let log = ok(&c, "GET", "/api/v1/audit?limit=3", &c.admin, None, 200).await;
     assert_eq!(log["items"][1]["after"]["name"], "renamed");
+}
+
+/// Removes the newest `n` entries with raw SQL, as someone with the database's
+/// credentials (but not the encryption key) could after dropping the triggers.
+async fn cut_tail(b: &Arc<dyn Backend>, n: i64) {
+    let drops: &[&str] = match b.kind() {
+        BackendKind::Sqlite => &["DROP TRIGGER trg_audit_log_no_delete"],
+        BackendKind::Postgres => &["DROP TRIGGER trg_audit_log_append_only ON audit_log"],
+    };
+    for sql in drops {
+        b.execute_raw(sql).await.unwrap();
+    }
+    let cut = b
+        .execute_raw(&format!(
+            "DELETE FROM audit_log WHERE seq > (SELECT max(seq) - {n} FROM audit_log)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(cut, n as u64);
+}
+
+async fn a_cut_tail_is_found_by_verify(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    for name in ["t1", "t2", "t3", "t4", "t5"] {
+        ok(
+            &c,
+            "POST",
+            "/api/v1/teams",
+            &c.admin,
+            Some(json!({"name": name})),
+            201,
+        )
+        .await;
+    }
+    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    assert!(
+        v["first_broken"].is_null() && v["head_mismatch"].is_null(),
+        "{v}"
+    );
+    let newest = v["last_seq"].as_i64().unwrap();
+
+    // What is left is a valid chain; only the signed head shows the cut.
+    cut_tail(&b, 2).await;
+    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    assert!(v["first_broken"].is_null(), "{v}");
+    let m = &v["head_mismatch"];
+    assert_eq!(
+        (m["missing_from"].as_i64(), m["missing_to"].as_i64()),
+        (Some(newest - 1), Some(newest)),
+        "{v}"
+    );
+    assert_eq!(m["newest_seq"].as_i64(), Some(newest - 2));
+    assert!(m["reason"].as_str().unwrap().contains("missing"), "{v}");
+
+    // The API keeps working; the next entry follows the head, so the gap stays
+    // visible in the chain itself.
+    ok(
+        &c,
+        "POST",
+        "/api/v1/teams",
+        &c.admin,
+        Some(json!({"name": "t6"})),
+        201,
+    )
+    .await;
+    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    assert_eq!(v["first_broken"]["seq"].as_i64(), Some(newest + 1), "{v}");
+    assert!(
+        v["first_broken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing"),
+        "{v}"
+    );
 }

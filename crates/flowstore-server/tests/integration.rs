@@ -13,7 +13,11 @@ use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use serde_json::json;
 
-both_backends!(credentials_over_http, webhooks_over_http);
+both_backends!(
+    credentials_over_http,
+    an_expired_credential_is_not_revealed,
+    webhooks_over_http
+);
 
 async fn credentials_over_http(b: Arc<dyn Backend>) {
     let c = Client::new(b.clone()).await;
@@ -212,6 +216,63 @@ async fn credentials_over_http(b: Arc<dyn Backend>) {
     assert_eq!(r.status, 204);
     let r = c.call("GET", &one, &ada, None).await;
     assert_eq!(r.status, 404);
+}
+
+async fn an_expired_credential_is_not_revealed(b: Arc<dyn Backend>) {
+    let c = Client::new(b.clone()).await;
+    let (_, ada) = user_key(&b, Role::User, "ada@example.com").await;
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/credentials",
+            &ada,
+            Some(
+                json!({"name": "old", "type": "api_key", "data": "s3cret-expired",
+                "expires_at": "2001-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let one = format!("/api/v1/credentials/{}", r.body["id"].as_str().unwrap());
+    let reveal = format!("{one}/reveal");
+
+    // Neither its owner nor an admin gets the data of an expired credential.
+    for key in [&ada, &c.admin] {
+        let r = c.call("POST", &reveal, key, None).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["field"].as_str()),
+            (409, Some("expires_at")),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("/credential-expired"),
+            "{}",
+            r.body
+        );
+        assert!(r.body["detail"].as_str().unwrap().contains("2001-01-01"));
+        assert!(!r.body.to_string().contains("s3cret"), "{}", r.body);
+    }
+    // A refused reveal is not a use.
+    let r = c.call("GET", &one, &ada, None).await;
+    assert!(r.body["last_used_at"].is_null(), "{}", r.body);
+
+    // Given a later expiry, it can be used again.
+    let r = c
+        .call(
+            "PATCH",
+            &one,
+            &ada,
+            Some(json!({"expires_at": "2999-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = c.call("POST", &reveal, &ada, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"], "s3cret-expired");
 }
 
 async fn webhooks_over_http(b: Arc<dyn Backend>) {

@@ -20,11 +20,15 @@ use std::sync::Arc;
 
 use common::{user_key, Answer, Client};
 use flowstore_core::model::identity::Role;
-use flowstore_core::Backend;
-use serde_json::Value;
+use flowstore_core::{Backend, BackendKind};
+use serde_json::{json, Value};
 use validate::Validator;
 
-both_backends!(answers_match_the_document, every_documented_path_is_routed);
+both_backends!(
+    answers_match_the_document,
+    expired_credentials_and_a_cut_audit_log_match_the_document,
+    every_documented_path_is_routed
+);
 
 /// A client that checks every answer against the document.
 struct Checked {
@@ -187,6 +191,54 @@ async fn answers_match_the_document(b: Arc<dyn Backend>) {
     let pid = core_flows::operations_to_executions(&t, &b, &k).await;
     resource_flows::tasks_to_keys(&t, &b, &k, &pid).await;
     more_flows::life_links_and_system(&t, &k).await;
+}
+
+/// The refusal to reveal an expired credential and a verification that finds the
+/// newest audit entries cut are documented answers with bodies that validate.
+async fn expired_credentials_and_a_cut_audit_log_match_the_document(b: Arc<dyn Backend>) {
+    let t = Checked::new(b.clone()).await;
+    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
+    let (a, admin) = (Some(a.as_str()), Some(t.c.admin.as_str()));
+    let old = json!({"name": "old", "type": "jwt", "data": "x",
+        "expires_at": "2001-01-01T00:00:00Z"});
+    let c = id(&t
+        .call("POST", "/api/v1/credentials", &[], a, Some(old), 201)
+        .await);
+    let refused = t
+        .call(
+            "POST",
+            "/api/v1/credentials/{id}/reveal",
+            &[c.as_str()],
+            a,
+            None,
+            409,
+        )
+        .await;
+    assert_eq!(refused["field"], "expires_at");
+
+    for name in ["doc-t1", "doc-t2"] {
+        t.call(
+            "POST",
+            "/api/v1/teams",
+            &[],
+            admin,
+            Some(json!({"name": name})),
+            201,
+        )
+        .await;
+    }
+    let drop = match b.kind() {
+        BackendKind::Sqlite => "DROP TRIGGER trg_audit_log_no_delete",
+        BackendKind::Postgres => "DROP TRIGGER trg_audit_log_append_only ON audit_log",
+    };
+    b.execute_raw(drop).await.unwrap();
+    b.execute_raw("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
+        .await
+        .unwrap();
+    let v = t
+        .call("GET", "/api/v1/audit/verify", &[], admin, None, 200)
+        .await;
+    assert!(v["head_mismatch"]["missing_from"].is_i64(), "{v}");
 }
 
 /// Every documented path and method is routed (never the fallback's 404 or a 405),

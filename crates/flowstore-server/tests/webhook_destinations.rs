@@ -394,7 +394,7 @@ async fn refused_addresses_fail_at_delivery(b: Arc<dyn Backend>) {
 }
 
 async fn answers_kept_before_are_dropped(b: Arc<dyn Backend>) {
-    b.migrate_down(10).await.unwrap();
+    b.migrate_down(11).await.unwrap();
     let mut tx = b.begin().await.unwrap();
     let h = tx
         .create_webhook(NewWebhook {
@@ -424,7 +424,7 @@ async fn answers_kept_before_are_dropped(b: Arc<dyn Backend>) {
             .items
     };
     assert_eq!(listed().await[0].response_body.as_deref(), Some(ANSWER));
-    assert_eq!(b.migrate_up(None).await.unwrap(), [11]);
+    assert_eq!(b.migrate_up(None).await.unwrap(), [12]);
     let d = &listed().await[0];
     assert_eq!(
         (d.response_code, d.response_body.as_deref()),

@@ -2,7 +2,9 @@
 //! vacuum and retention are in `admin/maint.rs`.
 
 use async_trait::async_trait;
-use flowstore_core::admin::{AdminBackend, DbStats, Finding, FindingKind, TableCounts};
+use flowstore_core::admin::{
+    AdminBackend, DbStats, Finding, FindingKind, TableCounts, CREDENTIAL_EXPIRY_NOTICE_DAYS,
+};
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
@@ -194,6 +196,26 @@ fn probes() -> Vec<(FindingKind, &'static str, &'static str, String)> {
             "accounts locked until a time that has passed",
             format!(
                 "SELECT {} AS ex FROM users WHERE locked_until IS NOT NULL AND locked_until < ?1",
+                id("id")
+            ),
+        ),
+        (
+            FindingKind::ExpiredCredential,
+            "credentials",
+            "credentials past their expires_at: revealing them is refused",
+            format!(
+                "SELECT {} AS ex FROM credentials WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                id("id")
+            ),
+        ),
+        (
+            FindingKind::ExpiringCredential,
+            "credentials",
+            "credentials that expire within 7 days",
+            // Instants are fixed-width text, so text order is time order.
+            format!(
+                "SELECT {} AS ex FROM credentials WHERE expires_at > ?1
+                   AND expires_at <= strftime('%Y-%m-%dT%H:%M:%f000Z', ?1, '+{CREDENTIAL_EXPIRY_NOTICE_DAYS} days')",
                 id("id")
             ),
         ),
@@ -483,11 +505,13 @@ impl AdminBackend for SqliteBackend {
             }
             // Leases go through the engine's reaper (see `admin::check`); corrupt pages
             // and index states have no safe repair here; the audit log is evidence,
-            // never rewritten.
+            // never rewritten; a credential's new secret must come from its owner.
             FindingKind::ExpiredLease
             | FindingKind::Corruption
             | FindingKind::InvalidIndex
-            | FindingKind::BrokenAuditChain => return Ok(None),
+            | FindingKind::BrokenAuditChain
+            | FindingKind::ExpiredCredential
+            | FindingKind::ExpiringCredential => return Ok(None),
         };
         tx.commit().await.map_err(map_err)?;
         Ok(Some(n))

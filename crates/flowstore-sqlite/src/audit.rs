@@ -1,12 +1,19 @@
-//! SQLite storage for the audit log. Appends are serialised by the writer lock every
-//! write transaction holds (`BEGIN IMMEDIATE`), so the last entry read is still the
-//! last when the next one is inserted.
+//! SQLite storage for the audit log and its signed head; the append, verification
+//! and head logic is `flowstore_core::model::audit`'s. Appends are serialised by the
+//! writer lock every write transaction holds (`BEGIN IMMEDIATE`), so the last entry
+//! read is still the last when the next one is inserted.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use flowstore_core::model::audit::{
-    audit_cursor, audit_page, AuditEntry, AuditFilter, AuditRepo, NewAuditEntry,
+    self as audit, audit_cursor, audit_page, AuditEntry, AuditFilter, AuditRepo, AuditStore,
+    ChainVerification, NewAuditEntry,
 };
-use flowstore_core::{time, Page, PageRequest, StoreResult};
+use flowstore_core::model::audit_head::{AuditHead, HeadResign};
+use flowstore_core::store::KeySource;
+use flowstore_core::{Page, PageRequest, StoreResult};
+use sqlx::SqliteConnection;
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
@@ -15,15 +22,66 @@ use crate::util::{ts, ts_opt};
 const COLUMNS: &str = "seq, id, actor_type, actor_id, action, entity_type, entity_id, before, \
                        after, ip_address, request_id, created_at, prev_hash, hash";
 
+/// The `seq` and hash of the newest entry.
+pub(crate) async fn tail(c: &mut SqliteConnection) -> StoreResult<Option<(i64, String)>> {
+    sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(c)
+        .await
+        .map_err(map_err)
+}
+
+/// The signed head, if any.
+pub(crate) async fn head(c: &mut SqliteConnection) -> StoreResult<Option<AuditHead>> {
+    sqlx::query_as("SELECT seq, hash, key_id, mac FROM audit_head WHERE id = 1")
+        .fetch_optional(c)
+        .await
+        .map_err(map_err)
+}
+
+/// Writes the one head row.
+pub(crate) async fn write_head(c: &mut SqliteConnection, h: &AuditHead) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash, key_id, mac, signed_at)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+             key_id = excluded.key_id, mac = excluded.mac, signed_at = excluded.signed_at",
+    )
+    .bind(h.seq)
+    .bind(&h.hash)
+    .bind(&h.key_id)
+    .bind(&h.mac)
+    .bind(ts(&flowstore_core::time::now()))
+    .execute(c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
-impl AuditRepo for SqliteTx {
-    async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry> {
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-        let e = new.into_entry(last.as_ref().map(|(s, h)| (*s, h.as_str())), time::now())?;
+impl AuditStore for SqliteTx {
+    fn audit_keys(&self) -> Arc<KeySource> {
+        self.keys.clone()
+    }
+
+    // Every write transaction holds the writer lock (`BEGIN IMMEDIATE`), so the
+    // newest entry read is still the newest when the next one is inserted.
+    async fn lock_audit_log(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn audit_tail(&mut self) -> StoreResult<Option<(i64, String)>> {
+        tail(&mut self.tx).await
+    }
+
+    async fn audit_head(&mut self) -> StoreResult<Option<AuditHead>> {
+        head(&mut self.tx).await
+    }
+
+    async fn write_audit_head(&mut self, h: &AuditHead) -> StoreResult<()> {
+        write_head(&mut self.tx, h).await
+    }
+
+    async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_log (seq, id, actor_type, actor_id, action, entity_type,
                 entity_id, before, after, ip_address, request_id, created_at, prev_hash, hash)
@@ -46,7 +104,26 @@ impl AuditRepo for SqliteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        Ok(e)
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditRepo for SqliteTx {
+    async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry> {
+        audit::append_entry(self, new).await
+    }
+
+    async fn verify_audit_chain(&mut self) -> StoreResult<ChainVerification> {
+        audit::verify_chain(self).await
+    }
+
+    async fn resign_audit_head(&mut self) -> StoreResult<HeadResign> {
+        audit::resign_audit_head(self).await
+    }
+
+    async fn adopt_audit_head(&mut self) -> StoreResult<bool> {
+        audit::adopt_audit_head(self).await
     }
 
     async fn list_audit(

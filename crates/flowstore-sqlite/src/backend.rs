@@ -227,7 +227,7 @@ impl Backend for SqliteBackend {
             }
             // Another process may be migrating the same file: `apply` re-checks under
             // SQLite's write lock and skips a version that process applied first.
-            if mig::apply(&self.pool, m).await? {
+            if mig::apply(&self.pool, m, &self.keys).await? {
                 done.push(m.version);
             }
         }

@@ -3,9 +3,11 @@
 //! migration leaves the schema as it was.
 
 use flowstore_core::migrate::{AppliedMigration, Migration};
+use flowstore_core::model::audit::adopted_head;
+use flowstore_core::store::KeySource;
 use flowstore_core::StoreResult;
 use futures::future::BoxFuture;
-use sqlx::{Executor, SqlitePool};
+use sqlx::{Executor, SqliteConnection, SqlitePool};
 
 use crate::error::map_err;
 use crate::util::ts;
@@ -33,8 +35,22 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(8, "0008", "lease_index"),
     migration!(9, "0009", "trigger_conditions"),
     migration!(10, "0010", "counter_shards"),
-    migration!(11, "0011", "webhook_answers"),
+    migration!(11, "0011", "audit_head"),
+    migration!(12, "0012", "webhook_answers"),
 ];
+
+/// The migration that adds the audit log's signed head.
+const AUDIT_HEAD_VERSION: i64 = 11;
+
+/// In the transaction of the migration that adds the head: signs the newest entry of
+/// a log that already has entries as its head (the key is loaded only then).
+async fn adopt_audit_head(c: &mut SqliteConnection, keys: &KeySource) -> StoreResult<()> {
+    let tail = crate::audit::tail(&mut *c).await?;
+    if let Some(h) = adopted_head(keys, tail, None)? {
+        crate::audit::write_head(c, &h).await?;
+    }
+    Ok(())
+}
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -83,7 +99,11 @@ pub async fn applied(pool: &SqlitePool) -> StoreResult<Vec<AppliedMigration>> {
 /// Applies one migration and records it, in one transaction; returns `false` when
 /// another process applied it first. The IMMEDIATE transaction takes SQLite's write
 /// lock before the check, so two migrators never apply the same version.
-pub fn apply<'a>(pool: &'a SqlitePool, m: &'a Migration) -> BoxFuture<'a, StoreResult<bool>> {
+pub fn apply<'a>(
+    pool: &'a SqlitePool,
+    m: &'a Migration,
+    keys: &'a KeySource,
+) -> BoxFuture<'a, StoreResult<bool>> {
     Box::pin(async move {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let already: Option<i64> =
@@ -103,6 +123,9 @@ pub fn apply<'a>(pool: &'a SqlitePool, m: &'a Migration) -> BoxFuture<'a, StoreR
                 map_err(e)
             ))
         })?;
+        if m.version == AUDIT_HEAD_VERSION {
+            adopt_audit_head(&mut tx, keys).await?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)")
         .bind(m.version)
         .bind(m.name)

@@ -1,6 +1,7 @@
 //! `check`, `stats`, `vacuum` and retention on both backends: corruption planted
 //! with raw SQL is found and repaired, cleanup deletes exactly what is old and
-//! finished, and the statistics are sane.
+//! finished, and the statistics are sane; expired and soon expiring credentials are
+//! reported and left to their owners.
 
 #[path = "conformance/common.rs"]
 #[macro_use]
@@ -14,6 +15,8 @@ use flowstore::ids::{RunId, WorkflowId};
 use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, StartRun};
 use flowstore::model::identity::NewUser;
 use flowstore::model::identity_access::NewSession;
+use flowstore::model::integration::{CredentialType, NewCredential};
+use flowstore::model::ops::SecretValue;
 use flowstore::model::registry::NewHandler;
 use flowstore::model::workflow::{NewWorkflow, WorkflowStatus};
 use flowstore::{BackendKind, Store};
@@ -24,6 +27,7 @@ conformance!(
     check_finds_and_fixes_planted_corruption,
     cleanup_deletes_only_old_finished_runs,
     stats_and_vacuum_report_sane_numbers,
+    check_reports_expired_and_expiring_credentials,
 );
 
 const PAST: &str = "'2000-01-01T00:00:00.000000Z'";
@@ -396,6 +400,62 @@ async fn stats_and_vacuum_report_sane_numbers(store: Store) {
     assert!(v.bytes_before > 0 && v.bytes_after > 0);
     assert!(v.steps.iter().any(|s| s.contains("VACUUM")));
     assert_eq!(v.reclaimed, v.bytes_before.saturating_sub(v.bytes_after));
+}
+
+async fn check_reports_expired_and_expiring_credentials(store: Store) {
+    let now = flowstore::time::now();
+    let mut tx = store.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for (name, days) in [("gone", -1), ("soon", 3), ("later", 30)] {
+        let c = tx
+            .create_credential(NewCredential {
+                name: name.into(),
+                credential_type: CredentialType::ApiKey,
+                data: SecretValue::new(json!("t")),
+                description: None,
+                expires_at: Some(now + chrono::TimeDelta::days(days)),
+                owner_id: None,
+            })
+            .await
+            .unwrap();
+        ids.push(c.id.to_string());
+    }
+    tx.create_credential(NewCredential {
+        name: "forever".into(),
+        credential_type: CredentialType::ApiKey,
+        data: SecretValue::new(json!("t")),
+        description: None,
+        expires_at: None,
+        owner_id: None,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let report = admin::check(store.backend(), true).await.unwrap();
+    let of = |kind| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.kind == kind)
+            .unwrap_or_else(|| panic!("{kind:?} reported: {report:?}"))
+    };
+    let expired = of(FindingKind::ExpiredCredential);
+    assert_eq!((expired.table.as_str(), expired.count), ("credentials", 1));
+    assert_eq!(expired.examples, vec![ids[0].clone()]);
+    let expiring = of(FindingKind::ExpiringCredential);
+    assert_eq!(expiring.count, 1);
+    assert_eq!(expiring.examples, vec![ids[1].clone()]);
+    // Only the owner can give a new secret: --fix leaves both and says why.
+    for kind in [
+        FindingKind::ExpiredCredential,
+        FindingKind::ExpiringCredential,
+    ] {
+        let r = report.repairs.iter().find(|r| r.kind == kind).unwrap();
+        assert!(r.note.as_deref().unwrap().contains("expires_at"), "{r:?}");
+        assert!(report.remaining.iter().any(|f| f.kind == kind));
+    }
+    assert_eq!(kinds(&report.findings).len(), 2, "{report:?}");
 }
 
 fn cli(url: &str, args: &[&str]) -> std::process::Output {

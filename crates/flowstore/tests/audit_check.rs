@@ -1,7 +1,9 @@
 //! The audit log beyond one database, on both backends: `flowstore check` through
 //! the binary fails on an entry edited by someone who dropped the append-only
-//! trigger, names it, and `--fix` leaves the evidence as it is; and a chain moved by
-//! backup and restore from one backend to the other still verifies and grows.
+//! trigger, or on the newest entries removed, names it, and `--fix` leaves the
+//! evidence as it is; a chain moved by backup and restore from one backend to the
+//! other still verifies (its signed head with it) and grows, a cut one stays cut,
+//! and an archive without a head gets the restoring operator's.
 
 #[path = "conformance/common.rs"]
 #[macro_use]
@@ -12,22 +14,31 @@ use flowstore::model::audit::{ActorType, NewAuditEntry};
 use flowstore::{BackendKind, Store};
 use serde_json::json;
 
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 fn cli(url: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
         .arg("--database-url")
         .arg(url)
         .args(args)
-        .env(
-            "ENCRYPTION_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
+        .env("ENCRYPTION_KEY", KEY)
         .output()
         .expect("the binary runs")
 }
 
+/// The store the binary sees: same database, same key (the head is signed with it).
+async fn open(url: &str) -> Store {
+    let settings = flowstore::config::Settings {
+        database_url: url.to_string(),
+        encryption_key: Some(KEY.into()),
+        ..flowstore::config::Settings::default()
+    };
+    Store::connect(&settings).await.unwrap()
+}
+
 async fn tampering_fails_check(url: String) {
     assert!(cli(&url, &["migrate", "up"]).status.success());
-    let store = flowstore::Store::open(&url).await.unwrap();
+    let store = open(&url).await;
     let mut tx = store.begin().await.unwrap();
     for i in 1..=3 {
         let mut e = NewAuditEntry::new(
@@ -91,6 +102,70 @@ async fn sqlite_tampering_fails_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tampering_fails_check() {
     tampering_fails_check(common::fresh_pg_database().await).await;
+}
+
+/// Removes the newest entries as someone who can write to the database (but has no
+/// key) could: the triggers dropped, then a plain DELETE.
+async fn cut_tail(store: &Store, from_seq: i64) {
+    let b = store.backend();
+    match store.kind() {
+        BackendKind::Sqlite => b.execute_raw("DROP TRIGGER trg_audit_log_no_delete"),
+        BackendKind::Postgres => {
+            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
+        }
+    }
+    .await
+    .unwrap();
+    b.execute_raw(&format!("DELETE FROM audit_log WHERE seq >= {from_seq}"))
+        .await
+        .unwrap();
+}
+
+async fn a_cut_tail_fails_check(url: String) {
+    assert!(cli(&url, &["migrate", "up"]).status.success());
+    let store = open(&url).await;
+    awkward_entries(&store).await;
+    awkward_entries(&store).await;
+    let clean = cli(&url, &["check"]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    cut_tail(&store, 5).await;
+    assert!(
+        verify(&store).await.first_broken.is_none(),
+        "the rest chains"
+    );
+    store.close().await;
+
+    let out = cli(&url, &["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("broken_audit_chain"), "{text}");
+    assert!(text.contains("seq 5..=6 missing"), "{text}");
+    let fixed = cli(&url, &["check", "--fix", "--json"]);
+    assert!(!fixed.status.success(), "a cut log is never repaired");
+    let report: serde_json::Value = serde_json::from_slice(&fixed.stdout).unwrap();
+    assert!(
+        report["remaining"].as_array().unwrap().iter().any(|f| {
+            f["kind"] == "broken_audit_chain" && f["table"] == "audit_head" && f["count"] == 2
+        }),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_cut_tail_fails_check() {
+    let dir = std::env::temp_dir().join("flowstore-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("audit-{}.db", uuid::Uuid::new_v4().simple()));
+    a_cut_tail_fails_check(format!("sqlite://{}", path.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_cut_tail_fails_check() {
+    a_cut_tail_fails_check(common::fresh_pg_database().await).await;
 }
 
 fn quiet(_: &str, _: u64) {}
@@ -159,6 +234,38 @@ async fn chain_survives_backup_and_restore(source: Store, target: Store) {
     tx.commit().await.unwrap();
     assert_eq!((next.seq, next.prev_hash), (4, v.last_hash));
     assert!(verify(&target).await.is_intact());
+
+    // A cut log is archived and restored as it is: still cut, still reported.
+    cut_tail(&source, 3).await;
+    let cut = dir.path().join("cut.fsa");
+    flowstore::archive::backup(&source, &cut, None, &quiet)
+        .await
+        .unwrap();
+    flowstore::archive::restore(&target, &cut, true, &quiet)
+        .await
+        .unwrap();
+    let m = verify(&target)
+        .await
+        .head_mismatch
+        .expect("the cut travels");
+    assert_eq!((m.missing_from, m.missing_to), (Some(3), Some(3)));
+}
+
+/// An archive without the head (made before there was one, or of some tables only):
+/// the restore signs the newest restored entry with the restoring key.
+async fn an_archive_without_a_head_gets_one(source: Store, target: Store) {
+    awkward_entries(&source).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log-only.fsa");
+    flowstore::archive::backup(&source, &file, Some(&["audit_log".to_string()]), &quiet)
+        .await
+        .unwrap();
+    flowstore::archive::restore(&target, &file, false, &quiet)
+        .await
+        .unwrap();
+    let v = verify(&target).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.last_seq, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,4 +276,14 @@ async fn chain_moves_from_sqlite_to_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_moves_from_postgres_to_sqlite() {
     chain_survives_backup_and_restore(common::postgres().await, common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_without_a_head_gets_one_sqlite() {
+    an_archive_without_a_head_gets_one(common::sqlite().await, common::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_without_a_head_gets_one_postgres() {
+    an_archive_without_a_head_gets_one(common::postgres().await, common::postgres().await).await;
 }

@@ -1,12 +1,15 @@
 //! `flowstore keys rotate` through the binary, on SQLite and PostgreSQL: values
 //! sealed with key A (a sensitive configuration value, a credential, a webhook
-//! secret) read back after rotating to key B, and with A removed; a second run does
-//! nothing; without the old key the rotation fails clearly and changes nothing.
+//! secret) read back after rotating to key B, and with A removed; the credentials
+//! re-sealed are marked rotated; the audit log's head, signed with A, is signed with
+//! B and keeps verifying; a second run does nothing; without the old key the
+//! rotation fails clearly and changes nothing.
 
 use std::process::{Command, Output};
 
 use flowstore::config::Settings;
 use flowstore::ids::{CredentialId, WebhookId};
+use flowstore::model::audit::{ActorType, NewAuditEntry};
 use flowstore::model::integration::{CredentialType, NewCredential, NewWebhook};
 use flowstore::model::ops::{SecretValue, SetConfiguration};
 use flowstore::{Store, StoreError};
@@ -121,8 +124,26 @@ async fn rotation(url: String) {
         .unwrap()
         .webhook
         .id;
+    for id in &creds[..3] {
+        tx.append_audit(NewAuditEntry::new(
+            ActorType::System,
+            None,
+            "credential.create",
+            "credential",
+            Some(id.to_string()),
+        ))
+        .await
+        .unwrap();
+    }
     tx.commit().await.unwrap();
+    let mut tx = a.begin().await.unwrap();
+    for id in &creds {
+        assert!(tx.get_credential(*id).await.unwrap().rotated_at.is_none());
+    }
+    assert!(tx.verify_audit_chain().await.unwrap().is_intact());
+    drop(tx);
     a.close().await;
+    let before_rotation = flowstore::time::now();
 
     // Without the old key nothing can be opened: the rotation fails, naming the key.
     let refused = rotate(&url, KEY_B, None);
@@ -144,6 +165,11 @@ async fn rotation(url: String) {
         "{}",
         out(&done)
     );
+    assert!(
+        out(&done).contains("the audit log's head is now signed with key"),
+        "{}",
+        out(&done)
+    );
     let again = rotate(&url, KEY_B, Some(KEY_A));
     assert!(again.status.success(), "{}", out(&again));
     assert!(
@@ -158,6 +184,30 @@ async fn rotation(url: String) {
     read_back(&only_b, &creds, hook).await.unwrap();
     let mut tx = only_b.begin().await.unwrap();
     assert_eq!(tx.stale_secrets().await.unwrap().total(), 0);
+    // Every credential re-sealed counts as rotated, at the rotation.
+    for id in &creds {
+        let c = tx.get_credential(*id).await.unwrap();
+        let at = c.rotated_at.expect("keys rotate sets rotated_at");
+        assert!(at >= before_rotation, "{at} before {before_rotation}");
+    }
+    // The head, signed with A before, verifies with B alone and the log grows.
+    let v = tx.verify_audit_chain().await.unwrap();
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.last_seq, 3);
+    let next = tx
+        .append_audit(NewAuditEntry::new(
+            ActorType::System,
+            None,
+            "keys.rotated",
+            "keys",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 4);
+    tx.commit().await.unwrap();
+    let mut tx = only_b.begin_read().await.unwrap();
+    assert!(tx.verify_audit_chain().await.unwrap().is_intact());
     drop(tx);
     only_b.close().await;
     let only_a = store(&url, KEY_A, &[]).await;
@@ -165,6 +215,23 @@ async fn rotation(url: String) {
         Err(StoreError::Internal(msg)) => assert!(msg.contains("not configured"), "{msg}"),
         other => panic!("key A should open nothing now: {other:?}"),
     }
+    // Nor can A check the head B signed, nor sign a new one after it.
+    let mut tx = only_a.begin().await.unwrap();
+    let m = tx
+        .verify_audit_chain()
+        .await
+        .unwrap()
+        .head_mismatch
+        .unwrap();
+    assert!(m.reason.contains("not configured"), "{}", m.reason);
+    match tx
+        .append_audit(NewAuditEntry::new(ActorType::System, None, "x", "y", None))
+        .await
+    {
+        Err(StoreError::Internal(msg)) => assert!(msg.contains("not configured"), "{msg}"),
+        other => panic!("an append must not go past a head it cannot check: {other:?}"),
+    }
+    drop(tx);
     only_a.close().await;
 }
 

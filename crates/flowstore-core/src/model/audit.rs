@@ -4,10 +4,18 @@
 //! and the entry itself ([`crate::model::audit_chain`]), so an entry edited or removed
 //! by someone who bypassed the triggers breaks the chain where it stood.
 //!
+//! The chain cannot show its newest entries removed, since what is left is still a
+//! valid chain; the signed head ([`crate::model::audit_head`]) does: every append
+//! signs the new newest entry's `seq` and hash with a key derived from the encryption
+//! key, and verification compares the newest stored entry with it.
+//!
 //! An entry is appended in the caller's transaction, so it is written if and only if
-//! the change it describes is. Appenders are serialised (PostgreSQL: a transaction
-//! advisory lock; SQLite: the writer lock every write transaction holds), so two
-//! concurrent appends never fork the chain.
+//! the change it describes is, together with its head. Appenders are serialised
+//! (PostgreSQL: a transaction advisory lock; SQLite: the writer lock every write
+//! transaction holds), so two concurrent appends never fork the chain nor sign
+//! different heads.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -15,12 +23,17 @@ use serde_json::Value;
 
 use crate::ids::AuditEntryId;
 use crate::model::audit_chain::{entry_hash, ChainVerifier, GENESIS_HASH};
+use crate::model::audit_head::{
+    compare_head, missing_head, next_link, resign_head, AuditHead, HeadResign,
+};
+use crate::store::KeySource;
 use crate::text_enum;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
 pub use crate::model::audit_chain::{BrokenLink, ChainVerification};
+pub use crate::model::audit_head::HeadMismatch;
 
 text_enum!(
     /// Whom `actor_id` identifies.
@@ -205,9 +218,10 @@ pub const VERIFY_BATCH: u32 = 1000;
 /// transaction.
 #[async_trait]
 pub trait AuditRepo: Send {
-    /// Appends an entry after the last one, in this transaction. Concurrent
-    /// appenders wait for each other until the first commits, so keep the append
-    /// near the end of the transaction.
+    /// Appends an entry after the last one, in this transaction, and signs the head
+    /// over it. Concurrent appenders wait for each other until the first commits,
+    /// so keep the append near the end of the transaction. Fails when the head is
+    /// signed with a key that is not configured (the error names it).
     async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry>;
 
     /// A page of entries, newest first, keyset-paged by `seq`.
@@ -226,24 +240,151 @@ pub trait AuditRepo: Send {
     ) -> StoreResult<Vec<AuditEntry>>;
 
     /// Walks the whole chain from the first entry and reports the first entry whose
-    /// place, link or hash is wrong.
-    async fn verify_audit_chain(&mut self) -> StoreResult<ChainVerification> {
-        let mut v = ChainVerifier::default();
-        let mut after = 0;
-        loop {
-            let batch = self.audit_chain_after(after, VERIFY_BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            let full = batch.len() as u32 == VERIFY_BATCH;
-            for e in &batch {
-                if !v.push(e) {
-                    return Ok(v.finish());
-                }
-            }
-            if !full {
-                break;
+    /// place, link or hash is wrong, then compares the newest entry with the signed
+    /// head and reports entries removed from the end (see [`verify_chain`]).
+    async fn verify_audit_chain(&mut self) -> StoreResult<ChainVerification>;
+
+    /// Signs the head again with the current key when it verifies with an older
+    /// one (what `flowstore keys rotate` does, so that the old key can go).
+    async fn resign_audit_head(&mut self) -> StoreResult<HeadResign>;
+
+    /// Signs the newest entry as the head of a log that has entries and no head;
+    /// returns whether it did. For a restore from an archive without a head (made
+    /// before there was one, or of some tables only), run by an operator holding
+    /// the key; the migration that added the head does the same. Never part of an
+    /// append: there, a missing head is evidence that the end of the log was cut.
+    async fn adopt_audit_head(&mut self) -> StoreResult<bool>;
+}
+
+/// The statements under [`AuditRepo`]'s operations, which are written once on top of
+/// them ([`append_entry`], [`verify_chain`], [`resign_audit_head`]). Not for callers:
+/// writing a head or an entry directly bypasses the chain.
+#[async_trait]
+pub trait AuditStore: Send {
+    /// Where the keys that sign the head come from.
+    fn audit_keys(&self) -> Arc<KeySource>;
+
+    /// Takes the lock that serialises appenders until the transaction ends (on
+    /// SQLite the writer lock every write transaction holds already is that lock).
+    async fn lock_audit_log(&mut self) -> StoreResult<()>;
+
+    /// The `seq` and hash of the newest stored entry.
+    async fn audit_tail(&mut self) -> StoreResult<Option<(i64, String)>>;
+
+    /// The signed head, if there is one.
+    async fn audit_head(&mut self) -> StoreResult<Option<AuditHead>>;
+
+    /// Writes the head (there is one head row).
+    async fn write_audit_head(&mut self, head: &AuditHead) -> StoreResult<()>;
+
+    /// Inserts an entry as it is.
+    async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()>;
+}
+
+/// [`AuditRepo::append_audit`] on top of the backend's statements: under the lock,
+/// the entry follows what [`next_link`] says (the signed head, as a rule) and the
+/// head is signed over it in the same transaction.
+pub async fn append_entry<S: AuditStore + ?Sized>(
+    store: &mut S,
+    new: NewAuditEntry,
+) -> StoreResult<AuditEntry> {
+    // The keyring before the lock: its first use may read (or create) the key file,
+    // which other appenders need not wait for.
+    let keys = store.audit_keys();
+    let ring = keys.keyring()?;
+    store.lock_audit_log().await?;
+    // Read after the lock: whoever held it before has committed its entry and head.
+    let tail = store.audit_tail().await?;
+    let head = store.audit_head().await?;
+    let link = next_link(ring, tail, head.as_ref())?;
+    let e = new.into_entry(
+        link.after.as_ref().map(|(s, h)| (*s, h.as_str())),
+        crate::time::now(),
+    )?;
+    store.insert_audit_entry(&e).await?;
+    if link.sign {
+        store
+            .write_audit_head(&AuditHead::sign(ring, e.seq, &e.hash))
+            .await?;
+    }
+    Ok(e)
+}
+
+/// [`AuditRepo::verify_audit_chain`]: walks the chain in batches, then compares the
+/// newest stored entry (wherever the walk stopped) with the signed head.
+pub async fn verify_chain<S: AuditRepo + AuditStore + ?Sized>(
+    store: &mut S,
+) -> StoreResult<ChainVerification> {
+    let mut v = ChainVerifier::default();
+    let mut after = 0;
+    'walk: loop {
+        let batch = store.audit_chain_after(after, VERIFY_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        let full = batch.len() as u32 == VERIFY_BATCH;
+        for e in &batch {
+            if !v.push(e) {
+                break 'walk;
             }
         }
-        Ok(v.finish())
+        if !full {
+            break;
+        }
+    }
+    let mut result = v.finish();
+    let tail = store.audit_tail().await?;
+    let tail = tail.as_ref().map(|(s, h)| (*s, h.as_str()));
+    result.head_mismatch = match store.audit_head().await? {
+        None => missing_head(tail),
+        Some(head) => {
+            let keys = store.audit_keys();
+            compare_head(keys.keyring()?, tail, &head)
+        }
+    };
+    Ok(result)
+}
+
+/// [`AuditRepo::resign_audit_head`]: under the append lock, signs a head that
+/// verifies with an older key again with the current one ([`resign_head`]).
+pub async fn resign_audit_head<S: AuditStore + ?Sized>(store: &mut S) -> StoreResult<HeadResign> {
+    let keys = store.audit_keys();
+    let ring = keys.keyring()?;
+    store.lock_audit_log().await?;
+    let Some(head) = store.audit_head().await? else {
+        return Ok(HeadResign::Absent);
+    };
+    let (what, new) = resign_head(ring, &head)?;
+    if let Some(new) = new {
+        store.write_audit_head(&new).await?;
+    }
+    Ok(what)
+}
+
+/// [`AuditRepo::adopt_audit_head`] on top of the backend's statements.
+pub async fn adopt_audit_head<S: AuditStore + ?Sized>(store: &mut S) -> StoreResult<bool> {
+    store.lock_audit_log().await?;
+    let head = store.audit_head().await?;
+    let tail = store.audit_tail().await?;
+    let keys = store.audit_keys();
+    match adopted_head(&keys, tail, head.as_ref())? {
+        Some(h) => {
+            store.write_audit_head(&h).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// The head to write for a log that has entries but no head: its newest entry,
+/// signed with the current key. `None` when the log is empty or has a head (the key
+/// is then not even loaded).
+pub fn adopted_head(
+    keys: &KeySource,
+    tail: Option<(i64, String)>,
+    head: Option<&AuditHead>,
+) -> StoreResult<Option<AuditHead>> {
+    match (tail, head) {
+        (Some((seq, hash)), None) => Ok(Some(AuditHead::sign(keys.keyring()?, seq, &hash))),
+        _ => Ok(None),
     }
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::crypto::sha256_hex;
 use crate::model::audit::AuditEntry;
+use crate::model::audit_head::HeadMismatch;
 
 /// The `prev_hash` of the first entry: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -31,12 +32,15 @@ pub struct ChainVerification {
     pub last_hash: String,
     /// The first entry where the chain breaks, if it does.
     pub first_broken: Option<BrokenLink>,
+    /// What the signed head says is wrong at the end of the log (entries removed
+    /// from the end, a head removed or written without the key), if anything.
+    pub head_mismatch: Option<HeadMismatch>,
 }
 
 impl ChainVerification {
-    /// True when every entry verified.
+    /// True when every entry verified and the newest one is the signed head's.
     pub fn is_intact(&self) -> bool {
-        self.first_broken.is_none()
+        self.first_broken.is_none() && self.head_mismatch.is_none()
     }
 }
 
@@ -119,6 +123,7 @@ impl ChainVerifier {
             last_seq: self.last_seq,
             last_hash: self.last_hash,
             first_broken: self.broken,
+            head_mismatch: None,
         }
     }
 }

@@ -93,7 +93,9 @@ pub struct Credential {
     /// When its data was last revealed.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_used_at: Option<Timestamp>,
-    /// When its data was last replaced.
+    /// When its secret was last rotated: its data replaced through an update, or
+    /// re-sealed under a new encryption key by `flowstore keys rotate`. Either way
+    /// what protected it before no longer does.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub rotated_at: Option<Timestamp>,
     /// When it was created.
@@ -211,6 +213,26 @@ pub fn open_clearly(ring: &Keyring, sealed: &Sealed, what: &str) -> StoreResult<
         )),
         other => other,
     })
+}
+
+impl Credential {
+    /// Refuses to open the data of a credential that has expired at `now`: a
+    /// conflict on `expires_at` saying when. What every operation that decrypts a
+    /// credential for use calls first (a re-seal under a new key is not a use).
+    pub fn ensure_usable(&self, now: Timestamp) -> StoreResult<()> {
+        match self.expires_at {
+            Some(at) if at <= now => Err(StoreError::conflict(
+                "expires_at",
+                format!(
+                    "credential {} expired at {}; give it new data and a later expires_at, \
+                     or clear expires_at, before using it",
+                    self.id,
+                    at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl NewCredential {
@@ -335,8 +357,9 @@ pub trait IntegrationRepo: Send {
     /// A credential's metadata.
     async fn get_credential(&mut self, id: CredentialId) -> StoreResult<Credential>;
     /// A credential's metadata and its decrypted data; records the use in
-    /// `last_used_at`. A value sealed with a key that is not configured fails with
-    /// an error that names the key ID.
+    /// `last_used_at`. An expired credential (`expires_at` passed) is refused with a
+    /// conflict on `expires_at` and nothing is decrypted nor recorded. A value sealed
+    /// with a key that is not configured fails with an error that names the key ID.
     async fn reveal_credential(
         &mut self,
         id: CredentialId,
@@ -417,7 +440,8 @@ pub trait IntegrationRepo: Send {
     /// How many sealed values of each kind are not under the current key.
     async fn stale_secrets(&mut self) -> StoreResult<StaleSecrets>;
     /// Re-seals up to `limit` values of `kind` that are not under the current key;
-    /// returns how many. Calling it until it returns 0 finishes a rotation, and
-    /// calling it again afterwards does nothing.
+    /// returns how many. A credential re-sealed gets `rotated_at` set. Calling it
+    /// until it returns 0 finishes a rotation, and calling it again afterwards does
+    /// nothing.
     async fn reseal_batch(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64>;
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_chain;
+pub mod audit_head;
 pub mod dag;
 pub mod engine;
 pub mod engine_store;

@@ -257,9 +257,27 @@ pub async fn delete_credential(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Decrypts a credential's data for its owner or an admin (and records the use).
+/// The answer to revealing an expired credential: 409 of type `credential-expired`
+/// naming `expires_at` (the credential exists; its state forbids the use until it is
+/// given new data and a later expiry). Other errors as usual.
+fn reveal_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::Conflict {
+            ref field,
+            ref message,
+        } if field == "expires_at" => {
+            Problem::new(StatusCode::CONFLICT, "credential-expired", message.clone())
+                .with_field("expires_at")
+        }
+        other => other.into(),
+    }
+}
+
+/// Decrypts a credential's data for its owner or an admin (and records the use). An
+/// expired credential is refused: 409 of type `credential-expired`.
 #[utoipa::path(post, path = "/api/v1/credentials/{id}/reveal", tag = "credentials", params(("id" = String, Path)),
-    responses((status = 200, body = RevealedCredential), (status = 404, body = Problem)))]
+    responses((status = 200, body = RevealedCredential), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the credential has expired (type `credential-expired`, field `expires_at`)")))]
 pub async fn reveal_credential(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,7 +285,7 @@ pub async fn reveal_credential(
 ) -> ApiResult<AxumJson<RevealedCredential>> {
     let mut tx = state.backend().begin().await?;
     let c = credential(&mut *tx, &caller, &id).await?;
-    let (credential, data) = tx.reveal_credential(c.id).await?;
+    let (credential, data) = tx.reveal_credential(c.id).await.map_err(reveal_problem)?;
     // Who read a secret is recorded, never the secret itself.
     audit::record(
         &mut *tx,

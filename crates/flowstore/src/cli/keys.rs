@@ -1,17 +1,21 @@
 //! `flowstore keys rotate`: re-seals every sensitive configuration value, credential
-//! and webhook secret under the current encryption key.
+//! and webhook secret under the current encryption key, marks the credentials
+//! re-sealed as rotated (`rotated_at`), and signs the audit log's head with the
+//! current key (when it verifies with the old one, keeping the entry it names).
 //!
 //! The new key is the current one (`ENCRYPTION_KEY`, or the key file) and the old one
 //! is given as previous (`ENCRYPTION_KEY_PREVIOUS`, or `--previous-key-file`), so
 //! every value stays readable during the rotation. Values are re-sealed in batches,
 //! one transaction each; a value already under the current key is left alone, so an
 //! interrupted rotation is finished by running it again, and running it once more
-//! does nothing. Once it reports zero left, the old key can be removed.
+//! does nothing. Once it reports zero left, the old key can be removed: nothing is
+//! sealed nor signed with it any more.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use flowstore_core::model::audit_head::HeadResign;
 use flowstore_core::model::integration::{SealedKind, StaleSecrets};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -45,12 +49,14 @@ pub struct RotateArgs {
 }
 
 /// What a rotation did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct RotateReport {
     /// The ID of the key every value is now sealed with.
     pub key_id: String,
     /// Values re-sealed, by kind.
     pub resealed: StaleSecrets,
+    /// What became of the audit log's signed head.
+    pub audit_head: HeadResign,
 }
 
 /// Adds the previous key file's key to the settings, before the store is opened.
@@ -100,6 +106,17 @@ pub async fn rotate(
              every value is sealed with key {}",
             r.configurations, r.credentials, r.webhooks, report.key_id
         );
+        match report.audit_head {
+            HeadResign::Resigned => println!(
+                "the audit log's head is now signed with key {}",
+                report.key_id
+            ),
+            HeadResign::Current | HeadResign::Absent => {}
+            HeadResign::Forged => eprintln!(
+                "warning: the audit log's head does not verify and was left as it is; \
+                 run `flowstore check`"
+            ),
+        }
     }
     Ok(())
 }
@@ -135,9 +152,16 @@ pub async fn reseal_all(
         }
     }
     bar.finish_and_clear();
+    // Under the append lock, like an append: a head signed with the old key is
+    // signed again with the new one over the same entry, or left as evidence when
+    // it does not verify.
+    let mut tx = store.begin().await?;
+    let audit_head = tx.resign_audit_head().await?;
+    tx.commit().await?;
     Ok(RotateReport {
         key_id,
         resealed: done,
+        audit_head,
     })
 }
 

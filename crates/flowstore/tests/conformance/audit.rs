@@ -1,6 +1,7 @@
 //! Conformance tests for the audit log: the hash chain, filters and pages, the
 //! append-only triggers, concurrent appenders, and tampering found by verification
-//! and by `check`.
+//! and by `check`: entries edited or removed, the newest entries cut (seen through
+//! the signed head), the head removed or forged.
 
 use flowstore::model::audit::{
     ActorType, AuditEntry, AuditFilter, ChainVerification, NewAuditEntry,
@@ -19,6 +20,9 @@ conformance!(
     concurrent_appends_keep_one_chain,
     an_edited_entry_is_found_by_verify_and_check,
     a_removed_entry_is_found_by_verify_and_check,
+    a_cut_tail_is_found_by_verify_and_check,
+    a_removed_or_forged_head_is_found,
+    the_head_migration_signs_an_existing_log,
 );
 
 fn entry(actor: &str, action: &str, entity: &str, id: &str) -> NewAuditEntry {
@@ -351,4 +355,138 @@ async fn a_removed_entry_is_found_by_verify_and_check(store: Store) {
         .unwrap();
     let broken = verify(&store).await.first_broken.expect("still broken");
     assert_eq!(broken.seq, 2);
+}
+
+/// The findings of `check` about the audit log's head.
+async fn head_findings(store: &Store) -> Vec<flowstore_core::admin::Finding> {
+    let report = admin::check(store.backend(), false).await.unwrap();
+    report
+        .findings
+        .into_iter()
+        .filter(|f| f.kind == FindingKind::BrokenAuditChain && f.table == "audit_head")
+        .collect()
+}
+
+async fn a_cut_tail_is_found_by_verify_and_check(store: Store) {
+    let written = three(&store).await;
+    append(&store, entry("u2", "team.create", "team", "t")).await;
+    append(&store, entry("u2", "team.delete", "team", "t")).await;
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert!(
+        head_findings(&store).await.is_empty(),
+        "an intact log is clean"
+    );
+
+    // Removing the newest two leaves a chain that verifies entry by entry.
+    drop_triggers(&store).await;
+    let cut = store
+        .backend()
+        .execute_raw("DELETE FROM audit_log WHERE seq >= 4")
+        .await
+        .unwrap();
+    assert_eq!(cut, 2);
+    let v = verify(&store).await;
+    assert!(v.first_broken.is_none(), "{v:?}");
+    assert!(!v.is_intact());
+    assert_eq!(
+        (v.last_seq, v.last_hash.as_str()),
+        (3, written[2].hash.as_str())
+    );
+    let m = v.head_mismatch.expect("the signed head shows the cut");
+    assert_eq!(
+        (m.head_seq, m.newest_seq, m.missing_from, m.missing_to),
+        (Some(5), 3, Some(4), Some(5))
+    );
+    assert!(m.reason.contains("4..=5"), "{}", m.reason);
+
+    let found = head_findings(&store).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].count, 2);
+    assert_eq!(found[0].examples, vec!["seq 4..=5 missing".to_string()]);
+    let report = admin::check(store.backend(), true).await.unwrap();
+    assert!(
+        report
+            .remaining
+            .iter()
+            .any(|f| f.kind == FindingKind::BrokenAuditChain && f.table == "audit_head"),
+        "never repaired: {report:?}"
+    );
+
+    // Appending goes on from the head, over the gap, which the chain now shows.
+    let next = append(&store, entry("u3", "team.create", "team", "t2")).await;
+    assert_eq!(next.seq, 6);
+    let v = verify(&store).await;
+    assert!(v.head_mismatch.is_none(), "{v:?}");
+    let broken = v.first_broken.expect("the gap stays visible");
+    assert_eq!(broken.seq, 6);
+    assert!(broken.reason.contains("missing"), "{}", broken.reason);
+
+    // Cutting everything is found too.
+    store
+        .backend()
+        .execute_raw("DELETE FROM audit_log")
+        .await
+        .unwrap();
+    let m = verify(&store).await.head_mismatch.expect("all gone");
+    assert_eq!((m.missing_from, m.missing_to), (Some(1), Some(6)));
+}
+
+async fn a_removed_or_forged_head_is_found(store: Store) {
+    let written = three(&store).await;
+    drop_triggers(&store).await;
+    let b = store.backend();
+
+    // A head rewritten without the key: cut the newest entry and point the head at
+    // the one before, keeping the old MAC.
+    b.execute_raw("DELETE FROM audit_log WHERE seq = 3")
+        .await
+        .unwrap();
+    b.execute_raw(&format!(
+        "UPDATE audit_head SET seq = 2, hash = '{}'",
+        written[1].hash
+    ))
+    .await
+    .unwrap();
+    let m = verify(&store)
+        .await
+        .head_mismatch
+        .expect("the forgery is found");
+    assert!(m.reason.contains("does not verify"), "{}", m.reason);
+    // Appends go on, but a forged head is never signed over: it stays visible.
+    append(&store, entry("u", "team.create", "team", "t")).await;
+    let m = verify(&store).await.head_mismatch.expect("still found");
+    assert!(m.reason.contains("does not verify"), "{}", m.reason);
+    assert_eq!(head_findings(&store).await.len(), 1);
+
+    // Removing the head row as well is no way out: a log with entries needs one.
+    b.execute_raw("DELETE FROM audit_head").await.unwrap();
+    let m = verify(&store)
+        .await
+        .head_mismatch
+        .expect("the missing head is found");
+    assert_eq!(m.head_seq, None);
+    assert!(m.reason.contains("no signed head"), "{}", m.reason);
+    append(&store, entry("u", "team.delete", "team", "t")).await;
+    assert!(
+        verify(&store).await.head_mismatch.is_some(),
+        "an append does not sign a head that went missing"
+    );
+    let found = head_findings(&store).await;
+    assert_eq!(found[0].examples, vec!["no head".to_string()]);
+}
+
+async fn the_head_migration_signs_an_existing_log(store: Store) {
+    three(&store).await;
+    let b = store.backend();
+    // Back to the schema before the head, then forward: the migration signs the
+    // log that is already there, so an upgraded database verifies at once.
+    assert_eq!(b.migrate_down(10).await.unwrap(), vec![11]);
+    assert_eq!(b.migrate_up(None).await.unwrap(), vec![11]);
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.last_seq, 3);
+    let e = append(&store, entry("u", "team.create", "team", "t")).await;
+    assert_eq!(e.seq, 4);
+    assert!(verify(&store).await.is_intact());
 }

@@ -6,7 +6,7 @@ use flowstore::migrate::MigrationState;
 use flowstore::model::metric::{AggregateFilter, NewMetric};
 use flowstore::model::run::{ExecutionPatch, NewExecution};
 use flowstore::{Store, StoreError};
-use flowstore_core::admin::{self, FindingKind};
+use flowstore_core::admin::FindingKind;
 
 conformance!(
     applying_twice_is_a_no_op,
@@ -147,15 +147,21 @@ async fn counted(store: &Store, wf: &str) -> (i64, i64, i64) {
     )
 }
 
+/// The counter probes only: on a schema migrated down they run as well, where the
+/// rest of `check` (the audit log's signed head) needs tables that are not there.
 async fn no_counter_drift(store: &Store) {
-    let report = admin::check(store.backend(), false).await.unwrap();
+    let (findings, _) = store
+        .backend()
+        .admin()
+        .find_problems(flowstore::time::now())
+        .await
+        .unwrap();
     assert!(
-        !report.findings.iter().any(|f| matches!(
+        !findings.iter().any(|f| matches!(
             f.kind,
             FindingKind::WorkflowStatsDrift | FindingKind::MetricRollupDrift
         )),
-        "{:?}",
-        report.findings
+        "{findings:?}"
     );
 }
 
