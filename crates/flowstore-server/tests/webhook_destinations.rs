@@ -4,7 +4,7 @@
 //! a delivery to a refused address, written as such or reached through a name,
 //! fails with the reason recorded and nothing sent; and the deliveries list shows
 //! a summary of a receiver's answer, never its text (answers kept by earlier
-//! versions are dropped by migration 11).
+//! versions are dropped by migration 12).
 
 #[macro_use]
 mod common;

@@ -120,3 +120,60 @@ fn serve_refuses_a_malformed_webhook_allow_list() {
         "{help}"
     );
 }
+
+/// The operator's commands as README gives them: `apikeys create --role admin`
+/// (no name needed) prints a key; a command whose reader goes away ends without a
+/// panic; `serve` on a busy port fails before it makes the one bootstrap key.
+fn operator_commands(url: &str) {
+    let up = flowstore(url, &["migrate", "up"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+
+    // a busy port: serve fails, prints no key, and makes none
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let served = flowstore(url, &["serve", "--listen", &addr]);
+    assert!(!served.status.success());
+    assert!(!stdout(&served).contains("fsk_"), "{}", stdout(&served));
+    let err = String::from_utf8_lossy(&served.stderr);
+    assert!(err.contains("cannot listen"), "{err}");
+
+    let made = flowstore(url, &["apikeys", "create", "--role", "admin"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let key = stdout(&made).lines().last().unwrap_or_default().to_string();
+    assert!(key.starts_with("fsk_"), "{key}");
+    let scoped = flowstore(url, &["apikeys", "create", "--scopes", "read,write"]);
+    assert!(scoped.status.success(), "{}", String::from_utf8_lossy(&scoped.stderr));
+    let bad = flowstore(url, &["apikeys", "create", "--scopes", "everything"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("scopes"));
+
+    // the reader of stdout is gone before the command writes
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .args(["--database-url", url, "stats", "--json"])
+        .env(
+            "ENCRYPTION_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn operator_commands_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    operator_commands(&format!("sqlite://{}", dir.path().join("ops.db").display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_on_postgres() {
+    let url = common::fresh_pg_database().await;
+    tokio::task::spawn_blocking(move || operator_commands(&url))
+        .await
+        .unwrap();
+}
