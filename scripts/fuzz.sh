@@ -72,9 +72,11 @@ stop() {
 }
 
 # The event stream never ends, so it is left out; everything else is fuzzed with
-# the admin key the server made at its first start.
+# the admin key the server made at its first start. A run fails on any failed check
+# and on any error other than schemathesis's own (a "Runtime Error" in its data
+# generation, which says nothing of the server).
 fuzz() {
-  local name=$1
+  local name=$1 out="$work/st-$1.out"
   log "fuzzing the API on $name for up to $budget s ($base)"
   "$venv/bin/st" run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $key" \
@@ -82,7 +84,30 @@ fuzz() {
     --phases examples,coverage,fuzzing \
     --exclude-path /api/v1/events \
     --max-time "$budget" --max-examples 25 --workers 2 --seed 1 \
-    --request-timeout 40 --suppress-health-check all --no-color
+    --request-timeout 40 --suppress-health-check all --no-color >"$out" 2>&1 || true
+  # Tracebacks of the tool carry whole source files on one line: print lines cut short.
+  cut -c1-400 "$out"
+  python3 - "$out" <<'PY'
+import re
+import sys
+
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+summary = [l for l in text.splitlines() if re.match(r"^=+ .* in [0-9.]+s =+$", l)]
+if not summary:
+    sys.exit("fuzz.sh: schemathesis printed no summary")
+cases = re.search(r"(\d+) generated, (\d+) passed", text)
+if not cases or int(cases.group(1)) == 0:
+    sys.exit("fuzz.sh: no test case was generated")
+if re.search(r"\d+ (failed|failures?)\b", summary[-1]):
+    sys.exit(f"fuzz.sh: {summary[-1].strip('= ')}")
+errors = text.split("= ERRORS =", 1)[1] if "= ERRORS =" in text else ""
+errors = re.split(r"^=+ [A-Z]+ =+$|^=+ .* in [0-9.]+s =+$", errors, maxsplit=1, flags=re.M)[0]
+kinds = re.findall(r"^_{3,} (.+?) _{3,}\n+(.+)$", errors, re.M)
+server = [f"{op}: {kind}" for op, kind in kinds if kind.strip() != "Runtime Error"]
+if server:
+    sys.exit("fuzz.sh: errors while testing the server:\n  " + "\n  ".join(server))
+print(f"fuzz.sh: {cases.group(1)} cases, no failure ({len(kinds)} errors of the tool's own)")
+PY
 }
 
 status=0
