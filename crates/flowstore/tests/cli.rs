@@ -126,7 +126,11 @@ fn serve_refuses_a_malformed_webhook_allow_list() {
 /// panic; `serve` on a busy port fails before it makes the one bootstrap key.
 fn operator_commands(url: &str) {
     let up = flowstore(url, &["migrate", "up"]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
 
     // a busy port: serve fails, prints no key, and makes none
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -138,11 +142,19 @@ fn operator_commands(url: &str) {
     assert!(err.contains("cannot listen"), "{err}");
 
     let made = flowstore(url, &["apikeys", "create", "--role", "admin"]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let key = stdout(&made).lines().last().unwrap_or_default().to_string();
     assert!(key.starts_with("fsk_"), "{key}");
     let scoped = flowstore(url, &["apikeys", "create", "--scopes", "read,write"]);
-    assert!(scoped.status.success(), "{}", String::from_utf8_lossy(&scoped.stderr));
+    assert!(
+        scoped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scoped.stderr)
+    );
     let bad = flowstore(url, &["apikeys", "create", "--scopes", "everything"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("scopes"));

@@ -77,18 +77,8 @@ pub async fn create(
     if let Some(p) = new.project_id {
         access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Write).await?;
     }
-    // A task may hang under, or wait for, only tasks its creator may see: a child is
-    // added to its parent (write), a dependency is only read.
-    if let Some(parent) = new.parent_task_id {
-        access::task_field(
-            &mut *tx,
-            &caller,
-            "parent_task_id",
-            parent,
-            SharePermission::Write,
-        )
-        .await?;
-    }
+    // A task may wait only for tasks its creator may see (a dependency is only read).
+    check_parent(&mut *tx, &caller, new.parent_task_id).await?;
     for dep in &new.depends_on {
         access::task_field(&mut *tx, &caller, "depends_on", *dep, SharePermission::Read).await?;
     }
@@ -128,16 +118,7 @@ pub async fn update(
 ) -> ApiResult<AxumJson<Task>> {
     let mut tx = state.backend().begin().await?;
     let before = access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
-    if let Some(Some(parent)) = patch.parent_task_id {
-        access::task_field(
-            &mut *tx,
-            &caller,
-            "parent_task_id",
-            parent,
-            SharePermission::Write,
-        )
-        .await?;
-    }
+    check_parent(&mut *tx, &caller, patch.parent_task_id.flatten()).await?;
     let t = tx.update_task(id, patch).await?;
     let (b, a) = (audit::json(&before), audit::json(&t));
     audit::record(&mut *tx, &caller, "task.update", "task", id, b, a).await?;
@@ -198,4 +179,17 @@ pub async fn list(
         }
     };
     Ok(AxumJson(found))
+}
+
+/// A task may hang only under a task the caller may change (a child is added to
+/// its parent); a hidden parent is invalid `parent_task_id`, as a missing one is.
+async fn check_parent(
+    tx: &mut dyn flowstore_core::Tx,
+    caller: &Caller,
+    parent: Option<TaskId>,
+) -> ApiResult<()> {
+    if let Some(parent) = parent {
+        access::task_field(tx, caller, "parent_task_id", parent, SharePermission::Write).await?;
+    }
+    Ok(())
 }
