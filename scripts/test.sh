@@ -105,11 +105,23 @@ drop_test_databases() {
 }
 trap 'drop_test_databases; cleanup' EXIT
 
-status=0
-cargo test --workspace --all-targets "$@" || status=$?
+results=$(mktemp /tmp/flowstore-test-results.XXXXXX)
+set +e
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(awk '/^test result:/ {n += $4} END {print n + 0}' "$results")
+failed=$(awk '/^test result:/ {n += $6} END {print n + 0}' "$results")
+rm -f "$results"
 # The HTTP API fuzzed from its OpenAPI document on both backends, within a time
-# budget per backend (FLOWSTORE_FUZZ_SECONDS, default 90).
+# budget per backend (FLOWSTORE_FUZZ_SECONDS, default 90); it counts as one test.
 if [[ $status == 0 ]]; then
-  scripts/fuzz.sh "${FLOWSTORE_FUZZ_SECONDS:-90}" || status=$?
+  if scripts/fuzz.sh "${FLOWSTORE_FUZZ_SECONDS:-90}"; then
+    passed=$((passed + 1))
+  else
+    status=1
+    failed=$((failed + 1))
+  fi
 fi
+echo "tests: $passed passed, $failed failed"
 exit $status
