@@ -33,6 +33,21 @@ pub struct SqliteSettings {
     pub busy_timeout: Duration,
     /// How long an idle connection is kept.
     pub idle_timeout: Duration,
+    /// Whether a missing database file is created; when not, opening one that does
+    /// not exist fails and names the path (read-only commands must not leave an
+    /// empty database at a mistyped path).
+    pub create: bool,
+}
+
+/// The file a SQLite URL names; `None` for an in-memory database or a URL that is
+/// not SQLite's.
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    SqliteConnectOptions::from_str(url)
+        .ok()
+        .map(|o| o.get_filename().to_path_buf())
 }
 
 impl Default for SqliteSettings {
@@ -43,6 +58,7 @@ impl Default for SqliteSettings {
             min_connections: 1,
             busy_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
+            create: true,
         }
     }
 }
@@ -82,9 +98,20 @@ impl SqliteBackend {
         } else {
             settings.url.clone()
         };
+        if !settings.create {
+            if let Some(file) = database_file(&url).filter(|f| !f.exists()) {
+                return Err(StoreError::invalid(
+                    "DATABASE_URL",
+                    format!(
+                        "there is no SQLite database at {}; this command does not create one",
+                        file.display()
+                    ),
+                ));
+            }
+        }
         let options = SqliteConnectOptions::from_str(&url)
             .map_err(|e| StoreError::invalid("DATABASE_URL", format!("is not a SQLite URL: {e}")))?
-            .create_if_missing(true)
+            .create_if_missing(settings.create)
             .foreign_keys(true)
             .busy_timeout(settings.busy_timeout)
             .synchronous(SqliteSynchronous::Normal)

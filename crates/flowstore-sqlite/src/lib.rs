@@ -30,5 +30,5 @@ mod util;
 mod visibility;
 mod workflow;
 
-pub use backend::{SqliteBackend, SqliteSettings, SqliteTx};
+pub use backend::{database_file, SqliteBackend, SqliteSettings, SqliteTx};
 pub use migrations::MIGRATIONS;

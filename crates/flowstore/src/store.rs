@@ -37,8 +37,30 @@ impl Store {
         Ok(store)
     }
 
-    /// Connects with `settings` without touching the schema.
+    /// Connects with `settings` without touching the schema; a SQLite file that does
+    /// not exist yet is created.
     pub async fn connect(settings: &Settings) -> StoreResult<Store> {
+        Store::connect_with(settings, true).await
+    }
+
+    /// Connects to a database that must exist already: a missing SQLite file is an
+    /// error naming its path, and nothing is created.
+    pub async fn connect_existing(settings: &Settings) -> StoreResult<Store> {
+        Store::connect_with(settings, false).await
+    }
+
+    /// The file that holds the database `url` names, when it is one (a SQLite file);
+    /// `None` for a server database or an in-memory one.
+    pub fn local_file(url: &str) -> Option<std::path::PathBuf> {
+        let url = url.trim();
+        if url.starts_with("sqlite:") {
+            flowstore_sqlite::database_file(url)
+        } else {
+            None
+        }
+    }
+
+    async fn connect_with(settings: &Settings, create: bool) -> StoreResult<Store> {
         let keys = Arc::new(settings.key_source()?);
         let url = settings.database_url.trim();
         let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
@@ -48,6 +70,7 @@ impl Store {
                 min_connections: settings.pool_min,
                 busy_timeout: settings.connect_timeout,
                 idle_timeout: settings.idle_timeout,
+                create,
             };
             Arc::new(SqliteBackend::connect(&s, keys).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

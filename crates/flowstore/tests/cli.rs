@@ -174,6 +174,25 @@ fn operator_commands(url: &str) {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
+
+    // the database holds keys now: migrating down needs --yes
+    let down = flowstore(url, &["migrate", "down", "--to", "2"]);
+    assert!(!down.status.success(), "{}", stdout(&down));
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert!(err.contains("--yes") && err.contains("rows"), "{err}");
+    let status = flowstore(url, &["migrate", "status"]);
+    assert!(!stdout(&status).contains("pending"), "nothing was reverted");
+    let down = flowstore(url, &["migrate", "down", "--to", "2", "--yes"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        stdout(&down).contains("reverted 12, 11"),
+        "{}",
+        stdout(&down)
+    );
 }
 
 #[test]
@@ -188,4 +207,38 @@ async fn operator_commands_on_postgres() {
     tokio::task::spawn_blocking(move || operator_commands(&url))
         .await
         .unwrap();
+}
+
+/// Commands that read, check or copy a database do not create one at a mistyped
+/// path, and a restore that fails into a new file leaves nothing behind. (Only a
+/// SQLite file can be made by opening it; a PostgreSQL database never is.)
+#[test]
+fn mistyped_paths_stay_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", missing.display());
+    for args in [
+        &["stats"][..],
+        &["check"],
+        &["migrate", "status"],
+        &[
+            "apikeys",
+            "list",
+            "--user-id",
+            "0190c6d2-0000-7000-8000-000000000000",
+        ],
+        &["backup", "--output", "x.fsa"],
+    ] {
+        let out = flowstore(&url, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no SQLite database at"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    let garbage = dir.path().join("garbage.fsa");
+    std::fs::write(&garbage, b"not an archive").unwrap();
+    let out = flowstore(&url, &["restore", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(!missing.exists(), "a failed restore left a database file");
+    assert!(!dir.path().join("typo.db-wal").exists());
 }

@@ -43,6 +43,7 @@ pub async fn sqlite() -> Arc<dyn Backend> {
         min_connections: 0,
         busy_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
+        create: true,
     };
     let b: Arc<dyn Backend> = Arc::new(SqliteBackend::connect(&s, keys()).await.unwrap());
     b.migrate_up(None).await.expect("migrations apply");

@@ -272,6 +272,7 @@ async fn open_sqlite(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreRes
         min_connections: 1,
         busy_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
+        create: true,
     };
     let backend = Arc::new(SqliteBackend::connect(&settings, keys).await?);
     backend.migrate_up(None).await?;

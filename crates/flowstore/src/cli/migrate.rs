@@ -20,10 +20,18 @@ pub enum MigrateCommand {
     },
     /// Revert migrations above --to, newest first.
     #[command(after_help = "Example:\n  flowstore migrate down --to 3")]
+    ///
+    /// Reverting drops the tables and columns that later migrations added, with
+    /// the rows they hold: on a database that holds data it is refused unless
+    /// `--yes` is given.
     Down {
         /// Keep this version and those below it (0 reverts everything).
         #[arg(long)]
         to: i64,
+        /// Revert even though the database holds data that the reverted
+        /// migrations' tables and columns may carry away.
+        #[arg(long)]
+        yes: bool,
     },
     /// Show each migration and whether it is applied.
     #[command(after_help = "Example:\n  flowstore migrate status --json")]
@@ -50,9 +58,26 @@ pub async fn run(
                 println!("{where_}: applied {}", list(&applied));
             }
         }
-        MigrateCommand::Down { to } => {
+        MigrateCommand::Down { to, yes } => {
             if to < 0 {
                 return Err(StoreError::invalid("--to", "must be 0 or more"));
+            }
+            let above = store
+                .backend()
+                .migration_status()
+                .await?
+                .iter()
+                .any(|m| m.version > to && m.state != MigrationState::Pending);
+            if above && !yes {
+                if let Some(held) = held_data(store).await {
+                    return Err(StoreError::invalid(
+                        "--yes",
+                        format!(
+                            "the database holds data ({held}); migrating down to {to} drops \
+                             what later migrations added, with its rows: pass --yes to revert anyway"
+                        ),
+                    ));
+                }
             }
             let reverted = store.backend().migrate_down(to).await?;
             if reverted.is_empty() {
@@ -86,6 +111,24 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The first table that holds rows, as "table T has N rows"; also something to
+/// report when a table cannot be counted (an older schema), so that nothing is
+/// reverted on a guess.
+async fn held_data(store: &Store) -> Option<String> {
+    let mut loader = match store.backend().archive().loader().await {
+        Ok(l) => l,
+        Err(e) => return Some(format!("its tables could not be counted: {e}")),
+    };
+    for t in flowstore_core::archive::catalog() {
+        match loader.count(t).await {
+            Ok(0) => {}
+            Ok(n) => return Some(format!("table {} has {n} rows", t.name)),
+            Err(e) => return Some(format!("table {} could not be counted: {e}", t.name)),
+        }
+    }
+    None
 }
 
 fn list(versions: &[i64]) -> String {

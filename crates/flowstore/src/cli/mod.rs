@@ -131,7 +131,22 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
     if let Command::Keys(keys::KeysCommand::Rotate(args)) = &cli.command {
         keys::prepare(&mut settings, args)?;
     }
-    let store = Store::connect(&settings).await?;
+    // Only the commands that make a database may create a SQLite file; the others
+    // (reads, checks, backups) fail naming the path instead of leaving an empty
+    // database at a mistyped one.
+    let creates = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::Restore(_)
+            | Command::Migrate(migrate::MigrateCommand::Up { .. })
+    );
+    let new_file = Store::local_file(&settings.database_url).filter(|f| creates && !f.exists());
+    let store = if creates {
+        Store::connect(&settings).await?
+    } else {
+        Store::connect_existing(&settings).await?
+    };
+    let restoring = matches!(cli.command, Command::Restore(_));
     let result = match cli.command {
         Command::Migrate(cmd) => migrate::run(&store, &settings, cmd).await,
         Command::Check(args) => admin::check(&store, args).await,
@@ -164,5 +179,13 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         }
     };
     store.close().await;
+    if let (true, Err(_), Some(file)) = (restoring, &result, &new_file) {
+        // A restore that failed into a database it created leaves nothing behind.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
     result
 }
