@@ -147,9 +147,33 @@ pub(super) async fn vacuum(b: &SqliteBackend, optimize: bool) -> StoreResult<Vec
     }
     steps.push("PRAGMA wal_checkpoint(TRUNCATE)");
     for s in &steps {
-        sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+        if s.starts_with("PRAGMA wal_checkpoint") {
+            checkpoint(&mut conn).await?;
+        } else {
+            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+        }
     }
     Ok(steps.into_iter().map(String::from).collect())
+}
+
+/// Folds the whole write-ahead log into the file and empties it. A reader that is
+/// still ending its transaction (a read's rollback goes out when its connection is
+/// given back) makes SQLite answer "busy" instead of waiting; it is asked again for
+/// up to two seconds, so that what VACUUM rewrote is in the file and not left in
+/// the log beside it.
+async fn checkpoint(conn: &mut SqliteConnection) -> StoreResult<()> {
+    for _ in 0..100 {
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::warn!("the write-ahead log could not be checkpointed: readers kept it busy");
+    Ok(())
 }
 
 const RUNS: &str = "SELECT id FROM temp.cleanup_runs";
