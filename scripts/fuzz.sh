@@ -78,13 +78,15 @@ stop() {
 fuzz() {
   local name=$1 out="$work/st-$1.out"
   log "fuzzing the API on $name for up to $budget s ($base)"
-  "$venv/bin/st" run "$base/api/v1/openapi.json" \
+  # Run from the scratch directory: schemathesis and hypothesis keep caches in the
+  # working directory, which must not be the checkout.
+  (cd "$work" && "$venv/bin/st" run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing \
     --exclude-path /api/v1/events \
     --max-time "$budget" --max-examples 25 --workers 2 --seed 1 \
-    --request-timeout 40 --suppress-health-check all --no-color >"$out" 2>&1 || true
+    --request-timeout 40 --suppress-health-check all --no-color) >"$out" 2>&1 || true
   # Tracebacks of the tool carry whole source files on one line: print lines cut short.
   cut -c1-400 "$out"
   python3 - "$out" <<'PY'
