@@ -23,7 +23,7 @@ use flowstore_core::model::project::Project;
 use flowstore_core::model::pull_request::PullRequest;
 use flowstore_core::model::run::WorkflowExecution;
 use flowstore_core::model::task::Task;
-use flowstore_core::model::viewer::{self, run_workflow_id, workflow_id_of_text, Viewer};
+use flowstore_core::model::viewer::{self, run_workflow_id, workflow_id_of_text};
 use flowstore_core::model::workflow::{SharePermission, Workflow};
 use flowstore_core::Tx;
 
@@ -69,11 +69,6 @@ pub async fn workflow(
     let wf = tx.get_workflow(id).await?;
     check_workflow(tx, caller, &wf, needed).await?;
     Ok(wf)
-}
-
-/// Who the caller is, for lists that leave out what it may not see.
-pub fn viewer(caller: &Caller) -> Viewer {
-    caller.viewer()
 }
 
 /// The stored workflow a run's free-text `workflow_id` names, if any (by

@@ -82,7 +82,7 @@ pub async fn list(
 ) -> ApiResult<AxumJson<Page<Project>>> {
     let filter = ProjectFilter {
         owner_id: super::parse_opt::<UserId>("owner_id", q.owner_id.as_deref())?,
-        viewer: Some(access::viewer(&caller)),
+        viewer: Some(caller.viewer()),
     };
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(

@@ -185,7 +185,7 @@ pub async fn list(
         project_id: super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())?,
         status: super::parse_opt::<PullRequestStatus>("status", q.status.as_deref())?,
         task_id: super::parse_opt::<TaskId>("task_id", q.task_id.as_deref())?,
-        viewer: Some(access::viewer(&caller)),
+        viewer: Some(caller.viewer()),
     };
     let mut tx = state.backend().begin_read().await?;
     Ok(AxumJson(

@@ -94,7 +94,7 @@ pub async fn children(
     access::task(&mut *tx, &caller, id, SharePermission::Read).await?;
     let filter = TaskFilter {
         parent_task_id: Some(id),
-        viewer: Some(access::viewer(&caller)),
+        viewer: Some(caller.viewer()),
         ..TaskFilter::default()
     };
     Ok(AxumJson(

@@ -157,7 +157,7 @@ pub async fn list(
         parent_task_id: None,
         tag: q.tag,
         requirements,
-        viewer: Some(access::viewer(&caller)),
+        viewer: Some(caller.viewer()),
     };
     let mut tx = state.backend().begin_read().await?;
     if let Some(w) = filter.workflow_id {

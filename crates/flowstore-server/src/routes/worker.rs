@@ -134,7 +134,7 @@ pub async fn claim(
         handler_types: body.handler_types,
         limit: body.limit,
         lease: Duration::from_millis(body.lease_ms),
-        executor: Some(access::viewer(&caller)),
+        executor: Some(caller.viewer()),
     };
     request.check().map_err(|e| match e {
         flowstore_core::StoreError::Invalid { field, reason } if field == "lease" => {

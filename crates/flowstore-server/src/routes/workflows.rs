@@ -103,7 +103,7 @@ pub async fn list(
         team_id: super::parse_opt::<TeamId>("team_id", q.team_id.as_deref())?,
         project_id: super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())?,
         tag: q.tag,
-        viewer: Some(access::viewer(&caller)),
+        viewer: Some(caller.viewer()),
     };
     let mut tx = state.backend().begin_read().await?;
     let page = super::page(q.cursor, q.limit);
