@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, EngineStore, Event, EventFilter,
-    NewEvent, Promotion, QueueDepth, RunState, RunTask, RunTaskCounts, StepTask, TaskState,
+    AttemptRecord, AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, EngineStore, Event,
+    EventFilter, NewEvent, Promotion, QueueDepth, RunState, RunTask, RunTaskCounts, StepTask,
+    TaskState,
 };
 use flowstore_core::model::run::{
     AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
@@ -298,6 +299,39 @@ impl EngineStore for PostgresTx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn attempt_record(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+    ) -> StoreResult<Option<AttemptRecord>> {
+        sqlx::query_as(
+            "SELECT execution_status AS status, output_results AS output,
+                    error_details AS error, outcome
+               FROM task_executions WHERE task_id = $1 AND attempt = $2",
+        )
+        .bind(task)
+        .bind(attempt)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn record_outcome(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+        outcome: &Value,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE task_executions SET outcome = $3 WHERE task_id = $1 AND attempt = $2")
+            .bind(task)
+            .bind(attempt)
+            .bind(outcome)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 

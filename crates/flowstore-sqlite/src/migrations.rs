@@ -37,6 +37,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(10, "0010", "counter_shards"),
     migration!(11, "0011", "audit_head"),
     migration!(12, "0012", "webhook_answers"),
+    migration!(13, "0013", "attempt_outcome"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -72,7 +72,7 @@ task_executions key=id deferred=-
     execution_status:text input_context:json output_results:json error_details:json
     started_at:timestamp completed_at:timestamp lease_expires_at:timestamp
     heartbeat_at:timestamp duration_ms:int memory_usage_mb:int cpu_time_ms:int
-    created_at:timestamp updated_at:timestamp
+    created_at:timestamp updated_at:timestamp outcome:json
 workflow_metrics key=id deferred=-
     id:uuid execution_id:text metric_name:text metric_value:decimal metric_unit:text
     metric_type:text metadata:json recorded_at:timestamp

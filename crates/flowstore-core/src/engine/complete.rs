@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{advance_run, end_run, stale, EngineTx};
+use super::{advance_run, end_run, keep_outcome, repeated, EngineTx, Report};
 use crate::ids::{RunId, TaskId};
 use crate::model::engine::{
     run_outcome, AttemptRef, CompletedAttempt, RunState, Transition, MAX_CLAIM,
@@ -122,6 +122,12 @@ async fn complete_distinct<T: EngineTx + ?Sized>(
         }
     }
     advance_runs(tx, runs, now, &mut transitions).await?;
+    // An answer that says more than "completed" is kept for a repeat of the report.
+    for t in transitions.values() {
+        if !t.newly_ready.is_empty() || t.run_status.is_some() {
+            keep_outcome(tx, t).await?;
+        }
+    }
 
     let mut results = Vec::with_capacity(items.len());
     for (attempt, output) in items {
@@ -187,8 +193,8 @@ async fn advance_runs<T: EngineTx + ?Sized>(
 }
 
 /// Why an attempt the fast path did not complete was not completed, read without
-/// writing: a repeated completion (the same output again changes nothing), a stale
-/// attempt, or an unknown task. The outer result is a database error.
+/// writing: a repeated completion (the same output again gets the first answer), a
+/// stale attempt, or an unknown task. The outer result is a database error.
 async fn settled<T: EngineTx + ?Sized>(
     tx: &mut T,
     attempt: AttemptRef,
@@ -197,22 +203,8 @@ async fn settled<T: EngineTx + ?Sized>(
     let Some(task) = tx.lock_task(attempt.task_id).await? else {
         return Ok(Err(StoreError::not_found("task", attempt.task_id)));
     };
-    if task.status == TaskStatus::Completed && task.attempt == attempt.attempt {
-        // A repeated completion (a retry of a lost response) changes nothing.
-        if task.result.as_ref() != Some(output) {
-            return Ok(Err(StoreError::conflict(
-                "output",
-                "this attempt was already completed with another output",
-            )));
-        }
-        return Ok(Ok(Transition {
-            task_id: task.id,
-            attempt: task.attempt,
-            status: task.status,
-            retry_at: None,
-            newly_ready: vec![],
-            run_status: None,
-        }));
+    match repeated(tx, &task, attempt, Report::Completion(output)).await {
+        Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
+        other => other.map(Ok),
     }
-    Ok(Err(stale(&task, attempt)))
 }

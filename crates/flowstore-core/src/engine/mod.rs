@@ -100,6 +100,11 @@ pub async fn heartbeat<T: EngineTx + ?Sized>(
 }
 
 /// Fails an attempt (see [`crate::model::engine::EngineRepo::fail`]).
+///
+/// A repeat of an accepted failure (the worker lost the answer) gets the answer the
+/// first report got, whatever happened to the task since; a failure reported for an
+/// attempt that ended otherwise (its lease lapsed, it timed out, it was cancelled, or
+/// it failed with another error) is refused as not current.
 pub async fn fail<T: EngineTx + ?Sized>(
     tx: &mut T,
     attempt: AttemptRef,
@@ -109,25 +114,93 @@ pub async fn fail<T: EngineTx + ?Sized>(
     crate::validate::json_size("error", &error)?;
     let now = time::now();
     let task = locked_current(tx, attempt).await?;
-    if task.status == TaskStatus::Failed && task.attempt == attempt.attempt {
-        return Ok(Transition {
-            task_id: task.id,
-            attempt: task.attempt,
-            status: task.status,
-            retry_at: None,
-            newly_ready: vec![],
-            run_status: None,
-        });
-    }
     if task.status != TaskStatus::Running || task.attempt != attempt.attempt {
-        return Err(stale(&task, attempt));
+        return repeated(tx, &task, attempt, Report::Failure(&error)).await;
     }
     let how = FailureKind {
         attempt_status: AttemptStatus::Failed,
         final_status: TaskStatus::Failed,
         immediate_retry: false,
     };
-    resolve_failure(tx, task, &error, retryable, how, now).await
+    let transition = resolve_failure(tx, task, &error, retryable, how, now).await?;
+    keep_outcome(tx, &transition).await?;
+    Ok(transition)
+}
+
+/// What a worker reported of an attempt.
+#[derive(Clone, Copy)]
+enum Report<'a> {
+    Completion(&'a Value),
+    Failure(&'a Value),
+}
+
+/// Keeps the answer to the report that ended an attempt, for a repeat of it.
+async fn keep_outcome<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    transition: &Transition,
+) -> StoreResult<()> {
+    let outcome = serde_json::to_value(transition)
+        .map_err(|e| StoreError::Internal(format!("encoding an outcome: {e}")))?;
+    tx.record_outcome(transition.task_id, transition.attempt, &outcome)
+        .await
+}
+
+/// The answer to a report for an attempt that is not its task's running one: the
+/// first answer again when the same report was accepted before, else a conflict.
+async fn repeated<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    task: &TaskState,
+    attempt: AttemptRef,
+    report: Report<'_>,
+) -> StoreResult<Transition> {
+    let record = if attempt.attempt <= task.attempt {
+        tx.attempt_record(task.id, attempt.attempt).await?
+    } else {
+        None
+    };
+    let Some(record) = record else {
+        return Err(stale(task, attempt));
+    };
+    let (ended_so, same, what) = match report {
+        Report::Completion(output) => (
+            record.status == AttemptStatus::Completed,
+            record.output.as_ref() == Some(output),
+            "completed with another output",
+        ),
+        Report::Failure(error) => (
+            record.status == AttemptStatus::Failed,
+            record.error.as_ref() == Some(error),
+            "failed with another error",
+        ),
+    };
+    if !ended_so {
+        return Err(stale(task, attempt));
+    }
+    if !same {
+        let field = match report {
+            Report::Completion(_) => "output",
+            Report::Failure(_) => "error",
+        };
+        return Err(StoreError::conflict(
+            field,
+            format!("attempt {} was already {what}", attempt.attempt),
+        ));
+    }
+    match record.outcome {
+        Some(outcome) => serde_json::from_value(outcome)
+            .map_err(|e| StoreError::Internal(format!("decoding an outcome: {e}"))),
+        // A completion whose answer carried nothing beyond the completion itself.
+        None if matches!(report, Report::Completion(_)) => Ok(Transition {
+            task_id: task.id,
+            attempt: attempt.attempt,
+            status: TaskStatus::Completed,
+            retry_at: None,
+            newly_ready: vec![],
+            run_status: None,
+        }),
+        // A failure accepted before answers were kept: what it led to is unknown.
+        None => Err(stale(task, attempt)),
+    }
 }
 
 /// How an attempt ended badly, and what that means for its task.

@@ -24,7 +24,8 @@ use crate::time::Timestamp;
 use crate::{validate, StoreError, StoreResult};
 
 pub use crate::model::engine_store::{
-    CompletedAttempt, EngineStore, NewEvent, Promotion, RunState, StepTask, TaskState,
+    AttemptRecord, CompletedAttempt, EngineStore, NewEvent, Promotion, RunState, StepTask,
+    TaskState,
 };
 
 /// Most tasks one claim may return.

@@ -142,6 +142,19 @@ pub struct Promotion {
     pub open_runs: Vec<RunId>,
 }
 
+/// One attempt as recorded, read to tell a repeated report from a stale one.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct AttemptRecord {
+    /// How the attempt ended (or `running`/`queued`).
+    pub status: crate::model::run::AttemptStatus,
+    /// What a completion reported.
+    pub output: Option<Value>,
+    /// What a failure reported.
+    pub error: Option<Value>,
+    /// The answer given to the report that ended it, when a report did.
+    pub outcome: Option<Value>,
+}
+
 /// The primitives each backend provides to the engine: small statements in native
 /// SQL, each on the caller's transaction. The engine's logic (in
 /// [`crate::engine`]) is written once on top of them, so both backends move tasks
@@ -180,6 +193,21 @@ pub trait EngineStore: Send {
         output: Option<&Value>,
         error: Option<&Value>,
         now: Timestamp,
+    ) -> StoreResult<()>;
+    /// What was recorded of the task's attempt number `attempt`: its status, the output
+    /// or error it ended with and the answer its report was given, if it has ended.
+    async fn attempt_record(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+    ) -> StoreResult<Option<AttemptRecord>>;
+    /// Keeps the answer given to the report that ended the attempt (a
+    /// [`crate::model::engine::Transition`] as JSON), so that a repeat gets it again.
+    async fn record_outcome(
+        &mut self,
+        task: TaskId,
+        attempt: i32,
+        outcome: &Value,
     ) -> StoreResult<()>;
     /// Completes each attempt of `items` that is its task's current running one, in
     /// as few statements as the backend allows: the task row (guarded by its attempt

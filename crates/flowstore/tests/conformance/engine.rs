@@ -17,6 +17,8 @@ conformance!(
     a_diamond_runs_to_completion,
     bad_starts_are_refused_before_anything_is_written,
     stale_and_repeated_reports,
+    a_repeated_report_gets_the_first_answer,
+    a_late_failure_after_the_reaper_is_refused,
     an_expired_lease_moves_the_task_to_another_worker,
     retries_back_off_then_fail,
     fail_fast_stops_the_run,
@@ -347,6 +349,152 @@ async fn stale_and_repeated_reports(store: Store) {
         "attempt"
     );
     tx.commit().await.unwrap();
+}
+
+/// A worker whose answer was lost reports again: it gets the answer the first report
+/// got (the retry time, the tasks made ready, the run's end), even after the task has
+/// moved on; the same attempt reported with another error or output is refused.
+async fn a_repeated_report_gets_the_first_answer(store: Store) {
+    register(&store, &["shell"]).await;
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell", "max_retries": 1},
+               {"key": "b", "handler": "shell", "depends_on": ["a"]}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    let run = start(&store, wf).await;
+    let c1 = claim(&store, "w", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    let first = tx
+        .fail(r(&c1), json!({"message": "flaky"}), true)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(first.status, TaskStatus::Ready);
+    assert!(first.retry_at.is_some());
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.fail(r(&c1), json!({"message": "flaky"}), true)
+            .await
+            .unwrap(),
+        first,
+        "a repeated retryable failure answers as the first time"
+    );
+    assert_err!(
+        tx.fail(r(&c1), json!({"message": "other"}), true).await,
+        Conflict,
+        "error"
+    );
+    assert_err!(tx.complete(r(&c1), json!({})).await, Conflict, "attempt");
+    tx.commit().await.unwrap();
+    // The retry is claimed: the first report's repeat still gets its answer.
+    let wait = (first.retry_at.unwrap() - flowstore::time::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    let c2 = claim(&store, "w", 1).await.remove(0);
+    assert_eq!((c2.task_id, c2.attempt), (c1.task_id, c1.attempt + 1));
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.fail(r(&c1), json!({"message": "flaky"}), true)
+            .await
+            .unwrap(),
+        first,
+        "the repeat's answer does not depend on what happened since"
+    );
+    tx.commit().await.unwrap();
+    // A completion that made a task ready: its repeat names that task again.
+    let done_a = complete(&store, &c2).await;
+    assert_eq!(done_a.newly_ready.len(), 1, "{done_a:?}");
+    let again = store
+        .backend()
+        .complete_now(r(&c2), json!({"ok": c2.step_key}))
+        .await
+        .unwrap();
+    assert_eq!(again, done_a);
+    // A completion that ended the run: its repeat says so.
+    let b = claim(&store, "w", 1).await.remove(0);
+    let done_b = complete(&store, &b).await;
+    assert_eq!(done_b.run_status, Some(RunStatus::Completed));
+    let again = store
+        .backend()
+        .complete_now(r(&b), json!({"ok": b.step_key}))
+        .await
+        .unwrap();
+    assert_eq!(again, done_b);
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.complete(r(&b), json!({"other": true})).await,
+        Conflict,
+        "output"
+    );
+    assert_err!(
+        tx.fail(r(&b), json!("boom"), false).await,
+        Conflict,
+        "attempt"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(run_status(&store, run).await, RunStatus::Completed);
+    // A failure that ended the run: its repeat says so.
+    let wf = workflow(
+        &store,
+        json!([{"key": "a", "handler": "shell"}]),
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await;
+    start(&store, wf).await;
+    let c = claim(&store, "w", 1).await.remove(0);
+    let mut tx = store.begin().await.unwrap();
+    let ended = tx.fail(r(&c), json!("boom"), false).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ended.run_status, Some(RunStatus::Failed));
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.fail(r(&c), json!("boom"), false).await.unwrap(), ended);
+    tx.commit().await.unwrap();
+}
+
+/// A failure reported after the lease reaper ended the attempt wrote nothing, so it is
+/// refused like a late completion or heartbeat, whether the task failed for good or
+/// waits for its retry.
+async fn a_late_failure_after_the_reaper_is_refused(store: Store) {
+    register(&store, &["shell"]).await;
+    for retries in [0, 1] {
+        let wf = workflow(
+            &store,
+            json!([{"key": "a", "handler": "shell", "max_retries": retries}]),
+            ExecutionStrategy::Parallel,
+            FailureStrategy::FailFast,
+            None,
+        )
+        .await;
+        start(&store, wf).await;
+        let lost = claim_with_lease(&store, "slow", 1, 100).await.remove(0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut tx = store.begin_transition().await.unwrap();
+        assert_eq!(
+            tx.reap_expired_leases(100).await.unwrap(),
+            vec![lost.task_id]
+        );
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_err!(
+            tx.fail(r(&lost), json!("too late"), true).await,
+            Conflict,
+            "attempt"
+        );
+        let attempts = tx.list_attempts(lost.task_id).await.unwrap();
+        assert_eq!(
+            attempts[0].execution_status.as_str(),
+            "lease_expired",
+            "the refused report changed nothing (retries: {retries})"
+        );
+        tx.commit().await.unwrap();
+    }
 }
 
 async fn an_expired_lease_moves_the_task_to_another_worker(store: Store) {
