@@ -35,9 +35,21 @@ pub enum StoreError {
         /// Why it is invalid.
         reason: String,
     },
-    /// The database could not be reached or did not answer in time.
+    /// The database could not be reached, or no connection became free in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the database is full: nothing of the change was written.
+    /// Writes succeed again once space is freed, without a restart.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The database accepts no writes now: a read-only file, directory or mount, a
+    /// read-only replica or a database set read-only.
+    #[error("database read-only: {0}")]
+    ReadOnly(String),
+    /// A statement, or its wait for a lock, ran past its time limit; nothing of the
+    /// change was written.
+    #[error("database timeout: {0}")]
+    TimedOut(String),
     /// The schema is not in a state this binary can work with.
     #[error("migration: {0}")]
     Migration(String),
@@ -80,5 +92,18 @@ impl StoreError {
             StoreError::Conflict { field, .. } | StoreError::Invalid { field, .. } => Some(field),
             _ => None,
         }
+    }
+
+    /// Whether this error is a fault of the database or its host that goes away by
+    /// itself or by an operator's hand (unreachable, full, read-only, too slow), as
+    /// opposed to a refusal of the request: worth retrying later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::StorageFull(_)
+                | StoreError::ReadOnly(_)
+                | StoreError::TimedOut(_)
+        )
     }
 }

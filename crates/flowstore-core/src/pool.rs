@@ -7,7 +7,8 @@
 //! has left, to flush what the caller left queued (the rollback of a dropped
 //! transaction). A connection that was alive when it came back a moment ago is taken
 //! as alive; one that sat idle for longer is pinged first, because the server may
-//! have restarted or a proxy may have cut it while nobody used it.
+//! have restarted or a proxy may have cut it while nobody used it. A connection given
+//! back still inside a transaction is closed.
 
 use std::time::Duration;
 
@@ -28,6 +29,20 @@ pub fn ping_long_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB>
                     conn.ping().await?;
                 }
                 Ok(true)
+            })
+        })
+        // A connection sqlx still counts as inside a transaction once the rollback of
+        // its dropped transaction has run (the ping waits for it) is closed, not kept:
+        // SQLite ends a transaction by itself on a full disk or an I/O error, so that
+        // rollback fails ("no transaction is active"), sqlx keeps its count, and every
+        // later `BEGIN` on the connection would be refused for good. The pool opens a
+        // fresh connection in its place. This runs after the caller has left.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                if conn.is_in_transaction() {
+                    conn.ping().await?;
+                }
+                Ok(!conn.is_in_transaction())
             })
         })
 }

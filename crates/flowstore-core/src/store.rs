@@ -31,6 +31,66 @@ pub enum BackendKind {
     Postgres,
 }
 
+/// Work waiting for a database lock at one instant: how many waits, and how long the
+/// oldest has waited. Reported by `/metrics`, so that a lock held too long shows
+/// before the pool runs dry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LockWaits {
+    /// Statements or transactions waiting for a lock now.
+    pub waiting: u64,
+    /// How long the oldest of them has waited, in milliseconds.
+    pub longest_ms: u64,
+}
+
+/// The waits for an in-process lock, for [`LockWaits`]: each waiter registers while it
+/// waits and is removed when it has the lock (or gives up).
+#[derive(Debug, Default)]
+pub struct WaitBoard {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
+}
+
+/// One registered wait; removed from its board when dropped.
+pub struct Waiting<'a> {
+    board: &'a WaitBoard,
+    id: u64,
+}
+
+impl WaitBoard {
+    /// Registers a wait starting now.
+    pub fn wait(&self) -> Waiting<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, std::time::Instant::now());
+        Waiting { board: self, id }
+    }
+
+    /// The waits now.
+    pub fn now(&self) -> LockWaits {
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        LockWaits {
+            waiting: waiting.len() as u64,
+            longest_ms: waiting
+                .values()
+                .next()
+                .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.board
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
 /// The connections of a backend's pool at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PoolStatus {
@@ -133,6 +193,16 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Answers when the database is reachable.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether this server can do its work now, asked on a connection kept for health
+    /// checks (a pool taken up by slow work does not hide a live database): the
+    /// database answers within two seconds, its schema is the one this binary needs,
+    /// and it can take writes (its disk has room and is writable; it is not a
+    /// read-only replica). The error says which of these failed.
+    async fn readiness(&self) -> StoreResult<()>;
+
+    /// Work waiting for database locks now.
+    async fn lock_waits(&self) -> StoreResult<LockWaits>;
 
     /// How many connections the pool holds now, how many of them are idle, and
     /// how many it may hold.

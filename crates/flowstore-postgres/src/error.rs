@@ -41,7 +41,17 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
                 "22P02" | "22023" | "22007" | "22008" | "22003" => {
                     StoreError::invalid("value", db.message())
                 }
-                "57014" => StoreError::Unavailable("the statement timed out".into()),
+                "57014" => StoreError::TimedOut(format!(
+                    "the statement ran past statement_timeout ({})",
+                    db.message()
+                )),
+                "55P03" => StoreError::TimedOut(format!(
+                    "a lock was not granted in time ({})",
+                    db.message()
+                )),
+                "53100" => StoreError::StorageFull(format!("postgres: {}", db.message())),
+                // A hot standby and a database set read-only answer alike.
+                "25006" => StoreError::ReadOnly(format!("read-only transaction: {}", db.message())),
                 "40001" | "40P01" => {
                     StoreError::conflict("row", "a concurrent change conflicted; retry")
                 }

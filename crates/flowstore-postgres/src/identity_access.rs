@@ -303,6 +303,14 @@ impl PostgresTx {
     }
 
     pub(crate) async fn api_key_count(&mut self) -> StoreResult<u64> {
+        // Held to the end of the transaction: two servers starting at once on an
+        // empty database would otherwise both count none and both make a bootstrap
+        // key. The mode lets readers through and holds off only other such counts
+        // and writers of keys.
+        sqlx::query("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
             .fetch_one(&mut *self.tx)
             .await

@@ -90,6 +90,12 @@ impl Problem {
         p
     }
 
+    /// Adds `Retry-After` (seconds).
+    pub fn retry_in(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// 500 with a generic detail; the real cause goes to the log only.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -113,13 +119,46 @@ impl From<StoreError> for Problem {
                 let field = field.clone();
                 Problem::invalid(field, e.to_string())
             }
+            // Faults of the database or its host: each has its own type, and says what
+            // happened without the driver's text (which goes to the log).
             StoreError::Unavailable(ref cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    "the database is unavailable; try again later",
+                    "the database cannot be reached or has no free connection; nothing was written; try again later",
                 )
+                .retry_in(1)
+            }
+            StoreError::StorageFull(ref cause) => {
+                tracing::error!(error = %cause, "database storage full");
+                Problem::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage-full",
+                    "the disk holding the database is full; nothing was written; writes resume once space is freed",
+                )
+                .retry_in(5)
+            }
+            StoreError::ReadOnly(ref cause) => {
+                tracing::error!(error = %cause, "database read-only");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "read-only",
+                    format!(
+                        "the database accepts no writes now ({}); nothing was written",
+                        read_only_reason(cause)
+                    ),
+                )
+                .retry_in(5)
+            }
+            StoreError::TimedOut(ref cause) => {
+                tracing::warn!(error = %cause, "database timeout");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the database did not finish in time (a statement timeout, or a wait for a lock held by other work); nothing was written; try again",
+                )
+                .retry_in(1)
             }
             StoreError::Migration(ref cause) => {
                 tracing::warn!(error = %cause, "schema not usable");
@@ -362,6 +401,16 @@ where
     }
 }
 
+/// The kind of read-only state a [`StoreError::ReadOnly`] describes, in words safe to
+/// show: the backends start their message with one of these.
+fn read_only_reason(cause: &str) -> &'static str {
+    if cause.starts_with("read-only transaction") {
+        "it is a read-only replica, or set read-only"
+    } else {
+        "its file, directory or disk is read-only"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,3 +435,4 @@ mod tests {
         assert_eq!((p.status, p.field.as_deref()), (422, Some("name")));
     }
 }
+

@@ -148,6 +148,9 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     res
 }
 
+/// Longest a scrape waits for the database's part of its answer.
+const SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /metrics`: Prometheus text. The queue depth is read from the database; when
 /// the database does not answer, the in-memory counters are still served.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(),
@@ -155,13 +158,41 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics().render(&mut out);
-    let depth = async {
+    // A scrape never waits long for a busy pool: what it cannot read in time is
+    // reported as such and the rest is served.
+    let depth = tokio::time::timeout(SCRAPE_WAIT, async {
         let mut tx = state.backend().begin_read().await?;
         let d = tx.queue_depth().await;
         let _ = tx.rollback().await;
         d
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(flowstore_core::StoreError::TimedOut(
+            "the queue depth was not read in time".into(),
+        ))
+    });
+    match state.backend().lock_waits().await {
+        Ok(waits) => {
+            out.push_str(
+                "# HELP flowstore_db_lock_waits Statements or transactions of this database waiting for a lock now.
+                 # TYPE flowstore_db_lock_waits gauge
+",
+            );
+            let _ = writeln!(out, "flowstore_db_lock_waits {}", waits.waiting);
+            out.push_str(
+                "# HELP flowstore_db_lock_wait_longest_seconds How long the oldest of those waits has lasted.
+                 # TYPE flowstore_db_lock_wait_longest_seconds gauge
+",
+            );
+            let _ = writeln!(
+                out,
+                "flowstore_db_lock_wait_longest_seconds {:.3}",
+                waits.longest_ms as f64 / 1000.0
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "lock waits unavailable for /metrics"),
     }
-    .await;
     let pool = state.backend().pool_status();
     out.push_str(
         "# HELP flowstore_db_connections Connections of the database pool, by state.\n\

@@ -16,7 +16,8 @@ both_backends!(
     registry_logs_and_configurations,
     people_notifications_and_keys,
     errors_405_and_timeout_are_problems,
-    bootstrap_counts_keys
+    bootstrap_counts_keys,
+    several_servers_starting_at_once_make_one_bootstrap_key
 );
 
 async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
@@ -479,6 +480,26 @@ async fn errors_405_and_timeout_are_problems(b: Arc<dyn Backend>) {
             .as_u16();
     }
     assert_eq!(last, 429);
+}
+
+/// Several servers starting at once on one empty database: exactly one of them makes
+/// (and prints) the bootstrap key.
+async fn several_servers_starting_at_once_make_one_bootstrap_key(b: Arc<dyn Backend>) {
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { flowstore_server::bootstrap_admin_key(&b).await })
+        })
+        .collect();
+    let mut made = 0;
+    for s in starts {
+        if s.await.unwrap().unwrap().is_some() {
+            made += 1;
+        }
+    }
+    assert_eq!(made, 1, "one bootstrap key among 8 concurrent starts");
+    let mut tx = b.begin_read().await.unwrap();
+    assert_eq!(tx.count_api_keys().await.unwrap(), 1);
 }
 
 async fn bootstrap_counts_keys(b: Arc<dyn Backend>) {

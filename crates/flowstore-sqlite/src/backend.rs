@@ -37,6 +37,36 @@ pub struct SqliteSettings {
     /// not exist fails and names the path (read-only commands must not leave an
     /// empty database at a mistyped path).
     pub create: bool,
+    /// When a commit is durable: [`Synchronous::Full`] (the default) syncs the log at
+    /// every commit, so an acknowledged write survives a power loss;
+    /// [`Synchronous::Normal`] syncs only at checkpoints, faster, but a power loss
+    /// (not a crash of the process) can undo the last commits.
+    pub synchronous: Synchronous,
+}
+
+/// How SQLite syncs commits to disk (its `synchronous` setting in WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Every commit is on disk before it is acknowledged.
+    #[default]
+    Full,
+    /// Commits are synced at checkpoints; a power loss may undo the newest ones.
+    Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> StoreResult<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            other => Err(StoreError::invalid(
+                "sqlite_synchronous",
+                format!("{other:?} is not full or normal"),
+            )),
+        }
+    }
 }
 
 /// The file a SQLite URL names; `None` for an in-memory database or a URL that is
@@ -59,9 +89,62 @@ impl Default for SqliteSettings {
             busy_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             create: true,
+            synchronous: Synchronous::Full,
         }
     }
 }
+
+/// Why the database at `url` could not be opened, in words: a missing or read-only
+/// directory, a read-only file or disk, permission denied; SQLite's own "unable to
+/// open database file" says none of that.
+fn cannot_open(url: &str, e: sqlx::Error) -> StoreError {
+    let Some(file) = database_file(url) else {
+        return StoreError::Unavailable(format!("cannot open {url}: {e}"));
+    };
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let why = if !dir.is_dir() {
+        format!("the directory {} does not exist", dir.display())
+    } else if let Err(io) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&file)
+        .or_else(|_| {
+            // No file yet: whether one could be made in the directory.
+            tempfile_probe(&dir)
+        })
+    {
+        format!("{}: {}", file.display(), crate::space::describe(&io))
+    } else {
+        match map_err(e) {
+            StoreError::Internal(m) | StoreError::Unavailable(m) => m,
+            other => other.to_string(),
+        }
+    };
+    StoreError::Unavailable(format!(
+        "cannot open the SQLite database {}: {why}",
+        file.display()
+    ))
+}
+
+/// Whether a file can be made in `dir` (made and removed at once).
+fn tempfile_probe(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let probe = dir.join(format!(
+        ".flowstore-probe-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(f)
+}
+
+/// Longest a health check waits for its connection and its answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A SQLite database behind flowstore.
 pub struct SqliteBackend {
@@ -74,6 +157,13 @@ pub struct SqliteBackend {
     group: GroupWriter,
     /// Checkpoints the write-ahead log in the background (file databases only).
     _checkpointer: Option<crate::checkpoint::Checkpointer>,
+    /// One connection kept for health checks, so that a pool taken up by slow work
+    /// does not make a live database look dead.
+    health: SqlitePool,
+    /// The database file, for the checks of its disk (`None` in memory).
+    file: Option<std::path::PathBuf>,
+    /// Writers waiting for the writer lock.
+    waits: Arc<flowstore_core::store::WaitBoard>,
 }
 
 /// One SQLite transaction with every repository operation.
@@ -114,16 +204,22 @@ impl SqliteBackend {
             .create_if_missing(settings.create)
             .foreign_keys(true)
             .busy_timeout(settings.busy_timeout)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match settings.synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let options = if memory {
             options.journal_mode(SqliteJournalMode::Memory)
         } else {
-            options.journal_mode(SqliteJournalMode::Wal).pragma(
-                "wal_autocheckpoint",
-                crate::checkpoint::AUTO_CHECKPOINT_PAGES,
-            )
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .pragma(
+                    "wal_autocheckpoint",
+                    crate::checkpoint::AUTO_CHECKPOINT_PAGES,
+                )
+                .pragma("journal_size_limit", crate::checkpoint::LOG_SIZE_LIMIT)
         };
         // Shared-cache memory databases lock whole tables; one connection avoids that.
         let max = if memory {
@@ -145,15 +241,22 @@ impl SqliteBackend {
             } else {
                 Some(settings.idle_timeout)
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", settings.url)))?;
+            .map_err(|e| cannot_open(&settings.url, e))?;
+        let health = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(HEALTH_TIMEOUT)
+            .connect_lazy_with(options.clone().create_if_missing(false));
         let checkpointer = (!memory).then(|| crate::checkpoint::spawn(pool.clone()));
         let writer = Arc::new(Mutex::new(()));
+        let waits = Arc::new(flowstore_core::store::WaitBoard::default());
         let group = GroupWriter::spawn(WriteAccess {
             pool: pool.clone(),
             writer: writer.clone(),
             keys: keys.clone(),
+            waits: waits.clone(),
         });
         Ok(SqliteBackend {
             pool,
@@ -161,6 +264,9 @@ impl SqliteBackend {
             keys,
             group,
             _checkpointer: checkpointer,
+            health,
+            file: database_file(&url),
+            waits,
         })
     }
 
@@ -175,6 +281,7 @@ impl SqliteBackend {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
             keys: self.keys.clone(),
+            waits: self.waits.clone(),
         }
     }
 }
@@ -321,7 +428,27 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    async fn readiness(&self) -> StoreResult<()> {
+        let applied = tokio::time::timeout(HEALTH_TIMEOUT, mig::applied(&self.health))
+            .await
+            .map_err(|_| {
+                StoreError::TimedOut("the database did not answer the health check".into())
+            })??;
+        migrate::require_current(MIGRATIONS, &applied)?;
+        if let Some(file) = self.file.clone() {
+            tokio::task::spawn_blocking(move || crate::space::check(&file))
+                .await
+                .map_err(|e| StoreError::Internal(format!("disk check: {e}")))??;
+        }
+        Ok(())
+    }
+
+    async fn lock_waits(&self) -> StoreResult<flowstore_core::store::LockWaits> {
+        Ok(self.waits.now())
+    }
+
     async fn close(&self) {
+        self.health.close().await;
         self.pool.close().await;
     }
 
@@ -339,7 +466,14 @@ impl WriteAccess {
     /// transaction holds the lock until it ends. Every write transaction starts here,
     /// the group writer's included, so the two kinds of writers take turns.
     pub(crate) async fn begin_immediate(&self) -> StoreResult<SqliteTx> {
-        let guard = self.writer.clone().lock_owned().await;
+        let guard = match self.writer.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Only a wait is registered, so the uncontended path stays as it was.
+                let _waiting = self.waits.wait();
+                self.writer.clone().lock_owned().await
+            }
+        };
         let tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")

@@ -17,6 +17,16 @@ use tokio::task::JoinHandle;
 /// the safety net for when the background task falls behind.
 pub(crate) const AUTO_CHECKPOINT_PAGES: &str = "10000";
 
+/// Bytes the log file is cut back to when it restarts from its beginning (SQLite's
+/// `journal_size_limit`): what a burst made it grow to is given back to the disk.
+pub(crate) const LOG_SIZE_LIMIT: &str = "16777216";
+
+/// Log pages (16 MiB at 4 KiB pages) past which the background task restarts the
+/// log: it waits for the readers still using it (holding new writers meanwhile, for
+/// at most the busy timeout) so that the next commit writes from its beginning
+/// again. Readers that never pause would otherwise let the log grow without bound.
+const RESTART_PAGES: i64 = 4096;
+
 /// How often the background task checkpoints.
 const EVERY: Duration = Duration::from_millis(200);
 
@@ -40,10 +50,20 @@ pub(crate) fn spawn(pool: SqlitePool) -> Checkpointer {
             if pool.is_closed() {
                 break;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
+            let passive: Result<(i64, i64, i64), _> =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&pool)
+                    .await;
+            let result = match passive {
+                Ok((_, log, _)) if log >= RESTART_PAGES => {
+                    sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                        .execute(&pool)
+                        .await
+                        .map(|_| ())
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = result {
                 if pool.is_closed() {
                     break;
                 }
@@ -102,6 +122,62 @@ mod tests {
                 size()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(task);
+        pool.close().await;
+    }
+
+    /// A log grown far past its bound (here by 24 MiB of rows written with automatic
+    /// checkpoints off) is restarted and cut back to `LOG_SIZE_LIMIT` by the task.
+    #[tokio::test]
+    async fn the_log_is_kept_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bound.db");
+        let wal = dir.path().join("bound.db-wal");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", LOG_SIZE_LIMIT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (b BLOB)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            sqlx::query(
+                "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 1000)
+                 INSERT INTO t SELECT randomblob(4000) FROM s",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(wal_size() > 20_000_000, "the log grew: {}", wal_size());
+        let limit: u64 = LOG_SIZE_LIMIT.parse().unwrap();
+        let task = spawn(pool.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // The cut happens when the next writer starts the log again.
+            sqlx::query("INSERT INTO t VALUES (x'00')")
+                .execute(&pool)
+                .await
+                .unwrap();
+            if wal_size() <= limit {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log stayed at {} bytes",
+                wal_size()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         drop(task);
         pool.close().await;

@@ -15,6 +15,13 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
         sqlx::Error::Database(db) => {
             let msg = db.message();
+            let code = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .unwrap_or_default();
+            if let Some(fault) = fault(code, msg) {
+                return fault;
+            }
             if let Some(cols) = msg.strip_prefix("UNIQUE constraint failed: ") {
                 return StoreError::conflict(columns(cols), "is already taken");
             }
@@ -31,12 +38,45 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
                 return StoreError::conflict("row", "this record is immutable");
             }
             if msg.contains("database is locked") || msg.contains("database is busy") {
-                return StoreError::Unavailable("the database stayed locked too long".into());
+                return StoreError::TimedOut(
+                    "the database stayed locked by another process longer than the busy timeout"
+                        .into(),
+                );
             }
             StoreError::Internal(format!("sqlite: {msg}"))
         }
         _ => StoreError::Internal(format!("sqlite: {e}")),
     }
+}
+
+/// SQLite's result codes for the faults of the file and its disk, by their primary
+/// code (the low byte of the extended one).
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
+/// `SQLITE_READONLY_DIRECTORY`: the directory holding the database is read-only.
+const SQLITE_READONLY_DIRECTORY: i32 = SQLITE_READONLY | (6 << 8);
+
+/// The storage fault an extended result code means, if any: a full disk, a
+/// read-only file or directory, an I/O error, a file that cannot be opened.
+fn fault(code: i32, msg: &str) -> Option<StoreError> {
+    Some(match code & 0xff {
+        SQLITE_FULL => StoreError::StorageFull(format!("sqlite: {msg}")),
+        SQLITE_READONLY if code == SQLITE_READONLY_DIRECTORY => StoreError::ReadOnly(format!(
+            "read-only directory: the directory holding the database cannot be written (sqlite: {msg})"
+        )),
+        SQLITE_READONLY => StoreError::ReadOnly(format!(
+            "read-only file: the database file or its disk cannot be written (sqlite: {msg})"
+        )),
+        SQLITE_IOERR => StoreError::Unavailable(format!("I/O error on the database file: {msg}")),
+        SQLITE_CANTOPEN => StoreError::Unavailable(format!("cannot open the database file: {msg}")),
+        SQLITE_BUSY => StoreError::TimedOut(
+            "the database stayed locked by another process longer than the busy timeout".into(),
+        ),
+        _ => return None,
+    })
 }
 
 /// `projects.name, projects.owner_id` becomes `name, owner_id`.

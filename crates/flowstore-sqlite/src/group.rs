@@ -60,6 +60,8 @@ pub(crate) struct WriteAccess {
     pub pool: SqlitePool,
     pub writer: Arc<Mutex<()>>,
     pub keys: Arc<KeySource>,
+    /// Where waits for the writer lock are counted.
+    pub waits: Arc<flowstore_core::store::WaitBoard>,
 }
 
 impl GroupWriter {

@@ -24,11 +24,12 @@ mod project;
 mod pull_request;
 mod registry;
 mod run;
+mod space;
 mod summary;
 mod task;
 mod util;
 mod visibility;
 mod workflow;
 
-pub use backend::{database_file, SqliteBackend, SqliteSettings, SqliteTx};
+pub use backend::{database_file, SqliteBackend, SqliteSettings, SqliteTx, Synchronous};
 pub use migrations::MIGRATIONS;

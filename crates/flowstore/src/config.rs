@@ -27,6 +27,11 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Longest a statement may run (PostgreSQL).
     pub statement_timeout: Duration,
+    /// Longest a statement may wait for a lock (PostgreSQL).
+    pub lock_timeout: Duration,
+    /// When a SQLite commit is durable: `full` (every commit synced, the default) or
+    /// `normal` (synced at checkpoints; a power loss may undo the newest commits).
+    pub sqlite_synchronous: flowstore_sqlite::Synchronous,
     /// Require TLS to PostgreSQL.
     pub db_ssl: bool,
     /// Log every statement.
@@ -54,6 +59,8 @@ impl std::fmt::Debug for Settings {
             .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("db_ssl", &self.db_ssl)
             .field("db_debug", &self.db_debug)
             .field(
@@ -76,6 +83,8 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
+            sqlite_synchronous: flowstore_sqlite::Synchronous::Full,
             db_ssl: false,
             db_debug: false,
             encryption_key: None,
@@ -97,6 +106,8 @@ struct FileDatabase {
     idle_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
+    lock_timeout_ms: Option<u64>,
+    sqlite_synchronous: Option<String>,
     ssl: Option<bool>,
     debug: Option<bool>,
     key_file: Option<PathBuf>,
@@ -166,6 +177,12 @@ impl Settings {
             if let Some(v) = d.statement_timeout_ms {
                 s.statement_timeout = Duration::from_millis(v);
             }
+            if let Some(v) = d.lock_timeout_ms {
+                s.lock_timeout = Duration::from_millis(v);
+            }
+            if let Some(v) = d.sqlite_synchronous {
+                s.sqlite_synchronous = v.parse()?;
+            }
             if let Some(v) = d.ssl {
                 s.db_ssl = v;
             }
@@ -208,6 +225,12 @@ impl Settings {
         }
         if let Some(v) = get("DB_STATEMENT_TIMEOUT") {
             self.statement_timeout = parse_ms("DB_STATEMENT_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("DB_LOCK_TIMEOUT") {
+            self.lock_timeout = parse_ms("DB_LOCK_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("FLOWSTORE_SQLITE_SYNCHRONOUS") {
+            self.sqlite_synchronous = v.parse()?;
         }
         if let Some(v) = get("DB_SSL") {
             self.db_ssl = parse_bool("DB_SSL", &v)?;

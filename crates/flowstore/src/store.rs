@@ -71,6 +71,7 @@ impl Store {
                 busy_timeout: settings.connect_timeout,
                 idle_timeout: settings.idle_timeout,
                 create,
+                synchronous: settings.sqlite_synchronous,
             };
             Arc::new(SqliteBackend::connect(&s, keys).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -82,6 +83,7 @@ impl Store {
                 connect_timeout: settings.connect_timeout,
                 idle_timeout: settings.idle_timeout,
                 statement_timeout: settings.statement_timeout,
+                lock_timeout: settings.lock_timeout,
                 application_name: "flowstore".into(),
                 log_statements: settings.db_debug,
             };

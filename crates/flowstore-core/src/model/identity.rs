@@ -552,7 +552,10 @@ pub trait IdentityRepo: Send {
     /// Records that the key was used at `now`.
     async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()>;
     /// How many API keys exist, revoked and expired ones included (the server
-    /// creates a bootstrap admin key only when there are none).
+    /// creates a bootstrap admin key only when there are none). Other transactions'
+    /// counts and key writes wait until this transaction ends, so that of several
+    /// servers starting at once on an empty database exactly one makes the key
+    /// (SQLite's single writer gives that by itself).
     async fn count_api_keys(&mut self) -> StoreResult<u64>;
 
     /// Creates a notification for an existing user (else invalid `user_id`).

@@ -15,10 +15,15 @@ pub async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, axum::Json(json!({"status": "ok"})))
 }
 
-/// The database answers and its schema is the one this binary needs.
+/// The database answers (on a connection kept for health checks, within two
+/// seconds), its schema is the one this binary needs and it can take writes: its disk
+/// has room and is writable, it is not a read-only replica. The problem's type says
+/// which failed: `unavailable`, `timeout`, `schema`, `storage-full` (507) or
+/// `read-only`.
 #[utoipa::path(get, path = "/readyz", tag = "health", security(),
     responses((status = 200, description = "ready", body = crate::openapi::Health),
-              (status = 503, description = "database unreachable or schema not current", body = crate::error::Problem)))]
+              (status = 503, description = "database unreachable, too slow, read-only, or schema not current", body = crate::error::Problem),
+              (status = 507, description = "the disk holding the database is full", body = crate::error::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     if state.shutting_down() {
         return Err(crate::error::Problem::new(
@@ -27,7 +32,6 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoRespons
             "the server is shutting down",
         ));
     }
-    state.backend().ping().await?;
-    state.backend().check_schema().await?;
+    state.backend().readiness().await?;
     Ok((StatusCode::OK, axum::Json(json!({"status": "ready"}))))
 }

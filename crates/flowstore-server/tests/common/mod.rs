@@ -44,6 +44,7 @@ pub async fn sqlite() -> Arc<dyn Backend> {
         busy_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
         create: true,
+        ..SqliteSettings::default()
     };
     let b: Arc<dyn Backend> = Arc::new(SqliteBackend::connect(&s, keys()).await.unwrap());
     b.migrate_up(None).await.expect("migrations apply");
@@ -94,6 +95,7 @@ pub async fn postgres() -> Arc<dyn Backend> {
         statement_timeout: Duration::from_secs(30),
         application_name: "flowstore-server-tests".into(),
         log_statements: false,
+        ..PgSettings::default()
     };
     let b: Arc<dyn Backend> = Arc::new(PostgresBackend::connect(&s, keys()).await.unwrap());
     b.migrate_up(None).await.expect("migrations apply");

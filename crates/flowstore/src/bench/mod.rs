@@ -273,6 +273,7 @@ async fn open_sqlite(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreRes
         busy_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
         create: true,
+        ..SqliteSettings::default()
     };
     let backend = Arc::new(SqliteBackend::connect(&settings, keys).await?);
     backend.migrate_up(None).await?;
@@ -316,6 +317,7 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
         statement_timeout: Duration::from_secs(600),
         application_name: "flowstore-bench".into(),
         log_statements: false,
+        ..PgSettings::default()
     };
     let cleanup = Cleanup::DropDatabase {
         admin_url: url.to_string(),
