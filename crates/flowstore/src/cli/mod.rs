@@ -128,6 +128,11 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         return bench::run(cli.global.database_url, args).await;
     }
     let mut settings = settings(&cli.global)?;
+    // The server waits for its database (and keeps waiting through restarts of it)
+    // instead of exiting when it cannot connect at once.
+    if let Command::Serve(args) = cli.command {
+        return serve::serve(&settings, args).await;
+    }
     if let Command::Keys(keys::KeysCommand::Rotate(args)) = &cli.command {
         keys::prepare(&mut settings, args)?;
     }
@@ -157,15 +162,7 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Restore(args) => backup::restore(&store, args).await,
         Command::Export(args) => backup::export(&store, args).await,
         Command::Import(args) => backup::import(&store, args).await,
-        Command::Serve(args) => {
-            serve::serve(
-                &store,
-                args,
-                settings.retention.clone(),
-                &settings.webhook_allow,
-            )
-            .await
-        }
+        Command::Serve(_) => unreachable!("handled before connecting"),
         Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
         Command::Keys(keys::KeysCommand::Rotate(args)) => {
             keys::rotate(&store, &settings, args).await

@@ -128,24 +128,22 @@ async fn shutdown_signal() {
 }
 
 /// Runs the HTTP API until SIGTERM or Ctrl-C.
-pub async fn serve(
-    store: &Store,
-    args: ServeArgs,
-    retention: Option<flowstore_core::admin::RetentionPolicy>,
-    webhook_allow: &[String],
-) -> Result<(), StoreError> {
-    // The flag wins over the environment and the file (already in `webhook_allow`).
-    let webhook_allow = args.webhook_allow.as_deref().unwrap_or(webhook_allow);
-    let destinations = flowstore_core::model::integration::Destinations::new(webhook_allow)?;
+///
+/// The port is taken first. Then the database is opened (created when it is a new
+/// SQLite file), migrated unless `--no-migrate` and checked; while it cannot be
+/// reached (PostgreSQL down or restarting, a disk not yet mounted), each failure is
+/// logged with the reason and tried again with growing pauses (0.5 s doubling to
+/// 30 s), so the server becomes ready when the database is. Errors that waiting
+/// cannot fix (a bad URL, a wrong password, a schema from a newer flowstore) end it.
+pub async fn serve(settings: &crate::config::Settings, args: ServeArgs) -> Result<(), StoreError> {
+    // The flag wins over the environment and the file (already in the settings).
+    let webhook_allow = args
+        .webhook_allow
+        .clone()
+        .unwrap_or_else(|| settings.webhook_allow.clone());
+    let destinations = flowstore_core::model::integration::Destinations::new(&webhook_allow)?;
+    let session_ttl = flowstore_core::admin::parse_duration("--session-ttl", &args.session_ttl)?;
     init_logs(args.log_format);
-    if !args.no_migrate {
-        let applied = store.backend().migrate_up(None).await?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "migrations applied");
-        }
-    }
-    store.backend().check_schema().await?;
-    let backend = store.backend_arc();
     // The port first: a server that cannot listen must not make (and print) the one
     // bootstrap key and then exit, leaving the next start with none to show.
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -153,6 +151,69 @@ pub async fn serve(
         .map_err(|e| {
             StoreError::invalid("listen", format!("cannot listen on {}: {e}", args.listen))
         })?;
+    let mut shutdown = Box::pin(shutdown_signal());
+    let store = tokio::select! {
+        store = open_when_reachable(settings, args.no_migrate) => store?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the database could be reached");
+            return Ok(());
+        }
+    };
+    let result = run(&store, listener, args, settings, destinations, webhook_allow, session_ttl, shutdown).await;
+    store.close().await;
+    result
+}
+
+/// Opens, migrates and checks the database, trying again while it cannot be reached.
+async fn open_when_reachable(settings: &crate::config::Settings, no_migrate: bool) -> Result<Store, StoreError> {
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let store = Store::connect(settings).await?;
+            let ready = async {
+                if !no_migrate {
+                    let applied = store.backend().migrate_up(None).await?;
+                    if !applied.is_empty() {
+                        tracing::info!(?applied, "migrations applied");
+                    }
+                }
+                store.backend().check_schema().await
+            }
+            .await;
+            match ready {
+                Ok(()) => Ok(store),
+                Err(e) => {
+                    store.close().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        match attempt {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "database not reachable; trying again");
+                eprintln!("flowstore: {e}; trying again in {} ms", pause.as_millis());
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    store: &Store,
+    listener: tokio::net::TcpListener,
+    args: ServeArgs,
+    settings: &crate::config::Settings,
+    destinations: flowstore_core::model::integration::Destinations,
+    webhook_allow: Vec<String>,
+    session_ttl: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StoreError> {
+    let backend = store.backend_arc();
     if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
         println!("No API key existed, so an admin key was created. It is shown only now:");
         println!("  {key}");
@@ -169,8 +230,10 @@ pub async fn serve(
     // On stdout, whatever the log format, so that people and scripts (with
     // `--listen 127.0.0.1:0`) learn the address.
     println!("flowstore is listening on http://{addr}");
-    let retention = retention.map(|policy| tokio::spawn(retain(backend.clone(), policy)));
-    let session_ttl = flowstore_core::admin::parse_duration("--session-ttl", &args.session_ttl)?;
+    let retention = settings
+        .retention
+        .clone()
+        .map(|policy| tokio::spawn(retain(backend.clone(), policy)));
     let config = flowstore_server::ServerConfig {
         rate_per_second: args.rate_per_second,
         rate_burst: args.rate_burst,
@@ -185,7 +248,7 @@ pub async fn serve(
         ..flowstore_server::ServerConfig::default()
     };
     let state = AppState::with_config(backend, config);
-    let served = flowstore_server::serve(listener, state, shutdown_signal()).await;
+    let served = flowstore_server::serve(listener, state, shutdown).await;
     if let Some(task) = retention {
         task.abort();
     }
