@@ -51,6 +51,12 @@ pub enum FindingKind {
     ExpiredCredential,
     /// A credential that expires within [`CREDENTIAL_EXPIRY_NOTICE_DAYS`].
     ExpiringCredential,
+    /// A migration applied from other SQL than this binary carries, applied by a
+    /// newer flowstore, or not applied.
+    MigrationDrift,
+    /// A row whose key is NULL (written by another client where SQLite let it):
+    /// flowstore cannot address it.
+    NullKey,
 }
 
 /// How many days ahead `check` reports credentials about to expire.
@@ -59,7 +65,7 @@ pub const CREDENTIAL_EXPIRY_NOTICE_DAYS: u32 = 7;
 impl FindingKind {
     /// The order repairs run in: leases first (reaping changes task states), then the
     /// rows that others depend on, counters last (they recount what the rest left).
-    pub const REPAIR_ORDER: [FindingKind; 15] = [
+    pub const REPAIR_ORDER: [FindingKind; 17] = [
         FindingKind::ExpiredLease,
         FindingKind::Orphan,
         FindingKind::CrossRunDependency,
@@ -75,6 +81,8 @@ impl FindingKind {
         FindingKind::BrokenAuditChain,
         FindingKind::ExpiredCredential,
         FindingKind::ExpiringCredential,
+        FindingKind::MigrationDrift,
+        FindingKind::NullKey,
     ];
 
     /// The kind's name as printed.
@@ -95,6 +103,8 @@ impl FindingKind {
             FindingKind::BrokenAuditChain => "broken_audit_chain",
             FindingKind::ExpiredCredential => "expired_credential",
             FindingKind::ExpiringCredential => "expiring_credential",
+            FindingKind::MigrationDrift => "migration_drift",
+            FindingKind::NullKey => "null_key",
         }
     }
 }
@@ -310,6 +320,7 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
     let admin = backend.admin();
     let (mut findings, notes) = admin.find_problems(now()).await?;
     findings.extend(audit_chain_finding(backend).await?);
+    findings.extend(migration_findings(backend).await?);
     let mut repairs = Vec::new();
     let remaining = if fix && !findings.is_empty() {
         for kind in FindingKind::REPAIR_ORDER {
@@ -347,6 +358,7 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
         }
         let mut remaining = admin.find_problems(now()).await?.0;
         remaining.extend(audit_chain_finding(backend).await?);
+        remaining.extend(migration_findings(backend).await?);
         // A kind that is still found after its repair was (partly) left on purpose.
         for r in &mut repairs {
             if r.note.is_none() && remaining.iter().any(|f| f.kind == r.kind) {
@@ -364,6 +376,45 @@ pub async fn check(backend: &dyn Backend, fix: bool) -> StoreResult<CheckReport>
         remaining,
         notes,
     })
+}
+
+/// Migrations that differ from what this binary carries: edited after they were
+/// applied, applied by a newer flowstore, or not applied. One finding per state.
+async fn migration_findings(backend: &dyn Backend) -> StoreResult<Vec<Finding>> {
+    use crate::migrate::MigrationState;
+    let status = backend.migration_status().await?;
+    let mut out = Vec::new();
+    for (state, detail) in [
+        (
+            MigrationState::Edited,
+            "applied from other SQL than this binary carries (edited after it was applied)",
+        ),
+        (
+            MigrationState::Unknown,
+            "applied by a newer flowstore: this binary does not know it",
+        ),
+        (
+            MigrationState::Pending,
+            "not applied: run `flowstore migrate up`",
+        ),
+    ] {
+        let hits: Vec<&crate::migrate::MigrationStatus> =
+            status.iter().filter(|m| m.state == state).collect();
+        if !hits.is_empty() {
+            out.push(Finding {
+                kind: FindingKind::MigrationDrift,
+                table: "schema_migrations".into(),
+                count: hits.len() as u64,
+                examples: hits
+                    .iter()
+                    .take(5)
+                    .map(|m| format!("{} {}", m.version, m.name))
+                    .collect(),
+                detail: detail.into(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Walks the audit log's hash chain and compares its end with the signed head; a
@@ -426,6 +477,12 @@ fn unrepairable(kind: FindingKind) -> &'static str {
         }
         FindingKind::PrematureTask => {
             "ready tasks were returned to pending; running or completed tasks are left for an operator"
+        }
+        FindingKind::MigrationDrift => {
+            "pending migrations apply with `flowstore migrate up`; an edited or unknown one needs the flowstore that applied it, or a restore"
+        }
+        FindingKind::NullKey => {
+            "rows without a key are not deleted automatically: look at them (rowid given) and delete or re-key them by hand"
         }
         _ => "not repaired automatically",
     }

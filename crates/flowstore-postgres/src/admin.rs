@@ -483,6 +483,8 @@ impl AdminBackend for PostgresBackend {
             FindingKind::ExpiredLease
             | FindingKind::Corruption
             | FindingKind::BrokenAuditChain
+            | FindingKind::MigrationDrift
+            | FindingKind::NullKey
             | FindingKind::ExpiredCredential
             | FindingKind::ExpiringCredential => return Ok(None),
         };

@@ -37,6 +37,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(11, "0011", "audit_head"),
     migration!(12, "0012", "webhook_answers"),
     migration!(13, "0013", "attempt_outcome"),
+    migration!(14, "0014", "key_not_null"),
 ];
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).

@@ -335,6 +335,34 @@ impl AdminBackend for SqliteBackend {
                 detail: "PRAGMA integrity_check reports damage".into(),
             });
         }
+        // SQLite lets a key that is not an INTEGER hold NULL: rows written so by
+        // another client (or before the triggers that refuse them) are reported.
+        for table in flowstore_core::archive::catalog() {
+            let Some(null) = table
+                .key
+                .iter()
+                .map(|k| format!("{k} IS NULL"))
+                .reduce(|a, b| format!("{a} OR {b}"))
+            else {
+                continue;
+            };
+            let rows: Vec<i64> = sqlx::query_scalar(&format!(
+                "SELECT rowid FROM {} WHERE {null} LIMIT 1000",
+                table.name
+            ))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            if !rows.is_empty() {
+                findings.push(Finding {
+                    kind: FindingKind::NullKey,
+                    table: table.name.to_string(),
+                    count: rows.len() as u64,
+                    examples: rows.iter().take(5).map(|r| format!("rowid {r}")).collect(),
+                    detail: format!("rows whose key ({}) is NULL", table.key.join(", ")),
+                });
+            }
+        }
         // Foreign keys can be off for raw writers; SQLite then keeps the orphans.
         let fk: Vec<FkViolation> = sqlx::query_as("PRAGMA foreign_key_check")
             .fetch_all(&mut *conn)
@@ -510,6 +538,8 @@ impl AdminBackend for SqliteBackend {
             | FindingKind::Corruption
             | FindingKind::InvalidIndex
             | FindingKind::BrokenAuditChain
+            | FindingKind::MigrationDrift
+            | FindingKind::NullKey
             | FindingKind::ExpiredCredential
             | FindingKind::ExpiringCredential => return Ok(None),
         };

@@ -38,6 +38,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(11, "0011", "audit_head"),
     migration!(12, "0012", "webhook_answers"),
     migration!(13, "0013", "attempt_outcome"),
+    migration!(14, "0014", "key_not_null"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -33,7 +33,7 @@ fn migrate_round_trip(url: &str) {
         String::from_utf8_lossy(&up.stderr)
     );
     assert!(
-        stdout(&up).contains("applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"),
+        stdout(&up).contains("applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"),
         "{}",
         stdout(&up)
     );
@@ -49,7 +49,7 @@ fn migrate_round_trip(url: &str) {
         .all(|m| m["state"] == "applied"));
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(
-        stdout(&down).contains("reverted 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"),
+        stdout(&down).contains("reverted 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"),
         "{}",
         stdout(&down)
     );
