@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use flowstore_core::archive::{
-    value, ArchiveBackend, Column, ColumnType, Row, RowLoader, RowSink, SnapshotReader, Table,
+    self, value, ArchiveBackend, Column, ColumnType, Row, RowLoader, RowSink, SnapshotReader, Table,
 };
 use flowstore_core::{StoreError, StoreResult};
 use futures::TryStreamExt;
@@ -220,11 +220,43 @@ impl RowLoader for Loader {
             return Ok(());
         }
         // TRUNCATE fires no row triggers, so the append-only audit log empties too.
-        let names: Vec<String> = tables.iter().rev().map(|t| q(t.name)).collect();
-        sqlx::query(&format!("TRUNCATE {}", names.join(", ")))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        // PostgreSQL refuses it for a table that a table outside the statement
+        // references (however empty): those tables (of a restore of some tables
+        // only) are emptied row by row instead, after the rest, in reverse insert
+        // order; their foreign keys then act as declared.
+        let closed = archive::closed_under_references(tables);
+        if !closed.is_empty() {
+            let names: Vec<String> = closed.iter().rev().map(|t| q(t.name)).collect();
+            sqlx::query(&format!("TRUNCATE {}", names.join(", ")))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        }
+        for t in tables.iter().rev() {
+            if !closed.iter().any(|c| c.name == t.name) {
+                sqlx::query(&format!("DELETE FROM {}", q(t.name)))
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lock(&mut self, tables: &[&Table]) -> StoreResult<()> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        // Blocks every other writer of these tables (and a second restore), not
+        // their readers, until this transaction ends.
+        let names: Vec<String> = tables.iter().map(|t| q(t.name)).collect();
+        sqlx::query(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            names.join(", ")
+        ))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
@@ -297,6 +329,40 @@ impl RowLoader for Loader {
         }
         query.execute(&mut *self.tx).await.map_err(map_err)?;
         Ok(())
+    }
+
+    async fn select(
+        &mut self,
+        sql: &str,
+        params: &[(ColumnType, Value)],
+        columns: &[ColumnType],
+    ) -> StoreResult<Vec<Row>> {
+        let mut query = sqlx::query(sql);
+        for (i, (ty, v)) in params.iter().enumerate() {
+            let c = Column {
+                name: format!("${}", i + 1),
+                ty: *ty,
+            };
+            query = bind(query, &c, v)?;
+        }
+        let rows = query.fetch_all(&mut *self.tx).await.map_err(map_err)?;
+        let columns: Vec<Column> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| Column {
+                name: format!("result column {}", i + 1),
+                ty: *ty,
+            })
+            .collect();
+        rows.iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| decode(row, i, c))
+                    .collect()
+            })
+            .collect()
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -278,6 +278,40 @@ impl RowLoader for Loader {
         Ok(())
     }
 
+    async fn select(
+        &mut self,
+        sql: &str,
+        params: &[(ColumnType, Value)],
+        columns: &[ColumnType],
+    ) -> StoreResult<Vec<Row>> {
+        let mut query = sqlx::query(sql);
+        for (i, (ty, v)) in params.iter().enumerate() {
+            let c = Column {
+                name: format!("${}", i + 1),
+                ty: *ty,
+            };
+            query = bind(query, &c, v)?;
+        }
+        let rows = query.fetch_all(&mut *self.tx).await.map_err(map_err)?;
+        let columns: Vec<Column> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| Column {
+                name: format!("result column {}", i + 1),
+                ty: *ty,
+            })
+            .collect();
+        rows.iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| decode(row, i, c))
+                    .collect()
+            })
+            .collect()
+    }
+
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().await.map_err(map_err)
     }

@@ -11,7 +11,7 @@ use flowstore::archive::{self, export, format};
 use flowstore::model::engine::StartRun;
 use flowstore::model::ops::SetConfiguration;
 use flowstore::{Store, StoreError};
-use flowstore_core::archive::{catalog, native_types};
+use flowstore_core::archive::{catalog, native_types, ColumnType};
 use serde_json::json;
 
 #[path = "conformance/common.rs"]
@@ -404,6 +404,355 @@ async fn table_selection(store: Store) {
     .unwrap();
     let names: Vec<&str> = s.manifest.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["projects", "workflows"]);
+    assert_eq!(
+        s.manifest.partial,
+        Some(vec!["projects".to_string(), "workflows".to_string()])
+    );
+    assert_eq!(s.references_outside, ["users", "teams"]);
+    // The table the database derives from runs cannot be archived on its own.
+    let err = archive::backup(
+        &store,
+        &dir.path().join("stats.fsa"),
+        Some(&["workflow_stats".into()]),
+        &quiet,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid { field, reason } if field == "--tables" && reason.contains("workflow_stats")),
+        "{err}"
+    );
+    assert!(!dir.path().join("stats.fsa").exists());
+    // Naming every table is a whole backup.
+    let every: Vec<String> = catalog().iter().map(|t| t.name.to_string()).collect();
+    let all = archive::backup(&store, &dir.path().join("every.fsa"), Some(&every), &quiet)
+        .await
+        .unwrap();
+    assert_eq!(all.manifest.partial, None);
+}
+
+/// A new store on the same backend as `like`.
+async fn fresh(like: &Store) -> Store {
+    match like.kind() {
+        flowstore::BackendKind::Sqlite => common::sqlite().await,
+        flowstore::BackendKind::Postgres => common::postgres().await,
+    }
+}
+
+/// The rows of `table` in a dump.
+fn rows<'a>(d: &'a [(String, Vec<String>)], table: &str) -> &'a [String] {
+    &d.iter().find(|(n, _)| n == table).unwrap().1
+}
+
+/// The first value (the id) of each row of `table`.
+fn ids(d: &[(String, Vec<String>)], table: &str) -> Vec<String> {
+    rows(d, table)
+        .iter()
+        .map(|r| serde_json::from_str::<Vec<serde_json::Value>>(r).unwrap()[0].to_string())
+        .map(|v| v.trim_matches('"').to_string())
+        .collect()
+}
+
+/// Asserts that `tables` hold the same rows in both dumps and every other table
+/// holds the rows of `others`.
+fn assert_tables(
+    got: &[(String, Vec<String>)],
+    tables: &[&str],
+    want: &[(String, Vec<String>)],
+    others: &[(String, Vec<String>)],
+) {
+    for (name, r) in got {
+        let expected = if tables.contains(&name.as_str()) {
+            rows(want, name)
+        } else {
+            rows(others, name)
+        };
+        assert_eq!(r.as_slice(), expected, "rows of {name}");
+    }
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+const DEFS: &[&str] = &["workflows", "workflow_versions"];
+const PEOPLE: &[&str] = &["users", "teams", "projects"];
+
+/// A partial archive restores into a database that holds what its rows point at,
+/// is refused (naming the reference) by one that does not, and is refused over
+/// rows the database already holds; nothing is written by a refused restore.
+async fn partial_restore_needs_what_rows_point_at(source: Store) {
+    populate(&source).await;
+    let source_rows = dump(&source).await;
+    let dir = temp();
+    let defs = dir.path().join("defs.fsa");
+    let s = archive::backup(&source, &defs, Some(&strings(DEFS)), &quiet)
+        .await
+        .unwrap();
+    assert_eq!(s.manifest.partial, Some(strings(DEFS)));
+    assert_eq!(s.references_outside, PEOPLE);
+    assert!(s.rows > 0);
+
+    // Into an empty database: refused, naming table, column and a missing user.
+    let empty = fresh(&source).await;
+    for replace in [false, true] {
+        let err = archive::restore(&empty, &defs, replace, &quiet)
+            .await
+            .unwrap_err();
+        match &err {
+            StoreError::Invalid { field, reason } => {
+                assert_eq!(field, "workflows.owner_id", "{err}");
+                assert!(reason.contains("references users id "), "{err}");
+                // Every reference that finds nothing is listed, with what to add.
+                assert!(
+                    reason.contains("also missing: workflows.team_id → teams"),
+                    "{err}"
+                );
+                assert!(
+                    reason.contains("include users, teams, projects in the backup"),
+                    "{err}"
+                );
+                assert!(
+                    ids(&source_rows, "users")
+                        .iter()
+                        .any(|u| reason.contains(u)),
+                    "the missing user is named: {err}"
+                );
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_empty(&empty).await;
+    }
+
+    // Into a database that holds the users, teams and projects: loaded beside them.
+    let target = fresh(&source).await;
+    let people = dir.path().join("people.fsa");
+    archive::backup(&source, &people, Some(&strings(PEOPLE)), &quiet)
+        .await
+        .unwrap();
+    archive::restore(&target, &people, false, &quiet)
+        .await
+        .unwrap();
+    let with_people = dump(&target).await;
+    assert_tables(&with_people, PEOPLE, &source_rows, &dump(&empty).await);
+    let restored = archive::restore(&target, &defs, false, &quiet)
+        .await
+        .unwrap();
+    assert!(restored.partial);
+    let counts: Vec<(String, u64)> = s
+        .manifest
+        .tables
+        .iter()
+        .map(|t| (t.name.clone(), t.rows))
+        .collect();
+    assert_eq!(restored.tables, counts);
+    assert_eq!(restored.rows, s.rows);
+    let after = dump(&target).await;
+    assert_tables(&after, DEFS, &source_rows, &with_people);
+    assert!(!rows(&after, "workflow_versions").is_empty());
+
+    // Again, without --replace: the rows are there already.
+    let err = archive::restore(&target, &defs, false, &quiet)
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Conflict { field, message } => {
+            assert_eq!(field, "workflows.id", "{err}");
+            assert!(message.contains("--replace"), "{err}");
+            assert!(
+                ids(&source_rows, "workflows")
+                    .iter()
+                    .any(|w| message.starts_with(w.as_str())),
+                "the clashing row is named: {err}"
+            );
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        dump(&target).await,
+        after,
+        "a refused restore changes nothing"
+    );
+
+    // With --with-references the archive restores into an empty database.
+    let whole = dir.path().join("defs-and-people.fsa");
+    let s = archive::backup_tables(&source, &whole, Some(&strings(DEFS)), true, &quiet)
+        .await
+        .unwrap();
+    let names: Vec<&str> = s.manifest.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, [PEOPLE, DEFS].concat());
+    assert_eq!(s.manifest.partial, Some(strings(DEFS)));
+    assert!(s.references_outside.is_empty());
+    archive::restore(&empty, &whole, false, &quiet)
+        .await
+        .unwrap();
+    assert_tables(
+        &dump(&empty).await,
+        &[PEOPLE, DEFS].concat(),
+        &source_rows,
+        &with_people
+            .iter()
+            .map(|(n, _)| (n.clone(), Vec::new()))
+            .collect::<Vec<_>>(),
+    );
+
+    // A row that clashes on another unique column (the same email under another
+    // id) is a Conflict naming table and column, found when loading: still
+    // nothing is written.
+    let seeded = fresh(&source).await;
+    populate(&seeded).await;
+    let held = dump(&seeded).await;
+    let users = dir.path().join("users.fsa");
+    archive::backup(&source, &users, Some(&strings(&["users"])), &quiet)
+        .await
+        .unwrap();
+    let err = archive::restore(&seeded, &users, false, &quiet)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { field, message }
+            if field == "users.email" && message.contains("nothing was written")),
+        "{err}"
+    );
+    assert_eq!(
+        dump(&seeded).await,
+        held,
+        "a refused restore changes nothing"
+    );
+}
+
+/// `--replace` with a partial archive empties only the archive's tables, and is
+/// refused while rows of other tables point at them.
+async fn partial_replace_touches_only_its_tables(source: Store) {
+    populate(&source).await;
+    let source_rows = dump(&source).await;
+    let dir = temp();
+    let defs = dir.path().join("defs.fsa");
+    archive::backup(&source, &defs, Some(&strings(DEFS)), &quiet)
+        .await
+        .unwrap();
+
+    // The source itself: runs, tasks and shares point at its workflows, which
+    // --replace would delete or blank with them.
+    let err = archive::restore(&source, &defs, true, &quiet)
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Conflict { field, message } => {
+            let (table, column) = field.split_once('.').unwrap();
+            assert!(!DEFS.contains(&table), "{err}");
+            let t = catalog().iter().find(|t| t.name == table).unwrap();
+            assert!(
+                t.references
+                    .iter()
+                    .any(|r| r.column == column && DEFS.contains(&r.target)),
+                "{err}"
+            );
+            assert!(message.contains("--replace would empty"), "{err}");
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        dump(&source).await,
+        source_rows,
+        "a refused restore changes nothing"
+    );
+
+    // A database with the definitions and the people, its own changes to the
+    // definitions, and rows in tables outside the archive.
+    let target = fresh(&source).await;
+    let whole = dir.path().join("whole.fsa");
+    archive::backup_tables(&source, &whole, Some(&strings(DEFS)), true, &quiet)
+        .await
+        .unwrap();
+    archive::restore(&target, &whole, false, &quiet)
+        .await
+        .unwrap();
+    let mut tx = target.begin().await.unwrap();
+    tx.set_configuration(SetConfiguration {
+        key: "local.setting".into(),
+        value: json!("kept"),
+        is_sensitive: false,
+        config_type: None,
+        description: None,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    for sql in [
+        "UPDATE workflows SET description = 'edited here'",
+        "DELETE FROM workflow_versions WHERE id = (SELECT id FROM workflow_versions ORDER BY id LIMIT 1)",
+    ] {
+        assert!(target.backend().execute_raw(sql).await.unwrap() > 0, "{sql}");
+    }
+    let before = dump(&target).await;
+    assert_ne!(rows(&before, "workflows"), rows(&source_rows, "workflows"));
+    assert!(!rows(&before, "configurations").is_empty());
+    assert!(!rows(&before, "users").is_empty());
+
+    let restored = archive::restore(&target, &defs, true, &quiet)
+        .await
+        .unwrap();
+    assert!(restored.partial);
+    let after = dump(&target).await;
+    // The archive's tables hold the archive's rows; every other table is as it was.
+    assert_tables(&after, DEFS, &source_rows, &before);
+}
+
+/// The catalog's foreign keys are exactly the schema's, with the same actions:
+/// partial restores check and clear by them.
+async fn catalog_references_match_schema(store: Store) {
+    let sql = match store.kind() {
+        flowstore::BackendKind::Sqlite => {
+            "SELECT m.name, p.\"from\", p.\"table\", p.\"to\", p.on_delete
+               FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS p
+              WHERE m.type = 'table'"
+        }
+        flowstore::BackendKind::Postgres => {
+            "SELECT cl.relname::text, a.attname::text, fcl.relname::text, fa.attname::text,
+                    CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+                         ELSE c.confdeltype::text END
+               FROM pg_constraint c
+               JOIN pg_class cl ON cl.oid = c.conrelid
+               JOIN pg_class fcl ON fcl.oid = c.confrelid
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+               JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
+              WHERE c.contype = 'f'
+                AND cl.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+        }
+    };
+    let mut loader = store.backend().archive().loader().await.unwrap();
+    let found = loader
+        .select(sql, &[], &[ColumnType::Text; 5])
+        .await
+        .unwrap();
+    drop(loader);
+    let mut native: Vec<String> = found
+        .iter()
+        .map(|r| {
+            let v: Vec<&str> = r.iter().map(|v| v.as_str().unwrap()).collect();
+            format!("{}.{} -> {}.{} {}", v[0], v[1], v[2], v[3], v[4])
+        })
+        .collect();
+    let mut ours: Vec<String> = catalog()
+        .iter()
+        .flat_map(|t| {
+            t.references.iter().map(move |r| {
+                format!(
+                    "{}.{} -> {}.{} {}",
+                    t.name,
+                    r.column,
+                    r.target,
+                    r.target_column,
+                    r.on_delete.sql()
+                )
+            })
+        })
+        .collect();
+    native.sort();
+    ours.sort();
+    assert!(ours.len() > 30, "{ours:?}");
+    assert_eq!(native, ours);
 }
 
 conformance!(
@@ -413,8 +762,50 @@ conformance!(
     backup_during_writes_is_consistent,
     export_and_import,
     table_selection,
-    failed_backup_leaves_no_archive
+    failed_backup_leaves_no_archive,
+    partial_restore_needs_what_rows_point_at,
+    partial_replace_touches_only_its_tables,
+    catalog_references_match_schema
 );
+
+/// A partial archive moves between backends in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_restore_across_backends() {
+    let sqlite = common::sqlite().await;
+    populate(&sqlite).await;
+    let source_rows = dump(&sqlite).await;
+    let dir = temp();
+    let whole = dir.path().join("whole.fsa");
+    archive::backup_tables(&sqlite, &whole, Some(&strings(DEFS)), true, &quiet)
+        .await
+        .unwrap();
+    let postgres = common::postgres().await;
+    let nothing: Vec<(String, Vec<String>)> = source_rows
+        .iter()
+        .map(|(n, _)| (n.clone(), Vec::new()))
+        .collect();
+    archive::restore(&postgres, &whole, false, &quiet)
+        .await
+        .unwrap();
+    let moved = [PEOPLE, DEFS].concat();
+    assert_tables(&dump(&postgres).await, &moved, &source_rows, &nothing);
+
+    // Back: the definitions from PostgreSQL into SQLite that holds the people.
+    let defs = dir.path().join("defs-from-pg.fsa");
+    archive::backup(&postgres, &defs, Some(&strings(DEFS)), &quiet)
+        .await
+        .unwrap();
+    let people = dir.path().join("people.fsa");
+    archive::backup(&sqlite, &people, Some(&strings(PEOPLE)), &quiet)
+        .await
+        .unwrap();
+    let back = common::sqlite().await;
+    archive::restore(&back, &people, false, &quiet)
+        .await
+        .unwrap();
+    archive::restore(&back, &defs, false, &quiet).await.unwrap();
+    assert_tables(&dump(&back).await, &moved, &source_rows, &nothing);
+}
 
 /// Mounts a 64 KiB tmpfs (as root) so that a backup runs out of space.
 fn tiny_disk() -> Option<PathBuf> {
@@ -546,6 +937,64 @@ fn cli_round_trip(source: &str, target: &str, other: &str) {
 
 fn sqlite_url(dir: &Path, name: &str) -> String {
     format!("sqlite://{}", dir.join(name).display())
+}
+
+/// `backup --tables` says what the archive lacks; `restore` names the missing
+/// reference; `--with-references` makes an archive that restores anywhere.
+#[test]
+fn cli_partial_sqlite() {
+    let dir = temp();
+    let (a, b) = (
+        sqlite_url(dir.path(), "a.db"),
+        sqlite_url(dir.path(), "b.db"),
+    );
+    ok(&flowstore(&a, &["migrate", "up"]));
+    ok(&flowstore(&a, &["seed", "--demo", "--runs", "2"]));
+    let defs = dir.path().join("defs.fsa");
+    let f = defs.to_str().unwrap();
+    let out = ok(&flowstore(
+        &a,
+        &["backup", "--tables", "workflows,workflow_versions", f],
+    ));
+    assert!(
+        out.contains("partial archive of workflows, workflow_versions"),
+        "{out}"
+    );
+    assert!(out.contains("users, teams, projects"), "{out}");
+    let refused = flowstore(&b, &["restore", f]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("workflows.owner_id") && err.contains("users"),
+        "{err}"
+    );
+    let whole = dir.path().join("whole.fsa");
+    let w = whole.to_str().unwrap();
+    ok(&flowstore(
+        &a,
+        &[
+            "backup",
+            "--tables",
+            "workflows,workflow_versions",
+            "--with-references",
+            w,
+        ],
+    ));
+    let out = ok(&flowstore(&b, &["restore", w]));
+    assert!(out.contains("partial"), "{out}");
+    let again = flowstore(&b, &["restore", w]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("users.id") && err.contains("--replace"),
+        "{err}"
+    );
+    let no_tables = flowstore(&a, &["backup", "--with-references", "x.fsa"]);
+    assert!(
+        !no_tables.status.success(),
+        "--with-references needs --tables"
+    );
+    assert!(ok(&flowstore(&a, &["restore", "--help"])).contains("partial archive"));
+    assert!(ok(&flowstore(&a, &["backup", "--help"])).contains("--with-references"));
 }
 
 #[test]

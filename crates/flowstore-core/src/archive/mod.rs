@@ -72,6 +72,39 @@ pub struct Column {
     pub ty: ColumnType,
 }
 
+/// What deleting a referenced row does to the rows that point at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDelete {
+    /// They are deleted with it (`ON DELETE CASCADE`).
+    Cascade,
+    /// Their reference is blanked (`ON DELETE SET NULL`).
+    SetNull,
+}
+
+impl OnDelete {
+    /// The SQL words for it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            OnDelete::Cascade => "CASCADE",
+            OnDelete::SetNull => "SET NULL",
+        }
+    }
+}
+
+/// A foreign key of a [`Table`]: `column` holds a value of `target`'s
+/// `target_column`, or NULL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// The referencing column, in the table that holds this reference.
+    pub column: &'static str,
+    /// The table pointed at.
+    pub target: &'static str,
+    /// The column pointed at (a key or unique column of `target`).
+    pub target_column: &'static str,
+    /// What deleting the row pointed at does to the row pointing at it.
+    pub on_delete: OnDelete,
+}
+
 /// One table of the catalog.
 #[derive(Clone, Debug)]
 pub struct Table {
@@ -86,6 +119,8 @@ pub struct Table {
     pub derived: bool,
     /// The columns, in the order the backup writes them.
     pub columns: Vec<Column>,
+    /// Its foreign keys, in column order.
+    pub references: Vec<Reference>,
 }
 
 impl Table {
@@ -107,6 +142,70 @@ pub fn table(name: &str, field: &str) -> StoreResult<&'static Table> {
         .iter()
         .find(|t| t.name == name)
         .ok_or_else(|| StoreError::invalid(field, format!("no table is called {name:?}")))
+}
+
+/// Every foreign key that points at `table`, with the table that holds it, in
+/// catalog order.
+pub fn referencing(table: &str) -> impl Iterator<Item = (&'static Table, &'static Reference)> + '_ {
+    catalog().iter().flat_map(move |t| {
+        t.references
+            .iter()
+            .filter(move |r| r.target == table)
+            .map(move |r| (t, r))
+    })
+}
+
+/// `tables` and every table their rows may point at, and what those point at in
+/// turn, in catalog order: what a backup needs so that a restore finds every
+/// reference inside the archive.
+pub fn with_references(tables: &[&Table]) -> Vec<&'static Table> {
+    let mut wanted: Vec<&str> = tables.iter().map(|t| t.name).collect();
+    let mut i = 0;
+    while i < wanted.len() {
+        if let Some(t) = catalog().iter().find(|t| t.name == wanted[i]) {
+            for r in &t.references {
+                if !wanted.contains(&r.target) {
+                    wanted.push(r.target);
+                }
+            }
+        }
+        i += 1;
+    }
+    catalog()
+        .iter()
+        .filter(|t| wanted.contains(&t.name))
+        .collect()
+}
+
+/// The largest part of `tables` that no table outside it points at: what
+/// PostgreSQL lets a single `TRUNCATE` empty (it refuses one for a table that a
+/// table left out of the statement references, whatever that table holds).
+pub fn closed_under_references<'a>(tables: &[&'a Table]) -> Vec<&'a Table> {
+    let mut closed: Vec<&Table> = tables.to_vec();
+    loop {
+        let before = closed.len();
+        let names: Vec<&str> = closed.iter().map(|t| t.name).collect();
+        closed.retain(|t| referencing(t.name).all(|(from, _)| names.contains(&from.name)));
+        if closed.len() == before {
+            return closed;
+        }
+    }
+}
+
+/// A table or column name quoted for SQL (the same on both backends).
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The select expression for `column` in a [`RowLoader::select`] query: integers
+/// and floats cast to the widths the backends decode, the rest as stored.
+pub fn select_expr(column: &Column) -> String {
+    let name = quote(&column.name);
+    match column.ty {
+        ColumnType::Int => format!("CAST({name} AS BIGINT)"),
+        ColumnType::Float | ColumnType::Decimal => format!("CAST({name} AS DOUBLE PRECISION)"),
+        _ => name,
+    }
 }
 
 /// The tables named in `names` (all when `None`), in catalog order.
@@ -135,6 +234,7 @@ fn parse_spec(spec: &'static str) -> Vec<Table> {
                 deferred: Vec::new(),
                 derived: false,
                 columns: Vec::new(),
+                references: Vec::new(),
             };
             for p in parts {
                 if let Some(k) = p.strip_prefix("key=") {
@@ -150,6 +250,24 @@ fn parse_spec(spec: &'static str) -> Vec<Table> {
             let t = tables.last_mut().expect("columns follow a table");
             for c in line.split_whitespace() {
                 let (name, ty) = c.split_once(':').expect("column:type");
+                let (ty, reference) = match ty.split_once('>') {
+                    None => (ty, None),
+                    Some((ty, r)) => (ty, Some(r)),
+                };
+                if let Some(r) = reference {
+                    let (target, action) = r.split_once('/').expect("table/action");
+                    let (target, target_column) = target.split_once('.').unwrap_or((target, "id"));
+                    t.references.push(Reference {
+                        column: name,
+                        target,
+                        target_column,
+                        on_delete: match action {
+                            "cascade" => OnDelete::Cascade,
+                            "null" => OnDelete::SetNull,
+                            other => panic!("unknown ON DELETE action {other}"),
+                        },
+                    });
+                }
                 t.columns.push(Column {
                     name: name.to_string(),
                     ty: ColumnType::parse(ty).expect("a known column type"),
@@ -391,6 +509,27 @@ pub trait RowLoader: Send {
         row: &Row,
     ) -> StoreResult<()>;
 
+    /// Keeps other transactions from changing `tables` until this one ends (they
+    /// may still read them), so that what a restore checked stays true while it
+    /// writes. The default does nothing, for a backend whose write transaction
+    /// already excludes every other writer (SQLite).
+    async fn lock(&mut self, tables: &[&Table]) -> StoreResult<()> {
+        let _ = tables;
+        Ok(())
+    }
+
+    /// Runs `sql`, one query written for both backends (parameters `$1`, `$2`, …,
+    /// names quoted with [`quote`], values selected with [`select_expr`]), with
+    /// `params` bound by their portable types, and returns its rows decoded as
+    /// `columns` says. What a restore asks the database before it writes, in the
+    /// same transaction it then writes in.
+    async fn select(
+        &mut self,
+        sql: &str,
+        params: &[(ColumnType, Value)],
+        columns: &[ColumnType],
+    ) -> StoreResult<Vec<Row>>;
+
     /// Brings sequences up to the loaded rows and commits.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -426,6 +565,67 @@ mod tests {
                 assert!(t.column(k).is_some(), "{}.{k} is a column", t.name);
             }
         }
+    }
+
+    #[test]
+    fn references_point_at_columns_loaded_before() {
+        let names: Vec<&str> = catalog().iter().map(|t| t.name).collect();
+        for (i, t) in catalog().iter().enumerate() {
+            for r in &t.references {
+                assert!(
+                    t.column(r.column).is_some(),
+                    "{}.{} is a column",
+                    t.name,
+                    r.column
+                );
+                let target = table(r.target, "test").unwrap();
+                assert!(target.column(r.target_column).is_some());
+                let at = names.iter().position(|n| *n == r.target).unwrap();
+                assert!(
+                    at < i || t.deferred.contains(&r.column),
+                    "{}.{} points at a table loaded later and is not deferred",
+                    t.name,
+                    r.column
+                );
+            }
+        }
+        let wf = table("workflows", "test").unwrap();
+        let owner = &wf.references[0];
+        assert_eq!(
+            (owner.column, owner.target, owner.target_column),
+            ("owner_id", "users", "id")
+        );
+        assert_eq!(owner.on_delete, OnDelete::SetNull);
+        let metrics = table("workflow_metrics", "test").unwrap();
+        assert_eq!(metrics.references[0].target_column, "execution_id");
+    }
+
+    #[test]
+    fn references_close_over_what_rows_point_at() {
+        let chosen = select(Some(&["workflows".into(), "workflow_versions".into()]), "t").unwrap();
+        let names: Vec<&str> = with_references(&chosen).iter().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            [
+                "users",
+                "teams",
+                "projects",
+                "workflows",
+                "workflow_versions"
+            ]
+        );
+        let closed: Vec<&str> = closed_under_references(&chosen)
+            .iter()
+            .map(|t| t.name)
+            .collect();
+        assert!(
+            closed.is_empty(),
+            "runs and tasks point at both: {closed:?}"
+        );
+        let all: Vec<&Table> = catalog().iter().collect();
+        assert_eq!(closed_under_references(&all).len(), all.len());
+        let hooks = select(Some(&["webhooks".into(), "webhook_deliveries".into()]), "t").unwrap();
+        assert_eq!(closed_under_references(&hooks).len(), 2);
     }
 
     #[test]

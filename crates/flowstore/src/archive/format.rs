@@ -39,6 +39,21 @@ pub struct Manifest {
     pub created_at: String,
     /// The tables, in the order their rows follow.
     pub tables: Vec<TableEntry>,
+    /// Set when the backup is of some tables only (`backup --tables`): the tables
+    /// asked for, in catalog order (`tables` also holds those `--with-references`
+    /// added). A restore loads such an archive beside what the database holds and
+    /// `--replace` empties only its tables. Absent from a backup of every table,
+    /// and from archives written before partial restores existed, which restore as
+    /// they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Vec<String>>,
+}
+
+impl Manifest {
+    /// Whether the archive holds some tables only (see [`Manifest::partial`]).
+    pub fn is_partial(&self) -> bool {
+        self.partial.is_some()
+    }
 }
 
 /// One table in a [`Manifest`].

@@ -4,9 +4,15 @@
 //! read snapshot and streams it into an archive ([`format`]); a restore checks the
 //! whole archive before it writes anything, then loads it in one transaction. An
 //! archive written from SQLite restores into PostgreSQL and the other way round.
+//!
+//! A backup of some tables only is a partial archive ([`Manifest::partial`]): it
+//! restores beside what the database holds, once the restore has checked that
+//! every row it points at is there and that nothing it would replace is pointed at
+//! (the `partial` module).
 
 pub mod export;
 pub mod format;
+mod partial;
 
 use std::path::Path;
 
@@ -33,6 +39,9 @@ pub struct BackupSummary {
     pub rows: u64,
     /// The manifest.
     pub manifest: Manifest,
+    /// For a partial archive, the tables its rows may point at that it does not
+    /// hold: a restore needs their rows in the target database.
+    pub references_outside: Vec<String>,
 }
 
 /// What a restore loaded.
@@ -46,6 +55,9 @@ pub struct RestoreSummary {
     pub tables: Vec<(String, u64)>,
     /// Rows loaded in all.
     pub rows: u64,
+    /// Whether the archive held some tables only: then the other tables were left
+    /// as they were (and `--replace` emptied only the archive's tables).
+    pub partial: bool,
 }
 
 /// The highest migration this binary knows for `kind`.
@@ -66,14 +78,60 @@ fn kind_name(kind: BackendKind) -> &'static str {
 
 /// Writes a portable archive of `tables` (all when `None`) to `path`, from one
 /// consistent snapshot, in constant memory. On any failure no file named `path`
-/// is left, nor any partial file.
+/// is left, nor any partial file. See [`backup_tables`].
 pub async fn backup(
     store: &Store,
     path: &Path,
     tables: Option<&[String]>,
     progress: Progress<'_>,
 ) -> StoreResult<BackupSummary> {
-    let selected = catalog::select(tables, "--tables")?;
+    backup_tables(store, path, tables, false, progress).await
+}
+
+/// Like [`backup`]; with `with_references`, the chosen tables come with every table
+/// their rows may point at (and so on), so that the archive restores into any
+/// database. A backup of less than every table is a partial archive: its manifest
+/// names the tables asked for, and a table the database derives from others
+/// (`workflow_stats`) is refused in it.
+pub async fn backup_tables(
+    store: &Store,
+    path: &Path,
+    tables: Option<&[String]>,
+    with_references: bool,
+    progress: Progress<'_>,
+) -> StoreResult<BackupSummary> {
+    let chosen = catalog::select(tables, "--tables")?;
+    let selected = if with_references {
+        catalog::with_references(&chosen)
+    } else {
+        chosen.clone()
+    };
+    let partial = (selected.len() < catalog::catalog().len()).then(|| {
+        chosen
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+    });
+    if partial.is_some() {
+        if let Some(t) = selected.iter().find(|t| t.derived) {
+            return Err(StoreError::invalid(
+                "--tables",
+                format!(
+                    "{} is kept by the database itself from the rows of other tables and cannot be backed up on its own; back up the tables it is made from instead, and a restore rebuilds it",
+                    t.name
+                ),
+            ));
+        }
+    }
+    let references_outside: Vec<String> = if partial.is_some() {
+        catalog::with_references(&selected)
+            .iter()
+            .filter(|t| !selected.iter().any(|s| s.name == t.name))
+            .map(|t| t.name.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut writer = format::ArchiveWriter::create(path)?;
     let mut snapshot = store.backend().archive().snapshot().await?;
     let schema_version = snapshot.schema_version().await?;
@@ -113,6 +171,7 @@ pub async fn backup(
         backend: kind_name(store.kind()).into(),
         created_at: created_at.as_str().unwrap_or_default().to_string(),
         tables: entries,
+        partial,
     };
     let bytes = writer.finish(&manifest)?;
     Ok(BackupSummary {
@@ -120,6 +179,7 @@ pub async fn backup(
         bytes,
         rows: total,
         manifest,
+        references_outside,
     })
 }
 
@@ -184,6 +244,14 @@ const PLACEHOLDER_TIME: &str = "1970-01-01T00:00:00.000000Z";
 /// migrates, refuses a non-empty database unless `replace` (which empties every
 /// table in the same transaction), loads everything in one transaction and checks
 /// the counts before committing.
+///
+/// A partial archive ([`Manifest::partial`]) is loaded beside what the database
+/// holds instead. Before anything is written, the restore refuses (naming table,
+/// column and value) a row that points at a row neither the archive nor the
+/// database holds (Invalid), and, without `replace`, a row whose key the database
+/// already holds (Conflict). With `replace` it empties only the archive's tables,
+/// and refuses (Conflict) when rows of other tables point at theirs, since the
+/// foreign keys would delete or blank those rows with them.
 pub async fn restore(
     store: &Store,
     path: &Path,
@@ -202,24 +270,47 @@ pub async fn restore(
         ));
     }
     let plans = plan(&manifest)?;
+    let is_partial = manifest.is_partial();
+    if is_partial {
+        partial::check_archive(&plans)?;
+    }
     store.backend().migrate_up(None).await?;
     let mut loader = store.backend().archive().loader().await?;
-    let all: Vec<&Table> = catalog::catalog().iter().collect();
-    for t in &all {
-        let n = loader.count(t).await?;
-        if n > 0 && !replace {
-            return Err(StoreError::conflict(
-                "database",
-                format!(
-                    "is not empty (table {} has {n} rows); restore into an empty database or pass --replace",
-                    t.name
-                ),
-            ));
+    // What each table held before: the rows a partial restore loads come on top.
+    let mut before = vec![0u64; plans.len()];
+    if is_partial {
+        before = partial::check(&mut *loader, path, &plans, replace).await?;
+        if replace {
+            let tables: Vec<&Table> = plans.iter().map(|p| p.table).collect();
+            loader.clear(&tables).await?;
+            before = vec![0; plans.len()];
+        }
+    } else {
+        let all: Vec<&Table> = catalog::catalog().iter().collect();
+        for t in &all {
+            let n = loader.count(t).await?;
+            if n > 0 && !replace {
+                return Err(StoreError::conflict(
+                    "database",
+                    format!(
+                        "is not empty (table {} has {n} rows); restore into an empty database or pass --replace",
+                        t.name
+                    ),
+                ));
+            }
+        }
+        if replace {
+            loader.clear(&all).await?;
         }
     }
-    if replace {
-        loader.clear(&all).await?;
-    }
+    // Load errors of a partial restore name the table, and say what to do.
+    let context = |p: &Plan, e: StoreError| {
+        if is_partial {
+            partial::in_table(p.table.name, &plans, replace, e)
+        } else {
+            e
+        }
+    };
 
     // Load every row; deferred references go in as NULL.
     let (mut reader, _) = format::ArchiveReader::open(path)?;
@@ -231,7 +322,9 @@ pub async fn restore(
     while let Some((row, _)) = reader.next_row()? {
         if current.is_none_or(|i| plans[i].table.name != row.t) {
             if let Some(i) = current {
-                flush(&mut *loader, &plans[i], &mut batch, &mut loaded, progress).await?;
+                flush(&mut *loader, &plans[i], &mut batch, &mut loaded, progress)
+                    .await
+                    .map_err(|e| context(&plans[i], e))?;
             }
             let i = entered
                 + plans[entered..]
@@ -260,11 +353,15 @@ pub async fn restore(
         }
         batch.push(values);
         if batch.len() == BATCH {
-            flush(&mut *loader, p, &mut batch, &mut loaded, progress).await?;
+            flush(&mut *loader, p, &mut batch, &mut loaded, progress)
+                .await
+                .map_err(|e| context(p, e))?;
         }
     }
     if let Some(i) = current {
-        flush(&mut *loader, &plans[i], &mut batch, &mut loaded, progress).await?;
+        flush(&mut *loader, &plans[i], &mut batch, &mut loaded, progress)
+            .await
+            .map_err(|e| context(&plans[i], e))?;
     }
     for p in plans[entered..].iter().filter(|p| p.table.derived) {
         loader.clear(&[p.table]).await?;
@@ -288,15 +385,19 @@ pub async fn restore(
             if let Some(u) = p.updated_at {
                 set.push(p.columns[u].name.as_str());
             }
-            loader.update(p.table, &p.columns, &set, &row.r).await?;
+            loader
+                .update(p.table, &p.columns, &set, &row.r)
+                .await
+                .map_err(|e| context(p, e))?;
         }
     }
 
     let mut tables = Vec::with_capacity(plans.len());
     let mut rows = 0;
-    for p in &plans {
-        let n = loader.count(p.table).await?;
-        if n != p.rows {
+    for (p, held) in plans.iter().zip(&before) {
+        let total = loader.count(p.table).await?;
+        let n = total.saturating_sub(*held);
+        if total != held + p.rows {
             return Err(StoreError::Internal(format!(
                 "restore loaded {n} rows into {} but the archive holds {}; nothing was committed",
                 p.table.name, p.rows
@@ -310,7 +411,10 @@ pub async fn restore(
     // tables only) gets its newest entry signed as the head, by this operator's key.
     // An archive that has the head keeps it as it is: an empty head table beside
     // entries, or a head that does not match them, stays visible to verification.
-    if !manifest.tables.iter().any(|t| t.name == "audit_head") {
+    // A partial archive without the log leaves the log and its head alone: a head
+    // missing there is evidence of a cut log, not something a restore should sign.
+    let has = |name: &str| manifest.tables.iter().any(|t| t.name == name);
+    if !has("audit_head") && (!is_partial || has("audit_log")) {
         let mut tx = store.begin().await?;
         tx.adopt_audit_head().await?;
         tx.commit().await?;
@@ -320,6 +424,7 @@ pub async fn restore(
         schema_version: manifest.schema_version,
         tables,
         rows,
+        partial: is_partial,
     })
 }
 

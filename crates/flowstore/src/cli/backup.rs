@@ -13,7 +13,7 @@ use crate::{BackendKind, Store, StoreError};
 /// `flowstore backup FILE`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  flowstore backup --output /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --native nightly.dump"
+    after_help = "A backup of some tables (--tables) is a partial archive. `flowstore restore` loads it beside what the target database holds, once it has checked that every row the archive's rows point at (a workflow's owner, team, project, ...) is in the archive or in that database; --with-references adds those tables, so that it restores anywhere.\n\nExample:\n  flowstore backup --output /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --tables workflows,workflow_versions --with-references defs-with-owners.fsa\n  flowstore backup --native nightly.dump"
 )]
 pub struct BackupArgs {
     /// The archive to write (refused when it exists); `--output FILE` says the same.
@@ -26,9 +26,14 @@ pub struct BackupArgs {
     /// The archive to write, as a flag.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Only these tables (comma-separated).
+    /// Only these tables (comma-separated): a partial archive, which restores into a
+    /// database holding the rows its rows point at (see below).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
+    /// With --tables: add every table the chosen rows point at (users, teams,
+    /// projects, ...), and what those point at, whole.
+    #[arg(long, requires = "tables")]
+    pub with_references: bool,
     /// The database's own format instead: `pg_dump -Fc` on PostgreSQL, `VACUUM INTO`
     /// on SQLite. Restore it with that database's tools.
     #[arg(long, conflicts_with = "tables")]
@@ -41,13 +46,14 @@ pub struct BackupArgs {
 /// `flowstore restore FILE`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  flowstore --database-url postgres://localhost/flowstore restore backup.fsa\n  flowstore restore --replace backup.fsa"
+    after_help = "A full archive restores into an empty database (or, with --replace, instead of everything it holds). A partial archive (backup --tables) restores beside what the database holds: before writing anything it refuses a row that points at a row neither the archive nor the database holds, naming the table, column and value, and, without --replace, a row whose key the database already holds. Its --replace empties only the archive's tables, and is refused while rows of other tables point at theirs (emptying them would delete or blank those rows). Everything happens in one transaction: a refused or failed restore writes nothing.\n\nExample:\n  flowstore --database-url postgres://localhost/flowstore restore backup.fsa\n  flowstore restore --replace backup.fsa\n  flowstore restore --replace defs.fsa    # a partial archive: only its tables are replaced"
 )]
 pub struct RestoreArgs {
     /// The archive to restore (written by `flowstore backup` from either backend).
     pub file: PathBuf,
-    /// Empty every table first (in the same transaction) instead of refusing a
-    /// database that holds data.
+    /// Empty the archive's tables first, in the same transaction: every table for a
+    /// full archive, only its own for a partial one (refused while other tables'
+    /// rows point at them).
     #[arg(long)]
     pub replace: bool,
     /// Print a JSON summary.
@@ -132,7 +138,14 @@ pub async fn backup(
     }
     let bar = bar();
     let progress = |t: &str, n: u64| bar.set_message(format!("{t}: {n} rows"));
-    let result = archive::backup(store, &file, args.tables.as_deref(), &progress).await;
+    let result = archive::backup_tables(
+        store,
+        &file,
+        args.tables.as_deref(),
+        args.with_references,
+        &progress,
+    )
+    .await;
     bar.finish_and_clear();
     let summary = result?;
     if args.json {
@@ -146,6 +159,30 @@ pub async fn backup(
         summary.bytes,
         summary.manifest.schema_version
     );
+    if let Some(chosen) = &summary.manifest.partial {
+        let added: Vec<&str> = summary
+            .manifest
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|t| !chosen.iter().any(|c| c == t))
+            .collect();
+        if added.is_empty() {
+            println!("a partial archive of {}", chosen.join(", "));
+        } else {
+            println!(
+                "a partial archive of {}, with the tables their rows point at: {}",
+                chosen.join(", "),
+                added.join(", ")
+            );
+        }
+        if !summary.references_outside.is_empty() {
+            println!(
+                "its rows may point at rows of {}: restore it into a database that holds them, or back up with --with-references",
+                summary.references_outside.join(", ")
+            );
+        }
+    }
     Ok(())
 }
 
@@ -162,10 +199,20 @@ pub async fn restore(store: &Store, args: RestoreArgs) -> Result<(), StoreError>
     for (t, n) in &summary.tables {
         println!("{t:<22} {n:>10}");
     }
-    println!(
-        "restored {} rows from a {} archive (schema version {})",
-        summary.rows, summary.from, summary.schema_version
-    );
+    if summary.partial {
+        println!(
+            "restored {} rows from a partial {} archive (schema version {}); {} other tables were left as they were",
+            summary.rows,
+            summary.from,
+            summary.schema_version,
+            if args.replace { "only its tables were replaced," } else { "its rows were added;" }
+        );
+    } else {
+        println!(
+            "restored {} rows from a {} archive (schema version {})",
+            summary.rows, summary.from, summary.schema_version
+        );
+    }
     Ok(())
 }
 
