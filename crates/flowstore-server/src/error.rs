@@ -435,4 +435,3 @@ mod tests {
         assert_eq!((p.status, p.field.as_deref()), (422, Some("name")));
     }
 }
-

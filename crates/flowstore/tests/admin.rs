@@ -28,6 +28,7 @@ conformance!(
     cleanup_deletes_only_old_finished_runs,
     stats_and_vacuum_report_sane_numbers,
     check_reports_expired_and_expiring_credentials,
+    check_reports_migration_drift_and_keys_are_never_null,
 );
 
 const PAST: &str = "'2000-01-01T00:00:00.000000Z'";
@@ -547,4 +548,69 @@ async fn sqlite_commands_through_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_commands_through_the_binary() {
     commands_through_the_binary(common::fresh_pg_database().await).await;
+}
+
+/// A migration edited after it was applied, and one applied by a newer flowstore,
+/// are reported by `check`; a row with a NULL key is refused by both backends (SQLite
+/// by triggers, its keys being nullable by nature), and one left from before is
+/// reported.
+async fn check_reports_migration_drift_and_keys_are_never_null(store: Store) {
+    let report = admin::check(store.backend(), false).await.unwrap();
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::MigrationDrift),
+        "{report:?}"
+    );
+    raw(
+        &store,
+        "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
+    )
+    .await;
+    raw(&store, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')").await;
+    let report = admin::check(store.backend(), true).await.unwrap();
+    let drift: Vec<_> = report
+        .remaining
+        .iter()
+        .filter(|f| f.kind == FindingKind::MigrationDrift)
+        .collect();
+    assert_eq!(drift.len(), 2, "edited and unknown: {drift:?}");
+    assert!(drift
+        .iter()
+        .any(|f| f.examples == ["1 identity"] && f.detail.contains("edited")));
+    assert!(drift
+        .iter()
+        .any(|f| f.examples == ["9999 future"] && f.detail.contains("newer")));
+    assert!(
+        report
+            .repairs
+            .iter()
+            .any(|r| r.kind == FindingKind::MigrationDrift && r.note.is_some()),
+        "drift is not repaired behind the operator's back: {report:?}"
+    );
+    let by_hand = store
+        .backend()
+        .execute_raw("INSERT INTO logs (id, level, message) VALUES (NULL, 'info', 'no key')")
+        .await;
+    assert!(
+        matches!(&by_hand, Err(flowstore::StoreError::Invalid { field, .. }) if field == "id"),
+        "a NULL key is refused, naming id: {by_hand:?}"
+    );
+    if store.kind() == BackendKind::Sqlite {
+        // A row written before the triggers existed.
+        raw(&store, "DROP TRIGGER trg_logs_id_not_null_insert").await;
+        raw(
+            &store,
+            "INSERT INTO logs (id, level, message) VALUES (NULL, 'info', 'no key')",
+        )
+        .await;
+        let report = admin::check(store.backend(), false).await.unwrap();
+        let null = report
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::NullKey)
+            .expect("a row without a key is reported");
+        assert_eq!((null.table.as_str(), null.count), ("logs", 1), "{null:?}");
+    }
 }

@@ -109,7 +109,10 @@ impl Served {
         ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     let _ = tx.send(line);
                 }
             });
@@ -145,7 +148,8 @@ impl Served {
             l.trim().starts_with("fsk_").then(|| l.trim().to_string())
         });
         let url = self.wait_for("its address", |l| {
-            l.strip_prefix("flowstore is listening on ").map(str::to_string)
+            l.strip_prefix("flowstore is listening on ")
+                .map(str::to_string)
         });
         (key, url)
     }
@@ -162,7 +166,10 @@ async fn call(url: &str, key: &str, method: &str, path: &str, body: Option<Value
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn project(size: usize) -> Value {
@@ -187,8 +194,14 @@ async fn sqlite_full_disk_is_reported_and_recovered_from() {
     let filler = fill(&disk.0.join("filler"));
     let mut full = None;
     for _ in 0..200 {
-        let (status, body) =
-            call(&url, &key, "POST", "/api/v1/projects", Some(project(200_000))).await;
+        let (status, body) = call(
+            &url,
+            &key,
+            "POST",
+            "/api/v1/projects",
+            Some(project(200_000)),
+        )
+        .await;
         assert_ne!(status, 500, "a full disk is not an internal error: {body}");
         if status == 507 {
             full = Some(body);
@@ -197,7 +210,10 @@ async fn sqlite_full_disk_is_reported_and_recovered_from() {
         assert_eq!(status, 201, "{body}");
     }
     let full = full.expect("a write on a full disk is refused");
-    assert_eq!(full["type"], "https://flowstore.dev/problems/storage-full", "{full}");
+    assert_eq!(
+        full["type"], "https://flowstore.dev/problems/storage-full",
+        "{full}"
+    );
     let (status, ready) = call(&url, &key, "GET", "/readyz", None).await;
     assert_eq!(status, 507, "/readyz tells the disk is full: {ready}");
     assert_eq!(ready["type"], "https://flowstore.dev/problems/storage-full");
@@ -209,7 +225,8 @@ async fn sqlite_full_disk_is_reported_and_recovered_from() {
     let (status, ready) = call(&url, &key, "GET", "/readyz", None).await;
     assert_eq!(status, 200, "ready again once space is freed: {ready}");
     for _ in 0..20 {
-        let (status, body) = call(&url, &key, "POST", "/api/v1/projects", Some(project(1000))).await;
+        let (status, body) =
+            call(&url, &key, "POST", "/api/v1/projects", Some(project(1000))).await;
         assert_eq!(status, 201, "writes resume without a restart: {body}");
     }
 }
@@ -229,8 +246,13 @@ async fn sqlite_read_only_disk_is_reported_and_recovered_from() {
         l.contains("read-only file system").then(|| l.to_string())
     });
     assert!(!said.contains("unable to open database file"), "{said}");
-    server.wait_for("a second try", |l| l.contains("read-only file system").then_some(()));
-    assert!(server.child.try_wait().unwrap().is_none(), "it keeps trying");
+    server.wait_for("a second try", |l| {
+        l.contains("read-only file system").then_some(())
+    });
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "it keeps trying"
+    );
     disk.remount("rw");
     let (key, url) = server.ready();
     let (status, ready) = call(&url, &key, "GET", "/readyz", None).await;
@@ -272,9 +294,14 @@ async fn serve_waits_for_postgres_and_says_why() {
     let expected = format!("cannot connect to 127.0.0.1:{port}: connection refused");
     server.wait_for(&expected, |l| l.contains(&expected).then_some(()));
     server.wait_for("a second try", |l| l.contains(&expected).then_some(()));
-    assert!(server.child.try_wait().unwrap().is_none(), "it keeps trying");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "it keeps trying"
+    );
 
-    let relay = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let relay = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let target = format!(
         "{}:{}",
         real.host_str().unwrap(),
@@ -330,15 +357,27 @@ async fn postgres_read_only_and_long_locks() {
     assert_eq!(status, 200, "an unrelated read answers");
     let ((status, body), took) = writer.await.unwrap();
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body["type"], "https://flowstore.dev/problems/timeout", "{body}");
-    assert!(took < Duration::from_secs(10), "given up after the lock timeout: {took:?}");
+    assert_eq!(
+        body["type"], "https://flowstore.dev/problems/timeout",
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "given up after the lock timeout: {took:?}"
+    );
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 
-    let name = url::Url::parse(&db).unwrap().path().trim_start_matches('/').to_string();
-    sqlx::query(&format!("ALTER DATABASE {name} SET default_transaction_read_only = on"))
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let name = url::Url::parse(&db)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
     // Sessions take the setting when they open: end the server's.
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
         .bind(&name)
@@ -359,9 +398,11 @@ async fn postgres_read_only_and_long_locks() {
     let (status, ready) = call(&url, &key, "GET", "/readyz", None).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["type"], "https://flowstore.dev/problems/read-only");
-    sqlx::query(&format!("ALTER DATABASE {name} SET default_transaction_read_only = off"))
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = off"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
     let _ = holder.close().await;
 }

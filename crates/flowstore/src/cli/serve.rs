@@ -159,13 +159,26 @@ pub async fn serve(settings: &crate::config::Settings, args: ServeArgs) -> Resul
             return Ok(());
         }
     };
-    let result = run(&store, listener, args, settings, destinations, webhook_allow, session_ttl, shutdown).await;
+    let result = run(
+        &store,
+        listener,
+        args,
+        settings,
+        destinations,
+        webhook_allow,
+        session_ttl,
+        shutdown,
+    )
+    .await;
     store.close().await;
     result
 }
 
 /// Opens, migrates and checks the database, trying again while it cannot be reached.
-async fn open_when_reachable(settings: &crate::config::Settings, no_migrate: bool) -> Result<Store, StoreError> {
+async fn open_when_reachable(
+    settings: &crate::config::Settings,
+    no_migrate: bool,
+) -> Result<Store, StoreError> {
     let mut pause = std::time::Duration::from_millis(500);
     loop {
         let attempt = async {
