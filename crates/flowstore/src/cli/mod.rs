@@ -64,7 +64,10 @@ pub enum Command {
     Vacuum(admin::VacuumArgs),
     /// Delete finished runs and history older than a cut-off, in small batches.
     Cleanup(admin::CleanupArgs),
-    /// Serve the HTTP API (migrates first unless --no-migrate).
+    /// Serve the HTTP API. Takes the port, then waits for the database (a failure to
+    /// reach it is logged with the address and the reason, and tried again with
+    /// pauses growing from 0.5 s to 30 s), migrates it unless --no-migrate, and
+    /// serves. Writes on a full disk answer 507, on a read-only database 503.
     Serve(serve::ServeArgs),
     /// Create, list or revoke API keys of the HTTP API.
     #[command(subcommand)]
