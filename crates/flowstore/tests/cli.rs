@@ -189,7 +189,7 @@ fn operator_commands(url: &str) {
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(
-        stdout(&down).contains("reverted 12, 11"),
+        stdout(&down).contains("reverted 14, 13, 12, 11"),
         "{}",
         stdout(&down)
     );
