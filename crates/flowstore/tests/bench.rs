@@ -26,6 +26,7 @@ fn tiny(database_url: Option<String>) -> BenchOptions {
         query_calls: 5,
         force: false,
         progress: false,
+        ..BenchOptions::default()
     }
 }
 

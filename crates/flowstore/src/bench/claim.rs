@@ -535,7 +535,14 @@ pub(crate) async fn run(
                         let path = rusqlite_path
                             .clone()
                             .ok_or_else(|| fail("the rusqlite floor needs a SQLite file"))?;
-                        super::driver::drive(path, handler.clone(), batch, w).await?
+                        super::driver::drive(
+                            path,
+                            handler.clone(),
+                            batch,
+                            w,
+                            opts.sqlite_synchronous,
+                        )
+                        .await?
                     }
                 };
                 check_done(&target.raw, &handler, n, &r.done).await?;

@@ -24,8 +24,9 @@ pub(crate) async fn drive(
     handler: String,
     batch: u32,
     workers: u32,
+    synchronous: flowstore_sqlite::Synchronous,
 ) -> StoreResult<RoundResult> {
-    tokio::task::spawn_blocking(move || drive_threads(&path, &handler, batch, workers))
+    tokio::task::spawn_blocking(move || drive_threads(&path, &handler, batch, workers, synchronous))
         .await
         .map_err(|e| fail(format!("the rusqlite floor panicked: {e}")))?
 }
@@ -35,12 +36,13 @@ fn drive_threads(
     handler: &str,
     batch: u32,
     workers: u32,
+    synchronous: flowstore_sqlite::Synchronous,
 ) -> StoreResult<RoundResult> {
     // Writers are serialised by one process lock, as the sqlx floor and flowstore's
     // own SQLite writers are, so that no time goes to busy retries.
     let writer = Arc::new(Mutex::new(()));
     let connections = (0..workers)
-        .map(|_| open(path))
+        .map(|_| open(path, synchronous))
         .collect::<StoreResult<Vec<_>>>()?;
     let start = Instant::now();
     let results = std::thread::scope(|scope| {
@@ -75,12 +77,19 @@ fn drive_threads(
 }
 
 /// A connection set up as flowstore sets up its own (WAL is already the file's mode).
-fn open(path: &std::path::Path) -> StoreResult<Connection> {
+fn open(
+    path: &std::path::Path,
+    synchronous: flowstore_sqlite::Synchronous,
+) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(sq_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(sq_err)?;
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA temp_store = memory; PRAGMA cache_size = -16000;",
-    )
+    let sync = match synchronous {
+        flowstore_sqlite::Synchronous::Full => "FULL",
+        flowstore_sqlite::Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA temp_store = memory; PRAGMA cache_size = -16000;"
+    ))
     .map_err(sq_err)?;
     Ok(conn)
 }

@@ -95,6 +95,8 @@ pub struct BenchOptions {
     pub force: bool,
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
+    /// SQLite's commit durability (the floors' connections get the same).
+    pub sqlite_synchronous: flowstore_sqlite::Synchronous,
 }
 
 impl Default for BenchOptions {
@@ -115,6 +117,7 @@ impl Default for BenchOptions {
             query_calls: 1_000,
             force: false,
             progress: false,
+            sqlite_synchronous: flowstore_sqlite::Synchronous::Full,
         }
     }
 }
@@ -226,7 +229,7 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
             let url = format!("sqlite://{}", dir.join("bench.db").display());
-            let mut t = open_sqlite(&url, pool_max, keys).await?;
+            let mut t = open_sqlite(&url, pool_max, keys, opts.sqlite_synchronous).await?;
             t.cleanup = Cleanup::RemoveDir(dir);
             Ok(t)
         }
@@ -250,7 +253,7 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
                     format!("{path} exists and is not empty: the bench writes and measures on a database of its own; give a new file, or --force"),
                 ));
             }
-            open_sqlite(u, pool_max, keys).await
+            open_sqlite(u, pool_max, keys, opts.sqlite_synchronous).await
         }
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
             // The PostgreSQL backend shares its connections out between its main pool
@@ -265,7 +268,12 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
     }
 }
 
-async fn open_sqlite(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreResult<Target> {
+async fn open_sqlite(
+    url: &str,
+    pool_max: u32,
+    keys: Arc<KeySource>,
+    synchronous: flowstore_sqlite::Synchronous,
+) -> StoreResult<Target> {
     let settings = SqliteSettings {
         url: url.to_string(),
         max_connections: pool_max,
@@ -273,7 +281,7 @@ async fn open_sqlite(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreRes
         busy_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
         create: true,
-        ..SqliteSettings::default()
+        synchronous,
     };
     let backend = Arc::new(SqliteBackend::connect(&settings, keys).await?);
     backend.migrate_up(None).await?;

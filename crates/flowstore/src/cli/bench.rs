@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Use a SQLite file that already holds data.
     #[arg(long)]
     pub force: bool,
+    /// SQLite's commit durability for the run: full (flowstore's default) or normal.
+    #[arg(long, default_value = "full")]
+    pub sqlite_synchronous: String,
 }
 
 pub async fn run(database_url: Option<String>, args: BenchArgs) -> Result<(), StoreError> {
@@ -52,6 +55,7 @@ pub async fn run(database_url: Option<String>, args: BenchArgs) -> Result<(), St
         query_calls: args.query_calls,
         force: args.force,
         progress: !args.json,
+        sqlite_synchronous: args.sqlite_synchronous.parse()?,
     };
     if !args.json {
         eprintln!(
