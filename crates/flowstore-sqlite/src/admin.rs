@@ -338,6 +338,16 @@ impl AdminBackend for SqliteBackend {
         // SQLite lets a key that is not an INTEGER hold NULL: rows written so by
         // another client (or before the triggers that refuse them) are reported.
         for table in flowstore_core::archive::catalog() {
+            // An older schema (a database not yet migrated) may lack the table or a
+            // key column: what is not there is not checked.
+            let present: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)")
+                .bind(table.name)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            if !table.key.iter().all(|k| present.iter().any(|p| p == k)) {
+                continue;
+            }
             let Some(null) = table
                 .key
                 .iter()
