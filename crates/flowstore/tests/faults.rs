@@ -90,13 +90,21 @@ impl Drop for Served {
 
 impl Served {
     fn start(database_url: &str, dir: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowstore"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        Served::start_with(database_url, dir, &[])
+    }
+
+    fn start_with(database_url: &str, dir: &Path, env: &[(&str, &str)]) -> Served {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowstore"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
             .env("ENCRYPTION_KEY", KEY)
             .env("DB_CONNECTION_TIMEOUT", "2000")
             .env("DB_LOCK_TIMEOUT", "1000")
-            .env_remove("FLOWSTORE_LISTEN")
+            .env_remove("FLOWSTORE_LISTEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -172,10 +180,15 @@ async fn call(url: &str, key: &str, method: &str, path: &str, body: Option<Value
     )
 }
 
+/// A project whose description is `size` bytes that do not compress (PostgreSQL
+/// would store a repeated letter in a few bytes).
 fn project(size: usize) -> Value {
+    let description: String = (0..size.div_ceil(32))
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
     json!({
         "name": format!("p-{}", uuid::Uuid::new_v4().simple()),
-        "description": "x".repeat(size),
+        "description": &description[..size],
     })
 }
 
@@ -405,4 +418,122 @@ async fn postgres_read_only_and_long_locks() {
     .await
     .unwrap();
     let _ = holder.close().await;
+}
+
+/// A full disk under PostgreSQL (the test database in a tablespace on a small tmpfs):
+/// writes answer 507 `storage-full`, never 500, and resume once space is freed; a
+/// statement past the statement timeout answers 503 `timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_full_disk_and_statement_timeout() {
+    use sqlx::Connection;
+    let disk = Tmpfs::mount(64);
+    let ok = Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&disk.0)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the tablespace directory must belong to the server's user"
+    );
+    let admin_url = common::pg_admin_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let db_url = common::fresh_pg_database().await;
+    let name = url::Url::parse(&db_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let space = format!("{name}_space");
+    sqlx::query(&format!(
+        "CREATE TABLESPACE {space} LOCATION '{}'",
+        disk.0.display()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} SET TABLESPACE {space}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (mount, db) = (disk.0.clone(), db_url.clone());
+    let outcome = async move {
+        let (db_url, dir) = (db, std::env::temp_dir());
+        let mut server = Served::start(&db_url, &dir);
+        let (key, url) = server.ready();
+        let (status, body) = call(&url, &key, "POST", "/api/v1/projects", Some(project(10))).await;
+        assert_eq!(status, 201, "{body}");
+        let filler = fill(&mount.join("filler"));
+        let mut full = None;
+        for _ in 0..400 {
+            let (status, body) = call(
+                &url,
+                &key,
+                "POST",
+                "/api/v1/projects",
+                Some(project(200_000)),
+            )
+            .await;
+            assert_ne!(status, 500, "a full disk is not an internal error: {body}");
+            if status == 507 {
+                full = Some(body);
+                break;
+            }
+            assert_eq!(status, 201, "{body}");
+        }
+        let full = full.expect("a write on a full disk is refused");
+        assert_eq!(
+            full["type"], "https://flowstore.dev/problems/storage-full",
+            "{full}"
+        );
+        std::fs::remove_file(filler).unwrap();
+        for _ in 0..5 {
+            let (status, body) =
+                call(&url, &key, "POST", "/api/v1/projects", Some(project(1000))).await;
+            assert_eq!(status, 201, "writes resume without a restart: {body}");
+        }
+        drop(server);
+
+        // A statement that runs past the statement timeout: a write waiting on a lock
+        // held by another session, with a lock timeout longer than the statement's.
+        let mut server = Served::start_with(
+            &db_url,
+            &dir,
+            &[
+                ("DB_STATEMENT_TIMEOUT", "500"),
+                ("DB_LOCK_TIMEOUT", "30000"),
+            ],
+        );
+        let url = server.wait_for("its address", |l| {
+            l.strip_prefix("flowstore is listening on ")
+                .map(str::to_string)
+        });
+        let mut holder = sqlx::PgConnection::connect(&db_url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+        sqlx::query("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let (status, body) = call(&url, &key, "POST", "/api/v1/projects", Some(project(10))).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            body["type"], "https://flowstore.dev/problems/timeout",
+            "{body}"
+        );
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        let _ = holder.close().await;
+    };
+    // The tablespace is the server's, not the database's: it goes whatever happened.
+    let result = tokio::spawn(outcome).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    let _ = sqlx::query(&format!("DROP TABLESPACE IF EXISTS {space}"))
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
