@@ -104,7 +104,7 @@ impl Tx {
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
         // Byte order of names, as SQLite sorts them; NULL kinds last.
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql!(
             "SELECT metric_name, metric_type, avg(metric_value)::float8 AS average_value,
                     min(metric_value)::float8 AS min_value,
                     max(metric_value)::float8 AS max_value,
@@ -114,7 +114,7 @@ impl Tx {
                AND ($3::timestamptz IS NULL OR recorded_at >= $3)
              GROUP BY metric_name, metric_type
              ORDER BY metric_name COLLATE \"C\", metric_type IS NULL, metric_type"
-        )))
+        ))
         .bind(&f.metric_name)
         .bind(f.metric_type)
         .bind(ts_opt(&f.since))
@@ -128,7 +128,7 @@ impl Tx {
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
         // Buckets that start at or after `since`: exact when `since` is on the hour.
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql!(
             "SELECT metric_name, NULLIF(metric_type, '') AS metric_type,
                     sum(value_sum) / sum(sample_count)::float8 AS average_value,
                     min(value_min) AS min_value, max(value_max) AS max_value,
@@ -138,7 +138,7 @@ impl Tx {
                AND ($3::timestamptz IS NULL OR bucket_start >= $3)
              GROUP BY metric_name, metric_type
              ORDER BY metric_name COLLATE \"C\", metric_type = '', metric_type"
-        )))
+        ))
         .bind(&f.metric_name)
         .bind(f.metric_type)
         .bind(ts_opt(&f.since))

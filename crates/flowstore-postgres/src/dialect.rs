@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 pub(crate) use crate::backend::PostgresTx as Tx;
 pub(crate) use crate::error::map_err;
-pub(crate) use crate::util::ensure_exists;
+pub(crate) use crate::reference::ensure_exists;
 
 /// A statement of the shared SQL: written in this database's spelling already.
 macro_rules! sql {
@@ -70,3 +70,16 @@ pub(crate) type Db = sqlx::Postgres;
 
 /// A statement with its parameters bound.
 pub(crate) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// How a bound parameter is read as a UUID where nothing else says its type, in SQL
+/// a query builder writes.
+pub(crate) const UUID_CAST: &str = "::uuid";
+
+/// The UUID written as text in `expr` (36 characters with dashes), else NULL.
+pub(crate) fn uuid_from_text(expr: &str) -> String {
+    format!(
+        "CASE WHEN length(trim({expr})) = 36
+            AND replace(trim({expr}), '-', '') ~ '^[0-9a-fA-F]{{32}}$'
+            THEN replace(trim({expr}), '-', '')::uuid END"
+    )
+}

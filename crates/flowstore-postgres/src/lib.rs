@@ -28,6 +28,8 @@ mod ops;
 mod project;
 #[path = "../../storage/pull_request.rs"]
 mod pull_request;
+#[path = "../../storage/reference.rs"]
+mod reference;
 #[path = "../../storage/registry.rs"]
 mod registry;
 #[path = "../../storage/run.rs"]
@@ -38,7 +40,7 @@ mod summary;
 mod task;
 mod task_query;
 mod transitions;
-mod util;
+#[path = "../../storage/visibility.rs"]
 mod visibility;
 #[path = "../../storage/workflow.rs"]
 mod workflow;

@@ -5,7 +5,8 @@
 
 pub(crate) use crate::backend::SqliteTx as Tx;
 pub(crate) use crate::error::map_err;
-pub(crate) use crate::util::{ensure_exists, ts, ts_opt};
+pub(crate) use crate::reference::ensure_exists;
+pub(crate) use crate::util::{ts, ts_opt};
 
 /// A statement of the shared SQL, in SQLite's spelling; converted once per place it
 /// is written (`$text` is a literal).
@@ -56,6 +57,21 @@ pub(crate) type Db = sqlx::Sqlite;
 
 /// A statement with its parameters bound.
 pub(crate) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// How a bound parameter is read as a UUID where nothing else says its type, in SQL
+/// a query builder writes (the shared statements spell `::uuid`, which `sql!`
+/// drops): nothing here, where a UUID is its 16 bytes.
+pub(crate) const UUID_CAST: &str = "";
+
+/// The UUID written as text in `expr` (36 characters with dashes), else NULL
+/// (`unhex` gives NULL for anything but hex digits).
+pub(crate) fn uuid_from_text(expr: &str) -> String {
+    format!(
+        "CASE WHEN length(trim({expr}, ' ')) = 36
+            AND length(replace(trim({expr}, ' '), '-', '')) = 32
+            THEN unhex(replace(trim({expr}, ' '), '-', '')) END"
+    )
+}
 
 #[cfg(test)]
 mod tests {
