@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod archive;
 pub mod crypto;
+pub mod dialect;
 pub mod engine;
 pub mod error;
 pub mod ids;

@@ -5,26 +5,44 @@
 
 mod admin;
 mod archive;
+#[path = "../../storage/audit.rs"]
 mod audit;
 mod backend;
+mod dialect;
 mod engine;
 mod error;
+#[path = "../../storage/identity.rs"]
 mod identity;
+#[path = "../../storage/identity_access.rs"]
 mod identity_access;
+#[path = "../../storage/integration.rs"]
 mod integration;
+#[path = "../../storage/integration_dispatch.rs"]
 mod integration_dispatch;
+#[path = "../../storage/metric.rs"]
 mod metric;
 mod migrations;
+#[path = "../../storage/ops.rs"]
 mod ops;
+#[path = "../../storage/project.rs"]
 mod project;
+#[path = "../../storage/pull_request.rs"]
 mod pull_request;
+#[path = "../../storage/reference.rs"]
+mod reference;
+#[path = "../../storage/registry.rs"]
 mod registry;
+#[path = "../../storage/run.rs"]
 mod run;
+#[path = "../../storage/summary.rs"]
 mod summary;
+#[path = "../../storage/task.rs"]
 mod task;
+mod task_query;
 mod transitions;
-mod util;
+#[path = "../../storage/visibility.rs"]
 mod visibility;
+#[path = "../../storage/workflow.rs"]
 mod workflow;
 
 pub use backend::{PgSettings, PostgresBackend, PostgresTx};

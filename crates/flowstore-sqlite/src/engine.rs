@@ -203,7 +203,8 @@ impl EngineStore for SqliteTx {
         // One branch per handler type, each walking the claim index in priority order
         // and stopping after `limit` rows; an `IN (list)` on the index's first column
         // would make SQLite read and sort every ready task of those types instead.
-        let visible = crate::visibility::claimable("t", "?5", "?6");
+        // The predicate is written once for both databases, in PostgreSQL's spelling.
+        let visible = crate::dialect::sql_owned(crate::visibility::claimable("t", "$5", "$6"));
         let branches: Vec<String> = (0..types.len())
             .map(|i| {
                 format!(

@@ -1,4 +1,4 @@
-//! SQLite storage for logs and configurations.
+//! Storage for logs and configurations.
 
 use async_trait::async_trait;
 use flowstore_core::model::ops::{
@@ -7,9 +7,7 @@ use flowstore_core::model::ops::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ensure_exists, ts, ts_opt};
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
 
 const LOG_COLUMNS: &str =
     "id, level, component_name, execution_id, task_id, message, context, timestamp";
@@ -17,7 +15,7 @@ const LOG_COLUMNS: &str =
 const CONFIG_COLUMNS: &str = "id, key, value, value_encrypted, encryption_key_id, type, \
      description, is_sensitive, created_at, updated_at";
 
-impl SqliteTx {
+impl Tx {
     async fn insert_log(&mut self, e: &LogEntry) -> StoreResult<()> {
         ensure_exists(
             &mut self.tx,
@@ -27,11 +25,11 @@ impl SqliteTx {
         )
         .await?;
         ensure_exists(&mut self.tx, "tasks", "task_id", e.task_id.map(|t| t.0)).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO logs (id, level, component_name, execution_id, task_id, message,
                 context, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
         .bind(e.id)
         .bind(e.level)
         .bind(&e.component_name)
@@ -47,9 +45,9 @@ impl SqliteTx {
     }
 
     async fn config_row(&mut self, key: &str) -> StoreResult<ConfigurationRow> {
-        sqlx::query_as(&format!(
-            "SELECT {CONFIG_COLUMNS} FROM configurations WHERE key = ?1"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {CONFIG_COLUMNS} FROM configurations WHERE key = $1"
+        )))
         .bind(key)
         .fetch_optional(&mut *self.tx)
         .await
@@ -59,7 +57,7 @@ impl SqliteTx {
 }
 
 #[async_trait]
-impl OpsRepo for SqliteTx {
+impl OpsRepo for Tx {
     async fn append_log(&mut self, new: NewLogEntry) -> StoreResult<LogEntry> {
         let row = new.into_row(time::now())?;
         self.insert_log(&row).await?;
@@ -84,17 +82,17 @@ impl OpsRepo for SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<LogEntry>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<LogEntry> = sqlx::query_as(&format!(
+        let rows: Vec<LogEntry> = sqlx::query_as(&sql_owned(format!(
             "SELECT {LOG_COLUMNS} FROM logs
-             WHERE (?1 IS NULL OR execution_id = ?1)
-               AND (?2 IS NULL OR task_id = ?2)
-               AND (?3 IS NULL OR component_name = ?3)
-               AND (?4 IS NULL OR {LEVEL_RANK_SQL} >= ?4)
-               AND (?5 IS NULL OR timestamp >= ?5)
-               AND (?6 IS NULL OR timestamp < ?6)
-               AND (?7 IS NULL OR id < ?7)
-             ORDER BY id DESC LIMIT ?8"
-        ))
+             WHERE ($1::uuid IS NULL OR execution_id = $1)
+               AND ($2::uuid IS NULL OR task_id = $2)
+               AND ($3::text IS NULL OR component_name = $3)
+               AND ($4::int8 IS NULL OR {LEVEL_RANK_SQL} >= $4)
+               AND ($5::timestamptz IS NULL OR timestamp >= $5)
+               AND ($6::timestamptz IS NULL OR timestamp < $6)
+               AND ($7::uuid IS NULL OR id < $7)
+             ORDER BY id DESC LIMIT $8"
+        )))
         .bind(filter.execution_id)
         .bind(filter.task_id)
         .bind(&filter.component_name)
@@ -115,16 +113,16 @@ impl OpsRepo for SqliteTx {
         // One statement inserts or replaces, so the CHECK that keeps plain and sealed
         // values apart holds at every moment; the ID and created_at of an existing key
         // stay.
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO configurations (id, key, value, value_encrypted, encryption_key_id,
                 type, description, is_sensitive, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value,
                 value_encrypted = excluded.value_encrypted,
                 encryption_key_id = excluded.encryption_key_id, type = excluded.type,
                 description = excluded.description, is_sensitive = excluded.is_sensitive,
-                updated_at = excluded.updated_at",
-        )
+                updated_at = excluded.updated_at"
+        ))
         .bind(w.id)
         .bind(&w.key)
         .bind(&w.value)
@@ -157,11 +155,11 @@ impl OpsRepo for SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Configuration>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ConfigurationRow> = sqlx::query_as(&format!(
+        let rows: Vec<ConfigurationRow> = sqlx::query_as(&sql_owned(format!(
             "SELECT {CONFIG_COLUMNS} FROM configurations
-             WHERE (?1 IS NULL OR type = ?1) AND (?2 IS NULL OR id < ?2)
-             ORDER BY id DESC LIMIT ?3"
-        ))
+             WHERE ($1::text IS NULL OR type = $1) AND ($2::uuid IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        )))
         .bind(config_type)
         .bind(after)
         .bind(i64::from(limit) + 1)
@@ -177,7 +175,7 @@ impl OpsRepo for SqliteTx {
 
     async fn delete_configuration(&mut self, key: &str) -> StoreResult<()> {
         let key = config_key(key)?;
-        let done = sqlx::query("DELETE FROM configurations WHERE key = ?1")
+        let done = sqlx::query(sql!("DELETE FROM configurations WHERE key = $1"))
             .bind(&key)
             .execute(&mut *self.tx)
             .await
@@ -189,9 +187,9 @@ impl OpsRepo for SqliteTx {
     }
 
     async fn reseal_configurations(&mut self) -> StoreResult<u64> {
-        let rows: Vec<ConfigurationRow> = sqlx::query_as(&format!(
-            "SELECT {CONFIG_COLUMNS} FROM configurations WHERE is_sensitive = 1 ORDER BY id"
-        ))
+        let rows: Vec<ConfigurationRow> = sqlx::query_as(&sql_owned(format!(
+            "SELECT {CONFIG_COLUMNS} FROM configurations WHERE is_sensitive ORDER BY id FOR UPDATE"
+        )))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -205,11 +203,11 @@ impl OpsRepo for SqliteTx {
         for row in rows {
             let value = row.open(ring)?;
             let sealed = ring.seal(value.to_string().as_bytes())?;
-            sqlx::query(
-                "UPDATE configurations SET value_encrypted = ?2, encryption_key_id = ?3,
-                    updated_at = ?4
-                 WHERE id = ?1",
-            )
+            sqlx::query(sql!(
+                "UPDATE configurations SET value_encrypted = $2, encryption_key_id = $3,
+                    updated_at = $4
+                 WHERE id = $1"
+            ))
             .bind(row.id)
             .bind(sealed.bytes)
             .bind(sealed.key_id)

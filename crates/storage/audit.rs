@@ -1,8 +1,8 @@
-//! PostgreSQL storage for the audit log and its signed head; the append,
-//! verification and head logic is `flowstore_core::model::audit`'s. Appends are
-//! serialised by a transaction advisory lock, taken before the last entry and the
-//! head are read and held until commit, so two transactions never chain onto the
-//! same entry.
+//! Storage for the audit log and its signed head; the append, verification and head logic is
+//! `flowstore_core::model::audit`'s. Appends are serialised by the dialect's
+//! `exclusive` lock (an advisory lock on PostgreSQL; the writer lock every SQLite
+//! write transaction holds), taken before the last entry and the head are read and
+//! held until commit, so two transactions never chain onto the same entry.
 
 use std::sync::Arc;
 
@@ -14,12 +14,10 @@ use flowstore_core::model::audit::{
 use flowstore_core::model::audit_head::{AuditHead, HeadResign};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Page, PageRequest, StoreResult};
-use sqlx::PgConnection;
 
-use crate::backend::PostgresTx;
-use crate::error::map_err;
+use crate::dialect::{exclusive, map_err, sql, sql_owned, ts, ts_opt, Conn, Tx};
 
-/// The advisory lock that keeps appends to the audit log to one transaction at a
+/// The key of the lock that keeps appends to the audit log to one transaction at a
 /// time ("flowaudt" in ASCII).
 const AUDIT_LOCK: i64 = 0x666c_6f77_6175_6474;
 
@@ -27,44 +25,42 @@ const COLUMNS: &str = "seq, id, actor_type, actor_id, action, entity_type, entit
                        after, ip_address, request_id, created_at, prev_hash, hash";
 
 /// Takes the append lock until the transaction ends.
-pub(crate) async fn lock(c: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(c)
-        .await
-        .map_err(map_err)?;
-    Ok(())
+pub(crate) async fn lock(c: &mut Conn) -> StoreResult<()> {
+    exclusive(c, AUDIT_LOCK).await
 }
 
-/// The `seq` and hash of the newest entry.
-pub(crate) async fn tail(c: &mut PgConnection) -> StoreResult<Option<(i64, String)>> {
-    sqlx::query_as("SELECT seq, hash::text FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(c)
-        .await
-        .map_err(map_err)
+pub(crate) async fn tail(c: &mut Conn) -> StoreResult<Option<(i64, String)>> {
+    sqlx::query_as(sql!(
+        "SELECT seq, hash::text FROM audit_log ORDER BY seq DESC LIMIT 1"
+    ))
+    .fetch_optional(c)
+    .await
+    .map_err(map_err)
 }
 
 /// The signed head, if any.
-pub(crate) async fn head(c: &mut PgConnection) -> StoreResult<Option<AuditHead>> {
-    sqlx::query_as("SELECT seq, hash::text AS hash, key_id, mac FROM audit_head WHERE id = 1")
-        .fetch_optional(c)
-        .await
-        .map_err(map_err)
+pub(crate) async fn head(c: &mut Conn) -> StoreResult<Option<AuditHead>> {
+    sqlx::query_as(sql!(
+        "SELECT seq, hash::text AS hash, key_id, mac FROM audit_head WHERE id = 1"
+    ))
+    .fetch_optional(c)
+    .await
+    .map_err(map_err)
 }
 
 /// Writes the one head row.
-pub(crate) async fn write_head(c: &mut PgConnection, h: &AuditHead) -> StoreResult<()> {
-    sqlx::query(
+pub(crate) async fn write_head(c: &mut Conn, h: &AuditHead) -> StoreResult<()> {
+    sqlx::query(sql!(
         "INSERT INTO audit_head (id, seq, hash, key_id, mac, signed_at)
          VALUES (1, $1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
-             key_id = excluded.key_id, mac = excluded.mac, signed_at = excluded.signed_at",
-    )
+             key_id = excluded.key_id, mac = excluded.mac, signed_at = excluded.signed_at"
+    ))
     .bind(h.seq)
     .bind(&h.hash)
     .bind(&h.key_id)
     .bind(&h.mac)
-    .bind(flowstore_core::time::now())
+    .bind(ts(&flowstore_core::time::now()))
     .execute(c)
     .await
     .map_err(map_err)?;
@@ -72,7 +68,7 @@ pub(crate) async fn write_head(c: &mut PgConnection, h: &AuditHead) -> StoreResu
 }
 
 #[async_trait]
-impl AuditStore for PostgresTx {
+impl AuditStore for Tx {
     fn audit_keys(&self) -> Arc<KeySource> {
         self.keys.clone()
     }
@@ -96,11 +92,11 @@ impl AuditStore for PostgresTx {
     }
 
     async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO audit_log (seq, id, actor_type, actor_id, action, entity_type,
                 entity_id, before, after, ip_address, request_id, created_at, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
         .bind(e.seq)
         .bind(e.id)
         .bind(e.actor_type)
@@ -112,7 +108,7 @@ impl AuditStore for PostgresTx {
         .bind(&e.after)
         .bind(&e.ip_address)
         .bind(&e.request_id)
-        .bind(e.created_at)
+        .bind(ts(&e.created_at))
         .bind(&e.prev_hash)
         .bind(&e.hash)
         .execute(&mut *self.tx)
@@ -123,7 +119,7 @@ impl AuditStore for PostgresTx {
 }
 
 #[async_trait]
-impl AuditRepo for PostgresTx {
+impl AuditRepo for Tx {
     async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry> {
         audit::append_entry(self, new).await
     }
@@ -147,7 +143,7 @@ impl AuditRepo for PostgresTx {
     ) -> StoreResult<Page<AuditEntry>> {
         let limit = page.limit()?;
         let before = audit_cursor(page)?;
-        let rows: Vec<AuditEntry> = sqlx::query_as(&format!(
+        let rows: Vec<AuditEntry> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM audit_log
              WHERE ($1::text IS NULL OR actor_id = $1)
                AND ($2::text IS NULL OR entity_type = $2)
@@ -156,12 +152,12 @@ impl AuditRepo for PostgresTx {
                AND ($5::timestamptz IS NULL OR created_at >= $5)
                AND ($6::bigint IS NULL OR seq < $6)
              ORDER BY seq DESC LIMIT $7"
-        ))
+        )))
         .bind(&filter.actor_id)
         .bind(&filter.entity_type)
         .bind(&filter.entity_id)
         .bind(&filter.action)
-        .bind(filter.since)
+        .bind(ts_opt(&filter.since))
         .bind(before)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
@@ -175,9 +171,9 @@ impl AuditRepo for PostgresTx {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEntry>> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-        ))
+        )))
         .bind(after_seq)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)

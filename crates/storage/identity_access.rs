@@ -1,4 +1,4 @@
-//! SQLite storage for sessions, API keys and notifications, called by the identity
+//! Storage for sessions, API keys and notifications, called by the identity
 //! trait implementation in `identity.rs`.
 
 use flowstore_core::crypto::sha256_hex;
@@ -11,9 +11,7 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use sqlx::types::Json;
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ensure_exists, ts, ts_opt};
+use crate::dialect::{ensure_exists, exclusive, map_err, sql, sql_owned, ts, ts_opt, Tx};
 
 const SESSION_COLUMNS: &str =
     "id, user_id, ip_address, user_agent, expires_at, revoked_at, last_seen_at, created_at";
@@ -22,15 +20,18 @@ const API_KEY_COLUMNS: &str = "id, user_id, name, prefix, role, scopes, expires_
 const NOTIFICATION_COLUMNS: &str =
     "id, user_id, type, title, message, data, read, read_at, created_at";
 
-impl SqliteTx {
+/// The key of the lock that makes one bootstrap key of concurrent starts ("fsapikey").
+const API_KEYS_LOCK: i64 = 0x6673_6170_696b_6579;
+
+impl Tx {
     pub(crate) async fn insert_session(&mut self, new: NewSession) -> StoreResult<CreatedSession> {
         let (s, token, hash) = new.into_parts(time::now())?;
         ensure_exists(&mut self.tx, "users", "user_id", Some(s.user_id.0)).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO user_sessions (id, user_id, token_hash, ip_address, user_agent,
                 expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
         .bind(s.id)
         .bind(s.user_id)
         .bind(&hash)
@@ -49,10 +50,10 @@ impl SqliteTx {
         token: &str,
         now: Timestamp,
     ) -> StoreResult<Session> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {SESSION_COLUMNS} FROM user_sessions
-             WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2"
-        ))
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+        )))
         .bind(sha256_hex(token))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
@@ -62,16 +63,16 @@ impl SqliteTx {
         .ok_or_else(|| StoreError::not_found("session", "for the token presented"))
     }
 
-    /// Sets one instant column of a session (`assignment` uses `?2` for `now`).
+    /// Sets one instant column of a session (`assignment` uses `$2` for `now`).
     pub(crate) async fn set_session_time(
         &mut self,
         id: SessionId,
         assignment: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let done = sqlx::query(&format!(
-            "UPDATE user_sessions SET {assignment} WHERE id = ?1"
-        ))
+        let done = sqlx::query(&sql_owned(format!(
+            "UPDATE user_sessions SET {assignment} WHERE id = $1"
+        )))
         .bind(id)
         .bind(ts(&now))
         .execute(&mut *self.tx)
@@ -88,9 +89,9 @@ impl SqliteTx {
         user_id: UserId,
         now: Timestamp,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE user_sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        )
+        let done = sqlx::query(sql!(
+            "UPDATE user_sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+        ))
         .bind(user_id)
         .bind(ts(&now))
         .execute(&mut *self.tx)
@@ -100,9 +101,9 @@ impl SqliteTx {
     }
 
     pub(crate) async fn purge_sessions(&mut self, now: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM user_sessions WHERE expires_at <= ?1 OR revoked_at IS NOT NULL",
-        )
+        let done = sqlx::query(sql!(
+            "DELETE FROM user_sessions WHERE expires_at <= $1 OR revoked_at IS NOT NULL"
+        ))
         .bind(ts(&now))
         .execute(&mut *self.tx)
         .await
@@ -113,11 +114,11 @@ impl SqliteTx {
     pub(crate) async fn insert_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey> {
         let (k, key, hash) = new.into_parts(time::now())?;
         ensure_exists(&mut self.tx, "users", "user_id", k.user_id.map(|u| u.0)).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, role, scopes,
                 expires_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
         .bind(k.id)
         .bind(k.user_id)
         .bind(&k.name)
@@ -135,9 +136,9 @@ impl SqliteTx {
     }
 
     pub(crate) async fn api_key_by_id(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
-        sqlx::query_as(&format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -150,13 +151,13 @@ impl SqliteTx {
         presented: &str,
         now: Timestamp,
     ) -> StoreResult<ApiKey> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
-             WHERE key_hash = ?1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?2)
+             WHERE key_hash = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $2)
                AND (user_id IS NULL OR EXISTS (
                     SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.status = 'active'))"
-        ))
+        )))
         .bind(sha256_hex(presented))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
@@ -172,11 +173,11 @@ impl SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ApiKey> = sqlx::query_as(&format!(
+        let rows: Vec<ApiKey> = sqlx::query_as(&sql_owned(format!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
-             WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
-             ORDER BY id DESC LIMIT ?3"
-        ))
+             WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        )))
         .bind(user_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
@@ -186,7 +187,7 @@ impl SqliteTx {
         Ok(Page::from_rows(rows, limit, |k| k.id.0))
     }
 
-    /// Sets one instant column of an API key (`assignment` uses `?2` for `now`), and
+    /// Sets one instant column of an API key (`assignment` uses `$2` for `now`), and
     /// `updated_at`, so that the trigger does not stamp the database's clock instead.
     pub(crate) async fn set_api_key_time(
         &mut self,
@@ -194,9 +195,9 @@ impl SqliteTx {
         assignment: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let done = sqlx::query(&format!(
-            "UPDATE api_keys SET {assignment}, updated_at = ?2 WHERE id = ?1"
-        ))
+        let done = sqlx::query(&sql_owned(format!(
+            "UPDATE api_keys SET {assignment}, updated_at = $2 WHERE id = $1"
+        )))
         .bind(id)
         .bind(ts(&now))
         .execute(&mut *self.tx)
@@ -214,10 +215,10 @@ impl SqliteTx {
     ) -> StoreResult<Notification> {
         let n = new.into_row(time::now())?;
         ensure_exists(&mut self.tx, "users", "user_id", Some(n.user_id.0)).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO notifications (id, user_id, type, title, message, data, read, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
         .bind(n.id)
         .bind(n.user_id)
         .bind(n.kind)
@@ -239,11 +240,11 @@ impl SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Notification> = sqlx::query_as(&format!(
+        let rows: Vec<Notification> = sqlx::query_as(&sql_owned(format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-             WHERE user_id = ?1 AND (?2 = 0 OR NOT read) AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4"
-        ))
+             WHERE user_id = $1 AND ($2 = false OR NOT read) AND ($3::uuid IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
+        )))
         .bind(user_id)
         .bind(filter.unread_only)
         .bind(after)
@@ -259,9 +260,9 @@ impl SqliteTx {
         id: NotificationId,
         now: Timestamp,
     ) -> StoreResult<Notification> {
-        sqlx::query(
-            "UPDATE notifications SET read = ?2, read_at = COALESCE(read_at, ?3) WHERE id = ?1",
-        )
+        sqlx::query(sql!(
+            "UPDATE notifications SET read = $2, read_at = COALESCE(read_at, $3) WHERE id = $1"
+        ))
         .bind(id)
         .bind(true)
         .bind(ts(&now))
@@ -275,9 +276,9 @@ impl SqliteTx {
         &mut self,
         id: NotificationId,
     ) -> StoreResult<Notification> {
-        sqlx::query_as(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?1"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -290,9 +291,9 @@ impl SqliteTx {
         user_id: UserId,
         now: Timestamp,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE notifications SET read = ?2, read_at = ?3 WHERE user_id = ?1 AND NOT read",
-        )
+        let done = sqlx::query(sql!(
+            "UPDATE notifications SET read = $2, read_at = $3 WHERE user_id = $1 AND NOT read"
+        ))
         .bind(user_id)
         .bind(true)
         .bind(ts(&now))
@@ -303,7 +304,11 @@ impl SqliteTx {
     }
 
     pub(crate) async fn api_key_count(&mut self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+        // Held to the end of the transaction: two servers starting at once on an
+        // empty database would otherwise both count none and both make a bootstrap
+        // key.
+        exclusive(&mut self.tx, API_KEYS_LOCK).await?;
+        let n: i64 = sqlx::query_scalar(sql!("SELECT COUNT(*) FROM api_keys"))
             .fetch_one(&mut *self.tx)
             .await
             .map_err(map_err)?;
@@ -311,9 +316,9 @@ impl SqliteTx {
     }
 
     pub(crate) async fn count_unread(&mut self, user_id: UserId) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications WHERE user_id = ?1 AND NOT read",
-        )
+        let n: i64 = sqlx::query_scalar(sql!(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND NOT read"
+        ))
         .bind(user_id)
         .fetch_one(&mut *self.tx)
         .await
@@ -322,7 +327,7 @@ impl SqliteTx {
     }
 
     pub(crate) async fn remove_notification(&mut self, id: NotificationId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM notifications WHERE id = ?1")
+        let done = sqlx::query(sql!("DELETE FROM notifications WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await

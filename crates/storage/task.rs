@@ -1,4 +1,4 @@
-//! PostgreSQL storage for tasks, their dependencies, searches, progress and the seed 003
+//! Storage for tasks, their dependencies, searches, progress and the seed 003
 //! summaries. Pull requests are in `pull_request.rs`.
 
 use async_trait::async_trait;
@@ -13,12 +13,11 @@ use flowstore_core::model::task::query::{
 use flowstore_core::model::task::{NewTask, Task, TaskPatch, TaskRepo, TaskStatus};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::backend::PostgresTx;
-use crate::error::map_err;
-use crate::util::ensure_exists;
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Db, Tx};
+use crate::task_query;
 use crate::visibility;
 
 /// Every column of [`Task`], from `tasks t`.
@@ -30,9 +29,9 @@ const COLUMNS: &str = "t.id, t.project_id, t.workflow_id, t.run_id, t.parent_tas
     t.created_by, t.created_at, t.updated_at";
 
 /// Appends ` AND …` for each filter given. The requirement terms come from
-/// [`TaskFilter::check`], which refuses the shapes SQLite cannot evaluate alike, so
-/// containment here answers as SQLite's translation does.
-fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &TaskFilter, terms: &[ReqTerm]) {
+/// [`TaskFilter::check`], which refuses the shapes the two databases cannot evaluate
+/// alike; the tag and requirement tests are each database's own (`task_query.rs`).
+fn push_filters(qb: &mut QueryBuilder<'_, Db>, f: &TaskFilter, terms: &[ReqTerm]) {
     if let Some(v) = f.project_id {
         qb.push(" AND t.project_id = ").push_bind(v);
     }
@@ -53,28 +52,24 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &TaskFilter, terms: &[Re
         qb.push(" AND t.parent_task_id = ").push_bind(v);
     }
     if let Some(tag) = &f.tag {
-        // `?` on the tags array uses the GIN index idx_tasks_tags.
-        qb.push(" AND t.tags ? ").push_bind(tag.trim().to_string());
+        task_query::push_tag(qb, tag.trim());
     }
     if let (Some(req), false) = (&f.requirements, terms.is_empty()) {
-        // Containment uses the GIN index idx_tasks_requirements.
-        qb.push(" AND t.requirements @> ")
-            .push_bind(Value::Object(req.clone()))
-            .push("::jsonb");
+        task_query::push_requirements(qb, req, terms);
     }
 }
 
-impl PostgresTx {
+impl Tx {
     async fn insert_task(&mut self, t: &Task) -> StoreResult<()> {
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO tasks (id, project_id, workflow_id, run_id, parent_task_id, step_key,
                 title, description, type, status, priority, requirements, context, tags, metadata,
                 assigned_agent, handler_type, command, parameters, environment, working_directory,
                 execution_order, timeout_seconds, max_retries, retry_count,
                 estimated_duration_seconds, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
-        )
+                $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+        ))
         .bind(t.id)
         .bind(t.project_id)
         .bind(t.workflow_id)
@@ -102,8 +97,8 @@ impl PostgresTx {
         .bind(t.retry_count)
         .bind(t.estimated_duration_seconds)
         .bind(t.created_by)
-        .bind(t.created_at)
-        .bind(t.updated_at)
+        .bind(ts(&t.created_at))
+        .bind(ts(&t.updated_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -113,14 +108,14 @@ impl PostgresTx {
     /// Refuses `parent` for `task` when `task` is `parent` or one of its ancestors.
     async fn check_parent(&mut self, task: TaskId, parent: TaskId) -> StoreResult<()> {
         ensure_exists(&mut self.tx, "tasks", "parent_task_id", Some(parent.0)).await?;
-        let cycle: Option<i32> = sqlx::query_scalar(
+        let cycle: Option<i32> = sqlx::query_scalar(sql!(
             "WITH RECURSIVE anc(id) AS (
                  SELECT $1::uuid
                  UNION
                  SELECT t.parent_task_id FROM tasks t JOIN anc ON t.id = anc.id
                  WHERE t.parent_task_id IS NOT NULL)
-             SELECT 1 FROM anc WHERE id = $2",
-        )
+             SELECT 1 FROM anc WHERE id = $2"
+        ))
         .bind(parent)
         .bind(task)
         .fetch_optional(&mut *self.tx)
@@ -136,9 +131,9 @@ impl PostgresTx {
     }
 
     async fn progress(&mut self, column: &str, id: Uuid) -> StoreResult<TaskProgress> {
-        let rows: Vec<(TaskStatus, i64)> = sqlx::query_as(&format!(
+        let rows: Vec<(TaskStatus, i64)> = sqlx::query_as(&sql_owned(format!(
             "SELECT status, count(*) FROM tasks WHERE {column} = $1 GROUP BY status"
-        ))
+        )))
         .bind(id)
         .fetch_all(&mut *self.tx)
         .await
@@ -148,7 +143,7 @@ impl PostgresTx {
 
     async fn exists(&mut self, table: &str, id: Uuid) -> StoreResult<bool> {
         let found: Option<i32> =
-            sqlx::query_scalar(&format!("SELECT 1 FROM {table} WHERE id = $1"))
+            sqlx::query_scalar(&sql_owned(format!("SELECT 1 FROM {table} WHERE id = $1")))
                 .bind(id)
                 .fetch_optional(&mut *self.tx)
                 .await
@@ -158,7 +153,7 @@ impl PostgresTx {
 }
 
 #[async_trait]
-impl TaskRepo for PostgresTx {
+impl TaskRepo for Tx {
     async fn create_task(&mut self, new: NewTask) -> StoreResult<Task> {
         let (row, deps) = new.into_row(time::now())?;
         ensure_exists(
@@ -201,29 +196,33 @@ impl TaskRepo for PostgresTx {
         }
         self.insert_task(&row).await?;
         for d in &deps {
-            sqlx::query("INSERT INTO task_dependencies (task_id, depends_on_id) VALUES ($1, $2)")
-                .bind(row.id)
-                .bind(d)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+            sqlx::query(sql!(
+                "INSERT INTO task_dependencies (task_id, depends_on_id) VALUES ($1, $2)"
+            ))
+            .bind(row.id)
+            .bind(d)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
         }
         Ok(row)
     }
 
     async fn get_task(&mut self, id: TaskId) -> StoreResult<Task> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("task", id))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("task", id))
     }
 
     async fn update_task(&mut self, id: TaskId, patch: TaskPatch) -> StoreResult<Task> {
-        let current: Task = sqlx::query_as(&format!(
+        let current: Task = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 FOR UPDATE"
-        ))
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -236,12 +235,12 @@ impl TaskRepo for PostgresTx {
         {
             self.check_parent(id, parent).await?;
         }
-        sqlx::query(
+        sqlx::query(sql!(
             "UPDATE tasks SET title = $2, description = $3, priority = $4, requirements = $5,
                 context = $6, tags = $7, metadata = $8, assigned_agent = $9, parent_task_id = $10,
                 status = $11, completed_at = $12, updated_at = $13
-             WHERE id = $1",
-        )
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(&row.title)
         .bind(&row.description)
@@ -253,8 +252,8 @@ impl TaskRepo for PostgresTx {
         .bind(&row.assigned_agent)
         .bind(row.parent_task_id)
         .bind(row.status)
-        .bind(row.completed_at)
-        .bind(row.updated_at)
+        .bind(ts_opt(&row.completed_at))
+        .bind(ts(&row.updated_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -262,7 +261,7 @@ impl TaskRepo for PostgresTx {
     }
 
     async fn delete_task(&mut self, id: TaskId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM tasks WHERE id = $1")
+        let done = sqlx::query(sql!("DELETE FROM tasks WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -286,14 +285,14 @@ impl TaskRepo for PostgresTx {
         }
         // Every dependency edge reachable from `depends_on`: if `task` is among the
         // targets, the new edge would close a cycle.
-        let edges: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        let edges: Vec<(Uuid, Uuid)> = sqlx::query_as(sql!(
             "WITH RECURSIVE reach(a, b) AS (
                  SELECT task_id, depends_on_id FROM task_dependencies WHERE task_id = $1
                  UNION
                  SELECT d.task_id, d.depends_on_id FROM task_dependencies d
                  JOIN reach r ON d.task_id = r.b)
-             SELECT a, b FROM reach",
-        )
+             SELECT a, b FROM reach"
+        ))
         .bind(depends_on)
         .fetch_all(&mut *self.tx)
         .await
@@ -301,10 +300,10 @@ impl TaskRepo for PostgresTx {
         if let Some(path) = dependency_path(&edges, depends_on.0, task.0) {
             return Err(cycle_error(task, &path));
         }
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO task_dependencies (task_id, depends_on_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING",
-        )
+             ON CONFLICT DO NOTHING"
+        ))
         .bind(task)
         .bind(depends_on)
         .execute(&mut *self.tx)
@@ -318,13 +317,14 @@ impl TaskRepo for PostgresTx {
         task: TaskId,
         depends_on: TaskId,
     ) -> StoreResult<()> {
-        let done =
-            sqlx::query("DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on_id = $2")
-                .bind(task)
-                .bind(depends_on)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+        let done = sqlx::query(sql!(
+            "DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on_id = $2"
+        ))
+        .bind(task)
+        .bind(depends_on)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(
                 "task dependency",
@@ -335,9 +335,9 @@ impl TaskRepo for PostgresTx {
     }
 
     async fn task_dependencies(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "SELECT depends_on_id FROM task_dependencies WHERE task_id = $1 ORDER BY depends_on_id",
-        )
+        sqlx::query_scalar(sql!(
+            "SELECT depends_on_id FROM task_dependencies WHERE task_id = $1 ORDER BY depends_on_id"
+        ))
         .bind(task)
         .fetch_all(&mut *self.tx)
         .await
@@ -348,9 +348,9 @@ impl TaskRepo for PostgresTx {
         if !self.exists("tasks", parent.0).await? {
             return Err(StoreError::not_found("task", parent));
         }
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM tasks t WHERE t.parent_task_id = $1 ORDER BY t.id"
-        ))
+        )))
         .bind(parent)
         .fetch_all(&mut *self.tx)
         .await
@@ -358,14 +358,14 @@ impl TaskRepo for PostgresTx {
     }
 
     async fn get_runnable_tasks(&mut self, workflow_id: WorkflowId) -> StoreResult<Vec<Task>> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM tasks t
              WHERE t.workflow_id = $1 AND t.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM task_dependencies d
                                JOIN tasks u ON u.id = d.depends_on_id
                                WHERE d.task_id = t.id AND u.status <> 'completed')
              ORDER BY t.execution_order IS NULL, t.execution_order, t.priority DESC, t.id"
-        ))
+        )))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -379,8 +379,7 @@ impl TaskRepo for PostgresTx {
     ) -> StoreResult<Page<Task>> {
         let terms = filter.check()?;
         let (limit, after) = page.parts()?;
-        let mut qb =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1"));
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM tasks t WHERE 1 = 1"));
         push_filters(&mut qb, filter, &terms);
         visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
         if let Some(a) = after {
@@ -405,18 +404,11 @@ impl TaskRepo for PostgresTx {
         let words = search_words(query)?;
         let terms = filter.check()?;
         let limit = search_limit(limit)?;
-        // The same words SQLite matches, each required: plainto_tsquery ANDs them.
-        let text = words.join(" ");
-        let mut qb = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {COLUMNS} FROM tasks t WHERE t.search_vector @@ plainto_tsquery('english', "
-        ));
-        qb.push_bind(text.clone()).push(")");
+        let mut qb = task_query::search(COLUMNS, &words);
         push_filters(&mut qb, filter, &terms);
         visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
-        qb.push(" ORDER BY ts_rank(t.search_vector, plainto_tsquery('english', ")
-            .push_bind(text)
-            .push(")) DESC, t.id LIMIT ")
-            .push_bind(i64::from(limit));
+        task_query::push_rank(&mut qb, &words);
+        qb.push(", t.id LIMIT ").push_bind(i64::from(limit));
         qb.build_query_as()
             .fetch_all(&mut *self.tx)
             .await
@@ -443,13 +435,13 @@ impl TaskRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<ActiveTask>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ActiveTask> = sqlx::query_as(
+        let rows: Vec<ActiveTask> = sqlx::query_as(sql!(
             "SELECT id, project_id, project_name, title, status, priority, assigned_agent,
                     created_at, execution_count
              FROM active_tasks
              WHERE ($1::uuid IS NULL OR project_id = $1) AND ($2::uuid IS NULL OR id < $2)
-             ORDER BY id DESC LIMIT $3",
-        )
+             ORDER BY id DESC LIMIT $3"
+        ))
         .bind(project_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
@@ -463,11 +455,13 @@ impl TaskRepo for PostgresTx {
         &mut self,
         project_id: ProjectId,
     ) -> StoreResult<Vec<PrValidation>> {
-        sqlx::query_as(
+        // The view's computed column has no declared type on SQLite: the cast makes
+        // it text on both.
+        sqlx::query_as(sql!(
             "SELECT id, project_id, task_id, pr_number, title, status,
-                    validation_status, updated_at
-             FROM pr_validation_status WHERE project_id = $1 ORDER BY id DESC",
-        )
+                    CAST(validation_status AS TEXT) AS validation_status, updated_at
+             FROM pr_validation_status WHERE project_id = $1 ORDER BY id DESC"
+        ))
         .bind(project_id)
         .fetch_all(&mut *self.tx)
         .await

@@ -1,4 +1,4 @@
-//! SQLite storage for runs (seed 000's workflow executions) and task attempts; the
+//! Storage for runs (seed 000's workflow executions) and task attempts; the
 //! metric half of [`RunRepo`] lives in `metric.rs`.
 
 use async_trait::async_trait;
@@ -13,9 +13,7 @@ use flowstore_core::model::run::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ensure_exists, ts, ts_opt};
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
 
 const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_version, task_id, \
      user_id, status, strategy, priority, estimated_duration, actual_duration, start_time, \
@@ -27,7 +25,7 @@ const ATTEMPT_COLUMNS: &str = "id, task_id, run_id, attempt, agent_type, worker_
      lease_expires_at, heartbeat_at, duration_ms, memory_usage_mb, cpu_time_ms, created_at, \
      updated_at";
 
-impl SqliteTx {
+impl Tx {
     async fn insert_execution(&mut self, r: &WorkflowExecution) -> StoreResult<()> {
         ensure_exists(&mut self.tx, "tasks", "task_id", r.task_id.map(|t| t.0)).await?;
         ensure_exists(
@@ -44,11 +42,11 @@ impl SqliteTx {
             r.workflow_version_id.map(|t| t.0),
         )
         .await?;
-        sqlx::query(&format!(
-            "INSERT INTO workflow_executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-             ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-             ?24, ?25)"
-        ))
+        sqlx::query(&sql_owned(format!(
+            "INSERT INTO workflow_executions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+             $24, $25)"
+        )))
         .bind(r.id)
         .bind(&r.execution_id)
         .bind(&r.workflow_id)
@@ -82,12 +80,12 @@ impl SqliteTx {
 
     /// Writes the fields seed 000's update may change, and nothing else.
     async fn write_execution_patch(&mut self, r: &WorkflowExecution) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE workflow_executions SET status = ?2, start_time = ?3, end_time = ?4,
-                actual_duration = ?5, result_data = ?6, error_data = ?7, metadata = ?8,
-                estimated_duration = ?9, strategy = ?10, priority = ?11, updated_at = ?12
-             WHERE id = ?1",
-        )
+        sqlx::query(sql!(
+            "UPDATE workflow_executions SET status = $2, start_time = $3, end_time = $4,
+                actual_duration = $5, result_data = $6, error_data = $7, metadata = $8,
+                estimated_duration = $9, strategy = $10, priority = $11, updated_at = $12
+             WHERE id = $1"
+        ))
         .bind(r.id)
         .bind(r.status)
         .bind(ts_opt(&r.start_time))
@@ -107,9 +105,9 @@ impl SqliteTx {
     }
 
     async fn get_attempt(&mut self, id: AttemptId) -> StoreResult<TaskAttempt> {
-        sqlx::query_as(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE id = ?1"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE id = $1 FOR UPDATE"
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -119,7 +117,7 @@ impl SqliteTx {
 }
 
 #[async_trait]
-impl RunRepo for SqliteTx {
+impl RunRepo for Tx {
     async fn create_execution(&mut self, new: NewExecution) -> StoreResult<WorkflowExecution> {
         let row = new.into_row(time::now())?;
         self.insert_execution(&row).await?;
@@ -128,9 +126,9 @@ impl RunRepo for SqliteTx {
     }
 
     async fn get_execution(&mut self, id: RunId) -> StoreResult<WorkflowExecution> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM workflow_executions WHERE id = ?1"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE id = $1"
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -139,9 +137,9 @@ impl RunRepo for SqliteTx {
     }
 
     async fn find_by_execution_id(&mut self, execution_id: &str) -> StoreResult<WorkflowExecution> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = ?1"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = $1"
+        )))
         .bind(execution_id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -154,9 +152,15 @@ impl RunRepo for SqliteTx {
         execution_id: &str,
         patch: ExecutionPatch,
     ) -> StoreResult<WorkflowExecution> {
-        // The write transaction already holds SQLite's single writer lock, so the
-        // read below cannot be overtaken by another writer.
-        let current = self.find_by_execution_id(execution_id).await?;
+        // Read-modify-write: the row stays locked until the caller commits.
+        let current: WorkflowExecution = sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = $1 FOR UPDATE"
+        )))
+        .bind(execution_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("run", execution_id))?;
         let row = patch.apply(&current, time::now())?;
         self.write_execution_patch(&row).await?;
         if let Some(metric) = duration_metric(&current, &row) {
@@ -172,25 +176,25 @@ impl RunRepo for SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<WorkflowExecution>> {
         let (limit, after) = page.parts()?;
-        // Separate statements rather than `(?2 IS NULL OR status = ?2)` and
-        // `(?3 IS NULL OR id < ?3)`, so that each one walks its own index
+        // Separate statements rather than `($2 IS NULL OR status = $2)` and
+        // `($3 IS NULL OR id < $3)`, so that each one walks its own index
         // (workflow_id[, status], id DESC) and starts at the cursor instead of
-        // stepping over every run before it.
+        // stepping over every run before it (a generic plan cannot drop the OR).
         let status_cond = if status.is_some() {
-            "AND status = ?2"
+            "AND status = $2"
         } else {
-            "AND ?2 IS NULL"
+            "AND $2::text IS NULL"
         };
         let after_cond = if after.is_some() {
-            "AND id < ?3"
+            "AND id < $3"
         } else {
-            "AND ?3 IS NULL"
+            "AND $3::uuid IS NULL"
         };
-        let rows: Vec<WorkflowExecution> = sqlx::query_as(&format!(
+        let rows: Vec<WorkflowExecution> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflow_executions
-             WHERE workflow_id = ?1 {status_cond} {after_cond}
-             ORDER BY id DESC LIMIT ?4"
-        ))
+             WHERE workflow_id = $1 {status_cond} {after_cond}
+             ORDER BY id DESC LIMIT $4"
+        )))
         .bind(workflow_id)
         .bind(status)
         .bind(after)
@@ -202,10 +206,10 @@ impl RunRepo for SqliteTx {
     }
 
     async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = ?1
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = $1
              ORDER BY created_at DESC, id DESC"
-        ))
+        )))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -227,19 +231,17 @@ impl RunRepo for SqliteTx {
             )
             .await;
         }
-        // The mean is the exact integer sum divided once, as on PostgreSQL, so both
-        // backends return the same double.
-        sqlx::query_as(
-            "SELECT count(*) AS total_executions,
+        // The mean is the exact integer sum divided once, so both backends return the
+        // same double (AVG would return NUMERIC on PostgreSQL).
+        sqlx::query_as(sql!("SELECT count(*) AS total_executions,
                     count(CASE WHEN status = 'completed' THEN 1 END) AS completed_executions,
                     count(CASE WHEN status = 'failed' THEN 1 END) AS failed_executions,
-                    CAST(sum(actual_duration) AS REAL) / count(actual_duration)
+                    CAST(sum(actual_duration) AS double precision) / NULLIF(count(actual_duration), 0)
                         AS average_duration,
                     min(actual_duration) AS min_duration,
                     max(actual_duration) AS max_duration
              FROM workflow_executions
-             WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)",
-        )
+             WHERE ($1::text IS NULL OR workflow_id = $1) AND ($2::text IS NULL OR status = $2)"))
         .bind(&filter.workflow_id)
         .bind(filter.status)
         .fetch_one(&mut *self.tx)
@@ -248,11 +250,13 @@ impl RunRepo for SqliteTx {
     }
 
     async fn delete_execution(&mut self, execution_id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM workflow_executions WHERE execution_id = ?1")
-            .bind(execution_id)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::query(sql!(
+            "DELETE FROM workflow_executions WHERE execution_id = $1"
+        ))
+        .bind(execution_id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("run", execution_id));
         }
@@ -296,10 +300,10 @@ impl RunRepo for SqliteTx {
             a.run_id.map(|r| r.0),
         )
         .await?;
-        sqlx::query(&format!(
-            "INSERT INTO task_executions ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-        ))
+        sqlx::query(&sql_owned(format!(
+            "INSERT INTO task_executions ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        )))
         .bind(a.id)
         .bind(a.task_id)
         .bind(a.run_id)
@@ -332,12 +336,12 @@ impl RunRepo for SqliteTx {
     ) -> StoreResult<TaskAttempt> {
         let current = self.get_attempt(id).await?;
         let a = outcome.apply(&current, time::now())?;
-        sqlx::query(
-            "UPDATE task_executions SET execution_status = ?2, output_results = ?3,
-                error_details = ?4, completed_at = ?5, duration_ms = ?6, memory_usage_mb = ?7,
-                cpu_time_ms = ?8, updated_at = ?9
-             WHERE id = ?1",
-        )
+        sqlx::query(sql!(
+            "UPDATE task_executions SET execution_status = $2, output_results = $3,
+                error_details = $4, completed_at = $5, duration_ms = $6, memory_usage_mb = $7,
+                cpu_time_ms = $8, updated_at = $9
+             WHERE id = $1"
+        ))
         .bind(a.id)
         .bind(a.execution_status)
         .bind(&a.output_results)
@@ -354,9 +358,9 @@ impl RunRepo for SqliteTx {
     }
 
     async fn list_attempts(&mut self, task_id: TaskId) -> StoreResult<Vec<TaskAttempt>> {
-        sqlx::query_as(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE task_id = ?1 ORDER BY attempt"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE task_id = $1 ORDER BY attempt"
+        )))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -364,11 +368,11 @@ impl RunRepo for SqliteTx {
     }
 
     async fn task_execution_summary(&mut self) -> StoreResult<Vec<AgentSummary>> {
-        sqlx::query_as(
+        sqlx::query_as(sql!(
             "SELECT agent_type, total_executions, completed_executions, failed_executions,
                     average_duration_ms, average_memory_mb, average_cpu_time_ms
-             FROM task_execution_summary ORDER BY agent_type",
-        )
+             FROM task_execution_summary ORDER BY agent_type COLLATE \"C\""
+        ))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)

@@ -1,4 +1,4 @@
-//! SQLite storage for seed 000's workflow metrics and their hourly rollups.
+//! Storage for seed 000's workflow metrics and their hourly rollups.
 
 use flowstore_core::model::metric::{
     hour_bucket, metric_limit, rollup_type, AggregateFilter, MetricAggregate, MetricType,
@@ -6,14 +6,16 @@ use flowstore_core::model::metric::{
 };
 use flowstore_core::{time, StoreError, StoreResult};
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ts, ts_opt};
+use crate::dialect::{greatest, least, map_err, sql, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
 
-const COLUMNS: &str = "id, execution_id, metric_name, metric_value, metric_unit, metric_type, \
-                       metadata, recorded_at";
+/// Columns inserted, in order.
+const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metric_unit, \
+                              metric_type, metadata, recorded_at";
+/// Columns read: the NUMERIC value comes back as a double.
+const COLUMNS: &str = "id, execution_id, metric_name, metric_value::float8 AS metric_value, \
+                       metric_unit, metric_type, metadata, recorded_at";
 
-impl SqliteTx {
+impl Tx {
     /// Inserts a sample and, when it has a value, folds it into its hour's rollup, in
     /// the caller's transaction so the rollup never disagrees with the samples.
     pub(crate) async fn insert_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric> {
@@ -21,12 +23,13 @@ impl SqliteTx {
         if let Some(e) = &m.execution_id {
             // The reference is by execution_id, not by row ID, so util's check does
             // not apply.
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM workflow_executions WHERE execution_id = ?1")
-                    .bind(e)
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+            let found: Option<i32> = sqlx::query_scalar(sql!(
+                "SELECT 1 FROM workflow_executions WHERE execution_id = $1"
+            ))
+            .bind(e)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
             if found.is_none() {
                 return Err(StoreError::invalid(
                     "execution_id",
@@ -34,9 +37,9 @@ impl SqliteTx {
                 ));
             }
         }
-        sqlx::query(&format!(
-            "INSERT INTO workflow_metrics ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))
+        sqlx::query(&sql_owned(format!(
+            "INSERT INTO workflow_metrics ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8)"
+        )))
         .bind(m.id)
         .bind(&m.execution_id)
         .bind(&m.metric_name)
@@ -49,16 +52,22 @@ impl SqliteTx {
         .await
         .map_err(map_err)?;
         if let Some(v) = m.metric_value {
-            sqlx::query(
-                "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type,
+            // Into this connection's shard on PostgreSQL (see migration 0010): one row
+            // per hour and metric would make every concurrent writer wait for the one
+            // before it to commit. SQLite's one writer counts into shard 0.
+            sqlx::query(&sql_owned(format!(
+                "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
                     sample_count, value_sum, value_min, value_max)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4)
+                 VALUES ($1, $2, $3, {shard}, 1, $4, $4, $4)
                  ON CONFLICT (metric_name, metric_type, bucket_start, shard) DO UPDATE SET
-                    sample_count = sample_count + 1,
-                    value_sum = value_sum + excluded.value_sum,
-                    value_min = min(coalesce(value_min, excluded.value_min), excluded.value_min),
-                    value_max = max(coalesce(value_max, excluded.value_max), excluded.value_max)",
-            )
+                    sample_count = metric_rollups.sample_count + 1,
+                    value_sum = metric_rollups.value_sum + excluded.value_sum,
+                    value_min = {min},
+                    value_max = {max}",
+                shard = SESSION_SHARD,
+                min = least("metric_rollups.value_min", "excluded.value_min"),
+                max = greatest("metric_rollups.value_max", "excluded.value_max"),
+            )))
             .bind(ts(&hour_bucket(m.recorded_at)))
             .bind(&m.metric_name)
             .bind(rollup_type(m.metric_type))
@@ -77,11 +86,11 @@ impl SqliteTx {
         limit: Option<u32>,
     ) -> StoreResult<Vec<WorkflowMetric>> {
         let limit = metric_limit(limit)?;
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflow_metrics
-             WHERE execution_id = ?1 AND (?2 IS NULL OR metric_type = ?2)
-             ORDER BY recorded_at DESC, id DESC LIMIT ?3"
-        ))
+             WHERE execution_id = $1 AND ($2::text IS NULL OR metric_type = $2)
+             ORDER BY recorded_at DESC, id DESC LIMIT $3"
+        )))
         .bind(execution_id)
         .bind(metric_type)
         .bind(i64::from(limit))
@@ -94,17 +103,18 @@ impl SqliteTx {
         &mut self,
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
-        // NULL kinds sort last, as PostgreSQL sorts them.
-        sqlx::query_as(
-            "SELECT metric_name, metric_type, avg(metric_value) AS average_value,
-                    min(metric_value) AS min_value, max(metric_value) AS max_value,
+        // Byte order of names, as SQLite sorts them; NULL kinds last.
+        sqlx::query_as(sql!(
+            "SELECT metric_name, metric_type, avg(metric_value)::float8 AS average_value,
+                    min(metric_value)::float8 AS min_value,
+                    max(metric_value)::float8 AS max_value,
                     count(*) AS count
              FROM workflow_metrics
-             WHERE (?1 IS NULL OR metric_name = ?1) AND (?2 IS NULL OR metric_type = ?2)
-               AND (?3 IS NULL OR recorded_at >= ?3)
+             WHERE ($1::text IS NULL OR metric_name = $1) AND ($2::text IS NULL OR metric_type = $2)
+               AND ($3::timestamptz IS NULL OR recorded_at >= $3)
              GROUP BY metric_name, metric_type
-             ORDER BY metric_name, metric_type IS NULL, metric_type",
-        )
+             ORDER BY metric_name COLLATE \"C\", metric_type IS NULL, metric_type"
+        ))
         .bind(&f.metric_name)
         .bind(f.metric_type)
         .bind(ts_opt(&f.since))
@@ -118,17 +128,17 @@ impl SqliteTx {
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
         // Buckets that start at or after `since`: exact when `since` is on the hour.
-        sqlx::query_as(
+        sqlx::query_as(sql!(
             "SELECT metric_name, NULLIF(metric_type, '') AS metric_type,
-                    sum(value_sum) / sum(sample_count) AS average_value,
+                    sum(value_sum) / sum(sample_count)::float8 AS average_value,
                     min(value_min) AS min_value, max(value_max) AS max_value,
-                    sum(sample_count) AS count
+                    sum(sample_count)::int8 AS count
              FROM metric_rollups
-             WHERE (?1 IS NULL OR metric_name = ?1) AND (?2 IS NULL OR metric_type = ?2)
-               AND (?3 IS NULL OR bucket_start >= ?3)
+             WHERE ($1::text IS NULL OR metric_name = $1) AND ($2::text IS NULL OR metric_type = $2)
+               AND ($3::timestamptz IS NULL OR bucket_start >= $3)
              GROUP BY metric_name, metric_type
-             ORDER BY metric_name, metric_type = '', metric_type",
-        )
+             ORDER BY metric_name COLLATE \"C\", metric_type = '', metric_type"
+        ))
         .bind(&f.metric_name)
         .bind(f.metric_type)
         .bind(ts_opt(&f.since))

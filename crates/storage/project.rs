@@ -1,4 +1,4 @@
-//! SQLite storage for projects.
+//! Storage for projects.
 
 use async_trait::async_trait;
 use flowstore_core::ids::ProjectId;
@@ -7,28 +7,30 @@ use flowstore_core::model::project::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ensure_exists, ts};
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, Tx};
 use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, repository_url, repository_name, default_branch, \
                        settings, owner_id, created_at, updated_at";
 
-impl SqliteTx {
+impl Tx {
     async fn write_project(&mut self, p: &Project, insert: bool) -> StoreResult<()> {
         ensure_exists(&mut self.tx, "users", "owner_id", p.owner_id.map(|u| u.0)).await?;
-        let sql = if insert {
-            "INSERT INTO projects (id, name, description, repository_url, repository_name,
-                default_branch, settings, owner_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        let statement = if insert {
+            sql!(
+                "INSERT INTO projects (id, name, description, repository_url, repository_name,
+                    default_branch, settings, owner_id, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            )
         } else {
-            "UPDATE projects SET name = ?2, description = ?3, repository_url = ?4,
-                repository_name = ?5, default_branch = ?6, settings = ?7, owner_id = ?8,
-                updated_at = ?10
-             WHERE id = ?1"
+            sql!(
+                "UPDATE projects SET name = $2, description = $3, repository_url = $4,
+                    repository_name = $5, default_branch = $6, settings = $7, owner_id = $8,
+                    updated_at = $10
+                 WHERE id = $1"
+            )
         };
-        sqlx::query(sql)
+        sqlx::query(statement)
             .bind(p.id)
             .bind(&p.name)
             .bind(&p.description)
@@ -47,7 +49,7 @@ impl SqliteTx {
 }
 
 #[async_trait]
-impl ProjectRepo for SqliteTx {
+impl ProjectRepo for Tx {
     async fn create_project(&mut self, new: NewProject) -> StoreResult<Project> {
         let row = new.into_row(time::now())?;
         self.write_project(&row, true).await?;
@@ -55,21 +57,25 @@ impl ProjectRepo for SqliteTx {
     }
 
     async fn get_project(&mut self, id: ProjectId) -> StoreResult<Project> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("project", id))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM projects WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("project", id))
     }
 
     async fn get_project_by_name(&mut self, name: &str) -> StoreResult<Project> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE name = ?1"))
-            .bind(name)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("project", name))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM projects WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("project", name))
     }
 
     async fn update_project(&mut self, id: ProjectId, patch: ProjectPatch) -> StoreResult<Project> {
@@ -80,7 +86,7 @@ impl ProjectRepo for SqliteTx {
     }
 
     async fn delete_project(&mut self, id: ProjectId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM projects WHERE id = ?1")
+        let done = sqlx::query(sql!("DELETE FROM projects WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -98,12 +104,12 @@ impl ProjectRepo for SqliteTx {
     ) -> StoreResult<Page<Project>> {
         let (limit, after) = page.parts()?;
         let (restricted, me) = visibility::binds(&filter.viewer);
-        let rows: Vec<Project> = sqlx::query_as(&format!(
+        let rows: Vec<Project> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM projects p
-             WHERE (?1 IS NULL OR owner_id = ?1) AND (?2 IS NULL OR id < ?2){}
-             ORDER BY id DESC LIMIT ?3",
-            visibility::clause("?4", "?5", &visibility::project("p"))
-        ))
+             WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR id < $2){}
+             ORDER BY id DESC LIMIT $3",
+            visibility::clause("$4", "$5", &visibility::project("p"))
+        )))
         .bind(filter.owner_id)
         .bind(after)
         .bind(i64::from(limit) + 1)

@@ -1,4 +1,4 @@
-//! PostgreSQL storage for pull requests (their trait methods are in `task.rs`).
+//! Storage for pull requests (their trait methods are in `task.rs`).
 
 use flowstore_core::ids::PullRequestId;
 use flowstore_core::model::pull_request::{
@@ -7,26 +7,24 @@ use flowstore_core::model::pull_request::{
 use flowstore_core::{time, validate, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 
-use crate::backend::PostgresTx;
-use crate::error::map_err;
-use crate::util::ensure_exists;
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
 use crate::visibility;
 
 const COLUMNS: &str = "id, project_id, task_id, pr_number, repository_url, branch_name, \
     base_branch, title, description, status, validation_results, merged_at, closed_at, \
     created_at, updated_at";
 
-impl PostgresTx {
+impl Tx {
     pub(crate) async fn pr_create(&mut self, new: NewPullRequest) -> StoreResult<PullRequest> {
         let p = new.into_row(time::now())?;
         ensure_exists(&mut self.tx, "projects", "project_id", Some(p.project_id.0)).await?;
         ensure_exists(&mut self.tx, "tasks", "task_id", p.task_id.map(|t| t.0)).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO pull_requests (id, project_id, task_id, pr_number, repository_url,
                 branch_name, base_branch, title, description, status, validation_results,
                 created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
         .bind(p.id)
         .bind(p.project_id)
         .bind(p.task_id)
@@ -38,8 +36,8 @@ impl PostgresTx {
         .bind(&p.description)
         .bind(p.status)
         .bind(&p.validation_results)
-        .bind(p.created_at)
-        .bind(p.updated_at)
+        .bind(ts(&p.created_at))
+        .bind(ts(&p.updated_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -54,9 +52,9 @@ impl PostgresTx {
         lock: bool,
     ) -> StoreResult<PullRequest> {
         let lock = if lock { " FOR UPDATE" } else { "" };
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM pull_requests WHERE id = $1{lock}"
-        ))
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -65,17 +63,17 @@ impl PostgresTx {
     }
 
     async fn pr_write(&mut self, p: &PullRequest) -> StoreResult<()> {
-        sqlx::query(
+        sqlx::query(sql!(
             "UPDATE pull_requests SET status = $2, validation_results = $3, merged_at = $4,
                 closed_at = $5, updated_at = $6
-             WHERE id = $1",
-        )
+             WHERE id = $1"
+        ))
         .bind(p.id)
         .bind(p.status)
         .bind(&p.validation_results)
-        .bind(p.merged_at)
-        .bind(p.closed_at)
-        .bind(p.updated_at)
+        .bind(ts_opt(&p.merged_at))
+        .bind(ts_opt(&p.closed_at))
+        .bind(ts(&p.updated_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -113,13 +111,13 @@ impl PostgresTx {
     ) -> StoreResult<Page<PullRequest>> {
         let (limit, after) = page.parts()?;
         let (restricted, me) = visibility::binds(&f.viewer);
-        let rows: Vec<PullRequest> = sqlx::query_as(&format!(
+        let rows: Vec<PullRequest> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM pull_requests pr
              WHERE ($1::uuid IS NULL OR project_id = $1) AND ($2::text IS NULL OR status = $2)
                AND ($3::uuid IS NULL OR task_id = $3) AND ($4::uuid IS NULL OR id < $4){}
              ORDER BY id DESC LIMIT $5",
             visibility::clause("$6", "$7", &visibility::pull_request("pr"))
-        ))
+        )))
         .bind(f.project_id)
         .bind(f.status.map(|s| s.as_str()))
         .bind(f.task_id)

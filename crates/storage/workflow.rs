@@ -1,4 +1,4 @@
-//! PostgreSQL storage for workflows, their immutable versions and their shares.
+//! Storage for workflows, their immutable versions and their shares.
 
 use async_trait::async_trait;
 use flowstore_core::ids::{ShareId, TeamId, UserId, WorkflowId};
@@ -9,9 +9,7 @@ use flowstore_core::model::workflow::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 
-use crate::backend::PostgresTx;
-use crate::error::map_err;
-use crate::util::ensure_exists;
+use crate::dialect::{ensure_exists, json_array_contains, map_err, sql, sql_owned, ts, ts_opt, Tx};
 use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, type, status, priority, definition, configuration, \
@@ -33,7 +31,7 @@ fn qualified() -> String {
         .join(", ")
 }
 
-impl PostgresTx {
+impl Tx {
     async fn write_workflow(&mut self, w: &Workflow, insert: bool) -> StoreResult<()> {
         ensure_exists(&mut self.tx, "users", "owner_id", w.owner_id.map(|u| u.0)).await?;
         ensure_exists(&mut self.tx, "teams", "team_id", w.team_id.map(|u| u.0)).await?;
@@ -44,23 +42,27 @@ impl PostgresTx {
             w.project_id.map(|u| u.0),
         )
         .await?;
-        let sql = if insert {
-            "INSERT INTO workflows (id, name, description, type, status, priority, definition,
+        let statement = if insert {
+            sql!(
+                "INSERT INTO workflows (id, name, description, type, status, priority, definition,
                 configuration, environment_variables, tags, metadata, visibility,
                 execution_strategy, failure_strategy, timeout_seconds, version, owner_id,
                 team_id, project_id, parent_workflow_id, archived_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                 $17, $18, $19, $20, $21, $22, $23)"
+            )
         } else {
-            "UPDATE workflows SET name = $2, description = $3, type = $4, status = $5,
+            sql!(
+                "UPDATE workflows SET name = $2, description = $3, type = $4, status = $5,
                 priority = $6, definition = $7, configuration = $8, environment_variables = $9,
                 tags = $10, metadata = $11, visibility = $12, execution_strategy = $13,
                 failure_strategy = $14, timeout_seconds = $15, version = $16, owner_id = $17,
                 team_id = $18, project_id = $19, parent_workflow_id = $20, archived_at = $21,
                 updated_at = $23
              WHERE id = $1"
+            )
         };
-        sqlx::query(sql)
+        sqlx::query(statement)
             .bind(w.id)
             .bind(&w.name)
             .bind(&w.description)
@@ -81,9 +83,9 @@ impl PostgresTx {
             .bind(w.team_id)
             .bind(w.project_id)
             .bind(w.parent_workflow_id)
-            .bind(w.archived_at)
-            .bind(w.created_at)
-            .bind(w.updated_at)
+            .bind(ts_opt(&w.archived_at))
+            .bind(ts(&w.created_at))
+            .bind(ts(&w.updated_at))
             .execute(&mut *self.tx)
             .await
             .map_err(map_err)?;
@@ -91,11 +93,11 @@ impl PostgresTx {
     }
 
     async fn insert_version(&mut self, v: &WorkflowVersion) -> StoreResult<()> {
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO workflow_versions (id, workflow_id, version, definition, configuration,
                 change_note, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
         .bind(v.id)
         .bind(v.workflow_id)
         .bind(v.version)
@@ -103,7 +105,7 @@ impl PostgresTx {
         .bind(&v.configuration)
         .bind(&v.change_note)
         .bind(v.created_by)
-        .bind(v.created_at)
+        .bind(ts(&v.created_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -111,7 +113,7 @@ impl PostgresTx {
     }
 
     async fn user_team_ids(&mut self, user_id: UserId) -> StoreResult<Vec<TeamId>> {
-        sqlx::query_scalar("SELECT team_id FROM team_members WHERE user_id = $1")
+        sqlx::query_scalar(sql!("SELECT team_id FROM team_members WHERE user_id = $1"))
             .bind(user_id)
             .fetch_all(&mut *self.tx)
             .await
@@ -120,7 +122,7 @@ impl PostgresTx {
 }
 
 #[async_trait]
-impl WorkflowRepo for PostgresTx {
+impl WorkflowRepo for Tx {
     async fn create_workflow(&mut self, new: NewWorkflow) -> StoreResult<Workflow> {
         let row = new.into_row(time::now())?;
         self.write_workflow(&row, true).await?;
@@ -130,12 +132,14 @@ impl WorkflowRepo for PostgresTx {
     }
 
     async fn get_workflow(&mut self, id: WorkflowId) -> StoreResult<Workflow> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("workflow", id))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflows WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("workflow", id))
     }
 
     async fn update_workflow(
@@ -145,9 +149,9 @@ impl WorkflowRepo for PostgresTx {
     ) -> StoreResult<Workflow> {
         // Locked until commit, so two concurrent patches cannot both make version n+1
         // from the same version n.
-        let current: Workflow = sqlx::query_as(&format!(
+        let current: Workflow = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflows WHERE id = $1 FOR UPDATE"
-        ))
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -177,7 +181,7 @@ impl WorkflowRepo for PostgresTx {
     }
 
     async fn delete_workflow(&mut self, id: WorkflowId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM workflows WHERE id = $1")
+        let done = sqlx::query(sql!("DELETE FROM workflows WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -195,15 +199,16 @@ impl WorkflowRepo for PostgresTx {
     ) -> StoreResult<Page<Workflow>> {
         let (limit, after) = page.parts()?;
         let (restricted, me) = visibility::binds(&filter.viewer);
-        let rows: Vec<Workflow> = sqlx::query_as(&format!(
+        let rows: Vec<Workflow> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR owner_id = $2)
                AND ($3::uuid IS NULL OR team_id = $3) AND ($4::uuid IS NULL OR project_id = $4)
-               AND ($5::text IS NULL OR tags @> jsonb_build_array($5::text))
+               AND ($5::text IS NULL OR {})
                AND ($6::uuid IS NULL OR id < $6){}
              ORDER BY id DESC LIMIT $7",
+            json_array_contains("w.tags", "$5::text"),
             visibility::clause("$8", "$9", &visibility::workflow("w"))
-        ))
+        )))
         .bind(filter.status)
         .bind(filter.owner_id)
         .bind(filter.team_id)
@@ -220,10 +225,10 @@ impl WorkflowRepo for PostgresTx {
     }
 
     async fn list_active_workflows(&mut self) -> StoreResult<Vec<Workflow>> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflows WHERE status = 'active'
              ORDER BY priority DESC, id DESC"
-        ))
+        )))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)
@@ -234,10 +239,10 @@ impl WorkflowRepo for PostgresTx {
         workflow_id: WorkflowId,
         version: i32,
     ) -> StoreResult<WorkflowVersion> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions
              WHERE workflow_id = $1 AND version = $2"
-        ))
+        )))
         .bind(workflow_id)
         .bind(version)
         .fetch_optional(&mut *self.tx)
@@ -253,10 +258,10 @@ impl WorkflowRepo for PostgresTx {
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowVersion>> {
         self.get_workflow(workflow_id).await?;
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions WHERE workflow_id = $1
              ORDER BY version"
-        ))
+        )))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -294,18 +299,18 @@ impl WorkflowRepo for PostgresTx {
             row.created_by.map(|u| u.0),
         )
         .await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO workflow_shares (id, workflow_id, user_id, team_id, permission,
                 created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
         .bind(row.id)
         .bind(row.workflow_id)
         .bind(row.user_id)
         .bind(row.team_id)
         .bind(row.permission)
         .bind(row.created_by)
-        .bind(row.created_at)
+        .bind(ts(&row.created_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -316,9 +321,9 @@ impl WorkflowRepo for PostgresTx {
         &mut self,
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowShare>> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {SHARE_COLUMNS} FROM workflow_shares WHERE workflow_id = $1 ORDER BY id"
-        ))
+        )))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -326,7 +331,7 @@ impl WorkflowRepo for PostgresTx {
     }
 
     async fn remove_workflow_share(&mut self, share_id: ShareId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM workflow_shares WHERE id = $1")
+        let done = sqlx::query(sql!("DELETE FROM workflow_shares WHERE id = $1"))
             .bind(share_id)
             .execute(&mut *self.tx)
             .await
@@ -355,7 +360,7 @@ impl WorkflowRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Workflow>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Workflow> = sqlx::query_as(&format!(
+        let rows: Vec<Workflow> = sqlx::query_as(&sql_owned(format!(
             "SELECT {} FROM workflows w
              WHERE (w.owner_id = $1
                 OR w.visibility = 'public'
@@ -367,7 +372,7 @@ impl WorkflowRepo for PostgresTx {
                AND ($2::uuid IS NULL OR w.id < $2)
              ORDER BY w.id DESC LIMIT $3",
             qualified()
-        ))
+        )))
         .bind(user_id)
         .bind(after)
         .bind(i64::from(limit) + 1)

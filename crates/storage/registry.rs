@@ -1,4 +1,4 @@
-//! SQLite storage for the handler registry, components and system metrics.
+//! Storage for the handler registry, components and system metrics.
 
 use std::time::Duration;
 
@@ -10,9 +10,7 @@ use flowstore_core::model::registry::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ts, ts_opt};
+use crate::dialect::{map_err, sql, sql_owned, ts, ts_opt, Tx};
 
 const HANDLER_COLUMNS: &str = "id, handler_type, handler_name, handler_class, handler_path, \
      version, description, capabilities, configuration, is_active, registered_at, updated_at";
@@ -24,20 +22,62 @@ const COMPONENT_COLUMNS: &str = "id, name, type, status, version, configuration,
 const METRIC_COLUMNS: &str =
     "id, metric_name, metric_value, metric_unit, component, labels, recorded_at";
 
-impl SqliteTx {
+impl Tx {
+    /// The handler for `handler_type`; `lock` is `""` or `"FOR UPDATE"`, the latter
+    /// for a read-modify-write so that concurrent patches do not lose each other.
+    async fn handler_row(&mut self, handler_type: &str, lock: &str) -> StoreResult<Handler> {
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE handler_type = $1 {lock}"
+        )))
+        .bind(handler_type)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("handler", handler_type))
+    }
+
+    /// The component named by `which`; `lock` as for [`Self::handler_row`].
+    async fn component_row(&mut self, which: ComponentRef, lock: &str) -> StoreResult<Component> {
+        let query = match &which {
+            ComponentRef::Id(id) => {
+                sqlx::query_as(&sql_owned(format!(
+                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE id = $1 {lock}"
+                )))
+                .bind(*id)
+                .fetch_optional(&mut *self.tx)
+                .await
+            }
+            ComponentRef::Name(name) => {
+                sqlx::query_as(&sql_owned(format!(
+                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE name = $1 {lock}"
+                )))
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await
+            }
+        };
+        query
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::not_found("component", which))
+    }
+
     async fn write_handler(&mut self, h: &Handler, insert: bool) -> StoreResult<()> {
-        let sql = if insert {
-            "INSERT INTO handler_registry (id, handler_type, handler_name, handler_class,
+        let statement = if insert {
+            sql!(
+                "INSERT INTO handler_registry (id, handler_type, handler_name, handler_class,
                 handler_path, version, description, capabilities, configuration, is_active,
                 registered_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            )
         } else {
-            "UPDATE handler_registry SET handler_type = ?2, handler_name = ?3,
-                handler_class = ?4, handler_path = ?5, version = ?6, description = ?7,
-                capabilities = ?8, configuration = ?9, is_active = ?10, updated_at = ?12
-             WHERE id = ?1"
+            sql!(
+                "UPDATE handler_registry SET handler_type = $2, handler_name = $3,
+                handler_class = $4, handler_path = $5, version = $6, description = $7,
+                capabilities = $8, configuration = $9, is_active = $10, updated_at = $12
+             WHERE id = $1"
+            )
         };
-        sqlx::query(sql)
+        sqlx::query(statement)
             .bind(h.id)
             .bind(&h.handler_type)
             .bind(&h.handler_name)
@@ -57,19 +97,23 @@ impl SqliteTx {
     }
 
     async fn write_component(&mut self, c: &Component, insert: bool) -> StoreResult<()> {
-        let sql = if insert {
-            "INSERT INTO components (id, name, type, status, version, configuration, endpoints,
+        let statement = if insert {
+            sql!(
+                "INSERT INTO components (id, name, type, status, version, configuration, endpoints,
                 health_check_url, health_status, last_health_check, performance_metrics,
                 dependencies, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            )
         } else {
-            "UPDATE components SET name = ?2, type = ?3, status = ?4, version = ?5,
-                configuration = ?6, endpoints = ?7, health_check_url = ?8, health_status = ?9,
-                last_health_check = ?10, performance_metrics = ?11, dependencies = ?12,
-                updated_at = ?14
-             WHERE id = ?1"
+            sql!(
+                "UPDATE components SET name = $2, type = $3, status = $4, version = $5,
+                configuration = $6, endpoints = $7, health_check_url = $8, health_status = $9,
+                last_health_check = $10, performance_metrics = $11, dependencies = $12,
+                updated_at = $14
+             WHERE id = $1"
+            )
         };
-        sqlx::query(sql)
+        sqlx::query(statement)
             .bind(c.id)
             .bind(&c.name)
             .bind(&c.component_type)
@@ -92,7 +136,7 @@ impl SqliteTx {
 }
 
 #[async_trait]
-impl RegistryRepo for SqliteTx {
+impl RegistryRepo for Tx {
     async fn register_handler(&mut self, new: NewHandler) -> StoreResult<Handler> {
         let row = new.into_row(time::now())?;
         self.write_handler(&row, true).await?;
@@ -100,14 +144,7 @@ impl RegistryRepo for SqliteTx {
     }
 
     async fn get_handler(&mut self, handler_type: &str) -> StoreResult<Handler> {
-        sqlx::query_as(&format!(
-            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE handler_type = ?1"
-        ))
-        .bind(handler_type)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("handler", handler_type))
+        self.handler_row(handler_type, "").await
     }
 
     async fn update_handler(
@@ -115,7 +152,7 @@ impl RegistryRepo for SqliteTx {
         handler_type: &str,
         patch: HandlerPatch,
     ) -> StoreResult<Handler> {
-        let current = self.get_handler(handler_type).await?;
+        let current = self.handler_row(handler_type, "FOR UPDATE").await?;
         let row = patch.apply(&current, time::now())?;
         self.write_handler(&row, false).await?;
         Ok(row)
@@ -130,10 +167,10 @@ impl RegistryRepo for SqliteTx {
     }
 
     async fn list_active_handlers(&mut self) -> StoreResult<Vec<Handler>> {
-        sqlx::query_as(&format!(
-            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE is_active = 1
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE is_active
              ORDER BY handler_type"
-        ))
+        )))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)
@@ -141,10 +178,10 @@ impl RegistryRepo for SqliteTx {
 
     async fn list_handlers(&mut self, page: &PageRequest) -> StoreResult<Page<Handler>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Handler> = sqlx::query_as(&format!(
+        let rows: Vec<Handler> = sqlx::query_as(&sql_owned(format!(
             "SELECT {HANDLER_COLUMNS} FROM handler_registry
-             WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
-        ))
+             WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+        )))
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
@@ -160,27 +197,7 @@ impl RegistryRepo for SqliteTx {
     }
 
     async fn get_component(&mut self, which: ComponentRef) -> StoreResult<Component> {
-        let query = match &which {
-            ComponentRef::Id(id) => {
-                sqlx::query_as(&format!(
-                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE id = ?1"
-                ))
-                .bind(*id)
-                .fetch_optional(&mut *self.tx)
-                .await
-            }
-            ComponentRef::Name(name) => {
-                sqlx::query_as(&format!(
-                    "SELECT {COMPONENT_COLUMNS} FROM components WHERE name = ?1"
-                ))
-                .bind(name)
-                .fetch_optional(&mut *self.tx)
-                .await
-            }
-        };
-        query
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("component", which))
+        self.component_row(which, "").await
     }
 
     async fn update_component(
@@ -188,7 +205,9 @@ impl RegistryRepo for SqliteTx {
         id: ComponentId,
         patch: ComponentPatch,
     ) -> StoreResult<Component> {
-        let current = self.get_component(ComponentRef::Id(id)).await?;
+        let current = self
+            .component_row(ComponentRef::Id(id), "FOR UPDATE")
+            .await?;
         let row = patch.apply(&current, time::now())?;
         self.write_component(&row, false).await?;
         Ok(row)
@@ -199,7 +218,7 @@ impl RegistryRepo for SqliteTx {
         which: ComponentRef,
         beat: Heartbeat,
     ) -> StoreResult<Component> {
-        let current = self.get_component(which).await?;
+        let current = self.component_row(which, "FOR UPDATE").await?;
         let row = beat.apply(&current, time::now())?;
         self.write_component(&row, false).await?;
         Ok(row)
@@ -209,9 +228,9 @@ impl RegistryRepo for SqliteTx {
         &mut self,
         stale_after: Duration,
     ) -> StoreResult<Vec<ComponentHealth>> {
-        let rows: Vec<Component> = sqlx::query_as(&format!(
+        let rows: Vec<Component> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COMPONENT_COLUMNS} FROM components ORDER BY name"
-        ))
+        )))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -224,10 +243,10 @@ impl RegistryRepo for SqliteTx {
 
     async fn list_components(&mut self, page: &PageRequest) -> StoreResult<Page<Component>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Component> = sqlx::query_as(&format!(
+        let rows: Vec<Component> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COMPONENT_COLUMNS} FROM components
-             WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
-        ))
+             WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+        )))
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
@@ -237,7 +256,7 @@ impl RegistryRepo for SqliteTx {
     }
 
     async fn delete_component(&mut self, id: ComponentId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM components WHERE id = ?1")
+        let done = sqlx::query(sql!("DELETE FROM components WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -250,11 +269,11 @@ impl RegistryRepo for SqliteTx {
 
     async fn record_system_metric(&mut self, new: NewSystemMetric) -> StoreResult<SystemMetric> {
         let m = new.into_row(time::now())?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO system_metrics (id, metric_name, metric_value, metric_unit, component,
                 labels, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
         .bind(m.id)
         .bind(&m.metric_name)
         .bind(m.metric_value)
@@ -276,11 +295,11 @@ impl RegistryRepo for SqliteTx {
     ) -> StoreResult<Vec<SystemMetric>> {
         // The same bounds as a page size, so a caller cannot ask for everything.
         let limit = PageRequest::first(limit).limit()?;
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {METRIC_COLUMNS} FROM system_metrics
-             WHERE metric_name = ?1 AND recorded_at >= ?2
-             ORDER BY recorded_at, id LIMIT ?3"
-        ))
+             WHERE metric_name = $1 AND recorded_at >= $2
+             ORDER BY recorded_at, id LIMIT $3"
+        )))
         .bind(name)
         .bind(ts(&since))
         .bind(i64::from(limit))

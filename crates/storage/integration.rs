@@ -1,4 +1,4 @@
-//! PostgreSQL storage for credentials and webhooks (their deliveries, the dispatcher's
+//! Storage for credentials and webhooks (their deliveries, the dispatcher's
 //! queue and key rotation are in `integration_dispatch.rs`). Secrets are sealed in
 //! flowstore-core before they reach SQL; these statements only move sealed bytes.
 
@@ -14,9 +14,7 @@ use flowstore_core::model::integration::{
 use flowstore_core::model::ops::SecretValue;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::backend::PostgresTx;
-use crate::error::map_err;
-use crate::util::ensure_exists;
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "id, owner_id, name, type, description, \
      encryption_key_id, expires_at, last_used_at, rotated_at, created_at, updated_at";
@@ -25,22 +23,24 @@ pub(crate) const WEBHOOK_COLUMNS: &str = "id, owner_id, workflow_id, name, url, 
      headers, active, failure_count, last_triggered_at, encryption_key_id, created_at, \
      updated_at";
 
-impl PostgresTx {
+impl Tx {
     /// Locks a row for a read-modify-write, so concurrent patches apply one after
     /// the other instead of one overwriting the other.
     async fn lock_row(&mut self, table: &str, id: uuid::Uuid) -> StoreResult<()> {
-        sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(&sql_owned(format!(
+            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
     async fn credential_row(&mut self, id: CredentialId) -> StoreResult<Credential> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
-        ))
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -56,10 +56,10 @@ impl PostgresTx {
         name: &str,
         except: Option<CredentialId>,
     ) -> StoreResult<()> {
-        let taken: Option<i32> = sqlx::query_scalar(
+        let taken: Option<i32> = sqlx::query_scalar(sql!(
             "SELECT 1 FROM credentials WHERE owner_id IS NOT DISTINCT FROM $1 AND name = $2
-                AND ($3::uuid IS NULL OR id <> $3)",
-        )
+                AND ($3::uuid IS NULL OR id <> $3)"
+        ))
         .bind(owner)
         .bind(name)
         .bind(except)
@@ -76,9 +76,9 @@ impl PostgresTx {
     }
 
     pub(crate) async fn webhook_row(&mut self, id: WebhookId) -> StoreResult<Webhook> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"
-        ))
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -92,10 +92,10 @@ impl PostgresTx {
         url: &str,
         except: Option<WebhookId>,
     ) -> StoreResult<()> {
-        let taken: Option<i32> = sqlx::query_scalar(
+        let taken: Option<i32> = sqlx::query_scalar(sql!(
             "SELECT 1 FROM webhooks WHERE owner_id IS NOT DISTINCT FROM $1 AND url = $2
-                AND ($3::uuid IS NULL OR id <> $3)",
-        )
+                AND ($3::uuid IS NULL OR id <> $3)"
+        ))
         .bind(owner)
         .bind(url)
         .bind(except)
@@ -112,9 +112,9 @@ impl PostgresTx {
     }
 
     pub(crate) async fn sealed_secret(&mut self, id: WebhookId) -> StoreResult<SecretString> {
-        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
-            "SELECT secret_encrypted, encryption_key_id FROM webhooks WHERE id = $1",
-        )
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(sql!(
+            "SELECT secret_encrypted, encryption_key_id FROM webhooks WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -133,18 +133,18 @@ impl PostgresTx {
 }
 
 #[async_trait]
-impl IntegrationRepo for PostgresTx {
+impl IntegrationRepo for Tx {
     async fn create_credential(&mut self, new: NewCredential) -> StoreResult<Credential> {
         let keys = self.keys.clone();
         let w = new.prepare(keys.keyring()?, time::now())?;
         let c = &w.credential;
         ensure_exists(&mut self.tx, "users", "owner_id", c.owner_id.map(|u| u.0)).await?;
         self.credential_name_free(c.owner_id, &c.name, None).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO credentials (id, owner_id, name, type, description, encrypted_data,
                 encryption_key_id, expires_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+        ))
         .bind(c.id)
         .bind(c.owner_id)
         .bind(&c.name)
@@ -152,8 +152,8 @@ impl IntegrationRepo for PostgresTx {
         .bind(&c.description)
         .bind(&w.sealed.bytes)
         .bind(&w.sealed.key_id)
-        .bind(c.expires_at)
-        .bind(c.created_at)
+        .bind(ts_opt(&c.expires_at))
+        .bind(ts(&c.created_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -169,9 +169,9 @@ impl IntegrationRepo for PostgresTx {
         id: CredentialId,
     ) -> StoreResult<(Credential, SecretValue)> {
         self.credential_row(id).await?.ensure_usable(time::now())?;
-        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
-            "SELECT encrypted_data, encryption_key_id FROM credentials WHERE id = $1",
-        )
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(sql!(
+            "SELECT encrypted_data, encryption_key_id FROM credentials WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -183,12 +183,14 @@ impl IntegrationRepo for PostgresTx {
             Sealed { bytes, key_id },
             &format!("credential {id}"),
         )?;
-        sqlx::query("UPDATE credentials SET last_used_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(time::now())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(sql!(
+            "UPDATE credentials SET last_used_at = $2 WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(ts(&time::now()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok((self.credential_row(id).await?, SecretValue::new(value)))
     }
 
@@ -198,12 +200,12 @@ impl IntegrationRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Credential>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Credential> = sqlx::query_as(&format!(
+        let rows: Vec<Credential> = sqlx::query_as(&sql_owned(format!(
             "SELECT {CREDENTIAL_COLUMNS} FROM credentials
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR type = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        ))
+        )))
         .bind(filter.owner_id)
         .bind(filter.credential_type)
         .bind(after)
@@ -225,20 +227,20 @@ impl IntegrationRepo for PostgresTx {
         let sealed = patch.apply(&mut c, || keys.keyring(), time::now())?;
         self.credential_name_free(c.owner_id, &c.name, Some(id))
             .await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "UPDATE credentials SET name = $2, description = $3, expires_at = $4,
                 encrypted_data = coalesce($5, encrypted_data), encryption_key_id = $6,
                 rotated_at = $7, updated_at = $8
-             WHERE id = $1",
-        )
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(&c.name)
         .bind(&c.description)
-        .bind(c.expires_at)
+        .bind(ts_opt(&c.expires_at))
         .bind(sealed.as_ref().map(|s| s.bytes.clone()))
         .bind(&c.encryption_key_id)
-        .bind(c.rotated_at)
-        .bind(c.updated_at)
+        .bind(ts_opt(&c.rotated_at))
+        .bind(ts(&c.updated_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -246,7 +248,7 @@ impl IntegrationRepo for PostgresTx {
     }
 
     async fn delete_credential(&mut self, id: CredentialId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM credentials WHERE id = $1")
+        let done = sqlx::query(sql!("DELETE FROM credentials WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -270,11 +272,11 @@ impl IntegrationRepo for PostgresTx {
         )
         .await?;
         self.webhook_url_free(h.owner_id, &h.url, None).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO webhooks (id, owner_id, workflow_id, name, url, secret_encrypted,
                 encryption_key_id, events, headers, active, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+        ))
         .bind(h.id)
         .bind(h.owner_id)
         .bind(h.workflow_id)
@@ -285,7 +287,7 @@ impl IntegrationRepo for PostgresTx {
         .bind(serde_json::json!(h.events))
         .bind(&h.headers)
         .bind(h.active)
-        .bind(h.created_at)
+        .bind(ts(&h.created_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -305,12 +307,12 @@ impl IntegrationRepo for PostgresTx {
         page: &PageRequest,
     ) -> StoreResult<Page<Webhook>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Webhook> = sqlx::query_as(&format!(
+        let rows: Vec<Webhook> = sqlx::query_as(&sql_owned(format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR workflow_id = $2)
                AND ($3::bool IS NULL OR active = $3) AND ($4::uuid IS NULL OR id < $4)
              ORDER BY id DESC LIMIT $5"
-        ))
+        )))
         .bind(filter.owner_id)
         .bind(filter.workflow_id)
         .bind(filter.active)
@@ -335,13 +337,13 @@ impl IntegrationRepo for PostgresTx {
         )
         .await?;
         self.webhook_url_free(w.owner_id, &w.url, Some(id)).await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "UPDATE webhooks SET name = $2, url = $3, events = $4, headers = $5, active = $6,
                 workflow_id = $7, failure_count = $8,
                 secret_encrypted = coalesce($9, secret_encrypted), encryption_key_id = $10,
                 updated_at = $11
-             WHERE id = $1",
-        )
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(&w.name)
         .bind(&w.url)
@@ -352,7 +354,7 @@ impl IntegrationRepo for PostgresTx {
         .bind(w.failure_count)
         .bind(sealed.as_ref().map(|s| s.bytes.clone()))
         .bind(&w.encryption_key_id)
-        .bind(w.updated_at)
+        .bind(ts(&w.updated_at))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -360,7 +362,7 @@ impl IntegrationRepo for PostgresTx {
     }
 
     async fn delete_webhook(&mut self, id: WebhookId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+        let done = sqlx::query(sql!("DELETE FROM webhooks WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -416,7 +418,7 @@ impl IntegrationRepo for PostgresTx {
 
     async fn webhook_cursor(&mut self) -> StoreResult<i64> {
         let seq: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM webhook_dispatch WHERE id = 1")
+            sqlx::query_scalar(sql!("SELECT last_seq FROM webhook_dispatch WHERE id = 1"))
                 .fetch_optional(&mut *self.tx)
                 .await
                 .map_err(map_err)?;

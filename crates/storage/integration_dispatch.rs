@@ -1,8 +1,9 @@
-//! PostgreSQL storage for webhook deliveries: the fan-out of outbox events past the
-//! dispatcher's cursor, claims of due deliveries, their outcomes, and the re-sealing
-//! of secrets after a key rotation. Several servers may share the database: fan-outs
-//! queue on the cursor row's lock, and claims take due rows with `FOR UPDATE SKIP
-//! LOCKED`, so two dispatchers never take the same delivery.
+//! Storage for webhook deliveries: the fan-out of outbox events past the dispatcher's cursor, claims of
+//! due deliveries, their outcomes, and the re-sealing of secrets after a key
+//! rotation. Several servers may share a PostgreSQL database: fan-outs queue on the
+//! cursor row's lock, and claims take due rows with `FOR UPDATE SKIP LOCKED`, so two
+//! dispatchers never take the same delivery; on SQLite every write transaction holds
+//! the writer lock, which serialises them as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -17,20 +18,18 @@ use flowstore_core::model::integration::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::backend::PostgresTx;
-use crate::error::map_err;
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
 use crate::integration::WEBHOOK_COLUMNS;
-use crate::util::ensure_exists;
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, payload, status, \
      attempts, next_attempt_at, last_attempt_at, response_code, response_body, error, \
      created_at, updated_at";
 
-impl PostgresTx {
+impl Tx {
     pub(crate) async fn delivery_row(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
-        sqlx::query_as(&format!(
+        sqlx::query_as(&sql_owned(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
-        ))
+        )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
         .await
@@ -44,18 +43,18 @@ impl PostgresTx {
         new.check()?;
         let id = DeliveryId::new();
         let now = time::now();
-        let done = sqlx::query(
+        let done = sqlx::query(sql!(
             "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, payload,
                 status, attempts, next_attempt_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
-             ON CONFLICT (webhook_id, event_seq) DO NOTHING",
-        )
+             ON CONFLICT (webhook_id, event_seq) DO NOTHING"
+        ))
         .bind(id)
         .bind(new.webhook_id)
         .bind(new.event_seq)
         .bind(new.event_type.trim())
         .bind(&new.payload)
-        .bind(now)
+        .bind(ts(&now))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -90,11 +89,11 @@ impl PostgresTx {
     ) -> StoreResult<Page<WebhookDelivery>> {
         let (limit, after) = page.parts()?;
         self.webhook_row(webhook_id).await?;
-        let rows: Vec<WebhookDelivery> = sqlx::query_as(&format!(
+        let rows: Vec<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
              WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        ))
+        )))
         .bind(webhook_id)
         .bind(status)
         .bind(after)
@@ -106,21 +105,22 @@ impl PostgresTx {
     }
 
     pub(crate) async fn fan_out(&mut self, limit: u32) -> StoreResult<FanOut> {
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO webhook_dispatch (id, last_seq, updated_at) VALUES (1, 0, $1)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(time::now())
+             ON CONFLICT (id) DO NOTHING"
+        ))
+        .bind(ts(&time::now()))
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
         // The row lock makes concurrent fan-outs (other servers) wait their turn, so
         // each event is read past the cursor by one of them only.
-        let cursor: i64 =
-            sqlx::query_scalar("SELECT last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+        let cursor: i64 = sqlx::query_scalar(sql!(
+            "SELECT last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE"
+        ))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         let events = self
             .events_after(cursor, &EventFilter::default(), limit)
             .await?;
@@ -130,9 +130,9 @@ impl PostgresTx {
                 ..FanOut::default()
             });
         };
-        let hooks: Vec<Webhook> = sqlx::query_as(&format!(
+        let hooks: Vec<Webhook> = sqlx::query_as(&sql_owned(format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE active ORDER BY id"
-        ))
+        )))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -150,12 +150,14 @@ impl PostgresTx {
                 }
             }
         }
-        sqlx::query("UPDATE webhook_dispatch SET last_seq = $1, updated_at = $2 WHERE id = 1")
-            .bind(last)
-            .bind(time::now())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(sql!(
+            "UPDATE webhook_dispatch SET last_seq = $1, updated_at = $2 WHERE id = 1"
+        ))
+        .bind(last)
+        .bind(ts(&time::now()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok(FanOut {
             events: events.len() as u64,
             deliveries,
@@ -170,27 +172,25 @@ impl PostgresTx {
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = time::now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
-        let cols = DELIVERY_COLUMNS
-            .split(", ")
-            .map(|c| format!("d.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let claimed: Vec<WebhookDelivery> = sqlx::query_as(&format!(
+        // The claimed rows' columns are named unqualified: SQLite's RETURNING may name
+        // only the updated table's, and the CTE's column has another name so that
+        // PostgreSQL finds them unambiguous.
+        let claimed: Vec<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
             "WITH due AS (
-                SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                SELECT d.id AS due_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
                  WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1 AND w.active
                  ORDER BY d.next_attempt_at, d.id LIMIT $2
                  FOR UPDATE OF d SKIP LOCKED
              )
-             UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = $1,
+             UPDATE webhook_deliveries AS d SET attempts = d.attempts + 1, last_attempt_at = $1,
                     next_attempt_at = $3, response_code = NULL, response_body = NULL,
                     error = NULL
-               FROM due WHERE d.id = due.id
-             RETURNING {cols}"
-        ))
-        .bind(now)
+               FROM due WHERE d.id = due.due_id
+             RETURNING {DELIVERY_COLUMNS}"
+        )))
+        .bind(ts(&now))
         .bind(i64::from(limit))
-        .bind(until)
+        .bind(ts(&until))
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -224,21 +224,21 @@ impl PostgresTx {
         let result = result.normalised();
         let now = time::now();
         let (status, next) = policy.resolve(attempt, &result, now);
-        let done: Option<WebhookDelivery> = sqlx::query_as(&format!(
+        let done: Option<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
             "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4,
                 response_code = $5, response_body = $6, error = $7, updated_at = $8
              WHERE id = $1 AND attempts = $2 AND status IN ('pending', 'failed')
                AND error IS NULL
              RETURNING {DELIVERY_COLUMNS}"
-        ))
+        )))
         .bind(id)
         .bind(attempt)
         .bind(status)
-        .bind(next)
+        .bind(ts_opt(&next))
         .bind(result.response_code.map(i32::from))
         .bind(&result.response_body)
         .bind(&result.error)
-        .bind(now)
+        .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
         .await
         .map_err(map_err)?;
@@ -249,13 +249,13 @@ impl PostgresTx {
                 format!("attempt {attempt} is no longer this delivery's latest"),
             ));
         };
-        sqlx::query(
+        sqlx::query(sql!(
             "UPDATE webhooks SET last_triggered_at = $2,
                 failure_count = CASE WHEN $3 THEN 0 ELSE failure_count + 1 END
-             WHERE id = $1",
-        )
+             WHERE id = $1"
+        ))
         .bind(d.webhook_id)
-        .bind(now)
+        .bind(ts(&now))
         .bind(result.succeeded())
         .execute(&mut *self.tx)
         .await
@@ -266,13 +266,13 @@ impl PostgresTx {
     pub(crate) async fn count_stale(&mut self) -> StoreResult<StaleSecrets> {
         let keys = self.keys.clone();
         let current = keys.keyring()?.current_id().to_string();
-        let (configurations, credentials, webhooks): (i64, i64, i64) = sqlx::query_as(
+        let (configurations, credentials, webhooks): (i64, i64, i64) = sqlx::query_as(sql!(
             "SELECT
                 (SELECT count(*) FROM configurations
                   WHERE is_sensitive AND encryption_key_id <> $1),
                 (SELECT count(*) FROM credentials WHERE encryption_key_id <> $1),
-                (SELECT count(*) FROM webhooks WHERE encryption_key_id <> $1)",
-        )
+                (SELECT count(*) FROM webhooks WHERE encryption_key_id <> $1)"
+        ))
         .bind(&current)
         .fetch_one(&mut *self.tx)
         .await
@@ -299,10 +299,10 @@ impl PostgresTx {
         let now = time::now();
         let keys = self.keys.clone();
         let ring = keys.keyring()?;
-        let rows: Vec<(Uuid, Vec<u8>, String)> = sqlx::query_as(&format!(
+        let rows: Vec<(Uuid, Vec<u8>, String)> = sqlx::query_as(&sql_owned(format!(
             "SELECT id, {column}, encryption_key_id FROM {table}
               WHERE {only} encryption_key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE"
-        ))
+        )))
         .bind(ring.current_id())
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
@@ -318,15 +318,15 @@ impl PostgresTx {
                 &format!("{table} row {id}"),
             )?;
             let sealed = ring.seal(&plain)?;
-            let sql = format!(
+            let statement = sql_owned(format!(
                 "UPDATE {table} SET {column} = $2, encryption_key_id = $3{rotated} WHERE id = $1"
-            );
-            let mut q = sqlx::query(&sql)
+            ));
+            let mut q = sqlx::query(&statement)
                 .bind(id)
                 .bind(sealed.bytes)
                 .bind(sealed.key_id);
             if !rotated.is_empty() {
-                q = q.bind(now);
+                q = q.bind(ts(&now));
             }
             q.execute(&mut *self.tx).await.map_err(map_err)?;
         }

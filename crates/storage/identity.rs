@@ -1,4 +1,4 @@
-//! SQLite storage for the identity area: users and teams here; sessions, API keys and
+//! Storage for the identity area: users and teams here; sessions, API keys and
 //! notifications in `identity_access.rs`, which this trait implementation calls.
 
 use async_trait::async_trait;
@@ -15,9 +15,7 @@ use flowstore_core::model::identity_access::{
 use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::backend::SqliteTx;
-use crate::error::map_err;
-use crate::util::{ensure_exists, ts, ts_opt};
+use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Query, Tx};
 
 const USER_COLUMNS: &str = "id, email, display_name, password_hash, role, status, \
                             failed_login_count, locked_until, email_verified_at, last_login_at, \
@@ -25,21 +23,19 @@ const USER_COLUMNS: &str = "id, email, display_name, password_hash, role, status
 const TEAM_COLUMNS: &str = "id, name, description, created_by, created_at, updated_at";
 const MEMBER_COLUMNS: &str = "team_id, user_id, role, created_at";
 
-impl SqliteTx {
+impl Tx {
     async fn user_where(&mut self, clause: &str, value: &str) -> StoreResult<Option<User>> {
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE {clause}"))
-            .bind(value)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {clause}"
+        )))
+        .bind(value)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)
     }
 
     /// Runs an UPDATE on one user and refuses an unknown ID.
-    async fn update_user_row<'q>(
-        &mut self,
-        id: UserId,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> StoreResult<()> {
+    async fn update_user_row<'q>(&mut self, id: UserId, query: Query<'q>) -> StoreResult<()> {
         let done = query.execute(&mut *self.tx).await.map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("user", id));
@@ -48,9 +44,9 @@ impl SqliteTx {
     }
 
     async fn get_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<TeamMember> {
-        sqlx::query_as(&format!(
-            "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = ?1 AND user_id = ?2"
-        ))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1 AND user_id = $2"
+        )))
         .bind(team_id)
         .bind(user_id)
         .fetch_optional(&mut *self.tx)
@@ -61,14 +57,14 @@ impl SqliteTx {
 }
 
 #[async_trait]
-impl IdentityRepo for SqliteTx {
+impl IdentityRepo for Tx {
     async fn create_user(&mut self, new: NewUser) -> StoreResult<User> {
         let u = new.into_row(time::now())?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO users (id, email, display_name, password_hash, role, status,
                 failed_login_count, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)"
+        ))
         .bind(u.id)
         .bind(&u.email)
         .bind(&u.display_name)
@@ -84,28 +80,37 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn get_user(&mut self, id: UserId) -> StoreResult<User> {
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("user", id))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("user", id))
     }
 
     async fn get_user_by_email(&mut self, email: &str) -> StoreResult<User> {
         let email = normalize_email(email)?;
-        self.user_where("email = ?1", &email)
+        self.user_where("email = $1", &email)
             .await?
             .ok_or_else(|| StoreError::not_found("user", email))
     }
 
     async fn update_user(&mut self, id: UserId, patch: UserPatch) -> StoreResult<User> {
-        let current = self.get_user(id).await?;
+        let current: User = sqlx::query_as(&sql_owned(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("user", id))?;
         let u = patch.apply(&current, time::now())?;
-        let q = sqlx::query(
-            "UPDATE users SET display_name = ?2, role = ?3, status = ?4, updated_at = ?5
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET display_name = $2, role = $3, status = $4, updated_at = $5
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(&u.display_name)
         .bind(u.role)
@@ -116,7 +121,7 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn delete_user(&mut self, id: UserId) -> StoreResult<()> {
-        let q = sqlx::query("DELETE FROM users WHERE id = ?1").bind(id);
+        let q = sqlx::query(sql!("DELETE FROM users WHERE id = $1")).bind(id);
         self.update_user_row(id, q).await
     }
 
@@ -126,12 +131,12 @@ impl IdentityRepo for SqliteTx {
         page: &PageRequest,
     ) -> StoreResult<Page<User>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<User> = sqlx::query_as(&format!(
+        let rows: Vec<User> = sqlx::query_as(&sql_owned(format!(
             "SELECT {USER_COLUMNS} FROM users
-             WHERE (?1 IS NULL OR role = ?1) AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4"
-        ))
+             WHERE ($1::text IS NULL OR role = $1) AND ($2::text IS NULL OR status = $2)
+               AND ($3::uuid IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
+        )))
         .bind(filter.role)
         .bind(filter.status)
         .bind(after)
@@ -143,11 +148,11 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn record_login_success(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {
-        let q = sqlx::query(
-            "UPDATE users SET failed_login_count = 0, locked_until = NULL, last_login_at = ?2,
-                updated_at = ?2
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET failed_login_count = 0, locked_until = NULL, last_login_at = $2,
+                updated_at = $2
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(ts(&now));
         self.update_user_row(id, q).await?;
@@ -160,11 +165,11 @@ impl IdentityRepo for SqliteTx {
         throttled_until: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let q = sqlx::query(
-            "UPDATE users SET failed_login_count = failed_login_count + 1, locked_until = ?2,
-                updated_at = ?3
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET failed_login_count = failed_login_count + 1, locked_until = $2,
+                updated_at = $3
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(ts_opt(&throttled_until))
         .bind(ts(&now));
@@ -173,10 +178,10 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn unlock_user(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {
-        let q = sqlx::query(
-            "UPDATE users SET failed_login_count = 0, locked_until = NULL, updated_at = ?2
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET failed_login_count = 0, locked_until = NULL, updated_at = $2
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(ts(&now));
         self.update_user_row(id, q).await?;
@@ -190,20 +195,20 @@ impl IdentityRepo for SqliteTx {
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let q = sqlx::query(
-            "UPDATE users SET password_hash = ?2, failed_login_count = 0, locked_until = NULL,
-                updated_at = ?3
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET password_hash = $2, failed_login_count = 0, locked_until = NULL,
+                updated_at = $3
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(new_password.as_str())
         .bind(ts(&now));
         self.update_user_row(id, q).await?;
         // A new password ends every other session opened with the old one.
-        sqlx::query(
-            "UPDATE user_sessions SET revoked_at = ?2
-             WHERE user_id = ?1 AND revoked_at IS NULL AND (?3 IS NULL OR id <> ?3)",
-        )
+        sqlx::query(sql!(
+            "UPDATE user_sessions SET revoked_at = $2
+             WHERE user_id = $1 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id <> $3)"
+        ))
         .bind(id)
         .bind(ts(&now))
         .bind(keep)
@@ -214,22 +219,23 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn count_active_admins(&mut self) -> StoreResult<u64> {
-        let ids: Vec<UserId> =
-            sqlx::query_scalar("SELECT id FROM users WHERE role = ?1 AND status = ?2")
-                .bind(Role::Admin)
-                .bind(UserStatus::Active)
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+        let ids: Vec<UserId> = sqlx::query_scalar(sql!(
+            "SELECT id FROM users WHERE role = $1 AND status = $2 FOR UPDATE"
+        ))
+        .bind(Role::Admin)
+        .bind(UserStatus::Active)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         Ok(ids.len() as u64)
     }
 
     async fn issue_reset_token(&mut self, id: UserId, now: Timestamp) -> StoreResult<String> {
         let token = random_token();
-        let q = sqlx::query(
-            "UPDATE users SET reset_token_hash = ?2, reset_token_expires_at = ?3, updated_at = ?4
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET reset_token_hash = $2, reset_token_expires_at = $3, updated_at = $4
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(sha256_hex(&token))
         .bind(ts(&(now + RESET_TOKEN_TTL)))
@@ -244,21 +250,22 @@ impl IdentityRepo for SqliteTx {
         new_password: &HashedPassword,
         now: Timestamp,
     ) -> StoreResult<User> {
-        let id: Option<UserId> = sqlx::query_scalar(
-            "SELECT id FROM users WHERE reset_token_hash = ?1 AND reset_token_expires_at > ?2",
-        )
+        let id: Option<UserId> = sqlx::query_scalar(sql!(
+            "SELECT id FROM users WHERE reset_token_hash = $1 AND reset_token_expires_at > $2
+             FOR UPDATE"
+        ))
         .bind(sha256_hex(token))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
         .await
         .map_err(map_err)?;
         let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown, used or expired"))?;
-        let q = sqlx::query(
-            "UPDATE users SET password_hash = ?2, reset_token_hash = NULL,
+        let q = sqlx::query(sql!(
+            "UPDATE users SET password_hash = $2, reset_token_hash = NULL,
                 reset_token_expires_at = NULL, failed_login_count = 0, locked_until = NULL,
-                updated_at = ?3
-             WHERE id = ?1",
-        )
+                updated_at = $3
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(new_password.as_str())
         .bind(ts(&now));
@@ -270,26 +277,29 @@ impl IdentityRepo for SqliteTx {
 
     async fn issue_verification_token(&mut self, id: UserId) -> StoreResult<String> {
         let token = random_token();
-        let q = sqlx::query("UPDATE users SET verification_token_hash = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(sha256_hex(&token));
+        let q = sqlx::query(sql!(
+            "UPDATE users SET verification_token_hash = $2 WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(sha256_hex(&token));
         self.update_user_row(id, q).await?;
         Ok(token)
     }
 
     async fn verify_email(&mut self, token: &str, now: Timestamp) -> StoreResult<User> {
-        let id: Option<UserId> =
-            sqlx::query_scalar("SELECT id FROM users WHERE verification_token_hash = ?1")
-                .bind(sha256_hex(token))
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+        let id: Option<UserId> = sqlx::query_scalar(sql!(
+            "SELECT id FROM users WHERE verification_token_hash = $1 FOR UPDATE"
+        ))
+        .bind(sha256_hex(token))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown or used"))?;
-        let q = sqlx::query(
-            "UPDATE users SET verification_token_hash = NULL, email_verified_at = ?2,
-                status = CASE WHEN status = ?3 THEN ?4 ELSE status END, updated_at = ?2
-             WHERE id = ?1",
-        )
+        let q = sqlx::query(sql!(
+            "UPDATE users SET verification_token_hash = NULL, email_verified_at = $2,
+                status = CASE WHEN status = $3 THEN $4 ELSE status END, updated_at = $2
+             WHERE id = $1"
+        ))
         .bind(id)
         .bind(ts(&now))
         .bind(UserStatus::PendingVerification)
@@ -307,10 +317,10 @@ impl IdentityRepo for SqliteTx {
             t.created_by.map(|u| u.0),
         )
         .await?;
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO teams (id, name, description, created_by, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
         .bind(t.id)
         .bind(&t.name)
         .bind(&t.description)
@@ -324,20 +334,22 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn get_team(&mut self, id: TeamId) -> StoreResult<Team> {
-        sqlx::query_as(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("team", id))
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("team", id))
     }
 
     async fn list_teams(&mut self, page: &PageRequest) -> StoreResult<Page<Team>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Team> = sqlx::query_as(&format!(
-            "SELECT {TEAM_COLUMNS} FROM teams WHERE (?1 IS NULL OR id < ?1)
-             ORDER BY id DESC LIMIT ?2"
-        ))
+        let rows: Vec<Team> = sqlx::query_as(&sql_owned(format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE ($1::uuid IS NULL OR id < $1)
+             ORDER BY id DESC LIMIT $2"
+        )))
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
@@ -347,7 +359,7 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn delete_team(&mut self, id: TeamId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM teams WHERE id = ?1")
+        let done = sqlx::query(sql!("DELETE FROM teams WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
             .await
@@ -372,10 +384,10 @@ impl IdentityRepo for SqliteTx {
             role,
             created_at: time::now(),
         };
-        sqlx::query(
+        sqlx::query(sql!(
             "INSERT INTO team_members (team_id, user_id, role, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
-        )
+             VALUES ($1, $2, $3, $4)"
+        ))
         .bind(m.team_id)
         .bind(m.user_id)
         .bind(m.role)
@@ -392,23 +404,27 @@ impl IdentityRepo for SqliteTx {
         user_id: UserId,
         role: TeamRole,
     ) -> StoreResult<TeamMember> {
-        sqlx::query("UPDATE team_members SET role = ?3 WHERE team_id = ?1 AND user_id = ?2")
-            .bind(team_id)
-            .bind(user_id)
-            .bind(role)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(sql!(
+            "UPDATE team_members SET role = $3 WHERE team_id = $1 AND user_id = $2"
+        ))
+        .bind(team_id)
+        .bind(user_id)
+        .bind(role)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         self.get_member(team_id, user_id).await
     }
 
     async fn remove_team_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2")
-            .bind(team_id)
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::query(sql!(
+            "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2"
+        ))
+        .bind(team_id)
+        .bind(user_id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(
                 "team member",
@@ -420,10 +436,10 @@ impl IdentityRepo for SqliteTx {
 
     async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>> {
         self.get_team(team_id).await?;
-        sqlx::query_as(&format!(
-            "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = ?1
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1
              ORDER BY created_at, user_id"
-        ))
+        )))
         .bind(team_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -431,11 +447,11 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn list_user_teams(&mut self, user_id: UserId) -> StoreResult<Vec<Team>> {
-        sqlx::query_as(
+        sqlx::query_as(sql!(
             "SELECT t.id, t.name, t.description, t.created_by, t.created_at, t.updated_at
              FROM teams t JOIN team_members m ON m.team_id = t.id
-             WHERE m.user_id = ?1 ORDER BY t.name",
-        )
+             WHERE m.user_id = $1 ORDER BY t.name"
+        ))
         .bind(user_id)
         .fetch_all(&mut *self.tx)
         .await
@@ -451,11 +467,11 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn touch_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
-        self.set_session_time(id, "last_seen_at = ?2", now).await
+        self.set_session_time(id, "last_seen_at = $2", now).await
     }
 
     async fn revoke_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
-        self.set_session_time(id, "revoked_at = COALESCE(revoked_at, ?2)", now)
+        self.set_session_time(id, "revoked_at = COALESCE(revoked_at, $2)", now)
             .await
     }
 
@@ -488,12 +504,12 @@ impl IdentityRepo for SqliteTx {
     }
 
     async fn revoke_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
-        self.set_api_key_time(id, "revoked_at = COALESCE(revoked_at, ?2)", now)
+        self.set_api_key_time(id, "revoked_at = COALESCE(revoked_at, $2)", now)
             .await
     }
 
     async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
-        self.set_api_key_time(id, "last_used_at = ?2", now).await
+        self.set_api_key_time(id, "last_used_at = $2", now).await
     }
 
     async fn count_api_keys(&mut self) -> StoreResult<u64> {

@@ -9,6 +9,8 @@
 use flowstore_core::ids::UserId;
 use flowstore_core::model::viewer::{restricts, Viewer};
 
+use crate::dialect::{uuid_from_text, Db, UUID_CAST};
+
 /// The workflow `w` is the viewer's, public, team-visible to one of their teams, or
 /// shared with them or one of their teams.
 fn workflow_granted(w: &str) -> String {
@@ -78,32 +80,30 @@ pub(crate) fn binds(viewer: &Option<Viewer>) -> (bool, Option<UserId>) {
 }
 
 /// The stored workflow ID of run `r`, by `flowstore_core::model::viewer::run_workflow_id`:
-/// its `workflow_ref`, else its text `workflow_id` when that is a 36-character UUID
-/// (`unhex` gives NULL for anything but hex digits).
+/// its `workflow_ref`, else its text `workflow_id` when that is a 36-character UUID.
 fn run_workflow(r: &str) -> String {
     format!(
-        "COALESCE({r}.workflow_ref, CASE WHEN length(trim({r}.workflow_id, ' ')) = 36
-            AND length(replace(trim({r}.workflow_id, ' '), '-', '')) = 32
-            THEN unhex(replace(trim({r}.workflow_id, ' '), '-', '')) END)"
+        "COALESCE({r}.workflow_ref, {})",
+        uuid_from_text(&format!("{r}.workflow_id"))
     )
 }
 
 /// ` AND (NOT {restrict} OR EXISTS (… v WHERE pred))`, for a statement that binds the
-/// flag of [`binds`] as `restrict` and the user ID as `me` (both `?n` placeholders).
+/// flag of [`binds`] as `restrict` and the user ID as `me` (both `$n` placeholders;
+/// the statement goes through the dialect's `sql_owned`).
 pub(crate) fn clause(restrict: &str, me: &str, pred: &str) -> String {
-    format!(" AND (NOT {restrict} OR EXISTS (SELECT 1 FROM (SELECT {me} AS me) v WHERE {pred}))")
+    format!(
+        " AND (NOT {restrict}::bool OR EXISTS (SELECT 1 FROM (SELECT {me}::uuid AS me) v WHERE {pred}))"
+    )
 }
 
 /// Appends the predicate to a query being built, when the viewer restricts it.
-pub(crate) fn push(
-    qb: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>,
-    viewer: &Option<Viewer>,
-    pred: &str,
-) {
+pub(crate) fn push(qb: &mut sqlx::QueryBuilder<'_, Db>, viewer: &Option<Viewer>, pred: &str) {
     let (restricted, me) = binds(viewer);
     if restricted {
         qb.push(" AND EXISTS (SELECT 1 FROM (SELECT ")
             .push_bind(me)
+            .push(UUID_CAST)
             .push(" AS me) v WHERE ")
             .push(pred)
             .push(")");
@@ -113,15 +113,15 @@ pub(crate) fn push(
 /// ` AND …`: the task `t` belongs to a workflow the claiming key may execute (no
 /// workflow, an unowned one, its own, or one shared with it or its teams for execute
 /// or write), unless `restrict` is false. `restrict` and `me` are placeholders bound
-/// from [`binds`] of the request's executor.
+/// from [`binds`] of the request's executor (in PostgreSQL's spelling, as [`clause`]).
 pub(crate) fn claimable(t: &str, restrict: &str, me: &str) -> String {
     format!(
-        " AND (NOT {restrict} OR {t}.workflow_id IS NULL OR EXISTS (
+        " AND (NOT {restrict}::bool OR {t}.workflow_id IS NULL OR EXISTS (
             SELECT 1 FROM workflows cw WHERE cw.id = {t}.workflow_id
-               AND (cw.owner_id IS NULL OR cw.owner_id = {me} OR EXISTS (
+               AND (cw.owner_id IS NULL OR cw.owner_id = {me}::uuid OR EXISTS (
                    SELECT 1 FROM workflow_shares cs WHERE cs.workflow_id = cw.id
                       AND cs.permission IN ('execute', 'write')
-                      AND (cs.user_id = {me} OR cs.team_id IN
-                          (SELECT ctm.team_id FROM team_members ctm WHERE ctm.user_id = {me}))))))"
+                      AND (cs.user_id = {me}::uuid OR cs.team_id IN
+                          (SELECT ctm.team_id FROM team_members ctm WHERE ctm.user_id = {me}::uuid))))))"
     )
 }

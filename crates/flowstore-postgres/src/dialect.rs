@@ -1,0 +1,85 @@
+//! PostgreSQL's side of the repositories written once for both backends
+//! (`crates/storage/`): the transaction type they are implemented on, their SQL
+//! (already in PostgreSQL's spelling), how instants are bound, and the fragments the
+//! two databases spell differently.
+
+use chrono::{DateTime, Utc};
+
+pub(crate) use crate::backend::PostgresTx as Tx;
+pub(crate) use crate::error::map_err;
+pub(crate) use crate::reference::ensure_exists;
+
+/// A statement of the shared SQL: written in this database's spelling already.
+macro_rules! sql {
+    ($text:literal) => {
+        $text
+    };
+}
+pub(crate) use sql;
+
+/// A statement of the shared SQL built at run time.
+pub(crate) fn sql_owned(text: String) -> String {
+    text
+}
+
+/// An instant as bound: PostgreSQL takes it as it is.
+pub(crate) fn ts(t: &DateTime<Utc>) -> DateTime<Utc> {
+    *t
+}
+
+/// [`ts`] for an optional instant.
+pub(crate) fn ts_opt(t: &Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    *t
+}
+
+/// The connection the shared repositories run their statements on.
+pub(crate) type Conn = sqlx::PgConnection;
+
+/// Holds other transactions that ask for the same `key` off until this one ends (a
+/// transaction advisory lock).
+pub(crate) async fn exclusive(c: &mut Conn, key: i64) -> flowstore_core::StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(c)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// The counter shard a session writes into, so that concurrent writers do not queue
+/// on one row (see migration 0010).
+pub(crate) const SESSION_SHARD: &str = "pg_backend_pid() % 64";
+
+/// The lesser of two values, NULL only when both are.
+pub(crate) fn least(a: &str, b: &str) -> String {
+    format!("LEAST({a}, {b})")
+}
+
+/// The greater of two values, NULL only when both are.
+pub(crate) fn greatest(a: &str, b: &str) -> String {
+    format!("GREATEST({a}, {b})")
+}
+
+/// Whether the JSON array in `column` holds the text `value` (a parameter).
+pub(crate) fn json_array_contains(column: &str, value: &str) -> String {
+    format!("{column} @> jsonb_build_array({value})")
+}
+
+/// The database, for the types the shared repositories name.
+pub(crate) type Db = sqlx::Postgres;
+
+/// A statement with its parameters bound.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// How a bound parameter is read as a UUID where nothing else says its type, in SQL
+/// a query builder writes.
+pub(crate) const UUID_CAST: &str = "::uuid";
+
+/// The UUID written as text in `expr` (36 characters with dashes), else NULL.
+pub(crate) fn uuid_from_text(expr: &str) -> String {
+    format!(
+        "CASE WHEN length(trim({expr})) = 36
+            AND replace(trim({expr}), '-', '') ~ '^[0-9a-fA-F]{{32}}$'
+            THEN replace(trim({expr}), '-', '')::uuid END"
+    )
+}

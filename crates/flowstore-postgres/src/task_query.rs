@@ -1,0 +1,44 @@
+//! What PostgreSQL's tasks queries spell in its own features: a tag among the JSON
+//! tags and the requirements by containment (both on GIN indexes), and the full-text
+//! search on `search_vector`, ranked by `ts_rank`.
+
+use flowstore_core::model::task::query::ReqTerm;
+use serde_json::{Map, Value};
+use sqlx::QueryBuilder;
+
+use crate::dialect::Db;
+
+/// ` AND` the task's tags hold `tag` (`?` uses the GIN index idx_tasks_tags).
+pub(crate) fn push_tag(qb: &mut QueryBuilder<'_, Db>, tag: &str) {
+    qb.push(" AND t.tags ? ").push_bind(tag.to_string());
+}
+
+/// ` AND` the task's requirements contain `requirements` (the terms are what
+/// `TaskFilter::check` made of them; containment says the same here and uses the
+/// GIN index idx_tasks_requirements).
+pub(crate) fn push_requirements(
+    qb: &mut QueryBuilder<'_, Db>,
+    requirements: &Map<String, Value>,
+    _terms: &[ReqTerm],
+) {
+    qb.push(" AND t.requirements @> ")
+        .push_bind(Value::Object(requirements.clone()))
+        .push("::jsonb");
+}
+
+/// `SELECT {columns}` of the tasks (`t`) that hold every word of `words`
+/// (`plainto_tsquery` ANDs them, as SQLite's search does).
+pub(crate) fn search<'a>(columns: &str, words: &[String]) -> QueryBuilder<'a, Db> {
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {columns} FROM tasks t WHERE t.search_vector @@ plainto_tsquery('english', "
+    ));
+    qb.push_bind(words.join(" ")).push(")");
+    qb
+}
+
+/// ` ORDER BY` the best match first (more order keys may follow).
+pub(crate) fn push_rank(qb: &mut QueryBuilder<'_, Db>, words: &[String]) {
+    qb.push(" ORDER BY ts_rank(t.search_vector, plainto_tsquery('english', ")
+        .push_bind(words.join(" "))
+        .push(")) DESC");
+}

@@ -1,0 +1,118 @@
+//! SQLite's side of the repositories written once for both backends
+//! (`crates/storage/`): the transaction type they are implemented on, how their
+//! SQL (PostgreSQL's spelling) becomes SQLite's, how instants are bound, and the
+//! fragments the two databases spell differently.
+
+pub(crate) use crate::backend::SqliteTx as Tx;
+pub(crate) use crate::error::map_err;
+pub(crate) use crate::reference::ensure_exists;
+pub(crate) use crate::util::{ts, ts_opt};
+
+/// A statement of the shared SQL, in SQLite's spelling; converted once per place it
+/// is written (`$text` is a literal).
+macro_rules! sql {
+    ($text:literal) => {{
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SQL.get_or_init(|| flowstore_core::dialect::to_sqlite($text))
+            .as_str()
+    }};
+}
+pub(crate) use sql;
+
+/// A statement of the shared SQL built at run time, in SQLite's spelling.
+pub(crate) fn sql_owned(text: String) -> String {
+    flowstore_core::dialect::to_sqlite(&text)
+}
+
+/// The connection the shared repositories run their statements on.
+pub(crate) type Conn = sqlx::SqliteConnection;
+
+/// Holds other transactions that ask for the same `key` off until this one ends:
+/// nothing to do here, where a write transaction holds the whole database.
+pub(crate) async fn exclusive(_c: &mut Conn, _key: i64) -> flowstore_core::StoreResult<()> {
+    Ok(())
+}
+
+/// The counter shard a session writes into: SQLite's one writer needs no spreading.
+pub(crate) const SESSION_SHARD: &str = "0";
+
+/// The lesser of two values, NULL only when both are (SQLite's `min()` of several
+/// arguments is NULL when any is).
+pub(crate) fn least(a: &str, b: &str) -> String {
+    format!("min(coalesce({a}, {b}), coalesce({b}, {a}))")
+}
+
+/// The greater of two values, NULL only when both are.
+pub(crate) fn greatest(a: &str, b: &str) -> String {
+    format!("max(coalesce({a}, {b}), coalesce({b}, {a}))")
+}
+
+/// Whether the JSON array in `column` holds the text `value` (a parameter).
+pub(crate) fn json_array_contains(column: &str, value: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM json_each({column}) t WHERE t.value = {value})")
+}
+
+/// The database, for the types the shared repositories name.
+pub(crate) type Db = sqlx::Sqlite;
+
+/// A statement with its parameters bound.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// How a bound parameter is read as a UUID where nothing else says its type, in SQL
+/// a query builder writes (the shared statements spell `::uuid`, which `sql!`
+/// drops): nothing here, where a UUID is its 16 bytes.
+pub(crate) const UUID_CAST: &str = "";
+
+/// The UUID written as text in `expr` (36 characters with dashes), else NULL
+/// (`unhex` gives NULL for anything but hex digits).
+pub(crate) fn uuid_from_text(expr: &str) -> String {
+    format!(
+        "CASE WHEN length(trim({expr}, ' ')) = 36
+            AND length(replace(trim({expr}, ' '), '-', '')) = 32
+            THEN unhex(replace(trim({expr}, ' '), '-', '')) END"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every instant the shared repositories bind goes through `ts`/`ts_opt`: bound
+    /// raw, SQLite would get it in another text form than the one stored, and text
+    /// comparisons with stored instants would no longer follow time.
+    #[test]
+    fn shared_repositories_bind_instants_through_ts() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../storage");
+        let mut raw = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices(".bind(") {
+                let arg: String = text[at + 6..]
+                    .chars()
+                    .scan(1i32, |depth, c| {
+                        *depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        (*depth > 0).then_some(c)
+                    })
+                    .collect();
+                let arg = arg.trim();
+                let name = arg
+                    .trim_start_matches(['&', '*'])
+                    .rsplit(['.', ' '])
+                    .next()
+                    .unwrap_or_default();
+                let instant = name.ends_with("_at")
+                    || matches!(name, "now" | "until" | "since" | "cutoff" | "timestamp");
+                if instant && !arg.starts_with("ts(") && !arg.starts_with("ts_opt(") {
+                    raw.push(format!("{}: .bind({arg})", path.display()));
+                }
+            }
+        }
+        assert!(raw.is_empty(), "instants bound raw: {raw:#?}");
+    }
+}
