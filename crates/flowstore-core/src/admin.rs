@@ -312,6 +312,10 @@ pub trait AdminBackend: Send + Sync {
     /// Gives freed space back to the file system after deletes (SQLite); PostgreSQL
     /// makes it reusable with a plain VACUUM.
     async fn reclaim(&self) -> StoreResult<()>;
+
+    /// Writes the database's own backup to `path` (which must not exist): `VACUUM
+    /// INTO` on SQLite, `pg_dump --format=custom` on PostgreSQL.
+    async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()>;
 }
 
 /// Runs `check`: finds problems and, with `fix`, repairs each kind in its own

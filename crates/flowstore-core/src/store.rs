@@ -31,6 +31,33 @@ pub enum BackendKind {
     Postgres,
 }
 
+impl BackendKind {
+    /// The name printed and written into archives: `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a backend does its own way, asked by the code above the storage crates
+/// instead of branching on which database it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Events get their gap-free `seq` after they commit, from
+    /// [`crate::model::engine::EngineRepo::sequence_events`] (PostgreSQL, whose
+    /// concurrent writers would otherwise commit numbers out of order). When false,
+    /// events are numbered as they are inserted and there is nothing to sequence.
+    pub sequences_events: bool,
+}
+
 /// Work waiting for a database lock at one instant: how many waits, and how long the
 /// oldest has waited. Reported by `/metrics`, so that a lock held too long shows
 /// before the pool runs dry.
@@ -114,6 +141,12 @@ impl PoolStatus {
 pub trait Backend: Send + Sync + 'static {
     /// Which database this is.
     fn kind(&self) -> BackendKind;
+
+    /// What this backend does its own way.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Every migration this backend knows, oldest first.
+    fn migrations(&self) -> &'static [crate::migrate::Migration];
 
     /// Opens a transaction that may write. On SQLite it takes the writer's place
     /// (writers queue in the process instead of failing with "database is locked").

@@ -519,4 +519,12 @@ impl AdminBackend for PostgresBackend {
     async fn reclaim(&self) -> StoreResult<()> {
         maint::vacuum(self, false).await.map(|_| ())
     }
+
+    async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        let url = self.url.clone();
+        let out = path.to_path_buf();
+        tokio::task::spawn_blocking(move || maint::pg_dump(&url, &out))
+            .await
+            .map_err(|e| flowstore_core::StoreError::Internal(e.to_string()))?
+    }
 }

@@ -76,6 +76,8 @@ pub struct PostgresBackend {
     health: PgPool,
     /// How the pools connect, to say why when they cannot.
     options: PgConnectOptions,
+    /// The URL it was opened with, for `pg_dump`.
+    pub(crate) url: String,
 }
 
 /// One PostgreSQL transaction with every repository operation.
@@ -323,6 +325,7 @@ impl PostgresBackend {
             keys,
             health,
             options,
+            url: settings.url.clone(),
         })
     }
 
@@ -369,6 +372,16 @@ impl PostgresBackend {
 impl Backend for PostgresBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Postgres
+    }
+
+    fn capabilities(&self) -> flowstore_core::store::Capabilities {
+        flowstore_core::store::Capabilities {
+            sequences_events: true,
+        }
+    }
+
+    fn migrations(&self) -> &'static [flowstore_core::migrate::Migration] {
+        MIGRATIONS
     }
 
     fn pool_status(&self) -> flowstore_core::store::PoolStatus {

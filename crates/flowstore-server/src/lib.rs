@@ -19,7 +19,7 @@ use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewApiKey;
-use flowstore_core::{Backend, BackendKind, StoreResult};
+use flowstore_core::{Backend, StoreResult};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -410,7 +410,7 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
         .fetch_add(reaped.len() as u64, Ordering::Relaxed);
     m.timed_out.fetch_add(timed_out, Ordering::Relaxed);
     let mut sequenced = 0;
-    if state.backend().kind() == BackendKind::Postgres {
+    if state.backend().capabilities().sequences_events {
         let mut tx = state.backend().begin().await?;
         sequenced = tx.sequence_events().await?;
         tx.commit().await?;

@@ -33,7 +33,7 @@ use std::time::Duration;
 use flowstore_core::model::integration::{
     AttemptResult, ClaimedDelivery, Destinations, Refused, RetryPolicy, MAX_RESPONSE_BODY_BYTES,
 };
-use flowstore_core::{BackendKind, StoreError, StoreResult};
+use flowstore_core::{StoreError, StoreResult};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -290,7 +290,7 @@ pub async fn run(state: AppState) {
 pub async fn round(state: &AppState, http: &reqwest::Client) -> StoreResult<Round> {
     let config = &state.config().webhooks;
     let backend = state.backend();
-    if backend.kind() == BackendKind::Postgres {
+    if backend.capabilities().sequences_events {
         // Events are numbered after they commit; number them now rather than wait
         // for the maintenance task.
         let mut tx = backend.begin().await?;

@@ -584,4 +584,13 @@ impl AdminBackend for SqliteBackend {
     async fn reclaim(&self) -> StoreResult<()> {
         maint::vacuum(self, false).await.map(|_| ())
     }
+
+    async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        let target = path.to_string_lossy().replace('\'', "''");
+        sqlx::query(&format!("VACUUM INTO '{target}'"))
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
 }

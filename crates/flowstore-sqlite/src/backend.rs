@@ -292,6 +292,17 @@ impl Backend for SqliteBackend {
         BackendKind::Sqlite
     }
 
+    fn capabilities(&self) -> flowstore_core::store::Capabilities {
+        // Events are numbered as they are inserted, under the one writer.
+        flowstore_core::store::Capabilities {
+            sequences_events: false,
+        }
+    }
+
+    fn migrations(&self) -> &'static [flowstore_core::migrate::Migration] {
+        MIGRATIONS
+    }
+
     fn pool_status(&self) -> flowstore_core::store::PoolStatus {
         flowstore_core::store::PoolStatus {
             size: self.pool.size(),

@@ -17,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 mod store;
+#[cfg(test)]
+mod tidy;
 
 pub use flowstore_core::{
     ids, migrate, model, time, BackendKind, Page, PageRequest, StoreError, StoreResult, Tx,

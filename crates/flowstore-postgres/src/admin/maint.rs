@@ -5,8 +5,9 @@ use flowstore_core::admin::{
     TableStat,
 };
 use flowstore_core::time::Timestamp;
-use flowstore_core::{BackendKind, StoreResult};
+use flowstore_core::{BackendKind, StoreError, StoreResult};
 use sqlx::{Connection, PgConnection};
+use std::path::{Path, PathBuf};
 
 use super::TERMINAL;
 use crate::backend::PostgresBackend;
@@ -339,6 +340,48 @@ async fn one(
                 .rows_affected()
         };
         *out.entry(table.to_string()).or_default() += n;
+    }
+    Ok(())
+}
+
+/// `pg_dump` on PATH, else the newest in `/usr/lib/postgresql/*/bin`.
+fn find_pg_dump() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("pg_dump"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin/pg_dump")))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+/// Runs `pg_dump --format=custom` of `url` into `out`.
+pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
+    let exe = find_pg_dump().ok_or_else(|| {
+        StoreError::Unavailable(
+            "pg_dump was not found on PATH or in /usr/lib/postgresql/*/bin; install the PostgreSQL client tools or use a portable backup (without --native)".into(),
+        )
+    })?;
+    let output = std::process::Command::new(&exe)
+        .arg("--format=custom")
+        .arg("--file")
+        .arg(out)
+        .arg("--dbname")
+        .arg(url)
+        .output()
+        .map_err(|e| StoreError::Unavailable(format!("cannot run {}: {e}", exe.display())))?;
+    if !output.status.success() {
+        return Err(StoreError::Unavailable(format!(
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use flowstore_core::ids::RunId;
 use flowstore_core::model::engine::{Event, EventFilter};
-use flowstore_core::{BackendKind, StoreResult};
+use flowstore_core::StoreResult;
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -155,7 +155,7 @@ async fn fetch(state: &AppState, after: i64, filter: &EventFilter) -> StoreResul
         }
     };
     let evs = read(state).await?;
-    if evs.is_empty() && state.backend().kind() == BackendKind::Postgres {
+    if evs.is_empty() && state.backend().capabilities().sequences_events {
         let mut tx = state.backend().begin().await?;
         let n = tx.sequence_events().await?;
         tx.commit().await?;

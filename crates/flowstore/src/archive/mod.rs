@@ -19,7 +19,7 @@ use std::path::Path;
 use flowstore_core::archive::{self as catalog, Column, Row, Table};
 use serde::Serialize;
 
-use crate::{BackendKind, Store, StoreError, StoreResult};
+use crate::{Store, StoreError, StoreResult};
 pub use format::{verify, Manifest, TableEntry};
 
 /// Rows handed to the database per insert batch.
@@ -60,20 +60,15 @@ pub struct RestoreSummary {
     pub partial: bool,
 }
 
-/// The highest migration this binary knows for `kind`.
-pub fn known_schema_version(kind: BackendKind) -> i64 {
-    let list = match kind {
-        BackendKind::Sqlite => flowstore_sqlite::MIGRATIONS,
-        BackendKind::Postgres => flowstore_postgres::MIGRATIONS,
-    };
-    list.iter().map(|m| m.version).max().unwrap_or(0)
-}
-
-fn kind_name(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Sqlite => "sqlite",
-        BackendKind::Postgres => "postgres",
-    }
+/// The highest migration this binary knows for `store`'s backend.
+pub fn known_schema_version(store: &Store) -> i64 {
+    store
+        .backend()
+        .migrations()
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Writes a portable archive of `tables` (all when `None`) to `path`, from one
@@ -168,7 +163,7 @@ pub async fn backup_tables(
         format_version: format::FORMAT_VERSION,
         flowstore_version: env!("CARGO_PKG_VERSION").into(),
         schema_version,
-        backend: kind_name(store.kind()).into(),
+        backend: store.kind().as_str().into(),
         created_at: created_at.as_str().unwrap_or_default().to_string(),
         tables: entries,
         partial,
@@ -259,7 +254,7 @@ pub async fn restore(
     progress: Progress<'_>,
 ) -> StoreResult<RestoreSummary> {
     let manifest = format::verify(path)?;
-    let known = known_schema_version(store.kind());
+    let known = known_schema_version(store);
     if manifest.schema_version > known {
         return Err(StoreError::invalid(
             "archive",

@@ -389,10 +389,7 @@ pub async fn run(opts: &BenchOptions) -> StoreResult<Report> {
 
 async fn run_on(target: &Target, opts: &BenchOptions) -> StoreResult<Report> {
     let mut report = Report {
-        backend: match target.kind() {
-            BackendKind::Sqlite => "sqlite".into(),
-            BackendKind::Postgres => "postgres".into(),
-        },
+        backend: target.kind().as_str().into(),
         database: target.description.clone(),
         cores: std::thread::available_parallelism()
             .map(|n| n.get())

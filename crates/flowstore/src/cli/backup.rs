@@ -7,8 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::archive::{self, export};
-use crate::config::Settings;
-use crate::{BackendKind, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// `flowstore backup FILE`
 #[derive(Debug, Args)]
@@ -117,11 +116,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<(), StoreError> {
 }
 
 /// Runs `flowstore backup`.
-pub async fn backup(
-    store: &Store,
-    settings: &Settings,
-    args: BackupArgs,
-) -> Result<(), StoreError> {
+pub async fn backup(store: &Store, args: BackupArgs) -> Result<(), StoreError> {
     // clap guarantees exactly one of the positional FILE and --output.
     let file = args
         .file
@@ -129,7 +124,7 @@ pub async fn backup(
         .or_else(|| args.output.clone())
         .ok_or_else(|| StoreError::invalid("--output", "name the archive to write"))?;
     if args.native {
-        native(store, settings, &file).await?;
+        native(store, &file).await?;
         if args.json {
             return json(&serde_json::json!({ "path": file, "native": true }));
         }
@@ -254,7 +249,7 @@ pub async fn import(store: &Store, args: ImportArgs) -> Result<(), StoreError> {
 }
 
 /// `--native`: the database's own backup, written to FILE.partial and renamed.
-async fn native(store: &Store, settings: &Settings, file: &Path) -> Result<(), StoreError> {
+async fn native(store: &Store, file: &Path) -> Result<(), StoreError> {
     if file.exists() {
         return Err(StoreError::conflict(
             "FILE",
@@ -265,23 +260,7 @@ async fn native(store: &Store, settings: &Settings, file: &Path) -> Result<(), S
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
-    let result = match store.kind() {
-        BackendKind::Sqlite => {
-            let target = partial.to_string_lossy().replace('\'', "''");
-            store
-                .backend()
-                .execute_raw(&format!("VACUUM INTO '{target}'"))
-                .await
-                .map(drop)
-        }
-        BackendKind::Postgres => {
-            let url = settings.database_url.clone();
-            let out = partial.clone();
-            tokio::task::spawn_blocking(move || pg_dump(&url, &out))
-                .await
-                .map_err(|e| StoreError::Internal(e.to_string()))?
-        }
-    };
+    let result = store.backend().admin().native_backup(&partial).await;
     let result = result.and_then(|()| {
         std::fs::rename(&partial, file)
             .map_err(|e| StoreError::Unavailable(format!("cannot write {}: {e}", file.display())))
@@ -290,44 +269,4 @@ async fn native(store: &Store, settings: &Settings, file: &Path) -> Result<(), S
         let _ = std::fs::remove_file(&partial);
     }
     result
-}
-
-fn find_pg_dump() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("pg_dump"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin/pg_dump")))
-            .filter(|p| p.is_file())
-            .collect();
-        found.sort();
-        found.pop()
-    })
-}
-
-fn pg_dump(url: &str, out: &Path) -> Result<(), StoreError> {
-    let exe = find_pg_dump().ok_or_else(|| {
-        StoreError::Unavailable(
-            "pg_dump was not found on PATH or in /usr/lib/postgresql/*/bin; install the PostgreSQL client tools or use a portable backup (without --native)".into(),
-        )
-    })?;
-    let output = std::process::Command::new(&exe)
-        .arg("--format=custom")
-        .arg("--file")
-        .arg(out)
-        .arg("--dbname")
-        .arg(url)
-        .output()
-        .map_err(|e| StoreError::Unavailable(format!("cannot run {}: {e}", exe.display())))?;
-    if !output.status.success() {
-        return Err(StoreError::Unavailable(format!(
-            "pg_dump failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
 }

@@ -161,7 +161,7 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Stats(args) => admin::stats(&store, args).await,
         Command::Vacuum(args) => admin::vacuum(&store, args).await,
         Command::Cleanup(args) => admin::cleanup(&store, args).await,
-        Command::Backup(args) => backup::backup(&store, &settings, args).await,
+        Command::Backup(args) => backup::backup(&store, args).await,
         Command::Restore(args) => backup::restore(&store, args).await,
         Command::Export(args) => backup::export(&store, args).await,
         Command::Import(args) => backup::import(&store, args).await,
