@@ -175,6 +175,21 @@ fn operator_commands(url: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 
+    // the database's own backup, asked of the backend (VACUUM INTO, pg_dump)
+    let dump = std::env::temp_dir().join(format!("fs-native-{}", uuid::Uuid::new_v4().simple()));
+    let native = flowstore(
+        url,
+        &["backup", "--native", "--output", dump.to_str().unwrap()],
+    );
+    assert!(
+        native.status.success(),
+        "{}",
+        String::from_utf8_lossy(&native.stderr)
+    );
+    let size = std::fs::metadata(&dump).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 0, "the native backup wrote {size} bytes");
+    let _ = std::fs::remove_file(&dump);
+
     // the database holds keys now: migrating down needs --yes
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(!down.status.success(), "{}", stdout(&down));
