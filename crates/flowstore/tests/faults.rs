@@ -427,18 +427,32 @@ async fn postgres_read_only_and_long_locks() {
 async fn postgres_full_disk_and_statement_timeout() {
     use sqlx::Connection;
     let disk = Tmpfs::mount(64);
+    let admin_url = common::pg_admin_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    // The tablespace directory must belong to the user the server runs as (postgres,
+    // or whoever a throwaway cluster runs as): read it off the server's process.
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the PostgreSQL server of the fault tests runs on this machine");
+    let id_of = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    };
+    let owner = format!("{}:{}", id_of("Uid:"), id_of("Gid:"));
     let ok = Command::new("chown")
-        .args(["postgres:postgres"])
+        .arg(&owner)
         .arg(&disk.0)
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(
-        ok,
-        "the tablespace directory must belong to the server's user"
-    );
-    let admin_url = common::pg_admin_url();
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    assert!(ok, "the tablespace directory could not be given to {owner}");
     let db_url = common::fresh_pg_database().await;
     let name = url::Url::parse(&db_url)
         .unwrap()
