@@ -85,7 +85,7 @@ fn select_expr(c: &Column) -> String {
     }
 }
 
-fn decode(row: &sqlx::postgres::PgRow, i: usize, c: &Column) -> StoreResult<Value> {
+pub(crate) fn decode(row: &sqlx::postgres::PgRow, i: usize, c: &Column) -> StoreResult<Value> {
     let err = |e: sqlx::Error| StoreError::Internal(format!("reading column {}: {e}", c.name));
     Ok(match c.ty {
         ColumnType::Uuid => row
@@ -123,7 +123,7 @@ fn decode(row: &sqlx::postgres::PgRow, i: usize, c: &Column) -> StoreResult<Valu
     })
 }
 
-fn bind<'q>(
+pub(crate) fn bind<'q>(
     query: Query<'q, Postgres, PgArguments>,
     c: &Column,
     v: &Value,
@@ -337,32 +337,7 @@ impl RowLoader for Loader {
         params: &[(ColumnType, Value)],
         columns: &[ColumnType],
     ) -> StoreResult<Vec<Row>> {
-        let mut query = sqlx::query(sql);
-        for (i, (ty, v)) in params.iter().enumerate() {
-            let c = Column {
-                name: format!("${}", i + 1),
-                ty: *ty,
-            };
-            query = bind(query, &c, v)?;
-        }
-        let rows = query.fetch_all(&mut *self.tx).await.map_err(map_err)?;
-        let columns: Vec<Column> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, ty)| Column {
-                name: format!("result column {}", i + 1),
-                ty: *ty,
-            })
-            .collect();
-        rows.iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| decode(row, i, c))
-                    .collect()
-            })
-            .collect()
+        crate::archive_rows::select(&mut self.tx, sql, params, columns).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -73,7 +73,7 @@ impl ArchiveBackend for SqliteBackend {
     }
 }
 
-fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> StoreResult<Value> {
+pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> StoreResult<Value> {
     let err = |e: sqlx::Error| StoreError::Internal(format!("reading column {}: {e}", c.name));
     Ok(match c.ty {
         ColumnType::Uuid => row
@@ -114,7 +114,7 @@ fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> StoreResult<Va
     })
 }
 
-fn bind<'q>(
+pub(crate) fn bind<'q>(
     query: Query<'q, Sqlite, SqliteArguments<'q>>,
     c: &Column,
     v: &Value,
@@ -284,32 +284,7 @@ impl RowLoader for Loader {
         params: &[(ColumnType, Value)],
         columns: &[ColumnType],
     ) -> StoreResult<Vec<Row>> {
-        let mut query = sqlx::query(sql);
-        for (i, (ty, v)) in params.iter().enumerate() {
-            let c = Column {
-                name: format!("${}", i + 1),
-                ty: *ty,
-            };
-            query = bind(query, &c, v)?;
-        }
-        let rows = query.fetch_all(&mut *self.tx).await.map_err(map_err)?;
-        let columns: Vec<Column> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, ty)| Column {
-                name: format!("result column {}", i + 1),
-                ty: *ty,
-            })
-            .collect();
-        rows.iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| decode(row, i, c))
-                    .collect()
-            })
-            .collect()
+        crate::archive_rows::select(&mut self.tx, sql, params, columns).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

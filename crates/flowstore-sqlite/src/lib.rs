@@ -7,6 +7,8 @@
 
 mod admin;
 mod archive;
+#[path = "../../storage/archive_rows.rs"]
+mod archive_rows;
 #[path = "../../storage/audit.rs"]
 mod audit;
 mod backend;
