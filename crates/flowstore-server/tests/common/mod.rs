@@ -59,6 +59,12 @@ pub fn pg_admin_url() -> String {
 
 /// A migrated backend on a new PostgreSQL database.
 pub async fn postgres() -> Arc<dyn Backend> {
+    postgres_named().await.0
+}
+
+/// A migrated backend on a new PostgreSQL database, and that database's name (for
+/// [`drop_pg_database`] when the test is over).
+pub async fn postgres_named() -> (Arc<dyn Backend>, String) {
     use sqlx::Connection;
     let admin = pg_admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
@@ -99,7 +105,21 @@ pub async fn postgres() -> Arc<dyn Backend> {
     };
     let b: Arc<dyn Backend> = Arc::new(PostgresBackend::connect(&s, keys()).await.unwrap());
     b.migrate_up(None).await.expect("migrations apply");
-    b
+    (b, name)
+}
+
+/// Drops the database a test made (its connections are ended first). A test that
+/// fails leaves its database to `scripts/test.sh`, which drops what its run made.
+pub async fn drop_pg_database(name: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
+        .await
+        .expect("the test server answers");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .expect("the test role drops what it made");
+    let _ = conn.close().await;
 }
 
 /// Creates an API key with `role` directly in the database.
@@ -243,7 +263,9 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::postgres().await).await;
+                    let (backend, name) = $crate::common::postgres_named().await;
+                    super::$name(backend).await;
+                    $crate::common::drop_pg_database(&name).await;
                 }
             )*
         }

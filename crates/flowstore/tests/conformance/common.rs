@@ -22,10 +22,38 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// A migrated store on a new PostgreSQL database.
+/// A migrated store on a new PostgreSQL database (left for `scripts/test.sh` to drop;
+/// the `conformance!` tests drop theirs).
+#[allow(dead_code)] // the conformance binary uses postgres_named; the others this
 pub async fn postgres() -> Store {
+    postgres_named().await.0
+}
+
+/// A migrated store on a new PostgreSQL database, and that database's URL (for
+/// [`drop_pg_database`] when the test is over).
+pub async fn postgres_named() -> (Store, String) {
     let url = fresh_pg_database().await;
-    open(url, &std::env::temp_dir().join("flowstore-tests")).await
+    let store = open(url.clone(), &std::env::temp_dir().join("flowstore-tests")).await;
+    (store, url)
+}
+
+/// Drops the database a test made (its connections are ended first). A test that
+/// fails leaves its database to `scripts/test.sh`, which drops what its run made.
+pub async fn drop_pg_database(url: &str) {
+    use sqlx::Connection;
+    let name = url::Url::parse(url)
+        .expect("a test database URL")
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
+        .await
+        .expect("the test server answers");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .expect("the test role drops what it made");
+    let _ = conn.close().await;
 }
 
 /// Creates an empty PostgreSQL database and returns its URL.
@@ -95,7 +123,9 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::postgres().await).await;
+                    let (store, url) = $crate::common::postgres_named().await;
+                    super::$name(store).await;
+                    $crate::common::drop_pg_database(&url).await;
                 }
             )*
         }
