@@ -338,3 +338,24 @@ impl KeySource {
         Ok(self.loaded.get_or_init(|| Keyring::new(key)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WaitBoard;
+
+    #[test]
+    fn a_wait_board_counts_the_waits_under_way() {
+        let board = WaitBoard::default();
+        assert_eq!(board.now().waiting, 0);
+        let first = board.wait();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = board.wait();
+        let now = board.now();
+        assert_eq!(now.waiting, 2);
+        assert!(now.longest_ms >= 20, "the oldest wait is reported: {now:?}");
+        drop(first);
+        assert_eq!(board.now().waiting, 1);
+        drop(second);
+        assert_eq!(board.now(), super::LockWaits::default());
+    }
+}

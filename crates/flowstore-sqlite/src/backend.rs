@@ -107,15 +107,7 @@ fn cannot_open(url: &str, e: sqlx::Error) -> StoreError {
     };
     let why = if !dir.is_dir() {
         format!("the directory {} does not exist", dir.display())
-    } else if let Err(io) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&file)
-        .or_else(|_| {
-            // No file yet: whether one could be made in the directory.
-            tempfile_probe(&dir)
-        })
-    {
+    } else if let Err(io) = crate::space::writable(if file.exists() { &file } else { &dir }) {
         format!("{}: {}", file.display(), crate::space::describe(&io))
     } else {
         match map_err(e) {
@@ -127,20 +119,6 @@ fn cannot_open(url: &str, e: sqlx::Error) -> StoreError {
         "cannot open the SQLite database {}: {why}",
         file.display()
     ))
-}
-
-/// Whether a file can be made in `dir` (made and removed at once).
-fn tempfile_probe(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let probe = dir.join(format!(
-        ".flowstore-probe-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(f)
 }
 
 /// Longest a health check waits for its connection and its answer.
@@ -244,11 +222,17 @@ impl SqliteBackend {
             .connect_with(options.clone())
             .await
             .map_err(|e| cannot_open(&settings.url, e))?;
-        let health = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(HEALTH_TIMEOUT)
-            .connect_lazy_with(options.clone().create_if_missing(false));
+        // An in-memory database keeps its one connection: a second one to the shared
+        // cache would meet its table locks.
+        let health = if memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .acquire_timeout(HEALTH_TIMEOUT)
+                .connect_lazy_with(options.clone().create_if_missing(false))
+        };
         let checkpointer = (!memory).then(|| crate::checkpoint::spawn(pool.clone()));
         let writer = Arc::new(Mutex::new(()));
         let waits = Arc::new(flowstore_core::store::WaitBoard::default());
@@ -545,4 +529,43 @@ impl Tx for SqliteTx {
 /// else is a bug, reported rather than panicking a worker.
 fn unexpected() -> StoreError {
     StoreError::Unavailable("the SQLite writer answered with another kind of result".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer queued behind another write transaction shows in `lock_waits`, and
+    /// `readiness` answers on its own connection meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_writers_are_counted_and_readiness_still_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SqliteSettings {
+            url: format!("sqlite://{}", dir.path().join("waits.db").display()),
+            ..SqliteSettings::default()
+        };
+        let backend = Arc::new(
+            SqliteBackend::connect(&settings, Arc::new(KeySource::none()))
+                .await
+                .unwrap(),
+        );
+        backend.migrate_up(None).await.unwrap();
+        let held = backend.begin().await.unwrap();
+        let queued = {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.begin().await.map(drop) })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while backend.lock_waits().await.unwrap().waiting == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queued writer is counted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        backend.readiness().await.unwrap();
+        held.rollback().await.unwrap();
+        queued.await.unwrap().unwrap();
+        assert_eq!(backend.lock_waits().await.unwrap().waiting, 0);
+    }
 }

@@ -21,7 +21,7 @@ pub fn check(file: &Path) -> StoreResult<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    if let Err(e) = std::fs::OpenOptions::new().write(true).open(file) {
+    if let Err(e) = writable(file) {
         return Err(match e.kind() {
             io::ErrorKind::NotFound => {
                 StoreError::Unavailable(format!("the database file {} is gone", file.display()))
@@ -33,17 +33,15 @@ pub fn check(file: &Path) -> StoreResult<()> {
             )),
         });
     }
-    let c_dir = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| StoreError::invalid("DATABASE_URL", "the path holds a NUL character"))?;
-    // SAFETY: `c_dir` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = writable(dir) {
         return Err(StoreError::ReadOnly(format!(
             "read-only directory: {} cannot be written: {}",
             dir.display(),
             describe(&e)
         )));
     }
+    let c_dir = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| StoreError::invalid("DATABASE_URL", "the path holds a NUL character"))?;
     let free = free_bytes(&c_dir).map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot read the free space of {}: {}",
@@ -56,6 +54,19 @@ pub fn check(file: &Path) -> StoreResult<()> {
             "{free} bytes free on the disk holding {} (at least {MIN_FREE_BYTES} needed)",
             file.display()
         )));
+    }
+    Ok(())
+}
+
+/// Whether `path` may be written, asked with `access(2)`: never by opening it, since
+/// closing any descriptor of a database file drops every POSIX lock this process
+/// holds on that file, SQLite's included.
+pub fn writable(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the path"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
