@@ -45,8 +45,8 @@ pub fn to_sqlite(sql: &str) -> String {
                 out.push_str(&sql[i..end]);
                 i = end;
             }
-            b' ' if sql[i..].starts_with(" FOR UPDATE") && !word_char(bytes.get(i + 11)) => {
-                i += " FOR UPDATE".len();
+            b' ' if row_lock(&sql[i..]).is_some() => {
+                i += row_lock(&sql[i..]).unwrap_or_default();
                 // `OF alias`, then `SKIP LOCKED` or `NOWAIT`, belong to the lock.
                 let rest = &sql[i..];
                 let trimmed = rest.trim_start();
@@ -94,6 +94,15 @@ pub fn to_sqlite(sql: &str) -> String {
     out
 }
 
+/// The length of the row-lock clause `sql` starts with (` FOR UPDATE`, ` FOR NO KEY
+/// UPDATE`), without its `OF` and wait parts.
+fn row_lock(sql: &str) -> Option<usize> {
+    [" FOR UPDATE", " FOR NO KEY UPDATE"]
+        .into_iter()
+        .find(|lock| sql.starts_with(lock) && !word_char(sql.as_bytes().get(lock.len())))
+        .map(str::len)
+}
+
 fn word_char(b: Option<&u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
@@ -116,6 +125,10 @@ mod tests {
 
     #[test]
     fn row_locks_and_byte_order() {
+        assert_eq!(
+            to_sqlite("SELECT a FROM t x WHERE id = $1 FOR NO KEY UPDATE OF x"),
+            "SELECT a FROM t x WHERE id = ?1"
+        );
         assert_eq!(
             to_sqlite("SELECT a FROM t WHERE id = $1 FOR UPDATE"),
             "SELECT a FROM t WHERE id = ?1"

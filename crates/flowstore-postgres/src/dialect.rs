@@ -17,6 +17,16 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
+/// A statement of the shared SQL put together with `format!` from fragments that
+/// never change at run time, formatted once per place it is written.
+macro_rules! sql_fmt {
+    ($($arg:tt)*) => {{
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SQL.get_or_init(|| format!($($arg)*)).as_str()
+    }};
+}
+pub(crate) use sql_fmt;
+
 /// A statement of the shared SQL built at run time.
 pub(crate) fn sql_owned(text: String) -> String {
     text
@@ -63,6 +73,36 @@ pub(crate) fn greatest(a: &str, b: &str) -> String {
 /// Whether the JSON array in `column` holds the text `value` (a parameter).
 pub(crate) fn json_array_contains(column: &str, value: &str) -> String {
     format!("{column} @> jsonb_build_array({value})")
+}
+
+/// A list of texts bound as one parameter: an array here.
+pub(crate) fn text_list(items: &[String]) -> &[String] {
+    items
+}
+
+/// Whether `column` is one of the texts of the list bound at `param`.
+pub(crate) fn in_text_list(column: &str, param: &str) -> String {
+    format!("{column} = ANY({param}::text[])")
+}
+
+/// A list of UUIDs bound as one parameter: an array here.
+pub(crate) fn id_list(ids: impl Iterator<Item = uuid::Uuid>) -> Vec<uuid::Uuid> {
+    ids.collect()
+}
+
+/// Whether `column` is one of the UUIDs of the list bound at `param`.
+pub(crate) fn in_id_list(column: &str, param: &str) -> String {
+    format!("{column} = ANY({param}::uuid[])")
+}
+
+/// Whole milliseconds from the instant `from` to the instant `to`, never negative.
+pub(crate) fn elapsed_ms(from: &str, to: &str) -> String {
+    format!("greatest(0, floor(extract(epoch FROM ({to} - {from})) * 1000))::bigint")
+}
+
+/// Whether more than `seconds` seconds lie between the instants `start` and `now`.
+pub(crate) fn seconds_passed(start: &str, seconds: &str, now: &str) -> String {
+    format!("{start} + make_interval(secs => {seconds}) < {now}")
 }
 
 /// The database, for the types the shared repositories name.

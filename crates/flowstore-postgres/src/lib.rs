@@ -11,8 +11,10 @@ mod archive_rows;
 mod audit;
 mod backend;
 mod dialect;
+#[path = "../../storage/engine.rs"]
 mod engine;
 mod error;
+mod hot_path;
 #[path = "../../storage/identity.rs"]
 mod identity;
 #[path = "../../storage/identity_access.rs"]

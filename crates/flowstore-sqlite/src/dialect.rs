@@ -19,6 +19,17 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
+/// A statement of the shared SQL put together with `format!` from fragments that
+/// never change at run time, converted once per place it is written.
+macro_rules! sql_fmt {
+    ($($arg:tt)*) => {{
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SQL.get_or_init(|| flowstore_core::dialect::to_sqlite(&format!($($arg)*)))
+            .as_str()
+    }};
+}
+pub(crate) use sql_fmt;
+
 /// A statement of the shared SQL built at run time, in SQLite's spelling.
 pub(crate) fn sql_owned(text: String) -> String {
     flowstore_core::dialect::to_sqlite(&text)
@@ -50,6 +61,45 @@ pub(crate) fn greatest(a: &str, b: &str) -> String {
 /// Whether the JSON array in `column` holds the text `value` (a parameter).
 pub(crate) fn json_array_contains(column: &str, value: &str) -> String {
     format!("EXISTS (SELECT 1 FROM json_each({column}) t WHERE t.value = {value})")
+}
+
+/// A list of texts bound as one parameter: a JSON array here.
+pub(crate) fn text_list(items: &[String]) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+/// Whether `column` is one of the texts of the list bound at `param`.
+pub(crate) fn in_text_list(column: &str, param: &str) -> String {
+    format!("{column} IN (SELECT value FROM json_each({param}))")
+}
+
+/// A list of UUIDs bound as one parameter: a JSON array of their hex digits here.
+pub(crate) fn id_list(ids: impl Iterator<Item = uuid::Uuid>) -> String {
+    serde_json::Value::from_iter(ids.map(|id| id.simple().to_string())).to_string()
+}
+
+/// Whether `column` is one of the UUIDs of the list bound at `param`.
+pub(crate) fn in_id_list(column: &str, param: &str) -> String {
+    format!("{column} IN (SELECT unhex(value) FROM json_each({param}))")
+}
+
+/// Microseconds since the epoch of an instant as flowstore writes it
+/// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+fn micros(expr: &str) -> String {
+    format!(
+        "(CAST(strftime('%s', {expr}) AS INTEGER) * 1000000 + CAST(substr({expr}, 21, 6) AS INTEGER))"
+    )
+}
+
+/// Whole milliseconds from the instant `from` to the instant `to`, never negative,
+/// truncated as [`flowstore_core::time::duration_ms`] truncates.
+pub(crate) fn elapsed_ms(from: &str, to: &str) -> String {
+    format!("max(0, ({} - {}) / 1000)", micros(to), micros(from))
+}
+
+/// Whether more than `seconds` seconds lie between the instants `start` and `now`.
+pub(crate) fn seconds_passed(start: &str, seconds: &str, now: &str) -> String {
+    format!("{} + {seconds} * 1000000 < {}", micros(start), micros(now))
 }
 
 /// The database, for the types the shared repositories name.

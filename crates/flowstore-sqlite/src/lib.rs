@@ -14,9 +14,11 @@ mod audit;
 mod backend;
 mod checkpoint;
 mod dialect;
+#[path = "../../storage/engine.rs"]
 mod engine;
 mod error;
 mod group;
+mod hot_path;
 #[path = "../../storage/identity.rs"]
 mod identity;
 #[path = "../../storage/identity_access.rs"]

@@ -1,7 +1,7 @@
 //! Completing attempts, one or many in the caller's transaction.
 //!
 //! The common case (the attempt is its task's current running one) is written by
-//! the backend in as few statements as it allows ([`EngineStore::complete_running`]:
+//! the backend in as few statements as it allows ([`HotPath::complete_running`]:
 //! one for a whole batch on PostgreSQL), and only the completed tasks' dependents are
 //! looked at afterwards. Only what that fast path did not complete (a stale,
 //! repeated or unknown attempt) is read back, without writing, to say why.

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::ids::{AttemptId, RunId, TaskId};
 use crate::model::engine::{
     decide_failure, run_outcome, stops_run, AttemptRef, ClaimRequest, ClaimedTask, EngineStore,
-    FailureDecision, Heartbeat, NewEvent, RunState, TaskState, Transition,
+    FailureDecision, Heartbeat, HotPath, NewEvent, RunState, TaskState, Transition,
 };
 use crate::model::metric::{MetricType, NewMetric};
 use crate::model::run::{AttemptStatus, RunRepo, RunStatus, RunStrategy};
@@ -20,8 +20,8 @@ use crate::time::{self, duration_ms, Timestamp};
 use crate::{StoreError, StoreResult};
 
 /// What the engine needs of a transaction.
-pub trait EngineTx: EngineStore + RunRepo + WorkflowRepo + Send {}
-impl<T: EngineStore + RunRepo + WorkflowRepo + Send + ?Sized> EngineTx for T {}
+pub trait EngineTx: EngineStore + HotPath + RunRepo + WorkflowRepo + Send {}
+impl<T: EngineStore + HotPath + RunRepo + WorkflowRepo + Send + ?Sized> EngineTx for T {}
 
 fn ev(
     event_type: &'static str,

@@ -24,7 +24,7 @@ use crate::time::Timestamp;
 use crate::{validate, StoreError, StoreResult};
 
 pub use crate::model::engine_store::{
-    AttemptRecord, CompletedAttempt, EngineStore, NewEvent, Promotion, RunState, StepTask,
+    AttemptRecord, CompletedAttempt, EngineStore, HotPath, NewEvent, Promotion, RunState, StepTask,
     TaskState,
 };
 

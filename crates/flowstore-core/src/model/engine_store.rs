@@ -121,7 +121,7 @@ pub struct NewEvent {
     pub payload: Value,
 }
 
-/// An attempt that [`EngineStore::complete_running`] completed.
+/// An attempt that [`HotPath::complete_running`] completed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompletedAttempt {
     /// The task.
@@ -133,7 +133,7 @@ pub struct CompletedAttempt {
     pub run: Option<RunState>,
 }
 
-/// What [`EngineStore::promote_dependents`] did.
+/// What [`HotPath::promote_dependents`] did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Promotion {
     /// The tasks made ready, with their run.
@@ -155,30 +155,14 @@ pub struct AttemptRecord {
     pub outcome: Option<Value>,
 }
 
-/// The primitives each backend provides to the engine: small statements in native
-/// SQL, each on the caller's transaction. The engine's logic (in
-/// [`crate::engine`]) is written once on top of them, so both backends move tasks
-/// and runs by the same rules.
+/// The primitives of the engine written once for both backends (in
+/// `crates/storage/engine.rs`): small statements, each on the caller's transaction.
+/// The engine's logic (in [`crate::engine`]) is written once on top of them and of
+/// [`HotPath`], so both backends move tasks and runs by the same rules.
 #[async_trait]
 pub trait EngineStore: Send {
     /// The handler types among `types` that are registered and active.
     async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>>;
-    /// Inserts a run's tasks and their dependency edges `(task, depends_on)`.
-    async fn insert_step_tasks(
-        &mut self,
-        run: &WorkflowExecution,
-        workflow_id: WorkflowId,
-        tasks: &[StepTask],
-        edges: &[(TaskId, TaskId)],
-    ) -> StoreResult<()>;
-    /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
-    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows.
-    async fn claim_ready(
-        &mut self,
-        request: &ClaimRequest,
-        now: Timestamp,
-        attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<ClaimedTask>>;
     /// Reads a task with its current attempt's start, locking it until the end of
     /// the transaction.
     async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>>;
@@ -209,27 +193,6 @@ pub trait EngineStore: Send {
         attempt: i32,
         outcome: &Value,
     ) -> StoreResult<()>;
-    /// Completes each attempt of `items` that is its task's current running one, in
-    /// as few statements as the backend allows: the task row (guarded by its attempt
-    /// and status, so a stale or repeated report changes nothing), the attempt row and
-    /// a `task.completed` event. Then it locks the runs of the completed tasks, in run
-    /// ID order, and returns them. Attempts that were not current are left untouched
-    /// and are not returned. `items` names distinct tasks.
-    async fn complete_running(
-        &mut self,
-        items: &[(AttemptRef, &Value)],
-        now: Timestamp,
-    ) -> StoreResult<Vec<CompletedAttempt>>;
-    /// For each `(run, task)` just completed in a `parallel` run that is still live:
-    /// makes ready the pending tasks that depend on `task` and whose dependencies are
-    /// now all complete, appends a `task.ready` event for each, and tells which of
-    /// these runs still have open tasks. Only the completed tasks' dependents are
-    /// looked at, not the whole run.
-    async fn promote_dependents(
-        &mut self,
-        done: &[(RunId, TaskId)],
-        now: Timestamp,
-    ) -> StoreResult<Promotion>;
     /// Extends the lease of a running attempt; `false` when the attempt is not the
     /// task's current running one.
     async fn extend_lease(
@@ -262,8 +225,6 @@ pub trait EngineStore: Send {
     async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>>;
     /// Writes back the engine columns of a run.
     async fn save_run(&mut self, run: &RunState, now: Timestamp) -> StoreResult<()>;
-    /// Appends events to the outbox.
-    async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()>;
     /// Running tasks whose lease ended before `now` (skipping rows other
     /// transactions hold), at most `limit`.
     async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>>;
@@ -288,6 +249,53 @@ pub trait EngineStore: Send {
         filter: &EventFilter,
         limit: u32,
     ) -> StoreResult<Vec<Event>>;
+}
+
+/// The engine's hot statements, written for each database because the two dialects
+/// really differ there: PostgreSQL claims with `FOR UPDATE SKIP LOCKED` and moves
+/// whole batches through `UNNEST`, numbering events after commit; SQLite's single
+/// writer updates in place and numbers events as they are inserted.
+#[async_trait]
+pub trait HotPath: Send {
+    /// Inserts a run's tasks and their dependency edges `(task, depends_on)`.
+    async fn insert_step_tasks(
+        &mut self,
+        run: &WorkflowExecution,
+        workflow_id: WorkflowId,
+        tasks: &[StepTask],
+        edges: &[(TaskId, TaskId)],
+    ) -> StoreResult<()>;
+    /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
+    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows.
+    async fn claim_ready(
+        &mut self,
+        request: &ClaimRequest,
+        now: Timestamp,
+        attempt_ids: &[AttemptId],
+    ) -> StoreResult<Vec<ClaimedTask>>;
+    /// Completes each attempt of `items` that is its task's current running one, in
+    /// as few statements as the backend allows: the task row (guarded by its attempt
+    /// and status, so a stale or repeated report changes nothing), the attempt row and
+    /// a `task.completed` event. Then it locks the runs of the completed tasks, in run
+    /// ID order, and returns them. Attempts that were not current are left untouched
+    /// and are not returned. `items` names distinct tasks.
+    async fn complete_running(
+        &mut self,
+        items: &[(AttemptRef, &Value)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<CompletedAttempt>>;
+    /// For each `(run, task)` just completed in a `parallel` run that is still live:
+    /// makes ready the pending tasks that depend on `task` and whose dependencies are
+    /// now all complete, appends a `task.ready` event for each, and tells which of
+    /// these runs still have open tasks. Only the completed tasks' dependents are
+    /// looked at, not the whole run.
+    async fn promote_dependents(
+        &mut self,
+        done: &[(RunId, TaskId)],
+        now: Timestamp,
+    ) -> StoreResult<Promotion>;
+    /// Appends events to the outbox.
+    async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()>;
     /// Numbers committed events (PostgreSQL); a no-op where events are numbered on
     /// insert (SQLite).
     async fn assign_event_seqs(&mut self) -> StoreResult<u64>;

@@ -1,17 +1,15 @@
-//! PostgreSQL primitives of the execution engine. Claims take ready rows with
+//! PostgreSQL's hot statements of the execution engine ([`HotPath`]; the rest of the
+//! engine's SQL is shared, in `crates/storage/engine.rs`). Claims take ready rows with
 //! `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on, or take, the same
 //! task; bulk inserts go through `UNNEST` in one round trip.
 
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{
-    AttemptRecord, AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, EngineStore, Event,
-    EventFilter, NewEvent, Promotion, QueueDepth, RunState, RunTask, RunTaskCounts, StepTask,
-    TaskState,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
+    RunState, StepTask,
 };
-use flowstore_core::model::run::{
-    AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
-};
+use flowstore_core::model::run::WorkflowExecution;
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use serde_json::Value;
@@ -23,17 +21,6 @@ use crate::error::map_err;
 
 /// The advisory lock that keeps event sequencing to one transaction at a time.
 const SEQUENCER_LOCK: i64 = 0x666c_6f77_7365_7100;
-
-const TASK_STATE: &str = "SELECT t.id, t.run_id, t.status, t.attempt, t.retry_count, t.max_retries,
-        t.timeout_seconds, t.result, t.error_message, t.lease_owner, t.lease_expires_at,
-        t.run_after, t.started_at, t.completed_at, t.actual_duration,
-        (SELECT e.started_at FROM task_executions e
-          WHERE e.task_id = t.id AND e.attempt = t.attempt) AS attempt_started_at
-   FROM tasks t WHERE t.id = $1 FOR NO KEY UPDATE OF t";
-
-const RUN_STATE: &str = "SELECT id, execution_id, workflow_id, status, strategy, failure_strategy,
-        start_time, end_time, actual_duration, error_data, deadline_at, cancel_requested_at
-   FROM workflow_executions WHERE id = $1 FOR NO KEY UPDATE";
 
 /// Completes the attempts given as arrays ($1 task IDs, $2 attempts, $3 outputs, at
 /// $4) that are their task's current running one, only of tasks without a run when
@@ -88,27 +75,12 @@ const COMPLETE_RUNNING: &str = "WITH input AS (
        FROM done d LEFT JOIN runs r ON r.id = d.run_id
       ORDER BY d.n";
 
-/// Pending tasks of a run whose dependencies have all completed.
-const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
-        JOIN tasks p ON p.id = d.depends_on_id
-        WHERE d.task_id = t.id AND p.status <> 'completed')";
-
 fn uuids<T: Copy>(ids: &[T], f: impl Fn(T) -> Uuid) -> Vec<Uuid> {
     ids.iter().map(|i| f(*i)).collect()
 }
 
 #[async_trait]
-impl EngineStore for PostgresTx {
-    async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT handler_type FROM handler_registry WHERE handler_type = ANY($1) AND is_active",
-        )
-        .bind(types)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
+impl HotPath for PostgresTx {
     async fn insert_step_tasks(
         &mut self,
         run: &WorkflowExecution,
@@ -239,102 +211,6 @@ impl EngineStore for PostgresTx {
         Ok(claimed)
     }
 
-    async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>> {
-        sqlx::query_as(TASK_STATE)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn save_task(&mut self, t: &TaskState, now: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE tasks SET status = $2, retry_count = $3, result = $4, error_message = $5,
-                lease_owner = $6, lease_expires_at = $7, run_after = $8, started_at = $9,
-                completed_at = $10, actual_duration = $11, updated_at = $12
-              WHERE id = $1",
-        )
-        .bind(t.id)
-        .bind(t.status)
-        .bind(t.retry_count)
-        .bind(&t.result)
-        .bind(&t.error_message)
-        .bind(&t.lease_owner)
-        .bind(t.lease_expires_at)
-        .bind(t.run_after)
-        .bind(t.started_at)
-        .bind(t.completed_at)
-        .bind(t.actual_duration)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn finish_task_attempt(
-        &mut self,
-        task: TaskId,
-        attempt: i32,
-        status: AttemptStatus,
-        output: Option<&Value>,
-        error: Option<&Value>,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE task_executions
-                SET execution_status = $3, output_results = coalesce($4, output_results),
-                    error_details = coalesce($5, error_details), completed_at = $6,
-                    duration_ms = CASE WHEN started_at IS NULL THEN NULL
-                        ELSE greatest(0, floor(extract(epoch FROM ($6 - started_at)) * 1000))::bigint END,
-                    lease_expires_at = NULL, updated_at = $6
-              WHERE task_id = $1 AND attempt = $2",
-        )
-        .bind(task)
-        .bind(attempt)
-        .bind(status)
-        .bind(output)
-        .bind(error)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn attempt_record(
-        &mut self,
-        task: TaskId,
-        attempt: i32,
-    ) -> StoreResult<Option<AttemptRecord>> {
-        sqlx::query_as(
-            "SELECT execution_status AS status, output_results AS output,
-                    error_details AS error, outcome
-               FROM task_executions WHERE task_id = $1 AND attempt = $2",
-        )
-        .bind(task)
-        .bind(attempt)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn record_outcome(
-        &mut self,
-        task: TaskId,
-        attempt: i32,
-        outcome: &Value,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE task_executions SET outcome = $3 WHERE task_id = $1 AND attempt = $2")
-            .bind(task)
-            .bind(attempt)
-            .bind(outcome)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
     async fn complete_running(
         &mut self,
         items: &[(AttemptRef, &Value)],
@@ -399,147 +275,6 @@ impl EngineStore for PostgresTx {
         })
     }
 
-    async fn extend_lease(
-        &mut self,
-        attempt: AttemptRef,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_expires_at = $3, updated_at = $4
-              WHERE id = $1 AND attempt = $2 AND status = 'running'",
-        )
-        .bind(attempt.task_id)
-        .bind(attempt.attempt)
-        .bind(until)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE task_executions SET lease_expires_at = $3, heartbeat_at = $4, updated_at = $4
-              WHERE task_id = $1 AND attempt = $2",
-        )
-        .bind(attempt.task_id)
-        .bind(attempt.attempt)
-        .bind(until)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(true)
-    }
-
-    async fn promote_ready(
-        &mut self,
-        run: RunId,
-        sequential: bool,
-        now: Timestamp,
-    ) -> StoreResult<Vec<TaskId>> {
-        let sql = if sequential {
-            format!(
-                "UPDATE tasks SET status = 'ready', updated_at = $2
-                  WHERE id = (SELECT t.id FROM tasks t
-                               WHERE t.run_id = $1 AND t.status = 'pending' AND {DEPENDENCIES_DONE}
-                                 AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = $1
-                                                   AND o.status IN ('ready', 'running'))
-                               ORDER BY t.execution_order, t.id LIMIT 1)
-                 RETURNING id"
-            )
-        } else {
-            format!(
-                "UPDATE tasks t SET status = 'ready', updated_at = $2
-                  WHERE t.run_id = $1 AND t.status = 'pending' AND {DEPENDENCIES_DONE}
-                 RETURNING t.id"
-            )
-        };
-        sqlx::query_scalar(&sql)
-            .bind(run)
-            .bind(now)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn cancel_open_tasks(
-        &mut self,
-        run: RunId,
-        only: Option<&[TaskId]>,
-        now: Timestamp,
-    ) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "UPDATE tasks SET status = 'cancelled', completed_at = $2, run_after = NULL, updated_at = $2
-              WHERE run_id = $1 AND status IN ('pending', 'ready')
-                AND ($3::uuid[] IS NULL OR id = ANY($3))
-             RETURNING id",
-        )
-        .bind(run)
-        .bind(now)
-        .bind(only.map(|ids| uuids(ids, |t| t.0)))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "WITH RECURSIVE d(id) AS (
-                SELECT task_id FROM task_dependencies WHERE depends_on_id = $1
-                UNION
-                SELECT x.task_id FROM task_dependencies x JOIN d ON x.depends_on_id = d.id
-             ) SELECT id FROM d",
-        )
-        .bind(task)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn run_task_counts(&mut self, run: RunId) -> StoreResult<RunTaskCounts> {
-        sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status IN ('pending', 'ready', 'running')) AS open,
-                    count(*) FILTER (WHERE status = 'completed') AS completed,
-                    count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
-                    count(*) FILTER (WHERE status = 'cancelled') AS cancelled
-               FROM tasks WHERE run_id = $1",
-        )
-        .bind(run)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>> {
-        sqlx::query_as(RUN_STATE)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn save_run(&mut self, r: &RunState, now: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE workflow_executions SET status = $2, end_time = $3, actual_duration = $4,
-                error_data = $5, deadline_at = $6, cancel_requested_at = $7, updated_at = $8
-              WHERE id = $1",
-        )
-        .bind(r.id)
-        .bind(r.status)
-        .bind(r.end_time)
-        .bind(r.actual_duration)
-        .bind(&r.error_data)
-        .bind(r.deadline_at)
-        .bind(r.cancel_requested_at)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
     async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()> {
         if events.is_empty() {
             return Ok(());
@@ -562,119 +297,6 @@ impl EngineStore for PostgresTx {
         .await
         .map_err(map_err)?;
         Ok(())
-    }
-
-    async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < $1
-              ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn overdue_tasks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "SELECT t.id FROM tasks t
-               JOIN task_executions e ON e.task_id = t.id AND e.attempt = t.attempt
-              WHERE t.status = 'running' AND t.timeout_seconds IS NOT NULL
-                AND e.started_at + make_interval(secs => t.timeout_seconds) < $1
-              LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn overdue_runs(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<RunId>> {
-        sqlx::query_scalar(
-            "SELECT id FROM workflow_executions
-              WHERE status IN ('pending', 'running') AND deadline_at < $1
-              LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn select_run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>> {
-        sqlx::query_as(
-            "SELECT id, step_key, status, handler_type, attempt, retry_count FROM tasks
-              WHERE run_id = $1 ORDER BY execution_order, id",
-        )
-        .bind(run)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn select_workflow_statistics(
-        &mut self,
-        workflow_id: &str,
-        status: Option<RunStatus>,
-    ) -> StoreResult<ExecutionStatistics> {
-        let row = sqlx::query(
-            "SELECT coalesce(sum(s.executions), 0)::bigint AS total,
-                    coalesce(sum(s.executions) FILTER (WHERE s.status = 'completed'), 0)::bigint AS completed,
-                    coalesce(sum(s.executions) FILTER (WHERE s.status = 'failed'), 0)::bigint AS failed,
-                    coalesce(sum(s.duration_sum), 0)::float8 AS duration_sum,
-                    coalesce(sum(s.duration_count), 0)::bigint AS duration_count,
-                    min((SELECT min(e.actual_duration) FROM workflow_executions e
-                          WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS min_duration,
-                    max((SELECT max(e.actual_duration) FROM workflow_executions e
-                          WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS max_duration
-               FROM (SELECT workflow_id, status, sum(executions) AS executions,
-                            sum(duration_count) AS duration_count, sum(duration_sum) AS duration_sum
-                       FROM workflow_stats
-                      WHERE workflow_id = $1 AND ($2::text IS NULL OR status = $2)
-                      GROUP BY workflow_id, status HAVING sum(executions) > 0) s",
-        )
-        .bind(workflow_id)
-        .bind(status.map(|s| s.as_str()))
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        statistics_from_row(&row).map_err(map_err)
-    }
-
-    async fn select_queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>> {
-        sqlx::query_as(
-            "SELECT handler_type, status, count(*) AS tasks FROM tasks
-              WHERE status IN ('ready', 'running') AND handler_type IS NOT NULL
-              GROUP BY handler_type, status ORDER BY handler_type, status",
-        )
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn select_events_after(
-        &mut self,
-        after_seq: i64,
-        filter: &EventFilter,
-        limit: u32,
-    ) -> StoreResult<Vec<Event>> {
-        sqlx::query_as(
-            "SELECT seq, event_type, run_id, task_id, workflow_id, payload, created_at FROM events
-              WHERE seq > $1 AND ($2::uuid IS NULL OR run_id = $2)
-                AND ($3::text IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR event_type = $4)
-              ORDER BY seq LIMIT $5",
-        )
-        .bind(after_seq)
-        .bind(filter.run_id)
-        .bind(&filter.workflow_id)
-        .bind(&filter.event_type)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
     }
 
     async fn assign_event_seqs(&mut self) -> StoreResult<u64> {
@@ -701,24 +323,9 @@ impl EngineStore for PostgresTx {
     }
 }
 
-fn statistics_from_row(row: &sqlx::postgres::PgRow) -> Result<ExecutionStatistics, sqlx::Error> {
-    let count: i64 = row.try_get("duration_count")?;
-    let sum: f64 = row.try_get("duration_sum")?;
-    Ok(ExecutionStatistics {
-        total_executions: row.try_get("total")?,
-        completed_executions: row.try_get("completed")?,
-        failed_executions: row.try_get("failed")?,
-        average_duration: (count > 0).then(|| sum / count as f64),
-        min_duration: row.try_get("min_duration")?,
-        max_duration: row.try_get("max_duration")?,
-    })
-}
-
-flowstore_core::impl_engine_repo!(PostgresTx);
-
 impl PostgresTx {
     /// Completes the running attempts given, only of tasks without a run when
-    /// `standalone_only`; see [`EngineStore::complete_running`]. One statement for the
+    /// `standalone_only`; see [`HotPath::complete_running`]. One statement for the
     /// whole batch: the guarded task update, the attempt rows, the run locks (in run
     /// ID order, after the tasks, as every transition takes them) and the events, in
     /// the order the attempts were given. Being one statement, it is a transition of

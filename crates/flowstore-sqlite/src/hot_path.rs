@@ -1,40 +1,24 @@
-//! SQLite primitives of the execution engine. SQLite has one writer at a time (the
-//! backend queues writers), so a claim is a plain `UPDATE … RETURNING` on the ready
-//! rows and events take their gap-free sequence number as they are inserted.
+//! SQLite's hot statements of the execution engine ([`HotPath`]; the rest of the
+//! engine's SQL is shared, in `crates/storage/engine.rs`). SQLite has one writer at a
+//! time (the backend queues writers), so a claim is a plain `UPDATE … RETURNING` on
+//! the ready rows and events take their gap-free sequence number as they are
+//! inserted.
 
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{
-    AttemptRecord, AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, EngineStore, Event,
-    EventFilter, NewEvent, Promotion, QueueDepth, RunState, RunTask, RunTaskCounts, StepTask,
-    TaskState,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
+    RunState, StepTask,
 };
-use flowstore_core::model::run::{
-    AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
-};
-use flowstore_core::time::{duration_ms, Timestamp};
+use flowstore_core::model::run::WorkflowExecution;
+use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use serde_json::Value;
 use sqlx::Row;
 
 use crate::backend::SqliteTx;
 use crate::error::map_err;
-use crate::util::{ts, ts_opt};
-
-const TASK_STATE: &str = "SELECT t.id, t.run_id, t.status, t.attempt, t.retry_count, t.max_retries,
-        t.timeout_seconds, t.result, t.error_message, t.lease_owner, t.lease_expires_at,
-        t.run_after, t.started_at, t.completed_at, t.actual_duration,
-        (SELECT e.started_at FROM task_executions e
-          WHERE e.task_id = t.id AND e.attempt = t.attempt) AS attempt_started_at
-   FROM tasks t WHERE t.id = ?1";
-
-const RUN_STATE: &str = "SELECT id, execution_id, workflow_id, status, strategy, failure_strategy,
-        start_time, end_time, actual_duration, error_data, deadline_at, cancel_requested_at
-   FROM workflow_executions WHERE id = ?1";
-
-const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
-        JOIN tasks p ON p.id = d.depends_on_id
-        WHERE d.task_id = t.id AND p.status <> 'completed')";
+use crate::util::ts;
 
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
@@ -135,18 +119,7 @@ fn hex(id: uuid::Uuid) -> String {
 }
 
 #[async_trait]
-impl EngineStore for SqliteTx {
-    async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT handler_type FROM handler_registry
-              WHERE handler_type IN (SELECT value FROM json_each(?1)) AND is_active",
-        )
-        .bind(json_list(types))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
+impl HotPath for SqliteTx {
     async fn insert_step_tasks(
         &mut self,
         run: &WorkflowExecution,
@@ -291,110 +264,6 @@ impl EngineStore for SqliteTx {
         Ok(claimed)
     }
 
-    async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>> {
-        sqlx::query_as(TASK_STATE)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn save_task(&mut self, t: &TaskState, now: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE tasks SET status = ?2, retry_count = ?3, result = ?4, error_message = ?5,
-                lease_owner = ?6, lease_expires_at = ?7, run_after = ?8, started_at = ?9,
-                completed_at = ?10, actual_duration = ?11, updated_at = ?12
-              WHERE id = ?1",
-        )
-        .bind(t.id)
-        .bind(t.status)
-        .bind(t.retry_count)
-        .bind(&t.result)
-        .bind(&t.error_message)
-        .bind(&t.lease_owner)
-        .bind(ts_opt(&t.lease_expires_at))
-        .bind(ts_opt(&t.run_after))
-        .bind(ts_opt(&t.started_at))
-        .bind(ts_opt(&t.completed_at))
-        .bind(t.actual_duration)
-        .bind(ts(&now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn finish_task_attempt(
-        &mut self,
-        task: TaskId,
-        attempt: i32,
-        status: AttemptStatus,
-        output: Option<&Value>,
-        error: Option<&Value>,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        let started: Option<Option<chrono::DateTime<chrono::Utc>>> = sqlx::query_scalar(
-            "SELECT started_at FROM task_executions WHERE task_id = ?1 AND attempt = ?2",
-        )
-        .bind(task)
-        .bind(attempt)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        let duration = started.flatten().map(|s| i64::from(duration_ms(s, now)));
-        sqlx::query(
-            "UPDATE task_executions
-                SET execution_status = ?3, output_results = coalesce(?4, output_results),
-                    error_details = coalesce(?5, error_details), completed_at = ?6,
-                    duration_ms = ?7, lease_expires_at = NULL, updated_at = ?6
-              WHERE task_id = ?1 AND attempt = ?2",
-        )
-        .bind(task)
-        .bind(attempt)
-        .bind(status)
-        .bind(output)
-        .bind(error)
-        .bind(ts(&now))
-        .bind(duration)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn attempt_record(
-        &mut self,
-        task: TaskId,
-        attempt: i32,
-    ) -> StoreResult<Option<AttemptRecord>> {
-        sqlx::query_as(
-            "SELECT execution_status AS status, output_results AS output,
-                    error_details AS error, outcome
-               FROM task_executions WHERE task_id = ?1 AND attempt = ?2",
-        )
-        .bind(task)
-        .bind(attempt)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn record_outcome(
-        &mut self,
-        task: TaskId,
-        attempt: i32,
-        outcome: &Value,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE task_executions SET outcome = ?3 WHERE task_id = ?1 AND attempt = ?2")
-            .bind(task)
-            .bind(attempt)
-            .bind(outcome)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
     async fn complete_running(
         &mut self,
         items: &[(AttemptRef, &Value)],
@@ -473,155 +342,6 @@ impl EngineStore for SqliteTx {
         Ok(promotion)
     }
 
-    async fn extend_lease(
-        &mut self,
-        attempt: AttemptRef,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_expires_at = ?3, updated_at = ?4
-              WHERE id = ?1 AND attempt = ?2 AND status = 'running'",
-        )
-        .bind(attempt.task_id)
-        .bind(attempt.attempt)
-        .bind(ts(&until))
-        .bind(ts(&now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE task_executions SET lease_expires_at = ?3, heartbeat_at = ?4, updated_at = ?4
-              WHERE task_id = ?1 AND attempt = ?2",
-        )
-        .bind(attempt.task_id)
-        .bind(attempt.attempt)
-        .bind(ts(&until))
-        .bind(ts(&now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(true)
-    }
-
-    async fn promote_ready(
-        &mut self,
-        run: RunId,
-        sequential: bool,
-        now: Timestamp,
-    ) -> StoreResult<Vec<TaskId>> {
-        let sql = if sequential {
-            format!(
-                "UPDATE tasks SET status = 'ready', updated_at = ?2
-                  WHERE id = (SELECT t.id FROM tasks t
-                               WHERE t.run_id = ?1 AND t.status = 'pending' AND {DEPENDENCIES_DONE}
-                                 AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = ?1
-                                                   AND o.status IN ('ready', 'running'))
-                               ORDER BY t.execution_order, t.id LIMIT 1)
-                 RETURNING id"
-            )
-        } else {
-            format!(
-                "UPDATE tasks AS t SET status = 'ready', updated_at = ?2
-                  WHERE t.run_id = ?1 AND t.status = 'pending' AND {DEPENDENCIES_DONE}
-                 RETURNING id"
-            )
-        };
-        sqlx::query_scalar(&sql)
-            .bind(run)
-            .bind(ts(&now))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn cancel_open_tasks(
-        &mut self,
-        run: RunId,
-        only: Option<&[TaskId]>,
-        now: Timestamp,
-    ) -> StoreResult<Vec<TaskId>> {
-        // IDs are BLOBs; compare their hex form with the UUIDs' simple text form.
-        let only: Option<String> = only.map(|ids| {
-            json_list(
-                &ids.iter()
-                    .map(|t| t.0.simple().to_string())
-                    .collect::<Vec<_>>(),
-            )
-        });
-        sqlx::query_scalar(
-            "UPDATE tasks SET status = 'cancelled', completed_at = ?2, run_after = NULL, updated_at = ?2
-              WHERE run_id = ?1 AND status IN ('pending', 'ready')
-                AND (?3 IS NULL OR lower(hex(id)) IN (SELECT value FROM json_each(?3)))
-             RETURNING id",
-        )
-        .bind(run)
-        .bind(ts(&now))
-        .bind(only)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "WITH RECURSIVE d(id) AS (
-                SELECT task_id FROM task_dependencies WHERE depends_on_id = ?1
-                UNION
-                SELECT x.task_id FROM task_dependencies x JOIN d ON x.depends_on_id = d.id
-             ) SELECT id FROM d",
-        )
-        .bind(task)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn run_task_counts(&mut self, run: RunId) -> StoreResult<RunTaskCounts> {
-        sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status IN ('pending', 'ready', 'running')) AS open,
-                    count(*) FILTER (WHERE status = 'completed') AS completed,
-                    count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
-                    count(*) FILTER (WHERE status = 'cancelled') AS cancelled
-               FROM tasks WHERE run_id = ?1",
-        )
-        .bind(run)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>> {
-        sqlx::query_as(RUN_STATE)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn save_run(&mut self, r: &RunState, now: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE workflow_executions SET status = ?2, end_time = ?3, actual_duration = ?4,
-                error_data = ?5, deadline_at = ?6, cancel_requested_at = ?7, updated_at = ?8
-              WHERE id = ?1",
-        )
-        .bind(r.id)
-        .bind(r.status)
-        .bind(ts_opt(&r.end_time))
-        .bind(r.actual_duration)
-        .bind(&r.error_data)
-        .bind(ts_opt(&r.deadline_at))
-        .bind(ts_opt(&r.cancel_requested_at))
-        .bind(ts(&now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
     async fn insert_events(&mut self, events: &[NewEvent], now: Timestamp) -> StoreResult<()> {
         if events.is_empty() {
             return Ok(());
@@ -658,137 +378,10 @@ impl EngineStore for SqliteTx {
         Ok(())
     }
 
-    async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < ?1
-              ORDER BY lease_expires_at LIMIT ?2",
-        )
-        .bind(ts(&now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn overdue_tasks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
-        let rows: Vec<(TaskId, i32, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
-            "SELECT t.id, t.timeout_seconds, e.started_at FROM tasks t
-               JOIN task_executions e ON e.task_id = t.id AND e.attempt = t.attempt
-              WHERE t.status = 'running' AND t.timeout_seconds IS NOT NULL",
-        )
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .filter(|(_, secs, started)| {
-                started.is_some_and(|s| s + chrono::Duration::seconds((*secs).into()) < now)
-            })
-            .map(|(id, _, _)| id)
-            .take(limit as usize)
-            .collect())
-    }
-
-    async fn overdue_runs(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<RunId>> {
-        sqlx::query_scalar(
-            "SELECT id FROM workflow_executions
-              WHERE status IN ('pending', 'running') AND deadline_at < ?1 LIMIT ?2",
-        )
-        .bind(ts(&now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn select_run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>> {
-        sqlx::query_as(
-            "SELECT id, step_key, status, handler_type, attempt, retry_count FROM tasks
-              WHERE run_id = ?1 ORDER BY execution_order, id",
-        )
-        .bind(run)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn select_workflow_statistics(
-        &mut self,
-        workflow_id: &str,
-        status: Option<RunStatus>,
-    ) -> StoreResult<ExecutionStatistics> {
-        let row = sqlx::query(
-            "SELECT coalesce(sum(s.executions), 0) AS total,
-                    coalesce(sum(s.executions) FILTER (WHERE s.status = 'completed'), 0) AS completed,
-                    coalesce(sum(s.executions) FILTER (WHERE s.status = 'failed'), 0) AS failed,
-                    CAST(coalesce(sum(s.duration_sum), 0) AS REAL) AS duration_sum,
-                    coalesce(sum(s.duration_count), 0) AS duration_count,
-                    min((SELECT min(e.actual_duration) FROM workflow_executions e
-                          WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS min_duration,
-                    max((SELECT max(e.actual_duration) FROM workflow_executions e
-                          WHERE e.workflow_id = s.workflow_id AND e.status = s.status)) AS max_duration
-               FROM (SELECT workflow_id, status, sum(executions) AS executions,
-                            sum(duration_count) AS duration_count, sum(duration_sum) AS duration_sum
-                       FROM workflow_stats
-                      WHERE workflow_id = ?1 AND (?2 IS NULL OR status = ?2)
-                      GROUP BY workflow_id, status HAVING sum(executions) > 0) s",
-        )
-        .bind(workflow_id)
-        .bind(status.map(|s| s.as_str()))
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        let count: i64 = row.try_get("duration_count").map_err(map_err)?;
-        let sum: f64 = row.try_get("duration_sum").map_err(map_err)?;
-        Ok(ExecutionStatistics {
-            total_executions: row.try_get("total").map_err(map_err)?,
-            completed_executions: row.try_get("completed").map_err(map_err)?,
-            failed_executions: row.try_get("failed").map_err(map_err)?,
-            average_duration: (count > 0).then(|| sum / count as f64),
-            min_duration: row.try_get("min_duration").map_err(map_err)?,
-            max_duration: row.try_get("max_duration").map_err(map_err)?,
-        })
-    }
-
-    async fn select_queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>> {
-        sqlx::query_as(
-            "SELECT handler_type, status, count(*) AS tasks FROM tasks
-              WHERE status IN ('ready', 'running') AND handler_type IS NOT NULL
-              GROUP BY handler_type, status ORDER BY handler_type, status",
-        )
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn select_events_after(
-        &mut self,
-        after_seq: i64,
-        filter: &EventFilter,
-        limit: u32,
-    ) -> StoreResult<Vec<Event>> {
-        sqlx::query_as(
-            "SELECT seq, event_type, run_id, task_id, workflow_id, payload, created_at FROM events
-              WHERE seq > ?1 AND (?2 IS NULL OR run_id = ?2)
-                AND (?3 IS NULL OR workflow_id = ?3) AND (?4 IS NULL OR event_type = ?4)
-              ORDER BY seq LIMIT ?5",
-        )
-        .bind(after_seq)
-        .bind(filter.run_id)
-        .bind(&filter.workflow_id)
-        .bind(&filter.event_type)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
     async fn assign_event_seqs(&mut self) -> StoreResult<u64> {
         Ok(0)
     }
 }
-
-flowstore_core::impl_engine_repo!(SqliteTx);
 
 /// The handler types of a claim without repeats, in the order given.
 fn distinct(types: &[String]) -> Vec<&str> {
