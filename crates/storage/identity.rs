@@ -1,17 +1,14 @@
-//! Storage for the identity area: users and teams here; sessions, API keys and
-//! notifications in `identity_access.rs`, which this trait implementation calls.
+//! Storage for users ([`UserRepo`]) and teams ([`TeamRepo`]); sessions, API keys and
+//! notifications are in `identity_access.rs`.
 
 use async_trait::async_trait;
 use flowstore_core::crypto::sha256_hex;
-use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
+use flowstore_core::ids::{SessionId, TeamId, UserId};
 use flowstore_core::model::identity::{
-    normalize_email, random_token, HashedPassword, IdentityRepo, NewTeam, NewUser, Role, Team,
-    TeamMember, TeamRole, User, UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
+    normalize_email, random_token, HashedPassword, NewTeam, NewUser, Role, Team, TeamMember,
+    TeamRole, User, UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
 };
-use flowstore_core::model::identity_access::{
-    ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
-    NotificationFilter, Session,
-};
+use flowstore_core::model::identity::{SessionRepo, TeamRepo, UserRepo};
 use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
@@ -57,7 +54,7 @@ impl Tx {
 }
 
 #[async_trait]
-impl IdentityRepo for Tx {
+impl UserRepo for Tx {
     async fn create_user(&mut self, new: NewUser) -> StoreResult<User> {
         let u = new.into_row(time::now())?;
         sqlx::query(sql!(
@@ -307,7 +304,10 @@ impl IdentityRepo for Tx {
         self.update_user_row(id, q).await?;
         self.get_user(id).await
     }
+}
 
+#[async_trait]
+impl TeamRepo for Tx {
     async fn create_team(&mut self, new: NewTeam) -> StoreResult<Team> {
         let t = new.into_row(time::now())?;
         ensure_exists(
@@ -456,104 +456,5 @@ impl IdentityRepo for Tx {
         .fetch_all(&mut *self.tx)
         .await
         .map_err(map_err)
-    }
-
-    async fn create_session(&mut self, new: NewSession) -> StoreResult<CreatedSession> {
-        self.insert_session(new).await
-    }
-
-    async fn find_session(&mut self, token: &str, now: Timestamp) -> StoreResult<Session> {
-        self.session_by_token(token, now).await
-    }
-
-    async fn touch_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
-        self.set_session_time(id, "last_seen_at = $2", now).await
-    }
-
-    async fn revoke_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
-        self.set_session_time(id, "revoked_at = COALESCE(revoked_at, $2)", now)
-            .await
-    }
-
-    async fn revoke_user_sessions(&mut self, user_id: UserId, now: Timestamp) -> StoreResult<u64> {
-        self.revoke_sessions_of(user_id, now).await
-    }
-
-    async fn delete_expired_sessions(&mut self, now: Timestamp) -> StoreResult<u64> {
-        self.purge_sessions(now).await
-    }
-
-    async fn create_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey> {
-        self.insert_api_key(new).await
-    }
-
-    async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
-        self.api_key_by_id(id).await
-    }
-
-    async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
-        self.api_key_by_secret(presented, now).await
-    }
-
-    async fn list_api_keys(
-        &mut self,
-        user_id: UserId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<ApiKey>> {
-        self.api_keys_of(user_id, page).await
-    }
-
-    async fn revoke_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
-        self.set_api_key_time(id, "revoked_at = COALESCE(revoked_at, $2)", now)
-            .await
-    }
-
-    async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
-        self.set_api_key_time(id, "last_used_at = $2", now).await
-    }
-
-    async fn count_api_keys(&mut self) -> StoreResult<u64> {
-        self.api_key_count().await
-    }
-
-    async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification> {
-        self.insert_notification(new).await
-    }
-
-    async fn list_notifications(
-        &mut self,
-        user_id: UserId,
-        filter: &NotificationFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Notification>> {
-        self.notifications_of(user_id, filter, page).await
-    }
-
-    async fn mark_notification_read(
-        &mut self,
-        id: NotificationId,
-        now: Timestamp,
-    ) -> StoreResult<Notification> {
-        self.read_notification(id, now).await
-    }
-
-    async fn mark_all_notifications_read(
-        &mut self,
-        user_id: UserId,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
-        self.read_all_notifications(user_id, now).await
-    }
-
-    async fn unread_notification_count(&mut self, user_id: UserId) -> StoreResult<u64> {
-        self.count_unread(user_id).await
-    }
-
-    async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification> {
-        self.notification_by_id(id).await
-    }
-
-    async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()> {
-        self.remove_notification(id).await
     }
 }

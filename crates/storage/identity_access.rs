@@ -1,8 +1,10 @@
-//! Storage for sessions, API keys and notifications, called by the identity
-//! trait implementation in `identity.rs`.
+//! Storage for sign-in sessions ([`SessionRepo`]), API keys ([`ApiKeyRepo`]) and
+//! notifications ([`NotificationRepo`]).
 
+use async_trait::async_trait;
 use flowstore_core::crypto::sha256_hex;
 use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, UserId};
+use flowstore_core::model::identity::{ApiKeyRepo, NotificationRepo, SessionRepo};
 use flowstore_core::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
     NotificationFilter, Session,
@@ -24,45 +26,6 @@ const NOTIFICATION_COLUMNS: &str =
 const API_KEYS_LOCK: i64 = 0x6673_6170_696b_6579;
 
 impl Tx {
-    pub(crate) async fn insert_session(&mut self, new: NewSession) -> StoreResult<CreatedSession> {
-        let (s, token, hash) = new.into_parts(time::now())?;
-        ensure_exists(&mut self.tx, "users", "user_id", Some(s.user_id.0)).await?;
-        sqlx::query(sql!(
-            "INSERT INTO user_sessions (id, user_id, token_hash, ip_address, user_agent,
-                expires_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(s.id)
-        .bind(s.user_id)
-        .bind(&hash)
-        .bind(&s.ip_address)
-        .bind(&s.user_agent)
-        .bind(ts(&s.expires_at))
-        .bind(ts(&s.created_at))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(CreatedSession { token, session: s })
-    }
-
-    pub(crate) async fn session_by_token(
-        &mut self,
-        token: &str,
-        now: Timestamp,
-    ) -> StoreResult<Session> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {SESSION_COLUMNS} FROM user_sessions
-             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
-        )))
-        .bind(sha256_hex(token))
-        .bind(ts(&now))
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        // The token itself never goes into an error message.
-        .ok_or_else(|| StoreError::not_found("session", "for the token presented"))
-    }
-
     /// Sets one instant column of a session (`assignment` uses `$2` for `now`).
     pub(crate) async fn set_session_time(
         &mut self,
@@ -82,109 +45,6 @@ impl Tx {
             return Err(StoreError::not_found("session", id));
         }
         Ok(())
-    }
-
-    pub(crate) async fn revoke_sessions_of(
-        &mut self,
-        user_id: UserId,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
-        let done = sqlx::query(sql!(
-            "UPDATE user_sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
-        ))
-        .bind(user_id)
-        .bind(ts(&now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected())
-    }
-
-    pub(crate) async fn purge_sessions(&mut self, now: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query(sql!(
-            "DELETE FROM user_sessions WHERE expires_at <= $1 OR revoked_at IS NOT NULL"
-        ))
-        .bind(ts(&now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected())
-    }
-
-    pub(crate) async fn insert_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey> {
-        let (k, key, hash) = new.into_parts(time::now())?;
-        ensure_exists(&mut self.tx, "users", "user_id", k.user_id.map(|u| u.0)).await?;
-        sqlx::query(sql!(
-            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, role, scopes,
-                expires_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(k.id)
-        .bind(k.user_id)
-        .bind(&k.name)
-        .bind(&k.prefix)
-        .bind(&hash)
-        .bind(k.role)
-        .bind(Json(&k.scopes))
-        .bind(ts_opt(&k.expires_at))
-        .bind(ts(&k.created_at))
-        .bind(ts(&k.updated_at))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(CreatedApiKey { key, api_key: k })
-    }
-
-    pub(crate) async fn api_key_by_id(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("API key", id))
-    }
-
-    pub(crate) async fn api_key_by_secret(
-        &mut self,
-        presented: &str,
-        now: Timestamp,
-    ) -> StoreResult<ApiKey> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys
-             WHERE key_hash = $1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > $2)
-               AND (user_id IS NULL OR EXISTS (
-                    SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.status = 'active'))"
-        )))
-        .bind(sha256_hex(presented))
-        .bind(ts(&now))
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        // The key itself never goes into an error message.
-        .ok_or_else(|| StoreError::not_found("API key", "for the key presented"))
-    }
-
-    pub(crate) async fn api_keys_of(
-        &mut self,
-        user_id: UserId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<ApiKey>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<ApiKey> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys
-             WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
-             ORDER BY id DESC LIMIT $3"
-        )))
-        .bind(user_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(Page::from_rows(rows, limit, |k| k.id.0))
     }
 
     /// Sets one instant column of an API key (`assignment` uses `$2` for `now`), and
@@ -208,11 +68,177 @@ impl Tx {
         }
         Ok(())
     }
+}
 
-    pub(crate) async fn insert_notification(
+#[async_trait]
+impl SessionRepo for Tx {
+    async fn create_session(&mut self, new: NewSession) -> StoreResult<CreatedSession> {
+        let (s, token, hash) = new.into_parts(time::now())?;
+        ensure_exists(&mut self.tx, "users", "user_id", Some(s.user_id.0)).await?;
+        sqlx::query(sql!(
+            "INSERT INTO user_sessions (id, user_id, token_hash, ip_address, user_agent,
+                expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(&hash)
+        .bind(&s.ip_address)
+        .bind(&s.user_agent)
+        .bind(ts(&s.expires_at))
+        .bind(ts(&s.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(CreatedSession { token, session: s })
+    }
+
+    async fn find_session(&mut self, token: &str, now: Timestamp) -> StoreResult<Session> {
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {SESSION_COLUMNS} FROM user_sessions
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+        )))
+        .bind(sha256_hex(token))
+        .bind(ts(&now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        // The token itself never goes into an error message.
+        .ok_or_else(|| StoreError::not_found("session", "for the token presented"))
+    }
+
+    async fn revoke_user_sessions(&mut self, user_id: UserId, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(sql!(
+            "UPDATE user_sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+        ))
+        .bind(user_id)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_expired_sessions(&mut self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(sql!(
+            "DELETE FROM user_sessions WHERE expires_at <= $1 OR revoked_at IS NOT NULL"
+        ))
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn touch_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
+        self.set_session_time(id, "last_seen_at = $2", now).await
+    }
+
+    async fn revoke_session(&mut self, id: SessionId, now: Timestamp) -> StoreResult<()> {
+        self.set_session_time(id, "revoked_at = COALESCE(revoked_at, $2)", now)
+            .await
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepo for Tx {
+    async fn create_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey> {
+        let (k, key, hash) = new.into_parts(time::now())?;
+        ensure_exists(&mut self.tx, "users", "user_id", k.user_id.map(|u| u.0)).await?;
+        sqlx::query(sql!(
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, role, scopes,
+                expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(k.id)
+        .bind(k.user_id)
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(&hash)
+        .bind(k.role)
+        .bind(Json(&k.scopes))
+        .bind(ts_opt(&k.expires_at))
+        .bind(ts(&k.created_at))
+        .bind(ts(&k.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(CreatedApiKey { key, api_key: k })
+    }
+
+    async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("API key", id))
+    }
+
+    async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $2)
+               AND (user_id IS NULL OR EXISTS (
+                    SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.status = 'active'))"
+        )))
+        .bind(sha256_hex(presented))
+        .bind(ts(&now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        // The key itself never goes into an error message.
+        .ok_or_else(|| StoreError::not_found("API key", "for the key presented"))
+    }
+
+    async fn list_api_keys(
         &mut self,
-        new: NewNotification,
-    ) -> StoreResult<Notification> {
+        user_id: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ApiKey>> {
+        let (limit, after) = page.parts()?;
+        let rows: Vec<ApiKey> = sqlx::query_as(&sql_owned(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys
+             WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        )))
+        .bind(user_id)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(Page::from_rows(rows, limit, |k| k.id.0))
+    }
+
+    async fn count_api_keys(&mut self) -> StoreResult<u64> {
+        // Held to the end of the transaction: two servers starting at once on an
+        // empty database would otherwise both count none and both make a bootstrap
+        // key.
+        exclusive(&mut self.tx, API_KEYS_LOCK).await?;
+        let n: i64 = sqlx::query_scalar(sql!("SELECT COUNT(*) FROM api_keys"))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn revoke_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
+        self.set_api_key_time(id, "revoked_at = COALESCE(revoked_at, $2)", now)
+            .await
+    }
+
+    async fn touch_api_key(&mut self, id: ApiKeyId, now: Timestamp) -> StoreResult<()> {
+        self.set_api_key_time(id, "last_used_at = $2", now).await
+    }
+}
+
+#[async_trait]
+impl NotificationRepo for Tx {
+    async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification> {
         let n = new.into_row(time::now())?;
         ensure_exists(&mut self.tx, "users", "user_id", Some(n.user_id.0)).await?;
         sqlx::query(sql!(
@@ -233,7 +259,7 @@ impl Tx {
         Ok(n)
     }
 
-    pub(crate) async fn notifications_of(
+    async fn list_notifications(
         &mut self,
         user_id: UserId,
         filter: &NotificationFilter,
@@ -255,7 +281,7 @@ impl Tx {
         Ok(Page::from_rows(rows, limit, |n| n.id.0))
     }
 
-    pub(crate) async fn read_notification(
+    async fn mark_notification_read(
         &mut self,
         id: NotificationId,
         now: Timestamp,
@@ -269,24 +295,10 @@ impl Tx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        self.notification_by_id(id).await
+        self.get_notification(id).await
     }
 
-    pub(crate) async fn notification_by_id(
-        &mut self,
-        id: NotificationId,
-    ) -> StoreResult<Notification> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("notification", id))
-    }
-
-    pub(crate) async fn read_all_notifications(
+    async fn mark_all_notifications_read(
         &mut self,
         user_id: UserId,
         now: Timestamp,
@@ -303,19 +315,7 @@ impl Tx {
         Ok(done.rows_affected())
     }
 
-    pub(crate) async fn api_key_count(&mut self) -> StoreResult<u64> {
-        // Held to the end of the transaction: two servers starting at once on an
-        // empty database would otherwise both count none and both make a bootstrap
-        // key.
-        exclusive(&mut self.tx, API_KEYS_LOCK).await?;
-        let n: i64 = sqlx::query_scalar(sql!("SELECT COUNT(*) FROM api_keys"))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        Ok(n.max(0) as u64)
-    }
-
-    pub(crate) async fn count_unread(&mut self, user_id: UserId) -> StoreResult<u64> {
+    async fn unread_notification_count(&mut self, user_id: UserId) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(sql!(
             "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND NOT read"
         ))
@@ -326,7 +326,18 @@ impl Tx {
         Ok(n.max(0) as u64)
     }
 
-    pub(crate) async fn remove_notification(&mut self, id: NotificationId) -> StoreResult<()> {
+    async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification> {
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("notification", id))
+    }
+
+    async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()> {
         let done = sqlx::query(sql!("DELETE FROM notifications WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)

@@ -4,13 +4,12 @@
 
 use async_trait::async_trait;
 use flowstore_core::crypto::{Sealed, SecretString};
-use flowstore_core::ids::{CredentialId, DeliveryId, UserId, WebhookId};
+use flowstore_core::ids::{CredentialId, UserId, WebhookId};
 use flowstore_core::model::integration::{
-    open_clearly, open_json, AttemptResult, ClaimedDelivery, CreatedWebhook, Credential,
-    CredentialFilter, CredentialPatch, DeliveryStatus, FanOut, IntegrationRepo, NewCredential,
-    NewDelivery, NewWebhook, RetryPolicy, SealedKind, StaleSecrets, Webhook, WebhookDelivery,
-    WebhookFilter, WebhookPatch,
+    open_clearly, open_json, CreatedWebhook, Credential, CredentialFilter, CredentialPatch,
+    NewCredential, NewWebhook, Webhook, WebhookFilter, WebhookPatch,
 };
+use flowstore_core::model::integration::{CredentialRepo, WebhookRepo};
 use flowstore_core::model::ops::SecretValue;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
@@ -35,17 +34,6 @@ impl Tx {
         .await
         .map_err(map_err)?;
         Ok(())
-    }
-
-    async fn credential_row(&mut self, id: CredentialId) -> StoreResult<Credential> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("credential", id))
     }
 
     /// Refuses a name the owner already uses (also for unowned credentials, which the
@@ -75,17 +63,6 @@ impl Tx {
         }
     }
 
-    pub(crate) async fn webhook_row(&mut self, id: WebhookId) -> StoreResult<Webhook> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("webhook", id))
-    }
-
     async fn webhook_url_free(
         &mut self,
         owner: Option<UserId>,
@@ -110,30 +87,10 @@ impl Tx {
             None => Ok(()),
         }
     }
-
-    pub(crate) async fn sealed_secret(&mut self, id: WebhookId) -> StoreResult<SecretString> {
-        let row: Option<(Vec<u8>, String)> = sqlx::query_as(sql!(
-            "SELECT secret_encrypted, encryption_key_id FROM webhooks WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        let (bytes, key_id) = row.ok_or_else(|| StoreError::not_found("webhook", id))?;
-        let keys = self.keys.clone();
-        let plain = open_clearly(
-            keys.keyring()?,
-            &Sealed { bytes, key_id },
-            &format!("the secret of webhook {id}"),
-        )?;
-        String::from_utf8(plain)
-            .map(SecretString::new)
-            .map_err(|_| StoreError::Internal(format!("the secret of webhook {id} is not text")))
-    }
 }
 
 #[async_trait]
-impl IntegrationRepo for Tx {
+impl CredentialRepo for Tx {
     async fn create_credential(&mut self, new: NewCredential) -> StoreResult<Credential> {
         let keys = self.keys.clone();
         let w = new.prepare(keys.keyring()?, time::now())?;
@@ -157,18 +114,25 @@ impl IntegrationRepo for Tx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        self.credential_row(c.id).await
+        self.get_credential(c.id).await
     }
 
     async fn get_credential(&mut self, id: CredentialId) -> StoreResult<Credential> {
-        self.credential_row(id).await
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("credential", id))
     }
 
     async fn reveal_credential(
         &mut self,
         id: CredentialId,
     ) -> StoreResult<(Credential, SecretValue)> {
-        self.credential_row(id).await?.ensure_usable(time::now())?;
+        self.get_credential(id).await?.ensure_usable(time::now())?;
         let row: Option<(Vec<u8>, String)> = sqlx::query_as(sql!(
             "SELECT encrypted_data, encryption_key_id FROM credentials WHERE id = $1"
         ))
@@ -191,7 +155,7 @@ impl IntegrationRepo for Tx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        Ok((self.credential_row(id).await?, SecretValue::new(value)))
+        Ok((self.get_credential(id).await?, SecretValue::new(value)))
     }
 
     async fn list_credentials(
@@ -222,7 +186,7 @@ impl IntegrationRepo for Tx {
         patch: CredentialPatch,
     ) -> StoreResult<Credential> {
         self.lock_row("credentials", id.0).await?;
-        let mut c = self.credential_row(id).await?;
+        let mut c = self.get_credential(id).await?;
         let keys = self.keys.clone();
         let sealed = patch.apply(&mut c, || keys.keyring(), time::now())?;
         self.credential_name_free(c.owner_id, &c.name, Some(id))
@@ -244,7 +208,7 @@ impl IntegrationRepo for Tx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        self.credential_row(id).await
+        self.get_credential(id).await
     }
 
     async fn delete_credential(&mut self, id: CredentialId) -> StoreResult<()> {
@@ -258,7 +222,10 @@ impl IntegrationRepo for Tx {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl WebhookRepo for Tx {
     async fn create_webhook(&mut self, new: NewWebhook) -> StoreResult<CreatedWebhook> {
         let keys = self.keys.clone();
         let w = new.prepare(keys.keyring()?, time::now())?;
@@ -292,13 +259,20 @@ impl IntegrationRepo for Tx {
         .await
         .map_err(map_err)?;
         Ok(CreatedWebhook {
-            webhook: self.webhook_row(h.id).await?,
+            webhook: self.get_webhook(h.id).await?,
             secret: w.secret,
         })
     }
 
     async fn get_webhook(&mut self, id: WebhookId) -> StoreResult<Webhook> {
-        self.webhook_row(id).await
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("webhook", id))
     }
 
     async fn list_webhooks(
@@ -326,7 +300,7 @@ impl IntegrationRepo for Tx {
 
     async fn update_webhook(&mut self, id: WebhookId, patch: WebhookPatch) -> StoreResult<Webhook> {
         self.lock_row("webhooks", id.0).await?;
-        let mut w = self.webhook_row(id).await?;
+        let mut w = self.get_webhook(id).await?;
         let keys = self.keys.clone();
         let sealed = patch.apply(&mut w, || keys.keyring(), time::now())?;
         ensure_exists(
@@ -358,7 +332,7 @@ impl IntegrationRepo for Tx {
         .execute(&mut *self.tx)
         .await
         .map_err(map_err)?;
-        self.webhook_row(id).await
+        self.get_webhook(id).await
     }
 
     async fn delete_webhook(&mut self, id: WebhookId) -> StoreResult<()> {
@@ -374,62 +348,22 @@ impl IntegrationRepo for Tx {
     }
 
     async fn webhook_secret(&mut self, id: WebhookId) -> StoreResult<SecretString> {
-        self.sealed_secret(id).await
-    }
-
-    async fn record_delivery(&mut self, new: NewDelivery) -> StoreResult<WebhookDelivery> {
-        self.insert_delivery(new).await
-    }
-
-    async fn get_delivery(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
-        self.delivery_row(id).await
-    }
-
-    async fn list_deliveries(
-        &mut self,
-        webhook_id: WebhookId,
-        status: Option<DeliveryStatus>,
-        page: &PageRequest,
-    ) -> StoreResult<Page<WebhookDelivery>> {
-        self.select_deliveries(webhook_id, status, page).await
-    }
-
-    async fn fan_out_events(&mut self, limit: u32) -> StoreResult<FanOut> {
-        self.fan_out(limit).await
-    }
-
-    async fn claim_deliveries(
-        &mut self,
-        limit: u32,
-        lease: std::time::Duration,
-    ) -> StoreResult<Vec<ClaimedDelivery>> {
-        self.claim(limit, lease).await
-    }
-
-    async fn finish_delivery(
-        &mut self,
-        id: DeliveryId,
-        attempt: i32,
-        result: AttemptResult,
-        policy: &RetryPolicy,
-    ) -> StoreResult<WebhookDelivery> {
-        self.finish(id, attempt, result, policy).await
-    }
-
-    async fn webhook_cursor(&mut self) -> StoreResult<i64> {
-        let seq: Option<i64> =
-            sqlx::query_scalar(sql!("SELECT last_seq FROM webhook_dispatch WHERE id = 1"))
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-        Ok(seq.unwrap_or(0))
-    }
-
-    async fn stale_secrets(&mut self) -> StoreResult<StaleSecrets> {
-        self.count_stale().await
-    }
-
-    async fn reseal_batch(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64> {
-        self.reseal(kind, limit).await
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(sql!(
+            "SELECT secret_encrypted, encryption_key_id FROM webhooks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        let (bytes, key_id) = row.ok_or_else(|| StoreError::not_found("webhook", id))?;
+        let keys = self.keys.clone();
+        let plain = open_clearly(
+            keys.keyring()?,
+            &Sealed { bytes, key_id },
+            &format!("the secret of webhook {id}"),
+        )?;
+        String::from_utf8(plain)
+            .map(SecretString::new)
+            .map_err(|_| StoreError::Internal(format!("the secret of webhook {id} is not text")))
     }
 }

@@ -5,6 +5,8 @@
 //! dispatchers never take the same delivery; on SQLite every write transaction holds
 //! the writer lock, which serialises them as well.
 
+use async_trait::async_trait;
+use flowstore_core::model::integration::{DeliveryRepo, SealedRepo, WebhookRepo};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -26,17 +28,6 @@ const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, payload, 
      created_at, updated_at";
 
 impl Tx {
-    pub(crate) async fn delivery_row(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::not_found("delivery", id))
-    }
-
     /// Inserts a pending delivery due now; with `ON CONFLICT` an event already queued
     /// for the webhook is skipped (returns `None`).
     async fn queue(&mut self, new: &NewDelivery) -> StoreResult<Option<DeliveryId>> {
@@ -60,11 +51,11 @@ impl Tx {
         .map_err(map_err)?;
         Ok((done.rows_affected() == 1).then_some(id))
     }
+}
 
-    pub(crate) async fn insert_delivery(
-        &mut self,
-        new: NewDelivery,
-    ) -> StoreResult<WebhookDelivery> {
+#[async_trait]
+impl DeliveryRepo for Tx {
+    async fn record_delivery(&mut self, new: NewDelivery) -> StoreResult<WebhookDelivery> {
         ensure_exists(
             &mut self.tx,
             "webhooks",
@@ -73,7 +64,7 @@ impl Tx {
         )
         .await?;
         match self.queue(&new).await? {
-            Some(id) => self.delivery_row(id).await,
+            Some(id) => self.get_delivery(id).await,
             None => Err(StoreError::conflict(
                 "event_seq",
                 "this event is already queued for this webhook",
@@ -81,14 +72,25 @@ impl Tx {
         }
     }
 
-    pub(crate) async fn select_deliveries(
+    async fn get_delivery(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
+        sqlx::query_as(&sql_owned(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::not_found("delivery", id))
+    }
+
+    async fn list_deliveries(
         &mut self,
         webhook_id: WebhookId,
         status: Option<DeliveryStatus>,
         page: &PageRequest,
     ) -> StoreResult<Page<WebhookDelivery>> {
         let (limit, after) = page.parts()?;
-        self.webhook_row(webhook_id).await?;
+        self.get_webhook(webhook_id).await?;
         let rows: Vec<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
              WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
@@ -104,7 +106,7 @@ impl Tx {
         Ok(Page::from_rows(rows, limit, |d| d.id.0))
     }
 
-    pub(crate) async fn fan_out(&mut self, limit: u32) -> StoreResult<FanOut> {
+    async fn fan_out_events(&mut self, limit: u32) -> StoreResult<FanOut> {
         sqlx::query(sql!(
             "INSERT INTO webhook_dispatch (id, last_seq, updated_at) VALUES (1, 0, $1)
              ON CONFLICT (id) DO NOTHING"
@@ -165,7 +167,7 @@ impl Tx {
         })
     }
 
-    pub(crate) async fn claim(
+    async fn claim_deliveries(
         &mut self,
         limit: u32,
         lease: Duration,
@@ -199,8 +201,8 @@ impl Tx {
             HashMap::new();
         for delivery in claimed {
             if !hooks.contains_key(&delivery.webhook_id) {
-                let h = self.webhook_row(delivery.webhook_id).await?;
-                let secret = self.sealed_secret(h.id).await?;
+                let h = self.get_webhook(delivery.webhook_id).await?;
+                let secret = self.webhook_secret(h.id).await?;
                 hooks.insert(h.id, (h.url.clone(), h.header_map(), secret));
             }
             let (url, headers, secret) = hooks[&delivery.webhook_id].clone();
@@ -214,7 +216,7 @@ impl Tx {
         Ok(out)
     }
 
-    pub(crate) async fn finish(
+    async fn finish_delivery(
         &mut self,
         id: DeliveryId,
         attempt: i32,
@@ -243,7 +245,7 @@ impl Tx {
         .await
         .map_err(map_err)?;
         let Some(d) = done else {
-            self.delivery_row(id).await?;
+            self.get_delivery(id).await?;
             return Err(StoreError::conflict(
                 "attempt",
                 format!("attempt {attempt} is no longer this delivery's latest"),
@@ -263,7 +265,19 @@ impl Tx {
         Ok(d)
     }
 
-    pub(crate) async fn count_stale(&mut self) -> StoreResult<StaleSecrets> {
+    async fn webhook_cursor(&mut self) -> StoreResult<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar(sql!("SELECT last_seq FROM webhook_dispatch WHERE id = 1"))
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        Ok(seq.unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl SealedRepo for Tx {
+    async fn stale_secrets(&mut self) -> StoreResult<StaleSecrets> {
         let keys = self.keys.clone();
         let current = keys.keyring()?.current_id().to_string();
         let (configurations, credentials, webhooks): (i64, i64, i64) = sqlx::query_as(sql!(
@@ -284,7 +298,7 @@ impl Tx {
         })
     }
 
-    pub(crate) async fn reseal(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64> {
+    async fn reseal_batch(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64> {
         let (table, column, only) = match kind {
             SealedKind::Configurations => ("configurations", "value_encrypted", "is_sensitive AND"),
             SealedKind::Credentials => ("credentials", "encrypted_data", ""),

@@ -1,9 +1,11 @@
 //! Storage for seed 000's workflow metrics and their hourly rollups.
 
+use async_trait::async_trait;
 use flowstore_core::model::metric::{
     hour_bucket, metric_limit, rollup_type, AggregateFilter, MetricAggregate, MetricType,
     NewMetric, WorkflowMetric,
 };
+use flowstore_core::model::run::MetricRepo;
 use flowstore_core::{time, StoreError, StoreResult};
 
 use crate::dialect::{greatest, least, map_err, sql, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
@@ -15,10 +17,11 @@ const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metri
 const COLUMNS: &str = "id, execution_id, metric_name, metric_value::float8 AS metric_value, \
                        metric_unit, metric_type, metadata, recorded_at";
 
-impl Tx {
+#[async_trait]
+impl MetricRepo for Tx {
     /// Inserts a sample and, when it has a value, folds it into its hour's rollup, in
     /// the caller's transaction so the rollup never disagrees with the samples.
-    pub(crate) async fn insert_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric> {
+    async fn record_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric> {
         let m = new.into_row(time::now())?;
         if let Some(e) = &m.execution_id {
             // The reference is by execution_id, not by row ID, so util's check does
@@ -79,7 +82,7 @@ impl Tx {
         Ok(m)
     }
 
-    pub(crate) async fn select_metrics(
+    async fn metrics_for_execution(
         &mut self,
         execution_id: &str,
         metric_type: Option<MetricType>,
@@ -99,7 +102,7 @@ impl Tx {
         .map_err(map_err)
     }
 
-    pub(crate) async fn aggregate_raw(
+    async fn aggregated_metrics(
         &mut self,
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
@@ -123,7 +126,7 @@ impl Tx {
         .map_err(map_err)
     }
 
-    pub(crate) async fn aggregate_rollups(
+    async fn aggregated_metrics_from_rollups(
         &mut self,
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {

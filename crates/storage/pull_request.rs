@@ -1,9 +1,12 @@
-//! Storage for pull requests (their trait methods are in `task.rs`).
+//! Storage for pull requests and their validation.
 
-use flowstore_core::ids::PullRequestId;
+use async_trait::async_trait;
+use flowstore_core::ids::{ProjectId, PullRequestId};
 use flowstore_core::model::pull_request::{
     NewPullRequest, PullRequest, PullRequestFilter, PullRequestStatus,
 };
+use flowstore_core::model::task::query::PrValidation;
+use flowstore_core::model::task::PullRequestRepo;
 use flowstore_core::{time, validate, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 
@@ -15,35 +18,6 @@ const COLUMNS: &str = "id, project_id, task_id, pr_number, repository_url, branc
     created_at, updated_at";
 
 impl Tx {
-    pub(crate) async fn pr_create(&mut self, new: NewPullRequest) -> StoreResult<PullRequest> {
-        let p = new.into_row(time::now())?;
-        ensure_exists(&mut self.tx, "projects", "project_id", Some(p.project_id.0)).await?;
-        ensure_exists(&mut self.tx, "tasks", "task_id", p.task_id.map(|t| t.0)).await?;
-        sqlx::query(sql!(
-            "INSERT INTO pull_requests (id, project_id, task_id, pr_number, repository_url,
-                branch_name, base_branch, title, description, status, validation_results,
-                created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(p.id)
-        .bind(p.project_id)
-        .bind(p.task_id)
-        .bind(p.pr_number)
-        .bind(&p.repository_url)
-        .bind(&p.branch_name)
-        .bind(&p.base_branch)
-        .bind(&p.title)
-        .bind(&p.description)
-        .bind(p.status)
-        .bind(&p.validation_results)
-        .bind(ts(&p.created_at))
-        .bind(ts(&p.updated_at))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        Ok(p)
-    }
-
     /// The pull request; with `lock`, locked for the rest of the transaction, as a
     /// read-modify-write needs.
     pub(crate) async fn pr_get(
@@ -79,8 +53,40 @@ impl Tx {
         .map_err(map_err)?;
         Ok(())
     }
+}
 
-    pub(crate) async fn pr_move(
+#[async_trait]
+impl PullRequestRepo for Tx {
+    async fn create_pull_request(&mut self, new: NewPullRequest) -> StoreResult<PullRequest> {
+        let p = new.into_row(time::now())?;
+        ensure_exists(&mut self.tx, "projects", "project_id", Some(p.project_id.0)).await?;
+        ensure_exists(&mut self.tx, "tasks", "task_id", p.task_id.map(|t| t.0)).await?;
+        sqlx::query(sql!(
+            "INSERT INTO pull_requests (id, project_id, task_id, pr_number, repository_url,
+                branch_name, base_branch, title, description, status, validation_results,
+                created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(p.id)
+        .bind(p.project_id)
+        .bind(p.task_id)
+        .bind(p.pr_number)
+        .bind(&p.repository_url)
+        .bind(&p.branch_name)
+        .bind(&p.base_branch)
+        .bind(&p.title)
+        .bind(&p.description)
+        .bind(p.status)
+        .bind(&p.validation_results)
+        .bind(ts(&p.created_at))
+        .bind(ts(&p.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(p)
+    }
+
+    async fn update_pull_request_status(
         &mut self,
         id: PullRequestId,
         status: PullRequestStatus,
@@ -91,7 +97,7 @@ impl Tx {
         Ok(p)
     }
 
-    pub(crate) async fn pr_validate(
+    async fn set_pull_request_validation(
         &mut self,
         id: PullRequestId,
         results: Value,
@@ -104,7 +110,7 @@ impl Tx {
         Ok(p)
     }
 
-    pub(crate) async fn pr_list(
+    async fn list_pull_requests(
         &mut self,
         f: &PullRequestFilter,
         page: &PageRequest,
@@ -129,5 +135,26 @@ impl Tx {
         .await
         .map_err(map_err)?;
         Ok(Page::from_rows(rows, limit, |p| p.id.0))
+    }
+
+    async fn pr_validation_status(
+        &mut self,
+        project_id: ProjectId,
+    ) -> StoreResult<Vec<PrValidation>> {
+        // The view's computed column has no declared type on SQLite: the cast makes
+        // it text on both.
+        sqlx::query_as(sql!(
+            "SELECT id, project_id, task_id, pr_number, title, status,
+                    CAST(validation_status AS TEXT) AS validation_status, updated_at
+             FROM pr_validation_status WHERE project_id = $1 ORDER BY id DESC"
+        ))
+        .bind(project_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn get_pull_request(&mut self, id: PullRequestId) -> StoreResult<PullRequest> {
+        self.pr_get(id, false).await
     }
 }

@@ -1,16 +1,14 @@
-//! Storage for runs (seed 000's workflow executions) and task attempts; the
-//! metric half of [`RunRepo`] lives in `metric.rs`.
+//! Storage for runs (seed 000's workflow executions, [`RunRepo`]) and task attempts
+//! ([`AttemptRepo`]); metrics ([`MetricRepo`]) are in `metric.rs`.
 
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId};
-use flowstore_core::model::metric::{
-    duration_metric, started_metric, AggregateFilter, MetricAggregate, MetricType, NewMetric,
-    WorkflowMetric,
-};
+use flowstore_core::model::metric::{duration_metric, started_metric};
 use flowstore_core::model::run::{
     AgentSummary, AttemptOutcome, ExecutionPatch, ExecutionStatistics, NewAttempt, NewExecution,
-    RunRepo, RunStatus, StatsFilter, TaskAttempt, WorkflowExecution,
+    RunStatus, StatsFilter, TaskAttempt, WorkflowExecution,
 };
+use flowstore_core::model::run::{AttemptRepo, MetricRepo, RunRepo};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
@@ -121,7 +119,7 @@ impl RunRepo for Tx {
     async fn create_execution(&mut self, new: NewExecution) -> StoreResult<WorkflowExecution> {
         let row = new.into_row(time::now())?;
         self.insert_execution(&row).await?;
-        self.insert_metric(started_metric(&row)).await?;
+        self.record_metric(started_metric(&row)).await?;
         Ok(row)
     }
 
@@ -164,7 +162,7 @@ impl RunRepo for Tx {
         let row = patch.apply(&current, time::now())?;
         self.write_execution_patch(&row).await?;
         if let Some(metric) = duration_metric(&current, &row) {
-            self.insert_metric(metric).await?;
+            self.record_metric(metric).await?;
         }
         Ok(row)
     }
@@ -262,34 +260,10 @@ impl RunRepo for Tx {
         }
         Ok(())
     }
+}
 
-    async fn record_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric> {
-        self.insert_metric(new).await
-    }
-
-    async fn metrics_for_execution(
-        &mut self,
-        execution_id: &str,
-        metric_type: Option<MetricType>,
-        limit: Option<u32>,
-    ) -> StoreResult<Vec<WorkflowMetric>> {
-        self.select_metrics(execution_id, metric_type, limit).await
-    }
-
-    async fn aggregated_metrics(
-        &mut self,
-        filter: &AggregateFilter,
-    ) -> StoreResult<Vec<MetricAggregate>> {
-        self.aggregate_raw(filter).await
-    }
-
-    async fn aggregated_metrics_from_rollups(
-        &mut self,
-        filter: &AggregateFilter,
-    ) -> StoreResult<Vec<MetricAggregate>> {
-        self.aggregate_rollups(filter).await
-    }
-
+#[async_trait]
+impl AttemptRepo for Tx {
     async fn record_attempt(&mut self, new: NewAttempt) -> StoreResult<TaskAttempt> {
         let a = new.into_row(time::now())?;
         ensure_exists(&mut self.tx, "tasks", "task_id", Some(a.task_id.0)).await?;

@@ -2,15 +2,13 @@
 //! summaries. Pull requests are in `pull_request.rs`.
 
 use async_trait::async_trait;
-use flowstore_core::ids::{ProjectId, PullRequestId, RunId, TaskId, WorkflowId};
-use flowstore_core::model::pull_request::{
-    NewPullRequest, PullRequest, PullRequestFilter, PullRequestStatus,
-};
+use flowstore_core::ids::{ProjectId, RunId, TaskId, WorkflowId};
 use flowstore_core::model::task::query::{
-    cycle_error, dependency_path, search_limit, search_words, ActiveTask, PrValidation, ReqTerm,
-    TaskFilter, TaskProgress,
+    cycle_error, dependency_path, search_limit, search_words, ActiveTask, ReqTerm, TaskFilter,
+    TaskProgress,
 };
-use flowstore_core::model::task::{NewTask, Task, TaskPatch, TaskRepo, TaskStatus};
+use flowstore_core::model::task::TaskRepo;
+use flowstore_core::model::task::{NewTask, Task, TaskPatch, TaskStatus};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::QueryBuilder;
@@ -449,54 +447,5 @@ impl TaskRepo for Tx {
         .await
         .map_err(map_err)?;
         Ok(Page::from_rows(rows, limit, |t| t.id.0))
-    }
-
-    async fn pr_validation_status(
-        &mut self,
-        project_id: ProjectId,
-    ) -> StoreResult<Vec<PrValidation>> {
-        // The view's computed column has no declared type on SQLite: the cast makes
-        // it text on both.
-        sqlx::query_as(sql!(
-            "SELECT id, project_id, task_id, pr_number, title, status,
-                    CAST(validation_status AS TEXT) AS validation_status, updated_at
-             FROM pr_validation_status WHERE project_id = $1 ORDER BY id DESC"
-        ))
-        .bind(project_id)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn create_pull_request(&mut self, new: NewPullRequest) -> StoreResult<PullRequest> {
-        self.pr_create(new).await
-    }
-
-    async fn get_pull_request(&mut self, id: PullRequestId) -> StoreResult<PullRequest> {
-        self.pr_get(id, false).await
-    }
-
-    async fn update_pull_request_status(
-        &mut self,
-        id: PullRequestId,
-        status: PullRequestStatus,
-    ) -> StoreResult<PullRequest> {
-        self.pr_move(id, status).await
-    }
-
-    async fn set_pull_request_validation(
-        &mut self,
-        id: PullRequestId,
-        results: Value,
-    ) -> StoreResult<PullRequest> {
-        self.pr_validate(id, results).await
-    }
-
-    async fn list_pull_requests(
-        &mut self,
-        filter: &PullRequestFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<PullRequest>> {
-        self.pr_list(filter, page).await
     }
 }

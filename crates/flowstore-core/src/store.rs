@@ -15,8 +15,14 @@ use crate::model::audit::AuditRepo;
 use crate::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
 use crate::model::summary::SummaryRepo;
 use crate::model::{
-    engine::EngineRepo, identity::IdentityRepo, integration::IntegrationRepo, ops::OpsRepo,
-    project::ProjectRepo, registry::RegistryRepo, run::RunRepo, task::TaskRepo,
+    engine::EngineRepo,
+    identity::{ApiKeyRepo, NotificationRepo, SessionRepo, TeamRepo, UserRepo},
+    integration::{CredentialRepo, DeliveryRepo, SealedRepo, WebhookRepo},
+    ops::OpsRepo,
+    project::ProjectRepo,
+    registry::RegistryRepo,
+    run::{AttemptRepo, MetricRepo, RunRepo},
+    task::{PullRequestRepo, TaskRepo},
     workflow::WorkflowRepo,
 };
 use crate::{StoreError, StoreResult};
@@ -251,19 +257,29 @@ pub trait Backend: Send + Sync + 'static {
     fn archive(&self) -> &dyn crate::archive::ArchiveBackend;
 }
 
-/// One transaction, with every repository operation. Dropping it without
-/// [`Tx::commit`] rolls it back.
+/// One transaction, with every repository operation: the union of the repository
+/// traits, one per topic. Dropping it without [`Tx::commit`] rolls it back.
 #[async_trait]
 pub trait Tx:
-    IdentityRepo
+    UserRepo
+    + TeamRepo
+    + SessionRepo
+    + ApiKeyRepo
+    + NotificationRepo
     + ProjectRepo
     + WorkflowRepo
     + TaskRepo
+    + PullRequestRepo
     + RunRepo
+    + AttemptRepo
+    + MetricRepo
     + RegistryRepo
     + OpsRepo
     + EngineRepo
-    + IntegrationRepo
+    + CredentialRepo
+    + WebhookRepo
+    + DeliveryRepo
+    + SealedRepo
     + SummaryRepo
     + AuditRepo
     + Send

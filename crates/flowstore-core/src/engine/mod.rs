@@ -13,15 +13,18 @@ use crate::model::engine::{
     FailureDecision, Heartbeat, HotPath, NewEvent, RunState, TaskState, Transition,
 };
 use crate::model::metric::{MetricType, NewMetric};
-use crate::model::run::{AttemptStatus, RunRepo, RunStatus, RunStrategy};
+use crate::model::run::{AttemptStatus, MetricRepo, RunRepo, RunStatus, RunStrategy};
 use crate::model::task::TaskStatus;
 use crate::model::workflow::WorkflowRepo;
 use crate::time::{self, duration_ms, Timestamp};
 use crate::{StoreError, StoreResult};
 
 /// What the engine needs of a transaction.
-pub trait EngineTx: EngineStore + HotPath + RunRepo + WorkflowRepo + Send {}
-impl<T: EngineStore + HotPath + RunRepo + WorkflowRepo + Send + ?Sized> EngineTx for T {}
+pub trait EngineTx: EngineStore + HotPath + RunRepo + MetricRepo + WorkflowRepo + Send {}
+impl<T: EngineStore + HotPath + RunRepo + MetricRepo + WorkflowRepo + Send + ?Sized> EngineTx
+    for T
+{
+}
 
 fn ev(
     event_type: &'static str,

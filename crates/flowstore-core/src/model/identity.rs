@@ -423,10 +423,10 @@ pub struct TeamMember {
     pub created_at: Timestamp,
 }
 
-/// Storage operations on users, teams and their members, sessions, API keys and
-/// notifications. Every method runs on the caller's transaction.
+/// Storage operations on users: accounts, sign-in bookkeeping, passwords and their
+/// reset and verification tokens. Every method runs on the caller's transaction.
 #[async_trait]
-pub trait IdentityRepo: Send {
+pub trait UserRepo: Send {
     /// Creates a user. A taken email (whatever its case) is a conflict on `email`.
     async fn create_user(&mut self, new: NewUser) -> StoreResult<User>;
     /// The user with this ID.
@@ -489,7 +489,11 @@ pub trait IdentityRepo: Send {
     /// Confirms the email address with a verification token, which is consumed; a
     /// pending account becomes active. An unknown or used token is invalid `token`.
     async fn verify_email(&mut self, token: &str, now: Timestamp) -> StoreResult<User>;
+}
 
+/// Storage operations on teams and their members.
+#[async_trait]
+pub trait TeamRepo: Send {
     /// Creates a team. A taken name is a conflict on `name`.
     async fn create_team(&mut self, new: NewTeam) -> StoreResult<Team>;
     /// The team with this ID.
@@ -518,7 +522,11 @@ pub trait IdentityRepo: Send {
     async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>>;
     /// The teams a user belongs to, by name.
     async fn list_user_teams(&mut self, user_id: UserId) -> StoreResult<Vec<Team>>;
+}
 
+/// Storage operations on sign-in sessions (only their tokens' hashes are stored).
+#[async_trait]
+pub trait SessionRepo: Send {
     /// Opens a session; the token is returned once and only its hash is stored.
     async fn create_session(&mut self, new: NewSession) -> StoreResult<CreatedSession>;
     /// The session this token opens, if it is neither expired at `now` nor revoked.
@@ -532,7 +540,11 @@ pub trait IdentityRepo: Send {
     /// Deletes sessions that can no longer be used (expired at `now` or revoked);
     /// returns how many.
     async fn delete_expired_sessions(&mut self, now: Timestamp) -> StoreResult<u64>;
+}
 
+/// Storage operations on API keys (only their secrets' hashes are stored).
+#[async_trait]
+pub trait ApiKeyRepo: Send {
     /// Creates an API key; the key is returned once and only its hash is stored.
     async fn create_api_key(&mut self, new: NewApiKey) -> StoreResult<CreatedApiKey>;
     /// The API key with this ID (revoked or not).
@@ -557,7 +569,11 @@ pub trait IdentityRepo: Send {
     /// servers starting at once on an empty database exactly one makes the key
     /// (SQLite's single writer gives that by itself).
     async fn count_api_keys(&mut self) -> StoreResult<u64>;
+}
 
+/// Storage operations on users' notifications.
+#[async_trait]
+pub trait NotificationRepo: Send {
     /// Creates a notification for an existing user (else invalid `user_id`).
     async fn create_notification(&mut self, new: NewNotification) -> StoreResult<Notification>;
     /// A page of a user's notifications, newest first.

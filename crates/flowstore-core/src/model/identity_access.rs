@@ -1,5 +1,6 @@
 //! Sessions, API keys and notifications: the rest of the identity area (the trait is
-//! [`crate::model::identity::IdentityRepo`]).
+//! [`crate::model::identity::SessionRepo`], [`crate::model::identity::ApiKeyRepo`] and
+//! [`crate::model::identity::NotificationRepo`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -347,10 +347,10 @@ impl StaleSecrets {
     }
 }
 
-/// Storage operations on credentials, webhooks and deliveries. Access (owner,
-/// admin) is the caller's to check; these work by ID.
+/// Storage operations on credentials. Access (owner, admin) is the caller's to
+/// check; these work by ID.
 #[async_trait]
-pub trait IntegrationRepo: Send {
+pub trait CredentialRepo: Send {
     /// Stores a credential, its data sealed. A name its owner already uses is a
     /// conflict on `name`; an unknown owner is invalid `owner_id`.
     async fn create_credential(&mut self, new: NewCredential) -> StoreResult<Credential>;
@@ -378,7 +378,12 @@ pub trait IntegrationRepo: Send {
     ) -> StoreResult<Credential>;
     /// Deletes a credential.
     async fn delete_credential(&mut self, id: CredentialId) -> StoreResult<()>;
+}
 
+/// Storage operations on webhooks. Access (owner, admin) is the caller's to check;
+/// these work by ID.
+#[async_trait]
+pub trait WebhookRepo: Send {
     /// Registers a webhook, its secret sealed (a random one when none is given);
     /// returns the secret once. A URL its owner already uses is a conflict on `url`;
     /// an unknown workflow is invalid `workflow_id`.
@@ -397,7 +402,12 @@ pub trait IntegrationRepo: Send {
     async fn delete_webhook(&mut self, id: WebhookId) -> StoreResult<()>;
     /// A webhook's decrypted signing secret.
     async fn webhook_secret(&mut self, id: WebhookId) -> StoreResult<SecretString>;
+}
 
+/// Storage operations on webhook deliveries: the fan-out of events, the
+/// dispatcher's queue and the outcomes of attempts.
+#[async_trait]
+pub trait DeliveryRepo: Send {
     /// Queues a delivery, due now.
     async fn record_delivery(&mut self, new: NewDelivery) -> StoreResult<WebhookDelivery>;
     /// One delivery.
@@ -436,7 +446,12 @@ pub trait IntegrationRepo: Send {
     ) -> StoreResult<WebhookDelivery>;
     /// The dispatcher's cursor: the `seq` of the last event fanned out.
     async fn webhook_cursor(&mut self) -> StoreResult<i64>;
+}
 
+/// Storage operations of a key rotation: finding sealed values not under the
+/// current key and sealing them again.
+#[async_trait]
+pub trait SealedRepo: Send {
     /// How many sealed values of each kind are not under the current key.
     async fn stale_secrets(&mut self) -> StoreResult<StaleSecrets>;
     /// Re-seals up to `limit` values of `kind` that are not under the current key;

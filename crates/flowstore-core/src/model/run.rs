@@ -616,8 +616,7 @@ impl AttemptOutcome {
     }
 }
 
-/// Storage operations on runs (seed 000's workflow executions), their metrics and task
-/// attempts.
+/// Storage operations on runs (seed 000's workflow executions).
 #[async_trait]
 pub trait RunRepo: Send {
     /// Creates a run and, in the same transaction, its `execution_started` metric. A
@@ -650,7 +649,11 @@ pub trait RunRepo: Send {
     ) -> StoreResult<ExecutionStatistics>;
     /// Deletes a run with its metrics.
     async fn delete_execution(&mut self, execution_id: &str) -> StoreResult<()>;
+}
 
+/// Storage operations on seed 000's workflow metrics and their hourly rollups.
+#[async_trait]
+pub trait MetricRepo: Send {
     /// Records a metric sample and folds it into its hourly rollup.
     async fn record_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric>;
     /// A run's metrics, newest first; `limit` is 100 unless given (at most 1000).
@@ -671,7 +674,11 @@ pub trait RunRepo: Send {
         &mut self,
         filter: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>>;
+}
 
+/// Storage operations on task attempts (seed 000's task executions).
+#[async_trait]
+pub trait AttemptRepo: Send {
     /// Records an attempt at a task. A repeated `(task_id, attempt)` is a conflict.
     async fn record_attempt(&mut self, new: NewAttempt) -> StoreResult<TaskAttempt>;
     /// Ends an attempt with its outcome, computing its duration.

@@ -406,8 +406,7 @@ impl TaskPatch {
     }
 }
 
-/// Storage operations on tasks, their dependencies, pull requests and the seed 003
-/// summaries.
+/// Storage operations on tasks, their dependencies and the seed 003 summaries.
 #[async_trait]
 pub trait TaskRepo: Send {
     /// Creates a task with its dependencies. Unknown project, workflow, run, parent or
@@ -458,6 +457,11 @@ pub trait TaskRepo: Send {
         project_id: Option<ProjectId>,
         page: &PageRequest,
     ) -> StoreResult<Page<ActiveTask>>;
+}
+
+/// Storage operations on pull requests and their validation.
+#[async_trait]
+pub trait PullRequestRepo: Send {
     /// The `pr_validation_status` view for a project, newest first.
     async fn pr_validation_status(
         &mut self,
