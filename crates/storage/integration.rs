@@ -364,6 +364,6 @@ impl WebhookRepo for Tx {
         )?;
         String::from_utf8(plain)
             .map(SecretString::new)
-            .map_err(|_| StoreError::Internal(format!("the secret of webhook {id} is not text")))
+            .map_err(|_| StoreError::internal(format!("the secret of webhook {id} is not text")))
     }
 }

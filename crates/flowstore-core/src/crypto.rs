@@ -96,11 +96,11 @@ impl Key {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (key, text) = Key::generate();
                 write_private(path, &text).map_err(|e| {
-                    StoreError::Internal(format!("cannot create key file {}: {e}", path.display()))
+                    StoreError::internal(format!("cannot create key file {}: {e}", path.display()))
                 })?;
                 Ok(key)
             }
-            Err(e) => Err(StoreError::Internal(format!(
+            Err(e) => Err(StoreError::internal(format!(
                 "cannot read key file {}: {e}",
                 path.display()
             ))),
@@ -189,7 +189,7 @@ impl Keyring {
             .current
             .cipher
             .encrypt(Nonce::from_slice(&nonce), plaintext)
-            .map_err(|_| StoreError::Internal("encryption failed".into()))?;
+            .map_err(|_| StoreError::internal("encryption failed"))?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
         Ok(Sealed {
@@ -235,18 +235,18 @@ impl Keyring {
     /// Opens a value sealed by any key of this ring.
     pub fn open(&self, sealed: &Sealed) -> StoreResult<Vec<u8>> {
         let key = self.key(&sealed.key_id).ok_or_else(|| {
-            StoreError::Internal(format!(
+            StoreError::internal(format!(
                 "value sealed with key {} but that key is not configured",
                 sealed.key_id
             ))
         })?;
         if sealed.bytes.len() < NONCE_LEN {
-            return Err(StoreError::Internal("sealed value is truncated".into()));
+            return Err(StoreError::internal("sealed value is truncated"));
         }
         let (nonce, ciphertext) = sealed.bytes.split_at(NONCE_LEN);
         key.cipher
             .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| StoreError::Internal("sealed value failed authentication".into()))
+            .map_err(|_| StoreError::internal("sealed value failed authentication"))
     }
 }
 

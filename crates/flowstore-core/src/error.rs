@@ -2,6 +2,7 @@
 //! command line) decide what to show without knowing which database answered.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong in a storage operation.
 ///
@@ -37,7 +38,7 @@ pub enum StoreError {
     },
     /// The database could not be reached, or no connection became free in time.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Cause),
     /// The disk holding the database is full: nothing of the change was written.
     /// Writes succeed again once space is freed, without a restart.
     #[error("storage full: {0}")]
@@ -55,7 +56,68 @@ pub enum StoreError {
     Migration(String),
     /// Anything else: a bug or an unexpected driver error. Not shown to clients.
     #[error("internal storage error: {0}")]
-    Internal(String),
+    Internal(Cause),
+}
+
+/// What an unexpected error, or an unreachable database, was: a message and the
+/// driver or I/O error behind it, kept for the logs (clients never see either).
+#[derive(Clone, Debug)]
+pub struct Cause {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// A cause told by `message` alone.
+    pub fn new(message: impl Into<String>) -> Self {
+        Cause {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A cause told by `message`, with the error that led to it.
+    pub fn from_error(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Cause {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The message, without its source.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error behind this one, if there is one.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+/// The message, then the chain of errors behind it.
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        let mut next: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+/// The message, so that callers may search it as text.
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
 }
 
 /// The result of a storage operation.
@@ -86,6 +148,31 @@ impl StoreError {
         }
     }
 
+    /// A [`StoreError::Internal`] told by `message`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        StoreError::Internal(Cause::new(message))
+    }
+
+    /// A [`StoreError::Unavailable`] told by `message`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(Cause::new(message))
+    }
+
+    /// This error with `source` kept as the cause behind an
+    /// [`StoreError::Internal`] or [`StoreError::Unavailable`] (for the logs); other
+    /// errors say all there is to say and are returned as they are.
+    pub fn caused_by(self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match self {
+            StoreError::Internal(c) if c.source.is_none() => {
+                StoreError::Internal(Cause::from_error(c.message, source))
+            }
+            StoreError::Unavailable(c) if c.source.is_none() => {
+                StoreError::Unavailable(Cause::from_error(c.message, source))
+            }
+            other => other,
+        }
+    }
+
     /// The field this error names, if any.
     pub fn field(&self) -> Option<&str> {
         match self {
@@ -105,5 +192,32 @@ impl StoreError {
                 | StoreError::ReadOnly(_)
                 | StoreError::TimedOut(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_keeps_its_source_for_the_logs() {
+        let io = std::io::Error::other("disk on fire");
+        let e = StoreError::internal("sqlite").caused_by(io);
+        let StoreError::Internal(cause) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(cause.message(), "sqlite");
+        assert_eq!(
+            cause.source().map(|s| s.to_string()).as_deref(),
+            Some("disk on fire")
+        );
+        assert_eq!(
+            e.to_string(),
+            "internal storage error: sqlite: disk on fire"
+        );
+        // Errors that say all there is to say are returned unchanged.
+        let conflict =
+            StoreError::conflict("name", "is already taken").caused_by(std::io::Error::other("x"));
+        assert_eq!(conflict.to_string(), "conflict on name: is already taken");
     }
 }

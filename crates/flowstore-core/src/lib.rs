@@ -22,6 +22,6 @@ pub mod text_enum;
 pub mod time;
 pub mod validate;
 
-pub use error::{StoreError, StoreResult};
+pub use error::{Cause, StoreError, StoreResult};
 pub use page::{Page, PageRequest};
 pub use store::{Backend, BackendKind, Tx};

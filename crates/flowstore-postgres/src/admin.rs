@@ -525,6 +525,6 @@ impl AdminBackend for PostgresBackend {
         let out = path.to_path_buf();
         tokio::task::spawn_blocking(move || maint::pg_dump(&url, &out))
             .await
-            .map_err(|e| flowstore_core::StoreError::Internal(e.to_string()))?
+            .map_err(|e| flowstore_core::StoreError::internal(e.to_string()))?
     }
 }

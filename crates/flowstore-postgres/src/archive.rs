@@ -86,7 +86,7 @@ fn select_expr(c: &Column) -> String {
 }
 
 pub(crate) fn decode(row: &sqlx::postgres::PgRow, i: usize, c: &Column) -> StoreResult<Value> {
-    let err = |e: sqlx::Error| StoreError::Internal(format!("reading column {}: {e}", c.name));
+    let err = |e: sqlx::Error| StoreError::internal(format!("reading column {}: {e}", c.name));
     Ok(match c.ty {
         ColumnType::Uuid => row
             .try_get::<Option<Uuid>, _>(i)

@@ -124,7 +124,7 @@ fn cannot_connect(options: &PgConnectOptions, e: &sqlx::Error) -> StoreError {
                 format!("{} refused the connection: {reason}", address(options)),
             )
         }
-        _ => StoreError::Unavailable(format!("cannot connect to {}: {reason}", address(options))),
+        _ => StoreError::unavailable(format!("cannot connect to {}: {reason}", address(options))),
     }
 }
 
@@ -141,14 +141,14 @@ impl PostgresBackend {
                 .await;
         match attempt {
             Ok(Err(e)) => cannot_connect(&self.options, &e),
-            Err(_) => StoreError::Unavailable(format!(
+            Err(_) => StoreError::unavailable(format!(
                 "cannot connect to {}: no answer within {} ms",
                 address(&self.options),
                 HEALTH_TIMEOUT.as_millis()
             )),
             Ok(Ok(conn)) => {
                 let _ = sqlx::Connection::close(conn).await;
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "no database connection became free in time: all {} are in use",
                     self.pool.options().get_max_connections()
                 ))
@@ -211,7 +211,7 @@ impl PostgresBackend {
         // takes is dropped, which rolls it back.
         let begun = tokio::spawn(async move { pool.begin_with(statement).await })
             .await
-            .map_err(|e| StoreError::Unavailable(format!("could not begin a transaction: {e}")))?;
+            .map_err(|e| StoreError::unavailable(format!("could not begin a transaction: {e}")))?;
         let tx = match begun {
             Ok(tx) => tx,
             Err(e) => return Err(self.diagnose(e).await),
@@ -282,7 +282,7 @@ impl PostgresBackend {
         )
         .await
         .map_err(|_| {
-            StoreError::Unavailable(format!(
+            StoreError::unavailable(format!(
                 "cannot connect to {}: no answer within {} ms",
                 address(&options),
                 settings.connect_timeout.as_millis()

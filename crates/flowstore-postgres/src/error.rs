@@ -6,14 +6,20 @@ use flowstore_core::StoreError;
 /// become conflicts naming the key's columns, other constraint violations invalid
 /// input naming the column, connection trouble and timeouts "unavailable".
 pub fn map_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::RowNotFound => StoreError::Internal("expected a row, found none".into()),
+    classify(&e).caused_by(e)
+}
+
+/// The storage error a driver error means; [`map_err`] keeps the driver error as the
+/// cause of an internal or unavailable one.
+fn classify(e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::internal("expected a row, found none"),
         sqlx::Error::PoolTimedOut => {
-            StoreError::Unavailable("no database connection became free in time".into())
+            StoreError::unavailable("no database connection became free in time")
         }
-        sqlx::Error::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
-        sqlx::Error::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
-        sqlx::Error::Tls(t) => StoreError::Unavailable(format!("TLS error: {t}")),
+        sqlx::Error::PoolClosed => StoreError::unavailable("the connection pool is closed"),
+        sqlx::Error::Io(_) => StoreError::unavailable("I/O error"),
+        sqlx::Error::Tls(_) => StoreError::unavailable("TLS error"),
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
@@ -56,12 +62,12 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
                     StoreError::conflict("row", "a concurrent change conflicted; retry")
                 }
                 c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
-                    StoreError::Unavailable(format!("database error {c}"))
+                    StoreError::unavailable(format!("database error {c}"))
                 }
-                _ => StoreError::Internal(format!("postgres {code}: {}", db.message())),
+                _ => StoreError::internal(format!("postgres {code}")),
             }
         }
-        _ => StoreError::Internal(format!("postgres: {e}")),
+        _ => StoreError::internal("unexpected postgres error"),
     }
 }
 

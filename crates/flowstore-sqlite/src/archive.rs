@@ -74,7 +74,7 @@ impl ArchiveBackend for SqliteBackend {
 }
 
 pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> StoreResult<Value> {
-    let err = |e: sqlx::Error| StoreError::Internal(format!("reading column {}: {e}", c.name));
+    let err = |e: sqlx::Error| StoreError::internal(format!("reading column {}: {e}", c.name));
     Ok(match c.ty {
         ColumnType::Uuid => row
             .try_get::<Option<Uuid>, _>(i)

@@ -99,7 +99,7 @@ impl Default for SqliteSettings {
 /// open database file" says none of that.
 fn cannot_open(url: &str, e: sqlx::Error) -> StoreError {
     let Some(file) = database_file(url) else {
-        return StoreError::Unavailable(format!("cannot open {url}: {e}"));
+        return StoreError::unavailable(format!("cannot open {url}: {e}"));
     };
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -111,11 +111,11 @@ fn cannot_open(url: &str, e: sqlx::Error) -> StoreError {
         format!("{}: {}", file.display(), crate::space::describe(&io))
     } else {
         match map_err(e) {
-            StoreError::Internal(m) | StoreError::Unavailable(m) => m,
+            StoreError::Internal(m) | StoreError::Unavailable(m) => m.to_string(),
             other => other.to_string(),
         }
     };
-    StoreError::Unavailable(format!(
+    StoreError::unavailable(format!(
         "cannot open the SQLite database {}: {why}",
         file.display()
     ))
@@ -306,7 +306,7 @@ impl Backend for SqliteBackend {
         let tx = tokio::spawn(async move { access.begin_immediate().await })
             .await
             .map_err(|e| {
-                StoreError::Unavailable(format!("could not begin a transaction: {e}"))
+                StoreError::unavailable(format!("could not begin a transaction: {e}"))
             })??;
         Ok(Box::new(tx))
     }
@@ -433,7 +433,7 @@ impl Backend for SqliteBackend {
         if let Some(file) = self.file.clone() {
             tokio::task::spawn_blocking(move || crate::space::check(&file))
                 .await
-                .map_err(|e| StoreError::Internal(format!("disk check: {e}")))??;
+                .map_err(|e| StoreError::internal(format!("disk check: {e}")))??;
         }
         Ok(())
     }
@@ -528,7 +528,7 @@ impl Tx for SqliteTx {
 /// The group writer answers each kind of transition with the same kind; anything
 /// else is a bug, reported rather than panicking a worker.
 fn unexpected() -> StoreError {
-    StoreError::Unavailable("the SQLite writer answered with another kind of result".into())
+    StoreError::unavailable("the SQLite writer answered with another kind of result")
 }
 
 #[cfg(test)]

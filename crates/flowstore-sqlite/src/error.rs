@@ -6,13 +6,19 @@ use flowstore_core::StoreError;
 /// conflicts or invalid input naming the column; lock and I/O trouble becomes
 /// "unavailable"; the rest is internal.
 pub fn map_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::RowNotFound => StoreError::Internal("expected a row, found none".into()),
+    classify(&e).caused_by(e)
+}
+
+/// The storage error a driver error means; [`map_err`] keeps the driver error as the
+/// cause of an internal or unavailable one.
+fn classify(e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::internal("expected a row, found none"),
         sqlx::Error::PoolTimedOut => {
-            StoreError::Unavailable("no database connection became free in time".into())
+            StoreError::unavailable("no database connection became free in time")
         }
-        sqlx::Error::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
-        sqlx::Error::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
+        sqlx::Error::PoolClosed => StoreError::unavailable("the connection pool is closed"),
+        sqlx::Error::Io(_) => StoreError::unavailable("I/O error"),
         sqlx::Error::Database(db) => {
             let msg = db.message();
             let code = db
@@ -43,9 +49,9 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
                         .into(),
                 );
             }
-            StoreError::Internal(format!("sqlite: {msg}"))
+            StoreError::internal("sqlite")
         }
-        _ => StoreError::Internal(format!("sqlite: {e}")),
+        _ => StoreError::internal("unexpected sqlite error"),
     }
 }
 
@@ -70,8 +76,8 @@ fn fault(code: i32, msg: &str) -> Option<StoreError> {
         SQLITE_READONLY => StoreError::ReadOnly(format!(
             "read-only file: the database file or its disk cannot be written (sqlite: {msg})"
         )),
-        SQLITE_IOERR => StoreError::Unavailable(format!("I/O error on the database file: {msg}")),
-        SQLITE_CANTOPEN => StoreError::Unavailable(format!("cannot open the database file: {msg}")),
+        SQLITE_IOERR => StoreError::unavailable(format!("I/O error on the database file: {msg}")),
+        SQLITE_CANTOPEN => StoreError::unavailable(format!("cannot open the database file: {msg}")),
         SQLITE_BUSY => StoreError::TimedOut(
             "the database stayed locked by another process longer than the busy timeout".into(),
         ),

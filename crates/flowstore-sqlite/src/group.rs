@@ -77,10 +77,10 @@ impl GroupWriter {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { op, reply })
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the SQLite writer stopped before answering".into())
-        })?
+            .map_err(|_| StoreError::unavailable("the SQLite writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::unavailable("the SQLite writer stopped before answering"))?
     }
 }
 
@@ -154,7 +154,7 @@ async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
         Err(e) => {
             let message = e.to_string();
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                let _ = reply.send(Err(StoreError::unavailable(format!(
                     "the group of transitions was not committed: {message}"
                 ))));
             }
@@ -188,7 +188,7 @@ fn answer_all(jobs: Vec<Job>, error: StoreError) {
     for job in jobs {
         let e = error
             .take()
-            .unwrap_or_else(|| StoreError::Unavailable(message.clone()));
+            .unwrap_or_else(|| StoreError::unavailable(message.clone()));
         let _ = job.reply.send(Err(e));
     }
 }

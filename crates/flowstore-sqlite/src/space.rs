@@ -24,7 +24,7 @@ pub fn check(file: &Path) -> StoreResult<()> {
     if let Err(e) = writable(file) {
         return Err(match e.kind() {
             io::ErrorKind::NotFound => {
-                StoreError::Unavailable(format!("the database file {} is gone", file.display()))
+                StoreError::unavailable(format!("the database file {} is gone", file.display()))
             }
             _ => StoreError::ReadOnly(format!(
                 "read-only file: {} cannot be written: {}",
@@ -43,7 +43,7 @@ pub fn check(file: &Path) -> StoreResult<()> {
     let c_dir = CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| StoreError::invalid("DATABASE_URL", "the path holds a NUL character"))?;
     let free = free_bytes(&c_dir).map_err(|e| {
-        StoreError::Unavailable(format!(
+        StoreError::unavailable(format!(
             "cannot read the free space of {}: {}",
             dir.display(),
             describe(&e)

@@ -346,7 +346,7 @@ pub mod value {
     pub fn json_text(s: &str, column: &str) -> StoreResult<Value> {
         serde_json::from_str(s)
             .map(canonical_json)
-            .map_err(|e| StoreError::Internal(format!("column {column} holds invalid JSON: {e}")))
+            .map_err(|e| StoreError::internal(format!("column {column} holds invalid JSON: {e}")))
     }
 
     fn bad(column: &str, want: &str, v: &Value) -> StoreError {

@@ -143,7 +143,7 @@ async fn keep_outcome<T: EngineTx + ?Sized>(
     transition: &Transition,
 ) -> StoreResult<()> {
     let outcome = serde_json::to_value(transition)
-        .map_err(|e| StoreError::Internal(format!("encoding an outcome: {e}")))?;
+        .map_err(|e| StoreError::internal(format!("encoding an outcome: {e}")))?;
     tx.record_outcome(transition.task_id, transition.attempt, &outcome)
         .await
 }
@@ -191,7 +191,7 @@ async fn repeated<T: EngineTx + ?Sized>(
     }
     match record.outcome {
         Some(outcome) => serde_json::from_value(outcome)
-            .map_err(|e| StoreError::Internal(format!("decoding an outcome: {e}"))),
+            .map_err(|e| StoreError::internal(format!("decoding an outcome: {e}"))),
         // A completion whose answer carried nothing beyond the completion itself.
         None if matches!(report, Report::Completion(_)) => Ok(Transition {
             task_id: task.id,

@@ -73,7 +73,7 @@ impl AuditHead {
     }
 
     fn unknown_key(&self) -> StoreError {
-        StoreError::Internal(format!(
+        StoreError::internal(format!(
             "the audit log's head is signed with key {} but that key is not configured; \
              configure it (ENCRYPTION_KEY, or ENCRYPTION_KEY_PREVIOUS during a rotation) \
              and run `flowstore keys rotate` to sign the head with the current key",

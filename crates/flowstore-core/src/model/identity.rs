@@ -217,11 +217,11 @@ impl HashedPassword {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt)
-            .map_err(|e| StoreError::Internal(format!("password salt: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("password salt: {e}")))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| HashedPassword(h.to_string()))
-            .map_err(|e| StoreError::Internal(format!("password hashing: {e}")))
+            .map_err(|e| StoreError::internal(format!("password hashing: {e}")))
     }
 
     /// The PHC string, as stored in `users.password_hash`.
@@ -309,9 +309,8 @@ impl NewUser {
     /// is refused: hashing it here would hold the transaction for its whole length.
     pub fn into_row(self, now: Timestamp) -> StoreResult<User> {
         if self.password.is_some() {
-            return Err(StoreError::Internal(
-                "a new user's password must be hashed (NewUser::hashed) before the transaction"
-                    .into(),
+            return Err(StoreError::internal(
+                "a new user's password must be hashed (NewUser::hashed) before the transaction",
             ));
         }
         let row = User {

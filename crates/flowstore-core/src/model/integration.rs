@@ -197,7 +197,7 @@ pub fn seal_json(ring: &Keyring, value: &Value) -> StoreResult<Sealed> {
 pub fn open_json(ring: &Keyring, sealed: Sealed, what: &str) -> StoreResult<Value> {
     let plain = open_clearly(ring, &sealed, what)?;
     serde_json::from_slice(&plain).map_err(|e| {
-        StoreError::Internal(format!("{what} holds a sealed value that is not JSON: {e}"))
+        StoreError::internal(format!("{what} holds a sealed value that is not JSON: {e}"))
     })
 }
 
@@ -207,7 +207,7 @@ pub fn open_json(ring: &Keyring, sealed: Sealed, what: &str) -> StoreResult<Valu
 /// it, or the value was altered.
 pub fn open_clearly(ring: &Keyring, sealed: &Sealed, what: &str) -> StoreResult<Vec<u8>> {
     ring.open(sealed).map_err(|e| match e {
-        StoreError::Internal(msg) => StoreError::Internal(format!(
+        StoreError::Internal(msg) => StoreError::internal(format!(
             "cannot decrypt {what}: {msg}; configure the key it was sealed with \
              (ENCRYPTION_KEY, or ENCRYPTION_KEY_PREVIOUS during a rotation)"
         )),

@@ -365,8 +365,8 @@ fn find_pg_dump() -> Option<PathBuf> {
 /// Runs `pg_dump --format=custom` of `url` into `out`.
 pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
     let exe = find_pg_dump().ok_or_else(|| {
-        StoreError::Unavailable(
-            "pg_dump was not found on PATH or in /usr/lib/postgresql/*/bin; install the PostgreSQL client tools or use a portable backup (without --native)".into(),
+        StoreError::unavailable(
+            "pg_dump was not found on PATH or in /usr/lib/postgresql/*/bin; install the PostgreSQL client tools or use a portable backup (without --native)"
         )
     })?;
     let output = std::process::Command::new(&exe)
@@ -376,9 +376,9 @@ pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
         .arg("--dbname")
         .arg(url)
         .output()
-        .map_err(|e| StoreError::Unavailable(format!("cannot run {}: {e}", exe.display())))?;
+        .map_err(|e| StoreError::unavailable(format!("cannot run {}: {e}", exe.display())))?;
     if !output.status.success() {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::unavailable(format!(
             "pg_dump failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )));

@@ -91,7 +91,7 @@ fn io_err(path: &Path, e: io::Error) -> StoreError {
         Some(30) => " (read-only file system)",
         _ => "",
     };
-    StoreError::Unavailable(format!("cannot write {}{hint}: {e}", path.display()))
+    StoreError::unavailable(format!("cannot write {}{hint}: {e}", path.display()))
 }
 
 /// Removes the files it holds when dropped, unless disarmed: a failed or interrupted
@@ -154,7 +154,7 @@ impl ArchiveWriter {
     /// Appends one row of the current table.
     pub fn row(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(&RowOut { t: table, r: row })
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(|e| StoreError::internal(e.to_string()))?;
         line.push(b'\n');
         let (hash, n) = self.current.get_or_insert_with(|| (Sha256::new(), 0));
         hash.update(&line);
@@ -188,7 +188,7 @@ impl ArchiveWriter {
         {
             let mut head = zstd::Encoder::new(&mut out, 3).map_err(e)?;
             serde_json::to_writer(&mut head, manifest)
-                .map_err(|err| StoreError::Internal(err.to_string()))?;
+                .map_err(|err| StoreError::internal(err.to_string()))?;
             head.write_all(b"\n").map_err(e)?;
             head.finish().map_err(e)?;
         }

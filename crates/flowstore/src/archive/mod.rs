@@ -393,7 +393,7 @@ pub async fn restore(
         let total = loader.count(p.table).await?;
         let n = total.saturating_sub(*held);
         if total != held + p.rows {
-            return Err(StoreError::Internal(format!(
+            return Err(StoreError::internal(format!(
                 "restore loaded {n} rows into {} but the archive holds {}; nothing was committed",
                 p.table.name, p.rows
             )));

@@ -226,7 +226,7 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
             let dir = std::env::temp_dir()
                 .join(format!("flowstore-bench-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                StoreError::unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
             let url = format!("sqlite://{}", dir.join("bench.db").display());
             let mut t = open_sqlite(&url, pool_max, keys, opts.sqlite_synchronous).await?;
@@ -301,13 +301,13 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        .map_err(|e| StoreError::unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
     let name = format!("flowstore_bench_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
         .map_err(|e| {
-            StoreError::Unavailable(format!(
+            StoreError::unavailable(format!(
                 "cannot create a database for the bench (it never runs on an existing one): {e}"
             ))
         })?;
@@ -469,11 +469,11 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
 }
 
 pub(crate) fn fail(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(format!("bench check failed: {what}"))
+    StoreError::internal(format!("bench check failed: {what}"))
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    StoreError::Internal(format!("bench SQL: {e}"))
+    StoreError::internal(format!("bench SQL: {e}"))
 }
 
 /// The report as a table.

@@ -82,7 +82,7 @@ fn spinner(msg: &str) -> ProgressBar {
 
 fn print_json<T: Serialize>(value: &T) -> Result<(), StoreError> {
     let text =
-        serde_json::to_string_pretty(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+        serde_json::to_string_pretty(value).map_err(|e| StoreError::internal(e.to_string()))?;
     println!("{text}");
     Ok(())
 }

@@ -110,7 +110,7 @@ fn bar() -> ProgressBar {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<(), StoreError> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| StoreError::internal(e.to_string()))?;
     println!("{text}");
     Ok(())
 }
@@ -221,10 +221,10 @@ pub async fn export(store: &Store, args: ExportArgs) -> Result<(), StoreError> {
     };
     let doc = export::export(store, ids).await?;
     let text =
-        serde_json::to_string_pretty(&doc).map_err(|e| StoreError::Internal(e.to_string()))?;
+        serde_json::to_string_pretty(&doc).map_err(|e| StoreError::internal(e.to_string()))?;
     match &args.output {
         Some(path) => std::fs::write(path, text + "\n").map_err(|e| {
-            StoreError::Unavailable(format!("cannot write {}: {e}", path.display()))
+            StoreError::unavailable(format!("cannot write {}: {e}", path.display()))
         })?,
         None => println!("{text}"),
     }
@@ -263,7 +263,7 @@ async fn native(store: &Store, file: &Path) -> Result<(), StoreError> {
     let result = store.backend().admin().native_backup(&partial).await;
     let result = result.and_then(|()| {
         std::fs::rename(&partial, file)
-            .map_err(|e| StoreError::Unavailable(format!("cannot write {}: {e}", file.display())))
+            .map_err(|e| StoreError::unavailable(format!("cannot write {}: {e}", file.display())))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);

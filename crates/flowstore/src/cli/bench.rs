@@ -69,7 +69,7 @@ pub async fn run(database_url: Option<String>, args: BenchArgs) -> Result<(), St
     let report = crate::bench::run(&opts).await?;
     if args.json {
         let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| StoreError::Internal(format!("report: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("report: {e}")))?;
         println!("{text}");
     } else {
         print!("{}", render_table(&report));

@@ -90,7 +90,7 @@ pub async fn run(
             let status = store.backend().migration_status().await?;
             if json {
                 let text = serde_json::to_string_pretty(&status)
-                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                    .map_err(|e| StoreError::internal(e.to_string()))?;
                 println!("{text}");
             } else {
                 println!("{:<8} {:<22} {:<8} applied at", "version", "name", "state");

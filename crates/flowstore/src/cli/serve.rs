@@ -265,7 +265,7 @@ async fn run(
     if let Some(task) = retention {
         task.abort();
     }
-    served.map_err(|e| StoreError::Internal(format!("server: {e}")))?;
+    served.map_err(|e| StoreError::internal(format!("server: {e}")))?;
     tracing::info!("stopped");
     Ok(())
 }

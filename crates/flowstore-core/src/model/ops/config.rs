@@ -182,7 +182,7 @@ impl ConfigurationRow {
         } else {
             let text = self.value.as_deref().unwrap_or("null");
             ConfigValue::Plain(serde_json::from_str(text).map_err(|e| {
-                StoreError::Internal(format!("configuration {} holds bad JSON: {e}", self.key))
+                StoreError::internal(format!("configuration {} holds bad JSON: {e}", self.key))
             })?)
         };
         Ok(Configuration {
@@ -201,7 +201,7 @@ impl ConfigurationRow {
     /// Decrypts the sensitive value of this row.
     pub fn open(&self, ring: &Keyring) -> StoreResult<Value> {
         let (Some(bytes), Some(key_id)) = (&self.value_encrypted, &self.encryption_key_id) else {
-            return Err(StoreError::Internal(format!(
+            return Err(StoreError::internal(format!(
                 "sensitive configuration {} has no sealed value",
                 self.key
             )));
@@ -211,7 +211,7 @@ impl ConfigurationRow {
             key_id: key_id.clone(),
         })?;
         serde_json::from_slice(&plain).map_err(|e| {
-            StoreError::Internal(format!("configuration {} holds bad JSON: {e}", self.key))
+            StoreError::internal(format!("configuration {} holds bad JSON: {e}", self.key))
         })
     }
 }
