@@ -15,8 +15,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewApiKey;
 use flowstore_core::{Backend, StoreResult};
@@ -24,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 pub mod access;
 pub mod audit;
@@ -41,40 +41,20 @@ pub use signin::SignInLimits;
 pub use state::{AppState, ServerConfig};
 
 use routes::{
-    apikeys, events, executions, handlers, health, ops, people, projects, pull_requests, runs,
-    sessions, tasks, worker, workflows,
+    apikeys, events, executions, handlers, health, integration, ops, people, projects,
+    pull_requests, runs, sessions, system, task_links, tasks, worker, workflow_life, workflows,
 };
 
-/// The router of the whole API.
+/// The router of the whole API, and the OpenAPI document of its routes (served at
+/// `/api/v1/openapi.json`, built here once from the same routers).
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(core_routes())
-        .merge(resource_routes())
-        .merge(routes::extra::routes())
-        .merge(trust_routes())
-        .layer(middleware::from_fn_with_state(state.clone(), timeout));
-    // The event stream is long-lived: no request timeout.
-    let streams = Router::new().route("/api/v1/events", get(events::stream));
-    let authenticated = api
-        .merge(streams)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
-    // Signing in is how a client gets a token: it cannot need one.
-    let sign_in = Router::new()
-        .route("/api/v1/sessions", post(sessions::login))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout));
+    let (routes, paths) = api(&state).split_for_parts();
+    let document = openapi::Document::new(paths);
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::scrape))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .merge(authenticated)
-        .merge(sign_in)
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(document))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -99,206 +79,59 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Projects, workflows, runs, executions, the worker protocol.
-fn core_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/projects",
-            post(projects::create).get(projects::list),
-        )
-        .route(
-            "/api/v1/projects/{id}",
-            get(projects::get)
-                .patch(projects::update)
-                .delete(projects::delete),
-        )
-        .route(
-            "/api/v1/workflows",
-            post(workflows::create).get(workflows::list),
-        )
-        .route(
-            "/api/v1/workflows/{id}",
-            get(workflows::get).patch(workflows::update),
-        )
-        .route("/api/v1/workflows/{id}/versions", get(workflows::versions))
-        .route(
-            "/api/v1/workflows/{id}/shares",
-            post(workflows::share).get(workflows::shares),
-        )
-        .route(
-            "/api/v1/workflows/{id}/shares/{share_id}",
-            delete(workflows::unshare),
-        )
-        .route("/api/v1/workflows/{id}/runs", post(runs::start))
-        .route("/api/v1/runs", get(runs::list))
-        .route("/api/v1/runs/{id}", get(runs::get))
-        .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/api/v1/runs/{id}/tasks", get(runs::tasks))
-        .route("/api/v1/runs/{id}/progress", get(runs::progress))
-        .route(
-            "/api/v1/executions",
-            post(executions::create).get(executions::list),
-        )
-        .route("/api/v1/executions/statistics", get(executions::statistics))
-        .route(
-            "/api/v1/executions/{execution_id}",
-            get(executions::get).patch(executions::update),
-        )
-        .route(
-            "/api/v1/executions/{execution_id}/metrics",
-            get(executions::metrics),
-        )
-        .route("/api/v1/metrics/aggregate", get(executions::aggregate))
-        .route("/api/v1/worker/claim", post(worker::claim))
-        .route("/api/v1/worker/heartbeat", post(worker::heartbeat))
-        .route("/api/v1/worker/complete", post(worker::complete))
-        .route(
-            "/api/v1/worker/complete-batch",
-            post(worker::complete_batch),
-        )
-        .route("/api/v1/worker/fail", post(worker::fail))
+/// Every route of the API with its OpenAPI path, from the routers of the modules
+/// that hold the handlers, each under the layers its group needs: the health checks,
+/// the metrics and the document are public and untimed; signing in is public and
+/// timed; the rest needs a key or a session, and all of it but the event stream is
+/// timed. (Routers that share a path, such as `/api/v1/workflows/{id}`, are merged
+/// method by method, each method keeping its own layers.)
+fn api(state: &AppState) -> OpenApiRouter<AppState> {
+    let timed = || middleware::from_fn_with_state(state.clone(), timeout);
+    let api = OpenApiRouter::new()
+        // Projects, workflows, runs, executions, the worker protocol.
+        .merge(projects::router())
+        .merge(workflows::router())
+        .merge(workflow_life::router())
+        .merge(runs::router())
+        .merge(executions::router())
+        .merge(worker::router())
+        // Tasks, pull requests, handlers, components, logs, configurations, system
+        // metrics.
+        .merge(tasks::router())
+        .merge(task_links::router())
+        .merge(pull_requests::router())
+        .merge(handlers::router())
+        .merge(ops::router())
+        .merge(system::router())
+        // People, keys, credentials and webhooks, sessions, the audit log.
+        .merge(people::router())
+        .merge(apikeys::router())
+        .merge(integration::router())
+        .merge(sessions::router())
+        .merge(routes::audit::router())
+        .layer(timed());
+    // The event stream is long-lived: no request timeout.
+    let authenticated = api
+        .merge(events::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    // Signing in is how a client gets a token: it cannot need one.
+    let sign_in = sessions::sign_in_router().layer(timed());
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(openapi::router())
+        .merge(authenticated)
+        .merge(sign_in)
 }
 
-/// Tasks, pull requests, handlers, components, logs, configurations, people, keys.
-fn resource_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tasks", post(tasks::create).get(tasks::list))
-        .route("/api/v1/tasks/{id}", get(tasks::get).patch(tasks::update))
-        .route(
-            "/api/v1/pull-requests",
-            post(pull_requests::create).get(pull_requests::list),
-        )
-        .route("/api/v1/pull-requests/{id}", get(pull_requests::get))
-        .route(
-            "/api/v1/pull-requests/{id}/status",
-            post(pull_requests::set_status),
-        )
-        .route(
-            "/api/v1/pull-requests/{id}/validation",
-            put(pull_requests::set_validation),
-        )
-        .route(
-            "/api/v1/handlers",
-            post(handlers::register).get(handlers::list),
-        )
-        .route(
-            "/api/v1/handlers/{handler_type}",
-            get(handlers::get).patch(handlers::update),
-        )
-        .route(
-            "/api/v1/handlers/{handler_type}/deactivate",
-            post(handlers::deactivate),
-        )
-        .route(
-            "/api/v1/components",
-            post(ops::register_component).get(ops::list_components),
-        )
-        .route("/api/v1/components/health", get(ops::component_health))
-        .route(
-            "/api/v1/components/{which}",
-            get(ops::get_component).delete(ops::delete_component),
-        )
-        .route(
-            "/api/v1/components/{which}/heartbeat",
-            post(ops::heartbeat_component),
-        )
-        .route("/api/v1/logs", post(ops::append_logs).get(ops::query_logs))
-        .route(
-            "/api/v1/configurations",
-            put(ops::set_configuration).get(ops::list_configurations),
-        )
-        .route(
-            "/api/v1/configurations/{key}",
-            get(ops::get_configuration).delete(ops::delete_configuration),
-        )
-        .route(
-            "/api/v1/users",
-            post(people::create_user).get(people::list_users),
-        )
-        .route("/api/v1/users/me", get(people::me))
-        .route("/api/v1/users/{id}", get(people::get_user))
-        .route(
-            "/api/v1/teams",
-            post(people::create_team).get(people::list_teams),
-        )
-        .route(
-            "/api/v1/teams/{id}/members",
-            post(people::add_member).get(people::members),
-        )
-        .route("/api/v1/notifications", get(people::notifications))
-        .route(
-            "/api/v1/notifications/read-all",
-            post(people::mark_all_read),
-        )
-        .route("/api/v1/notifications/{id}/read", post(people::mark_read))
-        .route("/api/v1/apikeys", post(apikeys::create).get(apikeys::list))
-        .route("/api/v1/apikeys/{id}", delete(apikeys::revoke))
-        .merge(integration_routes())
-}
-
-/// Credentials and webhooks.
-fn integration_routes() -> Router<AppState> {
-    use routes::integration as i;
-    Router::new()
-        .route(
-            "/api/v1/credentials",
-            post(i::create_credential).get(i::list_credentials),
-        )
-        .route(
-            "/api/v1/credentials/{id}",
-            get(i::get_credential)
-                .patch(i::update_credential)
-                .delete(i::delete_credential),
-        )
-        .route(
-            "/api/v1/credentials/{id}/reveal",
-            post(i::reveal_credential),
-        )
-        .route(
-            "/api/v1/webhooks",
-            post(i::create_webhook).get(i::list_webhooks),
-        )
-        .route(
-            "/api/v1/webhooks/{id}",
-            get(i::get_webhook)
-                .patch(i::update_webhook)
-                .delete(i::delete_webhook),
-        )
-        .route("/api/v1/webhooks/{id}/deliveries", get(i::deliveries))
-        .route("/api/v1/webhooks/{id}/test", post(i::send_test))
-}
-
-/// Sessions, the rest of users, teams and notifications, and the audit log.
-fn trust_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/sessions/current",
-            get(sessions::current).delete(sessions::logout),
-        )
-        .route(
-            "/api/v1/users/{id}",
-            patch(people::update_user).delete(people::delete_user),
-        )
-        .route("/api/v1/users/{id}/unlock", post(people::unlock_user))
-        .route("/api/v1/teams/{id}", delete(people::delete_team))
-        .route(
-            "/api/v1/teams/{id}/members/{user_id}",
-            patch(people::update_member).delete(people::remove_member),
-        )
-        .route(
-            "/api/v1/notifications/unread-count",
-            get(people::unread_count),
-        )
-        .route(
-            "/api/v1/notifications/{id}",
-            delete(people::delete_notification),
-        )
-        .route("/api/v1/audit", get(routes::audit::list))
-        .route("/api/v1/audit/verify", get(routes::audit::verify))
-}
+/// The detail of the 404 of a path no route matches.
+const NO_SUCH_ROUTE: &str = "no such route";
 
 async fn not_found() -> Problem {
-    Problem::not_found("no such route")
+    Problem::not_found(NO_SUCH_ROUTE)
 }
 
 /// Serves `state`'s API on `listener` until `shutdown` completes; then stops
@@ -467,4 +300,112 @@ async fn method_not_allowed() -> Problem {
         "method-not-allowed",
         "this resource does not answer this method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use flowstore_core::crypto::{Key, Keyring};
+    use flowstore_core::store::KeySource;
+    use flowstore_sqlite::{SqliteBackend, SqliteSettings};
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    /// The methods the API may route; HEAD (answered by every GET) and OPTIONS are
+    /// axum's, never documented.
+    const METHODS: [Method; 5] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+
+    async fn backend() -> Arc<dyn Backend> {
+        let key = Key::parse(&"ab".repeat(32)).unwrap();
+        let keys = Arc::new(KeySource::given(Keyring::new(key)));
+        let settings = SqliteSettings {
+            url: "sqlite::memory:".into(),
+            ..SqliteSettings::default()
+        };
+        let b: Arc<dyn Backend> = Arc::new(SqliteBackend::connect(&settings, keys).await.unwrap());
+        b.migrate_up(None).await.unwrap();
+        b
+    }
+
+    async fn call(router: &Router, method: Method, uri: &str, key: &str) -> (StatusCode, Value) {
+        let sends_body = [Method::POST, Method::PUT, Method::PATCH].contains(&method);
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(if sends_body { "{}" } else { "" }))
+            .unwrap();
+        let res = router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The router and the document come from the same declarations, and this holds
+    /// them to it: on every documented path, each method the document lists is routed
+    /// (answers something other than the fallback's 404 or a 405), and each method it
+    /// does not list is not; so the routed operations are exactly the documented ones.
+    /// Requests carry an admin key, so that no refusal of the caller stands in for an
+    /// answer of the route.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_documented_operations() {
+        let backend = backend().await;
+        let key = bootstrap_admin_key(&backend).await.unwrap().unwrap();
+        let router = app(AppState::new(backend));
+        let (status, doc) = call(&router, Method::GET, "/api/v1/openapi.json", &key).await;
+        assert_eq!(status, StatusCode::OK);
+        let paths = doc["paths"].as_object().unwrap();
+        let zero = "00000000-0000-0000-0000-000000000000";
+        let (mut documented, mut routed) = (0, 0);
+        for (path, item) in paths {
+            let mut uri = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { zero } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            // The event stream never ends: ask it something it refuses at once.
+            if path == "/api/v1/events" {
+                uri.push_str("?after=x");
+            }
+            for method in METHODS {
+                let listed = item.get(method.as_str().to_lowercase()).is_some();
+                let (status, body) = call(&router, method.clone(), &uri, &key).await;
+                let answered = status != StatusCode::METHOD_NOT_ALLOWED
+                    && !(status == StatusCode::NOT_FOUND && body["detail"] == NO_SUCH_ROUTE);
+                assert_eq!(
+                    answered, listed,
+                    "{method} {path}: documented {listed}, answered {status} {body}"
+                );
+                documented += usize::from(listed);
+                routed += usize::from(answered);
+            }
+        }
+        let operations: usize = paths
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(documented, operations, "only these methods are documented");
+        assert_eq!(routed, documented);
+        // Not vacuously: the whole API is there.
+        assert!(operations >= 100, "{operations} operations");
+        // A path no route declares falls through to the fallback.
+        let (status, body) = call(&router, Method::GET, "/api/v1/nowhere", &key).await;
+        assert_eq!(
+            (status, &body["detail"]),
+            (StatusCode::NOT_FOUND, &NO_SUCH_ROUTE.into())
+        );
+    }
 }

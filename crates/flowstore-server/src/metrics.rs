@@ -13,6 +13,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
@@ -146,6 +148,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .metrics()
         .observe(&route, &method, res.status().as_u16(), start.elapsed());
     res
+}
+
+/// The scrape's route with its OpenAPI path (public, like the health checks).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
 /// Longest a scrape waits for the database's part of its answer.

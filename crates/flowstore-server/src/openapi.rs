@@ -3,13 +3,23 @@
 //! request and response body has a named schema under `components/schemas`
 //! ([`schemas`]); a pass over all operations ([`generic`]) adds the statuses any
 //! request may meet. The server's tests validate real answers against it.
+//!
+//! The paths are not listed here: each routes module declares its routes once, with
+//! utoipa-axum's `routes!`, which gives both the axum route and its OpenAPI path;
+//! [`crate::app`] composes those routers and serves the document [`build`] makes of
+//! their paths, so a route cannot be served undocumented or documented unserved.
 
-use axum::response::IntoResponse;
+use axum::body::Bytes;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::Problem;
 use crate::routes;
+use crate::state::AppState;
 
 mod generic;
 mod schemas;
@@ -36,135 +46,67 @@ impl Modify for Bearer {
     }
 }
 
+/// The document's own route, with its OpenAPI path (public, like the health checks).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(utoipa_axum::routes!(document))
+}
+
 /// `GET /api/v1/openapi.json`: this document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health", security(),
     responses((status = 200, description = "the OpenAPI 3.1 document of this API", body = OpenApiDocument)))]
-pub async fn document() -> impl IntoResponse {
-    axum::Json(ApiDoc::openapi())
+pub async fn document(Extension(document): Extension<Document>) -> Document {
+    document
 }
 
-/// The document served at `/api/v1/openapi.json`.
+/// The document served at `/api/v1/openapi.json`, built and serialised once, when
+/// [`crate::app`] builds the router whose routes it describes; each answer shares
+/// the bytes.
+#[derive(Clone)]
+pub struct Document(Bytes);
+
+impl Document {
+    /// The document of `routes`: the paths (and the schemas they name) that the
+    /// routers collected, as `OpenApiRouter::split_for_parts` gives them.
+    pub fn new(routes: utoipa::openapi::OpenApi) -> Document {
+        let bytes = serde_json::to_vec(&build(routes)).expect("the document serialises");
+        Document(Bytes::from(bytes))
+    }
+}
+
+impl IntoResponse for Document {
+    fn into_response(self) -> Response {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
+/// The whole document: [`ApiDoc`]'s frame with the routers' paths merged in, then
+/// the [`Generic`] pass over every operation (it prefixes operation IDs, so it runs
+/// exactly once, after the merge).
+pub fn build(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(routes);
+    Generic.modify(&mut doc);
+    doc
+}
+
+/// The frame of the document served at `/api/v1/openapi.json`: its info, security
+/// scheme and the schemas listed here (the routers bring the schemas their
+/// operations name). It has no paths: each routes
+/// module declares its own, with its router, and [`build`] merges them in. The
+/// [`Generic`] pass is not among its modifiers because it must see every operation,
+/// so [`build`] runs it after the merge.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "flowstore", description = "The HTTP API of flowstore."),
-    modifiers(&Bearer, &Generic),
+    modifiers(&Bearer),
     security(("bearer" = [])),
-    paths(
-        routes::health::healthz,
-        routes::health::readyz,
-        crate::metrics::scrape,
-        document,
-        routes::projects::create,
-        routes::projects::list,
-        routes::projects::get,
-        routes::projects::update,
-        routes::projects::delete,
-        routes::workflows::create,
-        routes::workflows::list,
-        routes::workflows::get,
-        routes::workflows::update,
-        routes::workflows::versions,
-        routes::runs::start,
-        routes::runs::get,
-        routes::runs::list,
-        routes::runs::cancel,
-        routes::runs::tasks,
-        routes::runs::progress,
-        routes::executions::create,
-        routes::executions::get,
-        routes::executions::update,
-        routes::executions::list,
-        routes::executions::statistics,
-        routes::executions::metrics,
-        routes::executions::aggregate,
-        routes::handlers::register,
-        routes::handlers::list,
-        routes::handlers::get,
-        routes::handlers::update,
-        routes::handlers::deactivate,
-        routes::workflows::share,
-        routes::workflows::shares,
-        routes::workflows::unshare,
-        routes::tasks::create,
-        routes::tasks::get,
-        routes::tasks::update,
-        routes::tasks::list,
-        routes::pull_requests::create,
-        routes::pull_requests::get,
-        routes::pull_requests::set_status,
-        routes::pull_requests::set_validation,
-        routes::pull_requests::list,
-        routes::ops::register_component,
-        routes::ops::list_components,
-        routes::ops::component_health,
-        routes::ops::get_component,
-        routes::ops::heartbeat_component,
-        routes::ops::delete_component,
-        routes::ops::append_logs,
-        routes::ops::query_logs,
-        routes::ops::set_configuration,
-        routes::ops::list_configurations,
-        routes::ops::get_configuration,
-        routes::ops::delete_configuration,
-        routes::people::create_user,
-        routes::people::list_users,
-        routes::people::me,
-        routes::people::get_user,
-        routes::people::create_team,
-        routes::people::list_teams,
-        routes::people::add_member,
-        routes::people::members,
-        routes::people::notifications,
-        routes::people::mark_read,
-        routes::people::mark_all_read,
-        routes::apikeys::list,
-        routes::worker::claim,
-        routes::worker::heartbeat,
-        routes::worker::complete,
-        routes::worker::complete_batch,
-        routes::worker::fail,
-        routes::events::stream,
-        routes::apikeys::create,
-        routes::apikeys::revoke,
-        routes::integration::create_credential,
-        routes::integration::list_credentials,
-        routes::integration::get_credential,
-        routes::integration::update_credential,
-        routes::integration::delete_credential,
-        routes::integration::reveal_credential,
-        routes::integration::create_webhook,
-        routes::integration::list_webhooks,
-        routes::integration::get_webhook,
-        routes::integration::update_webhook,
-        routes::integration::delete_webhook,
-        routes::integration::deliveries,
-        routes::integration::send_test,
-        routes::workflow_life::archive,
-        routes::workflow_life::delete,
-        routes::workflow_life::duplicate,
-        routes::workflow_life::version,
-        routes::workflow_life::summary,
-        routes::task_links::delete,
-        routes::task_links::dependencies,
-        routes::task_links::children,
-        routes::task_links::project_summary,
-        routes::system::record,
-        routes::system::list,
-        routes::system::patch_component,
-        routes::sessions::login,
-        routes::sessions::current,
-        routes::sessions::logout,
-        routes::people::update_user,
-        routes::people::delete_user,
-        routes::people::unlock_user,
-        routes::people::delete_team,
-        routes::people::update_member,
-        routes::people::remove_member,
-        routes::people::unread_count,
-        routes::people::delete_notification,
-        routes::audit::list,
-        routes::audit::verify,
-    ),
     components(schemas(
         Problem,
         NewLogEntry,

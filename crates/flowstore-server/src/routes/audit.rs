@@ -9,11 +9,21 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(verify))
+}
 
 /// Filters and page of `GET /audit`.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -15,12 +15,20 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::watch;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem, Query};
 use crate::state::AppState;
 use flowstore_core::model::workflow::SharePermission;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream))
+}
 
 const BATCH: u32 = 200;
 

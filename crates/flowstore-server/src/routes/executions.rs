@@ -12,6 +12,8 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::auth::Caller;
@@ -19,6 +21,17 @@ use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
 use flowstore_core::model::workflow::SharePermission;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update))
+        .routes(routes!(statistics))
+        .routes(routes!(metrics))
+        .routes(routes!(aggregate))
+}
 
 /// Filters and page of `GET /executions`.
 #[derive(Debug, Deserialize, IntoParams)]

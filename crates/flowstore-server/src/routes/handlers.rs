@@ -9,12 +9,23 @@ use flowstore_core::model::registry::{Handler, HandlerPatch, NewHandler};
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register, list))
+        .routes(routes!(get, update))
+        .routes(routes!(deactivate))
+}
 
 /// Which handlers `GET /handlers` lists.
 #[derive(Debug, Deserialize, IntoParams)]

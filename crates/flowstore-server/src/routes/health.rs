@@ -4,9 +4,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
 
 /// The process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health", security(),

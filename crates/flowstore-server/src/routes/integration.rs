@@ -17,12 +17,31 @@ use flowstore_core::{Page, StoreError, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_credential, list_credentials))
+        .routes(routes!(
+            get_credential,
+            update_credential,
+            delete_credential
+        ))
+        .routes(routes!(reveal_credential))
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(deliveries))
+        .routes(routes!(send_test))
+}
 
 /// A credential with its decrypted data: the answer of an explicit reveal only.
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,10 +1,10 @@
-//! The handlers, one module per area.
+//! The handlers, one module per area. Each module owns its routes and their OpenAPI
+//! paths, declared once in its `router()` (utoipa-axum), which [`crate::app`] merges.
 
 pub mod apikeys;
 pub mod audit;
 pub mod events;
 pub mod executions;
-pub mod extra;
 pub mod handlers;
 pub mod health;
 pub mod integration;

@@ -22,6 +22,8 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
@@ -29,6 +31,19 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_component, list_components))
+        .routes(routes!(component_health))
+        .routes(routes!(get_component, delete_component))
+        .routes(routes!(heartbeat_component))
+        .routes(routes!(append_logs, query_logs))
+        .routes(routes!(set_configuration, list_configurations))
+        .routes(routes!(get_configuration, delete_configuration))
+}
 
 /// A page: `cursor` and `limit`.
 #[derive(Debug, Deserialize, IntoParams)]

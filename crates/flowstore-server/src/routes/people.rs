@@ -13,6 +13,8 @@ use flowstore_core::model::nullable;
 use flowstore_core::{time, Page};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
@@ -27,6 +29,18 @@ mod teams;
 
 pub use notifications::*;
 pub use teams::*;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(me))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(unlock_user))
+        .merge(teams::router())
+        .merge(notifications::router())
+}
 
 /// Filters and page of `GET /users`.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -20,12 +20,26 @@ use flowstore_core::{time, StoreError, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit;
 use crate::auth::{Caller, Credential, Origin, Principal};
 use crate::error::{ApiResult, Json, Problem};
 use crate::signin::{self, Counted};
 use crate::state::AppState;
+
+/// The session of the caller (`GET` and `DELETE /sessions/current`), with their
+/// OpenAPI paths: behind a key or a session, like the rest of the API.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(current, logout))
+}
+
+/// Signing in (`POST /sessions`), with its OpenAPI path: apart from [`router`]
+/// because it is how a client gets a token, so [`crate::app`] serves it without one.
+pub(crate) fn sign_in_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
+}
 
 /// The body of `POST /sessions`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -14,12 +14,22 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(record, list))
+        .routes(routes!(patch_component))
+}
 
 /// Filters and page of `GET /system-metrics`.
 #[derive(Debug, Deserialize, IntoParams)]

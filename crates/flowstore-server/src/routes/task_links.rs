@@ -12,6 +12,8 @@ use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::{Page, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
@@ -19,6 +21,16 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(delete))
+        .routes(routes!(dependencies))
+        .routes(routes!(children))
+        .routes(routes!(project_summary))
+}
 
 /// A page: `cursor` and `limit`.
 #[derive(Debug, Deserialize, IntoParams)]

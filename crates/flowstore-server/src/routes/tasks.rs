@@ -15,6 +15,8 @@ use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
@@ -22,6 +24,14 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update))
+}
 
 /// Filters and page of `GET /tasks`.
 #[derive(Debug, Deserialize, IntoParams)]

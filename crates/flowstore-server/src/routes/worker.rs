@@ -20,12 +20,25 @@ use flowstore_core::Tx;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Problem};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(claim))
+        .routes(routes!(heartbeat))
+        .routes(routes!(complete))
+        .routes(routes!(complete_batch))
+        .routes(routes!(fail))
+}
 
 /// The body of `POST /worker/claim`.
 #[derive(Debug, Deserialize, ToSchema)]

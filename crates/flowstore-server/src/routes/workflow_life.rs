@@ -15,6 +15,8 @@ use flowstore_core::model::workflow::{SharePermission, Workflow, WorkflowVersion
 use flowstore_core::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
@@ -22,6 +24,17 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(delete))
+        .routes(routes!(archive))
+        .routes(routes!(duplicate))
+        .routes(routes!(version))
+        .routes(routes!(summary))
+}
 
 /// The body of `POST /workflows/{id}/duplicate`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,12 +9,25 @@ use flowstore_core::model::identity_access::{Notification, NotificationFilter};
 use flowstore_core::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(notifications))
+        .routes(routes!(mark_read))
+        .routes(routes!(mark_all_read))
+        .routes(routes!(unread_count))
+        .routes(routes!(delete_notification))
+}
 
 /// Filters and page of `GET /notifications`.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,12 +10,24 @@ use flowstore_core::model::identity::{NewTeam, Role, Team, TeamMember, TeamRole}
 use flowstore_core::Page;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::state::AppState;
+
+/// This module's routes with their OpenAPI paths, each declared once, on its handler
+/// (the layers they run under are [`crate::app`]'s).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_team, list_teams))
+        .routes(routes!(add_member, members))
+        .routes(routes!(delete_team))
+        .routes(routes!(update_member, remove_member))
+}
 
 /// The body of `POST /teams/{id}/members`.
 #[derive(Debug, Deserialize, ToSchema)]
