@@ -123,3 +123,18 @@ pub(crate) fn uuid_from_text(expr: &str) -> String {
             THEN replace(trim({expr}), '-', '')::uuid END"
     )
 }
+
+/// A UUID column shown in its usual text form.
+pub(crate) fn id_text(col: &str) -> String {
+    format!("CAST({col} AS text)")
+}
+
+/// The whole UTC hour of the instant in `col`, whatever the session's time zone.
+pub(crate) fn hour_bucket(col: &str) -> String {
+    format!("date_trunc('hour', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+}
+
+/// The instant `days` days after the instant `t`.
+pub(crate) fn plus_days(t: &str, days: u32) -> String {
+    format!("{t} + interval '{days} days'")
+}

@@ -10,6 +10,8 @@ mod archive_rows;
 #[path = "../../storage/audit.rs"]
 mod audit;
 mod backend;
+#[path = "../../storage/check.rs"]
+mod check;
 mod dialect;
 #[path = "../../storage/engine.rs"]
 mod engine;

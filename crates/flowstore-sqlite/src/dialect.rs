@@ -123,6 +123,25 @@ pub(crate) fn uuid_from_text(expr: &str) -> String {
     )
 }
 
+/// A UUID column shown in its usual text form (here a 16-byte BLOB).
+pub(crate) fn id_text(col: &str) -> String {
+    format!(
+        "lower(substr(hex({col}),1,8)||'-'||substr(hex({col}),9,4)||'-'||substr(hex({col}),13,4)
+          ||'-'||substr(hex({col}),17,4)||'-'||substr(hex({col}),21))"
+    )
+}
+
+/// The whole UTC hour of the instant in `col`, as instants are stored.
+pub(crate) fn hour_bucket(col: &str) -> String {
+    format!("substr({col}, 1, 13) || ':00:00.000000Z'")
+}
+
+/// The instant `days` days after the instant `t`, as instants are stored (text
+/// order is time order).
+pub(crate) fn plus_days(t: &str, days: u32) -> String {
+    format!("strftime('%Y-%m-%dT%H:%M:%f000Z', {t}, '+{days} days')")
+}
+
 #[cfg(test)]
 mod tests {
     /// Every instant the shared repositories bind goes through `ts`/`ts_opt`: bound

@@ -12,6 +12,8 @@ mod archive_rows;
 #[path = "../../storage/audit.rs"]
 mod audit;
 mod backend;
+#[path = "../../storage/check.rs"]
+mod check;
 mod checkpoint;
 mod dialect;
 #[path = "../../storage/engine.rs"]

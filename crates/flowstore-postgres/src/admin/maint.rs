@@ -9,8 +9,8 @@ use flowstore_core::{BackendKind, StoreError, StoreResult};
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
 
-use super::TERMINAL;
 use crate::backend::PostgresBackend;
+use crate::check::TERMINAL;
 use crate::error::map_err;
 
 pub(super) async fn database_bytes(b: &PostgresBackend) -> StoreResult<u64> {

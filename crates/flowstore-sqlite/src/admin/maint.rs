@@ -5,8 +5,8 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::{BackendKind, StoreResult};
 use sqlx::{Connection, SqliteConnection};
 
-use super::TERMINAL;
 use crate::backend::SqliteBackend;
+use crate::check::TERMINAL;
 use crate::error::map_err;
 use crate::util::ts;
 
