@@ -278,9 +278,10 @@ pub struct RetentionPolicy {
     pub interval: Duration,
 }
 
-/// The database-specific half of the operations.
+/// The database-specific half of `flowstore check`: finding problems and repairing
+/// them.
 #[async_trait]
-pub trait AdminBackend: Send + Sync {
+pub trait AdminBackend: Maintenance + Send + Sync {
     /// Finds every problem of every kind as of `now`; returns the findings and notes
     /// on what could not be checked.
     async fn find_problems(&self, now: Timestamp) -> StoreResult<(Vec<Finding>, Vec<String>)>;
@@ -288,7 +289,12 @@ pub trait AdminBackend: Send + Sync {
     /// Repairs every problem of `kind` in one transaction; returns rows changed, or
     /// `Ok(None)` when the kind cannot be repaired safely here.
     async fn repair(&self, kind: FindingKind, now: Timestamp) -> StoreResult<Option<u64>>;
+}
 
+/// The database-specific half of the maintenance operations: statistics, vacuum,
+/// retention and native backups.
+#[async_trait]
+pub trait Maintenance: Send + Sync {
     /// Sizes, counts, index use, connections and dead rows.
     async fn stats(&self) -> StoreResult<DbStats>;
 

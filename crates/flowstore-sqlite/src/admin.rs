@@ -2,7 +2,7 @@
 //! vacuum and retention are in `admin/maint.rs`.
 
 use async_trait::async_trait;
-use flowstore_core::admin::{AdminBackend, DbStats, Finding, FindingKind, TableCounts};
+use flowstore_core::admin::{AdminBackend, Finding, FindingKind};
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
@@ -170,42 +170,5 @@ impl AdminBackend for SqliteBackend {
         };
         tx.commit().await.map_err(map_err)?;
         Ok(Some(n))
-    }
-
-    async fn stats(&self) -> StoreResult<DbStats> {
-        maint::stats(self).await
-    }
-
-    async fn database_bytes(&self) -> StoreResult<u64> {
-        maint::database_bytes(self).await
-    }
-
-    async fn vacuum(&self) -> StoreResult<Vec<String>> {
-        maint::vacuum(self, true).await
-    }
-
-    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts> {
-        maint::cleanup(self, cutoff, None).await
-    }
-
-    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
-        maint::cleanup(self, cutoff, Some((true, limit))).await
-    }
-
-    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
-        maint::cleanup(self, cutoff, Some((false, limit))).await
-    }
-
-    async fn reclaim(&self) -> StoreResult<()> {
-        maint::vacuum(self, false).await.map(|_| ())
-    }
-
-    async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {
-        let target = path.to_string_lossy().replace('\'', "''");
-        sqlx::query(&format!("VACUUM INTO '{target}'"))
-            .execute(self.pool())
-            .await
-            .map_err(map_err)?;
-        Ok(())
     }
 }

@@ -13,14 +13,6 @@ use crate::backend::PostgresBackend;
 use crate::check::TERMINAL;
 use crate::error::map_err;
 
-pub(super) async fn database_bytes(b: &PostgresBackend) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
-        .fetch_one(b.pool())
-        .await
-        .map_err(map_err)?;
-    Ok(n as u64)
-}
-
 /// Checks every b-tree index of the schema with amcheck when it is installed.
 pub(super) async fn amcheck(
     conn: &mut PgConnection,
@@ -66,82 +58,6 @@ pub(super) async fn amcheck(
         }
     }
     Ok(out)
-}
-
-pub(super) async fn stats(b: &PostgresBackend) -> StoreResult<DbStats> {
-    let pool = b.pool();
-    let mut notes = Vec::new();
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT relname::text, n_dead_tup, pg_total_relation_size(relid)
-           FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
-    let mut tables = Vec::new();
-    let mut dead = 0u64;
-    for (name, dead_rows, bytes) in rows {
-        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(&name)))
-            .fetch_one(pool)
-            .await
-            .map_err(map_err)?;
-        dead += dead_rows as u64;
-        tables.push(TableStat {
-            name,
-            rows: count as u64,
-            bytes: Some(bytes as u64),
-            dead_rows: Some(dead_rows as u64),
-        });
-    }
-    let idx: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
-        "SELECT s.indexrelname::text, s.relname::text, s.idx_scan, pg_relation_size(s.indexrelid),
-                i.indisunique OR i.indisprimary
-           FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
-          WHERE s.schemaname = current_schema() ORDER BY s.indexrelname",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
-    // Unique indexes enforce constraints even when never scanned: not "unused".
-    let unused = idx
-        .iter()
-        .filter(|(_, _, scans, _, unique)| *scans == 0 && !unique)
-        .map(|(n, ..)| n.clone())
-        .collect();
-    let indexes = idx
-        .into_iter()
-        .map(|(name, table, scans, bytes, _)| IndexStat {
-            name,
-            table,
-            scans: Some(scans as u64),
-            bytes: Some(bytes as u64),
-        })
-        .collect();
-    notes.push("index scans are counted since the statistics were last reset".into());
-    let by_state: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity
-          WHERE datname = current_database() GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
-    let slow = slow_statements(b, &mut notes).await?;
-    Ok(DbStats {
-        backend: BackendKind::Postgres,
-        database_bytes: database_bytes(b).await?,
-        tables,
-        indexes,
-        unused_indexes: unused,
-        connections: ConnectionStats {
-            pool_size: pool.size(),
-            pool_idle: pool.num_idle() as u32,
-            server_by_state: by_state.into_iter().map(|(s, n)| (s, n as u64)).collect(),
-        },
-        slow_statements: slow,
-        freelist_pages: None,
-        dead_rows: Some(dead),
-        notes,
-    })
 }
 
 fn quote(name: &str) -> String {
@@ -384,4 +300,121 @@ pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
         )));
     }
     Ok(())
+}
+
+#[async_trait::async_trait]
+impl flowstore_core::admin::Maintenance for PostgresBackend {
+    async fn stats(&self) -> StoreResult<DbStats> {
+        let b = self;
+        let pool = b.pool();
+        let mut notes = Vec::new();
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, n_dead_tup, pg_total_relation_size(relid)
+               FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+        let mut tables = Vec::new();
+        let mut dead = 0u64;
+        for (name, dead_rows, bytes) in rows {
+            let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(&name)))
+                .fetch_one(pool)
+                .await
+                .map_err(map_err)?;
+            dead += dead_rows as u64;
+            tables.push(TableStat {
+                name,
+                rows: count as u64,
+                bytes: Some(bytes as u64),
+                dead_rows: Some(dead_rows as u64),
+            });
+        }
+        let idx: Vec<(String, String, i64, i64, bool)> = sqlx::query_as(
+            "SELECT s.indexrelname::text, s.relname::text, s.idx_scan, pg_relation_size(s.indexrelid),
+                    i.indisunique OR i.indisprimary
+               FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+              WHERE s.schemaname = current_schema() ORDER BY s.indexrelname",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+        // Unique indexes enforce constraints even when never scanned: not "unused".
+        let unused = idx
+            .iter()
+            .filter(|(_, _, scans, _, unique)| *scans == 0 && !unique)
+            .map(|(n, ..)| n.clone())
+            .collect();
+        let indexes = idx
+            .into_iter()
+            .map(|(name, table, scans, bytes, _)| IndexStat {
+                name,
+                table,
+                scans: Some(scans as u64),
+                bytes: Some(bytes as u64),
+            })
+            .collect();
+        notes.push("index scans are counted since the statistics were last reset".into());
+        let by_state: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity
+              WHERE datname = current_database() GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+        let slow = slow_statements(b, &mut notes).await?;
+        Ok(DbStats {
+            backend: BackendKind::Postgres,
+            database_bytes: b.database_bytes().await?,
+            tables,
+            indexes,
+            unused_indexes: unused,
+            connections: ConnectionStats {
+                pool_size: pool.size(),
+                pool_idle: pool.num_idle() as u32,
+                server_by_state: by_state.into_iter().map(|(s, n)| (s, n as u64)).collect(),
+            },
+            slow_statements: slow,
+            freelist_pages: None,
+            dead_rows: Some(dead),
+            notes,
+        })
+    }
+
+    async fn database_bytes(&self) -> StoreResult<u64> {
+        let b = self;
+        let n: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(b.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    async fn vacuum(&self) -> StoreResult<Vec<String>> {
+        vacuum(self, true).await
+    }
+
+    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts> {
+        cleanup(self, cutoff, None).await
+    }
+
+    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
+        cleanup(self, cutoff, Some((true, limit))).await
+    }
+
+    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
+        cleanup(self, cutoff, Some((false, limit))).await
+    }
+
+    async fn reclaim(&self) -> StoreResult<()> {
+        vacuum(self, false).await.map(|_| ())
+    }
+
+    async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        let url = self.url.clone();
+        let out = path.to_path_buf();
+        tokio::task::spawn_blocking(move || pg_dump(&url, &out))
+            .await
+            .map_err(|e| flowstore_core::StoreError::internal(e.to_string()))?
+    }
 }

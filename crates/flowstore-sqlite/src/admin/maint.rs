@@ -10,125 +10,11 @@ use crate::check::TERMINAL;
 use crate::error::map_err;
 use crate::util::ts;
 
-/// The main file and its WAL, or pages times page size for a database in memory.
-pub(super) async fn database_bytes(b: &SqliteBackend) -> StoreResult<u64> {
-    let files: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
-        .fetch_all(b.pool())
-        .await
-        .map_err(map_err)?;
-    if let Some((_, _, file)) = files.iter().find(|(_, n, _)| n == "main") {
-        if !file.is_empty() {
-            if let Ok(m) = std::fs::metadata(file) {
-                let wal = std::fs::metadata(format!("{file}-wal")).map_or(0, |m| m.len());
-                return Ok(m.len() + wal);
-            }
-        }
-    }
-    let pages: i64 = scalar(b, "PRAGMA page_count").await?;
-    let size: i64 = scalar(b, "PRAGMA page_size").await?;
-    Ok((pages * size) as u64)
-}
-
 async fn scalar(b: &SqliteBackend, sql: &str) -> StoreResult<i64> {
     sqlx::query_scalar(sql)
         .fetch_one(b.pool())
         .await
         .map_err(map_err)
-}
-
-pub(super) async fn stats(b: &SqliteBackend) -> StoreResult<DbStats> {
-    let mut notes = Vec::new();
-    let pool = b.pool();
-    let objects: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT type, name, tbl_name FROM sqlite_master
-          WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'
-            AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
-    // dbstat exists only when SQLite was built with SQLITE_ENABLE_DBSTAT_VTAB.
-    let sizes: Option<Vec<(String, i64)>> =
-        sqlx::query_as("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
-            .fetch_all(pool)
-            .await
-            .ok();
-    if sizes.is_none() {
-        notes.push(
-            "per-table and per-index sizes need the dbstat table, which this SQLite build lacks"
-                .into(),
-        );
-    }
-    let size_of = |name: &str| {
-        sizes.as_ref().map(|s| {
-            s.iter()
-                .find(|(n, _)| n == name)
-                .map_or(0, |(_, b)| *b as u64)
-        })
-    };
-    let mut tables = Vec::new();
-    let mut indexes = Vec::new();
-    for (kind, name, table) in &objects {
-        if kind == "table" {
-            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{name}\""))
-                .fetch_one(pool)
-                .await
-                .map_err(map_err)?;
-            let own = size_of(name);
-            let with_indexes = own.map(|own| {
-                own + objects
-                    .iter()
-                    .filter(|(k, _, t)| k == "index" && t == name)
-                    .filter_map(|(_, i, _)| size_of(i))
-                    .sum::<u64>()
-            });
-            tables.push(TableStat {
-                name: name.clone(),
-                rows: rows as u64,
-                bytes: with_indexes,
-                dead_rows: None,
-            });
-        } else {
-            indexes.push(IndexStat {
-                name: name.clone(),
-                table: table.clone(),
-                scans: None,
-                bytes: size_of(name),
-            });
-        }
-    }
-    let analysed: i64 = scalar(
-        b,
-        "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
-    )
-    .await?;
-    notes.push(format!(
-        "SQLite does not count index scans, so unused indexes cannot be listed; planner \
-         statistics (sqlite_stat1) are {}",
-        if analysed > 0 {
-            "present (refreshed by `flowstore vacuum`)"
-        } else {
-            "absent until `flowstore vacuum` runs PRAGMA optimize"
-        }
-    ));
-    notes.push("SQLite keeps no statement statistics: slow statements cannot be listed".into());
-    let freelist: i64 = scalar(b, "PRAGMA freelist_count").await?;
-    Ok(DbStats {
-        backend: BackendKind::Sqlite,
-        database_bytes: database_bytes(b).await?,
-        tables,
-        indexes,
-        unused_indexes: Vec::new(),
-        connections: ConnectionStats {
-            pool_size: pool.size(),
-            pool_idle: pool.num_idle() as u32,
-            server_by_state: Default::default(),
-        },
-        slow_statements: Vec::new(),
-        freelist_pages: Some(freelist as u64),
-        dead_rows: None,
-        notes,
-    })
 }
 
 /// Rebuilds the file, gives free pages back and folds the WAL into the file; with
@@ -304,4 +190,151 @@ async fn one(
         *out.entry(table.to_string()).or_default() += n;
     }
     Ok(())
+}
+
+#[async_trait::async_trait]
+impl flowstore_core::admin::Maintenance for SqliteBackend {
+    async fn stats(&self) -> StoreResult<DbStats> {
+        let b = self;
+        let mut notes = Vec::new();
+        let pool = b.pool();
+        let objects: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT type, name, tbl_name FROM sqlite_master
+              WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'
+                AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+        // dbstat exists only when SQLite was built with SQLITE_ENABLE_DBSTAT_VTAB.
+        let sizes: Option<Vec<(String, i64)>> =
+            sqlx::query_as("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+                .fetch_all(pool)
+                .await
+                .ok();
+        if sizes.is_none() {
+            notes.push(
+                "per-table and per-index sizes need the dbstat table, which this SQLite build lacks"
+                    .into(),
+            );
+        }
+        let size_of = |name: &str| {
+            sizes.as_ref().map(|s| {
+                s.iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, b)| *b as u64)
+            })
+        };
+        let mut tables = Vec::new();
+        let mut indexes = Vec::new();
+        for (kind, name, table) in &objects {
+            if kind == "table" {
+                let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{name}\""))
+                    .fetch_one(pool)
+                    .await
+                    .map_err(map_err)?;
+                let own = size_of(name);
+                let with_indexes = own.map(|own| {
+                    own + objects
+                        .iter()
+                        .filter(|(k, _, t)| k == "index" && t == name)
+                        .filter_map(|(_, i, _)| size_of(i))
+                        .sum::<u64>()
+                });
+                tables.push(TableStat {
+                    name: name.clone(),
+                    rows: rows as u64,
+                    bytes: with_indexes,
+                    dead_rows: None,
+                });
+            } else {
+                indexes.push(IndexStat {
+                    name: name.clone(),
+                    table: table.clone(),
+                    scans: None,
+                    bytes: size_of(name),
+                });
+            }
+        }
+        let analysed: i64 = scalar(
+            b,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
+        )
+        .await?;
+        notes.push(format!(
+            "SQLite does not count index scans, so unused indexes cannot be listed; planner \
+             statistics (sqlite_stat1) are {}",
+            if analysed > 0 {
+                "present (refreshed by `flowstore vacuum`)"
+            } else {
+                "absent until `flowstore vacuum` runs PRAGMA optimize"
+            }
+        ));
+        notes.push("SQLite keeps no statement statistics: slow statements cannot be listed".into());
+        let freelist: i64 = scalar(b, "PRAGMA freelist_count").await?;
+        Ok(DbStats {
+            backend: BackendKind::Sqlite,
+            database_bytes: b.database_bytes().await?,
+            tables,
+            indexes,
+            unused_indexes: Vec::new(),
+            connections: ConnectionStats {
+                pool_size: pool.size(),
+                pool_idle: pool.num_idle() as u32,
+                server_by_state: Default::default(),
+            },
+            slow_statements: Vec::new(),
+            freelist_pages: Some(freelist as u64),
+            dead_rows: None,
+            notes,
+        })
+    }
+
+    async fn database_bytes(&self) -> StoreResult<u64> {
+        let b = self;
+        let files: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
+            .fetch_all(b.pool())
+            .await
+            .map_err(map_err)?;
+        if let Some((_, _, file)) = files.iter().find(|(_, n, _)| n == "main") {
+            if !file.is_empty() {
+                if let Ok(m) = std::fs::metadata(file) {
+                    let wal = std::fs::metadata(format!("{file}-wal")).map_or(0, |m| m.len());
+                    return Ok(m.len() + wal);
+                }
+            }
+        }
+        let pages: i64 = scalar(b, "PRAGMA page_count").await?;
+        let size: i64 = scalar(b, "PRAGMA page_size").await?;
+        Ok((pages * size) as u64)
+    }
+
+    async fn vacuum(&self) -> StoreResult<Vec<String>> {
+        vacuum(self, true).await
+    }
+
+    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts> {
+        cleanup(self, cutoff, None).await
+    }
+
+    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
+        cleanup(self, cutoff, Some((true, limit))).await
+    }
+
+    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
+        cleanup(self, cutoff, Some((false, limit))).await
+    }
+
+    async fn reclaim(&self) -> StoreResult<()> {
+        vacuum(self, false).await.map(|_| ())
+    }
+
+    async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        let target = path.to_string_lossy().replace('\'', "''");
+        sqlx::query(&format!("VACUUM INTO '{target}'"))
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
 }
