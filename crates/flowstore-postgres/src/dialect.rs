@@ -138,3 +138,9 @@ pub(crate) fn hour_bucket(col: &str) -> String {
 pub(crate) fn plus_days(t: &str, days: u32) -> String {
     format!("{t} + interval '{days} days'")
 }
+
+/// The schema of this connection's temporary tables.
+pub(crate) const TEMP: &str = "pg_temp";
+
+/// The column type of a UUID.
+pub(crate) const UUID_TYPE: &str = "UUID";

@@ -38,6 +38,8 @@ mod pull_request;
 mod reference;
 #[path = "../../storage/registry.rs"]
 mod registry;
+#[path = "../../storage/retention.rs"]
+mod retention;
 #[path = "../../storage/run.rs"]
 mod run;
 #[path = "../../storage/summary.rs"]

@@ -142,6 +142,12 @@ pub(crate) fn plus_days(t: &str, days: u32) -> String {
     format!("strftime('%Y-%m-%dT%H:%M:%f000Z', {t}, '+{days} days')")
 }
 
+/// The schema of this connection's temporary tables.
+pub(crate) const TEMP: &str = "temp";
+
+/// The column type of a UUID.
+pub(crate) const UUID_TYPE: &str = "BLOB";
+
 #[cfg(test)]
 mod tests {
     /// Every instant the shared repositories bind goes through `ts`/`ts_opt`: bound

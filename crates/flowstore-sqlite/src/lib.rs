@@ -42,6 +42,8 @@ mod pull_request;
 mod reference;
 #[path = "../../storage/registry.rs"]
 mod registry;
+#[path = "../../storage/retention.rs"]
+mod retention;
 #[path = "../../storage/run.rs"]
 mod run;
 mod space;

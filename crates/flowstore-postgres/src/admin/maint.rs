@@ -10,8 +10,8 @@ use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
 
 use crate::backend::PostgresBackend;
-use crate::check::TERMINAL;
 use crate::error::map_err;
+use crate::retention;
 
 /// Checks every b-tree index of the schema with amcheck when it is installed.
 pub(super) async fn amcheck(
@@ -135,8 +135,6 @@ pub(super) async fn vacuum(b: &PostgresBackend, reindex: bool) -> StoreResult<Ve
     result.map(|_| steps)
 }
 
-const RUNS: &str = "SELECT id FROM pg_temp.cleanup_runs";
-
 /// Deletes (`Some((runs, limit))`) or counts (`None`, everything eligible) what
 /// retention removes; one short transaction.
 pub(super) async fn cleanup(
@@ -150,114 +148,16 @@ pub(super) async fn cleanup(
     match mode {
         None => {
             for runs in [true, false] {
-                one(&mut tx, cutoff, runs, None, true, &mut out).await?;
+                retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
             }
             tx.rollback().await.map_err(map_err)?;
         }
         Some((runs, limit)) => {
-            one(&mut tx, cutoff, runs, Some(limit.into()), false, &mut out).await?;
+            retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
             tx.commit().await.map_err(map_err)?;
         }
     }
     Ok(out)
-}
-
-async fn one(
-    conn: &mut PgConnection,
-    cutoff: Timestamp,
-    runs: bool,
-    limit: Option<i64>,
-    count_only: bool,
-    out: &mut TableCounts,
-) -> StoreResult<()> {
-    let tasks = format!("SELECT id FROM tasks WHERE run_id IN ({RUNS})");
-    let events =
-        "SELECT id FROM events WHERE run_id IS NULL AND created_at < $1 ORDER BY id LIMIT $2";
-    let steps: Vec<(&str, String)> = if runs {
-        for s in [
-            "CREATE TEMP TABLE IF NOT EXISTS cleanup_runs (id UUID PRIMARY KEY, execution_id TEXT)",
-            "DELETE FROM pg_temp.cleanup_runs",
-        ] {
-            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
-        }
-        // Only finished runs: pending and running ones are kept whatever their age.
-        sqlx::query(&format!(
-            "INSERT INTO pg_temp.cleanup_runs (id, execution_id)
-             SELECT id, execution_id FROM workflow_executions
-              WHERE status IN {TERMINAL} AND end_time IS NOT NULL AND end_time < $1
-              ORDER BY end_time LIMIT $2"
-        ))
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        vec![
-            (
-                "webhook_deliveries",
-                format!("event_seq IN (SELECT seq FROM events WHERE run_id IN ({RUNS}))"),
-            ),
-            ("events", format!("run_id IN ({RUNS})")),
-            (
-                "logs",
-                format!("execution_id IN ({RUNS}) OR task_id IN ({tasks})"),
-            ),
-            (
-                "workflow_metrics",
-                "execution_id IN (SELECT execution_id FROM pg_temp.cleanup_runs)".into(),
-            ),
-            (
-                "task_executions",
-                format!("run_id IN ({RUNS}) OR task_id IN ({tasks})"),
-            ),
-            (
-                "task_dependencies",
-                format!("task_id IN ({tasks}) OR depends_on_id IN ({tasks})"),
-            ),
-            ("tasks", format!("run_id IN ({RUNS})")),
-            ("workflow_executions", format!("id IN ({RUNS})")),
-        ]
-    } else {
-        vec![
-            (
-                "webhook_deliveries",
-                format!("event_seq IN (SELECT seq FROM events WHERE id IN ({events}))"),
-            ),
-            ("events", format!("id IN ({events})")),
-            (
-                "logs",
-                "id IN (SELECT id FROM logs WHERE execution_id IS NULL AND task_id IS NULL
-                         AND timestamp < $1 LIMIT $2)"
-                    .into(),
-            ),
-            (
-                "system_metrics",
-                "id IN (SELECT id FROM system_metrics WHERE recorded_at < $1 LIMIT $2)".into(),
-            ),
-        ]
-    };
-    for (table, pred) in steps {
-        let n = if count_only {
-            let sql = format!("SELECT count(*) FROM {table} WHERE {pred}");
-            let mut q = sqlx::query_scalar::<_, i64>(&sql);
-            if sql.contains("$1") {
-                q = q.bind(cutoff).bind(limit);
-            }
-            q.fetch_one(&mut *conn).await.map_err(map_err)? as u64
-        } else {
-            let sql = format!("DELETE FROM {table} WHERE {pred}");
-            let mut q = sqlx::query(&sql);
-            if sql.contains("$1") {
-                q = q.bind(cutoff).bind(limit);
-            }
-            q.execute(&mut *conn)
-                .await
-                .map_err(map_err)?
-                .rows_affected()
-        };
-        *out.entry(table.to_string()).or_default() += n;
-    }
-    Ok(())
 }
 
 /// `pg_dump` on PATH, else the newest in `/usr/lib/postgresql/*/bin`.

@@ -6,9 +6,8 @@ use flowstore_core::{BackendKind, StoreResult};
 use sqlx::{Connection, SqliteConnection};
 
 use crate::backend::SqliteBackend;
-use crate::check::TERMINAL;
 use crate::error::map_err;
-use crate::util::ts;
+use crate::retention;
 
 async fn scalar(b: &SqliteBackend, sql: &str) -> StoreResult<i64> {
     sqlx::query_scalar(sql)
@@ -62,8 +61,6 @@ async fn checkpoint(conn: &mut SqliteConnection) -> StoreResult<()> {
     Ok(())
 }
 
-const RUNS: &str = "SELECT id FROM temp.cleanup_runs";
-
 /// Deletes (`Some((runs, limit))`) or counts (`None`, everything eligible) what
 /// retention removes; one short transaction.
 pub(super) async fn cleanup(
@@ -71,125 +68,23 @@ pub(super) async fn cleanup(
     cutoff: Timestamp,
     mode: Option<(bool, u32)>,
 ) -> StoreResult<TableCounts> {
-    let cutoff = ts(&cutoff);
     let mut out = TableCounts::new();
     match mode {
         None => {
             let mut conn = b.pool().acquire().await.map_err(map_err)?;
             let mut tx = conn.begin().await.map_err(map_err)?;
             for runs in [true, false] {
-                one(&mut tx, &cutoff, runs, -1, true, &mut out).await?;
+                retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
             }
             tx.rollback().await.map_err(map_err)?;
         }
         Some((runs, limit)) => {
             let (mut tx, _guard) = b.write_tx().await?;
-            one(&mut tx, &cutoff, runs, limit.into(), false, &mut out).await?;
+            retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
             tx.commit().await.map_err(map_err)?;
         }
     }
     Ok(out)
-}
-
-async fn one(
-    conn: &mut SqliteConnection,
-    cutoff: &str,
-    runs: bool,
-    limit: i64,
-    count_only: bool,
-    out: &mut TableCounts,
-) -> StoreResult<()> {
-    let tasks = format!("SELECT id FROM tasks WHERE run_id IN ({RUNS})");
-    let events =
-        "SELECT id FROM events WHERE run_id IS NULL AND created_at < ?1 ORDER BY id LIMIT ?2";
-    let steps: Vec<(&str, String)> = if runs {
-        for s in [
-            "CREATE TEMP TABLE IF NOT EXISTS cleanup_runs (id BLOB PRIMARY KEY, execution_id TEXT)",
-            "DELETE FROM temp.cleanup_runs",
-        ] {
-            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
-        }
-        // Only finished runs: pending and running ones are kept whatever their age.
-        sqlx::query(&format!(
-            "INSERT INTO temp.cleanup_runs (id, execution_id)
-             SELECT id, execution_id FROM workflow_executions
-              WHERE status IN {TERMINAL} AND end_time IS NOT NULL AND end_time < ?1
-              ORDER BY end_time LIMIT ?2"
-        ))
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        vec![
-            (
-                "webhook_deliveries",
-                format!("event_seq IN (SELECT seq FROM events WHERE run_id IN ({RUNS}))"),
-            ),
-            ("events", format!("run_id IN ({RUNS})")),
-            (
-                "logs",
-                format!("execution_id IN ({RUNS}) OR task_id IN ({tasks})"),
-            ),
-            (
-                "workflow_metrics",
-                "execution_id IN (SELECT execution_id FROM temp.cleanup_runs)".into(),
-            ),
-            (
-                "task_executions",
-                format!("run_id IN ({RUNS}) OR task_id IN ({tasks})"),
-            ),
-            (
-                "task_dependencies",
-                format!("task_id IN ({tasks}) OR depends_on_id IN ({tasks})"),
-            ),
-            ("tasks", format!("run_id IN ({RUNS})")),
-            ("workflow_executions", format!("id IN ({RUNS})")),
-        ]
-    } else {
-        vec![
-            (
-                "webhook_deliveries",
-                format!("event_seq IN (SELECT seq FROM events WHERE id IN ({events}))"),
-            ),
-            ("events", format!("id IN ({events})")),
-            (
-                "logs",
-                "id IN (SELECT id FROM logs WHERE execution_id IS NULL AND task_id IS NULL
-                         AND timestamp < ?1 LIMIT ?2)"
-                    .into(),
-            ),
-            (
-                "system_metrics",
-                "id IN (SELECT id FROM system_metrics WHERE recorded_at < ?1 LIMIT ?2)".into(),
-            ),
-        ]
-    };
-    for (table, pred) in steps {
-        let sql = if count_only {
-            format!("SELECT count(*) FROM {table} WHERE {pred}")
-        } else {
-            format!("DELETE FROM {table} WHERE {pred}")
-        };
-        let n = if count_only {
-            let mut q = sqlx::query_scalar::<_, i64>(&sql);
-            if sql.contains("?1") {
-                q = q.bind(cutoff).bind(limit);
-            }
-            q.fetch_one(&mut *conn).await.map_err(map_err)? as u64
-        } else {
-            let mut q = sqlx::query(&sql);
-            if sql.contains("?1") {
-                q = q.bind(cutoff).bind(limit);
-            }
-            q.execute(&mut *conn)
-                .await
-                .map_err(map_err)?
-                .rows_affected()
-        };
-        *out.entry(table.to_string()).or_default() += n;
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]
