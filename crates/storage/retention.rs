@@ -22,7 +22,6 @@ pub(crate) async fn pass(
 ) -> StoreResult<()> {
     // No limit is the largest one: both databases take it.
     let limit = limit.map_or(i64::MAX, i64::from);
-    let cutoff = ts(cutoff);
     let runs_sql = format!("SELECT id FROM {TEMP}.cleanup_runs");
     let tasks = format!("SELECT id FROM tasks WHERE run_id IN ({runs_sql})");
     let events =
@@ -44,7 +43,7 @@ pub(crate) async fn pass(
               WHERE status IN {TERMINAL} AND end_time IS NOT NULL AND end_time < $1
               ORDER BY end_time LIMIT $2"
         ))
-        .bind(&cutoff)
+        .bind(ts(cutoff))
         .bind(limit)
         .execute(&mut *conn)
         .await
@@ -98,14 +97,14 @@ pub(crate) async fn pass(
             let sql = sql_owned(format!("SELECT count(*) FROM {table} WHERE {pred}"));
             let mut q = sqlx::query_scalar::<_, i64>(&sql);
             if pred.contains("$1") {
-                q = q.bind(&cutoff).bind(limit);
+                q = q.bind(ts(cutoff)).bind(limit);
             }
             q.fetch_one(&mut *conn).await.map_err(map_err)? as u64
         } else {
             let sql = sql_owned(format!("DELETE FROM {table} WHERE {pred}"));
             let mut q = sqlx::query(&sql);
             if pred.contains("$1") {
-                q = q.bind(&cutoff).bind(limit);
+                q = q.bind(ts(cutoff)).bind(limit);
             }
             q.execute(&mut *conn)
                 .await
