@@ -291,6 +291,17 @@ pub trait AdminBackend: Maintenance + Send + Sync {
     async fn repair(&self, kind: FindingKind, now: Timestamp) -> StoreResult<Option<u64>>;
 }
 
+/// One pass of retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetentionPass {
+    /// Counts what the two deleting passes would delete, deleting nothing.
+    Plan,
+    /// Deletes up to this many finished runs with everything that belongs to them.
+    Runs(u32),
+    /// Deletes up to this many rows of each run-less history table.
+    Loose(u32),
+}
+
 /// The database-specific half of the maintenance operations: statistics, vacuum,
 /// retention and native backups.
 #[async_trait]
@@ -301,27 +312,51 @@ pub trait Maintenance: Send + Sync {
     /// The database's size in bytes (for SQLite the file and its WAL).
     async fn database_bytes(&self) -> StoreResult<u64>;
 
-    /// Vacuums, analyses and reindexes; returns the statements run.
-    async fn vacuum(&self) -> StoreResult<Vec<String>>;
-
-    /// Counts what a retention pass with `cutoff` would delete, per table.
-    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts>;
-
-    /// Deletes up to `limit` finished runs older than `cutoff` with everything that
-    /// belongs to them, in one short transaction; returns rows deleted per table.
-    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts>;
-
-    /// Deletes up to `limit` rows of each run-less history table (events, logs,
-    /// system metrics) older than `cutoff`, in one short transaction.
-    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts>;
-
-    /// Gives freed space back to the file system after deletes (SQLite); PostgreSQL
-    /// makes it reusable with a plain VACUUM.
-    async fn reclaim(&self) -> StoreResult<()>;
-
     /// Writes the database's own backup to `path` (which must not exist): `VACUUM
     /// INTO` on SQLite, `pg_dump --format=custom` on PostgreSQL.
     async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()>;
+
+    /// Vacuums and analyses; with `full`, also reindexes (PostgreSQL) or optimises
+    /// (SQLite). Returns the statements run.
+    async fn vacuum_pass(&self, full: bool) -> StoreResult<Vec<String>>;
+
+    /// Runs one retention pass (see [`RetentionPass`]) with `cutoff`; returns rows
+    /// counted or deleted per table.
+    async fn retention_pass(
+        &self,
+        cutoff: Timestamp,
+        pass: RetentionPass,
+    ) -> StoreResult<TableCounts>;
+
+    /// Vacuums, analyses and reindexes; returns the statements run.
+    async fn vacuum(&self) -> StoreResult<Vec<String>> {
+        self.vacuum_pass(true).await
+    }
+
+    /// Counts what a retention pass with `cutoff` would delete, per table.
+    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts> {
+        self.retention_pass(cutoff, RetentionPass::Plan).await
+    }
+
+    /// Deletes up to `limit` finished runs older than `cutoff` with everything that
+    /// belongs to them, in one short transaction; returns rows deleted per table.
+    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
+        self.retention_pass(cutoff, RetentionPass::Runs(limit))
+            .await
+    }
+
+    /// Deletes up to `limit` rows of each run-less history table (events, logs,
+    /// system metrics) older than `cutoff`, in one short transaction.
+    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
+        self.retention_pass(cutoff, RetentionPass::Loose(limit))
+            .await
+    }
+
+    /// Gives freed space back to the file system after deletes (SQLite); PostgreSQL
+    /// makes it reusable with a plain VACUUM.
+    async fn reclaim(&self) -> StoreResult<()> {
+        self.vacuum_pass(false).await.map(|_| ())
+    }
 }
 
 /// Runs `check`: finds problems and, with `fix`, repairs each kind in its own

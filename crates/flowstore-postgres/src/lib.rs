@@ -4,54 +4,18 @@
 //! lock, and claims use `FOR UPDATE SKIP LOCKED`.
 
 mod admin;
+// The repositories written once for both backends (`crates/storage/`).
+#[path = "../../storage/mod.rs"]
+mod storage;
+use storage::*;
 mod archive;
-#[path = "../../storage/archive_rows.rs"]
-mod archive_rows;
-#[path = "../../storage/audit.rs"]
-mod audit;
 mod backend;
-#[path = "../../storage/check.rs"]
-mod check;
 mod dialect;
-#[path = "../../storage/engine.rs"]
-mod engine;
 mod error;
 mod hot_path;
-#[path = "../../storage/identity.rs"]
-mod identity;
-#[path = "../../storage/identity_access.rs"]
-mod identity_access;
-#[path = "../../storage/integration.rs"]
-mod integration;
-#[path = "../../storage/integration_dispatch.rs"]
-mod integration_dispatch;
-#[path = "../../storage/metric.rs"]
-mod metric;
 mod migrations;
-#[path = "../../storage/ops.rs"]
-mod ops;
-#[path = "../../storage/project.rs"]
-mod project;
-#[path = "../../storage/pull_request.rs"]
-mod pull_request;
-#[path = "../../storage/reference.rs"]
-mod reference;
-#[path = "../../storage/registry.rs"]
-mod registry;
-#[path = "../../storage/retention.rs"]
-mod retention;
-#[path = "../../storage/run.rs"]
-mod run;
-#[path = "../../storage/summary.rs"]
-mod summary;
-#[path = "../../storage/task.rs"]
-mod task;
 mod task_query;
 mod transitions;
-#[path = "../../storage/visibility.rs"]
-mod visibility;
-#[path = "../../storage/workflow.rs"]
-mod workflow;
 
 pub use backend::{PgSettings, PostgresBackend, PostgresTx};
 pub use migrations::MIGRATIONS;

@@ -1,8 +1,8 @@
 //! Statistics, amcheck, vacuum and retention on PostgreSQL.
 
 use flowstore_core::admin::{
-    ConnectionStats, DbStats, Finding, FindingKind, IndexStat, SlowStatement, TableCounts,
-    TableStat,
+    ConnectionStats, DbStats, Finding, FindingKind, IndexStat, RetentionPass, SlowStatement,
+    TableCounts, TableStat,
 };
 use flowstore_core::time::Timestamp;
 use flowstore_core::{BackendKind, StoreError, StoreResult};
@@ -102,64 +102,6 @@ async fn slow_statements(
     }
 }
 
-/// ANALYZE and VACUUM every table, then (with `reindex`) rebuild its indexes
-/// concurrently. None of it may run inside a transaction, so each statement runs on
-/// its own on one connection, without the statement timeout.
-pub(super) async fn vacuum(b: &PostgresBackend, reindex: bool) -> StoreResult<Vec<String>> {
-    let mut conn = b.pool().acquire().await.map_err(map_err)?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()
-          ORDER BY tablename",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    let mut steps = Vec::new();
-    for t in &tables {
-        steps.push(format!("VACUUM (ANALYZE) {t}"));
-        if reindex {
-            steps.push(format!("REINDEX TABLE CONCURRENTLY {t}"));
-        }
-    }
-    sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0")
-        .await
-        .map_err(map_err)?;
-    let mut result = Ok(());
-    for s in &steps {
-        if let Err(e) = sqlx::Executor::execute(&mut *conn, s.as_str()).await {
-            result = Err(map_err(e));
-            break;
-        }
-    }
-    let _ = sqlx::Executor::execute(&mut *conn, "RESET statement_timeout").await;
-    result.map(|_| steps)
-}
-
-/// Deletes (`Some((runs, limit))`) or counts (`None`, everything eligible) what
-/// retention removes; one short transaction.
-pub(super) async fn cleanup(
-    b: &PostgresBackend,
-    cutoff: Timestamp,
-    mode: Option<(bool, u32)>,
-) -> StoreResult<TableCounts> {
-    let mut out = TableCounts::new();
-    let mut conn = b.pool().acquire().await.map_err(map_err)?;
-    let mut tx = conn.begin().await.map_err(map_err)?;
-    match mode {
-        None => {
-            for runs in [true, false] {
-                retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
-            }
-            tx.rollback().await.map_err(map_err)?;
-        }
-        Some((runs, limit)) => {
-            retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
-            tx.commit().await.map_err(map_err)?;
-        }
-    }
-    Ok(out)
-}
-
 /// `pg_dump` on PATH, else the newest in `/usr/lib/postgresql/*/bin`.
 fn find_pg_dump() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
@@ -204,6 +146,66 @@ pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
 
 #[async_trait::async_trait]
 impl flowstore_core::admin::Maintenance for PostgresBackend {
+    async fn vacuum_pass(&self, reindex: bool) -> StoreResult<Vec<String>> {
+        let b = self;
+        let mut conn = b.pool().acquire().await.map_err(map_err)?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()
+              ORDER BY tablename",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let mut steps = Vec::new();
+        for t in &tables {
+            steps.push(format!("VACUUM (ANALYZE) {t}"));
+            if reindex {
+                steps.push(format!("REINDEX TABLE CONCURRENTLY {t}"));
+            }
+        }
+        sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0")
+            .await
+            .map_err(map_err)?;
+        let mut result = Ok(());
+        for s in &steps {
+            if let Err(e) = sqlx::Executor::execute(&mut *conn, s.as_str()).await {
+                result = Err(map_err(e));
+                break;
+            }
+        }
+        let _ = sqlx::Executor::execute(&mut *conn, "RESET statement_timeout").await;
+        result.map(|_| steps)
+    }
+
+    async fn retention_pass(
+        &self,
+        cutoff: Timestamp,
+        pass: RetentionPass,
+    ) -> StoreResult<TableCounts> {
+        let b = self;
+        let mode = match pass {
+            RetentionPass::Plan => None,
+            RetentionPass::Runs(limit) => Some((true, limit)),
+            RetentionPass::Loose(limit) => Some((false, limit)),
+        };
+        let mut out = TableCounts::new();
+        let mut conn = b.pool().acquire().await.map_err(map_err)?;
+        let mut tx = conn.begin().await.map_err(map_err)?;
+        match mode {
+            None => {
+                for runs in [true, false] {
+                    retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
+                }
+                tx.rollback().await.map_err(map_err)?;
+            }
+            Some((runs, limit)) => {
+                retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
+                tx.commit().await.map_err(map_err)?;
+            }
+        }
+        Ok(out)
+    }
+
     async fn stats(&self) -> StoreResult<DbStats> {
         let b = self;
         let pool = b.pool();
@@ -288,26 +290,6 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
             .await
             .map_err(map_err)?;
         Ok(n as u64)
-    }
-
-    async fn vacuum(&self) -> StoreResult<Vec<String>> {
-        vacuum(self, true).await
-    }
-
-    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts> {
-        cleanup(self, cutoff, None).await
-    }
-
-    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
-        cleanup(self, cutoff, Some((true, limit))).await
-    }
-
-    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
-        cleanup(self, cutoff, Some((false, limit))).await
-    }
-
-    async fn reclaim(&self) -> StoreResult<()> {
-        vacuum(self, false).await.map(|_| ())
     }
 
     async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {

@@ -1,6 +1,8 @@
 //! Statistics, vacuum and retention on SQLite.
 
-use flowstore_core::admin::{ConnectionStats, DbStats, IndexStat, TableCounts, TableStat};
+use flowstore_core::admin::{
+    ConnectionStats, DbStats, IndexStat, RetentionPass, TableCounts, TableStat,
+};
 use flowstore_core::time::Timestamp;
 use flowstore_core::{BackendKind, StoreResult};
 use sqlx::{Connection, SqliteConnection};
@@ -14,31 +16,6 @@ async fn scalar(b: &SqliteBackend, sql: &str) -> StoreResult<i64> {
         .fetch_one(b.pool())
         .await
         .map_err(map_err)
-}
-
-/// Rebuilds the file, gives free pages back and folds the WAL into the file; with
-/// `optimize` also refreshes the planner's statistics.
-pub(super) async fn vacuum(b: &SqliteBackend, optimize: bool) -> StoreResult<Vec<String>> {
-    // VACUUM needs the database to itself: take the writer's place first.
-    let _guard = b.writer.lock().await;
-    let mut conn = b.pool().acquire().await.map_err(map_err)?;
-    let mut steps = vec![
-        "PRAGMA wal_checkpoint(TRUNCATE)",
-        "VACUUM",
-        "PRAGMA incremental_vacuum",
-    ];
-    if optimize {
-        steps.push("PRAGMA optimize");
-    }
-    steps.push("PRAGMA wal_checkpoint(TRUNCATE)");
-    for s in &steps {
-        if s.starts_with("PRAGMA wal_checkpoint") {
-            checkpoint(&mut conn).await?;
-        } else {
-            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
-        }
-    }
-    Ok(steps.into_iter().map(String::from).collect())
 }
 
 /// Folds the whole write-ahead log into the file and empties it. A reader that is
@@ -61,34 +38,62 @@ async fn checkpoint(conn: &mut SqliteConnection) -> StoreResult<()> {
     Ok(())
 }
 
-/// Deletes (`Some((runs, limit))`) or counts (`None`, everything eligible) what
-/// retention removes; one short transaction.
-pub(super) async fn cleanup(
-    b: &SqliteBackend,
-    cutoff: Timestamp,
-    mode: Option<(bool, u32)>,
-) -> StoreResult<TableCounts> {
-    let mut out = TableCounts::new();
-    match mode {
-        None => {
-            let mut conn = b.pool().acquire().await.map_err(map_err)?;
-            let mut tx = conn.begin().await.map_err(map_err)?;
-            for runs in [true, false] {
-                retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
-            }
-            tx.rollback().await.map_err(map_err)?;
-        }
-        Some((runs, limit)) => {
-            let (mut tx, _guard) = b.write_tx().await?;
-            retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
-            tx.commit().await.map_err(map_err)?;
-        }
-    }
-    Ok(out)
-}
-
 #[async_trait::async_trait]
 impl flowstore_core::admin::Maintenance for SqliteBackend {
+    async fn vacuum_pass(&self, optimize: bool) -> StoreResult<Vec<String>> {
+        let b = self;
+        // VACUUM needs the database to itself: take the writer's place first.
+        let _guard = b.writer.lock().await;
+        let mut conn = b.pool().acquire().await.map_err(map_err)?;
+        let mut steps = vec![
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            "VACUUM",
+            "PRAGMA incremental_vacuum",
+        ];
+        if optimize {
+            steps.push("PRAGMA optimize");
+        }
+        steps.push("PRAGMA wal_checkpoint(TRUNCATE)");
+        for s in &steps {
+            if s.starts_with("PRAGMA wal_checkpoint") {
+                checkpoint(&mut conn).await?;
+            } else {
+                sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+            }
+        }
+        Ok(steps.into_iter().map(String::from).collect())
+    }
+
+    async fn retention_pass(
+        &self,
+        cutoff: Timestamp,
+        pass: RetentionPass,
+    ) -> StoreResult<TableCounts> {
+        let b = self;
+        let mode = match pass {
+            RetentionPass::Plan => None,
+            RetentionPass::Runs(limit) => Some((true, limit)),
+            RetentionPass::Loose(limit) => Some((false, limit)),
+        };
+        let mut out = TableCounts::new();
+        match mode {
+            None => {
+                let mut conn = b.pool().acquire().await.map_err(map_err)?;
+                let mut tx = conn.begin().await.map_err(map_err)?;
+                for runs in [true, false] {
+                    retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
+                }
+                tx.rollback().await.map_err(map_err)?;
+            }
+            Some((runs, limit)) => {
+                let (mut tx, _guard) = b.write_tx().await?;
+                retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
+                tx.commit().await.map_err(map_err)?;
+            }
+        }
+        Ok(out)
+    }
+
     async fn stats(&self) -> StoreResult<DbStats> {
         let b = self;
         let mut notes = Vec::new();
@@ -202,26 +207,6 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
         let pages: i64 = scalar(b, "PRAGMA page_count").await?;
         let size: i64 = scalar(b, "PRAGMA page_size").await?;
         Ok((pages * size) as u64)
-    }
-
-    async fn vacuum(&self) -> StoreResult<Vec<String>> {
-        vacuum(self, true).await
-    }
-
-    async fn cleanup_plan(&self, cutoff: Timestamp) -> StoreResult<TableCounts> {
-        cleanup(self, cutoff, None).await
-    }
-
-    async fn cleanup_runs(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
-        cleanup(self, cutoff, Some((true, limit))).await
-    }
-
-    async fn cleanup_loose(&self, cutoff: Timestamp, limit: u32) -> StoreResult<TableCounts> {
-        cleanup(self, cutoff, Some((false, limit))).await
-    }
-
-    async fn reclaim(&self) -> StoreResult<()> {
-        vacuum(self, false).await.map(|_| ())
     }
 
     async fn native_backup(&self, path: &std::path::Path) -> StoreResult<()> {
