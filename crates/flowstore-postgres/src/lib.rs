@@ -4,7 +4,9 @@
 //! lock, and claims use `FOR UPDATE SKIP LOCKED`.
 
 mod admin;
+#[path = "../../storage/archive.rs"]
 mod archive;
+mod archive_native;
 #[path = "../../storage/archive_rows.rs"]
 mod archive_rows;
 #[path = "../../storage/audit.rs"]

@@ -6,7 +6,9 @@
 //! are serialised inside the process, so "database is locked" never reaches a caller.
 
 mod admin;
+#[path = "../../storage/archive.rs"]
 mod archive;
+mod archive_native;
 #[path = "../../storage/archive_rows.rs"]
 mod archive_rows;
 #[path = "../../storage/audit.rs"]
