@@ -27,6 +27,7 @@ mod integration;
 mod integration_dispatch;
 #[path = "../../storage/metric.rs"]
 mod metric;
+#[path = "../../storage/migrations.rs"]
 mod migrations;
 #[path = "../../storage/ops.rs"]
 mod ops;

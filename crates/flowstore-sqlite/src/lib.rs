@@ -31,6 +31,7 @@ mod integration;
 mod integration_dispatch;
 #[path = "../../storage/metric.rs"]
 mod metric;
+#[path = "../../storage/migrations.rs"]
 mod migrations;
 #[path = "../../storage/ops.rs"]
 mod ops;
