@@ -2,6 +2,7 @@
 //! folder as its `storage` module (`#[path = "../../storage/mod.rs"]`); the files
 //! name what they need of their backend through `crate::dialect`.
 
+pub(crate) mod archive;
 pub(crate) mod archive_rows;
 pub(crate) mod audit;
 pub(crate) mod check;
@@ -11,6 +12,7 @@ pub(crate) mod identity_access;
 pub(crate) mod integration;
 pub(crate) mod integration_dispatch;
 pub(crate) mod metric;
+pub(crate) mod migrations;
 pub(crate) mod ops;
 pub(crate) mod project;
 pub(crate) mod pull_request;

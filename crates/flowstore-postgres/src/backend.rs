@@ -15,7 +15,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSs
 use sqlx::{Executor, Postgres, Transaction};
 
 use crate::error::map_err;
-use crate::migrations::{self as mig, LOCK_KEY, MIGRATIONS};
+use crate::migrations::{self as mig, MIGRATIONS};
+
+/// The advisory lock key that migrators share ("flowstor" in ASCII).
+const LOCK_KEY: i64 = 0x666c_6f77_7374_6f72;
 
 /// How to connect to PostgreSQL.
 #[derive(Clone, Debug)]
@@ -447,8 +450,9 @@ impl Backend for PostgresBackend {
                     if applied.iter().any(|a| a.version == m.version) {
                         continue;
                     }
-                    mig::apply(conn, m, &keys).await?;
-                    done.push(m.version);
+                    if mig::apply(conn, m, &keys).await? {
+                        done.push(m.version);
+                    }
                 }
                 Ok(done)
             })

@@ -144,3 +144,19 @@ pub(crate) const TEMP: &str = "pg_temp";
 
 /// The column type of a UUID.
 pub(crate) const UUID_TYPE: &str = "UUID";
+
+/// How a migration's transaction begins: the session advisory lock the runner holds
+/// already keeps other migrators out.
+pub(crate) const MIGRATION_BEGIN: &str = "BEGIN";
+
+/// Creates the migrations' bookkeeping table when missing.
+pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)";
+
+/// Whether the migrations' bookkeeping table exists.
+pub(crate) const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT to_regclass('schema_migrations') IS NOT NULL";

@@ -8,12 +8,11 @@ mod admin;
 #[path = "../../storage/mod.rs"]
 mod storage;
 use storage::*;
-mod archive;
+mod archive_native;
 mod backend;
 mod dialect;
 mod error;
 mod hot_path;
-mod migrations;
 mod task_query;
 mod transitions;
 

@@ -346,8 +346,9 @@ impl Backend for SqliteBackend {
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
         let _guard = self.writer.lock().await;
-        mig::ensure_table(&self.pool).await?;
-        let applied = mig::applied(&self.pool).await?;
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        mig::ensure_table(&mut conn).await?;
+        let applied = mig::applied(&mut conn).await?;
         migrate::verify(MIGRATIONS, &applied)?;
         let mut done = Vec::new();
         for m in MIGRATIONS {
@@ -356,7 +357,7 @@ impl Backend for SqliteBackend {
             }
             // Another process may be migrating the same file: `apply` re-checks under
             // SQLite's write lock and skips a version that process applied first.
-            if mig::apply(&self.pool, m, &self.keys).await? {
+            if mig::apply(&mut conn, m, &self.keys).await? {
                 done.push(m.version);
             }
         }
@@ -365,8 +366,9 @@ impl Backend for SqliteBackend {
 
     async fn migrate_down(&self, to: i64) -> StoreResult<Vec<i64>> {
         let _guard = self.writer.lock().await;
-        mig::ensure_table(&self.pool).await?;
-        let applied = mig::applied(&self.pool).await?;
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        mig::ensure_table(&mut conn).await?;
+        let applied = mig::applied(&mut conn).await?;
         migrate::verify(MIGRATIONS, &applied)?;
         let mut done = Vec::new();
         for m in MIGRATIONS.iter().rev() {
@@ -374,7 +376,7 @@ impl Backend for SqliteBackend {
                 break;
             }
             if applied.iter().any(|a| a.version == m.version) {
-                mig::revert(&self.pool, m).await?;
+                mig::revert(&mut conn, m).await?;
                 done.push(m.version);
             }
         }
@@ -382,12 +384,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn migration_status(&self) -> StoreResult<Vec<MigrationStatus>> {
-        let applied = mig::applied(&self.pool).await?;
+        let applied = applied_migrations(&self.pool).await?;
         Ok(migrate::status(MIGRATIONS, &applied))
     }
 
     async fn check_schema(&self) -> StoreResult<()> {
-        let applied = mig::applied(&self.pool).await?;
+        let applied = applied_migrations(&self.pool).await?;
         migrate::require_current(MIGRATIONS, &applied)
     }
 
@@ -424,7 +426,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn readiness(&self) -> StoreResult<()> {
-        let applied = tokio::time::timeout(HEALTH_TIMEOUT, mig::applied(&self.health))
+        let applied = tokio::time::timeout(HEALTH_TIMEOUT, applied_migrations(&self.health))
             .await
             .map_err(|_| {
                 StoreError::TimedOut("the database did not answer the health check".into())
@@ -454,6 +456,12 @@ impl Backend for SqliteBackend {
     fn archive(&self) -> &dyn flowstore_core::archive::ArchiveBackend {
         self
     }
+}
+
+/// The migrations applied to the database `pool` opens, read on one of its connections.
+async fn applied_migrations(pool: &SqlitePool) -> StoreResult<Vec<migrate::AppliedMigration>> {
+    let mut conn = pool.acquire().await.map_err(map_err)?;
+    mig::applied(&mut conn).await
 }
 
 impl WriteAccess {

@@ -148,6 +148,22 @@ pub(crate) const TEMP: &str = "temp";
 /// The column type of a UUID.
 pub(crate) const UUID_TYPE: &str = "BLOB";
 
+/// How a migration's transaction begins: IMMEDIATE, so that it holds SQLite's write
+/// lock before it checks whether another migrator applied its version first.
+pub(crate) const MIGRATION_BEGIN: &str = "BEGIN IMMEDIATE";
+
+/// Creates the migrations' bookkeeping table when missing.
+pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)";
+
+/// Whether the migrations' bookkeeping table exists.
+pub(crate) const MIGRATIONS_TABLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM sqlite_master
+    WHERE type = 'table' AND name = 'schema_migrations')";
+
 #[cfg(test)]
 mod tests {
     /// Every instant the shared repositories bind goes through `ts`/`ts_opt`: bound

@@ -10,14 +10,13 @@ mod admin;
 #[path = "../../storage/mod.rs"]
 mod storage;
 use storage::*;
-mod archive;
+mod archive_native;
 mod backend;
 mod checkpoint;
 mod dialect;
 mod error;
 mod group;
 mod hot_path;
-mod migrations;
 mod space;
 mod task_query;
 mod util;

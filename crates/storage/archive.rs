@@ -1,79 +1,69 @@
-//! Portable backup and restore on SQLite: a snapshot is one read transaction (WAL
-//! keeps it stable while writers go on), a load is one `BEGIN IMMEDIATE` transaction
-//! holding the writer's place.
+//! Portable backup and restore, written once for both backends: reading a table of a
+//! snapshot in key order, the statements a load runs, and how a value is bound from
+//! and read into its portable form. Each backend's `archive_native.rs` gives what
+//! its database does its own way: how a snapshot and a load begin, the types its
+//! booleans, JSON documents and instants are read as, how a load empties and locks
+//! tables and what it settles before it commits.
 
 use async_trait::async_trait;
 use flowstore_core::archive::{
-    value, ArchiveBackend, Column, ColumnType, Row, RowLoader, RowSink, SnapshotReader, Table,
+    quote as q, value, Column, ColumnType, Row, RowLoader, RowSink, SnapshotReader, Table,
 };
 use flowstore_core::{StoreError, StoreResult};
 use futures::TryStreamExt;
 use serde_json::Value;
-use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Row as _, Sqlite, Transaction};
-use tokio::sync::OwnedMutexGuard;
+use sqlx::{Row as _, Transaction};
 use uuid::Uuid;
 
-use crate::error::map_err;
-use crate::util::ts;
-use crate::SqliteBackend;
+use crate::archive_native::{self as native, LoadGuard};
+use crate::dialect::{map_err, sql, sql_owned, ts, Db, Query};
 
-/// Rows per INSERT: well under SQLite's limit of 32766 bound values.
+/// Bound values per INSERT: well under SQLite's limit of 32766 (PostgreSQL's is
+/// 65535).
 const MAX_BINDS: usize = 30_000;
 
-fn q(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// A consistent read-only snapshot: one transaction, rolled back at the end.
+pub(crate) struct Snapshot {
+    tx: Transaction<'static, Db>,
 }
 
-struct Snapshot {
-    tx: Transaction<'static, Sqlite>,
-}
-
-struct Loader {
-    tx: Transaction<'static, Sqlite>,
-    _writer: OwnedMutexGuard<()>,
-}
-
-#[async_trait]
-impl ArchiveBackend for SqliteBackend {
-    async fn snapshot(&self) -> StoreResult<Box<dyn SnapshotReader>> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
-        // A deferred transaction takes its snapshot at the first read: take it now.
-        sqlx::query("SELECT count(*) FROM sqlite_master")
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        Ok(Box::new(Snapshot { tx }))
-    }
-
-    async fn loader(&self) -> StoreResult<Box<dyn RowLoader>> {
-        let guard = self.writer.clone().lock_owned().await;
-        let tx = self
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        Ok(Box::new(Loader { tx, _writer: guard }))
-    }
-
-    async fn native_columns(&self) -> StoreResult<Vec<(String, String, String)>> {
-        // pragma_table_list tells virtual (FTS) and shadow tables apart from ours.
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT t.name, c.name, upper(c.type)
-               FROM pragma_table_list AS t, pragma_table_info(t.name) AS c
-              WHERE t.schema = 'main' AND t.type = 'table'
-                AND t.name NOT LIKE 'sqlite_%' AND t.name <> 'schema_migrations'
-              ORDER BY t.name, c.cid",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
-        Ok(rows)
+impl Snapshot {
+    pub(crate) fn new(tx: Transaction<'static, Db>) -> Self {
+        Snapshot { tx }
     }
 }
 
-pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> StoreResult<Value> {
+/// The one transaction a restore loads in, with what its backend holds besides.
+pub(crate) struct Loader {
+    tx: Transaction<'static, Db>,
+    _guard: LoadGuard,
+}
+
+impl Loader {
+    pub(crate) fn new(tx: Transaction<'static, Db>, guard: LoadGuard) -> Self {
+        Loader { tx, _guard: guard }
+    }
+}
+
+/// The select expression of a column: integers widened, decimals as doubles, so
+/// that one Rust type decodes each portable type (the casts vanish on SQLite, whose
+/// values need none).
+fn read_expr(c: &Column) -> String {
+    let name = q(&c.name);
+    match c.ty {
+        ColumnType::Int => format!("{name}::int8"),
+        ColumnType::Float | ColumnType::Decimal => format!("{name}::float8"),
+        ColumnType::Text => format!("{name}::text"),
+        _ => name,
+    }
+}
+
+/// Column `i` of `row`, read as `c` says, in its portable form.
+pub(crate) fn decode(
+    row: &<Db as sqlx::Database>::Row,
+    i: usize,
+    c: &Column,
+) -> StoreResult<Value> {
     let err = |e: sqlx::Error| StoreError::internal(format!("reading column {}: {e}", c.name));
     Ok(match c.ty {
         ColumnType::Uuid => row
@@ -93,19 +83,16 @@ pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> Sto
             .map_err(err)?
             .map_or(Value::Null, value::float),
         ColumnType::Bool => row
-            .try_get::<Option<i64>, _>(i)
+            .try_get::<Option<native::Bool>, _>(i)
             .map_err(err)?
-            .map_or(Value::Null, |b| Value::Bool(b != 0)),
-        ColumnType::Json => match row.try_get::<Option<String>, _>(i).map_err(err)? {
+            .map_or(Value::Null, |b| Value::Bool(native::bool_value(b))),
+        ColumnType::Json => match row.try_get::<Option<native::Json>, _>(i).map_err(err)? {
             None => Value::Null,
-            Some(s) => value::json_text(&s, &c.name)?,
+            Some(j) => native::json_value(j, &c.name)?,
         },
-        ColumnType::Timestamp => match row.try_get::<Option<String>, _>(i).map_err(err)? {
+        ColumnType::Timestamp => match row.try_get::<Option<native::Instant>, _>(i).map_err(err)? {
             None => Value::Null,
-            Some(s) => match value::to_timestamp(&Value::String(s), &c.name)? {
-                Some(t) => value::timestamp(t),
-                None => Value::Null,
-            },
+            Some(t) => native::instant_value(t, &c.name)?,
         },
         ColumnType::Bytes => row
             .try_get::<Option<Vec<u8>>, _>(i)
@@ -114,11 +101,8 @@ pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow, i: usize, c: &Column) -> Sto
     })
 }
 
-pub(crate) fn bind<'q>(
-    query: Query<'q, Sqlite, SqliteArguments<'q>>,
-    c: &Column,
-    v: &Value,
-) -> StoreResult<Query<'q, Sqlite, SqliteArguments<'q>>> {
+/// `query` with the portable value `v` of column `c` bound as its next parameter.
+pub(crate) fn bind<'q>(query: Query<'q>, c: &Column, v: &Value) -> StoreResult<Query<'q>> {
     let n = c.name.as_str();
     Ok(match c.ty {
         ColumnType::Uuid => query.bind(value::to_uuid(v, n)?),
@@ -126,7 +110,7 @@ pub(crate) fn bind<'q>(
         ColumnType::Int => query.bind(value::to_int(v, n)?),
         ColumnType::Float | ColumnType::Decimal => query.bind(value::to_float(v, n)?),
         ColumnType::Bool => query.bind(value::to_bool(v, n)?),
-        ColumnType::Json => query.bind(value::to_json(v).map(|j| j.to_string())),
+        ColumnType::Json => query.bind(value::to_json(v)),
         ColumnType::Timestamp => query.bind(value::to_timestamp(v, n)?.map(|t| ts(&t))),
         ColumnType::Bytes => query.bind(value::to_bytes(v, n)?),
     })
@@ -135,21 +119,32 @@ pub(crate) fn bind<'q>(
 #[async_trait]
 impl SnapshotReader for Snapshot {
     async fn schema_version(&mut self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)
+        sqlx::query_scalar(sql!(
+            "SELECT coalesce(max(version), 0)::int8 FROM schema_migrations"
+        ))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_err)
     }
 
     async fn read_table(&mut self, table: &Table, sink: &mut RowSink<'_>) -> StoreResult<u64> {
-        let cols: Vec<String> = table.columns.iter().map(|c| q(&c.name)).collect();
-        let keys: Vec<String> = table.key.iter().map(|k| q(k)).collect();
-        let sql = format!(
+        let cols: Vec<String> = table.columns.iter().map(read_expr).collect();
+        // Text keys in byte order, the order SQLite's BINARY collation gives, so
+        // both backends write a table's rows in the same order.
+        let keys: Vec<String> = table
+            .key
+            .iter()
+            .map(|k| match table.column(k).map(|c| c.ty) {
+                Some(ColumnType::Text) => format!("{} COLLATE \"C\"", q(k)),
+                _ => q(k),
+            })
+            .collect();
+        let sql = sql_owned(format!(
             "SELECT {} FROM {} ORDER BY {}",
             cols.join(", "),
             q(table.name),
             keys.join(", ")
-        );
+        ));
         let mut rows = sqlx::query(&sql).fetch(&mut *self.tx);
         let mut n = 0;
         while let Some(row) = rows.try_next().await.map_err(map_err)? {
@@ -184,11 +179,11 @@ impl RowLoader for Loader {
         column: &Column,
         value: &Value,
     ) -> StoreResult<Option<Uuid>> {
-        let sql = format!(
-            "SELECT id FROM {} WHERE {} = ? LIMIT 1",
+        let sql = sql_owned(format!(
+            "SELECT id FROM {} WHERE {} = $1 LIMIT 1",
             q(table.name),
             q(&column.name)
-        );
+        ));
         let query = bind(sqlx::query(&sql), column, value)?;
         let row = query.fetch_optional(&mut *self.tx).await.map_err(map_err)?;
         match row {
@@ -198,48 +193,34 @@ impl RowLoader for Loader {
     }
 
     async fn clear(&mut self, tables: &[&Table]) -> StoreResult<()> {
-        for t in tables.iter().rev() {
-            // Lift for the moment the triggers that make a table append-only (DDL is
-            // transactional on SQLite, so they come back on rollback too).
-            let guards: Vec<(String, String)> = sqlx::query_as(
-                "SELECT name, sql FROM sqlite_master
-                  WHERE type = 'trigger' AND tbl_name = ?1 AND upper(sql) LIKE '%BEFORE DELETE%'",
-            )
-            .bind(t.name)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-            for (name, _) in &guards {
-                sqlx::query(&format!("DROP TRIGGER {}", q(name)))
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-            }
-            sqlx::query(&format!("DELETE FROM {}", q(t.name)))
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-            for (_, sql) in guards {
-                sqlx::query(&sql)
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-            }
-        }
-        Ok(())
+        native::clear(&mut self.tx, tables).await
+    }
+
+    async fn lock(&mut self, tables: &[&Table]) -> StoreResult<()> {
+        native::lock(&mut self.tx, tables).await
     }
 
     async fn insert(&mut self, table: &Table, columns: &[Column], rows: &[Row]) -> StoreResult<()> {
         let names: Vec<String> = columns.iter().map(|c| q(&c.name)).collect();
-        let one = format!("({})", vec!["?"; columns.len()].join(", "));
         let per = (MAX_BINDS / columns.len().max(1)).clamp(1, 500);
         for chunk in rows.chunks(per) {
-            let sql = format!(
+            let mut tuples = Vec::with_capacity(chunk.len());
+            let mut n = 0;
+            for _ in chunk {
+                let ps: Vec<String> = (0..columns.len())
+                    .map(|_| {
+                        n += 1;
+                        format!("${n}")
+                    })
+                    .collect();
+                tuples.push(format!("({})", ps.join(", ")));
+            }
+            let sql = sql_owned(format!(
                 "INSERT INTO {} ({}) VALUES {}",
                 q(table.name),
                 names.join(", "),
-                vec![one.as_str(); chunk.len()].join(", ")
-            );
+                tuples.join(", ")
+            ));
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 for (c, v) in columns.iter().zip(row) {
@@ -259,14 +240,26 @@ impl RowLoader for Loader {
         row: &Row,
     ) -> StoreResult<()> {
         let at = |name: &str| columns.iter().position(|c| c.name == name);
-        let sets: Vec<String> = set.iter().map(|c| format!("{} = ?", q(c))).collect();
-        let wheres: Vec<String> = table.key.iter().map(|k| format!("{} = ?", q(k))).collect();
-        let sql = format!(
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let sets: Vec<String> = set
+            .iter()
+            .map(|c| format!("{} = ${}", q(c), next()))
+            .collect();
+        let wheres: Vec<String> = table
+            .key
+            .iter()
+            .map(|k| format!("{} = ${}", q(k), next()))
+            .collect();
+        let sql = sql_owned(format!(
             "UPDATE {} SET {} WHERE {}",
             q(table.name),
             sets.join(", "),
             wheres.join(" AND ")
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for name in set.iter().chain(table.key.iter()) {
             let i = at(name).ok_or_else(|| {
@@ -287,7 +280,8 @@ impl RowLoader for Loader {
         crate::archive_rows::select(&mut self.tx, sql, params, columns).await
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        native::settle_load(&mut self.tx).await?;
         self.tx.commit().await.map_err(map_err)
     }
 }

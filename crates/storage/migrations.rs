@@ -1,0 +1,165 @@
+//! The migrations and the steps of the runner that applies them, written once for
+//! both backends; the SQL files are each backend's (`migrations/` of its crate, under
+//! the same versions and names). Each migration runs in its own transaction together
+//! with its row in `schema_migrations`, so a failed migration leaves the schema as it
+//! was. What keeps two migrators apart is each backend's: SQLite's write lock, which
+//! the migration's `BEGIN IMMEDIATE` takes before it checks its version, and
+//! PostgreSQL's session advisory lock, held around the whole run (`backend.rs`).
+
+use flowstore_core::migrate::{AppliedMigration, Migration};
+use flowstore_core::model::audit::adopted_head;
+use flowstore_core::store::KeySource;
+use flowstore_core::time::{self, Timestamp};
+use flowstore_core::{StoreError, StoreResult};
+use sqlx::{Connection, Executor};
+
+use crate::dialect::{
+    map_err, sql, ts, Conn, MIGRATIONS_TABLE, MIGRATIONS_TABLE_EXISTS, MIGRATION_BEGIN,
+};
+
+macro_rules! migration {
+    ($version:literal, $file:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            up: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $file,
+                "_",
+                $name,
+                ".up.sql"
+            )),
+            down: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $file,
+                "_",
+                $name,
+                ".down.sql"
+            )),
+        }
+    };
+}
+
+/// Every migration this backend knows, oldest first.
+pub static MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001", "identity"),
+    migration!(2, "0002", "projects_workflows"),
+    migration!(3, "0003", "work"),
+    migration!(4, "0004", "operations"),
+    migration!(5, "0005", "engine"),
+    migration!(6, "0006", "webhook_dispatch"),
+    migration!(7, "0007", "performance"),
+    migration!(8, "0008", "lease_index"),
+    migration!(9, "0009", "trigger_conditions"),
+    migration!(10, "0010", "counter_shards"),
+    migration!(11, "0011", "audit_head"),
+    migration!(12, "0012", "webhook_answers"),
+    migration!(13, "0013", "attempt_outcome"),
+    migration!(14, "0014", "key_not_null"),
+];
+
+/// The migration that adds the audit log's signed head.
+const AUDIT_HEAD_VERSION: i64 = 11;
+
+/// In the transaction of the migration that adds the head: signs the newest entry of
+/// a log that already has entries as its head (the key is loaded only then).
+async fn adopt_audit_head(c: &mut Conn, keys: &KeySource) -> StoreResult<()> {
+    let tail = crate::audit::tail(&mut *c).await?;
+    if let Some(h) = adopted_head(keys, tail, None)? {
+        crate::audit::write_head(c, &h).await?;
+    }
+    Ok(())
+}
+
+/// Creates the bookkeeping table when missing.
+pub(crate) async fn ensure_table(c: &mut Conn) -> StoreResult<()> {
+    c.execute(MIGRATIONS_TABLE).await.map_err(map_err)?;
+    Ok(())
+}
+
+/// The migrations applied to this database.
+pub(crate) async fn applied(c: &mut Conn) -> StoreResult<Vec<AppliedMigration>> {
+    let exists: bool = sqlx::query_scalar(MIGRATIONS_TABLE_EXISTS)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(map_err)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, String, String, Timestamp)> = sqlx::query_as(
+        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, name, checksum, applied_at)| AppliedMigration {
+            version,
+            name,
+            checksum,
+            applied_at,
+        })
+        .collect())
+}
+
+/// Applies one migration and records it, in one transaction; returns `false` when
+/// another migrator applied it first.
+pub(crate) async fn apply(c: &mut Conn, m: &Migration, keys: &KeySource) -> StoreResult<bool> {
+    let mut tx = c.begin_with(MIGRATION_BEGIN).await.map_err(map_err)?;
+    let already: Option<i64> = sqlx::query_scalar(sql!(
+        "SELECT version FROM schema_migrations WHERE version = $1"
+    ))
+    .bind(m.version)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if already.is_some() {
+        return Ok(false);
+    }
+    (&mut *tx).execute(m.up).await.map_err(|e| {
+        StoreError::Migration(format!(
+            "migration {} ({}) failed: {}",
+            m.version,
+            m.name,
+            map_err(e)
+        ))
+    })?;
+    if m.version == AUDIT_HEAD_VERSION {
+        adopt_audit_head(&mut tx, keys).await?;
+    }
+    sqlx::query(sql!(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at)
+         VALUES ($1, $2, $3, $4)"
+    ))
+    .bind(m.version)
+    .bind(m.name)
+    .bind(m.checksum())
+    .bind(ts(&time::now()))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(true)
+}
+
+/// Reverts one migration and forgets it, in one transaction.
+pub(crate) async fn revert(c: &mut Conn, m: &Migration) -> StoreResult<()> {
+    let mut tx = c.begin_with(MIGRATION_BEGIN).await.map_err(map_err)?;
+    (&mut *tx).execute(m.down).await.map_err(|e| {
+        StoreError::Migration(format!(
+            "reverting {} ({}) failed: {}",
+            m.version,
+            m.name,
+            map_err(e)
+        ))
+    })?;
+    sqlx::query(sql!("DELETE FROM schema_migrations WHERE version = $1"))
+        .bind(m.version)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)
+}
