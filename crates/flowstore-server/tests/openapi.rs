@@ -5,22 +5,16 @@
 //! status, and its body validates against the documented schema (as does each
 //! accepted request body against the documented request schema).
 
-#[macro_use]
-mod common;
-#[path = "openapi/core_flows.rs"]
 mod core_flows;
-#[path = "openapi/more_flows.rs"]
 mod more_flows;
-#[path = "openapi/resource_flows.rs"]
 mod resource_flows;
-#[path = "openapi/validate.rs"]
 mod validate;
 
 use std::sync::Arc;
 
-use common::{user_key, Answer, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
+use flowstore_testkit::{both_backends, fixtures::user_key, Answer, TestApp};
 use serde_json::{json, Value};
 use validate::Validator;
 
@@ -32,7 +26,7 @@ both_backends!(
 
 /// A client that checks every answer against the document.
 struct Checked {
-    c: Client,
+    c: TestApp,
     doc: Value,
 }
 
@@ -53,7 +47,7 @@ fn fill(template: &str, args: &[&str]) -> String {
 
 impl Checked {
     async fn new(b: Arc<dyn Backend>) -> Checked {
-        let c = Client::new(b).await;
+        let c = TestApp::new(b).await;
         let doc = c.raw("GET", "/api/v1/openapi.json", None, None).await.body;
         Checked { c, doc }
     }

@@ -3,11 +3,8 @@
 //! finished, and the statistics are sane; expired and soon expiring credentials are
 //! reported and left to their owners.
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
+use crate::binary::flowstore as cli;
+use flowstore_testkit::fixtures;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -17,11 +14,16 @@ use flowstore::model::identity::NewUser;
 use flowstore::model::identity_access::NewSession;
 use flowstore::model::integration::{CredentialType, NewCredential};
 use flowstore::model::ops::SecretValue;
-use flowstore::model::registry::NewHandler;
-use flowstore::model::workflow::{NewWorkflow, WorkflowStatus};
 use flowstore::{BackendKind, Store};
 use flowstore_core::admin::{self, FindingKind, RetentionPolicy};
 use serde_json::json;
+
+/// The commands through the binary, on a database of each backend.
+mod binary {
+    use super::commands_through_the_binary;
+
+    per_database!(commands_through_the_binary);
+}
 
 conformance!(
     check_finds_and_fixes_planted_corruption,
@@ -54,22 +56,8 @@ async fn raw(store: &Store, sql: &str) {
 
 async fn setup(store: &Store, steps: serde_json::Value) -> WorkflowId {
     let mut tx = store.begin().await.unwrap();
-    tx.register_handler(NewHandler {
-        handler_type: "shell".into(),
-        handler_name: "shell".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let wf = tx
-        .create_workflow(NewWorkflow {
-            name: "wf".into(),
-            status: Some(WorkflowStatus::Active),
-            definition: Some(json!({ "steps": steps })),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    fixtures::handler(&mut tx, "shell").await;
+    let wf = fixtures::active_workflow(&mut tx, "wf", json!({ "steps": steps })).await;
     tx.commit().await.unwrap();
     wf.id
 }
@@ -459,19 +447,6 @@ async fn check_reports_expired_and_expiring_credentials(store: Store) {
     assert_eq!(kinds(&report.findings).len(), 2, "{report:?}");
 }
 
-fn cli(url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env(
-            "ENCRYPTION_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
-        .output()
-        .expect("the binary runs")
-}
-
 /// The four commands through the binary: JSON out, exit codes, refused input.
 async fn commands_through_the_binary(url: String) {
     assert!(cli(&url, &["migrate", "up"]).status.success());
@@ -534,20 +509,6 @@ async fn commands_through_the_binary(url: String) {
         String::from_utf8_lossy(&fixed.stdout)
     );
     assert!(cli(&url, &["check"]).status.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_commands_through_the_binary() {
-    let dir = std::env::temp_dir().join("flowstore-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("ops-{}.db", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    commands_through_the_binary(url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_commands_through_the_binary() {
-    commands_through_the_binary(common::fresh_pg_database().await).await;
 }
 
 /// A migration edited after it was applied, and one applied by a newer flowstore,

@@ -17,14 +17,7 @@ use std::time::Duration;
 use flowstore::Store;
 use serde_json::{json, Value};
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
-#[path = "../examples/worker/worker.rs"]
-#[allow(dead_code)]
-mod worker;
+use crate::worker;
 
 conformance!(
     demo_workflows_run_to_their_end,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use flowstore_core::Backend;
 use serde_json::json;
 
-use super::{id, Checked, Client, Keys};
+use super::{id, Checked, Keys, TestApp};
 
 /// Returns the ID of the project the other flows hang their objects on.
 pub async fn operations_to_executions(t: &Checked, b: &Arc<dyn Backend>, k: &Keys) -> String {
@@ -69,9 +69,9 @@ pub async fn operations_to_executions(t: &Checked, b: &Arc<dyn Backend>, k: &Key
     };
     let state = flowstore_server::AppState::with_config(b.clone(), config);
     let tight = Checked {
-        c: Client {
+        c: TestApp {
             router: flowstore_server::app(state),
-            ..Client::new(b.clone()).await
+            ..TestApp::new(b.clone()).await
         },
         doc: t.doc.clone(),
     };

@@ -4,7 +4,7 @@
 use chrono::TimeDelta;
 use flowstore::ids::{TeamId, UserId};
 use flowstore::model::identity::{
-    check_password, HashedPassword, NewTeam, NewUser, Role, TeamRole, User, UserFilter, UserPatch,
+    check_password, HashedPassword, NewTeam, NewUser, Role, TeamRole, UserFilter, UserPatch,
     UserStatus,
 };
 use flowstore::model::identity_access::{
@@ -12,6 +12,7 @@ use flowstore::model::identity_access::{
 };
 use flowstore::{time, PageRequest, Store, Tx};
 use flowstore_core::crypto::{sha256_hex, SecretString};
+use flowstore_testkit::fixtures::user;
 use serde_json::json;
 
 conformance!(
@@ -50,15 +51,6 @@ fn new_user(email: &str) -> NewUser {
 async fn signs_in(tx: &mut Box<dyn Tx>, email: &str, password: &str) -> bool {
     let u = tx.get_user_by_email(email).await.unwrap();
     check_password(u.password_hash.as_deref(), password)
-}
-
-async fn user(tx: &mut Box<dyn Tx>, email: &str) -> User {
-    tx.create_user(NewUser {
-        email: email.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
 }
 
 async fn users_create_get_update_delete(store: Store) {

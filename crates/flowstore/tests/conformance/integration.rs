@@ -5,14 +5,14 @@
 
 use chrono::TimeDelta;
 use flowstore::ids::{UserId, WorkflowId};
-use flowstore::model::identity::NewUser;
 use flowstore::model::integration::{
     CredentialFilter, CredentialPatch, CredentialType, NewCredential, NewWebhook, SealedKind,
     WebhookFilter, WebhookPatch,
 };
 use flowstore::model::ops::SecretValue;
-use flowstore::{time, BackendKind, PageRequest, Store, StoreError, Tx};
+use flowstore::{time, BackendKind, PageRequest, Store, StoreError};
 use flowstore_core::crypto::SecretString;
+use flowstore_testkit::fixtures::user_id;
 use serde_json::json;
 
 conformance!(
@@ -23,16 +23,6 @@ conformance!(
     duplicates_conflict,
     webhooks_round_trip,
 );
-
-pub async fn user(tx: &mut Box<dyn Tx>, email: &str) -> UserId {
-    tx.create_user(NewUser {
-        email: email.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .id
-}
 
 pub fn credential(name: &str, owner: Option<UserId>, data: serde_json::Value) -> NewCredential {
     NewCredential {
@@ -79,8 +69,8 @@ pub fn uuid_lit(store: &Store, id: uuid::Uuid) -> String {
 
 async fn credentials_round_trip(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
-    let bob = user(&mut tx, "bob@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
+    let bob = user_id(&mut tx, "bob@example.com").await;
     let expires = time::now() + TimeDelta::days(30);
     let c = tx
         .create_credential(NewCredential {
@@ -442,8 +432,8 @@ async fn bad_input_names_the_field(store: Store) {
 
 async fn duplicates_conflict(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
-    let bob = user(&mut tx, "bob@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
+    let bob = user_id(&mut tx, "bob@example.com").await;
     tx.create_credential(credential("token", Some(ada), json!("1")))
         .await
         .unwrap();
@@ -513,7 +503,7 @@ async fn duplicates_conflict(store: Store) {
 
 async fn webhooks_round_trip(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
     let wf = tx
         .create_workflow(flowstore::model::workflow::NewWorkflow {
             name: "deploy".into(),

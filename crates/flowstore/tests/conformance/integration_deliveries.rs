@@ -12,7 +12,8 @@ use flowstore::model::workflow::NewWorkflow;
 use flowstore::{time, PageRequest, Store};
 use serde_json::json;
 
-use crate::integration::{count_where, user, uuid_lit, webhook};
+use crate::conformance::integration::{count_where, uuid_lit, webhook};
+use flowstore_testkit::fixtures::user_id;
 
 conformance!(
     events_fan_out_once_to_matching_webhooks,
@@ -60,7 +61,7 @@ async fn deliveries_of(store: &Store, id: WebhookId) -> Vec<i64> {
 
 async fn events_fan_out_once_to_matching_webhooks(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
     let wf = tx
         .create_workflow(NewWorkflow {
             name: "deploy".into(),

@@ -119,42 +119,38 @@ async fn handler_bad_input_and_duplicates(store: Store) {
         Invalid,
         "handler_type"
     );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            handler_name: " ".into(),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "handler_name"
-    );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            handler_path: Some("p".repeat(501)),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "handler_path"
-    );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            version: Some("v".repeat(51)),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "version"
-    );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            configuration: Some(json!([1])),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "configuration"
-    );
+    for (bad, field) in [
+        (
+            NewHandler {
+                handler_name: " ".into(),
+                ..handler("a")
+            },
+            "handler_name",
+        ),
+        (
+            NewHandler {
+                handler_path: Some("p".repeat(501)),
+                ..handler("a")
+            },
+            "handler_path",
+        ),
+        (
+            NewHandler {
+                version: Some("v".repeat(51)),
+                ..handler("a")
+            },
+            "version",
+        ),
+        (
+            NewHandler {
+                configuration: Some(json!([1])),
+                ..handler("a")
+            },
+            "configuration",
+        ),
+    ] {
+        assert_err!(tx.register_handler(bad).await, Invalid, field);
+    }
     assert!(
         serde_json::from_value::<NewHandler>(
             json!({"handler_type": "a", "handler_name": "A", "bogus": 1})
