@@ -68,7 +68,7 @@ async fn set_configuration(store: &Store, key: &str, value: serde_json::Value, i
 /// Data made through the repositories, plus the references a restore must defer.
 async fn populate(store: &Store) {
     flowstore::demo::seed(store, 12).await.expect("demo data");
-    set_configuration(&store, "smtp.password", json!("hunter2"), true).await;
+    set_configuration(store, "smtp.password", json!("hunter2"), true).await;
     // A sub-task, a run that points at a task and a workflow with a parent: the
     // cyclic and self references a restore loads in two steps.
     for sql in [
