@@ -64,14 +64,7 @@ async fn tampering_fails_check(url: String) {
     );
 
     let b = store.backend();
-    match store.kind() {
-        BackendKind::Sqlite => b.execute_raw("DROP TRIGGER trg_audit_log_no_update"),
-        BackendKind::Postgres => {
-            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
-        }
-    }
-    .await
-    .unwrap();
+    drop_append_only_trigger(&store, "trg_audit_log_no_update").await;
     b.execute_raw("UPDATE audit_log SET actor_id = 'someone else' WHERE seq = 2")
         .await
         .unwrap();
@@ -88,18 +81,21 @@ async fn tampering_fails_check(url: String) {
     );
 }
 
+/// Drops the trigger that keeps the audit log append-only: on SQLite the one named
+/// (one per statement kind), on PostgreSQL the one for all.
+async fn drop_append_only_trigger(store: &Store, sqlite_trigger: &str) {
+    let sql = match store.kind() {
+        BackendKind::Sqlite => format!("DROP TRIGGER {sqlite_trigger}"),
+        BackendKind::Postgres => "DROP TRIGGER trg_audit_log_append_only ON audit_log".into(),
+    };
+    store.backend().execute_raw(&sql).await.unwrap();
+}
+
 /// Removes the newest entries as someone who can write to the database (but has no
 /// key) could: the triggers dropped, then a plain DELETE.
 async fn cut_tail(store: &Store, from_seq: i64) {
     let b = store.backend();
-    match store.kind() {
-        BackendKind::Sqlite => b.execute_raw("DROP TRIGGER trg_audit_log_no_delete"),
-        BackendKind::Postgres => {
-            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
-        }
-    }
-    .await
-    .unwrap();
+    drop_append_only_trigger(store, "trg_audit_log_no_delete").await;
     b.execute_raw(&format!("DELETE FROM audit_log WHERE seq >= {from_seq}"))
         .await
         .unwrap();

@@ -374,33 +374,31 @@ async fn bad_input_names_the_field(store: Store) {
             "events"
         );
     }
-    assert_err!(
-        tx.create_webhook(NewWebhook {
-            headers: Some(json!({"Host": "evil.example.com"})),
-            ..webhook("https://example.com/", None, &["*"])
-        })
-        .await,
-        Invalid,
-        "headers"
-    );
-    assert_err!(
-        tx.create_webhook(NewWebhook {
-            secret: Some(SecretString::new("short")),
-            ..webhook("https://example.com/", None, &["*"])
-        })
-        .await,
-        Invalid,
-        "secret"
-    );
-    assert_err!(
-        tx.create_webhook(NewWebhook {
-            workflow_id: Some(WorkflowId::new()),
-            ..webhook("https://example.com/", None, &["*"])
-        })
-        .await,
-        Invalid,
-        "workflow_id"
-    );
+    for (bad, field) in [
+        (
+            NewWebhook {
+                headers: Some(json!({"Host": "evil.example.com"})),
+                ..webhook("https://example.com/", None, &["*"])
+            },
+            "headers",
+        ),
+        (
+            NewWebhook {
+                secret: Some(SecretString::new("short")),
+                ..webhook("https://example.com/", None, &["*"])
+            },
+            "secret",
+        ),
+        (
+            NewWebhook {
+                workflow_id: Some(WorkflowId::new()),
+                ..webhook("https://example.com/", None, &["*"])
+            },
+            "workflow_id",
+        ),
+    ] {
+        assert_err!(tx.create_webhook(bad).await, Invalid, field);
+    }
     assert_err!(
         tx.list_webhooks(&WebhookFilter::default(), &PageRequest::after("zz", 10))
             .await,

@@ -17,6 +17,11 @@ conformance!(
     metric_rollups_merge_over_shards_and_migrations,
 );
 
+/// Runs raw SQL on the store's database.
+async fn raw(store: &Store, sql: &str) {
+    store.backend().execute_raw(sql).await.unwrap();
+}
+
 async fn applying_twice_is_a_no_op(store: Store) {
     let again = store.backend().migrate_up(None).await.unwrap();
     assert!(again.is_empty(), "nothing left to apply: {again:?}");
@@ -67,27 +72,19 @@ async fn down_then_up_gives_the_same_schema(store: Store) {
 }
 
 async fn newer_or_edited_schema_is_refused(store: Store) {
-    store
-        .backend()
-        .execute_raw("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')")
-        .await
-        .unwrap();
+    raw(&store, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')").await;
     let e = store.backend().check_schema().await.unwrap_err();
     assert!(
         matches!(&e, StoreError::Migration(m) if m.contains("upgrade flowstore")),
         "{e}"
     );
     assert!(store.backend().migrate_up(None).await.is_err());
-    store
-        .backend()
-        .execute_raw("DELETE FROM schema_migrations WHERE version = 9999")
-        .await
-        .unwrap();
-    store
-        .backend()
-        .execute_raw("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
-        .await
-        .unwrap();
+    raw(&store, "DELETE FROM schema_migrations WHERE version = 9999").await;
+    raw(
+        &store,
+        "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
+    )
+    .await;
     let e = store.backend().check_schema().await.unwrap_err();
     assert!(
         matches!(&e, StoreError::Migration(m) if m.contains("changed after")),

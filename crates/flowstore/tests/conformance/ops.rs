@@ -195,42 +195,38 @@ async fn log_bad_input_writes_nothing(store: Store) {
     tx.append_log(entry(LogLevel::Info, &"x".repeat(64 * 1024)))
         .await
         .unwrap();
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            context: Some(json!(["not", "an", "object"])),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "context"
-    );
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            execution_id: Some(RunId::new()),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "execution_id"
-    );
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            task_id: Some(TaskId::new()),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "task_id"
-    );
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            component_name: Some("c".repeat(256)),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "component_name"
-    );
+    for (bad, field) in [
+        (
+            NewLogEntry {
+                context: Some(json!(["not", "an", "object"])),
+                ..entry(LogLevel::Info, "m")
+            },
+            "context",
+        ),
+        (
+            NewLogEntry {
+                execution_id: Some(RunId::new()),
+                ..entry(LogLevel::Info, "m")
+            },
+            "execution_id",
+        ),
+        (
+            NewLogEntry {
+                task_id: Some(TaskId::new()),
+                ..entry(LogLevel::Info, "m")
+            },
+            "task_id",
+        ),
+        (
+            NewLogEntry {
+                component_name: Some("c".repeat(256)),
+                ..entry(LogLevel::Info, "m")
+            },
+            "component_name",
+        ),
+    ] {
+        assert_err!(tx.append_log(bad).await, Invalid, field);
+    }
     // A batch with one bad entry is refused whole, before anything is written.
     assert_err!(
         tx.append_logs(vec![

@@ -68,33 +68,31 @@ async fn bad_input_is_refused_with_the_field(store: Store) {
         "name"
     );
     assert_err!(tx.create_project(new("a\0b")).await, Invalid, "name");
-    assert_err!(
-        tx.create_project(NewProject {
-            settings: Some(json!([1, 2])),
-            ..new("p")
-        })
-        .await,
-        Invalid,
-        "settings"
-    );
-    assert_err!(
-        tx.create_project(NewProject {
-            repository_url: Some("ftp://x".into()),
-            ..new("p")
-        })
-        .await,
-        Invalid,
-        "repository_url"
-    );
-    assert_err!(
-        tx.create_project(NewProject {
-            owner_id: Some(flowstore::ids::UserId::new()),
-            ..new("p")
-        })
-        .await,
-        Invalid,
-        "owner_id"
-    );
+    for (bad, field) in [
+        (
+            NewProject {
+                settings: Some(json!([1, 2])),
+                ..new("p")
+            },
+            "settings",
+        ),
+        (
+            NewProject {
+                repository_url: Some("ftp://x".into()),
+                ..new("p")
+            },
+            "repository_url",
+        ),
+        (
+            NewProject {
+                owner_id: Some(flowstore::ids::UserId::new()),
+                ..new("p")
+            },
+            "owner_id",
+        ),
+    ] {
+        assert_err!(tx.create_project(bad).await, Invalid, field);
+    }
     assert_err!(
         tx.list_projects(&ProjectFilter::default(), &PageRequest::first(0))
             .await,

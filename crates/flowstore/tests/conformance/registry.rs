@@ -8,7 +8,7 @@ use flowstore::model::registry::{
     ComponentPatch, ComponentRef, ComponentStatus, HandlerPatch, HealthStatus, Heartbeat,
     NewComponent, NewHandler, NewSystemMetric,
 };
-use flowstore::{PageRequest, Store};
+use flowstore::{PageRequest, Store, Tx};
 use serde_json::json;
 
 conformance!(
@@ -36,6 +36,16 @@ fn component(name: &str) -> NewComponent {
         component_type: "service".into(),
         ..Default::default()
     }
+}
+
+/// The types of the active handlers, as listed.
+async fn active_types(tx: &mut Box<dyn Tx>) -> Vec<String> {
+    tx.list_active_handlers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.handler_type)
+        .collect()
 }
 
 async fn handlers_register_update_deactivate(store: Store) {
@@ -70,13 +80,7 @@ async fn handlers_register_update_deactivate(store: Store) {
     assert!(updated.updated_at >= h.updated_at);
     assert_eq!(tx.get_handler("shell").await.unwrap(), updated);
 
-    let active: Vec<String> = tx
-        .list_active_handlers()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.handler_type)
-        .collect();
+    let active = active_types(&mut tx).await;
     assert_eq!(
         active,
         ["email", "http", "shell"],
@@ -86,13 +90,7 @@ async fn handlers_register_update_deactivate(store: Store) {
     let off = tx.deactivate_handler("http").await.unwrap();
     assert!(!off.is_active);
     assert!(!tx.get_handler("http").await.unwrap().is_active);
-    let active: Vec<String> = tx
-        .list_active_handlers()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.handler_type)
-        .collect();
+    let active = active_types(&mut tx).await;
     assert_eq!(
         active,
         ["email", "shell"],
@@ -266,51 +264,45 @@ async fn components_register_patch_and_page(store: Store) {
 async fn component_bad_input_and_duplicates(store: Store) {
     let mut tx = store.begin().await.unwrap();
     assert_err!(tx.register_component(component("")).await, Invalid, "name");
-    assert_err!(
-        tx.register_component(NewComponent {
-            component_type: " ".into(),
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "type"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            health_check_url: Some("ftp://x/health".into()),
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "health_check_url"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            configuration: Some(json!("text")),
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "configuration"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            dependencies: vec!["c".into()],
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "dependencies"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            dependencies: vec!["a".into(), "a".into()],
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "dependencies"
-    );
+    for (bad, field) in [
+        (
+            NewComponent {
+                component_type: " ".into(),
+                ..component("c")
+            },
+            "type",
+        ),
+        (
+            NewComponent {
+                health_check_url: Some("ftp://x/health".into()),
+                ..component("c")
+            },
+            "health_check_url",
+        ),
+        (
+            NewComponent {
+                configuration: Some(json!("text")),
+                ..component("c")
+            },
+            "configuration",
+        ),
+        (
+            NewComponent {
+                dependencies: vec!["c".into()],
+                ..component("c")
+            },
+            "dependencies",
+        ),
+        (
+            NewComponent {
+                dependencies: vec!["a".into(), "a".into()],
+                ..component("c")
+            },
+            "dependencies",
+        ),
+    ] {
+        assert_err!(tx.register_component(bad).await, Invalid, field);
+    }
     assert!(
         serde_json::from_value::<ComponentPatch>(json!({"status": "sleeping"})).is_err(),
         "an unknown status is refused"
@@ -515,33 +507,31 @@ async fn system_metric_bad_input(store: Store) {
             "metric_value"
         );
     }
-    assert_err!(
-        tx.record_system_metric(NewSystemMetric {
-            metric_name: "".into(),
-            ..ok()
-        })
-        .await,
-        Invalid,
-        "metric_name"
-    );
-    assert_err!(
-        tx.record_system_metric(NewSystemMetric {
-            labels: Some(json!(["x"])),
-            ..ok()
-        })
-        .await,
-        Invalid,
-        "labels"
-    );
-    assert_err!(
-        tx.record_system_metric(NewSystemMetric {
-            metric_unit: Some("u".repeat(51)),
-            ..ok()
-        })
-        .await,
-        Invalid,
-        "metric_unit"
-    );
+    for (bad, field) in [
+        (
+            NewSystemMetric {
+                metric_name: "".into(),
+                ..ok()
+            },
+            "metric_name",
+        ),
+        (
+            NewSystemMetric {
+                labels: Some(json!(["x"])),
+                ..ok()
+            },
+            "labels",
+        ),
+        (
+            NewSystemMetric {
+                metric_unit: Some("u".repeat(51)),
+                ..ok()
+            },
+            "metric_unit",
+        ),
+    ] {
+        assert_err!(tx.record_system_metric(bad).await, Invalid, field);
+    }
     let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(tx
         .list_system_metrics("m", since, 10)

@@ -394,33 +394,31 @@ async fn bad_input_is_refused_with_the_field(store: Store) {
 
 async fn dangling_references_are_invalid(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    assert_err!(
-        tx.create_workflow(NewWorkflow {
-            owner_id: Some(UserId::new()),
-            ..new("w")
-        })
-        .await,
-        Invalid,
-        "owner_id"
-    );
-    assert_err!(
-        tx.create_workflow(NewWorkflow {
-            team_id: Some(TeamId::new()),
-            ..new("w")
-        })
-        .await,
-        Invalid,
-        "team_id"
-    );
-    assert_err!(
-        tx.create_workflow(NewWorkflow {
-            project_id: Some(flowstore::ids::ProjectId::new()),
-            ..new("w")
-        })
-        .await,
-        Invalid,
-        "project_id"
-    );
+    for (bad, field) in [
+        (
+            NewWorkflow {
+                owner_id: Some(UserId::new()),
+                ..new("w")
+            },
+            "owner_id",
+        ),
+        (
+            NewWorkflow {
+                team_id: Some(TeamId::new()),
+                ..new("w")
+            },
+            "team_id",
+        ),
+        (
+            NewWorkflow {
+                project_id: Some(flowstore::ids::ProjectId::new()),
+                ..new("w")
+            },
+            "project_id",
+        ),
+    ] {
+        assert_err!(tx.create_workflow(bad).await, Invalid, field);
+    }
     let w = tx.create_workflow(new("w")).await.unwrap();
     assert_err!(
         tx.update_workflow(w.id, patch(json!({"project_id": uuid::Uuid::now_v7()})))
