@@ -5,6 +5,32 @@
 //! status, and its body validates against the documented schema (as does each
 //! accepted request body against the documented request schema).
 
+/// Sends each request of the list through [`Checked::call`] (status asserted, answer
+/// checked against the document): `KEY METHOD "template" [args] (with BODY)? =>
+/// status;`, KEY an `Option<&str>` (or `None`), BODY a JSON literal or a
+/// parenthesised expression.
+macro_rules! walk {
+    ($t:expr; $($key:ident $method:ident $template:literal [$($arg:expr),*] $(with $body:tt)? => $status:literal;)*) => {
+        $(
+            $t.call(
+                stringify!($method),
+                $template,
+                &[$($arg),*],
+                $key,
+                walk!(@body $($body)?),
+                $status,
+            )
+            .await;
+        )*
+    };
+    (@body) => {
+        None
+    };
+    (@body $body:tt) => {
+        Some(serde_json::json!($body))
+    };
+}
+
 mod core_flows;
 mod more_flows;
 mod resource_flows;
@@ -211,15 +237,9 @@ async fn expired_credentials_and_a_cut_audit_log_match_the_document(b: Arc<dyn B
     assert_eq!(refused["field"], "expires_at");
 
     for name in ["doc-t1", "doc-t2"] {
-        t.call(
-            "POST",
-            "/api/v1/teams",
-            &[],
-            admin,
-            Some(json!({"name": name})),
-            201,
-        )
-        .await;
+        walk!(t;
+            admin POST "/api/v1/teams" [] with {"name": name} => 201;
+        );
     }
     let drop = match b.kind() {
         BackendKind::Sqlite => "DROP TRIGGER trg_audit_log_no_delete",
