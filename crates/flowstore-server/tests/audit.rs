@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -344,13 +344,17 @@ async fn only_admins_read_the_audit_log(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
     let (_, admin_user) = c.user_key(Role::Admin, "root@x.io").await;
     for key in [&c.user, &c.viewer] {
-        c.by(key).list_audit().await.want(403);
-        c.by(key).verify_audit().await.want(403);
+        requests!(c;
+            GET "/api/v1/audit" by key => 403;
+            GET "/api/v1/audit/verify" by key => 403;
+        );
     }
     assert_eq!(c.raw("GET", "/api/v1/audit", None, None).await.status, 401);
     for key in [&c.admin, &admin_user] {
-        c.by(key).list_audit().await.want(200);
-        c.by(key).verify_audit().await.want(200);
+        requests!(c;
+            GET "/api/v1/audit" by key => 200;
+            GET "/api/v1/audit/verify" by key => 200;
+        );
     }
 }
 

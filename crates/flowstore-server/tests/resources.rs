@@ -6,7 +6,7 @@ use std::sync::Arc;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::json;
 
 both_backends!(
@@ -32,14 +32,10 @@ async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
         .await
         .want(200);
     assert_eq!(h["handler_name"], "Shell v2");
-    c.user()
-        .patch("/api/v1/handlers/shell", json!({"handler_name": "x"}))
-        .await
-        .want(403);
-    c.admin()
-        .post_empty("/api/v1/handlers/shell/deactivate")
-        .await
-        .want(200);
+    requests!(c;
+        PATCH "/api/v1/handlers/shell" with {"handler_name": "x"} by c.user => 403;
+        POST "/api/v1/handlers/shell/deactivate" by c.admin => 200;
+    );
     let active = c.viewer().list_handlers().await.want(200);
     assert_eq!(active.as_array().unwrap().len(), 0);
     let all = c.viewer().get("/api/v1/handlers?all=true").await.want(200);
@@ -51,46 +47,30 @@ async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
         .create_component(json!({"name": "worker-1", "type": "worker"}))
         .await
         .want(201);
-    c.user()
-        .create_component(json!({"name": "worker-1", "type": "worker"}))
-        .await
-        .want(409);
-    c.user()
-        .post(
-            "/api/v1/components/worker-1/heartbeat",
-            json!({"health_status": "healthy"}),
-        )
-        .await
-        .want(200);
+    requests!(c;
+        POST "/api/v1/components" with {"name": "worker-1", "type": "worker"} by c.user => 409;
+        POST "/api/v1/components/worker-1/heartbeat" with {"health_status": "healthy"} by c.user => 200;
+    );
     let cid = comp["id"].as_str().unwrap();
-    c.user()
-        .get(&format!("/api/v1/components/{cid}"))
-        .await
-        .want(200);
-    c.viewer().list_components().await.want(403);
+    requests!(c;
+        GET "/api/v1/components/{cid}" by c.user => 200;
+        GET "/api/v1/components" by c.viewer => 403;
+    );
     let list = c.user().list_components().await.want(200);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let health = c.viewer().get("/api/v1/components/health").await.want(200);
     assert_eq!(health[0]["effective_health"], "healthy", "{health}");
-    c.user()
-        .delete("/api/v1/components/worker-1")
-        .await
-        .want(403);
-    c.admin()
-        .delete("/api/v1/components/worker-1")
-        .await
-        .want(204);
+    requests!(c;
+        DELETE "/api/v1/components/worker-1" by c.user => 403;
+        DELETE "/api/v1/components/worker-1" by c.admin => 204;
+    );
 
     let logs = c.user().write_log(json!([{"level": "info", "message": "hello", "component_name": "w"}, {"level": "error", "message": "boom", "component_name": "w"}])).await.want(201);
     assert_eq!(logs.as_array().unwrap().len(), 2);
-    c.user()
-        .write_log(json!({"level": "warn", "message": "one"}))
-        .await
-        .want(201);
-    c.user()
-        .write_log(json!({"level": "loud", "message": "x"}))
-        .await
-        .want(422);
+    requests!(c;
+        POST "/api/v1/logs" with {"level": "warn", "message": "one"} by c.user => 201;
+        POST "/api/v1/logs" with {"level": "loud", "message": "x"} by c.user => 422;
+    );
     let q = c
         .admin()
         .get("/api/v1/logs?component_name=w&min_level=error")
@@ -99,20 +79,11 @@ async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
     assert_eq!(q["items"].as_array().unwrap().len(), 1);
     c.user().get("/api/v1/logs").await.want(403);
 
-    c.admin()
-        .set_configuration(
-            json!({"key": "smtp.password", "value": "hunter2", "is_sensitive": true}),
-        )
-        .await
-        .want(200);
-    c.admin()
-        .set_configuration(json!({"key": "ui.theme", "value": "dark"}))
-        .await
-        .want(200);
-    c.user()
-        .set_configuration(json!({"key": "x", "value": 1}))
-        .await
-        .want(403);
+    requests!(c;
+        PUT "/api/v1/configurations" with {"key": "smtp.password", "value": "hunter2", "is_sensitive": true} by c.admin => 200;
+        PUT "/api/v1/configurations" with {"key": "ui.theme", "value": "dark"} by c.admin => 200;
+        PUT "/api/v1/configurations" with {"key": "x", "value": 1} by c.user => 403;
+    );
     let one = c.admin().get("/api/v1/configurations/smtp.password").await;
     assert_eq!(one.status, 200);
     let listed = c.admin().get("/api/v1/configurations").await;
@@ -123,18 +94,11 @@ async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
         );
     }
     assert!(listed.body.to_string().contains("dark"));
-    c.viewer()
-        .get("/api/v1/configurations/ui.theme")
-        .await
-        .want(403);
-    c.admin()
-        .delete("/api/v1/configurations/ui.theme")
-        .await
-        .want(204);
-    c.admin()
-        .get("/api/v1/configurations/ui.theme")
-        .await
-        .want(404);
+    requests!(c;
+        GET "/api/v1/configurations/ui.theme" by c.viewer => 403;
+        DELETE "/api/v1/configurations/ui.theme" by c.admin => 204;
+        GET "/api/v1/configurations/ui.theme" by c.admin => 404;
+    );
 }
 
 async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
@@ -147,32 +111,29 @@ async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
         .await
         .want(201);
     assert!(u.get("password_hash").is_none());
-    c.admin()
-        .create_user(json!({"email": "new@x.io"}))
-        .await
-        .want(409);
-    c.by(&a)
-        .create_user(json!({"email": "c@x.io"}))
-        .await
-        .want(403);
+    requests!(c;
+        POST "/api/v1/users" with {"email": "new@x.io"} by c.admin => 409;
+        POST "/api/v1/users" with {"email": "c@x.io"} by a => 403;
+    );
     let users = c.admin().list_users().await.want(200);
     assert_eq!(users["items"].as_array().unwrap().len(), 3);
     assert_eq!(c.by(&a).me().await.want(200)["id"], json!(a_id));
     c.user().me().await.want(403); // a key of no user
-    c.by(&a).get_user(&a_id).await.want(200);
-    c.by(&a).get_user(&b_id).await.want(404);
+    requests!(c;
+        GET "/api/v1/users/{a_id}" by a => 200;
+        GET "/api/v1/users/{b_id}" by a => 404;
+    );
     let t = c
         .admin()
         .create_team(json!({"name": "core"}))
         .await
         .want(201);
     let tid = t["id"].as_str().unwrap();
-    c.admin()
-        .add_team_member(tid, json!({"user_id": a_id, "role": "member"}))
-        .await
-        .want(201);
-    c.by(&a).team_members(tid).await.want(200);
-    c.by(&bk).team_members(tid).await.want(404);
+    requests!(c;
+        POST "/api/v1/teams/{tid}/members" with {"user_id": a_id, "role": "member"} by c.admin => 201;
+        GET "/api/v1/teams/{tid}/members" by a => 200;
+        GET "/api/v1/teams/{tid}/members" by bk => 404;
+    );
     assert_eq!(
         c.admin().get("/api/v1/teams").await.want(200)["items"]
             .as_array()
@@ -243,8 +204,10 @@ async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
         .await
         .want(200);
     let b_key = theirs["items"][0]["id"].as_str().unwrap().to_string();
-    c.by(&a).delete_api_key(&b_key).await.want(404);
-    c.by(&bk).delete_api_key(&b_key).await.want(204);
+    requests!(c;
+        DELETE "/api/v1/apikeys/{b_key}" by a => 404;
+        DELETE "/api/v1/apikeys/{b_key}" by bk => 204;
+    );
     // revoked through the server: refused at once despite the cache
     c.by(&bk).list_api_keys().await.want(401);
     // keys exist, so no bootstrap key is made

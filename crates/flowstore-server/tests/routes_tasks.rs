@@ -6,7 +6,7 @@ use std::sync::Arc;
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use flowstore_testkit::fixtures::{merged, one_step};
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(task_links_and_project_summary);
@@ -70,18 +70,11 @@ async fn task_links_and_project_summary(b: Arc<dyn Backend>) {
         .want(200);
     assert_eq!(last["items"][0]["id"], json!(kids[0]));
     assert!(last["next_cursor"].is_null());
-    c.by(&bk)
-        .get(&format!("/api/v1/tasks/{parent}/children"))
-        .await
-        .want(404);
-    c.by(&a)
-        .get(&format!("/api/v1/tasks/{parent}/children?limit=0"))
-        .await
-        .want(422);
-    c.by(&a)
-        .get(&format!("/api/v1/tasks/{parent}/children?bogus=1"))
-        .await
-        .want(422);
+    requests!(c;
+        GET "/api/v1/tasks/{parent}/children" by bk => 404;
+        GET "/api/v1/tasks/{parent}/children?limit=0" by a => 422;
+        GET "/api/v1/tasks/{parent}/children?bogus=1" by a => 422;
+    );
 
     // project summary
     c.by(&a)
@@ -98,22 +91,25 @@ async fn task_links_and_project_summary(b: Arc<dyn Backend>) {
         (json!(5), json!(1), json!(4))
     );
     assert_eq!(s["percent_complete"], 20.0);
-    c.by(&bk).project_summary(&pid).await.want(404);
-    c.admin().project_summary(missing).await.want(404);
+    requests!(c;
+        GET "/api/v1/projects/{pid}/summary" by bk => 404;
+        GET "/api/v1/projects/{missing}/summary" by c.admin => 404;
+    );
 
     // delete: another user's is hidden; a step of a run is kept (409); the owner
     // deletes a standalone task with its dependencies
-    c.by(&bk).delete_task(&first).await.want(404);
-    c.viewer().delete_task(&first).await.want(403);
-    c.by(&a).delete_task(&first).await.want(204);
-    c.by(&a).get_task(&first).await.want(404);
+    requests!(c;
+        DELETE "/api/v1/tasks/{first}" by bk => 404;
+        DELETE "/api/v1/tasks/{first}" by c.viewer => 403;
+        DELETE "/api/v1/tasks/{first}" by a => 204;
+        GET "/api/v1/tasks/{first}" by a => 404;
+    );
     let deps = c.by(&a).task_dependencies(&parent).await.want(200);
     assert_eq!(deps, json!([]));
-    c.by(&a).delete_task(&first).await.want(404);
-    c.admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await
-        .want(201);
+    requests!(c;
+        DELETE "/api/v1/tasks/{first}" by a => 404;
+        POST "/api/v1/handlers" with {"handler_type": "shell", "handler_name": "shell"} by c.admin => 201;
+    );
     let wf = json!({"name": "w", "status": "active", "definition": one_step("shell")});
     let wf = c.by(&a).create_workflow(wf).await.want(201);
     let started = c

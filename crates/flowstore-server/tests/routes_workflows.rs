@@ -6,7 +6,7 @@ use std::sync::Arc;
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use flowstore_testkit::fixtures::one_step;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(workflow_life);
@@ -37,9 +37,11 @@ async fn workflow_life(b: Arc<dyn Backend>) {
         (v2["definition"].clone(), v2["change_note"].clone()),
         (one_step("python"), json!("python now"))
     );
-    c.by(&a).workflow_version(&id, "3").await.want(404);
-    c.by(&a).workflow_version(&id, "one").await.want(404);
-    c.by(&bk).workflow_version(&id, "1").await.want(404);
+    requests!(c;
+        GET "/api/v1/workflows/{id}/versions/3" by a => 404;
+        GET "/api/v1/workflows/{id}/versions/one" by a => 404;
+        GET "/api/v1/workflows/{id}/versions/1" by bk => 404;
+    );
 
     // duplicate: anyone who may read it; the copy is the caller's private draft
     let dup = |name: Value| json!({"name": name});
@@ -61,11 +63,10 @@ async fn workflow_life(b: Arc<dyn Backend>) {
     );
     assert_eq!(copy["configuration"], json!({"retries": 1}));
     let copy_id = copy["id"].as_str().unwrap();
-    c.by(&a).get_workflow(copy_id).await.want(404);
-    c.by(&bk)
-        .duplicate_workflow(&id, dup(json!("x")))
-        .await
-        .want(404);
+    requests!(c;
+        GET "/api/v1/workflows/{copy_id}" by a => 404;
+        POST "/api/v1/workflows/{id}/duplicate" with (dup(json!("x"))) by bk => 404;
+    );
     let e = c
         .by(&a)
         .duplicate_workflow(&id, dup(json!(" ")))
@@ -73,11 +74,10 @@ async fn workflow_life(b: Arc<dyn Backend>) {
         .want(422);
     assert_eq!(e["field"], "name");
     let extra = json!({"name": "x", "owner_id": b_id});
-    c.by(&a).duplicate_workflow(&id, extra).await.want(422);
-    c.viewer()
-        .duplicate_workflow(&id, dup(json!("x")))
-        .await
-        .want(403);
+    requests!(c;
+        POST "/api/v1/workflows/{id}/duplicate" with (extra) by a => 422;
+        POST "/api/v1/workflows/{id}/duplicate" with (dup(json!("x"))) by c.viewer => 403;
+    );
 
     // summary: runs by status, statistics from the counters, tasks by status
     for _ in 0..2 {
@@ -105,8 +105,10 @@ async fn workflow_life(b: Arc<dyn Backend>) {
     // reader may not; the owner may delete one that never ran
     let e = c.by(&a).delete_workflow(&id).await.want(409);
     assert_eq!(e["field"], "workflow");
-    c.by(&reader).archive_workflow(&id).await.want(403);
-    c.by(&bk).archive_workflow(&id).await.want(404);
+    requests!(c;
+        POST "/api/v1/workflows/{id}/archive" by reader => 403;
+        POST "/api/v1/workflows/{id}/archive" by bk => 404;
+    );
     let archived = c.by(&a).archive_workflow(&id).await.want(200);
     assert_eq!(archived["status"], "archived");
     assert!(archived["archived_at"].is_string());
@@ -115,13 +117,15 @@ async fn workflow_life(b: Arc<dyn Backend>) {
         again["archived_at"], archived["archived_at"],
         "archiving twice keeps the first time"
     );
-    c.by(&a).get_workflow(&id).await.want(200);
-    c.by(&a).delete_workflow(copy_id).await.want(404);
-    c.viewer().delete_workflow(copy_id).await.want(403);
-    c.by(&reader).delete_workflow(copy_id).await.want(204);
-    c.by(&reader).get_workflow(copy_id).await.want(404);
-    c.admin().workflow_version(&copy_id, "1").await.want(404);
-    c.admin().delete_workflow(copy_id).await.want(404);
+    requests!(c;
+        GET "/api/v1/workflows/{id}" by a => 200;
+        DELETE "/api/v1/workflows/{copy_id}" by a => 404;
+        DELETE "/api/v1/workflows/{copy_id}" by c.viewer => 403;
+        DELETE "/api/v1/workflows/{copy_id}" by reader => 204;
+        GET "/api/v1/workflows/{copy_id}" by reader => 404;
+        GET "/api/v1/workflows/{copy_id}/versions/1" by c.admin => 404;
+        DELETE "/api/v1/workflows/{copy_id}" by c.admin => 404;
+    );
     // a seed 000 execution that refers to a workflow by `workflow_ref` only counts too
     let other = json!({"name": "other"});
     let other = c.by(&a).create_workflow(other).await.want(201);

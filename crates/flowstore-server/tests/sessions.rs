@@ -9,7 +9,7 @@ use std::sync::Arc;
 use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
 use flowstore_testkit::fixtures::PASSWORD;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -123,11 +123,10 @@ async fn signing_in_right_wrong_unknown_throttled_and_disabled(b: Arc<dyn Backen
         .as_str()
         .unwrap()
         .to_string();
-    c.by(&bob_key).list_workflows().await.want(200);
-    c.admin()
-        .update_user(&bob_id, json!({"status": "suspended"}))
-        .await
-        .want(200);
+    requests!(c;
+        GET "/api/v1/workflows" by bob_key => 200;
+        PATCH "/api/v1/users/{bob_id}" with {"status": "suspended"} by c.admin => 200;
+    );
     // Switching a user off switches off their API keys at once, cache or not.
     let r = c.by(&bob_key).list_workflows().await;
     assert_eq!(r.status, 401, "{}", r.body);
@@ -168,27 +167,30 @@ async fn sessions_act_with_their_users_role(b: Arc<dyn Backend>) {
     );
 
     let wf = json!({"name": "w", "definition": {"steps": []}});
-    c.by(&viewer).list_workflows().await.want(200);
-    c.by(&viewer).create_workflow(wf.clone()).await.want(403);
+    requests!(c;
+        GET "/api/v1/workflows" by viewer => 200;
+        POST "/api/v1/workflows" with (wf.clone()) by viewer => 403;
+    );
     let created = c.by(&usr).create_workflow(wf.clone()).await.want(201);
     assert_eq!(
         created["owner_id"],
         json!(user_id),
         "owned by the session's user"
     );
-    c.by(&usr).list_users().await.want(403);
-    c.by(&usr).list_audit().await.want(403);
-    c.by(&admin).list_users().await.want(200);
-    c.by(&admin).list_audit().await.want(200);
+    requests!(c;
+        GET "/api/v1/users" by usr => 403;
+        GET "/api/v1/audit" by usr => 403;
+        GET "/api/v1/users" by admin => 200;
+        GET "/api/v1/audit" by admin => 200;
+    );
     let me = c.by(&admin).me().await.want(200);
     assert_eq!(me["id"], json!(admin_id));
 
     // A role change applies to live sessions at once.
-    c.by(&admin)
-        .update_user(&user_id, json!({"role": "viewer"}))
-        .await
-        .want(200);
-    c.by(&usr).create_workflow(wf).await.want(403);
+    requests!(c;
+        PATCH "/api/v1/users/{user_id}" with {"role": "viewer"} by admin => 200;
+        POST "/api/v1/workflows" with (wf) by usr => 403;
+    );
     assert_eq!(
         c.by(&usr).current_session().await.want(200)["role"],
         "viewer"
@@ -211,17 +213,21 @@ async fn signing_out_and_deleting_end_sessions(b: Arc<dyn Backend>) {
     let first = c.session_token("ada@x.io").await;
     let second = c.session_token("ada@x.io").await;
     // A viewer may sign out (a DELETE).
-    c.by(&first).sign_out().await.want(204);
-    c.by(&first).current_session().await.want(401);
-    c.by(&first).sign_out().await.want(401);
-    c.by(&second).current_session().await.want(200);
+    requests!(c;
+        DELETE "/api/v1/sessions/current" by first => 204;
+        GET "/api/v1/sessions/current" by first => 401;
+        DELETE "/api/v1/sessions/current" by first => 401;
+        GET "/api/v1/sessions/current" by second => 200;
+    );
     // An API key has no session to end.
     c.user().sign_out().await.want(404);
 
-    c.admin().delete_user(&id).await.want(204);
-    c.by(&second).current_session().await.want(401);
-    c.admin().get_user(&id).await.want(404);
-    c.admin().delete_user(&id).await.want(404);
+    requests!(c;
+        DELETE "/api/v1/users/{id}" by c.admin => 204;
+        GET "/api/v1/sessions/current" by second => 401;
+        GET "/api/v1/users/{id}" by c.admin => 404;
+        DELETE "/api/v1/users/{id}" by c.admin => 404;
+    );
 }
 
 async fn users_change_themselves_and_admins_change_anyone(b: Arc<dyn Backend>) {
@@ -314,8 +320,10 @@ async fn users_change_themselves_and_admins_change_anyone(b: Arc<dyn Backend>) {
     assert_eq!(sign_in(&c, "ada@x.io", PASSWORD).await.0, 401);
     assert_eq!(sign_in(&c, "ada@x.io", "a new password").await.0, 201);
     // The session that changed it stays; the other one ended.
-    c.by(&ada_t).current_session().await.want(200);
-    c.by(&ada_other).current_session().await.want(401);
+    requests!(c;
+        GET "/api/v1/sessions/current" by ada_t => 200;
+        GET "/api/v1/sessions/current" by ada_other => 401;
+    );
 
     // An admin sets anyone's role, status and password.
     let u = c
@@ -386,31 +394,23 @@ async fn teams_and_notifications(b: Arc<dyn Backend>) {
         .await
         .want(200);
     assert_eq!(m["role"], "owner");
-    c.admin()
-        .patch(&format!("{members}/{ada}"), json!({"role": "chief"}))
-        .await
-        .want(422);
-    c.by(&ada_t)
-        .patch(&format!("{members}/{ada}"), json!({"role": "member"}))
-        .await
-        .want(403);
-    c.admin()
-        .patch(&format!("{members}/{bob}"), json!({"role": "member"}))
-        .await
-        .want(404);
-    c.admin()
-        .delete(&format!("{members}/{bob}"))
-        .await
-        .want(404);
+    requests!(c;
+        PATCH "{members}/{ada}" with {"role": "chief"} by c.admin => 422;
+        PATCH "{members}/{ada}" with {"role": "member"} by ada_t => 403;
+        PATCH "{members}/{bob}" with {"role": "member"} by c.admin => 404;
+        DELETE "{members}/{bob}" by c.admin => 404;
+    );
     c.by(&ada_t).get(&members).await.want(200);
     c.admin()
         .delete(&format!("{members}/{ada}"))
         .await
         .want(204);
     c.by(&ada_t).get(&members).await.want(404);
-    c.by(&ada_t).delete_team(tid).await.want(403);
-    c.admin().delete_team(tid).await.want(204);
-    c.admin().delete_team(tid).await.want(404);
+    requests!(c;
+        DELETE "/api/v1/teams/{tid}" by ada_t => 403;
+        DELETE "/api/v1/teams/{tid}" by c.admin => 204;
+        DELETE "/api/v1/teams/{tid}" by c.admin => 404;
+    );
     c.admin().get(&members).await.want(404);
 
     let mut tx = b.begin().await.unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(tasks_and_pull_requests);
@@ -83,22 +83,20 @@ async fn tasks_and_pull_requests(b: Arc<dyn Backend>) {
     let pr = c.by(&a).create_pull_request(new_pr.clone()).await.want(201);
     c.by(&a).create_pull_request(new_pr).await.want(409);
     let prid = pr["id"].as_str().unwrap();
-    c.viewer().get_pull_request(prid).await.want(404);
-    c.admin().get_pull_request(prid).await.want(200);
+    requests!(c;
+        GET "/api/v1/pull-requests/{prid}" by c.viewer => 404;
+        GET "/api/v1/pull-requests/{prid}" by c.admin => 200;
+    );
     let moved = c
         .by(&a)
         .set_pull_request_status(prid, json!({"status": "open"}))
         .await
         .want(200);
     assert_eq!(moved["status"], "open");
-    c.by(&other)
-        .set_pull_request_status(prid, json!({"status": "merged"}))
-        .await
-        .want(404);
-    c.by(&a)
-        .set_pull_request_status(prid, json!({"status": "bogus"}))
-        .await
-        .want(422);
+    requests!(c;
+        POST "/api/v1/pull-requests/{prid}/status" with {"status": "merged"} by other => 404;
+        POST "/api/v1/pull-requests/{prid}/status" with {"status": "bogus"} by a => 422;
+    );
     let v = c
         .by(&a)
         .put(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(workers_take_only_what_they_may_execute);
@@ -115,8 +115,10 @@ async fn workers_take_only_what_they_may_execute(b: Arc<dyn Backend>) {
     c.by(&reader).complete(done.clone()).await.want(403);
     // A reports on what it took; the admin on the rest
     let hb = json!({"task_id": own, "attempt": attempt(&mine, &own), "lease_ms": 60000});
-    c.by(&a).heartbeat(hb).await.want(200);
-    c.by(&a).complete(done).await.want(200);
+    requests!(c;
+        POST "/api/v1/worker/heartbeat" with (hb) by a => 200;
+        POST "/api/v1/worker/complete" with (done) by a => 200;
+    );
     let failed = json!({"task_id": own, "attempt": attempt(&mine, &own), "error": "boom"});
     c.by(&a).fail(failed).await.want(200);
     let done = json!({"task_id": private, "attempt": attempt(&rest, &private), "output": {}});

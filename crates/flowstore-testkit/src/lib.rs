@@ -24,6 +24,7 @@ pub use db::{pg_admin_url, PgDatabase, SqliteDatabase, TestDb, TestStore, ENCRYP
 #[doc(hidden)]
 pub mod reexport {
     pub use flowstore::StoreError;
+    pub use serde_json::json;
 }
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

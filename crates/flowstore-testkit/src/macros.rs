@@ -95,3 +95,43 @@ macro_rules! two_stores {
         )*
     };
 }
+
+/// Sends each request of the list through a [`crate::TestApp`] and asserts its status
+/// with [`crate::Answer::want`] (an error must be problem+json too), for requests
+/// whose answer is only checked, one line each:
+/// `METHOD "path" (with BODY)? (by KEY)? => status;`. The path is a `format!`
+/// string (it may name variables: `"/api/v1/tasks/{id}"`), BODY a JSON literal or a
+/// parenthesised expression, KEY the key to send (none when `by` is left out).
+#[macro_export]
+macro_rules! requests {
+    ($app:expr; $($method:ident $path:literal $(with $body:tt)? $(by $key:expr)? => $status:literal;)*) => {
+        $(
+            $crate::__caller!($app $(, $key)?)
+                .send(stringify!($method), &format!($path), $crate::__body!($($body)?))
+                .await
+                .want($status);
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __caller {
+    ($app:expr) => {
+        $app.anonymous()
+    };
+    ($app:expr, $key:expr) => {
+        $app.by(&$key)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __body {
+    () => {
+        None
+    };
+    ($body:tt) => {
+        Some(::serde_json::json!($body))
+    };
+}
