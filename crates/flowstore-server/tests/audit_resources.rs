@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::changed;
 use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
@@ -44,13 +45,7 @@ async fn projects_pull_requests_and_tasks_are_audited(b: Arc<dyn Backend>) {
     let patch = Some(json!({"description": "the shop"}));
     c.by(&a).send("PATCH", &path, patch).await.want(200);
     let e = c.audit_entry("project.update", &pid).await;
-    assert_eq!(
-        (
-            e["before"]["description"].clone(),
-            e["after"]["description"].clone()
-        ),
-        (Value::Null, json!("the shop"))
-    );
+    assert_eq!(changed(&e, "description"), (Value::Null, json!("the shop")));
 
     let pr = c.by(&a).create_pull_request(json!({"project_id": pid, "repository_url": "https://git.example/shop", "branch_name": "fix", "title": "Fix checkout"})).await.want(201);
     let prid = id(&pr);
@@ -95,7 +90,7 @@ async fn projects_pull_requests_and_tasks_are_audited(b: Arc<dyn Backend>) {
         .want(200);
     let e = c.audit_entry("task.update", &tid).await;
     assert_eq!(
-        (e["before"]["title"].clone(), e["after"]["title"].clone()),
+        changed(&e, "title"),
         (json!("write tests"), json!("write more tests"))
     );
 
@@ -132,10 +127,7 @@ async fn handlers_and_components_are_audited(b: Arc<dyn Backend>) {
         .want(200);
     let e = c.audit_entry("handler.update", "shell").await;
     assert_eq!(
-        (
-            e["before"]["handler_name"].clone(),
-            e["after"]["handler_name"].clone()
-        ),
+        changed(&e, "handler_name"),
         (json!("Shell"), json!("Shell runner"))
     );
     c.admin()
@@ -143,13 +135,7 @@ async fn handlers_and_components_are_audited(b: Arc<dyn Backend>) {
         .await
         .want(200);
     let e = c.audit_entry("handler.deactivate", "shell").await;
-    assert_eq!(
-        (
-            e["before"]["is_active"].clone(),
-            e["after"]["is_active"].clone()
-        ),
-        (json!(true), json!(false))
-    );
+    assert_eq!(changed(&e, "is_active"), (json!(true), json!(false)));
 
     let body = json!({"name": "scheduler", "type": "service"});
     let comp = c.admin().create_component(body).await.want(201);
@@ -164,13 +150,7 @@ async fn handlers_and_components_are_audited(b: Arc<dyn Backend>) {
         .await
         .want(200);
     let e = c.audit_entry("component.update", &cid).await;
-    assert_eq!(
-        (
-            e["before"]["version"].clone(),
-            e["after"]["version"].clone()
-        ),
-        (Value::Null, json!("2.0.0"))
-    );
+    assert_eq!(changed(&e, "version"), (Value::Null, json!("2.0.0")));
 }
 
 async fn credentials_and_webhooks_are_audited_without_secrets(b: Arc<dyn Backend>) {
@@ -216,10 +196,7 @@ async fn credentials_and_webhooks_are_audited_without_secrets(b: Arc<dyn Backend
         .await
         .want(200);
     let e = c.audit_entry("webhook.update", &wid).await;
-    assert_eq!(
-        (e["before"]["active"].clone(), e["after"]["active"].clone()),
-        (json!(true), json!(false))
-    );
+    assert_eq!(changed(&e, "active"), (json!(true), json!(false)));
     c.by(&a).delete(&wpath).await.want(204);
     c.audit_entry("webhook.delete", &wid).await;
 

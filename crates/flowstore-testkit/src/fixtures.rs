@@ -122,6 +122,14 @@ pub fn merged(mut base: Value, extra: Value) -> Value {
     base
 }
 
+/// An audit entry's `field` before and after the change.
+pub fn changed(entry: &Value, field: &str) -> (Value, Value) {
+    (
+        entry["before"][field].clone(),
+        entry["after"][field].clone(),
+    )
+}
+
 impl TestApp {
     /// Registers the handler type `shell` (as the admin); one already there is fine.
     pub async fn shell_handler(&self) {

@@ -23,7 +23,7 @@ pub use db::{pg_admin_url, PgDatabase, SqliteDatabase, TestDb, TestStore, ENCRYP
 /// What the macros name through `$crate`.
 #[doc(hidden)]
 pub mod reexport {
-    pub use flowstore::StoreError;
+    pub use flowstore::{PageRequest, StoreError};
     pub use serde_json::json;
 }
 

@@ -135,3 +135,24 @@ macro_rules! __body {
         Some(::serde_json::json!($body))
     };
 }
+
+/// Every item of a keyset-paged list, first page to last, `size` at a time: `$fetch`
+/// reads the page `$page` (a `PageRequest`); each page holds at most `size` items.
+#[macro_export]
+macro_rules! all_pages {
+    ($size:expr, |$page:ident| $fetch:expr) => {{
+        let size: u32 = $size;
+        let mut items = Vec::new();
+        let mut $page = $crate::reexport::PageRequest::first(size);
+        loop {
+            let got = $fetch.await.unwrap();
+            assert!(got.items.len() <= size as usize, "a page holds at most its limit");
+            items.extend(got.items);
+            match got.next_cursor {
+                Some(c) => $page = $crate::reexport::PageRequest::after(c, size),
+                None => break,
+            }
+        }
+        items
+    }};
+}

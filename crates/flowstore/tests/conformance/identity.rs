@@ -199,17 +199,10 @@ async fn users_filter_and_page(store: Store) {
         .unwrap();
     assert_eq!(suspended.items.len(), 1);
     assert_eq!(suspended.items[0].id, ids[1]);
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    loop {
-        let got = tx.list_users(&UserFilter::default(), &page).await.unwrap();
-        assert!(got.items.len() <= 3);
-        seen.extend(got.items.iter().map(|u| u.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 3),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(3, |page| tx.list_users(&UserFilter::default(), &page))
+        .iter()
+        .map(|u| u.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every user exactly once");
 }

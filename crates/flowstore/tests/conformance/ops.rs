@@ -274,16 +274,10 @@ async fn log_pages_cover_every_row_once(store: Store) {
         .unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(4);
-    loop {
-        let got = tx.query_logs(&LogFilter::default(), &page).await.unwrap();
-        seen.extend(got.items.iter().map(|e| e.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 4),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(4, |page| tx.query_logs(&LogFilter::default(), &page))
+        .iter()
+        .map(|e| e.id)
+        .collect();
     let mut ids: Vec<_> = written.iter().map(|e| e.id).collect();
     ids.reverse();
     assert_eq!(seen, ids);

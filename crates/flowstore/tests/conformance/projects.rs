@@ -153,21 +153,11 @@ async fn keyset_pages_cover_every_row_once(store: Store) {
         );
     }
     tx.commit().await.unwrap();
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(5);
     let mut tx = store.begin_read().await.unwrap();
-    loop {
-        let got = tx
-            .list_projects(&ProjectFilter::default(), &page)
-            .await
-            .unwrap();
-        assert!(got.items.len() <= 5);
-        seen.extend(got.items.iter().map(|p| p.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 5),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(5, |page| tx.list_projects(&ProjectFilter::default(), &page))
+        .iter()
+        .map(|p| p.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every row exactly once");
 }

@@ -195,17 +195,10 @@ async fn handler_pages_cover_every_row_once(store: Store) {
     }
     tx.commit().await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    loop {
-        let got = tx.list_handlers(&page).await.unwrap();
-        assert!(got.items.len() <= 3);
-        seen.extend(got.items.iter().map(|h| h.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 3),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(3, |page| tx.list_handlers(&page))
+        .iter()
+        .map(|h| h.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every row exactly once");
 }

@@ -579,16 +579,10 @@ async fn keyset_pages_of_tasks(store: Store) {
         project_id: Some(p),
         ..Default::default()
     };
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    loop {
-        let got = tx.list_tasks(&filter, &page).await.unwrap();
-        seen.extend(got.items.iter().map(|t| t.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 3),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(3, |page| tx.list_tasks(&filter, &page))
+        .iter()
+        .map(|t| t.id)
+        .collect();
     made.reverse();
     assert_eq!(seen, made, "newest first, each once");
     let odd = TaskFilter {

@@ -501,19 +501,11 @@ async fn filters_tags_and_pages(store: Store) {
         .unwrap();
     assert_eq!(got.items.iter().map(|w| w.id).collect::<Vec<_>>(), [ids[5]]);
 
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(5);
-    loop {
-        let got = tx
-            .list_workflows(&WorkflowFilter::default(), &page)
-            .await
-            .unwrap();
-        seen.extend(got.items.iter().map(|w| w.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 5),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(5, |page| tx
+        .list_workflows(&WorkflowFilter::default(), &page))
+    .iter()
+    .map(|w| w.id)
+    .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every workflow exactly once");
 }
