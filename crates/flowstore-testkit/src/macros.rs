@@ -146,7 +146,10 @@ macro_rules! all_pages {
         let mut $page = $crate::reexport::PageRequest::first(size);
         loop {
             let got = $fetch.await.unwrap();
-            assert!(got.items.len() <= size as usize, "a page holds at most its limit");
+            assert!(
+                got.items.len() <= size as usize,
+                "a page holds at most its limit"
+            );
             items.extend(got.items);
             match got.next_cursor {
                 Some(c) => $page = $crate::reexport::PageRequest::after(c, size),
