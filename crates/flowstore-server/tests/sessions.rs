@@ -439,27 +439,17 @@ async fn teams_and_notifications(b: Arc<dyn Backend>) {
         json!({"unread": 0})
     );
     c.user().get(count).await.want(403); // a key of no user
-    c.by(&bob_t)
-        .post_empty(&format!("/api/v1/notifications/{}/read", ids[0]))
-        .await
-        .want(404);
-    c.by(&ada_t)
-        .post_empty(&format!("/api/v1/notifications/{}/read", ids[0]))
-        .await
-        .want(200);
+    let (first, second) = (&ids[0], &ids[1]);
+    requests!(c;
+        POST "/api/v1/notifications/{first}/read" by bob_t => 404;
+        POST "/api/v1/notifications/{first}/read" by ada_t => 200;
+    );
     assert_eq!(c.by(&ada_t).get(count).await.want(200)["unread"], 1);
-    c.by(&bob_t)
-        .delete(&format!("/api/v1/notifications/{}", ids[1]))
-        .await
-        .want(404);
-    c.by(&ada_t)
-        .delete(&format!("/api/v1/notifications/{}", ids[1]))
-        .await
-        .want(204);
-    c.by(&ada_t)
-        .delete(&format!("/api/v1/notifications/{}", ids[1]))
-        .await
-        .want(404);
+    requests!(c;
+        DELETE "/api/v1/notifications/{second}" by bob_t => 404;
+        DELETE "/api/v1/notifications/{second}" by ada_t => 204;
+        DELETE "/api/v1/notifications/{second}" by ada_t => 404;
+    );
     assert_eq!(c.by(&ada_t).get(count).await.want(200)["unread"], 0);
     let list = c.by(&ada_t).list_notifications().await.want(200);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);

@@ -121,27 +121,14 @@ async fn system_metrics(b: Arc<dyn Backend>) {
         .await
         .want(422);
     assert_eq!(e["field"], "until");
-    assert_eq!(
-        c.user()
-            .get("/api/v1/system-metrics?since=yesterday")
-            .await
-            .want(422)["field"],
-        "since"
-    );
-    assert_eq!(
-        c.user()
-            .get("/api/v1/system-metrics?limit=100000")
-            .await
-            .want(422)["field"],
-        "limit"
-    );
-    assert_eq!(
-        c.user()
-            .get("/api/v1/system-metrics?cursor=zz")
-            .await
-            .want(422)["field"],
-        "cursor"
-    );
+    for (query, field) in [
+        ("since=yesterday", "since"),
+        ("limit=100000", "limit"),
+        ("cursor=zz", "cursor"),
+    ] {
+        let path = format!("/api/v1/system-metrics?{query}");
+        assert_eq!(c.user().get(&path).await.want(422)["field"], field);
+    }
     c.user()
         .get("/api/v1/system-metrics?bogus=1")
         .await

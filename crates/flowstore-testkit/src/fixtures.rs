@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 
+use flowstore::Store;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::UserId;
 use flowstore_core::model::identity::{NewUser, Role, User};
@@ -68,6 +69,11 @@ pub async fn active_workflow(tx: &mut Box<dyn Tx>, name: &str, definition: Value
     })
     .await
     .unwrap()
+}
+
+/// Runs raw SQL on the store's database: the rows it changed.
+pub async fn execute(store: &Store, sql: &str) -> u64 {
+    store.backend().execute_raw(sql).await.unwrap()
 }
 
 /// Creates an API key with `role` (acting for no user) directly in the database.

@@ -163,17 +163,23 @@ async fn verify(store: &Store) -> flowstore::model::audit::ChainVerification {
     v
 }
 
+/// Backs `source` up to `file` and restores it into `target` (over what is there
+/// when `replace`).
+async fn copy(source: &Store, target: &Store, file: &std::path::Path, replace: bool) {
+    flowstore::archive::backup(source, file, None, &quiet)
+        .await
+        .unwrap();
+    flowstore::archive::restore(target, file, replace, &quiet)
+        .await
+        .unwrap();
+}
+
 async fn chain_survives_backup_and_restore(source: Store, target: Store) {
     awkward_entries(&source).await;
     assert!(verify(&source).await.is_intact());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.fsa");
-    flowstore::archive::backup(&source, &file, None, &quiet)
-        .await
-        .unwrap();
-    flowstore::archive::restore(&target, &file, false, &quiet)
-        .await
-        .unwrap();
+    copy(&source, &target, &file, false).await;
     let v = verify(&target).await;
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(
@@ -199,12 +205,7 @@ async fn chain_survives_backup_and_restore(source: Store, target: Store) {
     // A cut log is archived and restored as it is: still cut, still reported.
     cut_tail(&source, 3).await;
     let cut = dir.path().join("cut.fsa");
-    flowstore::archive::backup(&source, &cut, None, &quiet)
-        .await
-        .unwrap();
-    flowstore::archive::restore(&target, &cut, true, &quiet)
-        .await
-        .unwrap();
+    copy(&source, &target, &cut, true).await;
     let m = verify(&target)
         .await
         .head_mismatch

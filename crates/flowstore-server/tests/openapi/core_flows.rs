@@ -135,8 +135,8 @@ pub async fn operations_to_executions(t: &Checked, b: &Arc<dyn Backend>, k: &Key
     );
     let claim =
         json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 5, "lease_ms": 30000});
-    let claimed = t
-        .call(
+    let claim_one = || {
+        t.call(
             "POST",
             "/api/v1/worker/claim",
             &[],
@@ -144,7 +144,8 @@ pub async fn operations_to_executions(t: &Checked, b: &Arc<dyn Backend>, k: &Key
             Some(claim.clone()),
             200,
         )
-        .await;
+    };
+    let claimed = claim_one().await;
     let task = &claimed[0];
     let (tid, attempt) = (task["task_id"].clone(), task["attempt"].clone());
     walk!(t;
@@ -152,16 +153,7 @@ pub async fn operations_to_executions(t: &Checked, b: &Arc<dyn Backend>, k: &Key
         a POST "/api/v1/worker/complete" [] with {"task_id": tid, "attempt": 99, "output": {}} => 409;
         a POST "/api/v1/worker/complete" [] with {"task_id": tid, "attempt": attempt, "output": "built: any JSON is an output"} => 200;
     );
-    let next = t
-        .call(
-            "POST",
-            "/api/v1/worker/claim",
-            &[],
-            a,
-            Some(claim.clone()),
-            200,
-        )
-        .await;
+    let next = claim_one().await;
     let (tid, attempt) = (next[0]["task_id"].clone(), next[0]["attempt"].clone());
     walk!(t;
         a POST "/api/v1/worker/fail" [] with {"task_id": tid, "attempt": attempt, "error": {"exit": 1}, "retryable": true} => 200;

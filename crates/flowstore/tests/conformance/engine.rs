@@ -251,7 +251,7 @@ async fn a_diamond_runs_to_completion(store: Store) {
 
 async fn bad_starts_are_refused_before_anything_is_written(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "docker", "depends_on": ["a"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, None).await;
+    let wf = fail_fast(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "docker", "depends_on": ["a"]}])).await;
     let mut tx = store.begin().await.unwrap();
     let e = tx
         .start_run(StartRun {
@@ -605,7 +605,7 @@ async fn retries_back_off_then_fail(store: Store) {
 
 async fn fail_fast_stops_the_run(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}, {"key": "c", "handler": "shell", "depends_on": ["b"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, None).await;
+    let wf = fail_fast(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}, {"key": "c", "handler": "shell", "depends_on": ["b"]}])).await;
     let run = start(&store, wf).await;
     let got = claim(&store, "w", 1).await.remove(0);
     let t = fail(&store, r(&got), json!("boom"), false).await;
@@ -848,14 +848,7 @@ async fn a_claim_over_several_handler_types_takes_the_highest_priorities(store: 
         {"key": "b2", "handler": "beta", "priority": 2},
         {"key": "g1", "handler": "gamma", "priority": 9}
     ]);
-    let wf = workflow(
-        &store,
-        steps,
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
-    )
-    .await;
+    let wf = fail_fast(&store, steps).await;
     for priority in [0, 100] {
         let mut tx = store.begin().await.unwrap();
         tx.start_run(StartRun {

@@ -2,6 +2,7 @@
 //! and transactions cut off half-way.
 
 use flowstore_testkit::fixtures;
+use flowstore_testkit::fixtures::execute;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -187,14 +188,8 @@ async fn a_transaction_cut_off_leaves_no_trace(store: Store) {
     .await
     .unwrap();
     if store.kind() == flowstore::BackendKind::Postgres {
-        store
-            .backend()
-            .execute_raw(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
-            )
-            .await
-            .unwrap();
+        execute(&store, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             tx.commit().await.is_err(),

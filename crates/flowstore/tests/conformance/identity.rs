@@ -12,6 +12,7 @@ use flowstore::model::identity_access::{
 };
 use flowstore::{time, PageRequest, Store, Tx};
 use flowstore_core::crypto::{sha256_hex, SecretString};
+use flowstore_testkit::fixtures::execute;
 use flowstore_testkit::fixtures::user;
 use serde_json::json;
 
@@ -326,14 +327,14 @@ async fn reset_tokens_are_single_use_and_expire(store: Store) {
     tx.commit().await.unwrap();
 
     // Only the token's hash is stored.
-    let found = store
-        .backend()
-        .execute_raw(&format!(
+    let found = execute(
+        &store,
+        &format!(
             "UPDATE users SET display_name = 'hashed' WHERE reset_token_hash = '{}'",
             sha256_hex(&token)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(found, 1);
 
     let mut tx = store.begin().await.unwrap();

@@ -12,6 +12,7 @@ use flowstore::model::integration::{
 use flowstore::model::ops::SecretValue;
 use flowstore::{time, BackendKind, PageRequest, Store, StoreError};
 use flowstore_core::crypto::SecretString;
+use flowstore_testkit::fixtures::execute;
 use flowstore_testkit::fixtures::user_id;
 use serde_json::json;
 
@@ -52,11 +53,11 @@ pub async fn count_where(store: &Store, table: &str, condition: &str) -> u64 {
         "credentials" | "webhooks" => "name = name",
         _ => "event_type = event_type",
     };
-    store
-        .backend()
-        .execute_raw(&format!("UPDATE {table} SET {set} WHERE {condition}"))
-        .await
-        .unwrap()
+    execute(
+        store,
+        &format!("UPDATE {table} SET {set} WHERE {condition}"),
+    )
+    .await
 }
 
 /// A SQL literal for a UUID column on this backend.
@@ -275,14 +276,14 @@ async fn a_wrong_or_missing_key_fails_clearly(store: Store) {
         .unwrap();
     tx.commit().await.unwrap();
     // A value sealed by a key this store does not have.
-    store
-        .backend()
-        .execute_raw(&format!(
+    execute(
+        &store,
+        &format!(
             "UPDATE credentials SET encryption_key_id = 'feedfacefeedface' WHERE id = {}",
             uuid_lit(&store, c.id.0)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let mut tx = store.begin().await.unwrap();
     match tx.reveal_credential(c.id).await {
         Err(StoreError::Internal(msg)) => {
@@ -298,14 +299,14 @@ async fn a_wrong_or_missing_key_fails_clearly(store: Store) {
         BackendKind::Sqlite => "randomblob(40)",
         BackendKind::Postgres => "decode(md5('a') || md5('b'), 'hex')",
     };
-    store
-        .backend()
-        .execute_raw(&format!(
+    execute(
+        &store,
+        &format!(
             "UPDATE credentials SET encrypted_data = {junk} WHERE id = {}",
             uuid_lit(&store, d.id.0)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let mut tx = store.begin().await.unwrap();
     match tx.reveal_credential(d.id).await {
         Err(StoreError::Internal(msg)) => {

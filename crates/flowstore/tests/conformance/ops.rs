@@ -8,6 +8,7 @@ use flowstore::model::ops::{
 };
 use flowstore::{PageRequest, Store};
 use flowstore_core::BackendKind;
+use flowstore_testkit::fixtures::execute;
 use serde_json::json;
 
 conformance!(
@@ -368,25 +369,23 @@ async fn sensitive_configurations_are_sealed_and_hidden(store: Store) {
         BackendKind::Sqlite => "instr(value_encrypted, CAST('hunter2' AS BLOB)) > 0",
         BackendKind::Postgres => "position(convert_to('hunter2', 'UTF8') in value_encrypted) > 0",
     };
-    let sealed_only = store
-        .backend()
-        .execute_raw(&format!(
+    let sealed_only = execute(
+        &store,
+        &format!(
             "UPDATE configurations SET description = description \
              WHERE key = 'smtp.credentials' AND value IS NULL \
              AND value_encrypted IS NOT NULL AND encryption_key_id IS NOT NULL \
              AND NOT ({contains_secret})"
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(sealed_only, 1, "the value is stored only sealed");
-    let plain_anywhere = store
-        .backend()
-        .execute_raw(
-            "UPDATE configurations SET description = description \
+    let plain_anywhere = execute(
+        &store,
+        "UPDATE configurations SET description = description \
              WHERE value LIKE '%hunter2%' OR description LIKE '%hunter2%'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(plain_anywhere, 0);
 
     let mut tx = store.begin().await.unwrap();
@@ -503,14 +502,14 @@ async fn reseal_keeps_values_readable(store: Store) {
         BackendKind::Sqlite => "hex(value_encrypted)",
         BackendKind::Postgres => "encode(value_encrypted, 'hex')",
     };
-    let kept = store
-        .backend()
-        .execute_raw(&format!(
+    let kept = execute(
+        &store,
+        &format!(
             "UPDATE configurations SET description = \
              (SELECT {hex} FROM configurations WHERE key = 'a') WHERE key = 'c'"
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(kept, 1);
     let same_bytes = format!(
         "UPDATE configurations SET description = description WHERE key = 'a' \

@@ -2,6 +2,7 @@
 
 use flowstore::model::project::{NewProject, ProjectFilter, ProjectPatch};
 use flowstore::{PageRequest, Store};
+use flowstore_testkit::fixtures::execute;
 use serde_json::json;
 
 conformance!(
@@ -167,11 +168,11 @@ async fn raw_sql_updates_keep_updated_at_current(store: Store) {
     let p = tx.create_project(new("raw")).await.unwrap();
     tx.commit().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let n = store
-        .backend()
-        .execute_raw("UPDATE projects SET description = 'changed by hand' WHERE name = 'raw'")
-        .await
-        .unwrap();
+    let n = execute(
+        &store,
+        "UPDATE projects SET description = 'changed by hand' WHERE name = 'raw'",
+    )
+    .await;
     assert_eq!(n, 1);
     let mut tx = store.begin_read().await.unwrap();
     let after = tx.get_project(p.id).await.unwrap();

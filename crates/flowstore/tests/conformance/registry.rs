@@ -1,6 +1,7 @@
 //! Conformance tests for the `registry` area: the handler registry, components with
 //! their (stale) health, and system metrics.
 
+use flowstore_testkit::fixtures::execute;
 use std::time::Duration;
 
 use flowstore::ids::ComponentId;
@@ -376,14 +377,12 @@ async fn heartbeats_and_stale_health(store: Store) {
     .unwrap();
     tx.commit().await.unwrap();
     // "old" reported long ago: its heartbeat is stale whatever it said.
-    let n = store
-        .backend()
-        .execute_raw(
-            "UPDATE components SET last_health_check = '2000-01-01T00:00:00.000000Z' \
+    let n = execute(
+        &store,
+        "UPDATE components SET last_health_check = '2000-01-01T00:00:00.000000Z' \
              WHERE name = 'old'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(n, 1);
 
     let mut tx = store.begin().await.unwrap();

@@ -147,7 +147,8 @@ async fn bad_task_input_is_refused(store: Store) {
         f(&mut n);
         n
     };
-    let changes: [(fn(&mut NewTask), &str); 10] = [
+    type Change = fn(&mut NewTask);
+    let changes: [(Change, &str); 10] = [
         (|n| n.requirements = Some(json!(["gpu"])), "requirements"),
         (|n| n.context = Some(json!("text")), "context"),
         (|n| n.tags = Some(vec!["a".into(), " a".into()]), "tags"),

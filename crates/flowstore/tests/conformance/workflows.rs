@@ -45,6 +45,16 @@ fn patch(v: Value) -> WorkflowPatch {
     serde_json::from_value(v).expect("a well-formed patch")
 }
 
+/// Whether `user` may use `wf` with `permission`.
+async fn may(
+    tx: &mut Box<dyn Tx>,
+    wf: WorkflowId,
+    user: UserId,
+    permission: SharePermission,
+) -> bool {
+    tx.workflow_access(wf, user, permission).await.unwrap()
+}
+
 /// A share with the user `u`, of the default permission.
 fn to_user(u: UserId) -> NewShare {
     NewShare {
@@ -723,20 +733,15 @@ async fn visibility_rules_decide_who_sees_what(store: Store) {
     let seen = visible(&mut tx, a).await;
     assert_eq!(seen, [a_own.id, c_team.id, b_public.id]);
     let read = SharePermission::Read;
-    assert!(!tx.workflow_access(b_private.id, a, read).await.unwrap());
-    assert!(tx.workflow_access(b_public.id, a, read).await.unwrap());
+    assert!(!may(&mut tx, b_private.id, a, read).await);
+    assert!(may(&mut tx, b_public.id, a, read).await);
     assert!(
-        !tx.workflow_access(b_public.id, a, SharePermission::Execute)
-            .await
-            .unwrap(),
+        !may(&mut tx, b_public.id, a, SharePermission::Execute).await,
         "public is read only"
     );
-    assert!(tx.workflow_access(c_team.id, a, read).await.unwrap());
-    assert!(!tx.workflow_access(b_team.id, a, read).await.unwrap());
-    assert!(tx
-        .workflow_access(b_private.id, b, SharePermission::Write)
-        .await
-        .unwrap());
+    assert!(may(&mut tx, c_team.id, a, read).await);
+    assert!(!may(&mut tx, b_team.id, a, read).await);
+    assert!(may(&mut tx, b_private.id, b, SharePermission::Write).await);
 
     // Shared with A: now visible, with exactly the permission granted.
     tx.share_workflow(
@@ -749,14 +754,8 @@ async fn visibility_rules_decide_who_sees_what(store: Store) {
     .await
     .unwrap();
     assert!(visible(&mut tx, a).await.contains(&b_private.id));
-    assert!(tx
-        .workflow_access(b_private.id, a, SharePermission::Execute)
-        .await
-        .unwrap());
-    assert!(!tx
-        .workflow_access(b_private.id, a, SharePermission::Write)
-        .await
-        .unwrap());
+    assert!(may(&mut tx, b_private.id, a, SharePermission::Execute).await);
+    assert!(!may(&mut tx, b_private.id, a, SharePermission::Write).await);
 
     // Shared with a team A belongs to: visible through the team.
     tx.share_workflow(
@@ -769,10 +768,7 @@ async fn visibility_rules_decide_who_sees_what(store: Store) {
     .await
     .unwrap();
     assert!(visible(&mut tx, a).await.contains(&b_team.id));
-    assert!(tx
-        .workflow_access(b_team.id, c, SharePermission::Write)
-        .await
-        .unwrap());
+    assert!(may(&mut tx, b_team.id, c, SharePermission::Write).await);
     // B sees their own three and nothing of A's or C's.
     let seen_b = visible(&mut tx, b).await;
     assert_eq!(seen_b, [b_team.id, b_public.id, b_private.id]);
@@ -781,6 +777,6 @@ async fn visibility_rules_decide_who_sees_what(store: Store) {
         .await
         .unwrap();
     assert!(!visible(&mut tx, a).await.contains(&c_team.id));
-    assert!(!tx.workflow_access(c_team.id, a, read).await.unwrap());
+    assert!(!may(&mut tx, c_team.id, a, read).await);
     tx.commit().await.unwrap();
 }
