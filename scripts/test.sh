@@ -102,6 +102,7 @@ log "PostgreSQL for the tests: $FLOWSTORE_TEST_PG"
 # touched.
 run_id=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 export FLOWSTORE_TEST_DB_PREFIX="fs_test_${run_id}_"
+log "test databases are named ${FLOWSTORE_TEST_DB_PREFIX}…"
 drop_test_databases() {
   command -v psql >/dev/null 2>&1 || return 0
   local left
