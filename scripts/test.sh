@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every flowstore test: unit tests and the conformance suite, which runs each
-# test body on SQLite and on PostgreSQL.
+# Runs every flowstore test: the unit tests and each crate's integration-test binary
+# (tests/main.rs of flowstore and of flowstore-server), most of whose test bodies run
+# on SQLite and on PostgreSQL.
 #
 # PostgreSQL comes from, in order:
 #   1. FLOWSTORE_TEST_PG, if set (an admin URL whose role may CREATE DATABASE);
@@ -94,14 +95,21 @@ else
 fi
 log "PostgreSQL for the tests: $FLOWSTORE_TEST_PG"
 
-# The tests name their databases with this run's prefix; only those are dropped at
-# the end, so a second run on the same server (or its databases) is never touched.
+# The tests name their databases with this run's prefix, and each test drops the
+# databases it made when it ends (flowstore-testkit's guards). What a test process
+# that died before its guards ran left behind is dropped here: only databases with
+# this run's prefix, so a second run on the same server (or its databases) is never
+# touched.
 run_id=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 export FLOWSTORE_TEST_DB_PREFIX="fs_test_${run_id}_"
+log "test databases are named ${FLOWSTORE_TEST_DB_PREFIX}…"
 drop_test_databases() {
   command -v psql >/dev/null 2>&1 || return 0
-  psql "$FLOWSTORE_TEST_PG" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE '${FLOWSTORE_TEST_DB_PREFIX//_/\\_}%'" 2>/dev/null |
-    while read -r db; do psql "$FLOWSTORE_TEST_PG" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+  local left
+  left=$(psql "$FLOWSTORE_TEST_PG" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE '${FLOWSTORE_TEST_DB_PREFIX//_/\\_}%'" 2>/dev/null) || return 0
+  [[ -n "$left" ]] || return 0
+  log "dropping $(wc -l <<<"$left") test database(s) left by this run"
+  while read -r db; do psql "$FLOWSTORE_TEST_PG" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done <<<"$left"
 }
 trap 'drop_test_databases; cleanup' EXIT
 

@@ -2,14 +2,12 @@
 //! against user B's workflows (private, shared read, shared execute, team, public)
 //! and the runs that inherit their access. On SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::{merged, one_step};
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -22,34 +20,20 @@ both_backends!(
 );
 
 fn steps() -> Value {
-    json!({"steps": [{"key": "a", "handler": "shell"}]})
+    one_step("shell")
 }
 
-async fn handler(c: &Client) {
-    let r = c
-        .call(
-            "POST",
-            "/api/v1/handlers",
-            &c.admin,
-            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 409, "{}", r.body);
-}
-
-async fn workflow(c: &Client, key: &str, extra: Value) -> String {
-    let mut body = json!({"name": "wf", "status": "active", "definition": steps()});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let r = c.call("POST", "/api/v1/workflows", key, Some(body)).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_str().unwrap().to_string()
+async fn workflow(c: &TestApp, key: &str, extra: Value) -> String {
+    let body = json!({"name": "wf", "status": "active", "definition": steps()});
+    c.by(key)
+        .create_workflow(merged(body, extra))
+        .await
+        .want_id(201)
 }
 
 /// `(status of each key in order)` for one request, `None` = no key.
 async fn statuses(
-    c: &Client,
+    c: &TestApp,
     keys: &[Option<&str>],
     method: &str,
     path: &str,
@@ -79,12 +63,12 @@ async fn statuses(
 }
 
 async fn roles_against_operation_classes(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    handler(&c).await;
-    let (_, admin) = user_key(&b, Role::Admin, "admin@x.io").await;
-    let (_, user) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, viewer) = user_key(&b, Role::Viewer, "v@x.io").await;
-    let (_, other) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
+    let (_, admin) = c.user_key(Role::Admin, "admin@x.io").await;
+    let (_, user) = c.user_key(Role::User, "a@x.io").await;
+    let (_, viewer) = c.user_key(Role::Viewer, "v@x.io").await;
+    let (_, other) = c.user_key(Role::User, "b@x.io").await;
     let keys = [
         Some(admin.as_str()),
         Some(user.as_str()),
@@ -139,25 +123,19 @@ async fn roles_against_operation_classes(b: Arc<dyn Backend>) {
 }
 
 async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    handler(&c).await;
-    let (a_id, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
-    let (_, admin) = user_key(&b, Role::Admin, "root@x.io").await;
-    let team = c
-        .call("POST", "/api/v1/teams", &admin, Some(json!({"name": "t1"})))
-        .await;
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
+    let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
+    let (b_id, bk) = c.user_key(Role::User, "b@x.io").await;
+    let (_, admin) = c.user_key(Role::Admin, "root@x.io").await;
+    let team = c.by(&admin).create_team(json!({"name": "t1"})).await;
     assert_eq!(team.status, 201, "{}", team.body);
     let team_id = team.body["id"].as_str().unwrap().to_string();
     // B puts a workflow in the team, so B must be in it too
     for member in [&a_id, &b_id] {
         let m = c
-            .call(
-                "POST",
-                &format!("/api/v1/teams/{team_id}/members"),
-                &admin,
-                Some(json!({"user_id": member})),
-            )
+            .by(&admin)
+            .add_team_member(&team_id, json!({"user_id": member}))
             .await;
         assert_eq!(m.status, 201, "{}", m.body);
     }
@@ -170,22 +148,17 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
     let own = workflow(&c, &a, json!({})).await;
     for (wf, perm) in [(&shared_read, "read"), (&shared_exec, "execute")] {
         let s = c
-            .call(
-                "POST",
-                &format!("/api/v1/workflows/{wf}/shares"),
-                &bk,
-                Some(json!({"user_id": a_id, "permission": perm})),
-            )
+            .by(&bk)
+            .share_workflow(wf, json!({"user_id": a_id, "permission": perm}))
             .await;
         assert_eq!(s.status, 201, "{}", s.body);
     }
     // A may not share B's workflow, nor see that a private one exists
     let s = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{shared_read}/shares"),
-            &a,
-            Some(json!({"user_id": a_id, "permission": "write"})),
+        .by(&a)
+        .share_workflow(
+            &shared_read,
+            json!({"user_id": a_id, "permission": "write"}),
         )
         .await;
     assert_eq!(s.status, 403, "{}", s.body);
@@ -201,29 +174,18 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
     ];
     for (wf, want) in cases {
         let got = [
-            c.call("GET", &format!("/api/v1/workflows/{wf}"), &a, None)
+            c.by(&a).get_workflow(wf).await,
+            c.by(&a)
+                .update_workflow(wf, json!({"description": "by a"}))
                 .await,
-            c.call(
-                "PATCH",
-                &format!("/api/v1/workflows/{wf}"),
-                &a,
-                Some(json!({"description": "by a"})),
-            )
-            .await,
-            c.call(
-                "POST",
-                &format!("/api/v1/workflows/{wf}/runs"),
-                &a,
-                Some(json!({})),
-            )
-            .await,
+            c.by(&a).start_run(wf, json!({})).await,
         ];
         let got: Vec<u16> = got.iter().map(|r| r.status.as_u16()).collect();
         assert_eq!(got, want, "workflow {wf}");
     }
 
     // A's list shows what A may read, not B's private one
-    let list = c.call("GET", "/api/v1/workflows?limit=100", &a, None).await;
+    let list = c.by(&a).get("/api/v1/workflows?limit=100").await;
     let ids: Vec<&str> = list.body["items"]
         .as_array()
         .unwrap()
@@ -238,14 +200,7 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
     // runs inherit: B's run of the private workflow is hidden from A; of the
     // read-shared one, visible but not cancellable
     for (wf, read, cancel) in [(&private, 404, 404), (&shared_read, 200, 403)] {
-        let r = c
-            .call(
-                "POST",
-                &format!("/api/v1/workflows/{wf}/runs"),
-                &bk,
-                Some(json!({})),
-            )
-            .await;
+        let r = c.by(&bk).start_run(wf, json!({})).await;
         assert_eq!(r.status, 201, "{}", r.body);
         let run = r.body["run"]["id"].as_str().unwrap().to_string();
         let exec = r.body["run"]["execution_id"].as_str().unwrap().to_string();
@@ -258,46 +213,29 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
             format!("/api/v1/executions/{exec}/metrics"),
             format!("/api/v1/logs?execution_id={run}"),
         ] {
-            let got = c.call("GET", &path, &a, None).await;
+            let got = c.by(&a).get(&path).await;
             assert_eq!(got.status, read, "{path}: {}", got.body);
         }
-        let got = c
-            .call("POST", &format!("/api/v1/runs/{run}/cancel"), &a, None)
-            .await;
+        let got = c.by(&a).cancel_run(&run).await;
         assert_eq!(got.status, cancel, "cancel: {}", got.body);
-        let got = c
-            .call("GET", &format!("/api/v1/runs/{run}"), &admin, None)
-            .await;
+        let got = c.by(&admin).get_run(&run).await;
         assert_eq!(got.status, 200, "an admin sees every run");
         // the run's tasks, by the standalone task routes, inherit as well
-        let tasks = c
-            .call("GET", &format!("/api/v1/runs/{run}/tasks"), &bk, None)
-            .await;
+        let tasks = c.by(&bk).run_tasks(&run).await;
         let task = tasks.body[0]["id"].as_str().unwrap();
-        let got = c
-            .call("GET", &format!("/api/v1/tasks/{task}"), &a, None)
-            .await;
+        let got = c.by(&a).get_task(task).await;
         assert_eq!(got.status, read, "task of the run: {}", got.body);
     }
     // B cancels their own run
-    let r = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{private}/runs"),
-            &bk,
-            Some(json!({})),
-        )
-        .await;
+    let r = c.by(&bk).start_run(&private, json!({})).await;
     let run = r.body["run"]["id"].as_str().unwrap();
-    let got = c
-        .call("POST", &format!("/api/v1/runs/{run}/cancel"), &bk, None)
-        .await;
+    let got = c.by(&bk).cancel_run(run).await;
     assert_eq!(got.status, 200, "{}", got.body);
 }
 
 /// Numbers the events (PostgreSQL numbers them after commit) and fans them out to
 /// the webhooks, as the dispatcher's round does.
-async fn fan_out(c: &Client) {
+async fn fan_out(c: &TestApp) {
     let mut tx = c.backend.begin().await.unwrap();
     tx.sequence_events().await.unwrap();
     tx.commit().await.unwrap();
@@ -311,31 +249,18 @@ async fn fan_out(c: &Client) {
     }
 }
 
-async fn webhook(c: &Client, key: &str, name: &str) -> String {
-    let r = c
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            key,
-            Some(
-                json!({"name": name, "url": format!("https://hooks.example.com/{name}"),
-                        "events": ["*"]}),
-            ),
-        )
+async fn webhook(c: &TestApp, key: &str, name: &str) -> String {
+    let r = c.by(key).create_webhook(json!({"name": name, "url": format!("https://hooks.example.com/{name}"), "events": ["*"]}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.body["webhook"]["id"].as_str().unwrap().to_string()
 }
 
 /// The run IDs (and whole bodies) of a webhook's deliveries.
-async fn delivered(c: &Client, key: &str, hook: &str) -> (Vec<String>, String) {
+async fn delivered(c: &TestApp, key: &str, hook: &str) -> (Vec<String>, String) {
     let r = c
-        .call(
-            "GET",
-            &format!("/api/v1/webhooks/{hook}/deliveries?limit=200"),
-            key,
-            None,
-        )
+        .by(key)
+        .get(&format!("/api/v1/webhooks/{hook}/deliveries?limit=200"))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let runs = r.body["items"]
@@ -348,22 +273,13 @@ async fn delivered(c: &Client, key: &str, hook: &str) -> (Vec<String>, String) {
 }
 
 /// Starts a run of `wf` with `key` and fails its task with `error`; the run's ID.
-async fn failed_run(c: &Client, key: &str, wf: &str, error: &str) -> String {
-    let r = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{wf}/runs"),
-            key,
-            Some(json!({})),
-        )
-        .await;
+async fn failed_run(c: &TestApp, key: &str, wf: &str, error: &str) -> String {
+    let r = c.by(key).start_run(wf, json!({})).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let run = r.body["run"]["id"].as_str().unwrap().to_string();
     let claim =
         json!({"worker_id": "w", "handler_types": ["shell"], "limit": 10, "lease_ms": 60000});
-    let got = c
-        .call("POST", "/api/v1/worker/claim", key, Some(claim))
-        .await;
+    let got = c.by(key).claim(claim).await;
     assert_eq!(got.status, 200, "{}", got.body);
     let task = got
         .body
@@ -375,7 +291,7 @@ async fn failed_run(c: &Client, key: &str, wf: &str, error: &str) -> String {
         .clone();
     let fail = json!({"task_id": task["task_id"], "attempt": task["attempt"],
                       "error": error, "retryable": false});
-    let f = c.call("POST", "/api/v1/worker/fail", key, Some(fail)).await;
+    let f = c.by(key).fail(fail).await;
     assert_eq!(f.status, 200, "{}", f.body);
     run
 }
@@ -385,10 +301,10 @@ async fn failed_run(c: &Client, key: &str, wf: &str, error: &str) -> String {
 /// reported), its own runs, runs of a workflow shared with it while the share
 /// lasts, nothing once its owner is switched off; an admins' webhook everything.
 async fn webhooks_get_only_what_their_owner_may_read(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    handler(&c).await;
-    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (b_id, bk) = c.user_key(Role::User, "b@x.io").await;
     let b_hook = webhook(&c, &bk, "b").await;
     let admin_hook = webhook(&c, &c.admin, "ops").await;
 
@@ -410,12 +326,8 @@ async fn webhooks_get_only_what_their_owner_may_read(b: Arc<dyn Backend>) {
 
     // shared with B: B's webhook gets the runs that happen while it is shared
     let s = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{a_wf}/shares"),
-            &a,
-            Some(json!({"user_id": b_id, "permission": "read"})),
-        )
+        .by(&a)
+        .share_workflow(&a_wf, json!({"user_id": b_id, "permission": "read"}))
         .await;
     assert_eq!(s.status, 201, "{}", s.body);
     let shared_run = failed_run(&c, &a, &a_wf, "shared-error").await;
@@ -426,12 +338,8 @@ async fn webhooks_get_only_what_their_owner_may_read(b: Arc<dyn Backend>) {
     // the share removed before the fan-out: the next run is not B's to see
     let share = s.body["id"].as_str().unwrap();
     let un = c
-        .call(
-            "DELETE",
-            &format!("/api/v1/workflows/{a_wf}/shares/{share}"),
-            &a,
-            None,
-        )
+        .by(&a)
+        .delete(&format!("/api/v1/workflows/{a_wf}/shares/{share}"))
         .await;
     assert_eq!(un.status, 204, "{}", un.body);
     let unshared_run = failed_run(&c, &a, &a_wf, "unshared-error").await;
@@ -442,12 +350,8 @@ async fn webhooks_get_only_what_their_owner_may_read(b: Arc<dyn Backend>) {
     // B switched off: its webhook gets nothing more, not even B's own runs
     let b_run2 = failed_run(&c, &bk, &b_wf, "late").await;
     let off = c
-        .call(
-            "PATCH",
-            &format!("/api/v1/users/{b_id}"),
-            &c.admin,
-            Some(json!({"status": "inactive"})),
-        )
+        .admin()
+        .update_user(&b_id, json!({"status": "inactive"}))
         .await;
     assert_eq!(off.status, 200, "{}", off.body);
     fan_out(&c).await;
@@ -463,8 +367,8 @@ async fn webhooks_get_only_what_their_owner_may_read(b: Arc<dyn Backend>) {
 /// by its role alone. The OpenAPI document names each operation's scope.
 async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
     use flowstore_core::model::identity_access::NewApiKey;
-    let c = Client::new(b.clone()).await;
-    handler(&c).await;
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
     let scoped = |role: Role, scopes: &[&str]| {
         let b = b.clone();
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
@@ -528,14 +432,7 @@ async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
     )
     .await;
     assert_eq!(k, [403, 201], "create a key");
-    let denied = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &read,
-            Some(json!({"name": "q"})),
-        )
-        .await;
+    let denied = c.by(&read).create_project(json!({"name": "q"})).await;
     assert!(
         denied.body["detail"].as_str().unwrap().contains("write"),
         "{}",
@@ -544,18 +441,14 @@ async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
 
     // unknown scopes are refused when a key is made, naming the field
     let bad = c
-        .call(
-            "POST",
-            "/api/v1/apikeys",
-            &c.admin,
-            Some(json!({"name": "n", "scopes": ["workflows:read"]})),
-        )
+        .admin()
+        .create_api_key(json!({"name": "n", "scopes": ["workflows:read"]}))
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert_eq!(bad.body["field"], "scopes");
 
     // the document says which scope each operation needs
-    let doc = c.call("GET", "/api/v1/openapi.json", &c.user, None).await;
+    let doc = c.user().get("/api/v1/openapi.json").await;
     let scope = |path: &str, method: &str| {
         doc.body["paths"][path][method]["security"][0]["bearer"][0].clone()
     };
@@ -573,9 +466,9 @@ async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
 /// a dependency, a log line's task, a workflow's team. A hidden one answers as a
 /// missing one does, and hidden dependencies are left out of lists.
 async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let task = |key: &str, extra: Value| {
         let mut body = json!({"title": "t"});
         for (k, v) in extra.as_object().unwrap() {
@@ -583,7 +476,7 @@ async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
         }
         let key = key.to_string();
         let c = &c;
-        async move { c.call("POST", "/api/v1/tasks", &key, Some(body)).await }
+        async move { c.by(&key).create_task(body).await }
     };
     let a_task = task(&a, json!({})).await;
     assert_eq!(a_task.status, 201, "{}", a_task.body);
@@ -617,12 +510,8 @@ async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
         .unwrap()
         .to_string();
     let p = c
-        .call(
-            "PATCH",
-            &format!("/api/v1/tasks/{b_task}"),
-            &bk,
-            Some(json!({"parent_task_id": a_task})),
-        )
+        .by(&bk)
+        .update_task(&b_task, json!({"parent_task_id": a_task}))
         .await;
     assert_eq!(p.status, 422, "{}", p.body);
     // A's own task may depend on it; B may not read that dependency
@@ -630,59 +519,27 @@ async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
     assert_eq!(dep.status, 201, "{}", dep.body);
     // a log line about A's task
     let log = json!({"level": "info", "message": "x", "task_id": a_task});
-    let l = c.call("POST", "/api/v1/logs", &bk, Some(log.clone())).await;
+    let l = c.by(&bk).write_log(log.clone()).await;
     assert_eq!(l.status, 404, "{}", l.body);
-    let l = c.call("POST", "/api/v1/logs", &a, Some(log)).await;
+    let l = c.by(&a).write_log(log).await;
     assert_eq!(l.status, 201, "{}", l.body);
     // a team B is not in
-    let team = c
-        .call(
-            "POST",
-            "/api/v1/teams",
-            &c.admin,
-            Some(json!({"name": "t"})),
-        )
-        .await;
+    let team = c.admin().create_team(json!({"name": "t"})).await;
     let team = team.body["id"].as_str().unwrap().to_string();
     let w = c
-        .call(
-            "POST",
-            "/api/v1/workflows",
-            &bk,
-            Some(json!({"name": "w", "definition": steps(), "team_id": team})),
-        )
+        .by(&bk)
+        .create_workflow(json!({"name": "w", "definition": steps(), "team_id": team}))
         .await;
     assert_eq!(w.status, 422, "{}", w.body);
     assert_eq!(w.body["field"], "team_id");
 
     // a name taken by a hidden project answers exactly as one taken by a visible
     // one: the field, never who holds it or what it is
-    let p = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &a,
-            Some(json!({"name": "secret"})),
-        )
-        .await;
+    let p = c.by(&a).create_project(json!({"name": "secret"})).await;
     assert_eq!(p.status, 201, "{}", p.body);
     let id = p.body["id"].as_str().unwrap();
-    let hidden = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &bk,
-            Some(json!({"name": "secret"})),
-        )
-        .await;
-    let visible = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &a,
-            Some(json!({"name": "secret"})),
-        )
-        .await;
+    let hidden = c.by(&bk).create_project(json!({"name": "secret"})).await;
+    let visible = c.by(&a).create_project(json!({"name": "secret"})).await;
     assert_eq!(hidden.status, 409, "{}", hidden.body);
     assert_eq!(hidden.body, visible.body);
     assert!(!hidden.body.to_string().contains(id), "{}", hidden.body);
@@ -692,19 +549,16 @@ async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
 /// by users and admins), system metrics are read by users and admins, a viewer
 /// sees component health only.
 async fn installation_wide_objects(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
+    let c = TestApp::new(b.clone()).await;
     let keys = [
         Some(c.admin.as_str()),
         Some(c.user.as_str()),
         Some(c.viewer.as_str()),
     ];
     let r = c
-        .call(
-            "POST",
-            "/api/v1/components",
-            &c.user,
-            Some(json!({"name": "svc", "type": "service",
-                        "configuration": {"dsn": "internal"}})),
+        .user()
+        .create_component(
+            json!({"name": "svc", "type": "service", "configuration": {"dsn": "internal"}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);

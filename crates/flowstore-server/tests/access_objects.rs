@@ -3,27 +3,24 @@
 //! workflow, unowned), for reads, writes and lists, and for a key of no user. On
 //! SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(projects_pull_requests_and_tasks);
 
-async fn create(c: &Client, key: &str, path: &str, body: Value) -> String {
-    let r = c.call("POST", path, key, Some(body)).await;
+async fn create(c: &TestApp, key: &str, path: &str, body: Value) -> String {
+    let r = c.by(key).post(path, body).await;
     assert_eq!(r.status, 201, "POST {path}: {}", r.body);
     r.body["id"].as_str().unwrap().to_string()
 }
 
-async fn status(c: &Client, key: &str, method: &str, path: &str, body: Option<Value>) -> u16 {
-    let r = c.call(method, path, key, body).await;
+async fn status(c: &TestApp, key: &str, method: &str, path: &str, body: Option<Value>) -> u16 {
+    let r = c.by(key).send(method, path, body).await;
     if r.status.as_u16() >= 400 {
         assert!(
             r.content_type.starts_with("application/problem+json"),
@@ -34,8 +31,8 @@ async fn status(c: &Client, key: &str, method: &str, path: &str, body: Option<Va
     r.status.as_u16()
 }
 
-async fn ids(c: &Client, key: &str, path: &str) -> BTreeSet<String> {
-    let r = c.call("GET", path, key, None).await;
+async fn ids(c: &TestApp, key: &str, path: &str) -> BTreeSet<String> {
+    let r = c.by(key).get(path).await;
     assert_eq!(r.status, 200, "GET {path}: {}", r.body);
     r.body["items"]
         .as_array()
@@ -55,20 +52,16 @@ fn pr(project: &str, n: u32) -> Value {
 }
 
 async fn projects_pull_requests_and_tasks(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (a_id, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
-    let (_, admin) = user_key(&b, Role::Admin, "root@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
+    let (b_id, bk) = c.user_key(Role::User, "b@x.io").await;
+    let (_, admin) = c.user_key(Role::Admin, "root@x.io").await;
     let team = create(&c, &admin, "/api/v1/teams", json!({"name": "t1"})).await;
     // B puts a workflow in the team, so B is in it too
     for member in [&a_id, &b_id] {
         let m = c
-            .call(
-                "POST",
-                &format!("/api/v1/teams/{team}/members"),
-                &admin,
-                Some(json!({"user_id": member})),
-            )
+            .by(&admin)
+            .add_team_member(&team, json!({"user_id": member}))
             .await;
         assert_eq!(m.status, 201, "{}", m.body);
     }
@@ -248,7 +241,7 @@ async fn projects_pull_requests_and_tasks(b: Arc<dyn Backend>) {
         set(&[&t_pub, &t_free])
     );
     // the full-text search leaves out what A may not see as well
-    let found = c.call("GET", "/api/v1/tasks?q=alone", &a, None).await;
+    let found = c.by(&a).get("/api/v1/tasks?q=alone").await;
     let found: Vec<&str> = found.body["items"]
         .as_array()
         .unwrap()

@@ -1,13 +1,10 @@
 //! The API in process (tower's `oneshot`), on SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Client;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -18,28 +15,10 @@ both_backends!(
     answers_are_never_cached_or_sniffed
 );
 
-async fn setup(c: &Client, steps: Value) -> String {
-    for h in ["shell"] {
-        let r = c
-            .call(
-                "POST",
-                "/api/v1/handlers",
-                &c.admin,
-                Some(json!({"handler_type": h, "handler_name": h})),
-            )
-            .await;
-        assert!(r.status == 201 || r.status == 409, "{:?}", r.body);
-    }
-    let wf = c
-        .call(
-            "POST",
-            "/api/v1/workflows",
-            &c.user,
-            Some(json!({"name": "build", "status": "active", "definition": {"steps": steps}})),
-        )
-        .await;
-    assert_eq!(wf.status, 201, "{}", wf.body);
-    wf.body["id"].as_str().unwrap().to_string()
+async fn setup(c: &TestApp, steps: Value) -> String {
+    c.shell_handler().await;
+    let body = json!({"name": "build", "status": "active", "definition": {"steps": steps}});
+    c.user().create_workflow(body).await.want_id(201)
 }
 
 fn claim_body(wait_ms: u64) -> Value {
@@ -47,49 +26,26 @@ fn claim_body(wait_ms: u64) -> Value {
 }
 
 async fn a_run_completes_through_the_worker_protocol(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let p = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.user,
-            Some(json!({"name": "p1"})),
-        )
-        .await;
+    let c = TestApp::new(b).await;
+    let p = c.user().create_project(json!({"name": "p1"})).await;
     assert_eq!(p.status, 201, "{}", p.body);
     let pid = p.body["id"].as_str().unwrap();
-    let got = c
-        .call("GET", &format!("/api/v1/projects/{pid}"), &c.viewer, None)
-        .await;
+    let got = c.viewer().get_project(pid).await;
     assert_eq!(
         (got.status.as_u16(), got.body["name"].clone()),
         (200, json!("p1"))
     );
-    c.call(
-        "POST",
-        "/api/v1/projects",
-        &c.user,
-        Some(json!({"name": "p2"})),
-    )
-    .await;
-    let page = c
-        .call("GET", "/api/v1/projects?limit=1", &c.viewer, None)
-        .await;
+    c.user().create_project(json!({"name": "p2"})).await;
+    let page = c.viewer().get("/api/v1/projects?limit=1").await;
     assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
     let cursor = page.body["next_cursor"].as_str().unwrap();
     let page2 = c
-        .call(
-            "GET",
-            &format!("/api/v1/projects?limit=1&cursor={cursor}"),
-            &c.viewer,
-            None,
-        )
+        .viewer()
+        .get(&format!("/api/v1/projects?limit=1&cursor={cursor}"))
         .await;
     assert_eq!(page2.body["items"].as_array().unwrap().len(), 1);
     assert_ne!(page.body["items"][0]["id"], page2.body["items"][0]["id"]);
-    let over = c
-        .call("GET", "/api/v1/projects?limit=5000", &c.viewer, None)
-        .await;
+    let over = c.viewer().get("/api/v1/projects?limit=5000").await;
     assert_eq!(
         (over.status.as_u16(), over.body["field"].clone()),
         (422, json!("limit"))
@@ -100,31 +56,22 @@ async fn a_run_completes_through_the_worker_protocol(b: Arc<dyn Backend>) {
         json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell", "depends_on": ["a"]}]),
     )
     .await;
-    let started = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{wf}/runs"),
-            &c.user,
-            Some(json!({"input": {"n": 1}})),
-        )
-        .await;
+    let started = c.user().start_run(&wf, json!({"input": {"n": 1}})).await;
     assert_eq!(started.status, 201, "{}", started.body);
     let run = started.body["run"]["id"].as_str().unwrap().to_string();
     let mut completed = 0;
     for _ in 0..10 {
-        let claimed = c
-            .call("POST", "/api/v1/worker/claim", &c.user, Some(claim_body(0)))
-            .await;
+        let claimed = c.user().claim(claim_body(0)).await;
         assert_eq!(claimed.status, 200, "{}", claimed.body);
         for t in claimed.body.as_array().unwrap() {
             let hb = c
-                .call("POST", "/api/v1/worker/heartbeat", &c.user,
-                    Some(json!({"task_id": t["task_id"], "attempt": t["attempt"], "lease_ms": 30000})))
+                .user()
+                .heartbeat(
+                    json!({"task_id": t["task_id"], "attempt": t["attempt"], "lease_ms": 30000}),
+                )
                 .await;
             assert_eq!(hb.status, 200, "{}", hb.body);
-            let done = c
-                .call("POST", "/api/v1/worker/complete", &c.user,
-                    Some(json!({"task_id": t["task_id"], "attempt": t["attempt"], "output": {"ok": true}})))
+            let done = c.user().complete(json!({"task_id": t["task_id"], "attempt": t["attempt"], "output": {"ok": true}}))
                 .await;
             assert_eq!(done.status, 200, "{}", done.body);
             completed += 1;
@@ -134,35 +81,20 @@ async fn a_run_completes_through_the_worker_protocol(b: Arc<dyn Backend>) {
         }
     }
     assert_eq!(completed, 2);
-    let r = c
-        .call("GET", &format!("/api/v1/runs/{run}"), &c.viewer, None)
-        .await;
+    let r = c.viewer().get_run(&run).await;
     assert_eq!(r.body["status"], "completed", "{}", r.body);
-    let tasks = c
-        .call("GET", &format!("/api/v1/runs/{run}/tasks"), &c.viewer, None)
-        .await;
+    let tasks = c.viewer().run_tasks(&run).await;
     assert!(tasks
         .body
         .as_array()
         .unwrap()
         .iter()
         .all(|t| t["status"] == "completed"));
-    let progress = c
-        .call(
-            "GET",
-            &format!("/api/v1/runs/{run}/progress"),
-            &c.viewer,
-            None,
-        )
-        .await;
+    let progress = c.viewer().run_progress(&run).await;
     assert_eq!(progress.status, 200, "{}", progress.body);
     let runs = c
-        .call(
-            "GET",
-            &format!("/api/v1/runs?workflow_id={wf}&status=completed"),
-            &c.viewer,
-            None,
-        )
+        .viewer()
+        .get(&format!("/api/v1/runs?workflow_id={wf}&status=completed"))
         .await;
     assert_eq!(
         runs.body["items"].as_array().unwrap().len(),
@@ -171,21 +103,13 @@ async fn a_run_completes_through_the_worker_protocol(b: Arc<dyn Backend>) {
         runs.body
     );
     let stats = c
-        .call(
-            "GET",
-            &format!("/api/v1/executions/statistics?workflow_id={wf}"),
-            &c.viewer,
-            None,
-        )
+        .viewer()
+        .get(&format!("/api/v1/executions/statistics?workflow_id={wf}"))
         .await;
     assert_eq!(stats.body["completed_executions"], 1, "{}", stats.body);
     let versions = c
-        .call(
-            "GET",
-            &format!("/api/v1/workflows/{wf}/versions"),
-            &c.viewer,
-            None,
-        )
+        .viewer()
+        .get(&format!("/api/v1/workflows/{wf}/versions"))
         .await;
     assert_eq!(versions.body.as_array().unwrap().len(), 1);
 
@@ -203,8 +127,8 @@ async fn a_run_completes_through_the_worker_protocol(b: Arc<dyn Backend>) {
 }
 
 async fn errors_are_problem_details(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let problem = |a: &common::Answer, status: u16| {
+    let c = TestApp::new(b).await;
+    let problem = |a: &flowstore_testkit::Answer, status: u16| {
         assert_eq!(a.status.as_u16(), status, "{}", a.body);
         assert_eq!(a.content_type, "application/problem+json");
         assert_eq!(a.body["status"], status);
@@ -229,33 +153,18 @@ async fn errors_are_problem_details(b: Arc<dyn Backend>) {
         a.body
     );
     let a = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.user,
-            Some(json!({"name": "x", "colour": "red"})),
-        )
+        .user()
+        .create_project(json!({"name": "x", "colour": "red"}))
         .await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "colour");
     let a = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.user,
-            Some(json!({"description": "no name"})),
-        )
+        .user()
+        .create_project(json!({"description": "no name"}))
         .await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "name");
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.user,
-            Some(json!({"name": "  "})),
-        )
-        .await;
+    let a = c.user().create_project(json!({"name": " "})).await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "name");
     let a = c.raw("GET", "/api/v1/projects", None, None).await;
@@ -264,162 +173,72 @@ async fn errors_are_problem_details(b: Arc<dyn Backend>) {
         .raw("GET", "/api/v1/projects", Some("fsk_nope_nope"), None)
         .await;
     problem(&a, 401);
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.viewer,
-            Some(json!({"name": "x"})),
-        )
-        .await;
+    let a = c.viewer().create_project(json!({"name": "x"})).await;
     problem(&a, 403);
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/apikeys",
-            &c.user,
-            Some(json!({"name": "k"})),
-        )
-        .await;
+    let a = c.user().create_api_key(json!({"name": "k"})).await;
     problem(&a, 403);
-    let a = c
-        .call(
-            "GET",
-            &format!("/api/v1/projects/{}", uuid::Uuid::now_v7()),
-            &c.viewer,
-            None,
-        )
-        .await;
+    let a = c.viewer().get_project(uuid::Uuid::now_v7()).await;
     problem(&a, 404);
-    let a = c
-        .call("GET", "/api/v1/projects/not-a-uuid", &c.viewer, None)
-        .await;
+    let a = c.viewer().get("/api/v1/projects/not-a-uuid").await;
     problem(&a, 404);
-    let a = c.call("GET", "/api/v1/nothing-here", &c.viewer, None).await;
+    let a = c.viewer().get("/api/v1/nothing-here").await;
     problem(&a, 404);
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.user,
-            Some(json!({"name": "dup"})),
-        )
-        .await;
+    let a = c.user().create_project(json!({"name": "dup"})).await;
     assert_eq!(a.status, 201);
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/projects",
-            &c.user,
-            Some(json!({"name": "dup"})),
-        )
-        .await;
+    let a = c.user().create_project(json!({"name": "dup"})).await;
     problem(&a, 409);
     let big = json!({"name": "x".repeat(2 * 1024 * 1024)});
-    let a = c.call("POST", "/api/v1/projects", &c.user, Some(big)).await;
+    let a = c.user().create_project(big).await;
     problem(&a, 413);
 
     let wf = setup(&c, json!([{"key": "a", "handler": "shell"}])).await;
-    let a = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{wf}/runs"),
-            &c.user,
-            Some(json!({"user_id": "me"})),
-        )
-        .await;
+    let a = c.user().start_run(&wf, json!({"user_id": "me"})).await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "user_id");
-    c.call(
-        "POST",
-        &format!("/api/v1/workflows/{wf}/runs"),
-        &c.user,
-        Some(json!({})),
-    )
-    .await;
-    let claimed = c
-        .call("POST", "/api/v1/worker/claim", &c.user, Some(claim_body(0)))
-        .await;
+    c.user().start_run(&wf, json!({})).await;
+    let claimed = c.user().claim(claim_body(0)).await;
     let t = claimed.body[0].clone();
     let stale = t["attempt"].as_i64().unwrap() + 1;
     let a = c
-        .call(
-            "POST",
-            "/api/v1/worker/complete",
-            &c.user,
-            Some(json!({"task_id": t["task_id"], "attempt": stale, "output": {}})),
-        )
+        .user()
+        .complete(json!({"task_id": t["task_id"], "attempt": stale, "output": {}}))
         .await;
     problem(&a, 409);
     assert_eq!(a.body["field"], "attempt");
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/worker/claim",
-            &c.viewer,
-            Some(claim_body(0)),
-        )
-        .await;
+    let a = c.viewer().claim(claim_body(0)).await;
     problem(&a, 403);
-    let a = c
-        .call("POST", "/api/v1/worker/claim", &c.user,
-            Some(json!({"worker_id": "w", "handler_types": ["shell"], "limit": 1, "lease_ms": 1, "wait_ms": 0})))
+    let a = c.user().claim(json!({"worker_id": "w", "handler_types": ["shell"], "limit": 1, "lease_ms": 1, "wait_ms": 0}))
         .await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "lease_ms");
-    let a = c.call("GET", "/api/v1/runs", &c.viewer, None).await;
+    let a = c.viewer().get("/api/v1/runs").await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "workflow_id");
     let a = c
-        .call(
-            "GET",
-            "/api/v1/runs?workflow_id=x&status=sleeping",
-            &c.viewer,
-            None,
-        )
+        .viewer()
+        .get("/api/v1/runs?workflow_id=x&status=sleeping")
         .await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "status");
 }
 
 async fn claims_wait_for_work(b: Arc<dyn Backend>) {
-    let c = Arc::new(Client::new(b).await);
+    let c = Arc::new(TestApp::new(b).await);
     let wf = setup(&c, json!([{"key": "a", "handler": "shell"}])).await;
     let empty = Instant::now();
-    let a = c
-        .call(
-            "POST",
-            "/api/v1/worker/claim",
-            &c.user,
-            Some(claim_body(300)),
-        )
-        .await;
+    let a = c.user().claim(claim_body(300)).await;
     assert_eq!(a.body, json!([]));
     assert!(empty.elapsed() >= Duration::from_millis(300));
     let waiter = {
         let c = c.clone();
         tokio::spawn(async move {
             let start = Instant::now();
-            let a = c
-                .call(
-                    "POST",
-                    "/api/v1/worker/claim",
-                    &c.user,
-                    Some(claim_body(10_000)),
-                )
-                .await;
+            let a = c.user().claim(claim_body(10_000)).await;
             (a.body, start.elapsed())
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let s = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{wf}/runs"),
-            &c.user,
-            Some(json!({})),
-        )
-        .await;
+    let s = c.user().start_run(&wf, json!({})).await;
     assert_eq!(s.status, 201);
     let (body, waited) = waiter.await.unwrap();
     assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
@@ -430,7 +249,7 @@ async fn claims_wait_for_work(b: Arc<dyn Backend>) {
 /// body is refused with 422 naming where it is, on both backends (PostgreSQL cannot
 /// store one), before any SQL runs.
 async fn nul_characters_are_refused_everywhere(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
+    let c = TestApp::new(b).await;
     for (path, field) in [
         ("/api/v1/tasks?tag=%00", "tag"),
         ("/api/v1/tasks?q=a%00b", "q"),
@@ -444,7 +263,7 @@ async fn nul_characters_are_refused_everywhere(b: Arc<dyn Backend>) {
         ("/api/v1/components/x%00", "which"),
         ("/api/v1/handlers/%00", "handler_type"),
     ] {
-        let r = c.call("GET", path, &c.admin, None).await;
+        let r = c.admin().get(path).await;
         assert_eq!(r.status, 422, "GET {path}: {}", r.body);
         assert_eq!(r.body["field"], field, "GET {path}: {}", r.body);
         assert!(r.content_type.starts_with("application/problem+json"));
@@ -469,7 +288,7 @@ async fn nul_characters_are_refused_everywhere(b: Arc<dyn Backend>) {
             "context.k\\u0000",
         ),
     ] {
-        let r = c.call(method, path, &c.admin, Some(body)).await;
+        let r = c.admin().send(method, path, Some(body)).await;
         assert_eq!(r.status, 422, "{method} {path}: {}", r.body);
         assert_eq!(r.body["field"], field, "{method} {path}: {}", r.body);
     }
@@ -478,17 +297,10 @@ async fn nul_characters_are_refused_everywhere(b: Arc<dyn Backend>) {
 /// Every answer says it must not be stored by a cache (some carry keys, tokens or
 /// secrets) and that its type must not be guessed.
 async fn answers_are_never_cached_or_sniffed(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let created = c
-        .call(
-            "POST",
-            "/api/v1/apikeys",
-            &c.admin,
-            Some(json!({"name": "k"})),
-        )
-        .await;
+    let c = TestApp::new(b).await;
+    let created = c.admin().create_api_key(json!({"name": "k"})).await;
     assert_eq!(created.status, 201, "{}", created.body);
-    let missing = c.call("GET", "/api/v1/nothing-here", &c.admin, None).await;
+    let missing = c.admin().get("/api/v1/nothing-here").await;
     let health = c.raw("GET", "/healthz", None, None).await;
     for r in [&created, &missing, &health] {
         assert_eq!(r.headers["cache-control"], "no-store");

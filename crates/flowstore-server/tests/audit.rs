@@ -3,14 +3,12 @@
 //! and pages, and a chain that verifies until someone tampers with it (an entry
 //! edited, or the newest entries removed). On SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
+use flowstore_testkit::fixtures::changed;
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -23,45 +21,20 @@ both_backends!(
     a_cut_tail_is_found_by_verify,
 );
 
-/// The entries of `action` about `entity_id`, newest first.
-async fn entries(c: &Client, action: &str, entity_id: &str) -> Vec<Value> {
-    let page = ok(
-        c,
-        "GET",
-        &format!("/api/v1/audit?action={action}&entity_id={entity_id}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
-    page["items"].as_array().unwrap().clone()
-}
-
-/// The one entry of `action` about `entity_id`.
-async fn entry(c: &Client, action: &str, entity_id: &str) -> Value {
-    let found = entries(c, action, entity_id).await;
-    assert_eq!(found.len(), 1, "one {action} of {entity_id}: {found:?}");
-    found[0].clone()
-}
-
 async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (admin_id, admin) = user_key(&b, Role::Admin, "root@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (admin_id, admin) = c.user_key(Role::Admin, "root@x.io").await;
     let actor = |e: &Value| (e["actor_type"].clone(), e["actor_id"].clone());
     let by_admin = (json!("user"), json!(admin_id));
 
     // Users: create, update, delete.
-    let u = ok(
-        &c,
-        "POST",
-        "/api/v1/users",
-        &admin,
-        Some(json!({"email": "ada@x.io", "password": "correct horse battery"})),
-        201,
-    )
-    .await;
+    let u = c
+        .by(&admin)
+        .create_user(json!({"email": "ada@x.io", "password": "correct horse battery"}))
+        .await
+        .want(201);
     let uid = u["id"].as_str().unwrap();
-    let e = entry(&c, "user.create", uid).await;
+    let e = c.audit_entry("user.create", uid).await;
     assert_eq!(actor(&e), by_admin);
     assert_eq!(
         (e["entity_type"].as_str(), e["after"]["email"].as_str()),
@@ -70,23 +43,12 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
     assert!(e["before"].is_null());
     assert!(!e.to_string().contains("argon2"), "no password hash: {e}");
     assert_eq!(e["hash"].as_str().unwrap().len(), 64);
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{uid}"),
-        &admin,
-        Some(json!({"display_name": "Ada"})),
-        200,
-    )
-    .await;
-    let e = entry(&c, "user.update", uid).await;
-    assert_eq!(
-        (
-            e["before"]["display_name"].clone(),
-            e["after"]["display_name"].clone()
-        ),
-        (Value::Null, json!("Ada"))
-    );
+    c.by(&admin)
+        .update_user(uid, json!({"display_name": "Ada"}))
+        .await
+        .want(200);
+    let e = c.audit_entry("user.update", uid).await;
+    assert_eq!(changed(&e, "display_name"), (Value::Null, json!("Ada")));
 
     // Sessions: a failed and a successful sign-in, then signing out.
     let bad = json!({"email": "ada@x.io", "password": "wrong"})
@@ -98,7 +60,7 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
             .status,
         401
     );
-    let e = entry(&c, "session.login_failed", uid).await;
+    let e = c.audit_entry("session.login_failed", uid).await;
     assert_eq!(actor(&e), (json!("system"), Value::Null));
     assert_eq!(
         (
@@ -116,15 +78,11 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
             .status,
         401
     );
-    let all_failed = ok(
-        &c,
-        "GET",
-        "/api/v1/audit?action=session.login_failed",
-        &admin,
-        None,
-        200,
-    )
-    .await;
+    let all_failed = c
+        .by(&admin)
+        .get("/api/v1/audit?action=session.login_failed")
+        .await
+        .want(200);
     assert_eq!(all_failed["items"][0]["after"]["email"], "nobody@x.io");
     assert!(all_failed["items"][0]["entity_id"].is_null());
     let good = json!({"email": "ada@x.io", "password": "correct horse battery"})
@@ -134,140 +92,95 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
     assert_eq!(signed.status, 201);
     let sid = signed.body["session"]["id"].as_str().unwrap();
     let token = signed.body["token"].as_str().unwrap();
-    let e = entry(&c, "session.login", sid).await;
+    let e = c.audit_entry("session.login", sid).await;
     assert_eq!(actor(&e), (json!("user"), json!(uid)));
     assert!(!e.to_string().contains(token), "no token in the log");
-    ok(&c, "DELETE", "/api/v1/sessions/current", token, None, 204).await;
-    let e = entry(&c, "session.logout", sid).await;
+    c.by(token).sign_out().await.want(204);
+    let e = c.audit_entry("session.logout", sid).await;
     assert_eq!(actor(&e), (json!("user"), json!(uid)));
     assert!(e["before"]["revoked_at"].is_null() && e["after"]["revoked_at"].is_string());
 
     // Teams and members.
-    let t = ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &admin,
-        Some(json!({"name": "core"})),
-        201,
-    )
-    .await;
+    let t = c
+        .by(&admin)
+        .create_team(json!({"name": "core"}))
+        .await
+        .want(201);
     let tid = t["id"].as_str().unwrap();
-    assert_eq!(entry(&c, "team.create", tid).await["after"]["name"], "core");
-    let members = format!("/api/v1/teams/{tid}/members");
-    ok(
-        &c,
-        "POST",
-        &members,
-        &admin,
-        Some(json!({"user_id": uid})),
-        201,
-    )
-    .await;
     assert_eq!(
-        entry(&c, "team.member_add", tid).await["after"]["user_id"],
+        c.audit_entry("team.create", tid).await["after"]["name"],
+        "core"
+    );
+    let members = format!("/api/v1/teams/{tid}/members");
+    c.by(&admin)
+        .post(&members, json!({"user_id": uid}))
+        .await
+        .want(201);
+    assert_eq!(
+        c.audit_entry("team.member_add", tid).await["after"]["user_id"],
         json!(uid)
     );
-    ok(
-        &c,
-        "PATCH",
-        &format!("{members}/{uid}"),
-        &admin,
-        Some(json!({"role": "admin"})),
-        200,
-    )
-    .await;
-    let e = entry(&c, "team.member_update", tid).await;
+    c.by(&admin)
+        .patch(&format!("{members}/{uid}"), json!({"role": "admin"}))
+        .await
+        .want(200);
+    let e = c.audit_entry("team.member_update", tid).await;
     assert_eq!(
         (e["before"]["role"].as_str(), e["after"]["role"].as_str()),
         (Some("member"), Some("admin"))
     );
-    ok(&c, "DELETE", &format!("{members}/{uid}"), &admin, None, 204).await;
+    c.by(&admin)
+        .delete(&format!("{members}/{uid}"))
+        .await
+        .want(204);
     assert_eq!(
-        entry(&c, "team.member_remove", tid).await["before"]["role"],
+        c.audit_entry("team.member_remove", tid).await["before"]["role"],
         "admin"
     );
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/teams/{tid}"),
-        &admin,
-        None,
-        204,
-    )
-    .await;
-    let e = entry(&c, "team.delete", tid).await;
+    c.by(&admin).delete_team(tid).await.want(204);
+    let e = c.audit_entry("team.delete", tid).await;
     assert_eq!(
         (e["before"]["team"]["name"].as_str(), e["after"].is_null()),
         (Some("core"), true)
     );
 
     // API keys, by a key of no user: the actor is the key.
-    let k = ok(
-        &c,
-        "POST",
-        "/api/v1/apikeys",
-        &c.admin,
-        Some(json!({"name": "ci", "role": "user"})),
-        201,
-    )
-    .await;
+    let k = c
+        .admin()
+        .create_api_key(json!({"name": "ci", "role": "user"}))
+        .await
+        .want(201);
     let kid = k["api_key"]["id"].as_str().unwrap();
-    let e = entry(&c, "api_key.create", kid).await;
+    let e = c.audit_entry("api_key.create", kid).await;
     assert_eq!(e["actor_type"], "api_key");
     assert!(e["actor_id"].is_string());
     assert!(
         !e.to_string().contains(k["key"].as_str().unwrap()),
         "never the key"
     );
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/apikeys/{kid}"),
-        &admin,
-        None,
-        204,
-    )
-    .await;
-    let e = entry(&c, "api_key.revoke", kid).await;
+    c.by(&admin).delete_api_key(kid).await.want(204);
+    let e = c.audit_entry("api_key.revoke", kid).await;
     assert!(e["before"]["revoked_at"].is_null() && e["after"]["revoked_at"].is_string());
 
     // Configurations: a sensitive value never reaches the log, only that it was set.
     let secret = "hunter2-very-secret";
     let set = json!({"key": "smtp.password", "value": secret, "is_sensitive": true});
-    ok(&c, "PUT", "/api/v1/configurations", &admin, Some(set), 200).await;
+    c.by(&admin).set_configuration(set).await.want(200);
     let again = json!({"key": "smtp.password", "value": "another-secret", "is_sensitive": true});
-    ok(
-        &c,
-        "PUT",
-        "/api/v1/configurations",
-        &admin,
-        Some(again),
-        200,
-    )
-    .await;
-    let sets = entries(&c, "configuration.set", "smtp.password").await;
+    c.by(&admin).set_configuration(again).await.want(200);
+    let sets = c.audit_entries("configuration.set", "smtp.password").await;
     assert_eq!(sets.len(), 2);
     assert!(sets[1]["before"].is_null() && sets[0]["before"]["key"] == "smtp.password");
-    ok(
-        &c,
-        "DELETE",
-        "/api/v1/configurations/smtp.password",
-        &admin,
-        None,
-        204,
-    )
-    .await;
-    let e = entry(&c, "configuration.delete", "smtp.password").await;
-    let log = ok(
-        &c,
-        "GET",
-        "/api/v1/audit?entity_type=configuration",
-        &admin,
-        None,
-        200,
-    )
-    .await;
+    c.by(&admin)
+        .delete("/api/v1/configurations/smtp.password")
+        .await
+        .want(204);
+    let e = c.audit_entry("configuration.delete", "smtp.password").await;
+    let log = c
+        .by(&admin)
+        .get("/api/v1/audit?entity_type=configuration")
+        .await
+        .want(200);
     assert_eq!(log["items"].as_array().unwrap().len(), 3);
     assert!(
         !log.to_string().contains(secret) && !log.to_string().contains("another-secret"),
@@ -275,124 +188,67 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
     );
     assert!(e["after"].is_null());
     let plain = json!({"key": "ui.theme", "value": "dark"});
-    ok(
-        &c,
-        "PUT",
-        "/api/v1/configurations",
-        &admin,
-        Some(plain),
-        200,
-    )
-    .await;
+    c.by(&admin).set_configuration(plain).await.want(200);
     assert_eq!(
-        entry(&c, "configuration.set", "ui.theme").await["after"]["value"],
+        c.audit_entry("configuration.set", "ui.theme").await["after"]["value"],
         "dark"
     );
 
     // Deleting the user last.
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/users/{uid}"),
-        &admin,
-        None,
-        204,
-    )
-    .await;
+    c.by(&admin).delete_user(uid).await.want(204);
     assert_eq!(
-        entry(&c, "user.delete", uid).await["before"]["email"],
+        c.audit_entry("user.delete", uid).await["before"]["email"],
         "ada@x.io"
     );
 }
 
 async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (uid, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (other, _) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (uid, a) = c.user_key(Role::User, "a@x.io").await;
+    let (other, _) = c.user_key(Role::User, "b@x.io").await;
     let r = c
-        .call(
-            "POST",
-            "/api/v1/handlers",
-            &c.admin,
-            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
-        )
+        .admin()
+        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
         .await;
     assert_eq!(r.status, 201);
-    let w = ok(
-        &c,
-        "POST",
-        "/api/v1/workflows",
-        &a,
-        Some(json!({"name": "wf", "status": "active",
-        "definition": {"steps": [{"key": "a", "handler": "shell"}]}})),
-        201,
-    )
-    .await;
+    let w = c.by(&a).create_workflow(json!({"name": "wf", "status": "active", "definition": {"steps": [{"key": "a", "handler": "shell"}]}})).await.want(201);
     let wid = w["id"].as_str().unwrap();
-    let e = entry(&c, "workflow.create", wid).await;
+    let e = c.audit_entry("workflow.create", wid).await;
     assert_eq!(
         (e["actor_type"].as_str(), e["actor_id"].as_str()),
         (Some("user"), Some(uid.as_str()))
     );
     assert_eq!(e["after"]["name"], "wf");
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/workflows/{wid}"),
-        &a,
-        Some(json!({"description": "second"})),
-        200,
-    )
-    .await;
-    let e = entry(&c, "workflow.update", wid).await;
+    c.by(&a)
+        .update_workflow(wid, json!({"description": "second"}))
+        .await
+        .want(200);
+    let e = c.audit_entry("workflow.update", wid).await;
+    assert_eq!(changed(&e, "description"), (Value::Null, json!("second")));
+    let s = c
+        .by(&a)
+        .share_workflow(wid, json!({"user_id": other, "permission": "read"}))
+        .await
+        .want(201);
     assert_eq!(
-        (
-            e["before"]["description"].clone(),
-            e["after"]["description"].clone()
-        ),
-        (Value::Null, json!("second"))
-    );
-    let s = ok(
-        &c,
-        "POST",
-        &format!("/api/v1/workflows/{wid}/shares"),
-        &a,
-        Some(json!({"user_id": other, "permission": "read"})),
-        201,
-    )
-    .await;
-    assert_eq!(
-        entry(&c, "workflow.share", wid).await["after"]["id"],
+        c.audit_entry("workflow.share", wid).await["after"]["id"],
         s["id"]
     );
-    ok(
-        &c,
-        "DELETE",
-        &format!(
+    c.by(&a)
+        .delete(&format!(
             "/api/v1/workflows/{wid}/shares/{}",
             s["id"].as_str().unwrap()
-        ),
-        &a,
-        None,
-        204,
-    )
-    .await;
+        ))
+        .await
+        .want(204);
     assert_eq!(
-        entry(&c, "workflow.unshare", wid).await["before"]["id"],
+        c.audit_entry("workflow.unshare", wid).await["before"]["id"],
         s["id"]
     );
 
-    let started = ok(
-        &c,
-        "POST",
-        &format!("/api/v1/workflows/{wid}/runs"),
-        &a,
-        Some(json!({})),
-        201,
-    )
-    .await;
+    let started = c.by(&a).start_run(wid, json!({})).await.want(201);
     let rid = started["run"]["id"].as_str().unwrap();
-    let e = entry(&c, "run.start", rid).await;
+    let e = c.audit_entry("run.start", rid).await;
     assert_eq!(
         (
             e["entity_type"].as_str(),
@@ -400,29 +256,17 @@ async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
         ),
         (Some("run"), Some(wid))
     );
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/runs/{rid}/cancel"),
-        &a,
-        None,
-        200,
-    )
-    .await;
-    let e = entry(&c, "run.cancel", rid).await;
+    c.by(&a).cancel_run(rid).await.want(200);
+    let e = c.audit_entry("run.cancel", rid).await;
     assert_ne!(e["before"]["status"], e["after"]["status"]);
     assert_eq!(e["after"]["status"], "cancelled");
 
     // Every entry of this actor, newest first.
-    let mine = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/audit?actor={uid}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+    let mine = c
+        .admin()
+        .get(&format!("/api/v1/audit?actor={uid}"))
+        .await
+        .want(200);
     let actions: Vec<&str> = mine["items"]
         .as_array()
         .unwrap()
@@ -443,103 +287,39 @@ async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
 
     // Duplicate, delete (the copy, which never ran; the original has a run: 409 and
     // no entry) and archive.
-    let copy = ok(
-        &c,
-        "POST",
-        &format!("/api/v1/workflows/{wid}/duplicate"),
-        &a,
-        Some(json!({"name": "wf copy"})),
-        201,
-    )
-    .await;
+    let copy = c
+        .by(&a)
+        .duplicate_workflow(wid, json!({"name": "wf copy"}))
+        .await
+        .want(201);
     let cid = copy["id"].as_str().unwrap();
-    let e = entry(&c, "workflow.duplicate", cid).await;
+    let e = c.audit_entry("workflow.duplicate", cid).await;
     assert_eq!(e["after"]["copy_of"], json!(wid));
     assert_eq!(e["after"]["workflow"]["name"], "wf copy");
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/workflows/{cid}"),
-        &a,
-        None,
-        204,
-    )
-    .await;
+    c.by(&a).delete_workflow(cid).await.want(204);
     assert_eq!(
-        entry(&c, "workflow.delete", cid).await["before"]["name"],
+        c.audit_entry("workflow.delete", cid).await["before"]["name"],
         "wf copy"
     );
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/workflows/{wid}"),
-        &a,
-        None,
-        409,
-    )
-    .await;
-    assert!(entries(&c, "workflow.delete", wid).await.is_empty());
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/workflows/{wid}/archive"),
-        &a,
-        None,
-        200,
-    )
-    .await;
-    let e = entry(&c, "workflow.archive", wid).await;
+    c.by(&a).delete_workflow(wid).await.want(409);
+    assert!(c.audit_entries("workflow.delete", wid).await.is_empty());
+    c.by(&a).archive_workflow(wid).await.want(200);
+    let e = c.audit_entry("workflow.archive", wid).await;
     assert!(e["before"]["archived_at"].is_null() && e["after"]["archived_at"].is_string());
 }
 
 async fn refused_changes_write_nothing(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &c.admin,
-        Some(json!({"name": "core"})),
-        201,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &c.admin,
-        Some(json!({"name": "core"})),
-        409,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/users",
-        &c.admin,
-        Some(json!({"email": "bad"})),
-        422,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/workflows",
-        &c.user,
-        Some(json!({"name": ""})),
-        422,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &c.user,
-        Some(json!({"name": "other"})),
-        403,
-    )
-    .await;
-    let log = ok(&c, "GET", "/api/v1/audit", &c.admin, None, 200).await;
+    let c = TestApp::new(b).await;
+    for (key, path, body, status) in [
+        (&c.admin, "/api/v1/teams", json!({"name": "core"}), 201),
+        (&c.admin, "/api/v1/teams", json!({"name": "core"}), 409),
+        (&c.admin, "/api/v1/users", json!({"email": "bad"}), 422),
+        (&c.user, "/api/v1/workflows", json!({"name": ""}), 422),
+        (&c.user, "/api/v1/teams", json!({"name": "other"}), 403),
+    ] {
+        c.by(key).post(path, body).await.want(status);
+    }
+    let log = c.admin().list_audit().await.want(200);
     let actions: Vec<&str> = log["items"]
         .as_array()
         .unwrap()
@@ -550,45 +330,37 @@ async fn refused_changes_write_nothing(b: Arc<dyn Backend>) {
 }
 
 async fn only_admins_read_the_audit_log(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (_, admin_user) = user_key(&b, Role::Admin, "root@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (_, admin_user) = c.user_key(Role::Admin, "root@x.io").await;
     for key in [&c.user, &c.viewer] {
-        ok(&c, "GET", "/api/v1/audit", key, None, 403).await;
-        ok(&c, "GET", "/api/v1/audit/verify", key, None, 403).await;
+        requests!(c;
+            GET "/api/v1/audit" by key => 403;
+            GET "/api/v1/audit/verify" by key => 403;
+        );
     }
     assert_eq!(c.raw("GET", "/api/v1/audit", None, None).await.status, 401);
     for key in [&c.admin, &admin_user] {
-        ok(&c, "GET", "/api/v1/audit", key, None, 200).await;
-        ok(&c, "GET", "/api/v1/audit/verify", key, None, 200).await;
+        requests!(c;
+            GET "/api/v1/audit" by key => 200;
+            GET "/api/v1/audit/verify" by key => 200;
+        );
     }
 }
 
 async fn filters_and_pages(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
+    let c = TestApp::new(b).await;
     for name in ["t1", "t2", "t3"] {
-        ok(
-            &c,
-            "POST",
-            "/api/v1/teams",
-            &c.admin,
-            Some(json!({"name": name})),
-            201,
-        )
-        .await;
+        c.admin().create_team(json!({"name": name})).await.want(201);
     }
-    let first = ok(&c, "GET", "/api/v1/audit?limit=2", &c.admin, None, 200).await;
+    let first = c.admin().get("/api/v1/audit?limit=2").await.want(200);
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
     assert_eq!(first["items"][0]["after"]["name"], "t3");
     let cursor = first["next_cursor"].as_str().expect("a second page");
-    let second = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/audit?limit=2&cursor={cursor}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+    let second = c
+        .admin()
+        .get(&format!("/api/v1/audit?limit=2&cursor={cursor}"))
+        .await
+        .want(200);
     assert_eq!(second["items"].as_array().unwrap().len(), 1);
     assert_eq!(second["items"][0]["after"]["name"], "t1");
     assert!(second["next_cursor"].is_null());
@@ -597,25 +369,17 @@ async fn filters_and_pages(b: Arc<dyn Backend>) {
         .as_str()
         .unwrap()
         .replace('+', "%2B");
-    let recent = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/audit?since={since}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+    let recent = c
+        .admin()
+        .get(&format!("/api/v1/audit?since={since}"))
+        .await
+        .want(200);
     assert_eq!(recent["items"].as_array().unwrap().len(), 1);
-    let future = ok(
-        &c,
-        "GET",
-        "/api/v1/audit?since=2999-01-01T00:00:00Z",
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+    let future = c
+        .admin()
+        .get("/api/v1/audit?since=2999-01-01T00:00:00Z")
+        .await
+        .want(200);
     assert!(future["items"].as_array().unwrap().is_empty());
     for (query, field) in [
         ("since=yesterday", "since"),
@@ -623,9 +387,7 @@ async fn filters_and_pages(b: Arc<dyn Backend>) {
         ("limit=5000", "limit"),
         ("colour=red", "colour"),
     ] {
-        let r = c
-            .call("GET", &format!("/api/v1/audit?{query}"), &c.admin, None)
-            .await;
+        let r = c.admin().get(&format!("/api/v1/audit?{query}")).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (422, Some(field)),
@@ -636,24 +398,16 @@ async fn filters_and_pages(b: Arc<dyn Backend>) {
 }
 
 async fn the_chain_verifies_and_tampering_is_found(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    let c = TestApp::new(b.clone()).await;
+    let v = c.admin().verify_audit().await.want(200);
     assert_eq!(
         (v["checked"].as_u64(), v["first_broken"].is_null()),
         (Some(0), true)
     );
     for name in ["t1", "t2", "t3"] {
-        ok(
-            &c,
-            "POST",
-            "/api/v1/teams",
-            &c.admin,
-            Some(json!({"name": name})),
-            201,
-        )
-        .await;
+        c.admin().create_team(json!({"name": name})).await.want(201);
     }
-    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    let v = c.admin().verify_audit().await.want(200);
     assert_eq!(
         (v["checked"].as_u64(), v["last_seq"].as_i64()),
         (Some(3), Some(3))
@@ -686,11 +440,11 @@ async fn the_chain_verifies_and_tampering_is_found(b: Arc<dyn Backend>) {
     ))
     .await
     .unwrap();
-    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    let v = c.admin().verify_audit().await.want(200);
     assert_eq!(v["first_broken"]["seq"], 2, "{v}");
     assert_eq!(v["last_seq"], 1);
     // The edited entry reads as edited: the log shows what is there now.
-    let log = ok(&c, "GET", "/api/v1/audit?limit=3", &c.admin, None, 200).await;
+    let log = c.admin().get("/api/v1/audit?limit=3").await.want(200);
     assert_eq!(log["items"][1]["after"]["name"], "renamed");
 }
 
@@ -714,19 +468,11 @@ async fn cut_tail(b: &Arc<dyn Backend>, n: i64) {
 }
 
 async fn a_cut_tail_is_found_by_verify(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
+    let c = TestApp::new(b.clone()).await;
     for name in ["t1", "t2", "t3", "t4", "t5"] {
-        ok(
-            &c,
-            "POST",
-            "/api/v1/teams",
-            &c.admin,
-            Some(json!({"name": name})),
-            201,
-        )
-        .await;
+        c.admin().create_team(json!({"name": name})).await.want(201);
     }
-    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    let v = c.admin().verify_audit().await.want(200);
     assert!(
         v["first_broken"].is_null() && v["head_mismatch"].is_null(),
         "{v}"
@@ -735,7 +481,7 @@ async fn a_cut_tail_is_found_by_verify(b: Arc<dyn Backend>) {
 
     // What is left is a valid chain; only the signed head shows the cut.
     cut_tail(&b, 2).await;
-    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    let v = c.admin().verify_audit().await.want(200);
     assert!(v["first_broken"].is_null(), "{v}");
     let m = &v["head_mismatch"];
     assert_eq!(
@@ -748,16 +494,8 @@ async fn a_cut_tail_is_found_by_verify(b: Arc<dyn Backend>) {
 
     // The API keeps working; the next entry follows the head, so the gap stays
     // visible in the chain itself.
-    ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &c.admin,
-        Some(json!({"name": "t6"})),
-        201,
-    )
-    .await;
-    let v = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    c.admin().create_team(json!({"name": "t6"})).await.want(201);
+    let v = c.admin().verify_audit().await.want(200);
     assert_eq!(v["first_broken"]["seq"].as_i64(), Some(newest + 1), "{v}");
     assert!(
         v["first_broken"]["reason"]

@@ -3,14 +3,12 @@
 //! with the entity before and after, written in the change's own transaction. On
 //! SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::changed;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -19,42 +17,22 @@ both_backends!(
     credentials_and_webhooks_are_audited_without_secrets,
 );
 
-/// The one entry of `action` about `entity_id`.
-async fn entry(c: &Client, action: &str, entity_id: &str) -> Value {
-    let page = ok(
-        c,
-        "GET",
-        &format!("/api/v1/audit?action={action}&entity_id={entity_id}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
-    let found = page["items"].as_array().unwrap();
-    assert_eq!(found.len(), 1, "one {action} of {entity_id}: {found:?}");
-    found[0].clone()
-}
-
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_string()
 }
 
 async fn projects_pull_requests_and_tasks_are_audited(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (uid, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, other) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (uid, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, other) = c.user_key(Role::User, "b@x.io").await;
 
-    let p = ok(
-        &c,
-        "POST",
-        "/api/v1/projects",
-        &a,
-        Some(json!({"name": "shop"})),
-        201,
-    )
-    .await;
+    let p = c
+        .by(&a)
+        .create_project(json!({"name": "shop"}))
+        .await
+        .want(201);
     let pid = id(&p);
-    let e = entry(&c, "project.create", &pid).await;
+    let e = c.audit_entry("project.create", &pid).await;
     assert_eq!(
         (e["actor_type"].as_str(), e["actor_id"].as_str()),
         (Some("user"), Some(uid.as_str()))
@@ -65,216 +43,169 @@ async fn projects_pull_requests_and_tasks_are_audited(b: Arc<dyn Backend>) {
     );
     let path = format!("/api/v1/projects/{pid}");
     let patch = Some(json!({"description": "the shop"}));
-    ok(&c, "PATCH", &path, &a, patch, 200).await;
-    let e = entry(&c, "project.update", &pid).await;
-    assert_eq!(
-        (
-            e["before"]["description"].clone(),
-            e["after"]["description"].clone()
-        ),
-        (Value::Null, json!("the shop"))
-    );
+    c.by(&a).send("PATCH", &path, patch).await.want(200);
+    let e = c.audit_entry("project.update", &pid).await;
+    assert_eq!(changed(&e, "description"), (Value::Null, json!("the shop")));
 
-    let pr = ok(
-        &c,
-        "POST",
-        "/api/v1/pull-requests",
-        &a,
-        Some(
-            json!({"project_id": pid, "repository_url": "https://git.example/shop",
-            "branch_name": "fix", "title": "Fix checkout"}),
-        ),
-        201,
-    )
-    .await;
+    let pr = c.by(&a).create_pull_request(json!({"project_id": pid, "repository_url": "https://git.example/shop", "branch_name": "fix", "title": "Fix checkout"})).await.want(201);
     let prid = id(&pr);
     assert_eq!(
-        entry(&c, "pull_request.create", &prid).await["after"]["title"],
+        c.audit_entry("pull_request.create", &prid).await["after"]["title"],
         "Fix checkout"
     );
     let status = Some(json!({"status": "open"}));
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/pull-requests/{prid}/status"),
-        &a,
-        status,
-        200,
-    )
-    .await;
-    let e = entry(&c, "pull_request.status", &prid).await;
+    c.by(&a)
+        .send(
+            "POST",
+            &format!("/api/v1/pull-requests/{prid}/status"),
+            status,
+        )
+        .await
+        .want(200);
+    let e = c.audit_entry("pull_request.status", &prid).await;
     assert_eq!(e["after"]["status"], "open");
     assert_ne!(e["before"]["status"], e["after"]["status"]);
-    let results = Some(json!({"validation_results": {"tests": "passed"}}));
-    ok(
-        &c,
-        "PUT",
-        &format!("/api/v1/pull-requests/{prid}/validation"),
-        &a,
-        results,
-        200,
-    )
-    .await;
-    let e = entry(&c, "pull_request.validation", &prid).await;
+    let results = json!({"validation_results": {"tests": "passed"}});
+    c.by(&a)
+        .put(&format!("/api/v1/pull-requests/{prid}/validation"), results)
+        .await
+        .want(200);
+    let e = c.audit_entry("pull_request.validation", &prid).await;
     assert_eq!(e["after"]["validation_results"], json!({"tests": "passed"}));
 
-    let t = ok(
-        &c,
-        "POST",
-        "/api/v1/tasks",
-        &a,
-        Some(json!({"title": "write tests", "project_id": pid})),
-        201,
-    )
-    .await;
+    let t = c
+        .by(&a)
+        .create_task(json!({"title": "write tests", "project_id": pid}))
+        .await
+        .want(201);
     let tid = id(&t);
     assert_eq!(
-        entry(&c, "task.create", &tid).await["after"]["title"],
+        c.audit_entry("task.create", &tid).await["after"]["title"],
         "write tests"
     );
     let tpath = format!("/api/v1/tasks/{tid}");
-    ok(
-        &c,
-        "PATCH",
-        &tpath,
-        &a,
-        Some(json!({"title": "write more tests"})),
-        200,
-    )
-    .await;
-    let e = entry(&c, "task.update", &tid).await;
+    c.by(&a)
+        .patch(&tpath, json!({"title": "write more tests"}))
+        .await
+        .want(200);
+    let e = c.audit_entry("task.update", &tid).await;
     assert_eq!(
-        (e["before"]["title"].clone(), e["after"]["title"].clone()),
+        changed(&e, "title"),
         (json!("write tests"), json!("write more tests"))
     );
 
     // Someone who may not change them leaves no entry behind.
-    let r = c.call("DELETE", &tpath, &other, None).await;
+    let r = c.by(&other).delete(&tpath).await;
     assert_eq!(r.status, 404, "{}", r.body);
-    ok(&c, "DELETE", &tpath, &a, None, 204).await;
-    let e = entry(&c, "task.delete", &tid).await;
+    c.by(&a).delete(&tpath).await.want(204);
+    let e = c.audit_entry("task.delete", &tid).await;
     assert_eq!(
         (e["before"]["id"].as_str(), e["after"].clone()),
         (Some(tid.as_str()), Value::Null)
     );
-    ok(&c, "DELETE", &path, &a, None, 204).await;
+    c.by(&a).delete(&path).await.want(204);
     assert_eq!(
-        entry(&c, "project.delete", &pid).await["before"]["name"],
+        c.audit_entry("project.delete", &pid).await["before"]["name"],
         "shop"
     );
-    let verify = ok(&c, "GET", "/api/v1/audit/verify", &c.admin, None, 200).await;
+    let verify = c.admin().verify_audit().await.want(200);
     assert!(verify["first_broken"].is_null(), "{verify}");
     // Nine changes were made above; every one of them is in the chain.
     assert_eq!(verify["checked"].as_u64(), Some(9), "{verify}");
 }
 
 async fn handlers_and_components_are_audited(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let body = Some(json!({"handler_type": "shell", "handler_name": "Shell"}));
-    ok(&c, "POST", "/api/v1/handlers", &c.admin, body, 201).await;
-    let e = entry(&c, "handler.register", "shell").await;
+    let c = TestApp::new(b.clone()).await;
+    let body = json!({"handler_type": "shell", "handler_name": "Shell"});
+    c.admin().create_handler(body).await.want(201);
+    let e = c.audit_entry("handler.register", "shell").await;
     assert_eq!(e["after"]["handler_name"], "Shell");
-    let patch = Some(json!({"handler_name": "Shell runner"}));
-    ok(&c, "PATCH", "/api/v1/handlers/shell", &c.admin, patch, 200).await;
-    let e = entry(&c, "handler.update", "shell").await;
+    let patch = json!({"handler_name": "Shell runner"});
+    c.admin()
+        .patch("/api/v1/handlers/shell", patch)
+        .await
+        .want(200);
+    let e = c.audit_entry("handler.update", "shell").await;
     assert_eq!(
-        (
-            e["before"]["handler_name"].clone(),
-            e["after"]["handler_name"].clone()
-        ),
+        changed(&e, "handler_name"),
         (json!("Shell"), json!("Shell runner"))
     );
-    ok(
-        &c,
-        "POST",
-        "/api/v1/handlers/shell/deactivate",
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
-    let e = entry(&c, "handler.deactivate", "shell").await;
-    assert_eq!(
-        (
-            e["before"]["is_active"].clone(),
-            e["after"]["is_active"].clone()
-        ),
-        (json!(true), json!(false))
-    );
+    c.admin()
+        .post_empty("/api/v1/handlers/shell/deactivate")
+        .await
+        .want(200);
+    let e = c.audit_entry("handler.deactivate", "shell").await;
+    assert_eq!(changed(&e, "is_active"), (json!(true), json!(false)));
 
-    let body = Some(json!({"name": "scheduler", "type": "service"}));
-    let comp = ok(&c, "POST", "/api/v1/components", &c.admin, body, 201).await;
+    let body = json!({"name": "scheduler", "type": "service"});
+    let comp = c.admin().create_component(body).await.want(201);
     let cid = id(&comp);
     assert_eq!(
-        entry(&c, "component.register", &cid).await["after"]["name"],
+        c.audit_entry("component.register", &cid).await["after"]["name"],
         "scheduler"
     );
     let patch = Some(json!({"version": "2.0.0"}));
-    ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/scheduler",
-        &c.admin,
-        patch,
-        200,
-    )
-    .await;
-    let e = entry(&c, "component.update", &cid).await;
-    assert_eq!(
-        (
-            e["before"]["version"].clone(),
-            e["after"]["version"].clone()
-        ),
-        (Value::Null, json!("2.0.0"))
-    );
+    c.admin()
+        .send("PATCH", "/api/v1/components/scheduler", patch)
+        .await
+        .want(200);
+    let e = c.audit_entry("component.update", &cid).await;
+    assert_eq!(changed(&e, "version"), (Value::Null, json!("2.0.0")));
 }
 
 async fn credentials_and_webhooks_are_audited_without_secrets(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (uid, a) = user_key(&b, Role::User, "a@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (uid, a) = c.user_key(Role::User, "a@x.io").await;
     let body = json!({"name": "registry", "type": "basic_auth",
         "data": {"user": "ci", "password": "hunter2-audit"}});
-    let cred = ok(&c, "POST", "/api/v1/credentials", &a, Some(body), 201).await;
+    let cred = c.by(&a).create_credential(body).await.want(201);
     let cid = id(&cred);
-    let e = entry(&c, "credential.create", &cid).await;
+    let e = c.audit_entry("credential.create", &cid).await;
     assert_eq!(e["actor_id"].as_str(), Some(uid.as_str()));
     assert_eq!(e["after"]["name"], "registry");
     let path = format!("/api/v1/credentials/{cid}");
-    let rotate = Some(json!({"data": {"user": "ci", "password": "hunter3-audit"}}));
-    ok(&c, "PATCH", &path, &a, rotate, 200).await;
-    let e = entry(&c, "credential.update", &cid).await;
+    let rotate = json!({"data": {"user": "ci", "password": "hunter3-audit"}});
+    c.by(&a).patch(&path, rotate).await.want(200);
+    let e = c.audit_entry("credential.update", &cid).await;
     assert!(e["before"]["rotated_at"].is_null() && !e["after"]["rotated_at"].is_null());
-    let revealed = ok(&c, "POST", &format!("{path}/reveal"), &a, None, 200).await;
+    let revealed = c
+        .by(&a)
+        .post_empty(&format!("{path}/reveal"))
+        .await
+        .want(200);
     assert_eq!(revealed["data"]["password"], "hunter3-audit");
-    let e = entry(&c, "credential.reveal", &cid).await;
+    let e = c.audit_entry("credential.reveal", &cid).await;
     assert_eq!(
         (e["before"].clone(), e["after"].clone()),
         (Value::Null, Value::Null)
     );
-    ok(&c, "DELETE", &path, &a, None, 204).await;
-    entry(&c, "credential.delete", &cid).await;
+    c.by(&a).delete(&path).await.want(204);
+    c.audit_entry("credential.delete", &cid).await;
 
     let body = json!({"name": "ci", "url": "https://hooks.example.com/ci", "events": ["run.*"]});
-    let created = ok(&c, "POST", "/api/v1/webhooks", &a, Some(body), 201).await;
+    let created = c.by(&a).create_webhook(body).await.want(201);
     let secret = created["secret"].as_str().unwrap().to_string();
     let wid = id(&created["webhook"]);
     assert_eq!(
-        entry(&c, "webhook.create", &wid).await["after"]["url"],
+        c.audit_entry("webhook.create", &wid).await["after"]["url"],
         "https://hooks.example.com/ci"
     );
     let wpath = format!("/api/v1/webhooks/{wid}");
-    ok(&c, "PATCH", &wpath, &a, Some(json!({"active": false})), 200).await;
-    let e = entry(&c, "webhook.update", &wid).await;
-    assert_eq!(
-        (e["before"]["active"].clone(), e["after"]["active"].clone()),
-        (json!(true), json!(false))
-    );
-    ok(&c, "DELETE", &wpath, &a, None, 204).await;
-    entry(&c, "webhook.delete", &wid).await;
+    c.by(&a)
+        .patch(&wpath, json!({"active": false}))
+        .await
+        .want(200);
+    let e = c.audit_entry("webhook.update", &wid).await;
+    assert_eq!(changed(&e, "active"), (json!(true), json!(false)));
+    c.by(&a).delete(&wpath).await.want(204);
+    c.audit_entry("webhook.delete", &wid).await;
 
     // No secret, in clear, anywhere in the log.
-    let log = ok(&c, "GET", "/api/v1/audit?limit=100", &c.admin, None, 200)
+    let log = c
+        .admin()
+        .get("/api/v1/audit?limit=100")
         .await
+        .want(200)
         .to_string();
     for secret in ["hunter2-audit", "hunter3-audit", secret.as_str()] {
         assert!(!log.contains(secret), "the audit log holds a secret: {log}");

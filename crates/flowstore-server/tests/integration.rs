@@ -3,14 +3,11 @@
 //! webhook secret once, at creation), per-object access (another user's object is
 //! 404), unknown fields refused, keyset pages, deliveries and the test event.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::json;
 
 both_backends!(
@@ -20,16 +17,14 @@ both_backends!(
 );
 
 async fn credentials_over_http(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (ada_id, ada) = user_key(&b, Role::User, "ada@example.com").await;
-    let (_, bob) = user_key(&b, Role::User, "bob@example.com").await;
-    let (_, viewer) = user_key(&b, Role::Viewer, "vic@example.com").await;
+    let c = TestApp::new(b.clone()).await;
+    let (ada_id, ada) = c.user_key(Role::User, "ada@example.com").await;
+    let (_, bob) = c.user_key(Role::User, "bob@example.com").await;
+    let (_, viewer) = c.user_key(Role::Viewer, "vic@example.com").await;
 
     let body = json!({"name": "registry", "type": "basic_auth",
         "data": {"user": "ci", "password": "hunter2-http"}, "description": "login"});
-    let r = c
-        .call("POST", "/api/v1/credentials", &ada, Some(body.clone()))
-        .await;
+    let r = c.by(&ada).create_credential(body.clone()).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert!(!r.body.to_string().contains("hunter2"), "{}", r.body);
     assert_eq!(r.body["owner_id"], ada_id);
@@ -38,78 +33,54 @@ async fn credentials_over_http(b: Arc<dyn Backend>) {
     let one = format!("/api/v1/credentials/{id}");
 
     // Refusals: duplicate, unknown field, missing or bad fields, a key with no user.
-    let r = c
-        .call("POST", "/api/v1/credentials", &ada, Some(body.clone()))
-        .await;
+    let r = c.by(&ada).create_credential(body.clone()).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (409, Some("name"))
     );
     let mut extra = body.clone();
     extra["owner_id"] = json!(ada_id);
-    let r = c
-        .call("POST", "/api/v1/credentials", &ada, Some(extra))
-        .await;
+    let r = c.by(&ada).create_credential(extra).await;
     assert_eq!(
         r.status, 422,
         "owner_id is not the client's to set: {}",
         r.body
     );
     let r = c
-        .call(
-            "POST",
-            "/api/v1/credentials",
-            &ada,
-            Some(json!({"name": "x", "type": "jwt"})),
-        )
+        .by(&ada)
+        .create_credential(json!({"name": "x", "type": "jwt"}))
         .await;
     assert_eq!(r.status, 422);
     let r = c
-        .call(
-            "POST",
-            "/api/v1/credentials",
-            &ada,
-            Some(json!({"name": "x", "type": "jwt", "data": null})),
-        )
+        .by(&ada)
+        .create_credential(json!({"name": "x", "type": "jwt", "data": null}))
         .await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (422, Some("data"))
     );
     let r = c
-        .call(
-            "POST",
-            "/api/v1/credentials",
-            &ada,
-            Some(json!({"name": "x", "type": "telepathy", "data": "s"})),
-        )
+        .by(&ada)
+        .create_credential(json!({"name": "x", "type": "telepathy", "data": "s"}))
         .await;
     assert_eq!(r.status, 422);
     let r = c
-        .call(
-            "POST",
-            "/api/v1/credentials",
-            &c.user,
-            Some(json!({"name": "x", "type": "jwt", "data": "s"})),
-        )
+        .user()
+        .create_credential(json!({"name": "x", "type": "jwt", "data": "s"}))
         .await;
     assert_eq!(r.status, 403, "a key with no user owns nothing: {}", r.body);
-    let r = c
-        .call("POST", "/api/v1/credentials", &viewer, Some(body.clone()))
-        .await;
+    let r = c.by(&viewer).create_credential(body.clone()).await;
     assert_eq!(r.status, 403);
 
     // Reading: metadata only; the reveal gives the data to its owner and admins.
-    let r = c.call("GET", &one, &ada, None).await;
+    let r = c.by(&ada).get(&one).await;
     assert_eq!(r.status, 200);
     assert!(!r.body.to_string().contains("hunter2"));
-    let r = c.call("POST", &format!("{one}/reveal"), &ada, None).await;
+    let r = c.by(&ada).post_empty(&format!("{one}/reveal")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"]["password"], "hunter2-http");
     assert!(r.body["credential"]["last_used_at"].is_string());
-    let r = c
-        .call("POST", &format!("{one}/reveal"), &c.admin, None)
-        .await;
+    let r = c.admin().post_empty(&format!("{one}/reveal")).await;
     assert_eq!(r.status, 200);
 
     // Another user: the credential does not exist for them.
@@ -118,73 +89,52 @@ async fn credentials_over_http(b: Arc<dyn Backend>) {
         ("POST", format!("{one}/reveal")),
         ("DELETE", one.clone()),
     ] {
-        let r = c.call(method, &path, &bob, None).await;
+        let r = c.by(&bob).send(method, &path, None).await;
         assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
     }
-    let r = c
-        .call("PATCH", &one, &bob, Some(json!({"name": "mine"})))
-        .await;
+    let r = c.by(&bob).patch(&one, json!({"name": "mine"})).await;
     assert_eq!(r.status, 404);
-    let r = c
-        .call("GET", "/api/v1/credentials/not-a-uuid", &ada, None)
-        .await;
+    let r = c.by(&ada).get("/api/v1/credentials/not-a-uuid").await;
     assert_eq!(r.status, 404);
 
     // Lists: one's own; an admin everyone's or one user's; pages by cursor.
     for i in 0..3 {
         let r = c
-            .call(
-                "POST",
-                "/api/v1/credentials",
-                &bob,
-                Some(json!({"name": format!("b{i}"), "type": "api_key", "data": "t"})),
-            )
+            .by(&bob)
+            .create_credential(json!({"name": format!("b{i}"), "type": "api_key", "data": "t"}))
             .await;
         assert_eq!(r.status, 201);
     }
-    let r = c.call("GET", "/api/v1/credentials", &ada, None).await;
+    let r = c.by(&ada).list_credentials().await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     let r = c
-        .call(
-            "GET",
-            &format!("/api/v1/credentials?owner_id={ada_id}"),
-            &bob,
-            None,
-        )
+        .by(&bob)
+        .get(&format!("/api/v1/credentials?owner_id={ada_id}"))
         .await;
     assert_eq!(r.status, 403);
-    let r = c
-        .call("GET", "/api/v1/credentials?limit=2", &c.admin, None)
-        .await;
+    let r = c.admin().get("/api/v1/credentials?limit=2").await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
     let next = r.body["next_cursor"].as_str().unwrap().to_string();
     let r = c
-        .call(
-            "GET",
-            &format!("/api/v1/credentials?limit=2&cursor={next}"),
-            &c.admin,
-            None,
-        )
+        .admin()
+        .get(&format!("/api/v1/credentials?limit=2&cursor={next}"))
         .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
     assert!(r.body["next_cursor"].is_null());
     let r = c
-        .call(
-            "GET",
-            &format!("/api/v1/credentials?owner_id={ada_id}&type=basic_auth"),
-            &c.admin,
-            None,
-        )
+        .admin()
+        .get(&format!(
+            "/api/v1/credentials?owner_id={ada_id}&type=basic_auth"
+        ))
         .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     for bad in ["?limit=100000", "?type=nope", "?owner_id=x", "?bogus=1"] {
-        let r = c
-            .call("GET", &format!("/api/v1/credentials{bad}"), &c.admin, None)
-            .await;
+        let r = c.admin().get(&format!("/api/v1/credentials{bad}")).await;
         assert_eq!(r.status, 422, "{bad}: {}", r.body);
     }
     assert!(!c
-        .call("GET", "/api/v1/credentials", &c.admin, None)
+        .admin()
+        .list_credentials()
         .await
         .body
         .to_string()
@@ -192,45 +142,34 @@ async fn credentials_over_http(b: Arc<dyn Backend>) {
 
     // Changes: rename, rotate the data, refuse unknown fields; delete.
     let r = c
-        .call(
-            "PATCH",
+        .by(&ada)
+        .patch(
             &one,
-            &ada,
-            Some(json!({"data": {"password": "rotated"}, "description": null})),
+            json!({"data": {"password": "rotated"}, "description": null}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body["rotated_at"].is_string() && r.body["description"].is_null());
     assert!(!r.body.to_string().contains("rotated\""));
-    let r = c.call("POST", &format!("{one}/reveal"), &ada, None).await;
+    let r = c.by(&ada).post_empty(&format!("{one}/reveal")).await;
     assert_eq!(r.body["data"]["password"], "rotated");
     let r = c
-        .call("PATCH", &one, &ada, Some(json!({"encryption_key_id": "x"})))
+        .by(&ada)
+        .patch(&one, json!({"encryption_key_id": "x"}))
         .await;
     assert_eq!(r.status, 422);
-    let r = c
-        .call("PATCH", &one, &ada, Some(json!({"name": "b0"})))
-        .await;
+    let r = c.by(&ada).patch(&one, json!({"name": "b0"})).await;
     assert_eq!(r.status, 200, "names are unique per owner: {}", r.body);
-    let r = c.call("DELETE", &one, &ada, None).await;
+    let r = c.by(&ada).delete(&one).await;
     assert_eq!(r.status, 204);
-    let r = c.call("GET", &one, &ada, None).await;
+    let r = c.by(&ada).get(&one).await;
     assert_eq!(r.status, 404);
 }
 
 async fn an_expired_credential_is_not_revealed(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (_, ada) = user_key(&b, Role::User, "ada@example.com").await;
-    let r = c
-        .call(
-            "POST",
-            "/api/v1/credentials",
-            &ada,
-            Some(
-                json!({"name": "old", "type": "api_key", "data": "s3cret-expired",
-                "expires_at": "2001-01-01T00:00:00Z"}),
-            ),
-        )
+    let c = TestApp::new(b.clone()).await;
+    let (_, ada) = c.user_key(Role::User, "ada@example.com").await;
+    let r = c.by(&ada).create_credential(json!({"name": "old", "type": "api_key", "data": "s3cret-expired", "expires_at": "2001-01-01T00:00:00Z"}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let one = format!("/api/v1/credentials/{}", r.body["id"].as_str().unwrap());
@@ -238,7 +177,7 @@ async fn an_expired_credential_is_not_revealed(b: Arc<dyn Backend>) {
 
     // Neither its owner nor an admin gets the data of an expired credential.
     for key in [&ada, &c.admin] {
-        let r = c.call("POST", &reveal, key, None).await;
+        let r = c.by(key).post_empty(&reveal).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (409, Some("expires_at")),
@@ -257,38 +196,26 @@ async fn an_expired_credential_is_not_revealed(b: Arc<dyn Backend>) {
         assert!(!r.body.to_string().contains("s3cret"), "{}", r.body);
     }
     // A refused reveal is not a use.
-    let r = c.call("GET", &one, &ada, None).await;
+    let r = c.by(&ada).get(&one).await;
     assert!(r.body["last_used_at"].is_null(), "{}", r.body);
 
     // Given a later expiry, it can be used again.
     let r = c
-        .call(
-            "PATCH",
-            &one,
-            &ada,
-            Some(json!({"expires_at": "2999-01-01T00:00:00Z"})),
-        )
+        .by(&ada)
+        .patch(&one, json!({"expires_at": "2999-01-01T00:00:00Z"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = c.call("POST", &reveal, &ada, None).await;
+    let r = c.by(&ada).post_empty(&reveal).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"], "s3cret-expired");
 }
 
 async fn webhooks_over_http(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (ada_id, ada) = user_key(&b, Role::User, "ada@example.com").await;
-    let (_, bob) = user_key(&b, Role::User, "bob@example.com").await;
+    let c = TestApp::new(b.clone()).await;
+    let (ada_id, ada) = c.user_key(Role::User, "ada@example.com").await;
+    let (_, bob) = c.user_key(Role::User, "bob@example.com").await;
 
-    let r = c
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            &ada,
-            Some(json!({
-            "name": "deploys", "url": "https://hooks.example.com/in",
-            "events": ["run.completed", "task.*"], "headers": {"X-Team": "ops"}})),
-        )
+    let r = c.by(&ada).create_webhook(json!({ "name": "deploys", "url": "https://hooks.example.com/in", "events": ["run.completed", "task.*"], "headers": {"X-Team": "ops"}}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let secret = r.body["secret"].as_str().unwrap().to_string();
@@ -296,7 +223,7 @@ async fn webhooks_over_http(b: Arc<dyn Backend>) {
     assert_eq!(r.body["webhook"]["owner_id"], ada_id);
     let id = r.body["webhook"]["id"].as_str().unwrap().to_string();
     let one = format!("/api/v1/webhooks/{id}");
-    let r = c.call("GET", &one, &ada, None).await;
+    let r = c.by(&ada).get(&one).await;
     assert_eq!(r.status, 200);
     assert!(
         !r.body.to_string().contains(&secret),
@@ -335,9 +262,7 @@ async fn webhooks_over_http(b: Arc<dyn Backend>) {
             "workflow_id",
         ),
     ] {
-        let r = c
-            .call("POST", "/api/v1/webhooks", &ada, Some(body.clone()))
-            .await;
+        let r = c.by(&ada).create_webhook(body.clone()).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (422, Some(field)),
@@ -345,23 +270,13 @@ async fn webhooks_over_http(b: Arc<dyn Backend>) {
             r.body
         );
     }
-    let r = c
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            &ada,
-            Some(json!({
-            "name": "x", "url": "https://x.example.com", "events": ["*"], "failure_count": 0})),
-        )
+    let r = c.by(&ada).create_webhook(json!({ "name": "x", "url": "https://x.example.com", "events": ["*"], "failure_count": 0}))
         .await;
     assert_eq!(r.status, 422);
     let r = c
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            &ada,
-            Some(json!({
-            "name": "again", "url": "https://hooks.example.com/in", "events": ["*"]})),
+        .by(&ada)
+        .create_webhook(
+            json!({ "name": "again", "url": "https://hooks.example.com/in", "events": ["*"]}),
         )
         .await;
     assert_eq!(
@@ -376,37 +291,30 @@ async fn webhooks_over_http(b: Arc<dyn Backend>) {
         ("GET", format!("{one}/deliveries")),
         ("POST", format!("{one}/test")),
     ] {
-        let r = c.call(method, &path, &bob, None).await;
+        let r = c.by(&bob).send(method, &path, None).await;
         assert_eq!(r.status, 404, "{method} {path}");
     }
-    let r = c.call("GET", "/api/v1/webhooks", &bob, None).await;
+    let r = c.by(&bob).list_webhooks().await;
     assert_eq!(r.body["items"], json!([]));
-    let r = c
-        .call("GET", "/api/v1/webhooks?active=true", &ada, None)
-        .await;
+    let r = c.by(&ada).get("/api/v1/webhooks?active=true").await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
-    let r = c
-        .call("GET", "/api/v1/webhooks?active=false", &c.admin, None)
-        .await;
+    let r = c.admin().get("/api/v1/webhooks?active=false").await;
     assert_eq!(r.body["items"], json!([]));
 
     // A test event is queued as a pending delivery, listed with the others.
-    let r = c.call("POST", &format!("{one}/test"), &ada, None).await;
+    let r = c.by(&ada).post_empty(&format!("{one}/test")).await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["event_type"], "webhook.test");
     assert_eq!(r.body["status"], "pending");
     let r = c
-        .call(
-            "GET",
-            &format!("{one}/deliveries?status=pending"),
-            &ada,
-            None,
-        )
+        .by(&ada)
+        .get(&format!("{one}/deliveries?status=pending"))
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     let r = c
-        .call("GET", &format!("{one}/deliveries?status=lost"), &ada, None)
+        .by(&ada)
+        .get(&format!("{one}/deliveries?status=lost"))
         .await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
@@ -414,12 +322,10 @@ async fn webhooks_over_http(b: Arc<dyn Backend>) {
     );
 
     let r = c
-        .call(
-            "PATCH",
+        .by(&ada)
+        .patch(
             &one,
-            &ada,
-            Some(json!({"active": false, "events": ["*"],
-            "secret": "a-brand-new-secret-value"})),
+            json!({"active": false, "events": ["*"], "secret": "a-brand-new-secret-value"}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -429,21 +335,15 @@ async fn webhooks_over_http(b: Arc<dyn Backend>) {
     );
     assert!(!r.body.to_string().contains("a-brand-new-secret-value"));
     let r = c
-        .call(
-            "PATCH",
-            &one,
-            &ada,
-            Some(json!({"url": "mailto:x@example.com"})),
-        )
+        .by(&ada)
+        .patch(&one, json!({"url": "mailto:x@example.com"}))
         .await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (422, Some("url"))
     );
-    let r = c.call("DELETE", &one, &ada, None).await;
+    let r = c.by(&ada).delete(&one).await;
     assert_eq!(r.status, 204);
-    let r = c
-        .call("GET", &format!("{one}/deliveries"), &ada, None)
-        .await;
+    let r = c.by(&ada).get(&format!("{one}/deliveries")).await;
     assert_eq!(r.status, 404);
 }

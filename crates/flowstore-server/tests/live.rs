@@ -1,9 +1,7 @@
 //! A real server on port 0, spoken to with reqwest: graceful shutdown with a request
 //! in flight, and event streams resumed with `Last-Event-ID`.
 
-#[macro_use]
-mod common;
-
+use flowstore_testkit::both_backends;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +25,7 @@ struct Live {
 }
 
 async fn start(b: Arc<dyn Backend>) -> Live {
-    let key = common::key(&b, Role::Admin).await;
+    let key = flowstore_testkit::fixtures::api_key(&b, Role::Admin).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

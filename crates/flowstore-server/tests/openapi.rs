@@ -5,22 +5,42 @@
 //! status, and its body validates against the documented schema (as does each
 //! accepted request body against the documented request schema).
 
-#[macro_use]
-mod common;
-#[path = "openapi/core_flows.rs"]
+/// Sends each request of the list through [`Checked::call`] (status asserted, answer
+/// checked against the document): `KEY METHOD "template" [args] (with BODY)? =>
+/// status;`, KEY an `Option<&str>` (or `None`), BODY a JSON literal or a
+/// parenthesised expression.
+macro_rules! walk {
+    ($t:expr; $($key:ident $method:ident $template:literal [$($arg:expr),*] $(with $body:tt)? => $status:literal;)*) => {
+        $(
+            $t.call(
+                stringify!($method),
+                $template,
+                &[$($arg),*],
+                $key,
+                walk!(@body $($body)?),
+                $status,
+            )
+            .await;
+        )*
+    };
+    (@body) => {
+        None
+    };
+    (@body $body:tt) => {
+        Some(serde_json::json!($body))
+    };
+}
+
 mod core_flows;
-#[path = "openapi/more_flows.rs"]
 mod more_flows;
-#[path = "openapi/resource_flows.rs"]
 mod resource_flows;
-#[path = "openapi/validate.rs"]
 mod validate;
 
 use std::sync::Arc;
 
-use common::{user_key, Answer, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
+use flowstore_testkit::{both_backends, fixtures::user_key, Answer, TestApp};
 use serde_json::{json, Value};
 use validate::Validator;
 
@@ -32,7 +52,7 @@ both_backends!(
 
 /// A client that checks every answer against the document.
 struct Checked {
-    c: Client,
+    c: TestApp,
     doc: Value,
 }
 
@@ -53,7 +73,7 @@ fn fill(template: &str, args: &[&str]) -> String {
 
 impl Checked {
     async fn new(b: Arc<dyn Backend>) -> Checked {
-        let c = Client::new(b).await;
+        let c = TestApp::new(b).await;
         let doc = c.raw("GET", "/api/v1/openapi.json", None, None).await.body;
         Checked { c, doc }
     }
@@ -217,15 +237,9 @@ async fn expired_credentials_and_a_cut_audit_log_match_the_document(b: Arc<dyn B
     assert_eq!(refused["field"], "expires_at");
 
     for name in ["doc-t1", "doc-t2"] {
-        t.call(
-            "POST",
-            "/api/v1/teams",
-            &[],
-            admin,
-            Some(json!({"name": name})),
-            201,
-        )
-        .await;
+        walk!(t;
+            admin POST "/api/v1/teams" [] with {"name": name} => 201;
+        );
     }
     let drop = match b.kind() {
         BackendKind::Sqlite => "DROP TRIGGER trg_audit_log_no_delete",

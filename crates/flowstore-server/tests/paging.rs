@@ -3,15 +3,12 @@
 //! returns exactly the visible rows, once each. Workflows, projects, pull requests
 //! and tasks, on SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(hidden_rows_do_not_shorten_pages);
@@ -19,15 +16,15 @@ both_backends!(hidden_rows_do_not_shorten_pages);
 const EACH: usize = 12;
 const LIMIT: usize = 5;
 
-async fn create(c: &Client, key: &str, path: &str, body: Value) -> String {
-    let r = c.call("POST", path, key, Some(body)).await;
+async fn create(c: &TestApp, key: &str, path: &str, body: Value) -> String {
+    let r = c.by(key).post(path, body).await;
     assert_eq!(r.status, 201, "POST {path}: {}", r.body);
     r.body["id"].as_str().unwrap().to_string()
 }
 
 /// Walks `path` page by page as `key`; checks that every page but the last holds
 /// `LIMIT` items and that the last is not empty; returns every ID seen.
-async fn walk(c: &Client, key: &str, path: &str) -> Vec<String> {
+async fn walk(c: &TestApp, key: &str, path: &str) -> Vec<String> {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -35,7 +32,7 @@ async fn walk(c: &Client, key: &str, path: &str) -> Vec<String> {
             None => format!("{path}?limit={LIMIT}"),
             Some(cur) => format!("{path}?limit={LIMIT}&cursor={cur}"),
         };
-        let r = c.call("GET", &url, key, None).await;
+        let r = c.by(key).get(&url).await;
         assert_eq!(r.status, 200, "{url}: {}", r.body);
         let items = r.body["items"].as_array().unwrap();
         seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_string()));
@@ -60,9 +57,9 @@ fn check(kind: &str, seen: Vec<String>, visible: &[String]) {
 }
 
 async fn hidden_rows_do_not_shorten_pages(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let mut visible: [Vec<String>; 4] = Default::default();
     let [wfs, projects, prs, tasks] = &mut visible;
     // One row A may see, then one it may not, so that the hidden rows sit between

@@ -1,15 +1,12 @@
 //! The resources beyond workflows and runs, and errors as problem details. On
 //! SQLite and PostgreSQL. (The OpenAPI document is checked in `openapi.rs`.)
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::json;
 
 both_backends!(
@@ -21,193 +18,75 @@ both_backends!(
 );
 
 async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/handlers",
-        &c.admin,
-        Some(json!({"handler_type": "shell", "handler_name": "shell"})),
-        201,
-    )
-    .await;
-    let h = ok(
-        &c,
-        "PATCH",
-        "/api/v1/handlers/shell",
-        &c.admin,
-        Some(json!({"handler_name": "Shell v2"})),
-        200,
-    )
-    .await;
-    assert_eq!(h["handler_name"], "Shell v2");
-    ok(
-        &c,
-        "PATCH",
-        "/api/v1/handlers/shell",
-        &c.user,
-        Some(json!({"handler_name": "x"})),
-        403,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/handlers/shell/deactivate",
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
-    let active = ok(&c, "GET", "/api/v1/handlers", &c.viewer, None, 200).await;
-    assert_eq!(active.as_array().unwrap().len(), 0);
-    let all = ok(&c, "GET", "/api/v1/handlers?all=true", &c.viewer, None, 200).await;
-    assert_eq!(all["items"].as_array().unwrap().len(), 1);
-    ok(&c, "GET", "/api/v1/handlers/nope", &c.viewer, None, 404).await;
-
-    let comp = ok(
-        &c,
-        "POST",
-        "/api/v1/components",
-        &c.user,
-        Some(json!({"name": "worker-1", "type": "worker"})),
-        201,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/components",
-        &c.user,
-        Some(json!({"name": "worker-1", "type": "worker"})),
-        409,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/components/worker-1/heartbeat",
-        &c.user,
-        Some(json!({"health_status": "healthy"})),
-        200,
-    )
-    .await;
-    let cid = comp["id"].as_str().unwrap();
-    ok(
-        &c,
-        "GET",
-        &format!("/api/v1/components/{cid}"),
-        &c.user,
-        None,
-        200,
-    )
-    .await;
-    ok(&c, "GET", "/api/v1/components", &c.viewer, None, 403).await;
-    let list = ok(&c, "GET", "/api/v1/components", &c.user, None, 200).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let health = ok(&c, "GET", "/api/v1/components/health", &c.viewer, None, 200).await;
-    assert_eq!(health[0]["effective_health"], "healthy", "{health}");
-    ok(
-        &c,
-        "DELETE",
-        "/api/v1/components/worker-1",
-        &c.user,
-        None,
-        403,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        "/api/v1/components/worker-1",
-        &c.admin,
-        None,
-        204,
-    )
-    .await;
-
-    let logs = ok(
-        &c,
-        "POST",
-        "/api/v1/logs",
-        &c.user,
-        Some(
-            json!([{"level": "info", "message": "hello", "component_name": "w"},
-        {"level": "error", "message": "boom", "component_name": "w"}]),
-        ),
-        201,
-    )
-    .await;
-    assert_eq!(logs.as_array().unwrap().len(), 2);
-    ok(
-        &c,
-        "POST",
-        "/api/v1/logs",
-        &c.user,
-        Some(json!({"level": "warn", "message": "one"})),
-        201,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/logs",
-        &c.user,
-        Some(json!({"level": "loud", "message": "x"})),
-        422,
-    )
-    .await;
-    let q = ok(
-        &c,
-        "GET",
-        "/api/v1/logs?component_name=w&min_level=error",
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
-    assert_eq!(q["items"].as_array().unwrap().len(), 1);
-    ok(&c, "GET", "/api/v1/logs", &c.user, None, 403).await;
-
-    ok(
-        &c,
-        "PUT",
-        "/api/v1/configurations",
-        &c.admin,
-        Some(json!({"key": "smtp.password", "value": "hunter2", "is_sensitive": true})),
-        200,
-    )
-    .await;
-    ok(
-        &c,
-        "PUT",
-        "/api/v1/configurations",
-        &c.admin,
-        Some(json!({"key": "ui.theme", "value": "dark"})),
-        200,
-    )
-    .await;
-    ok(
-        &c,
-        "PUT",
-        "/api/v1/configurations",
-        &c.user,
-        Some(json!({"key": "x", "value": 1})),
-        403,
-    )
-    .await;
-    let one = c
-        .call(
-            "GET",
-            "/api/v1/configurations/smtp.password",
-            &c.admin,
-            None,
+    let c = TestApp::new(b).await;
+    c.admin()
+        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
+        .await
+        .want(201);
+    let h = c
+        .admin()
+        .patch(
+            "/api/v1/handlers/shell",
+            json!({"handler_name": "Shell v2"}),
         )
-        .await;
+        .await
+        .want(200);
+    assert_eq!(h["handler_name"], "Shell v2");
+    requests!(c;
+        PATCH "/api/v1/handlers/shell" with {"handler_name": "x"} by c.user => 403;
+        POST "/api/v1/handlers/shell/deactivate" by c.admin => 200;
+    );
+    let active = c.viewer().list_handlers().await.want(200);
+    assert_eq!(active.as_array().unwrap().len(), 0);
+    let all = c.viewer().get("/api/v1/handlers?all=true").await.want(200);
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    c.viewer().get("/api/v1/handlers/nope").await.want(404);
+
+    let comp = c
+        .user()
+        .create_component(json!({"name": "worker-1", "type": "worker"}))
+        .await
+        .want(201);
+    requests!(c;
+        POST "/api/v1/components" with {"name": "worker-1", "type": "worker"} by c.user => 409;
+        POST "/api/v1/components/worker-1/heartbeat" with {"health_status": "healthy"} by c.user => 200;
+    );
+    let cid = comp["id"].as_str().unwrap();
+    requests!(c;
+        GET "/api/v1/components/{cid}" by c.user => 200;
+        GET "/api/v1/components" by c.viewer => 403;
+    );
+    let list = c.user().list_components().await.want(200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let health = c.viewer().get("/api/v1/components/health").await.want(200);
+    assert_eq!(health[0]["effective_health"], "healthy", "{health}");
+    requests!(c;
+        DELETE "/api/v1/components/worker-1" by c.user => 403;
+        DELETE "/api/v1/components/worker-1" by c.admin => 204;
+    );
+
+    let logs = c.user().write_log(json!([{"level": "info", "message": "hello", "component_name": "w"}, {"level": "error", "message": "boom", "component_name": "w"}])).await.want(201);
+    assert_eq!(logs.as_array().unwrap().len(), 2);
+    requests!(c;
+        POST "/api/v1/logs" with {"level": "warn", "message": "one"} by c.user => 201;
+        POST "/api/v1/logs" with {"level": "loud", "message": "x"} by c.user => 422;
+    );
+    let q = c
+        .admin()
+        .get("/api/v1/logs?component_name=w&min_level=error")
+        .await
+        .want(200);
+    assert_eq!(q["items"].as_array().unwrap().len(), 1);
+    c.user().get("/api/v1/logs").await.want(403);
+
+    requests!(c;
+        PUT "/api/v1/configurations" with {"key": "smtp.password", "value": "hunter2", "is_sensitive": true} by c.admin => 200;
+        PUT "/api/v1/configurations" with {"key": "ui.theme", "value": "dark"} by c.admin => 200;
+        PUT "/api/v1/configurations" with {"key": "x", "value": 1} by c.user => 403;
+    );
+    let one = c.admin().get("/api/v1/configurations/smtp.password").await;
     assert_eq!(one.status, 200);
-    let listed = c
-        .call("GET", "/api/v1/configurations", &c.admin, None)
-        .await;
+    let listed = c.admin().get("/api/v1/configurations").await;
     for text in [one.body.to_string(), listed.body.to_string()] {
         assert!(
             !text.contains("hunter2"),
@@ -215,115 +94,48 @@ async fn registry_logs_and_configurations(b: Arc<dyn Backend>) {
         );
     }
     assert!(listed.body.to_string().contains("dark"));
-    ok(
-        &c,
-        "GET",
-        "/api/v1/configurations/ui.theme",
-        &c.viewer,
-        None,
-        403,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        "/api/v1/configurations/ui.theme",
-        &c.admin,
-        None,
-        204,
-    )
-    .await;
-    ok(
-        &c,
-        "GET",
-        "/api/v1/configurations/ui.theme",
-        &c.admin,
-        None,
-        404,
-    )
-    .await;
+    requests!(c;
+        GET "/api/v1/configurations/ui.theme" by c.viewer => 403;
+        DELETE "/api/v1/configurations/ui.theme" by c.admin => 204;
+        GET "/api/v1/configurations/ui.theme" by c.admin => 404;
+    );
 }
 
 async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (a_id, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (b_id, bk) = user_key(&b, Role::User, "b@x.io").await;
-    let u = ok(
-        &c,
-        "POST",
-        "/api/v1/users",
-        &c.admin,
-        Some(json!({"email": "New@X.io", "display_name": "N"})),
-        201,
-    )
-    .await;
+    let c = TestApp::new(b.clone()).await;
+    let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
+    let (b_id, bk) = c.user_key(Role::User, "b@x.io").await;
+    let u = c
+        .admin()
+        .create_user(json!({"email": "New@X.io", "display_name": "N"}))
+        .await
+        .want(201);
     assert!(u.get("password_hash").is_none());
-    ok(
-        &c,
-        "POST",
-        "/api/v1/users",
-        &c.admin,
-        Some(json!({"email": "new@x.io"})),
-        409,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/users",
-        &a,
-        Some(json!({"email": "c@x.io"})),
-        403,
-    )
-    .await;
-    let users = ok(&c, "GET", "/api/v1/users", &c.admin, None, 200).await;
-    assert_eq!(users["items"].as_array().unwrap().len(), 3);
-    assert_eq!(
-        ok(&c, "GET", "/api/v1/users/me", &a, None, 200).await["id"],
-        json!(a_id)
+    requests!(c;
+        POST "/api/v1/users" with {"email": "new@x.io"} by c.admin => 409;
+        POST "/api/v1/users" with {"email": "c@x.io"} by a => 403;
     );
-    ok(&c, "GET", "/api/v1/users/me", &c.user, None, 403).await; // a key of no user
-    ok(&c, "GET", &format!("/api/v1/users/{a_id}"), &a, None, 200).await;
-    ok(&c, "GET", &format!("/api/v1/users/{b_id}"), &a, None, 404).await;
-    let t = ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &c.admin,
-        Some(json!({"name": "core"})),
-        201,
-    )
-    .await;
+    let users = c.admin().list_users().await.want(200);
+    assert_eq!(users["items"].as_array().unwrap().len(), 3);
+    assert_eq!(c.by(&a).me().await.want(200)["id"], json!(a_id));
+    c.user().me().await.want(403); // a key of no user
+    requests!(c;
+        GET "/api/v1/users/{a_id}" by a => 200;
+        GET "/api/v1/users/{b_id}" by a => 404;
+    );
+    let t = c
+        .admin()
+        .create_team(json!({"name": "core"}))
+        .await
+        .want(201);
     let tid = t["id"].as_str().unwrap();
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/teams/{tid}/members"),
-        &c.admin,
-        Some(json!({"user_id": a_id, "role": "member"})),
-        201,
-    )
-    .await;
-    ok(
-        &c,
-        "GET",
-        &format!("/api/v1/teams/{tid}/members"),
-        &a,
-        None,
-        200,
-    )
-    .await;
-    ok(
-        &c,
-        "GET",
-        &format!("/api/v1/teams/{tid}/members"),
-        &bk,
-        None,
-        404,
-    )
-    .await;
+    requests!(c;
+        POST "/api/v1/teams/{tid}/members" with {"user_id": a_id, "role": "member"} by c.admin => 201;
+        GET "/api/v1/teams/{tid}/members" by a => 200;
+        GET "/api/v1/teams/{tid}/members" by bk => 404;
+    );
     assert_eq!(
-        ok(&c, "GET", "/api/v1/teams", &c.admin, None, 200).await["items"]
+        c.admin().get("/api/v1/teams").await.want(200)["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -344,94 +156,60 @@ async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        ok(
-            &c,
-            "GET",
-            "/api/v1/notifications?unread_only=true",
-            &a,
-            None,
-            200
-        )
-        .await["items"]
+        c.by(&a)
+            .get("/api/v1/notifications?unread_only=true")
+            .await
+            .want(200)["items"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        ok(&c, "GET", "/api/v1/notifications", &bk, None, 200).await["items"]
+        c.by(&bk).list_notifications().await.want(200)["items"]
             .as_array()
             .unwrap()
             .len(),
         0
     );
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/notifications/{}/read", n.id),
-        &bk,
-        None,
-        404,
-    )
-    .await;
-    let read = ok(
-        &c,
-        "POST",
-        &format!("/api/v1/notifications/{}/read", n.id),
-        &a,
-        None,
-        200,
-    )
-    .await;
+    c.by(&bk)
+        .post_empty(&format!("/api/v1/notifications/{}/read", n.id))
+        .await
+        .want(404);
+    let read = c
+        .by(&a)
+        .post_empty(&format!("/api/v1/notifications/{}/read", n.id))
+        .await
+        .want(200);
     assert_eq!(read["read"], true);
     assert_eq!(
-        ok(&c, "POST", "/api/v1/notifications/read-all", &a, None, 200).await["marked"],
+        c.by(&a)
+            .post_empty("/api/v1/notifications/read-all")
+            .await
+            .want(200)["marked"],
         0
     );
 
     // keys: one's own; an admin lists anyone's; last_used_at is recorded
-    let mine = ok(&c, "GET", "/api/v1/apikeys", &a, None, 200).await;
+    let mine = c.by(&a).list_api_keys().await.want(200);
     assert_eq!(mine["items"].as_array().unwrap().len(), 1);
     assert!(mine["items"][0]["last_used_at"].is_string(), "{mine}");
-    ok(
-        &c,
-        "GET",
-        &format!("/api/v1/apikeys?user_id={b_id}"),
-        &a,
-        None,
-        403,
-    )
-    .await;
-    let theirs = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/apikeys?user_id={b_id}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+    c.by(&a)
+        .get(&format!("/api/v1/apikeys?user_id={b_id}"))
+        .await
+        .want(403);
+    let theirs = c
+        .admin()
+        .get(&format!("/api/v1/apikeys?user_id={b_id}"))
+        .await
+        .want(200);
     let b_key = theirs["items"][0]["id"].as_str().unwrap().to_string();
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/apikeys/{b_key}"),
-        &a,
-        None,
-        404,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/apikeys/{b_key}"),
-        &bk,
-        None,
-        204,
-    )
-    .await;
+    requests!(c;
+        DELETE "/api/v1/apikeys/{b_key}" by a => 404;
+        DELETE "/api/v1/apikeys/{b_key}" by bk => 204;
+    );
     // revoked through the server: refused at once despite the cache
-    ok(&c, "GET", "/api/v1/apikeys", &bk, None, 401).await;
+    c.by(&bk).list_api_keys().await.want(401);
     // keys exist, so no bootstrap key is made
     assert!(flowstore_server::bootstrap_admin_key(&b)
         .await
@@ -440,8 +218,8 @@ async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
 }
 
 async fn errors_405_and_timeout_are_problems(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let r = c.call("DELETE", "/api/v1/workflows", &c.admin, None).await;
+    let c = TestApp::new(b.clone()).await;
+    let r = c.admin().delete("/api/v1/workflows").await;
     assert_eq!(r.status, 405);
     assert!(
         r.content_type.starts_with("application/problem+json"),
@@ -458,26 +236,20 @@ async fn errors_405_and_timeout_are_problems(b: Arc<dyn Backend>) {
         ..Default::default()
     };
     let state = flowstore_server::AppState::with_config(b.clone(), cfg);
-    let c2 = Client {
+    let c2 = TestApp {
         router: flowstore_server::app(state.clone()),
         state,
         ..c
     };
     let claim = json!({"worker_id": "w", "handler_types": ["none"], "limit": 1, "lease_ms": 1000, "wait_ms": 2000});
-    let r = c2
-        .call("POST", "/api/v1/worker/claim", &c2.user, Some(claim))
-        .await;
+    let r = c2.user().claim(claim).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.content_type.starts_with("application/problem+json"));
     assert_eq!(r.body["type"], "https://flowstore.dev/problems/timeout");
     // the configured rate limit applies (burst 2, both used above by the admin? no: per key)
     let mut last = 0;
     for _ in 0..3 {
-        last = c2
-            .call("GET", "/api/v1/handlers", &c2.viewer, None)
-            .await
-            .status
-            .as_u16();
+        last = c2.viewer().list_handlers().await.status.as_u16();
     }
     assert_eq!(last, 429);
 }

@@ -4,18 +4,13 @@
 //! them: a user changing themself, an admin changing or deleting anyone but the last
 //! admin, teams and notifications. On SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::Request;
-use common::{ok, Client};
 use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::PASSWORD;
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 both_backends!(
     signing_in_right_wrong_unknown_throttled_and_disabled,
@@ -26,49 +21,16 @@ both_backends!(
     teams_and_notifications,
 );
 
-const PASSWORD: &str = "correct horse battery";
-
-/// Creates a user with a password through the API: their ID.
-async fn user(c: &Client, email: &str, role: &str) -> String {
-    let body = json!({"email": email, "password": PASSWORD, "role": role});
-    let u = ok(c, "POST", "/api/v1/users", &c.admin, Some(body), 201).await;
-    u["id"].as_str().unwrap().to_string()
-}
-
 /// Signs in: (status, body, Retry-After).
-async fn sign_in(c: &Client, email: &str, password: &str) -> (u16, Value, Option<String>) {
-    let body = json!({"email": email, "password": password}).to_string();
-    let req = Request::builder()
-        .method("POST")
-        .uri("/api/v1/sessions")
-        .header("content-type", "application/json")
-        .header("user-agent", "flowstore-tests/1")
-        .body(Body::from(body))
-        .unwrap();
-    let res = c.router.clone().oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let retry = res
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = http_body_util::BodyExt::collect(res.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, body, retry)
-}
-
-/// Signs in and returns the session token.
-async fn token(c: &Client, email: &str) -> String {
-    let (status, body, _) = sign_in(c, email, PASSWORD).await;
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_string()
+async fn sign_in(c: &TestApp, email: &str, password: &str) -> (u16, Value, Option<String>) {
+    let a = c.sign_in_from(email, password, None).await;
+    let retry = a.header("retry-after").map(str::to_string);
+    (a.code(), a.body, retry)
 }
 
 async fn signing_in_right_wrong_unknown_throttled_and_disabled(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "user").await;
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "user").await;
 
     let (status, body, _) = sign_in(&c, "ADA@x.io", PASSWORD).await;
     assert_eq!(status, 201, "{body}");
@@ -129,284 +91,185 @@ async fn signing_in_right_wrong_unknown_throttled_and_disabled(b: Arc<dyn Backen
     );
     let secs: u64 = retry.expect("Retry-After").parse().unwrap();
     assert!(secs > 0 && secs <= 30, "{secs}");
-    let r = c
-        .call("GET", "/api/v1/sessions/current", &session_token, None)
-        .await;
+    let r = c.by(&session_token).current_session().await;
     assert_eq!(r.status, 200, "{}", r.body);
     // The count is shown to admins.
-    let ada = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/users/{id}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+    let ada = c.admin().get_user(&id).await.want(200);
     assert_eq!(ada["failed_login_count"], 5);
     assert!(ada["locked_until"].is_string(), "{ada}");
 
     // An account without a password matches none.
-    ok(
-        &c,
-        "POST",
-        "/api/v1/users",
-        &c.admin,
-        Some(json!({"email": "nopw@x.io"})),
-        201,
-    )
-    .await;
+    c.admin()
+        .create_user(json!({"email": "nopw@x.io"}))
+        .await
+        .want(201);
     let (status, nopw_body, _) = sign_in(&c, "nopw@x.io", PASSWORD).await;
     assert_eq!((status, &nopw_body), (401, &wrong_body));
 
     // A switched-off account: the right password is refused with 403, a wrong one
     // is just wrong.
-    user(&c, "bob@x.io", "user").await;
-    let bob = token(&c, "bob@x.io").await;
-    let bob_id = ok(&c, "GET", "/api/v1/sessions/current", &bob, None, 200).await["user"]["id"]
+    c.password_user("bob@x.io", "user").await;
+    let bob = c.session_token("bob@x.io").await;
+    let bob_id = c.by(&bob).current_session().await.want(200)["user"]["id"]
         .as_str()
         .unwrap()
         .to_string();
     // Bob's API key works while he is active (used once so that it is cached).
-    let bob_key = ok(
-        &c,
-        "POST",
-        "/api/v1/apikeys",
-        &c.admin,
-        Some(json!({"name": "bob's worker", "role": "user", "user_id": bob_id})),
-        201,
-    )
-    .await["key"]
+    let bob_key = c
+        .admin()
+        .create_api_key(json!({"name": "bob's worker", "role": "user", "user_id": bob_id}))
+        .await
+        .want(201)["key"]
         .as_str()
         .unwrap()
         .to_string();
-    ok(&c, "GET", "/api/v1/workflows", &bob_key, None, 200).await;
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{bob_id}"),
-        &c.admin,
-        Some(json!({"status": "suspended"})),
-        200,
-    )
-    .await;
+    requests!(c;
+        GET "/api/v1/workflows" by bob_key => 200;
+        PATCH "/api/v1/users/{bob_id}" with {"status": "suspended"} by c.admin => 200;
+    );
     // Switching a user off switches off their API keys at once, cache or not.
-    let r = c.call("GET", "/api/v1/workflows", &bob_key, None).await;
+    let r = c.by(&bob_key).list_workflows().await;
     assert_eq!(r.status, 401, "{}", r.body);
     let (status, body, _) = sign_in(&c, "bob@x.io", PASSWORD).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(sign_in(&c, "bob@x.io", "wrong").await.0, 401);
-    assert_eq!(
-        c.call("GET", "/api/v1/sessions/current", &bob, None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(c.by(&bob).current_session().await.status, 401);
     // Switched on again, the old session stays ended (it was revoked); a new one works.
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{bob_id}"),
-        &c.admin,
-        Some(json!({"status": "active"})),
-        200,
-    )
-    .await;
-    assert_eq!(
-        c.call("GET", "/api/v1/sessions/current", &bob, None)
-            .await
-            .status,
-        401
-    );
-    token(&c, "bob@x.io").await;
+    c.admin()
+        .update_user(&bob_id, json!({"status": "active"}))
+        .await
+        .want(200);
+    assert_eq!(c.by(&bob).current_session().await.status, 401);
+    c.session_token("bob@x.io").await;
     // His key was never revoked: it works again.
-    ok(&c, "GET", "/api/v1/workflows", &bob_key, None, 200).await;
+    c.by(&bob_key).list_workflows().await.want(200);
 }
 
 async fn sessions_act_with_their_users_role(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let admin_id = user(&c, "admin@x.io", "admin").await;
-    let user_id = user(&c, "user@x.io", "user").await;
-    user(&c, "viewer@x.io", "viewer").await;
-    let admin = token(&c, "admin@x.io").await;
-    let usr = token(&c, "user@x.io").await;
-    let viewer = token(&c, "viewer@x.io").await;
+    let c = TestApp::new(b).await;
+    let admin_id = c.password_user("admin@x.io", "admin").await;
+    let user_id = c.password_user("user@x.io", "user").await;
+    c.password_user("viewer@x.io", "viewer").await;
+    let admin = c.session_token("admin@x.io").await;
+    let usr = c.session_token("user@x.io").await;
+    let viewer = c.session_token("viewer@x.io").await;
 
-    let me = ok(&c, "GET", "/api/v1/sessions/current", &usr, None, 200).await;
+    let me = c.by(&usr).current_session().await.want(200);
     assert_eq!(me["credential"], "session");
     assert_eq!(me["role"], "user");
     assert_eq!(me["user"]["id"], json!(user_id));
     assert!(me["session"]["id"].is_string());
     assert!(me["api_key"].is_null());
-    let me = ok(&c, "GET", "/api/v1/sessions/current", &c.user, None, 200).await;
+    let me = c.user().current_session().await.want(200);
     assert_eq!(
         (me["credential"].as_str(), me["user"].is_null()),
         (Some("api_key"), true)
     );
 
     let wf = json!({"name": "w", "definition": {"steps": []}});
-    ok(&c, "GET", "/api/v1/workflows", &viewer, None, 200).await;
-    ok(
-        &c,
-        "POST",
-        "/api/v1/workflows",
-        &viewer,
-        Some(wf.clone()),
-        403,
-    )
-    .await;
-    let created = ok(&c, "POST", "/api/v1/workflows", &usr, Some(wf.clone()), 201).await;
+    requests!(c;
+        GET "/api/v1/workflows" by viewer => 200;
+        POST "/api/v1/workflows" with (wf.clone()) by viewer => 403;
+    );
+    let created = c.by(&usr).create_workflow(wf.clone()).await.want(201);
     assert_eq!(
         created["owner_id"],
         json!(user_id),
         "owned by the session's user"
     );
-    ok(&c, "GET", "/api/v1/users", &usr, None, 403).await;
-    ok(&c, "GET", "/api/v1/audit", &usr, None, 403).await;
-    ok(&c, "GET", "/api/v1/users", &admin, None, 200).await;
-    ok(&c, "GET", "/api/v1/audit", &admin, None, 200).await;
-    let me = ok(&c, "GET", "/api/v1/users/me", &admin, None, 200).await;
+    requests!(c;
+        GET "/api/v1/users" by usr => 403;
+        GET "/api/v1/audit" by usr => 403;
+        GET "/api/v1/users" by admin => 200;
+        GET "/api/v1/audit" by admin => 200;
+    );
+    let me = c.by(&admin).me().await.want(200);
     assert_eq!(me["id"], json!(admin_id));
 
     // A role change applies to live sessions at once.
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{user_id}"),
-        &admin,
-        Some(json!({"role": "viewer"})),
-        200,
-    )
-    .await;
-    ok(&c, "POST", "/api/v1/workflows", &usr, Some(wf), 403).await;
+    requests!(c;
+        PATCH "/api/v1/users/{user_id}" with {"role": "viewer"} by admin => 200;
+        POST "/api/v1/workflows" with (wf) by usr => 403;
+    );
     assert_eq!(
-        ok(&c, "GET", "/api/v1/sessions/current", &usr, None, 200).await["role"],
+        c.by(&usr).current_session().await.want(200)["role"],
         "viewer"
     );
 
     // A made-up token is not a session; API keys keep working beside sessions.
     assert_eq!(
-        c.call(
-            "GET",
-            "/api/v1/workflows",
-            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-            None
-        )
-        .await
-        .status,
+        c.by("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+            .list_workflows()
+            .await
+            .status,
         401
     );
-    ok(&c, "GET", "/api/v1/workflows", &c.viewer, None, 200).await;
+    c.viewer().list_workflows().await.want(200);
 }
 
 async fn signing_out_and_deleting_end_sessions(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "viewer").await;
-    let first = token(&c, "ada@x.io").await;
-    let second = token(&c, "ada@x.io").await;
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "viewer").await;
+    let first = c.session_token("ada@x.io").await;
+    let second = c.session_token("ada@x.io").await;
     // A viewer may sign out (a DELETE).
-    ok(&c, "DELETE", "/api/v1/sessions/current", &first, None, 204).await;
-    ok(&c, "GET", "/api/v1/sessions/current", &first, None, 401).await;
-    ok(&c, "DELETE", "/api/v1/sessions/current", &first, None, 401).await;
-    ok(&c, "GET", "/api/v1/sessions/current", &second, None, 200).await;
+    requests!(c;
+        DELETE "/api/v1/sessions/current" by first => 204;
+        GET "/api/v1/sessions/current" by first => 401;
+        DELETE "/api/v1/sessions/current" by first => 401;
+        GET "/api/v1/sessions/current" by second => 200;
+    );
     // An API key has no session to end.
-    ok(&c, "DELETE", "/api/v1/sessions/current", &c.user, None, 404).await;
+    c.user().sign_out().await.want(404);
 
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/users/{id}"),
-        &c.admin,
-        None,
-        204,
-    )
-    .await;
-    ok(&c, "GET", "/api/v1/sessions/current", &second, None, 401).await;
-    ok(
-        &c,
-        "GET",
-        &format!("/api/v1/users/{id}"),
-        &c.admin,
-        None,
-        404,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/users/{id}"),
-        &c.admin,
-        None,
-        404,
-    )
-    .await;
+    requests!(c;
+        DELETE "/api/v1/users/{id}" by c.admin => 204;
+        GET "/api/v1/sessions/current" by second => 401;
+        GET "/api/v1/users/{id}" by c.admin => 404;
+        DELETE "/api/v1/users/{id}" by c.admin => 404;
+    );
 }
 
 async fn users_change_themselves_and_admins_change_anyone(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let ada = user(&c, "ada@x.io", "user").await;
-    let bob = user(&c, "bob@x.io", "viewer").await;
-    let ada_t = token(&c, "ada@x.io").await;
-    let ada_other = token(&c, "ada@x.io").await;
-    let bob_t = token(&c, "bob@x.io").await;
+    let c = TestApp::new(b).await;
+    let ada = c.password_user("ada@x.io", "user").await;
+    let bob = c.password_user("bob@x.io", "viewer").await;
+    let ada_t = c.session_token("ada@x.io").await;
+    let ada_other = c.session_token("ada@x.io").await;
+    let bob_t = c.session_token("bob@x.io").await;
     let me = format!("/api/v1/users/{ada}");
 
-    let u = ok(
-        &c,
-        "PATCH",
-        &me,
-        &ada_t,
-        Some(json!({"display_name": "Ada"})),
-        200,
-    )
-    .await;
+    let u = c
+        .by(&ada_t)
+        .patch(&me, json!({"display_name": "Ada"}))
+        .await
+        .want(200);
     assert_eq!(u["display_name"], "Ada");
-    let u = ok(
-        &c,
-        "PATCH",
-        &me,
-        &ada_t,
-        Some(json!({"display_name": null})),
-        200,
-    )
-    .await;
+    let u = c
+        .by(&ada_t)
+        .patch(&me, json!({"display_name": null}))
+        .await
+        .want(200);
     assert!(u["display_name"].is_null());
     // A viewer changes their own name too.
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{bob}"),
-        &bob_t,
-        Some(json!({"display_name": "B"})),
-        200,
-    )
-    .await;
+    c.by(&bob_t)
+        .update_user(&bob, json!({"display_name": "B"}))
+        .await
+        .want(200);
     // Not someone else, not one's role or status, not read-only or unknown fields.
-    ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{bob}"),
-        &ada_t,
-        Some(json!({"display_name": "x"})),
-        404,
-    )
-    .await;
-    let r = c
-        .call("PATCH", &me, &ada_t, Some(json!({"role": "admin"})))
-        .await;
+    c.by(&ada_t)
+        .update_user(&bob, json!({"display_name": "x"}))
+        .await
+        .want(404);
+    let r = c.by(&ada_t).patch(&me, json!({"role": "admin"})).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].clone()),
         (403, json!("role"))
     );
-    ok(
-        &c,
-        "PATCH",
-        &me,
-        &ada_t,
-        Some(json!({"status": "inactive"})),
-        403,
-    )
-    .await;
+    c.by(&ada_t)
+        .patch(&me, json!({"status": "inactive"}))
+        .await
+        .want(403);
     for field in [
         "email",
         "id",
@@ -414,235 +277,141 @@ async fn users_change_themselves_and_admins_change_anyone(b: Arc<dyn Backend>) {
         "failed_login_count",
         "password_hash",
     ] {
-        let r = c
-            .call("PATCH", &me, &ada_t, Some(json!({field: "x"})))
-            .await;
+        let r = c.by(&ada_t).patch(&me, json!({field: "x"})).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (422, Some(field)),
             "{field}"
         );
     }
-    let r = c
-        .call("PATCH", &me, &c.admin, Some(json!({"role": "boss"})))
-        .await;
+    let r = c.admin().patch(&me, json!({"role": "boss"})).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (422, Some("role"))
     );
-    ok(
-        &c,
-        "PATCH",
-        &me,
-        &c.admin,
-        Some(json!({"display_name": "x".repeat(201)})),
-        422,
-    )
-    .await;
+    c.admin()
+        .patch(&me, json!({"display_name": "x".repeat(201)}))
+        .await
+        .want(422);
 
     // One's own password needs the current one.
     let r = c
-        .call(
-            "PATCH",
-            &me,
-            &ada_t,
-            Some(json!({"password": "a new password"})),
-        )
+        .by(&ada_t)
+        .patch(&me, json!({"password": "a new password"}))
         .await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (422, Some("current_password"))
     );
     let wrong = json!({"password": "a new password", "current_password": "nope nope"});
-    let r = c.call("PATCH", &me, &ada_t, Some(wrong)).await;
+    let r = c.by(&ada_t).patch(&me, wrong).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (422, Some("current_password"))
     );
     let short = json!({"password": "short", "current_password": PASSWORD});
-    let r = c.call("PATCH", &me, &ada_t, Some(short)).await;
+    let r = c.by(&ada_t).patch(&me, short).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (422, Some("password"))
     );
     let good = json!({"password": "a new password", "current_password": PASSWORD});
-    ok(&c, "PATCH", &me, &ada_t, Some(good), 200).await;
+    c.by(&ada_t).patch(&me, good).await.want(200);
     assert_eq!(sign_in(&c, "ada@x.io", PASSWORD).await.0, 401);
     assert_eq!(sign_in(&c, "ada@x.io", "a new password").await.0, 201);
     // The session that changed it stays; the other one ended.
-    ok(&c, "GET", "/api/v1/sessions/current", &ada_t, None, 200).await;
-    ok(&c, "GET", "/api/v1/sessions/current", &ada_other, None, 401).await;
+    requests!(c;
+        GET "/api/v1/sessions/current" by ada_t => 200;
+        GET "/api/v1/sessions/current" by ada_other => 401;
+    );
 
     // An admin sets anyone's role, status and password.
-    let u = ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/users/{bob}"),
-        &c.admin,
-        Some(json!({"role": "user", "password": "set by the admin"})),
-        200,
-    )
-    .await;
+    let u = c
+        .admin()
+        .update_user(
+            &bob,
+            json!({"role": "user", "password": "set by the admin"}),
+        )
+        .await
+        .want(200);
     assert_eq!(u["role"], "user");
     assert_eq!(sign_in(&c, "bob@x.io", "set by the admin").await.0, 201);
-    ok(&c, "GET", "/api/v1/sessions/current", &bob_t, None, 401).await;
+    c.by(&bob_t).current_session().await.want(401);
     // Deleting is for admins.
-    ok(&c, "DELETE", &me, &ada_t, None, 403).await;
+    c.by(&ada_t).delete(&me).await.want(403);
 }
 
 async fn the_last_admin_stays(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let first = user(&c, "first@x.io", "admin").await;
-    let t = token(&c, "first@x.io").await;
+    let c = TestApp::new(b).await;
+    let first = c.password_user("first@x.io", "admin").await;
+    let t = c.session_token("first@x.io").await;
     let path = format!("/api/v1/users/{first}");
-    let r = c
-        .call("PATCH", &path, &t, Some(json!({"role": "user"})))
-        .await;
+    let r = c.by(&t).patch(&path, json!({"role": "user"})).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (409, Some("role"))
     );
-    let r = c
-        .call("PATCH", &path, &t, Some(json!({"status": "inactive"})))
-        .await;
+    let r = c.by(&t).patch(&path, json!({"status": "inactive"})).await;
     assert_eq!(
         (r.status.as_u16(), r.body["field"].as_str()),
         (409, Some("status"))
     );
-    ok(&c, "DELETE", &path, &t, None, 409).await;
+    c.by(&t).delete(&path).await.want(409);
     // Nothing changed.
-    let u = ok(&c, "GET", &path, &t, None, 200).await;
+    let u = c.by(&t).get(&path).await.want(200);
     assert_eq!(
         (u["role"].as_str(), u["status"].as_str()),
         (Some("admin"), Some("active"))
     );
 
     // With a second admin, the first may go.
-    let second = user(&c, "second@x.io", "admin").await;
-    ok(&c, "DELETE", &path, &t, None, 204).await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/users/{second}"),
-        &c.admin,
-        None,
-        409,
-    )
-    .await;
+    let second = c.password_user("second@x.io", "admin").await;
+    c.by(&t).delete(&path).await.want(204);
+    c.admin().delete_user(&second).await.want(409);
 }
 
 async fn teams_and_notifications(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let ada = user(&c, "ada@x.io", "user").await;
-    let bob = user(&c, "bob@x.io", "user").await;
-    let ada_t = token(&c, "ada@x.io").await;
-    let bob_t = token(&c, "bob@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let ada = c.password_user("ada@x.io", "user").await;
+    let bob = c.password_user("bob@x.io", "user").await;
+    let ada_t = c.session_token("ada@x.io").await;
+    let bob_t = c.session_token("bob@x.io").await;
 
-    let team = ok(
-        &c,
-        "POST",
-        "/api/v1/teams",
-        &c.admin,
-        Some(json!({"name": "core"})),
-        201,
-    )
-    .await;
+    let team = c
+        .admin()
+        .create_team(json!({"name": "core"}))
+        .await
+        .want(201);
     let tid = team["id"].as_str().unwrap();
     let members = format!("/api/v1/teams/{tid}/members");
-    ok(
-        &c,
-        "POST",
-        &members,
-        &c.admin,
-        Some(json!({"user_id": ada})),
-        201,
-    )
-    .await;
-    let m = ok(
-        &c,
-        "PATCH",
-        &format!("{members}/{ada}"),
-        &c.admin,
-        Some(json!({"role": "owner"})),
-        200,
-    )
-    .await;
+    c.admin()
+        .post(&members, json!({"user_id": ada}))
+        .await
+        .want(201);
+    let m = c
+        .admin()
+        .patch(&format!("{members}/{ada}"), json!({"role": "owner"}))
+        .await
+        .want(200);
     assert_eq!(m["role"], "owner");
-    ok(
-        &c,
-        "PATCH",
-        &format!("{members}/{ada}"),
-        &c.admin,
-        Some(json!({"role": "chief"})),
-        422,
-    )
-    .await;
-    ok(
-        &c,
-        "PATCH",
-        &format!("{members}/{ada}"),
-        &ada_t,
-        Some(json!({"role": "member"})),
-        403,
-    )
-    .await;
-    ok(
-        &c,
-        "PATCH",
-        &format!("{members}/{bob}"),
-        &c.admin,
-        Some(json!({"role": "member"})),
-        404,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("{members}/{bob}"),
-        &c.admin,
-        None,
-        404,
-    )
-    .await;
-    ok(&c, "GET", &members, &ada_t, None, 200).await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("{members}/{ada}"),
-        &c.admin,
-        None,
-        204,
-    )
-    .await;
-    ok(&c, "GET", &members, &ada_t, None, 404).await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/teams/{tid}"),
-        &ada_t,
-        None,
-        403,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/teams/{tid}"),
-        &c.admin,
-        None,
-        204,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/teams/{tid}"),
-        &c.admin,
-        None,
-        404,
-    )
-    .await;
-    ok(&c, "GET", &members, &c.admin, None, 404).await;
+    requests!(c;
+        PATCH "{members}/{ada}" with {"role": "chief"} by c.admin => 422;
+        PATCH "{members}/{ada}" with {"role": "member"} by ada_t => 403;
+        PATCH "{members}/{bob}" with {"role": "member"} by c.admin => 404;
+        DELETE "{members}/{bob}" by c.admin => 404;
+    );
+    c.by(&ada_t).get(&members).await.want(200);
+    c.admin()
+        .delete(&format!("{members}/{ada}"))
+        .await
+        .want(204);
+    c.by(&ada_t).get(&members).await.want(404);
+    requests!(c;
+        DELETE "/api/v1/teams/{tid}" by ada_t => 403;
+        DELETE "/api/v1/teams/{tid}" by c.admin => 204;
+        DELETE "/api/v1/teams/{tid}" by c.admin => 404;
+    );
+    c.admin().get(&members).await.want(404);
 
     let mut tx = b.begin().await.unwrap();
     let mut ids = Vec::new();
@@ -662,61 +431,26 @@ async fn teams_and_notifications(b: Arc<dyn Backend>) {
     tx.commit().await.unwrap();
     let count = "/api/v1/notifications/unread-count";
     assert_eq!(
-        ok(&c, "GET", count, &ada_t, None, 200).await,
+        c.by(&ada_t).get(count).await.want(200),
         json!({"unread": 2})
     );
     assert_eq!(
-        ok(&c, "GET", count, &bob_t, None, 200).await,
+        c.by(&bob_t).get(count).await.want(200),
         json!({"unread": 0})
     );
-    ok(&c, "GET", count, &c.user, None, 403).await; // a key of no user
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/notifications/{}/read", ids[0]),
-        &bob_t,
-        None,
-        404,
-    )
-    .await;
-    ok(
-        &c,
-        "POST",
-        &format!("/api/v1/notifications/{}/read", ids[0]),
-        &ada_t,
-        None,
-        200,
-    )
-    .await;
-    assert_eq!(ok(&c, "GET", count, &ada_t, None, 200).await["unread"], 1);
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/notifications/{}", ids[1]),
-        &bob_t,
-        None,
-        404,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/notifications/{}", ids[1]),
-        &ada_t,
-        None,
-        204,
-    )
-    .await;
-    ok(
-        &c,
-        "DELETE",
-        &format!("/api/v1/notifications/{}", ids[1]),
-        &ada_t,
-        None,
-        404,
-    )
-    .await;
-    assert_eq!(ok(&c, "GET", count, &ada_t, None, 200).await["unread"], 0);
-    let list = ok(&c, "GET", "/api/v1/notifications", &ada_t, None, 200).await;
+    c.user().get(count).await.want(403); // a key of no user
+    let (first, second) = (&ids[0], &ids[1]);
+    requests!(c;
+        POST "/api/v1/notifications/{first}/read" by bob_t => 404;
+        POST "/api/v1/notifications/{first}/read" by ada_t => 200;
+    );
+    assert_eq!(c.by(&ada_t).get(count).await.want(200)["unread"], 1);
+    requests!(c;
+        DELETE "/api/v1/notifications/{second}" by bob_t => 404;
+        DELETE "/api/v1/notifications/{second}" by ada_t => 204;
+        DELETE "/api/v1/notifications/{second}" by ada_t => 404;
+    );
+    assert_eq!(c.by(&ada_t).get(count).await.want(200)["unread"], 0);
+    let list = c.by(&ada_t).list_notifications().await.want(200);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }

@@ -2,20 +2,13 @@
 //! address, without ending the sessions and API keys of a throttled account; an
 //! admin's unlock; and the audit entries of each. On SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::Request;
-use common::{ok, Client};
 use flowstore_core::Backend;
-use flowstore_server::{app, serve, AppState, ServerConfig, SignInLimits};
+use flowstore_server::{serve, AppState, ServerConfig, SignInLimits};
+use flowstore_testkit::fixtures::PASSWORD;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 both_backends!(
     unknown_and_existing_emails_are_throttled_alike,
@@ -28,8 +21,6 @@ both_backends!(
     a_flood_over_tcp_is_cut_off_at_the_address_burst,
 );
 
-const PASSWORD: &str = "correct horse battery";
-
 /// One answer to a sign-in: status, body and Retry-After.
 #[derive(Debug, PartialEq)]
 struct Answer {
@@ -39,64 +30,26 @@ struct Answer {
 }
 
 /// Signs in, from `from` when given (as a server with connection info would see it).
-async fn sign_in(c: &Client, email: &str, password: &str, from: Option<&str>) -> Answer {
-    let body = json!({"email": email, "password": password}).to_string();
-    let mut req = Request::builder()
-        .method("POST")
-        .uri("/api/v1/sessions")
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    if let Some(ip) = from {
-        let addr = SocketAddr::new(ip.parse().unwrap(), 40000);
-        req.extensions_mut().insert(ConnectInfo(addr));
-    }
-    let res = c.router.clone().oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let retry = res
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let bytes = http_body_util::BodyExt::collect(res.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+async fn sign_in(c: &TestApp, email: &str, password: &str, from: Option<&str>) -> Answer {
+    let a = c.sign_in_from(email, password, from).await;
     Answer {
-        status,
-        body,
-        retry,
+        status: a.code(),
+        retry: a.header("retry-after").map(|v| v.parse().unwrap()),
+        body: a.body,
     }
 }
 
 /// A client whose server has `limits`.
-async fn client(b: Arc<dyn Backend>, limits: SignInLimits) -> Client {
-    let mut c = Client::new(b.clone()).await;
+async fn client(b: Arc<dyn Backend>, limits: SignInLimits) -> TestApp {
     let cfg = ServerConfig {
         sign_in: limits,
         ..ServerConfig::default()
     };
-    c.state = AppState::with_config(b, cfg);
-    c.router = app(c.state.clone());
-    c
-}
-
-/// Creates a user with a password through the API: their ID.
-async fn user(c: &Client, email: &str, role: &str) -> String {
-    let body = json!({"email": email, "password": PASSWORD, "role": role});
-    let u = ok(c, "POST", "/api/v1/users", &c.admin, Some(body), 201).await;
-    u["id"].as_str().unwrap().to_string()
-}
-
-/// Signs in with the right password: the session token.
-async fn token(c: &Client, email: &str) -> String {
-    let a = sign_in(c, email, PASSWORD, None).await;
-    assert_eq!(a.status, 201, "{}", a.body);
-    a.body["token"].as_str().unwrap().to_string()
+    TestApp::with_config(b, cfg).await
 }
 
 /// Sends wrong passwords for `email` until it is throttled: the answers.
-async fn throttle(c: &Client, email: &str) -> Vec<Answer> {
+async fn throttle(c: &TestApp, email: &str) -> Vec<Answer> {
     let mut answers = Vec::new();
     for i in 0..7 {
         answers.push(sign_in(c, email, &format!("wrong password {i}"), None).await);
@@ -105,22 +58,18 @@ async fn throttle(c: &Client, email: &str) -> Vec<Answer> {
 }
 
 /// The audit entries with `action`, newest first.
-async fn audit(c: &Client, action: &str) -> Vec<Value> {
-    let page = ok(
-        c,
-        "GET",
-        &format!("/api/v1/audit?action={action}"),
-        &c.admin,
-        None,
-        200,
-    )
-    .await;
+async fn audit(c: &TestApp, action: &str) -> Vec<Value> {
+    let page = c
+        .admin()
+        .get(&format!("/api/v1/audit?action={action}"))
+        .await
+        .want(200);
     page["items"].as_array().unwrap().clone()
 }
 
 async fn unknown_and_existing_emails_are_throttled_alike(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "admin").await;
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "admin").await;
     let real = throttle(&c, "ada@x.io").await;
     let unknown = throttle(&c, "ghost@x.io").await;
     // Five wrong passwords answer 401, then the throttle answers 429 with the time to
@@ -140,8 +89,8 @@ async fn unknown_and_existing_emails_are_throttled_alike(b: Arc<dyn Backend>) {
     let right = sign_in(&c, "ada@x.io", PASSWORD, None).await;
     assert_eq!((right.status, &right.body), (429, &real[6].body));
     // Other accounts are untouched.
-    user(&c, "bob@x.io", "user").await;
-    token(&c, "bob@x.io").await;
+    c.password_user("bob@x.io", "user").await;
+    c.session_token("bob@x.io").await;
 
     // The throttle engaging is written once for each email (not for every refused
     // attempt), besides each wrong password.
@@ -164,40 +113,36 @@ async fn unknown_and_existing_emails_are_throttled_alike(b: Arc<dyn Backend>) {
 }
 
 async fn a_throttled_account_keeps_its_sessions_and_keys(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "user").await;
-    let session = token(&c, "ada@x.io").await;
-    let key = ok(
-        &c,
-        "POST",
-        "/api/v1/apikeys",
-        &c.admin,
-        Some(json!({"name": "ada's worker", "role": "user", "user_id": id})),
-        201,
-    )
-    .await["key"]
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "user").await;
+    let session = c.session_token("ada@x.io").await;
+    let key = c
+        .admin()
+        .create_api_key(json!({"name": "ada's worker", "role": "user", "user_id": id}))
+        .await
+        .want(201)["key"]
         .as_str()
         .unwrap()
         .to_string();
     let answers = throttle(&c, "ada@x.io").await;
     assert_eq!(answers.last().unwrap().status, 429);
     // Strangers' wrong passwords do not sign the owner out.
-    let me = ok(&c, "GET", "/api/v1/sessions/current", &session, None, 200).await;
+    let me = c.by(&session).current_session().await.want(200);
     assert_eq!(me["user"]["id"], json!(id));
     assert!(me["user"]["locked_until"].is_string());
-    ok(&c, "GET", "/api/v1/workflows", &key, None, 200).await;
+    c.by(&key).list_workflows().await.want(200);
     let wf = json!({"name": "w", "definition": {"steps": []}});
-    ok(&c, "POST", "/api/v1/workflows", &session, Some(wf), 201).await;
+    c.by(&session).create_workflow(wf).await.want(201);
 }
 
 async fn an_admin_unlock_lets_the_owner_in_at_once(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "admin").await;
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "admin").await;
     throttle(&c, "ada@x.io").await;
     assert_eq!(sign_in(&c, "ada@x.io", PASSWORD, None).await.status, 429);
 
     let path = format!("/api/v1/users/{id}/unlock");
-    let u = ok(&c, "POST", &path, &c.admin, None, 200).await;
+    let u = c.admin().post_empty(&path).await.want(200);
     assert_eq!(u["failed_login_count"], 0);
     assert!(u["locked_until"].is_null());
     assert!(u.get("password_hash").is_none());
@@ -221,22 +166,25 @@ async fn an_admin_unlock_lets_the_owner_in_at_once(b: Arc<dyn Backend>) {
         "/api/v1/users/{}/unlock",
         flowstore_core::ids::UserId::new()
     );
-    ok(&c, "POST", &nobody, &c.admin, None, 404).await;
-    ok(&c, "POST", "/api/v1/users/nope/unlock", &c.admin, None, 404).await;
+    c.admin().post_empty(&nobody).await.want(404);
+    c.admin()
+        .post_empty("/api/v1/users/nope/unlock")
+        .await
+        .want(404);
 }
 
 async fn only_admins_unlock(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "user").await;
-    user(&c, "vic@x.io", "viewer").await;
-    let ada = token(&c, "ada@x.io").await;
-    let vic = token(&c, "vic@x.io").await;
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "user").await;
+    c.password_user("vic@x.io", "viewer").await;
+    let ada = c.session_token("ada@x.io").await;
+    let vic = c.session_token("vic@x.io").await;
     throttle(&c, "ada@x.io").await;
     let path = format!("/api/v1/users/{id}/unlock");
     // Not even one's own account: whoever holds a session could otherwise lift the
     // throttle that protects the password.
     for k in [&ada, &vic, &c.user, &c.viewer] {
-        ok(&c, "POST", &path, k, None, 403).await;
+        c.by(k).post_empty(&path).await.want(403);
     }
     assert_eq!(sign_in(&c, "ada@x.io", PASSWORD, None).await.status, 429);
     assert!(audit(&c, "user.unlock").await.is_empty());
@@ -249,7 +197,7 @@ async fn sign_in_is_limited_per_client_address(b: Arc<dyn Backend>) {
         ..SignInLimits::default()
     };
     let c = client(b, limits).await;
-    user(&c, "ada@x.io", "user").await;
+    c.password_user("ada@x.io", "user").await;
     // Every attempt counts, right or wrong, for any email.
     assert_eq!(
         sign_in(&c, "ada@x.io", PASSWORD, Some("10.0.0.1"))
@@ -302,7 +250,7 @@ async fn wrong_passwords_from_one_address_are_delayed(b: Arc<dyn Backend>) {
         ..SignInLimits::default()
     };
     let c = client(b, limits).await;
-    user(&c, "ada@x.io", "user").await;
+    c.password_user("ada@x.io", "user").await;
     // Wrong passwords for different emails (none of them throttled by itself) add up
     // for the address that sends them.
     for n in 0..3 {
@@ -331,13 +279,13 @@ async fn wrong_passwords_from_one_address_are_delayed(b: Arc<dyn Backend>) {
 }
 
 async fn guessing_the_current_password_is_throttled_too(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let id = user(&c, "ada@x.io", "user").await;
-    let ada = token(&c, "ada@x.io").await;
+    let c = TestApp::new(b).await;
+    let id = c.password_user("ada@x.io", "user").await;
+    let ada = c.session_token("ada@x.io").await;
     let me = format!("/api/v1/users/{id}");
     for n in 0..5 {
         let guess = json!({"password": "a new password", "current_password": format!("guess {n}")});
-        let r = c.call("PATCH", &me, &ada, Some(guess)).await;
+        let r = c.by(&ada).patch(&me, guess).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (422, Some("current_password")),
@@ -346,15 +294,18 @@ async fn guessing_the_current_password_is_throttled_too(b: Arc<dyn Backend>) {
         );
     }
     let right = json!({"password": "a new password", "current_password": PASSWORD});
-    let r = c.call("PATCH", &me, &ada, Some(right.clone())).await;
+    let r = c.by(&ada).patch(&me, right.clone()).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.body["field"], "current_password");
     // Signing in is throttled as well: the guesses were at the same password.
     assert_eq!(sign_in(&c, "ada@x.io", PASSWORD, None).await.status, 429);
     assert_eq!(audit(&c, "session.throttled").await.len(), 1);
     // After an admin's unlock, the right password changes it, and the new one signs in.
-    ok(&c, "POST", &format!("{me}/unlock"), &c.admin, None, 200).await;
-    ok(&c, "PATCH", &me, &ada, Some(right), 200).await;
+    c.admin()
+        .post_empty(&format!("{me}/unlock"))
+        .await
+        .want(200);
+    c.by(&ada).patch(&me, right).await.want(200);
     assert_eq!(
         sign_in(&c, "ada@x.io", "a new password", None).await.status,
         201

@@ -2,13 +2,10 @@
 //! the database pool's connections in `/metrics`: success and failure. On SQLite and
 //! PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{ok, Client};
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -33,22 +30,16 @@ fn names(page: &Value) -> Vec<String> {
 }
 
 async fn system_metrics(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
+    let c = TestApp::new(b).await;
     let sample = |name: &str, v: f64, component: Option<&str>| {
-        Some(
-            json!({"metric_name": name, "metric_value": v, "metric_unit": "%",
-                    "component": component, "labels": {"host": "h1"}}),
-        )
+        json!({"metric_name": name, "metric_value": v, "metric_unit": "%",
+                "component": component, "labels": {"host": "h1"}})
     };
-    let first = ok(
-        &c,
-        "POST",
-        "/api/v1/system-metrics",
-        &c.admin,
-        sample("cpu", 10.0, Some("api")),
-        201,
-    )
-    .await;
+    let first = c
+        .admin()
+        .record_metrics(sample("cpu", 10.0, Some("api")))
+        .await
+        .want(201);
     assert_eq!(
         (first["metric_unit"].clone(), first["labels"].clone()),
         (json!("%"), json!({"host": "h1"}))
@@ -58,190 +49,107 @@ async fn system_metrics(b: Arc<dyn Backend>) {
         ("cpu", 20.0, Some("api")),
         ("cpu", 30.0, Some("worker")),
     ] {
-        ok(
-            &c,
-            "POST",
-            "/api/v1/system-metrics",
-            &c.admin,
-            sample(n, v, comp),
-            201,
-        )
-        .await;
+        c.admin().record_metrics(sample(n, v, comp)).await.want(201);
     }
     // writes are an admin's; bad samples name their field
-    ok(
-        &c,
-        "POST",
-        "/api/v1/system-metrics",
-        &c.user,
-        sample("cpu", 1.0, None),
-        403,
-    )
-    .await;
-    let e = ok(
-        &c,
-        "POST",
-        "/api/v1/system-metrics",
-        &c.admin,
-        sample(" ", 1.0, None),
-        422,
-    )
-    .await;
+    c.user()
+        .record_metrics(sample("cpu", 1.0, None))
+        .await
+        .want(403);
+    let e = c
+        .admin()
+        .record_metrics(sample(" ", 1.0, None))
+        .await
+        .want(422);
     assert_eq!(e["field"], "metric_name");
     let labels = Some(json!({"metric_name": "x", "metric_value": 1, "labels": [1]}));
     assert_eq!(
-        ok(&c, "POST", "/api/v1/system-metrics", &c.admin, labels, 422).await["field"],
+        c.admin()
+            .send("POST", "/api/v1/system-metrics", labels)
+            .await
+            .want(422)["field"],
         "labels"
     );
     let unknown =
-        Some(json!({"metric_name": "x", "metric_value": 1, "recorded_at": "2020-01-01T00:00:00Z"}));
-    ok(&c, "POST", "/api/v1/system-metrics", &c.admin, unknown, 422).await;
+        json!({"metric_name": "x", "metric_value": 1, "recorded_at": "2020-01-01T00:00:00Z"});
+    c.admin().record_metrics(unknown).await.want(422);
 
     // newest first, by cursor; every key may read
-    let p1 = ok(
-        &c,
-        "GET",
-        "/api/v1/system-metrics?limit=3",
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let p1 = c
+        .user()
+        .get("/api/v1/system-metrics?limit=3")
+        .await
+        .want(200);
     assert_eq!(names(&p1), ["cpu=30.0", "cpu=20.0", "mem=50.0"]);
     let cur = p1["next_cursor"].as_str().unwrap();
-    let p2 = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/system-metrics?limit=3&cursor={cur}"),
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let p2 = c
+        .user()
+        .get(&format!("/api/v1/system-metrics?limit=3&cursor={cur}"))
+        .await
+        .want(200);
     assert_eq!(names(&p2), ["cpu=10.0"]);
     assert!(p2["next_cursor"].is_null());
-    let cpu = ok(
-        &c,
-        "GET",
-        "/api/v1/system-metrics?name=cpu&component=api",
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let cpu = c
+        .user()
+        .get("/api/v1/system-metrics?name=cpu&component=api")
+        .await
+        .want(200);
     assert_eq!(names(&cpu), ["cpu=20.0", "cpu=10.0"]);
     // time range: [since, until)
     let at = first["recorded_at"].as_str().unwrap().replace('+', "%2B");
-    let since = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/system-metrics?name=cpu&since={at}"),
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let since = c
+        .user()
+        .get(&format!("/api/v1/system-metrics?name=cpu&since={at}"))
+        .await
+        .want(200);
     assert_eq!(names(&since).len(), 3);
-    let until = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/system-metrics?name=cpu&until={at}"),
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let until = c
+        .user()
+        .get(&format!("/api/v1/system-metrics?name=cpu&until={at}"))
+        .await
+        .want(200);
     assert!(names(&until).is_empty(), "until is exclusive");
-    let later = ok(
-        &c,
-        "GET",
-        "/api/v1/system-metrics?since=2999-01-01T00:00:00Z",
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let later = c
+        .user()
+        .get("/api/v1/system-metrics?since=2999-01-01T00:00:00Z")
+        .await
+        .want(200);
     assert!(names(&later).is_empty());
-    let e = ok(
-        &c,
-        "GET",
-        "/api/v1/system-metrics?since=2020-01-02T00:00:00Z&until=2020-01-01T00:00:00Z",
-        &c.user,
-        None,
-        422,
-    )
-    .await;
+    let e = c
+        .user()
+        .get("/api/v1/system-metrics?since=2020-01-02T00:00:00Z&until=2020-01-01T00:00:00Z")
+        .await
+        .want(422);
     assert_eq!(e["field"], "until");
-    assert_eq!(
-        ok(
-            &c,
-            "GET",
-            "/api/v1/system-metrics?since=yesterday",
-            &c.user,
-            None,
-            422
-        )
-        .await["field"],
-        "since"
-    );
-    assert_eq!(
-        ok(
-            &c,
-            "GET",
-            "/api/v1/system-metrics?limit=100000",
-            &c.user,
-            None,
-            422
-        )
-        .await["field"],
-        "limit"
-    );
-    assert_eq!(
-        ok(
-            &c,
-            "GET",
-            "/api/v1/system-metrics?cursor=zz",
-            &c.user,
-            None,
-            422
-        )
-        .await["field"],
-        "cursor"
-    );
-    ok(
-        &c,
-        "GET",
-        "/api/v1/system-metrics?bogus=1",
-        &c.user,
-        None,
-        422,
-    )
-    .await;
+    for (query, field) in [
+        ("since=yesterday", "since"),
+        ("limit=100000", "limit"),
+        ("cursor=zz", "cursor"),
+    ] {
+        let path = format!("/api/v1/system-metrics?{query}");
+        assert_eq!(c.user().get(&path).await.want(422)["field"], field);
+    }
+    c.user()
+        .get("/api/v1/system-metrics?bogus=1")
+        .await
+        .want(422);
 }
 
 async fn component_patch(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
-    let comp = ok(
-        &c,
-        "POST",
-        "/api/v1/components",
-        &c.user,
-        Some(json!({"name": "worker-1", "type": "worker", "version": "1.0"})),
-        201,
-    )
-    .await;
+    let c = TestApp::new(b).await;
+    let comp = c
+        .user()
+        .create_component(json!({"name": "worker-1", "type": "worker", "version": "1.0"}))
+        .await
+        .want(201);
     let id = comp["id"].as_str().unwrap();
     let patch =
         json!({"version": "1.1", "endpoints": {"http": "http://w1:8080"}, "status": "maintenance"});
-    let by_name = ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/worker-1",
-        &c.admin,
-        Some(patch),
-        200,
-    )
-    .await;
+    let by_name = c
+        .admin()
+        .patch("/api/v1/components/worker-1", patch)
+        .await
+        .want(200);
     assert_eq!(
         (
             by_name["version"].clone(),
@@ -250,81 +158,53 @@ async fn component_patch(b: Arc<dyn Backend>) {
         ),
         (json!("1.1"), json!("maintenance"), json!("http://w1:8080"))
     );
-    let cleared = ok(
-        &c,
-        "PATCH",
-        &format!("/api/v1/components/{id}"),
-        &c.admin,
-        Some(json!({"version": null})),
-        200,
-    )
-    .await;
+    let cleared = c
+        .admin()
+        .patch(
+            &format!("/api/v1/components/{id}"),
+            json!({"version": null}),
+        )
+        .await
+        .want(200);
     assert!(cleared["version"].is_null());
     assert_eq!(cleared["status"], "maintenance", "absent fields stay");
-    let got = ok(
-        &c,
-        "GET",
-        &format!("/api/v1/components/{id}"),
-        &c.user,
-        None,
-        200,
-    )
-    .await;
+    let got = c
+        .user()
+        .get(&format!("/api/v1/components/{id}"))
+        .await
+        .want(200);
     assert_eq!(got["endpoints"]["http"], "http://w1:8080");
     // failures
-    ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/nope",
-        &c.admin,
-        Some(json!({"version": "2"})),
-        404,
-    )
-    .await;
+    c.admin()
+        .patch("/api/v1/components/nope", json!({"version": "2"}))
+        .await
+        .want(404);
     for key in [&c.viewer, &c.user] {
-        ok(
-            &c,
-            "PATCH",
-            "/api/v1/components/worker-1",
-            key,
-            Some(json!({"version": "2"})),
-            403,
-        )
-        .await;
+        c.by(key)
+            .patch("/api/v1/components/worker-1", json!({"version": "2"}))
+            .await
+            .want(403);
     }
-    ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/worker-1",
-        &c.admin,
-        Some(json!({"name": "w2"})),
-        422,
-    )
-    .await;
-    let e = ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/worker-1",
-        &c.admin,
-        Some(json!({"status": "sleepy"})),
-        422,
-    )
-    .await;
+    c.admin()
+        .patch("/api/v1/components/worker-1", json!({"name": "w2"}))
+        .await
+        .want(422);
+    let e = c
+        .admin()
+        .patch("/api/v1/components/worker-1", json!({"status": "sleepy"}))
+        .await
+        .want(422);
     assert_eq!(e["field"], "status");
-    let e = ok(
-        &c,
-        "PATCH",
-        "/api/v1/components/worker-1",
-        &c.admin,
-        Some(json!({"endpoints": [1]})),
-        422,
-    )
-    .await;
+    let e = c
+        .admin()
+        .patch("/api/v1/components/worker-1", json!({"endpoints": [1]}))
+        .await
+        .want(422);
     assert_eq!(e["field"], "endpoints");
 }
 
 async fn pool_connections_are_scraped(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
+    let c = TestApp::new(b.clone()).await;
     // a transaction held open while scraping is a connection in use
     let held = b.begin_read().await.unwrap();
     let r = c.raw("GET", "/metrics", None, None).await;

@@ -6,16 +6,12 @@
 //! a summary of a receiver's answer, never its text (answers kept by earlier
 //! versions are dropped by migration 12).
 
-#[macro_use]
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::{key, user_key, Client};
 use flowstore_core::ids::WebhookId;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::integration::{
@@ -23,7 +19,8 @@ use flowstore_core::model::integration::{
 };
 use flowstore_core::{Backend, PageRequest};
 use flowstore_server::webhooks::{self, WebhookConfig};
-use flowstore_server::{app, AppState, ServerConfig};
+use flowstore_server::{AppState, ServerConfig};
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -88,17 +85,28 @@ fn config(allow: &[&str]) -> ServerConfig {
     }
 }
 
+/// A webhook for every event with one test delivery waiting: its ID.
+async fn webhook_with_a_delivery(b: &Arc<dyn Backend>, name: &str, url: &str) -> WebhookId {
+    let mut tx = b.begin().await.unwrap();
+    let h = tx
+        .create_webhook(NewWebhook {
+            name: name.into(),
+            url: url.into(),
+            events: vec!["*".into()],
+            ..NewWebhook::default()
+        })
+        .await
+        .unwrap();
+    tx.record_delivery(NewDelivery::test(h.webhook.id, flowstore_core::time::now()))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    h.webhook.id
+}
+
 /// An in-process client of a server with `config`.
-async fn client(b: &Arc<dyn Backend>, config: ServerConfig) -> Client {
-    let state = AppState::with_config(b.clone(), config);
-    Client {
-        router: app(state.clone()),
-        state,
-        admin: key(b, Role::Admin).await,
-        user: key(b, Role::User).await,
-        viewer: key(b, Role::Viewer).await,
-        backend: b.clone(),
-    }
+async fn client(b: &Arc<dyn Backend>, config: ServerConfig) -> TestApp {
+    TestApp::with_config(b.clone(), config).await
 }
 
 /// Runs dispatcher rounds until every delivery of `hooks` was attempted.
@@ -133,7 +141,7 @@ async fn deliver(state: &AppState, hooks: &[WebhookId]) -> Vec<WebhookDelivery> 
 
 async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
     let c = client(&b, config(&[])).await;
-    let (_, ada) = user_key(&b, Role::User, "ada@example.com").await;
+    let (_, ada) = c.user_key(Role::User, "ada@example.com").await;
     let hostile = [
         "http://127.0.0.1:8080/api/v1/webhooks",
         "http://127.0.0.1:5432/",
@@ -168,7 +176,7 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
     ];
     for url in hostile {
         let body = json!({"name": "probe", "url": url, "events": ["*"]});
-        let r = c.call("POST", "/api/v1/webhooks", &ada, Some(body)).await;
+        let r = c.by(&ada).create_webhook(body).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (422, Some("url")),
@@ -183,12 +191,8 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
         assert!(detail.contains("webhook_allow"), "{url}: {detail}");
     }
     let r = c
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            &ada,
-            Some(json!({"name": "probe", "url": "http://2130706433/", "events": ["*"]})),
-        )
+        .by(&ada)
+        .create_webhook(json!({"name": "probe", "url": "http://2130706433/", "events": ["*"]}))
         .await;
     assert!(
         r.body.to_string().contains("127.0.0.1 (loopback)"),
@@ -198,11 +202,9 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
 
     // A public destination is taken; changing it to a hostile one is refused.
     let r = c
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            &ada,
-            Some(json!({"name": "ok", "url": "https://hooks.example.com/in", "events": ["*"]})),
+        .by(&ada)
+        .create_webhook(
+            json!({"name": "ok", "url": "https://hooks.example.com/in", "events": ["*"]}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -215,7 +217,7 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
         "http://[::1]/",
         "http://localhost/",
     ] {
-        let r = c.call("PATCH", &one, &ada, Some(json!({"url": url}))).await;
+        let r = c.by(&ada).patch(&one, json!({"url": url})).await;
         assert_eq!(
             (r.status.as_u16(), r.body["field"].as_str()),
             (422, Some("url")),
@@ -223,13 +225,11 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
             r.body
         );
     }
-    let r = c.call("GET", &one, &ada, None).await;
+    let r = c.by(&ada).get(&one).await;
     assert_eq!(r.body["url"], "https://hooks.example.com/in");
-    let r = c
-        .call("PATCH", &one, &ada, Some(json!({"name": "renamed"})))
-        .await;
+    let r = c.by(&ada).patch(&one, json!({"name": "renamed"})).await;
     assert_eq!(r.status, 200, "a patch without a URL is not judged on it");
-    let r = c.call("GET", "/api/v1/webhooks", &c.admin, None).await;
+    let r = c.admin().list_webhooks().await;
     assert_eq!(
         r.body["items"].as_array().unwrap().len(),
         1,
@@ -248,7 +248,7 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
         ("http://169.254.169.254/", 422),
     ] {
         let body = json!({"name": url, "url": url, "events": ["*"]});
-        let r = c.call("POST", "/api/v1/webhooks", &ada, Some(body)).await;
+        let r = c.by(&ada).create_webhook(body).await;
         assert_eq!(r.status.as_u16(), want, "{url}: {}", r.body);
     }
 }
@@ -256,16 +256,17 @@ async fn hostile_urls_are_refused_when_written(b: Arc<dyn Backend>) {
 async fn allowed_receivers_get_deliveries_and_their_answers_stay_private(b: Arc<dyn Backend>) {
     let (r, port) = receiver().await;
     let c = client(&b, config(&["127.0.0.1/32"])).await;
-    let (_, ada) = user_key(&b, Role::User, "ada@example.com").await;
+    let (_, ada) = c.user_key(Role::User, "ada@example.com").await;
     let mut hooks = Vec::new();
     for path in ["ok", "fail"] {
         let url = format!("http://127.0.0.1:{port}/{path}");
         let body = json!({"name": path, "url": url, "events": ["*"]});
-        let created = c.call("POST", "/api/v1/webhooks", &ada, Some(body)).await;
+        let created = c.by(&ada).create_webhook(body).await;
         assert_eq!(created.status, 201, "{}", created.body);
         let id = created.body["webhook"]["id"].as_str().unwrap().to_string();
         let test = c
-            .call("POST", &format!("/api/v1/webhooks/{id}/test"), &ada, None)
+            .by(&ada)
+            .post_empty(&format!("/api/v1/webhooks/{id}/test"))
             .await;
         assert_eq!(test.status, 202, "{}", test.body);
         assert!(!test.body.to_string().contains(ANSWER));
@@ -277,14 +278,7 @@ async fn allowed_receivers_get_deliveries_and_their_answers_stay_private(b: Arc<
 
     let len = ANSWER.len();
     for (path, id) in &hooks {
-        let page = c
-            .call(
-                "GET",
-                &format!("/api/v1/webhooks/{id}/deliveries"),
-                &ada,
-                None,
-            )
-            .await;
+        let page = c.by(&ada).webhook_deliveries(id).await;
         assert_eq!(page.status, 200);
         let text = page.body.to_string();
         assert!(
@@ -326,21 +320,7 @@ async fn refused_addresses_fail_at_delivery(b: Arc<dyn Backend>) {
         ("decimal", format!("http://2130706433:{port}/decimal")),
         ("name", format!("http://localhost:{port}/name")),
     ] {
-        let mut tx = b.begin().await.unwrap();
-        let h = tx
-            .create_webhook(NewWebhook {
-                name: name.into(),
-                url,
-                events: vec!["*".into()],
-                ..NewWebhook::default()
-            })
-            .await
-            .unwrap();
-        tx.record_delivery(NewDelivery::test(h.webhook.id, flowstore_core::time::now()))
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        hooks.push((name, h.webhook.id));
+        hooks.push((name, webhook_with_a_delivery(&b, name, &url).await));
     }
     let c = client(&b, config(&[])).await;
     let ids: Vec<WebhookId> = hooks.iter().map(|(_, id)| *id).collect();
@@ -348,14 +328,7 @@ async fn refused_addresses_fail_at_delivery(b: Arc<dyn Backend>) {
     assert!(r.got.lock().unwrap().is_empty(), "nothing reached loopback");
     assert_eq!(done.len(), 4);
     for (name, id) in &hooks {
-        let page = c
-            .call(
-                "GET",
-                &format!("/api/v1/webhooks/{id}/deliveries"),
-                &c.admin,
-                None,
-            )
-            .await;
+        let page = c.admin().webhook_deliveries(id).await;
         let d = &page.body["items"][0];
         assert_eq!(d["status"], "dead", "{name}: {d}");
         assert_eq!(d["response_code"], Value::Null, "{name}");
@@ -395,20 +368,7 @@ async fn refused_addresses_fail_at_delivery(b: Arc<dyn Backend>) {
 
 async fn answers_kept_before_are_dropped(b: Arc<dyn Backend>) {
     b.migrate_down(11).await.unwrap();
-    let mut tx = b.begin().await.unwrap();
-    let h = tx
-        .create_webhook(NewWebhook {
-            name: "old".into(),
-            url: "https://hooks.example.com/old".into(),
-            events: vec!["*".into()],
-            ..NewWebhook::default()
-        })
-        .await
-        .unwrap();
-    tx.record_delivery(NewDelivery::test(h.webhook.id, flowstore_core::time::now()))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let hook = webhook_with_a_delivery(&b, "old", "https://hooks.example.com/old").await;
     // What an earlier version kept of an answer.
     b.execute_raw(&format!(
         "UPDATE webhook_deliveries SET response_code = 200, response_body = '{}'",
@@ -418,7 +378,7 @@ async fn answers_kept_before_are_dropped(b: Arc<dyn Backend>) {
     .unwrap();
     let listed = async || {
         let mut tx = b.begin_read().await.unwrap();
-        tx.list_deliveries(h.webhook.id, None, &PageRequest::first(10))
+        tx.list_deliveries(hook, None, &PageRequest::first(10))
             .await
             .unwrap()
             .items

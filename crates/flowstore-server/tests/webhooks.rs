@@ -4,9 +4,7 @@
 //! inactive and unsubscribed webhooks get nothing, and an event is delivered once,
 //! also with two dispatchers at once; a served app dispatches by itself.
 
-#[macro_use]
-mod common;
-
+use flowstore_testkit::both_backends;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -3,14 +3,11 @@
 //! others), repeated reports changing nothing, and the run moved as single
 //! completions would move it.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -19,14 +16,10 @@ both_backends!(
     a_batch_refuses_in_place_what_the_key_may_not_execute
 );
 
-async fn diamond(c: &Client) -> String {
+async fn diamond(c: &TestApp) -> String {
     let r = c
-        .call(
-            "POST",
-            "/api/v1/handlers",
-            &c.admin,
-            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
-        )
+        .admin()
+        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let steps = json!([
@@ -36,34 +29,23 @@ async fn diamond(c: &Client) -> String {
         {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}
     ]);
     let wf = c
-        .call(
-            "POST",
-            "/api/v1/workflows",
-            &c.user,
-            Some(json!({"name": "diamond", "status": "active", "definition": {"steps": steps}})),
+        .user()
+        .create_workflow(
+            json!({"name": "diamond", "status": "active", "definition": {"steps": steps}}),
         )
         .await;
     assert_eq!(wf.status, 201, "{}", wf.body);
     let wf = wf.body["id"].as_str().unwrap().to_string();
-    let started = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{wf}/runs"),
-            &c.user,
-            Some(json!({})),
-        )
-        .await;
+    let started = c.user().start_run(&wf, json!({})).await;
     assert_eq!(started.status, 201, "{}", started.body);
     started.body["run"]["id"].as_str().unwrap().to_string()
 }
 
-async fn claim(c: &Client, want: usize) -> Vec<Value> {
+async fn claim(c: &TestApp, want: usize) -> Vec<Value> {
     let r = c
-        .call(
-            "POST",
-            "/api/v1/worker/claim",
-            &c.user,
-            Some(json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000})),
+        .user()
+        .claim(
+            json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -76,21 +58,14 @@ fn item(t: &Value, attempt: i64, output: Value) -> Value {
     json!({"task_id": t["task_id"], "attempt": attempt, "output": output})
 }
 
-async fn batch(c: &Client, items: Vec<Value>) -> Vec<Value> {
-    let r = c
-        .call(
-            "POST",
-            "/api/v1/worker/complete-batch",
-            &c.user,
-            Some(json!({ "items": items })),
-        )
-        .await;
+async fn batch(c: &TestApp, items: Vec<Value>) -> Vec<Value> {
+    let r = c.user().complete_batch(json!({ "items": items })).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["results"].as_array().unwrap().clone()
 }
 
 async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
+    let c = TestApp::new(b).await;
     let run = diamond(&c).await;
 
     let a = claim(&c, 1).await.remove(0);
@@ -165,13 +140,9 @@ async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend
         "the repeat is told the run ended, as the first report was: {got:?}"
     );
 
-    let r = c
-        .call("GET", &format!("/api/v1/runs/{run}"), &c.viewer, None)
-        .await;
+    let r = c.viewer().get_run(&run).await;
     assert_eq!(r.body["status"], "completed", "{}", r.body);
-    let tasks = c
-        .call("GET", &format!("/api/v1/runs/{run}/tasks"), &c.viewer, None)
-        .await;
+    let tasks = c.viewer().run_tasks(&run).await;
     let tasks = tasks.body.as_array().cloned().unwrap_or_default();
     assert_eq!(tasks.len(), 4);
     for t in &tasks {
@@ -183,26 +154,20 @@ async fn a_batch_completes_a_diamond_and_reports_each_attempt(b: Arc<dyn Backend
 }
 
 async fn a_batch_is_checked_before_anything_is_written(b: Arc<dyn Backend>) {
-    let c = Client::new(b).await;
+    let c = TestApp::new(b).await;
     let _run = diamond(&c).await;
     let a = claim(&c, 1).await.remove(0);
     for body in [
         json!({"items": []}),
         json!({"items": (0..1001).map(|_| item(&a, 1, json!({}))).collect::<Vec<_>>()}),
     ] {
-        let r = c
-            .call("POST", "/api/v1/worker/complete-batch", &c.user, Some(body))
-            .await;
+        let r = c.user().complete_batch(body).await;
         assert_eq!(r.status, 422, "{}", r.body);
         assert_eq!(r.body["field"], "items", "{}", r.body);
     }
     let r = c
-        .call(
-            "POST",
-            "/api/v1/worker/complete-batch",
-            &c.user,
-            Some(json!({"items": [item(&a, 1, json!({}))], "extra": 1})),
-        )
+        .user()
+        .complete_batch(json!({"items": [item(&a, 1, json!({}))], "extra": 1}))
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
     let r = c
@@ -225,46 +190,33 @@ async fn a_batch_is_checked_before_anything_is_written(b: Arc<dyn Backend>) {
 }
 
 /// A one-step workflow of `key`'s (private), started once; its task's ID.
-async fn private_task(c: &Client, key: &str) -> String {
+async fn private_task(c: &TestApp, key: &str) -> String {
     let body = json!({"name": "one", "status": "active",
         "definition": {"steps": [{"key": "a", "handler": "shell"}]}});
-    let wf = c.call("POST", "/api/v1/workflows", key, Some(body)).await;
+    let wf = c.by(key).create_workflow(body).await;
     assert_eq!(wf.status, 201, "{}", wf.body);
     let id = wf.body["id"].as_str().unwrap();
-    let run = c
-        .call(
-            "POST",
-            &format!("/api/v1/workflows/{id}/runs"),
-            key,
-            Some(json!({})),
-        )
-        .await;
+    let run = c.by(key).start_run(id, json!({})).await;
     assert_eq!(run.status, 201, "{}", run.body);
     run.body["tasks"][0]["id"].as_str().unwrap().to_string()
 }
 
 async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (_, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let r = c
-        .call(
-            "POST",
-            "/api/v1/handlers",
-            &c.admin,
-            Some(json!({"handler_type": "shell", "handler_name": "shell"})),
-        )
+        .admin()
+        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let mine = private_task(&c, &a).await;
     let theirs = private_task(&c, &bk).await;
     // The admin claims both; A reports on both in one batch.
     let r = c
-        .call(
-            "POST",
-            "/api/v1/worker/claim",
-            &c.admin,
-            Some(json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000})),
+        .admin()
+        .claim(
+            json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -279,9 +231,7 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
         {"task_id": theirs, "attempt": attempt(&theirs), "output": {}},
         {"task_id": mine, "attempt": attempt(&mine), "output": {}}
     ]});
-    let r = c
-        .call("POST", "/api/v1/worker/complete-batch", &a, Some(items))
-        .await;
+    let r = c.by(&a).complete_batch(items).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let got = r.body["results"].as_array().unwrap();
     assert_eq!(
@@ -291,9 +241,7 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     assert_eq!(got[1]["transition"]["status"], "completed", "{got:?}");
     // B's task is still running under the admin's claim, and completes for B.
     let items = json!({"items": [{"task_id": theirs, "attempt": attempt(&theirs), "output": {}}]});
-    let r = c
-        .call("POST", "/api/v1/worker/complete-batch", &bk, Some(items))
-        .await;
+    let r = c.by(&bk).complete_batch(items).await;
     assert_eq!(
         r.body["results"][0]["transition"]["status"], "completed",
         "{}",

@@ -2,48 +2,28 @@
 //! tasks of workflows it may execute (its own, unowned, shared for execute) and may
 //! not report on others (404 hidden, 403 read only). On SQLite and PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{ok, user_key, Client};
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(workers_take_only_what_they_may_execute);
 
 /// Starts a run of a new one-step workflow made by `key` with `extra` settings;
 /// returns (workflow ID, the step's task ID).
-async fn started(c: &Client, key: &str, extra: Value) -> (String, String) {
+async fn started(c: &TestApp, key: &str, extra: Value) -> (String, String) {
     let mut body = json!({"name": "wf", "status": "active",
         "definition": {"steps": [{"key": "a", "handler": "shell"}]}});
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    let wf = ok(c, "POST", "/api/v1/workflows", key, Some(body), 201).await;
-    let id = wf["id"].as_str().unwrap().to_string();
-    let run = ok(
-        c,
-        "POST",
-        &format!("/api/v1/workflows/{id}/runs"),
-        key,
-        Some(json!({})),
-        201,
-    )
-    .await;
+    let id = c.by(key).create_workflow(body).await.want_id(201);
+    let run = c.by(key).start_run(&id, json!({})).await.want(201);
     let run_id = run["run"]["id"].as_str().unwrap();
-    let tasks = ok(
-        c,
-        "GET",
-        &format!("/api/v1/runs/{run_id}/tasks"),
-        key,
-        None,
-        200,
-    )
-    .await;
+    let tasks = c.by(key).run_tasks(run_id).await.want(200);
     (id, tasks[0]["id"].as_str().unwrap().to_string())
 }
 
@@ -52,12 +32,12 @@ fn claim() -> Option<Value> {
 }
 
 async fn workers_take_only_what_they_may_execute(b: Arc<dyn Backend>) {
-    let c = Client::new(b.clone()).await;
-    let (a_id, a) = user_key(&b, Role::User, "a@x.io").await;
-    let (r_id, reader) = user_key(&b, Role::User, "r@x.io").await;
-    let (_, bk) = user_key(&b, Role::User, "b@x.io").await;
+    let c = TestApp::new(b.clone()).await;
+    let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
+    let (r_id, reader) = c.user_key(Role::User, "r@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let handler = json!({"handler_type": "shell", "handler_name": "shell"});
-    ok(&c, "POST", "/api/v1/handlers", &c.admin, Some(handler), 201).await;
+    c.admin().create_handler(handler).await.want(201);
 
     let (_, own) = started(&c, &a, json!({})).await;
     let (_, unowned) = started(&c, &c.user, json!({})).await;
@@ -66,20 +46,16 @@ async fn workers_take_only_what_they_may_execute(b: Arc<dyn Backend>) {
     let (_, public) = started(&c, &bk, json!({"visibility": "public"})).await;
     for (user, perm) in [(&a_id, "execute"), (&r_id, "read")] {
         let share = json!({"user_id": user, "permission": perm});
-        ok(
-            &c,
-            "POST",
-            &format!("/api/v1/workflows/{shared_wf}/shares"),
-            &bk,
-            Some(share),
-            201,
-        )
-        .await;
+        c.by(&bk).share_workflow(&shared_wf, share).await.want(201);
     }
 
     // A key of no user takes only the unowned workflow's task; A takes its own and
     // the one shared with it for execute, not B's private or public (read-only) ones
-    let got = ok(&c, "POST", "/api/v1/worker/claim", &c.user, claim(), 200).await;
+    let got = c
+        .user()
+        .send("POST", "/api/v1/worker/claim", claim())
+        .await
+        .want(200);
     let ids = |v: &Value| -> BTreeSet<String> {
         v.as_array()
             .unwrap()
@@ -88,15 +64,27 @@ async fn workers_take_only_what_they_may_execute(b: Arc<dyn Backend>) {
             .collect()
     };
     assert_eq!(ids(&got), BTreeSet::from([unowned.clone()]));
-    let mine = ok(&c, "POST", "/api/v1/worker/claim", &a, claim(), 200).await;
+    let mine = c
+        .by(&a)
+        .send("POST", "/api/v1/worker/claim", claim())
+        .await
+        .want(200);
     assert_eq!(ids(&mine), BTreeSet::from([own.clone(), shared.clone()]));
-    let none = ok(&c, "POST", "/api/v1/worker/claim", &reader, claim(), 200).await;
+    let none = c
+        .by(&reader)
+        .send("POST", "/api/v1/worker/claim", claim())
+        .await
+        .want(200);
     assert!(
         ids(&none).is_empty(),
         "a read share does not let a worker claim"
     );
     // an admin takes the rest
-    let rest = ok(&c, "POST", "/api/v1/worker/claim", &c.admin, claim(), 200).await;
+    let rest = c
+        .admin()
+        .send("POST", "/api/v1/worker/claim", claim())
+        .await
+        .want(200);
     assert_eq!(
         ids(&rest),
         BTreeSet::from([private.clone(), public.clone()])
@@ -115,48 +103,26 @@ async fn workers_take_only_what_they_may_execute(b: Arc<dyn Backend>) {
     for (task, want) in [(&private, 404), (&public, 403)] {
         let n = attempt(&rest, task);
         let hb = json!({"task_id": task, "attempt": n, "lease_ms": 60000});
-        ok(&c, "POST", "/api/v1/worker/heartbeat", &a, Some(hb), want).await;
+        c.by(&a).heartbeat(hb).await.want(want);
         let done = json!({"task_id": task, "attempt": n, "output": {}});
-        ok(&c, "POST", "/api/v1/worker/complete", &a, Some(done), want).await;
+        c.by(&a).complete(done).await.want(want);
         let failed = json!({"task_id": task, "attempt": n, "error": "no"});
-        ok(&c, "POST", "/api/v1/worker/fail", &a, Some(failed), want).await;
+        c.by(&a).fail(failed).await.want(want);
     }
     // the reader sees the shared workflow but may not execute it
     let n = attempt(&mine, &shared);
     let done = json!({"task_id": shared, "attempt": n, "output": {}});
-    ok(
-        &c,
-        "POST",
-        "/api/v1/worker/complete",
-        &reader,
-        Some(done.clone()),
-        403,
-    )
-    .await;
+    c.by(&reader).complete(done.clone()).await.want(403);
     // A reports on what it took; the admin on the rest
     let hb = json!({"task_id": own, "attempt": attempt(&mine, &own), "lease_ms": 60000});
-    ok(&c, "POST", "/api/v1/worker/heartbeat", &a, Some(hb), 200).await;
-    ok(&c, "POST", "/api/v1/worker/complete", &a, Some(done), 200).await;
+    requests!(c;
+        POST "/api/v1/worker/heartbeat" with (hb) by a => 200;
+        POST "/api/v1/worker/complete" with (done) by a => 200;
+    );
     let failed = json!({"task_id": own, "attempt": attempt(&mine, &own), "error": "boom"});
-    ok(&c, "POST", "/api/v1/worker/fail", &a, Some(failed), 200).await;
+    c.by(&a).fail(failed).await.want(200);
     let done = json!({"task_id": private, "attempt": attempt(&rest, &private), "output": {}});
-    ok(
-        &c,
-        "POST",
-        "/api/v1/worker/complete",
-        &c.admin,
-        Some(done),
-        200,
-    )
-    .await;
+    c.admin().complete(done).await.want(200);
     let done = json!({"task_id": unowned, "attempt": attempt(&got, &unowned), "output": {}});
-    ok(
-        &c,
-        "POST",
-        "/api/v1/worker/complete",
-        &c.user,
-        Some(done),
-        200,
-    )
-    .await;
+    c.user().complete(done).await.want(200);
 }

@@ -3,11 +3,9 @@
 //! finished, and the statistics are sane; expired and soon expiring credentials are
 //! reported and left to their owners.
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
+use crate::binary::flowstore as cli;
+use flowstore_testkit::fixtures;
+use flowstore_testkit::fixtures::execute;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -17,11 +15,16 @@ use flowstore::model::identity::NewUser;
 use flowstore::model::identity_access::NewSession;
 use flowstore::model::integration::{CredentialType, NewCredential};
 use flowstore::model::ops::SecretValue;
-use flowstore::model::registry::NewHandler;
-use flowstore::model::workflow::{NewWorkflow, WorkflowStatus};
 use flowstore::{BackendKind, Store};
 use flowstore_core::admin::{self, FindingKind, RetentionPolicy};
 use serde_json::json;
+
+/// The commands through the binary, on a database of each backend.
+mod binary {
+    use super::commands_through_the_binary;
+
+    per_database!(commands_through_the_binary);
+}
 
 conformance!(
     check_finds_and_fixes_planted_corruption,
@@ -48,28 +51,10 @@ fn random_id(store: &Store) -> &'static str {
     }
 }
 
-async fn raw(store: &Store, sql: &str) {
-    store.backend().execute_raw(sql).await.unwrap();
-}
-
 async fn setup(store: &Store, steps: serde_json::Value) -> WorkflowId {
     let mut tx = store.begin().await.unwrap();
-    tx.register_handler(NewHandler {
-        handler_type: "shell".into(),
-        handler_name: "shell".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let wf = tx
-        .create_workflow(NewWorkflow {
-            name: "wf".into(),
-            status: Some(WorkflowStatus::Active),
-            definition: Some(json!({ "steps": steps })),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    fixtures::handler(&mut tx, "shell").await;
+    let wf = fixtures::active_workflow(&mut tx, "wf", json!({ "steps": steps })).await;
     tx.commit().await.unwrap();
     wf.id
 }
@@ -138,7 +123,7 @@ async fn check_finds_and_fixes_planted_corruption(store: Store) {
     let a1 = claim_one(&store).await;
     complete(&store, &a1).await;
     let b1 = claim_one(&store).await;
-    raw(
+    execute(
         &store,
         &format!(
             "UPDATE tasks SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL
@@ -150,7 +135,7 @@ async fn check_finds_and_fixes_planted_corruption(store: Store) {
     // Expired lease.
     start(&store, wf).await;
     let a2 = claim_one(&store).await;
-    raw(
+    execute(
         &store,
         &format!(
             "UPDATE tasks SET lease_expires_at = {PAST} WHERE id = {}",
@@ -160,7 +145,7 @@ async fn check_finds_and_fixes_planted_corruption(store: Store) {
     .await;
     // A finished run with open tasks.
     let r3 = start(&store, wf).await;
-    raw(
+    execute(
         &store,
         &format!(
             "UPDATE workflow_executions SET status = 'failed' WHERE id = {}",
@@ -169,12 +154,12 @@ async fn check_finds_and_fixes_planted_corruption(store: Store) {
     )
     .await;
     // Counter drift.
-    raw(
+    execute(
         &store,
         "UPDATE workflow_stats SET executions = executions + 7",
     )
     .await;
-    raw(
+    execute(
         &store,
         "UPDATE metric_rollups SET value_sum = value_sum + 1000",
     )
@@ -197,22 +182,22 @@ async fn check_finds_and_fixes_planted_corruption(store: Store) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    raw(
+    execute(
         &store,
         &format!("UPDATE user_sessions SET expires_at = {PAST}"),
     )
     .await;
-    raw(&store, &format!("UPDATE users SET locked_until = {PAST}")).await;
+    execute(&store, &format!("UPDATE users SET locked_until = {PAST}")).await;
     // Orphans: an event of a run that does not exist (no foreign key there) and, on
     // SQLite, a log row written with foreign keys off.
     let id = random_id(&store);
-    raw(
+    execute(
         &store,
         &format!("INSERT INTO events (event_type, run_id) VALUES ('task.ready', {id})"),
     )
     .await;
     if store.kind() == BackendKind::Sqlite {
-        raw(
+        execute(
             &store,
             "PRAGMA foreign_keys = OFF;
              INSERT INTO logs (id, level, execution_id, message)
@@ -271,8 +256,7 @@ async fn cleanup_deletes_only_old_finished_runs(store: Store) {
     let recent = start(&store, wf).await;
     complete(&store, &claim_one(&store).await).await;
     let running = start(&store, wf).await;
-    raw(
-        &store,
+    execute(&store,
         &format!(
             "UPDATE workflow_executions SET start_time = {PAST}, end_time = '2000-01-02T00:00:00.000000Z'
               WHERE id = {}",
@@ -280,7 +264,7 @@ async fn cleanup_deletes_only_old_finished_runs(store: Store) {
         ),
     )
     .await;
-    raw(
+    execute(
         &store,
         &format!(
             "UPDATE workflow_executions SET start_time = {PAST} WHERE id = {}",
@@ -303,8 +287,8 @@ async fn cleanup_deletes_only_old_finished_runs(store: Store) {
                FROM generate_series(1, 3000)"
         ),
     };
-    raw(&store, &bulk).await;
-    raw(
+    execute(&store, &bulk).await;
+    execute(
         &store,
         &format!(
             "INSERT INTO system_metrics (id, metric_name, metric_value, recorded_at)
@@ -459,19 +443,6 @@ async fn check_reports_expired_and_expiring_credentials(store: Store) {
     assert_eq!(kinds(&report.findings).len(), 2, "{report:?}");
 }
 
-fn cli(url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env(
-            "ENCRYPTION_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
-        .output()
-        .expect("the binary runs")
-}
-
 /// The four commands through the binary: JSON out, exit codes, refused input.
 async fn commands_through_the_binary(url: String) {
     assert!(cli(&url, &["migrate", "up"]).status.success());
@@ -515,13 +486,12 @@ async fn commands_through_the_binary(url: String) {
     }
     // A problem makes check fail until --fix repairs it.
     let store = flowstore::Store::open(&url).await.unwrap();
-    raw(
+    execute(
         &store,
         "UPDATE workflow_stats SET executions = executions + 1",
     )
     .await;
-    raw(
-        &store,
+    execute(&store,
         "INSERT INTO workflow_stats (workflow_id, status, executions) VALUES ('ghost', 'completed', 3)",
     )
     .await;
@@ -534,20 +504,6 @@ async fn commands_through_the_binary(url: String) {
         String::from_utf8_lossy(&fixed.stdout)
     );
     assert!(cli(&url, &["check"]).status.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_commands_through_the_binary() {
-    let dir = std::env::temp_dir().join("flowstore-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("ops-{}.db", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    commands_through_the_binary(url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_commands_through_the_binary() {
-    commands_through_the_binary(common::fresh_pg_database().await).await;
 }
 
 /// A migration edited after it was applied, and one applied by a newer flowstore,
@@ -563,12 +519,12 @@ async fn check_reports_migration_drift_and_keys_are_never_null(store: Store) {
             .any(|f| f.kind == FindingKind::MigrationDrift),
         "{report:?}"
     );
-    raw(
+    execute(
         &store,
         "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
     )
     .await;
-    raw(&store, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')").await;
+    execute(&store, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')").await;
     let report = admin::check(store.backend(), true).await.unwrap();
     let drift: Vec<_> = report
         .remaining
@@ -599,8 +555,8 @@ async fn check_reports_migration_drift_and_keys_are_never_null(store: Store) {
     );
     if store.kind() == BackendKind::Sqlite {
         // A row written before the triggers existed.
-        raw(&store, "DROP TRIGGER trg_logs_id_not_null_insert").await;
-        raw(
+        execute(&store, "DROP TRIGGER trg_logs_id_not_null_insert").await;
+        execute(
             &store,
             "INSERT INTO logs (id, level, message) VALUES (NULL, 'info', 'no key')",
         )

@@ -5,25 +5,29 @@
 //! other still verifies (its signed head with it) and grows, a cut one stays cut,
 //! and an archive without a head gets the restoring operator's.
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
 use flowstore::model::audit::{ActorType, NewAuditEntry};
 use flowstore::{BackendKind, Store};
 use serde_json::json;
 
-const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+use crate::binary::flowstore as cli;
+use flowstore_testkit::ENCRYPTION_KEY as KEY;
 
-fn cli(url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env("ENCRYPTION_KEY", KEY)
-        .output()
-        .expect("the binary runs")
+per_database!(tampering_fails_check, a_cut_tail_fails_check);
+
+/// `check` fails on a broken audit chain, saying `what`.
+fn check_finds_a_broken_chain(url: &str, what: &str) {
+    let out = cli(url, &["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("broken_audit_chain"), "{text}");
+    assert!(text.contains(what), "{text}");
+}
+
+/// `check --fix --json` fails (`why`): its report.
+fn fix_fails(url: &str, why: &str) -> serde_json::Value {
+    let fixed = cli(url, &["check", "--fix", "--json"]);
+    assert!(!fixed.status.success(), "{why}");
+    serde_json::from_slice(&fixed.stdout).unwrap()
 }
 
 /// The store the binary sees: same database, same key (the head is signed with it).
@@ -60,28 +64,14 @@ async fn tampering_fails_check(url: String) {
     );
 
     let b = store.backend();
-    match store.kind() {
-        BackendKind::Sqlite => b.execute_raw("DROP TRIGGER trg_audit_log_no_update"),
-        BackendKind::Postgres => {
-            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
-        }
-    }
-    .await
-    .unwrap();
+    drop_append_only_trigger(&store, "trg_audit_log_no_update").await;
     b.execute_raw("UPDATE audit_log SET actor_id = 'someone else' WHERE seq = 2")
         .await
         .unwrap();
     store.close().await;
 
-    let out = cli(&url, &["check"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
-    assert!(text.contains("broken_audit_chain"), "{text}");
-    assert!(text.contains("seq 2"), "{text}");
-
-    let fixed = cli(&url, &["check", "--fix", "--json"]);
-    assert!(!fixed.status.success(), "an audit chain is never repaired");
-    let report: serde_json::Value = serde_json::from_slice(&fixed.stdout).unwrap();
+    check_finds_a_broken_chain(&url, "seq 2");
+    let report = fix_fails(&url, "an audit chain is never repaired");
     let remaining = report["remaining"].as_array().unwrap();
     assert!(
         remaining
@@ -91,31 +81,21 @@ async fn tampering_fails_check(url: String) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_tampering_fails_check() {
-    let dir = std::env::temp_dir().join("flowstore-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("audit-{}.db", uuid::Uuid::new_v4().simple()));
-    tampering_fails_check(format!("sqlite://{}", path.display())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_tampering_fails_check() {
-    tampering_fails_check(common::fresh_pg_database().await).await;
+/// Drops the trigger that keeps the audit log append-only: on SQLite the one named
+/// (one per statement kind), on PostgreSQL the one for all.
+async fn drop_append_only_trigger(store: &Store, sqlite_trigger: &str) {
+    let sql = match store.kind() {
+        BackendKind::Sqlite => format!("DROP TRIGGER {sqlite_trigger}"),
+        BackendKind::Postgres => "DROP TRIGGER trg_audit_log_append_only ON audit_log".into(),
+    };
+    store.backend().execute_raw(&sql).await.unwrap();
 }
 
 /// Removes the newest entries as someone who can write to the database (but has no
 /// key) could: the triggers dropped, then a plain DELETE.
 async fn cut_tail(store: &Store, from_seq: i64) {
     let b = store.backend();
-    match store.kind() {
-        BackendKind::Sqlite => b.execute_raw("DROP TRIGGER trg_audit_log_no_delete"),
-        BackendKind::Postgres => {
-            b.execute_raw("DROP TRIGGER trg_audit_log_append_only ON audit_log")
-        }
-    }
-    .await
-    .unwrap();
+    drop_append_only_trigger(store, "trg_audit_log_no_delete").await;
     b.execute_raw(&format!("DELETE FROM audit_log WHERE seq >= {from_seq}"))
         .await
         .unwrap();
@@ -139,33 +119,14 @@ async fn a_cut_tail_fails_check(url: String) {
     );
     store.close().await;
 
-    let out = cli(&url, &["check"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
-    assert!(text.contains("broken_audit_chain"), "{text}");
-    assert!(text.contains("seq 5..=6 missing"), "{text}");
-    let fixed = cli(&url, &["check", "--fix", "--json"]);
-    assert!(!fixed.status.success(), "a cut log is never repaired");
-    let report: serde_json::Value = serde_json::from_slice(&fixed.stdout).unwrap();
+    check_finds_a_broken_chain(&url, "seq 5..=6 missing");
+    let report = fix_fails(&url, "a cut log is never repaired");
     assert!(
         report["remaining"].as_array().unwrap().iter().any(|f| {
             f["kind"] == "broken_audit_chain" && f["table"] == "audit_head" && f["count"] == 2
         }),
         "{report}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_cut_tail_fails_check() {
-    let dir = std::env::temp_dir().join("flowstore-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("audit-{}.db", uuid::Uuid::new_v4().simple()));
-    a_cut_tail_fails_check(format!("sqlite://{}", path.display())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_cut_tail_fails_check() {
-    a_cut_tail_fails_check(common::fresh_pg_database().await).await;
 }
 
 fn quiet(_: &str, _: u64) {}
@@ -202,17 +163,23 @@ async fn verify(store: &Store) -> flowstore::model::audit::ChainVerification {
     v
 }
 
+/// Backs `source` up to `file` and restores it into `target` (over what is there
+/// when `replace`).
+async fn copy(source: &Store, target: &Store, file: &std::path::Path, replace: bool) {
+    flowstore::archive::backup(source, file, None, &quiet)
+        .await
+        .unwrap();
+    flowstore::archive::restore(target, file, replace, &quiet)
+        .await
+        .unwrap();
+}
+
 async fn chain_survives_backup_and_restore(source: Store, target: Store) {
     awkward_entries(&source).await;
     assert!(verify(&source).await.is_intact());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.fsa");
-    flowstore::archive::backup(&source, &file, None, &quiet)
-        .await
-        .unwrap();
-    flowstore::archive::restore(&target, &file, false, &quiet)
-        .await
-        .unwrap();
+    copy(&source, &target, &file, false).await;
     let v = verify(&target).await;
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(
@@ -238,12 +205,7 @@ async fn chain_survives_backup_and_restore(source: Store, target: Store) {
     // A cut log is archived and restored as it is: still cut, still reported.
     cut_tail(&source, 3).await;
     let cut = dir.path().join("cut.fsa");
-    flowstore::archive::backup(&source, &cut, None, &quiet)
-        .await
-        .unwrap();
-    flowstore::archive::restore(&target, &cut, true, &quiet)
-        .await
-        .unwrap();
+    copy(&source, &target, &cut, true).await;
     let m = verify(&target)
         .await
         .head_mismatch
@@ -268,22 +230,9 @@ async fn an_archive_without_a_head_gets_one(source: Store, target: Store) {
     assert_eq!(v.last_seq, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chain_moves_from_sqlite_to_postgres() {
-    chain_survives_backup_and_restore(common::sqlite().await, common::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chain_moves_from_postgres_to_sqlite() {
-    chain_survives_backup_and_restore(common::postgres().await, common::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_archive_without_a_head_gets_one_sqlite() {
-    an_archive_without_a_head_gets_one(common::sqlite().await, common::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_archive_without_a_head_gets_one_postgres() {
-    an_archive_without_a_head_gets_one(common::postgres().await, common::postgres().await).await;
+two_stores! {
+    chain_moves_from_sqlite_to_postgres: chain_survives_backup_and_restore(sqlite, postgres);
+    chain_moves_from_postgres_to_sqlite: chain_survives_backup_and_restore(postgres, sqlite);
+    an_archive_without_a_head_gets_one_sqlite: an_archive_without_a_head_gets_one(sqlite, sqlite);
+    an_archive_without_a_head_gets_one_postgres: an_archive_without_a_head_gets_one(postgres, postgres);
 }

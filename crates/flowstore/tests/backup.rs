@@ -3,6 +3,8 @@
 //! before anything is written, consistency under concurrent writes, and no archive
 //! left behind by a failed backup.
 
+use crate::binary::{flowstore, succeeded as ok};
+use flowstore_testkit::{PgDatabase, TestStore};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,11 +15,6 @@ use flowstore::model::ops::SetConfiguration;
 use flowstore::{Store, StoreError};
 use flowstore_core::archive::{catalog, native_types, ColumnType};
 use serde_json::json;
-
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
 
 fn quiet(_: &str, _: u64) {}
 
@@ -53,20 +50,25 @@ fn total(d: &[(String, Vec<String>)]) -> usize {
     d.iter().map(|(_, r)| r.len()).sum()
 }
 
-/// Data made through the repositories, plus the references a restore must defer.
-async fn populate(store: &Store) {
-    flowstore::demo::seed(store, 12).await.expect("demo data");
+/// Sets one configuration value, in a transaction of its own.
+async fn set_configuration(store: &Store, key: &str, value: serde_json::Value, is_sensitive: bool) {
     let mut tx = store.begin().await.unwrap();
     tx.set_configuration(SetConfiguration {
-        key: "smtp.password".into(),
-        value: json!("hunter2"),
-        is_sensitive: true,
+        key: key.into(),
+        value,
+        is_sensitive,
         config_type: None,
         description: None,
     })
     .await
     .unwrap();
     tx.commit().await.unwrap();
+}
+
+/// Data made through the repositories, plus the references a restore must defer.
+async fn populate(store: &Store) {
+    flowstore::demo::seed(store, 12).await.expect("demo data");
+    set_configuration(store, "smtp.password", json!("hunter2"), true).await;
     // A sub-task, a run that points at a task and a workflow with a parent: the
     // cyclic and self references a restore loads in two steps.
     for sql in [
@@ -134,24 +136,11 @@ async fn round_trip(source: Store, target: Store) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_sqlite_to_sqlite() {
-    round_trip(common::sqlite().await, common::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_postgres_to_postgres() {
-    round_trip(common::postgres().await, common::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_sqlite_to_postgres() {
-    round_trip(common::sqlite().await, common::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_postgres_to_sqlite() {
-    round_trip(common::postgres().await, common::sqlite().await).await;
+two_stores! {
+    round_trip_sqlite_to_sqlite: round_trip(sqlite, sqlite);
+    round_trip_postgres_to_postgres: round_trip(postgres, postgres);
+    round_trip_sqlite_to_postgres: round_trip(sqlite, postgres);
+    round_trip_postgres_to_sqlite: round_trip(postgres, sqlite);
 }
 
 /// The catalog names every table and column of the real schema, with a compatible
@@ -192,7 +181,7 @@ async fn assert_empty(store: &Store) {
 /// A flipped byte, a truncated archive and a newer schema are refused before the
 /// target is touched.
 async fn damaged_archives_are_refused(target: Store) {
-    let source = common::sqlite().await;
+    let source = TestStore::sqlite().await;
     populate(&source).await;
     let dir = temp();
     let good = dir.path().join("good.fsa");
@@ -234,7 +223,7 @@ async fn damaged_archives_are_refused(target: Store) {
 
 /// A database holding data is refused unless --replace, which swaps it whole.
 async fn non_empty_target_needs_replace(target: Store) {
-    let source = common::sqlite().await;
+    let source = TestStore::sqlite().await;
     populate(&source).await;
     populate(&target).await;
     let dir = temp();
@@ -328,7 +317,7 @@ async fn backup_during_writes_is_consistent(store: Store) {
         "every task's run is in the archive"
     );
     // And it restores.
-    let target = common::sqlite().await;
+    let target = TestStore::sqlite().await;
     archive::restore(&target, &file, false, &quiet)
         .await
         .unwrap();
@@ -336,7 +325,7 @@ async fn backup_during_writes_is_consistent(store: Store) {
 
 /// Workflows move between installations; duplicates are a Conflict unless skipped.
 async fn export_and_import(target: Store) {
-    let source = common::sqlite().await;
+    let source = TestStore::sqlite().await;
     populate(&source).await;
     let doc = export::export(&source, None).await.unwrap();
     let text = serde_json::to_string(&doc).unwrap();
@@ -432,10 +421,10 @@ async fn table_selection(store: Store) {
 }
 
 /// A new store on the same backend as `like`.
-async fn fresh(like: &Store) -> Store {
+async fn fresh(like: &Store) -> TestStore {
     match like.kind() {
-        flowstore::BackendKind::Sqlite => common::sqlite().await,
-        flowstore::BackendKind::Postgres => common::postgres().await,
+        flowstore::BackendKind::Sqlite => TestStore::sqlite().await,
+        flowstore::BackendKind::Postgres => TestStore::postgres().await,
     }
 }
 
@@ -668,17 +657,7 @@ async fn partial_replace_touches_only_its_tables(source: Store) {
     archive::restore(&target, &whole, false, &quiet)
         .await
         .unwrap();
-    let mut tx = target.begin().await.unwrap();
-    tx.set_configuration(SetConfiguration {
-        key: "local.setting".into(),
-        value: json!("kept"),
-        is_sensitive: false,
-        config_type: None,
-        description: None,
-    })
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    set_configuration(&target, "local.setting", json!("kept"), false).await;
     for sql in [
         "UPDATE workflows SET description = 'edited here'",
         "DELETE FROM workflow_versions WHERE id = (SELECT id FROM workflow_versions ORDER BY id LIMIT 1)",
@@ -771,7 +750,7 @@ conformance!(
 /// A partial archive moves between backends in both directions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_restore_across_backends() {
-    let sqlite = common::sqlite().await;
+    let sqlite = TestStore::sqlite().await;
     populate(&sqlite).await;
     let source_rows = dump(&sqlite).await;
     let dir = temp();
@@ -779,7 +758,7 @@ async fn partial_restore_across_backends() {
     archive::backup_tables(&sqlite, &whole, Some(&strings(DEFS)), true, &quiet)
         .await
         .unwrap();
-    let postgres = common::postgres().await;
+    let postgres = TestStore::postgres().await;
     let nothing: Vec<(String, Vec<String>)> = source_rows
         .iter()
         .map(|(n, _)| (n.clone(), Vec::new()))
@@ -799,7 +778,7 @@ async fn partial_restore_across_backends() {
     archive::backup(&sqlite, &people, Some(&strings(PEOPLE)), &quiet)
         .await
         .unwrap();
-    let back = common::sqlite().await;
+    let back = TestStore::sqlite().await;
     archive::restore(&back, &people, false, &quiet)
         .await
         .unwrap();
@@ -872,24 +851,6 @@ async fn failed_backup_leaves_no_archive(store: Store) {
             assert!(leftovers(dir.path()).is_empty());
         }
     }
-}
-
-fn flowstore(url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_flowstore"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env(
-            "ENCRYPTION_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// The commands end to end: backup, restore, export, import and --native.
@@ -1010,11 +971,12 @@ fn cli_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_postgres() {
-    let (a, b, c) = (
-        common::fresh_pg_database().await,
-        common::fresh_pg_database().await,
-        common::fresh_pg_database().await,
-    );
+    let dbs = [
+        PgDatabase::create().await,
+        PgDatabase::create().await,
+        PgDatabase::create().await,
+    ];
+    let [a, b, c] = dbs.each_ref().map(|d| d.url().to_string());
     tokio::task::spawn_blocking(move || cli_round_trip(&a, &b, &c))
         .await
         .unwrap();

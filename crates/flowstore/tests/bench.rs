@@ -2,11 +2,6 @@
 //! checks its own result (every task done exactly once, run and sample counts
 //! right). No timing is asserted.
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
 use flowstore::bench::{self, BenchOptions, Report, Workload};
 
 fn tiny(database_url: Option<String>) -> BenchOptions {
@@ -114,7 +109,7 @@ async fn every_workload_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_workload_on_postgres_in_a_database_of_its_own() {
-    let admin = common::pg_admin_url();
+    let admin = flowstore_testkit::pg_admin_url();
     let report = bench::run(&tiny(Some(admin))).await.expect("bench runs");
     assert_eq!(report.backend, "postgres");
     assert!(report.database.contains("flowstore_bench_"));

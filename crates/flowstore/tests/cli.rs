@@ -1,25 +1,8 @@
 //! The `flowstore` binary end to end: migrate up, status, down and the refusal of a
 //! bad URL, on SQLite and on PostgreSQL.
 
+use crate::binary::flowstore;
 use std::process::{Command, Output};
-
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
-fn flowstore(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowstore"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env(
-            "ENCRYPTION_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        )
-        .output()
-        .expect("the binary runs")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -57,18 +40,21 @@ fn migrate_round_trip(url: &str) {
     assert!(stdout(&status).contains("pending"));
 }
 
-#[test]
-fn migrate_commands_on_sqlite() {
-    let path = std::env::temp_dir().join(format!("fs-cli-{}.db", uuid::Uuid::new_v4().simple()));
-    migrate_round_trip(&format!("sqlite://{}", path.display()));
-}
+per_database!(migrate_commands, operator_commands);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_commands_on_postgres() {
-    let url = common::fresh_pg_database().await;
-    tokio::task::spawn_blocking(move || migrate_round_trip(&url))
+/// A command-line round trip, off the runtime's threads.
+async fn blocking(url: String, round_trip: fn(&str)) {
+    tokio::task::spawn_blocking(move || round_trip(&url))
         .await
         .unwrap();
+}
+
+async fn migrate_commands(url: String) {
+    blocking(url, migrate_round_trip).await;
+}
+
+async fn operator_commands(url: String) {
+    blocking(url, operator_round_trip).await;
 }
 
 #[test]
@@ -124,7 +110,7 @@ fn serve_refuses_a_malformed_webhook_allow_list() {
 /// The operator's commands as README gives them: `apikeys create --role admin`
 /// (no name needed) prints a key; a command whose reader goes away ends without a
 /// panic; `serve` on a busy port fails before it makes the one bootstrap key.
-fn operator_commands(url: &str) {
+fn operator_round_trip(url: &str) {
     let up = flowstore(url, &["migrate", "up"]);
     assert!(
         up.status.success(),
@@ -208,20 +194,6 @@ fn operator_commands(url: &str) {
         "{}",
         stdout(&down)
     );
-}
-
-#[test]
-fn operator_commands_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    operator_commands(&format!("sqlite://{}", dir.path().join("ops.db").display()));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_commands_on_postgres() {
-    let url = common::fresh_pg_database().await;
-    tokio::task::spawn_blocking(move || operator_commands(&url))
-        .await
-        .unwrap();
 }
 
 /// Commands that read, check or copy a database do not create one at a mistyped

@@ -1,8 +1,9 @@
 //! `flowstore seed --demo`: the data set it writes on SQLite and on PostgreSQL, the
 //! refusal of a second seed, and the command line end to end.
 
+use crate::binary::flowstore;
+use flowstore_testkit::{PgDatabase, SqliteDatabase};
 use std::collections::HashMap;
-use std::process::Command;
 
 use chrono::TimeDelta;
 use flowstore::model::metric::AggregateFilter;
@@ -12,11 +13,6 @@ use flowstore::model::pull_request::PullRequestFilter;
 use flowstore::model::run::RunStatus;
 use flowstore::model::workflow::WorkflowFilter;
 use flowstore::{PageRequest, Store, StoreError};
-
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
 
 const RUNS: u32 = 30;
 
@@ -153,18 +149,7 @@ async fn seeds_a_realistic_data_set(store: Store) {
 conformance!(seeds_a_realistic_data_set);
 
 fn seed_command(url: &str) {
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_flowstore"))
-            .arg("--database-url")
-            .arg(url)
-            .args(args)
-            .env(
-                "ENCRYPTION_KEY",
-                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-            )
-            .output()
-            .expect("the binary runs")
-    };
+    let run = |args: &[&str]| flowstore(url, args);
     let up = run(&["migrate", "up"]);
     assert!(
         up.status.success(),
@@ -186,16 +171,14 @@ fn seed_command(url: &str) {
 
 #[test]
 fn command_line_seeds_sqlite() {
-    let dir = std::env::temp_dir().join("flowstore-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
-    seed_command(&format!("sqlite://{}", path.display()));
+    let db = SqliteDatabase::create();
+    seed_command(db.url());
 }
 
 #[test]
 fn command_line_seeds_postgres() {
-    let url = tokio::runtime::Runtime::new()
+    let db = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(common::fresh_pg_database());
-    seed_command(&url);
+        .block_on(PgDatabase::create());
+    seed_command(db.url());
 }

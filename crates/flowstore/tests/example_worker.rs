@@ -17,14 +17,7 @@ use std::time::Duration;
 use flowstore::Store;
 use serde_json::{json, Value};
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
-#[path = "../examples/worker/worker.rs"]
-#[allow(dead_code)]
-mod worker;
+use crate::worker;
 
 conformance!(
     demo_workflows_run_to_their_end,
@@ -358,6 +351,24 @@ async fn each_completed_once(
 }
 
 /// Polls until a task of `step` in `runs` is running (claimed by the worker).
+/// Runs the worker against `url` with leases of `lease_ms` until `runs` have all
+/// completed, then stops it: its report and the runs' tasks, each completed once.
+async fn work_to_completion(
+    s: &Served,
+    url: &str,
+    lease_ms: u64,
+    runs: &[String],
+) -> (worker::Report, Vec<(String, String, String, i64)>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker::run(worker_config(url, &s.key, lease_ms), stopped));
+    let statuses = wait_for_ends(s, runs).await;
+    assert_eq!(statuses, ["completed"]);
+    stop.send(true).unwrap();
+    let report = running.await.unwrap().expect("the worker ends cleanly");
+    let tasks = each_completed_once(s, runs, &report).await;
+    (report, tasks)
+}
+
 async fn wait_until_running(s: &Served, runs: &[String], step: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -458,18 +469,9 @@ async fn worker_honours_retry_after_and_survives_5xx(store: Store) {
         1,
     )
     .await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     // Six-second leases, renewed every two: a heartbeat held back by a 429 and a 503
     // still lands within the lease.
-    let running = tokio::spawn(worker::run(
-        worker_config(&proxy.url, &s.key, 6000),
-        stopped,
-    ));
-    let statuses = wait_for_ends(&s, &runs).await;
-    assert_eq!(statuses, ["completed"]);
-    stop.send(true).unwrap();
-    let report = running.await.unwrap().expect("the worker ends cleanly");
-    let tasks = each_completed_once(&s, &runs, &report).await;
+    let (report, tasks) = work_to_completion(&s, &proxy.url, 6000, &runs).await;
     for (id, step, _, attempt) in &tasks {
         let want = if step == "flaky" { 2 } else { 1 };
         assert_eq!(*attempt, want, "{step}: {tasks:?}");
@@ -583,16 +585,7 @@ async fn a_lost_lease_stops_the_work(store: Store) {
         1,
     )
     .await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(worker::run(
-        worker_config(&proxy.url, &s.key, 2000),
-        stopped,
-    ));
-    let statuses = wait_for_ends(&s, &runs).await;
-    assert_eq!(statuses, ["completed"]);
-    stop.send(true).unwrap();
-    let report = running.await.unwrap().expect("the worker ends cleanly");
-    let tasks = each_completed_once(&s, &runs, &report).await;
+    let (report, tasks) = work_to_completion(&s, &proxy.url, 2000, &runs).await;
     assert_eq!(tasks[0].3, 2, "handed out again: {tasks:?}");
     assert_eq!((report.lost, report.refused), (1, 0), "{report:?}");
 

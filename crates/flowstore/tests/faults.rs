@@ -5,6 +5,7 @@
 //! problem type and recovered from without a restart, and `/readyz` tells the truth
 //! meanwhile. The mounts need root; where they cannot be made the tests fail.
 
+use flowstore_testkit::PgDatabase;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,12 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
-const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+use flowstore_testkit::ENCRYPTION_KEY as KEY;
 
 /// A tmpfs of `mb` MiB mounted for one test, unmounted (lazily) when dropped.
 struct Tmpfs(PathBuf);
@@ -192,6 +188,27 @@ fn project(size: usize) -> Value {
     })
 }
 
+/// Writes large projects (at most `tries`) until the disk is full: each answers 201
+/// until one answers 507 `storage-full`; none answers 500.
+async fn write_until_full(url: &str, key: &str, tries: usize) {
+    let mut full = None;
+    for _ in 0..tries {
+        let (status, body) =
+            call(url, key, "POST", "/api/v1/projects", Some(project(200_000))).await;
+        assert_ne!(status, 500, "a full disk is not an internal error: {body}");
+        if status == 507 {
+            full = Some(body);
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+    }
+    let full = full.expect("a write on a full disk is refused");
+    assert_eq!(
+        full["type"], "https://flowstore.dev/problems/storage-full",
+        "{full}"
+    );
+}
+
 /// A full disk: writes answer 507 `storage-full` (never 500), `/readyz` says so, and
 /// once space is freed writes resume by themselves, many in a row (a connection left
 /// inside a transaction by the failure would refuse every later one).
@@ -205,28 +222,7 @@ async fn sqlite_full_disk_is_reported_and_recovered_from() {
     assert_eq!(status, 201);
 
     let filler = fill(&disk.0.join("filler"));
-    let mut full = None;
-    for _ in 0..200 {
-        let (status, body) = call(
-            &url,
-            &key,
-            "POST",
-            "/api/v1/projects",
-            Some(project(200_000)),
-        )
-        .await;
-        assert_ne!(status, 500, "a full disk is not an internal error: {body}");
-        if status == 507 {
-            full = Some(body);
-            break;
-        }
-        assert_eq!(status, 201, "{body}");
-    }
-    let full = full.expect("a write on a full disk is refused");
-    assert_eq!(
-        full["type"], "https://flowstore.dev/problems/storage-full",
-        "{full}"
-    );
+    write_until_full(&url, &key, 200).await;
     let (status, ready) = call(&url, &key, "GET", "/readyz", None).await;
     assert_eq!(status, 507, "/readyz tells the disk is full: {ready}");
     assert_eq!(ready["type"], "https://flowstore.dev/problems/storage-full");
@@ -293,7 +289,8 @@ async fn forward(listener: tokio::net::TcpListener, to: String) {
 /// with growing pauses, and serves once the database is reachable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_waits_for_postgres_and_says_why() {
-    let real = url::Url::parse(&common::fresh_pg_database().await).unwrap();
+    let db = PgDatabase::create().await;
+    let real = url::Url::parse(db.url()).unwrap();
     // A port with nothing behind it yet; later a relay to the real server.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -334,7 +331,8 @@ async fn serve_waits_for_postgres_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_only_and_long_locks() {
     use sqlx::Connection;
-    let db = common::fresh_pg_database().await;
+    let pg = PgDatabase::create().await;
+    let db = pg.url().to_string();
     let dir = std::env::temp_dir();
     let mut server = Served::start(&db, &dir);
     let (key, url) = server.ready();
@@ -427,7 +425,7 @@ async fn postgres_read_only_and_long_locks() {
 async fn postgres_full_disk_and_statement_timeout() {
     use sqlx::Connection;
     let disk = Tmpfs::mount(64);
-    let admin_url = common::pg_admin_url();
+    let admin_url = flowstore_testkit::pg_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     // The tablespace directory must belong to the user the server runs as (postgres,
     // or whoever a throwaway cluster runs as): read it off the server's process.
@@ -453,7 +451,8 @@ async fn postgres_full_disk_and_statement_timeout() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "the tablespace directory could not be given to {owner}");
-    let db_url = common::fresh_pg_database().await;
+    let pg = PgDatabase::create().await;
+    let db_url = pg.url().to_string();
     let name = url::Url::parse(&db_url)
         .unwrap()
         .path()
@@ -479,28 +478,7 @@ async fn postgres_full_disk_and_statement_timeout() {
         let (status, body) = call(&url, &key, "POST", "/api/v1/projects", Some(project(10))).await;
         assert_eq!(status, 201, "{body}");
         let filler = fill(&mount.join("filler"));
-        let mut full = None;
-        for _ in 0..400 {
-            let (status, body) = call(
-                &url,
-                &key,
-                "POST",
-                "/api/v1/projects",
-                Some(project(200_000)),
-            )
-            .await;
-            assert_ne!(status, 500, "a full disk is not an internal error: {body}");
-            if status == 507 {
-                full = Some(body);
-                break;
-            }
-            assert_eq!(status, 201, "{body}");
-        }
-        let full = full.expect("a write on a full disk is refused");
-        assert_eq!(
-            full["type"], "https://flowstore.dev/problems/storage-full",
-            "{full}"
-        );
+        write_until_full(&url, &key, 400).await;
         std::fs::remove_file(filler).unwrap();
         for _ in 0..5 {
             let (status, body) =

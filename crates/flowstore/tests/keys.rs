@@ -16,23 +16,10 @@ use flowstore::{Store, StoreError};
 use flowstore_core::crypto::SecretString;
 use serde_json::json;
 
-#[path = "conformance/common.rs"]
-#[macro_use]
-#[allow(dead_code, unused_macros)]
-mod common;
-
-const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+use flowstore_testkit::ENCRYPTION_KEY as KEY_A;
 const KEY_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
-fn sqlite_url() -> String {
-    let dir = std::env::temp_dir().join("flowstore-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    format!(
-        "sqlite://{}",
-        dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()))
-            .display()
-    )
-}
+per_database!(rotation);
 
 async fn store(url: &str, key: &str, previous: &[&str]) -> Store {
     let settings = Settings {
@@ -233,14 +220,4 @@ async fn rotation(url: String) {
     }
     drop(tx);
     only_a.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_sqlite() {
-    rotation(sqlite_url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_postgres() {
-    rotation(common::fresh_pg_database().await).await;
 }

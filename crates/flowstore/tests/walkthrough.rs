@@ -6,6 +6,7 @@
 //! the run has completed. A command this test does not know fails it, so the README
 //! and the test cannot drift apart.
 
+use flowstore_testkit::PgDatabase;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -14,13 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-#[path = "conformance/common.rs"]
-#[allow(dead_code, unused_macros)]
-mod common;
-
-#[path = "../examples/worker/worker.rs"]
-#[allow(dead_code)]
-mod worker;
+use crate::worker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite() {
@@ -29,7 +24,8 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    walk(Some(common::fresh_pg_database().await)).await;
+    let db = PgDatabase::create().await;
+    walk(Some(db.url().to_string())).await;
 }
 
 /// The walk-through's shell commands, continuation lines joined, comments kept apart.

@@ -14,32 +14,19 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
         Some(k.viewer.as_str()),
     );
     let handler = json!({"handler_type": "doc-shell", "handler_name": "doc-shell"});
-    t.call("POST", "/api/v1/handlers", &[], admin, Some(handler), 201)
-        .await;
+    walk!(t;
+        admin POST "/api/v1/handlers" [] with (handler) => 201;
+    );
     let wf = json!({"name": "doc-wf", "status": "active",
         "definition": {"steps": [{"key": "a", "handler": "doc-shell"}]}});
     let wf = id(&t
         .call("POST", "/api/v1/workflows", &[], a, Some(wf), 201)
         .await);
     let w = wf.as_str();
-    t.call(
-        "GET",
-        "/api/v1/workflows/{id}/versions/{version}",
-        &[w, "1"],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call(
-        "GET",
-        "/api/v1/workflows/{id}/versions/{version}",
-        &[w, "9"],
-        a,
-        None,
-        404,
-    )
-    .await;
+    walk!(t;
+        a GET "/api/v1/workflows/{id}/versions/{version}" [w, "1"] => 200;
+        a GET "/api/v1/workflows/{id}/versions/{version}" [w, "9"] => 404;
+    );
     let copy = t
         .call(
             "POST",
@@ -51,32 +38,14 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
         )
         .await;
     let copy = id(&copy);
-    t.call(
-        "POST",
-        "/api/v1/workflows/{id}/duplicate",
-        &[w],
-        a,
-        Some(json!({"name": ""})),
-        422,
-    )
-    .await;
-    t.call(
-        "POST",
-        "/api/v1/workflows/{id}/runs",
-        &[w],
-        a,
-        Some(json!({})),
-        201,
-    )
-    .await;
-    t.call("GET", "/api/v1/workflows/{id}/summary", &[w], a, None, 200)
-        .await;
-    t.call("DELETE", "/api/v1/workflows/{id}", &[w], a, None, 409)
-        .await;
-    t.call("POST", "/api/v1/workflows/{id}/archive", &[w], a, None, 200)
-        .await;
-    t.call("DELETE", "/api/v1/workflows/{id}", &[&copy], a, None, 204)
-        .await;
+    walk!(t;
+        a POST "/api/v1/workflows/{id}/duplicate" [w] with {"name": ""} => 422;
+        a POST "/api/v1/workflows/{id}/runs" [w] with {} => 201;
+        a GET "/api/v1/workflows/{id}/summary" [w] => 200;
+        a DELETE "/api/v1/workflows/{id}" [w] => 409;
+        a POST "/api/v1/workflows/{id}/archive" [w] => 200;
+        a DELETE "/api/v1/workflows/{id}" [&copy] => 204;
+    );
 
     let p = json!({"name": "doc-links"});
     let pid = id(&t
@@ -90,100 +59,31 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
     let kid = id(&t
         .call("POST", "/api/v1/tasks", &[], a, Some(kid), 201)
         .await);
-    t.call(
-        "GET",
-        "/api/v1/tasks/{id}/dependencies",
-        &[&kid],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call(
-        "GET",
-        "/api/v1/tasks/{id}/children",
-        &[&parent],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call(
-        "GET",
-        "/api/v1/projects/{id}/summary",
-        &[&pid],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call("DELETE", "/api/v1/tasks/{id}", &[&kid], a, None, 204)
-        .await;
-    t.call("DELETE", "/api/v1/tasks/{id}", &[&kid], a, None, 404)
-        .await;
+    walk!(t;
+        a GET "/api/v1/tasks/{id}/dependencies" [&kid] => 200;
+        a GET "/api/v1/tasks/{id}/children" [&parent] => 200;
+        a GET "/api/v1/projects/{id}/summary" [&pid] => 200;
+        a DELETE "/api/v1/tasks/{id}" [&kid] => 204;
+        a DELETE "/api/v1/tasks/{id}" [&kid] => 404;
+    );
 
     let sample = json!({"metric_name": "doc.cpu", "metric_value": 0.5, "metric_unit": "ratio",
         "component": "api", "labels": {"host": "h"}});
-    t.call(
-        "POST",
-        "/api/v1/system-metrics",
-        &[],
-        admin,
-        Some(sample.clone()),
-        201,
-    )
-    .await;
-    t.call("POST", "/api/v1/system-metrics", &[], a, Some(sample), 403)
-        .await;
-    t.call(
-        "GET",
-        "/api/v1/system-metrics?name=doc.cpu&limit=1",
-        &[],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call("GET", "/api/v1/system-metrics", &[], viewer, None, 403)
-        .await;
-    t.call(
-        "GET",
-        "/api/v1/system-metrics?since=soon",
-        &[],
-        a,
-        None,
-        422,
-    )
-    .await;
+    walk!(t;
+        admin POST "/api/v1/system-metrics" [] with (sample.clone()) => 201;
+        a POST "/api/v1/system-metrics" [] with (sample) => 403;
+        a GET "/api/v1/system-metrics?name=doc.cpu&limit=1" [] => 200;
+        viewer GET "/api/v1/system-metrics" [] => 403;
+        a GET "/api/v1/system-metrics?since=soon" [] => 422;
+    );
     let comp = json!({"name": "doc-comp", "type": "worker"});
-    t.call("POST", "/api/v1/components", &[], a, Some(comp), 201)
-        .await;
+    walk!(t;
+        a POST "/api/v1/components" [] with (comp) => 201;
+    );
     let patch = json!({"version": "2", "endpoints": {"http": "http://h:1"}});
-    t.call(
-        "PATCH",
-        "/api/v1/components/{which}",
-        &["doc-comp"],
-        a,
-        Some(patch.clone()),
-        403,
-    )
-    .await;
-    t.call(
-        "PATCH",
-        "/api/v1/components/{which}",
-        &["doc-comp"],
-        admin,
-        Some(patch),
-        200,
-    )
-    .await;
-    t.call(
-        "PATCH",
-        "/api/v1/components/{which}",
-        &["nope"],
-        admin,
-        Some(json!({})),
-        404,
-    )
-    .await;
+    walk!(t;
+        a PATCH "/api/v1/components/{which}" ["doc-comp"] with (patch.clone()) => 403;
+        admin PATCH "/api/v1/components/{which}" ["doc-comp"] with (patch) => 200;
+        admin PATCH "/api/v1/components/{which}" ["nope"] with {} => 404;
+    );
 }

@@ -22,135 +22,38 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
     // tasks and pull requests
     let task = t.call("POST", "/api/v1/tasks", &[], a, Some(json!({"title": "parser", "project_id": pid, "tags": ["rust"], "requirements": {"lang": "rust"}})), 201).await;
     let task_id = id(&task);
-    t.call("GET", "/api/v1/tasks/{id}", &[&task_id], a, None, 200)
-        .await;
-    t.call(
-        "PATCH",
-        "/api/v1/tasks/{id}",
-        &[&task_id],
-        a,
-        Some(json!({"priority": 3, "status": "ready"})),
-        200,
-    )
-    .await;
-    t.call("GET", "/api/v1/tasks?tag=rust", &[], a, None, 200)
-        .await;
+    walk!(t;
+        a GET "/api/v1/tasks/{id}" [&task_id] => 200;
+        a PATCH "/api/v1/tasks/{id}" [&task_id] with {"priority": 3, "status": "ready"} => 200;
+        a GET "/api/v1/tasks?tag=rust" [] => 200;
+    );
     let pr = t.call("POST", "/api/v1/pull-requests", &[], a, Some(json!({"project_id": pid, "task_id": task_id, "pr_number": 7, "repository_url": "https://git.example/site", "branch_name": "feat", "title": "Parser"})), 201).await;
     let prid = id(&pr);
-    t.call("GET", "/api/v1/pull-requests/{id}", &[&prid], a, None, 200)
-        .await;
-    t.call(
-        "POST",
-        "/api/v1/pull-requests/{id}/status",
-        &[&prid],
-        a,
-        Some(json!({"status": "open"})),
-        200,
-    )
-    .await;
-    t.call(
-        "PUT",
-        "/api/v1/pull-requests/{id}/validation",
-        &[&prid],
-        a,
-        Some(json!({"validation_results": {"tests": "passed"}})),
-        200,
-    )
-    .await;
-    t.call(
-        "GET",
-        "/api/v1/pull-requests?project_id={}",
-        &[&pid],
-        a,
-        None,
-        200,
-    )
-    .await;
+    walk!(t;
+        a GET "/api/v1/pull-requests/{id}" [&prid] => 200;
+        a POST "/api/v1/pull-requests/{id}/status" [&prid] with {"status": "open"} => 200;
+        a PUT "/api/v1/pull-requests/{id}/validation" [&prid] with {"validation_results": {"tests": "passed"}} => 200;
+        a GET "/api/v1/pull-requests?project_id={}" [&pid] => 200;
+    );
 
     // components, logs, configurations
-    t.call("POST", "/api/v1/components", &[], admin, Some(json!({"name": "worker-1", "type": "worker", "endpoints": {"http": "http://127.0.0.1:1"}})), 201).await;
-    t.call(
-        "POST",
-        "/api/v1/components/{which}/heartbeat",
-        &["worker-1"],
-        admin,
-        Some(json!({"health_status": "healthy"})),
-        200,
-    )
-    .await;
-    t.call("GET", "/api/v1/components", &[], a, None, 200).await;
-    t.call("GET", "/api/v1/components", &[], viewer, None, 403)
-        .await;
-    t.call("GET", "/api/v1/components/health", &[], viewer, None, 200)
-        .await;
-    t.call(
-        "GET",
-        "/api/v1/components/{which}",
-        &["worker-1"],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call(
-        "DELETE",
-        "/api/v1/components/{which}",
-        &["worker-1"],
-        admin,
-        None,
-        204,
-    )
-    .await;
-    t.call("POST", "/api/v1/logs", &[], admin, Some(json!([{"level": "info", "message": "hello", "component_name": "w"}, {"level": "error", "message": "boom"}])), 201).await;
-    t.call(
-        "POST",
-        "/api/v1/logs",
-        &[],
-        admin,
-        Some(json!({"level": "warn", "message": "one"})),
-        201,
-    )
-    .await;
-    t.call("GET", "/api/v1/logs?min_level=info", &[], admin, None, 200)
-        .await;
-    t.call(
-        "PUT",
-        "/api/v1/configurations",
-        &[],
-        admin,
-        Some(json!({"key": "smtp.password", "value": "hunter2", "is_sensitive": true})),
-        200,
-    )
-    .await;
-    t.call(
-        "PUT",
-        "/api/v1/configurations",
-        &[],
-        admin,
-        Some(json!({"key": "ui.theme", "value": {"mode": "dark"}})),
-        200,
-    )
-    .await;
-    t.call("GET", "/api/v1/configurations", &[], admin, None, 200)
-        .await;
-    t.call(
-        "GET",
-        "/api/v1/configurations/{key}",
-        &["smtp.password"],
-        admin,
-        None,
-        200,
-    )
-    .await;
-    t.call(
-        "DELETE",
-        "/api/v1/configurations/{key}",
-        &["ui.theme"],
-        admin,
-        None,
-        204,
-    )
-    .await;
+    walk!(t;
+        admin POST "/api/v1/components" [] with {"name": "worker-1", "type": "worker", "endpoints": {"http": "http://127.0.0.1:1"}} => 201;
+        admin POST "/api/v1/components/{which}/heartbeat" ["worker-1"] with {"health_status": "healthy"} => 200;
+        a GET "/api/v1/components" [] => 200;
+        viewer GET "/api/v1/components" [] => 403;
+        viewer GET "/api/v1/components/health" [] => 200;
+        a GET "/api/v1/components/{which}" ["worker-1"] => 200;
+        admin DELETE "/api/v1/components/{which}" ["worker-1"] => 204;
+        admin POST "/api/v1/logs" [] with [{"level": "info", "message": "hello", "component_name": "w"}, {"level": "error", "message": "boom"}] => 201;
+        admin POST "/api/v1/logs" [] with {"level": "warn", "message": "one"} => 201;
+        admin GET "/api/v1/logs?min_level=info" [] => 200;
+        admin PUT "/api/v1/configurations" [] with {"key": "smtp.password", "value": "hunter2", "is_sensitive": true} => 200;
+        admin PUT "/api/v1/configurations" [] with {"key": "ui.theme", "value": {"mode": "dark"}} => 200;
+        admin GET "/api/v1/configurations" [] => 200;
+        admin GET "/api/v1/configurations/{key}" ["smtp.password"] => 200;
+        admin DELETE "/api/v1/configurations/{key}" ["ui.theme"] => 204;
+    );
 
     // people, notifications, keys
     let u = t
@@ -163,19 +66,12 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
             201,
         )
         .await;
-    t.call("GET", "/api/v1/users", &[], admin, None, 200).await;
-    t.call("GET", "/api/v1/users/me", &[], a, None, 200).await;
-    t.call("GET", "/api/v1/users/{id}", &[&id(&u)], admin, None, 200)
-        .await;
-    t.call(
-        "POST",
-        "/api/v1/users/{id}/unlock",
-        &[&id(&u)],
-        admin,
-        None,
-        200,
-    )
-    .await;
+    walk!(t;
+        admin GET "/api/v1/users" [] => 200;
+        a GET "/api/v1/users/me" [] => 200;
+        admin GET "/api/v1/users/{id}" [&id(&u)] => 200;
+        admin POST "/api/v1/users/{id}/unlock" [&id(&u)] => 200;
+    );
     let team = t
         .call(
             "POST",
@@ -187,25 +83,11 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
         )
         .await;
     let team_id = id(&team);
-    t.call(
-        "POST",
-        "/api/v1/teams/{id}/members",
-        &[&team_id],
-        admin,
-        Some(json!({"user_id": id(&u), "role": "member"})),
-        201,
-    )
-    .await;
-    t.call(
-        "GET",
-        "/api/v1/teams/{id}/members",
-        &[&team_id],
-        admin,
-        None,
-        200,
-    )
-    .await;
-    t.call("GET", "/api/v1/teams", &[], admin, None, 200).await;
+    walk!(t;
+        admin POST "/api/v1/teams/{id}/members" [&team_id] with {"user_id": id(&u), "role": "member"} => 201;
+        admin GET "/api/v1/teams/{id}/members" [&team_id] => 200;
+        admin GET "/api/v1/teams" [] => 200;
+    );
     let mut tx = b.begin().await.unwrap();
     let n = tx
         .create_notification(NewNotification {
@@ -218,19 +100,11 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    t.call("GET", "/api/v1/notifications", &[], a, None, 200)
-        .await;
-    t.call(
-        "POST",
-        "/api/v1/notifications/{id}/read",
-        &[&n.id.to_string()],
-        a,
-        None,
-        200,
-    )
-    .await;
-    t.call("POST", "/api/v1/notifications/read-all", &[], a, None, 200)
-        .await;
+    walk!(t;
+        a GET "/api/v1/notifications" [] => 200;
+        a POST "/api/v1/notifications/{id}/read" [&n.id.to_string()] => 200;
+        a POST "/api/v1/notifications/read-all" [] => 200;
+    );
     let key = t
         .call(
             "POST",
@@ -241,27 +115,14 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
             201,
         )
         .await;
-    t.call("GET", "/api/v1/apikeys", &[], a, None, 200).await;
-    t.call(
-        "GET",
-        "/api/v1/apikeys?user_id={}",
-        &[&a_id],
-        admin,
-        None,
-        200,
-    )
-    .await;
-    t.call(
-        "DELETE",
-        "/api/v1/apikeys/{id}",
-        &[&id(&key["api_key"])],
-        admin,
-        None,
-        204,
-    )
-    .await;
+    walk!(t;
+        a GET "/api/v1/apikeys" [] => 200;
+        admin GET "/api/v1/apikeys?user_id={}" [&a_id] => 200;
+        admin DELETE "/api/v1/apikeys/{id}" [&id(&key["api_key"])] => 204;
+    );
 
     // deleting last, so that everything above had something to point at
-    t.call("DELETE", "/api/v1/projects/{id}", &[&pid], a, None, 204)
-        .await;
+    walk!(t;
+        a DELETE "/api/v1/projects/{id}" [&pid] => 204;
+    );
 }

@@ -9,6 +9,7 @@ use flowstore::model::audit::{
 use flowstore::model::audit_chain::GENESIS_HASH;
 use flowstore::{BackendKind, PageRequest, Store};
 use flowstore_core::admin::{self, FindingKind};
+use flowstore_testkit::fixtures::execute;
 use serde_json::json;
 
 conformance!(
@@ -316,11 +317,11 @@ async fn an_edited_entry_is_found_by_verify_and_check(store: Store) {
         "a clean chain is clean"
     );
     drop_triggers(&store).await;
-    let changed = store
-        .backend()
-        .execute_raw("UPDATE audit_log SET entity_id = 'w9' WHERE seq = 2")
-        .await
-        .unwrap();
+    let changed = execute(
+        &store,
+        "UPDATE audit_log SET entity_id = 'w9' WHERE seq = 2",
+    )
+    .await;
     assert_eq!(changed, 1);
 
     let v = verify(&store).await;
@@ -337,22 +338,14 @@ async fn an_edited_entry_is_found_by_verify_and_check(store: Store) {
 async fn a_removed_entry_is_found_by_verify_and_check(store: Store) {
     three(&store).await;
     drop_triggers(&store).await;
-    store
-        .backend()
-        .execute_raw("DELETE FROM audit_log WHERE seq = 2")
-        .await
-        .unwrap();
+    execute(&store, "DELETE FROM audit_log WHERE seq = 2").await;
     let broken = verify(&store).await.first_broken.expect("the gap is found");
     assert_eq!(broken.seq, 3);
     assert!(broken.reason.contains("missing"), "{}", broken.reason);
     assert!(broken_finding(&store).await.is_some());
 
     // Rewriting the rest of the chain over the gap is caught by the hashes.
-    store
-        .backend()
-        .execute_raw("UPDATE audit_log SET seq = 2 WHERE seq = 3")
-        .await
-        .unwrap();
+    execute(&store, "UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
     let broken = verify(&store).await.first_broken.expect("still broken");
     assert_eq!(broken.seq, 2);
 }
@@ -380,11 +373,7 @@ async fn a_cut_tail_is_found_by_verify_and_check(store: Store) {
 
     // Removing the newest two leaves a chain that verifies entry by entry.
     drop_triggers(&store).await;
-    let cut = store
-        .backend()
-        .execute_raw("DELETE FROM audit_log WHERE seq >= 4")
-        .await
-        .unwrap();
+    let cut = execute(&store, "DELETE FROM audit_log WHERE seq >= 4").await;
     assert_eq!(cut, 2);
     let v = verify(&store).await;
     assert!(v.first_broken.is_none(), "{v:?}");
@@ -423,11 +412,7 @@ async fn a_cut_tail_is_found_by_verify_and_check(store: Store) {
     assert!(broken.reason.contains("missing"), "{}", broken.reason);
 
     // Cutting everything is found too.
-    store
-        .backend()
-        .execute_raw("DELETE FROM audit_log")
-        .await
-        .unwrap();
+    execute(&store, "DELETE FROM audit_log").await;
     let m = verify(&store).await.head_mismatch.expect("all gone");
     assert_eq!((m.missing_from, m.missing_to), (Some(1), Some(6)));
 }

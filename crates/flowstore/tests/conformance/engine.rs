@@ -1,12 +1,14 @@
 //! Conformance tests for the execution engine: runs, claims, leases, retries,
 //! failure strategies, cancellation, timeouts and the outbox, on both backends.
 
+use flowstore_testkit::fixtures;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use flowstore::ids::{RunId, WorkflowId};
-use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, EventFilter, StartRun};
-use flowstore::model::registry::NewHandler;
+use flowstore::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, EventFilter, StartRun, Transition,
+};
 use flowstore::model::run::RunStatus;
 use flowstore::model::task::TaskStatus;
 use flowstore::model::workflow::{ExecutionStrategy, FailureStrategy, NewWorkflow, WorkflowStatus};
@@ -35,13 +37,7 @@ conformance!(
 async fn register(store: &Store, handlers: &[&str]) {
     let mut tx = store.begin().await.unwrap();
     for h in handlers {
-        tx.register_handler(NewHandler {
-            handler_type: h.to_string(),
-            handler_name: h.to_string(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        fixtures::handler(&mut tx, h).await;
     }
     tx.commit().await.unwrap();
 }
@@ -68,6 +64,25 @@ async fn workflow(
         .unwrap();
     tx.commit().await.unwrap();
     wf.id
+}
+
+/// A parallel, fail-fast workflow of `steps` with no timeout.
+async fn fail_fast(store: &Store, steps: Value) -> WorkflowId {
+    workflow(
+        store,
+        steps,
+        ExecutionStrategy::Parallel,
+        FailureStrategy::FailFast,
+        None,
+    )
+    .await
+}
+
+/// Registers `shell` and starts a run of a parallel, fail-fast workflow of `steps`.
+async fn shell_run(store: &Store, steps: Value) -> RunId {
+    register(store, &["shell"]).await;
+    let wf = fail_fast(store, steps).await;
+    start(store, wf).await
 }
 
 fn diamond() -> Value {
@@ -142,6 +157,14 @@ fn r(c: &ClaimedTask) -> AttemptRef {
         task_id: c.task_id,
         attempt: c.attempt,
     }
+}
+
+/// Reports the attempt `a` failed, in a transaction of its own.
+async fn fail(store: &Store, a: AttemptRef, error: Value, retryable: bool) -> Transition {
+    let mut tx = store.begin().await.unwrap();
+    let t = tx.fail(a, error, retryable).await.unwrap();
+    tx.commit().await.unwrap();
+    t
 }
 
 async fn complete(store: &Store, c: &ClaimedTask) -> flowstore::model::engine::Transition {
@@ -228,7 +251,7 @@ async fn a_diamond_runs_to_completion(store: Store) {
 
 async fn bad_starts_are_refused_before_anything_is_written(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "docker", "depends_on": ["a"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, None).await;
+    let wf = fail_fast(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "docker", "depends_on": ["a"]}])).await;
     let mut tx = store.begin().await.unwrap();
     let e = tx
         .start_run(StartRun {
@@ -302,12 +325,9 @@ async fn bad_starts_are_refused_before_anything_is_written(store: Store) {
 
 async fn stale_and_repeated_reports(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(
+    let wf = fail_fast(
         &store,
         json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
     )
     .await;
     start(&store, wf).await;
@@ -356,23 +376,15 @@ async fn stale_and_repeated_reports(store: Store) {
 /// moved on; the same attempt reported with another error or output is refused.
 async fn a_repeated_report_gets_the_first_answer(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(
+    let wf = fail_fast(
         &store,
         json!([{"key": "a", "handler": "shell", "max_retries": 1},
                {"key": "b", "handler": "shell", "depends_on": ["a"]}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
     )
     .await;
     let run = start(&store, wf).await;
     let c1 = claim(&store, "w", 1).await.remove(0);
-    let mut tx = store.begin().await.unwrap();
-    let first = tx
-        .fail(r(&c1), json!({"message": "flaky"}), true)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let first = fail(&store, r(&c1), json!({"message": "flaky"}), true).await;
     assert_eq!(first.status, TaskStatus::Ready);
     assert!(first.retry_at.is_some());
     let mut tx = store.begin().await.unwrap();
@@ -439,19 +451,10 @@ async fn a_repeated_report_gets_the_first_answer(store: Store) {
     tx.commit().await.unwrap();
     assert_eq!(run_status(&store, run).await, RunStatus::Completed);
     // A failure that ended the run: its repeat says so.
-    let wf = workflow(
-        &store,
-        json!([{"key": "a", "handler": "shell"}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
-    )
-    .await;
+    let wf = fail_fast(&store, json!([{"key": "a", "handler": "shell"}])).await;
     start(&store, wf).await;
     let c = claim(&store, "w", 1).await.remove(0);
-    let mut tx = store.begin().await.unwrap();
-    let ended = tx.fail(r(&c), json!("boom"), false).await.unwrap();
-    tx.commit().await.unwrap();
+    let ended = fail(&store, r(&c), json!("boom"), false).await;
     assert_eq!(ended.run_status, Some(RunStatus::Failed));
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.fail(r(&c), json!("boom"), false).await.unwrap(), ended);
@@ -464,12 +467,9 @@ async fn a_repeated_report_gets_the_first_answer(store: Store) {
 async fn a_late_failure_after_the_reaper_is_refused(store: Store) {
     register(&store, &["shell"]).await;
     for retries in [0, 1] {
-        let wf = workflow(
+        let wf = fail_fast(
             &store,
             json!([{"key": "a", "handler": "shell", "max_retries": retries}]),
-            ExecutionStrategy::Parallel,
-            FailureStrategy::FailFast,
-            None,
         )
         .await;
         start(&store, wf).await;
@@ -498,16 +498,11 @@ async fn a_late_failure_after_the_reaper_is_refused(store: Store) {
 }
 
 async fn an_expired_lease_moves_the_task_to_another_worker(store: Store) {
-    register(&store, &["shell"]).await;
-    let wf = workflow(
+    let run = shell_run(
         &store,
         json!([{"key": "a", "handler": "shell", "max_retries": 3}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
     )
     .await;
-    let run = start(&store, wf).await;
     let lost = claim_with_lease(&store, "slow", 1, 100).await.remove(0);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let mut tx = store.begin_transition().await.unwrap();
@@ -545,22 +540,14 @@ async fn an_expired_lease_moves_the_task_to_another_worker(store: Store) {
 
 async fn retries_back_off_then_fail(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(
+    let wf = fail_fast(
         &store,
         json!([{"key": "a", "handler": "shell", "max_retries": 1}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
     )
     .await;
     let run = start(&store, wf).await;
     let c = claim(&store, "w", 1).await.remove(0);
-    let mut tx = store.begin().await.unwrap();
-    let t = tx
-        .fail(r(&c), json!({"message": "flaky"}), true)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let t = fail(&store, r(&c), json!({"message": "flaky"}), true).await;
     assert_eq!(t.status, TaskStatus::Ready);
     let retry_at = t.retry_at.expect("a retry is scheduled");
     assert!(
@@ -599,12 +586,9 @@ async fn retries_back_off_then_fail(store: Store) {
     tx.commit().await.unwrap();
     assert_eq!(run_status(&store, run).await, RunStatus::Failed);
     // A non-retryable error fails at once even with retries left.
-    let wf = workflow(
+    let wf = fail_fast(
         &store,
         json!([{"key": "a", "handler": "shell", "max_retries": 5}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
     )
     .await;
     start(&store, wf).await;
@@ -621,12 +605,10 @@ async fn retries_back_off_then_fail(store: Store) {
 
 async fn fail_fast_stops_the_run(store: Store) {
     register(&store, &["shell"]).await;
-    let wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}, {"key": "c", "handler": "shell", "depends_on": ["b"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, None).await;
+    let wf = fail_fast(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell"}, {"key": "c", "handler": "shell", "depends_on": ["b"]}])).await;
     let run = start(&store, wf).await;
     let got = claim(&store, "w", 1).await.remove(0);
-    let mut tx = store.begin().await.unwrap();
-    let t = tx.fail(r(&got), json!("boom"), false).await.unwrap();
-    tx.commit().await.unwrap();
+    let t = fail(&store, r(&got), json!("boom"), false).await;
     assert_eq!(t.run_status, Some(RunStatus::Failed));
     let s = statuses(&store, run).await;
     assert_eq!(
@@ -699,16 +681,11 @@ async fn cancel_stops_what_has_not_started(store: Store) {
 }
 
 async fn task_and_run_timeouts(store: Store) {
-    register(&store, &["shell"]).await;
-    let wf = workflow(
+    let run = shell_run(
         &store,
         json!([{"key": "a", "handler": "shell", "timeout_seconds": 1}]),
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
     )
     .await;
-    let run = start(&store, wf).await;
     let c = claim(&store, "w", 1).await.remove(0);
     let slow_run_wf = workflow(&store, json!([{"key": "a", "handler": "shell"}, {"key": "b", "handler": "shell", "depends_on": ["a"]}]), ExecutionStrategy::Parallel, FailureStrategy::FailFast, Some(1)).await;
     let slow_run = start(&store, slow_run_wf).await;
@@ -871,14 +848,7 @@ async fn a_claim_over_several_handler_types_takes_the_highest_priorities(store: 
         {"key": "b2", "handler": "beta", "priority": 2},
         {"key": "g1", "handler": "gamma", "priority": 9}
     ]);
-    let wf = workflow(
-        &store,
-        steps,
-        ExecutionStrategy::Parallel,
-        FailureStrategy::FailFast,
-        None,
-    )
-    .await;
+    let wf = fail_fast(&store, steps).await;
     for priority in [0, 100] {
         let mut tx = store.begin().await.unwrap();
         tx.start_run(StartRun {

@@ -1,6 +1,8 @@
 //! The engine under load: many workers claiming and completing many tasks at once,
 //! and transactions cut off half-way.
 
+use flowstore_testkit::fixtures;
+use flowstore_testkit::fixtures::execute;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,7 +12,6 @@ use flowstore::ids::TaskId;
 use flowstore::model::engine::{AttemptRef, ClaimRequest, StartRun};
 use flowstore::model::registry::NewHandler;
 use flowstore::model::run::{RunStatus, StatsFilter};
-use flowstore::model::workflow::{NewWorkflow, WorkflowStatus};
 use flowstore::Store;
 use serde_json::json;
 
@@ -26,13 +27,7 @@ const WORKERS: usize = 16;
 
 async fn sixteen_workers_complete_every_task_exactly_once(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    tx.register_handler(NewHandler {
-        handler_type: "load".into(),
-        handler_name: "load".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    fixtures::handler(&mut tx, "load").await;
     // A wide workflow: ten roots, each with nine dependents, so that completions keep
     // making new work ready while workers race for it.
     let steps: Vec<_> = (0..STEPS)
@@ -45,15 +40,7 @@ async fn sixteen_workers_complete_every_task_exactly_once(store: Store) {
             json!({"key": format!("s{i}"), "handler": "load", "depends_on": deps})
         })
         .collect();
-    let wf = tx
-        .create_workflow(NewWorkflow {
-            name: "load".into(),
-            status: Some(WorkflowStatus::Active),
-            definition: Some(json!({ "steps": steps })),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let wf = fixtures::active_workflow(&mut tx, "load", json!({ "steps": steps })).await;
     tx.commit().await.unwrap();
     for chunk in 0..RUNS / 20 {
         let mut tx = store.begin().await.unwrap();
@@ -180,22 +167,13 @@ async fn sixteen_workers_complete_every_task_exactly_once(store: Store) {
 
 async fn a_transaction_cut_off_leaves_no_trace(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    tx.register_handler(NewHandler {
-        handler_type: "h".into(),
-        handler_name: "h".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let wf = tx
-        .create_workflow(NewWorkflow {
-            name: "cut".into(),
-            status: Some(WorkflowStatus::Active),
-            definition: Some(json!({"steps": [{"key": "a", "handler": "h"}]})),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    fixtures::handler(&mut tx, "h").await;
+    let wf = fixtures::active_workflow(
+        &mut tx,
+        "cut",
+        json!({"steps": [{"key": "a", "handler": "h"}]}),
+    )
+    .await;
     tx.commit().await.unwrap();
 
     // Start a run and cut the transaction off before it commits: the connection goes
@@ -210,14 +188,8 @@ async fn a_transaction_cut_off_leaves_no_trace(store: Store) {
     .await
     .unwrap();
     if store.kind() == flowstore::BackendKind::Postgres {
-        store
-            .backend()
-            .execute_raw(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
-            )
-            .await
-            .unwrap();
+        execute(&store, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             tx.commit().await.is_err(),

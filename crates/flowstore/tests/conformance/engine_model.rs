@@ -12,13 +12,13 @@
 //! A failure message names the seed; `FLOWSTORE_MODEL_SEED=<n>` runs only that seed
 //! (and `FLOWSTORE_MODEL_SEED=<a>..<b>` a range of seeds, for a longer search).
 
+use flowstore_testkit::fixtures;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use flowstore::ids::{RunId, TaskId};
 use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, StartRun, Transition};
-use flowstore::model::registry::NewHandler;
 use flowstore::model::run::RunStatus;
 use flowstore::model::task::TaskStatus;
 use flowstore::model::workflow::{ExecutionStrategy, FailureStrategy, NewWorkflow, WorkflowStatus};
@@ -523,13 +523,7 @@ async fn run_one(store: &Store, seed: u64, coverage: &mut Coverage) {
     // One handler type per seed, so that a claim only ever sees this run's tasks.
     let handler = format!("model-{seed}");
     let mut tx = store.begin().await.unwrap();
-    tx.register_handler(NewHandler {
-        handler_type: handler.clone(),
-        handler_name: handler.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    fixtures::handler(&mut tx, &handler).await;
     let wf = tx
         .create_workflow(NewWorkflow {
             name: format!("model-{seed}-{}", uuid::Uuid::new_v4().simple()),

@@ -3,12 +3,12 @@
 //! committed together, each in a savepoint; on PostgreSQL each has its own
 //! transaction. Either way each must answer and persist exactly as if it were alone.
 
+use flowstore_testkit::fixtures;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use flowstore::ids::TaskId;
 use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask};
-use flowstore::model::registry::NewHandler;
 use flowstore::model::task::{NewTask, TaskPatch, TaskStatus};
 use flowstore::{Store, StoreError};
 use serde_json::json;
@@ -20,13 +20,7 @@ conformance!(
 
 async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
     let mut tx = store.begin().await.unwrap();
-    tx.register_handler(NewHandler {
-        handler_type: handler.into(),
-        handler_name: handler.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    fixtures::handler(&mut tx, handler).await;
     tx.commit().await.unwrap();
     standalone_ready(store, handler, n).await
 }

@@ -4,7 +4,7 @@
 use chrono::TimeDelta;
 use flowstore::ids::{TeamId, UserId};
 use flowstore::model::identity::{
-    check_password, HashedPassword, NewTeam, NewUser, Role, TeamRole, User, UserFilter, UserPatch,
+    check_password, HashedPassword, NewTeam, NewUser, Role, TeamRole, UserFilter, UserPatch,
     UserStatus,
 };
 use flowstore::model::identity_access::{
@@ -12,6 +12,8 @@ use flowstore::model::identity_access::{
 };
 use flowstore::{time, PageRequest, Store, Tx};
 use flowstore_core::crypto::{sha256_hex, SecretString};
+use flowstore_testkit::fixtures::execute;
+use flowstore_testkit::fixtures::user;
 use serde_json::json;
 
 conformance!(
@@ -50,15 +52,6 @@ fn new_user(email: &str) -> NewUser {
 async fn signs_in(tx: &mut Box<dyn Tx>, email: &str, password: &str) -> bool {
     let u = tx.get_user_by_email(email).await.unwrap();
     check_password(u.password_hash.as_deref(), password)
-}
-
-async fn user(tx: &mut Box<dyn Tx>, email: &str) -> User {
-    tx.create_user(NewUser {
-        email: email.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
 }
 
 async fn users_create_get_update_delete(store: Store) {
@@ -207,17 +200,10 @@ async fn users_filter_and_page(store: Store) {
         .unwrap();
     assert_eq!(suspended.items.len(), 1);
     assert_eq!(suspended.items[0].id, ids[1]);
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    loop {
-        let got = tx.list_users(&UserFilter::default(), &page).await.unwrap();
-        assert!(got.items.len() <= 3);
-        seen.extend(got.items.iter().map(|u| u.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 3),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(3, |page| tx.list_users(&UserFilter::default(), &page))
+        .iter()
+        .map(|u| u.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every user exactly once");
 }
@@ -341,14 +327,14 @@ async fn reset_tokens_are_single_use_and_expire(store: Store) {
     tx.commit().await.unwrap();
 
     // Only the token's hash is stored.
-    let found = store
-        .backend()
-        .execute_raw(&format!(
+    let found = execute(
+        &store,
+        &format!(
             "UPDATE users SET display_name = 'hashed' WHERE reset_token_hash = '{}'",
             sha256_hex(&token)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(found, 1);
 
     let mut tx = store.begin().await.unwrap();

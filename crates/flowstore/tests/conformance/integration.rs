@@ -5,14 +5,15 @@
 
 use chrono::TimeDelta;
 use flowstore::ids::{UserId, WorkflowId};
-use flowstore::model::identity::NewUser;
 use flowstore::model::integration::{
     CredentialFilter, CredentialPatch, CredentialType, NewCredential, NewWebhook, SealedKind,
     WebhookFilter, WebhookPatch,
 };
 use flowstore::model::ops::SecretValue;
-use flowstore::{time, BackendKind, PageRequest, Store, StoreError, Tx};
+use flowstore::{time, BackendKind, PageRequest, Store, StoreError};
 use flowstore_core::crypto::SecretString;
+use flowstore_testkit::fixtures::execute;
+use flowstore_testkit::fixtures::user_id;
 use serde_json::json;
 
 conformance!(
@@ -23,16 +24,6 @@ conformance!(
     duplicates_conflict,
     webhooks_round_trip,
 );
-
-pub async fn user(tx: &mut Box<dyn Tx>, email: &str) -> UserId {
-    tx.create_user(NewUser {
-        email: email.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .id
-}
 
 pub fn credential(name: &str, owner: Option<UserId>, data: serde_json::Value) -> NewCredential {
     NewCredential {
@@ -62,11 +53,11 @@ pub async fn count_where(store: &Store, table: &str, condition: &str) -> u64 {
         "credentials" | "webhooks" => "name = name",
         _ => "event_type = event_type",
     };
-    store
-        .backend()
-        .execute_raw(&format!("UPDATE {table} SET {set} WHERE {condition}"))
-        .await
-        .unwrap()
+    execute(
+        store,
+        &format!("UPDATE {table} SET {set} WHERE {condition}"),
+    )
+    .await
 }
 
 /// A SQL literal for a UUID column on this backend.
@@ -79,8 +70,8 @@ pub fn uuid_lit(store: &Store, id: uuid::Uuid) -> String {
 
 async fn credentials_round_trip(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
-    let bob = user(&mut tx, "bob@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
+    let bob = user_id(&mut tx, "bob@example.com").await;
     let expires = time::now() + TimeDelta::days(30);
     let c = tx
         .create_credential(NewCredential {
@@ -285,14 +276,14 @@ async fn a_wrong_or_missing_key_fails_clearly(store: Store) {
         .unwrap();
     tx.commit().await.unwrap();
     // A value sealed by a key this store does not have.
-    store
-        .backend()
-        .execute_raw(&format!(
+    execute(
+        &store,
+        &format!(
             "UPDATE credentials SET encryption_key_id = 'feedfacefeedface' WHERE id = {}",
             uuid_lit(&store, c.id.0)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let mut tx = store.begin().await.unwrap();
     match tx.reveal_credential(c.id).await {
         Err(StoreError::Internal(msg)) => {
@@ -308,14 +299,14 @@ async fn a_wrong_or_missing_key_fails_clearly(store: Store) {
         BackendKind::Sqlite => "randomblob(40)",
         BackendKind::Postgres => "decode(md5('a') || md5('b'), 'hex')",
     };
-    store
-        .backend()
-        .execute_raw(&format!(
+    execute(
+        &store,
+        &format!(
             "UPDATE credentials SET encrypted_data = {junk} WHERE id = {}",
             uuid_lit(&store, d.id.0)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let mut tx = store.begin().await.unwrap();
     match tx.reveal_credential(d.id).await {
         Err(StoreError::Internal(msg)) => {
@@ -384,33 +375,31 @@ async fn bad_input_names_the_field(store: Store) {
             "events"
         );
     }
-    assert_err!(
-        tx.create_webhook(NewWebhook {
-            headers: Some(json!({"Host": "evil.example.com"})),
-            ..webhook("https://example.com/", None, &["*"])
-        })
-        .await,
-        Invalid,
-        "headers"
-    );
-    assert_err!(
-        tx.create_webhook(NewWebhook {
-            secret: Some(SecretString::new("short")),
-            ..webhook("https://example.com/", None, &["*"])
-        })
-        .await,
-        Invalid,
-        "secret"
-    );
-    assert_err!(
-        tx.create_webhook(NewWebhook {
-            workflow_id: Some(WorkflowId::new()),
-            ..webhook("https://example.com/", None, &["*"])
-        })
-        .await,
-        Invalid,
-        "workflow_id"
-    );
+    for (bad, field) in [
+        (
+            NewWebhook {
+                headers: Some(json!({"Host": "evil.example.com"})),
+                ..webhook("https://example.com/", None, &["*"])
+            },
+            "headers",
+        ),
+        (
+            NewWebhook {
+                secret: Some(SecretString::new("short")),
+                ..webhook("https://example.com/", None, &["*"])
+            },
+            "secret",
+        ),
+        (
+            NewWebhook {
+                workflow_id: Some(WorkflowId::new()),
+                ..webhook("https://example.com/", None, &["*"])
+            },
+            "workflow_id",
+        ),
+    ] {
+        assert_err!(tx.create_webhook(bad).await, Invalid, field);
+    }
     assert_err!(
         tx.list_webhooks(&WebhookFilter::default(), &PageRequest::after("zz", 10))
             .await,
@@ -442,8 +431,8 @@ async fn bad_input_names_the_field(store: Store) {
 
 async fn duplicates_conflict(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
-    let bob = user(&mut tx, "bob@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
+    let bob = user_id(&mut tx, "bob@example.com").await;
     tx.create_credential(credential("token", Some(ada), json!("1")))
         .await
         .unwrap();
@@ -513,7 +502,7 @@ async fn duplicates_conflict(store: Store) {
 
 async fn webhooks_round_trip(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
     let wf = tx
         .create_workflow(flowstore::model::workflow::NewWorkflow {
             name: "deploy".into(),

@@ -2,6 +2,7 @@
 //! persisted cursor, to the active webhooks that subscribe to them; claims, retries
 //! with backoff, success and giving up; deletes cascade.
 
+use flowstore_testkit::fixtures::execute;
 use std::time::Duration;
 
 use flowstore::ids::WebhookId;
@@ -12,7 +13,8 @@ use flowstore::model::workflow::NewWorkflow;
 use flowstore::{time, PageRequest, Store};
 use serde_json::json;
 
-use crate::integration::{count_where, user, uuid_lit, webhook};
+use crate::conformance::integration::{count_where, uuid_lit, webhook};
+use flowstore_testkit::fixtures::user_id;
 
 conformance!(
     events_fan_out_once_to_matching_webhooks,
@@ -24,14 +26,14 @@ conformance!(
 async fn event(store: &Store, seq: i64, event_type: &str, workflow_id: Option<String>) {
     let wf = workflow_id.map_or("NULL".to_string(), |w| format!("'{w}'"));
     let now = time::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    store
-        .backend()
-        .execute_raw(&format!(
+    execute(
+        store,
+        &format!(
             "INSERT INTO events (seq, event_type, workflow_id, payload, created_at)
              VALUES ({seq}, '{event_type}', {wf}, '{{\"n\": {seq}}}', '{now}')"
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
 }
 
 async fn fan_out_all(store: &Store, limit: u32) -> u64 {
@@ -60,7 +62,7 @@ async fn deliveries_of(store: &Store, id: WebhookId) -> Vec<i64> {
 
 async fn events_fan_out_once_to_matching_webhooks(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let ada = user(&mut tx, "ada@example.com").await;
+    let ada = user_id(&mut tx, "ada@example.com").await;
     let wf = tx
         .create_workflow(NewWorkflow {
             name: "deploy".into(),
@@ -246,15 +248,15 @@ async fn deliveries_retry_then_succeed_or_die(store: Store) {
     tx.commit().await.unwrap();
 
     // Once due, it is retried; a 2xx ends it.
-    store
-        .backend()
-        .execute_raw(&format!(
+    execute(
+        &store,
+        &format!(
             "UPDATE webhook_deliveries SET next_attempt_at = '2000-01-01T00:00:00.000000Z'
               WHERE id = {}",
             uuid_lit(&store, d.id.0)
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let mut tx = store.begin().await.unwrap();
     let again = tx
         .claim_deliveries(10, Duration::from_secs(60))

@@ -7,6 +7,7 @@ use flowstore::model::metric::{AggregateFilter, NewMetric};
 use flowstore::model::run::{ExecutionPatch, NewExecution};
 use flowstore::{Store, StoreError};
 use flowstore_core::admin::FindingKind;
+use flowstore_testkit::fixtures::execute;
 
 conformance!(
     applying_twice_is_a_no_op,
@@ -16,6 +17,13 @@ conformance!(
     run_counters_add_up_over_shards_and_migrations,
     metric_rollups_merge_over_shards_and_migrations,
 );
+
+/// Runs raw SQL on the store's database.
+/// The version of the newest migration.
+async fn newest_version(store: &Store) -> i64 {
+    let status = store.backend().migration_status().await.unwrap();
+    status.last().unwrap().version
+}
 
 async fn applying_twice_is_a_no_op(store: Store) {
     let again = store.backend().migrate_up(None).await.unwrap();
@@ -35,14 +43,7 @@ async fn down_then_up_gives_the_same_schema(store: Store) {
         "the catalog describes the schema ({} lines)",
         before.len()
     );
-    let newest = store
-        .backend()
-        .migration_status()
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .version;
+    let newest = newest_version(&store).await;
     let reverted = store.backend().migrate_down(0).await.unwrap();
     assert_eq!(
         reverted.len() as i64,
@@ -67,27 +68,19 @@ async fn down_then_up_gives_the_same_schema(store: Store) {
 }
 
 async fn newer_or_edited_schema_is_refused(store: Store) {
-    store
-        .backend()
-        .execute_raw("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')")
-        .await
-        .unwrap();
+    execute(&store, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', '2030-01-01T00:00:00.000000Z')").await;
     let e = store.backend().check_schema().await.unwrap_err();
     assert!(
         matches!(&e, StoreError::Migration(m) if m.contains("upgrade flowstore")),
         "{e}"
     );
     assert!(store.backend().migrate_up(None).await.is_err());
-    store
-        .backend()
-        .execute_raw("DELETE FROM schema_migrations WHERE version = 9999")
-        .await
-        .unwrap();
-    store
-        .backend()
-        .execute_raw("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
-        .await
-        .unwrap();
+    execute(&store, "DELETE FROM schema_migrations WHERE version = 9999").await;
+    execute(
+        &store,
+        "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
+    )
+    .await;
     let e = store.backend().check_schema().await.unwrap_err();
     assert!(
         matches!(&e, StoreError::Migration(m) if m.contains("changed after")),
@@ -108,14 +101,7 @@ async fn concurrent_migrators_are_safe(store: Store) {
     let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
     let mut all: Vec<i64> = ra.iter().chain(rb.iter()).copied().collect();
     all.sort();
-    let newest = store
-        .backend()
-        .migration_status()
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .version;
+    let newest = newest_version(&store).await;
     assert_eq!(
         all,
         (1..=newest).collect::<Vec<_>>(),
@@ -185,23 +171,19 @@ async fn run_counters_add_up_over_shards_and_migrations(store: Store) {
     assert_eq!(counted(&store, "wf-shards").await, (4, 0, 0));
 
     // Spread the four pending runs over three shards, one of them negative.
-    store
-        .backend()
-        .execute_raw(
-            "UPDATE workflow_stats SET executions = executions - 3
+    execute(
+        &store,
+        "UPDATE workflow_stats SET executions = executions - 3
               WHERE workflow_id = 'wf-shards' AND status = 'pending'",
-        )
-        .await
-        .unwrap();
-    store
-        .backend()
-        .execute_raw(
-            "INSERT INTO workflow_stats (workflow_id, status, shard, executions, duration_count,
+    )
+    .await;
+    execute(
+        &store,
+        "INSERT INTO workflow_stats (workflow_id, status, shard, executions, duration_count,
                  duration_sum)
              VALUES ('wf-shards', 'pending', 5, 5, 0, 0), ('wf-shards', 'pending', 9, -2, 0, 0)",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(counted(&store, "wf-shards").await, (4, 0, 0));
     no_counter_drift(&store).await;
 
@@ -264,24 +246,20 @@ async fn metric_rollups_merge_over_shards_and_migrations(store: Store) {
 
     // Move the second sample into a shard of its own, as a second connection would
     // have written it.
-    store
-        .backend()
-        .execute_raw(
-            "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
+    execute(
+        &store,
+        "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
                  sample_count, value_sum, value_min, value_max)
              SELECT bucket_start, metric_name, metric_type, 7, 1, 4.0, 4.0, 4.0
                FROM metric_rollups WHERE metric_name = 'm-shard'",
-        )
-        .await
-        .unwrap();
-    store
-        .backend()
-        .execute_raw(
-            "UPDATE metric_rollups SET sample_count = 1, value_sum = 2.0, value_max = 2.0
+    )
+    .await;
+    execute(
+        &store,
+        "UPDATE metric_rollups SET sample_count = 1, value_sum = 2.0, value_max = 2.0
               WHERE metric_name = 'm-shard' AND shard <> 7",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(rolled_up(&store).await, whole);
     no_counter_drift(&store).await;
 

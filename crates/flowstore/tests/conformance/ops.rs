@@ -8,6 +8,7 @@ use flowstore::model::ops::{
 };
 use flowstore::{PageRequest, Store};
 use flowstore_core::BackendKind;
+use flowstore_testkit::fixtures::execute;
 use serde_json::json;
 
 conformance!(
@@ -195,42 +196,38 @@ async fn log_bad_input_writes_nothing(store: Store) {
     tx.append_log(entry(LogLevel::Info, &"x".repeat(64 * 1024)))
         .await
         .unwrap();
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            context: Some(json!(["not", "an", "object"])),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "context"
-    );
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            execution_id: Some(RunId::new()),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "execution_id"
-    );
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            task_id: Some(TaskId::new()),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "task_id"
-    );
-    assert_err!(
-        tx.append_log(NewLogEntry {
-            component_name: Some("c".repeat(256)),
-            ..entry(LogLevel::Info, "m")
-        })
-        .await,
-        Invalid,
-        "component_name"
-    );
+    for (bad, field) in [
+        (
+            NewLogEntry {
+                context: Some(json!(["not", "an", "object"])),
+                ..entry(LogLevel::Info, "m")
+            },
+            "context",
+        ),
+        (
+            NewLogEntry {
+                execution_id: Some(RunId::new()),
+                ..entry(LogLevel::Info, "m")
+            },
+            "execution_id",
+        ),
+        (
+            NewLogEntry {
+                task_id: Some(TaskId::new()),
+                ..entry(LogLevel::Info, "m")
+            },
+            "task_id",
+        ),
+        (
+            NewLogEntry {
+                component_name: Some("c".repeat(256)),
+                ..entry(LogLevel::Info, "m")
+            },
+            "component_name",
+        ),
+    ] {
+        assert_err!(tx.append_log(bad).await, Invalid, field);
+    }
     // A batch with one bad entry is refused whole, before anything is written.
     assert_err!(
         tx.append_logs(vec![
@@ -278,16 +275,10 @@ async fn log_pages_cover_every_row_once(store: Store) {
         .unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(4);
-    loop {
-        let got = tx.query_logs(&LogFilter::default(), &page).await.unwrap();
-        seen.extend(got.items.iter().map(|e| e.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 4),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(4, |page| tx.query_logs(&LogFilter::default(), &page))
+        .iter()
+        .map(|e| e.id)
+        .collect();
     let mut ids: Vec<_> = written.iter().map(|e| e.id).collect();
     ids.reverse();
     assert_eq!(seen, ids);
@@ -378,25 +369,23 @@ async fn sensitive_configurations_are_sealed_and_hidden(store: Store) {
         BackendKind::Sqlite => "instr(value_encrypted, CAST('hunter2' AS BLOB)) > 0",
         BackendKind::Postgres => "position(convert_to('hunter2', 'UTF8') in value_encrypted) > 0",
     };
-    let sealed_only = store
-        .backend()
-        .execute_raw(&format!(
+    let sealed_only = execute(
+        &store,
+        &format!(
             "UPDATE configurations SET description = description \
              WHERE key = 'smtp.credentials' AND value IS NULL \
              AND value_encrypted IS NOT NULL AND encryption_key_id IS NOT NULL \
              AND NOT ({contains_secret})"
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(sealed_only, 1, "the value is stored only sealed");
-    let plain_anywhere = store
-        .backend()
-        .execute_raw(
-            "UPDATE configurations SET description = description \
+    let plain_anywhere = execute(
+        &store,
+        "UPDATE configurations SET description = description \
              WHERE value LIKE '%hunter2%' OR description LIKE '%hunter2%'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(plain_anywhere, 0);
 
     let mut tx = store.begin().await.unwrap();
@@ -513,14 +502,14 @@ async fn reseal_keeps_values_readable(store: Store) {
         BackendKind::Sqlite => "hex(value_encrypted)",
         BackendKind::Postgres => "encode(value_encrypted, 'hex')",
     };
-    let kept = store
-        .backend()
-        .execute_raw(&format!(
+    let kept = execute(
+        &store,
+        &format!(
             "UPDATE configurations SET description = \
              (SELECT {hex} FROM configurations WHERE key = 'a') WHERE key = 'c'"
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(kept, 1);
     let same_bytes = format!(
         "UPDATE configurations SET description = description WHERE key = 'a' \

@@ -2,6 +2,7 @@
 
 use flowstore::model::project::{NewProject, ProjectFilter, ProjectPatch};
 use flowstore::{PageRequest, Store};
+use flowstore_testkit::fixtures::execute;
 use serde_json::json;
 
 conformance!(
@@ -68,33 +69,31 @@ async fn bad_input_is_refused_with_the_field(store: Store) {
         "name"
     );
     assert_err!(tx.create_project(new("a\0b")).await, Invalid, "name");
-    assert_err!(
-        tx.create_project(NewProject {
-            settings: Some(json!([1, 2])),
-            ..new("p")
-        })
-        .await,
-        Invalid,
-        "settings"
-    );
-    assert_err!(
-        tx.create_project(NewProject {
-            repository_url: Some("ftp://x".into()),
-            ..new("p")
-        })
-        .await,
-        Invalid,
-        "repository_url"
-    );
-    assert_err!(
-        tx.create_project(NewProject {
-            owner_id: Some(flowstore::ids::UserId::new()),
-            ..new("p")
-        })
-        .await,
-        Invalid,
-        "owner_id"
-    );
+    for (bad, field) in [
+        (
+            NewProject {
+                settings: Some(json!([1, 2])),
+                ..new("p")
+            },
+            "settings",
+        ),
+        (
+            NewProject {
+                repository_url: Some("ftp://x".into()),
+                ..new("p")
+            },
+            "repository_url",
+        ),
+        (
+            NewProject {
+                owner_id: Some(flowstore::ids::UserId::new()),
+                ..new("p")
+            },
+            "owner_id",
+        ),
+    ] {
+        assert_err!(tx.create_project(bad).await, Invalid, field);
+    }
     assert_err!(
         tx.list_projects(&ProjectFilter::default(), &PageRequest::first(0))
             .await,
@@ -155,21 +154,11 @@ async fn keyset_pages_cover_every_row_once(store: Store) {
         );
     }
     tx.commit().await.unwrap();
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(5);
     let mut tx = store.begin_read().await.unwrap();
-    loop {
-        let got = tx
-            .list_projects(&ProjectFilter::default(), &page)
-            .await
-            .unwrap();
-        assert!(got.items.len() <= 5);
-        seen.extend(got.items.iter().map(|p| p.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 5),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(5, |page| tx.list_projects(&ProjectFilter::default(), &page))
+        .iter()
+        .map(|p| p.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every row exactly once");
 }
@@ -179,11 +168,11 @@ async fn raw_sql_updates_keep_updated_at_current(store: Store) {
     let p = tx.create_project(new("raw")).await.unwrap();
     tx.commit().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let n = store
-        .backend()
-        .execute_raw("UPDATE projects SET description = 'changed by hand' WHERE name = 'raw'")
-        .await
-        .unwrap();
+    let n = execute(
+        &store,
+        "UPDATE projects SET description = 'changed by hand' WHERE name = 'raw'",
+    )
+    .await;
     assert_eq!(n, 1);
     let mut tx = store.begin_read().await.unwrap();
     let after = tx.get_project(p.id).await.unwrap();

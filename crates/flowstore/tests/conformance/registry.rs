@@ -1,6 +1,7 @@
 //! Conformance tests for the `registry` area: the handler registry, components with
 //! their (stale) health, and system metrics.
 
+use flowstore_testkit::fixtures::execute;
 use std::time::Duration;
 
 use flowstore::ids::ComponentId;
@@ -8,7 +9,7 @@ use flowstore::model::registry::{
     ComponentPatch, ComponentRef, ComponentStatus, HandlerPatch, HealthStatus, Heartbeat,
     NewComponent, NewHandler, NewSystemMetric,
 };
-use flowstore::{PageRequest, Store};
+use flowstore::{PageRequest, Store, Tx};
 use serde_json::json;
 
 conformance!(
@@ -36,6 +37,16 @@ fn component(name: &str) -> NewComponent {
         component_type: "service".into(),
         ..Default::default()
     }
+}
+
+/// The types of the active handlers, as listed.
+async fn active_types(tx: &mut Box<dyn Tx>) -> Vec<String> {
+    tx.list_active_handlers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.handler_type)
+        .collect()
 }
 
 async fn handlers_register_update_deactivate(store: Store) {
@@ -70,13 +81,7 @@ async fn handlers_register_update_deactivate(store: Store) {
     assert!(updated.updated_at >= h.updated_at);
     assert_eq!(tx.get_handler("shell").await.unwrap(), updated);
 
-    let active: Vec<String> = tx
-        .list_active_handlers()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.handler_type)
-        .collect();
+    let active = active_types(&mut tx).await;
     assert_eq!(
         active,
         ["email", "http", "shell"],
@@ -86,13 +91,7 @@ async fn handlers_register_update_deactivate(store: Store) {
     let off = tx.deactivate_handler("http").await.unwrap();
     assert!(!off.is_active);
     assert!(!tx.get_handler("http").await.unwrap().is_active);
-    let active: Vec<String> = tx
-        .list_active_handlers()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.handler_type)
-        .collect();
+    let active = active_types(&mut tx).await;
     assert_eq!(
         active,
         ["email", "shell"],
@@ -119,42 +118,38 @@ async fn handler_bad_input_and_duplicates(store: Store) {
         Invalid,
         "handler_type"
     );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            handler_name: " ".into(),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "handler_name"
-    );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            handler_path: Some("p".repeat(501)),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "handler_path"
-    );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            version: Some("v".repeat(51)),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "version"
-    );
-    assert_err!(
-        tx.register_handler(NewHandler {
-            configuration: Some(json!([1])),
-            ..handler("a")
-        })
-        .await,
-        Invalid,
-        "configuration"
-    );
+    for (bad, field) in [
+        (
+            NewHandler {
+                handler_name: " ".into(),
+                ..handler("a")
+            },
+            "handler_name",
+        ),
+        (
+            NewHandler {
+                handler_path: Some("p".repeat(501)),
+                ..handler("a")
+            },
+            "handler_path",
+        ),
+        (
+            NewHandler {
+                version: Some("v".repeat(51)),
+                ..handler("a")
+            },
+            "version",
+        ),
+        (
+            NewHandler {
+                configuration: Some(json!([1])),
+                ..handler("a")
+            },
+            "configuration",
+        ),
+    ] {
+        assert_err!(tx.register_handler(bad).await, Invalid, field);
+    }
     assert!(
         serde_json::from_value::<NewHandler>(
             json!({"handler_type": "a", "handler_name": "A", "bogus": 1})
@@ -201,17 +196,10 @@ async fn handler_pages_cover_every_row_once(store: Store) {
     }
     tx.commit().await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    loop {
-        let got = tx.list_handlers(&page).await.unwrap();
-        assert!(got.items.len() <= 3);
-        seen.extend(got.items.iter().map(|h| h.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 3),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(3, |page| tx.list_handlers(&page))
+        .iter()
+        .map(|h| h.id)
+        .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every row exactly once");
 }
@@ -270,51 +258,45 @@ async fn components_register_patch_and_page(store: Store) {
 async fn component_bad_input_and_duplicates(store: Store) {
     let mut tx = store.begin().await.unwrap();
     assert_err!(tx.register_component(component("")).await, Invalid, "name");
-    assert_err!(
-        tx.register_component(NewComponent {
-            component_type: " ".into(),
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "type"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            health_check_url: Some("ftp://x/health".into()),
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "health_check_url"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            configuration: Some(json!("text")),
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "configuration"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            dependencies: vec!["c".into()],
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "dependencies"
-    );
-    assert_err!(
-        tx.register_component(NewComponent {
-            dependencies: vec!["a".into(), "a".into()],
-            ..component("c")
-        })
-        .await,
-        Invalid,
-        "dependencies"
-    );
+    for (bad, field) in [
+        (
+            NewComponent {
+                component_type: " ".into(),
+                ..component("c")
+            },
+            "type",
+        ),
+        (
+            NewComponent {
+                health_check_url: Some("ftp://x/health".into()),
+                ..component("c")
+            },
+            "health_check_url",
+        ),
+        (
+            NewComponent {
+                configuration: Some(json!("text")),
+                ..component("c")
+            },
+            "configuration",
+        ),
+        (
+            NewComponent {
+                dependencies: vec!["c".into()],
+                ..component("c")
+            },
+            "dependencies",
+        ),
+        (
+            NewComponent {
+                dependencies: vec!["a".into(), "a".into()],
+                ..component("c")
+            },
+            "dependencies",
+        ),
+    ] {
+        assert_err!(tx.register_component(bad).await, Invalid, field);
+    }
     assert!(
         serde_json::from_value::<ComponentPatch>(json!({"status": "sleeping"})).is_err(),
         "an unknown status is refused"
@@ -395,14 +377,12 @@ async fn heartbeats_and_stale_health(store: Store) {
     .unwrap();
     tx.commit().await.unwrap();
     // "old" reported long ago: its heartbeat is stale whatever it said.
-    let n = store
-        .backend()
-        .execute_raw(
-            "UPDATE components SET last_health_check = '2000-01-01T00:00:00.000000Z' \
+    let n = execute(
+        &store,
+        "UPDATE components SET last_health_check = '2000-01-01T00:00:00.000000Z' \
              WHERE name = 'old'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(n, 1);
 
     let mut tx = store.begin().await.unwrap();
@@ -519,33 +499,31 @@ async fn system_metric_bad_input(store: Store) {
             "metric_value"
         );
     }
-    assert_err!(
-        tx.record_system_metric(NewSystemMetric {
-            metric_name: "".into(),
-            ..ok()
-        })
-        .await,
-        Invalid,
-        "metric_name"
-    );
-    assert_err!(
-        tx.record_system_metric(NewSystemMetric {
-            labels: Some(json!(["x"])),
-            ..ok()
-        })
-        .await,
-        Invalid,
-        "labels"
-    );
-    assert_err!(
-        tx.record_system_metric(NewSystemMetric {
-            metric_unit: Some("u".repeat(51)),
-            ..ok()
-        })
-        .await,
-        Invalid,
-        "metric_unit"
-    );
+    for (bad, field) in [
+        (
+            NewSystemMetric {
+                metric_name: "".into(),
+                ..ok()
+            },
+            "metric_name",
+        ),
+        (
+            NewSystemMetric {
+                labels: Some(json!(["x"])),
+                ..ok()
+            },
+            "labels",
+        ),
+        (
+            NewSystemMetric {
+                metric_unit: Some("u".repeat(51)),
+                ..ok()
+            },
+            "metric_unit",
+        ),
+    ] {
+        assert_err!(tx.record_system_metric(bad).await, Invalid, field);
+    }
     let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     assert!(tx
         .list_system_metrics("m", since, 10)

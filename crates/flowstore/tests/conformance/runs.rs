@@ -492,51 +492,49 @@ async fn metric_input_is_checked(store: Store) {
             "metric_value"
         );
     }
-    assert_err!(
-        tx.record_metric(NewMetric {
-            execution_id: Some("ghost".into()),
-            ..metric(Some(1.0))
-        })
-        .await,
-        Invalid,
-        "execution_id"
-    );
-    assert_err!(
-        tx.record_metric(NewMetric {
-            metric_name: " ".into(),
-            ..metric(Some(1.0))
-        })
-        .await,
-        Invalid,
-        "metric_name"
-    );
-    assert_err!(
-        tx.record_metric(NewMetric {
-            metric_name: "n".repeat(256),
-            ..metric(None)
-        })
-        .await,
-        Invalid,
-        "metric_name"
-    );
-    assert_err!(
-        tx.record_metric(NewMetric {
-            metric_unit: Some("u".repeat(51)),
-            ..metric(None)
-        })
-        .await,
-        Invalid,
-        "metric_unit"
-    );
-    assert_err!(
-        tx.record_metric(NewMetric {
-            metadata: Some(json!(3)),
-            ..metric(None)
-        })
-        .await,
-        Invalid,
-        "metadata"
-    );
+    for (bad, field) in [
+        (
+            NewMetric {
+                execution_id: Some("ghost".into()),
+                ..metric(Some(1.0))
+            },
+            "execution_id",
+        ),
+        (
+            NewMetric {
+                metric_name: " ".into(),
+                ..metric(Some(1.0))
+            },
+            "metric_name",
+        ),
+    ] {
+        assert_err!(tx.record_metric(bad).await, Invalid, field);
+    }
+    for (bad, field) in [
+        (
+            NewMetric {
+                metric_name: "n".repeat(256),
+                ..metric(None)
+            },
+            "metric_name",
+        ),
+        (
+            NewMetric {
+                metric_unit: Some("u".repeat(51)),
+                ..metric(None)
+            },
+            "metric_unit",
+        ),
+        (
+            NewMetric {
+                metadata: Some(json!(3)),
+                ..metric(None)
+            },
+            "metadata",
+        ),
+    ] {
+        assert_err!(tx.record_metric(bad).await, Invalid, field);
+    }
     assert!(serde_json::from_value::<NewMetric>(
         json!({"metric_name": "x", "metric_type": "speed"})
     )

@@ -4,11 +4,11 @@
 
 use chrono::TimeDelta;
 use flowstore::model::identity::{
-    check_password, HashedPassword, NewUser, Role, User, UserPatch, UserStatus,
+    check_password, HashedPassword, Role, User, UserPatch, UserStatus,
 };
 use flowstore::model::identity_access::{NewNotification, NewSession, NotificationType};
 use flowstore::{time, Store, Tx};
-use flowstore_core::crypto::SecretString;
+use flowstore_testkit::fixtures::{user_with_password, PASSWORD};
 
 conformance!(
     a_password_change_ends_every_other_session,
@@ -16,18 +16,6 @@ conformance!(
     active_admins_are_counted,
     notifications_are_read_one_by_one,
 );
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn user(tx: &mut Box<dyn Tx>, email: &str, role: Role) -> User {
-    let new = NewUser {
-        email: email.into(),
-        password: Some(SecretString::new(PASSWORD)),
-        role: Some(role),
-        ..Default::default()
-    };
-    tx.create_user(new.hashed().unwrap()).await.unwrap()
-}
 
 /// Whether `password` is the stored password of the user with this email.
 async fn signs_in(tx: &mut Box<dyn Tx>, email: &str, password: &str) -> bool {
@@ -50,10 +38,10 @@ async fn session(tx: &mut Box<dyn Tx>, u: &User) -> (String, flowstore::ids::Ses
 
 async fn a_password_change_ends_every_other_session(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let u = user(&mut tx, "ada@example.com", Role::User).await;
+    let u = user_with_password(&mut tx, "ada@example.com", Role::User).await;
     let (kept_token, kept) = session(&mut tx, &u).await;
     let (other_token, _) = session(&mut tx, &u).await;
-    let other_user = user(&mut tx, "bob@example.com", Role::User).await;
+    let other_user = user_with_password(&mut tx, "bob@example.com", Role::User).await;
     let (bobs_token, _) = session(&mut tx, &other_user).await;
     tx.commit().await.unwrap();
 
@@ -98,7 +86,7 @@ async fn a_password_change_ends_every_other_session(store: Store) {
 
 async fn a_bad_new_password_changes_nothing(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let u = user(&mut tx, "ada@example.com", Role::User).await;
+    let u = user_with_password(&mut tx, "ada@example.com", Role::User).await;
     let (token, _) = session(&mut tx, &u).await;
     let now = time::now();
     // A bad password is refused when it is hashed, before any transaction.
@@ -111,9 +99,9 @@ async fn a_bad_new_password_changes_nothing(store: Store) {
 async fn active_admins_are_counted(store: Store) {
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.count_active_admins().await.unwrap(), 0);
-    let a = user(&mut tx, "a@example.com", Role::Admin).await;
-    user(&mut tx, "b@example.com", Role::Admin).await;
-    user(&mut tx, "c@example.com", Role::User).await;
+    let a = user_with_password(&mut tx, "a@example.com", Role::Admin).await;
+    user_with_password(&mut tx, "b@example.com", Role::Admin).await;
+    user_with_password(&mut tx, "c@example.com", Role::User).await;
     assert_eq!(tx.count_active_admins().await.unwrap(), 2);
     tx.update_user(
         a.id,
@@ -130,7 +118,7 @@ async fn active_admins_are_counted(store: Store) {
 
 async fn notifications_are_read_one_by_one(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let u = user(&mut tx, "ada@example.com", Role::User).await;
+    let u = user_with_password(&mut tx, "ada@example.com", Role::User).await;
     let n = tx
         .create_notification(NewNotification {
             user_id: u.id,

@@ -147,63 +147,22 @@ async fn bad_task_input_is_refused(store: Store) {
         f(&mut n);
         n
     };
-    assert_err!(
-        tx.create_task(bad(|n| n.requirements = Some(json!(["gpu"]))))
-            .await,
-        Invalid,
-        "requirements"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.context = Some(json!("text"))))
-            .await,
-        Invalid,
-        "context"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.tags = Some(vec!["a".into(), " a".into()])))
-            .await,
-        Invalid,
-        "tags"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.project_id = Some(ProjectId::new())))
-            .await,
-        Invalid,
-        "project_id"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.workflow_id = Some(WorkflowId::new())))
-            .await,
-        Invalid,
-        "workflow_id"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.parent_task_id = Some(TaskId::new())))
-            .await,
-        Invalid,
-        "parent_task_id"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.timeout_seconds = Some(-5))).await,
-        Invalid,
-        "timeout_seconds"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.timeout_seconds = Some(0))).await,
-        Invalid,
-        "timeout_seconds"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.max_retries = Some(101))).await,
-        Invalid,
-        "max_retries"
-    );
-    assert_err!(
-        tx.create_task(bad(|n| n.depends_on = vec![TaskId::new()]))
-            .await,
-        Invalid,
-        "depends_on"
-    );
+    type Change = fn(&mut NewTask);
+    let changes: [(Change, &str); 10] = [
+        (|n| n.requirements = Some(json!(["gpu"])), "requirements"),
+        (|n| n.context = Some(json!("text")), "context"),
+        (|n| n.tags = Some(vec!["a".into(), " a".into()]), "tags"),
+        (|n| n.project_id = Some(ProjectId::new()), "project_id"),
+        (|n| n.workflow_id = Some(WorkflowId::new()), "workflow_id"),
+        (|n| n.parent_task_id = Some(TaskId::new()), "parent_task_id"),
+        (|n| n.timeout_seconds = Some(-5), "timeout_seconds"),
+        (|n| n.timeout_seconds = Some(0), "timeout_seconds"),
+        (|n| n.max_retries = Some(101), "max_retries"),
+        (|n| n.depends_on = vec![TaskId::new()], "depends_on"),
+    ];
+    for (change, field) in changes {
+        assert_err!(tx.create_task(bad(change)).await, Invalid, field);
+    }
     // An unknown status or field cannot even be expressed.
     assert!(serde_json::from_value::<TaskPatch>(json!({"status": "done"})).is_err());
     assert!(serde_json::from_value::<NewTask>(json!({"title": "t", "bogus": 1})).is_err());
@@ -621,16 +580,10 @@ async fn keyset_pages_of_tasks(store: Store) {
         project_id: Some(p),
         ..Default::default()
     };
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(3);
-    loop {
-        let got = tx.list_tasks(&filter, &page).await.unwrap();
-        seen.extend(got.items.iter().map(|t| t.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 3),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(3, |page| tx.list_tasks(&filter, &page))
+        .iter()
+        .map(|t| t.id)
+        .collect();
     made.reverse();
     assert_eq!(seen, made, "newest first, each once");
     let odd = TaskFilter {
@@ -899,51 +852,45 @@ async fn pull_request_bad_input(store: Store) {
         Invalid,
         "pr_number"
     );
-    assert_err!(
-        tx.create_pull_request(NewPullRequest {
-            repository_url: "ftp://x".into(),
-            ..pr(p, 1)
-        })
-        .await,
-        Invalid,
-        "repository_url"
-    );
-    assert_err!(
-        tx.create_pull_request(NewPullRequest {
-            branch_name: " ".into(),
-            ..pr(p, 1)
-        })
-        .await,
-        Invalid,
-        "branch_name"
-    );
-    assert_err!(
-        tx.create_pull_request(NewPullRequest {
-            title: "x".repeat(501),
-            ..pr(p, 1)
-        })
-        .await,
-        Invalid,
-        "title"
-    );
-    assert_err!(
-        tx.create_pull_request(NewPullRequest {
-            status: Some(PullRequestStatus::Merged),
-            ..pr(p, 1)
-        })
-        .await,
-        Invalid,
-        "status"
-    );
-    assert_err!(
-        tx.create_pull_request(NewPullRequest {
-            validation_results: Some(json!("passed")),
-            ..pr(p, 1)
-        })
-        .await,
-        Invalid,
-        "validation_results"
-    );
+    for (bad, field) in [
+        (
+            NewPullRequest {
+                repository_url: "ftp://x".into(),
+                ..pr(p, 1)
+            },
+            "repository_url",
+        ),
+        (
+            NewPullRequest {
+                branch_name: " ".into(),
+                ..pr(p, 1)
+            },
+            "branch_name",
+        ),
+        (
+            NewPullRequest {
+                title: "x".repeat(501),
+                ..pr(p, 1)
+            },
+            "title",
+        ),
+        (
+            NewPullRequest {
+                status: Some(PullRequestStatus::Merged),
+                ..pr(p, 1)
+            },
+            "status",
+        ),
+        (
+            NewPullRequest {
+                validation_results: Some(json!("passed")),
+                ..pr(p, 1)
+            },
+            "validation_results",
+        ),
+    ] {
+        assert_err!(tx.create_pull_request(bad).await, Invalid, field);
+    }
     let page = tx
         .list_pull_requests(&PullRequestFilter::default(), &PageRequest::first(10))
         .await

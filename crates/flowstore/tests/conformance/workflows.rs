@@ -2,12 +2,13 @@
 //! duplication, shares and visibility.
 
 use flowstore::ids::{TeamId, UserId, WorkflowId};
-use flowstore::model::identity::{NewTeam, NewUser, TeamRole};
+use flowstore::model::identity::{NewTeam, TeamRole};
 use flowstore::model::workflow::{
     NewShare, NewWorkflow, SharePermission, Visibility, WorkflowFilter, WorkflowPatch,
     WorkflowStatus,
 };
 use flowstore::{PageRequest, Store, Tx};
+use flowstore_testkit::fixtures::user_id;
 use serde_json::{json, Value};
 
 conformance!(
@@ -44,14 +45,30 @@ fn patch(v: Value) -> WorkflowPatch {
     serde_json::from_value(v).expect("a well-formed patch")
 }
 
-async fn user(tx: &mut Box<dyn Tx>, email: &str) -> UserId {
-    tx.create_user(NewUser {
-        email: email.into(),
+/// Whether `user` may use `wf` with `permission`.
+async fn may(
+    tx: &mut Box<dyn Tx>,
+    wf: WorkflowId,
+    user: UserId,
+    permission: SharePermission,
+) -> bool {
+    tx.workflow_access(wf, user, permission).await.unwrap()
+}
+
+/// A share with the user `u`, of the default permission.
+fn to_user(u: UserId) -> NewShare {
+    NewShare {
+        user_id: Some(u),
         ..Default::default()
-    })
-    .await
-    .unwrap()
-    .id
+    }
+}
+
+/// A share with the team `t`, of the default permission.
+fn to_team(t: TeamId) -> NewShare {
+    NewShare {
+        team_id: Some(t),
+        ..Default::default()
+    }
 }
 
 async fn team(tx: &mut Box<dyn Tx>, name: &str, members: &[UserId]) -> TeamId {
@@ -87,7 +104,7 @@ async fn visible(tx: &mut Box<dyn Tx>, who: UserId) -> Vec<WorkflowId> {
 
 async fn create_get_update_archive_delete(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let owner = user(&mut tx, "owner@example.com").await;
+    let owner = user_id(&mut tx, "owner@example.com").await;
     let created = tx
         .create_workflow(NewWorkflow {
             name: " ci ".into(),
@@ -387,33 +404,31 @@ async fn bad_input_is_refused_with_the_field(store: Store) {
 
 async fn dangling_references_are_invalid(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    assert_err!(
-        tx.create_workflow(NewWorkflow {
-            owner_id: Some(UserId::new()),
-            ..new("w")
-        })
-        .await,
-        Invalid,
-        "owner_id"
-    );
-    assert_err!(
-        tx.create_workflow(NewWorkflow {
-            team_id: Some(TeamId::new()),
-            ..new("w")
-        })
-        .await,
-        Invalid,
-        "team_id"
-    );
-    assert_err!(
-        tx.create_workflow(NewWorkflow {
-            project_id: Some(flowstore::ids::ProjectId::new()),
-            ..new("w")
-        })
-        .await,
-        Invalid,
-        "project_id"
-    );
+    for (bad, field) in [
+        (
+            NewWorkflow {
+                owner_id: Some(UserId::new()),
+                ..new("w")
+            },
+            "owner_id",
+        ),
+        (
+            NewWorkflow {
+                team_id: Some(TeamId::new()),
+                ..new("w")
+            },
+            "team_id",
+        ),
+        (
+            NewWorkflow {
+                project_id: Some(flowstore::ids::ProjectId::new()),
+                ..new("w")
+            },
+            "project_id",
+        ),
+    ] {
+        assert_err!(tx.create_workflow(bad).await, Invalid, field);
+    }
     let w = tx.create_workflow(new("w")).await.unwrap();
     assert_err!(
         tx.update_workflow(w.id, patch(json!({"project_id": uuid::Uuid::now_v7()})))
@@ -447,7 +462,7 @@ async fn dangling_references_are_invalid(store: Store) {
 
 async fn filters_tags_and_pages(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let alice = user(&mut tx, "alice@example.com").await;
+    let alice = user_id(&mut tx, "alice@example.com").await;
     let ops = team(&mut tx, "ops", &[]).await;
     let mut ids = Vec::new();
     for i in 0..12 {
@@ -496,19 +511,11 @@ async fn filters_tags_and_pages(store: Store) {
         .unwrap();
     assert_eq!(got.items.iter().map(|w| w.id).collect::<Vec<_>>(), [ids[5]]);
 
-    let mut seen = Vec::new();
-    let mut page = PageRequest::first(5);
-    loop {
-        let got = tx
-            .list_workflows(&WorkflowFilter::default(), &page)
-            .await
-            .unwrap();
-        seen.extend(got.items.iter().map(|w| w.id));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::after(c, 5),
-            None => break,
-        }
-    }
+    let seen: Vec<_> = all_pages!(5, |page| tx
+        .list_workflows(&WorkflowFilter::default(), &page))
+    .iter()
+    .map(|w| w.id)
+    .collect();
     ids.reverse();
     assert_eq!(seen, ids, "newest first, every workflow exactly once");
 }
@@ -544,8 +551,8 @@ async fn active_workflows_highest_priority_first(store: Store) {
 
 async fn duplicate_makes_a_private_draft_with_its_own_history(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let a = user(&mut tx, "a@example.com").await;
-    let b = user(&mut tx, "b@example.com").await;
+    let a = user_id(&mut tx, "a@example.com").await;
+    let b = user_id(&mut tx, "b@example.com").await;
     let src = tx
         .create_workflow(NewWorkflow {
             status: Some(WorkflowStatus::Active),
@@ -598,8 +605,8 @@ async fn duplicate_makes_a_private_draft_with_its_own_history(store: Store) {
 
 async fn shares_are_unique_and_removable(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let a = user(&mut tx, "a@example.com").await;
-    let b = user(&mut tx, "b@example.com").await;
+    let a = user_id(&mut tx, "a@example.com").await;
+    let b = user_id(&mut tx, "b@example.com").await;
     let t = team(&mut tx, "builders", &[b]).await;
     let w = tx
         .create_workflow(NewWorkflow {
@@ -621,26 +628,10 @@ async fn shares_are_unique_and_removable(store: Store) {
         .await
         .unwrap();
     assert_eq!(to_b.permission, SharePermission::Execute);
-    let to_t = tx
-        .share_workflow(
-            w.id,
-            NewShare {
-                team_id: Some(t),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let to_t = tx.share_workflow(w.id, to_team(t)).await.unwrap();
     assert_eq!(to_t.permission, SharePermission::Read, "read by default");
     assert_err!(
-        tx.share_workflow(
-            w.id,
-            NewShare {
-                user_id: Some(b),
-                ..Default::default()
-            }
-        )
-        .await,
+        tx.share_workflow(w.id, to_user(b)).await,
         Conflict,
         "workflow_id, user_id"
     );
@@ -649,24 +640,9 @@ async fn shares_are_unique_and_removable(store: Store) {
     let mut tx = store.begin().await.unwrap();
     let w = tx.create_workflow(new("shared")).await.unwrap();
     let t = team(&mut tx, "builders", &[]).await;
-    tx.share_workflow(
-        w.id,
-        NewShare {
-            team_id: Some(t),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    tx.share_workflow(w.id, to_team(t)).await.unwrap();
     assert_err!(
-        tx.share_workflow(
-            w.id,
-            NewShare {
-                team_id: Some(t),
-                ..Default::default()
-            }
-        )
-        .await,
+        tx.share_workflow(w.id, to_team(t)).await,
         Conflict,
         "workflow_id, team_id"
     );
@@ -674,7 +650,7 @@ async fn shares_are_unique_and_removable(store: Store) {
 
     let mut tx = store.begin().await.unwrap();
     let w = tx.create_workflow(new("w")).await.unwrap();
-    let b = user(&mut tx, "b@example.com").await;
+    let b = user_id(&mut tx, "b@example.com").await;
     let t = team(&mut tx, "builders", &[]).await;
     let both = NewShare {
         user_id: Some(b),
@@ -700,37 +676,12 @@ async fn shares_are_unique_and_removable(store: Store) {
         "user_id"
     );
     assert_err!(
-        tx.share_workflow(
-            WorkflowId::new(),
-            NewShare {
-                user_id: Some(b),
-                ..Default::default()
-            }
-        )
-        .await,
+        tx.share_workflow(WorkflowId::new(), to_user(b)).await,
         NotFound
     );
     assert!(serde_json::from_value::<NewShare>(json!({"permission": "admin"})).is_err());
-    let s1 = tx
-        .share_workflow(
-            w.id,
-            NewShare {
-                user_id: Some(b),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let s2 = tx
-        .share_workflow(
-            w.id,
-            NewShare {
-                team_id: Some(t),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let s1 = tx.share_workflow(w.id, to_user(b)).await.unwrap();
+    let s2 = tx.share_workflow(w.id, to_team(t)).await.unwrap();
     assert_eq!(
         tx.list_workflow_shares(w.id).await.unwrap(),
         [s1.clone(), s2.clone()]
@@ -746,9 +697,9 @@ async fn shares_are_unique_and_removable(store: Store) {
 
 async fn visibility_rules_decide_who_sees_what(store: Store) {
     let mut tx = store.begin().await.unwrap();
-    let a = user(&mut tx, "a@example.com").await;
-    let b = user(&mut tx, "b@example.com").await;
-    let c = user(&mut tx, "c@example.com").await;
+    let a = user_id(&mut tx, "a@example.com").await;
+    let b = user_id(&mut tx, "b@example.com").await;
+    let c = user_id(&mut tx, "c@example.com").await;
     let team_ac = team(&mut tx, "ac", &[a, c]).await;
     let team_b = team(&mut tx, "b-only", &[b]).await;
     let mk = |name: &str, owner: UserId, vis: Visibility, team: Option<TeamId>| NewWorkflow {
@@ -782,58 +733,42 @@ async fn visibility_rules_decide_who_sees_what(store: Store) {
     let seen = visible(&mut tx, a).await;
     assert_eq!(seen, [a_own.id, c_team.id, b_public.id]);
     let read = SharePermission::Read;
-    assert!(!tx.workflow_access(b_private.id, a, read).await.unwrap());
-    assert!(tx.workflow_access(b_public.id, a, read).await.unwrap());
+    assert!(!may(&mut tx, b_private.id, a, read).await);
+    assert!(may(&mut tx, b_public.id, a, read).await);
     assert!(
-        !tx.workflow_access(b_public.id, a, SharePermission::Execute)
-            .await
-            .unwrap(),
+        !may(&mut tx, b_public.id, a, SharePermission::Execute).await,
         "public is read only"
     );
-    assert!(tx.workflow_access(c_team.id, a, read).await.unwrap());
-    assert!(!tx.workflow_access(b_team.id, a, read).await.unwrap());
-    assert!(tx
-        .workflow_access(b_private.id, b, SharePermission::Write)
-        .await
-        .unwrap());
+    assert!(may(&mut tx, c_team.id, a, read).await);
+    assert!(!may(&mut tx, b_team.id, a, read).await);
+    assert!(may(&mut tx, b_private.id, b, SharePermission::Write).await);
 
     // Shared with A: now visible, with exactly the permission granted.
     tx.share_workflow(
         b_private.id,
         NewShare {
-            user_id: Some(a),
             permission: Some(SharePermission::Execute),
-            ..Default::default()
+            ..to_user(a)
         },
     )
     .await
     .unwrap();
     assert!(visible(&mut tx, a).await.contains(&b_private.id));
-    assert!(tx
-        .workflow_access(b_private.id, a, SharePermission::Execute)
-        .await
-        .unwrap());
-    assert!(!tx
-        .workflow_access(b_private.id, a, SharePermission::Write)
-        .await
-        .unwrap());
+    assert!(may(&mut tx, b_private.id, a, SharePermission::Execute).await);
+    assert!(!may(&mut tx, b_private.id, a, SharePermission::Write).await);
 
     // Shared with a team A belongs to: visible through the team.
     tx.share_workflow(
         b_team.id,
         NewShare {
-            team_id: Some(team_ac),
             permission: Some(SharePermission::Write),
-            ..Default::default()
+            ..to_team(team_ac)
         },
     )
     .await
     .unwrap();
     assert!(visible(&mut tx, a).await.contains(&b_team.id));
-    assert!(tx
-        .workflow_access(b_team.id, c, SharePermission::Write)
-        .await
-        .unwrap());
+    assert!(may(&mut tx, b_team.id, c, SharePermission::Write).await);
     // B sees their own three and nothing of A's or C's.
     let seen_b = visible(&mut tx, b).await;
     assert_eq!(seen_b, [b_team.id, b_public.id, b_private.id]);
@@ -842,6 +777,6 @@ async fn visibility_rules_decide_who_sees_what(store: Store) {
         .await
         .unwrap();
     assert!(!visible(&mut tx, a).await.contains(&c_team.id));
-    assert!(!tx.workflow_access(c_team.id, a, read).await.unwrap());
+    assert!(!may(&mut tx, c_team.id, a, read).await);
     tx.commit().await.unwrap();
 }

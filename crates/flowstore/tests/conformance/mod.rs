@@ -2,9 +2,6 @@
 //! each test on a fresh database. Every area has one module; `conformance!` turns
 //! each `async fn name(store: Store)` into one test per backend.
 
-#[macro_use]
-mod common;
-
 mod audit;
 mod engine;
 mod engine_load;
