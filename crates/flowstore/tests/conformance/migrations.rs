@@ -170,7 +170,9 @@ async fn run_counters_add_up_over_shards_and_migrations(store: Store) {
     tx.commit().await.unwrap();
     assert_eq!(counted(&store, "wf-shards").await, (4, 0, 0));
 
-    // Spread the four pending runs over three shards, one of them negative.
+    // Spread the four pending runs over three shards, one of them negative. The
+    // shards added are chosen apart from the one the runs were counted in (on
+    // PostgreSQL the writing session's, which may be any of them).
     execute(
         &store,
         "UPDATE workflow_stats SET executions = executions - 3
@@ -181,7 +183,10 @@ async fn run_counters_add_up_over_shards_and_migrations(store: Store) {
         &store,
         "INSERT INTO workflow_stats (workflow_id, status, shard, executions, duration_count,
                  duration_sum)
-             VALUES ('wf-shards', 'pending', 5, 5, 0, 0), ('wf-shards', 'pending', 9, -2, 0, 0)",
+             SELECT 'wf-shards', 'pending', (s.shard + d.n) % 64, d.executions, 0, 0
+               FROM (SELECT shard FROM workflow_stats
+                      WHERE workflow_id = 'wf-shards' AND status = 'pending') s,
+                    (SELECT 5 AS n, 5 AS executions UNION ALL SELECT 9, -2) d",
     )
     .await;
     assert_eq!(counted(&store, "wf-shards").await, (4, 0, 0));
