@@ -3,7 +3,7 @@
 # on PostgreSQL: every answer must be documented (status, media type, headers, body
 # schema) and none may be a 5xx. Each backend gets a time budget (default 120 s).
 #
-# It serves the debug binary (built by `cargo build -p flowstore` if missing) on a
+# It serves the debug binary (built by `cargo build -p flowstore-cli` if missing) on a
 # port of its own, against a new SQLite file and a new PostgreSQL database that it
 # drops when done. schemathesis is installed, pinned, into a virtual environment
 # under ~/.cache/flowstore the first time.
@@ -29,7 +29,7 @@ fi
 
 bin=target/debug/flowstore
 if [[ ! -x "$bin" ]]; then
-  cargo build -p flowstore --bin flowstore
+  cargo build -p flowstore-cli --bin flowstore
 fi
 
 pg_admin=${FLOWSTORE_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}

@@ -10,12 +10,12 @@
 //! tx.commit().await?;
 //! # let _ = project; Ok(()) }
 //! ```
+//!
+//! This crate is the library: `Store` and its settings, over the two backends. The
+//! `flowstore` command (server, migrations, backups, demo data, benchmarks) is the
+//! `flowstore-cli` crate, so that a library user compiles none of its dependencies.
 
-pub mod archive;
-pub mod bench;
-pub mod cli;
 pub mod config;
-pub mod demo;
 mod store;
 #[cfg(test)]
 mod tidy;

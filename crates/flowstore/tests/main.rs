@@ -1,28 +1,10 @@
-//! The integration tests of `flowstore`: one binary, a module per area. The
-//! conformance suite (`conformance/`) runs each test body on SQLite and on
-//! PostgreSQL (`conformance!`); the other modules drive the library, the `flowstore`
-//! binary and the example worker end to end, most of them on both backends too.
-//! Databases, the per-backend macros and the shared fixtures come from
-//! `flowstore-testkit`.
+//! The integration tests of the `flowstore` library: the conformance suite
+//! (`conformance/`) runs each test body on SQLite and on PostgreSQL
+//! (`conformance!`). Databases, the per-backend macros and the shared fixtures come
+//! from `flowstore-testkit`; the `flowstore` command's own tests are in
+//! `flowstore-cli`.
 
 #[macro_use]
 extern crate flowstore_testkit;
 
-mod admin;
-mod audit_check;
-mod backup;
-mod bench;
-mod binary;
-mod cli;
 mod conformance;
-mod demo;
-mod example_worker;
-mod faults;
-mod keys;
-mod walkthrough;
-
-/// The example worker (`examples/worker/`), driven by `example_worker` and
-/// `walkthrough`.
-#[path = "../examples/worker/worker.rs"]
-#[allow(dead_code)]
-mod worker;

@@ -1,0 +1,355 @@
+//! `flowstore serve` (the HTTP API of `flowstore-server`) and `flowstore apikeys`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use flowstore_core::ids::{ApiKeyId, UserId};
+use flowstore_core::model::identity::Role;
+use flowstore_core::model::identity_access::NewApiKey;
+use flowstore_core::PageRequest;
+use flowstore_server::AppState;
+
+use flowstore::{Store, StoreError};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `flowstore serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FLOWSTORE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Do not apply pending migrations at start (the schema must then be current).
+    #[arg(long)]
+    pub no_migrate: bool,
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(
+        long,
+        value_enum,
+        env = "FLOWSTORE_LOG_FORMAT",
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+    /// Requests per second each API key may make, on average.
+    #[arg(long, env = "FLOWSTORE_RATE_PER_SECOND", default_value_t = 100.0)]
+    pub rate_per_second: f64,
+    /// Requests a key may make at once before the rate applies.
+    #[arg(long, env = "FLOWSTORE_RATE_BURST", default_value_t = 200.0)]
+    pub rate_burst: f64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "FLOWSTORE_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Longest a request (other than an event stream) may take, in seconds.
+    #[arg(long, env = "FLOWSTORE_REQUEST_TIMEOUT", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+    /// Longest a client may take to send a request's head, in seconds, counted from
+    /// when it connected or got its previous answer; idle and trickling connections
+    /// are closed after it.
+    #[arg(long, env = "FLOWSTORE_HEADER_TIMEOUT", default_value_t = 30)]
+    pub header_timeout_secs: u64,
+    /// How long a sign-in session lasts, such as 12h, 30m or 7d.
+    #[arg(long, env = "FLOWSTORE_SESSION_TTL", default_value = "12h")]
+    pub session_ttl: String,
+    /// Webhook destinations allowed besides public addresses, comma-separated:
+    /// CIDRs (10.1.0.0/16, 127.0.0.1/32), addresses, host names or *.domain.
+    /// Loopback, private, link-local, unique-local, CGNAT, multicast and metadata
+    /// destinations are refused otherwise. Replaces the list from the environment
+    /// or the file [env: FLOWSTORE_WEBHOOK_ALLOW] [toml: [webhooks] allow]
+    #[arg(long, value_delimiter = ',', value_name = "CIDR|HOST")]
+    pub webhook_allow: Option<Vec<String>>,
+}
+
+/// `flowstore apikeys …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// A name to recognise it by (default: "<role> key (command line)").
+        #[arg(long)]
+        name: Option<String>,
+        /// admin, user or viewer.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// The user it acts for.
+        #[arg(long)]
+        user_id: Option<String>,
+        /// What kinds of request it may make, comma-separated: read, write,
+        /// execute, admin (default: everything its role allows).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// List a user's keys (prefixes, roles, state; never the keys).
+    List {
+        /// Whose keys.
+        #[arg(long)]
+        user_id: String,
+    },
+    /// Revoke a key by its ID.
+    Revoke {
+        /// The key's ID.
+        id: String,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the HTTP API until SIGTERM or Ctrl-C.
+///
+/// The port is taken first. Then the database is opened (created when it is a new
+/// SQLite file), migrated unless `--no-migrate` and checked; while it cannot be
+/// reached (PostgreSQL down or restarting, a disk not yet mounted), each failure is
+/// logged with the reason and tried again with growing pauses (0.5 s doubling to
+/// 30 s), so the server becomes ready when the database is. Errors that waiting
+/// cannot fix (a bad URL, a wrong password, a schema from a newer flowstore) end it.
+pub async fn serve(
+    settings: &flowstore::config::Settings,
+    args: ServeArgs,
+) -> Result<(), StoreError> {
+    // The flag wins over the environment and the file (already in the settings).
+    let webhook_allow = args
+        .webhook_allow
+        .clone()
+        .unwrap_or_else(|| settings.webhook_allow.clone());
+    let destinations = flowstore_core::model::integration::Destinations::new(&webhook_allow)?;
+    let session_ttl = flowstore_core::admin::parse_duration("--session-ttl", &args.session_ttl)?;
+    init_logs(args.log_format);
+    // The port first: a server that cannot listen must not make (and print) the one
+    // bootstrap key and then exit, leaving the next start with none to show.
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| {
+            StoreError::invalid("listen", format!("cannot listen on {}: {e}", args.listen))
+        })?;
+    let mut shutdown = Box::pin(shutdown_signal());
+    let store = tokio::select! {
+        store = open_when_reachable(settings, args.no_migrate) => store?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the database could be reached");
+            return Ok(());
+        }
+    };
+    let result = run(
+        &store,
+        listener,
+        args,
+        settings,
+        destinations,
+        webhook_allow,
+        session_ttl,
+        shutdown,
+    )
+    .await;
+    store.close().await;
+    result
+}
+
+/// Opens, migrates and checks the database, trying again while it cannot be reached.
+async fn open_when_reachable(
+    settings: &flowstore::config::Settings,
+    no_migrate: bool,
+) -> Result<Store, StoreError> {
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let store = Store::connect(settings).await?;
+            let ready = async {
+                if !no_migrate {
+                    let applied = store.backend().migrate_up(None).await?;
+                    if !applied.is_empty() {
+                        tracing::info!(?applied, "migrations applied");
+                    }
+                }
+                store.backend().check_schema().await
+            }
+            .await;
+            match ready {
+                Ok(()) => Ok(store),
+                Err(e) => {
+                    store.close().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        match attempt {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "database not reachable; trying again");
+                eprintln!("flowstore: {e}; trying again in {} ms", pause.as_millis());
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    store: &Store,
+    listener: tokio::net::TcpListener,
+    args: ServeArgs,
+    settings: &flowstore::config::Settings,
+    destinations: flowstore_core::model::integration::Destinations,
+    webhook_allow: Vec<String>,
+    session_ttl: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StoreError> {
+    let backend = store.backend_arc();
+    if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
+        println!("No API key existed, so an admin key was created. It is shown only now:");
+        println!("  {key}");
+        println!("Send it as: Authorization: Bearer <key>");
+    }
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(args.listen);
+    tracing::info!(%addr, backend = ?store.kind(), "flowstore serving");
+    if !destinations.is_default() {
+        tracing::info!(allow = ?webhook_allow, "webhook destinations allowed besides public addresses");
+    }
+    // On stdout, whatever the log format, so that people and scripts (with
+    // `--listen 127.0.0.1:0`) learn the address.
+    println!("flowstore is listening on http://{addr}");
+    let retention = settings
+        .retention
+        .clone()
+        .map(|policy| tokio::spawn(retain(backend.clone(), policy)));
+    let config = flowstore_server::ServerConfig {
+        rate_per_second: args.rate_per_second,
+        rate_burst: args.rate_burst,
+        body_limit: args.body_limit,
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
+        session_ttl,
+        webhooks: flowstore_server::webhooks::WebhookConfig {
+            destinations,
+            ..Default::default()
+        },
+        ..flowstore_server::ServerConfig::default()
+    };
+    let state = AppState::with_config(backend, config);
+    let served = flowstore_server::serve(listener, state, shutdown).await;
+    if let Some(task) = retention {
+        task.abort();
+    }
+    served.map_err(|e| StoreError::internal(format!("server: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Applies the retention policy every `policy.interval` while the server runs: the
+/// same batched, short-transaction deletion as `flowstore cleanup`.
+async fn retain(
+    backend: std::sync::Arc<dyn flowstore_core::Backend>,
+    policy: flowstore_core::admin::RetentionPolicy,
+) {
+    let mut every = tokio::time::interval(policy.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match flowstore_core::admin::run_retention(&*backend, &policy).await {
+            Ok(report) => tracing::info!(?report, "retention applied"),
+            Err(e) => tracing::warn!(error = %e, "retention failed; retrying on the next tick"),
+        }
+    }
+}
+
+/// Runs an `apikeys` command.
+pub async fn apikeys(store: &Store, cmd: ApiKeysCommand) -> Result<(), StoreError> {
+    store.backend().check_schema().await?;
+    match cmd {
+        ApiKeysCommand::Create {
+            name,
+            role,
+            user_id,
+            scopes,
+        } => {
+            let role: Role = role.parse()?;
+            let user_id = user_id.as_deref().map(str::parse::<UserId>).transpose()?;
+            let name = name.unwrap_or_else(|| format!("{role} key (command line)"));
+            let mut tx = store.begin().await?;
+            let created = tx
+                .create_api_key(NewApiKey {
+                    name,
+                    role: Some(role),
+                    user_id,
+                    scopes,
+                    ..NewApiKey::default()
+                })
+                .await?;
+            tx.commit().await?;
+            println!("{}", created.key.expose());
+            eprintln!(
+                "created key {} ({}, role {}); it is not shown again",
+                created.api_key.id, created.api_key.prefix, created.api_key.role
+            );
+        }
+        ApiKeysCommand::List { user_id } => {
+            let user: UserId = user_id.parse()?;
+            let mut tx = store.begin_read().await?;
+            let mut page = PageRequest::first(flowstore_core::page::MAX_PAGE_SIZE);
+            loop {
+                let keys = tx.list_api_keys(user, &page).await?;
+                for k in &keys.items {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}\tfsk_{}\t{}\t{}\t{}",
+                        k.id, k.prefix, k.role, state, k.name
+                    );
+                }
+                match keys.next_cursor {
+                    Some(c) => page = PageRequest::after(c, flowstore_core::page::MAX_PAGE_SIZE),
+                    None => break,
+                }
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            let id: ApiKeyId = id.parse()?;
+            let mut tx = store.begin().await?;
+            tx.revoke_api_key(id, flowstore_core::time::now()).await?;
+            tx.commit().await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}

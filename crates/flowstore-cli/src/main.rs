@@ -1,0 +1,14 @@
+//! The `flowstore` binary: everything is in this crate's `cli` module.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`flowstore backup --json | head`) instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE at start, before any thread
+    // writes, changes no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    flowstore_cli::cli::run().await
+}

@@ -1,0 +1,135 @@
+//! `flowstore bench` at tiny sizes on both backends: every workload completes and
+//! checks its own result (every task done exactly once, run and sample counts
+//! right). No timing is asserted.
+
+use flowstore_cli::bench::{self, BenchOptions, Report, Workload};
+
+fn tiny(database_url: Option<String>) -> BenchOptions {
+    BenchOptions {
+        database_url,
+        workloads: vec![
+            Workload::Claim,
+            Workload::Http,
+            Workload::Dag,
+            Workload::Query,
+        ],
+        tasks: 200,
+        workers: 2,
+        rounds: 1,
+        dag_runs: 20,
+        runs: 500,
+        query_calls: 5,
+        force: false,
+        progress: false,
+        ..BenchOptions::default()
+    }
+}
+
+fn check(report: &Report) {
+    let rows = |w: &str| report.rows.iter().filter(|r| r.workload == w).count();
+    // Each backend runs a second floor: SQLite the floor through rusqlite (the
+    // driver's share), PostgreSQL flowstore's rows written by hand (their cost).
+    let floors = 2;
+    assert_eq!(
+        rows("claim"),
+        2 * (1 + floors),
+        "floors and flowstore at B=1 and B=64"
+    );
+    assert_eq!(rows("http"), 2);
+    assert_eq!(rows("dag"), 2, "completion one by one and by batch");
+    assert!(rows("query") >= 8, "every query measured");
+    for r in &report.rows {
+        match r.workload.as_str() {
+            "claim" | "http" => {
+                assert_eq!(r.items, 200, "{}: every task done once", r.variant);
+                assert!(r.rate.is_some() && r.p99_ms.is_some() && r.complete_p99_ms.is_some());
+            }
+            "dag" => assert_eq!(r.items, 20),
+            _ => assert!(r.items >= 1 && r.p99_ms.is_some(), "{}", r.variant),
+        }
+    }
+    assert!(report
+        .rows
+        .iter()
+        .any(|r| r.workload == "claim" && r.ratio_to_floor.is_some()));
+    // B=1 completes each task on its own, B=64 the claimed batch at once (library,
+    // floor and HTTP alike), and the report says which ran.
+    for (workload, variant) in [
+        ("claim", "flowstore B=1 W=2 cmpl=each"),
+        ("claim", "raw SQL floor B=64 W=2 cmpl=batch"),
+        ("claim", "flowstore B=64 W=2 cmpl=batch"),
+        ("http", "flowstore serve B=1 W=2 cmpl=each"),
+        ("http", "flowstore serve B=64 W=2 cmpl=batch"),
+        ("dag", "diamond runs to completion W=2 B=16 cmpl=each"),
+        ("dag", "diamond runs to completion W=2 B=16 cmpl=batch"),
+    ] {
+        assert!(
+            report
+                .rows
+                .iter()
+                .any(|r| r.workload == workload && r.variant == variant),
+            "{workload}: {variant}"
+        );
+    }
+    let second_floor = if report.backend == "sqlite" {
+        "floor via rusqlite"
+    } else {
+        "raw SQL, flowstore's rows"
+    };
+    for b in ["B=1 W=2 cmpl=each", "B=64 W=2 cmpl=batch"] {
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.variant == format!("{second_floor} {b}"))
+            .unwrap_or_else(|| panic!("{second_floor} {b}"));
+        assert_eq!(row.items, 200, "{}: every task done once", row.variant);
+        assert!(row.ratio_to_floor.is_some());
+    }
+    if report.backend == "postgres" {
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("flowstore against it: B=1 ") && n.contains(", B=64 ")),
+            "flowstore set against its rows written by hand: {:?}",
+            report.notes
+        );
+    }
+    let table = bench::render_table(report);
+    assert!(table.contains("cores"));
+    serde_json::to_string(report).expect("the report serialises");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_on_sqlite() {
+    let report = bench::run(&tiny(None)).await.expect("bench runs");
+    assert_eq!(report.backend, "sqlite");
+    check(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_on_postgres_in_a_database_of_its_own() {
+    let admin = flowstore_testkit::pg_admin_url();
+    let report = bench::run(&tiny(Some(admin))).await.expect("bench runs");
+    assert_eq!(report.backend, "postgres");
+    assert!(report.database.contains("flowstore_bench_"));
+    check(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_with_data_is_refused_without_force() {
+    let dir = std::env::temp_dir().join(format!("fs-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("live.db");
+    std::fs::write(&file, b"not empty").unwrap();
+    let mut opts = tiny(Some(format!("sqlite://{}", file.display())));
+    opts.workloads = vec![Workload::Claim];
+    let err = bench::run(&opts).await.unwrap_err();
+    assert_eq!(err.field(), Some("database_url"));
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"not empty",
+        "left untouched"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
