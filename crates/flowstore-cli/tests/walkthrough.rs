@@ -254,7 +254,7 @@ async fn walk(database_url: Option<String>) {
     let mut last_status = String::new();
     for (cmd, comment) in commands() {
         if cmd.starts_with("createdb ")
-            || cmd.ends_with("cargo run --release -p flowstore -- serve")
+            || cmd.ends_with("cargo run --release -p flowstore-cli -- serve")
         {
             continue; // the server is already running, on a database made for the test
         }
@@ -271,7 +271,7 @@ async fn walk(database_url: Option<String>) {
             vars.insert(name.to_string(), value);
             continue;
         }
-        if cmd.starts_with("cargo run --release -p flowstore --example worker -- ") {
+        if cmd.starts_with("cargo run --release -p flowstore-cli --example worker -- ") {
             let w = words(&cmd, &vars);
             let arg = |flag: &str| w.iter().position(|x| x == flag).map(|i| w[i + 1].clone());
             assert_eq!(arg("--url").as_deref(), Some(url.as_str()));
