@@ -16,7 +16,7 @@ use sqlx::{Row as _, Transaction};
 use uuid::Uuid;
 
 use crate::archive_native::{self as native, LoadGuard};
-use crate::dialect::{map_err, sql, sql_owned, ts, Db, Query};
+use crate::dialect::{sql, sql_owned, ts, Db, Query};
 
 /// Bound values per INSERT: well under SQLite's limit of 32766 (PostgreSQL's is
 /// 65535).
@@ -119,12 +119,11 @@ pub(crate) fn bind<'q>(query: Query<'q>, c: &Column, v: &Value) -> StoreResult<Q
 #[async_trait]
 impl SnapshotReader for Snapshot {
     async fn schema_version(&mut self) -> StoreResult<i64> {
-        sqlx::query_scalar(sql!(
+        Ok(sqlx::query_scalar(sql!(
             "SELECT coalesce(max(version), 0)::int8 FROM schema_migrations"
         ))
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn read_table(&mut self, table: &Table, sink: &mut RowSink<'_>) -> StoreResult<u64> {
@@ -147,7 +146,7 @@ impl SnapshotReader for Snapshot {
         ));
         let mut rows = sqlx::query(&sql).fetch(&mut *self.tx);
         let mut n = 0;
-        while let Some(row) = rows.try_next().await.map_err(map_err)? {
+        while let Some(row) = rows.try_next().await? {
             let mut out = Vec::with_capacity(table.columns.len());
             for (i, c) in table.columns.iter().enumerate() {
                 out.push(decode(&row, i, c)?);
@@ -159,7 +158,7 @@ impl SnapshotReader for Snapshot {
     }
 
     async fn finish(self: Box<Self>) -> StoreResult<()> {
-        self.tx.rollback().await.map_err(map_err)
+        Ok(self.tx.rollback().await?)
     }
 }
 
@@ -168,8 +167,7 @@ impl RowLoader for Loader {
     async fn count(&mut self, table: &Table) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", q(table.name)))
             .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(n as u64)
     }
 
@@ -185,10 +183,10 @@ impl RowLoader for Loader {
             q(&column.name)
         ));
         let query = bind(sqlx::query(&sql), column, value)?;
-        let row = query.fetch_optional(&mut *self.tx).await.map_err(map_err)?;
+        let row = query.fetch_optional(&mut *self.tx).await?;
         match row {
             None => Ok(None),
-            Some(r) => r.try_get::<Uuid, _>(0).map(Some).map_err(map_err),
+            Some(r) => Ok(Some(r.try_get::<Uuid, _>(0)?)),
         }
     }
 
@@ -227,7 +225,7 @@ impl RowLoader for Loader {
                     query = bind(query, c, v)?;
                 }
             }
-            query.execute(&mut *self.tx).await.map_err(map_err)?;
+            query.execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -267,7 +265,7 @@ impl RowLoader for Loader {
             })?;
             query = bind(query, &columns[i], &row[i])?;
         }
-        query.execute(&mut *self.tx).await.map_err(map_err)?;
+        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -282,6 +280,6 @@ impl RowLoader for Loader {
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         native::settle_load(&mut self.tx).await?;
-        self.tx.commit().await.map_err(map_err)
+        Ok(self.tx.commit().await?)
     }
 }

@@ -6,7 +6,7 @@ use flowstore_core::StoreResult;
 use serde_json::Value;
 
 use crate::archive::{bind, decode};
-use crate::dialect::{map_err, sql_owned, Conn};
+use crate::dialect::{sql_owned, Conn};
 
 /// Runs `sql` (in PostgreSQL's spelling) with `params` bound in order, each encoded
 /// as its portable type, and decodes each result row as `columns` say.
@@ -25,7 +25,7 @@ pub(crate) async fn select(
         };
         query = bind(query, &c, v)?;
     }
-    let rows = query.fetch_all(&mut *conn).await.map_err(map_err)?;
+    let rows = query.fetch_all(&mut *conn).await?;
     let columns: Vec<Column> = columns
         .iter()
         .enumerate()

@@ -15,7 +15,7 @@ use flowstore_core::model::audit_head::{AuditHead, HeadResign};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Page, PageRequest, StoreResult};
 
-use crate::dialect::{exclusive, map_err, sql, sql_owned, ts, ts_opt, Conn, Tx};
+use crate::dialect::{exclusive, sql, sql_owned, ts, ts_opt, Conn, Tx};
 
 /// The key of the lock that keeps appends to the audit log to one transaction at a
 /// time ("flowaudt" in ASCII).
@@ -30,22 +30,20 @@ pub(crate) async fn lock(c: &mut Conn) -> StoreResult<()> {
 }
 
 pub(crate) async fn tail(c: &mut Conn) -> StoreResult<Option<(i64, String)>> {
-    sqlx::query_as(sql!(
+    Ok(sqlx::query_as(sql!(
         "SELECT seq, hash::text FROM audit_log ORDER BY seq DESC LIMIT 1"
     ))
     .fetch_optional(c)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 /// The signed head, if any.
 pub(crate) async fn head(c: &mut Conn) -> StoreResult<Option<AuditHead>> {
-    sqlx::query_as(sql!(
+    Ok(sqlx::query_as(sql!(
         "SELECT seq, hash::text AS hash, key_id, mac FROM audit_head WHERE id = 1"
     ))
     .fetch_optional(c)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 /// Writes the one head row.
@@ -62,8 +60,7 @@ pub(crate) async fn write_head(c: &mut Conn, h: &AuditHead) -> StoreResult<()> {
     .bind(&h.mac)
     .bind(ts(&flowstore_core::time::now()))
     .execute(c)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
@@ -112,8 +109,7 @@ impl AuditStore for Tx {
         .bind(&e.prev_hash)
         .bind(&e.hash)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 }
@@ -161,8 +157,7 @@ impl AuditRepo for Tx {
         .bind(before)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(audit_page(rows, limit))
     }
 
@@ -171,13 +166,12 @@ impl AuditRepo for Tx {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEntry>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
         )))
         .bind(after_seq)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

@@ -8,7 +8,7 @@ use flowstore_core::admin::{FindingKind, CREDENTIAL_EXPIRY_NOTICE_DAYS};
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 
-use crate::dialect::{hour_bucket, id_text, map_err, plus_days, sql_owned, ts, Conn};
+use crate::dialect::{hour_bucket, id_text, plus_days, sql_owned, ts, Conn};
 
 pub(crate) const TERMINAL: &str = "('completed', 'failed', 'cancelled', 'timed_out')";
 
@@ -217,11 +217,11 @@ pub(crate) async fn probe(
         q = q.bind(ts(now));
         e = e.bind(ts(now));
     }
-    let n = q.fetch_one(&mut *conn).await.map_err(map_err)?;
+    let n = q.fetch_one(&mut *conn).await?;
     if n == 0 {
         return Ok((0, Vec::new()));
     }
-    let ex = e.fetch_all(&mut *conn).await.map_err(map_err)?;
+    let ex = e.fetch_all(&mut *conn).await?;
     Ok((n as u64, ex.into_iter().flatten().collect()))
 }
 
@@ -391,7 +391,7 @@ pub(crate) async fn exec(c: &mut Conn, sql: &str, now: &Timestamp) -> StoreResul
     if sql.contains("$1") || sql.contains("?1") {
         q = q.bind(ts(now));
     }
-    Ok(q.execute(&mut *c).await.map_err(map_err)?.rows_affected())
+    Ok(q.execute(&mut *c).await?.rows_affected())
 }
 
 /// Runs every shared probe; returns the findings of those that found something.

@@ -17,8 +17,8 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::dialect::{
-    elapsed_ms, id_list, in_id_list, in_text_list, map_err, seconds_passed, sql, sql_fmt,
-    text_list, ts, ts_opt, Tx,
+    elapsed_ms, id_list, in_id_list, in_text_list, seconds_passed, sql, sql_fmt, text_list, ts,
+    ts_opt, Tx,
 };
 
 /// The engine's view of a task, with its current attempt's start, locked until the
@@ -44,22 +44,20 @@ const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
 #[async_trait]
 impl EngineStore for Tx {
     async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar(sql_fmt!(
+        Ok(sqlx::query_scalar(sql_fmt!(
             "SELECT handler_type FROM handler_registry WHERE {types} AND is_active",
             types = in_text_list("handler_type", "$1")
         ))
         .bind(text_list(types))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn lock_task(&mut self, id: TaskId) -> StoreResult<Option<TaskState>> {
-        sqlx::query_as(sql_fmt!("{TASK_STATE}"))
+        Ok(sqlx::query_as(sql_fmt!("{TASK_STATE}"))
             .bind(id)
             .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
+            .await?)
     }
 
     async fn save_task(&mut self, t: &TaskState, now: Timestamp) -> StoreResult<()> {
@@ -82,8 +80,7 @@ impl EngineStore for Tx {
         .bind(t.actual_duration)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -112,8 +109,7 @@ impl EngineStore for Tx {
         .bind(error)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -122,7 +118,7 @@ impl EngineStore for Tx {
         task: TaskId,
         attempt: i32,
     ) -> StoreResult<Option<AttemptRecord>> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT execution_status AS status, output_results AS output,
                     error_details AS error, outcome
                FROM task_executions WHERE task_id = $1 AND attempt = $2"
@@ -130,8 +126,7 @@ impl EngineStore for Tx {
         .bind(task)
         .bind(attempt)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn record_outcome(
@@ -147,8 +142,7 @@ impl EngineStore for Tx {
         .bind(attempt)
         .bind(outcome)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -167,8 +161,7 @@ impl EngineStore for Tx {
         .bind(ts(&until))
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -181,8 +174,7 @@ impl EngineStore for Tx {
         .bind(ts(&until))
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(true)
     }
 
@@ -209,12 +201,11 @@ impl EngineStore for Tx {
                  RETURNING id"
             )
         };
-        sqlx::query_scalar(sql)
+        Ok(sqlx::query_scalar(sql)
             .bind(run)
             .bind(ts(&now))
             .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)
+            .await?)
     }
 
     async fn cancel_open_tasks(
@@ -223,7 +214,7 @@ impl EngineStore for Tx {
         only: Option<&[TaskId]>,
         now: Timestamp,
     ) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(sql_fmt!(
+        Ok(sqlx::query_scalar(sql_fmt!(
             "UPDATE tasks SET status = 'cancelled', completed_at = $2, run_after = NULL, updated_at = $2
               WHERE run_id = $1 AND status IN ('pending', 'ready')
                 AND ($3::uuid[] IS NULL OR {only})
@@ -234,12 +225,11 @@ impl EngineStore for Tx {
         .bind(ts(&now))
         .bind(only.map(|ids| id_list(ids.iter().map(|t| t.0))))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(sql!(
+        Ok(sqlx::query_scalar(sql!(
             "WITH RECURSIVE d(id) AS (
                 SELECT task_id FROM task_dependencies WHERE depends_on_id = $1
                 UNION
@@ -248,12 +238,11 @@ impl EngineStore for Tx {
         ))
         .bind(task)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn run_task_counts(&mut self, run: RunId) -> StoreResult<RunTaskCounts> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT count(*) FILTER (WHERE status IN ('pending', 'ready', 'running')) AS open,
                     count(*) FILTER (WHERE status = 'completed') AS completed,
                     count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
@@ -262,16 +251,14 @@ impl EngineStore for Tx {
         ))
         .bind(run)
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn lock_run(&mut self, id: RunId) -> StoreResult<Option<RunState>> {
-        sqlx::query_as(sql_fmt!("{RUN_STATE}"))
+        Ok(sqlx::query_as(sql_fmt!("{RUN_STATE}"))
             .bind(id)
             .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)
+            .await?)
     }
 
     async fn save_run(&mut self, r: &RunState, now: Timestamp) -> StoreResult<()> {
@@ -289,25 +276,23 @@ impl EngineStore for Tx {
         .bind(ts_opt(&r.cancel_requested_at))
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
     async fn expired_leases(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(sql!(
+        Ok(sqlx::query_scalar(sql!(
             "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < $1
               ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         ))
         .bind(ts(&now))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn overdue_tasks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(sql_fmt!(
+        Ok(sqlx::query_scalar(sql_fmt!(
             "SELECT t.id FROM tasks t
                JOIN task_executions e ON e.task_id = t.id AND e.attempt = t.attempt
               WHERE t.status = 'running' AND t.timeout_seconds IS NOT NULL
@@ -318,12 +303,11 @@ impl EngineStore for Tx {
         .bind(ts(&now))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn overdue_runs(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<RunId>> {
-        sqlx::query_scalar(sql!(
+        Ok(sqlx::query_scalar(sql!(
             "SELECT id FROM workflow_executions
               WHERE status IN ('pending', 'running') AND deadline_at < $1
               LIMIT $2 FOR UPDATE SKIP LOCKED"
@@ -331,19 +315,17 @@ impl EngineStore for Tx {
         .bind(ts(&now))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn select_run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT id, step_key, status, handler_type, attempt, retry_count FROM tasks
               WHERE run_id = $1 ORDER BY execution_order, id"
         ))
         .bind(run)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn select_workflow_statistics(
@@ -370,29 +352,27 @@ impl EngineStore for Tx {
         .bind(workflow_id)
         .bind(status.map(|s| s.as_str()))
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        let count: i64 = row.try_get("duration_count").map_err(map_err)?;
-        let sum: f64 = row.try_get("duration_sum").map_err(map_err)?;
+        .await?;
+        let count: i64 = row.try_get("duration_count")?;
+        let sum: f64 = row.try_get("duration_sum")?;
         Ok(ExecutionStatistics {
-            total_executions: row.try_get("total").map_err(map_err)?,
-            completed_executions: row.try_get("completed").map_err(map_err)?,
-            failed_executions: row.try_get("failed").map_err(map_err)?,
+            total_executions: row.try_get("total")?,
+            completed_executions: row.try_get("completed")?,
+            failed_executions: row.try_get("failed")?,
             average_duration: (count > 0).then(|| sum / count as f64),
-            min_duration: row.try_get("min_duration").map_err(map_err)?,
-            max_duration: row.try_get("max_duration").map_err(map_err)?,
+            min_duration: row.try_get("min_duration")?,
+            max_duration: row.try_get("max_duration")?,
         })
     }
 
     async fn select_queue_depth(&mut self) -> StoreResult<Vec<QueueDepth>> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT handler_type, status, count(*) AS tasks FROM tasks
               WHERE status IN ('ready', 'running') AND handler_type IS NOT NULL
               GROUP BY handler_type, status ORDER BY handler_type, status"
         ))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn select_events_after(
@@ -401,7 +381,7 @@ impl EngineStore for Tx {
         filter: &EventFilter,
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT seq, event_type, run_id, task_id, workflow_id, payload, created_at FROM events
               WHERE seq > $1 AND ($2::uuid IS NULL OR run_id = $2)
                 AND ($3::text IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR event_type = $4)
@@ -413,7 +393,6 @@ impl EngineStore for Tx {
         .bind(&filter.event_type)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

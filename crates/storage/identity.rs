@@ -12,7 +12,7 @@ use flowstore_core::model::identity::{SessionRepo, TeamRepo, UserRepo};
 use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Query, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Query, Tx};
 
 const USER_COLUMNS: &str = "id, email, display_name, password_hash, role, status, \
                             failed_login_count, locked_until, email_verified_at, last_login_at, \
@@ -22,18 +22,17 @@ const MEMBER_COLUMNS: &str = "team_id, user_id, role, created_at";
 
 impl Tx {
     async fn user_where(&mut self, clause: &str, value: &str) -> StoreResult<Option<User>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {USER_COLUMNS} FROM users WHERE {clause}"
         )))
         .bind(value)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     /// Runs an UPDATE on one user and refuses an unknown ID.
     async fn update_user_row<'q>(&mut self, id: UserId, query: Query<'q>) -> StoreResult<()> {
-        let done = query.execute(&mut *self.tx).await.map_err(map_err)?;
+        let done = query.execute(&mut *self.tx).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("user", id));
         }
@@ -47,8 +46,7 @@ impl Tx {
         .bind(team_id)
         .bind(user_id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("team member", format!("{team_id}/{user_id}")))
     }
 }
@@ -71,8 +69,7 @@ impl UserRepo for Tx {
         .bind(ts(&u.created_at))
         .bind(ts(&u.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(u)
     }
 
@@ -82,8 +79,7 @@ impl UserRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("user", id))
     }
 
@@ -100,8 +96,7 @@ impl UserRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("user", id))?;
         let u = patch.apply(&current, time::now())?;
         let q = sqlx::query(sql!(
@@ -139,8 +134,7 @@ impl UserRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |u| u.id.0))
     }
 
@@ -210,8 +204,7 @@ impl UserRepo for Tx {
         .bind(ts(&now))
         .bind(keep)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_user(id).await
     }
 
@@ -222,8 +215,7 @@ impl UserRepo for Tx {
         .bind(Role::Admin)
         .bind(UserStatus::Active)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(ids.len() as u64)
     }
 
@@ -254,8 +246,7 @@ impl UserRepo for Tx {
         .bind(sha256_hex(token))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown, used or expired"))?;
         let q = sqlx::query(sql!(
             "UPDATE users SET password_hash = $2, reset_token_hash = NULL,
@@ -289,8 +280,7 @@ impl UserRepo for Tx {
         ))
         .bind(sha256_hex(token))
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown or used"))?;
         let q = sqlx::query(sql!(
             "UPDATE users SET verification_token_hash = NULL, email_verified_at = $2,
@@ -328,8 +318,7 @@ impl TeamRepo for Tx {
         .bind(ts(&t.created_at))
         .bind(ts(&t.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(t)
     }
 
@@ -339,8 +328,7 @@ impl TeamRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("team", id))
     }
 
@@ -353,8 +341,7 @@ impl TeamRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |t| t.id.0))
     }
 
@@ -362,8 +349,7 @@ impl TeamRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM teams WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("team", id));
         }
@@ -393,8 +379,7 @@ impl TeamRepo for Tx {
         .bind(m.role)
         .bind(ts(&m.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(m)
     }
 
@@ -411,8 +396,7 @@ impl TeamRepo for Tx {
         .bind(user_id)
         .bind(role)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_member(team_id, user_id).await
     }
 
@@ -423,8 +407,7 @@ impl TeamRepo for Tx {
         .bind(team_id)
         .bind(user_id)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(
                 "team member",
@@ -436,25 +419,23 @@ impl TeamRepo for Tx {
 
     async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>> {
         self.get_team(team_id).await?;
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1
              ORDER BY created_at, user_id"
         )))
         .bind(team_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn list_user_teams(&mut self, user_id: UserId) -> StoreResult<Vec<Team>> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT t.id, t.name, t.description, t.created_by, t.created_at, t.updated_at
              FROM teams t JOIN team_members m ON m.team_id = t.id
              WHERE m.user_id = $1 ORDER BY t.name"
         ))
         .bind(user_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

@@ -13,7 +13,7 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use sqlx::types::Json;
 
-use crate::dialect::{ensure_exists, exclusive, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, exclusive, sql, sql_owned, ts, ts_opt, Tx};
 
 const SESSION_COLUMNS: &str =
     "id, user_id, ip_address, user_agent, expires_at, revoked_at, last_seen_at, created_at";
@@ -39,8 +39,7 @@ impl Tx {
         .bind(id)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("session", id));
         }
@@ -61,8 +60,7 @@ impl Tx {
         .bind(id)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("API key", id));
         }
@@ -88,8 +86,7 @@ impl SessionRepo for Tx {
         .bind(ts(&s.expires_at))
         .bind(ts(&s.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(CreatedSession { token, session: s })
     }
 
@@ -101,8 +98,7 @@ impl SessionRepo for Tx {
         .bind(sha256_hex(token))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         // The token itself never goes into an error message.
         .ok_or_else(|| StoreError::not_found("session", "for the token presented"))
     }
@@ -114,8 +110,7 @@ impl SessionRepo for Tx {
         .bind(user_id)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -125,8 +120,7 @@ impl SessionRepo for Tx {
         ))
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -161,8 +155,7 @@ impl ApiKeyRepo for Tx {
         .bind(ts(&k.created_at))
         .bind(ts(&k.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(CreatedApiKey { key, api_key: k })
     }
 
@@ -172,8 +165,7 @@ impl ApiKeyRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("API key", id))
     }
 
@@ -188,8 +180,7 @@ impl ApiKeyRepo for Tx {
         .bind(sha256_hex(presented))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         // The key itself never goes into an error message.
         .ok_or_else(|| StoreError::not_found("API key", "for the key presented"))
     }
@@ -209,8 +200,7 @@ impl ApiKeyRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |k| k.id.0))
     }
 
@@ -221,8 +211,7 @@ impl ApiKeyRepo for Tx {
         exclusive(&mut self.tx, API_KEYS_LOCK).await?;
         let n: i64 = sqlx::query_scalar(sql!("SELECT COUNT(*) FROM api_keys"))
             .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(n.max(0) as u64)
     }
 
@@ -254,8 +243,7 @@ impl NotificationRepo for Tx {
         .bind(n.read)
         .bind(ts(&n.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(n)
     }
 
@@ -276,8 +264,7 @@ impl NotificationRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |n| n.id.0))
     }
 
@@ -293,8 +280,7 @@ impl NotificationRepo for Tx {
         .bind(true)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_notification(id).await
     }
 
@@ -310,8 +296,7 @@ impl NotificationRepo for Tx {
         .bind(true)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -321,8 +306,7 @@ impl NotificationRepo for Tx {
         ))
         .bind(user_id)
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(n.max(0) as u64)
     }
 
@@ -332,8 +316,7 @@ impl NotificationRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("notification", id))
     }
 
@@ -341,8 +324,7 @@ impl NotificationRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM notifications WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("notification", id));
         }

@@ -13,7 +13,7 @@ use flowstore_core::model::integration::{CredentialRepo, WebhookRepo};
 use flowstore_core::model::ops::SecretValue;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "id, owner_id, name, type, description, \
      encryption_key_id, expires_at, last_used_at, rotated_at, created_at, updated_at";
@@ -31,8 +31,7 @@ impl Tx {
         )))
         .bind(id)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -52,8 +51,7 @@ impl Tx {
         .bind(name)
         .bind(except)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         match taken {
             Some(_) => Err(StoreError::conflict(
                 "name",
@@ -77,8 +75,7 @@ impl Tx {
         .bind(url)
         .bind(except)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         match taken {
             Some(_) => Err(StoreError::conflict(
                 "url",
@@ -112,8 +109,7 @@ impl CredentialRepo for Tx {
         .bind(ts_opt(&c.expires_at))
         .bind(ts(&c.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_credential(c.id).await
     }
 
@@ -123,8 +119,7 @@ impl CredentialRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("credential", id))
     }
 
@@ -138,8 +133,7 @@ impl CredentialRepo for Tx {
         ))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let (bytes, key_id) = row.ok_or_else(|| StoreError::not_found("credential", id))?;
         let keys = self.keys.clone();
         let value = open_json(
@@ -153,8 +147,7 @@ impl CredentialRepo for Tx {
         .bind(id)
         .bind(ts(&time::now()))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok((self.get_credential(id).await?, SecretValue::new(value)))
     }
 
@@ -175,8 +168,7 @@ impl CredentialRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |c| c.id.0))
     }
 
@@ -206,8 +198,7 @@ impl CredentialRepo for Tx {
         .bind(ts_opt(&c.rotated_at))
         .bind(ts(&c.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_credential(id).await
     }
 
@@ -215,8 +206,7 @@ impl CredentialRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM credentials WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("credential", id));
         }
@@ -256,8 +246,7 @@ impl WebhookRepo for Tx {
         .bind(h.active)
         .bind(ts(&h.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(CreatedWebhook {
             webhook: self.get_webhook(h.id).await?,
             secret: w.secret,
@@ -270,8 +259,7 @@ impl WebhookRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("webhook", id))
     }
 
@@ -293,8 +281,7 @@ impl WebhookRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |w| w.id.0))
     }
 
@@ -330,8 +317,7 @@ impl WebhookRepo for Tx {
         .bind(&w.encryption_key_id)
         .bind(ts(&w.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_webhook(id).await
     }
 
@@ -339,8 +325,7 @@ impl WebhookRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM webhooks WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("webhook", id));
         }
@@ -353,8 +338,7 @@ impl WebhookRepo for Tx {
         ))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let (bytes, key_id) = row.ok_or_else(|| StoreError::not_found("webhook", id))?;
         let keys = self.keys.clone();
         let plain = open_clearly(

@@ -20,7 +20,7 @@ use flowstore_core::model::integration::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
 use crate::integration::WEBHOOK_COLUMNS;
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, payload, status, \
@@ -47,8 +47,7 @@ impl Tx {
         .bind(&new.payload)
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok((done.rows_affected() == 1).then_some(id))
     }
 }
@@ -78,8 +77,7 @@ impl DeliveryRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("delivery", id))
     }
 
@@ -101,8 +99,7 @@ impl DeliveryRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |d| d.id.0))
     }
 
@@ -113,16 +110,14 @@ impl DeliveryRepo for Tx {
         ))
         .bind(ts(&time::now()))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         // The row lock makes concurrent fan-outs (other servers) wait their turn, so
         // each event is read past the cursor by one of them only.
         let cursor: i64 = sqlx::query_scalar(sql!(
             "SELECT last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE"
         ))
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let events = self
             .events_after(cursor, &EventFilter::default(), limit)
             .await?;
@@ -136,8 +131,7 @@ impl DeliveryRepo for Tx {
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE active ORDER BY id"
         )))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut deliveries = 0;
         let mut audience = Audience::default();
         for ev in &events {
@@ -158,8 +152,7 @@ impl DeliveryRepo for Tx {
         .bind(last)
         .bind(ts(&time::now()))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(FanOut {
             events: events.len() as u64,
             deliveries,
@@ -194,8 +187,7 @@ impl DeliveryRepo for Tx {
         .bind(i64::from(limit))
         .bind(ts(&until))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut out = Vec::with_capacity(claimed.len());
         let mut hooks: HashMap<WebhookId, (String, BTreeMap<String, String>, SecretString)> =
             HashMap::new();
@@ -242,8 +234,7 @@ impl DeliveryRepo for Tx {
         .bind(&result.error)
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(d) = done else {
             self.get_delivery(id).await?;
             return Err(StoreError::conflict(
@@ -260,8 +251,7 @@ impl DeliveryRepo for Tx {
         .bind(ts(&now))
         .bind(result.succeeded())
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(d)
     }
 
@@ -269,8 +259,7 @@ impl DeliveryRepo for Tx {
         let seq: Option<i64> =
             sqlx::query_scalar(sql!("SELECT last_seq FROM webhook_dispatch WHERE id = 1"))
                 .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         Ok(seq.unwrap_or(0))
     }
 }
@@ -289,8 +278,7 @@ impl SealedRepo for Tx {
         ))
         .bind(&current)
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(StaleSecrets {
             configurations: configurations as u64,
             credentials: credentials as u64,
@@ -320,8 +308,7 @@ impl SealedRepo for Tx {
         .bind(ring.current_id())
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         for (id, bytes, key_id) in &rows {
             let plain = open_clearly(
                 ring,
@@ -342,7 +329,7 @@ impl SealedRepo for Tx {
             if !rotated.is_empty() {
                 q = q.bind(ts(&now));
             }
-            q.execute(&mut *self.tx).await.map_err(map_err)?;
+            q.execute(&mut *self.tx).await?;
         }
         Ok(rows.len() as u64)
     }

@@ -8,7 +8,7 @@ use flowstore_core::model::metric::{
 use flowstore_core::model::run::MetricRepo;
 use flowstore_core::{time, StoreError, StoreResult};
 
-use crate::dialect::{greatest, least, map_err, sql, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
+use crate::dialect::{greatest, least, sql, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
 
 /// Columns inserted, in order.
 const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metric_unit, \
@@ -31,8 +31,7 @@ impl MetricRepo for Tx {
             ))
             .bind(e)
             .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
             if found.is_none() {
                 return Err(StoreError::invalid(
                     "execution_id",
@@ -52,8 +51,7 @@ impl MetricRepo for Tx {
         .bind(&m.metadata)
         .bind(ts(&m.recorded_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if let Some(v) = m.metric_value {
             // Into this connection's shard on PostgreSQL (see migration 0010): one row
             // per hour and metric would make every concurrent writer wait for the one
@@ -76,8 +74,7 @@ impl MetricRepo for Tx {
             .bind(rollup_type(m.metric_type))
             .bind(v)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         Ok(m)
     }
@@ -89,7 +86,7 @@ impl MetricRepo for Tx {
         limit: Option<u32>,
     ) -> StoreResult<Vec<WorkflowMetric>> {
         let limit = metric_limit(limit)?;
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflow_metrics
              WHERE execution_id = $1 AND ($2::text IS NULL OR metric_type = $2)
              ORDER BY recorded_at DESC, id DESC LIMIT $3"
@@ -98,8 +95,7 @@ impl MetricRepo for Tx {
         .bind(metric_type)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn aggregated_metrics(
@@ -107,7 +103,7 @@ impl MetricRepo for Tx {
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
         // Byte order of names, as SQLite sorts them; NULL kinds last.
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT metric_name, metric_type, avg(metric_value)::float8 AS average_value,
                     min(metric_value)::float8 AS min_value,
                     max(metric_value)::float8 AS max_value,
@@ -122,8 +118,7 @@ impl MetricRepo for Tx {
         .bind(f.metric_type)
         .bind(ts_opt(&f.since))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn aggregated_metrics_from_rollups(
@@ -131,7 +126,7 @@ impl MetricRepo for Tx {
         f: &AggregateFilter,
     ) -> StoreResult<Vec<MetricAggregate>> {
         // Buckets that start at or after `since`: exact when `since` is on the hour.
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT metric_name, NULLIF(metric_type, '') AS metric_type,
                     sum(value_sum) / sum(sample_count)::float8 AS average_value,
                     min(value_min) AS min_value, max(value_max) AS max_value,
@@ -146,7 +141,6 @@ impl MetricRepo for Tx {
         .bind(f.metric_type)
         .bind(ts_opt(&f.since))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

@@ -13,9 +13,7 @@ use flowstore_core::time::{self, Timestamp};
 use flowstore_core::{StoreError, StoreResult};
 use sqlx::{Connection, Executor};
 
-use crate::dialect::{
-    map_err, sql, ts, Conn, MIGRATIONS_TABLE, MIGRATIONS_TABLE_EXISTS, MIGRATION_BEGIN,
-};
+use crate::dialect::{sql, ts, Conn, MIGRATIONS_TABLE, MIGRATIONS_TABLE_EXISTS, MIGRATION_BEGIN};
 
 macro_rules! migration {
     ($version:literal, $file:literal, $name:literal) => {
@@ -75,7 +73,7 @@ async fn adopt_audit_head(c: &mut Conn, keys: &KeySource) -> StoreResult<()> {
 
 /// Creates the bookkeeping table when missing.
 pub(crate) async fn ensure_table(c: &mut Conn) -> StoreResult<()> {
-    c.execute(MIGRATIONS_TABLE).await.map_err(map_err)?;
+    c.execute(MIGRATIONS_TABLE).await?;
     Ok(())
 }
 
@@ -83,8 +81,7 @@ pub(crate) async fn ensure_table(c: &mut Conn) -> StoreResult<()> {
 pub(crate) async fn applied(c: &mut Conn) -> StoreResult<Vec<AppliedMigration>> {
     let exists: bool = sqlx::query_scalar(MIGRATIONS_TABLE_EXISTS)
         .fetch_one(&mut *c)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if !exists {
         return Ok(Vec::new());
     }
@@ -92,8 +89,7 @@ pub(crate) async fn applied(c: &mut Conn) -> StoreResult<Vec<AppliedMigration>> 
         "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
     )
     .fetch_all(&mut *c)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(version, name, checksum, applied_at)| AppliedMigration {
@@ -108,14 +104,13 @@ pub(crate) async fn applied(c: &mut Conn) -> StoreResult<Vec<AppliedMigration>> 
 /// Applies one migration and records it, in one transaction; returns `false` when
 /// another migrator applied it first.
 pub(crate) async fn apply(c: &mut Conn, m: &Migration, keys: &KeySource) -> StoreResult<bool> {
-    let mut tx = c.begin_with(MIGRATION_BEGIN).await.map_err(map_err)?;
+    let mut tx = c.begin_with(MIGRATION_BEGIN).await?;
     let already: Option<i64> = sqlx::query_scalar(sql!(
         "SELECT version FROM schema_migrations WHERE version = $1"
     ))
     .bind(m.version)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     if already.is_some() {
         return Ok(false);
     }
@@ -124,7 +119,7 @@ pub(crate) async fn apply(c: &mut Conn, m: &Migration, keys: &KeySource) -> Stor
             "migration {} ({}) failed: {}",
             m.version,
             m.name,
-            map_err(e)
+            StoreError::from(e)
         ))
     })?;
     if m.version == AUDIT_HEAD_VERSION {
@@ -139,27 +134,25 @@ pub(crate) async fn apply(c: &mut Conn, m: &Migration, keys: &KeySource) -> Stor
     .bind(m.checksum())
     .bind(ts(&time::now()))
     .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)?;
+    .await?;
+    tx.commit().await?;
     Ok(true)
 }
 
 /// Reverts one migration and forgets it, in one transaction.
 pub(crate) async fn revert(c: &mut Conn, m: &Migration) -> StoreResult<()> {
-    let mut tx = c.begin_with(MIGRATION_BEGIN).await.map_err(map_err)?;
+    let mut tx = c.begin_with(MIGRATION_BEGIN).await?;
     (&mut *tx).execute(m.down).await.map_err(|e| {
         StoreError::Migration(format!(
             "reverting {} ({}) failed: {}",
             m.version,
             m.name,
-            map_err(e)
+            StoreError::from(e)
         ))
     })?;
     sqlx::query(sql!("DELETE FROM schema_migrations WHERE version = $1"))
         .bind(m.version)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)
+        .await?;
+    Ok(tx.commit().await?)
 }

@@ -7,7 +7,7 @@ use flowstore_core::model::ops::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
 
 const LOG_COLUMNS: &str =
     "id, level, component_name, execution_id, task_id, message, context, timestamp";
@@ -39,8 +39,7 @@ impl Tx {
         .bind(&e.context)
         .bind(ts(&e.timestamp))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -50,8 +49,7 @@ impl Tx {
         )))
         .bind(key)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("configuration", key))
     }
 }
@@ -102,8 +100,7 @@ impl OpsRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |e| e.id.0))
     }
 
@@ -133,8 +130,7 @@ impl OpsRepo for Tx {
         .bind(w.is_sensitive)
         .bind(ts(&w.now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         self.get_configuration(&w.key).await
     }
 
@@ -164,8 +160,7 @@ impl OpsRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let items = rows
             .into_iter()
             .map(|r| r.into_configuration(None))
@@ -178,8 +173,7 @@ impl OpsRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM configurations WHERE key = $1"))
             .bind(&key)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("configuration", key));
         }
@@ -191,8 +185,7 @@ impl OpsRepo for Tx {
             "SELECT {CONFIG_COLUMNS} FROM configurations WHERE is_sensitive ORDER BY id FOR UPDATE"
         )))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -213,8 +206,7 @@ impl OpsRepo for Tx {
             .bind(sealed.key_id)
             .bind(ts(&now))
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
             count += 1;
         }
         Ok(count)

@@ -7,7 +7,7 @@ use flowstore_core::model::project::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, Tx};
 use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, repository_url, repository_name, default_branch, \
@@ -42,8 +42,7 @@ impl Tx {
             .bind(ts(&p.created_at))
             .bind(ts(&p.updated_at))
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 }
@@ -62,8 +61,7 @@ impl ProjectRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("project", id))
     }
 
@@ -73,8 +71,7 @@ impl ProjectRepo for Tx {
         )))
         .bind(name)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("project", name))
     }
 
@@ -89,8 +86,7 @@ impl ProjectRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM projects WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("project", id));
         }
@@ -116,8 +112,7 @@ impl ProjectRepo for Tx {
         .bind(restricted)
         .bind(me)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |p| p.id.0))
     }
 }

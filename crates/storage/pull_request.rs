@@ -10,7 +10,7 @@ use flowstore_core::model::task::PullRequestRepo;
 use flowstore_core::{time, validate, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
 use crate::visibility;
 
 const COLUMNS: &str = "id, project_id, task_id, pr_number, repository_url, branch_name, \
@@ -31,8 +31,7 @@ impl Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("pull request", id))
     }
 
@@ -49,8 +48,7 @@ impl Tx {
         .bind(ts_opt(&p.closed_at))
         .bind(ts(&p.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 }
@@ -81,8 +79,7 @@ impl PullRequestRepo for Tx {
         .bind(ts(&p.created_at))
         .bind(ts(&p.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(p)
     }
 
@@ -132,8 +129,7 @@ impl PullRequestRepo for Tx {
         .bind(restricted)
         .bind(me)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |p| p.id.0))
     }
 
@@ -143,15 +139,14 @@ impl PullRequestRepo for Tx {
     ) -> StoreResult<Vec<PrValidation>> {
         // The view's computed column has no declared type on SQLite: the cast makes
         // it text on both.
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT id, project_id, task_id, pr_number, title, status,
                     CAST(validation_status AS TEXT) AS validation_status, updated_at
              FROM pr_validation_status WHERE project_id = $1 ORDER BY id DESC"
         ))
         .bind(project_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn get_pull_request(&mut self, id: PullRequestId) -> StoreResult<PullRequest> {

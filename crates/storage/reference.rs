@@ -3,7 +3,7 @@
 use flowstore_core::{StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::dialect::{map_err, sql_owned, Conn};
+use crate::dialect::{sql_owned, Conn};
 
 /// Refuses a reference to a row that does not exist, naming the field, before the
 /// statement that would fail on the foreign key (whose message names no column on
@@ -19,8 +19,7 @@ pub(crate) async fn ensure_exists(
         sqlx::query_scalar(&sql_owned(format!("SELECT 1 FROM {table} WHERE id = $1")))
             .bind(id)
             .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
     match found {
         Some(_) => Ok(()),
         None => Err(StoreError::invalid(

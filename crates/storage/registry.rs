@@ -10,7 +10,7 @@ use flowstore_core::model::registry::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{sql, sql_owned, ts, ts_opt, Tx};
 
 const HANDLER_COLUMNS: &str = "id, handler_type, handler_name, handler_class, handler_path, \
      version, description, capabilities, configuration, is_active, registered_at, updated_at";
@@ -31,8 +31,7 @@ impl Tx {
         )))
         .bind(handler_type)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("handler", handler_type))
     }
 
@@ -56,9 +55,7 @@ impl Tx {
                 .await
             }
         };
-        query
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::not_found("component", which))
+        query?.ok_or_else(|| StoreError::not_found("component", which))
     }
 
     async fn write_handler(&mut self, h: &Handler, insert: bool) -> StoreResult<()> {
@@ -91,8 +88,7 @@ impl Tx {
             .bind(ts(&h.registered_at))
             .bind(ts(&h.updated_at))
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -129,8 +125,7 @@ impl Tx {
             .bind(ts(&c.created_at))
             .bind(ts(&c.updated_at))
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 }
@@ -167,13 +162,12 @@ impl RegistryRepo for Tx {
     }
 
     async fn list_active_handlers(&mut self) -> StoreResult<Vec<Handler>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE is_active
              ORDER BY handler_type"
         )))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn list_handlers(&mut self, page: &PageRequest) -> StoreResult<Page<Handler>> {
@@ -185,8 +179,7 @@ impl RegistryRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |h| h.id.0))
     }
 
@@ -232,8 +225,7 @@ impl RegistryRepo for Tx {
             "SELECT {COMPONENT_COLUMNS} FROM components ORDER BY name"
         )))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let now = time::now();
         Ok(rows
             .into_iter()
@@ -250,8 +242,7 @@ impl RegistryRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |c| c.id.0))
     }
 
@@ -259,8 +250,7 @@ impl RegistryRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM components WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("component", id));
         }
@@ -282,8 +272,7 @@ impl RegistryRepo for Tx {
         .bind(&m.labels)
         .bind(ts(&m.recorded_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(m)
     }
 
@@ -295,7 +284,7 @@ impl RegistryRepo for Tx {
     ) -> StoreResult<Vec<SystemMetric>> {
         // The same bounds as a page size, so a caller cannot ask for everything.
         let limit = PageRequest::first(limit).limit()?;
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {METRIC_COLUMNS} FROM system_metrics
              WHERE metric_name = $1 AND recorded_at >= $2
              ORDER BY recorded_at, id LIMIT $3"
@@ -304,7 +293,6 @@ impl RegistryRepo for Tx {
         .bind(ts(&since))
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

@@ -7,7 +7,7 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 
 use crate::check::TERMINAL;
-use crate::dialect::{map_err, sql_fmt, sql_owned, ts, Conn, TEMP, UUID_TYPE};
+use crate::dialect::{sql_fmt, sql_owned, ts, Conn, TEMP, UUID_TYPE};
 
 /// Counts (`count_only`) or deletes, in the caller's transaction, up to `limit` finished
 /// runs older than `cutoff` with everything that belongs to them (`runs`), or up to
@@ -34,7 +34,7 @@ pub(crate) async fn pass(
             ),
             sql_fmt!("DELETE FROM {TEMP}.cleanup_runs"),
         ] {
-            sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+            sqlx::query(s).execute(&mut *conn).await?;
         }
         // Only finished runs: pending and running ones are kept whatever their age.
         sqlx::query(sql_fmt!(
@@ -46,8 +46,7 @@ pub(crate) async fn pass(
         .bind(ts(cutoff))
         .bind(limit)
         .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         vec![
             (
                 "webhook_deliveries",
@@ -99,17 +98,14 @@ pub(crate) async fn pass(
             if pred.contains("$1") {
                 q = q.bind(ts(cutoff)).bind(limit);
             }
-            q.fetch_one(&mut *conn).await.map_err(map_err)? as u64
+            q.fetch_one(&mut *conn).await? as u64
         } else {
             let sql = sql_owned(format!("DELETE FROM {table} WHERE {pred}"));
             let mut q = sqlx::query(&sql);
             if pred.contains("$1") {
                 q = q.bind(ts(cutoff)).bind(limit);
             }
-            q.execute(&mut *conn)
-                .await
-                .map_err(map_err)?
-                .rows_affected()
+            q.execute(&mut *conn).await?.rows_affected()
         };
         *out.entry(table.to_string()).or_default() += n;
     }

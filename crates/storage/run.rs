@@ -11,7 +11,7 @@ use flowstore_core::model::run::{
 use flowstore_core::model::run::{AttemptRepo, MetricRepo, RunRepo};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
 
 const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_version, task_id, \
      user_id, status, strategy, priority, estimated_duration, actual_duration, start_time, \
@@ -71,8 +71,7 @@ impl Tx {
         .bind(ts_opt(&r.deadline_at))
         .bind(ts_opt(&r.cancel_requested_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -97,8 +96,7 @@ impl Tx {
         .bind(r.priority)
         .bind(ts(&r.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -108,8 +106,7 @@ impl Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("task attempt", id))
     }
 }
@@ -129,8 +126,7 @@ impl RunRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("run", id))
     }
 
@@ -140,8 +136,7 @@ impl RunRepo for Tx {
         )))
         .bind(execution_id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("run", execution_id))
     }
 
@@ -156,8 +151,7 @@ impl RunRepo for Tx {
         )))
         .bind(execution_id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("run", execution_id))?;
         let row = patch.apply(&current, time::now())?;
         self.write_execution_patch(&row).await?;
@@ -198,20 +192,18 @@ impl RunRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |r| r.id.0))
     }
 
     async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = $1
              ORDER BY created_at DESC, id DESC"
         )))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn execution_statistics(
@@ -231,7 +223,7 @@ impl RunRepo for Tx {
         }
         // The mean is the exact integer sum divided once, so both backends return the
         // same double (AVG would return NUMERIC on PostgreSQL).
-        sqlx::query_as(sql!("SELECT count(*) AS total_executions,
+        Ok(sqlx::query_as(sql!("SELECT count(*) AS total_executions,
                     count(CASE WHEN status = 'completed' THEN 1 END) AS completed_executions,
                     count(CASE WHEN status = 'failed' THEN 1 END) AS failed_executions,
                     CAST(sum(actual_duration) AS double precision) / NULLIF(count(actual_duration), 0)
@@ -243,8 +235,7 @@ impl RunRepo for Tx {
         .bind(&filter.workflow_id)
         .bind(filter.status)
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn delete_execution(&mut self, execution_id: &str) -> StoreResult<()> {
@@ -253,8 +244,7 @@ impl RunRepo for Tx {
         ))
         .bind(execution_id)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("run", execution_id));
         }
@@ -298,8 +288,7 @@ impl AttemptRepo for Tx {
         .bind(ts(&a.created_at))
         .bind(ts(&a.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(a)
     }
 
@@ -326,29 +315,26 @@ impl AttemptRepo for Tx {
         .bind(a.cpu_time_ms)
         .bind(ts(&a.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(a)
     }
 
     async fn list_attempts(&mut self, task_id: TaskId) -> StoreResult<Vec<TaskAttempt>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE task_id = $1 ORDER BY attempt"
         )))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn task_execution_summary(&mut self) -> StoreResult<Vec<AgentSummary>> {
-        sqlx::query_as(sql!(
+        Ok(sqlx::query_as(sql!(
             "SELECT agent_type, total_executions, completed_executions, failed_executions,
                     average_duration_ms, average_memory_mb, average_cpu_time_ms
              FROM task_execution_summary ORDER BY agent_type COLLATE \"C\""
         ))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

@@ -9,7 +9,7 @@ use flowstore_core::model::task::query::TaskProgress;
 use flowstore_core::model::task::TaskStatus;
 use flowstore_core::{Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{map_err, sql, ts, Tx};
+use crate::dialect::{sql, ts, Tx};
 
 #[async_trait]
 impl SummaryRepo for Tx {
@@ -17,8 +17,7 @@ impl SummaryRepo for Tx {
         let found: Option<i32> = sqlx::query_scalar(sql!("SELECT 1 FROM projects WHERE id = $1"))
             .bind(project_id)
             .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if found.is_none() {
             return Err(StoreError::not_found("project", project_id));
         }
@@ -27,8 +26,7 @@ impl SummaryRepo for Tx {
         ))
         .bind(project_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(TaskProgress::from_counts(&rows))
     }
 
@@ -39,8 +37,7 @@ impl SummaryRepo for Tx {
         ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(RunCounts::from_counts(&rows))
     }
 
@@ -52,8 +49,7 @@ impl SummaryRepo for Tx {
         .bind(id)
         .bind(id.to_string())
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(found.is_some())
     }
 
@@ -81,8 +77,7 @@ impl SummaryRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |m| m.id.0))
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, map_err, sql, sql_owned, ts, ts_opt, Db, Tx};
+use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Db, Tx};
 use crate::task_query;
 use crate::visibility;
 
@@ -98,8 +98,7 @@ impl Tx {
         .bind(ts(&t.created_at))
         .bind(ts(&t.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -117,8 +116,7 @@ impl Tx {
         .bind(parent)
         .bind(task)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if cycle.is_some() {
             return Err(StoreError::invalid(
                 "parent_task_id",
@@ -134,8 +132,7 @@ impl Tx {
         )))
         .bind(id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(TaskProgress::from_counts(&rows))
     }
 
@@ -144,8 +141,7 @@ impl Tx {
             sqlx::query_scalar(&sql_owned(format!("SELECT 1 FROM {table} WHERE id = $1")))
                 .bind(id)
                 .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         Ok(found.is_some())
     }
 }
@@ -200,8 +196,7 @@ impl TaskRepo for Tx {
             .bind(row.id)
             .bind(d)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         Ok(row)
     }
@@ -212,8 +207,7 @@ impl TaskRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("task", id))
     }
 
@@ -223,8 +217,7 @@ impl TaskRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("task", id))?;
         let row = patch.apply(&current, time::now())?;
         if let Some(parent) = row
@@ -253,8 +246,7 @@ impl TaskRepo for Tx {
         .bind(ts_opt(&row.completed_at))
         .bind(ts(&row.updated_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(row)
     }
 
@@ -262,8 +254,7 @@ impl TaskRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM tasks WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("task", id));
         }
@@ -293,8 +284,7 @@ impl TaskRepo for Tx {
         ))
         .bind(depends_on)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if let Some(path) = dependency_path(&edges, depends_on.0, task.0) {
             return Err(cycle_error(task, &path));
         }
@@ -305,8 +295,7 @@ impl TaskRepo for Tx {
         .bind(task)
         .bind(depends_on)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -321,8 +310,7 @@ impl TaskRepo for Tx {
         .bind(task)
         .bind(depends_on)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(
                 "task dependency",
@@ -333,30 +321,28 @@ impl TaskRepo for Tx {
     }
 
     async fn task_dependencies(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>> {
-        sqlx::query_scalar(sql!(
+        Ok(sqlx::query_scalar(sql!(
             "SELECT depends_on_id FROM task_dependencies WHERE task_id = $1 ORDER BY depends_on_id"
         ))
         .bind(task)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn list_task_children(&mut self, parent: TaskId) -> StoreResult<Vec<Task>> {
         if !self.exists("tasks", parent.0).await? {
             return Err(StoreError::not_found("task", parent));
         }
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM tasks t WHERE t.parent_task_id = $1 ORDER BY t.id"
         )))
         .bind(parent)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn get_runnable_tasks(&mut self, workflow_id: WorkflowId) -> StoreResult<Vec<Task>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM tasks t
              WHERE t.workflow_id = $1 AND t.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM task_dependencies d
@@ -366,8 +352,7 @@ impl TaskRepo for Tx {
         )))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn list_tasks(
@@ -385,11 +370,7 @@ impl TaskRepo for Tx {
         }
         qb.push(" ORDER BY t.id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows: Vec<Task> = qb
-            .build_query_as()
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let rows: Vec<Task> = qb.build_query_as().fetch_all(&mut *self.tx).await?;
         Ok(Page::from_rows(rows, limit, |t| t.id.0))
     }
 
@@ -407,10 +388,7 @@ impl TaskRepo for Tx {
         visibility::push(&mut qb, &filter.viewer, &visibility::task("t"));
         task_query::push_rank(&mut qb, &words);
         qb.push(", t.id LIMIT ").push_bind(i64::from(limit));
-        qb.build_query_as()
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)
+        Ok(qb.build_query_as().fetch_all(&mut *self.tx).await?)
     }
 
     async fn workflow_progress(&mut self, workflow_id: WorkflowId) -> StoreResult<TaskProgress> {
@@ -444,8 +422,7 @@ impl TaskRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |t| t.id.0))
     }
 }

@@ -9,7 +9,7 @@ use flowstore_core::model::workflow::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 
-use crate::dialect::{ensure_exists, json_array_contains, map_err, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, json_array_contains, sql, sql_owned, ts, ts_opt, Tx};
 use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, type, status, priority, definition, configuration, \
@@ -87,8 +87,7 @@ impl Tx {
             .bind(ts(&w.created_at))
             .bind(ts(&w.updated_at))
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -107,17 +106,17 @@ impl Tx {
         .bind(v.created_by)
         .bind(ts(&v.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
     async fn user_team_ids(&mut self, user_id: UserId) -> StoreResult<Vec<TeamId>> {
-        sqlx::query_scalar(sql!("SELECT team_id FROM team_members WHERE user_id = $1"))
-            .bind(user_id)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)
+        Ok(
+            sqlx::query_scalar(sql!("SELECT team_id FROM team_members WHERE user_id = $1"))
+                .bind(user_id)
+                .fetch_all(&mut *self.tx)
+                .await?,
+        )
     }
 }
 
@@ -137,8 +136,7 @@ impl WorkflowRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("workflow", id))
     }
 
@@ -154,8 +152,7 @@ impl WorkflowRepo for Tx {
         )))
         .bind(id)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| StoreError::not_found("workflow", id))?;
         let note = patch.change_note.clone();
         let by = patch.changed_by;
@@ -184,8 +181,7 @@ impl WorkflowRepo for Tx {
         let done = sqlx::query(sql!("DELETE FROM workflows WHERE id = $1"))
             .bind(id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("workflow", id));
         }
@@ -219,19 +215,17 @@ impl WorkflowRepo for Tx {
         .bind(restricted)
         .bind(me)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |w| w.id.0))
     }
 
     async fn list_active_workflows(&mut self) -> StoreResult<Vec<Workflow>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflows WHERE status = 'active'
              ORDER BY priority DESC, id DESC"
         )))
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn get_workflow_version(
@@ -246,8 +240,7 @@ impl WorkflowRepo for Tx {
         .bind(workflow_id)
         .bind(version)
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_err)?
+        .await?
         .ok_or_else(|| {
             StoreError::not_found("workflow version", format!("{workflow_id} v{version}"))
         })
@@ -258,14 +251,13 @@ impl WorkflowRepo for Tx {
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowVersion>> {
         self.get_workflow(workflow_id).await?;
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions WHERE workflow_id = $1
              ORDER BY version"
         )))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn duplicate_workflow(
@@ -312,8 +304,7 @@ impl WorkflowRepo for Tx {
         .bind(row.created_by)
         .bind(ts(&row.created_at))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(row)
     }
 
@@ -321,21 +312,19 @@ impl WorkflowRepo for Tx {
         &mut self,
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowShare>> {
-        sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(&sql_owned(format!(
             "SELECT {SHARE_COLUMNS} FROM workflow_shares WHERE workflow_id = $1 ORDER BY id"
         )))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn remove_workflow_share(&mut self, share_id: ShareId) -> StoreResult<()> {
         let done = sqlx::query(sql!("DELETE FROM workflow_shares WHERE id = $1"))
             .bind(share_id)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("workflow share", share_id));
         }
@@ -377,8 +366,7 @@ impl WorkflowRepo for Tx {
         .bind(after)
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(Page::from_rows(rows, limit, |w| w.id.0))
     }
 }

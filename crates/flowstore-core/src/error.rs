@@ -4,6 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod constraints;
+mod driver;
+
 /// What went wrong in a storage operation.
 ///
 /// Driver messages never travel in the public variants: constraint violations are

@@ -9,7 +9,6 @@ use sqlx::PgConnection;
 
 use crate::backend::PostgresBackend;
 use crate::check::{self, Repaired};
-use crate::error::map_err;
 
 mod maint;
 
@@ -18,7 +17,7 @@ mod maint;
 type ForeignKey = (String, String, String, String, String);
 
 async fn foreign_keys(conn: &mut PgConnection) -> StoreResult<Vec<ForeignKey>> {
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "SELECT quote_ident(c.conrelid::regclass::text), quote_ident(a.attname),
                 quote_ident(c.confrelid::regclass::text), quote_ident(af.attname),
                 c.confdeltype::text
@@ -30,8 +29,7 @@ async fn foreign_keys(conn: &mut PgConnection) -> StoreResult<Vec<ForeignKey>> {
           ORDER BY 1, 2",
     )
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 /// Rows of `t` whose `col` names no row of `p` (foreign keys are enforced on
@@ -66,7 +64,7 @@ async fn repair_orphans(conn: &mut PgConnection, now: &Timestamp) -> StoreResult
 #[async_trait]
 impl AdminBackend for PostgresBackend {
     async fn find_problems(&self, now: Timestamp) -> StoreResult<(Vec<Finding>, Vec<String>)> {
-        let mut conn = self.pool().acquire().await.map_err(map_err)?;
+        let mut conn = self.pool().acquire().await?;
         let mut findings = Vec::new();
         let mut notes = Vec::new();
         for (t, col, p, pcol, _) in foreign_keys(&mut conn).await? {
@@ -92,8 +90,7 @@ impl AdminBackend for PostgresBackend {
               WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace",
         )
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         for (index, table) in invalid {
             findings.push(Finding {
                 kind: FindingKind::InvalidIndex,
@@ -108,7 +105,7 @@ impl AdminBackend for PostgresBackend {
     }
 
     async fn repair(&self, kind: FindingKind, now: Timestamp) -> StoreResult<Option<u64>> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.pool().begin().await?;
         let c = &mut *tx;
         let n = match check::repair(c, kind, &now).await? {
             Repaired::Rows(n) => n,
@@ -122,8 +119,7 @@ impl AdminBackend for PostgresBackend {
                   WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace",
                     )
                     .fetch_all(&mut *c)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
                     for name in &names {
                         check::exec(c, &format!("REINDEX INDEX {name}"), &now).await?;
                     }
@@ -132,7 +128,7 @@ impl AdminBackend for PostgresBackend {
                 _ => return Ok(None),
             },
         };
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Some(n))
     }
 }

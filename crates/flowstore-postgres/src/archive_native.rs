@@ -14,7 +14,7 @@ use flowstore_core::StoreResult;
 use serde_json::Value;
 
 use crate::archive::{Loader, Snapshot};
-use crate::dialect::{map_err, Conn};
+use crate::dialect::Conn;
 use crate::PostgresBackend;
 
 /// What a load holds besides its transaction: nothing.
@@ -26,21 +26,18 @@ impl ArchiveBackend for PostgresBackend {
         let mut tx = self
             .pool()
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(map_err)?;
+            .await?;
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Box::new(Snapshot::new(tx)))
     }
 
     async fn loader(&self) -> StoreResult<Box<dyn RowLoader>> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.pool().begin().await?;
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Box::new(Loader::new(tx, ())))
     }
 
@@ -54,8 +51,7 @@ impl ArchiveBackend for PostgresBackend {
               ORDER BY c.table_name, c.ordinal_position",
         )
         .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(rows)
     }
 }
@@ -99,15 +95,13 @@ pub(crate) async fn clear(c: &mut Conn, tables: &[&Table]) -> StoreResult<()> {
         let names: Vec<String> = closed.iter().rev().map(|t| q(t.name)).collect();
         sqlx::query(&format!("TRUNCATE {}", names.join(", ")))
             .execute(&mut *c)
-            .await
-            .map_err(map_err)?;
+            .await?;
     }
     for t in tables.iter().rev() {
         if !closed.iter().any(|e| e.name == t.name) {
             sqlx::query(&format!("DELETE FROM {}", q(t.name)))
                 .execute(&mut *c)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
     }
     Ok(())
@@ -125,8 +119,7 @@ pub(crate) async fn lock(c: &mut Conn, tables: &[&Table]) -> StoreResult<()> {
         names.join(", ")
     ))
     .execute(c)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
@@ -141,19 +134,14 @@ pub(crate) async fn settle_load(c: &mut Conn) -> StoreResult<()> {
             AND pg_get_serial_sequence(quote_ident(c.table_name), c.column_name) IS NOT NULL",
     )
     .fetch_all(&mut *c)
-    .await
-    .map_err(map_err)?;
+    .await?;
     for (table, column, seq) in serials {
         let sql = format!(
             "SELECT setval($1::regclass, coalesce(max({c}), 1), max({c}) IS NOT NULL) FROM {t}",
             c = q(&column),
             t = q(&table)
         );
-        sqlx::query(&sql)
-            .bind(seq)
-            .execute(&mut *c)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(&sql).bind(seq).execute(&mut *c).await?;
     }
     Ok(())
 }

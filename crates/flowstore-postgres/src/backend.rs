@@ -14,7 +14,6 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Executor, Postgres, Transaction};
 
-use crate::error::map_err;
 use crate::migrations::{self as mig, MIGRATIONS};
 
 /// The advisory lock key that migrators share ("flowstor" in ASCII).
@@ -137,7 +136,7 @@ impl PostgresBackend {
     /// or every connection is busy).
     pub(crate) async fn diagnose(&self, e: sqlx::Error) -> StoreError {
         if !matches!(e, sqlx::Error::PoolTimedOut) {
-            return map_err(e);
+            return StoreError::from(e);
         }
         let attempt =
             tokio::time::timeout(HEALTH_TIMEOUT, sqlx::ConnectOptions::connect(&self.options))
@@ -345,18 +344,16 @@ impl PostgresBackend {
             ) -> futures::future::BoxFuture<'c, StoreResult<T>>
             + Send,
     ) -> StoreResult<T> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.pool.acquire().await?;
         // Another process may hold the migration lock for as long as its migrations
         // take: waiting for it is not a lock held too long.
         sqlx::query("SET lock_timeout = 0")
             .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(LOCK_KEY)
             .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let result = f(&mut conn).await;
         let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK_KEY)
@@ -483,13 +480,13 @@ impl Backend for PostgresBackend {
     }
 
     async fn migration_status(&self) -> StoreResult<Vec<MigrationStatus>> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.pool.acquire().await?;
         let applied = mig::applied(&mut conn).await?;
         Ok(migrate::status(MIGRATIONS, &applied))
     }
 
     async fn check_schema(&self) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.pool.acquire().await?;
         let applied = mig::applied(&mut conn).await?;
         migrate::require_current(MIGRATIONS, &applied)
     }
@@ -521,21 +518,17 @@ impl Backend for PostgresBackend {
              ORDER BY 1",
         )
         .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(rows.into_iter().map(|(l,)| l).collect())
     }
 
     async fn execute_raw(&self, sql: &str) -> StoreResult<u64> {
-        let done = self.pool.execute(sql).await.map_err(map_err)?;
+        let done = self.pool.execute(sql).await?;
         Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -551,8 +544,7 @@ impl Backend for PostgresBackend {
                 "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')",
             )
             .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
             if recovery {
                 return Err(StoreError::ReadOnly(
                     "read-only transaction: the server is a replica in recovery".into(),
@@ -615,7 +607,7 @@ impl Backend for PostgresBackend {
 impl Tx for PostgresTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         match self.tx {
-            Conn::Tx(tx) => tx.commit().await.map_err(map_err),
+            Conn::Tx(tx) => Ok(tx.commit().await?),
             // Each statement committed when it ran.
             Conn::Autocommit(_) => Ok(()),
         }
@@ -636,7 +628,7 @@ impl Tx for PostgresTx {
             drop(tx);
             return Ok(());
         }
-        tx.rollback().await.map_err(map_err)
+        Ok(tx.rollback().await?)
     }
 }
 

@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 
 pub(crate) use crate::backend::PostgresTx as Tx;
-pub(crate) use crate::error::map_err;
 pub(crate) use crate::reference::ensure_exists;
 
 /// A statement of the shared SQL: written in this database's spelling already.
@@ -51,8 +50,7 @@ pub(crate) async fn exclusive(c: &mut Conn, key: i64) -> flowstore_core::StoreRe
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(key)
         .execute(c)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(())
 }
 

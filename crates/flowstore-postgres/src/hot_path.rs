@@ -17,7 +17,6 @@ use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::backend::PostgresTx;
-use crate::error::map_err;
 
 /// The advisory lock that keeps event sequencing to one transaction at a time.
 const SEQUENCER_LOCK: i64 = 0x666c_6f77_7365_7100;
@@ -111,8 +110,7 @@ impl HotPath for PostgresTx {
         .bind(tasks.iter().map(|t| t.timeout_seconds).collect::<Vec<_>>())
         .bind(tasks.iter().map(|t| t.max_retries).collect::<Vec<_>>())
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if !edges.is_empty() {
             sqlx::query(
                 "INSERT INTO task_dependencies (task_id, depends_on_id)
@@ -121,8 +119,7 @@ impl HotPath for PostgresTx {
             .bind(edges.iter().map(|e| e.0 .0).collect::<Vec<_>>())
             .bind(edges.iter().map(|e| e.1 .0).collect::<Vec<_>>())
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         Ok(())
     }
@@ -189,8 +186,7 @@ impl HotPath for PostgresTx {
         .bind(restrict)
         .bind(me)
         .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut claimed = rows
             .into_iter()
             .map(|r| {
@@ -205,8 +201,7 @@ impl HotPath for PostgresTx {
                     lease_expires_at: lease_until,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(map_err)?;
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         claimed.sort_by_key(|c| c.task_id);
         Ok(claimed)
     }
@@ -260,11 +255,10 @@ impl HotPath for PostgresTx {
         .bind(done.iter().map(|(_, t)| t.0).collect::<Vec<_>>())
         .bind(now)
         .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
-        let runs: Vec<Uuid> = row.try_get("ready_runs").map_err(map_err)?;
-        let tasks: Vec<Uuid> = row.try_get("ready_tasks").map_err(map_err)?;
-        let open: Vec<Uuid> = row.try_get("open_runs").map_err(map_err)?;
+        .await?;
+        let runs: Vec<Uuid> = row.try_get("ready_runs")?;
+        let tasks: Vec<Uuid> = row.try_get("ready_tasks")?;
+        let open: Vec<Uuid> = row.try_get("open_runs")?;
         Ok(Promotion {
             ready: runs
                 .into_iter()
@@ -294,8 +288,7 @@ impl HotPath for PostgresTx {
         .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<Value>>())
         .bind(now)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -303,8 +296,7 @@ impl HotPath for PostgresTx {
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(SEQUENCER_LOCK)
             .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if !locked {
             return Ok(0);
         }
@@ -317,8 +309,7 @@ impl HotPath for PostgresTx {
              UPDATE events e SET seq = base.m + todo.rn FROM base, todo WHERE e.id = todo.id",
         )
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected())
     }
 }
@@ -348,9 +339,9 @@ impl PostgresTx {
             .bind(now)
             .bind(standalone_only)
             .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
-        rows.iter()
+            .await?;
+        Ok(rows
+            .iter()
             .map(|r| {
                 let run_id: Option<RunId> = r.try_get("id")?;
                 Ok(CompletedAttempt {
@@ -362,7 +353,6 @@ impl PostgresTx {
                     },
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(map_err)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
     }
 }

@@ -11,7 +11,6 @@ use storage::*;
 mod archive_native;
 mod backend;
 mod dialect;
-mod error;
 mod hot_path;
 mod task_query;
 mod transitions;

@@ -9,7 +9,6 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::backend::SqliteBackend;
 use crate::check::{self, Repaired};
-use crate::error::map_err;
 
 mod maint;
 
@@ -20,11 +19,7 @@ impl SqliteBackend {
     /// Opens a write transaction in the writer's place.
     async fn write_tx(&self) -> StoreResult<(Transaction<'static, Sqlite>, WriterGuard)> {
         let guard = self.writer.clone().lock_owned().await;
-        let tx = self
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         Ok((tx, guard))
     }
 }
@@ -34,8 +29,7 @@ type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
 async fn repair_orphans(conn: &mut SqliteConnection) -> StoreResult<u64> {
     let rows: Vec<FkViolation> = sqlx::query_as("PRAGMA foreign_key_check")
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     let mut n = 0;
     for (table, rowid, _parent, fkid) in rows {
         let Some(rowid) = rowid else { continue };
@@ -44,8 +38,7 @@ async fn repair_orphans(conn: &mut SqliteConnection) -> StoreResult<u64> {
             "SELECT id, \"from\", on_delete FROM pragma_foreign_key_list('{table}')"
         ))
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let set_null = fks
             .iter()
             .find(|(id, _, _)| *id == fkid)
@@ -59,8 +52,7 @@ async fn repair_orphans(conn: &mut SqliteConnection) -> StoreResult<u64> {
         n += sqlx::query(&sql)
             .bind(rowid)
             .execute(&mut *conn)
-            .await
-            .map_err(map_err)?
+            .await?
             .rows_affected();
     }
     n += check::exec(
@@ -77,12 +69,11 @@ async fn repair_orphans(conn: &mut SqliteConnection) -> StoreResult<u64> {
 #[async_trait]
 impl AdminBackend for SqliteBackend {
     async fn find_problems(&self, now: Timestamp) -> StoreResult<(Vec<Finding>, Vec<String>)> {
-        let mut conn = self.pool().acquire().await.map_err(map_err)?;
+        let mut conn = self.pool().acquire().await?;
         let mut findings = Vec::new();
         let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if integrity != ["ok"] {
             findings.push(Finding {
                 kind: FindingKind::Corruption,
@@ -100,8 +91,7 @@ impl AdminBackend for SqliteBackend {
             let present: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)")
                 .bind(table.name)
                 .fetch_all(&mut *conn)
-                .await
-                .map_err(map_err)?;
+                .await?;
             if !table.key.iter().all(|k| present.iter().any(|p| p == k)) {
                 continue;
             }
@@ -118,8 +108,7 @@ impl AdminBackend for SqliteBackend {
                 table.name
             ))
             .fetch_all(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
             if !rows.is_empty() {
                 findings.push(Finding {
                     kind: FindingKind::NullKey,
@@ -133,8 +122,7 @@ impl AdminBackend for SqliteBackend {
         // Foreign keys can be off for raw writers; SQLite then keeps the orphans.
         let fk: Vec<FkViolation> = sqlx::query_as("PRAGMA foreign_key_check")
             .fetch_all(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let mut by_table: std::collections::BTreeMap<(String, String), Vec<i64>> =
             Default::default();
         for (table, rowid, parent, _) in fk {
@@ -168,7 +156,7 @@ impl AdminBackend for SqliteBackend {
                 _ => return Ok(None),
             },
         };
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Some(n))
     }
 }

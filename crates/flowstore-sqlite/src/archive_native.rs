@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::archive::{Loader, Snapshot};
-use crate::dialect::{map_err, Conn};
+use crate::dialect::Conn;
 use crate::SqliteBackend;
 
 /// What a load holds besides its transaction: the process's writer lock.
@@ -21,22 +21,17 @@ pub(crate) type LoadGuard = OwnedMutexGuard<()>;
 #[async_trait]
 impl ArchiveBackend for SqliteBackend {
     async fn snapshot(&self) -> StoreResult<Box<dyn SnapshotReader>> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.pool().begin().await?;
         // A deferred transaction takes its snapshot at the first read: take it now.
         sqlx::query("SELECT count(*) FROM sqlite_master")
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Box::new(Snapshot::new(tx)))
     }
 
     async fn loader(&self) -> StoreResult<Box<dyn RowLoader>> {
         let guard = self.writer.clone().lock_owned().await;
-        let tx = self
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         Ok(Box::new(Loader::new(tx, guard)))
     }
 
@@ -50,8 +45,7 @@ impl ArchiveBackend for SqliteBackend {
               ORDER BY t.name, c.cid",
         )
         .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(rows)
     }
 }
@@ -94,20 +88,17 @@ pub(crate) async fn clear(c: &mut Conn, tables: &[&Table]) -> StoreResult<()> {
         )
         .bind(t.name)
         .fetch_all(&mut *c)
-        .await
-        .map_err(map_err)?;
+        .await?;
         for (name, _) in &guards {
             sqlx::query(&format!("DROP TRIGGER {}", q(name)))
                 .execute(&mut *c)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
         sqlx::query(&format!("DELETE FROM {}", q(t.name)))
             .execute(&mut *c)
-            .await
-            .map_err(map_err)?;
+            .await?;
         for (_, sql) in guards {
-            sqlx::query(&sql).execute(&mut *c).await.map_err(map_err)?;
+            sqlx::query(&sql).execute(&mut *c).await?;
         }
     }
     Ok(())

@@ -16,7 +16,6 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::error::map_err;
 use crate::group::{Done, GroupWriter, Op, WriteAccess};
 use crate::migrations::{self as mig, MIGRATIONS};
 
@@ -110,7 +109,7 @@ fn cannot_open(url: &str, e: sqlx::Error) -> StoreError {
     } else if let Err(io) = crate::space::writable(if file.exists() { &file } else { &dir }) {
         format!("{}: {}", file.display(), crate::space::describe(&io))
     } else {
-        match map_err(e) {
+        match StoreError::from(e) {
             StoreError::Internal(m) | StoreError::Unavailable(m) => m.to_string(),
             other => other.to_string(),
         }
@@ -336,7 +335,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.pool.begin().await.map_err(map_err)?;
+        let tx = self.pool.begin().await?;
         Ok(Box::new(SqliteTx {
             tx,
             keys: self.keys.clone(),
@@ -346,7 +345,7 @@ impl Backend for SqliteBackend {
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
         let _guard = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.pool.acquire().await?;
         mig::ensure_table(&mut conn).await?;
         let applied = mig::applied(&mut conn).await?;
         migrate::verify(MIGRATIONS, &applied)?;
@@ -366,7 +365,7 @@ impl Backend for SqliteBackend {
 
     async fn migrate_down(&self, to: i64) -> StoreResult<Vec<i64>> {
         let _guard = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.pool.acquire().await?;
         mig::ensure_table(&mut conn).await?;
         let applied = mig::applied(&mut conn).await?;
         migrate::verify(MIGRATIONS, &applied)?;
@@ -400,8 +399,7 @@ impl Backend for SqliteBackend {
              ORDER BY type, name",
         )
         .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(t, n, sql)| format!("{t} {n}: {}", sql.unwrap_or_default()))
@@ -410,18 +408,12 @@ impl Backend for SqliteBackend {
 
     async fn execute_raw(&self, sql: &str) -> StoreResult<u64> {
         let _guard = self.writer.lock().await;
-        let done = sqlx::raw_sql(sql)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::raw_sql(sql).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -460,7 +452,7 @@ impl Backend for SqliteBackend {
 
 /// The migrations applied to the database `pool` opens, read on one of its connections.
 async fn applied_migrations(pool: &SqlitePool) -> StoreResult<Vec<migrate::AppliedMigration>> {
-    let mut conn = pool.acquire().await.map_err(map_err)?;
+    let mut conn = pool.acquire().await?;
     mig::applied(&mut conn).await
 }
 
@@ -477,11 +469,7 @@ impl WriteAccess {
                 self.writer.clone().lock_owned().await
             }
         };
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(SqliteTx {
             tx,
             keys: self.keys.clone(),
@@ -493,7 +481,7 @@ impl WriteAccess {
 impl SqliteTx {
     /// Commits, for callers that hold the transaction by value.
     pub(crate) async fn commit_inner(self) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+        Ok(self.tx.commit().await?)
     }
 
     /// Rolls back, for callers that hold the transaction by value. A failed rollback
@@ -505,10 +493,7 @@ impl SqliteTx {
 
     /// Runs one statement without parameters or results (savepoints).
     pub(crate) async fn execute_plain(&mut self, sql: &str) -> StoreResult<()> {
-        sqlx::query(sql)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(sql).execute(&mut *self.tx).await?;
         Ok(())
     }
 }
@@ -516,7 +501,7 @@ impl SqliteTx {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+        Ok(self.tx.commit().await?)
     }
 
     async fn rollback(self: Box<Self>) -> StoreResult<()> {
@@ -529,7 +514,7 @@ impl Tx for SqliteTx {
             drop(self.tx);
             return Ok(());
         }
-        self.tx.rollback().await.map_err(map_err)
+        Ok(self.tx.rollback().await?)
     }
 }
 

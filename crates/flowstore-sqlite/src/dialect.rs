@@ -4,7 +4,6 @@
 //! fragments the two databases spell differently.
 
 pub(crate) use crate::backend::SqliteTx as Tx;
-pub(crate) use crate::error::map_err;
 pub(crate) use crate::reference::ensure_exists;
 pub(crate) use crate::util::{ts, ts_opt};
 

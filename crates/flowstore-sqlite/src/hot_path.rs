@@ -17,7 +17,6 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::backend::SqliteTx;
-use crate::error::map_err;
 use crate::util::ts;
 
 fn json_list(items: &[String]) -> String {
@@ -149,16 +148,14 @@ impl HotPath for SqliteTx {
             .bind(t.max_retries)
             .bind(&created)
             .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         for (task, dep) in edges {
             sqlx::query("INSERT INTO task_dependencies (task_id, depends_on_id) VALUES (?1, ?2)")
                 .bind(task)
                 .bind(dep)
                 .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
         Ok(())
     }
@@ -208,17 +205,17 @@ impl HotPath for SqliteTx {
         for t in types {
             query = query.bind(t);
         }
-        let rows = query.fetch_all(&mut *self.tx).await.map_err(map_err)?;
+        let rows = query.fetch_all(&mut *self.tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for (row, attempt_id) in rows.into_iter().zip(attempt_ids) {
             claimed.push(ClaimedTask {
-                task_id: row.try_get("id").map_err(map_err)?,
+                task_id: row.try_get("id")?,
                 attempt_id: *attempt_id,
-                attempt: row.try_get("attempt").map_err(map_err)?,
-                run_id: row.try_get("run_id").map_err(map_err)?,
-                step_key: row.try_get("step_key").map_err(map_err)?,
-                handler_type: row.try_get("handler_type").map_err(map_err)?,
-                parameters: row.try_get("parameters").map_err(map_err)?,
+                attempt: row.try_get("attempt")?,
+                run_id: row.try_get("run_id")?,
+                step_key: row.try_get("step_key")?,
+                handler_type: row.try_get("handler_type")?,
+                parameters: row.try_get("parameters")?,
                 lease_expires_at: lease_until,
             });
         }
@@ -259,8 +256,7 @@ impl HotPath for SqliteTx {
         .bind(&now_s)
         .bind(&until_s)
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(claimed)
     }
 
@@ -277,8 +273,7 @@ impl HotPath for SqliteTx {
             .bind(Value::Array(list).to_string())
             .bind(ts(&now))
             .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let mut runs: Vec<RunId> = rows.iter().filter_map(|r| r.2).collect();
         runs.sort();
         runs.dedup();
@@ -294,8 +289,7 @@ impl HotPath for SqliteTx {
             )
             .bind(json_list(&ids))
             .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
             states.extend(found.into_iter().map(|r| (r.id, r)));
         }
         // In the order the attempts were given.
@@ -329,8 +323,7 @@ impl HotPath for SqliteTx {
             .bind(Value::Array(pairs).to_string())
             .bind(ts(&now))
             .fetch_all(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let mut promotion = Promotion::default();
         for (kind, run, task) in rows {
             match (kind.as_str(), task) {
@@ -373,8 +366,7 @@ impl HotPath for SqliteTx {
         .bind(Value::Array(list).to_string())
         .bind(ts(&now))
         .execute(&mut *self.tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 

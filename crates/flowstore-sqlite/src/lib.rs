@@ -14,7 +14,6 @@ mod archive_native;
 mod backend;
 mod checkpoint;
 mod dialect;
-mod error;
 mod group;
 mod hot_path;
 mod space;

@@ -10,7 +10,6 @@ use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
 
 use crate::backend::PostgresBackend;
-use crate::error::map_err;
 use crate::retention;
 
 /// Checks every b-tree index of the schema with amcheck when it is installed.
@@ -21,8 +20,7 @@ pub(super) async fn amcheck(
     let installed: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')")
             .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
     if !installed {
         notes.push(
             "amcheck is not installed: b-tree indexes were not verified \
@@ -39,8 +37,7 @@ pub(super) async fn amcheck(
             AND c.relnamespace = current_schema()::regnamespace",
     )
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut out = Vec::new();
     for (index, table) in indexes {
         let check = sqlx::query("SELECT bt_index_check($1::regclass)")
@@ -72,8 +69,7 @@ async fn slow_statements(
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
     )
     .fetch_one(b.pool())
-    .await
-    .map_err(map_err)?;
+    .await?;
     if !installed {
         notes.push("pg_stat_statements is not installed: slow statements cannot be listed".into());
         return Ok(Vec::new());
@@ -148,14 +144,13 @@ pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
 impl flowstore_core::admin::Maintenance for PostgresBackend {
     async fn vacuum_pass(&self, reindex: bool) -> StoreResult<Vec<String>> {
         let b = self;
-        let mut conn = b.pool().acquire().await.map_err(map_err)?;
+        let mut conn = b.pool().acquire().await?;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()
               ORDER BY tablename",
         )
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut steps = Vec::new();
         for t in &tables {
             steps.push(format!("VACUUM (ANALYZE) {t}"));
@@ -163,13 +158,11 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
                 steps.push(format!("REINDEX TABLE CONCURRENTLY {t}"));
             }
         }
-        sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0")
-            .await
-            .map_err(map_err)?;
+        sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0").await?;
         let mut result = Ok(());
         for s in &steps {
             if let Err(e) = sqlx::Executor::execute(&mut *conn, s.as_str()).await {
-                result = Err(map_err(e));
+                result = Err(StoreError::from(e));
                 break;
             }
         }
@@ -189,18 +182,18 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
             RetentionPass::Loose(limit) => Some((false, limit)),
         };
         let mut out = TableCounts::new();
-        let mut conn = b.pool().acquire().await.map_err(map_err)?;
-        let mut tx = conn.begin().await.map_err(map_err)?;
+        let mut conn = b.pool().acquire().await?;
+        let mut tx = conn.begin().await?;
         match mode {
             None => {
                 for runs in [true, false] {
                     retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
                 }
-                tx.rollback().await.map_err(map_err)?;
+                tx.rollback().await?;
             }
             Some((runs, limit)) => {
                 retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
-                tx.commit().await.map_err(map_err)?;
+                tx.commit().await?;
             }
         }
         Ok(out)
@@ -215,15 +208,13 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
                FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname",
         )
         .fetch_all(pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut tables = Vec::new();
         let mut dead = 0u64;
         for (name, dead_rows, bytes) in rows {
             let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(&name)))
                 .fetch_one(pool)
-                .await
-                .map_err(map_err)?;
+                .await?;
             dead += dead_rows as u64;
             tables.push(TableStat {
                 name,
@@ -239,8 +230,7 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
               WHERE s.schemaname = current_schema() ORDER BY s.indexrelname",
         )
         .fetch_all(pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         // Unique indexes enforce constraints even when never scanned: not "unused".
         let unused = idx
             .iter()
@@ -262,8 +252,7 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
               WHERE datname = current_database() GROUP BY 1 ORDER BY 1",
         )
         .fetch_all(pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let slow = slow_statements(b, &mut notes).await?;
         Ok(DbStats {
             backend: BackendKind::Postgres,
@@ -287,8 +276,7 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
         let b = self;
         let n: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
             .fetch_one(b.pool())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(n as u64)
     }
 

@@ -8,14 +8,10 @@ use flowstore_core::{BackendKind, StoreResult};
 use sqlx::{Connection, SqliteConnection};
 
 use crate::backend::SqliteBackend;
-use crate::error::map_err;
 use crate::retention;
 
 async fn scalar(b: &SqliteBackend, sql: &str) -> StoreResult<i64> {
-    sqlx::query_scalar(sql)
-        .fetch_one(b.pool())
-        .await
-        .map_err(map_err)
+    Ok(sqlx::query_scalar(sql).fetch_one(b.pool()).await?)
 }
 
 /// Folds the whole write-ahead log into the file and empties it. A reader that is
@@ -27,8 +23,7 @@ async fn checkpoint(conn: &mut SqliteConnection) -> StoreResult<()> {
     for _ in 0..100 {
         let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if busy == 0 {
             return Ok(());
         }
@@ -44,7 +39,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
         let b = self;
         // VACUUM needs the database to itself: take the writer's place first.
         let _guard = b.writer.lock().await;
-        let mut conn = b.pool().acquire().await.map_err(map_err)?;
+        let mut conn = b.pool().acquire().await?;
         let mut steps = vec![
             "PRAGMA wal_checkpoint(TRUNCATE)",
             "VACUUM",
@@ -58,7 +53,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
             if s.starts_with("PRAGMA wal_checkpoint") {
                 checkpoint(&mut conn).await?;
             } else {
-                sqlx::query(s).execute(&mut *conn).await.map_err(map_err)?;
+                sqlx::query(s).execute(&mut *conn).await?;
             }
         }
         Ok(steps.into_iter().map(String::from).collect())
@@ -78,17 +73,17 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
         let mut out = TableCounts::new();
         match mode {
             None => {
-                let mut conn = b.pool().acquire().await.map_err(map_err)?;
-                let mut tx = conn.begin().await.map_err(map_err)?;
+                let mut conn = b.pool().acquire().await?;
+                let mut tx = conn.begin().await?;
                 for runs in [true, false] {
                     retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
                 }
-                tx.rollback().await.map_err(map_err)?;
+                tx.rollback().await?;
             }
             Some((runs, limit)) => {
                 let (mut tx, _guard) = b.write_tx().await?;
                 retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
-                tx.commit().await.map_err(map_err)?;
+                tx.commit().await?;
             }
         }
         Ok(out)
@@ -104,8 +99,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
                 AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
         )
         .fetch_all(pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         // dbstat exists only when SQLite was built with SQLITE_ENABLE_DBSTAT_VTAB.
         let sizes: Option<Vec<(String, i64)>> =
             sqlx::query_as("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
@@ -131,8 +125,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
             if kind == "table" {
                 let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{name}\""))
                     .fetch_one(pool)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
                 let own = size_of(name);
                 let with_indexes = own.map(|own| {
                     own + objects
@@ -194,8 +187,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
         let b = self;
         let files: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
             .fetch_all(b.pool())
-            .await
-            .map_err(map_err)?;
+            .await?;
         if let Some((_, _, file)) = files.iter().find(|(_, n, _)| n == "main") {
             if !file.is_empty() {
                 if let Ok(m) = std::fs::metadata(file) {
@@ -213,8 +205,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
         let target = path.to_string_lossy().replace('\'', "''");
         sqlx::query(&format!("VACUUM INTO '{target}'"))
             .execute(self.pool())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 }
