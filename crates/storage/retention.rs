@@ -2,17 +2,42 @@
 //! runs older than the cutoff with everything that belongs to them, or the run-less
 //! history), in an order that leaves no row pointing at a deleted one.
 
-use flowstore_core::admin::TableCounts;
+use flowstore_core::admin::{RetentionPass, TableCounts};
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 
 use crate::check::TERMINAL;
 use crate::dialect::{sql_fmt, sql_owned, ts, Conn, TEMP, UUID_TYPE};
 
-/// Counts (`count_only`) or deletes, in the caller's transaction, up to `limit` finished
-/// runs older than `cutoff` with everything that belongs to them (`runs`), or up to
-/// `limit` rows of each run-less history table; adds the rows per table to `out`.
-pub(crate) async fn pass(
+/// Runs `pass` in the caller's transaction, which the caller commits after a deleting
+/// pass and rolls back after a plan (a plan counts both kinds of rows, deleting
+/// nothing); returns the rows per table.
+pub(crate) async fn run(
+    conn: &mut Conn,
+    cutoff: &Timestamp,
+    pass: RetentionPass,
+) -> StoreResult<TableCounts> {
+    let mut out = TableCounts::new();
+    match pass {
+        RetentionPass::Plan => {
+            for runs in [true, false] {
+                step(conn, cutoff, runs, None, true, &mut out).await?;
+            }
+        }
+        RetentionPass::Runs(limit) => {
+            step(conn, cutoff, true, Some(limit), false, &mut out).await?
+        }
+        RetentionPass::Loose(limit) => {
+            step(conn, cutoff, false, Some(limit), false, &mut out).await?
+        }
+    }
+    Ok(out)
+}
+
+/// Counts (`count_only`) or deletes up to `limit` finished runs older than `cutoff`
+/// with everything that belongs to them (`runs`), or up to `limit` rows of each
+/// run-less history table; adds the rows per table to `out`.
+async fn step(
     conn: &mut Conn,
     cutoff: &Timestamp,
     runs: bool,

@@ -175,26 +175,13 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
         cutoff: Timestamp,
         pass: RetentionPass,
     ) -> StoreResult<TableCounts> {
-        let b = self;
-        let mode = match pass {
-            RetentionPass::Plan => None,
-            RetentionPass::Runs(limit) => Some((true, limit)),
-            RetentionPass::Loose(limit) => Some((false, limit)),
-        };
-        let mut out = TableCounts::new();
-        let mut conn = b.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let mut tx = conn.begin().await?;
-        match mode {
-            None => {
-                for runs in [true, false] {
-                    retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
-                }
-                tx.rollback().await?;
-            }
-            Some((runs, limit)) => {
-                retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
-                tx.commit().await?;
-            }
+        let out = retention::run(&mut tx, &cutoff, pass).await?;
+        if pass == RetentionPass::Plan {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
         }
         Ok(out)
     }

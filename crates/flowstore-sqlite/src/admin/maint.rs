@@ -64,28 +64,17 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
         cutoff: Timestamp,
         pass: RetentionPass,
     ) -> StoreResult<TableCounts> {
-        let b = self;
-        let mode = match pass {
-            RetentionPass::Plan => None,
-            RetentionPass::Runs(limit) => Some((true, limit)),
-            RetentionPass::Loose(limit) => Some((false, limit)),
-        };
-        let mut out = TableCounts::new();
-        match mode {
-            None => {
-                let mut conn = b.pool().acquire().await?;
-                let mut tx = conn.begin().await?;
-                for runs in [true, false] {
-                    retention::pass(&mut tx, &cutoff, runs, None, true, &mut out).await?;
-                }
-                tx.rollback().await?;
-            }
-            Some((runs, limit)) => {
-                let (mut tx, _guard) = b.write_tx().await?;
-                retention::pass(&mut tx, &cutoff, runs, Some(limit), false, &mut out).await?;
-                tx.commit().await?;
-            }
+        // A plan writes nothing: it need not wait for the writer.
+        if pass == RetentionPass::Plan {
+            let mut conn = self.pool().acquire().await?;
+            let mut tx = conn.begin().await?;
+            let out = retention::run(&mut tx, &cutoff, pass).await?;
+            tx.rollback().await?;
+            return Ok(out);
         }
+        let (mut tx, _guard) = self.write_tx().await?;
+        let out = retention::run(&mut tx, &cutoff, pass).await?;
+        tx.commit().await?;
         Ok(out)
     }
 
