@@ -358,63 +358,47 @@ pub mod value {
         )
     }
 
+    /// `None` for JSON `null`; otherwise what `read` makes of `v`, or an error saying
+    /// the column expects `want`.
+    fn decode<T>(
+        v: &Value,
+        column: &str,
+        want: &str,
+        read: impl FnOnce(&Value) -> Option<T>,
+    ) -> StoreResult<Option<T>> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        read(v).map(Some).ok_or_else(|| bad(column, want, v))
+    }
+
     /// A UUID from its text form.
     pub fn to_uuid(v: &Value, column: &str) -> StoreResult<Option<Uuid>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => Uuid::parse_str(s)
-                .map(Some)
-                .map_err(|_| bad(column, "a UUID", v)),
-            _ => Err(bad(column, "a UUID", v)),
-        }
+        decode(v, column, "a UUID", |v| Uuid::parse_str(v.as_str()?).ok())
     }
 
     /// Text.
     pub fn to_text(v: &Value, column: &str) -> StoreResult<Option<String>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s.clone())),
-            _ => Err(bad(column, "text", v)),
-        }
+        decode(v, column, "text", |v| v.as_str().map(str::to_string))
     }
 
     /// An integer.
     pub fn to_int(v: &Value, column: &str) -> StoreResult<Option<i64>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Number(n) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| bad(column, "an integer", v)),
-            _ => Err(bad(column, "an integer", v)),
-        }
+        decode(v, column, "an integer", Value::as_i64)
     }
 
-    /// A float (also for decimals).
+    /// A float (also for decimals); NaN and infinities from their names.
     pub fn to_float(v: &Value, column: &str) -> StoreResult<Option<f64>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Number(n) => n
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| bad(column, "a number", v)),
-            Value::String(s) => s
-                .parse::<f64>()
-                .ok()
-                .filter(|f| !f.is_finite())
-                .map(Some)
-                .ok_or_else(|| bad(column, "a number", v)),
-            _ => Err(bad(column, "a number", v)),
-        }
+        decode(v, column, "a number", |v| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.parse::<f64>().ok().filter(|f| !f.is_finite()),
+            _ => None,
+        })
     }
 
     /// A boolean.
     pub fn to_bool(v: &Value, column: &str) -> StoreResult<Option<bool>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Bool(b) => Ok(Some(*b)),
-            _ => Err(bad(column, "a boolean", v)),
-        }
+        decode(v, column, "a boolean", Value::as_bool)
     }
 
     /// A JSON document; `null` is SQL NULL.
@@ -424,25 +408,20 @@ pub mod value {
 
     /// An instant from RFC 3339 text.
     pub fn to_timestamp(v: &Value, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => DateTime::parse_from_rfc3339(s)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| bad(column, "an RFC 3339 instant", v)),
-            _ => Err(bad(column, "an RFC 3339 instant", v)),
-        }
+        decode(v, column, "an RFC 3339 instant", |v| {
+            DateTime::parse_from_rfc3339(v.as_str()?)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
     }
 
     /// Bytes from base64.
     pub fn to_bytes(v: &Value, column: &str) -> StoreResult<Option<Vec<u8>>> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map(Some)
-                .map_err(|_| bad(column, "base64 bytes", v)),
-            _ => Err(bad(column, "base64 bytes", v)),
-        }
+        decode(v, column, "base64 bytes", |v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str()?)
+                .ok()
+        })
     }
 
     /// Checks that `v` decodes as `ty`, so a restore refuses a bad value before it
