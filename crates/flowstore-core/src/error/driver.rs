@@ -415,6 +415,42 @@ mod tests {
         StoreError::from(sqlx::Error::Database(Box::new(db)))
     }
 
+    /// The error of a driver that reports only a code and a message.
+    fn coded(code: &'static str, message: &'static str) -> StoreError {
+        from(Db {
+            code,
+            message,
+            ..Db::default()
+        })
+    }
+
+    /// A violation of a named constraint of `table`, as PostgreSQL reports them.
+    fn named(
+        code: &'static str,
+        kind: ErrorKind,
+        table: &'static str,
+        constraint: &'static str,
+    ) -> StoreError {
+        from(Db {
+            code,
+            kind: Some(kind),
+            table: Some(table),
+            constraint: Some(constraint),
+            ..Db::default()
+        })
+    }
+
+    /// A constraint violation reported with its kind but no constraint's name, as
+    /// SQLite reports them.
+    fn violated(code: &'static str, message: &'static str, kind: ErrorKind) -> StoreError {
+        from(Db {
+            code,
+            message,
+            kind: Some(kind),
+            ..Db::default()
+        })
+    }
+
     #[test]
     fn postgres_constraints_name_their_fields() {
         let e = from(Db {
@@ -428,24 +464,22 @@ mod tests {
             e.to_string(),
             "conflict on team_id, user_id: is already taken"
         );
-        let e = from(Db {
-            code: "23514",
-            constraint: Some("workflows_status_check"),
-            table: Some("workflows"),
-            kind: Some(ErrorKind::CheckViolation),
-            ..Db::default()
-        });
+        let e = named(
+            "23514",
+            ErrorKind::CheckViolation,
+            "workflows",
+            "workflows_status_check",
+        );
         assert_eq!(
             e.to_string(),
             "invalid status: is outside the allowed values"
         );
-        let e = from(Db {
-            code: "23503",
-            constraint: Some("tasks_project_id_fkey"),
-            table: Some("tasks"),
-            kind: Some(ErrorKind::ForeignKeyViolation),
-            ..Db::default()
-        });
+        let e = named(
+            "23503",
+            ErrorKind::ForeignKeyViolation,
+            "tasks",
+            "tasks_project_id_fkey",
+        );
         assert_eq!(
             e.to_string(),
             "invalid project_id: refers to a row that does not exist"
@@ -460,115 +494,77 @@ mod tests {
         });
         assert_eq!(e.to_string(), "invalid id: is required");
         // A constraint the migrations do not declare: named from its name.
-        let e = from(Db {
-            code: "23514",
-            constraint: Some("extra_colour_check"),
-            table: Some("extra"),
-            kind: Some(ErrorKind::CheckViolation),
-            ..Db::default()
-        });
+        let e = named(
+            "23514",
+            ErrorKind::CheckViolation,
+            "extra",
+            "extra_colour_check",
+        );
         assert_eq!(e.field(), Some("colour"));
     }
 
     #[test]
     fn sqlite_messages_name_their_columns() {
-        let e = from(Db {
-            code: "2067",
-            message:
-                "UNIQUE constraint failed: workflow_shares.workflow_id, workflow_shares.user_id",
-            kind: Some(ErrorKind::UniqueViolation),
-            ..Db::default()
-        });
+        let e = violated(
+            "2067",
+            "UNIQUE constraint failed: workflow_shares.workflow_id, workflow_shares.user_id",
+            ErrorKind::UniqueViolation,
+        );
         assert_eq!(e.field(), Some("workflow_id, user_id"));
         // Migration 0014's triggers refuse a NULL key with NOT NULL's message.
-        let e = from(Db {
-            code: "1811",
-            message: "NOT NULL constraint failed: logs.id",
-            ..Db::default()
-        });
+        let e = coded("1811", "NOT NULL constraint failed: logs.id");
         assert_eq!(e.to_string(), "invalid id: is required");
-        let e = from(Db {
-            code: "275",
-            message: "CHECK constraint failed: length(title) BETWEEN 1 AND 500",
-            kind: Some(ErrorKind::CheckViolation),
-            ..Db::default()
-        });
+        let e = violated(
+            "275",
+            "CHECK constraint failed: length(title) BETWEEN 1 AND 500",
+            ErrorKind::CheckViolation,
+        );
         assert_eq!(e.field(), Some("title"));
-        let e = from(Db {
-            code: "275",
-            message: "CHECK constraint failed: status IN ('a')",
-            kind: Some(ErrorKind::CheckViolation),
-            ..Db::default()
-        });
+        let e = violated(
+            "275",
+            "CHECK constraint failed: status IN ('a')",
+            ErrorKind::CheckViolation,
+        );
         assert_eq!(e.field(), Some("status"));
-        let e = from(Db {
-            code: "1811",
-            message: "rows of audit_log are immutable",
-            ..Db::default()
-        });
+        let e = coded("1811", "rows of audit_log are immutable");
         assert_eq!(e.to_string(), "conflict on row: this record is immutable");
     }
 
     #[test]
     fn codes_of_both_databases_tell_faults() {
-        let e = from(Db {
-            code: "13",
-            message: "database or disk is full",
-            ..Db::default()
-        });
+        let e = coded("13", "database or disk is full");
         assert_eq!(
             e.to_string(),
             "storage full: sqlite: database or disk is full"
         );
-        let e = from(Db {
-            code: "1544",
-            message: "attempt to write a readonly database",
-            ..Db::default()
-        });
+        let e = coded("1544", "attempt to write a readonly database");
         assert_eq!(
             e.to_string(),
             "database read-only: read-only directory: the directory holding the database \
              cannot be written (sqlite: attempt to write a readonly database)"
         );
-        let e = from(Db {
-            code: "8",
-            message: "attempt to write a readonly database",
-            ..Db::default()
-        });
+        let e = coded("8", "attempt to write a readonly database");
         assert_eq!(
             e.to_string(),
             "database read-only: read-only file: the database file or its disk cannot be \
              written (sqlite: attempt to write a readonly database)"
         );
         // SQLITE_BUSY_SNAPSHOT is a busy database.
-        let e = from(Db {
-            code: "517",
-            message: "database is locked",
-            ..Db::default()
-        });
+        let e = coded("517", "database is locked");
         assert!(matches!(e, StoreError::TimedOut(_)), "{e:?}");
         // An extended I/O code is an I/O error.
-        let e = from(Db {
-            code: "3338",
-            message: "disk I/O error",
-            ..Db::default()
-        });
+        let e = coded("3338", "disk I/O error");
         assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
-        let e = from(Db {
-            code: "57P01",
-            message: "terminating connection due to administrator command",
-            ..Db::default()
-        });
+        let e = coded(
+            "57P01",
+            "terminating connection due to administrator command",
+        );
         let StoreError::Unavailable(cause) = &e else {
             panic!("{e:?}")
         };
         assert_eq!(cause.message(), "database error 57P01");
         assert!(cause.source().is_some(), "the driver error is kept");
-        let e = from(Db {
-            code: "57014",
-            message: "canceling statement due to statement timeout",
-            ..Db::default()
-        });
+        let e = coded("57014", "canceling statement due to statement timeout");
         assert_eq!(
             e.to_string(),
             "database timeout: the statement ran past statement_timeout \
@@ -581,11 +577,7 @@ mod tests {
 
     #[test]
     fn anything_else_is_internal_with_its_cause() {
-        let e = from(Db {
-            code: "42P01",
-            message: "relation \"nope\" does not exist",
-            ..Db::default()
-        });
+        let e = coded("42P01", "relation \"nope\" does not exist");
         let StoreError::Internal(cause) = &e else {
             panic!("{e:?}")
         };
@@ -594,11 +586,7 @@ mod tests {
             cause.source().map(|s| s.to_string()).as_deref(),
             Some("error returned from database: relation \"nope\" does not exist")
         );
-        let e = from(Db {
-            code: "1",
-            message: "no such table: nope",
-            ..Db::default()
-        });
+        let e = coded("1", "no such table: nope");
         assert!(matches!(e, StoreError::Internal(ref c) if c.message() == "sqlite"));
         let e = StoreError::from(sqlx::Error::PoolTimedOut);
         assert!(matches!(e, StoreError::Unavailable(_)));
