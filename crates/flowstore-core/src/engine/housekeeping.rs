@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{end_run, ev, resolve_failure, EngineTx, FailureKind};
+use super::{resolve_failure, stop_run, EngineTx, FailureKind};
 use crate::ids::{RunId, TaskId};
 use crate::model::run::{AttemptStatus, RunStatus, WorkflowExecution};
 use crate::model::task::TaskStatus;
@@ -63,26 +63,25 @@ pub async fn enforce_timeouts<T: EngineTx + ?Sized>(tx: &mut T, limit: u32) -> S
         count += 1;
     }
     for run_id in tx.overdue_runs(now, limit).await? {
-        let Some(mut run) = tx.lock_run(run_id).await? else {
+        let Some(run) = tx.lock_run(run_id).await? else {
             continue;
         };
         if run.status.is_terminal() {
             continue;
         }
         let mut events = Vec::new();
-        let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
-        events.extend(cancelled.iter().map(|t| {
-            ev(
-                "task.cancelled",
-                Some(run_id),
-                Some(*t),
-                None,
-                json!({"reason": "run_timed_out"}),
-            )
-        }));
-        run.cancel_requested_at = Some(now);
-        run.error_data = Some(json!({"message": "the run passed its deadline"}));
-        end_run(tx, run, RunStatus::TimedOut, now, &mut events).await?;
+        let error_data = json!({"message": "the run passed its deadline"});
+        let status = RunStatus::TimedOut;
+        stop_run(
+            tx,
+            run,
+            status,
+            "run_timed_out",
+            Some(error_data),
+            now,
+            &mut events,
+        )
+        .await?;
         tx.insert_events(&events, now).await?;
         count += 1;
     }
@@ -95,7 +94,7 @@ pub async fn cancel_run<T: EngineTx + ?Sized>(
     run_id: RunId,
 ) -> StoreResult<WorkflowExecution> {
     let now = time::now();
-    let mut run = tx
+    let run = tx
         .lock_run(run_id)
         .await?
         .ok_or_else(|| StoreError::not_found("run", run_id))?;
@@ -106,18 +105,8 @@ pub async fn cancel_run<T: EngineTx + ?Sized>(
         ));
     }
     let mut events = Vec::new();
-    let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
-    events.extend(cancelled.iter().map(|t| {
-        ev(
-            "task.cancelled",
-            Some(run_id),
-            Some(*t),
-            None,
-            json!({"reason": "run_cancelled"}),
-        )
-    }));
-    run.cancel_requested_at = Some(now);
-    end_run(tx, run, RunStatus::Cancelled, now, &mut events).await?;
+    let status = RunStatus::Cancelled;
+    stop_run(tx, run, status, "run_cancelled", None, now, &mut events).await?;
     tx.insert_events(&events, now).await?;
     tx.get_execution(run_id).await
 }

@@ -318,35 +318,25 @@ async fn resolve_failure<T: EngineTx + ?Sized>(
             if let (Some(run_id), Some(run)) = (task.run_id, run) {
                 if !run_over {
                     if stops_run(run.failure_strategy) {
-                        let cancelled = tx.cancel_open_tasks(run_id, None, now).await?;
-                        events.extend(cancelled.iter().map(|t| {
-                            ev(
-                                "task.cancelled",
-                                Some(run_id),
-                                Some(*t),
-                                None,
-                                json!({"reason": "fail_fast"}),
-                            )
-                        }));
-                        let mut run = run;
-                        run.cancel_requested_at = Some(now);
-                        run.error_data = Some(json!({"failed_task": task.id, "error": error}));
-                        end_run(tx, run, RunStatus::Failed, now, &mut events).await?;
+                        let error_data = json!({"failed_task": task.id, "error": error});
+                        let failed = RunStatus::Failed;
+                        stop_run(
+                            tx,
+                            run,
+                            failed,
+                            "fail_fast",
+                            Some(error_data),
+                            now,
+                            &mut events,
+                        )
+                        .await?;
                         transition.run_status = Some(RunStatus::Failed);
                     } else {
                         let dependents = tx.dependents_of(task.id).await?;
                         if !dependents.is_empty() {
-                            let cancelled =
-                                tx.cancel_open_tasks(run_id, Some(&dependents), now).await?;
-                            events.extend(cancelled.iter().map(|t| {
-                                ev(
-                                    "task.cancelled",
-                                    Some(run_id),
-                                    Some(*t),
-                                    None,
-                                    json!({"reason": "dependency_failed"}),
-                                )
-                            }));
+                            let only = Some(&dependents[..]);
+                            cancel_open(tx, run_id, only, "dependency_failed", now, &mut events)
+                                .await?;
                         }
                         after_terminal(tx, run_id, now, &mut transition, &mut events).await?;
                     }
@@ -356,6 +346,49 @@ async fn resolve_failure<T: EngineTx + ?Sized>(
     }
     tx.insert_events(&events, now).await?;
     Ok(transition)
+}
+
+/// Cancels the run's pending and ready tasks (all of them, or those in `only`), each
+/// with a `task.cancelled` event that gives `reason`.
+async fn cancel_open<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run_id: RunId,
+    only: Option<&[TaskId]>,
+    reason: &str,
+    now: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> StoreResult<()> {
+    let cancelled = tx.cancel_open_tasks(run_id, only, now).await?;
+    events.extend(cancelled.iter().map(|t| {
+        ev(
+            "task.cancelled",
+            Some(run_id),
+            Some(*t),
+            None,
+            json!({"reason": reason}),
+        )
+    }));
+    Ok(())
+}
+
+/// Stops a run (locked by the caller) that is not over: cancels its open tasks with
+/// `reason`, marks the cancellation requested, records `error_data` (when given) and
+/// ends the run in `status`.
+async fn stop_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    mut run: RunState,
+    status: RunStatus,
+    reason: &str,
+    error_data: Option<Value>,
+    now: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> StoreResult<()> {
+    cancel_open(tx, run.id, None, reason, now, events).await?;
+    run.cancel_requested_at = Some(now);
+    if error_data.is_some() {
+        run.error_data = error_data;
+    }
+    end_run(tx, run, status, now, events).await
 }
 
 fn error_text(error: &Value) -> String {
