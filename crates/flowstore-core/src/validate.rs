@@ -29,6 +29,12 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> StoreResul
     }
 }
 
+/// Optional free text (a description, a message): as [`optional_text`], at most
+/// [`MAX_TEXT_BYTES`] characters.
+pub fn free_text(field: &str, value: Option<&str>) -> StoreResult<Option<String>> {
+    optional_text(field, value, MAX_TEXT_BYTES)
+}
+
 /// Refuses strings longer than `max` characters or containing NUL, which PostgreSQL
 /// cannot store and SQLite would truncate in some tools.
 pub fn bounded(field: &str, value: &str, max: usize) -> StoreResult<()> {
@@ -49,6 +55,33 @@ pub fn json_object(field: &str, value: &Value) -> StoreResult<()> {
         return Err(StoreError::invalid(field, "must be a JSON object"));
     }
     json_size(field, value)
+}
+
+/// A JSON object within the size limit, handed back (see [`json_object`]).
+pub fn object(field: &str, value: Value) -> StoreResult<Value> {
+    json_object(field, &value).map(|_| value)
+}
+
+/// An optional JSON object: `{}` when absent, otherwise as [`object`].
+pub fn object_or_empty(field: &str, value: Option<Value>) -> StoreResult<Value> {
+    match value {
+        None => Ok(Value::Object(Default::default())),
+        Some(v) => object(field, v),
+    }
+}
+
+/// An optional JSON object: `None` stays `None`; otherwise as [`object`].
+pub fn optional_object(field: &str, value: Option<Value>) -> StoreResult<Option<Value>> {
+    value.map(|v| object(field, v)).transpose()
+}
+
+/// An optional JSON value of any shape: `None` stays `None`; otherwise as
+/// [`json_size`].
+pub fn optional_json(field: &str, value: Option<Value>) -> StoreResult<Option<Value>> {
+    if let Some(v) = &value {
+        json_size(field, v)?;
+    }
+    Ok(value)
 }
 
 /// A JSON value of any shape, within the size limit and free of NUL characters
@@ -164,6 +197,19 @@ pub fn http_url(field: &str, value: &str, max: usize) -> StoreResult<String> {
             field,
             "must be an http:// or https:// URL",
         )),
+    }
+}
+
+/// An optional HTTP or HTTPS URL: `None` and blank both become `None`; otherwise as
+/// [`http_url`].
+pub fn optional_http_url(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> StoreResult<Option<String>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => http_url(field, v, max).map(Some),
     }
 }
 

@@ -150,20 +150,18 @@ pub struct NewUser {
     pub status: Option<UserStatus>,
 }
 
-/// Changes to a user: absent fields stay as they are; `null` clears a nullable one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct UserPatch {
-    /// A new display name, or `null` to clear it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub display_name: Option<Option<String>>,
-    /// A new role.
-    #[serde(default)]
-    pub role: Option<Role>,
-    /// A new status.
-    #[serde(default)]
-    pub status: Option<UserStatus>,
+patch_struct! {
+    /// Changes to a user: absent fields stay as they are; `null` clears a nullable one.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct UserPatch {
+        /// A new display name, or `null` to clear it.
+        #[serde(deserialize_with = "nullable")]
+        pub display_name: Option<Option<String>>,
+        /// A new role.
+        pub role: Option<Role>,
+        /// A new status.
+        pub status: Option<UserStatus>,
+    }
 }
 
 /// Filters for listing users.
@@ -395,11 +393,7 @@ impl NewTeam {
         Ok(Team {
             id: TeamId::new(),
             name: validate::required_text("name", &self.name, 200)?,
-            description: validate::optional_text(
-                "description",
-                self.description.as_deref(),
-                validate::MAX_TEXT_BYTES,
-            )?,
+            description: validate::free_text("description", self.description.as_deref())?,
             created_by: self.created_by,
             created_at: now,
             updated_at: now,

@@ -303,20 +303,13 @@ pub struct NewNotification {
 impl NewNotification {
     /// Checks every field and builds the row to insert.
     pub fn into_row(self, now: Timestamp) -> StoreResult<Notification> {
-        let data = self
-            .data
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        validate::json_object("data", &data)?;
+        let data = validate::object_or_empty("data", self.data)?;
         Ok(Notification {
             id: NotificationId::new(),
             user_id: self.user_id,
             kind: self.kind,
             title: validate::required_text("title", &self.title, 500)?,
-            message: validate::optional_text(
-                "message",
-                self.message.as_deref(),
-                validate::MAX_TEXT_BYTES,
-            )?,
+            message: validate::free_text("message", self.message.as_deref())?,
             data,
             read: false,
             read_at: None,

@@ -132,26 +132,24 @@ pub struct NewCredential {
     pub owner_id: Option<UserId>,
 }
 
-/// What a caller may change on a credential. Giving `data` replaces the secret (a
-/// rotation: `rotated_at` is set).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct CredentialPatch {
-    /// A new name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A new description; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub description: Option<Option<String>>,
-    /// A new expiry; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
-    pub expires_at: Option<Option<Timestamp>>,
-    /// A new secret.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
-    pub data: Option<SecretValue>,
+patch_struct! {
+    /// What a caller may change on a credential. Giving `data` replaces the secret (a
+    /// rotation: `rotated_at` is set).
+    #[derive(Clone, Debug, Default, Deserialize)]
+    pub struct CredentialPatch {
+        /// A new name.
+        pub name: Option<String>,
+        /// A new description; `null` clears it.
+        #[serde(deserialize_with = "nullable")]
+        pub description: Option<Option<String>>,
+        /// A new expiry; `null` clears it.
+        #[serde(deserialize_with = "nullable")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+        pub expires_at: Option<Option<Timestamp>>,
+        /// A new secret.
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
+        pub data: Option<SecretValue>,
+    }
 }
 
 /// Which credentials a list returns; every field set narrows it.
@@ -239,11 +237,7 @@ impl NewCredential {
     /// Checks every field and seals the data with `ring`.
     pub fn prepare(self, ring: &Keyring, now: Timestamp) -> StoreResult<CredentialWrite> {
         let name = credential_name(&self.name)?;
-        let description = validate::optional_text(
-            "description",
-            self.description.as_deref(),
-            validate::MAX_TEXT_BYTES,
-        )?;
+        let description = validate::free_text("description", self.description.as_deref())?;
         secret_data("data", &self.data)?;
         let sealed = seal_json(ring, self.data.reveal())?;
         Ok(CredentialWrite {
@@ -278,8 +272,7 @@ impl CredentialPatch {
             c.name = credential_name(&name)?;
         }
         if let Some(d) = self.description {
-            c.description =
-                validate::optional_text("description", d.as_deref(), validate::MAX_TEXT_BYTES)?;
+            c.description = validate::free_text("description", d.as_deref())?;
         }
         if let Some(e) = self.expires_at {
             c.expires_at = e.map(crate::time::truncate);

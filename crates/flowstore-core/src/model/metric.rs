@@ -138,10 +138,7 @@ impl NewMetric {
             Some(v) => Some(round4(v)),
             None => None,
         };
-        let metadata = self
-            .metadata
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        validate::json_object("metadata", &metadata)?;
+        let metadata = validate::object_or_empty("metadata", self.metadata)?;
         Ok(WorkflowMetric {
             id: MetricId::new(),
             execution_id,

@@ -1,6 +1,27 @@
 //! Domain types and the repository trait of each area. Each area's types and its
 //! trait live in one module; [`crate::Tx`] gathers the traits.
 
+/// Declares a patch: a body of changes in which every field may be left out, an
+/// absent field keeping the current value. Each field gets `#[serde(default)]` (a
+/// nullable one adds `#[serde(deserialize_with = "nullable")]`, so that `null` clears
+/// it), unknown fields are refused, and the `openapi` feature derives its schema. The
+/// struct lists its own derives, `Default` and `Deserialize` among them.
+macro_rules! patch_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_meta])* #[serde(default)] pub $field: $ty,)*
+        }
+    };
+}
+
 pub mod audit;
 pub mod audit_chain;
 pub mod audit_head;
@@ -24,7 +45,8 @@ pub mod workflow;
 use serde::{Deserialize, Deserializer};
 
 /// Deserialises a field of a patch so that an absent field is `None` (leave as is)
-/// and an explicit `null` is `Some(None)` (clear it). Use with `#[serde(default)]`.
+/// and an explicit `null` is `Some(None)` (clear it). Use with `#[serde(default)]`, which
+/// `patch_struct!` gives every field.
 pub fn nullable<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     T: Deserialize<'de>,

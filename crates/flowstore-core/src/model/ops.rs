@@ -156,10 +156,7 @@ impl NewLogEntry {
                 "must not contain NUL characters",
             ));
         }
-        let context = self
-            .context
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        validate::json_object("context", &context)?;
+        let context = validate::object_or_empty("context", self.context)?;
         Ok(LogEntry {
             id: LogId::new(),
             level: self.level,

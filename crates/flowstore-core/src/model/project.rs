@@ -66,32 +66,29 @@ pub struct NewProject {
     pub owner_id: Option<UserId>,
 }
 
-/// Changes to a project: absent fields stay as they are; `null` clears a nullable one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct ProjectPatch {
-    /// A new name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A new description, or `null` to clear it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub description: Option<Option<String>>,
-    /// A new repository URL, or `null` to clear it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub repository_url: Option<Option<String>>,
-    /// A new repository name, or `null` to clear it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub repository_name: Option<Option<String>>,
-    /// A new default branch.
-    #[serde(default)]
-    pub default_branch: Option<String>,
-    /// New settings (replacing the old ones).
-    #[serde(default)]
-    pub settings: Option<Value>,
-    /// A new owner, or `null` for none.
-    #[serde(default, deserialize_with = "nullable")]
-    pub owner_id: Option<Option<UserId>>,
+patch_struct! {
+    /// Changes to a project: absent fields stay as they are; `null` clears a nullable one.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ProjectPatch {
+        /// A new name.
+        pub name: Option<String>,
+        /// A new description, or `null` to clear it.
+        #[serde(deserialize_with = "nullable")]
+        pub description: Option<Option<String>>,
+        /// A new repository URL, or `null` to clear it.
+        #[serde(deserialize_with = "nullable")]
+        pub repository_url: Option<Option<String>>,
+        /// A new repository name, or `null` to clear it.
+        #[serde(deserialize_with = "nullable")]
+        pub repository_name: Option<Option<String>>,
+        /// A new default branch.
+        pub default_branch: Option<String>,
+        /// New settings (replacing the old ones).
+        pub settings: Option<Value>,
+        /// A new owner, or `null` for none.
+        #[serde(deserialize_with = "nullable")]
+        pub owner_id: Option<Option<UserId>>,
+    }
 }
 
 /// Filters for listing projects.
@@ -140,14 +137,10 @@ impl ProjectPatch {
             p.name = validate::required_text("name", &name, 255)?;
         }
         if let Some(d) = self.description {
-            p.description =
-                validate::optional_text("description", d.as_deref(), validate::MAX_TEXT_BYTES)?;
+            p.description = validate::free_text("description", d.as_deref())?;
         }
         if let Some(url) = self.repository_url {
-            p.repository_url = match url.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(u) => Some(validate::http_url("repository_url", u, 500)?),
-            };
+            p.repository_url = validate::optional_http_url("repository_url", url.as_deref(), 500)?;
         }
         if let Some(r) = self.repository_name {
             p.repository_name = validate::optional_text("repository_name", r.as_deref(), 255)?;
@@ -156,8 +149,7 @@ impl ProjectPatch {
             p.default_branch = validate::required_text("default_branch", &b, 100)?;
         }
         if let Some(s) = self.settings {
-            validate::json_object("settings", &s)?;
-            p.settings = s;
+            p.settings = validate::object("settings", s)?;
         }
         if let Some(o) = self.owner_id {
             p.owner_id = o;

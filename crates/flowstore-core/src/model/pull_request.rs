@@ -141,16 +141,13 @@ pub struct NewPullRequest {
 
 /// Filters for listing pull requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PullRequestFilter {
     /// Only this project's.
-    #[serde(default)]
     pub project_id: Option<ProjectId>,
     /// Only those in this status.
-    #[serde(default)]
     pub status: Option<PullRequestStatus>,
     /// Only this task's.
-    #[serde(default)]
     pub task_id: Option<TaskId>,
     /// Only pull requests this viewer may see (see [`crate::model::viewer`]).
     #[serde(skip)]
@@ -170,10 +167,8 @@ impl NewPullRequest {
                 "a pull request starts as draft or open",
             ));
         }
-        let validation_results = match self.validation_results {
-            None => Value::Object(Default::default()),
-            Some(v) => validate::json_object("validation_results", &v).map(|_| v)?,
-        };
+        let validation_results =
+            validate::object_or_empty("validation_results", self.validation_results)?;
         Ok(PullRequest {
             id: PullRequestId::new(),
             project_id: self.project_id,
@@ -183,11 +178,7 @@ impl NewPullRequest {
             branch_name: validate::required_text("branch_name", &self.branch_name, 255)?,
             base_branch: validate::optional_text("base_branch", self.base_branch.as_deref(), 255)?,
             title: validate::required_text("title", &self.title, 500)?,
-            description: validate::optional_text(
-                "description",
-                self.description.as_deref(),
-                validate::MAX_TEXT_BYTES,
-            )?,
+            description: validate::free_text("description", self.description.as_deref())?,
             status,
             validation_results,
             merged_at: None,

@@ -84,35 +84,33 @@ pub struct NewHandler {
     pub is_active: Option<bool>,
 }
 
-/// Changes to a handler: absent fields stay; `null` clears a nullable one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct HandlerPatch {
-    /// A new human name.
-    #[serde(default)]
-    pub handler_name: Option<String>,
-    /// A new class, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub handler_class: Option<Option<String>>,
-    /// A new path, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub handler_path: Option<Option<String>>,
-    /// A new version, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub version: Option<Option<String>>,
-    /// A new description, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub description: Option<Option<String>>,
-    /// New capabilities, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub capabilities: Option<Option<Value>>,
-    /// New settings, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub configuration: Option<Option<Value>>,
-    /// Active or not.
-    #[serde(default)]
-    pub is_active: Option<bool>,
+patch_struct! {
+    /// Changes to a handler: absent fields stay; `null` clears a nullable one.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct HandlerPatch {
+        /// A new human name.
+        pub handler_name: Option<String>,
+        /// A new class, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub handler_class: Option<Option<String>>,
+        /// A new path, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub handler_path: Option<Option<String>>,
+        /// A new version, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub version: Option<Option<String>>,
+        /// A new description, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub description: Option<Option<String>>,
+        /// New capabilities, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub capabilities: Option<Option<Value>>,
+        /// New settings, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub configuration: Option<Option<Value>>,
+        /// Active or not.
+        pub is_active: Option<bool>,
+    }
 }
 
 impl NewHandler {
@@ -163,20 +161,13 @@ impl HandlerPatch {
             h.version = validate::optional_text("version", v.as_deref(), 50)?;
         }
         if let Some(d) = self.description {
-            h.description =
-                validate::optional_text("description", d.as_deref(), validate::MAX_TEXT_BYTES)?;
+            h.description = validate::free_text("description", d.as_deref())?;
         }
         if let Some(c) = self.capabilities {
-            if let Some(v) = &c {
-                validate::json_size("capabilities", v)?;
-            }
-            h.capabilities = c;
+            h.capabilities = validate::optional_json("capabilities", c)?;
         }
         if let Some(c) = self.configuration {
-            if let Some(v) = &c {
-                validate::json_object("configuration", v)?;
-            }
-            h.configuration = c;
+            h.configuration = validate::optional_object("configuration", c)?;
         }
         if let Some(a) = self.is_active {
             h.is_active = a;

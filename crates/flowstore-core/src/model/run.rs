@@ -197,44 +197,42 @@ pub struct NewExecution {
     pub deadline_at: Option<Timestamp>,
 }
 
-/// Changes to a run (seed 000's `update`): only the fields named change; `null` clears
-/// a nullable one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct ExecutionPatch {
-    /// A new status; a terminal status never changes again.
-    #[serde(default)]
-    pub status: Option<RunStatus>,
-    /// A new start time, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Option<String>>, format = DateTime))]
-    pub start_time: Option<Option<Timestamp>>,
-    /// A new end time, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Option<String>>, format = DateTime))]
-    pub end_time: Option<Option<Timestamp>>,
-    /// The measured duration in milliseconds, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub actual_duration: Option<Option<i32>>,
-    /// What it produced (any JSON), or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub result_data: Option<Option<Value>>,
-    /// What went wrong (any JSON), or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub error_data: Option<Option<Value>>,
-    /// New details (a JSON object), or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub metadata: Option<Option<Value>>,
-    /// A new expected duration, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub estimated_duration: Option<Option<i32>>,
-    /// A new strategy, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub strategy: Option<Option<RunStrategy>>,
-    /// A new priority.
-    #[serde(default)]
-    pub priority: Option<i32>,
+patch_struct! {
+    /// Changes to a run (seed 000's `update`): only the fields named change; `null` clears
+    /// a nullable one.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ExecutionPatch {
+        /// A new status; a terminal status never changes again.
+        pub status: Option<RunStatus>,
+        /// A new start time, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Option<String>>, format = DateTime))]
+        pub start_time: Option<Option<Timestamp>>,
+        /// A new end time, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Option<String>>, format = DateTime))]
+        pub end_time: Option<Option<Timestamp>>,
+        /// The measured duration in milliseconds, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub actual_duration: Option<Option<i32>>,
+        /// What it produced (any JSON), or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub result_data: Option<Option<Value>>,
+        /// What went wrong (any JSON), or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub error_data: Option<Option<Value>>,
+        /// New details (a JSON object), or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub metadata: Option<Option<Value>>,
+        /// A new expected duration, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub estimated_duration: Option<Option<i32>>,
+        /// A new strategy, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub strategy: Option<Option<RunStrategy>>,
+        /// A new priority.
+        pub priority: Option<i32>,
+    }
 }
 
 /// Filters of seed 000's `getStatistics`.
@@ -271,24 +269,10 @@ fn non_negative(field: &str, v: Option<i32>) -> StoreResult<Option<i32>> {
     Ok(v)
 }
 
-fn json_opt(field: &str, v: Option<Value>, object: bool) -> StoreResult<Option<Value>> {
-    if let Some(j) = &v {
-        if object {
-            validate::json_object(field, j)?;
-        } else {
-            validate::json_size(field, j)?;
-        }
-    }
-    Ok(v)
-}
-
 impl NewExecution {
     /// Checks every field and builds the row to insert, stamped `now`.
     pub fn into_row(self, now: Timestamp) -> StoreResult<WorkflowExecution> {
-        let input = self
-            .input
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        validate::json_object("input", &input)?;
+        let input = validate::object_or_empty("input", self.input)?;
         let row = WorkflowExecution {
             id: RunId::new(),
             execution_id: validate::required_text("execution_id", &self.execution_id, 255)?,
@@ -375,13 +359,13 @@ impl ExecutionPatch {
             r.estimated_duration = non_negative("estimated_duration", d)?;
         }
         if let Some(v) = self.result_data {
-            r.result_data = json_opt("result_data", v, false)?;
+            r.result_data = validate::optional_json("result_data", v)?;
         }
         if let Some(v) = self.error_data {
-            r.error_data = json_opt("error_data", v, false)?;
+            r.error_data = validate::optional_json("error_data", v)?;
         }
         if let Some(v) = self.metadata {
-            r.metadata = json_opt("metadata", v, true)?;
+            r.metadata = validate::optional_object("metadata", v)?;
         }
         if let Some(s) = self.strategy {
             r.strategy = s;
@@ -535,10 +519,7 @@ impl NewAttempt {
         if self.attempt < 1 {
             return Err(StoreError::invalid("attempt", "must be at least 1"));
         }
-        let input_context = self
-            .input_context
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        validate::json_object("input_context", &input_context)?;
+        let input_context = validate::object_or_empty("input_context", self.input_context)?;
         let status = self.status.unwrap_or(AttemptStatus::Queued);
         let started_at = match (self.started_at, status) {
             (Some(t), _) => Some(time::truncate(t)),
@@ -594,12 +575,10 @@ impl AttemptOutcome {
             a.duration_ms = Some((completed_at - start).num_milliseconds().max(0));
         }
         if let Some(v) = self.output_results {
-            validate::json_object("output_results", &v)?;
-            a.output_results = v;
+            a.output_results = validate::object("output_results", v)?;
         }
         if let Some(v) = self.error_details {
-            validate::json_object("error_details", &v)?;
-            a.error_details = v;
+            a.error_details = validate::object("error_details", v)?;
         }
         if let Some(m) = self.memory_usage_mb {
             validate::range_i64("memory_usage_mb", m.into(), 0, i32::MAX.into())?;

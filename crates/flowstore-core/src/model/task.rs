@@ -215,53 +215,39 @@ pub struct NewTask {
     pub created_by: Option<UserId>,
 }
 
-/// Changes to a task: absent fields stay as they are; `null` clears a nullable one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct TaskPatch {
-    /// A new title.
-    #[serde(default)]
-    pub title: Option<String>,
-    /// A new description, or `null` to clear it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub description: Option<Option<String>>,
-    /// A new priority.
-    #[serde(default)]
-    pub priority: Option<i32>,
-    /// New requirements (replacing the old ones).
-    #[serde(default)]
-    pub requirements: Option<Value>,
-    /// New context (replacing the old one).
-    #[serde(default)]
-    pub context: Option<Value>,
-    /// New tags (replacing the old ones).
-    #[serde(default)]
-    pub tags: Option<Vec<String>>,
-    /// New metadata (replacing the old one).
-    #[serde(default)]
-    pub metadata: Option<Value>,
-    /// A new assigned agent, or `null` for none.
-    #[serde(default, deserialize_with = "nullable")]
-    pub assigned_agent: Option<Option<String>>,
-    /// A new parent, or `null` for none; must exist and must not make a cycle.
-    #[serde(default, deserialize_with = "nullable")]
-    pub parent_task_id: Option<Option<TaskId>>,
-    /// A new status. A terminal status is final, and `running` is only entered by a
-    /// worker's claim, which takes a lease.
-    #[serde(default)]
-    pub status: Option<TaskStatus>,
+patch_struct! {
+    /// Changes to a task: absent fields stay as they are; `null` clears a nullable one.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct TaskPatch {
+        /// A new title.
+        pub title: Option<String>,
+        /// A new description, or `null` to clear it.
+        #[serde(deserialize_with = "nullable")]
+        pub description: Option<Option<String>>,
+        /// A new priority.
+        pub priority: Option<i32>,
+        /// New requirements (replacing the old ones).
+        pub requirements: Option<Value>,
+        /// New context (replacing the old one).
+        pub context: Option<Value>,
+        /// New tags (replacing the old ones).
+        pub tags: Option<Vec<String>>,
+        /// New metadata (replacing the old one).
+        pub metadata: Option<Value>,
+        /// A new assigned agent, or `null` for none.
+        #[serde(deserialize_with = "nullable")]
+        pub assigned_agent: Option<Option<String>>,
+        /// A new parent, or `null` for none; must exist and must not make a cycle.
+        #[serde(deserialize_with = "nullable")]
+        pub parent_task_id: Option<Option<TaskId>>,
+        /// A new status. A terminal status is final, and `running` is only entered by a
+        /// worker's claim, which takes a lease.
+        pub status: Option<TaskStatus>,
+    }
 }
 
 fn opt_text(field: &str, v: Option<String>, max: usize) -> StoreResult<Option<String>> {
     validate::optional_text(field, v.as_deref(), max)
-}
-
-fn object_or_empty(field: &str, v: Option<Value>) -> StoreResult<Value> {
-    match v {
-        None => Ok(Value::Object(Default::default())),
-        Some(v) => validate::json_object(field, &v).map(|_| v),
-    }
 }
 
 impl NewTask {
@@ -305,9 +291,9 @@ impl NewTask {
             metadata: Value::Object(Default::default()),
             assigned_agent: None,
             handler_type: opt_text("handler_type", self.handler_type, 255)?,
-            command: opt_text("command", self.command, validate::MAX_TEXT_BYTES)?,
+            command: validate::free_text("command", self.command.as_deref())?,
             parameters,
-            environment: object_or_empty("environment", self.environment)?,
+            environment: validate::object_or_empty("environment", self.environment)?,
             working_directory: opt_text("working_directory", self.working_directory, 1000)?,
             execution_order: self.execution_order,
             timeout_seconds: self.timeout_seconds,
@@ -348,25 +334,22 @@ impl TaskPatch {
             t.title = validate::required_text("title", &title, 500)?;
         }
         if let Some(d) = self.description {
-            t.description = opt_text("description", d, validate::MAX_TEXT_BYTES)?;
+            t.description = validate::free_text("description", d.as_deref())?;
         }
         if let Some(p) = self.priority {
             t.priority = p;
         }
         if let Some(r) = self.requirements {
-            validate::json_object("requirements", &r)?;
-            t.requirements = r;
+            t.requirements = validate::object("requirements", r)?;
         }
         if let Some(c) = self.context {
-            validate::json_object("context", &c)?;
-            t.context = c;
+            t.context = validate::object("context", c)?;
         }
         if let Some(tags) = self.tags {
             t.tags = validate::tags("tags", &tags)?;
         }
         if let Some(m) = self.metadata {
-            validate::json_object("metadata", &m)?;
-            t.metadata = m;
+            t.metadata = validate::object("metadata", m)?;
         }
         if let Some(a) = self.assigned_agent {
             t.assigned_agent = opt_text("assigned_agent", a, 100)?;

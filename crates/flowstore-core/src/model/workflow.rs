@@ -247,66 +247,53 @@ pub struct NewWorkflow {
     pub project_id: Option<ProjectId>,
 }
 
-/// Changes to a workflow: absent fields stay as they are; `null` clears a nullable
-/// one. Changing the definition or configuration makes a new version.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct WorkflowPatch {
-    /// A new name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A new description, or `null` to clear it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub description: Option<Option<String>>,
-    /// A new kind.
-    #[serde(default, rename = "type")]
-    pub workflow_type: Option<String>,
-    /// A new status (archiving stamps `archived_at`; leaving archived clears it).
-    #[serde(default)]
-    pub status: Option<WorkflowStatus>,
-    /// A new priority.
-    #[serde(default)]
-    pub priority: Option<i32>,
-    /// A new definition (replacing the old one).
-    #[serde(default)]
-    pub definition: Option<Value>,
-    /// A new configuration (replacing the old one).
-    #[serde(default)]
-    pub configuration: Option<Value>,
-    /// New environment variables.
-    #[serde(default)]
-    pub environment_variables: Option<Value>,
-    /// New tags (replacing the old ones).
-    #[serde(default)]
-    pub tags: Option<Vec<String>>,
-    /// New metadata.
-    #[serde(default)]
-    pub metadata: Option<Value>,
-    /// New visibility.
-    #[serde(default)]
-    pub visibility: Option<Visibility>,
-    /// New scheduling.
-    #[serde(default)]
-    pub execution_strategy: Option<ExecutionStrategy>,
-    /// New failure handling.
-    #[serde(default)]
-    pub failure_strategy: Option<FailureStrategy>,
-    /// A new timeout, or `null` for none.
-    #[serde(default, deserialize_with = "nullable")]
-    pub timeout_seconds: Option<Option<i32>>,
-    /// A new team, or `null` for none.
-    #[serde(default, deserialize_with = "nullable")]
-    pub team_id: Option<Option<TeamId>>,
-    /// A new project, or `null` for none.
-    #[serde(default, deserialize_with = "nullable")]
-    pub project_id: Option<Option<ProjectId>>,
-    /// Why the definition or configuration changed; kept on the new version.
-    #[serde(default)]
-    pub change_note: Option<String>,
-    /// Who made the change; kept on the new version.
-    #[serde(default)]
-    pub changed_by: Option<UserId>,
+patch_struct! {
+    /// Changes to a workflow: absent fields stay as they are; `null` clears a nullable
+    /// one. Changing the definition or configuration makes a new version.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct WorkflowPatch {
+        /// A new name.
+        pub name: Option<String>,
+        /// A new description, or `null` to clear it.
+        #[serde(deserialize_with = "nullable")]
+        pub description: Option<Option<String>>,
+        /// A new kind.
+        #[serde(rename = "type")]
+        pub workflow_type: Option<String>,
+        /// A new status (archiving stamps `archived_at`; leaving archived clears it).
+        pub status: Option<WorkflowStatus>,
+        /// A new priority.
+        pub priority: Option<i32>,
+        /// A new definition (replacing the old one).
+        pub definition: Option<Value>,
+        /// A new configuration (replacing the old one).
+        pub configuration: Option<Value>,
+        /// New environment variables.
+        pub environment_variables: Option<Value>,
+        /// New tags (replacing the old ones).
+        pub tags: Option<Vec<String>>,
+        /// New metadata.
+        pub metadata: Option<Value>,
+        /// New visibility.
+        pub visibility: Option<Visibility>,
+        /// New scheduling.
+        pub execution_strategy: Option<ExecutionStrategy>,
+        /// New failure handling.
+        pub failure_strategy: Option<FailureStrategy>,
+        /// A new timeout, or `null` for none.
+        #[serde(deserialize_with = "nullable")]
+        pub timeout_seconds: Option<Option<i32>>,
+        /// A new team, or `null` for none.
+        #[serde(deserialize_with = "nullable")]
+        pub team_id: Option<Option<TeamId>>,
+        /// A new project, or `null` for none.
+        #[serde(deserialize_with = "nullable")]
+        pub project_id: Option<Option<ProjectId>>,
+        /// Why the definition or configuration changed; kept on the new version.
+        pub change_note: Option<String>,
+        /// Who made the change; kept on the new version.
+        pub changed_by: Option<UserId>,
+    }
 }
 
 /// Filters for listing workflows.
@@ -412,8 +399,7 @@ impl WorkflowPatch {
             w.name = validate::required_text("name", &name, 255)?;
         }
         if let Some(d) = self.description {
-            w.description =
-                validate::optional_text("description", d.as_deref(), validate::MAX_TEXT_BYTES)?;
+            w.description = validate::free_text("description", d.as_deref())?;
         }
         if let Some(t) = self.workflow_type {
             w.workflow_type = validate::required_text("type", &t, 100)?;
@@ -432,8 +418,7 @@ impl WorkflowPatch {
         // steps is refused just as writing an empty definition to an active one.
         WorkflowDefinition::parse(&w.definition, w.status == WorkflowStatus::Active)?;
         if let Some(c) = self.configuration {
-            validate::json_object("configuration", &c)?;
-            w.configuration = c;
+            w.configuration = validate::object("configuration", c)?;
         }
         if let Some(e) = self.environment_variables {
             validate::json_object("environment_variables", &e)?;
@@ -451,8 +436,7 @@ impl WorkflowPatch {
             w.tags = validate::tags("tags", &t)?;
         }
         if let Some(m) = self.metadata {
-            validate::json_object("metadata", &m)?;
-            w.metadata = m;
+            w.metadata = validate::object("metadata", m)?;
         }
         if let Some(v) = self.visibility {
             w.visibility = v;

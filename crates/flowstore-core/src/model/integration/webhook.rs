@@ -129,33 +129,27 @@ pub struct NewWebhook {
     pub owner_id: Option<UserId>,
 }
 
-/// What a caller may change on a webhook.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct WebhookPatch {
-    /// A new name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A new URL.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// New event types.
-    #[serde(default)]
-    pub events: Option<Vec<String>>,
-    /// New extra headers.
-    #[serde(default)]
-    pub headers: Option<Value>,
-    /// Turns deliveries on or off.
-    #[serde(default)]
-    pub active: Option<bool>,
-    /// A new signing secret.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub secret: Option<SecretString>,
-    /// A new workflow filter; `null` removes it.
-    #[serde(default, deserialize_with = "nullable")]
-    pub workflow_id: Option<Option<WorkflowId>>,
+patch_struct! {
+    /// What a caller may change on a webhook.
+    #[derive(Clone, Debug, Default, Deserialize)]
+    pub struct WebhookPatch {
+        /// A new name.
+        pub name: Option<String>,
+        /// A new URL.
+        pub url: Option<String>,
+        /// New event types.
+        pub events: Option<Vec<String>>,
+        /// New extra headers.
+        pub headers: Option<Value>,
+        /// Turns deliveries on or off.
+        pub active: Option<bool>,
+        /// A new signing secret.
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+        pub secret: Option<SecretString>,
+        /// A new workflow filter; `null` removes it.
+        #[serde(deserialize_with = "nullable")]
+        pub workflow_id: Option<Option<WorkflowId>>,
+    }
 }
 
 /// Which webhooks a list returns; every field set narrows it.

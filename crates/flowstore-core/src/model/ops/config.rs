@@ -305,11 +305,7 @@ impl SetConfiguration {
     ) -> StoreResult<ConfigurationWrite> {
         let key = config_key(&self.key)?;
         validate::json_size("value", &self.value)?;
-        let description = validate::optional_text(
-            "description",
-            self.description.as_deref(),
-            validate::MAX_TEXT_BYTES,
-        )?;
+        let description = validate::free_text("description", self.description.as_deref())?;
         let text = self.value.to_string();
         let (value, sealed) = if self.is_sensitive {
             (None, Some(keyring()?.seal(text.as_bytes())?))

@@ -111,29 +111,25 @@ pub struct NewComponent {
     pub dependencies: Vec<String>,
 }
 
-/// Changes to a component: absent fields stay; `null` clears a nullable one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct ComponentPatch {
-    /// A new status.
-    #[serde(default)]
-    pub status: Option<ComponentStatus>,
-    /// A new version, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub version: Option<Option<String>>,
-    /// New settings.
-    #[serde(default)]
-    pub configuration: Option<Value>,
-    /// New endpoints.
-    #[serde(default)]
-    pub endpoints: Option<Value>,
-    /// A new health check URL, or `null`.
-    #[serde(default, deserialize_with = "nullable")]
-    pub health_check_url: Option<Option<String>>,
-    /// New dependencies (replacing the old ones).
-    #[serde(default)]
-    pub dependencies: Option<Vec<String>>,
+patch_struct! {
+    /// Changes to a component: absent fields stay; `null` clears a nullable one.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ComponentPatch {
+        /// A new status.
+        pub status: Option<ComponentStatus>,
+        /// A new version, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub version: Option<Option<String>>,
+        /// New settings.
+        pub configuration: Option<Value>,
+        /// New endpoints.
+        pub endpoints: Option<Value>,
+        /// A new health check URL, or `null`.
+        #[serde(deserialize_with = "nullable")]
+        pub health_check_url: Option<Option<String>>,
+        /// New dependencies (replacing the old ones).
+        pub dependencies: Option<Vec<String>>,
+    }
 }
 
 /// What a component reports when it checks in.
@@ -285,18 +281,14 @@ impl ComponentPatch {
             c.version = validate::optional_text("version", v.as_deref(), 50)?;
         }
         if let Some(v) = self.configuration {
-            validate::json_object("configuration", &v)?;
-            c.configuration = v;
+            c.configuration = validate::object("configuration", v)?;
         }
         if let Some(v) = self.endpoints {
-            validate::json_object("endpoints", &v)?;
-            c.endpoints = v;
+            c.endpoints = validate::object("endpoints", v)?;
         }
         if let Some(u) = self.health_check_url {
-            c.health_check_url = match u.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(u) => Some(validate::http_url("health_check_url", u, 1000)?),
-            };
+            c.health_check_url =
+                validate::optional_http_url("health_check_url", u.as_deref(), 1000)?;
         }
         if let Some(d) = self.dependencies {
             c.dependencies = dependencies(&c.name, d)?;
@@ -311,8 +303,7 @@ impl Heartbeat {
     pub fn apply(self, current: &Component, now: Timestamp) -> StoreResult<Component> {
         let mut c = current.clone();
         if let Some(m) = self.performance_metrics {
-            validate::json_object("performance_metrics", &m)?;
-            c.performance_metrics = m;
+            c.performance_metrics = validate::object("performance_metrics", m)?;
         }
         c.health_status = self.health_status;
         c.last_health_check = Some(now);
@@ -371,10 +362,7 @@ impl NewSystemMetric {
                 "must be a finite number",
             ));
         }
-        let labels = self
-            .labels
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        validate::json_object("labels", &labels)?;
+        let labels = validate::object_or_empty("labels", self.labels)?;
         Ok(SystemMetric {
             id: MetricId::new(),
             metric_name: validate::required_text("metric_name", &self.metric_name, 255)?,

@@ -18,31 +18,23 @@ use crate::{StoreError, StoreResult};
 
 /// Filters for listing and searching tasks; every filter given must match.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TaskFilter {
     /// Only tasks of this project.
-    #[serde(default)]
     pub project_id: Option<ProjectId>,
     /// Only tasks of this workflow.
-    #[serde(default)]
     pub workflow_id: Option<WorkflowId>,
     /// Only tasks of this run.
-    #[serde(default)]
     pub run_id: Option<RunId>,
     /// Only tasks in this status.
-    #[serde(default)]
     pub status: Option<TaskStatus>,
     /// Only tasks assigned to this agent.
-    #[serde(default)]
     pub assigned_agent: Option<String>,
     /// Only sub-tasks of this task.
-    #[serde(default)]
     pub parent_task_id: Option<TaskId>,
     /// Only tasks with this tag.
-    #[serde(default)]
     pub tag: Option<String>,
     /// Only tasks whose requirements contain this object (see [`ReqTerm`]).
-    #[serde(default)]
     pub requirements: Option<Map<String, Value>>,
     /// Only tasks this viewer may see (see [`crate::model::viewer`]).
     #[serde(skip)]
