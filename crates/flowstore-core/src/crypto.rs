@@ -250,6 +250,28 @@ impl Keyring {
     }
 }
 
+/// What a secret shows wherever it is printed or serialised.
+pub const REDACTED: &str = "<redacted>";
+
+/// Implements `Debug` and `Display` for a secret's type as [`REDACTED`], so that
+/// neither logs nor error messages can carry the secret.
+macro_rules! redacted_fmt {
+    ($name:ty) => {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::crypto::REDACTED)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::crypto::REDACTED)
+            }
+        }
+    };
+}
+pub(crate) use redacted_fmt;
+
 /// A string that is never printed: its `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
@@ -267,17 +289,7 @@ impl SecretString {
     }
 }
 
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+redacted_fmt!(SecretString);
 
 /// SHA-256 of `text` in hex: how tokens and API keys are stored.
 pub fn sha256_hex(text: &str) -> String {

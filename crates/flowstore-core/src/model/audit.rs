@@ -93,26 +93,20 @@ pub struct NewAuditEntry {
     /// Whom `actor_id` identifies.
     pub actor_type: ActorType,
     /// Who acted; at most 255 characters.
-    #[serde(default)]
     pub actor_id: Option<String>,
     /// What was done; 1 to 100 characters.
     pub action: String,
     /// The kind of entity; 1 to 100 characters.
     pub entity_type: String,
     /// Which entity; at most 255 characters.
-    #[serde(default)]
     pub entity_id: Option<String>,
     /// The entity before the change; at most 1 MiB of JSON.
-    #[serde(default)]
     pub before: Option<Value>,
     /// The entity after the change; at most 1 MiB of JSON.
-    #[serde(default)]
     pub after: Option<Value>,
     /// The client's address; at most 64 characters.
-    #[serde(default)]
     pub ip_address: Option<String>,
     /// The request's ID; at most 128 characters.
-    #[serde(default)]
     pub request_id: Option<String>,
 }
 

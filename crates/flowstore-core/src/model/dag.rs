@@ -37,7 +37,6 @@ pub struct StepDefinition {
     /// Its key, unique within the definition; other steps name it in `depends_on`.
     pub key: String,
     /// A human-readable name.
-    #[serde(default)]
     pub name: Option<String>,
     /// The handler that runs it, such as `shell`.
     pub handler: String,
@@ -45,19 +44,14 @@ pub struct StepDefinition {
     #[serde(default)]
     pub depends_on: Vec<String>,
     /// Parameters given to the handler (a JSON object).
-    #[serde(default)]
     pub parameters: Option<Value>,
     /// How long one attempt may take, in seconds.
-    #[serde(default)]
     pub timeout_seconds: Option<i64>,
     /// How many times a failed attempt is retried.
-    #[serde(default)]
     pub max_retries: Option<i32>,
     /// Where it sorts among steps that are ready at the same time (lower first).
-    #[serde(default)]
     pub execution_order: Option<i32>,
     /// Its priority among ready steps of the same order (higher first).
-    #[serde(default)]
     pub priority: Option<i32>,
 }
 

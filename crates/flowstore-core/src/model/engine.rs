@@ -43,25 +43,18 @@ pub struct StartRun {
     /// The workflow to run.
     pub workflow_id: WorkflowId,
     /// Which version; the workflow's current one when absent.
-    #[serde(default)]
     pub version: Option<i32>,
     /// The caller's identifier for the run; generated when absent. Unique.
-    #[serde(default)]
     pub execution_id: Option<String>,
     /// The run's input, handed to every task (a JSON object).
-    #[serde(default)]
     pub input: Option<Value>,
     /// The task this run works on (seed 000's `task_id`).
-    #[serde(default)]
     pub subject_task_id: Option<TaskId>,
     /// The run's priority, added to each step's own.
-    #[serde(default)]
     pub priority: Option<i32>,
     /// Who started it.
-    #[serde(default)]
     pub user_id: Option<String>,
     /// Free-form metadata (a JSON object).
-    #[serde(default)]
     pub metadata: Option<Value>,
 }
 

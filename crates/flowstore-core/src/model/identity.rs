@@ -131,22 +131,18 @@ pub struct NewUser {
     /// The email address; trimmed and lowercased, unique.
     pub email: String,
     /// The name shown to others; at most 200 characters.
-    #[serde(default)]
     pub display_name: Option<String>,
     /// The password, as a caller gives it; none for accounts that sign in otherwise.
     /// [`NewUser::hashed`] turns it into [`NewUser::password_hash`] before the
     /// transaction opens: the store refuses a password still in clear.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password))]
     pub password: Option<crate::crypto::SecretString>,
     /// The password's hash, as stored.
     #[serde(skip)]
     pub password_hash: Option<HashedPassword>,
     /// The role; `user` when absent.
-    #[serde(default)]
     pub role: Option<Role>,
     /// The status; `active` when absent.
-    #[serde(default)]
     pub status: Option<UserStatus>,
 }
 
@@ -380,10 +376,8 @@ pub struct NewTeam {
     /// The name; required, unique, at most 200 characters.
     pub name: String,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// The user creating it.
-    #[serde(default)]
     pub created_by: Option<UserId>,
 }
 

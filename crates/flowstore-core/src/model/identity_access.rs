@@ -69,10 +69,8 @@ pub struct NewSession {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
     /// The client's address; at most 64 characters.
-    #[serde(default)]
     pub ip_address: Option<String>,
     /// The client's user agent; at most 512 characters.
-    #[serde(default)]
     pub user_agent: Option<String>,
 }
 
@@ -177,12 +175,10 @@ pub struct ApiKey {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// The user it acts for; must exist when given.
-    #[serde(default)]
     pub user_id: Option<UserId>,
     /// A name; required, at most 200 characters.
     pub name: String,
     /// What it may do; `user` when absent.
-    #[serde(default)]
     pub role: Option<Role>,
     /// What kinds of request it may make: any of `read`, `write`, `execute` and
     /// `admin`, no repeats; empty or absent: every request its role allows.
@@ -190,7 +186,6 @@ pub struct NewApiKey {
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>))]
     pub scopes: Vec<String>,
     /// When it stops being valid; must be in the future when given.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
 }
@@ -293,10 +288,8 @@ pub struct NewNotification {
     /// Its title; required, at most 500 characters.
     pub title: String,
     /// Its body.
-    #[serde(default)]
     pub message: Option<String>,
     /// Details (a JSON object); `{}` when absent.
-    #[serde(default)]
     pub data: Option<Value>,
 }
 

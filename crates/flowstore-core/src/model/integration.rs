@@ -120,10 +120,8 @@ pub struct NewCredential {
     #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub data: SecretValue,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// When it stops being valid.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// The user it belongs to. Not read from request bodies: the server sets it to

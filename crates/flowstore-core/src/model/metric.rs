@@ -61,24 +61,18 @@ pub struct WorkflowMetric {
 #[serde(deny_unknown_fields)]
 pub struct NewMetric {
     /// The run measured; must exist when given.
-    #[serde(default)]
     pub execution_id: Option<String>,
     /// What is measured; required, at most 255 characters.
     pub metric_name: String,
     /// The value: finite, below 10^11 in magnitude, kept to 4 decimals.
-    #[serde(default)]
     pub metric_value: Option<f64>,
     /// The unit, at most 50 characters.
-    #[serde(default)]
     pub metric_unit: Option<String>,
     /// The kind.
-    #[serde(default)]
     pub metric_type: Option<MetricType>,
     /// Details (a JSON object); `{}` when absent, as in seed 000.
-    #[serde(default)]
     pub metadata: Option<Value>,
     /// When it was measured; now when absent.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub recorded_at: Option<Timestamp>,
 }

@@ -1,5 +1,10 @@
 //! Domain types and the repository trait of each area. Each area's types and its
 //! trait live in one module; [`crate::Tx`] gathers the traits.
+//!
+//! An input struct's `Option` fields carry no `#[serde(default)]`: serde reads an
+//! absent `Option` as `None` by itself, and utoipa documents it as not required. Only
+//! fields of other types that may be left out (lists, flags) and the nullable fields
+//! of patches (whose `deserialize_with` needs it) are marked.
 
 /// Declares a patch: a body of changes in which every field may be left out, an
 /// absent field keeping the current value. Each field gets `#[serde(default)]` (a

@@ -105,19 +105,14 @@ pub struct NewLogEntry {
     /// What happened; not blank, at most 64 KiB.
     pub message: String,
     /// Structured detail; `{}` when absent.
-    #[serde(default)]
     pub context: Option<Value>,
     /// The component that wrote it, at most 255 characters.
-    #[serde(default)]
     pub component_name: Option<String>,
     /// The run it concerns; must exist.
-    #[serde(default)]
     pub execution_id: Option<RunId>,
     /// The task it concerns; must exist.
-    #[serde(default)]
     pub task_id: Option<TaskId>,
     /// When it happened; now when absent (set it when importing older entries).
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub timestamp: Option<Timestamp>,
 }

@@ -47,22 +47,16 @@ pub struct NewProject {
     /// The name; required, unique, at most 255 characters.
     pub name: String,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// An http(s) URL of its repository.
-    #[serde(default)]
     pub repository_url: Option<String>,
     /// The repository's short name.
-    #[serde(default)]
     pub repository_name: Option<String>,
     /// The default branch; `main` when absent.
-    #[serde(default)]
     pub default_branch: Option<String>,
     /// Settings; `{}` when absent.
-    #[serde(default)]
     pub settings: Option<Value>,
     /// The owner.
-    #[serde(default)]
     pub owner_id: Option<UserId>,
 }
 

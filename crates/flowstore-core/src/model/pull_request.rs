@@ -114,28 +114,22 @@ pub struct NewPullRequest {
     /// The project; must exist.
     pub project_id: ProjectId,
     /// The task; must exist when given.
-    #[serde(default)]
     pub task_id: Option<TaskId>,
     /// Its number; more than 0.
-    #[serde(default)]
     pub pr_number: Option<i32>,
     /// An http(s) URL of at most 500 characters.
     pub repository_url: String,
     /// The branch; required, at most 255 characters.
     pub branch_name: String,
     /// The base branch, at most 255 characters.
-    #[serde(default)]
     pub base_branch: Option<String>,
     /// The title; required, at most 500 characters.
     pub title: String,
     /// The description.
-    #[serde(default)]
     pub description: Option<String>,
     /// `draft` (the default) or `open`.
-    #[serde(default)]
     pub status: Option<PullRequestStatus>,
     /// Validation results; `{}` when absent.
-    #[serde(default)]
     pub validation_results: Option<Value>,
 }
 

@@ -62,25 +62,18 @@ pub struct NewHandler {
     /// The human name; required, at most 255 characters.
     pub handler_name: String,
     /// The implementing class, at most 255 characters.
-    #[serde(default)]
     pub handler_class: Option<String>,
     /// The code path, at most 500 characters.
-    #[serde(default)]
     pub handler_path: Option<String>,
     /// The version, at most 50 characters.
-    #[serde(default)]
     pub version: Option<String>,
     /// What it does.
-    #[serde(default)]
     pub description: Option<String>,
     /// Capabilities (any JSON).
-    #[serde(default)]
     pub capabilities: Option<Value>,
     /// Settings (a JSON object).
-    #[serde(default)]
     pub configuration: Option<Value>,
     /// Whether it takes work; `true` when absent.
-    #[serde(default)]
     pub is_active: Option<bool>,
 }
 

@@ -152,47 +152,33 @@ pub struct NewExecution {
     /// The workflow's name; required, at most 255 characters.
     pub workflow_name: String,
     /// The version label, at most 50 characters.
-    #[serde(default)]
     pub workflow_version: Option<String>,
     /// The task served; must exist.
-    #[serde(default)]
     pub task_id: Option<TaskId>,
     /// Who starts it, at most 255 characters.
-    #[serde(default)]
     pub user_id: Option<String>,
     /// The first status; `pending` when absent.
-    #[serde(default)]
     pub status: Option<RunStatus>,
     /// The scheduling strategy.
-    #[serde(default)]
     pub strategy: Option<RunStrategy>,
     /// The priority; 1 when absent.
-    #[serde(default)]
     pub priority: Option<i32>,
     /// The expected duration in milliseconds, not negative.
-    #[serde(default)]
     pub estimated_duration: Option<i32>,
     /// When it started.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub start_time: Option<Timestamp>,
     /// Details (a JSON object); `{}` when absent, as in seed 000.
-    #[serde(default)]
     pub metadata: Option<Value>,
     /// The stored workflow it runs; must exist.
-    #[serde(default)]
     pub workflow_ref: Option<WorkflowId>,
     /// The workflow version it runs; must exist.
-    #[serde(default)]
     pub workflow_version_id: Option<WorkflowVersionId>,
     /// What to do when a step fails; `fail_fast` when absent.
-    #[serde(default)]
     pub failure_strategy: Option<FailureStrategy>,
     /// The input (a JSON object); `{}` when absent.
-    #[serde(default)]
     pub input: Option<Value>,
     /// When it must be over.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub deadline_at: Option<Timestamp>,
 }
@@ -443,27 +429,21 @@ pub struct NewAttempt {
     /// The task; must exist.
     pub task_id: TaskId,
     /// The run; must exist when given.
-    #[serde(default)]
     pub run_id: Option<RunId>,
     /// The attempt number, from 1, unique per task.
     pub attempt: i32,
     /// The kind of agent; required, at most 255 characters.
     pub agent_type: String,
     /// The worker, at most 255 characters.
-    #[serde(default)]
     pub worker_id: Option<String>,
     /// The first status; `queued` when absent.
-    #[serde(default)]
     pub status: Option<AttemptStatus>,
     /// The input (a JSON object); `{}` when absent.
-    #[serde(default)]
     pub input_context: Option<Value>,
     /// When it started; now when it starts `running` without one.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub started_at: Option<Timestamp>,
     /// When the worker's lease runs out.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub lease_expires_at: Option<Timestamp>,
 }
@@ -476,20 +456,15 @@ pub struct AttemptOutcome {
     /// The final status; must be terminal.
     pub status: AttemptStatus,
     /// What it produced (a JSON object).
-    #[serde(default)]
     pub output_results: Option<Value>,
     /// What went wrong (a JSON object).
-    #[serde(default)]
     pub error_details: Option<Value>,
     /// When it ended; now when absent.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub completed_at: Option<Timestamp>,
     /// Peak memory in MB, not negative.
-    #[serde(default)]
     pub memory_usage_mb: Option<i32>,
     /// CPU time in ms, not negative.
-    #[serde(default)]
     pub cpu_time_ms: Option<i64>,
 }
 

@@ -140,78 +140,56 @@ pub struct Task {
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     /// The project (standalone tasks); must exist.
-    #[serde(default)]
     pub project_id: Option<ProjectId>,
     /// The workflow (workflow tasks); must exist.
-    #[serde(default)]
     pub workflow_id: Option<WorkflowId>,
     /// The run it is created for; must exist.
-    #[serde(default)]
     pub run_id: Option<RunId>,
     /// The parent task; must exist.
-    #[serde(default)]
     pub parent_task_id: Option<TaskId>,
     /// Its key inside its run, at most 200 characters.
-    #[serde(default)]
     pub step_key: Option<String>,
     /// The title; required, at most 500 characters.
     pub title: String,
     /// What is to be done.
-    #[serde(default)]
     pub description: Option<String>,
     /// A free-form kind, at most 100 characters.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub task_type: Option<String>,
     /// The priority; 0 when absent.
-    #[serde(default)]
     pub priority: Option<i32>,
     /// Requirements; `{}` when absent.
-    #[serde(default)]
     pub requirements: Option<Value>,
     /// Context; `{}` when absent.
-    #[serde(default)]
     pub context: Option<Value>,
     /// Tags; none when absent.
-    #[serde(default)]
     pub tags: Option<Vec<String>>,
     /// Metadata; `{}` when absent.
-    #[serde(default)]
     pub metadata: Option<Value>,
     /// The assigned agent, at most 100 characters.
-    #[serde(default)]
     pub assigned_agent: Option<String>,
     /// The handler, at most 255 characters.
-    #[serde(default)]
     pub handler_type: Option<String>,
     /// The command.
-    #[serde(default)]
     pub command: Option<String>,
     /// Handler parameters; `{}` when absent.
-    #[serde(default)]
     pub parameters: Option<Value>,
     /// Environment variables; `{}` when absent.
-    #[serde(default)]
     pub environment: Option<Value>,
     /// The working directory, at most 1000 characters.
-    #[serde(default)]
     pub working_directory: Option<String>,
     /// Tasks that must complete first; each must exist, no repeats.
     #[serde(default)]
     pub depends_on: Vec<TaskId>,
     /// Its place among its workflow's tasks.
-    #[serde(default)]
     pub execution_order: Option<i32>,
     /// How long one attempt may take; more than 0.
-    #[serde(default)]
     pub timeout_seconds: Option<i32>,
     /// How many times a failure is retried, 0..=100; 0 when absent.
-    #[serde(default)]
     pub max_retries: Option<i32>,
     /// The expected duration; not negative.
-    #[serde(default)]
     pub estimated_duration_seconds: Option<i32>,
     /// Who creates it; must exist.
-    #[serde(default)]
     pub created_by: Option<UserId>,
 }
 

@@ -198,52 +198,38 @@ pub struct NewWorkflow {
     /// The name; required, at most 255 characters.
     pub name: String,
     /// What it does.
-    #[serde(default)]
     pub description: Option<String>,
     /// Its kind; `general` when absent.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub workflow_type: Option<String>,
     /// Its status; `draft` when absent.
-    #[serde(default)]
     pub status: Option<WorkflowStatus>,
     /// Its priority; 0 when absent.
-    #[serde(default)]
     pub priority: Option<i32>,
     /// The definition; `{}` (no steps) when absent.
-    #[serde(default)]
     pub definition: Option<Value>,
     /// The configuration; `{}` when absent.
-    #[serde(default)]
     pub configuration: Option<Value>,
     /// The environment; `{}` when absent.
-    #[serde(default)]
     pub environment_variables: Option<Value>,
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
     /// Metadata; `{}` when absent.
-    #[serde(default)]
     pub metadata: Option<Value>,
     /// Visibility; `private` when absent.
-    #[serde(default)]
     pub visibility: Option<Visibility>,
     /// Scheduling; `parallel` when absent.
-    #[serde(default)]
     pub execution_strategy: Option<ExecutionStrategy>,
     /// On failure; `fail_fast` when absent.
-    #[serde(default)]
     pub failure_strategy: Option<FailureStrategy>,
     /// Timeout of a whole run.
-    #[serde(default)]
     pub timeout_seconds: Option<i32>,
     /// The owner.
-    #[serde(default)]
     pub owner_id: Option<UserId>,
     /// The team.
-    #[serde(default)]
     pub team_id: Option<TeamId>,
     /// The project.
-    #[serde(default)]
     pub project_id: Option<ProjectId>,
 }
 
@@ -320,16 +306,12 @@ pub struct WorkflowFilter {
 #[serde(deny_unknown_fields)]
 pub struct NewShare {
     /// The user to share with.
-    #[serde(default)]
     pub user_id: Option<UserId>,
     /// The team to share with.
-    #[serde(default)]
     pub team_id: Option<TeamId>,
     /// What it allows; `read` when absent.
-    #[serde(default)]
     pub permission: Option<SharePermission>,
     /// Who shares it.
-    #[serde(default)]
     pub created_by: Option<UserId>,
 }
 

@@ -111,18 +111,14 @@ pub struct NewWebhook {
     /// The event types to receive (at least one; see [`Webhook::events`]).
     pub events: Vec<String>,
     /// The signing secret (16 to 256 visible characters); a random one when absent.
-    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub secret: Option<SecretString>,
     /// Extra headers (a JSON object of strings; not `Content-Type`, `Host` or
     /// `X-Flowstore-*`).
-    #[serde(default)]
     pub headers: Option<Value>,
     /// Whether it receives deliveries; `true` when absent.
-    #[serde(default)]
     pub active: Option<bool>,
     /// Only events of this workflow's runs.
-    #[serde(default)]
     pub workflow_id: Option<WorkflowId>,
     /// The user it belongs to. Not read from request bodies: the server sets it.
     #[serde(skip)]

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::crypto::{Keyring, Sealed};
+use crate::crypto::{redacted_fmt, Keyring, Sealed, REDACTED};
 use crate::ids::ConfigurationId;
 use crate::text_enum;
 use crate::time::Timestamp;
@@ -47,21 +47,11 @@ impl SecretValue {
     }
 }
 
-impl fmt::Debug for SecretValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for SecretValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+redacted_fmt!(SecretValue);
 
 impl Serialize for SecretValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
+        s.serialize_str(REDACTED)
     }
 }
 
@@ -92,7 +82,7 @@ impl fmt::Debug for ConfigValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigValue::Plain(v) => write!(f, "Plain({v:?})"),
-            _ => f.write_str("<redacted>"),
+            _ => f.write_str(REDACTED),
         }
     }
 }
@@ -101,7 +91,7 @@ impl fmt::Display for ConfigValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigValue::Plain(v) => write!(f, "{v}"),
-            _ => f.write_str("<redacted>"),
+            _ => f.write_str(REDACTED),
         }
     }
 }
@@ -110,7 +100,7 @@ impl Serialize for ConfigValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             ConfigValue::Plain(v) => v.serialize(s),
-            _ => s.serialize_str("<redacted>"),
+            _ => s.serialize_str(REDACTED),
         }
     }
 }
@@ -226,10 +216,9 @@ pub struct SetConfiguration {
     /// The value (any JSON).
     pub value: Value,
     /// What it configures; `system` when absent.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub config_type: Option<ConfigType>,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// Whether to encrypt and hide the value.
     #[serde(default)]

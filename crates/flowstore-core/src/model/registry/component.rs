@@ -92,19 +92,14 @@ pub struct NewComponent {
     #[serde(rename = "type")]
     pub component_type: String,
     /// The status; `active` when absent.
-    #[serde(default)]
     pub status: Option<ComponentStatus>,
     /// The version, at most 50 characters.
-    #[serde(default)]
     pub version: Option<String>,
     /// Settings; `{}` when absent.
-    #[serde(default)]
     pub configuration: Option<Value>,
     /// Endpoints; `{}` when absent.
-    #[serde(default)]
     pub endpoints: Option<Value>,
     /// An http(s) URL to check its health.
-    #[serde(default)]
     pub health_check_url: Option<String>,
     /// Names of the components it needs.
     #[serde(default)]
@@ -140,7 +135,6 @@ pub struct Heartbeat {
     /// Its health now.
     pub health_status: HealthStatus,
     /// Its figures now (a JSON object); the old ones stay when absent.
-    #[serde(default)]
     pub performance_metrics: Option<Value>,
 }
 
@@ -343,13 +337,10 @@ pub struct NewSystemMetric {
     /// The value; must be finite.
     pub metric_value: f64,
     /// The unit, at most 50 characters.
-    #[serde(default)]
     pub metric_unit: Option<String>,
     /// The component it concerns, at most 255 characters.
-    #[serde(default)]
     pub component: Option<String>,
     /// Labels; `{}` when absent.
-    #[serde(default)]
     pub labels: Option<Value>,
 }
 
