@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, Caller, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -42,8 +42,12 @@ async fn diamond(c: &TestApp) -> String {
 }
 
 async fn claim(c: &TestApp, want: usize) -> Vec<Value> {
-    let r = c
-        .user()
+    claim_as(c.user(), want).await
+}
+
+/// Claims up to 10 `shell` tasks as `by`, which must get `want` of them.
+async fn claim_as(by: Caller<'_>, want: usize) -> Vec<Value> {
+    let r = by
         .claim(
             json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
         )
@@ -213,15 +217,7 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     let mine = private_task(&c, &a).await;
     let theirs = private_task(&c, &bk).await;
     // The admin claims both; A reports on both in one batch.
-    let r = c
-        .admin()
-        .claim(
-            json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let claimed = r.body.as_array().unwrap().clone();
-    assert_eq!(claimed.len(), 2, "{}", r.body);
+    let claimed = claim_as(c.admin(), 2).await;
     let attempt = |task: &str| -> i64 {
         claimed.iter().find(|t| t["task_id"] == task).unwrap()["attempt"]
             .as_i64()
