@@ -193,11 +193,7 @@ async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
     let (uid, a) = c.user_key(Role::User, "a@x.io").await;
     let (other, _) = c.user_key(Role::User, "b@x.io").await;
-    let r = c
-        .admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await;
-    assert_eq!(r.status, 201);
+    c.new_shell_handler().await;
     let w = c.by(&a).create_workflow(json!({"name": "wf", "status": "active", "definition": {"steps": [{"key": "a", "handler": "shell"}]}})).await.want(201);
     let wid = w["id"].as_str().unwrap();
     let e = c.audit_entry("workflow.create", wid).await;

@@ -352,12 +352,7 @@ async fn teams_and_notifications(b: Arc<dyn Backend>) {
     let ada_t = c.session_token("ada@x.io").await;
     let bob_t = c.session_token("bob@x.io").await;
 
-    let team = c
-        .admin()
-        .create_team(json!({"name": "core"}))
-        .await
-        .want(201);
-    let tid = team["id"].as_str().unwrap();
+    let tid = c.team("core").await;
     let members = format!("/api/v1/teams/{tid}/members");
     c.admin()
         .post(&members, json!({"user_id": ada}))

@@ -17,11 +17,7 @@ both_backends!(
 );
 
 async fn diamond(c: &TestApp) -> String {
-    let r = c
-        .admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    c.new_shell_handler().await;
     let steps = json!([
         {"key": "a", "handler": "shell"},
         {"key": "b", "handler": "shell", "depends_on": ["a"]},
@@ -209,11 +205,7 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     let c = TestApp::new(b.clone()).await;
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
-    let r = c
-        .admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    c.new_shell_handler().await;
     let mine = private_task(&c, &a).await;
     let theirs = private_task(&c, &bk).await;
     // The admin claims both; A reports on both in one batch.

@@ -229,3 +229,23 @@ impl TestApp {
         created["key"].as_str().unwrap().to_string()
     }
 }
+
+impl TestApp {
+    /// Creates a team `name` as the admin: its ID.
+    pub async fn team(&self, name: &str) -> String {
+        self.admin()
+            .create_team(json!({ "name": name }))
+            .await
+            .want_id(201)
+    }
+}
+
+impl TestApp {
+    /// Registers the handler type `shell` as the admin; it must be new (201).
+    pub async fn new_shell_handler(&self) {
+        self.admin()
+            .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
+            .await
+            .want(201);
+    }
+}
