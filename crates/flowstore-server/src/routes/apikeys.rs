@@ -37,15 +37,11 @@ pub struct CreatedKey {
     pub api_key: ApiKey,
 }
 
-query_params! {
+paged_query_params! {
     /// Whose keys `GET /apikeys` lists.
     pub struct ListKeys {
         /// The user (an admin only; others always see their own).
         pub user_id: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

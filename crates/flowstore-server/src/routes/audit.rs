@@ -22,7 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(verify))
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /audit`.
     pub struct ListAudit {
         /// Only entries of this actor (a user ID, or an API key's ID for a key of no user).
@@ -36,10 +36,6 @@ query_params! {
         pub action: Option<String>,
         /// Only entries written at or after this instant (RFC 3339).
         pub since: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

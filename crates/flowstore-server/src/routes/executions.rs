@@ -32,17 +32,13 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(aggregate))
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /executions`.
     pub struct ListExecutions {
         /// The workflow whose executions to list (required).
         pub workflow_id: Option<String>,
         /// Only executions in this status.
         pub status: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

@@ -90,10 +90,9 @@ pub async fn update(
 ) -> ApiResult<AxumJson<Handler>> {
     api.caller.require(Role::Admin)?;
     let mut tx = api.write().await?;
-    let before = audit::json(&tx.get_handler(&handler_type).await?);
+    let before = tx.get_handler(&handler_type).await?;
     let h = tx.update_handler(&handler_type, patch).await?;
-    let after = audit::json(&h);
-    api.commit(tx, "handler.update", &handler_type, before, after)
+    api.commit_change(tx, "handler.update", &handler_type, &before, &h)
         .await?;
     Ok(AxumJson(h))
 }
@@ -108,10 +107,9 @@ pub async fn deactivate(
 ) -> ApiResult<AxumJson<Handler>> {
     api.caller.require(Role::Admin)?;
     let mut tx = api.write().await?;
-    let before = audit::json(&tx.get_handler(&handler_type).await?);
+    let before = tx.get_handler(&handler_type).await?;
     let h = tx.deactivate_handler(&handler_type).await?;
-    let after = audit::json(&h);
-    api.commit(tx, "handler.deactivate", &handler_type, before, after)
+    api.commit_change(tx, "handler.deactivate", &handler_type, &before, &h)
         .await?;
     Ok(AxumJson(h))
 }

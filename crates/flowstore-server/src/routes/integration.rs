@@ -62,7 +62,7 @@ pub struct CreatedWebhook {
     pub secret: String,
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /credentials`.
     pub struct CredentialQuery {
         /// Only this user's (an admin only; others always see their own).
@@ -71,14 +71,10 @@ query_params! {
         #[serde(rename = "type")]
         #[param(rename = "type")]
         pub credential_type: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /webhooks`.
     pub struct WebhookQuery {
         /// Only this user's (an admin only; others always see their own).
@@ -87,22 +83,14 @@ query_params! {
         pub workflow_id: Option<String>,
         /// Only active (`true`) or inactive (`false`) ones.
         pub active: Option<bool>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 
-query_params! {
+paged_query_params! {
     /// Filter and page of `GET /webhooks/{id}/deliveries`.
     pub struct DeliveryQuery {
         /// Only deliveries in this status.
         pub status: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

@@ -18,6 +18,23 @@ macro_rules! query_params {
     };
 }
 
+/// [`query_params!`] of a route that answers a page: after the route's own
+/// parameters, `cursor` and `limit`.
+macro_rules! paged_query_params {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        query_params! {
+            $(#[$meta])*
+            pub struct $name {
+                $($fields)*
+                /// The `next_cursor` of the previous page.
+                pub cursor: Option<String>,
+                /// Page size, 1..=1000.
+                pub limit: Option<u32>,
+            }
+        }
+    };
+}
+
 pub mod apikeys;
 pub mod audit;
 pub mod events;
@@ -52,6 +69,11 @@ use serde_json::Value;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
+
+paged_query_params! {
+    /// A page: `cursor` and `limit`.
+    pub struct PageQuery {}
+}
 
 /// `cursor` and `limit` of a list, checked by the store (`limit` at most
 /// [`flowstore_core::page::MAX_PAGE_SIZE`]).

@@ -44,16 +44,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 query_params! {
-    /// A page: `cursor` and `limit`.
-    pub struct PageQuery {
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
-    }
-}
-
-query_params! {
     /// How `GET /components/health` judges staleness.
     pub struct HealthQuery {
         /// Seconds without a heartbeat after which a component is stale (60 when absent).
@@ -85,11 +75,11 @@ pub async fn register_component(
 }
 
 /// A page of components, newest first.
-#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(super::PageQuery),
     responses((status = 200, body = doc::ComponentPage)))]
 pub async fn list_components(
     api: Api,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<super::PageQuery>,
 ) -> ApiResult<AxumJson<Page<Component>>> {
     // A component's configuration and endpoints are for operators, not for
     // read-only keys (its health is for everyone: `/components/health`).
@@ -151,7 +141,7 @@ pub async fn delete_component(api: Api, Path(which): Path<String>) -> ApiResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /logs`.
     pub struct LogQuery {
         /// Only entries of this run (a non-admin must give it, for a run they may read).
@@ -166,10 +156,6 @@ query_params! {
         pub since: Option<String>,
         /// Only entries before this instant (RFC 3339).
         pub until: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 
@@ -233,17 +219,13 @@ pub async fn query_logs(
     ))
 }
 
-query_params! {
+paged_query_params! {
     /// Which configurations `GET /configurations` lists.
     pub struct ConfigQuery {
         /// Only entries of this type.
         #[serde(rename = "type")]
         #[param(rename = "type")]
         pub config_type: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

@@ -43,17 +43,13 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /users`.
     pub struct ListUsers {
         /// Only users with this role.
         pub role: Option<String>,
         /// Only users in this status.
         pub status: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

@@ -36,7 +36,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_validation))
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /pull-requests`.
     pub struct ListPullRequests {
         /// Only this project's.
@@ -45,10 +45,6 @@ query_params! {
         pub status: Option<String>,
         /// Only this task's.
         pub task_id: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

@@ -60,17 +60,13 @@ pub struct StartRunBody {
     pub metadata: Option<Value>,
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /runs`.
     pub struct ListRuns {
         /// The workflow whose runs to list (required).
         pub workflow_id: Option<String>,
         /// Only runs in this status.
         pub status: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 
@@ -161,14 +157,8 @@ pub async fn cancel(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Workf
     let mut tx = api.write().await?;
     let before = access::run(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
     let run = tx.cancel_run(id).await?;
-    api.commit(
-        tx,
-        "run.cancel",
-        id,
-        audit::json(&before),
-        audit::json(&run),
-    )
-    .await?;
+    api.commit_change(tx, "run.cancel", id, &before, &run)
+        .await?;
     api.state.notify_changed();
     Ok(AxumJson(run))
 }

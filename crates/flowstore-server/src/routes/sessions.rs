@@ -339,7 +339,7 @@ pub async fn logout(api: Api) -> ApiResult<StatusCode> {
         revoked_at: Some(now),
         ..session.clone()
     };
-    let (id, before, after) = (session.id, audit::json(session), audit::json(&after));
-    api.commit(tx, "session.logout", id, before, after).await?;
+    api.commit_change(tx, "session.logout", session.id, session, &after)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

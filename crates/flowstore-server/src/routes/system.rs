@@ -26,7 +26,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patch_component))
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /system-metrics`.
     pub struct ListSystemMetrics {
         /// Only samples of this metric.
@@ -37,10 +37,6 @@ query_params! {
         pub since: Option<String>,
         /// Only samples recorded before this instant (RFC 3339).
         pub until: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

@@ -30,16 +30,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(project_summary))
 }
 
-query_params! {
-    /// A page: `cursor` and `limit`.
-    pub struct ChildrenQuery {
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
-    }
-}
-
 /// Deletes a task with its dependencies and attempts. A step of a run is a 409: it
 /// belongs to the run's record (cancel the run instead).
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
@@ -81,13 +71,13 @@ pub async fn dependencies(api: Api, Path(id): Path<TaskId>) -> ApiResult<AxumJso
 }
 
 /// A page of the direct sub-tasks of a task that the key may read, newest first.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}/children", tag = "tasks", params(ChildrenQuery,
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/children", tag = "tasks", params(super::PageQuery,
         in_path::Task),
     responses((status = 200, body = doc::TaskPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn children(
     api: Api,
     Path(id): Path<TaskId>,
-    Query(q): Query<ChildrenQuery>,
+    Query(q): Query<super::PageQuery>,
 ) -> ApiResult<AxumJson<Page<Task>>> {
     let mut tx = api.read().await?;
     access::task(&mut *tx, &api.caller, id, SharePermission::Read).await?;

@@ -32,7 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update))
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /tasks`.
     pub struct ListTasks {
         /// Words every task found must contain in its title or description (ranked,
@@ -53,10 +53,6 @@ query_params! {
         /// Only tasks whose `requirements` contain this JSON object, e.g.
         /// `{"gpu":true}` (URL-encoded).
         pub requirements: Option<String>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

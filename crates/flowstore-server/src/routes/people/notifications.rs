@@ -29,15 +29,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_notification))
 }
 
-query_params! {
+paged_query_params! {
     /// Filters and page of `GET /notifications`.
     pub struct ListNotifications {
         /// Only unread ones.
         pub unread_only: Option<bool>,
-        /// The `next_cursor` of the previous page.
-        pub cursor: Option<String>,
-        /// Page size, 1..=1000.
-        pub limit: Option<u32>,
     }
 }
 

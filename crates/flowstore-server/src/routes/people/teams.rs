@@ -63,11 +63,11 @@ pub async fn create_team(api: Api, Json(mut new): Json<NewTeam>) -> ApiResult<im
 }
 
 /// A page of teams (admin only).
-#[utoipa::path(get, path = "/api/v1/teams", tag = "teams", params(crate::routes::ops::PageQuery),
+#[utoipa::path(get, path = "/api/v1/teams", tag = "teams", params(crate::routes::PageQuery),
     responses((status = 200, body = doc::TeamPage), (status = 403, body = Problem)))]
 pub async fn list_teams(
     api: Api,
-    Query(q): Query<crate::routes::ops::PageQuery>,
+    Query(q): Query<crate::routes::PageQuery>,
 ) -> ApiResult<AxumJson<Page<Team>>> {
     api.caller.require(Role::Admin)?;
     let mut tx = api.read().await?;
