@@ -10,12 +10,13 @@ use flowstore_core::model::workflow::{
     NewShare, SharePermission, Workflow, WorkflowFilter, WorkflowPatch, WorkflowShare,
     WorkflowStatus, WorkflowVersion,
 };
-use flowstore_core::Page;
+use flowstore_core::{Page, Tx};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
+use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
 use crate::routes::in_path;
@@ -62,19 +63,7 @@ pub async fn create(api: Api, Json(mut new): Json<NewWorkflow>) -> ApiResult<imp
     }
     super::check_owner(&api.caller, new.owner_id, "workflow")?;
     let mut tx = api.write().await?;
-    if let Some(p) = new.project_id {
-        access::project_field(
-            &mut *tx,
-            &api.caller,
-            "project_id",
-            p,
-            SharePermission::Read,
-        )
-        .await?;
-    }
-    if let Some(t) = new.team_id {
-        access::team_field(&mut *tx, &api.caller, "team_id", t).await?;
-    }
+    check_placement(&mut *tx, &api.caller, new.project_id, new.team_id).await?;
     let w = tx.create_workflow(new).await?;
     api.commit(tx, "workflow.create", w.id, None, audit::json(&w))
         .await?;
@@ -125,19 +114,8 @@ pub async fn update(
     patch.changed_by = api.caller.0.user_id;
     let mut tx = api.write().await?;
     let before = access::workflow(&mut *tx, &api.caller, id, SharePermission::Write).await?;
-    if let Some(Some(p)) = patch.project_id {
-        access::project_field(
-            &mut *tx,
-            &api.caller,
-            "project_id",
-            p,
-            SharePermission::Read,
-        )
-        .await?;
-    }
-    if let Some(Some(t)) = patch.team_id {
-        access::team_field(&mut *tx, &api.caller, "team_id", t).await?;
-    }
+    let (project, team) = (patch.project_id.flatten(), patch.team_id.flatten());
+    check_placement(&mut *tx, &api.caller, project, team).await?;
     let w = tx.update_workflow(id, patch).await?;
     api.commit_change(tx, "workflow.update", id, &before, &w)
         .await?;
@@ -211,4 +189,21 @@ pub async fn unshare(
     api.commit(tx, "workflow.unshare", id, audit::json(share), None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses to put a workflow in a project the caller may not read, or in a team the
+/// caller is not in (both as invalid fields of the body).
+async fn check_placement(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    project: Option<ProjectId>,
+    team: Option<TeamId>,
+) -> ApiResult<()> {
+    if let Some(p) = project {
+        access::project_field(tx, caller, "project_id", p, SharePermission::Read).await?;
+    }
+    if let Some(t) = team {
+        access::team_field(tx, caller, "team_id", t).await?;
+    }
+    Ok(())
 }
