@@ -19,18 +19,19 @@ pub fn json<T: Serialize>(entity: &T) -> Option<Value> {
     serde_json::to_value(entity).ok()
 }
 
-/// Appends an entry for what `caller` did: `action` (such as `workflow.update`) on
-/// the entity `entity_type`/`entity_id`, with the entity before and after.
+/// Appends an entry for what `caller` did: `action` (such as `workflow.update`, whose
+/// first part names the entity's type) on the entity `entity_id`, with the entity
+/// before and after.
 pub async fn record(
     tx: &mut dyn Tx,
     caller: &Caller,
     action: &str,
-    entity_type: &str,
     entity_id: impl Display,
     before: Option<Value>,
     after: Option<Value>,
 ) -> ApiResult<()> {
     let (actor_type, actor_id) = caller.actor();
+    let entity_type = action.split_once('.').map_or(action, |(kind, _)| kind);
     let mut entry = NewAuditEntry::new(
         actor_type,
         actor_id,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::item_texts;
 use flowstore_testkit::fixtures::{merged, one_step};
 use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
@@ -186,12 +187,7 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
 
     // A's list shows what A may read, not B's private one
     let list = c.by(&a).get("/api/v1/workflows?limit=100").await;
-    let ids: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["id"].as_str().unwrap())
-        .collect();
+    let ids = item_texts(&list.body, "id");
     assert!(!ids.contains(&private.as_str()), "{ids:?}");
     for wf in [&shared_read, &shared_exec, &team_wf, &public, &own] {
         assert!(ids.contains(&wf.as_str()), "{wf} in {ids:?}");

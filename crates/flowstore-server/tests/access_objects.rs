@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::item_texts;
 use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
@@ -242,12 +243,7 @@ async fn projects_pull_requests_and_tasks(b: Arc<dyn Backend>) {
     );
     // the full-text search leaves out what A may not see as well
     let found = c.by(&a).get("/api/v1/tasks?q=alone").await;
-    let found: Vec<&str> = found.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let found = item_texts(&found.body, "id");
     assert_eq!(found, [t_a.as_str()]);
     // a pull request may not name a task A cannot see
     let mut body = pr(&p_free, 4);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
 use flowstore_testkit::fixtures::changed;
+use flowstore_testkit::fixtures::item_texts;
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
@@ -51,15 +52,7 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
     assert_eq!(changed(&e, "display_name"), (Value::Null, json!("Ada")));
 
     // Sessions: a failed and a successful sign-in, then signing out.
-    let bad = json!({"email": "ada@x.io", "password": "wrong"})
-        .to_string()
-        .into_bytes();
-    assert_eq!(
-        c.raw("POST", "/api/v1/sessions", None, Some(bad))
-            .await
-            .status,
-        401
-    );
+    assert_eq!(c.sign_in_from("ada@x.io", "wrong", None).await.status, 401);
     let e = c.audit_entry("session.login_failed", uid).await;
     assert_eq!(actor(&e), (json!("system"), Value::Null));
     assert_eq!(
@@ -69,13 +62,8 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
         ),
         (Some("bad_credentials"), Some(1))
     );
-    let nobody = json!({"email": "nobody@x.io", "password": "wrong"})
-        .to_string()
-        .into_bytes();
     assert_eq!(
-        c.raw("POST", "/api/v1/sessions", None, Some(nobody))
-            .await
-            .status,
+        c.sign_in_from("nobody@x.io", "wrong", None).await.status,
         401
     );
     let all_failed = c
@@ -85,10 +73,9 @@ async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
         .want(200);
     assert_eq!(all_failed["items"][0]["after"]["email"], "nobody@x.io");
     assert!(all_failed["items"][0]["entity_id"].is_null());
-    let good = json!({"email": "ada@x.io", "password": "correct horse battery"})
-        .to_string()
-        .into_bytes();
-    let signed = c.raw("POST", "/api/v1/sessions", None, Some(good)).await;
+    let signed = c
+        .sign_in_from("ada@x.io", "correct horse battery", None)
+        .await;
     assert_eq!(signed.status, 201);
     let sid = signed.body["session"]["id"].as_str().unwrap();
     let token = signed.body["token"].as_str().unwrap();
@@ -206,11 +193,7 @@ async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
     let (uid, a) = c.user_key(Role::User, "a@x.io").await;
     let (other, _) = c.user_key(Role::User, "b@x.io").await;
-    let r = c
-        .admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await;
-    assert_eq!(r.status, 201);
+    c.new_shell_handler().await;
     let w = c.by(&a).create_workflow(json!({"name": "wf", "status": "active", "definition": {"steps": [{"key": "a", "handler": "shell"}]}})).await.want(201);
     let wid = w["id"].as_str().unwrap();
     let e = c.audit_entry("workflow.create", wid).await;
@@ -267,12 +250,7 @@ async fn workflows_and_runs_are_audited(b: Arc<dyn Backend>) {
         .get(&format!("/api/v1/audit?actor={uid}"))
         .await
         .want(200);
-    let actions: Vec<&str> = mine["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = item_texts(&mine, "action");
     assert_eq!(
         actions,
         [
@@ -320,12 +298,7 @@ async fn refused_changes_write_nothing(b: Arc<dyn Backend>) {
         c.by(key).post(path, body).await.want(status);
     }
     let log = c.admin().list_audit().await.want(200);
-    let actions: Vec<&str> = log["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = item_texts(&log, "action");
     assert_eq!(actions, ["team.create"]);
 }
 

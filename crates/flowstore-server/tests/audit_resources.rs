@@ -26,12 +26,7 @@ async fn projects_pull_requests_and_tasks_are_audited(b: Arc<dyn Backend>) {
     let (uid, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, other) = c.user_key(Role::User, "b@x.io").await;
 
-    let p = c
-        .by(&a)
-        .create_project(json!({"name": "shop"}))
-        .await
-        .want(201);
-    let pid = id(&p);
+    let pid = c.project(&a, "shop").await;
     let e = c.audit_entry("project.create", &pid).await;
     assert_eq!(
         (e["actor_type"].as_str(), e["actor_id"].as_str()),

@@ -123,12 +123,7 @@ async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
         GET "/api/v1/users/{a_id}" by a => 200;
         GET "/api/v1/users/{b_id}" by a => 404;
     );
-    let t = c
-        .admin()
-        .create_team(json!({"name": "core"}))
-        .await
-        .want(201);
-    let tid = t["id"].as_str().unwrap();
+    let tid = c.team("core").await;
     requests!(c;
         POST "/api/v1/teams/{tid}/members" with {"user_id": a_id, "role": "member"} by c.admin => 201;
         GET "/api/v1/teams/{tid}/members" by a => 200;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::item_texts;
 use flowstore_testkit::fixtures::{merged, one_step};
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
@@ -53,12 +54,7 @@ async fn task_links_and_project_summary(b: Arc<dyn Backend>) {
         .get(&format!("/api/v1/tasks/{parent}/children?limit=2"))
         .await
         .want(200);
-    let got: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let got = item_texts(&page, "id");
     assert_eq!(got, [kids[2].as_str(), kids[1].as_str()]);
     let cur = page["next_cursor"].as_str().unwrap();
     let last = c

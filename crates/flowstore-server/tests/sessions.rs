@@ -115,14 +115,7 @@ async fn signing_in_right_wrong_unknown_throttled_and_disabled(b: Arc<dyn Backen
         .unwrap()
         .to_string();
     // Bob's API key works while he is active (used once so that it is cached).
-    let bob_key = c
-        .admin()
-        .create_api_key(json!({"name": "bob's worker", "role": "user", "user_id": bob_id}))
-        .await
-        .want(201)["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bob_key = c.user_api_key(&bob_id, "bob's worker").await;
     requests!(c;
         GET "/api/v1/workflows" by bob_key => 200;
         PATCH "/api/v1/users/{bob_id}" with {"status": "suspended"} by c.admin => 200;
@@ -285,10 +278,7 @@ async fn users_change_themselves_and_admins_change_anyone(b: Arc<dyn Backend>) {
         );
     }
     let r = c.admin().patch(&me, json!({"role": "boss"})).await;
-    assert_eq!(
-        (r.status.as_u16(), r.body["field"].as_str()),
-        (422, Some("role"))
-    );
+    r.want_field(422, "role");
     c.admin()
         .patch(&me, json!({"display_name": "x".repeat(201)}))
         .await
@@ -299,22 +289,13 @@ async fn users_change_themselves_and_admins_change_anyone(b: Arc<dyn Backend>) {
         .by(&ada_t)
         .patch(&me, json!({"password": "a new password"}))
         .await;
-    assert_eq!(
-        (r.status.as_u16(), r.body["field"].as_str()),
-        (422, Some("current_password"))
-    );
+    r.want_field(422, "current_password");
     let wrong = json!({"password": "a new password", "current_password": "nope nope"});
     let r = c.by(&ada_t).patch(&me, wrong).await;
-    assert_eq!(
-        (r.status.as_u16(), r.body["field"].as_str()),
-        (422, Some("current_password"))
-    );
+    r.want_field(422, "current_password");
     let short = json!({"password": "short", "current_password": PASSWORD});
     let r = c.by(&ada_t).patch(&me, short).await;
-    assert_eq!(
-        (r.status.as_u16(), r.body["field"].as_str()),
-        (422, Some("password"))
-    );
+    r.want_field(422, "password");
     let good = json!({"password": "a new password", "current_password": PASSWORD});
     c.by(&ada_t).patch(&me, good).await.want(200);
     assert_eq!(sign_in(&c, "ada@x.io", PASSWORD).await.0, 401);
@@ -347,15 +328,9 @@ async fn the_last_admin_stays(b: Arc<dyn Backend>) {
     let t = c.session_token("first@x.io").await;
     let path = format!("/api/v1/users/{first}");
     let r = c.by(&t).patch(&path, json!({"role": "user"})).await;
-    assert_eq!(
-        (r.status.as_u16(), r.body["field"].as_str()),
-        (409, Some("role"))
-    );
+    r.want_field(409, "role");
     let r = c.by(&t).patch(&path, json!({"status": "inactive"})).await;
-    assert_eq!(
-        (r.status.as_u16(), r.body["field"].as_str()),
-        (409, Some("status"))
-    );
+    r.want_field(409, "status");
     c.by(&t).delete(&path).await.want(409);
     // Nothing changed.
     let u = c.by(&t).get(&path).await.want(200);
@@ -377,12 +352,7 @@ async fn teams_and_notifications(b: Arc<dyn Backend>) {
     let ada_t = c.session_token("ada@x.io").await;
     let bob_t = c.session_token("bob@x.io").await;
 
-    let team = c
-        .admin()
-        .create_team(json!({"name": "core"}))
-        .await
-        .want(201);
-    let tid = team["id"].as_str().unwrap();
+    let tid = c.team("core").await;
     let members = format!("/api/v1/teams/{tid}/members");
     c.admin()
         .post(&members, json!({"user_id": ada}))

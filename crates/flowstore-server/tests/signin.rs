@@ -116,14 +116,7 @@ async fn a_throttled_account_keeps_its_sessions_and_keys(b: Arc<dyn Backend>) {
     let c = TestApp::new(b).await;
     let id = c.password_user("ada@x.io", "user").await;
     let session = c.session_token("ada@x.io").await;
-    let key = c
-        .admin()
-        .create_api_key(json!({"name": "ada's worker", "role": "user", "user_id": id}))
-        .await
-        .want(201)["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = c.user_api_key(&id, "ada's worker").await;
     let answers = throttle(&c, "ada@x.io").await;
     assert_eq!(answers.last().unwrap().status, 429);
     // Strangers' wrong passwords do not sign the owner out.

@@ -15,12 +15,7 @@ async fn tasks_and_pull_requests(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, other) = c.user_key(Role::User, "b@x.io").await;
-    let p = c
-        .by(&a)
-        .create_project(json!({"name": "p"}))
-        .await
-        .want(201);
-    let pid = p["id"].as_str().unwrap();
+    let pid = c.project(&a, "p").await;
     let t1 = c.by(&a).create_task(json!({"title": "build the parser", "project_id": pid, "tags": ["rust"], "requirements": {"gpu": true}})).await.want(201);
     c.by(&a)
         .create_task(json!({"title": "write docs", "tags": ["docs"]}))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::{both_backends, Caller, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -17,11 +17,7 @@ both_backends!(
 );
 
 async fn diamond(c: &TestApp) -> String {
-    let r = c
-        .admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    c.new_shell_handler().await;
     let steps = json!([
         {"key": "a", "handler": "shell"},
         {"key": "b", "handler": "shell", "depends_on": ["a"]},
@@ -42,8 +38,12 @@ async fn diamond(c: &TestApp) -> String {
 }
 
 async fn claim(c: &TestApp, want: usize) -> Vec<Value> {
-    let r = c
-        .user()
+    claim_as(c.user(), want).await
+}
+
+/// Claims up to 10 `shell` tasks as `by`, which must get `want` of them.
+async fn claim_as(by: Caller<'_>, want: usize) -> Vec<Value> {
+    let r = by
         .claim(
             json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
         )
@@ -205,23 +205,11 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     let c = TestApp::new(b.clone()).await;
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
-    let r = c
-        .admin()
-        .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    c.new_shell_handler().await;
     let mine = private_task(&c, &a).await;
     let theirs = private_task(&c, &bk).await;
     // The admin claims both; A reports on both in one batch.
-    let r = c
-        .admin()
-        .claim(
-            json!({"worker_id": "w1", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let claimed = r.body.as_array().unwrap().clone();
-    assert_eq!(claimed.len(), 2, "{}", r.body);
+    let claimed = claim_as(c.admin(), 2).await;
     let attempt = |task: &str| -> i64 {
         claimed.iter().find(|t| t["task_id"] == task).unwrap()["attempt"]
             .as_i64()

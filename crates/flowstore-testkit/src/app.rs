@@ -337,3 +337,18 @@ endpoints! {
     list_audit() => "GET" "/api/v1/audit";
     verify_audit() => "GET" "/api/v1/audit/verify";
 }
+
+impl Answer {
+    /// Asserts the answer is a problem of `status` whose `field` is `field`.
+    #[track_caller]
+    pub fn want_field(&self, status: u16, field: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.body["field"].as_str()),
+            (status, Some(field)),
+            "{} {}: {}",
+            self.method,
+            self.path,
+            self.body
+        );
+    }
+}

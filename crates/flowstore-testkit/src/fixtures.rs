@@ -209,3 +209,43 @@ impl TestApp {
         self.admin().create_user(body).await.want_id(201)
     }
 }
+
+/// The text `field` of each item of a page, in order.
+pub fn item_texts<'a>(page: &'a Value, field: &str) -> Vec<&'a str> {
+    page["items"]
+        .as_array()
+        .expect("a page of items")
+        .iter()
+        .map(|item| item[field].as_str().expect("a text field"))
+        .collect()
+}
+
+impl TestApp {
+    /// Creates (as the admin) an API key `name` with the role user, acting for the
+    /// user `user_id`: the key.
+    pub async fn user_api_key(&self, user_id: &str, name: &str) -> String {
+        let body = json!({"name": name, "role": "user", "user_id": user_id});
+        let created = self.admin().create_api_key(body).await.want(201);
+        created["key"].as_str().unwrap().to_string()
+    }
+}
+
+impl TestApp {
+    /// Creates a team `name` as the admin: its ID.
+    pub async fn team(&self, name: &str) -> String {
+        self.admin()
+            .create_team(json!({ "name": name }))
+            .await
+            .want_id(201)
+    }
+}
+
+impl TestApp {
+    /// Registers the handler type `shell` as the admin; it must be new (201).
+    pub async fn new_shell_handler(&self) {
+        self.admin()
+            .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
+            .await
+            .want(201);
+    }
+}

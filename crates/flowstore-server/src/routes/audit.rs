@@ -1,20 +1,17 @@
 //! The audit log, for admins only: entries newest first with filters, and a walk of
 //! the hash chain that reports the first entry that does not verify.
 
-use axum::extract::State;
 use axum::Json as AxumJson;
 use flowstore_core::model::audit::{AuditEntry, AuditFilter, ChainVerification};
 use flowstore_core::model::identity::Role;
 use flowstore_core::time::Timestamp;
 use flowstore_core::Page;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Caller;
 use crate::error::{ApiResult, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -25,26 +22,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(verify))
 }
 
-/// Filters and page of `GET /audit`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListAudit {
-    /// Only entries of this actor (a user ID, or an API key's ID for a key of no user).
-    pub actor: Option<String>,
-    /// Only entries about this kind of entity (user, team, session, api_key,
-    /// configuration, workflow, run).
-    pub entity_type: Option<String>,
-    /// Only entries about this entity.
-    pub entity_id: Option<String>,
-    /// Only entries of this action, such as `workflow.update`.
-    pub action: Option<String>,
-    /// Only entries written at or after this instant (RFC 3339).
-    pub since: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /audit`.
+    pub struct ListAudit {
+        /// Only entries of this actor (a user ID, or an API key's ID for a key of no user).
+        pub actor: Option<String>,
+        /// Only entries about this kind of entity (user, team, session, api_key,
+        /// configuration, workflow, run).
+        pub entity_type: Option<String>,
+        /// Only entries about this entity.
+        pub entity_id: Option<String>,
+        /// Only entries of this action, such as `workflow.update`.
+        pub action: Option<String>,
+        /// Only entries written at or after this instant (RFC 3339).
+        pub since: Option<String>,
+    }
 }
 
 fn text(v: Option<String>) -> Option<String> {
@@ -55,12 +47,8 @@ fn text(v: Option<String>) -> Option<String> {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(ListAudit),
     responses((status = 200, body = doc::AuditEntryPage),
         (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListAudit>,
-) -> ApiResult<AxumJson<Page<AuditEntry>>> {
-    caller.require(Role::Admin)?;
+pub async fn list(api: Api, Query(q): Query<ListAudit>) -> ApiResult<AxumJson<Page<AuditEntry>>> {
+    api.caller.require(Role::Admin)?;
     let since =
         match text(q.since) {
             None => None,
@@ -75,7 +63,7 @@ pub async fn list(
         action: text(q.action),
         since,
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_audit(&filter, &super::page(q.cursor, q.limit))
             .await?,
@@ -86,11 +74,8 @@ pub async fn list(
 /// that was changed, or follows a removed one; null when the chain is intact.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, body = doc::ChainVerification), (status = 403, body = Problem)))]
-pub async fn verify(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<AxumJson<ChainVerification>> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin_read().await?;
+pub async fn verify(api: Api) -> ApiResult<AxumJson<ChainVerification>> {
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(tx.verify_audit_chain().await?))
 }

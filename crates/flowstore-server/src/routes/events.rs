@@ -5,22 +5,19 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use flowstore_core::ids::RunId;
 use flowstore_core::model::engine::{Event, EventFilter};
 use flowstore_core::StoreResult;
 use futures::Stream;
-use serde::Deserialize;
 use tokio::sync::watch;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Problem, Query};
+use crate::routes::Api;
 use crate::state::AppState;
 use flowstore_core::model::workflow::SharePermission;
 
@@ -32,19 +29,18 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 const BATCH: u32 = 200;
 
-/// Filters of the event stream.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EventsQuery {
-    /// Only this run's events.
-    pub run_id: Option<String>,
-    /// Only this workflow's events.
-    pub workflow_id: Option<String>,
-    /// Only events of this type, such as `task.completed`.
-    pub event_type: Option<String>,
-    /// Start after this `seq` (the `Last-Event-ID` header wins when both are given).
-    pub after: Option<i64>,
+query_params! {
+    /// Filters of the event stream.
+    pub struct EventsQuery {
+        /// Only this run's events.
+        pub run_id: Option<String>,
+        /// Only this workflow's events.
+        pub workflow_id: Option<String>,
+        /// Only events of this type, such as `task.completed`.
+        pub event_type: Option<String>,
+        /// Start after this `seq` (the `Last-Event-ID` header wins when both are given).
+        pub after: Option<i64>,
+    }
 }
 
 struct Cursor {
@@ -61,8 +57,7 @@ struct Cursor {
     responses((status = 200, content_type = "text/event-stream", description = "events: id = seq, event = event_type, data = the event as JSON"),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn stream(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
@@ -84,14 +79,15 @@ pub async fn stream(
     };
     // Events inherit their workflow's access: an admin may stream everything;
     // another key names a run or workflow it may read.
-    if !caller.is_admin() {
-        let mut tx = state.backend().begin_read().await?;
+    if !api.caller.is_admin() {
+        let mut tx = api.read().await?;
         match (filter.run_id, filter.workflow_id.as_deref()) {
             (Some(run), _) => {
-                access::run(&mut *tx, &caller, run, SharePermission::Read).await?;
+                access::run(&mut *tx, &api.caller, run, SharePermission::Read).await?;
             }
             (None, Some(w)) => {
-                access::check_workflow_named(&mut *tx, &caller, w, SharePermission::Read).await?;
+                access::check_workflow_named(&mut *tx, &api.caller, w, SharePermission::Read)
+                    .await?;
             }
             (None, None) => {
                 return Err(Problem::forbidden(
@@ -102,10 +98,10 @@ pub async fn stream(
     }
     // The first read happens now, so that an unreachable database is a 503 rather
     // than an empty stream.
-    let first = fetch(&state, after, &filter).await?;
+    let first = fetch(&api.state, after, &filter).await?;
     let cursor = Cursor {
-        shutdown: state.shutdown_signal(),
-        state,
+        shutdown: api.state.shutdown_signal(),
+        state: api.state,
         filter,
         after,
         buffer: first.into(),

@@ -7,15 +7,14 @@ use axum::Json as AxumJson;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::registry::{Handler, HandlerPatch, NewHandler};
 use flowstore_core::Page;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -27,43 +26,29 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate))
 }
 
-/// Which handlers `GET /handlers` lists.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListHandlers {
-    /// `true`: a page of every handler, deactivated ones included (with `cursor`
-    /// and `limit`); otherwise every active handler.
-    pub all: Option<bool>,
-    /// The `next_cursor` of the previous page (with `all=true`).
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000 (with `all=true`).
-    pub limit: Option<u32>,
+query_params! {
+    /// Which handlers `GET /handlers` lists.
+    pub struct ListHandlers {
+        /// `true`: a page of every handler, deactivated ones included (with `cursor`
+        /// and `limit`); otherwise every active handler.
+        pub all: Option<bool>,
+        /// The `next_cursor` of the previous page (with `all=true`).
+        pub cursor: Option<String>,
+        /// Page size, 1..=1000 (with `all=true`).
+        pub limit: Option<u32>,
+    }
 }
 
 /// Registers a handler type (admin only).
 #[utoipa::path(post, path = "/api/v1/handlers", tag = "handlers", request_body = doc::NewHandler,
     responses((status = 201, body = doc::Handler), (status = 403, body = Problem), (status = 409, body = Problem)))]
-pub async fn register(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(new): Json<NewHandler>,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
+pub async fn register(api: Api, Json(new): Json<NewHandler>) -> ApiResult<impl IntoResponse> {
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
     let h = tx.register_handler(new).await?;
     let after = audit::json(&h);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "handler.register",
-        "handler",
-        &h.handler_type,
-        None,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "handler.register", &h.handler_type, None, after)
+        .await?;
     Ok((StatusCode::CREATED, AxumJson(h)))
 }
 
@@ -84,7 +69,7 @@ pub async fn list(
 
 /// The handler for a task type.
 #[utoipa::path(get, path = "/api/v1/handlers/{handler_type}", tag = "handlers",
-    params(("handler_type" = String, Path)),
+    params(in_path::Handler),
     responses((status = 200, body = doc::Handler), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -96,57 +81,35 @@ pub async fn get(
 
 /// Changes a handler (admin only).
 #[utoipa::path(patch, path = "/api/v1/handlers/{handler_type}", tag = "handlers",
-    request_body = doc::HandlerPatch, params(("handler_type" = String, Path)),
+    request_body = doc::HandlerPatch, params(in_path::Handler),
     responses((status = 200, body = doc::Handler), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(handler_type): Path<String>,
     Json(patch): Json<HandlerPatch>,
 ) -> ApiResult<AxumJson<Handler>> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
-    let before = audit::json(&tx.get_handler(&handler_type).await?);
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
+    let before = tx.get_handler(&handler_type).await?;
     let h = tx.update_handler(&handler_type, patch).await?;
-    let after = audit::json(&h);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "handler.update",
-        "handler",
-        &handler_type,
-        before,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit_change(tx, "handler.update", &handler_type, &before, &h)
+        .await?;
     Ok(AxumJson(h))
 }
 
 /// Deactivates a handler (admin only): workers stop being offered its tasks.
 #[utoipa::path(post, path = "/api/v1/handlers/{handler_type}/deactivate", tag = "handlers",
-    params(("handler_type" = String, Path)),
+    params(in_path::Handler),
     responses((status = 200, body = doc::Handler), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn deactivate(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(handler_type): Path<String>,
 ) -> ApiResult<AxumJson<Handler>> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
-    let before = audit::json(&tx.get_handler(&handler_type).await?);
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
+    let before = tx.get_handler(&handler_type).await?;
     let h = tx.deactivate_handler(&handler_type).await?;
-    let after = audit::json(&h);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "handler.deactivate",
-        "handler",
-        &handler_type,
-        before,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit_change(tx, "handler.deactivate", &handler_type, &before, &h)
+        .await?;
     Ok(AxumJson(h))
 }

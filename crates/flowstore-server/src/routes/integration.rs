@@ -4,7 +4,6 @@
 //! webhook's secret only once, when it is created. Request bodies are wrapped at
 //! once so that secrets cannot reach a log.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
@@ -14,9 +13,9 @@ use flowstore_core::model::integration::{
     NewDelivery, NewWebhook, Webhook, WebhookDelivery, WebhookFilter, WebhookPatch,
 };
 use flowstore_core::{Page, StoreError, Tx};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -24,6 +23,8 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -61,51 +62,36 @@ pub struct CreatedWebhook {
     pub secret: String,
 }
 
-/// Filters and page of `GET /credentials`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct CredentialQuery {
-    /// Only this user's (an admin only; others always see their own).
-    pub owner_id: Option<String>,
-    /// Only of this type.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    pub credential_type: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /credentials`.
+    pub struct CredentialQuery {
+        /// Only this user's (an admin only; others always see their own).
+        pub owner_id: Option<String>,
+        /// Only of this type.
+        #[serde(rename = "type")]
+        #[param(rename = "type")]
+        pub credential_type: Option<String>,
+    }
 }
 
-/// Filters and page of `GET /webhooks`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct WebhookQuery {
-    /// Only this user's (an admin only; others always see their own).
-    pub owner_id: Option<String>,
-    /// Only those filtered on this workflow.
-    pub workflow_id: Option<String>,
-    /// Only active (`true`) or inactive (`false`) ones.
-    pub active: Option<bool>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /webhooks`.
+    pub struct WebhookQuery {
+        /// Only this user's (an admin only; others always see their own).
+        pub owner_id: Option<String>,
+        /// Only those filtered on this workflow.
+        pub workflow_id: Option<String>,
+        /// Only active (`true`) or inactive (`false`) ones.
+        pub active: Option<bool>,
+    }
 }
 
-/// Filter and page of `GET /webhooks/{id}/deliveries`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeliveryQuery {
-    /// Only deliveries in this status.
-    pub status: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filter and page of `GET /webhooks/{id}/deliveries`.
+    pub struct DeliveryQuery {
+        /// Only deliveries in this status.
+        pub status: Option<String>,
+    }
 }
 
 /// Whether `caller` may see an object owned by `owner`: admins see all, others their
@@ -143,25 +129,38 @@ fn list_owner(caller: &Caller, asked: Option<&str>) -> ApiResult<Option<UserId>>
     }
 }
 
-async fn credential(tx: &mut dyn Tx, caller: &Caller, id: &str) -> ApiResult<Credential> {
-    let id = id
-        .parse::<CredentialId>()
-        .map_err(|_| Problem::not_found(format!("no credential {id}")))?;
-    let c = tx.get_credential(id).await?;
-    if !visible(caller, c.owner_id) {
-        return Err(StoreError::not_found("credential", id).into());
+/// The ID of a `what` given in a path: text that is no such ID names nothing (404).
+fn parse_id<T: std::str::FromStr>(what: &str, id: &str) -> ApiResult<T> {
+    id.parse()
+        .map_err(|_| Problem::not_found(format!("no {what} {id}")))
+}
+
+/// Refuses a `what` that `caller` may not see (see [`visible`]) as if it did not
+/// exist.
+fn hidden_unless_visible(
+    caller: &Caller,
+    owner: Option<UserId>,
+    what: &'static str,
+    id: impl std::fmt::Display,
+) -> ApiResult<()> {
+    if visible(caller, owner) {
+        Ok(())
+    } else {
+        Err(StoreError::not_found(what, id).into())
     }
+}
+
+async fn credential(tx: &mut dyn Tx, caller: &Caller, id: &str) -> ApiResult<Credential> {
+    let id: CredentialId = parse_id("credential", id)?;
+    let c = tx.get_credential(id).await?;
+    hidden_unless_visible(caller, c.owner_id, "credential", id)?;
     Ok(c)
 }
 
 async fn webhook(tx: &mut dyn Tx, caller: &Caller, id: &str) -> ApiResult<Webhook> {
-    let id = id
-        .parse::<WebhookId>()
-        .map_err(|_| Problem::not_found(format!("no webhook {id}")))?;
+    let id: WebhookId = parse_id("webhook", id)?;
     let w = tx.get_webhook(id).await?;
-    if !visible(caller, w.owner_id) {
-        return Err(StoreError::not_found("webhook", id).into());
-    }
+    hidden_unless_visible(caller, w.owner_id, "webhook", id)?;
     Ok(w)
 }
 
@@ -169,25 +168,15 @@ async fn webhook(tx: &mut dyn Tx, caller: &Caller, id: &str) -> ApiResult<Webhoo
 #[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", request_body = doc::NewCredential,
     responses((status = 201, body = doc::Credential), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_credential(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(mut new): Json<NewCredential>,
 ) -> ApiResult<impl IntoResponse> {
-    new.owner_id = creator(&caller)?;
-    let mut tx = state.backend().begin().await?;
+    new.owner_id = creator(&api.caller)?;
+    let mut tx = api.write().await?;
     let c = tx.create_credential(new).await?;
     let after = audit::json(&c);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "credential.create",
-        "credential",
-        c.id,
-        None,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "credential.create", c.id, None, after)
+        .await?;
     Ok((StatusCode::CREATED, AxumJson(c)))
 }
 
@@ -195,15 +184,14 @@ pub async fn create_credential(
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(CredentialQuery),
     responses((status = 200, body = doc::CredentialPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_credentials(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Query(q): Query<CredentialQuery>,
 ) -> ApiResult<AxumJson<Page<Credential>>> {
     let filter = CredentialFilter {
-        owner_id: list_owner(&caller, q.owner_id.as_deref())?,
+        owner_id: list_owner(&api.caller, q.owner_id.as_deref())?,
         credential_type: super::parse_opt::<CredentialType>("type", q.credential_type.as_deref())?,
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_credentials(&filter, &super::page(q.cursor, q.limit))
             .await?,
@@ -211,68 +199,40 @@ pub async fn list_credentials(
 }
 
 /// One credential's metadata.
-#[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "credentials", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "credentials", params(in_path::Id),
     responses((status = 200, body = doc::Credential), (status = 404, body = Problem)))]
-pub async fn get_credential(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<AxumJson<Credential>> {
-    let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(credential(&mut *tx, &caller, &id).await?))
+pub async fn get_credential(api: Api, Path(id): Path<String>) -> ApiResult<AxumJson<Credential>> {
+    let mut tx = api.read().await?;
+    Ok(AxumJson(credential(&mut *tx, &api.caller, &id).await?))
 }
 
 /// Changes a credential; giving `data` replaces (rotates) the secret.
-#[utoipa::path(patch, path = "/api/v1/credentials/{id}", tag = "credentials", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/credentials/{id}", tag = "credentials", params(in_path::Id),
     request_body = doc::CredentialPatch,
     responses((status = 200, body = doc::Credential), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_credential(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<String>,
     Json(patch): Json<CredentialPatch>,
 ) -> ApiResult<AxumJson<Credential>> {
-    let mut tx = state.backend().begin().await?;
-    let before = credential(&mut *tx, &caller, &id).await?;
+    let mut tx = api.write().await?;
+    let before = credential(&mut *tx, &api.caller, &id).await?;
     let c = tx.update_credential(before.id, patch).await?;
-    let (b, a) = (audit::json(&before), audit::json(&c));
-    audit::record(
-        &mut *tx,
-        &caller,
-        "credential.update",
-        "credential",
-        c.id,
-        b,
-        a,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit_change(tx, "credential.update", c.id, &before, &c)
+        .await?;
     Ok(AxumJson(c))
 }
 
 /// Deletes a credential.
-#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials", params(in_path::Id),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_credential(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let mut tx = state.backend().begin().await?;
-    let c = credential(&mut *tx, &caller, &id).await?;
+pub async fn delete_credential(api: Api, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let mut tx = api.write().await?;
+    let c = credential(&mut *tx, &api.caller, &id).await?;
     tx.delete_credential(c.id).await?;
     let before = audit::json(&c);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "credential.delete",
-        "credential",
-        c.id,
-        before,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "credential.delete", c.id, before, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -294,30 +254,20 @@ fn reveal_problem(e: StoreError) -> Problem {
 
 /// Decrypts a credential's data for its owner or an admin (and records the use). An
 /// expired credential is refused: 409 of type `credential-expired`.
-#[utoipa::path(post, path = "/api/v1/credentials/{id}/reveal", tag = "credentials", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/credentials/{id}/reveal", tag = "credentials", params(in_path::Id),
     responses((status = 200, body = RevealedCredential), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "the credential has expired (type `credential-expired`, field `expires_at`)")))]
 pub async fn reveal_credential(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<String>,
 ) -> ApiResult<AxumJson<RevealedCredential>> {
-    let mut tx = state.backend().begin().await?;
-    let c = credential(&mut *tx, &caller, &id).await?;
+    let mut tx = api.write().await?;
+    let c = credential(&mut *tx, &api.caller, &id).await?;
     let (credential, data) = tx.reveal_credential(c.id).await.map_err(reveal_problem)?;
     // Who read a secret is recorded, never the secret itself.
-    audit::record(
-        &mut *tx,
-        &caller,
-        "credential.reveal",
-        "credential",
-        c.id,
-        None,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(credential = %credential.id, caller = %caller.who(), "credential revealed");
+    api.commit(tx, "credential.reveal", c.id, None, None)
+        .await?;
+    tracing::info!(credential = %credential.id, caller = %api.caller.who(), "credential revealed");
     Ok(AxumJson(RevealedCredential {
         credential,
         data: data.reveal().clone(),
@@ -331,20 +281,19 @@ pub async fn reveal_credential(
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = doc::NewWebhook,
     responses((status = 201, body = CreatedWebhook), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_webhook(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(mut new): Json<NewWebhook>,
 ) -> ApiResult<impl IntoResponse> {
-    new.owner_id = creator(&caller)?;
+    new.owner_id = creator(&api.caller)?;
     // Where the server may be made to send requests is settled before the
     // transaction (nothing is looked up; deliveries check resolved addresses).
-    new.check_destination(&state.config().webhooks.destinations)?;
-    let mut tx = state.backend().begin().await?;
+    new.check_destination(&api.state.config().webhooks.destinations)?;
+    let mut tx = api.write().await?;
     if let Some(wf) = new.workflow_id {
-        // Filtering on a workflow reveals its events: the caller must be able to read it.
+        // Filtering on a workflow reveals its events: the api.caller must be able to read it.
         match crate::access::workflow(
             &mut *tx,
-            &caller,
+            &api.caller,
             wf,
             flowstore_core::model::workflow::SharePermission::Read,
         )
@@ -364,17 +313,7 @@ pub async fn create_webhook(
     let created = tx.create_webhook(new).await?;
     let after = audit::json(&created.webhook);
     let id = created.webhook.id;
-    audit::record(
-        &mut *tx,
-        &caller,
-        "webhook.create",
-        "webhook",
-        id,
-        None,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "webhook.create", id, None, after).await?;
     Ok((
         StatusCode::CREATED,
         AxumJson(CreatedWebhook {
@@ -388,16 +327,15 @@ pub async fn create_webhook(
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", params(WebhookQuery),
     responses((status = 200, body = doc::WebhookPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_webhooks(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Query(q): Query<WebhookQuery>,
 ) -> ApiResult<AxumJson<Page<Webhook>>> {
     let filter = WebhookFilter {
-        owner_id: list_owner(&caller, q.owner_id.as_deref())?,
+        owner_id: list_owner(&api.caller, q.owner_id.as_deref())?,
         workflow_id: super::parse_opt::<WorkflowId>("workflow_id", q.workflow_id.as_deref())?,
         active: q.active,
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_webhooks(&filter, &super::page(q.cursor, q.limit))
             .await?,
@@ -405,77 +343,56 @@ pub async fn list_webhooks(
 }
 
 /// One webhook.
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(in_path::Id),
     responses((status = 200, body = doc::Webhook), (status = 404, body = Problem)))]
-pub async fn get_webhook(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<AxumJson<Webhook>> {
-    let mut tx = state.backend().begin_read().await?;
-    Ok(AxumJson(webhook(&mut *tx, &caller, &id).await?))
+pub async fn get_webhook(api: Api, Path(id): Path<String>) -> ApiResult<AxumJson<Webhook>> {
+    let mut tx = api.read().await?;
+    Ok(AxumJson(webhook(&mut *tx, &api.caller, &id).await?))
 }
 
 /// Changes a webhook (URL, events, headers, active, secret, workflow filter); a new
 /// URL is checked as at creation.
-#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(in_path::Id),
     request_body = doc::WebhookPatch,
     responses((status = 200, body = doc::Webhook), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_webhook(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<String>,
     Json(patch): Json<WebhookPatch>,
 ) -> ApiResult<AxumJson<Webhook>> {
-    patch.check_destination(&state.config().webhooks.destinations)?;
-    let mut tx = state.backend().begin().await?;
-    let before = webhook(&mut *tx, &caller, &id).await?;
+    patch.check_destination(&api.state.config().webhooks.destinations)?;
+    let mut tx = api.write().await?;
+    let before = webhook(&mut *tx, &api.caller, &id).await?;
     let w = tx.update_webhook(before.id, patch).await?;
-    let (b, a) = (audit::json(&before), audit::json(&w));
-    audit::record(&mut *tx, &caller, "webhook.update", "webhook", w.id, b, a).await?;
-    tx.commit().await?;
+    api.commit_change(tx, "webhook.update", w.id, &before, &w)
+        .await?;
     Ok(AxumJson(w))
 }
 
 /// Deletes a webhook and its deliveries.
-#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(in_path::Id),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_webhook(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let mut tx = state.backend().begin().await?;
-    let w = webhook(&mut *tx, &caller, &id).await?;
+pub async fn delete_webhook(api: Api, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let mut tx = api.write().await?;
+    let w = webhook(&mut *tx, &api.caller, &id).await?;
     tx.delete_webhook(w.id).await?;
     let before = audit::json(&w);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "webhook.delete",
-        "webhook",
-        w.id,
-        before,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "webhook.delete", w.id, before, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A page of a webhook's deliveries, newest first, with attempts and outcomes (of
 /// an answer, its status and a summary, never its body).
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path), DeliveryQuery),
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", params(in_path::Id, DeliveryQuery),
     responses((status = 200, body = doc::DeliveryPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn deliveries(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<String>,
     Query(q): Query<DeliveryQuery>,
 ) -> ApiResult<AxumJson<Page<WebhookDelivery>>> {
     let status = super::parse_opt::<DeliveryStatus>("status", q.status.as_deref())?;
-    let mut tx = state.backend().begin_read().await?;
-    let w = webhook(&mut *tx, &caller, &id).await?;
+    let mut tx = api.read().await?;
+    let w = webhook(&mut *tx, &api.caller, &id).await?;
     Ok(AxumJson(
         tx.list_deliveries(w.id, status, &super::page(q.cursor, q.limit))
             .await?,
@@ -484,19 +401,15 @@ pub async fn deliveries(
 
 /// Queues a `webhook.test` delivery, sent by the dispatcher at once (also to an
 /// inactive webhook once it is turned on).
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", params(in_path::Id),
     responses((status = 202, body = doc::WebhookDelivery), (status = 404, body = Problem)))]
-pub async fn send_test(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    let mut tx = state.backend().begin().await?;
-    let w = webhook(&mut *tx, &caller, &id).await?;
+pub async fn send_test(api: Api, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let mut tx = api.write().await?;
+    let w = webhook(&mut *tx, &api.caller, &id).await?;
     let d = tx
         .record_delivery(NewDelivery::test(w.id, flowstore_core::time::now()))
         .await?;
     tx.commit().await?;
-    state.notify_changed();
+    api.state.notify_changed();
     Ok((StatusCode::ACCEPTED, AxumJson(d)))
 }

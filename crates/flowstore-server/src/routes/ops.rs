@@ -18,18 +18,16 @@ use flowstore_core::model::registry::{
     Component, ComponentHealth, ComponentRef, Heartbeat, NewComponent,
 };
 use flowstore_core::model::workflow::SharePermission;
-use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, StoreError};
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -45,27 +43,16 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_configuration, delete_configuration))
 }
 
-/// A page: `cursor` and `limit`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+query_params! {
+    /// How `GET /components/health` judges staleness.
+    pub struct HealthQuery {
+        /// Seconds without a heartbeat after which a component is stale (60 when absent).
+        pub stale_after_secs: Option<u64>,
+    }
 }
 
-/// How `GET /components/health` judges staleness.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HealthQuery {
-    /// Seconds without a heartbeat after which a component is stale (60 when absent).
-    pub stale_after_secs: Option<u64>,
-}
-
-fn component_ref(which: &str) -> ComponentRef {
+/// A component named by its ID or, when that does not parse as one, its name.
+pub(super) fn component_ref(which: &str) -> ComponentRef {
     match which.parse::<ComponentId>() {
         Ok(id) => ComponentRef::Id(id),
         Err(_) => ComponentRef::Name(which.to_string()),
@@ -76,39 +63,28 @@ fn component_ref(which: &str) -> ComponentRef {
 #[utoipa::path(post, path = "/api/v1/components", tag = "components", request_body = doc::NewComponent,
     responses((status = 201, body = doc::Component), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn register_component(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(new): Json<NewComponent>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut tx = state.backend().begin().await?;
+    let mut tx = api.write().await?;
     let c = tx.register_component(new).await?;
     let after = audit::json(&c);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "component.register",
-        "component",
-        c.id,
-        None,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "component.register", c.id, None, after)
+        .await?;
     Ok((StatusCode::CREATED, AxumJson(c)))
 }
 
 /// A page of components, newest first.
-#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/components", tag = "components", params(super::PageQuery),
     responses((status = 200, body = doc::ComponentPage)))]
 pub async fn list_components(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<PageQuery>,
+    api: Api,
+    Query(q): Query<super::PageQuery>,
 ) -> ApiResult<AxumJson<Page<Component>>> {
     // A component's configuration and endpoints are for operators, not for
     // read-only keys (its health is for everyone: `/components/health`).
-    caller.require(Role::User)?;
-    let mut tx = state.backend().begin_read().await?;
+    api.caller.require(Role::User)?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_components(&super::page(q.cursor, q.limit)).await?,
     ))
@@ -128,22 +104,18 @@ pub async fn component_health(
 
 /// One component, by ID or name.
 #[utoipa::path(get, path = "/api/v1/components/{which}", tag = "components",
-    params(("which" = String, Path, description = "component ID or name")),
+    params(in_path::Component),
     responses((status = 200, body = doc::Component), (status = 404, body = Problem)))]
-pub async fn get_component(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(which): Path<String>,
-) -> ApiResult<AxumJson<Component>> {
-    caller.require(Role::User)?;
-    let mut tx = state.backend().begin_read().await?;
+pub async fn get_component(api: Api, Path(which): Path<String>) -> ApiResult<AxumJson<Component>> {
+    api.caller.require(Role::User)?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(tx.get_component(component_ref(&which)).await?))
 }
 
 /// Records a component's heartbeat.
 #[utoipa::path(post, path = "/api/v1/components/{which}/heartbeat", tag = "components",
     request_body = doc::ComponentHeartbeat,
-    params(("which" = String, Path, description = "component ID or name")),
+    params(in_path::Component),
     responses((status = 200, body = doc::Component), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn heartbeat_component(
     State(state): State<AppState>,
@@ -158,51 +130,32 @@ pub async fn heartbeat_component(
 
 /// Deletes a component (admin only).
 #[utoipa::path(delete, path = "/api/v1/components/{which}", tag = "components",
-    params(("which" = String, Path, description = "component ID or name")),
+    params(in_path::Component),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete_component(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(which): Path<String>,
-) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
+pub async fn delete_component(api: Api, Path(which): Path<String>) -> ApiResult<StatusCode> {
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
     let c = tx.get_component(component_ref(&which)).await?;
     tx.delete_component(c.id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Filters and page of `GET /logs`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct LogQuery {
-    /// Only entries of this run (a non-admin must give it, for a run they may read).
-    pub execution_id: Option<String>,
-    /// Only entries of this task.
-    pub task_id: Option<String>,
-    /// Only entries of this component.
-    pub component_name: Option<String>,
-    /// Only entries at least this severe.
-    pub min_level: Option<String>,
-    /// Only entries at or after this instant (RFC 3339).
-    pub since: Option<String>,
-    /// Only entries before this instant (RFC 3339).
-    pub until: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
-}
-
-fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<Timestamp>> {
-    match v.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => s
-            .parse::<Timestamp>()
-            .map(Some)
-            .map_err(|e| Problem::invalid(field, format!("not an RFC 3339 instant: {e}"))),
+paged_query_params! {
+    /// Filters and page of `GET /logs`.
+    pub struct LogQuery {
+        /// Only entries of this run (a non-admin must give it, for a run they may read).
+        pub execution_id: Option<String>,
+        /// Only entries of this task.
+        pub task_id: Option<String>,
+        /// Only entries of this component.
+        pub component_name: Option<String>,
+        /// Only entries at least this severe.
+        pub min_level: Option<String>,
+        /// Only entries at or after this instant (RFC 3339).
+        pub since: Option<String>,
+        /// Only entries before this instant (RFC 3339).
+        pub until: Option<String>,
     }
 }
 
@@ -211,8 +164,7 @@ fn instant(field: &str, v: Option<&str>) -> ApiResult<Option<Timestamp>> {
 #[utoipa::path(post, path = "/api/v1/logs", tag = "logs", request_body = doc::NewLogEntries,
     responses((status = 201, body = [doc::LogEntry]), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn append_logs(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<impl IntoResponse> {
     let entries: Vec<NewLogEntry> = match body {
@@ -223,14 +175,14 @@ pub async fn append_logs(
             &serde_json::to_vec(&other).unwrap_or_default(),
         )?],
     };
-    let mut tx = state.backend().begin().await?;
+    let mut tx = api.write().await?;
     // A log line names only runs and tasks its writer may work on; one it may not
     // see answers 404, as one that does not exist does.
     for run in entries.iter().filter_map(|e| e.execution_id) {
-        access::run(&mut *tx, &caller, run, SharePermission::Execute).await?;
+        access::run(&mut *tx, &api.caller, run, SharePermission::Execute).await?;
     }
     for task in entries.iter().filter_map(|e| e.task_id) {
-        access::task(&mut *tx, &caller, task, SharePermission::Execute).await?;
+        access::task(&mut *tx, &api.caller, task, SharePermission::Execute).await?;
     }
     let written = tx.append_logs(entries).await?;
     tx.commit().await?;
@@ -241,8 +193,7 @@ pub async fn append_logs(
 #[utoipa::path(get, path = "/api/v1/logs", tag = "logs", params(LogQuery),
     responses((status = 200, body = doc::LogEntryPage), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn query_logs(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<AxumJson<Page<LogEntry>>> {
     let filter = LogFilter {
@@ -250,15 +201,15 @@ pub async fn query_logs(
         task_id: super::parse_opt::<TaskId>("task_id", q.task_id.as_deref())?,
         component_name: q.component_name,
         min_level: super::parse_opt::<LogLevel>("min_level", q.min_level.as_deref())?,
-        since: instant("since", q.since.as_deref())?,
-        until: instant("until", q.until.as_deref())?,
+        since: super::instant("since", q.since.as_deref())?,
+        until: super::instant("until", q.until.as_deref())?,
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     match filter.execution_id {
         Some(run) => {
-            access::run(&mut *tx, &caller, run, SharePermission::Read).await?;
+            access::run(&mut *tx, &api.caller, run, SharePermission::Read).await?;
         }
-        None => caller.require(Role::Admin).map_err(|_| {
+        None => api.caller.require(Role::Admin).map_err(|_| {
             Problem::forbidden("only an admin may query every log; name an execution_id")
         })?,
     }
@@ -268,19 +219,14 @@ pub async fn query_logs(
     ))
 }
 
-/// Which configurations `GET /configurations` lists.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ConfigQuery {
-    /// Only entries of this type.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    pub config_type: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Which configurations `GET /configurations` lists.
+    pub struct ConfigQuery {
+        /// Only entries of this type.
+        #[serde(rename = "type")]
+        #[param(rename = "type")]
+        pub config_type: Option<String>,
+    }
 }
 
 /// Sets a configuration entry (admin only). A sensitive value is sealed and never
@@ -288,12 +234,11 @@ pub struct ConfigQuery {
 #[utoipa::path(put, path = "/api/v1/configurations", tag = "configurations", request_body = doc::SetConfiguration,
     responses((status = 200, body = doc::Configuration), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_configuration(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(set): Json<SetConfiguration>,
 ) -> ApiResult<AxumJson<Configuration>> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
     let before = match tx.get_configuration(&set.key).await {
         Ok(c) => Some(c),
         // A new key (or a bad one, which set_configuration refuses below).
@@ -303,17 +248,7 @@ pub async fn set_configuration(
     let c = tx.set_configuration(set).await?;
     // As the API shows them: a sensitive value is hidden, the entry says it was set.
     let (b, a) = (before.as_ref().and_then(audit::json), audit::json(&c));
-    audit::record(
-        &mut *tx,
-        &caller,
-        "configuration.set",
-        "configuration",
-        &c.key,
-        b,
-        a,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "configuration.set", &c.key, b, a).await?;
     Ok(AxumJson(c))
 }
 
@@ -321,13 +256,12 @@ pub async fn set_configuration(
 #[utoipa::path(get, path = "/api/v1/configurations", tag = "configurations", params(ConfigQuery),
     responses((status = 200, body = doc::ConfigurationPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_configurations(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Query(q): Query<ConfigQuery>,
 ) -> ApiResult<AxumJson<Page<Configuration>>> {
-    caller.require(Role::Admin)?;
+    api.caller.require(Role::Admin)?;
     let kind = super::parse_opt::<ConfigType>("type", q.config_type.as_deref())?;
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_configurations(kind, &super::page(q.cursor, q.limit))
             .await?,
@@ -336,41 +270,27 @@ pub async fn list_configurations(
 
 /// One configuration entry (admin only); a sensitive value is hidden.
 #[utoipa::path(get, path = "/api/v1/configurations/{key}", tag = "configurations",
-    params(("key" = String, Path)),
+    params(in_path::Configuration),
     responses((status = 200, body = doc::Configuration), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_configuration(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(key): Path<String>,
 ) -> ApiResult<AxumJson<Configuration>> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin_read().await?;
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(tx.get_configuration(&key).await?))
 }
 
 /// Deletes a configuration entry (admin only).
 #[utoipa::path(delete, path = "/api/v1/configurations/{key}", tag = "configurations",
-    params(("key" = String, Path)),
+    params(in_path::Configuration),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete_configuration(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(key): Path<String>,
-) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
+pub async fn delete_configuration(api: Api, Path(key): Path<String>) -> ApiResult<StatusCode> {
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
     let before = audit::json(&tx.get_configuration(&key).await?);
     tx.delete_configuration(&key).await?;
-    audit::record(
-        &mut *tx,
-        &caller,
-        "configuration.delete",
-        "configuration",
-        &key,
-        before,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "configuration.delete", &key, before, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,6 @@
 //! themself), with teams in `people/teams.rs` and notifications in
 //! `people/notifications.rs`. Every change is written to the audit log.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
@@ -12,15 +11,17 @@ use flowstore_core::model::identity::{NewUser, Role, User, UserFilter, UserPatch
 use flowstore_core::model::nullable;
 use flowstore_core::{time, Page};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
-use crate::auth::{Caller, Origin};
+use crate::auth::Origin;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::signin;
 use crate::state::AppState;
 
@@ -42,62 +43,40 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
 }
 
-/// Filters and page of `GET /users`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListUsers {
-    /// Only users with this role.
-    pub role: Option<String>,
-    /// Only users in this status.
-    pub status: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /users`.
+    pub struct ListUsers {
+        /// Only users with this role.
+        pub role: Option<String>,
+        /// Only users in this status.
+        pub status: Option<String>,
+    }
 }
 
 /// Creates a user (admin only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = doc::NewUser,
     responses((status = 201, body = doc::User), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(new): Json<NewUser>,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Role::Admin)?;
+pub async fn create_user(api: Api, Json(new): Json<NewUser>) -> ApiResult<impl IntoResponse> {
+    api.caller.require(Role::Admin)?;
     // Hashed before the transaction, which it would otherwise hold for its length.
-    let new = state.sign_in().passwords().hash_user(new).await?;
-    let mut tx = state.backend().begin().await?;
+    let new = api.state.sign_in().passwords().hash_user(new).await?;
+    let mut tx = api.write().await?;
     let u = tx.create_user(new).await?;
-    audit::record(
-        &mut *tx,
-        &caller,
-        "user.create",
-        "user",
-        u.id,
-        None,
-        audit::json(&u),
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "user.create", u.id, None, audit::json(&u))
+        .await?;
     Ok((StatusCode::CREATED, AxumJson(u)))
 }
 
 /// A page of users (admin only).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListUsers),
     responses((status = 200, body = doc::UserPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn list_users(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListUsers>,
-) -> ApiResult<AxumJson<Page<User>>> {
-    caller.require(Role::Admin)?;
+pub async fn list_users(api: Api, Query(q): Query<ListUsers>) -> ApiResult<AxumJson<Page<User>>> {
+    api.caller.require(Role::Admin)?;
     let filter = UserFilter {
         role: super::parse_opt::<Role>("role", q.role.as_deref())?,
         status: super::parse_opt::<UserStatus>("status", q.status.as_deref())?,
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_users(&filter, &super::page(q.cursor, q.limit))
             .await?,
@@ -107,25 +86,21 @@ pub async fn list_users(
 /// The user the key acts for.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
     responses((status = 200, body = doc::User), (status = 403, body = Problem)))]
-pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<AxumJson<User>> {
-    let id = access::me(&caller)?;
-    let mut tx = state.backend().begin_read().await?;
+pub async fn me(api: Api) -> ApiResult<AxumJson<User>> {
+    let id = access::me(&api.caller)?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(tx.get_user(id).await?))
 }
 
 /// One user: oneself, or anyone as an admin (another user's answers 404).
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user ID")),
+    params(in_path::User),
     responses((status = 200, body = doc::User), (status = 404, body = Problem)))]
-pub async fn get_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<UserId>,
-) -> ApiResult<AxumJson<User>> {
-    if !caller.is_admin() && caller.0.user_id != Some(id) {
+pub async fn get_user(api: Api, Path(id): Path<UserId>) -> ApiResult<AxumJson<User>> {
+    if !api.caller.is_admin() && api.caller.0.user_id != Some(id) {
         return Err(Problem::not_found(format!("no user {id}")));
     }
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(tx.get_user(id).await?))
 }
 
@@ -160,21 +135,20 @@ pub struct UserUpdate {
 /// giving the current one. Another user answers 404 to a non-admin. The last active
 /// admin cannot be demoted or switched off (409).
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UserUpdate,
-    params(("id" = String, Path, description = "user ID")),
+    params(in_path::User),
     responses((status = 200, body = doc::User), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_user(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     origin: Origin,
     Path(id): Path<UserId>,
     Json(body): Json<UserUpdate>,
 ) -> ApiResult<AxumJson<User>> {
-    let myself = caller.0.user_id == Some(id);
-    if !caller.is_admin() && !myself {
+    let myself = api.caller.0.user_id == Some(id);
+    if !api.caller.is_admin() && !myself {
         return Err(Problem::not_found(format!("no user {id}")));
     }
-    if !caller.is_admin() {
+    if !api.caller.is_admin() {
         if body.role.is_some() {
             return Err(Problem::forbidden("only an admin may change a role").with_field("role"));
         }
@@ -195,20 +169,26 @@ pub async fn update_user(
     let mut checked_hash = None;
     let new_hash = match &body.password {
         Some(password) => {
-            let mut tx = state.backend().begin_read().await?;
+            let mut tx = api.read().await?;
             let found = tx.get_user(id).await;
             let _ = tx.rollback().await;
             let stored = found?;
             if myself {
-                check_current(&state, &origin, &stored, body.current_password.as_ref()).await?;
+                check_current(&api.state, &origin, &stored, body.current_password.as_ref()).await?;
                 checked_hash = Some(stored.password_hash);
             }
-            Some(state.sign_in().passwords().hash(password.clone()).await?)
+            Some(
+                api.state
+                    .sign_in()
+                    .passwords()
+                    .hash(password.clone())
+                    .await?,
+            )
         }
         None => None,
     };
     let now = time::now();
-    let mut tx = state.backend().begin().await?;
+    let mut tx = api.write().await?;
     let before = tx.get_user(id).await?;
     if checked_hash.is_some_and(|h| h != before.password_hash) {
         return Err(Problem::from(flowstore_core::StoreError::conflict(
@@ -236,20 +216,23 @@ pub async fn update_user(
     };
     let mut after = tx.update_user(id, patch).await?;
     if let Some(hash) = &new_hash {
-        let keep = if myself { caller.session_id() } else { None };
+        let keep = if myself {
+            api.caller.session_id()
+        } else {
+            None
+        };
         after = tx.set_password(id, hash, keep, now).await?;
     }
     if after.status != UserStatus::Active {
         tx.revoke_user_sessions(id, now).await?;
     }
     let (b, a) = (audit::json(&before), audit::json(&after));
-    audit::record(&mut *tx, &caller, "user.update", "user", id, b, a).await?;
+    audit::record(&mut *tx, &api.caller, "user.update", id, b, a).await?;
     if new_hash.is_some() {
         audit::record(
             &mut *tx,
-            &caller,
+            &api.caller,
             "user.password_change",
-            "user",
             id,
             None,
             None,
@@ -259,7 +242,7 @@ pub async fn update_user(
     tx.commit().await?;
     if new_hash.is_some() {
         // Wrong guesses at the old password no longer matter.
-        state
+        api.state
             .sign_in()
             .accounts()
             .clear(&signin::account_key(&after.email));
@@ -267,7 +250,7 @@ pub async fn update_user(
     if after.status != UserStatus::Active {
         // A user switched off loses their API keys too (the store no longer finds
         // them): stop trusting cached copies at once.
-        state.keys().forget_user(id);
+        api.state.keys().forget_user(id);
     }
     Ok(AxumJson(after))
 }
@@ -328,15 +311,11 @@ fn is_active_admin(u: &User) -> bool {
 /// Deletes a user with their memberships, sessions, API keys and notifications
 /// (admin only). The last active admin cannot be deleted (409).
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user ID")),
+    params(in_path::User),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn delete_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<UserId>,
-) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    let mut tx = state.backend().begin().await?;
+pub async fn delete_user(api: Api, Path(id): Path<UserId>) -> ApiResult<StatusCode> {
+    api.caller.require(Role::Admin)?;
+    let mut tx = api.write().await?;
     let before = tx.get_user(id).await?;
     if is_active_admin(&before) && tx.count_active_admins().await? <= 1 {
         return Err(Problem::from(flowstore_core::StoreError::conflict(
@@ -345,19 +324,10 @@ pub async fn delete_user(
         )));
     }
     tx.delete_user(id).await?;
-    audit::record(
-        &mut *tx,
-        &caller,
-        "user.delete",
-        "user",
-        id,
-        audit::json(&before),
-        None,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "user.delete", id, audit::json(&before), None)
+        .await?;
     // Its API keys went with it: stop trusting cached copies at once.
-    state.keys().forget_user(id);
+    api.state.keys().forget_user(id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -366,22 +336,17 @@ pub async fn delete_user(
 /// that they can sign in at once. Sessions are untouched. Written to the audit log as
 /// `user.unlock`.
 #[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users",
-    params(("id" = String, Path, description = "user ID")),
+    params(in_path::User),
     responses((status = 200, body = doc::User), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn unlock_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<UserId>,
-) -> ApiResult<AxumJson<User>> {
-    caller.require(Role::Admin)?;
+pub async fn unlock_user(api: Api, Path(id): Path<UserId>) -> ApiResult<AxumJson<User>> {
+    api.caller.require(Role::Admin)?;
     let now = time::now();
-    let mut tx = state.backend().begin().await?;
+    let mut tx = api.write().await?;
     let before = tx.get_user(id).await?;
     let after = tx.unlock_user(id, now).await?;
-    let (b, a) = (audit::json(&before), audit::json(&after));
-    audit::record(&mut *tx, &caller, "user.unlock", "user", id, b, a).await?;
-    tx.commit().await?;
-    state
+    api.commit_change(tx, "user.unlock", id, &before, &after)
+        .await?;
+    api.state
         .sign_in()
         .accounts()
         .clear(&signin::account_key(&after.email));

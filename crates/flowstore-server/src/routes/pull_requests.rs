@@ -3,7 +3,6 @@
 //! them (others get 404); changes are for the project's owner (or an unowned
 //! project's users) and admins (others who may read get 403).
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
@@ -15,15 +14,16 @@ use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Page;
 use serde::Deserialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -36,21 +36,16 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_validation))
 }
 
-/// Filters and page of `GET /pull-requests`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListPullRequests {
-    /// Only this project's.
-    pub project_id: Option<String>,
-    /// Only in this status.
-    pub status: Option<String>,
-    /// Only this task's.
-    pub task_id: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /pull-requests`.
+    pub struct ListPullRequests {
+        /// Only this project's.
+        pub project_id: Option<String>,
+        /// Only in this status.
+        pub status: Option<String>,
+        /// Only this task's.
+        pub task_id: Option<String>,
+    }
 }
 
 /// The body of `POST /pull-requests/{id}/status`.
@@ -73,115 +68,76 @@ pub struct ValidationBody {
 /// Creates a pull request.
 #[utoipa::path(post, path = "/api/v1/pull-requests", tag = "pull-requests", request_body = doc::NewPullRequest,
     responses((status = 201, body = doc::PullRequest), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(new): Json<NewPullRequest>,
-) -> ApiResult<impl IntoResponse> {
-    let mut tx = state.backend().begin().await?;
+pub async fn create(api: Api, Json(new): Json<NewPullRequest>) -> ApiResult<impl IntoResponse> {
+    let mut tx = api.write().await?;
     access::project_field(
         &mut *tx,
-        &caller,
+        &api.caller,
         "project_id",
         new.project_id,
         SharePermission::Write,
     )
     .await?;
     if let Some(t) = new.task_id {
-        match access::task(&mut *tx, &caller, t, SharePermission::Read).await {
+        match access::task(&mut *tx, &api.caller, t, SharePermission::Read).await {
             Err(p) if p.status == 404 => return Err(Problem::invalid("task_id", "no such task")),
             other => other?,
         };
     }
     let pr = tx.create_pull_request(new).await?;
     let after = audit::json(&pr);
-    audit::record(
-        &mut *tx,
-        &caller,
-        "pull_request.create",
-        "pull_request",
-        pr.id,
-        None,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "pull_request.create", pr.id, None, after)
+        .await?;
     Ok((StatusCode::CREATED, AxumJson(pr)))
 }
 
 /// One pull request.
 #[utoipa::path(get, path = "/api/v1/pull-requests/{id}", tag = "pull-requests",
-    params(("id" = String, Path, description = "pull request ID")),
+    params(in_path::PullRequest),
     responses((status = 200, body = doc::PullRequest), (status = 404, body = Problem)))]
-pub async fn get(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<PullRequestId>,
-) -> ApiResult<AxumJson<PullRequest>> {
-    let mut tx = state.backend().begin_read().await?;
+pub async fn get(api: Api, Path(id): Path<PullRequestId>) -> ApiResult<AxumJson<PullRequest>> {
+    let mut tx = api.read().await?;
     Ok(AxumJson(
-        access::pull_request(&mut *tx, &caller, id, SharePermission::Read).await?,
+        access::pull_request(&mut *tx, &api.caller, id, SharePermission::Read).await?,
     ))
 }
 
 /// Moves a pull request to another status.
 #[utoipa::path(post, path = "/api/v1/pull-requests/{id}/status", tag = "pull-requests", request_body = StatusBody,
-    params(("id" = String, Path, description = "pull request ID")),
+    params(in_path::PullRequest),
     responses((status = 200, body = doc::PullRequest), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_status(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<PullRequestId>,
     Json(body): Json<StatusBody>,
 ) -> ApiResult<AxumJson<PullRequest>> {
     let status = super::parse_opt::<PullRequestStatus>("status", Some(&body.status))?
         .ok_or_else(|| Problem::invalid("status", "status is required"))?;
-    let mut tx = state.backend().begin().await?;
-    let before = access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let mut tx = api.write().await?;
+    let before = access::pull_request(&mut *tx, &api.caller, id, SharePermission::Write).await?;
     let pr = tx.update_pull_request_status(id, status).await?;
-    let (b, a) = (audit::json(&before), audit::json(&pr));
-    audit::record(
-        &mut *tx,
-        &caller,
-        "pull_request.status",
-        "pull_request",
-        id,
-        b,
-        a,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit_change(tx, "pull_request.status", id, &before, &pr)
+        .await?;
     Ok(AxumJson(pr))
 }
 
 /// Replaces a pull request's validation results.
 #[utoipa::path(put, path = "/api/v1/pull-requests/{id}/validation", tag = "pull-requests", request_body = ValidationBody,
-    params(("id" = String, Path, description = "pull request ID")),
+    params(in_path::PullRequest),
     responses((status = 200, body = doc::PullRequest), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_validation(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<PullRequestId>,
     Json(body): Json<ValidationBody>,
 ) -> ApiResult<AxumJson<PullRequest>> {
-    let mut tx = state.backend().begin().await?;
-    let before = access::pull_request(&mut *tx, &caller, id, SharePermission::Write).await?;
+    let mut tx = api.write().await?;
+    let before = access::pull_request(&mut *tx, &api.caller, id, SharePermission::Write).await?;
     let pr = tx
         .set_pull_request_validation(id, body.validation_results)
         .await?;
-    let (b, a) = (audit::json(&before), audit::json(&pr));
-    audit::record(
-        &mut *tx,
-        &caller,
-        "pull_request.validation",
-        "pull_request",
-        id,
-        b,
-        a,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit_change(tx, "pull_request.validation", id, &before, &pr)
+        .await?;
     Ok(AxumJson(pr))
 }
 
@@ -189,17 +145,16 @@ pub async fn set_validation(
 #[utoipa::path(get, path = "/api/v1/pull-requests", tag = "pull-requests", params(ListPullRequests),
     responses((status = 200, body = doc::PullRequestPage), (status = 422, body = Problem)))]
 pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Query(q): Query<ListPullRequests>,
 ) -> ApiResult<AxumJson<Page<PullRequest>>> {
     let filter = PullRequestFilter {
         project_id: super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())?,
         status: super::parse_opt::<PullRequestStatus>("status", q.status.as_deref())?,
         task_id: super::parse_opt::<TaskId>("task_id", q.task_id.as_deref())?,
-        viewer: Some(caller.viewer()),
+        viewer: Some(api.caller.viewer()),
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     Ok(AxumJson(
         tx.list_pull_requests(&filter, &super::page(q.cursor, q.limit))
             .await?,

@@ -1,24 +1,24 @@
 //! Runs of stored workflows: start, read, list, cancel, tasks, progress.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
 use flowstore_core::ids::{RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{RunTask, StartRun};
 use flowstore_core::model::run::{RunStatus, WorkflowExecution};
-use flowstore_core::Page;
+use flowstore_core::{Page, PageRequest};
 use serde::Deserialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 use flowstore_core::model::workflow::SharePermission;
 
@@ -60,29 +60,23 @@ pub struct StartRunBody {
     pub metadata: Option<Value>,
 }
 
-/// Filters and page of `GET /runs`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListRuns {
-    /// The workflow whose runs to list (required).
-    pub workflow_id: Option<String>,
-    /// Only runs in this status.
-    pub status: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /runs`.
+    pub struct ListRuns {
+        /// The workflow whose runs to list (required).
+        pub workflow_id: Option<String>,
+        /// Only runs in this status.
+        pub status: Option<String>,
+    }
 }
 
 /// Starts a run of a workflow version.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/runs", tag = "runs", request_body = StartRunBody,
-    params(("id" = String, Path, description = "workflow ID")),
+    params(in_path::Workflow),
     responses((status = 201, body = doc::StartedRun), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "the execution_id is already taken"), (status = 422, body = Problem)))]
 pub async fn start(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<WorkflowId>,
     Json(body): Json<StartRunBody>,
 ) -> ApiResult<impl IntoResponse> {
@@ -93,39 +87,32 @@ pub async fn start(
         input: body.input,
         subject_task_id: body.subject_task_id,
         priority: body.priority,
-        user_id: Some(caller.who()),
+        user_id: Some(api.caller.who()),
         metadata: body.metadata,
     };
-    let mut tx = state.backend().begin().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Execute).await?;
+    let mut tx = api.write().await?;
+    access::workflow(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
     let started = tx.start_run(start).await?;
-    audit::record(
-        &mut *tx,
-        &caller,
+    api.commit(
+        tx,
         "run.start",
-        "run",
         started.run.id,
         None,
         audit::json(&started.run),
     )
     .await?;
-    tx.commit().await?;
-    state.notify_changed();
+    api.state.notify_changed();
     Ok((StatusCode::CREATED, AxumJson(started)))
 }
 
 /// One run.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "run ID")),
+    params(in_path::Run),
     responses((status = 200, body = doc::Run), (status = 404, body = Problem)))]
-pub async fn get(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<RunId>,
-) -> ApiResult<AxumJson<WorkflowExecution>> {
-    let mut tx = state.backend().begin_read().await?;
+pub async fn get(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<WorkflowExecution>> {
+    let mut tx = api.read().await?;
     Ok(AxumJson(
-        access::run(&mut *tx, &caller, id, SharePermission::Read).await?,
+        access::run(&mut *tx, &api.caller, id, SharePermission::Read).await?,
     ))
 }
 
@@ -133,75 +120,65 @@ pub async fn get(
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRuns),
     responses((status = 200, body = doc::RunPage), (status = 422, body = Problem)))]
 pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Query(q): Query<ListRuns>,
 ) -> ApiResult<AxumJson<Page<WorkflowExecution>>> {
-    let workflow_id = q
-        .workflow_id
+    let page = super::page(q.cursor, q.limit);
+    workflow_runs(&api, q.workflow_id, q.status.as_deref(), page).await
+}
+
+/// A page of the runs of the workflow `workflow_id` names (required; the caller must
+/// be able to read it), newest first, optionally only those in `status`: the answer
+/// of `GET /runs` and of seed 000's `GET /executions`.
+pub(super) async fn workflow_runs(
+    api: &Api,
+    workflow_id: Option<String>,
+    status: Option<&str>,
+    page: PageRequest,
+) -> ApiResult<AxumJson<Page<WorkflowExecution>>> {
+    let workflow_id = workflow_id
         .filter(|w| !w.trim().is_empty())
         .ok_or_else(|| Problem::invalid("workflow_id", "workflow_id is required"))?;
-    let status = super::parse_opt::<RunStatus>("status", q.status.as_deref())?;
-    let mut tx = state.backend().begin_read().await?;
-    access::check_workflow_named(&mut *tx, &caller, &workflow_id, SharePermission::Read).await?;
+    let status = super::parse_opt::<RunStatus>("status", status)?;
+    let mut tx = api.read().await?;
+    access::check_workflow_named(&mut *tx, &api.caller, &workflow_id, SharePermission::Read)
+        .await?;
     Ok(AxumJson(
-        tx.list_by_workflow(&workflow_id, status, &super::page(q.cursor, q.limit))
-            .await?,
+        tx.list_by_workflow(&workflow_id, status, &page).await?,
     ))
 }
 
 /// Cancels a run: tasks not started are cancelled; running attempts learn it on
 /// their next heartbeat.
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
-    params(("id" = String, Path, description = "run ID")),
+    params(in_path::Run),
     responses((status = 200, body = doc::Run), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn cancel(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<RunId>,
-) -> ApiResult<AxumJson<WorkflowExecution>> {
-    let mut tx = state.backend().begin().await?;
-    let before = access::run(&mut *tx, &caller, id, SharePermission::Execute).await?;
+pub async fn cancel(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<WorkflowExecution>> {
+    let mut tx = api.write().await?;
+    let before = access::run(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
     let run = tx.cancel_run(id).await?;
-    audit::record(
-        &mut *tx,
-        &caller,
-        "run.cancel",
-        "run",
-        id,
-        audit::json(&before),
-        audit::json(&run),
-    )
-    .await?;
-    tx.commit().await?;
-    state.notify_changed();
+    api.commit_change(tx, "run.cancel", id, &before, &run)
+        .await?;
+    api.state.notify_changed();
     Ok(AxumJson(run))
 }
 
 /// The tasks of a run.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/tasks", tag = "runs",
-    params(("id" = String, Path, description = "run ID")),
+    params(in_path::Run),
     responses((status = 200, body = [doc::RunTask]), (status = 404, body = Problem)))]
-pub async fn tasks(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<RunId>,
-) -> ApiResult<AxumJson<Vec<RunTask>>> {
-    let mut tx = state.backend().begin_read().await?;
-    access::run(&mut *tx, &caller, id, SharePermission::Read).await?;
+pub async fn tasks(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Vec<RunTask>>> {
+    let mut tx = api.read().await?;
+    access::run(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.run_tasks(id).await?))
 }
 
 /// Counts of a run's tasks by status.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/progress", tag = "runs",
-    params(("id" = String, Path, description = "run ID")),
+    params(in_path::Run),
     responses((status = 200, body = doc::TaskProgress), (status = 404, body = Problem)))]
-pub async fn progress(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<RunId>,
-) -> ApiResult<impl IntoResponse> {
-    let mut tx = state.backend().begin_read().await?;
-    access::run(&mut *tx, &caller, id, SharePermission::Read).await?;
+pub async fn progress(api: Api, Path(id): Path<RunId>) -> ApiResult<impl IntoResponse> {
+    let mut tx = api.read().await?;
+    access::run(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.run_progress(id).await?))
 }

@@ -26,6 +26,7 @@ use utoipa_axum::routes;
 use crate::audit;
 use crate::auth::{Caller, Credential, Origin, Principal};
 use crate::error::{ApiResult, Json, Problem};
+use crate::routes::Api;
 use crate::signin::{self, Counted};
 use crate::state::AppState;
 
@@ -189,16 +190,7 @@ async fn signed_in(
         ip_address: origin.ip_address.clone(),
     });
     let (id, after) = (created.session.id, audit::json(&created.session));
-    audit::record(
-        &mut *tx,
-        &caller,
-        "session.login",
-        "session",
-        id,
-        None,
-        after,
-    )
-    .await?;
+    audit::record(&mut *tx, &caller, "session.login", id, None, after).await?;
     tx.commit().await?;
     let signed_in = SignedIn {
         token: created.token.expose().to_string(),
@@ -311,19 +303,19 @@ pub(crate) async fn throttled(
 /// Who the caller is: the user and the session or API key of this request.
 #[utoipa::path(get, path = "/api/v1/sessions/current", tag = "sessions",
     responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
-pub async fn current(State(state): State<AppState>, caller: Caller) -> ApiResult<AxumJson<WhoAmI>> {
-    let mut tx = state.backend().begin_read().await?;
-    let user = match caller.0.user_id {
+pub async fn current(api: Api) -> ApiResult<AxumJson<WhoAmI>> {
+    let mut tx = api.read().await?;
+    let user = match api.caller.0.user_id {
         Some(id) => Some(tx.get_user(id).await?),
         None => None,
     };
-    let (credential, session, api_key) = match caller.0.credential {
+    let (credential, session, api_key) = match api.caller.0.credential {
         Credential::Session(s) => ("session", Some(s), None),
         Credential::ApiKey(k) => ("api_key", None, Some(k)),
     };
     Ok(AxumJson(WhoAmI {
         credential: credential.into(),
-        role: caller.0.role,
+        role: api.caller.0.role,
         user,
         session,
         api_key,
@@ -334,30 +326,20 @@ pub async fn current(State(state): State<AppState>, caller: Caller) -> ApiResult
 #[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions",
     responses((status = 204), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "the request was made with an API key, not a session")))]
-pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    let Credential::Session(session) = &caller.0.credential else {
+pub async fn logout(api: Api) -> ApiResult<StatusCode> {
+    let Credential::Session(session) = &api.caller.0.credential else {
         return Err(Problem::not_found(
             "this request was made with an API key, not a session: revoke the key instead",
         ));
     };
     let now = time::now();
-    let mut tx = state.backend().begin().await?;
+    let mut tx = api.write().await?;
     tx.revoke_session(session.id, now).await?;
     let after = Session {
         revoked_at: Some(now),
         ..session.clone()
     };
-    let (id, before, after) = (session.id, audit::json(session), audit::json(&after));
-    audit::record(
-        &mut *tx,
-        &caller,
-        "session.logout",
-        "session",
-        id,
-        before,
-        after,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit_change(tx, "session.logout", session.id, session, &after)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,6 @@
 //! project's tasks by status. Access by [`crate::access`] as for the task (or the
 //! project) itself.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json as AxumJson;
 use flowstore_core::ids::{ProjectId, TaskId};
@@ -10,16 +9,15 @@ use flowstore_core::model::task::query::{TaskFilter, TaskProgress};
 use flowstore_core::model::task::Task;
 use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::{Page, StoreError};
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -32,29 +30,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(project_summary))
 }
 
-/// A page: `cursor` and `limit`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ChildrenQuery {
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
-}
-
 /// Deletes a task with its dependencies and attempts. A step of a run is a 409: it
 /// belongs to the run's record (cancel the run instead).
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "task ID")),
+    params(in_path::Task),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<TaskId>,
-) -> ApiResult<StatusCode> {
-    let mut tx = state.backend().begin().await?;
-    let task = access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
+pub async fn delete(api: Api, Path(id): Path<TaskId>) -> ApiResult<StatusCode> {
+    let mut tx = api.write().await?;
+    let task = access::task(&mut *tx, &api.caller, id, SharePermission::Write).await?;
     if let Some(run) = task.run_id {
         return Err(StoreError::conflict(
             "run_id",
@@ -64,26 +47,21 @@ pub async fn delete(
     }
     tx.delete_task(id).await?;
     let before = audit::json(&task);
-    audit::record(&mut *tx, &caller, "task.delete", "task", id, before, None).await?;
-    tx.commit().await?;
+    api.commit(tx, "task.delete", id, before, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The IDs of the tasks this task depends on that the caller may read, oldest first.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/dependencies", tag = "tasks",
-    params(("id" = String, Path, description = "task ID")),
+    params(in_path::Task),
     responses((status = 200, body = [String]), (status = 404, body = Problem)))]
-pub async fn dependencies(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<TaskId>,
-) -> ApiResult<AxumJson<Vec<TaskId>>> {
-    let mut tx = state.backend().begin_read().await?;
-    access::task(&mut *tx, &caller, id, SharePermission::Read).await?;
-    // A dependency the caller may not read is left out, as in every list.
+pub async fn dependencies(api: Api, Path(id): Path<TaskId>) -> ApiResult<AxumJson<Vec<TaskId>>> {
+    let mut tx = api.read().await?;
+    access::task(&mut *tx, &api.caller, id, SharePermission::Read).await?;
+    // A dependency the api.caller may not read is left out, as in every list.
     let mut visible = Vec::new();
     for dep in tx.task_dependencies(id).await? {
-        match access::task(&mut *tx, &caller, dep, SharePermission::Read).await {
+        match access::task(&mut *tx, &api.caller, dep, SharePermission::Read).await {
             Ok(_) => visible.push(dep),
             Err(p) if p.status == 404 => {}
             Err(p) => return Err(p),
@@ -93,20 +71,19 @@ pub async fn dependencies(
 }
 
 /// A page of the direct sub-tasks of a task that the key may read, newest first.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}/children", tag = "tasks", params(ChildrenQuery,
-        ("id" = String, Path, description = "task ID")),
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/children", tag = "tasks", params(super::PageQuery,
+        in_path::Task),
     responses((status = 200, body = doc::TaskPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn children(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<TaskId>,
-    Query(q): Query<ChildrenQuery>,
+    Query(q): Query<super::PageQuery>,
 ) -> ApiResult<AxumJson<Page<Task>>> {
-    let mut tx = state.backend().begin_read().await?;
-    access::task(&mut *tx, &caller, id, SharePermission::Read).await?;
+    let mut tx = api.read().await?;
+    access::task(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     let filter = TaskFilter {
         parent_task_id: Some(id),
-        viewer: Some(caller.viewer()),
+        viewer: Some(api.caller.viewer()),
         ..TaskFilter::default()
     };
     Ok(AxumJson(
@@ -117,14 +94,13 @@ pub async fn children(
 
 /// A project's tasks by status, with the percentage completed.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/summary", tag = "projects",
-    params(("id" = String, Path, description = "project ID")),
+    params(in_path::Project),
     responses((status = 200, body = doc::TaskProgress), (status = 404, body = Problem)))]
 pub async fn project_summary(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<ProjectId>,
 ) -> ApiResult<AxumJson<TaskProgress>> {
-    let mut tx = state.backend().begin_read().await?;
-    access::project(&mut *tx, &caller, id, SharePermission::Read).await?;
+    let mut tx = api.read().await?;
+    access::project(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.project_progress(id).await?))
 }

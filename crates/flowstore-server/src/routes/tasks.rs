@@ -4,7 +4,6 @@
 //! when no one created it) and changed by its creator, its project's owner or an
 //! admin (see [`crate::access`]).
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
@@ -13,8 +12,6 @@ use flowstore_core::model::task::query::TaskFilter;
 use flowstore_core::model::task::{NewTask, Task, TaskPatch, TaskStatus};
 use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Page;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,6 +20,8 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem, Query};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -33,106 +32,99 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update))
 }
 
-/// Filters and page of `GET /tasks`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListTasks {
-    /// Words every task found must contain in its title or description (ranked,
-    /// best first, up to `limit`; no cursor).
-    pub q: Option<String>,
-    /// Only tasks of this project.
-    pub project_id: Option<String>,
-    /// Only tasks of this workflow.
-    pub workflow_id: Option<String>,
-    /// Only tasks of this run.
-    pub run_id: Option<String>,
-    /// Only tasks in this status.
-    pub status: Option<String>,
-    /// Only tasks with this tag.
-    pub tag: Option<String>,
-    /// Only tasks assigned to this agent.
-    pub assigned_agent: Option<String>,
-    /// Only tasks whose `requirements` contain this JSON object, e.g.
-    /// `{"gpu":true}` (URL-encoded).
-    pub requirements: Option<String>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1..=1000.
-    pub limit: Option<u32>,
+paged_query_params! {
+    /// Filters and page of `GET /tasks`.
+    pub struct ListTasks {
+        /// Words every task found must contain in its title or description (ranked,
+        /// best first, up to `limit`; no cursor).
+        pub q: Option<String>,
+        /// Only tasks of this project.
+        pub project_id: Option<String>,
+        /// Only tasks of this workflow.
+        pub workflow_id: Option<String>,
+        /// Only tasks of this run.
+        pub run_id: Option<String>,
+        /// Only tasks in this status.
+        pub status: Option<String>,
+        /// Only tasks with this tag.
+        pub tag: Option<String>,
+        /// Only tasks assigned to this agent.
+        pub assigned_agent: Option<String>,
+        /// Only tasks whose `requirements` contain this JSON object, e.g.
+        /// `{"gpu":true}` (URL-encoded).
+        pub requirements: Option<String>,
+    }
 }
 
 /// Creates a task; its creator is the key's user.
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = doc::NewTask,
     responses((status = 201, body = doc::Task), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(mut new): Json<NewTask>,
-) -> ApiResult<impl IntoResponse> {
-    if new.created_by.is_some() {
-        return Err(Problem::invalid(
-            "created_by",
-            "is set by the server from the API key",
-        ));
-    }
-    new.created_by = caller.0.user_id;
-    let mut tx = state.backend().begin().await?;
+pub async fn create(api: Api, Json(mut new): Json<NewTask>) -> ApiResult<impl IntoResponse> {
+    super::set_by_server("created_by", &new.created_by)?;
+    new.created_by = api.caller.0.user_id;
+    let mut tx = api.write().await?;
     if let Some(w) = new.workflow_id {
-        access::workflow(&mut *tx, &caller, w, SharePermission::Write).await?;
+        access::workflow(&mut *tx, &api.caller, w, SharePermission::Write).await?;
     }
     if let Some(r) = new.run_id {
-        access::run(&mut *tx, &caller, r, SharePermission::Execute).await?;
+        access::run(&mut *tx, &api.caller, r, SharePermission::Execute).await?;
     }
     if let Some(p) = new.project_id {
-        access::project_field(&mut *tx, &caller, "project_id", p, SharePermission::Write).await?;
+        access::project_field(
+            &mut *tx,
+            &api.caller,
+            "project_id",
+            p,
+            SharePermission::Write,
+        )
+        .await?;
     }
     // A task may wait only for tasks its creator may see (a dependency is only read).
-    check_parent(&mut *tx, &caller, new.parent_task_id).await?;
+    check_parent(&mut *tx, &api.caller, new.parent_task_id).await?;
     for dep in &new.depends_on {
-        access::task_field(&mut *tx, &caller, "depends_on", *dep, SharePermission::Read).await?;
+        access::task_field(
+            &mut *tx,
+            &api.caller,
+            "depends_on",
+            *dep,
+            SharePermission::Read,
+        )
+        .await?;
     }
     let t = tx.create_task(new).await?;
     let after = audit::json(&t);
-    audit::record(&mut *tx, &caller, "task.create", "task", t.id, None, after).await?;
-    tx.commit().await?;
+    api.commit(tx, "task.create", t.id, None, after).await?;
     Ok((StatusCode::CREATED, AxumJson(t)))
 }
 
 /// One task.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "task ID")),
+    params(in_path::Task),
     responses((status = 200, body = doc::Task), (status = 404, body = Problem)))]
-pub async fn get(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<TaskId>,
-) -> ApiResult<AxumJson<Task>> {
-    let mut tx = state.backend().begin_read().await?;
+pub async fn get(api: Api, Path(id): Path<TaskId>) -> ApiResult<AxumJson<Task>> {
+    let mut tx = api.read().await?;
     Ok(AxumJson(
-        access::task(&mut *tx, &caller, id, SharePermission::Read).await?,
+        access::task(&mut *tx, &api.caller, id, SharePermission::Read).await?,
     ))
 }
 
 /// Changes a task (status moves follow the task state machine: leaving a terminal
 /// status is a 409).
 #[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", request_body = doc::TaskPatch,
-    params(("id" = String, Path, description = "task ID")),
+    params(in_path::Task),
     responses((status = 200, body = doc::Task), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<TaskId>,
     Json(patch): Json<TaskPatch>,
 ) -> ApiResult<AxumJson<Task>> {
-    let mut tx = state.backend().begin().await?;
-    let before = access::task(&mut *tx, &caller, id, SharePermission::Write).await?;
-    check_parent(&mut *tx, &caller, patch.parent_task_id.flatten()).await?;
+    let mut tx = api.write().await?;
+    let before = access::task(&mut *tx, &api.caller, id, SharePermission::Write).await?;
+    check_parent(&mut *tx, &api.caller, patch.parent_task_id.flatten()).await?;
     let t = tx.update_task(id, patch).await?;
-    let (b, a) = (audit::json(&before), audit::json(&t));
-    audit::record(&mut *tx, &caller, "task.update", "task", id, b, a).await?;
-    tx.commit().await?;
+    api.commit_change(tx, "task.update", id, &before, &t)
+        .await?;
     Ok(AxumJson(t))
 }
 
@@ -141,11 +133,7 @@ pub async fn update(
 /// every page but the last is full.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListTasks),
     responses((status = 200, body = doc::TaskPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListTasks>,
-) -> ApiResult<AxumJson<Page<Task>>> {
+pub async fn list(api: Api, Query(q): Query<ListTasks>) -> ApiResult<AxumJson<Page<Task>>> {
     let requirements = match q
         .requirements
         .as_deref()
@@ -167,14 +155,14 @@ pub async fn list(
         parent_task_id: None,
         tag: q.tag,
         requirements,
-        viewer: Some(caller.viewer()),
+        viewer: Some(api.caller.viewer()),
     };
-    let mut tx = state.backend().begin_read().await?;
+    let mut tx = api.read().await?;
     if let Some(w) = filter.workflow_id {
-        access::workflow(&mut *tx, &caller, w, SharePermission::Read).await?;
+        access::workflow(&mut *tx, &api.caller, w, SharePermission::Read).await?;
     }
     if let Some(r) = filter.run_id {
-        access::run(&mut *tx, &caller, r, SharePermission::Read).await?;
+        access::run(&mut *tx, &api.caller, r, SharePermission::Read).await?;
     }
     let found = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(words) => Page {

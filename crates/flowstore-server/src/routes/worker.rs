@@ -9,7 +9,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::Json as AxumJson;
 use flowstore_core::ids::TaskId;
 use flowstore_core::model::engine::{
@@ -27,6 +26,7 @@ use crate::access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Problem};
 use crate::openapi as doc;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -137,17 +137,13 @@ pub struct FailBody {
 /// Claims ready tasks; when none is ready, waits up to `wait_ms` for some.
 #[utoipa::path(post, path = "/api/v1/worker/claim", tag = "worker", request_body = ClaimBody,
     responses((status = 200, body = [doc::ClaimedTask]), (status = 422, body = Problem)))]
-pub async fn claim(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(body): Json<ClaimBody>,
-) -> ApiResult<AxumJson<Vec<ClaimedTask>>> {
+pub async fn claim(api: Api, Json(body): Json<ClaimBody>) -> ApiResult<AxumJson<Vec<ClaimedTask>>> {
     let request = ClaimRequest {
         worker_id: body.worker_id,
         handler_types: body.handler_types,
         limit: body.limit,
         lease: Duration::from_millis(body.lease_ms),
-        executor: Some(caller.viewer()),
+        executor: Some(api.caller.viewer()),
     };
     request.check().map_err(|e| match e {
         flowstore_core::StoreError::Invalid { field, reason } if field == "lease" => {
@@ -155,7 +151,7 @@ pub async fn claim(
         }
         other => other.into(),
     })?;
-    let max = state.config().max_claim_wait;
+    let max = api.state.config().max_claim_wait;
     let wait = Duration::from_millis(body.wait_ms);
     if wait > max {
         return Err(Problem::invalid(
@@ -168,28 +164,28 @@ pub async fn claim(
         ));
     }
     let deadline = tokio::time::Instant::now() + wait;
-    let mut shutdown = state.shutdown_signal();
+    let mut shutdown = api.state.shutdown_signal();
     loop {
         // Register interest before looking, so a change between the look and the
         // wait is not missed.
-        let notified = state.work_notify().notified();
+        let notified = api.state.work_notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         // In a transaction of its own, which SQLite may commit together with other
         // workers' claims (see `Backend::claim_now`).
-        let claimed = state.backend().claim_now(&request).await?;
+        let claimed = api.state.backend().claim_now(&request).await?;
         let now = tokio::time::Instant::now();
-        if !claimed.is_empty() || now >= deadline || state.shutting_down() {
-            state
+        if !claimed.is_empty() || now >= deadline || api.state.shutting_down() {
+            api.state
                 .metrics()
                 .claimed
                 .fetch_add(claimed.len() as u64, Ordering::Relaxed);
             if !claimed.is_empty() {
-                state.event_notify().notify_waiters();
+                api.state.event_notify().notify_waiters();
             }
             return Ok(AxumJson(claimed));
         }
-        let nap = state.config().poll_interval.min(deadline - now);
+        let nap = api.state.config().poll_interval.min(deadline - now);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep(nap) => {}
@@ -202,19 +198,13 @@ pub async fn claim(
 #[utoipa::path(post, path = "/api/v1/worker/heartbeat", tag = "worker", request_body = HeartbeatBody,
     responses((status = 200, body = doc::Heartbeat), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn heartbeat(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(body): Json<HeartbeatBody>,
 ) -> ApiResult<AxumJson<Heartbeat>> {
     let lease = Duration::from_millis(body.lease_ms);
     flowstore_core::model::engine::check_lease(lease)
         .map_err(|e| Problem::invalid("lease_ms", e.to_string()))?;
-    let attempt = AttemptRef {
-        task_id: body.task_id,
-        attempt: body.attempt,
-    };
-    let mut tx = state.backend().begin_transition().await?;
-    check_executes(&mut *tx, &caller, body.task_id).await?;
+    let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
     let hb = tx.heartbeat(attempt, lease).await?;
     tx.commit().await?;
     Ok(AxumJson(hb))
@@ -223,20 +213,11 @@ pub async fn heartbeat(
 /// Completes an attempt with its output.
 #[utoipa::path(post, path = "/api/v1/worker/complete", tag = "worker", request_body = CompleteBody,
     responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
-pub async fn complete(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(body): Json<CompleteBody>,
-) -> ApiResult<AxumJson<Transition>> {
-    let attempt = AttemptRef {
-        task_id: body.task_id,
-        attempt: body.attempt,
-    };
-    let mut tx = state.backend().begin_transition().await?;
-    check_executes(&mut *tx, &caller, body.task_id).await?;
+pub async fn complete(api: Api, Json(body): Json<CompleteBody>) -> ApiResult<AxumJson<Transition>> {
+    let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
     let t = tx.complete(attempt, body.output).await?;
     tx.commit().await?;
-    state.notify_changed();
+    api.state.notify_changed();
     Ok(AxumJson(t))
 }
 
@@ -247,8 +228,7 @@ pub async fn complete(
     responses((status = 200, body = CompleteBatchAnswer, description = "one result per attempt, in order"),
         (status = 422, body = Problem, description = "no attempts, or more than 1000")))]
 pub async fn complete_batch(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Json(body): Json<CompleteBatchBody>,
 ) -> ApiResult<AxumJson<CompleteBatchAnswer>> {
     if body.items.is_empty() || body.items.len() > MAX_CLAIM as usize {
@@ -268,13 +248,13 @@ pub async fn complete_batch(
             attempt: b.attempt,
         })
         .collect();
-    let mut tx = state.backend().begin_transition().await?;
+    let mut tx = api.state.backend().begin_transition().await?;
     // A report on a task the key may not execute is refused in its place, with the
     // problem `complete` would answer; the others go on.
     let mut problems: Vec<Option<Problem>> = refs.iter().map(|_| None).collect();
     let mut items = Vec::with_capacity(refs.len());
     for (i, b) in body.items.into_iter().enumerate() {
-        match check_executes(&mut *tx, &caller, b.task_id).await {
+        match check_executes(&mut *tx, &api.caller, b.task_id).await {
             Ok(()) => items.push((refs[i], b.output)),
             Err(p) if p.status < 500 => problems[i] = Some(p),
             Err(p) => return Err(p),
@@ -287,7 +267,7 @@ pub async fn complete_batch(
     }
     .into_iter();
     tx.commit().await?;
-    state.notify_changed();
+    api.state.notify_changed();
     let results = refs
         .into_iter()
         .zip(problems)
@@ -319,21 +299,20 @@ pub async fn complete_batch(
 /// Fails an attempt; retried with backoff while retries remain and it is retryable.
 #[utoipa::path(post, path = "/api/v1/worker/fail", tag = "worker", request_body = FailBody,
     responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
-pub async fn fail(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(body): Json<FailBody>,
-) -> ApiResult<AxumJson<Transition>> {
-    let attempt = AttemptRef {
-        task_id: body.task_id,
-        attempt: body.attempt,
-    };
-    let mut tx = state.backend().begin_transition().await?;
-    check_executes(&mut *tx, &caller, body.task_id).await?;
+pub async fn fail(api: Api, Json(body): Json<FailBody>) -> ApiResult<AxumJson<Transition>> {
+    let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
     let t = tx.fail(attempt, body.error, body.retryable).await?;
     tx.commit().await?;
-    state.notify_changed();
+    api.state.notify_changed();
     Ok(AxumJson(t))
+}
+
+/// The transition's transaction of a report on `attempt` of task `task_id`, opened
+/// once the caller may execute the task.
+async fn report(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<(Box<dyn Tx>, AttemptRef)> {
+    let mut tx = api.state.backend().begin_transition().await?;
+    check_executes(&mut *tx, &api.caller, task_id).await?;
+    Ok((tx, AttemptRef { task_id, attempt }))
 }
 
 /// Refuses a report on a task of a workflow `caller` may not execute (see the

@@ -5,7 +5,6 @@
 //! so a workflow with runs is kept for the record and archived instead (its runs
 //! and statistics stay readable, and it can no longer be started).
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
@@ -20,9 +19,10 @@ use utoipa_axum::routes;
 
 use crate::access;
 use crate::audit;
-use crate::auth::Caller;
 use crate::error::{ApiResult, Json, Path, Problem};
 use crate::openapi as doc;
+use crate::routes::in_path;
+use crate::routes::Api;
 use crate::state::AppState;
 
 /// This module's routes with their OpenAPI paths, each declared once, on its handler
@@ -47,34 +47,25 @@ pub struct DuplicateBody {
 /// Archives a workflow: it stays readable with its runs but can no longer be
 /// started. Archiving again keeps the first `archived_at`.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/archive", tag = "workflows",
-    params(("id" = String, Path, description = "workflow ID")),
+    params(in_path::Workflow),
     responses((status = 200, body = doc::Workflow), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn archive(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<WorkflowId>,
-) -> ApiResult<AxumJson<Workflow>> {
-    let mut tx = state.backend().begin().await?;
-    let before = access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+pub async fn archive(api: Api, Path(id): Path<WorkflowId>) -> ApiResult<AxumJson<Workflow>> {
+    let mut tx = api.write().await?;
+    let before = access::workflow(&mut *tx, &api.caller, id, SharePermission::Write).await?;
     let w = tx.archive_workflow(id).await?;
-    let (b, a) = (audit::json(&before), audit::json(&w));
-    audit::record(&mut *tx, &caller, "workflow.archive", "workflow", id, b, a).await?;
-    tx.commit().await?;
+    api.commit_change(tx, "workflow.archive", id, &before, &w)
+        .await?;
     Ok(AxumJson(w))
 }
 
 /// Deletes a workflow with its versions and shares. One that has runs is a 409:
 /// archive it instead.
 #[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path, description = "workflow ID")),
+    params(in_path::Workflow),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<WorkflowId>,
-) -> ApiResult<StatusCode> {
-    let mut tx = state.backend().begin().await?;
-    let before = access::workflow(&mut *tx, &caller, id, SharePermission::Write).await?;
+pub async fn delete(api: Api, Path(id): Path<WorkflowId>) -> ApiResult<StatusCode> {
+    let mut tx = api.write().await?;
+    let before = access::workflow(&mut *tx, &api.caller, id, SharePermission::Write).await?;
     if tx.workflow_has_runs(id).await? {
         return Err(StoreError::conflict(
             "workflow",
@@ -84,17 +75,8 @@ pub async fn delete(
         .into());
     }
     tx.delete_workflow(id).await?;
-    audit::record(
-        &mut *tx,
-        &caller,
-        "workflow.delete",
-        "workflow",
-        id,
-        audit::json(&before),
-        None,
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "workflow.delete", id, audit::json(&before), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -102,45 +84,34 @@ pub async fn delete(
 /// private draft named `name`, owned by the caller, with its own version 1 and
 /// `parent_workflow_id` pointing back. Anyone who may read the workflow may copy it.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/duplicate", tag = "workflows", request_body = DuplicateBody,
-    params(("id" = String, Path, description = "workflow ID")),
+    params(in_path::Workflow),
     responses((status = 201, body = doc::Workflow), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn duplicate(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path(id): Path<WorkflowId>,
     Json(body): Json<DuplicateBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut tx = state.backend().begin().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Read).await?;
+    let mut tx = api.write().await?;
+    access::workflow(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     let copy = tx
-        .duplicate_workflow(id, &body.name, caller.0.user_id)
+        .duplicate_workflow(id, &body.name, api.caller.0.user_id)
         .await?;
     let after = serde_json::json!({ "copy_of": id, "workflow": copy });
-    audit::record(
-        &mut *tx,
-        &caller,
-        "workflow.duplicate",
-        "workflow",
-        copy.id,
-        None,
-        Some(after),
-    )
-    .await?;
-    tx.commit().await?;
+    api.commit(tx, "workflow.duplicate", copy.id, None, Some(after))
+        .await?;
     Ok((StatusCode::CREATED, AxumJson(copy)))
 }
 
 /// One version of a workflow.
 #[utoipa::path(get, path = "/api/v1/workflows/{id}/versions/{version}", tag = "workflows",
-    params(("id" = String, Path, description = "workflow ID"), ("version" = i32, Path, description = "version number, from 1")),
+    params(in_path::Workflow, ("version" = i32, Path, description = "version number, from 1")),
     responses((status = 200, body = doc::WorkflowVersion), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn version(
-    State(state): State<AppState>,
-    caller: Caller,
+    api: Api,
     Path((id, version)): Path<(WorkflowId, i32)>,
 ) -> ApiResult<AxumJson<WorkflowVersion>> {
-    let mut tx = state.backend().begin_read().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Read).await?;
+    let mut tx = api.read().await?;
+    access::workflow(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.get_workflow_version(id, version).await?))
 }
 
@@ -148,15 +119,11 @@ pub async fn version(
 /// counters the database keeps, so as cheap at a million runs as at ten) and its
 /// tasks by status.
 #[utoipa::path(get, path = "/api/v1/workflows/{id}/summary", tag = "workflows",
-    params(("id" = String, Path, description = "workflow ID")),
+    params(in_path::Workflow),
     responses((status = 200, body = WorkflowSummary), (status = 404, body = Problem)))]
-pub async fn summary(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<WorkflowId>,
-) -> ApiResult<AxumJson<WorkflowSummary>> {
-    let mut tx = state.backend().begin_read().await?;
-    access::workflow(&mut *tx, &caller, id, SharePermission::Read).await?;
+pub async fn summary(api: Api, Path(id): Path<WorkflowId>) -> ApiResult<AxumJson<WorkflowSummary>> {
+    let mut tx = api.read().await?;
+    access::workflow(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     let text = id.to_string();
     let runs = tx.run_counts(&text).await?;
     let statistics = tx.workflow_statistics(&text, None).await?;
