@@ -13,7 +13,8 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use sqlx::types::Json;
 
-use crate::dialect::{ensure_exists, exclusive, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, exclusive, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 
 const SESSION_COLUMNS: &str =
     "id, user_id, ip_address, user_agent, expires_at, revoked_at, last_seen_at, created_at";
@@ -160,13 +161,13 @@ impl ApiKeyRepo for Tx {
     }
 
     async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("API key", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"),
+            "API key",
+            id,
+        )
+        .await
     }
 
     async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
@@ -311,23 +312,22 @@ impl NotificationRepo for Tx {
     }
 
     async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("notification", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"),
+            "notification",
+            id,
+        )
+        .await
     }
 
     async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM notifications WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("notification", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM notifications WHERE id = $1"),
+            "notification",
+            id,
+        )
+        .await
     }
 }

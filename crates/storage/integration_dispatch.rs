@@ -20,8 +20,9 @@ use flowstore_core::model::integration::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
 use crate::integration::WEBHOOK_COLUMNS;
+use crate::rows;
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, payload, status, \
      attempts, next_attempt_at, last_attempt_at, response_code, response_body, error, \
@@ -72,13 +73,13 @@ impl DeliveryRepo for Tx {
     }
 
     async fn get_delivery(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("delivery", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"),
+            "delivery",
+            id,
+        )
+        .await
     }
 
     async fn list_deliveries(

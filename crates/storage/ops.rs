@@ -7,7 +7,8 @@ use flowstore_core::model::ops::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 
 const LOG_COLUMNS: &str =
     "id, level, component_name, execution_id, task_id, message, context, timestamp";
@@ -44,13 +45,13 @@ impl Tx {
     }
 
     async fn config_row(&mut self, key: &str) -> StoreResult<ConfigurationRow> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {CONFIG_COLUMNS} FROM configurations WHERE key = $1"
-        )))
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("configuration", key))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {CONFIG_COLUMNS} FROM configurations WHERE key = $1"),
+            "configuration",
+            key,
+        )
+        .await
     }
 }
 
