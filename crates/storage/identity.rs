@@ -41,9 +41,9 @@ impl Tx {
     }
 
     async fn get_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<TeamMember> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1 AND user_id = $2"
-        )))
+        ))
         .bind(team_id)
         .bind(user_id)
         .fetch_optional(&mut *self.tx)
@@ -124,12 +124,12 @@ impl UserRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<User>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<User> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<User> = sqlx::query_as(sql_fmt!(
             "SELECT {USER_COLUMNS} FROM users
              WHERE ($1::text IS NULL OR role = $1) AND ($2::text IS NULL OR status = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        )))
+        ))
         .bind(filter.role)
         .bind(filter.status)
         .bind(after)
@@ -419,10 +419,10 @@ impl TeamRepo for Tx {
 
     async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>> {
         self.get_team(team_id).await?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1
              ORDER BY created_at, user_id"
-        )))
+        ))
         .bind(team_id)
         .fetch_all(&mut *self.tx)
         .await?)

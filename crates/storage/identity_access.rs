@@ -92,10 +92,10 @@ impl SessionRepo for Tx {
     }
 
     async fn find_session(&mut self, token: &str, now: Timestamp) -> StoreResult<Session> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {SESSION_COLUMNS} FROM user_sessions
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
-        )))
+        ))
         .bind(sha256_hex(token))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
@@ -171,13 +171,13 @@ impl ApiKeyRepo for Tx {
     }
 
     async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL
                AND (expires_at IS NULL OR expires_at > $2)
                AND (user_id IS NULL OR EXISTS (
                     SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.status = 'active'))"
-        )))
+        ))
         .bind(sha256_hex(presented))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
@@ -192,11 +192,11 @@ impl ApiKeyRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ApiKey> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<ApiKey> = sqlx::query_as(sql_fmt!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3"
-        )))
+        ))
         .bind(user_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
@@ -255,11 +255,11 @@ impl NotificationRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Notification> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Notification> = sqlx::query_as(sql_fmt!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications
              WHERE user_id = $1 AND ($2 = false OR NOT read) AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        )))
+        ))
         .bind(user_id)
         .bind(filter.unread_only)
         .bind(after)

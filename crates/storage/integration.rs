@@ -158,12 +158,12 @@ impl CredentialRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Credential>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Credential> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Credential> = sqlx::query_as(sql_fmt!(
             "SELECT {CREDENTIAL_COLUMNS} FROM credentials
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR type = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        )))
+        ))
         .bind(filter.owner_id)
         .bind(filter.credential_type)
         .bind(after)
@@ -269,12 +269,12 @@ impl WebhookRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Webhook>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Webhook> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Webhook> = sqlx::query_as(sql_fmt!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR workflow_id = $2)
                AND ($3::bool IS NULL OR active = $3) AND ($4::uuid IS NULL OR id < $4)
              ORDER BY id DESC LIMIT $5"
-        )))
+        ))
         .bind(filter.owner_id)
         .bind(filter.workflow_id)
         .bind(filter.active)

@@ -165,10 +165,10 @@ impl RegistryRepo for Tx {
     }
 
     async fn list_active_handlers(&mut self) -> StoreResult<Vec<Handler>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE is_active
              ORDER BY handler_type"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?)
     }
@@ -224,9 +224,9 @@ impl RegistryRepo for Tx {
         &mut self,
         stale_after: Duration,
     ) -> StoreResult<Vec<ComponentHealth>> {
-        let rows: Vec<Component> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Component> = sqlx::query_as(sql_fmt!(
             "SELECT {COMPONENT_COLUMNS} FROM components ORDER BY name"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?;
         let now = time::now();
@@ -286,11 +286,11 @@ impl RegistryRepo for Tx {
     ) -> StoreResult<Vec<SystemMetric>> {
         // The same bounds as a page size, so a caller cannot ask for everything.
         let limit = PageRequest::first(limit).limit()?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {METRIC_COLUMNS} FROM system_metrics
              WHERE metric_name = $1 AND recorded_at >= $2
              ORDER BY recorded_at, id LIMIT $3"
-        )))
+        ))
         .bind(name)
         .bind(ts(&since))
         .bind(i64::from(limit))

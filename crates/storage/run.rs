@@ -41,11 +41,11 @@ impl Tx {
             r.workflow_version_id.map(|t| t.0),
         )
         .await?;
-        sqlx::query(&sql_owned(format!(
+        sqlx::query(sql_fmt!(
             "INSERT INTO workflow_executions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
              $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
              $24, $25)"
-        )))
+        ))
         .bind(r.id)
         .bind(&r.execution_id)
         .bind(&r.workflow_id)
@@ -200,10 +200,10 @@ impl RunRepo for Tx {
     }
 
     async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = $1
              ORDER BY created_at DESC, id DESC"
-        )))
+        ))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await?)
@@ -267,10 +267,10 @@ impl AttemptRepo for Tx {
             a.run_id.map(|r| r.0),
         )
         .await?;
-        sqlx::query(&sql_owned(format!(
+        sqlx::query(sql_fmt!(
             "INSERT INTO task_executions ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
              $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        )))
+        ))
         .bind(a.id)
         .bind(a.task_id)
         .bind(a.run_id)
@@ -323,9 +323,9 @@ impl AttemptRepo for Tx {
     }
 
     async fn list_attempts(&mut self, task_id: TaskId) -> StoreResult<Vec<TaskAttempt>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE task_id = $1 ORDER BY attempt"
-        )))
+        ))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await?)

@@ -333,23 +333,23 @@ impl TaskRepo for Tx {
         if !self.exists("tasks", parent.0).await? {
             return Err(StoreError::not_found("task", parent));
         }
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM tasks t WHERE t.parent_task_id = $1 ORDER BY t.id"
-        )))
+        ))
         .bind(parent)
         .fetch_all(&mut *self.tx)
         .await?)
     }
 
     async fn get_runnable_tasks(&mut self, workflow_id: WorkflowId) -> StoreResult<Vec<Task>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM tasks t
              WHERE t.workflow_id = $1 AND t.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM task_dependencies d
                                JOIN tasks u ON u.id = d.depends_on_id
                                WHERE d.task_id = t.id AND u.status <> 'completed')
              ORDER BY t.execution_order IS NULL, t.execution_order, t.priority DESC, t.id"
-        )))
+        ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await?)

@@ -220,10 +220,10 @@ impl WorkflowRepo for Tx {
     }
 
     async fn list_active_workflows(&mut self) -> StoreResult<Vec<Workflow>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM workflows WHERE status = 'active'
              ORDER BY priority DESC, id DESC"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?)
     }
@@ -233,10 +233,10 @@ impl WorkflowRepo for Tx {
         workflow_id: WorkflowId,
         version: i32,
     ) -> StoreResult<WorkflowVersion> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions
              WHERE workflow_id = $1 AND version = $2"
-        )))
+        ))
         .bind(workflow_id)
         .bind(version)
         .fetch_optional(&mut *self.tx)
@@ -251,10 +251,10 @@ impl WorkflowRepo for Tx {
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowVersion>> {
         self.get_workflow(workflow_id).await?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions WHERE workflow_id = $1
              ORDER BY version"
-        )))
+        ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await?)
@@ -312,9 +312,9 @@ impl WorkflowRepo for Tx {
         &mut self,
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowShare>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {SHARE_COLUMNS} FROM workflow_shares WHERE workflow_id = $1 ORDER BY id"
-        )))
+        ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await?)
