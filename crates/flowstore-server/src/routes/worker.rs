@@ -189,7 +189,7 @@ pub async fn claim(
             }
             return Ok(AxumJson(claimed));
         }
-        let nap = state.config().poll_interval.min(deadline - now);
+        let nap = state.wait_interval().min(deadline - now);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep(nap) => {}
