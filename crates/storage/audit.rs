@@ -15,7 +15,7 @@ use flowstore_core::model::audit_head::{AuditHead, HeadResign};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Page, PageRequest, StoreResult};
 
-use crate::dialect::{exclusive, sql, sql_owned, ts, ts_opt, Conn, Tx};
+use crate::dialect::{exclusive, sql, sql_fmt, ts, ts_opt, Conn, Tx};
 
 /// The key of the lock that keeps appends to the audit log to one transaction at a
 /// time ("flowaudt" in ASCII).
@@ -139,7 +139,7 @@ impl AuditRepo for Tx {
     ) -> StoreResult<Page<AuditEntry>> {
         let limit = page.limit()?;
         let before = audit_cursor(page)?;
-        let rows: Vec<AuditEntry> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<AuditEntry> = sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM audit_log
              WHERE ($1::text IS NULL OR actor_id = $1)
                AND ($2::text IS NULL OR entity_type = $2)
@@ -148,7 +148,7 @@ impl AuditRepo for Tx {
                AND ($5::timestamptz IS NULL OR created_at >= $5)
                AND ($6::bigint IS NULL OR seq < $6)
              ORDER BY seq DESC LIMIT $7"
-        )))
+        ))
         .bind(&filter.actor_id)
         .bind(&filter.entity_type)
         .bind(&filter.entity_id)
@@ -166,9 +166,9 @@ impl AuditRepo for Tx {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEntry>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )))
+        ))
         .bind(after_seq)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)

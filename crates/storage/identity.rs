@@ -12,7 +12,8 @@ use flowstore_core::model::identity::{SessionRepo, TeamRepo, UserRepo};
 use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Query, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Query, Tx};
+use crate::rows;
 
 const USER_COLUMNS: &str = "id, email, display_name, password_hash, role, status, \
                             failed_login_count, locked_until, email_verified_at, last_login_at, \
@@ -40,9 +41,9 @@ impl Tx {
     }
 
     async fn get_member(&mut self, team_id: TeamId, user_id: UserId) -> StoreResult<TeamMember> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1 AND user_id = $2"
-        )))
+        ))
         .bind(team_id)
         .bind(user_id)
         .fetch_optional(&mut *self.tx)
@@ -74,13 +75,13 @@ impl UserRepo for Tx {
     }
 
     async fn get_user(&mut self, id: UserId) -> StoreResult<User> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("user", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+            "user",
+            id,
+        )
+        .await
     }
 
     async fn get_user_by_email(&mut self, email: &str) -> StoreResult<User> {
@@ -91,13 +92,13 @@ impl UserRepo for Tx {
     }
 
     async fn update_user(&mut self, id: UserId, patch: UserPatch) -> StoreResult<User> {
-        let current: User = sqlx::query_as(&sql_owned(format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("user", id))?;
+        let current: User = rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"),
+            "user",
+            id,
+        )
+        .await?;
         let u = patch.apply(&current, time::now())?;
         let q = sqlx::query(sql!(
             "UPDATE users SET display_name = $2, role = $3, status = $4, updated_at = $5
@@ -123,12 +124,12 @@ impl UserRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<User>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<User> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<User> = sqlx::query_as(sql_fmt!(
             "SELECT {USER_COLUMNS} FROM users
              WHERE ($1::text IS NULL OR role = $1) AND ($2::text IS NULL OR status = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        )))
+        ))
         .bind(filter.role)
         .bind(filter.status)
         .bind(after)
@@ -323,37 +324,36 @@ impl TeamRepo for Tx {
     }
 
     async fn get_team(&mut self, id: TeamId) -> StoreResult<Team> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("team", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1"),
+            "team",
+            id,
+        )
+        .await
     }
 
     async fn list_teams(&mut self, page: &PageRequest) -> StoreResult<Page<Team>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Team> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {TEAM_COLUMNS} FROM teams WHERE ($1::uuid IS NULL OR id < $1)
+        rows::page(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {TEAM_COLUMNS} FROM teams WHERE ($1::uuid IS NULL OR id < $1)
              ORDER BY id DESC LIMIT $2"
-        )))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |t| t.id.0))
+            ),
+            page,
+            |t: &Team| t.id.0,
+        )
+        .await
     }
 
     async fn delete_team(&mut self, id: TeamId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM teams WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("team", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM teams WHERE id = $1"),
+            "team",
+            id,
+        )
+        .await
     }
 
     async fn add_team_member(
@@ -419,10 +419,10 @@ impl TeamRepo for Tx {
 
     async fn list_team_members(&mut self, team_id: TeamId) -> StoreResult<Vec<TeamMember>> {
         self.get_team(team_id).await?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {MEMBER_COLUMNS} FROM team_members WHERE team_id = $1
              ORDER BY created_at, user_id"
-        )))
+        ))
         .bind(team_id)
         .fetch_all(&mut *self.tx)
         .await?)

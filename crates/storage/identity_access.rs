@@ -13,7 +13,8 @@ use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use sqlx::types::Json;
 
-use crate::dialect::{ensure_exists, exclusive, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, exclusive, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 
 const SESSION_COLUMNS: &str =
     "id, user_id, ip_address, user_agent, expires_at, revoked_at, last_seen_at, created_at";
@@ -91,10 +92,10 @@ impl SessionRepo for Tx {
     }
 
     async fn find_session(&mut self, token: &str, now: Timestamp) -> StoreResult<Session> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {SESSION_COLUMNS} FROM user_sessions
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
-        )))
+        ))
         .bind(sha256_hex(token))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
@@ -160,23 +161,23 @@ impl ApiKeyRepo for Tx {
     }
 
     async fn get_api_key(&mut self, id: ApiKeyId) -> StoreResult<ApiKey> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("API key", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"),
+            "API key",
+            id,
+        )
+        .await
     }
 
     async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL
                AND (expires_at IS NULL OR expires_at > $2)
                AND (user_id IS NULL OR EXISTS (
                     SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.status = 'active'))"
-        )))
+        ))
         .bind(sha256_hex(presented))
         .bind(ts(&now))
         .fetch_optional(&mut *self.tx)
@@ -191,11 +192,11 @@ impl ApiKeyRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ApiKey> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<ApiKey> = sqlx::query_as(sql_fmt!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3"
-        )))
+        ))
         .bind(user_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
@@ -254,11 +255,11 @@ impl NotificationRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Notification> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Notification> = sqlx::query_as(sql_fmt!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications
              WHERE user_id = $1 AND ($2 = false OR NOT read) AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        )))
+        ))
         .bind(user_id)
         .bind(filter.unread_only)
         .bind(after)
@@ -311,23 +312,22 @@ impl NotificationRepo for Tx {
     }
 
     async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("notification", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1"),
+            "notification",
+            id,
+        )
+        .await
     }
 
     async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM notifications WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("notification", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM notifications WHERE id = $1"),
+            "notification",
+            id,
+        )
+        .await
     }
 }

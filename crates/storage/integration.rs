@@ -13,7 +13,8 @@ use flowstore_core::model::integration::{CredentialRepo, WebhookRepo};
 use flowstore_core::model::ops::SecretValue;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "id, owner_id, name, type, description, \
      encryption_key_id, expires_at, last_used_at, rotated_at, created_at, updated_at";
@@ -114,13 +115,13 @@ impl CredentialRepo for Tx {
     }
 
     async fn get_credential(&mut self, id: CredentialId) -> StoreResult<Credential> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("credential", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"),
+            "credential",
+            id,
+        )
+        .await
     }
 
     async fn reveal_credential(
@@ -157,12 +158,12 @@ impl CredentialRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Credential>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Credential> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Credential> = sqlx::query_as(sql_fmt!(
             "SELECT {CREDENTIAL_COLUMNS} FROM credentials
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR type = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        )))
+        ))
         .bind(filter.owner_id)
         .bind(filter.credential_type)
         .bind(after)
@@ -203,14 +204,13 @@ impl CredentialRepo for Tx {
     }
 
     async fn delete_credential(&mut self, id: CredentialId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM credentials WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("credential", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM credentials WHERE id = $1"),
+            "credential",
+            id,
+        )
+        .await
     }
 }
 
@@ -254,13 +254,13 @@ impl WebhookRepo for Tx {
     }
 
     async fn get_webhook(&mut self, id: WebhookId) -> StoreResult<Webhook> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("webhook", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1"),
+            "webhook",
+            id,
+        )
+        .await
     }
 
     async fn list_webhooks(
@@ -269,12 +269,12 @@ impl WebhookRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Webhook>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<Webhook> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Webhook> = sqlx::query_as(sql_fmt!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR workflow_id = $2)
                AND ($3::bool IS NULL OR active = $3) AND ($4::uuid IS NULL OR id < $4)
              ORDER BY id DESC LIMIT $5"
-        )))
+        ))
         .bind(filter.owner_id)
         .bind(filter.workflow_id)
         .bind(filter.active)
@@ -322,14 +322,13 @@ impl WebhookRepo for Tx {
     }
 
     async fn delete_webhook(&mut self, id: WebhookId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM webhooks WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("webhook", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM webhooks WHERE id = $1"),
+            "webhook",
+            id,
+        )
+        .await
     }
 
     async fn webhook_secret(&mut self, id: WebhookId) -> StoreResult<SecretString> {

@@ -20,8 +20,9 @@ use flowstore_core::model::integration::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
 use crate::integration::WEBHOOK_COLUMNS;
+use crate::rows;
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, payload, status, \
      attempts, next_attempt_at, last_attempt_at, response_code, response_body, error, \
@@ -72,13 +73,13 @@ impl DeliveryRepo for Tx {
     }
 
     async fn get_delivery(&mut self, id: DeliveryId) -> StoreResult<WebhookDelivery> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("delivery", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"),
+            "delivery",
+            id,
+        )
+        .await
     }
 
     async fn list_deliveries(
@@ -89,11 +90,9 @@ impl DeliveryRepo for Tx {
     ) -> StoreResult<Page<WebhookDelivery>> {
         let (limit, after) = page.parts()?;
         self.get_webhook(webhook_id).await?;
-        let rows: Vec<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+        let rows: Vec<WebhookDelivery> = sqlx::query_as(sql_fmt!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
              WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
-             ORDER BY id DESC LIMIT $4"
-        )))
+             ORDER BY id DESC LIMIT $4"))
         .bind(webhook_id)
         .bind(status)
         .bind(after)
@@ -127,9 +126,9 @@ impl DeliveryRepo for Tx {
                 ..FanOut::default()
             });
         };
-        let hooks: Vec<Webhook> = sqlx::query_as(&sql_owned(format!(
+        let hooks: Vec<Webhook> = sqlx::query_as(sql_fmt!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE active ORDER BY id"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?;
         let mut deliveries = 0;
@@ -170,8 +169,7 @@ impl DeliveryRepo for Tx {
         // The claimed rows' columns are named unqualified: SQLite's RETURNING may name
         // only the updated table's, and the CTE's column has another name so that
         // PostgreSQL finds them unambiguous.
-        let claimed: Vec<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
-            "WITH due AS (
+        let claimed: Vec<WebhookDelivery> = sqlx::query_as(sql_fmt!("WITH due AS (
                 SELECT d.id AS due_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
                  WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= $1 AND w.active
                  ORDER BY d.next_attempt_at, d.id LIMIT $2
@@ -181,8 +179,7 @@ impl DeliveryRepo for Tx {
                     next_attempt_at = $3, response_code = NULL, response_body = NULL,
                     error = NULL
                FROM due WHERE d.id = due.due_id
-             RETURNING {DELIVERY_COLUMNS}"
-        )))
+             RETURNING {DELIVERY_COLUMNS}"))
         .bind(ts(&now))
         .bind(i64::from(limit))
         .bind(ts(&until))
@@ -218,13 +215,13 @@ impl DeliveryRepo for Tx {
         let result = result.normalised();
         let now = time::now();
         let (status, next) = policy.resolve(attempt, &result, now);
-        let done: Option<WebhookDelivery> = sqlx::query_as(&sql_owned(format!(
+        let done: Option<WebhookDelivery> = sqlx::query_as(sql_fmt!(
             "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4,
                 response_code = $5, response_body = $6, error = $7, updated_at = $8
              WHERE id = $1 AND attempts = $2 AND status IN ('pending', 'failed')
                AND error IS NULL
              RETURNING {DELIVERY_COLUMNS}"
-        )))
+        ))
         .bind(id)
         .bind(attempt)
         .bind(status)

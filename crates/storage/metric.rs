@@ -8,7 +8,7 @@ use flowstore_core::model::metric::{
 use flowstore_core::model::run::MetricRepo;
 use flowstore_core::{time, StoreError, StoreResult};
 
-use crate::dialect::{greatest, least, sql, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
+use crate::dialect::{greatest, least, sql, sql_fmt, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
 
 /// Columns inserted, in order.
 const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metric_unit, \
@@ -39,9 +39,7 @@ impl MetricRepo for Tx {
                 ));
             }
         }
-        sqlx::query(&sql_owned(format!(
-            "INSERT INTO workflow_metrics ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8)"
-        )))
+        sqlx::query(sql_fmt!("INSERT INTO workflow_metrics ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8)"))
         .bind(m.id)
         .bind(&m.execution_id)
         .bind(&m.metric_name)
@@ -86,11 +84,11 @@ impl MetricRepo for Tx {
         limit: Option<u32>,
     ) -> StoreResult<Vec<WorkflowMetric>> {
         let limit = metric_limit(limit)?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM workflow_metrics
              WHERE execution_id = $1 AND ($2::text IS NULL OR metric_type = $2)
              ORDER BY recorded_at DESC, id DESC LIMIT $3"
-        )))
+        ))
         .bind(execution_id)
         .bind(metric_type)
         .bind(i64::from(limit))

@@ -56,6 +56,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(12, "0012", "webhook_answers"),
     migration!(13, "0013", "attempt_outcome"),
     migration!(14, "0014", "key_not_null"),
+    migration!(15, "0015", "change_feed"),
 ];
 
 /// The migration that adds the audit log's signed head.

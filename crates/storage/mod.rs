@@ -19,6 +19,7 @@ pub(crate) mod pull_request;
 pub(crate) mod reference;
 pub(crate) mod registry;
 pub(crate) mod retention;
+pub(crate) mod rows;
 pub(crate) mod run;
 pub(crate) mod summary;
 pub(crate) mod task;

@@ -7,7 +7,8 @@ use flowstore_core::model::ops::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, ts, ts_opt, Tx};
+use crate::rows;
 
 const LOG_COLUMNS: &str =
     "id, level, component_name, execution_id, task_id, message, context, timestamp";
@@ -44,13 +45,13 @@ impl Tx {
     }
 
     async fn config_row(&mut self, key: &str) -> StoreResult<ConfigurationRow> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {CONFIG_COLUMNS} FROM configurations WHERE key = $1"
-        )))
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("configuration", key))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {CONFIG_COLUMNS} FROM configurations WHERE key = $1"),
+            "configuration",
+            key,
+        )
+        .await
     }
 }
 
@@ -80,7 +81,7 @@ impl OpsRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<LogEntry>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<LogEntry> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<LogEntry> = sqlx::query_as(sql_fmt!(
             "SELECT {LOG_COLUMNS} FROM logs
              WHERE ($1::uuid IS NULL OR execution_id = $1)
                AND ($2::uuid IS NULL OR task_id = $2)
@@ -90,7 +91,7 @@ impl OpsRepo for Tx {
                AND ($6::timestamptz IS NULL OR timestamp < $6)
                AND ($7::uuid IS NULL OR id < $7)
              ORDER BY id DESC LIMIT $8"
-        )))
+        ))
         .bind(filter.execution_id)
         .bind(filter.task_id)
         .bind(&filter.component_name)
@@ -151,11 +152,11 @@ impl OpsRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<Configuration>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ConfigurationRow> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<ConfigurationRow> = sqlx::query_as(sql_fmt!(
             "SELECT {CONFIG_COLUMNS} FROM configurations
              WHERE ($1::text IS NULL OR type = $1) AND ($2::uuid IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3"
-        )))
+        ))
         .bind(config_type)
         .bind(after)
         .bind(i64::from(limit) + 1)
@@ -181,9 +182,9 @@ impl OpsRepo for Tx {
     }
 
     async fn reseal_configurations(&mut self) -> StoreResult<u64> {
-        let rows: Vec<ConfigurationRow> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<ConfigurationRow> = sqlx::query_as(sql_fmt!(
             "SELECT {CONFIG_COLUMNS} FROM configurations WHERE is_sensitive ORDER BY id FOR UPDATE"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?;
         if rows.is_empty() {

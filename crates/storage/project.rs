@@ -5,9 +5,10 @@ use flowstore_core::ids::ProjectId;
 use flowstore_core::model::project::{
     NewProject, Project, ProjectFilter, ProjectPatch, ProjectRepo,
 };
-use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
+use flowstore_core::{time, Page, PageRequest, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, Tx};
+use crate::rows;
 use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, repository_url, repository_name, default_branch, \
@@ -56,23 +57,23 @@ impl ProjectRepo for Tx {
     }
 
     async fn get_project(&mut self, id: ProjectId) -> StoreResult<Project> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM projects WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("project", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM projects WHERE id = $1"),
+            "project",
+            id,
+        )
+        .await
     }
 
     async fn get_project_by_name(&mut self, name: &str) -> StoreResult<Project> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM projects WHERE name = $1"
-        )))
-        .bind(name)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("project", name))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM projects WHERE name = $1"),
+            "project",
+            name,
+        )
+        .await
     }
 
     async fn update_project(&mut self, id: ProjectId, patch: ProjectPatch) -> StoreResult<Project> {
@@ -83,14 +84,13 @@ impl ProjectRepo for Tx {
     }
 
     async fn delete_project(&mut self, id: ProjectId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM projects WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("project", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM projects WHERE id = $1"),
+            "project",
+            id,
+        )
+        .await
     }
 
     async fn list_projects(

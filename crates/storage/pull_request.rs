@@ -7,10 +7,11 @@ use flowstore_core::model::pull_request::{
 };
 use flowstore_core::model::task::query::PrValidation;
 use flowstore_core::model::task::PullRequestRepo;
-use flowstore_core::{time, validate, Page, PageRequest, StoreError, StoreResult};
+use flowstore_core::{time, validate, Page, PageRequest, StoreResult};
 use serde_json::Value;
 
 use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 use crate::visibility;
 
 const COLUMNS: &str = "id, project_id, task_id, pr_number, repository_url, branch_name, \
@@ -26,13 +27,15 @@ impl Tx {
         lock: bool,
     ) -> StoreResult<PullRequest> {
         let lock = if lock { " FOR UPDATE" } else { "" };
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM pull_requests WHERE id = $1{lock}"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("pull request", id))
+        rows::one(
+            &mut self.tx,
+            &sql_owned(format!(
+                "SELECT {COLUMNS} FROM pull_requests WHERE id = $1{lock}"
+            )),
+            "pull request",
+            id,
+        )
+        .await
     }
 
     async fn pr_write(&mut self, p: &PullRequest) -> StoreResult<()> {

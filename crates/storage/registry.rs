@@ -10,7 +10,8 @@ use flowstore_core::model::registry::{
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 
 const HANDLER_COLUMNS: &str = "id, handler_type, handler_name, handler_class, handler_path, \
      version, description, capabilities, configuration, is_active, registered_at, updated_at";
@@ -26,13 +27,15 @@ impl Tx {
     /// The handler for `handler_type`; `lock` is `""` or `"FOR UPDATE"`, the latter
     /// for a read-modify-write so that concurrent patches do not lose each other.
     async fn handler_row(&mut self, handler_type: &str, lock: &str) -> StoreResult<Handler> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE handler_type = $1 {lock}"
-        )))
-        .bind(handler_type)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("handler", handler_type))
+        rows::one(
+            &mut self.tx,
+            &sql_owned(format!(
+                "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE handler_type = $1 {lock}"
+            )),
+            "handler",
+            handler_type,
+        )
+        .await
     }
 
     /// The component named by `which`; `lock` as for [`Self::handler_row`].
@@ -162,25 +165,25 @@ impl RegistryRepo for Tx {
     }
 
     async fn list_active_handlers(&mut self) -> StoreResult<Vec<Handler>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {HANDLER_COLUMNS} FROM handler_registry WHERE is_active
              ORDER BY handler_type"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?)
     }
 
     async fn list_handlers(&mut self, page: &PageRequest) -> StoreResult<Page<Handler>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Handler> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {HANDLER_COLUMNS} FROM handler_registry
+        rows::page(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {HANDLER_COLUMNS} FROM handler_registry
              WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
-        )))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |h| h.id.0))
+            ),
+            page,
+            |h: &Handler| h.id.0,
+        )
+        .await
     }
 
     async fn register_component(&mut self, new: NewComponent) -> StoreResult<Component> {
@@ -221,9 +224,9 @@ impl RegistryRepo for Tx {
         &mut self,
         stale_after: Duration,
     ) -> StoreResult<Vec<ComponentHealth>> {
-        let rows: Vec<Component> = sqlx::query_as(&sql_owned(format!(
+        let rows: Vec<Component> = sqlx::query_as(sql_fmt!(
             "SELECT {COMPONENT_COLUMNS} FROM components ORDER BY name"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?;
         let now = time::now();
@@ -234,27 +237,26 @@ impl RegistryRepo for Tx {
     }
 
     async fn list_components(&mut self, page: &PageRequest) -> StoreResult<Page<Component>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Component> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COMPONENT_COLUMNS} FROM components
+        rows::page(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {COMPONENT_COLUMNS} FROM components
              WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
-        )))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |c| c.id.0))
+            ),
+            page,
+            |c: &Component| c.id.0,
+        )
+        .await
     }
 
     async fn delete_component(&mut self, id: ComponentId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM components WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("component", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM components WHERE id = $1"),
+            "component",
+            id,
+        )
+        .await
     }
 
     async fn record_system_metric(&mut self, new: NewSystemMetric) -> StoreResult<SystemMetric> {
@@ -284,11 +286,11 @@ impl RegistryRepo for Tx {
     ) -> StoreResult<Vec<SystemMetric>> {
         // The same bounds as a page size, so a caller cannot ask for everything.
         let limit = PageRequest::first(limit).limit()?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {METRIC_COLUMNS} FROM system_metrics
              WHERE metric_name = $1 AND recorded_at >= $2
              ORDER BY recorded_at, id LIMIT $3"
-        )))
+        ))
         .bind(name)
         .bind(ts(&since))
         .bind(i64::from(limit))

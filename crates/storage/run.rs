@@ -11,7 +11,8 @@ use flowstore_core::model::run::{
 use flowstore_core::model::run::{AttemptRepo, MetricRepo, RunRepo};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 
 const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_version, task_id, \
      user_id, status, strategy, priority, estimated_duration, actual_duration, start_time, \
@@ -40,11 +41,11 @@ impl Tx {
             r.workflow_version_id.map(|t| t.0),
         )
         .await?;
-        sqlx::query(&sql_owned(format!(
+        sqlx::query(sql_fmt!(
             "INSERT INTO workflow_executions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
              $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
              $24, $25)"
-        )))
+        ))
         .bind(r.id)
         .bind(&r.execution_id)
         .bind(&r.workflow_id)
@@ -101,13 +102,13 @@ impl Tx {
     }
 
     async fn get_attempt(&mut self, id: AttemptId) -> StoreResult<TaskAttempt> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE id = $1 FOR UPDATE"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("task attempt", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE id = $1 FOR UPDATE"),
+            "task attempt",
+            id,
+        )
+        .await
     }
 }
 
@@ -121,23 +122,23 @@ impl RunRepo for Tx {
     }
 
     async fn get_execution(&mut self, id: RunId) -> StoreResult<WorkflowExecution> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflow_executions WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("run", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM workflow_executions WHERE id = $1"),
+            "run",
+            id,
+        )
+        .await
     }
 
     async fn find_by_execution_id(&mut self, execution_id: &str) -> StoreResult<WorkflowExecution> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = $1"
-        )))
-        .bind(execution_id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("run", execution_id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = $1"),
+            "run",
+            execution_id,
+        )
+        .await
     }
 
     async fn update_execution(
@@ -146,13 +147,15 @@ impl RunRepo for Tx {
         patch: ExecutionPatch,
     ) -> StoreResult<WorkflowExecution> {
         // Read-modify-write: the row stays locked until the caller commits.
-        let current: WorkflowExecution = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = $1 FOR UPDATE"
-        )))
-        .bind(execution_id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("run", execution_id))?;
+        let current: WorkflowExecution = rows::one(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {COLUMNS} FROM workflow_executions WHERE execution_id = $1 FOR UPDATE"
+            ),
+            "run",
+            execution_id,
+        )
+        .await?;
         let row = patch.apply(&current, time::now())?;
         self.write_execution_patch(&row).await?;
         if let Some(metric) = duration_metric(&current, &row) {
@@ -197,10 +200,10 @@ impl RunRepo for Tx {
     }
 
     async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = $1
              ORDER BY created_at DESC, id DESC"
-        )))
+        ))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await?)
@@ -264,10 +267,10 @@ impl AttemptRepo for Tx {
             a.run_id.map(|r| r.0),
         )
         .await?;
-        sqlx::query(&sql_owned(format!(
+        sqlx::query(sql_fmt!(
             "INSERT INTO task_executions ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
              $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        )))
+        ))
         .bind(a.id)
         .bind(a.task_id)
         .bind(a.run_id)
@@ -320,9 +323,9 @@ impl AttemptRepo for Tx {
     }
 
     async fn list_attempts(&mut self, task_id: TaskId) -> StoreResult<Vec<TaskAttempt>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE task_id = $1 ORDER BY attempt"
-        )))
+        ))
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await?)

@@ -14,7 +14,8 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, sql, sql_owned, ts, ts_opt, Db, Tx};
+use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Db, Tx};
+use crate::rows;
 use crate::task_query;
 use crate::visibility;
 
@@ -202,23 +203,23 @@ impl TaskRepo for Tx {
     }
 
     async fn get_task(&mut self, id: TaskId) -> StoreResult<Task> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("task", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"),
+            "task",
+            id,
+        )
+        .await
     }
 
     async fn update_task(&mut self, id: TaskId, patch: TaskPatch) -> StoreResult<Task> {
-        let current: Task = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 FOR UPDATE"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("task", id))?;
+        let current: Task = rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 FOR UPDATE"),
+            "task",
+            id,
+        )
+        .await?;
         let row = patch.apply(&current, time::now())?;
         if let Some(parent) = row
             .parent_task_id
@@ -251,14 +252,13 @@ impl TaskRepo for Tx {
     }
 
     async fn delete_task(&mut self, id: TaskId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM tasks WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("task", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM tasks WHERE id = $1"),
+            "task",
+            id,
+        )
+        .await
     }
 
     async fn add_task_dependency(&mut self, task: TaskId, depends_on: TaskId) -> StoreResult<()> {
@@ -333,23 +333,23 @@ impl TaskRepo for Tx {
         if !self.exists("tasks", parent.0).await? {
             return Err(StoreError::not_found("task", parent));
         }
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM tasks t WHERE t.parent_task_id = $1 ORDER BY t.id"
-        )))
+        ))
         .bind(parent)
         .fetch_all(&mut *self.tx)
         .await?)
     }
 
     async fn get_runnable_tasks(&mut self, workflow_id: WorkflowId) -> StoreResult<Vec<Task>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM tasks t
              WHERE t.workflow_id = $1 AND t.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM task_dependencies d
                                JOIN tasks u ON u.id = d.depends_on_id
                                WHERE d.task_id = t.id AND u.status <> 'completed')
              ORDER BY t.execution_order IS NULL, t.execution_order, t.priority DESC, t.id"
-        )))
+        ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await?)

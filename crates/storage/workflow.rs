@@ -9,7 +9,8 @@ use flowstore_core::model::workflow::{
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 
-use crate::dialect::{ensure_exists, json_array_contains, sql, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{ensure_exists, json_array_contains, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::rows;
 use crate::visibility;
 
 const COLUMNS: &str = "id, name, description, type, status, priority, definition, configuration, \
@@ -131,13 +132,13 @@ impl WorkflowRepo for Tx {
     }
 
     async fn get_workflow(&mut self, id: WorkflowId) -> StoreResult<Workflow> {
-        sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflows WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("workflow", id))
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM workflows WHERE id = $1"),
+            "workflow",
+            id,
+        )
+        .await
     }
 
     async fn update_workflow(
@@ -147,13 +148,13 @@ impl WorkflowRepo for Tx {
     ) -> StoreResult<Workflow> {
         // Locked until commit, so two concurrent patches cannot both make version n+1
         // from the same version n.
-        let current: Workflow = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflows WHERE id = $1 FOR UPDATE"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("workflow", id))?;
+        let current: Workflow = rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM workflows WHERE id = $1 FOR UPDATE"),
+            "workflow",
+            id,
+        )
+        .await?;
         let note = patch.change_note.clone();
         let by = patch.changed_by;
         // Checked before anything is written, so a refused patch leaves no trace.
@@ -178,14 +179,13 @@ impl WorkflowRepo for Tx {
     }
 
     async fn delete_workflow(&mut self, id: WorkflowId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM workflows WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("workflow", id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM workflows WHERE id = $1"),
+            "workflow",
+            id,
+        )
+        .await
     }
 
     async fn list_workflows(
@@ -220,10 +220,10 @@ impl WorkflowRepo for Tx {
     }
 
     async fn list_active_workflows(&mut self) -> StoreResult<Vec<Workflow>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM workflows WHERE status = 'active'
              ORDER BY priority DESC, id DESC"
-        )))
+        ))
         .fetch_all(&mut *self.tx)
         .await?)
     }
@@ -233,10 +233,10 @@ impl WorkflowRepo for Tx {
         workflow_id: WorkflowId,
         version: i32,
     ) -> StoreResult<WorkflowVersion> {
-        sqlx::query_as(&sql_owned(format!(
+        sqlx::query_as(sql_fmt!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions
              WHERE workflow_id = $1 AND version = $2"
-        )))
+        ))
         .bind(workflow_id)
         .bind(version)
         .fetch_optional(&mut *self.tx)
@@ -251,10 +251,10 @@ impl WorkflowRepo for Tx {
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowVersion>> {
         self.get_workflow(workflow_id).await?;
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {VERSION_COLUMNS} FROM workflow_versions WHERE workflow_id = $1
              ORDER BY version"
-        )))
+        ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await?)
@@ -312,23 +312,22 @@ impl WorkflowRepo for Tx {
         &mut self,
         workflow_id: WorkflowId,
     ) -> StoreResult<Vec<WorkflowShare>> {
-        Ok(sqlx::query_as(&sql_owned(format!(
+        Ok(sqlx::query_as(sql_fmt!(
             "SELECT {SHARE_COLUMNS} FROM workflow_shares WHERE workflow_id = $1 ORDER BY id"
-        )))
+        ))
         .bind(workflow_id)
         .fetch_all(&mut *self.tx)
         .await?)
     }
 
     async fn remove_workflow_share(&mut self, share_id: ShareId) -> StoreResult<()> {
-        let done = sqlx::query(sql!("DELETE FROM workflow_shares WHERE id = $1"))
-            .bind(share_id)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found("workflow share", share_id));
-        }
-        Ok(())
+        rows::delete_one(
+            &mut self.tx,
+            sql!("DELETE FROM workflow_shares WHERE id = $1"),
+            "workflow share",
+            share_id,
+        )
+        .await
     }
 
     async fn workflow_access(

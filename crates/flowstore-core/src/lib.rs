@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod archive;
+pub mod change;
 pub mod crypto;
 pub mod dialect;
 pub mod engine;

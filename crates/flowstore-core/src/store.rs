@@ -151,6 +151,14 @@ pub trait Backend: Send + Sync + 'static {
     /// What this backend does its own way.
     fn capabilities(&self) -> Capabilities;
 
+    /// Starts delivering the changes committed by other servers or backends on the
+    /// same database to `sink` (see [`crate::change`]), until it returns `false`.
+    /// Returns whether this backend has such a feed; without one, the caller polls.
+    fn listen(&self, sink: std::sync::Arc<dyn crate::change::ChangeSink>) -> bool {
+        let _ = sink;
+        false
+    }
+
     /// Every migration this backend knows, oldest first.
     fn migrations(&self) -> &'static [crate::migrate::Migration];
 

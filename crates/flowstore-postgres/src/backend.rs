@@ -384,6 +384,11 @@ impl Backend for PostgresBackend {
         MIGRATIONS
     }
 
+    fn listen(&self, sink: Arc<dyn flowstore_core::change::ChangeSink>) -> bool {
+        crate::listen::spawn(self.options.clone(), sink);
+        true
+    }
+
     fn pool_status(&self) -> flowstore_core::store::PoolStatus {
         // Both pools: the main one and the worker transitions'.
         let pools = [&self.pool, &self.transitions];

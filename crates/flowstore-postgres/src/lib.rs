@@ -12,6 +12,7 @@ mod archive_native;
 mod backend;
 mod dialect;
 mod hot_path;
+mod listen;
 mod task_query;
 mod transitions;
 

@@ -146,6 +146,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    state.listen_for_changes();
     let maintenance = tokio::spawn(maintain(state.clone()));
     let dispatcher = tokio::spawn(webhooks::run(state.clone()));
     let result = accept(listener, state.clone(), shutdown).await;

@@ -2,9 +2,11 @@
 //! limiter, and the signals that wake long polls and end streams at shutdown.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flowstore_core::change::{Change, ChangeSink};
 use flowstore_core::ids::{ApiKeyId, UserId};
 use flowstore_core::model::identity_access::ApiKey;
 use flowstore_core::Backend;
@@ -24,8 +26,12 @@ pub struct ServerConfig {
     pub rate_burst: f64,
     /// Longest a claim may wait for work.
     pub max_claim_wait: Duration,
-    /// How often waiting claims and event streams look at the database.
+    /// How often waiting claims and event streams look at the database while the
+    /// database's change feed is down (or the backend has none).
     pub poll_interval: Duration,
+    /// How often they look while the change feed is live, which wakes them as soon
+    /// as work or events are committed on any server: a safety net only.
+    pub safety_poll_interval: Duration,
     /// Longest a request other than a stream may take, its body's upload included.
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's head, counted from when it
@@ -57,6 +63,7 @@ impl Default for ServerConfig {
             rate_burst: 200.0,
             max_claim_wait: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
+            safety_poll_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(1),
@@ -84,6 +91,8 @@ struct Inner {
     sign_in: crate::signin::SignInGuard,
     work: Notify,
     events: Notify,
+    /// Whether the database's change feed is live (see [`AppState::listen_for_changes`]).
+    feed_live: AtomicBool,
     shutdown: watch::Sender<bool>,
 }
 
@@ -107,6 +116,7 @@ impl AppState {
                 sign_in,
                 work: Notify::new(),
                 events: Notify::new(),
+                feed_live: AtomicBool::new(false),
                 shutdown: watch::channel(false).0,
             }),
         }
@@ -146,6 +156,27 @@ impl AppState {
         self.inner.events.notify_waiters();
     }
 
+    /// Starts hearing what other servers (or other backends of this process) commit
+    /// to the database, when the backend can tell: waiting claims and event streams
+    /// then wake at once and look at the database only every
+    /// `safety_poll_interval` otherwise, and the key cache forgets what changed
+    /// elsewhere. Without a feed, or while it is down, they poll every
+    /// `poll_interval` and a key revoked elsewhere lasts up to `key_cache_ttl`.
+    pub fn listen_for_changes(&self) {
+        let sink = Arc::new(StateSink(Arc::downgrade(&self.inner)));
+        self.inner.backend.listen(sink);
+    }
+
+    /// How long a waiting claim or event stream sleeps before looking again when
+    /// nothing woke it.
+    pub(crate) fn wait_interval(&self) -> Duration {
+        if self.inner.feed_live.load(Ordering::Relaxed) {
+            self.inner.config.safety_poll_interval
+        } else {
+            self.inner.config.poll_interval
+        }
+    }
+
     pub(crate) fn work_notify(&self) -> &Notify {
         &self.inner.work
     }
@@ -174,6 +205,50 @@ impl AppState {
     }
 }
 
+/// Where the backend delivers the database's changes: it holds the state weakly, so
+/// that a dropped state ends the backend's listening.
+struct StateSink(std::sync::Weak<Inner>);
+
+impl ChangeSink for StateSink {
+    fn changed(&self, change: Change) -> bool {
+        let Some(inner) = self.0.upgrade() else {
+            return false;
+        };
+        match change {
+            Change::Work { at: None } => inner.work.notify_waiters(),
+            Change::Work { at: Some(at) } => {
+                // A retry's backoff: wake the claims when it ends.
+                let wait = (at - flowstore_core::time::now())
+                    .to_std()
+                    .unwrap_or_default();
+                let weak = self.0.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    if let Some(inner) = weak.upgrade() {
+                        inner.work.notify_waiters();
+                    }
+                });
+            }
+            Change::Events => inner.events.notify_waiters(),
+            Change::Access => inner.keys.clear(),
+            Change::Listening | Change::Lost => {
+                // Either way, what happened while nobody listened is unknown.
+                inner
+                    .feed_live
+                    .store(change == Change::Listening, Ordering::Relaxed);
+                inner.keys.clear();
+                inner.work.notify_waiters();
+                inner.events.notify_waiters();
+            }
+        }
+        true
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 /// API keys already looked up, by the SHA-256 of the key presented (the key itself
 /// is not kept), and when each key's `last_used_at` (or session's `last_seen_at`)
 /// was last written.
@@ -199,6 +274,11 @@ impl KeyCache {
             found.retain(|_, (_, at)| at.elapsed() < ttl);
         }
         found.insert(hash, (key, Instant::now()));
+    }
+
+    /// Forgets every key (something changed elsewhere).
+    pub(crate) fn clear(&self) {
+        self.found.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Forgets a key (revoked through this server).

@@ -14,6 +14,7 @@ mod paging;
 mod resources;
 mod routes_tasks;
 mod routes_workflows;
+mod servers;
 mod sessions;
 mod signin;
 mod system_routes;

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::feed::FeedHandle;
 use crate::group::{Done, GroupWriter, Op, WriteAccess};
 use crate::migrations::{self as mig, MIGRATIONS};
 
@@ -141,6 +142,8 @@ pub struct SqliteBackend {
     file: Option<std::path::PathBuf>,
     /// Writers waiting for the writer lock.
     waits: Arc<flowstore_core::store::WaitBoard>,
+    /// Where this backend's write commits are told to the others on its file.
+    feed: FeedHandle,
 }
 
 /// One SQLite transaction with every repository operation.
@@ -149,6 +152,8 @@ pub struct SqliteTx {
     pub(crate) keys: Arc<KeySource>,
     /// The writer lock, held by write transactions; `None` for `begin_read`'s.
     writer: Option<OwnedMutexGuard<()>>,
+    /// Told of the commit of a write transaction.
+    feed: Option<FeedHandle>,
 }
 
 impl SqliteBackend {
@@ -235,11 +240,14 @@ impl SqliteBackend {
         let checkpointer = (!memory).then(|| crate::checkpoint::spawn(pool.clone()));
         let writer = Arc::new(Mutex::new(()));
         let waits = Arc::new(flowstore_core::store::WaitBoard::default());
+        let file = database_file(&url);
+        let feed = FeedHandle::open(file.as_deref());
         let group = GroupWriter::spawn(WriteAccess {
             pool: pool.clone(),
             writer: writer.clone(),
             keys: keys.clone(),
             waits: waits.clone(),
+            feed: feed.clone(),
         });
         Ok(SqliteBackend {
             pool,
@@ -248,8 +256,9 @@ impl SqliteBackend {
             group,
             _checkpointer: checkpointer,
             health,
-            file: database_file(&url),
+            file,
             waits,
+            feed,
         })
     }
 
@@ -265,6 +274,7 @@ impl SqliteBackend {
             writer: self.writer.clone(),
             keys: self.keys.clone(),
             waits: self.waits.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -273,6 +283,11 @@ impl SqliteBackend {
 impl Backend for SqliteBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Sqlite
+    }
+
+    fn listen(&self, sink: Arc<dyn flowstore_core::change::ChangeSink>) -> bool {
+        self.feed.listen(sink);
+        true
     }
 
     fn capabilities(&self) -> flowstore_core::store::Capabilities {
@@ -340,6 +355,7 @@ impl Backend for SqliteBackend {
             tx,
             keys: self.keys.clone(),
             writer: None,
+            feed: None,
         }))
     }
 
@@ -474,6 +490,7 @@ impl WriteAccess {
             tx,
             keys: self.keys.clone(),
             writer: Some(guard),
+            feed: Some(self.feed.clone()),
         })
     }
 }
@@ -481,7 +498,11 @@ impl WriteAccess {
 impl SqliteTx {
     /// Commits, for callers that hold the transaction by value.
     pub(crate) async fn commit_inner(self) -> StoreResult<()> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        if let Some(feed) = &self.feed {
+            feed.committed();
+        }
+        Ok(())
     }
 
     /// Rolls back, for callers that hold the transaction by value. A failed rollback
@@ -501,7 +522,7 @@ impl SqliteTx {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        Ok(self.tx.commit().await?)
+        self.commit_inner().await
     }
 
     async fn rollback(self: Box<Self>) -> StoreResult<()> {

@@ -62,6 +62,8 @@ pub(crate) struct WriteAccess {
     pub keys: Arc<KeySource>,
     /// Where waits for the writer lock are counted.
     pub waits: Arc<flowstore_core::store::WaitBoard>,
+    /// Told of each write commit (see `feed.rs`).
+    pub feed: crate::feed::FeedHandle,
 }
 
 impl GroupWriter {

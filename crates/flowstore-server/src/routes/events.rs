@@ -126,7 +126,7 @@ pub async fn stream(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "event stream could not read events"),
             }
-            let nap = c.state.config().poll_interval;
+            let nap = c.state.wait_interval();
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(nap) => {}

@@ -185,7 +185,7 @@ pub async fn claim(api: Api, Json(body): Json<ClaimBody>) -> ApiResult<AxumJson<
             }
             return Ok(AxumJson(claimed));
         }
-        let nap = api.state.config().poll_interval.min(deadline - now);
+        let nap = api.state.wait_interval().min(deadline - now);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep(nap) => {}

@@ -1,0 +1,132 @@
+//! Several servers on one database: what one commits reaches the others through the
+//! database's change feed (`Backend::listen`), not through their polls. Each test
+//! sets the polls far beyond its own wait, so only the feed can make it pass: on
+//! PostgreSQL two backends hear each other through LISTEN/NOTIFY, on SQLite two
+//! backends of this process on one file tell each other of their commits.
+
+use std::time::Duration;
+
+use flowstore_server::{serve, AppState, ServerConfig};
+use flowstore_testkit::{TestApp, TestDb};
+use serde_json::json;
+
+flowstore_testkit::__per_backend!(db => &db;
+    a_waiting_claim_wakes_when_another_server_makes_work,
+    an_event_stream_hears_what_another_server_commits,
+    a_key_revoked_on_one_server_stops_working_on_another
+);
+
+/// Polls that never come within a test: a wake-up can only come from the feed.
+fn no_polling() -> ServerConfig {
+    ServerConfig {
+        poll_interval: Duration::from_secs(120),
+        safety_poll_interval: Duration::from_secs(120),
+        key_cache_ttl: Duration::from_secs(3600),
+        ..ServerConfig::default()
+    }
+}
+
+/// A server on `db` that hears the others.
+async fn listening_app(db: &TestDb) -> TestApp {
+    let backend = db.backend().await;
+    let state = AppState::with_config(backend.clone(), no_polling());
+    state.listen_for_changes();
+    TestApp::with_state(state, backend).await
+}
+
+async fn workflow(c: &TestApp) -> String {
+    c.shell_handler().await;
+    let body = json!({"name": "build", "status": "active",
+        "definition": {"steps": [{"key": "a", "handler": "shell"}]}});
+    c.user().create_workflow(body).await.want_id(201)
+}
+
+async fn a_waiting_claim_wakes_when_another_server_makes_work(db: &TestDb) {
+    let a = TestApp::with_config(db.backend().await, no_polling()).await;
+    let b = listening_app(db).await;
+    let wf = workflow(&a).await;
+    // B's worker waits (20 s at most) with nothing to claim; its own poll would
+    // come only after two minutes.
+    let b_key = b.user.clone();
+    let waiting = tokio::spawn(async move {
+        b.by(&b_key)
+            .claim(
+                json!({"worker_id": "w", "handler_types": ["shell"], "limit": 1,
+                "lease_ms": 30000, "wait_ms": 20000}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.user().start_run(&wf, json!({})).await.want(201);
+    let claimed = waiting.await.unwrap().want(200);
+    let tasks = claimed.as_array().expect("a list of claimed tasks");
+    assert_eq!(
+        tasks.len(),
+        1,
+        "the claim waiting on B was woken by A's new run and took its task: {claimed}"
+    );
+}
+
+async fn an_event_stream_hears_what_another_server_commits(db: &TestDb) {
+    let a = TestApp::with_config(db.backend().await, no_polling()).await;
+    let wf = workflow(&a).await;
+    // B is a real server (which starts listening as it starts) with an open stream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let b = AppState::with_config(db.backend().await, no_polling());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, b, async move {
+        let _ = stopped.await;
+    }));
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(&a.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.user().start_run(&wf, json!({})).await.want(201);
+    let mut heard = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !heard.contains("run.started") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("B's stream heard A's run within 20 s, long before its poll")
+            .unwrap()
+            .expect("the stream stays open");
+        heard.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+async fn a_key_revoked_on_one_server_stops_working_on_another(db: &TestDb) {
+    let a = TestApp::with_config(db.backend().await, no_polling()).await;
+    let b = listening_app(db).await;
+    let created = a
+        .admin()
+        .create_api_key(json!({"name": "ci"}))
+        .await
+        .want(201);
+    let (id, key) = (
+        created["api_key"]["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    // B has looked the key up and keeps it for an hour unless told otherwise.
+    b.by(&key).get("/api/v1/projects").await.want(200);
+    a.admin().delete_api_key(&id).await.want(204);
+    let mut status = 200;
+    for _ in 0..200 {
+        status = b.by(&key).get("/api/v1/projects").await.code();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "B refused the key A revoked, without waiting for its cache time"
+    );
+}

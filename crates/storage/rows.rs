@@ -1,0 +1,72 @@
+//! The statement shapes every repository repeats, written once: the one row a key
+//! names (else `NotFound` naming the object), a delete that must remove one row, and
+//! a page of rows in keyset order. Each takes the statement text from its caller, so
+//! the SQL stays where the table is described.
+
+use std::fmt::Display;
+
+use flowstore_core::{Page, PageRequest, StoreError, StoreResult};
+use uuid::Uuid;
+
+use crate::dialect::{Conn, Db};
+
+/// A row as the driver hands it over.
+type Row = <Db as sqlx::Database>::Row;
+
+/// The row `statement` finds for `key`, its one parameter (`$1`), else `NotFound`
+/// naming `noun` and the key.
+pub(crate) async fn one<'q, T, K>(
+    conn: &mut Conn,
+    statement: &'q str,
+    noun: &'static str,
+    key: K,
+) -> StoreResult<T>
+where
+    T: for<'r> sqlx::FromRow<'r, Row> + Send + Unpin,
+    K: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + Copy + Display + 'q,
+{
+    sqlx::query_as(statement)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found(noun, key))
+}
+
+/// Runs the delete `statement` for `key` (`$1`); `NotFound` naming `noun` and the key
+/// when it removed nothing.
+pub(crate) async fn delete_one<'q, K>(
+    conn: &mut Conn,
+    statement: &'q str,
+    noun: &'static str,
+    key: K,
+) -> StoreResult<()>
+where
+    K: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + Copy + Display + 'q,
+{
+    let done = sqlx::query(statement).bind(key).execute(&mut *conn).await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::not_found(noun, key));
+    }
+    Ok(())
+}
+
+/// One page of `statement`'s rows, newest id first: the statement reads the cursor's
+/// id as `$1` (rows with a smaller id follow it) and one row more than the page
+/// holds as `$2`, which tells whether another page follows.
+pub(crate) async fn page<T>(
+    conn: &mut Conn,
+    statement: &str,
+    page: &PageRequest,
+    id_of: impl Fn(&T) -> Uuid,
+) -> StoreResult<Page<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, Row> + Send + Unpin,
+{
+    let (limit, after) = page.parts()?;
+    let rows: Vec<T> = sqlx::query_as(statement)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Page::from_rows(rows, limit, id_of))
+}
