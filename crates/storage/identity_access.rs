@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use flowstore_core::crypto::sha256_hex;
 use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, UserId};
-use flowstore_core::model::identity::{ApiKeyRepo, NotificationRepo, SessionRepo};
+use flowstore_core::model::identity::{ApiKeyRepo, NotificationRepo, Role, SessionRepo};
 use flowstore_core::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
     NotificationFilter, Session,
@@ -171,7 +171,7 @@ impl ApiKeyRepo for Tx {
     }
 
     async fn find_api_key(&mut self, presented: &str, now: Timestamp) -> StoreResult<ApiKey> {
-        sqlx::query_as(sql_fmt!(
+        let mut key: ApiKey = sqlx::query_as(sql_fmt!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL
                AND (expires_at IS NULL OR expires_at > $2)
@@ -183,7 +183,17 @@ impl ApiKeyRepo for Tx {
         .fetch_optional(&mut *self.tx)
         .await?
         // The key itself never goes into an error message.
-        .ok_or_else(|| StoreError::not_found("API key", "for the key presented"))
+        .ok_or_else(|| StoreError::not_found("API key", "for the key presented"))?;
+        if let Some(user) = key.user_id {
+            // A key never does more than its user may do now (a demoted user's admin
+            // key acts as the user's new role).
+            let role: Role = sqlx::query_scalar(sql!("SELECT role FROM users WHERE id = $1"))
+                .bind(user)
+                .fetch_one(&mut *self.tx)
+                .await?;
+            key.role = key.role.at_most(role);
+        }
+        Ok(key)
     }
 
     async fn list_api_keys(

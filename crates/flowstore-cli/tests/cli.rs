@@ -16,7 +16,7 @@ fn migrate_round_trip(url: &str) {
         String::from_utf8_lossy(&up.stderr)
     );
     assert!(
-        stdout(&up).contains("applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"),
+        stdout(&up).contains("applied 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"),
         "{}",
         stdout(&up)
     );
@@ -32,7 +32,7 @@ fn migrate_round_trip(url: &str) {
         .all(|m| m["state"] == "applied"));
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(
-        stdout(&down).contains("reverted 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"),
+        stdout(&down).contains("reverted 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"),
         "{}",
         stdout(&down)
     );
@@ -66,6 +66,26 @@ fn a_bad_url_fails_with_a_clear_message() {
         err.contains("DATABASE_URL") && err.contains("sqlite:"),
         "{err}"
     );
+}
+
+#[test]
+fn serve_refuses_a_timing_that_is_not_a_duration() {
+    let path = std::env::temp_dir().join(format!("fs-cli-{}.db", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    for flag in [
+        "--poll-interval",
+        "--safety-poll-interval",
+        "--key-cache-ttl",
+        "--max-claim-wait",
+        "--maintenance-interval",
+    ] {
+        for bad in ["soon", "0ms"] {
+            let out = flowstore(&url, &["serve", "--listen", "127.0.0.1:0", flag, bad]);
+            assert!(!out.status.success(), "{flag} {bad} was accepted");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(flag), "{flag} {bad}: {err}");
+        }
+    }
 }
 
 #[test]
@@ -190,7 +210,7 @@ fn operator_round_trip(url: &str) {
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(
-        stdout(&down).contains("reverted 14, 13, 12, 11"),
+        stdout(&down).contains("reverted 15, 14, 13, 12, 11"),
         "{}",
         stdout(&down)
     );

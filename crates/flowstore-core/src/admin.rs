@@ -622,32 +622,33 @@ pub async fn run_retention(
     cleanup(backend, policy.older_than, 500, false, &|_| {}).await
 }
 
-/// Parses a duration such as `90d`, `12h`, `30m` or `45s`; refuses zero and
-/// anything else, naming `field`.
+/// Parses a duration such as `90d`, `12h`, `30m`, `45s` or `250ms`; refuses zero
+/// and anything else, naming `field`.
 pub fn parse_duration(field: &str, text: &str) -> StoreResult<Duration> {
     let t = text.trim();
     let bad = || {
         StoreError::invalid(
             field,
-            format!("{text:?} is not a duration such as 90d, 12h, 30m or 45s"),
+            format!("{text:?} is not a duration such as 90d, 12h, 30m, 45s or 250ms"),
         )
     };
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "d" => n.checked_mul(86_400),
-        "h" => n.checked_mul(3_600),
-        "m" => n.checked_mul(60),
-        "s" => Some(n),
+    let millis = match unit {
+        "d" => n.checked_mul(86_400_000),
+        "h" => n.checked_mul(3_600_000),
+        "m" => n.checked_mul(60_000),
+        "s" => n.checked_mul(1_000),
+        "ms" => Some(n),
         _ => return Err(bad()),
     }
-    .filter(|s| *s <= 100 * 365 * 86_400)
+    .filter(|ms| *ms <= 100 * 365 * 86_400_000)
     .ok_or_else(|| StoreError::invalid(field, format!("{text:?} is too long")))?;
-    if secs == 0 {
+    if millis == 0 {
         return Err(StoreError::invalid(field, "must be more than 0"));
     }
-    Ok(Duration::from_secs(secs))
+    Ok(Duration::from_millis(millis))
 }
 
 /// Formats a duration the way [`parse_duration`] reads it.
@@ -693,7 +694,21 @@ mod tests {
             parse_duration("x", "30m").unwrap(),
             Duration::from_secs(1_800)
         );
-        for bad in ["0d", "", "d", "90", "90x", "-1d", "1.5h", "99999999999d"] {
+        assert_eq!(
+            parse_duration("x", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        for bad in [
+            "0d",
+            "0ms",
+            "",
+            "d",
+            "90",
+            "90x",
+            "-1d",
+            "1.5h",
+            "99999999999d",
+        ] {
             let e = parse_duration("--older-than", bad).unwrap_err();
             assert!(
                 matches!(e, StoreError::Invalid { ref field, .. } if field == "--older-than"),

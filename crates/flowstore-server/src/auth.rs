@@ -139,11 +139,7 @@ impl Caller {
 }
 
 fn rank(role: Role) -> u8 {
-    match role {
-        Role::Viewer => 0,
-        Role::User => 1,
-        Role::Admin => 2,
-    }
+    role.rank()
 }
 
 /// The least role a request needs by its method and path. Handlers check more:

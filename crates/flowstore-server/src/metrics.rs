@@ -42,6 +42,34 @@ pub struct Metrics {
     pub leases_expired: AtomicU64,
     /// Tasks and runs timed out by the maintenance task.
     pub timed_out: AtomicU64,
+    /// Times the database's change feed was interrupted.
+    pub feed_lost: AtomicU64,
+    /// Claims waiting for work now.
+    pub waiting_claims: AtomicU64,
+    /// Event streams open now.
+    pub event_streams: AtomicU64,
+}
+
+/// Counts one of a gauge's holders (a waiting claim, an open stream) while it lives.
+pub(crate) struct Held {
+    state: crate::AppState,
+    gauge: fn(&Metrics) -> &AtomicU64,
+}
+
+impl Held {
+    pub(crate) fn new(state: &crate::AppState, gauge: fn(&Metrics) -> &AtomicU64) -> Self {
+        gauge(state.metrics()).fetch_add(1, Ordering::Relaxed);
+        Held {
+            state: state.clone(),
+            gauge,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        (self.gauge)(self.state.metrics()).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -121,8 +149,28 @@ impl Metrics {
                 "Tasks and runs timed out.",
                 &self.timed_out,
             ),
+            (
+                "flowstore_change_feed_lost_total",
+                "Times the database's change feed was interrupted.",
+                &self.feed_lost,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        for (name, help, v) in [
+            (
+                "flowstore_waiting_claims",
+                "Claims waiting for work.",
+                &self.waiting_claims,
+            ),
+            (
+                "flowstore_event_streams",
+                "Event streams open.",
+                &self.event_streams,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
     }
@@ -165,6 +213,12 @@ const SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics().render(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP flowstore_change_feed_live Whether this server hears the database's change feed.\n\
+         # TYPE flowstore_change_feed_live gauge\nflowstore_change_feed_live {}",
+        u8::from(state.feed_live())
+    );
     // A scrape never waits long for a busy pool: what it cannot read in time is
     // reported as such and the rest is served.
     let depth = tokio::time::timeout(SCRAPE_WAIT, async {

@@ -167,10 +167,15 @@ impl AppState {
         self.inner.backend.listen(sink);
     }
 
+    /// Whether the database's change feed is live.
+    pub fn feed_live(&self) -> bool {
+        self.inner.feed_live.load(Ordering::Relaxed)
+    }
+
     /// How long a waiting claim or event stream sleeps before looking again when
     /// nothing woke it.
     pub(crate) fn wait_interval(&self) -> Duration {
-        if self.inner.feed_live.load(Ordering::Relaxed) {
+        if self.feed_live() {
             self.inner.config.safety_poll_interval
         } else {
             self.inner.config.poll_interval
@@ -232,6 +237,9 @@ impl ChangeSink for StateSink {
             Change::Events => inner.events.notify_waiters(),
             Change::Access => inner.keys.clear(),
             Change::Listening | Change::Lost => {
+                if change == Change::Lost {
+                    inner.metrics.feed_lost.fetch_add(1, Ordering::Relaxed);
+                }
                 // Either way, what happened while nobody listened is unknown.
                 inner
                     .feed_live

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use flowstore_core::model::identity::Role;
 use flowstore_server::{serve, AppState, ServerConfig};
 use flowstore_testkit::{TestApp, TestDb};
 use serde_json::json;
@@ -13,7 +14,8 @@ use serde_json::json;
 flowstore_testkit::__per_backend!(db => &db;
     a_waiting_claim_wakes_when_another_server_makes_work,
     an_event_stream_hears_what_another_server_commits,
-    a_key_revoked_on_one_server_stops_working_on_another
+    a_key_revoked_on_one_server_stops_working_on_another,
+    a_demoted_users_key_loses_the_role_on_every_server
 );
 
 /// Polls that never come within a test: a wake-up can only come from the feed.
@@ -129,4 +131,29 @@ async fn a_key_revoked_on_one_server_stops_working_on_another(db: &TestDb) {
         status, 401,
         "B refused the key A revoked, without waiting for its cache time"
     );
+}
+
+async fn a_demoted_users_key_loses_the_role_on_every_server(db: &TestDb) {
+    let a = TestApp::with_config(db.backend().await, no_polling()).await;
+    let b = listening_app(db).await;
+    let (ada, key) = a.user_key(Role::Admin, "ada@example.com").await;
+    b.by(&key).list_users().await.want(200);
+    a.admin()
+        .update_user(&ada, json!({"role": "viewer"}))
+        .await
+        .want(200);
+    // The key was made with the admin role; it never does more than its user may
+    // do now, on the server that demoted her at once and on B as soon as it hears.
+    a.by(&key).list_users().await.want(403);
+    a.by(&key).get("/api/v1/projects").await.want(200);
+    let mut status = 200;
+    for _ in 0..200 {
+        status = b.by(&key).list_users().await.code();
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 403, "B lowered the key to its user's new role");
+    b.by(&key).get("/api/v1/projects").await.want(200);
 }

@@ -55,6 +55,26 @@ pub struct ServeArgs {
     /// How long a sign-in session lasts, such as 12h, 30m or 7d.
     #[arg(long, env = "FLOWSTORE_SESSION_TTL", default_value = "12h")]
     pub session_ttl: String,
+    /// How often waiting claims and event streams look at the database while the
+    /// change feed is down (or the database has none), such as 500ms or 2s.
+    #[arg(long, env = "FLOWSTORE_POLL_INTERVAL", default_value = "500ms")]
+    pub poll_interval: String,
+    /// How often they look while the change feed is live (it wakes them when
+    /// work or events are committed on any server): a safety net only.
+    #[arg(long, env = "FLOWSTORE_SAFETY_POLL_INTERVAL", default_value = "10s")]
+    pub safety_poll_interval: String,
+    /// How long an API key looked up is trusted without asking the database; a
+    /// change made on another server reaches this one through the change feed at
+    /// once, or within this time while the feed is down.
+    #[arg(long, env = "FLOWSTORE_KEY_CACHE_TTL", default_value = "10s")]
+    pub key_cache_ttl: String,
+    /// Longest a worker's claim may wait for work (its `wait_ms`).
+    #[arg(long, env = "FLOWSTORE_MAX_CLAIM_WAIT", default_value = "30s")]
+    pub max_claim_wait: String,
+    /// How often expired leases are reaped, timeouts enforced and (PostgreSQL)
+    /// events numbered.
+    #[arg(long, env = "FLOWSTORE_MAINTENANCE_INTERVAL", default_value = "1s")]
+    pub maintenance_interval: String,
     /// Webhook destinations allowed besides public addresses, comma-separated:
     /// CIDRs (10.1.0.0/16, 127.0.0.1/32), addresses, host names or *.domain.
     /// Loopback, private, link-local, unique-local, CGNAT, multicast and metadata
@@ -145,7 +165,7 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| settings.webhook_allow.clone());
     let destinations = flowstore_core::model::integration::Destinations::new(&webhook_allow)?;
-    let session_ttl = flowstore_core::admin::parse_duration("--session-ttl", &args.session_ttl)?;
+    let timings = timings(&args)?;
     init_logs(args.log_format);
     // The port first: a server that cannot listen must not make (and print) the one
     // bootstrap key and then exit, leaving the next start with none to show.
@@ -169,12 +189,27 @@ pub async fn serve(
         settings,
         destinations,
         webhook_allow,
-        session_ttl,
+        timings,
         shutdown,
     )
     .await;
     store.close().await;
     result
+}
+
+/// The server's durations from the flags, each refused by name when it is not a
+/// duration; the rest of the settings at their defaults.
+fn timings(args: &ServeArgs) -> Result<flowstore_server::ServerConfig, StoreError> {
+    use flowstore_core::admin::parse_duration;
+    Ok(flowstore_server::ServerConfig {
+        session_ttl: parse_duration("--session-ttl", &args.session_ttl)?,
+        poll_interval: parse_duration("--poll-interval", &args.poll_interval)?,
+        safety_poll_interval: parse_duration("--safety-poll-interval", &args.safety_poll_interval)?,
+        key_cache_ttl: parse_duration("--key-cache-ttl", &args.key_cache_ttl)?,
+        max_claim_wait: parse_duration("--max-claim-wait", &args.max_claim_wait)?,
+        maintenance_interval: parse_duration("--maintenance-interval", &args.maintenance_interval)?,
+        ..flowstore_server::ServerConfig::default()
+    })
 }
 
 /// Opens, migrates and checks the database, trying again while it cannot be reached.
@@ -226,7 +261,7 @@ async fn run(
     settings: &flowstore::config::Settings,
     destinations: flowstore_core::model::integration::Destinations,
     webhook_allow: Vec<String>,
-    session_ttl: std::time::Duration,
+    timings: flowstore_server::ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
     let backend = store.backend_arc();
@@ -256,12 +291,11 @@ async fn run(
         body_limit: args.body_limit,
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
-        session_ttl,
         webhooks: flowstore_server::webhooks::WebhookConfig {
             destinations,
             ..Default::default()
         },
-        ..flowstore_server::ServerConfig::default()
+        ..timings
     };
     let state = AppState::with_config(backend, config);
     let served = flowstore_server::serve(listener, state, shutdown).await;

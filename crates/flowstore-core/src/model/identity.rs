@@ -35,6 +35,27 @@ text_enum!(
     }
 );
 
+impl Role {
+    /// The role's place in the order viewer < user < admin.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Viewer => 0,
+            Role::User => 1,
+            Role::Admin => 2,
+        }
+    }
+
+    /// This role, lowered to `cap` when `cap` is lesser: an API key acts with its
+    /// own role, but never beyond its user's current one.
+    pub fn at_most(self, cap: Role) -> Role {
+        if cap.rank() < self.rank() {
+            cap
+        } else {
+            self
+        }
+    }
+}
+
 text_enum!(
     /// Whether an account may sign in.
     UserStatus, "status" {

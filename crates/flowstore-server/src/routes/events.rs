@@ -49,6 +49,8 @@ struct Cursor {
     after: i64,
     buffer: VecDeque<Event>,
     shutdown: watch::Receiver<bool>,
+    /// Counts the stream in `/metrics` while it is open.
+    _open: crate::metrics::Held,
 }
 
 /// Streams events after `Last-Event-ID` (or `after`, or from the start).
@@ -100,6 +102,7 @@ pub async fn stream(
     // than an empty stream.
     let first = fetch(&api.state, after, &filter).await?;
     let cursor = Cursor {
+        _open: crate::metrics::Held::new(&api.state, |m| &m.event_streams),
         shutdown: api.state.shutdown_signal(),
         state: api.state,
         filter,

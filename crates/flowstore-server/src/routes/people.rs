@@ -247,9 +247,10 @@ pub async fn update_user(
             .accounts()
             .clear(&signin::account_key(&after.email));
     }
-    if after.status != UserStatus::Active {
+    if after.status != UserStatus::Active || after.role != before.role {
         // A user switched off loses their API keys too (the store no longer finds
-        // them): stop trusting cached copies at once.
+        // them), and a key never exceeds its user's current role: stop trusting
+        // cached copies at once.
         api.state.keys().forget_user(id);
     }
     Ok(AxumJson(after))

@@ -164,6 +164,7 @@ pub async fn claim(api: Api, Json(body): Json<ClaimBody>) -> ApiResult<AxumJson<
         ));
     }
     let deadline = tokio::time::Instant::now() + wait;
+    let _waiting = crate::metrics::Held::new(&api.state, |m| &m.waiting_claims);
     let mut shutdown = api.state.shutdown_signal();
     loop {
         // Register interest before looking, so a change between the look and the
