@@ -283,6 +283,20 @@ impl SealedRepo for Tx {
         })
     }
 
+    async fn unknown_key_ids(&mut self) -> StoreResult<Vec<String>> {
+        let keys = self.keys.clone();
+        let ring = keys.keyring()?;
+        let used: Vec<String> = sqlx::query_scalar(sql!(
+            "SELECT encryption_key_id FROM configurations WHERE is_sensitive
+             UNION SELECT encryption_key_id FROM credentials
+             UNION SELECT encryption_key_id FROM webhooks
+             ORDER BY 1"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(used.into_iter().filter(|id| !ring.has_key(id)).collect())
+    }
+
     async fn reseal_batch(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64> {
         let (table, column, only) = match kind {
             SealedKind::Configurations => ("configurations", "value_encrypted", "is_sensitive AND"),

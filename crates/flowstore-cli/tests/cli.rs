@@ -40,7 +40,11 @@ fn migrate_round_trip(url: &str) {
     assert!(stdout(&status).contains("pending"));
 }
 
-per_database!(migrate_commands, operator_commands);
+per_database!(
+    migrate_commands,
+    operator_commands,
+    serve_refuses_values_sealed_with_a_key_it_lacks
+);
 
 /// A command-line round trip, off the runtime's threads.
 async fn blocking(url: String, round_trip: fn(&str)) {
@@ -248,4 +252,55 @@ fn mistyped_paths_stay_missing() {
     assert!(!out.status.success());
     assert!(!missing.exists(), "a failed restore left a database file");
     assert!(!dir.path().join("typo.db-wal").exists());
+}
+
+/// A server given another key than the one that sealed the database's credentials
+/// refuses to start, naming the key it lacks and the setting, instead of answering
+/// 500 on every use of them.
+async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
+    use flowstore_core::model::integration::{CredentialRepo, CredentialType, NewCredential};
+    let store = flowstore::Store::connect(&flowstore::config::Settings {
+        database_url: url.clone(),
+        encryption_key: Some(flowstore_testkit::ENCRYPTION_KEY.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    store.backend().migrate_up(None).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.create_credential(NewCredential {
+        name: "deploy".into(),
+        credential_type: CredentialType::ApiKey,
+        data: flowstore_core::model::ops::SecretValue::new(serde_json::json!("s3cret")),
+        description: None,
+        expires_at: None,
+        owner_id: None,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    let sealed_with = flowstore_core::crypto::Key::parse(flowstore_testkit::ENCRYPTION_KEY)
+        .unwrap()
+        .id()
+        .to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_flowstore"))
+            .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+            .env(
+                "ENCRYPTION_KEY",
+                "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100",
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&sealed_with) && err.contains("ENCRYPTION_KEY"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("listening"), "{}", stdout(&out));
 }

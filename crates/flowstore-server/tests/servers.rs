@@ -137,6 +137,8 @@ async fn a_demoted_users_key_loses_the_role_on_every_server(db: &TestDb) {
     let a = TestApp::with_config(db.backend().await, no_polling()).await;
     let b = listening_app(db).await;
     let (ada, key) = a.user_key(Role::Admin, "ada@example.com").await;
+    // Another admin, so that Ada is not the last one and may be demoted.
+    a.user_key(Role::Admin, "grace@example.com").await;
     b.by(&key).list_users().await.want(200);
     a.admin()
         .update_user(&ada, json!({"role": "viewer"}))

@@ -197,6 +197,29 @@ pub async fn serve(
     result
 }
 
+/// Refuses to serve a database holding values sealed with keys this server does not
+/// hold (another server's key): its credentials, webhooks and sensitive settings
+/// would fail on every use. Named with the setting to fix.
+async fn refuse_unknown_keys(backend: &dyn flowstore_core::Backend) -> Result<(), StoreError> {
+    let mut tx = backend.begin_read().await?;
+    let unknown = tx.unknown_key_ids().await;
+    let _ = tx.rollback().await;
+    let unknown = unknown?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::invalid(
+        "ENCRYPTION_KEY",
+        format!(
+            "this database holds values sealed with key(s) {} which this server does not \
+             hold: give every server the same key (ENCRYPTION_KEY, or the same key file \
+             in FLOWSTORE_KEY_FILE), with the keys a rotation replaced in \
+             ENCRYPTION_KEY_PREVIOUS",
+            unknown.join(", ")
+        ),
+    ))
+}
+
 /// The server's durations from the flags, each refused by name when it is not a
 /// duration; the rest of the settings at their defaults.
 fn timings(args: &ServeArgs) -> Result<flowstore_server::ServerConfig, StoreError> {
@@ -265,6 +288,7 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
     let backend = store.backend_arc();
+    refuse_unknown_keys(&*backend).await?;
     if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
         println!("No API key existed, so an admin key was created. It is shown only now:");
         println!("  {key}");

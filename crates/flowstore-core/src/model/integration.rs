@@ -450,4 +450,7 @@ pub trait SealedRepo: Send {
     /// until it returns 0 finishes a rotation, and calling it again afterwards does
     /// nothing.
     async fn reseal_batch(&mut self, kind: SealedKind, limit: u32) -> StoreResult<u64>;
+    /// The IDs of the keys that sealed values in the database and that this store's
+    /// keyring does not hold (sorted): a server missing one cannot open those values.
+    async fn unknown_key_ids(&mut self) -> StoreResult<Vec<String>>;
 }
