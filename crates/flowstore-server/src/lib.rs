@@ -226,6 +226,10 @@ async fn maintain(state: AppState) {
             return;
         }
         if let Err(e) = maintenance_tick(&state).await {
+            state
+                .metrics()
+                .maintenance_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "maintenance failed; retrying on the next tick");
         }
     }

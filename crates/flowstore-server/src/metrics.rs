@@ -48,6 +48,10 @@ pub struct Metrics {
     pub waiting_claims: AtomicU64,
     /// Event streams open now.
     pub event_streams: AtomicU64,
+    /// Maintenance rounds that failed.
+    pub maintenance_errors: AtomicU64,
+    /// Webhook dispatch rounds that failed.
+    pub webhook_round_errors: AtomicU64,
 }
 
 /// Counts one of a gauge's holders (a waiting claim, an open stream) while it lives.
@@ -154,6 +158,16 @@ impl Metrics {
                 "Times the database's change feed was interrupted.",
                 &self.feed_lost,
             ),
+            (
+                "flowstore_maintenance_errors_total",
+                "Maintenance rounds (reaper, timeouts, event numbering) that failed.",
+                &self.maintenance_errors,
+            ),
+            (
+                "flowstore_webhook_round_errors_total",
+                "Webhook dispatch rounds that failed.",
+                &self.webhook_round_errors,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
@@ -219,6 +233,32 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
          # TYPE flowstore_change_feed_live gauge\nflowstore_change_feed_live {}",
         u8::from(state.feed_live())
     );
+    let _ = writeln!(
+        out,
+        "# HELP flowstore_build_info The running build.\n\
+         # TYPE flowstore_build_info gauge\nflowstore_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let known = state.backend().migrations().iter().map(|m| m.version).max();
+    let applied = tokio::time::timeout(SCRAPE_WAIT, state.backend().migration_status())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|all| {
+            all.iter()
+                .filter(|m| m.applied_at.is_some())
+                .map(|m| m.version)
+                .max()
+        });
+    out.push_str(
+        "# HELP flowstore_schema_version The newest schema version this build knows and the newest the database has.\n\
+         # TYPE flowstore_schema_version gauge\n",
+    );
+    for (which, version) in [("known", known), ("applied", applied)] {
+        if let Some(v) = version {
+            let _ = writeln!(out, "flowstore_schema_version{{which=\"{which}\"}} {v}");
+        }
+    }
     // A scrape never waits long for a busy pool: what it cannot read in time is
     // reported as such and the rest is served.
     let depth = tokio::time::timeout(SCRAPE_WAIT, async {

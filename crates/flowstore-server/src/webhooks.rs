@@ -274,6 +274,10 @@ pub async fn run(state: AppState) {
         tokio::pin!(woken);
         woken.as_mut().enable();
         if let Err(e) = round(&state, &http).await {
+            state
+                .metrics()
+                .webhook_round_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(error = %e, "webhook dispatch failed; retrying on the next round");
         }
         tokio::select! {

@@ -15,7 +15,8 @@ flowstore_testkit::__per_backend!(db => &db;
     a_waiting_claim_wakes_when_another_server_makes_work,
     an_event_stream_hears_what_another_server_commits,
     a_key_revoked_on_one_server_stops_working_on_another,
-    a_demoted_users_key_loses_the_role_on_every_server
+    a_demoted_users_key_loses_the_role_on_every_server,
+    the_scrape_tells_the_feed_the_schema_and_the_waits
 );
 
 /// Polls that never come within a test: a wake-up can only come from the feed.
@@ -158,4 +159,108 @@ async fn a_demoted_users_key_loses_the_role_on_every_server(db: &TestDb) {
     }
     assert_eq!(status, 403, "B lowered the key to its user's new role");
     b.by(&key).get("/api/v1/projects").await.want(200);
+}
+
+/// `/metrics` tells whether the feed is live, the build, the schema known and
+/// applied, and the claims waiting and streams open now.
+async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
+    let scrape = |c: &TestApp| {
+        let router = c.router.clone();
+        async move {
+            use tower::ServiceExt;
+            let r = router
+                .oneshot(
+                    axum::http::Request::get("/metrics")
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+    };
+    let value = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse().unwrap())
+    };
+    let quiet = TestApp::with_config(db.backend().await, no_polling()).await;
+    let text = scrape(&quiet).await;
+    assert_eq!(
+        value(&text, "flowstore_change_feed_live"),
+        Some(0.0),
+        "{text}"
+    );
+    let newest = quiet
+        .backend
+        .migrations()
+        .iter()
+        .map(|m| m.version as f64)
+        .fold(0.0, f64::max);
+    assert_eq!(
+        value(&text, "flowstore_schema_version{which=\"known\"}"),
+        Some(newest)
+    );
+    assert_eq!(
+        value(&text, "flowstore_schema_version{which=\"applied\"}"),
+        Some(newest)
+    );
+    assert!(
+        text.contains(&format!(
+            "flowstore_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert_eq!(value(&text, "flowstore_waiting_claims"), Some(0.0));
+    assert_eq!(value(&text, "flowstore_event_streams"), Some(0.0));
+    let b = listening_app(db).await;
+    let key = b.user.clone();
+    let waiting = tokio::spawn({
+        let router = b.router.clone();
+        async move {
+            use tower::ServiceExt;
+            let body = json!({"worker_id": "w", "handler_types": ["shell"], "limit": 1,
+                "lease_ms": 30000, "wait_ms": 1500});
+            router
+                .oneshot(
+                    axum::http::Request::post("/api/v1/worker/claim")
+                        .header("authorization", format!("Bearer {key}"))
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(body.to_string()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let mut text = scrape(&b).await;
+    for _ in 0..100 {
+        if value(&text, "flowstore_change_feed_live") == Some(1.0)
+            && value(&text, "flowstore_waiting_claims") == Some(1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = scrape(&b).await;
+    }
+    assert_eq!(
+        value(&text, "flowstore_change_feed_live"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "flowstore_waiting_claims"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(waiting.await.unwrap(), 200);
+    assert_eq!(
+        value(&scrape(&b).await, "flowstore_waiting_claims"),
+        Some(0.0)
+    );
 }
