@@ -159,6 +159,15 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Tells the other servers on this database that work or events were committed
+    /// here (see [`crate::change`]), in a transaction of its own: the hot
+    /// transactions themselves never notify, as notifying transactions commit one
+    /// at a time. A server calls it at most once per few milliseconds after its own
+    /// commits. Nothing to do where the backend tells its peers otherwise.
+    async fn announce(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Every migration this backend knows, oldest first.
     fn migrations(&self) -> &'static [crate::migrate::Migration];
 

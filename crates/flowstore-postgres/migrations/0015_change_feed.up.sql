@@ -1,35 +1,38 @@
--- The change feed: at commit, every server sharing this database hears (LISTEN)
--- that tasks became ready, that events were appended, or that API keys, users or
--- sessions changed, so that waiting claims, event streams and key caches react at
--- once instead of on their next poll. Notifications are hints without data: the
--- servers read the rows again. Notifying is left to the rows that matter (a claim
--- or a completion of a task makes none), and PostgreSQL sends one notification per
--- channel and payload per transaction however many rows triggered it.
+-- The change feed: every server sharing this database LISTENs for what other servers
+-- committed, so that waiting claims, event streams and key caches react at once
+-- instead of on their next poll. Notifications are hints without data: the servers
+-- read the rows again.
+--
+-- A transaction that notifies holds a database-wide lock through its commit, so
+-- notifying transactions commit one at a time: nothing on the hot path (claims,
+-- completions, new runs, appended events) notifies here. Servers announce those
+-- themselves, at most once per few milliseconds, in a transaction of their own
+-- (`Backend::announce`). The triggers below cover what is rare or already one at a
+-- time: retries that become claimable later, events being numbered (one sequencer
+-- at a time), and changes of keys, users and sessions.
 
--- A task became claimable: the payload is empty when it is claimable now, else the
--- instant it becomes so (a retry's backoff) in epoch milliseconds.
-CREATE FUNCTION flowstore_notify_work() RETURNS trigger AS $$
+-- A task will become claimable later (a retry's backoff): the payload is that
+-- instant in epoch milliseconds, so that listeners wake then.
+CREATE FUNCTION flowstore_notify_later() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('flowstore_work',
-        CASE WHEN NEW.run_after > now()
-             THEN floor(extract(epoch FROM NEW.run_after) * 1000)::bigint::text
-             ELSE '' END);
+        floor(extract(epoch FROM NEW.run_after) * 1000)::bigint::text);
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER trg_tasks_notify_new AFTER INSERT ON tasks
-    FOR EACH ROW WHEN (NEW.status = 'ready') EXECUTE FUNCTION flowstore_notify_work();
-CREATE TRIGGER trg_tasks_notify_ready AFTER UPDATE OF status, run_after ON tasks
-    FOR EACH ROW
-    WHEN (NEW.status = 'ready'
-          AND (OLD.status <> 'ready' OR OLD.run_after IS DISTINCT FROM NEW.run_after))
-    EXECUTE FUNCTION flowstore_notify_work();
+CREATE TRIGGER trg_tasks_notify_later_new AFTER INSERT ON tasks
+    FOR EACH ROW WHEN (NEW.status = 'ready' AND NEW.run_after > now())
+    EXECUTE FUNCTION flowstore_notify_later();
+CREATE TRIGGER trg_tasks_notify_later AFTER UPDATE OF status, run_after ON tasks
+    FOR EACH ROW WHEN (NEW.status = 'ready' AND NEW.run_after > now()
+                       AND OLD.run_after IS DISTINCT FROM NEW.run_after)
+    EXECUTE FUNCTION flowstore_notify_later();
 
--- Events were appended, or numbered (once per statement, not per event). Streams
--- read only numbered events: the first notification makes some server number them
--- at once, the second tells every server's streams that they can be read, whichever
--- server numbered them.
+-- Events were numbered: streams read only numbered events, so this tells every
+-- server's streams that there is something to read, whichever server numbered it.
+-- Only rows that got their number count (a numbering pass that found nothing
+-- notifies nothing).
 CREATE FUNCTION flowstore_notify_events() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('flowstore_events', '');
@@ -37,8 +40,9 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER trg_events_notify AFTER INSERT OR UPDATE OF seq ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION flowstore_notify_events();
+CREATE TRIGGER trg_events_notify AFTER UPDATE OF seq ON events
+    FOR EACH ROW WHEN (OLD.seq IS NULL AND NEW.seq IS NOT NULL)
+    EXECUTE FUNCTION flowstore_notify_events();
 
 -- What an API key may do changed: a key revoked, re-roled, expiring or deleted, its
 -- user deactivated, demoted or deleted, a session ended. Uses of a key or a session

@@ -389,6 +389,19 @@ impl Backend for PostgresBackend {
         true
     }
 
+    async fn announce(&self) -> StoreResult<()> {
+        // Number the events committed here first, so that the streams the
+        // notification wakes (through the numbering's trigger) can read them.
+        let mut tx = self.begin().await?;
+        tx.sequence_events().await?;
+        tx.commit().await?;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_notify('flowstore_work', '')")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     fn pool_status(&self) -> flowstore_core::store::PoolStatus {
         // Both pools: the main one and the worker transitions'.
         let pools = [&self.pool, &self.transitions];

@@ -137,54 +137,57 @@ impl Metrics {
             );
         }
         drop(map);
-        for (name, help, v) in [
+        for (kind, name, help, v) in [
             (
+                "counter",
                 "flowstore_tasks_claimed_total",
                 "Tasks handed to workers.",
                 &self.claimed,
             ),
             (
+                "counter",
                 "flowstore_leases_expired_total",
                 "Leases found expired by the reaper.",
                 &self.leases_expired,
             ),
             (
+                "counter",
                 "flowstore_timeouts_total",
                 "Tasks and runs timed out.",
                 &self.timed_out,
             ),
             (
+                "counter",
                 "flowstore_change_feed_lost_total",
                 "Times the database's change feed was interrupted.",
                 &self.feed_lost,
             ),
             (
+                "counter",
                 "flowstore_maintenance_errors_total",
                 "Maintenance rounds (reaper, timeouts, event numbering) that failed.",
                 &self.maintenance_errors,
             ),
             (
+                "counter",
                 "flowstore_webhook_round_errors_total",
                 "Webhook dispatch rounds that failed.",
                 &self.webhook_round_errors,
             ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
-        }
-        for (name, help, v) in [
             (
+                "gauge",
                 "flowstore_waiting_claims",
                 "Claims waiting for work.",
                 &self.waiting_claims,
             ),
             (
+                "gauge",
                 "flowstore_event_streams",
                 "Event streams open.",
                 &self.event_streams,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
     }

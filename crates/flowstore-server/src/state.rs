@@ -93,6 +93,8 @@ struct Inner {
     events: Notify,
     /// Whether the database's change feed is live (see [`AppState::listen_for_changes`]).
     feed_live: AtomicBool,
+    /// Wakes the task that announces this server's commits to the other servers.
+    announce: Arc<Notify>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -117,6 +119,7 @@ impl AppState {
                 work: Notify::new(),
                 events: Notify::new(),
                 feed_live: AtomicBool::new(false),
+                announce: Arc::new(Notify::new()),
                 shutdown: watch::channel(false).0,
             }),
         }
@@ -154,6 +157,8 @@ impl AppState {
     pub fn notify_changed(&self) {
         self.inner.work.notify_waiters();
         self.inner.events.notify_waiters();
+        // A permit is kept when the announcer is busy, so no change goes untold.
+        self.inner.announce.notify_one();
     }
 
     /// Starts hearing what other servers (or other backends of this process) commit
@@ -164,7 +169,12 @@ impl AppState {
     /// `poll_interval` and a key revoked elsewhere lasts up to `key_cache_ttl`.
     pub fn listen_for_changes(&self) {
         let sink = Arc::new(StateSink(Arc::downgrade(&self.inner)));
-        self.inner.backend.listen(sink);
+        if self.inner.backend.listen(sink) {
+            tokio::spawn(announce(
+                Arc::downgrade(&self.inner),
+                self.inner.announce.clone(),
+            ));
+        }
     }
 
     /// Whether the database's change feed is live.
@@ -207,6 +217,32 @@ impl AppState {
     /// A receiver that changes when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+}
+
+/// How long the announcer gathers this server's commits before telling the other
+/// servers of them in one notification.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(5);
+
+/// Tells the other servers of this server's commits (`Backend::announce`), at most
+/// once per [`ANNOUNCE_EVERY`], until the state is dropped.
+async fn announce(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+        let Some(backend) = inner.upgrade().map(|i| i.backend.clone()) else {
+            return;
+        };
+        if let Err(e) = backend.announce().await {
+            tracing::debug!(error = %e, "could not announce this server's changes");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the announcer see that the state is gone.
+        self.announce.notify_one();
     }
 }
 
