@@ -258,7 +258,7 @@ fn mistyped_paths_stay_missing() {
 /// refuses to start, naming the key it lacks and the setting, instead of answering
 /// 500 on every use of them.
 async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
-    use flowstore_core::model::integration::{CredentialRepo, CredentialType, NewCredential};
+    use flowstore_core::model::integration::{CredentialType, NewCredential};
     let store = flowstore::Store::connect(&flowstore::config::Settings {
         database_url: url.clone(),
         encryption_key: Some(flowstore_testkit::ENCRYPTION_KEY.into()),
