@@ -16,7 +16,8 @@ flowstore_testkit::__per_backend!(db => &db;
     an_event_stream_hears_what_another_server_commits,
     a_key_revoked_on_one_server_stops_working_on_another,
     a_demoted_users_key_loses_the_role_on_every_server,
-    the_scrape_tells_the_feed_the_schema_and_the_waits
+    the_scrape_tells_the_feed_the_schema_and_the_waits,
+    health_reports_the_time_build_pool_and_schema
 );
 
 /// Polls that never come within a test: a wake-up can only come from the feed.
@@ -274,4 +275,38 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
         value(&scrape(&b).await, "flowstore_waiting_claims"),
         Some(0.0)
     );
+}
+
+/// `/healthz` and `/readyz` answer seed 002's report: status, the time, the build,
+/// the pool's figures, and (`/readyz`, which asks the database) the schema versions.
+async fn health_reports_the_time_build_pool_and_schema(db: &TestDb) {
+    let c = TestApp::with_config(db.backend().await, no_polling()).await;
+    let before = flowstore_core::time::now();
+    let alive = c.raw("GET", "/healthz", None, None).await.want(200);
+    let ready = c.raw("GET", "/readyz", None, None).await.want(200);
+    assert_eq!(
+        (alive["status"].as_str(), ready["status"].as_str()),
+        (Some("ok"), Some("ready"))
+    );
+    for r in [&alive, &ready] {
+        let at: flowstore_core::time::Timestamp = r["timestamp"].as_str().unwrap().parse().unwrap();
+        assert!(at >= before, "{r}");
+        assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+        let (size, idle, in_use, max) = (
+            r["pool"]["size"].as_u64().unwrap(),
+            r["pool"]["idle"].as_u64().unwrap(),
+            r["pool"]["in_use"].as_u64().unwrap(),
+            r["pool"]["max"].as_u64().unwrap(),
+        );
+        assert!(idle + in_use == size && size <= max && max == 8, "{r}");
+    }
+    assert!(alive.get("schema").is_none(), "{alive}");
+    let newest = c
+        .backend
+        .migrations()
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap();
+    assert_eq!(ready["schema"], json!({"known": newest, "applied": newest}));
 }

@@ -127,8 +127,6 @@ hand_schemas! {
         .item(HandlerPage::schema_ref())
         .description(Some("The active handlers, or with `all=true` a page of every handler."))
         .into(),
-    /// `{"status": "ok"}` or `{"status": "ready"}`.
-    Health => one_field("status", Type::String, "The process is alive (`ok`) or ready (`ready`)."),
     /// An OpenAPI 3.1 document (this one).
     OpenApiDocument => ObjectBuilder::new()
         .property("openapi", ObjectBuilder::new().schema_type(Type::String))
