@@ -43,7 +43,8 @@ fn migrate_round_trip(url: &str) {
 per_database!(
     migrate_commands,
     operator_commands,
-    serve_refuses_values_sealed_with_a_key_it_lacks
+    serve_refuses_values_sealed_with_a_key_it_lacks,
+    users_commands
 );
 
 /// A command-line round trip, off the runtime's threads.
@@ -303,4 +304,125 @@ async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
         "{err}"
     );
     assert!(!stdout(&out).contains("listening"), "{}", stdout(&out));
+}
+
+/// `flowstore URL ARGS…` with `input` on its standard input.
+fn flowstore_with_input(url: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowstore"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env("ENCRYPTION_KEY", flowstore_testkit::ENCRYPTION_KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn failed_naming(o: &Output, field: &str) {
+    assert!(!o.status.success(), "{}", stdout(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(field), "{field}: {err}");
+}
+
+/// `flowstore users`: create (with a password from standard input), list, change
+/// the role, switch off and on, unlock and set a new password; the last admin is
+/// kept, and bad input is refused naming what is wrong.
+fn users_round_trip(url: &str) {
+    crate::binary::succeeded(&flowstore(url, &["migrate", "up"]));
+    let ada = flowstore_with_input(
+        url,
+        &[
+            "users",
+            "create",
+            "--email",
+            "Ada@Example.com",
+            "--name",
+            "Ada",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    let ada_id = crate::binary::succeeded(&ada).trim().to_string();
+    assert!(ada_id.parse::<uuid::Uuid>().is_ok(), "{ada_id}");
+    crate::binary::succeeded(&flowstore(
+        url,
+        &["users", "create", "--email", "bob@example.com"],
+    ));
+    let listed = crate::binary::succeeded(&flowstore(url, &["users", "list"]));
+    assert!(
+        listed.contains(&format!("{ada_id}\tada@example.com\tadmin\tactive\tAda"))
+            && listed.contains("bob@example.com\tuser\tactive"),
+        "{listed}"
+    );
+    // Ada is the only admin: she may be neither demoted nor switched off.
+    failed_naming(
+        &flowstore(url, &["users", "set-role", "ada@example.com", "user"]),
+        "role",
+    );
+    failed_naming(&flowstore(url, &["users", "disable", &ada_id]), "status");
+    let bob = crate::binary::succeeded(&flowstore(
+        url,
+        &["users", "set-role", "bob@example.com", "admin"],
+    ));
+    assert_eq!(bob.trim(), "bob@example.com\tadmin\tactive");
+    let off = crate::binary::succeeded(&flowstore(url, &["users", "disable", "ada@example.com"]));
+    assert_eq!(off.trim(), "ada@example.com\tadmin\tinactive");
+    let inactive =
+        crate::binary::succeeded(&flowstore(url, &["users", "list", "--status", "inactive"]));
+    assert_eq!(inactive.lines().count(), 1, "{inactive}");
+    crate::binary::succeeded(&flowstore(url, &["users", "enable", "ada@example.com"]));
+    crate::binary::succeeded(&flowstore(url, &["users", "unlock", "ada@example.com"]));
+    let reset = flowstore_with_input(
+        url,
+        &["users", "reset-password", "ada@example.com"],
+        "another long one\n",
+    );
+    assert!(crate::binary::succeeded(&reset).contains("ada@example.com"));
+    // Mistakes name what is wrong and change nothing.
+    failed_naming(
+        &flowstore_with_input(
+            url,
+            &["users", "reset-password", "ada@example.com"],
+            "short\n",
+        ),
+        "password",
+    );
+    failed_naming(
+        &flowstore_with_input(url, &["users", "reset-password", "ada@example.com"], ""),
+        "password",
+    );
+    failed_naming(
+        &flowstore(url, &["users", "set-role", "bob@example.com", "owner"]),
+        "role",
+    );
+    failed_naming(
+        &flowstore(url, &["users", "disable", "nobody@example.com"]),
+        "user",
+    );
+    failed_naming(
+        &flowstore(url, &["users", "create", "--email", "not an address"]),
+        "email",
+    );
+    failed_naming(
+        &flowstore(url, &["users", "create", "--email", "bob@example.com"]),
+        "email",
+    );
+    let all = crate::binary::succeeded(&flowstore(url, &["users", "list", "--role", "admin"]));
+    assert_eq!(all.lines().count(), 2, "{all}");
+}
+
+async fn users_commands(url: String) {
+    blocking(url, users_round_trip).await;
 }

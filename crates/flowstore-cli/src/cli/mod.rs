@@ -12,6 +12,7 @@ mod bench;
 pub mod keys;
 mod migrate;
 mod serve;
+mod users;
 
 use flowstore::config::Settings;
 use flowstore::{Store, StoreError};
@@ -72,6 +73,10 @@ pub enum Command {
     /// Create, list or revoke API keys of the HTTP API.
     #[command(subcommand)]
     Apikeys(serve::ApiKeysCommand),
+    /// Create, list and change the users who sign in: role, switch off and on,
+    /// unlock, new password.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Manage the encryption key: `keys rotate` re-seals every secret under the
     /// current key.
     #[command(subcommand)]
@@ -167,6 +172,7 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Import(args) => backup::import(&store, args).await,
         Command::Serve(_) => unreachable!("handled before connecting"),
         Command::Apikeys(cmd) => serve::apikeys(&store, cmd).await,
+        Command::Users(cmd) => users::run(&store, cmd).await,
         Command::Keys(keys::KeysCommand::Rotate(args)) => {
             keys::rotate(&store, &settings, args).await
         }
