@@ -14,8 +14,8 @@ use flowstore_core::crypto::{Sealed, SecretString};
 use flowstore_core::ids::{DeliveryId, WebhookId};
 use flowstore_core::model::engine::{EngineRepo, EventFilter};
 use flowstore_core::model::integration::{
-    open_clearly, AttemptResult, Audience, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery,
-    RetryPolicy, SealedKind, StaleSecrets, Webhook, WebhookDelivery,
+    open_clearly, AttemptResult, Audience, ClaimedDelivery, DeliveryBacklog, DeliveryStatus,
+    FanOut, NewDelivery, RetryPolicy, SealedKind, StaleSecrets, Webhook, WebhookDelivery,
 };
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
@@ -258,6 +258,22 @@ impl DeliveryRepo for Tx {
                 .fetch_optional(&mut *self.tx)
                 .await?;
         Ok(seq.unwrap_or(0))
+    }
+
+    async fn delivery_backlog(&mut self) -> StoreResult<DeliveryBacklog> {
+        let (pending, dead, oldest): (i64, i64, Option<time::Timestamp>) = sqlx::query_as(sql!(
+            "SELECT count(*) FILTER (WHERE status = 'pending'),
+                    count(*) FILTER (WHERE status = 'dead'),
+                    min(created_at) FILTER (WHERE status = 'pending')
+               FROM webhook_deliveries WHERE status IN ('pending', 'dead')"
+        ))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(DeliveryBacklog {
+            pending: pending as u64,
+            dead: dead as u64,
+            oldest_pending: oldest,
+        })
     }
 }
 

@@ -242,6 +242,34 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
          # TYPE flowstore_build_info gauge\nflowstore_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    let backlog = tokio::time::timeout(SCRAPE_WAIT, async {
+        let mut tx = state.backend().begin_read().await?;
+        let b = tx.delivery_backlog().await;
+        let _ = tx.rollback().await;
+        b
+    })
+    .await;
+    match backlog {
+        Ok(Ok(b)) => {
+            let _ = writeln!(
+                out,
+                "# HELP flowstore_webhook_deliveries Webhook deliveries waiting to be sent, and given up on.\n\
+                 # TYPE flowstore_webhook_deliveries gauge\n\
+                 flowstore_webhook_deliveries{{status=\"pending\"}} {}\n\
+                 flowstore_webhook_deliveries{{status=\"dead\"}} {}\n\
+                 # HELP flowstore_webhook_oldest_pending_seconds How long the oldest waiting delivery has waited.\n\
+                 # TYPE flowstore_webhook_oldest_pending_seconds gauge\n\
+                 flowstore_webhook_oldest_pending_seconds {:.3}",
+                b.pending,
+                b.dead,
+                b.oldest_pending
+                    .map(|t| (flowstore_core::time::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0)
+            );
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "webhook backlog unavailable for /metrics"),
+        Err(_) => tracing::warn!("webhook backlog not read in time for /metrics"),
+    }
     let known = state.backend().migrations().iter().map(|m| m.version).max();
     let applied = tokio::time::timeout(SCRAPE_WAIT, state.backend().migration_status())
         .await

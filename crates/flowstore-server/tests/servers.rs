@@ -223,6 +223,43 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
     );
     assert_eq!(value(&text, "flowstore_waiting_claims"), Some(0.0));
     assert_eq!(value(&text, "flowstore_event_streams"), Some(0.0));
+    assert_eq!(
+        value(&text, "flowstore_webhook_deliveries{status=\"pending\"}"),
+        Some(0.0)
+    );
+    // A delivery waiting to be sent is counted, with its age.
+    {
+        use flowstore_core::model::integration::{NewDelivery, NewWebhook};
+        let mut tx = quiet.backend.begin().await.unwrap();
+        let h = tx
+            .create_webhook(NewWebhook {
+                name: "ops".into(),
+                url: "https://a.example.com/in".into(),
+                events: vec!["*".into()],
+                secret: None,
+                headers: None,
+                active: None,
+                workflow_id: None,
+                owner_id: None,
+            })
+            .await
+            .unwrap();
+        tx.record_delivery(NewDelivery::test(h.webhook.id, flowstore_core::time::now()))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let text = scrape(&quiet).await;
+    assert_eq!(
+        value(&text, "flowstore_webhook_deliveries{status=\"pending\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "flowstore_webhook_deliveries{status=\"dead\"}"),
+        Some(0.0)
+    );
+    assert!(value(&text, "flowstore_webhook_oldest_pending_seconds").unwrap() >= 0.0);
     let b = listening_app(db).await;
     let key = b.user.clone();
     let waiting = tokio::spawn({

@@ -31,8 +31,8 @@ mod webhook;
 
 pub use audience::Audience;
 pub use delivery::{
-    retry_delay, AttemptResult, ClaimedDelivery, DeliveryStatus, FanOut, NewDelivery, RetryPolicy,
-    WebhookDelivery, MAX_RESPONSE_BODY_BYTES,
+    retry_delay, AttemptResult, ClaimedDelivery, DeliveryBacklog, DeliveryStatus, FanOut,
+    NewDelivery, RetryPolicy, WebhookDelivery, MAX_RESPONSE_BODY_BYTES,
 };
 pub use destination::{address_reason, Destinations, Refused, ALLOW_SETTING};
 pub use webhook::{
@@ -437,6 +437,9 @@ pub trait DeliveryRepo: Send {
     ) -> StoreResult<WebhookDelivery>;
     /// The dispatcher's cursor: the `seq` of the last event fanned out.
     async fn webhook_cursor(&mut self) -> StoreResult<i64>;
+    /// How many deliveries wait and how many were given up on, and the oldest
+    /// waiting one's age.
+    async fn delivery_backlog(&mut self) -> StoreResult<DeliveryBacklog>;
 }
 
 /// Storage operations of a key rotation: finding sealed values not under the

@@ -151,6 +151,17 @@ pub struct ClaimedDelivery {
     pub secret: SecretString,
 }
 
+/// The deliveries waiting or given up on, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct DeliveryBacklog {
+    /// Deliveries still to be sent (first tries and retries).
+    pub pending: u64,
+    /// Deliveries given up on after their last retry.
+    pub dead: u64,
+    /// When the oldest pending delivery was queued.
+    pub oldest_pending: Option<crate::time::Timestamp>,
+}
+
 /// How many events a fan-out read and how many deliveries it queued.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FanOut {
