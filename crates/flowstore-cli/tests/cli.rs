@@ -424,5 +424,48 @@ fn users_round_trip(url: &str) {
 }
 
 async fn users_commands(url: String) {
-    blocking(url, users_round_trip).await;
+    blocking(url.clone(), users_round_trip).await;
+    // Each change was written to the audit log, as the command line's, and the
+    // chain still verifies.
+    use flowstore_core::model::audit::AuditFilter;
+    let store = flowstore::Store::connect(&flowstore::config::Settings {
+        database_url: url,
+        encryption_key: Some(flowstore_testkit::ENCRYPTION_KEY.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    let entries = tx
+        .list_audit(
+            &AuditFilter {
+                entity_type: Some("user".into()),
+                ..AuditFilter::default()
+            },
+            &flowstore::PageRequest::first(100),
+        )
+        .await
+        .unwrap()
+        .items;
+    let mut actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "user.create",
+            "user.password_change",
+            "user.unlock",
+            "user.update",
+            "user.update",
+            "user.update"
+        ],
+        "{entries:?}"
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e.actor_id.as_deref() == Some("command line")));
+    assert!(tx.verify_audit_chain().await.unwrap().is_intact());
+    drop(tx);
+    store.close().await;
 }

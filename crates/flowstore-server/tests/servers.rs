@@ -228,27 +228,12 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
         Some(0.0)
     );
     // A delivery waiting to be sent is counted, with its age.
-    {
-        use flowstore_core::model::integration::{NewDelivery, NewWebhook};
-        let mut tx = quiet.backend.begin().await.unwrap();
-        let h = tx
-            .create_webhook(NewWebhook {
-                name: "ops".into(),
-                url: "https://a.example.com/in".into(),
-                events: vec!["*".into()],
-                secret: None,
-                headers: None,
-                active: None,
-                workflow_id: None,
-                owner_id: None,
-            })
-            .await
-            .unwrap();
-        tx.record_delivery(NewDelivery::test(h.webhook.id, flowstore_core::time::now()))
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
+    crate::webhook_destinations::webhook_with_a_delivery(
+        &quiet.backend,
+        "ops",
+        "https://a.example.com/in",
+    )
+    .await;
     let text = scrape(&quiet).await;
     assert_eq!(
         value(&text, "flowstore_webhook_deliveries{status=\"pending\"}"),

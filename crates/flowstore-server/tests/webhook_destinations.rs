@@ -86,7 +86,11 @@ fn config(allow: &[&str]) -> ServerConfig {
 }
 
 /// A webhook for every event with one test delivery waiting: its ID.
-async fn webhook_with_a_delivery(b: &Arc<dyn Backend>, name: &str, url: &str) -> WebhookId {
+pub(crate) async fn webhook_with_a_delivery(
+    b: &Arc<dyn Backend>,
+    name: &str,
+    url: &str,
+) -> WebhookId {
     let mut tx = b.begin().await.unwrap();
     let h = tx
         .create_webhook(NewWebhook {

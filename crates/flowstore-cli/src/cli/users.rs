@@ -1,8 +1,9 @@
 //! `flowstore users`: the accounts people sign in with, managed from the command line
 //! (create, list, change the role, switch off and on, unlock, set a new password).
 //! The same rules as the HTTP API: the last active admin is never demoted or switched
-//! off, a switched-off user's sessions end, and a password is hashed before any
-//! transaction opens.
+//! off, a switched-off user's sessions end, a password is hashed before any
+//! transaction opens, and each change is written to the audit log (as the system,
+//! from the command line) in the transaction of the change.
 
 use std::io::BufRead;
 
@@ -10,6 +11,7 @@ use clap::Subcommand;
 use flowstore::{PageRequest, Store, StoreError};
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::UserId;
+use flowstore_core::model::audit::{ActorType, NewAuditEntry};
 use flowstore_core::model::identity::{
     HashedPassword, NewUser, Role, User, UserFilter, UserPatch, UserStatus,
 };
@@ -102,6 +104,7 @@ pub async fn run(store: &Store, cmd: UsersCommand) -> Result<(), StoreError> {
                     ..NewUser::default()
                 })
                 .await?;
+            audit(&mut tx, "user.create", &u, None, Some(&u)).await?;
             tx.commit().await?;
             println!("{}", u.id);
             eprintln!("created {} ({}, {})", u.email, u.role, u.status);
@@ -167,8 +170,9 @@ pub async fn run(store: &Store, cmd: UsersCommand) -> Result<(), StoreError> {
         }
         UsersCommand::Unlock { user } => {
             let mut tx = store.begin().await?;
-            let u = find(&mut tx, &user).await?;
-            let u = tx.unlock_user(u.id, time::now()).await?;
+            let before = find(&mut tx, &user).await?;
+            let u = tx.unlock_user(before.id, time::now()).await?;
+            audit(&mut tx, "user.unlock", &u, Some(&before), Some(&u)).await?;
             tx.commit().await?;
             println!("unlocked {}", u.email);
         }
@@ -177,6 +181,7 @@ pub async fn run(store: &Store, cmd: UsersCommand) -> Result<(), StoreError> {
             let mut tx = store.begin().await?;
             let u = find(&mut tx, &user).await?;
             let u = tx.set_password(u.id, &hash, None, time::now()).await?;
+            audit(&mut tx, "user.password_change", &u, None, None).await?;
             tx.commit().await?;
             println!("set a new password for {}; their sessions ended", u.email);
         }
@@ -215,8 +220,30 @@ async fn change(store: &Store, user: &str, patch: UserPatch) -> Result<(), Store
     if after.status != UserStatus::Active {
         tx.revoke_user_sessions(after.id, time::now()).await?;
     }
+    audit(&mut tx, "user.update", &after, Some(&before), Some(&after)).await?;
     tx.commit().await?;
     println!("{}\t{}\t{}", after.email, after.role, after.status);
+    Ok(())
+}
+
+/// Appends the audit entry of a change made from the command line.
+async fn audit(
+    tx: &mut Box<dyn flowstore_core::Tx>,
+    action: &str,
+    user: &User,
+    before: Option<&User>,
+    after: Option<&User>,
+) -> Result<(), StoreError> {
+    let mut entry = NewAuditEntry::new(
+        ActorType::System,
+        Some("command line".into()),
+        action,
+        "user",
+        Some(user.id.to_string()),
+    );
+    entry.before = before.and_then(|u| serde_json::to_value(u).ok());
+    entry.after = after.and_then(|u| serde_json::to_value(u).ok());
+    tx.append_audit(entry).await?;
     Ok(())
 }
 
