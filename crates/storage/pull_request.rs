@@ -7,6 +7,7 @@ use flowstore_core::model::pull_request::{
 };
 use flowstore_core::model::task::query::PrValidation;
 use flowstore_core::model::task::PullRequestRepo;
+use flowstore_core::model::viewer::Viewer;
 use flowstore_core::{time, validate, Page, PageRequest, StoreResult};
 use serde_json::Value;
 
@@ -138,18 +139,30 @@ impl PullRequestRepo for Tx {
 
     async fn pr_validation_status(
         &mut self,
-        project_id: ProjectId,
-    ) -> StoreResult<Vec<PrValidation>> {
+        project_id: Option<ProjectId>,
+        viewer: &Option<Viewer>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PrValidation>> {
+        let (limit, after) = page.parts()?;
+        let (restricted, me) = visibility::binds(viewer);
         // The view's computed column has no declared type on SQLite: the cast makes
         // it text on both.
-        Ok(sqlx::query_as(sql!(
-            "SELECT id, project_id, task_id, pr_number, title, status,
-                    CAST(validation_status AS TEXT) AS validation_status, updated_at
-             FROM pr_validation_status WHERE project_id = $1 ORDER BY id DESC"
-        ))
+        let rows: Vec<PrValidation> = sqlx::query_as(&sql_owned(format!(
+            "SELECT v.id, v.project_id, v.task_id, v.pr_number, v.title, v.status,
+                    CAST(v.validation_status AS TEXT) AS validation_status, v.updated_at
+               FROM pr_validation_status v JOIN pull_requests pr ON pr.id = v.id
+              WHERE ($1::uuid IS NULL OR v.project_id = $1) AND ($2::uuid IS NULL OR v.id < $2){}
+              ORDER BY v.id DESC LIMIT $3",
+            visibility::clause("$4", "$5", &visibility::pull_request("pr"))
+        )))
         .bind(project_id)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
-        .await?)
+        .await?;
+        Ok(Page::from_rows(rows, limit, |p| p.id.0))
     }
 
     async fn get_pull_request(&mut self, id: PullRequestId) -> StoreResult<PullRequest> {

@@ -6,13 +6,14 @@ use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::metric::{duration_metric, started_metric};
 use flowstore_core::model::run::{
     AgentSummary, AttemptOutcome, ExecutionPatch, ExecutionStatistics, NewAttempt, NewExecution,
-    RunStatus, StatsFilter, TaskAttempt, WorkflowExecution,
+    RunFilter, RunStatus, StatsFilter, TaskAttempt, Usage, WorkflowExecution,
 };
 use flowstore_core::model::run::{AttemptRepo, MetricRepo, RunRepo};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
 use crate::rows;
+use crate::visibility;
 
 const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_version, task_id, \
      user_id, status, strategy, priority, estimated_duration, actual_duration, start_time, \
@@ -199,6 +200,74 @@ impl RunRepo for Tx {
         Ok(Page::from_rows(rows, limit, |r| r.id.0))
     }
 
+    async fn list_runs(
+        &mut self,
+        filter: &RunFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WorkflowExecution>> {
+        filter.check()?;
+        let (limit, after) = page.timed_parts()?;
+        let (restricted, me) = visibility::binds(&filter.viewer);
+        // Each filter and the cursor enter the text only when given (else their
+        // parameter is tested for NULL, which it is), so that the plan walks the index
+        // that fits ((status,) created_at, id) from the cursor on instead of testing
+        // `$n IS NULL OR …` on every row.
+        let cond = |given: bool, yes: &str, no: &str| if given { yes } else { no }.to_string();
+        let conds = [
+            cond(filter.workflow_id.is_some(), " AND r.workflow_id = $1", " AND $1::text IS NULL"),
+            cond(filter.status.is_some(), " AND r.status = $2", " AND $2::text IS NULL"),
+            cond(filter.since.is_some(), " AND r.created_at >= $3", " AND $3::timestamptz IS NULL"),
+            cond(filter.until.is_some(), " AND r.created_at < $4", " AND $4::timestamptz IS NULL"),
+            cond(
+                filter.text.is_some(),
+                " AND (r.id = $5 OR r.execution_id = $6 OR lower(r.workflow_name) LIKE $7 ESCAPE '\\')",
+                " AND $5::uuid IS NULL AND $6::text IS NULL AND $7::text IS NULL",
+            ),
+            cond(
+                after.is_some(),
+                " AND (r.created_at, r.id) < ($8, $9)",
+                " AND $8::timestamptz IS NULL AND $9::uuid IS NULL",
+            ),
+        ]
+        .concat();
+        let text_id = filter
+            .text
+            .as_deref()
+            .and_then(|t| uuid::Uuid::try_parse(t.trim()).ok());
+        let text = filter.text.as_deref().map(str::trim);
+        let pattern = text.map(|t| {
+            let escaped = t
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let rows: Vec<WorkflowExecution> = sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflow_executions r
+             WHERE 1 = 1{conds}{}
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $10",
+            visibility::clause("$11", "$12", &visibility::run("r"))
+        )))
+        .bind(filter.workflow_id.as_deref())
+        .bind(filter.status)
+        .bind(filter.since.as_ref().map(ts))
+        .bind(filter.until.as_ref().map(ts))
+        .bind(text_id)
+        .bind(text)
+        .bind(pattern)
+        .bind(after.as_ref().map(|(t, _)| ts(t)))
+        .bind(after.map(|(_, id)| id))
+        .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(Page::from_timed_rows(rows, limit, |r| {
+            (r.created_at, r.id.0)
+        }))
+    }
+
     async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {
         Ok(sqlx::query_as(sql_fmt!(
             "SELECT {COLUMNS} FROM workflow_executions WHERE task_id = $1
@@ -329,6 +398,44 @@ impl AttemptRepo for Tx {
         .bind(task_id)
         .fetch_all(&mut *self.tx)
         .await?)
+    }
+
+    async fn list_run_attempts(&mut self, run_id: RunId) -> StoreResult<Vec<TaskAttempt>> {
+        Ok(sqlx::query_as(sql_fmt!(
+            "SELECT {ATTEMPT_COLUMNS} FROM task_executions WHERE run_id = $1
+             ORDER BY created_at, task_id, attempt"
+        ))
+        .bind(run_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn record_usage(
+        &mut self,
+        task_id: TaskId,
+        attempt: i32,
+        usage: Usage,
+    ) -> StoreResult<()> {
+        usage.check()?;
+        let done = sqlx::query(sql!(
+            "UPDATE task_executions
+                SET memory_usage_mb = coalesce($3, memory_usage_mb),
+                    cpu_time_ms = coalesce($4, cpu_time_ms)
+              WHERE task_id = $1 AND attempt = $2"
+        ))
+        .bind(task_id)
+        .bind(attempt)
+        .bind(usage.memory_usage_mb)
+        .bind(usage.cpu_time_ms)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(
+                "attempt",
+                format!("{task_id}/{attempt}"),
+            ));
+        }
+        Ok(())
     }
 
     async fn task_execution_summary(&mut self) -> StoreResult<Vec<AgentSummary>> {

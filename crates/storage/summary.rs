@@ -1,15 +1,21 @@
 //! Summaries and time-ranged queries (`SummaryRepo`).
 
 use async_trait::async_trait;
+use chrono::{DurationRound, TimeDelta};
 use flowstore_core::ids::{ProjectId, WorkflowId};
 use flowstore_core::model::registry::SystemMetric;
 use flowstore_core::model::run::RunStatus;
-use flowstore_core::model::summary::{RunCounts, SummaryRepo, SystemMetricFilter};
+use flowstore_core::model::summary::{
+    Bucket, RunBucket, RunCounts, RunRollupRow, RunSeriesFilter, SummaryRepo, SystemMetricFilter,
+    WorkerSeen,
+};
 use flowstore_core::model::task::query::TaskProgress;
 use flowstore_core::model::task::TaskStatus;
+use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{sql, ts, Tx};
+use crate::dialect::{day_bucket, greatest, sql, sql_owned, ts, Tx};
+use crate::visibility;
 
 #[async_trait]
 impl SummaryRepo for Tx {
@@ -51,6 +57,67 @@ impl SummaryRepo for Tx {
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(found.is_some())
+    }
+
+    async fn run_series(&mut self, filter: &RunSeriesFilter) -> StoreResult<Vec<RunBucket>> {
+        filter.check()?;
+        let (width, point) = match filter.bucket {
+            Bucket::Hour => (TimeDelta::hours(1), "bucket_start".to_string()),
+            Bucket::Day => (TimeDelta::days(1), day_bucket("bucket_start")),
+        };
+        let since = filter.since.duration_trunc(width).unwrap_or(filter.since);
+        let (restricted, me) = visibility::binds(&filter.viewer);
+        let rows: Vec<RunRollupRow> = sqlx::query_as(&sql_owned(format!(
+            "SELECT {point} AS at, status, sum(runs)::bigint, sum(duration_count)::bigint,
+                    sum(duration_sum)::bigint, min(duration_min)::bigint,
+                    max(duration_max)::bigint
+               FROM run_rollups rr
+              WHERE bucket_start >= $1 AND bucket_start < $2
+                AND ($3::text IS NULL OR workflow_id = $3){}
+              GROUP BY 1, 2 ORDER BY 1",
+            visibility::clause("$4", "$5", &visibility::workflow_named("rr.workflow_id"))
+        )))
+        .bind(ts(&since))
+        .bind(ts(&filter.until))
+        .bind(filter.workflow_id.as_deref())
+        .bind(restricted)
+        .bind(me)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(RunBucket::fold(rows))
+    }
+
+    async fn workers_seen(&mut self, since: Timestamp, limit: u32) -> StoreResult<Vec<WorkerSeen>> {
+        // Attempts made by the engine have time-ordered (v7) IDs: the ID bound reads
+        // the window as a range of the primary key, with no index of its own that
+        // every attempt would have to keep up; `created_at` keeps out rows of other
+        // clients whose random IDs fall in that range.
+        let lowest = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since.timestamp().max(0) as u64,
+            0,
+        ));
+        let seen = greatest(
+            &greatest("created_at", "coalesce(heartbeat_at, created_at)"),
+            "coalesce(completed_at, created_at)",
+        );
+        Ok(sqlx::query_as(&sql_owned(format!(
+            "SELECT worker_id, max({seen}) AS last_seen_at,
+                    sum(CASE WHEN execution_status = 'running' THEN 1 ELSE 0 END)::bigint AS running,
+                    sum(CASE WHEN execution_status = 'completed' THEN 1 ELSE 0 END)::bigint
+                        AS completed,
+                    sum(CASE WHEN execution_status IN ('failed', 'timed_out', 'lease_expired')
+                             THEN 1 ELSE 0 END)::bigint AS failed
+               FROM task_executions
+              WHERE worker_id IS NOT NULL
+                AND ((id >= $1 AND created_at >= $2) OR execution_status = 'running')
+              GROUP BY worker_id ORDER BY last_seen_at DESC, worker_id LIMIT $3"
+        )))
+        .bind(lowest)
+        .bind(ts(&since))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 
     async fn page_system_metrics(

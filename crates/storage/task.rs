@@ -9,6 +9,7 @@ use flowstore_core::model::task::query::{
 };
 use flowstore_core::model::task::TaskRepo;
 use flowstore_core::model::task::{NewTask, Task, TaskPatch, TaskStatus};
+use flowstore_core::model::viewer::Viewer;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::QueryBuilder;
@@ -408,19 +409,24 @@ impl TaskRepo for Tx {
     async fn active_tasks_summary(
         &mut self,
         project_id: Option<ProjectId>,
+        viewer: &Option<Viewer>,
         page: &PageRequest,
     ) -> StoreResult<Page<ActiveTask>> {
         let (limit, after) = page.parts()?;
-        let rows: Vec<ActiveTask> = sqlx::query_as(sql!(
-            "SELECT id, project_id, project_name, title, status, priority, assigned_agent,
-                    created_at, execution_count
-             FROM active_tasks
-             WHERE ($1::uuid IS NULL OR project_id = $1) AND ($2::uuid IS NULL OR id < $2)
-             ORDER BY id DESC LIMIT $3"
-        ))
+        let (restricted, me) = visibility::binds(viewer);
+        let rows: Vec<ActiveTask> = sqlx::query_as(&sql_owned(format!(
+            "SELECT a.id, a.project_id, a.project_name, a.title, a.status, a.priority,
+                    a.assigned_agent, a.created_at, a.execution_count
+               FROM active_tasks a JOIN tasks t ON t.id = a.id
+              WHERE ($1::uuid IS NULL OR a.project_id = $1) AND ($2::uuid IS NULL OR a.id < $2){}
+              ORDER BY a.id DESC LIMIT $3",
+            visibility::clause("$4", "$5", &visibility::task("t"))
+        )))
         .bind(project_id)
         .bind(after)
         .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(Page::from_rows(rows, limit, |t| t.id.0))

@@ -31,7 +31,17 @@ pub(crate) fn workflow(w: &str) -> String {
 
 /// The run `r` is visible: it names no stored workflow, or a visible one.
 pub(crate) fn run(r: &str) -> String {
-    let wf = run_workflow(r);
+    named(&run_workflow(r))
+}
+
+/// A row naming a workflow by seed 000's free text in `col` (as runs and their
+/// rollups do) is visible: the text names no stored workflow, or a visible one.
+pub(crate) fn workflow_named(col: &str) -> String {
+    named(&uuid_from_text(col))
+}
+
+/// The stored workflow whose ID is `wf` (an expression) does not exist or is visible.
+fn named(wf: &str) -> String {
     format!(
         "(NOT EXISTS (SELECT 1 FROM workflows rw WHERE rw.id = {wf})
           OR EXISTS (SELECT 1 FROM workflows rw2 WHERE rw2.id = {wf} AND {}))",

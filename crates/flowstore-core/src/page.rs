@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::time::Timestamp;
 use crate::{StoreError, StoreResult};
 
 /// Page size used when none is asked for.
@@ -62,6 +63,16 @@ impl PageRequest {
     pub fn parts(&self) -> StoreResult<(u32, Option<Uuid>)> {
         Ok((self.limit()?, self.after_id()?))
     }
+
+    /// The page size and the position after which a list ordered by time, then ID,
+    /// resumes (see [`Page::from_timed_rows`]).
+    pub fn timed_parts(&self) -> StoreResult<(u32, Option<(Timestamp, Uuid)>)> {
+        let after = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(decode_timed_cursor(c)?),
+        };
+        Ok((self.limit()?, after))
+    }
 }
 
 /// One page of a list.
@@ -76,6 +87,29 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// Like [`Page::from_rows`] for a list ordered by a time, then ID (newest
+    /// first), where IDs alone do not follow time (rows written by other clients
+    /// with random IDs): the cursor holds both.
+    pub fn from_timed_rows(
+        mut rows: Vec<T>,
+        limit: u32,
+        key_of: impl Fn(&T) -> (Timestamp, Uuid),
+    ) -> Self {
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| {
+                let (t, id) = key_of(r);
+                format!("{}.{}", t.timestamp_micros(), id.simple())
+            })
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+
     /// Builds a page from up to `limit + 1` rows fetched by a backend: the extra row,
     /// if present, only tells that another page exists.
     pub fn from_rows(mut rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> Uuid) -> Self {
@@ -103,6 +137,18 @@ pub fn decode_cursor(cursor: &str) -> StoreResult<Uuid> {
         .map_err(|_| StoreError::invalid("cursor", "is not a cursor this server issued"))
 }
 
+/// Reads a cursor of [`Page::from_timed_rows`].
+fn decode_timed_cursor(cursor: &str) -> StoreResult<(Timestamp, Uuid)> {
+    let bad = || StoreError::invalid("cursor", "is not a cursor this server issued");
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let t = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((t, Uuid::try_parse(id).map_err(|_| bad())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +159,18 @@ mod tests {
         assert!(PageRequest::first(MAX_PAGE_SIZE + 1).limit().is_err());
         assert_eq!(PageRequest::default().limit().unwrap(), DEFAULT_PAGE_SIZE);
         assert!(PageRequest::after("garbage", 5).after_id().is_err());
+    }
+
+    #[test]
+    fn timed_cursors_round_trip() {
+        let t = crate::time::now();
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let page = Page::from_timed_rows(ids.clone(), 2, |u| (t, *u));
+        let next = PageRequest::after(page.next_cursor.unwrap(), 2);
+        assert_eq!(next.timed_parts().unwrap(), (2, Some((t, ids[1]))));
+        for bad in ["x", "12.zz", "abc.0190c5a0e2a27c2e8b3b0a1c2d3e4f50", "."] {
+            assert!(PageRequest::after(bad, 2).timed_parts().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -132,6 +132,11 @@ pub(crate) fn hour_bucket(col: &str) -> String {
     format!("date_trunc('hour', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
 }
 
+/// The whole UTC day of the instant in `col`, whatever the session's time zone.
+pub(crate) fn day_bucket(col: &str) -> String {
+    format!("date_trunc('day', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+}
+
 /// The instant `days` days after the instant `t`.
 pub(crate) fn plus_days(t: &str, days: u32) -> String {
     format!("{t} + interval '{days} days'")

@@ -41,7 +41,7 @@ pub use signin::SignInLimits;
 pub use state::{AppState, ServerConfig};
 
 use routes::{
-    apikeys, events, executions, handlers, health, integration, ops, people, projects,
+    analytics, apikeys, events, executions, handlers, health, integration, ops, people, projects,
     pull_requests, runs, sessions, system, task_links, tasks, worker, workflow_life, workflows,
 };
 
@@ -109,6 +109,7 @@ fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(integration::router())
         .merge(sessions::router())
         .merge(routes::audit::router())
+        .merge(analytics::router())
         .layer(timed());
     // The event stream is long-lived: no request timeout.
     let authenticated = api

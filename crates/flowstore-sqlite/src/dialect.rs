@@ -135,6 +135,11 @@ pub(crate) fn hour_bucket(col: &str) -> String {
     format!("substr({col}, 1, 13) || ':00:00.000000Z'")
 }
 
+/// The whole UTC day of the instant in `col`, as instants are stored.
+pub(crate) fn day_bucket(col: &str) -> String {
+    format!("substr({col}, 1, 10) || 'T00:00:00.000000Z'")
+}
+
 /// The instant `days` days after the instant `t`, as instants are stored (text
 /// order is time order).
 pub(crate) fn plus_days(t: &str, days: u32) -> String {

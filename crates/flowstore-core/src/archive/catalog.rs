@@ -138,6 +138,9 @@ audit_head key=id deferred=-
 events key=id deferred=-
     id:int seq:int event_type:text run_id:uuid task_id:uuid workflow_id:text
     payload:json created_at:timestamp
+run_rollups key=workflow_id,bucket_start,status,shard deferred=- derived
+    workflow_id:text bucket_start:timestamp status:text shard:int runs:int
+    duration_count:int duration_sum:int duration_min:int duration_max:int
 workflow_stats key=workflow_id,status,shard deferred=- derived
     workflow_id:text status:text executions:int duration_count:int duration_sum:int
     shard:int

@@ -104,6 +104,11 @@ const CONSTRAINTS: &[(&str, &str)] = &[
         "pull_requests_validation_results_check",
         "validation_results",
     ),
+    // run_rollups
+    (
+        "run_rollups_pkey",
+        "workflow_id, bucket_start, status, shard",
+    ),
     // system_metrics
     ("system_metrics_metric_name_check", "metric_name"),
     ("system_metrics_pkey", "id"),

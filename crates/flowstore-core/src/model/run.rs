@@ -13,6 +13,7 @@ use crate::model::metric::{
     AggregateFilter, MetricAggregate, MetricType, NewMetric, WorkflowMetric,
 };
 use crate::model::nullable;
+use crate::model::viewer::Viewer;
 use crate::time::{self, Timestamp};
 use crate::{text_enum, validate, Page, PageRequest, StoreError, StoreResult};
 
@@ -555,18 +556,84 @@ impl AttemptOutcome {
         if let Some(v) = self.error_details {
             a.error_details = validate::object("error_details", v)?;
         }
-        if let Some(m) = self.memory_usage_mb {
-            validate::range_i64("memory_usage_mb", m.into(), 0, i32::MAX.into())?;
+        Usage {
+            memory_usage_mb: self.memory_usage_mb,
+            cpu_time_ms: self.cpu_time_ms,
         }
-        if let Some(c) = self.cpu_time_ms {
-            validate::range_i64("cpu_time_ms", c, 0, i64::MAX)?;
-        }
+        .check()?;
         a.memory_usage_mb = self.memory_usage_mb.or(a.memory_usage_mb);
         a.cpu_time_ms = self.cpu_time_ms.or(a.cpu_time_ms);
         a.execution_status = self.status;
         a.completed_at = Some(completed_at);
         a.updated_at = now;
         Ok(a)
+    }
+}
+
+/// Filters of a page of runs across workflows ([`RunRepo::list_runs`]); each filter
+/// given must match.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only runs of this workflow (seed 000's free-text `workflow_id`).
+    pub workflow_id: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs created at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only runs created before this instant.
+    pub until: Option<Timestamp>,
+    /// Only runs this text names: their ID, their `execution_id`, or a part of their
+    /// workflow's name (case-insensitive for ASCII letters).
+    pub text: Option<String>,
+    /// Who reads: runs of workflows they may not read are left out.
+    pub viewer: Option<Viewer>,
+}
+
+impl RunFilter {
+    /// Checks the filter: texts within their columns' bounds, free of NUL bytes, and
+    /// a range that is not reversed.
+    pub fn check(&self) -> StoreResult<()> {
+        if let Some(w) = &self.workflow_id {
+            validate::required_text("workflow_id", w, 255)?;
+        }
+        if let Some(t) = &self.text {
+            validate::required_text("q", t, 255)?;
+        }
+        if let (Some(s), Some(u)) = (self.since, self.until) {
+            if u < s {
+                return Err(StoreError::invalid("until", "is before since"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a worker may report of an attempt's cost when it ends it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// Peak memory in MB, not negative.
+    pub memory_usage_mb: Option<i32>,
+    /// CPU time in milliseconds, not negative.
+    pub cpu_time_ms: Option<i64>,
+}
+
+impl Usage {
+    /// Whether nothing is reported.
+    pub fn is_empty(&self) -> bool {
+        self.memory_usage_mb.is_none() && self.cpu_time_ms.is_none()
+    }
+
+    /// Checks that the figures are not negative.
+    pub fn check(&self) -> StoreResult<()> {
+        if let Some(m) = self.memory_usage_mb {
+            validate::range_i64("memory_usage_mb", m.into(), 0, i32::MAX.into())?;
+        }
+        if let Some(c) = self.cpu_time_ms {
+            validate::range_i64("cpu_time_ms", c, 0, i64::MAX)?;
+        }
+        Ok(())
     }
 }
 
@@ -592,6 +659,12 @@ pub trait RunRepo: Send {
         &mut self,
         workflow_id: &str,
         status: Option<RunStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WorkflowExecution>>;
+    /// A page of runs of every workflow matching `filter`, newest (by creation) first.
+    async fn list_runs(
+        &mut self,
+        filter: &RunFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<WorkflowExecution>>;
     /// The runs serving a task, newest first.
@@ -643,6 +716,17 @@ pub trait AttemptRepo: Send {
     ) -> StoreResult<TaskAttempt>;
     /// A task's attempts, first attempt first.
     async fn list_attempts(&mut self, task_id: TaskId) -> StoreResult<Vec<TaskAttempt>>;
+    /// The attempts of a run's tasks, in the order they were made.
+    async fn list_run_attempts(&mut self, run_id: RunId) -> StoreResult<Vec<TaskAttempt>>;
+    /// Records what attempt `attempt` of `task_id` cost, as its worker reports when it
+    /// ends it; figures not given stay as they are. NotFound when there is no such
+    /// attempt.
+    async fn record_usage(
+        &mut self,
+        task_id: TaskId,
+        attempt: i32,
+        usage: Usage,
+    ) -> StoreResult<()>;
     /// Seed 003's per-agent summary of attempts, by agent type.
     async fn task_execution_summary(&mut self) -> StoreResult<Vec<AgentSummary>>;
 }

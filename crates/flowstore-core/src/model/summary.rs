@@ -1,6 +1,7 @@
 //! Summaries and time-ranged queries read from the counters and indexes the schema
-//! keeps: a project's tasks by status, a workflow's runs by status, and pages of
-//! system metrics over a time range.
+//! keeps: a project's tasks by status, a workflow's runs by status, finished runs per
+//! hour or day (from the rollups kept by trigger), the workers seen lately, and
+//! pages of system metrics over a time range.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -9,9 +10,10 @@ use crate::ids::{ProjectId, WorkflowId};
 use crate::model::registry::SystemMetric;
 use crate::model::run::{ExecutionStatistics, RunStatus};
 use crate::model::task::query::TaskProgress;
+use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::validate;
-use crate::{Page, PageRequest, StoreError, StoreResult};
+use crate::{text_enum, Page, PageRequest, StoreError, StoreResult};
 
 /// How many runs of a workflow are in each status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +99,163 @@ impl SystemMetricFilter {
     }
 }
 
+text_enum!(
+    /// The width of one point of a time series.
+    Bucket, "bucket" {
+        /// One UTC hour.
+        Hour => "hour",
+        /// One UTC day.
+        Day => "day",
+    }
+);
+
+/// The most points one time series may have.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// Which finished runs to count, per bucket ([`SummaryRepo::run_series`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSeriesFilter {
+    /// Only runs of this workflow (seed 000's free-text `workflow_id`); every
+    /// workflow the viewer may read when `None`.
+    pub workflow_id: Option<String>,
+    /// From this instant, rounded down to its bucket.
+    pub since: Timestamp,
+    /// Up to this instant (excluded).
+    pub until: Timestamp,
+    /// The width of a point.
+    pub bucket: Bucket,
+    /// Who reads: runs of workflows they may not read are not counted.
+    pub viewer: Option<Viewer>,
+}
+
+impl RunSeriesFilter {
+    /// Checks the range: not reversed, and at most [`MAX_BUCKETS`] points.
+    pub fn check(&self) -> StoreResult<()> {
+        if let Some(w) = &self.workflow_id {
+            validate::required_text("workflow_id", w, 255)?;
+        }
+        if self.until <= self.since {
+            return Err(StoreError::invalid("until", "must be after since"));
+        }
+        let width = match self.bucket {
+            Bucket::Hour => 3_600,
+            Bucket::Day => 86_400,
+        };
+        if (self.until - self.since).num_seconds() / width > MAX_BUCKETS {
+            return Err(StoreError::invalid(
+                "since",
+                format!("the range holds more than {MAX_BUCKETS} {}s", self.bucket),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The runs that finished in one bucket of time, by how they ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunBucket {
+    /// Where the bucket starts (UTC).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub bucket_start: Timestamp,
+    /// Runs that ended in it.
+    pub total: i64,
+    /// Of which completed.
+    pub completed: i64,
+    /// Of which failed.
+    pub failed: i64,
+    /// Of which cancelled.
+    pub cancelled: i64,
+    /// Of which timed out.
+    pub timed_out: i64,
+    /// Failed and timed-out runs over all runs, from 0 to 1.
+    pub failure_rate: f64,
+    /// Mean duration (ms) of the runs with a known duration.
+    pub average_duration_ms: Option<f64>,
+    /// Shortest duration (ms) seen in the bucket.
+    pub min_duration_ms: Option<i64>,
+    /// Longest duration (ms) seen in the bucket.
+    pub max_duration_ms: Option<i64>,
+}
+
+/// One rollup row as the series reads it: bucket, status, runs, durations counted,
+/// their sum, least and greatest.
+pub type RunRollupRow = (
+    Timestamp,
+    RunStatus,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl RunBucket {
+    /// Folds rollup rows (ordered by bucket) into one point per bucket.
+    pub fn fold(rows: Vec<RunRollupRow>) -> Vec<RunBucket> {
+        let mut out: Vec<RunBucket> = Vec::new();
+        let mut sums: Vec<(i64, i64)> = Vec::new();
+        for (at, status, runs, count, sum, min, max) in rows {
+            if out.last().is_none_or(|b| b.bucket_start != at) {
+                out.push(RunBucket {
+                    bucket_start: at,
+                    ..RunBucket::default()
+                });
+                sums.push((0, 0));
+            }
+            let (b, s) = (
+                out.last_mut().expect("pushed"),
+                sums.last_mut().expect("pushed"),
+            );
+            match status {
+                RunStatus::Completed => b.completed += runs,
+                RunStatus::Failed => b.failed += runs,
+                RunStatus::Cancelled => b.cancelled += runs,
+                RunStatus::TimedOut => b.timed_out += runs,
+                RunStatus::Pending | RunStatus::Running => continue,
+            }
+            b.total += runs;
+            s.0 += count;
+            s.1 += sum;
+            b.min_duration_ms = match (b.min_duration_ms, min) {
+                (Some(a), Some(m)) => Some(a.min(m)),
+                (a, m) => a.or(m),
+            };
+            b.max_duration_ms = match (b.max_duration_ms, max) {
+                (Some(a), Some(m)) => Some(a.max(m)),
+                (a, m) => a.or(m),
+            };
+        }
+        for (b, (count, sum)) in out.iter_mut().zip(sums) {
+            if b.total > 0 {
+                b.failure_rate = (b.failed + b.timed_out) as f64 / b.total as f64;
+            }
+            if count > 0 {
+                b.average_duration_ms = Some(sum as f64 / count as f64);
+            }
+        }
+        out.retain(|b| b.total != 0);
+        out
+    }
+}
+
+/// A worker seen through the attempts it took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkerSeen {
+    /// The ID the worker claims with.
+    pub worker_id: String,
+    /// When it last claimed, heartbeat or ended an attempt.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub last_seen_at: Timestamp,
+    /// Attempts it holds now.
+    pub running: i64,
+    /// Attempts it completed in the window.
+    pub completed: i64,
+    /// Attempts that failed, timed out or lost their lease in the window.
+    pub failed: i64,
+}
+
 /// Storage operations behind the summaries.
 #[async_trait]
 pub trait SummaryRepo: Send {
@@ -108,6 +267,13 @@ pub trait SummaryRepo: Send {
     /// Whether any run belongs to the stored workflow `id`: by its `workflow_ref`,
     /// or by a `workflow_id` text equal to the ID.
     async fn workflow_has_runs(&mut self, id: WorkflowId) -> StoreResult<bool>;
+    /// Finished runs per bucket of time from the hourly rollups (see migration
+    /// `0017_run_rollups`): a few rows per hour whatever the number of runs. Buckets
+    /// without runs are left out.
+    async fn run_series(&mut self, filter: &RunSeriesFilter) -> StoreResult<Vec<RunBucket>>;
+    /// The workers that claimed, heartbeat or ended an attempt at or after `since`,
+    /// most recently seen first, at most `limit`.
+    async fn workers_seen(&mut self, since: Timestamp, limit: u32) -> StoreResult<Vec<WorkerSeen>>;
     /// A page of system metric samples matching `filter`, newest first.
     async fn page_system_metrics(
         &mut self,

@@ -16,6 +16,7 @@ use crate::model::nullable;
 use crate::model::pull_request::{
     NewPullRequest, PullRequest, PullRequestFilter, PullRequestStatus,
 };
+use crate::model::viewer::Viewer;
 use crate::time::Timestamp;
 use crate::validate;
 use crate::{text_enum, Page, PageRequest, StoreError, StoreResult};
@@ -412,10 +413,12 @@ pub trait TaskRepo: Send {
     async fn workflow_progress(&mut self, workflow_id: WorkflowId) -> StoreResult<TaskProgress>;
     /// How far a run's tasks have got.
     async fn run_progress(&mut self, run_id: RunId) -> StoreResult<TaskProgress>;
-    /// A page of the `active_tasks` view (pending, ready or running), newest first.
+    /// A page of the `active_tasks` view (pending, ready or running), optionally of
+    /// one project, newest first, leaving out the tasks `viewer` may not read.
     async fn active_tasks_summary(
         &mut self,
         project_id: Option<ProjectId>,
+        viewer: &Option<Viewer>,
         page: &PageRequest,
     ) -> StoreResult<Page<ActiveTask>>;
 }
@@ -423,11 +426,14 @@ pub trait TaskRepo: Send {
 /// Storage operations on pull requests and their validation.
 #[async_trait]
 pub trait PullRequestRepo: Send {
-    /// The `pr_validation_status` view for a project, newest first.
+    /// A page of the `pr_validation_status` view, optionally of one project, newest
+    /// first, leaving out the pull requests `viewer` may not read.
     async fn pr_validation_status(
         &mut self,
-        project_id: ProjectId,
-    ) -> StoreResult<Vec<PrValidation>>;
+        project_id: Option<ProjectId>,
+        viewer: &Option<Viewer>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<PrValidation>>;
 
     /// Creates a pull request. A taken (repository_url, pr_number) is a conflict.
     async fn create_pull_request(&mut self, new: NewPullRequest) -> StoreResult<PullRequest>;

@@ -78,6 +78,8 @@ page_schemas! {
     CredentialPage => Credential,
     WebhookPage => Webhook,
     DeliveryPage => WebhookDelivery,
+    ActiveTaskPage => flowstore_core::model::task::query::ActiveTask,
+    PrValidationPage => flowstore_core::model::task::query::PrValidation,
     SystemMetricPage => flowstore_core::model::registry::SystemMetric,
     AuditEntryPage => AuditEntry,
 }

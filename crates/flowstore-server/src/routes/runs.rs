@@ -5,7 +5,7 @@ use axum::response::IntoResponse;
 use axum::Json as AxumJson;
 use flowstore_core::ids::{RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{RunTask, StartRun};
-use flowstore_core::model::run::{RunStatus, WorkflowExecution};
+use flowstore_core::model::run::{RunFilter, RunStatus, TaskAttempt, WorkflowExecution};
 use flowstore_core::{Page, PageRequest};
 use serde::Deserialize;
 use serde_json::Value;
@@ -32,6 +32,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel))
         .routes(routes!(tasks))
         .routes(routes!(progress))
+        .routes(routes!(attempts))
+        .routes(routes!(rerun))
 }
 
 /// The body of `POST /workflows/{id}/runs`.
@@ -61,12 +63,20 @@ pub struct StartRunBody {
 }
 
 paged_query_params! {
-    /// Filters and page of `GET /runs`.
+    /// Filters and page of `GET /runs`; every filter given must match.
     pub struct ListRuns {
-        /// The workflow whose runs to list (required).
+        /// Only runs of this workflow (its ID, or seed 000's free-text workflow ID);
+        /// the caller must be able to read it.
         pub workflow_id: Option<String>,
         /// Only runs in this status.
         pub status: Option<String>,
+        /// Only runs created at or after this instant (RFC 3339).
+        pub since: Option<String>,
+        /// Only runs created before this instant (RFC 3339).
+        pub until: Option<String>,
+        /// Only runs this text names: a run ID, an `execution_id`, or part of the
+        /// workflow's name.
+        pub q: Option<String>,
     }
 }
 
@@ -116,15 +126,30 @@ pub async fn get(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Workflow
     ))
 }
 
-/// A page of one workflow's runs, newest first.
+/// A page of the runs the caller may read, across workflows, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRuns),
-    responses((status = 200, body = doc::RunPage), (status = 422, body = Problem)))]
+    responses((status = 200, body = doc::RunPage), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
 pub async fn list(
     api: Api,
     Query(q): Query<ListRuns>,
 ) -> ApiResult<AxumJson<Page<WorkflowExecution>>> {
-    let page = super::page(q.cursor, q.limit);
-    workflow_runs(&api, q.workflow_id, q.status.as_deref(), page).await
+    let filter = RunFilter {
+        workflow_id: q.workflow_id.filter(|w| !w.trim().is_empty()),
+        status: super::parse_opt::<RunStatus>("status", q.status.as_deref())?,
+        since: super::instant("since", q.since.as_deref())?,
+        until: super::instant("until", q.until.as_deref())?,
+        text: q.q.filter(|t| !t.trim().is_empty()),
+        viewer: Some(api.caller.viewer()),
+    };
+    let mut tx = api.read().await?;
+    if let Some(w) = &filter.workflow_id {
+        access::check_workflow_named(&mut *tx, &api.caller, w, SharePermission::Read).await?;
+    }
+    Ok(AxumJson(
+        tx.list_runs(&filter, &super::page(q.cursor, q.limit))
+            .await?,
+    ))
 }
 
 /// A page of the runs of the workflow `workflow_id` names (required; the caller must
@@ -171,6 +196,72 @@ pub async fn tasks(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Vec<Ru
     let mut tx = api.read().await?;
     access::run(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.run_tasks(id).await?))
+}
+
+/// The attempts at a run's tasks, in the order they were made: when each started
+/// and ended, which worker held it, its error or output, and what it cost.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/attempts", tag = "runs",
+    params(in_path::Run),
+    responses((status = 200, body = [TaskAttempt]), (status = 404, body = Problem)))]
+pub async fn attempts(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Vec<TaskAttempt>>> {
+    let mut tx = api.read().await?;
+    access::run(&mut *tx, &api.caller, id, SharePermission::Read).await?;
+    Ok(AxumJson(tx.list_run_attempts(id).await?))
+}
+
+/// Starts a new run of the same workflow version with the same input, subject task
+/// and metadata (its `rerun_of` names this run); the caller must be able to execute
+/// the workflow. A run of no stored workflow (seed 000's) cannot be re-run.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/rerun", tag = "runs",
+    params(in_path::Run),
+    responses((status = 201, body = doc::StartedRun), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the run names no stored workflow or version")))]
+pub async fn rerun(api: Api, Path(id): Path<RunId>) -> ApiResult<impl IntoResponse> {
+    let mut tx = api.write().await?;
+    let before = access::run(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
+    // The version number the run recorded; its `workflow_version_id` says the
+    // version still exists (deleting a version blanks it).
+    let version = before
+        .workflow_version
+        .as_deref()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|_| before.workflow_version_id.is_some());
+    let (Some(workflow_id), Some(version)) = (before.workflow_ref, version) else {
+        return Err(flowstore_core::StoreError::conflict(
+            "workflow_ref",
+            "this run names no stored workflow version: start the workflow instead",
+        )
+        .into());
+    };
+    let mut metadata = before
+        .metadata
+        .clone()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    metadata["rerun_of"] = Value::String(before.id.to_string());
+    let started = tx
+        .start_run(StartRun {
+            workflow_id,
+            version: Some(version),
+            execution_id: None,
+            input: Some(before.input.clone()),
+            subject_task_id: before.task_id,
+            // A run records 1 when started with no priority of its own.
+            priority: before.priority.filter(|p| *p != 1),
+            user_id: Some(api.caller.who()),
+            metadata: Some(metadata),
+        })
+        .await?;
+    api.commit(
+        tx,
+        "run.rerun",
+        started.run.id,
+        audit::json(&before),
+        audit::json(&started.run),
+    )
+    .await?;
+    api.state.notify_changed();
+    Ok((StatusCode::CREATED, AxumJson(started)))
 }
 
 /// Counts of a run's tasks by status.

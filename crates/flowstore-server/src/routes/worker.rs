@@ -14,6 +14,7 @@ use flowstore_core::ids::TaskId;
 use flowstore_core::model::engine::{
     AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition, MAX_CLAIM,
 };
+use flowstore_core::model::run::Usage;
 use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::Tx;
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,9 @@ pub struct CompleteBody {
     /// What the task produced (any JSON).
     #[serde(default)]
     pub output: Value,
+    /// What the attempt cost, when the worker measures it.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 /// The body of `POST /worker/complete-batch`.
@@ -132,6 +136,9 @@ pub struct FailBody {
     /// Whether another attempt may succeed.
     #[serde(default)]
     pub retryable: bool,
+    /// What the attempt cost, when the worker measures it.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 /// Claims ready tasks; when none is ready, waits up to `wait_ms` for some.
@@ -215,8 +222,10 @@ pub async fn heartbeat(
 #[utoipa::path(post, path = "/api/v1/worker/complete", tag = "worker", request_body = CompleteBody,
     responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn complete(api: Api, Json(body): Json<CompleteBody>) -> ApiResult<AxumJson<Transition>> {
+    checked(&body.usage)?;
     let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
     let t = tx.complete(attempt, body.output).await?;
+    record_usage(&mut *tx, attempt, body.usage).await?;
     tx.commit().await?;
     api.state.notify_changed();
     Ok(AxumJson(t))
@@ -241,6 +250,9 @@ pub async fn complete_batch(
             ),
         ));
     }
+    for (i, b) in body.items.iter().enumerate() {
+        checked(&b.usage).map_err(|p| p.with_field(format!("items[{i}].usage")))?;
+    }
     let refs: Vec<AttemptRef> = body
         .items
         .iter()
@@ -254,19 +266,29 @@ pub async fn complete_batch(
     // problem `complete` would answer; the others go on.
     let mut problems: Vec<Option<Problem>> = refs.iter().map(|_| None).collect();
     let mut items = Vec::with_capacity(refs.len());
+    let mut usages = Vec::with_capacity(refs.len());
     for (i, b) in body.items.into_iter().enumerate() {
         match check_executes(&mut *tx, &api.caller, b.task_id).await {
-            Ok(()) => items.push((refs[i], b.output)),
+            Ok(()) => {
+                items.push((refs[i], b.output));
+                usages.push(b.usage);
+            }
             Err(p) if p.status < 500 => problems[i] = Some(p),
             Err(p) => return Err(p),
         }
     }
-    let mut outcomes = if items.is_empty() {
+    let attempts: Vec<AttemptRef> = items.iter().map(|(a, _)| *a).collect();
+    let outcomes = if items.is_empty() {
         Vec::new()
     } else {
         tx.complete_many(items).await?
+    };
+    for ((a, usage), outcome) in attempts.into_iter().zip(usages).zip(&outcomes) {
+        if outcome.is_ok() {
+            record_usage(&mut *tx, a, usage).await?;
+        }
     }
-    .into_iter();
+    let mut outcomes = outcomes.into_iter();
     tx.commit().await?;
     api.state.notify_changed();
     let results = refs
@@ -301,11 +323,35 @@ pub async fn complete_batch(
 #[utoipa::path(post, path = "/api/v1/worker/fail", tag = "worker", request_body = FailBody,
     responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn fail(api: Api, Json(body): Json<FailBody>) -> ApiResult<AxumJson<Transition>> {
+    checked(&body.usage)?;
     let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
     let t = tx.fail(attempt, body.error, body.retryable).await?;
+    record_usage(&mut *tx, attempt, body.usage).await?;
     tx.commit().await?;
     api.state.notify_changed();
     Ok(AxumJson(t))
+}
+
+/// Refuses usage figures that are negative, before any transaction is opened.
+fn checked(usage: &Option<Usage>) -> ApiResult<()> {
+    match usage {
+        Some(u) => u.check().map_err(|e| match e {
+            flowstore_core::StoreError::Invalid { field, reason } => {
+                Problem::invalid(format!("usage.{field}"), reason)
+            }
+            other => other.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Records what an accepted report says the attempt cost, in the report's
+/// transaction (nothing when it says nothing).
+async fn record_usage(tx: &mut dyn Tx, a: AttemptRef, usage: Option<Usage>) -> ApiResult<()> {
+    match usage.filter(|u| !u.is_empty()) {
+        Some(u) => Ok(tx.record_usage(a.task_id, a.attempt, u).await?),
+        None => Ok(()),
+    }
 }
 
 /// The transition's transaction of a report on `attempt` of task `task_id`, opened

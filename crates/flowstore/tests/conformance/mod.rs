@@ -2,6 +2,7 @@
 //! each test on a fresh database. Every area has one module; `conformance!` turns
 //! each `async fn name(store: Store)` into one test per backend.
 
+mod analytics;
 mod audit;
 mod engine;
 mod engine_load;

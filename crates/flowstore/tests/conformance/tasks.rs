@@ -931,7 +931,7 @@ async fn summaries_from_views(store: Store) {
         .unwrap();
 
     let active = tx
-        .active_tasks_summary(Some(p), &PageRequest::first(10))
+        .active_tasks_summary(Some(p), &None, &PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(active.items.len(), 1);
@@ -941,7 +941,7 @@ async fn summaries_from_views(store: Store) {
     assert_eq!(row.assigned_agent.as_deref(), Some("coder"));
     assert_eq!(row.created_at, open.created_at);
     let everywhere = tx
-        .active_tasks_summary(None, &PageRequest::first(10))
+        .active_tasks_summary(None, &None, &PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(
@@ -959,7 +959,11 @@ async fn summaries_from_views(store: Store) {
         .unwrap();
     let b = tx.create_pull_request(pr(p, 8)).await.unwrap();
     tx.create_pull_request(pr(other, 9)).await.unwrap();
-    let rows = tx.pr_validation_status(p).await.unwrap();
+    let rows = tx
+        .pr_validation_status(Some(p), &None, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         rows.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![b.id, a.id]
