@@ -119,6 +119,48 @@ async fn roles_against_operation_classes(b: Arc<dyn Backend>) {
     assert_eq!(cfg, [200, 403, 403, 401], "configurations");
     let users = statuses(&c, &keys, "GET", "/api/v1/users", None).await;
     assert_eq!(users, [200, 403, 403, 401], "users");
+    for path in [
+        "/api/v1/queues",
+        "/api/v1/workers",
+        "/api/v1/summaries/agents",
+    ] {
+        let got = statuses(&c, &keys, "GET", path, None).await;
+        assert_eq!(got, [200, 403, 403, 401], "{path}");
+    }
+    // dashboard reads of one's own scope: every role; no key is 401
+    for path in [
+        "/api/v1/runs",
+        "/api/v1/analytics/runs",
+        "/api/v1/summaries/active-tasks",
+        "/api/v1/summaries/pull-requests",
+    ] {
+        let got = statuses(&c, &keys, "GET", path, None).await;
+        assert_eq!(got, [200, 200, 200, 401], "{path}");
+    }
+    // re-running a run executes its workflow: not a viewer's, and another user's
+    // private one is not seen
+    let run = c.by(&other).start_run(&others, json!({})).await.want(201)["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rerun = statuses(
+        &c,
+        &keys,
+        "POST",
+        &format!("/api/v1/runs/{run}/rerun"),
+        None,
+    )
+    .await;
+    assert_eq!(rerun, [201, 404, 403, 401], "rerun another's");
+    let attempts = statuses(
+        &c,
+        &keys,
+        "GET",
+        &format!("/api/v1/runs/{run}/attempts"),
+        None,
+    )
+    .await;
+    assert_eq!(attempts, [200, 404, 404, 401], "attempts of another's run");
     let h = statuses(&c, &keys, "POST", "/api/v1/handlers/shell/deactivate", None).await;
     assert_eq!(h, [200, 403, 403, 401], "handler deactivate");
 }

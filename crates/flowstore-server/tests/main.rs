@@ -4,6 +4,7 @@
 
 mod access;
 mod access_objects;
+mod analytics;
 mod api;
 mod audit;
 mod audit_resources;

@@ -285,6 +285,12 @@ endpoints! {
     run_tasks(id) => "GET" "/api/v1/runs/{id}/tasks";
     run_progress(id) => "GET" "/api/v1/runs/{id}/progress";
     cancel_run(id) => "POST" "/api/v1/runs/{id}/cancel";
+    rerun(id) => "POST" "/api/v1/runs/{id}/rerun";
+    run_attempts(id) => "GET" "/api/v1/runs/{id}/attempts";
+    task_attempts(id) => "GET" "/api/v1/tasks/{id}/attempts";
+    // analytics (the ones with a query string go through `get`)
+    queues() => "GET" "/api/v1/queues";
+    agent_summary() => "GET" "/api/v1/summaries/agents";
     // tasks
     create_task() => "POST" "/api/v1/tasks", body;
     get_task(id) => "GET" "/api/v1/tasks/{id}";
