@@ -193,13 +193,82 @@ fn self_service(method: &Method, path: &str) -> bool {
                 .is_some_and(|rest| !rest.is_empty() && !rest.contains('/')))
 }
 
+/// The cookie that carries a dashboard session's token (HttpOnly: the page's
+/// scripts never see it).
+pub const SESSION_COOKIE: &str = "flowstore_session";
+/// The cookie the dashboard reads its CSRF token from.
+pub const CSRF_COOKIE: &str = "flowstore_csrf";
+/// The header a request authenticated by [`SESSION_COOKIE`] must carry, unless it
+/// only reads: the CSRF token its sign-in gave ([`csrf_token`]).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Marks a request authenticated by the session cookie rather than a bearer token.
+#[derive(Clone, Copy, Debug)]
+pub struct ByCookie;
+
+/// The CSRF token of a session: derived from its token, so the server keeps no state
+/// for it and another site, which can neither read the cookie nor this value, cannot
+/// forge a change.
+pub fn csrf_token(session_token: &str) -> String {
+    flowstore_core::crypto::sha256_hex(&format!("flowstore-csrf\0{session_token}"))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Equality that takes as long whatever the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The bearer credential of a request: its `Authorization` header, else (for the
+/// dashboard) the session cookie, which must then come with its CSRF token unless
+/// the request only reads. Whether it came by cookie.
+fn presented(req: &Request) -> Result<(Option<String>, bool), Problem> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        return Ok((Some(v.to_str().unwrap_or("").to_string()), false));
+    }
+    // Only sessions travel in the cookie: an API key there is ignored.
+    let Some(token) =
+        cookie(req.headers(), SESSION_COOKIE).filter(|t| !t.starts_with(API_KEY_PREFIX))
+    else {
+        return Ok((None, false));
+    };
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !reads {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same(sent.as_bytes(), csrf_token(&token).as_bytes()) {
+            return Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "csrf",
+                "a change made with the session cookie must send the X-CSRF-Token header its sign-in gave",
+            ));
+        }
+    }
+    Ok((Some(format!("Bearer {token}")), true))
+}
+
 /// Middleware: authenticates, checks the role and the rate limit, and puts the
 /// [`Caller`] in the request's extensions.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("").to_string());
+    let (header, by_cookie) = match presented(&req) {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
     let needed = needed_role(req.method(), req.uri().path());
     let scope = needed_scope(req.method(), req.uri().path());
     let origin = Origin::of(req.headers(), req.extensions());
@@ -208,6 +277,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             caller.0.request_id = origin.request_id;
             caller.0.ip_address = origin.ip_address;
             req.extensions_mut().insert(caller);
+            if by_cookie {
+                req.extensions_mut().insert(ByCookie);
+            }
             next.run(req).await
         }
         Err(p) => p.into_response(),

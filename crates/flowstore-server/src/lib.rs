@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
     let document = openapi::Document::new(paths);
     let request_id = HeaderName::from_static("x-request-id");
     routes
+        .merge(dashboard::router().layer(middleware::from_fn_with_state(state.clone(), timeout)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(document))

@@ -8,6 +8,7 @@ mod analytics;
 mod api;
 mod audit;
 mod audit_resources;
+mod dashboard;
 mod integration;
 mod live;
 mod openapi;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json as AxumJson;
 use chrono::TimeDelta;
 use flowstore_core::crypto::SecretString;
@@ -24,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit;
-use crate::auth::{Caller, Credential, Origin, Principal};
+use crate::auth::{ByCookie, Caller, Credential, Origin, Principal};
 use crate::error::{ApiResult, Json, Problem};
 use crate::routes::Api;
 use crate::signin::{self, Counted};
@@ -98,6 +99,17 @@ pub async fn login(
     origin: Origin,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<Response> {
+    let signed_in = open_session(&state, &origin, &body).await?;
+    Ok((StatusCode::CREATED, AxumJson(signed_in)).into_response())
+}
+
+/// Signing in, whatever carries the token back (the API's JSON answer, or the
+/// dashboard's cookie): the throttles, the password check and the new session.
+pub(crate) async fn open_session(
+    state: &AppState,
+    origin: &Origin,
+    body: &LoginBody,
+) -> ApiResult<SignedIn> {
     let guard = state.sign_in();
     let started = Instant::now();
     // The client's address is checked first, before any work (in-process callers
@@ -113,7 +125,7 @@ pub async fn login(
         .accounts()
         .begin(&account, started)
         .map_err(signin::account_throttled)?;
-    let (user, matches) = match check(&state, &body).await {
+    let (user, matches) = match check(state, body).await {
         Ok(verdict) => verdict,
         Err(e) => {
             guard.accounts().undo(&account);
@@ -125,10 +137,10 @@ pub async fn login(
         Some(user) if matches => {
             guard.accounts().clear(&account);
             if user.status == UserStatus::Active {
-                signed_in(&state, &origin, user, now).await
+                signed_in(state, origin, user, now).await
             } else {
                 let mut tx = state.backend().begin().await?;
-                failed(&mut *tx, &origin, &body.email, Some(&user), "not_active").await?;
+                failed(&mut *tx, origin, &body.email, Some(&user), "not_active").await?;
                 tx.commit().await?;
                 Err(Problem::forbidden(format!(
                     "the account is {}",
@@ -137,7 +149,7 @@ pub async fn login(
             }
         }
         user => {
-            wrong_password(&state, &origin, &body.email, user, counted, now).await?;
+            wrong_password(state, origin, &body.email, user, counted, now).await?;
             Err(Problem::unauthenticated(BAD_CREDENTIALS))
         }
     }
@@ -169,7 +181,7 @@ async fn signed_in(
     origin: &Origin,
     user: User,
     now: Timestamp,
-) -> ApiResult<Response> {
+) -> ApiResult<SignedIn> {
     let ttl = TimeDelta::from_std(state.config().session_ttl)
         .map_err(|_| Problem::internal(&"the session lifetime is out of range"))?;
     let mut tx = state.backend().begin().await?;
@@ -192,12 +204,11 @@ async fn signed_in(
     let (id, after) = (created.session.id, audit::json(&created.session));
     audit::record(&mut *tx, &caller, "session.login", id, None, after).await?;
     tx.commit().await?;
-    let signed_in = SignedIn {
+    Ok(SignedIn {
         token: created.token.expose().to_string(),
         session: created.session,
         user,
-    };
-    Ok((StatusCode::CREATED, AxumJson(signed_in)).into_response())
+    })
 }
 
 /// Records a wrong password (or an unknown email): the account's counter, the audit
@@ -326,7 +337,7 @@ pub async fn current(api: Api) -> ApiResult<AxumJson<WhoAmI>> {
 #[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions",
     responses((status = 204), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "the request was made with an API key, not a session")))]
-pub async fn logout(api: Api) -> ApiResult<StatusCode> {
+pub async fn logout(api: Api, by_cookie: Option<Extension<ByCookie>>) -> ApiResult<Response> {
     let Credential::Session(session) = &api.caller.0.credential else {
         return Err(Problem::not_found(
             "this request was made with an API key, not a session: revoke the key instead",
@@ -341,5 +352,10 @@ pub async fn logout(api: Api) -> ApiResult<StatusCode> {
     };
     api.commit_change(tx, "session.logout", session.id, session, &after)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    // The dashboard's cookies go with the session they carried.
+    let mut answer = StatusCode::NO_CONTENT.into_response();
+    if by_cookie.is_some() {
+        crate::dashboard::clear_cookies(answer.headers_mut());
+    }
+    Ok(answer)
 }

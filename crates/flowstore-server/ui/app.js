@@ -1,0 +1,464 @@
+// flowstore dashboard. Plain JavaScript, no build step: every view reads the public
+// API (/api/v1/...) with the session cookie the sign-in set, and sends the session's
+// CSRF token with every change. Filters live in the URL (#/runs?status=failed), so
+// links can be shared. Text from the API is only ever set as text, never as markup.
+"use strict";
+
+const main = document.getElementById("main");
+let me = null; // {user, role} once signed in
+let live = null; // the EventSource of the open view
+let timer = null; // the refresh timer of the open view
+
+// ---------------------------------------------------------------- helpers
+
+function h(tag, attrs, ...children) {
+  const svg = ["svg", "rect", "line", "text", "g", "title", "path"].includes(tag);
+  const el = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function cookie(name) {
+  const m = document.cookie.split(";").map((c) => c.trim().split("=")).find(([k]) => k === name);
+  return m ? decodeURIComponent(m.slice(1).join("=")) : "";
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super((problem && problem.detail) || "HTTP " + status);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET") headers["x-csrf-token"] = cookie("flowstore_csrf");
+  const r = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 204) return null;
+  const data = await r.json().catch(() => null);
+  if (!r.ok) {
+    if (r.status === 401 && !path.startsWith("/ui/")) {
+      me = null;
+      showSignIn();
+    }
+    throw new ApiError(r.status, data);
+  }
+  return data;
+}
+
+function when(t) {
+  return t ? new Date(t).toLocaleString() : "–";
+}
+
+function ms(v) {
+  if (v === null || v === undefined) return "–";
+  if (v < 1000) return Math.round(v) + " ms";
+  if (v < 60000) return (v / 1000).toFixed(1) + " s";
+  return (v / 60000).toFixed(1) + " min";
+}
+
+function badge(status) {
+  return h("span", { class: "status s-" + status }, status);
+}
+
+function params() {
+  const q = location.hash.split("?")[1] || "";
+  return new URLSearchParams(q);
+}
+
+function stop() {
+  if (live) live.close();
+  if (timer) clearInterval(timer);
+  live = null;
+  timer = null;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+function failure(e) {
+  return h("p", { class: "error", role: "alert" }, e instanceof ApiError ? e.message : "Something went wrong: " + e);
+}
+
+// ---------------------------------------------------------------- sign-in
+
+function showSignIn(message) {
+  stop();
+  document.getElementById("signout").hidden = true;
+  document.getElementById("who").textContent = "";
+  const error = h("p", { class: "error", role: "alert" }, message || "");
+  const email = h("input", { name: "email", type: "email", autocomplete: "username", required: true });
+  const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+  const form = h(
+    "form",
+    {
+      class: "signin",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        error.textContent = "";
+        try {
+          await api("POST", "/ui/session", { email: email.value, password: password.value });
+          await whoAmI();
+          route();
+        } catch (e) {
+          error.textContent = e.message;
+        }
+      },
+    },
+    h("h1", {}, "Sign in"),
+    h("label", {}, "Email", email),
+    h("label", {}, "Password", password),
+    h("button", { class: "primary", type: "submit" }, "Sign in"),
+    error,
+    h(
+      "p",
+      { class: "muted" },
+      "No account yet? An admin creates one with `flowstore users create --email you@example.com --role admin` " +
+        "(the password is read from standard input), or with the admin API key the server printed on its first start."
+    )
+  );
+  show(form);
+  email.focus();
+}
+
+async function whoAmI() {
+  const w = await api("GET", "/api/v1/sessions/current");
+  me = { user: w.user, role: w.role };
+  document.getElementById("who").textContent = (w.user && w.user.email) || w.role;
+  document.getElementById("signout").hidden = false;
+}
+
+// ---------------------------------------------------------------- overview
+
+function chart(points) {
+  const width = 720, height = 160, pad = 24;
+  const max = Math.max(1, ...points.map((p) => p.total));
+  const bar = points.length ? (width - pad) / points.length : width;
+  const svg = h("svg", { class: "chart", viewBox: `0 0 ${width} ${height + 20}`, role: "img",
+    "aria-label": "Finished runs per hour: completed, failed and cancelled" });
+  svg.append(h("line", { class: "axis", x1: pad, y1: height, x2: width, y2: height }));
+  svg.append(h("text", { x: 0, y: 12 }, String(max)));
+  points.forEach((p, i) => {
+    let y = height;
+    for (const [cls, n] of [["c", p.completed], ["f", p.failed + p.timed_out], ["x", p.cancelled]]) {
+      const tall = (n / max) * (height - 10);
+      if (tall > 0) {
+        y -= tall;
+        svg.append(h("rect", { class: cls, x: pad + i * bar + 1, y, width: Math.max(1, bar - 2), height: tall },
+          h("title", {}, `${when(p.bucket_start)}: ${p.completed} completed, ${p.failed} failed, ${p.timed_out} timed out, ${p.cancelled} cancelled`)));
+      }
+    }
+  });
+  return svg;
+}
+
+async function overview() {
+  const [points, failed] = await Promise.all([
+    api("GET", "/api/v1/analytics/runs?bucket=hour"),
+    api("GET", "/api/v1/runs?status=failed&limit=10"),
+  ]);
+  const sum = (k) => points.reduce((a, p) => a + p[k], 0);
+  const total = sum("total");
+  const rate = total ? ((sum("failed") + sum("timed_out")) / total) * 100 : 0;
+  const nodes = [
+    h("h1", {}, "Overview"),
+    h("div", { class: "cards" },
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Runs finished (24 h)"), h("div", { class: "big" }, total)),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Completed"), h("div", { class: "big" }, sum("completed"))),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Failed or timed out"), h("div", { class: "big" }, sum("failed") + sum("timed_out"))),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Failure rate"), h("div", { class: "big" }, rate.toFixed(1) + " %"))
+    ),
+    h("h2", {}, "Finished runs per hour"),
+    points.length ? chart(points) : h("p", { class: "muted" }, "No run finished in the last 24 hours."),
+    h("h2", {}, "Recent failures"),
+    runTable(failed.items),
+  ];
+  if (me && me.role === "admin") {
+    const [queues, workers] = await Promise.all([api("GET", "/api/v1/queues"), api("GET", "/api/v1/workers")]);
+    nodes.push(
+      h("h2", {}, "Queues"),
+      queues.length
+        ? table(["Handler type", "State", "Tasks"], queues.map((q) => [q.handler_type, badge(q.status), q.tasks]))
+        : h("p", { class: "muted" }, "No task is ready or running."),
+      h("h2", {}, "Workers seen in the last 15 minutes"),
+      workers.length
+        ? table(["Worker", "Last seen", "Running", "Completed", "Failed"],
+            workers.map((w) => [w.worker_id, when(w.last_seen_at), w.running, w.completed, w.failed]))
+        : h("p", { class: "muted" }, "No worker was seen.")
+    );
+  }
+  show(...nodes);
+}
+
+function table(head, rows) {
+  return h("div", { class: "scroll" },
+    h("table", {}, h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
+}
+
+function runTable(runs) {
+  if (!runs.length) return h("p", { class: "muted" }, "No runs.");
+  return table(["Run", "Workflow", "Status", "Created", "Duration"],
+    runs.map((r) => [
+      h("a", { href: "#/runs/" + r.id }, r.execution_id),
+      r.workflow_name,
+      badge(r.status),
+      when(r.created_at),
+      ms(r.actual_duration),
+    ]));
+}
+
+// ---------------------------------------------------------------- runs
+
+async function runs() {
+  const p = params();
+  const field = (name, label, input) => h("label", {}, label, input);
+  const status = h("select", { name: "status" },
+    ["", "pending", "running", "completed", "failed", "cancelled", "timed_out"].map((s) =>
+      h("option", { value: s, selected: p.get("status") === s }, s || "any")));
+  const workflow = h("input", { name: "workflow_id", value: p.get("workflow_id") || "", placeholder: "workflow ID" });
+  const text = h("input", { name: "q", value: p.get("q") || "", placeholder: "run, execution ID or name", type: "search" });
+  const since = h("input", { name: "since", type: "datetime-local", value: p.get("since") ? p.get("since").slice(0, 16) : "" });
+  const form = h("form", {
+    class: "filters",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const q = new URLSearchParams();
+      if (status.value) q.set("status", status.value);
+      if (workflow.value.trim()) q.set("workflow_id", workflow.value.trim());
+      if (text.value.trim()) q.set("q", text.value.trim());
+      if (since.value) q.set("since", new Date(since.value).toISOString());
+      location.hash = "#/runs" + (q.toString() ? "?" + q : "");
+    },
+  }, field("status", "Status", status), field("workflow_id", "Workflow", workflow), field("q", "Search", text),
+    field("since", "Created since", since), h("button", { type: "submit", class: "primary" }, "Filter"));
+  const query = new URLSearchParams();
+  for (const k of ["status", "workflow_id", "q", "since", "cursor"]) if (p.get(k)) query.set(k, p.get(k));
+  query.set("limit", "50");
+  const list = h("div", {});
+  const load = async () => {
+    const page = await api("GET", "/api/v1/runs?" + query);
+    const next = page.next_cursor
+      ? h("a", { href: "#/runs?" + new URLSearchParams({ ...Object.fromEntries(p), cursor: page.next_cursor }) }, "Older runs →")
+      : null;
+    list.replaceChildren(runTable(page.items), h("p", {}, next));
+  };
+  show(h("h1", {}, "Runs"), form, list);
+  await load();
+  // The first page stays current while it is open.
+  if (!p.get("cursor")) timer = setInterval(() => load().catch(() => {}), 5000);
+}
+
+// ---------------------------------------------------------------- one run
+
+function dag(definition, tasks) {
+  const steps = (definition && definition.steps) || [];
+  if (!steps.length) return null;
+  const depth = {};
+  const byKey = Object.fromEntries(steps.map((s) => [s.key, s]));
+  const level = (k, seen = new Set()) => {
+    if (depth[k] !== undefined) return depth[k];
+    if (seen.has(k)) return 0;
+    seen.add(k);
+    const deps = (byKey[k] && byKey[k].depends_on) || [];
+    depth[k] = deps.length ? 1 + Math.max(...deps.map((d) => level(d, seen))) : 0;
+    return depth[k];
+  };
+  steps.forEach((s) => level(s.key));
+  const columns = [];
+  steps.forEach((s) => (columns[depth[s.key]] = columns[depth[s.key]] || []).push(s.key));
+  const status = Object.fromEntries(tasks.map((t) => [t.step_key, t.status]));
+  const w = 150, gap = 50, rowH = 44;
+  const pos = {};
+  columns.forEach((col, x) => col.forEach((k, y) => (pos[k] = { x: x * (w + gap) + 4, y: y * rowH + 4 })));
+  const rows = Math.max(...columns.map((c) => c.length));
+  const svg = h("svg", { class: "dag", viewBox: `0 0 ${columns.length * (w + gap)} ${rows * rowH + 8}`, role: "img",
+    "aria-label": "The run's steps and their dependencies" });
+  for (const s of steps) {
+    for (const d of s.depends_on || []) {
+      if (!pos[d]) continue;
+      svg.append(h("line", { x1: pos[d].x + w, y1: pos[d].y + 16, x2: pos[s.key].x, y2: pos[s.key].y + 16 }));
+    }
+  }
+  for (const s of steps) {
+    const st = status[s.key] || "pending";
+    svg.append(h("g", {},
+      h("rect", { class: st, x: pos[s.key].x, y: pos[s.key].y, width: w, height: 32 }),
+      h("text", { x: pos[s.key].x + 8, y: pos[s.key].y + 20 }, `${s.key} · ${st}`)));
+  }
+  return svg;
+}
+
+function gantt(attempts) {
+  const started = attempts.filter((a) => a.started_at);
+  if (!started.length) return h("p", { class: "muted" }, "No attempt has started.");
+  const t0 = Math.min(...started.map((a) => Date.parse(a.started_at)));
+  const end = (a) => (a.completed_at ? Date.parse(a.completed_at) : Date.now());
+  const t1 = Math.max(t0 + 1, ...started.map(end));
+  const width = 720, label = 160, rowH = 22;
+  const svg = h("svg", { class: "gantt", viewBox: `0 0 ${width} ${started.length * rowH + 4}`, role: "img",
+    "aria-label": "Timeline of the attempts" });
+  started.forEach((a, i) => {
+    const x = label + ((Date.parse(a.started_at) - t0) / (t1 - t0)) * (width - label - 4);
+    const wd = Math.max(2, ((end(a) - Date.parse(a.started_at)) / (t1 - t0)) * (width - label - 4));
+    svg.append(h("text", { x: 0, y: i * rowH + 15 }, `${a.agent_type} #${a.attempt}`));
+    svg.append(h("rect", { class: a.execution_status, x, y: i * rowH + 4, width: wd, height: 14 },
+      h("title", {}, `${a.execution_status}, ${ms(a.duration_ms)} on ${a.worker_id || "?"}`)));
+  });
+  return svg;
+}
+
+async function run(id) {
+  const r = await api("GET", "/api/v1/runs/" + id);
+  const [tasks, attempts] = await Promise.all([
+    api("GET", `/api/v1/runs/${id}/tasks`),
+    api("GET", `/api/v1/runs/${id}/attempts`),
+  ]);
+  let definition = null;
+  if (r.workflow_ref && r.workflow_version) {
+    definition = await api("GET", `/api/v1/workflows/${r.workflow_ref}/versions/${r.workflow_version}`)
+      .then((v) => v.definition)
+      .catch(() => null);
+  }
+  const message = h("p", { role: "status" });
+  const act = (label, path, ask, cls) =>
+    h("button", {
+      type: "button",
+      class: cls,
+      onclick: async () => {
+        if (!confirm(ask)) return;
+        try {
+          const out = await api("POST", path);
+          if (out && out.run) location.hash = "#/runs/" + out.run.id;
+          else route();
+        } catch (e) {
+          message.textContent = e.message;
+        }
+      },
+    }, label);
+  const terminal = ["completed", "failed", "cancelled", "timed_out"].includes(r.status);
+  const events = h("ol", { class: "events", "aria-label": "Events" });
+  show(
+    h("h1", {}, "Run ", r.execution_id, " ", badge(r.status)),
+    h("p", { class: "muted" },
+      `${r.workflow_name} v${r.workflow_version || "?"} · started ${when(r.start_time)} · ended ${when(r.end_time)} · ${ms(r.actual_duration)}`),
+    h("div", { class: "actions" },
+      terminal ? null : act("Cancel", `/api/v1/runs/${id}/cancel`, "Cancel this run?", "danger"),
+      r.workflow_ref ? act("Re-run", `/api/v1/runs/${id}/rerun`, "Start this workflow version again with the same input?") : null),
+    message,
+    definition ? h("h2", {}, "Steps") : null,
+    dag(definition, tasks),
+    h("h2", {}, "Tasks"),
+    table(["Step", "Handler", "Status", "Attempt", "Retries"],
+      tasks.map((t) => [t.step_key || t.id, t.handler_type || "–", badge(t.status), t.attempt, t.retry_count])),
+    h("h2", {}, "Attempts"),
+    gantt(attempts),
+    table(["Task", "#", "Worker", "Status", "Started", "Duration", "Memory", "CPU", "Error or output"],
+      attempts.map((a) => [
+        (tasks.find((t) => t.id === a.task_id) || {}).step_key || a.task_id,
+        a.attempt,
+        a.worker_id || "–",
+        badge(a.execution_status),
+        when(a.started_at),
+        ms(a.duration_ms),
+        a.memory_usage_mb === null ? "–" : a.memory_usage_mb + " MB",
+        ms(a.cpu_time_ms),
+        h("pre", {}, JSON.stringify(Object.keys(a.error_details || {}).length ? a.error_details : a.output_results)),
+      ])),
+    h("h2", {}, "Input"),
+    h("pre", {}, JSON.stringify(r.input, null, 2)),
+    h("h2", {}, "Events"),
+    events
+  );
+  // The run's events, from its first; a new one refreshes the view shortly after
+  // (the replay of those already shown does not).
+  let pending = null;
+  let top = run.seen[id] || 0;
+  live = new EventSource(`/api/v1/events?run_id=${encodeURIComponent(id)}`);
+  const onEvent = (ev) => {
+    const e = JSON.parse(ev.data);
+    events.append(h("li", {}, `${when(e.created_at)} · ${e.event_type}`));
+    top = Math.max(top, e.seq);
+    if (!pending && e.seq > (run.seen[id] || 0)) {
+      pending = setTimeout(() => {
+        run.seen[id] = top;
+        route();
+      }, 300);
+    }
+  };
+  for (const t of ["run.started", "run.updated", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
+    "task.ready", "task.claimed", "task.completed", "task.failed", "task.retrying", "task.cancelled", "task.timed_out"]) {
+    live.addEventListener(t, onEvent);
+  }
+  live.onmessage = onEvent;
+}
+run.seen = {};
+
+// ---------------------------------------------------------------- routing
+
+async function route() {
+  stop();
+  const path = location.hash.replace(/^#/, "").split("?")[0] || "/";
+  for (const a of document.querySelectorAll("#nav a")) {
+    const target = a.getAttribute("href").slice(1);
+    a.setAttribute("aria-current", (target === "/" ? path === "/" : path.startsWith(target)) ? "page" : "false");
+  }
+  if (!me) {
+    try {
+      await whoAmI();
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) show(failure(e));
+      return;
+    }
+  }
+  try {
+    const m = path.match(/^\/runs\/([0-9a-fA-F-]{36})$/);
+    if (m) await run(m[1]);
+    else if (path === "/runs") await runs();
+    else await overview();
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) show(failure(e));
+  }
+}
+
+function theme() {
+  const chosen = localStorage.getItem("flowstore-theme");
+  if (chosen) document.documentElement.dataset.theme = chosen;
+}
+
+document.getElementById("theme").addEventListener("click", () => {
+  const dark = getComputedStyle(document.documentElement).getPropertyValue("--bg").trim() === "#14161a";
+  const next = dark ? "light" : "dark";
+  localStorage.setItem("flowstore-theme", next);
+  document.documentElement.dataset.theme = next;
+});
+
+document.getElementById("signout").addEventListener("click", async () => {
+  try {
+    await api("DELETE", "/api/v1/sessions/current");
+  } catch (e) {
+    /* signed out already */
+  }
+  me = null;
+  showSignIn("Signed out.");
+});
+
+window.addEventListener("hashchange", route);
+theme();
+route();
