@@ -113,6 +113,20 @@ drop_test_databases() {
 }
 trap 'drop_test_databases; cleanup' EXIT
 
+# The dashboard's browser tests drive Debian's Chromium through chromedriver.
+# Installed here when missing (as root, from Debian's packages); without them those
+# tests fail and say so, never skip.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver for the browser tests"
+    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null; } || {
+      log "ERROR: could not install chromium and chromium-driver"; exit 1; }
+  else
+    log "WARNING: chromium or chromedriver is missing; the browser tests will fail (apt-get install chromium chromium-driver)"
+  fi
+fi
+
 results=$(mktemp /tmp/flowstore-test-results.XXXXXX)
 set +e
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$results"

@@ -8,6 +8,7 @@ mod analytics;
 mod api;
 mod audit;
 mod audit_resources;
+mod browser;
 mod dashboard;
 mod integration;
 mod live;

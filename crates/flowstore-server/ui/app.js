@@ -146,31 +146,40 @@ async function whoAmI() {
 
 // ---------------------------------------------------------------- overview
 
-function chart(points) {
-  const width = 720, height = 160, pad = 24;
+function chart(points, since, hours) {
+  // One slot per hour of the window, so an hour without runs shows as a gap.
+  const width = 720, height = 160, pad = 28;
   const max = Math.max(1, ...points.map((p) => p.total));
-  const bar = points.length ? (width - pad) / points.length : width;
+  const slot = (width - pad) / hours;
   const svg = h("svg", { class: "chart", viewBox: `0 0 ${width} ${height + 20}`, role: "img",
-    "aria-label": "Finished runs per hour: completed, failed and cancelled" });
+    "aria-label": "Finished runs per hour over the last 24 hours: completed, failed and cancelled" });
   svg.append(h("line", { class: "axis", x1: pad, y1: height, x2: width, y2: height }));
   svg.append(h("text", { x: 0, y: 12 }, String(max)));
-  points.forEach((p, i) => {
+  for (let i = 0; i < hours; i += 6) {
+    const t = new Date(since + i * 3600000);
+    svg.append(h("text", { x: pad + i * slot, y: height + 16 }, t.getHours() + ":00"));
+  }
+  for (const p of points) {
+    const i = Math.floor((Date.parse(p.bucket_start) - since) / 3600000);
+    if (i < 0 || i >= hours) continue;
     let y = height;
     for (const [cls, n] of [["c", p.completed], ["f", p.failed + p.timed_out], ["x", p.cancelled]]) {
       const tall = (n / max) * (height - 10);
       if (tall > 0) {
         y -= tall;
-        svg.append(h("rect", { class: cls, x: pad + i * bar + 1, y, width: Math.max(1, bar - 2), height: tall },
+        svg.append(h("rect", { class: cls, x: pad + i * slot + 1, y, width: Math.max(1, slot - 2), height: tall },
           h("title", {}, `${when(p.bucket_start)}: ${p.completed} completed, ${p.failed} failed, ${p.timed_out} timed out, ${p.cancelled} cancelled`)));
       }
     }
-  });
+  }
   return svg;
 }
 
 async function overview() {
+  const hours = 24;
+  const since = Math.floor(Date.now() / 3600000 - (hours - 1)) * 3600000;
   const [points, failed] = await Promise.all([
-    api("GET", "/api/v1/analytics/runs?bucket=hour"),
+    api("GET", "/api/v1/analytics/runs?bucket=hour&since=" + new Date(since).toISOString()),
     api("GET", "/api/v1/runs?status=failed&limit=10"),
   ]);
   const sum = (k) => points.reduce((a, p) => a + p[k], 0);
@@ -185,7 +194,7 @@ async function overview() {
       h("div", { class: "card" }, h("div", { class: "muted" }, "Failure rate"), h("div", { class: "big" }, rate.toFixed(1) + " %"))
     ),
     h("h2", {}, "Finished runs per hour"),
-    points.length ? chart(points) : h("p", { class: "muted" }, "No run finished in the last 24 hours."),
+    points.length ? chart(points, since, hours) : h("p", { class: "muted" }, "No run finished in the last 24 hours."),
     h("h2", {}, "Recent failures"),
     runTable(failed.items),
   ];
@@ -288,7 +297,8 @@ function dag(definition, tasks) {
   const pos = {};
   columns.forEach((col, x) => col.forEach((k, y) => (pos[k] = { x: x * (w + gap) + 4, y: y * rowH + 4 })));
   const rows = Math.max(...columns.map((c) => c.length));
-  const svg = h("svg", { class: "dag", viewBox: `0 0 ${columns.length * (w + gap)} ${rows * rowH + 8}`, role: "img",
+  const [vw, vh] = [columns.length * (w + gap), rows * rowH + 8];
+  const svg = h("svg", { class: "dag", width: vw, height: vh, viewBox: `0 0 ${vw} ${vh}`, role: "img",
     "aria-label": "The run's steps and their dependencies" });
   for (const s of steps) {
     for (const d of s.depends_on || []) {
@@ -305,19 +315,21 @@ function dag(definition, tasks) {
   return svg;
 }
 
-function gantt(attempts) {
+function gantt(attempts, tasks) {
+  const step = (a) => (tasks.find((t) => t.id === a.task_id) || {}).step_key || a.agent_type;
   const started = attempts.filter((a) => a.started_at);
   if (!started.length) return h("p", { class: "muted" }, "No attempt has started.");
   const t0 = Math.min(...started.map((a) => Date.parse(a.started_at)));
   const end = (a) => (a.completed_at ? Date.parse(a.completed_at) : Date.now());
   const t1 = Math.max(t0 + 1, ...started.map(end));
   const width = 720, label = 160, rowH = 22;
-  const svg = h("svg", { class: "gantt", viewBox: `0 0 ${width} ${started.length * rowH + 4}`, role: "img",
+  const svg = h("svg", { class: "gantt", width, height: started.length * rowH + 4,
+    viewBox: `0 0 ${width} ${started.length * rowH + 4}`, role: "img",
     "aria-label": "Timeline of the attempts" });
   started.forEach((a, i) => {
     const x = label + ((Date.parse(a.started_at) - t0) / (t1 - t0)) * (width - label - 4);
     const wd = Math.max(2, ((end(a) - Date.parse(a.started_at)) / (t1 - t0)) * (width - label - 4));
-    svg.append(h("text", { x: 0, y: i * rowH + 15 }, `${a.agent_type} #${a.attempt}`));
+    svg.append(h("text", { x: 0, y: i * rowH + 15 }, `${step(a)} #${a.attempt}`));
     svg.append(h("rect", { class: a.execution_status, x, y: i * rowH + 4, width: wd, height: 14 },
       h("title", {}, `${a.execution_status}, ${ms(a.duration_ms)} on ${a.worker_id || "?"}`)));
   });
@@ -368,7 +380,7 @@ async function run(id) {
     table(["Step", "Handler", "Status", "Attempt", "Retries"],
       tasks.map((t) => [t.step_key || t.id, t.handler_type || "–", badge(t.status), t.attempt, t.retry_count])),
     h("h2", {}, "Attempts"),
-    gantt(attempts),
+    gantt(attempts, tasks),
     table(["Task", "#", "Worker", "Status", "Started", "Duration", "Memory", "CPU", "Error or output"],
       attempts.map((a) => [
         (tasks.find((t) => t.id === a.task_id) || {}).step_key || a.task_id,

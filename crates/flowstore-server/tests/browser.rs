@@ -1,0 +1,315 @@
+//! The dashboard in a real browser, on SQLite and PostgreSQL: headless Chromium
+//! (Debian's `chromium`, driven through its `chromedriver`; `scripts/test.sh`
+//! installs both) against a server listening on a port of its own. A user signs in,
+//! reads the overview, filters runs through the URL, opens a run and watches it
+//! complete live while a worker finishes it over the API, cancels a run and re-runs
+//! it, and signs out. The views are saved as screenshots in `target/screenshots/`
+//! (README's come from there).
+//!
+//! Chromium and chromedriver are found on the PATH or through `FLOWSTORE_CHROMIUM`
+//! and `FLOWSTORE_CHROMEDRIVER`; without them the test fails and says how to get
+//! them.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use flowstore_core::Backend;
+use flowstore_server::serve;
+use flowstore_testkit::fixtures::PASSWORD;
+use flowstore_testkit::{both_backends, TestApp};
+use serde_json::{json, Value};
+
+both_backends!(a_user_follows_and_steers_runs_in_the_browser);
+
+/// A program by its environment variable, else the first of `names` on the PATH.
+fn program(var: &str, names: &[&str]) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for n in names {
+            let candidate = dir.join(n);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "{} not found: install Debian's chromium and chromium-driver (scripts/test.sh does) \
+         or set {var}",
+        names[0]
+    );
+}
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(program("FLOWSTORE_CHROMEDRIVER", &["chromedriver"]))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let d = Driver { child, url };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not listen on {port}");
+}
+
+async fn browser(d: &Driver, profile: &std::path::Path) -> Client {
+    let chromium = program("FLOWSTORE_CHROMIUM", &["chromium", "chromium-browser"]);
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Waits (up to 15 s) for an element matching `css` whose text contains `text`.
+async fn until_text(b: &Client, css: &str, text: &str) {
+    for _ in 0..150 {
+        if let Ok(found) = b.find_all(Locator::Css(css)).await {
+            for e in found {
+                if e.text().await.unwrap_or_default().contains(text) {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = b.source().await.unwrap_or_default();
+    panic!(
+        "no {css} with {text:?} on the page:\n{}",
+        &page[..page.len().min(4000)]
+    );
+}
+
+async fn screenshot(b: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = b.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Claims and completes every ready `shell` task as a worker would.
+async fn work(c: &TestApp) -> usize {
+    let got = c
+        .admin()
+        .claim(json!({"worker_id": "browser-worker", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}))
+        .await
+        .want(200);
+    let tasks = got.as_array().unwrap().clone();
+    for t in &tasks {
+        c.admin()
+            .complete(
+                json!({"task_id": t["task_id"], "attempt": t["attempt"], "output": {"ok": true},
+                             "usage": {"memory_usage_mb": 42, "cpu_time_ms": 120}}),
+            )
+            .await
+            .want(200);
+    }
+    tasks.len()
+}
+
+async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>) {
+    let c = TestApp::new(backend).await;
+    c.password_user("ops@x.io", "admin").await;
+    c.shell_handler().await;
+    let wf = c
+        .admin()
+        .create_workflow(
+            json!({"name": "release", "status": "active", "definition": {"steps": [
+            {"key": "build", "handler": "shell"},
+            {"key": "test", "handler": "shell", "depends_on": ["build"]},
+            {"key": "lint", "handler": "shell", "depends_on": ["build"]},
+            {"key": "ship", "handler": "shell", "depends_on": ["test", "lint"]}]}}),
+        )
+        .await
+        .want_id(201);
+    let start = |input: Value| {
+        let c = &c;
+        let wf = wf.clone();
+        async move {
+            let r = c
+                .admin()
+                .start_run(&wf, json!({ "input": input }))
+                .await
+                .want(201);
+            (
+                r["run"]["id"].as_str().unwrap().to_string(),
+                r["run"]["execution_id"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    // One run finished earlier, for the overview's chart.
+    start(json!({"n": 0})).await;
+    while work(&c).await > 0 {}
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, c.state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let d = driver().await;
+    let profile = tempfile_dir();
+    let b = browser(&d, &profile).await;
+
+    // Sign in.
+    b.goto(&base).await.unwrap();
+    until_text(&b, "h1", "Sign in").await;
+    b.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("ops@x.io")
+        .await
+        .unwrap();
+    b.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    b.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_text(&b, "h1", "Overview").await;
+    until_text(&b, ".card", "Runs finished").await;
+    until_text(&b, "#who", "ops@x.io").await;
+    screenshot(&b, "overview").await;
+
+    // A run in progress, found by the filters in the URL.
+    let (run, execution) = start(json!({"branch": "main"})).await;
+    b.goto(&format!("{base}/#/runs?status=running"))
+        .await
+        .unwrap();
+    until_text(&b, "table", &execution).await;
+    screenshot(&b, "runs").await;
+
+    // Its page: the steps, then live progress as a worker finishes it.
+    b.goto(&format!("{base}/#/runs/{run}")).await.unwrap();
+    until_text(&b, "h1", "running").await;
+    until_text(&b, "svg.dag", "build · ready").await;
+    while work(&c).await > 0 {}
+    until_text(&b, "h1", "completed").await;
+    until_text(&b, "svg.dag", "ship · completed").await;
+    until_text(&b, "table", "browser-worker").await;
+    until_text(&b, "table", "42 MB").await;
+    until_text(&b, "ol.events", "run.completed").await;
+    screenshot(&b, "run").await;
+
+    // Cancel another run, then re-run it, each after confirming.
+    let (other, _) = start(json!({"branch": "next"})).await;
+    b.goto(&format!("{base}/#/runs/{other}")).await.unwrap();
+    until_text(&b, "h1", "running").await;
+    b.find(Locator::XPath("//button[text()='Cancel']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    until_text(&b, "h1", "cancelled").await;
+    b.find(Locator::XPath("//button[text()='Re-run']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.accept_alert().await.unwrap();
+    let mut moved = false;
+    for _ in 0..150 {
+        let url = b.current_url().await.unwrap().to_string();
+        if url.contains("#/runs/") && !url.contains(&other) {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved, "the re-run's page opens");
+    until_text(&b, "h1", "running").await;
+    let cancelled = c.admin().get_run(&other).await.want(200);
+    assert_eq!(cancelled["status"], "cancelled");
+
+    // The theme switch and signing out.
+    b.find(Locator::Id("theme"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let theme = b
+        .execute("return document.documentElement.dataset.theme", vec![])
+        .await
+        .unwrap();
+    assert!(theme == "dark" || theme == "light", "{theme}");
+    b.find(Locator::Id("signout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_text(&b, "h1", "Sign in").await;
+    b.goto(&format!("{base}/#/runs")).await.unwrap();
+    until_text(&b, "h1", "Sign in").await;
+
+    b.close().await.unwrap();
+    drop(d);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+}
+
+/// A fresh directory for the browser's profile.
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flowstore-chromium-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
