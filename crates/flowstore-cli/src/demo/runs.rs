@@ -601,7 +601,7 @@ async fn logs(
         RunStatus::Completed => LogLevel::Info,
         RunStatus::Failed | RunStatus::TimedOut => LogLevel::Error,
         RunStatus::Cancelled => LogLevel::Warn,
-        RunStatus::Running | RunStatus::Pending => LogLevel::Info,
+        RunStatus::Running | RunStatus::Pending | RunStatus::Paused => LogLevel::Info,
     };
     lines.push(entry(
         level,

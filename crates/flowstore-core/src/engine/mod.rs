@@ -480,7 +480,7 @@ async fn end_run<T: EngineTx + ?Sized>(
         RunStatus::Failed => "run.failed",
         RunStatus::Cancelled => "run.cancelled",
         RunStatus::TimedOut => "run.timed_out",
-        RunStatus::Pending | RunStatus::Running => "run.updated",
+        RunStatus::Pending | RunStatus::Running | RunStatus::Paused => "run.updated",
     };
     events.push(ev(
         kind,

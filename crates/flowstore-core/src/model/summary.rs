@@ -23,6 +23,8 @@ pub struct RunCounts {
     pub pending: i64,
     /// Runs running.
     pub running: i64,
+    /// Runs paused.
+    pub paused: i64,
     /// Runs completed.
     pub completed: i64,
     /// Runs failed.
@@ -41,6 +43,7 @@ impl RunCounts {
             let slot = match s {
                 RunStatus::Pending => &mut c.pending,
                 RunStatus::Running => &mut c.running,
+                RunStatus::Paused => &mut c.paused,
                 RunStatus::Completed => &mut c.completed,
                 RunStatus::Failed => &mut c.failed,
                 RunStatus::Cancelled => &mut c.cancelled,

@@ -116,7 +116,8 @@ pub async fn get(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Workflow
     ))
 }
 
-/// A page of one workflow's runs, newest first.
+/// A page of one workflow's runs, newest first by creation time (then by ID: seed
+/// 000's clients insert runs with random IDs).
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRuns),
     responses((status = 200, body = doc::RunPage), (status = 422, body = Problem)))]
 pub async fn list(
