@@ -2,13 +2,12 @@
 
 use async_trait::async_trait;
 use flowstore_core::model::metric::{
-    hour_bucket, metric_limit, rollup_type, AggregateFilter, MetricAggregate, MetricType,
-    NewMetric, WorkflowMetric,
+    metric_limit, AggregateFilter, MetricAggregate, MetricType, NewMetric, WorkflowMetric,
 };
 use flowstore_core::model::run::MetricRepo;
 use flowstore_core::{time, StoreError, StoreResult};
 
-use crate::dialect::{greatest, least, sql, sql_fmt, sql_owned, ts, ts_opt, Tx, SESSION_SHARD};
+use crate::dialect::{sql, sql_fmt, ts, ts_opt, Tx};
 
 /// Columns inserted, in order.
 const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metric_unit, \
@@ -19,8 +18,9 @@ const COLUMNS: &str = "id, execution_id, metric_name, metric_value::float8 AS me
 
 #[async_trait]
 impl MetricRepo for Tx {
-    /// Inserts a sample and, when it has a value, folds it into its hour's rollup, in
-    /// the caller's transaction so the rollup never disagrees with the samples.
+    /// Inserts a sample. The database folds a sample with a value into its hour's
+    /// rollup (a trigger of migration 0016), in the same transaction, so that samples
+    /// other clients insert directly (seed 000's `recordMetric`) are counted too.
     async fn record_metric(&mut self, new: NewMetric) -> StoreResult<WorkflowMetric> {
         let m = new.into_row(time::now())?;
         if let Some(e) = &m.execution_id {
@@ -50,30 +50,6 @@ impl MetricRepo for Tx {
         .bind(ts(&m.recorded_at))
         .execute(&mut *self.tx)
         .await?;
-        if let Some(v) = m.metric_value {
-            // Into this connection's shard on PostgreSQL (see migration 0010): one row
-            // per hour and metric would make every concurrent writer wait for the one
-            // before it to commit. SQLite's one writer counts into shard 0.
-            sqlx::query(&sql_owned(format!(
-                "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
-                    sample_count, value_sum, value_min, value_max)
-                 VALUES ($1, $2, $3, {shard}, 1, $4, $4, $4)
-                 ON CONFLICT (metric_name, metric_type, bucket_start, shard) DO UPDATE SET
-                    sample_count = metric_rollups.sample_count + 1,
-                    value_sum = metric_rollups.value_sum + excluded.value_sum,
-                    value_min = {min},
-                    value_max = {max}",
-                shard = SESSION_SHARD,
-                min = least("metric_rollups.value_min", "excluded.value_min"),
-                max = greatest("metric_rollups.value_max", "excluded.value_max"),
-            )))
-            .bind(ts(&hour_bucket(m.recorded_at)))
-            .bind(&m.metric_name)
-            .bind(rollup_type(m.metric_type))
-            .bind(v)
-            .execute(&mut *self.tx)
-            .await?;
-        }
         Ok(m)
     }
 

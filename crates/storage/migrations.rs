@@ -57,6 +57,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(13, "0013", "attempt_outcome"),
     migration!(14, "0014", "key_not_null"),
     migration!(15, "0015", "change_feed"),
+    migration!(16, "0016", "seed_compat"),
     migration!(17, "0017", "run_rollups"),
 ];
 

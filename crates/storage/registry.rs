@@ -174,14 +174,17 @@ impl RegistryRepo for Tx {
     }
 
     async fn list_handlers(&mut self, page: &PageRequest) -> StoreResult<Page<Handler>> {
-        rows::page(
+        // By registration time: seed 000's clients register handlers with random IDs.
+        rows::timed_page(
             &mut self.tx,
             sql_fmt!(
                 "SELECT {HANDLER_COLUMNS} FROM handler_registry
-             WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+             WHERE ($1::timestamptz IS NULL OR (registered_at, id) < ($1, $2::uuid))
+             ORDER BY registered_at DESC, id DESC LIMIT $3"
             ),
+            sql!("SELECT registered_at FROM handler_registry WHERE id = $1"),
             page,
-            |h: &Handler| h.id.0,
+            |h: &Handler| (h.registered_at, h.id.0),
         )
         .await
     }

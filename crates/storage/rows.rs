@@ -5,10 +5,12 @@
 
 use std::fmt::Display;
 
+use flowstore_core::page::TimeKey;
+use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, PageRequest, StoreError, StoreResult};
 use uuid::Uuid;
 
-use crate::dialect::{Conn, Db};
+use crate::dialect::{ts_opt, Conn, Db};
 
 /// A row as the driver hands it over.
 type Row = <Db as sqlx::Database>::Row;
@@ -69,4 +71,56 @@ where
         .fetch_all(&mut *conn)
         .await?;
     Ok(Page::from_rows(rows, limit, id_of))
+}
+
+/// The time and ID after which a time-ordered page starts. A cursor of the ID-only
+/// form (issued before the list was ordered by time) gets its row's time from
+/// `time_of` (which reads it by ID, `$1`); one whose row is gone is refused, since
+/// its place in the order is no longer known.
+pub(crate) async fn time_key(
+    conn: &mut Conn,
+    time_of: &str,
+    key: Option<TimeKey>,
+) -> StoreResult<Option<(Timestamp, Uuid)>> {
+    let Some(key) = key else { return Ok(None) };
+    if let Some(at) = key.at {
+        return Ok(Some((at, key.id)));
+    }
+    let at: Option<Timestamp> = sqlx::query_scalar(time_of)
+        .bind(key.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match at {
+        Some(at) => Ok(Some((at, key.id))),
+        None => Err(StoreError::invalid(
+            "cursor",
+            "names a row that no longer exists; start again from the first page",
+        )),
+    }
+}
+
+/// One page of `statement`'s rows, newest first by time, then by ID: the statement
+/// reads the cursor's time and ID as `$1` and `$2` (both NULL on the first page;
+/// rows before that position follow it, `(time, id) < ($1, $2)`) and one row more
+/// than the page holds as `$3`. `time_of` reads a row's time by its ID (see
+/// [`time_key`]).
+pub(crate) async fn timed_page<T>(
+    conn: &mut Conn,
+    statement: &str,
+    time_of: &str,
+    page: &PageRequest,
+    key_of: impl Fn(&T) -> (Timestamp, Uuid),
+) -> StoreResult<Page<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, Row> + Send + Unpin,
+{
+    let (limit, after) = page.time_parts()?;
+    let after = time_key(&mut *conn, time_of, after).await?;
+    let rows: Vec<T> = sqlx::query_as(statement)
+        .bind(ts_opt(&after.map(|(at, _)| at)))
+        .bind(after.map(|(_, id)| id))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Page::from_timed_rows(rows, limit, key_of))
 }

@@ -171,33 +171,45 @@ impl RunRepo for Tx {
         status: Option<RunStatus>,
         page: &PageRequest,
     ) -> StoreResult<Page<WorkflowExecution>> {
-        let (limit, after) = page.parts()?;
+        // Newest first by creation time, the ID breaking ties: seed 000's clients
+        // insert runs with random (v4) IDs, whose order means nothing.
+        let (limit, after) = page.time_parts()?;
+        let after = rows::time_key(
+            &mut self.tx,
+            sql!("SELECT created_at FROM workflow_executions WHERE id = $1"),
+            after,
+        )
+        .await?;
         // Separate statements rather than `($2 IS NULL OR status = $2)` and
-        // `($3 IS NULL OR id < $3)`, so that each one walks its own index
-        // (workflow_id[, status], id DESC) and starts at the cursor instead of
-        // stepping over every run before it (a generic plan cannot drop the OR).
+        // `($3 IS NULL OR …)`, so that each one walks its own index
+        // (workflow_id[, status], created_at, id) backwards and starts at the cursor
+        // instead of stepping over every run before it (a generic plan cannot drop
+        // the OR).
         let status_cond = if status.is_some() {
             "AND status = $2"
         } else {
             "AND $2::text IS NULL"
         };
         let after_cond = if after.is_some() {
-            "AND id < $3"
+            "AND (created_at, id) < ($3, $4::uuid)"
         } else {
-            "AND $3::uuid IS NULL"
+            "AND $3::timestamptz IS NULL AND $4::uuid IS NULL"
         };
         let rows: Vec<WorkflowExecution> = sqlx::query_as(&sql_owned(format!(
             "SELECT {COLUMNS} FROM workflow_executions
              WHERE workflow_id = $1 {status_cond} {after_cond}
-             ORDER BY id DESC LIMIT $4"
+             ORDER BY created_at DESC, id DESC LIMIT $5"
         )))
         .bind(workflow_id)
         .bind(status)
-        .bind(after)
+        .bind(ts_opt(&after.map(|(at, _)| at)))
+        .bind(after.map(|(_, id)| id))
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *self.tx)
         .await?;
-        Ok(Page::from_rows(rows, limit, |r| r.id.0))
+        Ok(Page::from_timed_rows(rows, limit, |r| {
+            (r.created_at, r.id.0)
+        }))
     }
 
     async fn list_runs(
@@ -206,7 +218,13 @@ impl RunRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<WorkflowExecution>> {
         filter.check()?;
-        let (limit, after) = page.timed_parts()?;
+        let (limit, after) = page.time_parts()?;
+        let after = rows::time_key(
+            &mut self.tx,
+            sql!("SELECT created_at FROM workflow_executions WHERE id = $1"),
+            after,
+        )
+        .await?;
         let (restricted, me) = visibility::binds(&filter.viewer);
         // Each filter and the cursor enter the text only when given (else their
         // parameter is tested for NULL, which it is), so that the plan walks the index

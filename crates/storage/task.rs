@@ -15,10 +15,14 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Db, Tx};
+use crate::dialect::{ensure_exists, exclusive, sql, sql_fmt, sql_owned, ts, ts_opt, Db, Tx};
 use crate::rows;
 use crate::task_query;
 use crate::visibility;
+
+/// The advisory lock that serialises changes of the dependency graph after creation
+/// (PostgreSQL; SQLite's writer lock does it there): "flowdeps".
+const DEPENDENCIES_LOCK: i64 = 0x666c_6f77_6465_7073;
 
 /// Every column of [`Task`], from `tasks t`.
 const COLUMNS: &str = "t.id, t.project_id, t.workflow_id, t.run_id, t.parent_task_id, t.step_key, \
@@ -126,6 +130,17 @@ impl Tx {
             ));
         }
         Ok(())
+    }
+
+    /// The task, locked until the transaction ends; NotFound when there is none.
+    async fn task_for_update(&mut self, id: TaskId) -> StoreResult<Task> {
+        rows::one(
+            &mut self.tx,
+            sql_fmt!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 FOR UPDATE"),
+            "task",
+            id,
+        )
+        .await
     }
 
     async fn progress(&mut self, column: &str, id: Uuid) -> StoreResult<TaskProgress> {
@@ -262,10 +277,12 @@ impl TaskRepo for Tx {
         .await
     }
 
-    async fn add_task_dependency(&mut self, task: TaskId, depends_on: TaskId) -> StoreResult<()> {
-        if !self.exists("tasks", task.0).await? {
-            return Err(StoreError::not_found("task", task));
-        }
+    async fn add_task_dependency(&mut self, task: TaskId, depends_on: TaskId) -> StoreResult<Task> {
+        // Two transactions each adding one edge of a cycle would both find none
+        // without this (on SQLite the writer lock already serialises them).
+        exclusive(&mut self.tx, DEPENDENCIES_LOCK).await?;
+        let current = self.task_for_update(task).await?;
+        current.check_dependency_change(true)?;
         ensure_exists(&mut self.tx, "tasks", "depends_on", Some(depends_on.0)).await?;
         if task == depends_on {
             return Err(StoreError::invalid(
@@ -297,7 +314,27 @@ impl TaskRepo for Tx {
         .bind(depends_on)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        if current.status != TaskStatus::Ready {
+            return Ok(current);
+        }
+        // A ready task may be claimed at any moment: one that now waits for an
+        // unfinished task goes back to pending (the claim skips the row while it is
+        // locked here, and finds it pending afterwards).
+        let demoted: Option<TaskId> = sqlx::query_scalar(sql!(
+            "UPDATE tasks SET status = 'pending', run_after = NULL, updated_at = $3
+              WHERE id = $1 AND status = 'ready'
+                AND EXISTS (SELECT 1 FROM tasks d WHERE d.id = $2 AND d.status <> 'completed')
+             RETURNING id"
+        ))
+        .bind(task)
+        .bind(depends_on)
+        .bind(ts(&time::now()))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match demoted {
+            Some(_) => self.get_task(task).await,
+            None => Ok(current),
+        }
     }
 
     async fn remove_task_dependency(
@@ -305,6 +342,9 @@ impl TaskRepo for Tx {
         task: TaskId,
         depends_on: TaskId,
     ) -> StoreResult<()> {
+        self.task_for_update(task)
+            .await?
+            .check_dependency_change(false)?;
         let done = sqlx::query(sql!(
             "DELETE FROM task_dependencies WHERE task_id = $1 AND depends_on_id = $2"
         ))

@@ -124,9 +124,15 @@ pub(crate) fn push(qb: &mut sqlx::QueryBuilder<'_, Db>, viewer: &Option<Viewer>,
 /// workflow, an unowned one, its own, or one shared with it or its teams for execute
 /// or write), unless `restrict` is false. `restrict` and `me` are placeholders bound
 /// from [`binds`] of the request's executor (in PostgreSQL's spelling, as [`clause`]).
+///
+/// It also leaves out the tasks of a paused run (seed 000's `paused`, which its
+/// clients write directly): they are claimed once the run is running again. A
+/// lookup by key, for claimed candidates of a run only.
 pub(crate) fn claimable(t: &str, restrict: &str, me: &str) -> String {
     format!(
-        " AND (NOT {restrict}::bool OR {t}.workflow_id IS NULL OR EXISTS (
+        " AND ({t}.run_id IS NULL OR NOT EXISTS (SELECT 1 FROM workflow_executions pr
+                WHERE pr.id = {t}.run_id AND pr.status = 'paused'))
+          AND (NOT {restrict}::bool OR {t}.workflow_id IS NULL OR EXISTS (
             SELECT 1 FROM workflows cw WHERE cw.id = {t}.workflow_id
                AND (cw.owner_id IS NULL OR cw.owner_id = {me}::uuid OR EXISTS (
                    SELECT 1 FROM workflow_shares cs WHERE cs.workflow_id = cw.id

@@ -1,6 +1,12 @@
 //! Keyset pagination. Lists are ordered newest first by their time-ordered ID; a
 //! cursor is the last ID of the previous page, so a deep page costs what the first one
 //! does and rows inserted meanwhile neither shift nor repeat.
+//!
+//! The lists of seed 000's tables (a workflow's runs, the handlers), whose rows its
+//! own clients insert with random (v4) IDs, are ordered by their creation time with
+//! the ID breaking ties instead: their cursors carry both ([`encode_time_cursor`]).
+//! A cursor of the ID-only form is still accepted there, for a client that started
+//! paging before the change: the backend reads that row's time.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,15 +70,25 @@ impl PageRequest {
         Ok((self.limit()?, self.after_id()?))
     }
 
-    /// The page size and the position after which a list ordered by time, then ID,
-    /// resumes (see [`Page::from_timed_rows`]).
-    pub fn timed_parts(&self) -> StoreResult<(u32, Option<(Timestamp, Uuid)>)> {
-        let after = match self.cursor.as_deref() {
+    /// The page size and the position after which a time-ordered page starts, both
+    /// validated. The time is `None` for a cursor of the ID-only form.
+    pub fn time_parts(&self) -> StoreResult<(u32, Option<TimeKey>)> {
+        let limit = self.limit()?;
+        let key = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(c) => Some(decode_timed_cursor(c)?),
+            Some(c) => Some(decode_time_cursor(c)?),
         };
-        Ok((self.limit()?, after))
+        Ok((limit, key))
     }
+}
+
+/// A position in a list ordered newest first by time, then by ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeKey {
+    /// The row's time; `None` when the cursor named only the ID (the older form).
+    pub at: Option<Timestamp>,
+    /// The row's ID.
+    pub id: Uuid,
 }
 
 /// One page of a list.
@@ -87,29 +103,6 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// Like [`Page::from_rows`] for a list ordered by a time, then ID (newest
-    /// first), where IDs alone do not follow time (rows written by other clients
-    /// with random IDs): the cursor holds both.
-    pub fn from_timed_rows(
-        mut rows: Vec<T>,
-        limit: u32,
-        key_of: impl Fn(&T) -> (Timestamp, Uuid),
-    ) -> Self {
-        let next_cursor = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| {
-                let (t, id) = key_of(r);
-                format!("{}.{}", t.timestamp_micros(), id.simple())
-            })
-        } else {
-            None
-        };
-        Page {
-            items: rows,
-            next_cursor,
-        }
-    }
-
     /// Builds a page from up to `limit + 1` rows fetched by a backend: the extra row,
     /// if present, only tells that another page exists.
     pub fn from_rows(mut rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> Uuid) -> Self {
@@ -126,6 +119,55 @@ impl<T> Page<T> {
     }
 }
 
+impl<T> Page<T> {
+    /// As [`Page::from_rows`], for a list ordered by time then ID: `key_of` gives a
+    /// row's time and ID.
+    pub fn from_timed_rows(
+        mut rows: Vec<T>,
+        limit: u32,
+        key_of: impl Fn(&T) -> (Timestamp, Uuid),
+    ) -> Self {
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| {
+                let (at, id) = key_of(r);
+                encode_time_cursor(at, id)
+            })
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// Encodes a time and an ID as an opaque cursor: `t`, the microseconds since the
+/// epoch in hexadecimal, `.`, the ID.
+pub fn encode_time_cursor(at: Timestamp, id: Uuid) -> String {
+    format!("t{:x}.{}", at.timestamp_micros(), id.simple())
+}
+
+/// Decodes a cursor made by [`encode_time_cursor`], or by [`encode_cursor`] (then
+/// without a time).
+pub fn decode_time_cursor(cursor: &str) -> StoreResult<TimeKey> {
+    let bad = || StoreError::invalid("cursor", "is not a cursor this server issued");
+    let Some(rest) = cursor.strip_prefix('t') else {
+        return Ok(TimeKey {
+            at: None,
+            id: decode_cursor(cursor)?,
+        });
+    };
+    let (micros, id) = rest.split_once('.').ok_or_else(bad)?;
+    let micros = i64::from_str_radix(micros, 16).map_err(|_| bad())?;
+    let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok(TimeKey {
+        at: Some(at),
+        id: decode_cursor(id)?,
+    })
+}
+
 /// Encodes an ID as an opaque cursor.
 pub fn encode_cursor(id: Uuid) -> String {
     id.simple().to_string()
@@ -135,18 +177,6 @@ pub fn encode_cursor(id: Uuid) -> String {
 pub fn decode_cursor(cursor: &str) -> StoreResult<Uuid> {
     Uuid::try_parse(cursor)
         .map_err(|_| StoreError::invalid("cursor", "is not a cursor this server issued"))
-}
-
-/// Reads a cursor of [`Page::from_timed_rows`].
-fn decode_timed_cursor(cursor: &str) -> StoreResult<(Timestamp, Uuid)> {
-    let bad = || StoreError::invalid("cursor", "is not a cursor this server issued");
-    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
-    let t = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((t, Uuid::try_parse(id).map_err(|_| bad())?))
 }
 
 #[cfg(test)]
@@ -162,18 +192,6 @@ mod tests {
     }
 
     #[test]
-    fn timed_cursors_round_trip() {
-        let t = crate::time::now();
-        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
-        let page = Page::from_timed_rows(ids.clone(), 2, |u| (t, *u));
-        let next = PageRequest::after(page.next_cursor.unwrap(), 2);
-        assert_eq!(next.timed_parts().unwrap(), (2, Some((t, ids[1]))));
-        for bad in ["x", "12.zz", "abc.0190c5a0e2a27c2e8b3b0a1c2d3e4f50", "."] {
-            assert!(PageRequest::after(bad, 2).timed_parts().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn pages_know_when_more_exist() {
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
         let page = Page::from_rows(ids.clone(), 2, |u| *u);
@@ -184,5 +202,29 @@ mod tests {
         );
         let last = Page::from_rows(ids[..2].to_vec(), 2, |u| *u);
         assert!(last.next_cursor.is_none());
+    }
+
+    #[test]
+    fn time_cursors_round_trip_and_accept_the_id_form() {
+        let at = crate::time::now();
+        let id = Uuid::new_v4();
+        let c = encode_time_cursor(at, id);
+        assert_eq!(
+            decode_time_cursor(&c).unwrap(),
+            TimeKey { at: Some(at), id }
+        );
+        assert_eq!(
+            decode_time_cursor(&encode_cursor(id)).unwrap(),
+            TimeKey { at: None, id }
+        );
+        for bad in [
+            "t",
+            "tzz.00",
+            "t10",
+            &format!("t10.{}x", id.simple()),
+            "nope",
+        ] {
+            assert!(decode_time_cursor(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -54,15 +54,6 @@ pub(crate) async fn exclusive(c: &mut Conn, key: i64) -> flowstore_core::StoreRe
     Ok(())
 }
 
-/// The counter shard a session writes into, so that concurrent writers do not queue
-/// on one row (see migration 0010).
-pub(crate) const SESSION_SHARD: &str = "pg_backend_pid() % 64";
-
-/// The lesser of two values, NULL only when both are.
-pub(crate) fn least(a: &str, b: &str) -> String {
-    format!("LEAST({a}, {b})")
-}
-
 /// The greater of two values, NULL only when both are.
 pub(crate) fn greatest(a: &str, b: &str) -> String {
     format!("GREATEST({a}, {b})")

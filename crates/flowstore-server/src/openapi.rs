@@ -127,6 +127,7 @@ pub fn build(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         routes::integration::RevealedCredential,
         routes::integration::CreatedWebhook,
         routes::pull_requests::StatusBody,
+        routes::task_links::NewDependency,
         routes::pull_requests::ValidationBody,
         routes::people::MemberBody,
         routes::people::MemberRoleBody,

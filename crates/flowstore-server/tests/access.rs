@@ -163,6 +163,27 @@ async fn roles_against_operation_classes(b: Arc<dyn Backend>) {
     assert_eq!(attempts, [200, 404, 404, 401], "attempts of another's run");
     let h = statuses(&c, &keys, "POST", "/api/v1/handlers/shell/deactivate", None).await;
     assert_eq!(h, [200, 403, 403, 401], "handler deactivate");
+    // a task's dependencies: changing them is writing the task (another user's
+    // standalone task is hidden from a user; a viewer changes nothing)
+    let first = c
+        .by(&other)
+        .create_task(json!({"title": "first"}))
+        .await
+        .want_id(201);
+    let then = c
+        .by(&other)
+        .create_task(json!({"title": "then"}))
+        .await
+        .want_id(201);
+    let add = format!("/api/v1/tasks/{then}/dependencies");
+    let body = Some(json!({"depends_on": first}));
+    let d = statuses(&c, &keys, "POST", &add, body).await;
+    assert_eq!(d, [201, 404, 403, 401], "add a dependency");
+    let d = statuses(&c, &keys, "GET", &add, None).await;
+    assert_eq!(d, [200, 404, 404, 401], "list dependencies");
+    let remove = format!("/api/v1/tasks/{then}/dependencies/{first}");
+    let d = statuses(&c, &keys, "DELETE", &remove, None).await;
+    assert_eq!(d, [204, 404, 403, 401], "remove a dependency");
 }
 
 async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
@@ -555,6 +576,38 @@ async fn references_name_only_visible_objects(b: Arc<dyn Backend>) {
     // A's own task may depend on it; B may not read that dependency
     let dep = task(&a, json!({"depends_on": [a_task]})).await;
     assert_eq!(dep.status, 201, "{}", dep.body);
+    // the same after creation: B's task may not gain A's hidden task (422 as for a
+    // missing one), and A's task is hidden from B whichever way it is named
+    let later = |who: &str, id: &str, dep: &str| {
+        let (who, path) = (who.to_string(), format!("/api/v1/tasks/{id}/dependencies"));
+        let body = json!({"depends_on": dep});
+        let c = &c;
+        async move { c.by(&who).post(&path, body).await }
+    };
+    for (who, id, dep, want) in [
+        (&bk, &b_task, &a_task, 422),
+        (&bk, &b_task, &missing, 422),
+        (&bk, &a_task, &b_task, 404),
+        (&a, &a_task, &b_task, 422),
+        (&a, &b_task, &a_task, 404),
+    ] {
+        let r = later(who, id, dep).await;
+        assert_eq!(r.status, want, "{who} {id} -> {dep}: {}", r.body);
+        if want == 422 {
+            assert_eq!(r.body["field"], "depends_on", "{}", r.body);
+        }
+    }
+    let dep_id = dep.body["id"].as_str().unwrap().to_string();
+    let r = c
+        .by(&bk)
+        .delete(&format!("/api/v1/tasks/{dep_id}/dependencies/{a_task}"))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = c
+        .by(&bk)
+        .delete(&format!("/api/v1/tasks/{b_task}/dependencies/{a_task}"))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
     // a log line about A's task
     let log = json!({"level": "info", "message": "x", "task_id": a_task});
     let l = c.by(&bk).write_log(log.clone()).await;

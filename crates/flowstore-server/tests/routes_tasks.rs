@@ -10,7 +10,10 @@ use flowstore_testkit::fixtures::{merged, one_step};
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
-both_backends!(task_links_and_project_summary);
+both_backends!(
+    task_links_and_project_summary,
+    dependencies_change_after_creation
+);
 
 async fn task_links_and_project_summary(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
@@ -119,4 +122,159 @@ async fn task_links_and_project_summary(b: Arc<dyn Backend>) {
     let e = c.by(&a).delete_task(step).await.want(409);
     assert_eq!(e["field"], "run_id");
     c.by(&a).get_task(step).await.want(200);
+}
+
+/// `POST /tasks/{id}/dependencies` and `DELETE /tasks/{id}/dependencies/{dep}`: the
+/// answers, the cycle and self refusals naming `depends_on`, a ready task sent back
+/// to pending, a run's step kept as its definition made it, another user's tasks
+/// hidden, and the audit entries.
+async fn dependencies_change_after_creation(b: Arc<dyn Backend>) {
+    let c = TestApp::new(b.clone()).await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
+    let new = |key: &str, title: &str| {
+        let key = key.to_string();
+        let title = title.to_string();
+        let c = &c;
+        async move {
+            c.by(&key)
+                .create_task(json!({"title": title}))
+                .await
+                .want_id(201)
+        }
+    };
+    let build = new(&a, "build").await;
+    let test = new(&a, "test").await;
+    let deploy = new(&a, "deploy").await;
+    let b_task = new(&bk, "b's").await;
+
+    // deploy -> test -> build; the answer is the task's dependency list
+    let deps = c
+        .by(&a)
+        .add_task_dependency(&test, json!({"depends_on": build}))
+        .await
+        .want(201);
+    assert_eq!(deps, json!([build]));
+    c.by(&a)
+        .update_task(&deploy, json!({"status": "ready"}))
+        .await
+        .want(200);
+    let deps = c
+        .by(&a)
+        .add_task_dependency(&deploy, json!({"depends_on": test}))
+        .await
+        .want(201);
+    assert_eq!(deps, json!([test]));
+    let t = c.by(&a).get_task(&deploy).await.want(200);
+    assert_eq!(t["status"], "pending", "a ready task waits again");
+    let entry = c.audit_entry("task.dependency_add", &deploy).await;
+    assert_eq!(entry["before"]["status"], "ready", "{entry}");
+    assert_eq!(entry["after"]["status"], "pending", "{entry}");
+    assert_eq!(entry["after"]["depends_on"], json!([test]), "{entry}");
+    // again: nothing changes, nothing is audited twice
+    c.by(&a)
+        .add_task_dependency(&deploy, json!({"depends_on": test}))
+        .await
+        .want(201);
+    c.audit_entry("task.dependency_add", &deploy).await;
+
+    // build -> deploy would close build -> deploy -> test -> build
+    let e = c
+        .by(&a)
+        .add_task_dependency(&build, json!({"depends_on": deploy}))
+        .await
+        .want(422);
+    assert_eq!(e["field"], "depends_on");
+    let detail = e["detail"].as_str().unwrap();
+    for t in [&build, &test, &deploy] {
+        assert!(detail.contains(t.as_str()), "the cycle names {t}: {detail}");
+    }
+    let e = c
+        .by(&a)
+        .add_task_dependency(&build, json!({"depends_on": build}))
+        .await
+        .want(422);
+    assert_eq!(e["field"], "depends_on");
+    let missing = "0190f2a4-0000-7000-8000-000000000000";
+    // unknown or hidden dependencies look alike; a hidden task is missing
+    for dep in [missing, b_task.as_str()] {
+        let e = c
+            .by(&a)
+            .add_task_dependency(&build, json!({"depends_on": dep}))
+            .await
+            .want(422);
+        assert_eq!(e["field"], "depends_on");
+    }
+    requests!(c;
+        POST "/api/v1/tasks/{build}/dependencies" with {"depends_on": "nope"} by a => 422;
+        POST "/api/v1/tasks/{build}/dependencies" with {"depends_on": test, "x": 1} by a => 422;
+        POST "/api/v1/tasks/{build}/dependencies" with {} by a => 422;
+        POST "/api/v1/tasks/{missing}/dependencies" with {"depends_on": test} by a => 404;
+        POST "/api/v1/tasks/{b_task}/dependencies" with {"depends_on": test} by a => 404;
+        POST "/api/v1/tasks/{test}/dependencies" with {"depends_on": b_task} by bk => 404;
+        POST "/api/v1/tasks/{build}/dependencies" with {"depends_on": test} by c.viewer => 403;
+        DELETE "/api/v1/tasks/{deploy}/dependencies/{test}" by bk => 404;
+        DELETE "/api/v1/tasks/{deploy}/dependencies/{test}" by c.viewer => 403;
+        DELETE "/api/v1/tasks/{deploy}/dependencies/{build}" by a => 404;
+        DELETE "/api/v1/tasks/{deploy}/dependencies/{b_task}" by a => 404;
+        DELETE "/api/v1/tasks/{deploy}/dependencies/{missing}" by a => 404;
+        DELETE "/api/v1/tasks/{deploy}/dependencies/nope" by a => 404;
+    );
+    c.by(&a)
+        .remove_task_dependency(&deploy, &test)
+        .await
+        .want(204);
+    let deps = c.by(&a).task_dependencies(&deploy).await.want(200);
+    assert_eq!(deps, json!([]));
+    let t = c.by(&a).get_task(&deploy).await.want(200);
+    assert_eq!(t["status"], "pending", "removing changes no status");
+    let entry = c.audit_entry("task.dependency_remove", &deploy).await;
+    assert_eq!(entry["before"]["depends_on"], json!([test]), "{entry}");
+    assert_eq!(entry["after"]["depends_on"], json!([]), "{entry}");
+    // now build -> deploy closes nothing
+    c.by(&a)
+        .add_task_dependency(&build, json!({"depends_on": deploy}))
+        .await
+        .want(201);
+
+    // a finished task keeps its record
+    c.by(&a)
+        .update_task(&test, json!({"status": "completed"}))
+        .await
+        .want(200);
+    let e = c
+        .by(&a)
+        .add_task_dependency(&test, json!({"depends_on": deploy}))
+        .await
+        .want(409);
+    assert_eq!(e["field"], "status");
+    let e = c
+        .by(&a)
+        .remove_task_dependency(&test, &build)
+        .await
+        .want(409);
+    assert_eq!(e["field"], "status");
+
+    // a step of a run keeps the dependencies of its run's definition
+    requests!(c;
+        POST "/api/v1/handlers" with {"handler_type": "shell", "handler_name": "shell"} by c.admin => 201;
+    );
+    let wf = json!({"name": "w", "status": "active", "definition": one_step("shell")});
+    let wf = c.by(&a).create_workflow(wf).await.want(201);
+    let started = c
+        .by(&a)
+        .start_run(wf["id"].as_str().unwrap(), json!({}))
+        .await
+        .want(201);
+    let run = started["run"]["id"].as_str().unwrap();
+    let tasks = c.by(&a).run_tasks(run).await.want(200);
+    let step = tasks[0]["id"].as_str().unwrap();
+    let e = c
+        .by(&a)
+        .add_task_dependency(step, json!({"depends_on": build}))
+        .await
+        .want(409);
+    assert_eq!(e["field"], "run_id");
+    let t = c.by(&a).get_task(step).await.want(200);
+    assert_eq!(t["status"], "ready", "nothing was written");
 }

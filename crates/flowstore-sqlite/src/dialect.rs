@@ -43,15 +43,6 @@ pub(crate) async fn exclusive(_c: &mut Conn, _key: i64) -> flowstore_core::Store
     Ok(())
 }
 
-/// The counter shard a session writes into: SQLite's one writer needs no spreading.
-pub(crate) const SESSION_SHARD: &str = "0";
-
-/// The lesser of two values, NULL only when both are (SQLite's `min()` of several
-/// arguments is NULL when any is).
-pub(crate) fn least(a: &str, b: &str) -> String {
-    format!("min(coalesce({a}, {b}), coalesce({b}, {a}))")
-}
-
 /// The greater of two values, NULL only when both are.
 pub(crate) fn greatest(a: &str, b: &str) -> String {
     format!("max(coalesce({a}, {b}), coalesce({b}, {a}))")

@@ -297,6 +297,8 @@ endpoints! {
     update_task(id) => "PATCH" "/api/v1/tasks/{id}", body;
     delete_task(id) => "DELETE" "/api/v1/tasks/{id}";
     task_dependencies(id) => "GET" "/api/v1/tasks/{id}/dependencies";
+    add_task_dependency(id) => "POST" "/api/v1/tasks/{id}/dependencies", body;
+    remove_task_dependency(id, dep) => "DELETE" "/api/v1/tasks/{id}/dependencies/{dep}";
     // pull requests
     create_pull_request() => "POST" "/api/v1/pull-requests", body;
     get_pull_request(id) => "GET" "/api/v1/pull-requests/{id}";

@@ -1,6 +1,7 @@
 //! The bulk load of the `query` workload: runs, metrics and tasks made by SQL on the
 //! server side (`generate_series` on PostgreSQL, a recursive CTE on SQLite), then
-//! hourly rollups and fresh planner statistics.
+//! fresh planner statistics. The hourly rollups are filled as the metrics are
+//! inserted, by the database's trigger (migration 0016).
 //!
 //! Identifiers are UUIDv7-shaped, as flowstore's own are: a millisecond timestamp
 //! that grows with the load order, then random bits. Random identifiers would land
@@ -102,14 +103,6 @@ fn pg_tasks() -> String {
     )
 }
 
-const PG_ROLLUPS: &str = "
-INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, sample_count, value_sum, value_min, value_max)
-SELECT date_trunc('hour', recorded_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', metric_name,
-       coalesce(metric_type, ''), count(*), sum(metric_value)::float8, min(metric_value)::float8,
-       max(metric_value)::float8
-  FROM workflow_metrics WHERE metric_value IS NOT NULL AND metric_name LIKE 'metric_%'
- GROUP BY 1, 2, 3";
-
 const SQ_SERIES: &str =
     "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)";
 
@@ -168,15 +161,8 @@ fn sq_tasks() -> String {
     )
 }
 
-const SQ_ROLLUPS: &str = "
-INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, sample_count, value_sum, value_min, value_max)
-SELECT substr(recorded_at, 1, 13) || ':00:00.000000Z', metric_name, coalesce(metric_type, ''),
-       count(*), sum(metric_value), min(metric_value), max(metric_value)
-  FROM workflow_metrics WHERE metric_value IS NOT NULL AND metric_name LIKE 'metric_%'
- GROUP BY 1, 2, 3";
-
-/// Loads `opts.runs` runs with their metrics and tasks, fills the rollups and
-/// analyses; returns how long that took.
+/// Loads `opts.runs` runs with their metrics and tasks (the rollups follow by
+/// trigger) and analyses; returns how long that took.
 pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Duration> {
     let n = opts.runs;
     let t = Instant::now();
@@ -210,10 +196,6 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
                 pb.set_position(to);
                 from = to + 1;
             }
-            sqlx::query(PG_ROLLUPS)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
             // Leave the database at rest before the reads are timed, as a database
             // of this size in service would be, rather than freshly loaded: the
             // counter bumps left a dead version per run behind the few live rows,
@@ -256,10 +238,6 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
                 pb.set_position(to);
                 from = to + 1;
             }
-            sqlx::query(SQ_ROLLUPS)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
             sqlx::query("ANALYZE")
                 .execute(&mut *conn)
                 .await

@@ -216,8 +216,9 @@ pub(super) async fn seed(tx: &mut dyn Tx, catalog: &Catalog, n: u32) -> StoreRes
         let exec = tx.get_execution(run).await?;
         *tally.by_status.entry(exec.status.as_str()).or_default() += 1;
         if p.fate != Fate::Pending {
-            // The engine's own execution_started and (for ended runs) execution_duration.
-            tally.metrics += 1 + u64::from(exec.status.is_terminal());
+            // The engine's own execution_started and (for completed runs, as in seed
+            // 000) execution_duration.
+            tally.metrics += 1 + u64::from(exec.status == RunStatus::Completed);
         }
         let age_minutes = (29.7 * 1440.0 * (span - i as f64) / span) as i64 + 5;
         let at = now - TimeDelta::minutes(age_minutes + dice.below(90) as i64);
@@ -600,7 +601,7 @@ async fn logs(
         RunStatus::Completed => LogLevel::Info,
         RunStatus::Failed | RunStatus::TimedOut => LogLevel::Error,
         RunStatus::Cancelled => LogLevel::Warn,
-        RunStatus::Running | RunStatus::Pending => LogLevel::Info,
+        RunStatus::Running | RunStatus::Pending | RunStatus::Paused => LogLevel::Info,
     };
     lines.push(entry(
         level,

@@ -87,7 +87,7 @@ workflow_metrics key=id deferred=-
     id:uuid execution_id:text>workflow_executions.execution_id/cascade metric_name:text
     metric_value:decimal metric_unit:text metric_type:text metadata:json
     recorded_at:timestamp
-metric_rollups key=metric_name,metric_type,bucket_start,shard deferred=-
+metric_rollups key=metric_name,metric_type,bucket_start,shard deferred=- derived
     bucket_start:timestamp metric_name:text metric_type:text sample_count:int
     value_sum:float value_min:float value_max:float shard:int
 system_metrics key=id deferred=-

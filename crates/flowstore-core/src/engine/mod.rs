@@ -449,7 +449,9 @@ async fn advance_run<T: EngineTx + ?Sized>(
     Ok(())
 }
 
-/// Ends a run: its row, seed 000's `execution_duration` metric and an event.
+/// Ends a run: its row, an event and, for a completed run only (as seed 000 records
+/// it, see [`crate::model::metric::duration_metric`]), seed 000's
+/// `execution_duration` metric.
 async fn end_run<T: EngineTx + ?Sized>(
     tx: &mut T,
     mut run: RunState,
@@ -461,7 +463,7 @@ async fn end_run<T: EngineTx + ?Sized>(
     run.end_time = Some(now);
     run.actual_duration = run.start_time.map(|s| duration_ms(s, now));
     tx.save_run(&run, now).await?;
-    if let Some(ms) = run.actual_duration {
+    if let (RunStatus::Completed, Some(ms)) = (status, run.actual_duration) {
         tx.record_metric(NewMetric {
             execution_id: Some(run.execution_id.clone()),
             metric_name: "execution_duration".into(),
@@ -478,7 +480,7 @@ async fn end_run<T: EngineTx + ?Sized>(
         RunStatus::Failed => "run.failed",
         RunStatus::Cancelled => "run.cancelled",
         RunStatus::TimedOut => "run.timed_out",
-        RunStatus::Pending | RunStatus::Running => "run.updated",
+        RunStatus::Pending | RunStatus::Running | RunStatus::Paused => "run.updated",
     };
     events.push(ev(
         kind,

@@ -189,10 +189,12 @@ pub fn started_metric(run: &WorkflowExecution) -> NewMetric {
 }
 
 /// Seed 000's `execution_duration` metric, due when an update moves a run into
-/// completed or failed and its duration is known.
+/// `completed` and its duration is known. As in seed 000's `updateExecution`, only a
+/// completed run records it: the metric's aggregates then mean "how long a successful
+/// run takes", and a failed, cancelled or timed-out run's duration stays in its
+/// `actual_duration` and in the statistics per status.
 pub fn duration_metric(before: &WorkflowExecution, after: &WorkflowExecution) -> Option<NewMetric> {
-    let finishing = matches!(after.status, RunStatus::Completed | RunStatus::Failed)
-        && after.status != before.status;
+    let finishing = after.status == RunStatus::Completed && after.status != before.status;
     let duration = after.actual_duration?;
     finishing.then(|| NewMetric {
         execution_id: Some(after.execution_id.clone()),

@@ -24,6 +24,11 @@ text_enum!(
         Pending => "pending",
         /// Started.
         Running => "running",
+        /// Held by its owner (seed 000's clients write it): its ready tasks are not
+        /// claimed, and it is not timed out, until it is `running` again. Work
+        /// already claimed finishes, and a run whose last task ends while paused
+        /// ends as usual.
+        Paused => "paused",
         /// Finished successfully.
         Completed => "completed",
         /// Finished with an error.

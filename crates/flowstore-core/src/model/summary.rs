@@ -25,6 +25,8 @@ pub struct RunCounts {
     pub pending: i64,
     /// Runs running.
     pub running: i64,
+    /// Runs paused.
+    pub paused: i64,
     /// Runs completed.
     pub completed: i64,
     /// Runs failed.
@@ -43,6 +45,7 @@ impl RunCounts {
             let slot = match s {
                 RunStatus::Pending => &mut c.pending,
                 RunStatus::Running => &mut c.running,
+                RunStatus::Paused => &mut c.paused,
                 RunStatus::Completed => &mut c.completed,
                 RunStatus::Failed => &mut c.failed,
                 RunStatus::Cancelled => &mut c.cancelled,
@@ -212,7 +215,7 @@ impl RunBucket {
                 RunStatus::Failed => b.failed += runs,
                 RunStatus::Cancelled => b.cancelled += runs,
                 RunStatus::TimedOut => b.timed_out += runs,
-                RunStatus::Pending | RunStatus::Running => continue,
+                RunStatus::Pending | RunStatus::Running | RunStatus::Paused => continue,
             }
             b.total += runs;
             s.0 += count;

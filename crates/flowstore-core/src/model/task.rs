@@ -368,6 +368,36 @@ impl TaskPatch {
     }
 }
 
+impl Task {
+    /// Refuses a change of this task's dependencies after its creation, before
+    /// anything is written. A step of a run is a conflict on `run_id`: the run's
+    /// definition made its dependencies and the engine promotes, cancels and ends the
+    /// run by them, so they change only with a new version of the workflow. A finished
+    /// task is a conflict on `status` (its dependencies are part of its record), and
+    /// so is adding one to a running task, whose worker has already started it.
+    pub fn check_dependency_change(&self, adding: bool) -> StoreResult<()> {
+        if let Some(run) = self.run_id {
+            return Err(StoreError::conflict(
+                "run_id",
+                format!(
+                    "this task is a step of run {run}, whose definition fixes its dependencies; \
+                     change the workflow and start a new run instead"
+                ),
+            ));
+        }
+        if self.status.is_terminal() || (adding && self.status == TaskStatus::Running) {
+            return Err(StoreError::conflict(
+                "status",
+                format!(
+                    "the task is {}: its dependencies can no longer change",
+                    self.status
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Storage operations on tasks, their dependencies and the seed 003 summaries.
 #[async_trait]
 pub trait TaskRepo: Send {
@@ -381,10 +411,18 @@ pub trait TaskRepo: Send {
     async fn update_task(&mut self, id: TaskId, patch: TaskPatch) -> StoreResult<Task>;
     /// Deletes a task with its dependencies and attempts.
     async fn delete_task(&mut self, id: TaskId) -> StoreResult<()>;
-    /// Makes `task` depend on `depends_on`. One that would close a cycle is invalid
-    /// `depends_on`, with the path in the reason; adding an existing one is a no-op.
-    async fn add_task_dependency(&mut self, task: TaskId, depends_on: TaskId) -> StoreResult<()>;
-    /// Removes a dependency; NotFound when there was none.
+    /// Makes `task` depend on `depends_on` and returns `task` as it is afterwards. An
+    /// unknown `task` is NotFound; an unknown dependency, the task itself, or one that
+    /// would close a cycle is invalid `depends_on` (a cycle with its path in the
+    /// reason); the changes [`Task::check_dependency_change`] refuses are conflicts.
+    /// Adding an existing dependency is a no-op. A `ready` task that gains a
+    /// dependency not yet completed goes back to `pending`, so that no worker claims
+    /// it before that dependency is done. Cycle checks are serialised, so two
+    /// concurrent additions cannot close a cycle between them.
+    async fn add_task_dependency(&mut self, task: TaskId, depends_on: TaskId) -> StoreResult<Task>;
+    /// Removes a dependency; NotFound when `task` is unknown or did not depend on
+    /// `depends_on`, and the conflicts of [`Task::check_dependency_change`]. The task's
+    /// status does not change: a `pending` task is made `ready` by whoever manages it.
     async fn remove_task_dependency(&mut self, task: TaskId, depends_on: TaskId)
         -> StoreResult<()>;
     /// The tasks `task` depends on, oldest first.

@@ -126,7 +126,8 @@ pub async fn get(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<Workflow
     ))
 }
 
-/// A page of the runs the caller may read, across workflows, newest first.
+/// A page of the runs the caller may read, across workflows, newest first by
+/// creation time (then by ID: seed 000's clients insert runs with random IDs).
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListRuns),
     responses((status = 200, body = doc::RunPage), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]

@@ -466,8 +466,14 @@ async fn the_head_migration_signs_an_existing_log(store: Store) {
     let b = store.backend();
     // Back to the schema before the head, then forward: the migration signs the
     // log that is already there, so an upgraded database verifies at once.
-    assert_eq!(b.migrate_down(10).await.unwrap(), vec![15, 14, 13, 12, 11]);
-    assert_eq!(b.migrate_up(None).await.unwrap(), vec![11, 12, 13, 14, 15]);
+    assert_eq!(
+        b.migrate_down(10).await.unwrap(),
+        vec![16, 15, 14, 13, 12, 11]
+    );
+    assert_eq!(
+        b.migrate_up(None).await.unwrap(),
+        vec![11, 12, 13, 14, 15, 16, 17]
+    );
     let v = verify(&store).await;
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(v.last_seq, 3);

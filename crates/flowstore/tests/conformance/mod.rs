@@ -17,6 +17,7 @@ mod ops;
 mod projects;
 mod registry;
 mod runs;
+mod seed_compat;
 mod sessions;
 mod tasks;
 mod workflows;

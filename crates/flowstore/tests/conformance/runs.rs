@@ -133,7 +133,8 @@ async fn completing_records_execution_duration(store: Store) {
     assert_eq!(metrics[0].metric_unit.as_deref(), Some("milliseconds"));
     assert_eq!(metrics[0].metadata, Some(json!({"status": "completed"})));
 
-    // A failure with both times and no duration: the duration comes from the times.
+    // A failure with both times and no duration: the duration comes from the times,
+    // but, as in seed 000, only a completed run records `execution_duration`.
     tx.create_execution(run("e-bad", "wf")).await.unwrap();
     let failed = tx
         .update_execution(
@@ -146,14 +147,19 @@ async fn completing_records_execution_duration(store: Store) {
         .await
         .unwrap();
     assert_eq!(failed.actual_duration, Some(120_000));
+    let m = tx.metrics_for_execution("e-bad", None, None).await.unwrap();
+    let names: Vec<_> = m.iter().map(|m| m.metric_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["execution_started"],
+        "a failed run records no duration"
+    );
     let m = tx
-        .metrics_for_execution("e-bad", None, Some(1))
+        .metrics_for_execution("e-ok", None, Some(1))
         .await
         .unwrap();
     assert_eq!(m.len(), 1, "the limit is applied");
     assert_eq!(m[0].metric_name, "execution_duration");
-    assert_eq!(m[0].metric_value, Some(120_000.0));
-    assert_eq!(m[0].metadata, Some(json!({"status": "failed"})));
     tx.commit().await.unwrap();
 
     let mut tx = store.begin_read().await.unwrap();

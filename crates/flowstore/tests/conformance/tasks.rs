@@ -3,8 +3,10 @@
 //! summaries.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use flowstore::ids::{ProjectId, RunId, TaskId, WorkflowId};
+use flowstore::model::engine::ClaimRequest;
 use flowstore::model::project::NewProject;
 use flowstore::model::pull_request::{NewPullRequest, PullRequestFilter, PullRequestStatus};
 use flowstore::model::task::query::TaskFilter;
@@ -17,6 +19,7 @@ conformance!(
     bad_task_input_is_refused,
     dependencies_and_runnable_tasks,
     dependency_cycles_are_refused_and_nothing_written,
+    dependencies_change_after_creation,
     parents_children_and_parent_cycles,
     terminal_status_is_final,
     filters_tags_requirements_and_search,
@@ -306,6 +309,112 @@ async fn dependency_cycles_are_refused_and_nothing_written(store: Store) {
     tx.add_task_dependency(c.id, a.id).await.unwrap();
     tx.add_task_dependency(c.id, a.id).await.unwrap();
     assert_eq!(tx.task_dependencies(c.id).await.unwrap().len(), 2);
+    tx.commit().await.unwrap();
+}
+
+/// Dependencies added and removed after creation: a ready task that gains an
+/// unfinished dependency goes back to pending (and is not claimed), a completed
+/// dependency leaves it ready; a step of a run, a running task and a finished one
+/// refuse the change with a conflict naming why, before anything is written.
+async fn dependencies_change_after_creation(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    let dep = tx.create_task(titled("dep")).await.unwrap();
+    let done = tx.create_task(titled("done")).await.unwrap();
+    tx.update_task(done.id, patch(json!({"status": "completed"})))
+        .await
+        .unwrap();
+    let ready = |title: &str| NewTask {
+        handler_type: Some("deps-shell".into()),
+        ..titled(title)
+    };
+    let waiting = tx.create_task(ready("waiting")).await.unwrap();
+    tx.update_task(waiting.id, patch(json!({"status": "ready"})))
+        .await
+        .unwrap();
+    let free = tx.create_task(ready("free")).await.unwrap();
+    tx.update_task(free.id, patch(json!({"status": "ready"})))
+        .await
+        .unwrap();
+
+    // A completed dependency keeps the task ready; an unfinished one sends it back.
+    let t = tx.add_task_dependency(free.id, done.id).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Ready);
+    let t = tx.add_task_dependency(waiting.id, dep.id).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Pending);
+    assert_eq!(
+        tx.get_task(waiting.id).await.unwrap().status,
+        TaskStatus::Pending
+    );
+    assert_eq!(
+        tx.task_dependencies(waiting.id).await.unwrap(),
+        vec![dep.id]
+    );
+    tx.commit().await.unwrap();
+
+    // Only the task still ready is claimed.
+    let claimed = store
+        .backend()
+        .claim_now(&ClaimRequest {
+            worker_id: "w".into(),
+            handler_types: vec!["deps-shell".into()],
+            limit: 10,
+            lease: Duration::from_secs(30),
+            executor: None,
+        })
+        .await
+        .unwrap();
+    let claimed: Vec<TaskId> = claimed.iter().map(|c| c.task_id).collect();
+    assert_eq!(claimed, vec![free.id]);
+
+    let r = run(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    // A running task may lose a dependency but not gain one.
+    assert_err!(
+        tx.add_task_dependency(free.id, dep.id).await,
+        Conflict,
+        "status"
+    );
+    tx.remove_task_dependency(free.id, done.id).await.unwrap();
+    // A finished task's dependencies are its record.
+    assert_err!(
+        tx.add_task_dependency(done.id, dep.id).await,
+        Conflict,
+        "status"
+    );
+    tx.update_task(waiting.id, patch(json!({"status": "cancelled"})))
+        .await
+        .unwrap();
+    assert_err!(
+        tx.remove_task_dependency(waiting.id, dep.id).await,
+        Conflict,
+        "status"
+    );
+    // A step of a run keeps the dependencies its definition gave it.
+    let step = tx
+        .create_task(NewTask {
+            run_id: Some(r),
+            depends_on: vec![dep.id],
+            ..titled("step")
+        })
+        .await
+        .unwrap();
+    assert_err!(
+        tx.add_task_dependency(step.id, done.id).await,
+        Conflict,
+        "run_id"
+    );
+    assert_err!(
+        tx.remove_task_dependency(step.id, dep.id).await,
+        Conflict,
+        "run_id"
+    );
+    assert_err!(
+        tx.remove_task_dependency(TaskId::new(), dep.id).await,
+        NotFound
+    );
+    assert_eq!(tx.task_dependencies(step.id).await.unwrap(), vec![dep.id]);
+    assert_eq!(tx.task_dependencies(free.id).await.unwrap(), vec![]);
+    assert_eq!(tx.task_dependencies(done.id).await.unwrap(), vec![]);
     tx.commit().await.unwrap();
 }
 
