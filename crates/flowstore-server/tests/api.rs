@@ -211,9 +211,9 @@ async fn errors_are_problem_details(b: Arc<dyn Backend>) {
         .await;
     problem(&a, 422);
     assert_eq!(a.body["field"], "lease_ms");
-    let a = c.viewer().get("/api/v1/runs").await;
+    let a = c.viewer().get("/api/v1/runs?limit=0").await;
     problem(&a, 422);
-    assert_eq!(a.body["field"], "workflow_id");
+    assert_eq!(a.body["field"], "limit");
     let a = c
         .viewer()
         .get("/api/v1/runs?workflow_id=x&status=sleeping")

@@ -127,6 +127,33 @@ async fn until_text(b: &Client, css: &str, text: &str) {
     );
 }
 
+/// Clicks the element `xpath` finds and, when `confirm`, accepts the dialog it
+/// opens; again if the view was redrawn under it (a live page re-renders on events).
+async fn click(b: &Client, xpath: &str, confirm: bool) {
+    let mut last = None;
+    for _ in 0..50 {
+        let clicked = match b.find(Locator::XPath(xpath)).await {
+            Ok(e) => e.click().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match clicked {
+            Ok(()) if !confirm => return,
+            Ok(()) => {
+                for _ in 0..50 {
+                    if b.accept_alert().await.is_ok() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                last = Some("no dialog opened".to_string());
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not click {xpath}: {last:?}");
+}
+
 async fn screenshot(b: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -249,21 +276,9 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     let (other, _) = start(json!({"branch": "next"})).await;
     b.goto(&format!("{base}/#/runs/{other}")).await.unwrap();
     until_text(&b, "h1", "running").await;
-    b.find(Locator::XPath("//button[text()='Cancel']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
+    click(&b, "//button[text()='Cancel']", true).await;
     until_text(&b, "h1", "cancelled").await;
-    b.find(Locator::XPath("//button[text()='Re-run']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.accept_alert().await.unwrap();
+    click(&b, "//button[text()='Re-run']", true).await;
     let mut moved = false;
     for _ in 0..150 {
         let url = b.current_url().await.unwrap().to_string();
@@ -290,12 +305,7 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
         .await
         .unwrap();
     assert!(theme == "dark" || theme == "light", "{theme}");
-    b.find(Locator::Id("signout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "//button[@id='signout']", false).await;
     until_text(&b, "h1", "Sign in").await;
     b.goto(&format!("{base}/#/runs")).await.unwrap();
     until_text(&b, "h1", "Sign in").await;

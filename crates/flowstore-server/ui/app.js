@@ -8,6 +8,8 @@ const main = document.getElementById("main");
 let me = null; // {user, role} once signed in
 let live = null; // the EventSource of the open view
 let timer = null; // the refresh timer of the open view
+let refresh = null; // a refresh of the open view, due shortly
+let gen = 0; // which view is current: a view still loading when another opens shows nothing
 
 // ---------------------------------------------------------------- helpers
 
@@ -84,12 +86,15 @@ function params() {
 function stop() {
   if (live) live.close();
   if (timer) clearInterval(timer);
+  if (refresh) clearTimeout(refresh);
   live = null;
   timer = null;
+  refresh = null;
 }
 
-function show(...nodes) {
-  main.replaceChildren(...nodes);
+// Shows the nodes of the view opened as generation `g`, unless another has opened.
+function show(g, ...nodes) {
+  if (g === gen) main.replaceChildren(...nodes);
 }
 
 function failure(e) {
@@ -100,6 +105,7 @@ function failure(e) {
 
 function showSignIn(message) {
   stop();
+  const g = ++gen;
   document.getElementById("signout").hidden = true;
   document.getElementById("who").textContent = "";
   const error = h("p", { class: "error", role: "alert" }, message || "");
@@ -133,7 +139,7 @@ function showSignIn(message) {
         "(the password is read from standard input), or with the admin API key the server printed on its first start."
     )
   );
-  show(form);
+  show(g, form);
   email.focus();
 }
 
@@ -175,7 +181,7 @@ function chart(points, since, hours) {
   return svg;
 }
 
-async function overview() {
+async function overview(g) {
   const hours = 24;
   const since = Math.floor(Date.now() / 3600000 - (hours - 1)) * 3600000;
   const [points, failed] = await Promise.all([
@@ -212,7 +218,7 @@ async function overview() {
         : h("p", { class: "muted" }, "No worker was seen.")
     );
   }
-  show(...nodes);
+  show(g, ...nodes);
 }
 
 function table(head, rows) {
@@ -235,7 +241,7 @@ function runTable(runs) {
 
 // ---------------------------------------------------------------- runs
 
-async function runs() {
+async function runs(g) {
   const p = params();
   const field = (name, label, input) => h("label", {}, label, input);
   const status = h("select", { name: "status" },
@@ -268,7 +274,7 @@ async function runs() {
       : null;
     list.replaceChildren(runTable(page.items), h("p", {}, next));
   };
-  show(h("h1", {}, "Runs"), form, list);
+  show(g, h("h1", {}, "Runs"), form, list);
   await load();
   // The first page stays current while it is open.
   if (!p.get("cursor")) timer = setInterval(() => load().catch(() => {}), 5000);
@@ -336,7 +342,7 @@ function gantt(attempts, tasks) {
   return svg;
 }
 
-async function run(id) {
+async function run(g, id) {
   const r = await api("GET", "/api/v1/runs/" + id);
   const [tasks, attempts] = await Promise.all([
     api("GET", `/api/v1/runs/${id}/tasks`),
@@ -366,7 +372,9 @@ async function run(id) {
     }, label);
   const terminal = ["completed", "failed", "cancelled", "timed_out"].includes(r.status);
   const events = h("ol", { class: "events", "aria-label": "Events" });
+  if (g !== gen) return;
   show(
+    g,
     h("h1", {}, "Run ", r.execution_id, " ", badge(r.status)),
     h("p", { class: "muted" },
       `${r.workflow_name} v${r.workflow_version || "?"} · started ${when(r.start_time)} · ended ${when(r.end_time)} · ${ms(r.actual_duration)}`),
@@ -400,15 +408,15 @@ async function run(id) {
   );
   // The run's events, from its first; a new one refreshes the view shortly after
   // (the replay of those already shown does not).
-  let pending = null;
   let top = run.seen[id] || 0;
   live = new EventSource(`/api/v1/events?run_id=${encodeURIComponent(id)}`);
   const onEvent = (ev) => {
     const e = JSON.parse(ev.data);
     events.append(h("li", {}, `${when(e.created_at)} · ${e.event_type}`));
     top = Math.max(top, e.seq);
-    if (!pending && e.seq > (run.seen[id] || 0)) {
-      pending = setTimeout(() => {
+    if (!refresh && e.seq > (run.seen[id] || 0)) {
+      refresh = setTimeout(() => {
+        refresh = null;
         run.seen[id] = top;
         route();
       }, 300);
@@ -426,6 +434,7 @@ run.seen = {};
 
 async function route() {
   stop();
+  const g = ++gen;
   const path = location.hash.replace(/^#/, "").split("?")[0] || "/";
   for (const a of document.querySelectorAll("#nav a")) {
     const target = a.getAttribute("href").slice(1);
@@ -435,17 +444,17 @@ async function route() {
     try {
       await whoAmI();
     } catch (e) {
-      if (!(e instanceof ApiError && e.status === 401)) show(failure(e));
+      if (!(e instanceof ApiError && e.status === 401)) show(g, failure(e));
       return;
     }
   }
   try {
     const m = path.match(/^\/runs\/([0-9a-fA-F-]{36})$/);
-    if (m) await run(m[1]);
-    else if (path === "/runs") await runs();
-    else await overview();
+    if (m) await run(g, m[1]);
+    else if (path === "/runs") await runs(g);
+    else await overview(g);
   } catch (e) {
-    if (!(e instanceof ApiError && e.status === 401)) show(failure(e));
+    if (!(e instanceof ApiError && e.status === 401)) show(g, failure(e));
   }
 }
 
