@@ -208,6 +208,20 @@ impl EngineStore for Tx {
             .await?)
     }
 
+    async fn reopen_tasks(&mut self, run: RunId, now: Timestamp) -> StoreResult<Vec<TaskId>> {
+        Ok(sqlx::query_scalar(sql!(
+            "UPDATE tasks SET status = 'pending', retry_count = 0, result = NULL,
+                    error_message = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                    run_after = NULL, completed_at = NULL, actual_duration = NULL, updated_at = $2
+              WHERE run_id = $1 AND status IN ('failed', 'timed_out', 'cancelled')
+             RETURNING id"
+        ))
+        .bind(run)
+        .bind(ts(&now))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn cancel_open_tasks(
         &mut self,
         run: RunId,

@@ -19,6 +19,7 @@ both_backends!(
     a_rerun_starts_the_same_version_again,
     finished_runs_per_hour_and_day,
     admin_views_and_seed_summaries,
+    a_failed_run_is_retried_from_its_failures,
 );
 
 /// A one-step `shell` workflow named `name`, owned by the holder of `key`.
@@ -478,4 +479,106 @@ async fn admin_views_and_seed_summaries(b: Arc<dyn Backend>) {
         .await
         .want(200);
     assert_eq!(theirs["items"][0]["title"], "theirs");
+}
+
+async fn a_failed_run_is_retried_from_its_failures(b: Arc<dyn Backend>) {
+    let c = TestApp::new(b).await;
+    c.shell_handler().await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
+    let (_, viewer) = c.user_key(Role::Viewer, "v@x.io").await;
+    let wf = c
+        .by(&a)
+        .create_workflow(
+            json!({"name": "diamond", "status": "active", "definition": {"steps": [
+            {"key": "a", "handler": "shell"},
+            {"key": "b", "handler": "shell", "depends_on": ["a"]},
+            {"key": "c", "handler": "shell", "depends_on": ["a"]},
+            {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}]}}),
+        )
+        .await
+        .want_id(201);
+    let run = start(&c, &a, &wf, json!({})).await;
+    // A still running run is not retried.
+    c.by(&a).retry_run(&run).await.want_field(409, "status");
+    let (first, attempt) = claim(&c, &a, "w").await;
+    c.by(&a)
+        .complete(json!({"task_id": first, "attempt": attempt, "output": {"a": 1}}))
+        .await
+        .want(200);
+    // b fails for good; fail-fast cancels c and d.
+    let (failing, attempt) = claim(&c, &a, "w").await;
+    c.by(&a)
+        .fail(json!({"task_id": failing, "attempt": attempt, "error": {"m": "no"}}))
+        .await
+        .want(200);
+    assert_eq!(c.by(&a).get_run(&run).await.want(200)["status"], "failed");
+
+    c.by(&bk).retry_run(&run).await.want(404);
+    c.by(&viewer).retry_run(&run).await.want(403);
+    let again = c.by(&a).retry_run(&run).await.want(200);
+    assert_eq!(again["status"], "running");
+    assert!(again["end_time"].is_null());
+    let tasks = c.by(&a).run_tasks(&run).await.want(200);
+    let by_step = |k: &str| {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["step_key"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_step("a")["status"], "completed", "a keeps its result");
+    assert_eq!(
+        (
+            by_step("b")["status"].as_str(),
+            by_step("c")["status"].as_str()
+        ),
+        (Some("ready"), Some("ready"))
+    );
+    assert_eq!(by_step("d")["status"], "pending");
+    // A report from b's failed attempt stays stale.
+    c.by(&a)
+        .complete(json!({"task_id": failing, "attempt": attempt, "output": {}}))
+        .await
+        .want_field(409, "attempt");
+    // The rest runs to the end.
+    for _ in 0..3 {
+        loop {
+            let got = c
+                .by(&a)
+                .claim(json!({"worker_id": "w", "handler_types": ["shell"], "limit": 5, "lease_ms": 30000}))
+                .await
+                .want(200);
+            let got = got.as_array().unwrap().clone();
+            if got.is_empty() {
+                break;
+            }
+            for t in got {
+                c.by(&a)
+                    .complete(json!({"task_id": t["task_id"], "attempt": t["attempt"]}))
+                    .await
+                    .want(200);
+            }
+        }
+    }
+    assert_eq!(
+        c.by(&a).get_run(&run).await.want(200)["status"],
+        "completed"
+    );
+    let attempts = c.by(&a).run_attempts(&run).await.want(200);
+    assert_eq!(
+        attempts.as_array().unwrap().len(),
+        5,
+        "a, b twice, c and d: {attempts}"
+    );
+    // A completed run has nothing to retry.
+    c.by(&a).retry_run(&run).await.want_field(409, "status");
+    let audit = c.admin().list_audit().await.want(200);
+    assert!(audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "run.retry"));
 }

@@ -2,8 +2,8 @@
 //! (Debian's `chromium`, driven through its `chromedriver`; `scripts/test.sh`
 //! installs both) against a server listening on a port of its own. A user signs in,
 //! reads the overview, filters runs through the URL, opens a run and watches it
-//! complete live while a worker finishes it over the API, cancels a run and re-runs
-//! it, and signs out. The views are saved as screenshots in `target/screenshots/`
+//! complete live while a worker finishes it over the API, cancels a run, retries it
+//! and re-runs it, and signs out. The views are saved as screenshots in `target/screenshots/`
 //! (README's come from there).
 //!
 //! Chromium and chromedriver are found on the PATH or through `FLOWSTORE_CHROMIUM`
@@ -278,6 +278,9 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     until_text(&b, "h1", "running").await;
     click(&b, "//button[text()='Cancel']", true).await;
     until_text(&b, "h1", "cancelled").await;
+    click(&b, "//button[text()='Retry']", true).await;
+    until_text(&b, "h1", "running").await;
+    until_text(&b, "ol.events", "run.retried").await;
     click(&b, "//button[text()='Re-run']", true).await;
     let mut moved = false;
     for _ in 0..150 {
@@ -290,8 +293,11 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     }
     assert!(moved, "the re-run's page opens");
     until_text(&b, "h1", "running").await;
-    let cancelled = c.admin().get_run(&other).await.want(200);
-    assert_eq!(cancelled["status"], "cancelled");
+    let retried = c.admin().get_run(&other).await.want(200);
+    assert_eq!(
+        retried["status"], "running",
+        "retried, then re-run as another run"
+    );
 
     // The theme switch and signing out.
     b.find(Locator::Id("theme"))

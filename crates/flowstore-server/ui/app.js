@@ -380,6 +380,9 @@ async function run(g, id) {
       `${r.workflow_name} v${r.workflow_version || "?"} · started ${when(r.start_time)} · ended ${when(r.end_time)} · ${ms(r.actual_duration)}`),
     h("div", { class: "actions" },
       terminal ? null : act("Cancel", `/api/v1/runs/${id}/cancel`, "Cancel this run?", "danger"),
+      ["failed", "cancelled", "timed_out"].includes(r.status)
+        ? act("Retry", `/api/v1/runs/${id}/retry`, "Run this run's unfinished tasks again?")
+        : null,
       r.workflow_ref ? act("Re-run", `/api/v1/runs/${id}/rerun`, "Start this workflow version again with the same input?") : null),
     message,
     definition ? h("h2", {}, "Steps") : null,
@@ -422,7 +425,7 @@ async function run(g, id) {
       }, 300);
     }
   };
-  for (const t of ["run.started", "run.updated", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
+  for (const t of ["run.started", "run.updated", "run.retried", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
     "task.ready", "task.claimed", "task.completed", "task.failed", "task.retrying", "task.cancelled", "task.timed_out"]) {
     live.addEventListener(t, onEvent);
   }

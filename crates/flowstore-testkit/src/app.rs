@@ -286,6 +286,7 @@ endpoints! {
     run_progress(id) => "GET" "/api/v1/runs/{id}/progress";
     cancel_run(id) => "POST" "/api/v1/runs/{id}/cancel";
     rerun(id) => "POST" "/api/v1/runs/{id}/rerun";
+    retry_run(id) => "POST" "/api/v1/runs/{id}/retry";
     run_attempts(id) => "GET" "/api/v1/runs/{id}/attempts";
     task_attempts(id) => "GET" "/api/v1/tasks/{id}/attempts";
     // analytics (the ones with a query string go through `get`)

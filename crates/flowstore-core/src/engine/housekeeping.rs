@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{resolve_failure, stop_run, EngineTx, FailureKind};
+use super::{ev, resolve_failure, stop_run, EngineTx, FailureKind};
 use crate::ids::{RunId, TaskId};
 use crate::model::run::{AttemptStatus, RunStatus, WorkflowExecution};
 use crate::model::task::TaskStatus;
@@ -86,6 +86,66 @@ pub async fn enforce_timeouts<T: EngineTx + ?Sized>(tx: &mut T, limit: u32) -> S
         count += 1;
     }
     Ok(count)
+}
+
+/// Retries a run that ended without completing (see
+/// [`crate::model::engine::EngineRepo::retry_run`]).
+pub async fn retry_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run_id: RunId,
+) -> StoreResult<WorkflowExecution> {
+    let now = time::now();
+    let mut run = tx
+        .lock_run(run_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("run", run_id))?;
+    if !matches!(
+        run.status,
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
+    ) {
+        return Err(StoreError::conflict(
+            "status",
+            format!(
+                "the run is {}: only a failed, cancelled or timed-out run is retried",
+                run.status
+            ),
+        ));
+    }
+    if run.deadline_at.is_some_and(|d| d <= now) {
+        return Err(StoreError::conflict(
+            "deadline_at",
+            "the run's deadline has passed: start the workflow again instead",
+        ));
+    }
+    let reopened = tx.reopen_tasks(run_id, now).await?;
+    if reopened.is_empty() {
+        return Err(StoreError::conflict(
+            "status",
+            "every task of the run completed: nothing is left to retry",
+        ));
+    }
+    run.status = RunStatus::Running;
+    run.end_time = None;
+    run.actual_duration = None;
+    run.error_data = None;
+    run.cancel_requested_at = None;
+    let sequential = run.strategy == Some(crate::model::run::RunStrategy::Sequential);
+    tx.save_run(&run, now).await?;
+    let mut events = vec![ev(
+        "run.retried",
+        Some(run_id),
+        None,
+        Some(&run.workflow_id),
+        json!({"execution_id": run.execution_id, "reopened": reopened}),
+    )];
+    let ready = tx.promote_ready(run_id, sequential, now).await?;
+    events.extend(
+        ready
+            .iter()
+            .map(|t| ev("task.ready", Some(run_id), Some(*t), None, json!({}))),
+    );
+    tx.insert_events(&events, now).await?;
+    tx.get_execution(run_id).await
 }
 
 /// Cancels a run (see [`crate::model::engine::EngineRepo::cancel_run`]).

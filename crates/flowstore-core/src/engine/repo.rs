@@ -61,6 +61,12 @@ impl<T: super::EngineTx> EngineRepo for T {
     ) -> crate::StoreResult<crate::model::run::WorkflowExecution> {
         super::cancel_run(self, run).await
     }
+    async fn retry_run(
+        &mut self,
+        run: crate::ids::RunId,
+    ) -> crate::StoreResult<crate::model::run::WorkflowExecution> {
+        super::retry_run(self, run).await
+    }
     async fn run_tasks(
         &mut self,
         run: crate::ids::RunId,

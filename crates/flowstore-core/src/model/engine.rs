@@ -398,6 +398,13 @@ pub trait EngineRepo: Send {
     /// the cancel on their next heartbeat.
     async fn cancel_run(&mut self, run: RunId) -> StoreResult<WorkflowExecution>;
 
+    /// Retries a run that failed, was cancelled or timed out: its tasks that did not
+    /// complete go back to pending with their retries counted afresh (completed
+    /// ones keep their results), the run is running again, and the tasks whose
+    /// dependencies are complete become ready. A run that is not over, or whose
+    /// deadline has passed, is a conflict.
+    async fn retry_run(&mut self, run: RunId) -> StoreResult<WorkflowExecution>;
+
     /// The tasks of a run.
     async fn run_tasks(&mut self, run: RunId) -> StoreResult<Vec<RunTask>>;
 

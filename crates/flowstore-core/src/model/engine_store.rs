@@ -217,6 +217,10 @@ pub trait EngineStore: Send {
         only: Option<&[TaskId]>,
         now: Timestamp,
     ) -> StoreResult<Vec<TaskId>>;
+    /// Puts the run's tasks that ended without completing (failed, timed out or
+    /// cancelled) back to pending, with their retries counted afresh; their attempt
+    /// numbers go on, so a report from an earlier attempt stays stale. Returns them.
+    async fn reopen_tasks(&mut self, run: RunId, now: Timestamp) -> StoreResult<Vec<TaskId>>;
     /// Every task that depends on `task`, directly or not.
     async fn dependents_of(&mut self, task: TaskId) -> StoreResult<Vec<TaskId>>;
     /// Counts of the run's tasks.

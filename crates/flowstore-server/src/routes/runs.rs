@@ -34,6 +34,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(progress))
         .routes(routes!(attempts))
         .routes(routes!(rerun))
+        .routes(routes!(retry))
 }
 
 /// The body of `POST /workflows/{id}/runs`.
@@ -263,6 +264,23 @@ pub async fn rerun(api: Api, Path(id): Path<RunId>) -> ApiResult<impl IntoRespon
     .await?;
     api.state.notify_changed();
     Ok((StatusCode::CREATED, AxumJson(started)))
+}
+
+/// Retries a run that failed, was cancelled or timed out: the tasks that did not
+/// complete run again (with their retries counted afresh; completed ones keep their
+/// results), and the run is running until they end.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "runs",
+    params(in_path::Run),
+    responses((status = 200, body = doc::Run), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the run is not over, completed, or past its deadline")))]
+pub async fn retry(api: Api, Path(id): Path<RunId>) -> ApiResult<AxumJson<WorkflowExecution>> {
+    let mut tx = api.write().await?;
+    let before = access::run(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
+    let run = tx.retry_run(id).await?;
+    api.commit_change(tx, "run.retry", id, &before, &run)
+        .await?;
+    api.state.notify_changed();
+    Ok(AxumJson(run))
 }
 
 /// Counts of a run's tasks by status.
