@@ -16,6 +16,7 @@ mod demo;
 mod example_worker;
 mod faults;
 mod keys;
+mod slow_stats;
 mod walkthrough;
 
 /// The example worker (`examples/worker/`), driven by `example_worker` and

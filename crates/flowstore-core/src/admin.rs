@@ -205,6 +205,9 @@ pub struct SlowStatement {
     pub mean_ms: f64,
     /// Total time in milliseconds.
     pub total_ms: f64,
+    /// Longest run in milliseconds, when known (flowstore's own records).
+    #[serde(default)]
+    pub max_ms: Option<f64>,
 }
 
 /// What `stats` reports.
@@ -222,7 +225,8 @@ pub struct DbStats {
     pub unused_indexes: Vec<String>,
     /// Connections.
     pub connections: ConnectionStats,
-    /// The slowest statements by mean time (PostgreSQL with pg_stat_statements).
+    /// The slowest statements by mean time (PostgreSQL with pg_stat_statements);
+    /// flowstore's own records of slow statements are `slow::recorded`.
     pub slow_statements: Vec<SlowStatement>,
     /// Free pages in the file (SQLite), space a vacuum gives back.
     pub freelist_pages: Option<u64>,

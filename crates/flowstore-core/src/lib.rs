@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod model;
 pub mod page;
 pub mod pool;
+pub mod slow;
 pub mod store;
 pub mod text_enum;
 pub mod time;

@@ -11,7 +11,7 @@ use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Executor, Postgres, Transaction};
 
 use crate::migrations::{self as mig, MIGRATIONS};
@@ -24,8 +24,9 @@ const LOCK_KEY: i64 = 0x666c_6f77_7374_6f72;
 pub struct PgSettings {
     /// A `postgres://` URL.
     pub url: String,
-    /// Require TLS (`DB_SSL=true`); otherwise the URL's `sslmode` decides.
-    pub require_tls: bool,
+    /// TLS as the settings ask for it, weighed with the URL's `sslmode` and
+    /// `sslrootcert` when connecting (see [`crate::tls`]).
+    pub tls: crate::tls::TlsSettings,
     /// Most connections open at once, shared out between the main pool and the
     /// worker transitions' pool (half each, at least one each).
     pub max_connections: u32,
@@ -45,13 +46,17 @@ pub struct PgSettings {
     pub application_name: String,
     /// Log every statement at debug level (`DB_DEBUG`).
     pub log_statements: bool,
+    /// Statements running at least this long are reported as slow (a `WARN` event
+    /// of target `sqlx::query`, which `flowstore_core::slow` counts); `None` reports
+    /// none.
+    pub slow_statements: Option<Duration>,
 }
 
 impl Default for PgSettings {
     fn default() -> Self {
         PgSettings {
             url: "postgres://localhost/flowstore".into(),
-            require_tls: false,
+            tls: Default::default(),
             max_connections: 10,
             min_connections: 0,
             connect_timeout: Duration::from_secs(10),
@@ -60,6 +65,7 @@ impl Default for PgSettings {
             lock_timeout: Duration::from_secs(5),
             application_name: "flowstore".into(),
             log_statements: false,
+            slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
         }
     }
 }
@@ -157,6 +163,29 @@ impl PostgresBackend {
             }
         }
     }
+}
+
+/// A connection that the TLS mode refused: the server offers no TLS, or its
+/// certificate does not verify. Waiting fixes neither, so it is the setting that
+/// asked for the mode that is named.
+fn tls_refused(
+    options: &PgConnectOptions,
+    tls: &crate::tls::Tls,
+    mode: crate::tls::SslMode,
+    e: &sqlx::Error,
+) -> StoreError {
+    let reason = match e {
+        sqlx::Error::Tls(t) => t.to_string(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    StoreError::invalid(
+        tls.mode_from,
+        format!(
+            "cannot connect to {} with sslmode {mode}: {reason}",
+            address(options)
+        ),
+    )
 }
 
 /// Shares `max` connections out between the main pool and the worker transitions'
@@ -260,12 +289,12 @@ impl PostgresBackend {
                 // interpreted.
                 ("jit", "off".to_string()),
             ]);
-        if settings.require_tls {
-            options = options.ssl_mode(PgSslMode::Require);
-        }
+        let tls = settings.tls.resolve(&settings.url)?;
+        options = tls.apply(options)?;
         if !settings.log_statements {
             options = sqlx::ConnectOptions::disable_statement_logging(options);
         }
+        options = flowstore_core::slow::report_slow(options, settings.slow_statements);
         // `max_connections` is shared out between the two pools (at least one each),
         // so that the server never holds more than it was given.
         let (general, transition) = split_connections(settings.max_connections);
@@ -290,7 +319,21 @@ impl PostgresBackend {
                 settings.connect_timeout.as_millis()
             ))
         })?
-        .map_err(|e| cannot_connect(&options, &e))?;
+        .map_err(|e| match (&e, tls.mode) {
+            // A server without TLS, or a certificate that does not verify, is not
+            // something waiting fixes: say which setting asked for TLS.
+            (sqlx::Error::Tls(_), Some(mode)) if mode.requires_tls() => {
+                tls_refused(&options, &tls, mode, &e)
+            }
+            // A certificate that does not verify reaches sqlx as the TLS stream's
+            // I/O error of kind `InvalidData`.
+            (sqlx::Error::Io(io), Some(mode))
+                if mode.requires_tls() && io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                tls_refused(&options, &tls, mode, &e)
+            }
+            _ => cannot_connect(&options, &e),
+        })?;
         let _ = sqlx::Connection::close(first).await;
         let pool = pool_options(general)
             .min_connections(settings.min_connections.min(general))

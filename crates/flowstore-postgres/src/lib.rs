@@ -14,7 +14,9 @@ mod dialect;
 mod hot_path;
 mod listen;
 mod task_query;
+pub mod tls;
 mod transitions;
 
 pub use backend::{PgSettings, PostgresBackend, PostgresTx};
 pub use migrations::MIGRATIONS;
+pub use tls::{SslMode, TlsSettings};

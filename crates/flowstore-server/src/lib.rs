@@ -238,7 +238,8 @@ async fn maintain(state: AppState) {
     }
 }
 
-/// One round of maintenance: expired leases, timeouts, event numbering.
+/// One round of maintenance: expired leases, timeouts, event numbering, and the
+/// slow statements recorded since the last round written down.
 pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     let mut tx = state.backend().begin_transition().await?;
     let reaped = tx.reap_expired_leases(500).await?;
@@ -259,6 +260,9 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     if !reaped.is_empty() || timed_out > 0 || sequenced > 0 {
         state.notify_changed();
     }
+    // Slow statements seen since the last tick, for `flowstore stats` (another
+    // process) to list.
+    flowstore_core::slow::flush(state.backend()).await?;
     Ok(())
 }
 

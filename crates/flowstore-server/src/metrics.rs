@@ -1,5 +1,6 @@
 //! Prometheus text exposition, written by hand from counters in memory: requests and
-//! latency histograms by route, method and status, claims, lease expirations, the
+//! latency histograms by route, method and status, claims, lease expirations, slow
+//! statements, the
 //! database pool's connections in use and idle, and the queue depth read from the
 //! database when scraped.
 
@@ -190,6 +191,12 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
+        // Counted by the process for every store it opened (`flowstore_core::slow`).
+        let _ = writeln!(
+            out,
+            "# HELP flowstore_slow_queries_total Statements that took at least the slow-query threshold (FLOWSTORE_SLOW_QUERY_MS).\n# TYPE flowstore_slow_queries_total counter\nflowstore_slow_queries_total {}",
+            flowstore_core::slow::total()
+        );
     }
 }
 

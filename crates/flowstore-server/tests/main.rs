@@ -20,6 +20,7 @@ mod routes_workflows;
 mod servers;
 mod sessions;
 mod signin;
+mod slow_metrics;
 mod system_routes;
 mod tasks_prs;
 mod webhook_destinations;

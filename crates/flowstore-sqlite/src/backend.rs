@@ -42,6 +42,9 @@ pub struct SqliteSettings {
     /// [`Synchronous::Normal`] syncs only at checkpoints, faster, but a power loss
     /// (not a crash of the process) can undo the last commits.
     pub synchronous: Synchronous,
+    /// Statements running at least this long are reported as slow (see
+    /// `flowstore_core::slow`); `None` reports none.
+    pub slow_statements: Option<Duration>,
 }
 
 /// How SQLite syncs commits to disk (its `synchronous` setting in WAL mode).
@@ -90,6 +93,7 @@ impl Default for SqliteSettings {
             idle_timeout: Duration::from_secs(600),
             create: true,
             synchronous: Synchronous::Full,
+            slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
         }
     }
 }
@@ -192,6 +196,7 @@ impl SqliteBackend {
             })
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
+        let options = flowstore_core::slow::report_slow(options, settings.slow_statements);
         let options = if memory {
             options.journal_mode(SqliteJournalMode::Memory)
         } else {

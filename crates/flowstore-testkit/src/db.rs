@@ -201,6 +201,22 @@ impl TestDb {
         }
     }
 
+    /// A migrated [`Store`] on this database, opened with the tests' settings as
+    /// `adjust` changes them.
+    pub async fn store_with(&self, adjust: impl FnOnce(&mut Settings)) -> Store {
+        let mut settings = self.settings();
+        adjust(&mut settings);
+        let store = Store::connect(&settings)
+            .await
+            .expect("test database opens");
+        store
+            .backend()
+            .migrate_up(None)
+            .await
+            .expect("migrations apply");
+        store
+    }
+
     /// A migrated [`Store`] on this database (`flowstore::Store::connect`).
     pub async fn store(&self) -> Store {
         let store = Store::connect(&self.settings())
@@ -233,7 +249,6 @@ impl TestDb {
             TestDb::Postgres(d) => {
                 let s = PgSettings {
                     url: d.url().to_string(),
-                    require_tls: false,
                     max_connections: 8,
                     min_connections: 0,
                     connect_timeout: Duration::from_secs(5),

@@ -11,11 +11,14 @@
 //! - [`app`]: [`TestApp`], the server in process (`flowstore_server::app`) with a
 //!   method per endpoint the tests call.
 //! - [`serial`]: a lock for the few tests that must not run beside each other.
+//! - [`tls`]: a throwaway PostgreSQL cluster that speaks TLS, with test
+//!   certificates; [`record_slow_statements`] installs the slow-statement layer.
 
 pub mod app;
 pub mod db;
 pub mod fixtures;
 mod macros;
+pub mod tls;
 
 pub use app::{Answer, Caller, TestApp};
 pub use db::{pg_admin_url, PgDatabase, SqliteDatabase, TestDb, TestStore, ENCRYPTION_KEY};
@@ -38,4 +41,19 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 /// [`serial`] for a test outside any runtime.
 pub fn serial_blocking() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.blocking_lock()
+}
+
+/// Installs, once per test process, a `tracing` subscriber holding flowstore's
+/// slow-statement layer (`flowstore_core::slow::layer`), as the `flowstore`
+/// command does, so that the slow statements of stores opened with a threshold are
+/// recorded.
+pub fn record_slow_statements() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::prelude::*;
+        let subscriber = tracing_subscriber::registry().with(flowstore_core::slow::layer());
+        // Another subscriber set first would take the events instead: say so.
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global tracing subscriber is installed by the tests");
+    });
 }

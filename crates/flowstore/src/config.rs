@@ -1,6 +1,13 @@
 //! Settings, from (in rising precedence) defaults, an optional `flowstore.toml`, the
 //! environment (flowstore's own variables and those of seeds 002 and 004) and
 //! command-line flags. Every default lives here, in [`Settings::default`].
+//!
+//! One rule decides between sources: a later layer replaces what an earlier one
+//! said, and nothing else is silently overridden. Two names of one setting in the
+//! environment (`DB_POOL_MAX` and `DB_MAX_CONNECTIONS`, say) must agree; the TLS
+//! settings must agree with each other and with the URL's own `sslmode` and
+//! `sslrootcert` (see `flowstore_postgres::tls`). A disagreement is an error naming
+//! the setting.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,8 +39,14 @@ pub struct Settings {
     /// When a SQLite commit is durable: `full` (every commit synced, the default) or
     /// `normal` (synced at checkpoints; a power loss may undo the newest commits).
     pub sqlite_synchronous: flowstore_sqlite::Synchronous,
-    /// Require TLS to PostgreSQL.
-    pub db_ssl: bool,
+    /// TLS to PostgreSQL (`DB_SSL`, `DB_SSL_MODE`, `DB_SSL_REJECT_UNAUTHORIZED`,
+    /// `DB_SSL_CA`), weighed with the URL's `sslmode`/`sslrootcert` on connecting.
+    /// SQLite has no connection to protect: a setting that asks for TLS with a
+    /// SQLite URL is refused by [`Settings::check`].
+    pub tls: flowstore_postgres::TlsSettings,
+    /// Statements running at least this long are logged, counted and listed as slow
+    /// (`FLOWSTORE_SLOW_QUERY_MS`); `None` (`0` or `off`) disables the report.
+    pub slow_query_threshold: Option<Duration>,
     /// Log every statement.
     pub db_debug: bool,
     /// The encryption key (64 hex characters or base64 of 32 bytes). Never printed.
@@ -61,7 +74,8 @@ impl std::fmt::Debug for Settings {
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
-            .field("db_ssl", &self.db_ssl)
+            .field("tls", &self.tls)
+            .field("slow_query_threshold", &self.slow_query_threshold)
             .field("db_debug", &self.db_debug)
             .field(
                 "encryption_key",
@@ -85,7 +99,8 @@ impl Default for Settings {
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(5),
             sqlite_synchronous: flowstore_sqlite::Synchronous::Full,
-            db_ssl: false,
+            tls: Default::default(),
+            slow_query_threshold: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
             db_debug: false,
             encryption_key: None,
             previous_keys: Vec::new(),
@@ -109,6 +124,11 @@ struct FileDatabase {
     lock_timeout_ms: Option<u64>,
     sqlite_synchronous: Option<String>,
     ssl: Option<bool>,
+    ssl_mode: Option<String>,
+    ssl_reject_unauthorized: Option<bool>,
+    ssl_ca: Option<PathBuf>,
+    /// Milliseconds, or `"off"`.
+    slow_query_ms: Option<toml::Value>,
     debug: Option<bool>,
     key_file: Option<PathBuf>,
 }
@@ -184,7 +204,29 @@ impl Settings {
                 s.sqlite_synchronous = v.parse()?;
             }
             if let Some(v) = d.ssl {
-                s.db_ssl = v;
+                s.tls.ssl = Some(v);
+            }
+            if let Some(v) = d.ssl_mode {
+                s.tls.mode = Some(flowstore_postgres::SslMode::parse("ssl_mode", &v)?);
+            }
+            if let Some(v) = d.ssl_reject_unauthorized {
+                s.tls.reject_unauthorized = Some(v);
+            }
+            if let Some(v) = d.ssl_ca {
+                s.tls.root_cert = Some(v);
+            }
+            if let Some(v) = d.slow_query_ms {
+                let text = match v {
+                    toml::Value::String(t) => t,
+                    toml::Value::Integer(n) => n.to_string(),
+                    _ => {
+                        return Err(StoreError::invalid(
+                            "slow_query_ms",
+                            "must be a number of milliseconds or \"off\"",
+                        ))
+                    }
+                };
+                s.slow_query_threshold = parse_threshold("slow_query_ms", &text)?;
             }
             if let Some(v) = d.debug {
                 s.db_debug = v;
@@ -194,7 +236,9 @@ impl Settings {
             }
         }
         s.apply_env(env)?;
-        s.check()?;
+        // The TLS settings are weighed with the URL once the flags have had their
+        // say on it (`check`, and again on connecting).
+        s.check_values()?;
         Ok(s)
     }
 
@@ -205,17 +249,21 @@ impl Settings {
         } else if get("DB_HOST").is_some() || get("DB_NAME").is_some() {
             self.database_url = postgres_url_from_parts(&get);
         }
-        // Seed 002 and seed 004 name the pool sizes differently; both are honoured,
-        // seed 004's winning when both are set.
-        for name in ["DB_POOL_MIN", "DATABASE_POOL_MIN"] {
-            if let Some(v) = get(name) {
-                self.pool_min = parse_num(name, &v)?;
-            }
+        // Seeds 002, 003 and 004 name the pool sizes differently; every name is
+        // honoured, and two that disagree are an error.
+        if let Some(v) = aliased(
+            &get,
+            &["DB_POOL_MIN", "DB_MIN_CONNECTIONS", "DATABASE_POOL_MIN"],
+            parse_num,
+        )? {
+            self.pool_min = v;
         }
-        for name in ["DB_POOL_MAX", "DATABASE_POOL_MAX"] {
-            if let Some(v) = get(name) {
-                self.pool_max = parse_num(name, &v)?;
-            }
+        if let Some(v) = aliased(
+            &get,
+            &["DB_POOL_MAX", "DB_MAX_CONNECTIONS", "DATABASE_POOL_MAX"],
+            parse_num,
+        )? {
+            self.pool_max = v;
         }
         if let Some(v) = get("DB_IDLE_TIMEOUT") {
             self.idle_timeout = parse_ms("DB_IDLE_TIMEOUT", &v)?;
@@ -223,8 +271,12 @@ impl Settings {
         if let Some(v) = get("DB_CONNECTION_TIMEOUT") {
             self.connect_timeout = parse_ms("DB_CONNECTION_TIMEOUT", &v)?;
         }
-        if let Some(v) = get("DB_STATEMENT_TIMEOUT") {
-            self.statement_timeout = parse_ms("DB_STATEMENT_TIMEOUT", &v)?;
+        if let Some(v) = aliased(
+            &get,
+            &["DB_STATEMENT_TIMEOUT", "DB_QUERY_TIMEOUT"],
+            parse_ms,
+        )? {
+            self.statement_timeout = v;
         }
         if let Some(v) = get("DB_LOCK_TIMEOUT") {
             self.lock_timeout = parse_ms("DB_LOCK_TIMEOUT", &v)?;
@@ -233,7 +285,19 @@ impl Settings {
             self.sqlite_synchronous = v.parse()?;
         }
         if let Some(v) = get("DB_SSL") {
-            self.db_ssl = parse_bool("DB_SSL", &v)?;
+            self.tls.ssl = Some(parse_bool("DB_SSL", &v)?);
+        }
+        if let Some(v) = get("DB_SSL_MODE") {
+            self.tls.mode = Some(flowstore_postgres::SslMode::parse("DB_SSL_MODE", &v)?);
+        }
+        if let Some(v) = get("DB_SSL_REJECT_UNAUTHORIZED") {
+            self.tls.reject_unauthorized = Some(parse_bool("DB_SSL_REJECT_UNAUTHORIZED", &v)?);
+        }
+        if let Some(v) = get("DB_SSL_CA") {
+            self.tls.root_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("FLOWSTORE_SLOW_QUERY_MS") {
+            self.slow_query_threshold = parse_threshold("FLOWSTORE_SLOW_QUERY_MS", &v)?;
         }
         if let Some(v) = get("DB_DEBUG") {
             self.db_debug = parse_bool("DB_DEBUG", &v)?;
@@ -266,6 +330,12 @@ impl Settings {
 
     /// Refuses settings that cannot work, naming the setting.
     pub fn check(&self) -> StoreResult<()> {
+        self.check_values()?;
+        self.check_tls()
+    }
+
+    /// [`Settings::check`] but for what depends on the URL.
+    fn check_values(&self) -> StoreResult<()> {
         if self.pool_max == 0 {
             return Err(StoreError::invalid("pool_max", "must be at least 1"));
         }
@@ -279,6 +349,27 @@ impl Settings {
             Key::parse(k)?;
         }
         Destinations::new(&self.webhook_allow)?;
+        Ok(())
+    }
+
+    /// Refuses TLS settings that contradict each other or the URL, and any that asks
+    /// for TLS with a SQLite URL: such a database has no connection to protect, and
+    /// a deployment that believes it requires TLS should hear that it gets none.
+    pub fn check_tls(&self) -> StoreResult<()> {
+        let url = self.database_url.trim();
+        // Settings that contradict each other are refused whatever the database.
+        self.tls.resolve(url)?;
+        if url.starts_with("sqlite:") {
+            if let Some((setting, said)) = self.tls.asks_for_tls() {
+                return Err(StoreError::invalid(
+                    setting,
+                    format!(
+                        "{said} asks for TLS, which only a PostgreSQL connection has: \
+                         DATABASE_URL names a SQLite database (unset the TLS settings for it)"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -332,6 +423,47 @@ fn parse_ms(name: &str, v: &str) -> StoreResult<Duration> {
         .parse::<u64>()
         .map(Duration::from_millis)
         .map_err(|_| StoreError::invalid(name, format!("{v:?} is not a number of milliseconds")))
+}
+
+/// The value of the first of `names` that is set, parsed; another of them set to
+/// a different value is an error naming both, since they are one setting.
+fn aliased<T: PartialEq + std::fmt::Debug>(
+    get: &dyn Fn(&str) -> Option<String>,
+    names: &[&str],
+    parse: fn(&str, &str) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut found: Option<(&str, String, T)> = None;
+    for name in names {
+        let Some(raw) = get(name) else { continue };
+        let value = parse(name, &raw)?;
+        match &found {
+            Some((first, first_raw, v)) if *v != value => {
+                return Err(StoreError::invalid(
+                    *name,
+                    format!("{raw:?} contradicts {first}={first_raw:?}: both name one setting"),
+                ))
+            }
+            Some(_) => {}
+            None => found = Some((name, raw, value)),
+        }
+    }
+    Ok(found.map(|(_, _, v)| v))
+}
+
+/// A slow-statement threshold in milliseconds; `0` or `off` switches the report off.
+pub fn parse_threshold(name: &str, v: &str) -> StoreResult<Option<Duration>> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match v.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+        Err(_) => Err(StoreError::invalid(
+            name,
+            format!("{v:?} is not a number of milliseconds or off"),
+        )),
+    }
 }
 
 fn parse_bool(name: &str, v: &str) -> StoreResult<bool> {
@@ -393,7 +525,7 @@ mod tests {
         assert_eq!(s.database_url, "postgres://u:p%20w@db:5432/tm");
         assert_eq!(s.pool_max, 20);
         assert_eq!(s.statement_timeout, Duration::from_secs(5));
-        assert!(s.db_ssl);
+        assert_eq!(s.tls.ssl, Some(true));
         assert!(!format!("{s:?}").contains("p%20w"));
     }
 
@@ -464,5 +596,146 @@ mod tests {
         let e =
             Settings::load(None, &env(&[("DB_POOL_MIN", "5"), ("DB_POOL_MAX", "2")])).unwrap_err();
         assert_eq!(e.field(), Some("pool_min"));
+    }
+
+    #[test]
+    fn seed_003_names_are_aliases_that_must_agree() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("DB_MIN_CONNECTIONS", "5"),
+                ("DB_MAX_CONNECTIONS", "20"),
+                ("DB_QUERY_TIMEOUT", "30000"),
+                ("DB_STATEMENT_TIMEOUT", "30000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.pool_min, s.pool_max), (5, 20));
+        assert_eq!(s.statement_timeout, Duration::from_secs(30));
+        let s = Settings::load(None, &env(&[("DB_QUERY_TIMEOUT", "250")])).unwrap();
+        assert_eq!(s.statement_timeout, Duration::from_millis(250));
+        let e = Settings::load(
+            None,
+            &env(&[("DB_POOL_MAX", "20"), ("DB_MAX_CONNECTIONS", "30")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("DB_MAX_CONNECTIONS"));
+        assert!(e.to_string().contains("DB_POOL_MAX"), "{e}");
+        let e = Settings::load(
+            None,
+            &env(&[
+                ("DB_STATEMENT_TIMEOUT", "1000"),
+                ("DB_QUERY_TIMEOUT", "2000"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("DB_QUERY_TIMEOUT"));
+        let e = Settings::load(None, &env(&[("DB_MIN_CONNECTIONS", "few")])).unwrap_err();
+        assert_eq!(e.field(), Some("DB_MIN_CONNECTIONS"));
+    }
+
+    #[test]
+    fn tls_settings_are_read_and_checked_with_the_url() {
+        use flowstore_postgres::SslMode;
+        let pg = [("DATABASE_URL", "postgres://db/x")];
+        let s = Settings::load(
+            None,
+            &env(&[
+                pg[0],
+                ("DB_SSL_MODE", "verify-ca"),
+                ("DB_SSL_CA", "/etc/ssl/db-ca.pem"),
+                ("DB_SSL_REJECT_UNAUTHORIZED", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.tls.mode, Some(SslMode::VerifyCa));
+        assert_eq!(
+            s.tls.root_cert.as_deref(),
+            Some(Path::new("/etc/ssl/db-ca.pem"))
+        );
+        s.check().unwrap();
+        let e = Settings::load(None, &env(&[pg[0], ("DB_SSL_MODE", "sometimes")])).unwrap_err();
+        assert_eq!(e.field(), Some("DB_SSL_MODE"));
+        let e = Settings::load(
+            None,
+            &env(&[pg[0], ("DB_SSL_REJECT_UNAUTHORIZED", "maybe")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("DB_SSL_REJECT_UNAUTHORIZED"));
+        // DB_SSL=false with verify-full: refused, naming DB_SSL.
+        let s = Settings::load(
+            None,
+            &env(&[pg[0], ("DB_SSL", "false"), ("DB_SSL_MODE", "verify-full")]),
+        )
+        .unwrap();
+        let e = s.check().unwrap_err();
+        assert_eq!(e.field(), Some("DB_SSL"));
+        assert!(e.to_string().contains("verify-full"), "{e}");
+        // The URL's sslmode and DB_SSL_MODE must agree.
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://db/x?sslmode=disable"),
+                ("DB_SSL_MODE", "verify-full"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.check().unwrap_err().field(), Some("DB_SSL_MODE"));
+        // The file's names.
+        let dir = std::env::temp_dir().join(format!("fs-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("flowstore.toml");
+        std::fs::write(
+            &file,
+            "[database]\nurl = \"postgres://db/x\"\nssl_mode = \"verify-full\"\nssl_ca = \"/ca.pem\"\nslow_query_ms = 250\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.tls.mode, Some(SslMode::VerifyFull));
+        assert_eq!(s.slow_query_threshold, Some(Duration::from_millis(250)));
+        std::fs::write(&file, "[database]\nslow_query_ms = \"off\"\n").unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.slow_query_threshold, None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sqlite_refuses_settings_that_ask_for_tls() {
+        for (k, v) in [
+            ("DB_SSL", "true"),
+            ("DB_SSL_MODE", "verify-full"),
+            ("DB_SSL_CA", "/ca.pem"),
+        ] {
+            let s = Settings::load(None, &env(&[(k, v)])).unwrap();
+            let e = s.check().unwrap_err();
+            assert_eq!(e.field(), Some(k), "{e}");
+            assert!(e.to_string().contains("SQLite"), "{e}");
+        }
+        // Seed 002's own example: TLS off, verification asked for if it were on.
+        let s = Settings::load(
+            None,
+            &env(&[("DB_SSL", "false"), ("DB_SSL_REJECT_UNAUTHORIZED", "true")]),
+        )
+        .unwrap();
+        s.check().unwrap();
+        let s = Settings::load(None, &env(&[("DB_SSL_MODE", "prefer")])).unwrap();
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn the_slow_query_threshold() {
+        let s = Settings::load(None, &env(&[])).unwrap();
+        assert_eq!(s.slow_query_threshold, Some(Duration::from_millis(1000)));
+        for (v, want) in [
+            ("250", Some(Duration::from_millis(250))),
+            ("0", None),
+            ("off", None),
+            (" OFF ", None),
+        ] {
+            let s = Settings::load(None, &env(&[("FLOWSTORE_SLOW_QUERY_MS", v)])).unwrap();
+            assert_eq!(s.slow_query_threshold, want, "{v}");
+        }
+        let e = Settings::load(None, &env(&[("FLOWSTORE_SLOW_QUERY_MS", "1s")])).unwrap_err();
+        assert_eq!(e.field(), Some("FLOWSTORE_SLOW_QUERY_MS"));
     }
 }

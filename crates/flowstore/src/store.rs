@@ -61,6 +61,7 @@ impl Store {
     }
 
     async fn connect_with(settings: &Settings, create: bool) -> StoreResult<Store> {
+        settings.check_tls()?;
         let keys = Arc::new(settings.key_source()?);
         let url = settings.database_url.trim();
         let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
@@ -72,12 +73,13 @@ impl Store {
                 idle_timeout: settings.idle_timeout,
                 create,
                 synchronous: settings.sqlite_synchronous,
+                slow_statements: settings.slow_query_threshold,
             };
             Arc::new(SqliteBackend::connect(&s, keys).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let s = PgSettings {
                 url: url.to_string(),
-                require_tls: settings.db_ssl,
+                tls: settings.tls.clone(),
                 max_connections: settings.pool_max,
                 min_connections: settings.pool_min,
                 connect_timeout: settings.connect_timeout,
@@ -86,6 +88,7 @@ impl Store {
                 lock_timeout: settings.lock_timeout,
                 application_name: "flowstore".into(),
                 log_statements: settings.db_debug,
+                slow_statements: settings.slow_query_threshold,
             };
             Arc::new(PostgresBackend::connect(&s, keys).await?)
         } else {

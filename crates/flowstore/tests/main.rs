@@ -8,3 +8,4 @@
 extern crate flowstore_testkit;
 
 mod conformance;
+mod db_config;

@@ -282,6 +282,7 @@ async fn open_sqlite(
         idle_timeout: Duration::from_secs(600),
         create: true,
         synchronous,
+        slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
     };
     let backend = Arc::new(SqliteBackend::connect(&settings, keys).await?);
     backend.migrate_up(None).await?;
@@ -317,7 +318,6 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
     bench_url.set_path(&name);
     let settings = PgSettings {
         url: bench_url.to_string(),
-        require_tls: false,
         max_connections: pool_max,
         min_connections: 1,
         connect_timeout: Duration::from_secs(30),

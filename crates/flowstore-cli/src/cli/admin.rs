@@ -24,11 +24,33 @@ pub struct CheckArgs {
 
 /// `flowstore stats`
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  flowstore stats --json")]
+#[command(
+    after_help = "Slow statements: besides pg_stat_statements (PostgreSQL, when installed), \
+                  the slowest statements that flowstore servers on this database recorded \
+                  (over FLOWSTORE_SLOW_QUERY_MS, default 1000 ms), normalised, with their \
+                  count, longest and total time, written down on every maintenance tick.\n\n\
+                  Example:\n  flowstore stats --json --slow-since 24h"
+)]
 pub struct StatsArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// How far back to look for recorded slow statements: 7d, 24h, 30m.
+    #[arg(long, default_value = "7d")]
+    pub slow_since: String,
+    /// How many recorded slow statements to list.
+    #[arg(long, default_value_t = 10)]
+    pub slow_limit: usize,
+}
+
+/// What `stats --json` prints: the database's statistics and the slow statements
+/// flowstore recorded.
+#[derive(Serialize)]
+struct StatsOutput {
+    #[serde(flatten)]
+    stats: admin::DbStats,
+    /// The slowest normalised statements recorded by flowstore, slowest first.
+    recorded_slow_statements: Vec<admin::SlowStatement>,
 }
 
 /// `flowstore vacuum`
@@ -157,9 +179,17 @@ fn print_check(r: &CheckReport, fix: bool) {
 
 /// Runs `stats`.
 pub async fn stats(store: &Store, args: StatsArgs) -> Result<(), StoreError> {
+    let since = admin::parse_duration("--slow-since", &args.slow_since)?;
+    let since = flowstore_core::time::now()
+        - chrono::Duration::from_std(since)
+            .map_err(|_| StoreError::invalid("--slow-since", "is too long"))?;
     let s = store.backend().admin().stats().await?;
+    let recorded = flowstore_core::slow::recorded(store.backend(), since, args.slow_limit).await?;
     if args.json {
-        return print_json(&s);
+        return print_json(&StatsOutput {
+            stats: s,
+            recorded_slow_statements: recorded,
+        });
     }
     println!("database: {}", mib(s.database_bytes));
     println!(
@@ -191,6 +221,15 @@ pub async fn stats(store: &Store, args: StatsArgs) -> Result<(), StoreError> {
     );
     for q in &s.slow_statements {
         println!("slow: {:>10.2} ms x{} {}", q.mean_ms, q.calls, q.query);
+    }
+    for q in &recorded {
+        println!(
+            "slow (recorded): max {:>10.2} ms, total {:>10.2} ms x{} {}",
+            q.max_ms.unwrap_or(q.mean_ms),
+            q.total_ms,
+            q.calls,
+            q.query
+        );
     }
     if let Some(f) = s.freelist_pages {
         println!("free pages: {f}");

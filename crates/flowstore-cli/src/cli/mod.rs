@@ -32,13 +32,16 @@ pub struct Cli {
 /// `flowstore.toml`.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Database URL: sqlite://PATH, sqlite::memory: or postgres://… [env: DATABASE_URL]
+    /// Database URL: sqlite://PATH, sqlite::memory: or postgres://…; TLS to
+    /// PostgreSQL from its sslmode and sslrootcert or DB_SSL_MODE, DB_SSL_CA, DB_SSL
+    /// and DB_SSL_REJECT_UNAUTHORIZED, which must agree [env: DATABASE_URL]
     #[arg(long, global = true)]
     pub database_url: Option<String>,
     /// Configuration file (TOML); `flowstore.toml` is read when present.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Most database connections in the pool [env: DB_POOL_MAX, DATABASE_POOL_MAX]
+    /// Most database connections in the pool [env: DB_POOL_MAX, DB_MAX_CONNECTIONS,
+    /// DATABASE_POOL_MAX]
     #[arg(long, global = true)]
     pub pool_max: Option<u32>,
 }
@@ -139,6 +142,10 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
     // The server waits for its database (and keeps waiting through restarts of it)
     // instead of exiting when it cannot connect at once.
     if let Command::Serve(args) = cli.command {
+        if let Some(v) = &args.slow_query_ms {
+            settings.slow_query_threshold =
+                flowstore::config::parse_threshold("--slow-query-ms", v)?;
+        }
         return serve::serve(&settings, args).await;
     }
     if let Command::Keys(keys::KeysCommand::Rotate(args)) = &cli.command {

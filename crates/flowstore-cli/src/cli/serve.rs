@@ -21,6 +21,12 @@ pub enum LogFormat {
 /// Options of `flowstore serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Log, count (`flowstore_slow_queries_total` in /metrics) and keep for
+    /// `flowstore stats` every statement taking at least this many milliseconds;
+    /// 0 or `off` switches it off. Replaces the environment's and the file's value
+    /// [env: FLOWSTORE_SLOW_QUERY_MS] [toml: [database] slow_query_ms] [default: 1000]
+    #[arg(long, value_name = "MS|off")]
+    pub slow_query_ms: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "FLOWSTORE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -117,13 +123,24 @@ pub enum ApiKeysCommand {
 }
 
 fn init_logs(format: LogFormat) {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let output = match format {
+        LogFormat::Plain => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
     };
+    // sqlx's own report of a slow statement (raw text) is left out: the slow layer
+    // logs it again normalised, with its duration (target `flowstore::slow`).
+    let output = output
+        .with_filter(filter)
+        .with_filter(filter_fn(|m| !flowstore_core::slow::is_driver_report(m)));
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(flowstore_core::slow::layer())
+        .try_init();
+    flowstore_core::slow::keep_for_flush();
 }
 
 async fn shutdown_signal() {

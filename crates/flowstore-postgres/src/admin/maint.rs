@@ -71,7 +71,7 @@ async fn slow_statements(
     .fetch_one(b.pool())
     .await?;
     if !installed {
-        notes.push("pg_stat_statements is not installed: slow statements cannot be listed".into());
+        notes.push("pg_stat_statements is not installed: the slow statements listed are those flowstore recorded".into());
         return Ok(Vec::new());
     }
     let rows: Result<Vec<(String, i64, f64, f64)>, _> = sqlx::query_as(
@@ -89,6 +89,7 @@ async fn slow_statements(
                 calls: calls as u64,
                 mean_ms,
                 total_ms,
+                max_ms: None,
             })
             .collect()),
         Err(e) => {

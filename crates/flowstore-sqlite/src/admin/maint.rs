@@ -152,7 +152,7 @@ impl flowstore_core::admin::Maintenance for SqliteBackend {
                 "absent until `flowstore vacuum` runs PRAGMA optimize"
             }
         ));
-        notes.push("SQLite keeps no statement statistics: slow statements cannot be listed".into());
+        notes.push("SQLite keeps no statement statistics: the slow statements listed are those flowstore recorded".into());
         let freelist: i64 = scalar(b, "PRAGMA freelist_count").await?;
         Ok(DbStats {
             backend: BackendKind::Sqlite,
