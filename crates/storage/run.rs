@@ -26,6 +26,22 @@ const ATTEMPT_COLUMNS: &str = "id, task_id, run_id, attempt, agent_type, worker_
      updated_at";
 
 impl Tx {
+    /// The size and starting position of a page of runs, newest by creation first
+    /// (an ID-only cursor gets its run's creation time).
+    async fn run_page(
+        &mut self,
+        page: &PageRequest,
+    ) -> StoreResult<(u32, Option<(flowstore_core::time::Timestamp, uuid::Uuid)>)> {
+        let (limit, after) = page.time_parts()?;
+        let after = rows::time_key(
+            &mut self.tx,
+            sql!("SELECT created_at FROM workflow_executions WHERE id = $1"),
+            after,
+        )
+        .await?;
+        Ok((limit, after))
+    }
+
     async fn insert_execution(&mut self, r: &WorkflowExecution) -> StoreResult<()> {
         ensure_exists(&mut self.tx, "tasks", "task_id", r.task_id.map(|t| t.0)).await?;
         ensure_exists(
@@ -173,13 +189,7 @@ impl RunRepo for Tx {
     ) -> StoreResult<Page<WorkflowExecution>> {
         // Newest first by creation time, the ID breaking ties: seed 000's clients
         // insert runs with random (v4) IDs, whose order means nothing.
-        let (limit, after) = page.time_parts()?;
-        let after = rows::time_key(
-            &mut self.tx,
-            sql!("SELECT created_at FROM workflow_executions WHERE id = $1"),
-            after,
-        )
-        .await?;
+        let (limit, after) = self.run_page(page).await?;
         // Separate statements rather than `($2 IS NULL OR status = $2)` and
         // `($3 IS NULL OR …)`, so that each one walks its own index
         // (workflow_id[, status], created_at, id) backwards and starts at the cursor
@@ -218,13 +228,7 @@ impl RunRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<WorkflowExecution>> {
         filter.check()?;
-        let (limit, after) = page.time_parts()?;
-        let after = rows::time_key(
-            &mut self.tx,
-            sql!("SELECT created_at FROM workflow_executions WHERE id = $1"),
-            after,
-        )
-        .await?;
+        let (limit, after) = self.run_page(page).await?;
         let (restricted, me) = visibility::binds(&filter.viewer);
         // Each filter and the cursor enter the text only when given (else their
         // parameter is tested for NULL, which it is), so that the plan walks the index
