@@ -87,6 +87,22 @@ impl SummaryRepo for Tx {
         Ok(RunBucket::fold(rows))
     }
 
+    async fn recent_durations(&mut self, workflow_id: &str, limit: u32) -> StoreResult<Vec<i64>> {
+        // The newest completed runs by the (workflow_id, status, created_at, id)
+        // index; those without a duration are left out after the walk.
+        Ok(sqlx::query_scalar(sql!(
+            "SELECT CAST(actual_duration AS BIGINT) FROM (
+                 SELECT actual_duration FROM workflow_executions
+                  WHERE workflow_id = $1 AND status = 'completed'
+                  ORDER BY created_at DESC, id DESC LIMIT $2) recent
+              WHERE actual_duration IS NOT NULL"
+        ))
+        .bind(workflow_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn workers_seen(&mut self, since: Timestamp, limit: u32) -> StoreResult<Vec<WorkerSeen>> {
         // Attempts made by the engine have time-ordered (v7) IDs: the ID bound reads
         // the window as a range of the primary key, with no index of its own that

@@ -357,6 +357,25 @@ async fn finished_runs_per_hour_and_day(b: Arc<dyn Backend>) {
         .get("/api/v1/analytics/runs?bucket=week")
         .await
         .want_field(422, "bucket");
+    // Durations of the completed runs only (the failed one is not counted).
+    let d = c
+        .by(&a)
+        .get(&format!("/api/v1/workflows/{mine}/durations"))
+        .await
+        .want(200);
+    assert_eq!(d["runs"], 2, "{d}");
+    assert!(
+        d["p50_ms"].as_i64().is_some() && d["p99_ms"].as_i64() <= d["max_ms"].as_i64(),
+        "{d}"
+    );
+    c.by(&a)
+        .get(&format!("/api/v1/workflows/{theirs}/durations"))
+        .await
+        .want(404);
+    c.by(&a)
+        .get(&format!("/api/v1/workflows/{mine}/durations?limit=0"))
+        .await
+        .want_field(422, "limit");
     c.by(&a)
         .get("/api/v1/analytics/runs?since=2020-01-01T00:00:00Z&until=2026-01-01T00:00:00Z")
         .await

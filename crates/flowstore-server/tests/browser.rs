@@ -272,6 +272,28 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     until_text(&b, "ol.events", "run.completed").await;
     screenshot(&b, "run").await;
 
+    // The workflow: its figures, its steps and what its new version changed.
+    c.admin()
+        .update_workflow(
+            &wf,
+            json!({"definition": {"steps": [
+            {"key": "build", "handler": "shell"},
+            {"key": "test", "handler": "shell", "depends_on": ["build"]},
+            {"key": "lint", "handler": "shell", "depends_on": ["build"]},
+            {"key": "ship", "handler": "shell", "depends_on": ["test", "lint"]},
+            {"key": "notify", "handler": "shell", "depends_on": ["ship"]}]}}),
+        )
+        .await
+        .want(200);
+    b.goto(&format!("{base}/#/workflows")).await.unwrap();
+    until_text(&b, "table", "release").await;
+    click(&b, "//a[text()='release']", false).await;
+    until_text(&b, "h1", "release").await;
+    until_text(&b, ".card", "Median duration").await;
+    until_text(&b, "svg.dag", "notify").await;
+    until_text(&b, "pre.diff span.add", "notify").await;
+    screenshot(&b, "workflow").await;
+
     // Cancel another run, then re-run it, each after confirming.
     let (other, _) = start(json!({"branch": "next"})).await;
     b.goto(&format!("{base}/#/runs/{other}")).await.unwrap();

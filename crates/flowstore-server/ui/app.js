@@ -94,7 +94,7 @@ function stop() {
 
 // Shows the nodes of the view opened as generation `g`, unless another has opened.
 function show(g, ...nodes) {
-  if (g === gen) main.replaceChildren(...nodes);
+  if (g === gen) main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function failure(e) {
@@ -313,10 +313,11 @@ function dag(definition, tasks) {
     }
   }
   for (const s of steps) {
-    const st = status[s.key] || "pending";
+    // A workflow's own graph has no statuses; a run's shows each step's.
+    const st = tasks.length ? status[s.key] || "pending" : null;
     svg.append(h("g", {},
-      h("rect", { class: st, x: pos[s.key].x, y: pos[s.key].y, width: w, height: 32 }),
-      h("text", { x: pos[s.key].x + 8, y: pos[s.key].y + 20 }, `${s.key} · ${st}`)));
+      h("rect", { class: st || "step", x: pos[s.key].x, y: pos[s.key].y, width: w, height: 32 }),
+      h("text", { x: pos[s.key].x + 8, y: pos[s.key].y + 20 }, st ? `${s.key} · ${st}` : s.key)));
   }
   return svg;
 }
@@ -377,7 +378,8 @@ async function run(g, id) {
     g,
     h("h1", {}, "Run ", r.execution_id, " ", badge(r.status)),
     h("p", { class: "muted" },
-      `${r.workflow_name} v${r.workflow_version || "?"} · started ${when(r.start_time)} · ended ${when(r.end_time)} · ${ms(r.actual_duration)}`),
+      r.workflow_ref ? h("a", { href: "#/workflows/" + r.workflow_ref }, r.workflow_name) : r.workflow_name,
+      ` v${r.workflow_version || "?"} · started ${when(r.start_time)} · ended ${when(r.end_time)} · ${ms(r.actual_duration)}`),
     h("div", { class: "actions" },
       terminal ? null : act("Cancel", `/api/v1/runs/${id}/cancel`, "Cancel this run?", "danger"),
       ["failed", "cancelled", "timed_out"].includes(r.status)
@@ -433,6 +435,103 @@ async function run(g, id) {
 }
 run.seen = {};
 
+// ---------------------------------------------------------------- workflows
+
+async function workflows(g) {
+  const p = params();
+  const query = new URLSearchParams({ limit: "50" });
+  for (const k of ["status", "cursor"]) if (p.get(k)) query.set(k, p.get(k));
+  const page = await api("GET", "/api/v1/workflows?" + query);
+  const next = page.next_cursor
+    ? h("a", { href: "#/workflows?" + new URLSearchParams({ ...Object.fromEntries(p), cursor: page.next_cursor }) }, "More →")
+    : null;
+  show(
+    g,
+    h("h1", {}, "Workflows"),
+    page.items.length
+      ? table(["Name", "Status", "Version", "Strategy", "Updated"],
+          page.items.map((w) => [
+            h("a", { href: "#/workflows/" + w.id }, w.name),
+            badge(w.status),
+            "v" + w.version,
+            `${w.execution_strategy}, ${w.failure_strategy}`,
+            when(w.updated_at),
+          ]))
+      : h("p", { class: "muted" }, "No workflows."),
+    h("p", {}, next)
+  );
+}
+
+// The lines of `a` and `b` marked kept, removed or added (a longest common
+// subsequence, which definitions of a few hundred lines afford).
+function diff(a, b) {
+  const n = a.length, m = b.length;
+  const len = Array.from({ length: n + 1 }, () => new Array(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--)
+      len[i][j] = a[i] === b[j] ? len[i + 1][j + 1] + 1 : Math.max(len[i + 1][j], len[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) out.push([" ", a[i++], j++]);
+    else if (j < m && (i === n || len[i][j + 1] >= len[i + 1][j])) out.push(["+", b[j++]]);
+    else out.push(["-", a[i++]]);
+  }
+  return out;
+}
+
+async function workflow(g, id) {
+  const [w, summary, durations, versions, days, recent] = await Promise.all([
+    api("GET", "/api/v1/workflows/" + id),
+    api("GET", `/api/v1/workflows/${id}/summary`),
+    api("GET", `/api/v1/workflows/${id}/durations`),
+    api("GET", `/api/v1/workflows/${id}/versions`),
+    api("GET", `/api/v1/analytics/runs?bucket=day&workflow_id=${id}`),
+    api("GET", `/api/v1/runs?limit=10&workflow_id=${id}`),
+  ]);
+  const list = Array.isArray(versions) ? versions : versions.items || [];
+  const newest = [...list].sort((x, y) => y.version - x.version);
+  const pick = h("select", { "aria-label": "Compare with version" },
+    newest.slice(1).map((v) => h("option", { value: v.version }, "v" + v.version)));
+  const shown = h("pre", { class: "diff", "aria-live": "polite" });
+  const compare = () => {
+    const old = newest.find((v) => String(v.version) === pick.value);
+    const lines = (v) => JSON.stringify(v.definition, null, 2).split("\n");
+    const d = old ? diff(lines(old), lines(newest[0])) : lines(newest[0]).map((l) => [" ", l]);
+    shown.replaceChildren(...d.map(([k, l]) => h("span", { class: k === "+" ? "add" : k === "-" ? "del" : "" }, `${k} ${l}\n`)));
+  };
+  pick.addEventListener("change", compare);
+  const runs = summary.runs || {};
+  const rate = runs.total ? ((runs.completed || 0) / runs.total) * 100 : 0;
+  show(
+    g,
+    h("h1", {}, w.name, " ", badge(w.status)),
+    h("p", { class: "muted" }, `v${w.version} · ${w.execution_strategy} · ${w.failure_strategy} · ${w.visibility}`),
+    w.description ? h("p", {}, w.description) : null,
+    h("div", { class: "cards" },
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Runs"), h("div", { class: "big" }, runs.total || 0)),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Success rate"), h("div", { class: "big" }, rate.toFixed(1) + " %")),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Median duration"), h("div", { class: "big" }, ms(durations.p50_ms))),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "p90 / p99"), h("div", { class: "big" }, `${ms(durations.p90_ms)} / ${ms(durations.p99_ms)}`))
+    ),
+    h("h2", {}, "Runs per day (30 days)"),
+    days.length
+      ? table(["Day", "Finished", "Completed", "Failed", "Mean duration"],
+          days.map((d) => [new Date(d.bucket_start).toLocaleDateString(), d.total, d.completed, d.failed + d.timed_out, ms(d.average_duration_ms)]))
+      : h("p", { class: "muted" }, "No run finished in the last 30 days."),
+    h("h2", {}, "Steps"),
+    dag(w.definition, []),
+    h("h2", {}, "Recent runs"),
+    runTable(recent.items),
+    h("p", {}, h("a", { href: "#/runs?workflow_id=" + encodeURIComponent(id) }, "All runs of this workflow →")),
+    h("h2", {}, "Versions"),
+    table(["Version", "Note", "Created"], newest.map((v) => ["v" + v.version, v.change_note || "–", when(v.created_at)])),
+    newest.length > 1 ? h("label", {}, "Changes in the current version since", pick) : null,
+    shown
+  );
+  compare();
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -453,7 +552,10 @@ async function route() {
   }
   try {
     const m = path.match(/^\/runs\/([0-9a-fA-F-]{36})$/);
+    const w = path.match(/^\/workflows\/([0-9a-fA-F-]{36})$/);
     if (m) await run(g, m[1]);
+    else if (w) await workflow(g, w[1]);
+    else if (path === "/workflows") await workflows(g);
     else if (path === "/runs") await runs(g);
     else await overview(g);
   } catch (e) {

@@ -242,6 +242,43 @@ impl RunBucket {
     }
 }
 
+/// How long a workflow's recent completed runs took, from their durations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DurationStats {
+    /// How many runs the figures are over (the newest completed ones).
+    pub runs: i64,
+    /// Their mean duration (ms).
+    pub mean_ms: Option<f64>,
+    /// The median (ms).
+    pub p50_ms: Option<i64>,
+    /// The 90th percentile (ms).
+    pub p90_ms: Option<i64>,
+    /// The 99th percentile (ms).
+    pub p99_ms: Option<i64>,
+    /// The longest (ms).
+    pub max_ms: Option<i64>,
+}
+
+impl DurationStats {
+    /// The figures of `durations` (any order), each percentile the nearest rank.
+    pub fn of(mut durations: Vec<i64>) -> DurationStats {
+        durations.sort_unstable();
+        let n = durations.len();
+        let rank = |p: f64| -> Option<i64> {
+            (n > 0).then(|| durations[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
+        };
+        DurationStats {
+            runs: n as i64,
+            mean_ms: (n > 0).then(|| durations.iter().sum::<i64>() as f64 / n as f64),
+            p50_ms: rank(0.50),
+            p90_ms: rank(0.90),
+            p99_ms: rank(0.99),
+            max_ms: durations.last().copied(),
+        }
+    }
+}
+
 /// A worker seen through the attempts it took.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -274,6 +311,9 @@ pub trait SummaryRepo: Send {
     /// `0017_run_rollups`): a few rows per hour whatever the number of runs. Buckets
     /// without runs are left out.
     async fn run_series(&mut self, filter: &RunSeriesFilter) -> StoreResult<Vec<RunBucket>>;
+    /// The durations (ms) of a workflow's newest completed runs that have one, at
+    /// most `limit`. `workflow_id` is seed 000's free text.
+    async fn recent_durations(&mut self, workflow_id: &str, limit: u32) -> StoreResult<Vec<i64>>;
     /// The workers that claimed, heartbeat or ended an attempt at or after `since`,
     /// most recently seen first, at most `limit`.
     async fn workers_seen(&mut self, since: Timestamp, limit: u32) -> StoreResult<Vec<WorkerSeen>>;
@@ -283,4 +323,25 @@ pub trait SummaryRepo: Send {
         filter: &SystemMetricFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<SystemMetric>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_percentiles_take_the_nearest_rank() {
+        let d = DurationStats::of((1..=100).rev().collect());
+        assert_eq!(
+            (d.runs, d.p50_ms, d.p90_ms, d.p99_ms, d.max_ms),
+            (100, Some(50), Some(90), Some(99), Some(100))
+        );
+        assert_eq!(d.mean_ms, Some(50.5));
+        let one = DurationStats::of(vec![7]);
+        assert_eq!(
+            (one.p50_ms, one.p99_ms, one.max_ms),
+            (Some(7), Some(7), Some(7))
+        );
+        assert_eq!(DurationStats::of(vec![]), DurationStats::default());
+    }
 }

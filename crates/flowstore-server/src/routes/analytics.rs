@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use axum::Json as AxumJson;
-use flowstore_core::ids::{ProjectId, TaskId};
+use flowstore_core::ids::{ProjectId, TaskId, WorkflowId};
 use flowstore_core::model::engine::QueueDepth;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::run::{AgentSummary, TaskAttempt};
-use flowstore_core::model::summary::{Bucket, RunBucket, RunSeriesFilter, WorkerSeen};
+use flowstore_core::model::summary::{
+    Bucket, DurationStats, RunBucket, RunSeriesFilter, WorkerSeen,
+};
 use flowstore_core::model::task::query::{ActiveTask, PrValidation};
 use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::{time, Page};
@@ -28,6 +30,7 @@ use crate::state::AppState;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(run_series))
+        .routes(routes!(durations))
         .routes(routes!(task_attempts))
         .routes(routes!(queues))
         .routes(routes!(workers))
@@ -84,6 +87,37 @@ pub async fn run_series(
         access::check_workflow_named(&mut *tx, &api.caller, w, SharePermission::Read).await?;
     }
     Ok(AxumJson(tx.run_series(&filter).await?))
+}
+
+query_params! {
+    /// How many runs `GET /workflows/{id}/durations` reads.
+    pub struct DurationsQuery {
+        /// The newest completed runs to read: 1 to 10000; 1000 when absent.
+        pub limit: Option<u32>,
+    }
+}
+
+/// How long the workflow's newest completed runs took: mean, median, 90th and 99th
+/// percentiles and the longest, over at most `limit` runs.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/durations", tag = "analytics",
+    params(in_path::Workflow, DurationsQuery),
+    responses((status = 200, body = DurationStats), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn durations(
+    api: Api,
+    Path(id): Path<WorkflowId>,
+    Query(q): Query<DurationsQuery>,
+) -> ApiResult<AxumJson<DurationStats>> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::invalid(
+            "limit",
+            format!("{limit} is outside 1..=10000"),
+        ));
+    }
+    let mut tx = api.read().await?;
+    access::workflow(&mut *tx, &api.caller, id, SharePermission::Read).await?;
+    let durations = tx.recent_durations(&id.to_string(), limit).await?;
+    Ok(AxumJson(DurationStats::of(durations)))
 }
 
 /// A task's attempts, first attempt first: when each started and ended, which
