@@ -20,12 +20,108 @@ const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_ve
      end_time, result_data, error_data, metadata, created_at, updated_at, workflow_ref, \
      workflow_version_id, failure_strategy, input, deadline_at, cancel_requested_at";
 
+/// How [`Tx::runs_where`] takes a list's text filter.
+enum RunText<'a> {
+    /// No text filter.
+    Any,
+    /// The run with this ID or execution ID.
+    Exact {
+        id: Option<uuid::Uuid>,
+        execution_id: &'a str,
+    },
+    /// Runs whose workflow name matches this LIKE pattern.
+    Name(String),
+}
+
 const ATTEMPT_COLUMNS: &str = "id, task_id, run_id, attempt, agent_type, worker_id, \
      execution_status, input_context, output_results, error_details, started_at, completed_at, \
      lease_expires_at, heartbeat_at, duration_ms, memory_usage_mb, cpu_time_ms, created_at, \
      updated_at";
 
 impl Tx {
+    /// A page of runs matching `filter` (its text as `text` says), newest by
+    /// creation first, after `after`.
+    async fn runs_where(
+        &mut self,
+        filter: &RunFilter,
+        text: RunText<'_>,
+        limit: u32,
+        after: Option<(flowstore_core::time::Timestamp, uuid::Uuid)>,
+    ) -> StoreResult<Page<WorkflowExecution>> {
+        let (restricted, me) = visibility::binds(&filter.viewer);
+        // Each filter and the cursor enter the text only when given (else their
+        // parameter is tested for NULL, which it is), so that the plan walks the index
+        // that fits ((status,) created_at, id) from the cursor on instead of testing
+        // `$n IS NULL OR …` on every row.
+        let cond = |given: bool, yes: &str, no: &str| if given { yes } else { no }.to_string();
+        let (id, execution_id, pattern) = match &text {
+            RunText::Any => (None, None, None),
+            RunText::Exact { id, execution_id } => (*id, Some(*execution_id), None),
+            RunText::Name(p) => (None, None, Some(p.as_str())),
+        };
+        let conds = [
+            cond(
+                filter.workflow_id.is_some(),
+                " AND r.workflow_id = $1",
+                " AND $1::text IS NULL",
+            ),
+            cond(
+                filter.status.is_some(),
+                " AND r.status = $2",
+                " AND $2::text IS NULL",
+            ),
+            cond(
+                filter.since.is_some(),
+                " AND r.created_at >= $3",
+                " AND $3::timestamptz IS NULL",
+            ),
+            cond(
+                filter.until.is_some(),
+                " AND r.created_at < $4",
+                " AND $4::timestamptz IS NULL",
+            ),
+            cond(
+                execution_id.is_some(),
+                " AND (r.id = $5 OR r.execution_id = $6)",
+                " AND $5::uuid IS NULL AND $6::text IS NULL",
+            ),
+            cond(
+                pattern.is_some(),
+                " AND lower(r.workflow_name) LIKE $7 ESCAPE '\\'",
+                " AND $7::text IS NULL",
+            ),
+            cond(
+                after.is_some(),
+                " AND (r.created_at, r.id) < ($8, $9)",
+                " AND $8::timestamptz IS NULL AND $9::uuid IS NULL",
+            ),
+        ]
+        .concat();
+        let rows: Vec<WorkflowExecution> = sqlx::query_as(&sql_owned(format!(
+            "SELECT {COLUMNS} FROM workflow_executions r
+             WHERE 1 = 1{conds}{}
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $10",
+            visibility::clause("$11", "$12", &visibility::run("r"))
+        )))
+        .bind(filter.workflow_id.as_deref())
+        .bind(filter.status)
+        .bind(filter.since.as_ref().map(ts))
+        .bind(filter.until.as_ref().map(ts))
+        .bind(id)
+        .bind(execution_id)
+        .bind(pattern)
+        .bind(after.as_ref().map(|(t, _)| ts(t)))
+        .bind(after.map(|(_, id)| id))
+        .bind(i64::from(limit) + 1)
+        .bind(restricted)
+        .bind(me)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(Page::from_timed_rows(rows, limit, |r| {
+            (r.created_at, r.id.0)
+        }))
+    }
+
     /// The size and starting position of a page of runs, newest by creation first
     /// (an ID-only cursor gets its run's creation time).
     async fn run_page(
@@ -229,65 +325,27 @@ impl RunRepo for Tx {
     ) -> StoreResult<Page<WorkflowExecution>> {
         filter.check()?;
         let (limit, after) = self.run_page(page).await?;
-        let (restricted, me) = visibility::binds(&filter.viewer);
-        // Each filter and the cursor enter the text only when given (else their
-        // parameter is tested for NULL, which it is), so that the plan walks the index
-        // that fits ((status,) created_at, id) from the cursor on instead of testing
-        // `$n IS NULL OR …` on every row.
-        let cond = |given: bool, yes: &str, no: &str| if given { yes } else { no }.to_string();
-        let conds = [
-            cond(filter.workflow_id.is_some(), " AND r.workflow_id = $1", " AND $1::text IS NULL"),
-            cond(filter.status.is_some(), " AND r.status = $2", " AND $2::text IS NULL"),
-            cond(filter.since.is_some(), " AND r.created_at >= $3", " AND $3::timestamptz IS NULL"),
-            cond(filter.until.is_some(), " AND r.created_at < $4", " AND $4::timestamptz IS NULL"),
-            cond(
-                filter.text.is_some(),
-                " AND (r.id = $5 OR r.execution_id = $6 OR lower(r.workflow_name) LIKE $7 ESCAPE '\\')",
-                " AND $5::uuid IS NULL AND $6::text IS NULL AND $7::text IS NULL",
-            ),
-            cond(
-                after.is_some(),
-                " AND (r.created_at, r.id) < ($8, $9)",
-                " AND $8::timestamptz IS NULL AND $9::uuid IS NULL",
-            ),
-        ]
-        .concat();
-        let text_id = filter
-            .text
-            .as_deref()
-            .and_then(|t| uuid::Uuid::try_parse(t.trim()).ok());
-        let text = filter.text.as_deref().map(str::trim);
-        let pattern = text.map(|t| {
-            let escaped = t
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        });
-        let rows: Vec<WorkflowExecution> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflow_executions r
-             WHERE 1 = 1{conds}{}
-             ORDER BY r.created_at DESC, r.id DESC LIMIT $10",
-            visibility::clause("$11", "$12", &visibility::run("r"))
-        )))
-        .bind(filter.workflow_id.as_deref())
-        .bind(filter.status)
-        .bind(filter.since.as_ref().map(ts))
-        .bind(filter.until.as_ref().map(ts))
-        .bind(text_id)
-        .bind(text)
-        .bind(pattern)
-        .bind(after.as_ref().map(|(t, _)| ts(t)))
-        .bind(after.map(|(_, id)| id))
-        .bind(i64::from(limit) + 1)
-        .bind(restricted)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_timed_rows(rows, limit, |r| {
-            (r.created_at, r.id.0)
-        }))
+        let Some(text) = filter.text.as_deref().map(str::trim) else {
+            return self.runs_where(filter, RunText::Any, limit, after).await;
+        };
+        // A run's ID or execution ID is looked up by its index first; only text that
+        // names no run that way is searched for in workflow names, a walk of the
+        // newest runs until a page is full.
+        let exact = RunText::Exact {
+            id: uuid::Uuid::try_parse(text).ok(),
+            execution_id: text,
+        };
+        let found = self.runs_where(filter, exact, limit, after).await?;
+        if !found.items.is_empty() {
+            return Ok(found);
+        }
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let name = RunText::Name(format!("%{escaped}%"));
+        self.runs_where(filter, name, limit, after).await
     }
 
     async fn find_by_task(&mut self, task_id: TaskId) -> StoreResult<Vec<WorkflowExecution>> {

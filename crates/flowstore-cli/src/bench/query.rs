@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use chrono::DurationRound;
 use flowstore_core::model::metric::AggregateFilter;
-use flowstore_core::model::run::{RunStatus, StatsFilter};
+use flowstore_core::model::run::{RunFilter, RunStatus, StatsFilter};
+use flowstore_core::model::summary::{Bucket, RunSeriesFilter};
 use flowstore_core::model::task::query::TaskFilter;
 use flowstore_core::{PageRequest, StoreResult};
 use rand::Rng;
@@ -340,6 +341,8 @@ pub(crate) async fn run(
         "list_tasks requirements {os: linux, tier: gold}".into(),
     ));
 
+    dashboard(&backend, n, calls, &mut rows).await?;
+
     for (variant, s, note) in rows {
         report.rows.push(Row {
             workload: "query".into(),
@@ -351,5 +354,137 @@ pub(crate) async fn run(
             ..Row::default()
         });
     }
+    Ok(())
+}
+
+/// What the dashboard's pages read: runs of every workflow (all, failed, one named
+/// by its execution ID), finished runs per hour and per day from the rollups, and a
+/// workflow's duration percentiles.
+async fn dashboard(
+    backend: &std::sync::Arc<dyn flowstore_core::Backend>,
+    n: u64,
+    calls: u32,
+    rows: &mut Vec<(String, Samples, String)>,
+) -> StoreResult<()> {
+    let runs = |filter: RunFilter, want: usize| {
+        let backend = backend.clone();
+        move |_| {
+            let backend = backend.clone();
+            let filter = filter.clone();
+            async move {
+                let mut tx = backend.begin_read().await?;
+                let p = tx.list_runs(&filter, &PageRequest::first(PAGE)).await?;
+                let _ = tx.rollback().await;
+                if p.items.len() < want {
+                    return Err(fail(format!(
+                        "list_runs found {} runs, expected {want}",
+                        p.items.len()
+                    )));
+                }
+                Ok(())
+            }
+        }
+    };
+    let full = (PAGE as usize).min(n as usize);
+    let s = repeat(calls, runs(RunFilter::default(), full)).await?;
+    rows.push((
+        "dashboard: runs of every workflow, page 1".into(),
+        s,
+        format!("list_runs, {PAGE} a page"),
+    ));
+    let failed = RunFilter {
+        status: Some(RunStatus::Failed),
+        ..RunFilter::default()
+    };
+    let s = repeat(calls, runs(failed, if n >= 1000 { full } else { 0 })).await?;
+    rows.push((
+        "dashboard: failed runs, page 1".into(),
+        s,
+        "list_runs status failed".into(),
+    ));
+    let s = repeat(calls, |_| {
+        let backend = backend.clone();
+        let i = rand::thread_rng().gen_range(1..=n);
+        async move {
+            let text = format!("bench-run-{i}");
+            let filter = RunFilter {
+                text: Some(text.clone()),
+                ..RunFilter::default()
+            };
+            let mut tx = backend.begin_read().await?;
+            let p = tx.list_runs(&filter, &PageRequest::first(PAGE)).await?;
+            let _ = tx.rollback().await;
+            if p.items.len() != 1 || p.items[0].execution_id != text {
+                return Err(fail("list_runs by execution ID found another run"));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "dashboard: a run by its execution ID".into(),
+        s,
+        "list_runs q=execution_id".into(),
+    ));
+    let now = flowstore_core::time::now();
+    for (name, bucket, span, workflow) in [
+        (
+            "dashboard: finished runs per hour, 24 h",
+            Bucket::Hour,
+            chrono::TimeDelta::hours(24),
+            None,
+        ),
+        (
+            "dashboard: a workflow's runs per day, 30 days",
+            Bucket::Day,
+            chrono::TimeDelta::days(30),
+            Some(WF),
+        ),
+    ] {
+        let filter = RunSeriesFilter {
+            workflow_id: workflow.map(str::to_string),
+            since: now - span,
+            until: now + chrono::TimeDelta::hours(1),
+            bucket,
+            viewer: None,
+        };
+        let s = repeat(calls, |_| {
+            let backend = backend.clone();
+            let filter = filter.clone();
+            async move {
+                let mut tx = backend.begin_read().await?;
+                let points = tx.run_series(&filter).await?;
+                let _ = tx.rollback().await;
+                if n >= 1000 && points.is_empty() {
+                    return Err(fail("run_series found no finished runs"));
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push((
+            name.into(),
+            s,
+            format!("run_series from run_rollups, {bucket} buckets"),
+        ));
+    }
+    let s = repeat(calls, |_| {
+        let backend = backend.clone();
+        async move {
+            let mut tx = backend.begin_read().await?;
+            let d = tx.recent_durations(WF, 1000).await?;
+            let _ = tx.rollback().await;
+            if n >= 1000 && d.is_empty() {
+                return Err(fail("recent_durations found nothing"));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "dashboard: a workflow's duration percentiles".into(),
+        s,
+        "recent_durations, 1000 runs".into(),
+    ));
     Ok(())
 }

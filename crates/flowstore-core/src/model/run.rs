@@ -587,8 +587,9 @@ pub struct RunFilter {
     pub since: Option<Timestamp>,
     /// Only runs created before this instant.
     pub until: Option<Timestamp>,
-    /// Only runs this text names: their ID, their `execution_id`, or a part of their
-    /// workflow's name (case-insensitive for ASCII letters).
+    /// Only runs this text names: the run with this ID or `execution_id` when there
+    /// is one, else the runs with this text in their workflow's name
+    /// (case-insensitive for ASCII letters).
     pub text: Option<String>,
     /// Who reads: runs of workflows they may not read are left out.
     pub viewer: Option<Viewer>,
