@@ -321,6 +321,38 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
         "retried, then re-run as another run"
     );
 
+    // A project's board, the handlers and the admin pages.
+    let project = c
+        .admin()
+        .create_project(json!({"name": "website"}))
+        .await
+        .want_id(201);
+    for (title, ready) in [("write copy", false), ("ship page", true)] {
+        let t = c
+            .admin()
+            .create_task(json!({"title": title, "project_id": project}))
+            .await
+            .want_id(201);
+        if ready {
+            c.admin()
+                .update_task(&t, json!({"status": "ready"}))
+                .await
+                .want(200);
+        }
+    }
+    b.goto(&format!("{base}/#/projects")).await.unwrap();
+    click(&b, "//a[text()='website']", false).await;
+    until_text(&b, "section[aria-label=pending]", "write copy").await;
+    until_text(&b, "section[aria-label=ready]", "ship page").await;
+    screenshot(&b, "project").await;
+    b.goto(&format!("{base}/#/handlers")).await.unwrap();
+    until_text(&b, "table", "shell").await;
+    b.goto(&format!("{base}/#/admin")).await.unwrap();
+    until_text(&b, "table", "ops@x.io").await;
+    until_text(&b, "p[role=status]", "The chain verifies").await;
+    until_text(&b, "table", "run.retry").await;
+    screenshot(&b, "admin").await;
+
     // The theme switch and signing out.
     b.find(Locator::Id("theme"))
         .await

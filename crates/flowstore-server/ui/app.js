@@ -146,6 +146,7 @@ function showSignIn(message) {
 async function whoAmI() {
   const w = await api("GET", "/api/v1/sessions/current");
   me = { user: w.user, role: w.role };
+  document.getElementById("admin-link").hidden = w.role !== "admin";
   document.getElementById("who").textContent = (w.user && w.user.email) || w.role;
   document.getElementById("signout").hidden = false;
 }
@@ -532,6 +533,145 @@ async function workflow(g, id) {
   compare();
 }
 
+// ---------------------------------------------------------------- projects
+
+async function projects(g) {
+  const page = await api("GET", "/api/v1/projects?limit=100");
+  show(
+    g,
+    h("h1", {}, "Projects"),
+    page.items.length
+      ? table(["Name", "Repository", "Branch", "Created"],
+          page.items.map((p) => [
+            h("a", { href: "#/projects/" + p.id }, p.name),
+            p.repository_name || p.repository_url || "–",
+            p.default_branch || "–",
+            when(p.created_at),
+          ]))
+      : h("p", { class: "muted" }, "No projects.")
+  );
+}
+
+// A board: one column per status, a card per item.
+function board(statuses, items, card) {
+  return h("div", { class: "board" },
+    statuses.map((st) => {
+      const here = items.filter((i) => i.status === st);
+      return h("section", { class: "column", "aria-label": st },
+        h("h3", {}, badge(st), " ", here.length),
+        here.map((i) => h("div", { class: "card" }, card(i))));
+    }));
+}
+
+async function project(g, id) {
+  const [p, tasks, prs] = await Promise.all([
+    api("GET", "/api/v1/projects/" + id),
+    api("GET", `/api/v1/tasks?project_id=${id}&limit=200`),
+    api("GET", `/api/v1/pull-requests?project_id=${id}&limit=200`),
+  ]);
+  show(
+    g,
+    h("h1", {}, p.name),
+    p.description ? h("p", {}, p.description) : null,
+    h("h2", {}, "Tasks"),
+    board(["pending", "ready", "running", "completed", "failed", "cancelled"], tasks.items, (t) => [
+      h("strong", {}, t.title),
+      h("div", { class: "muted" }, `priority ${t.priority ?? "–"}${t.assigned_agent ? " · " + t.assigned_agent : ""}`),
+    ]),
+    h("h2", {}, "Pull requests"),
+    board(["draft", "open", "review", "merged", "closed"], prs.items, (r) => [
+      h("strong", {}, (r.pr_number ? "#" + r.pr_number + " " : "") + r.title),
+      h("div", { class: "muted" }, `${r.branch_name} · ${(r.validation_results && r.validation_results.status) || "not validated"}`),
+    ])
+  );
+}
+
+// ---------------------------------------------------------------- handlers
+
+async function handlers(g) {
+  const [hs, health] = await Promise.all([
+    api("GET", "/api/v1/handlers?limit=200"),
+    api("GET", "/api/v1/components/health"),
+  ]);
+  const items = Array.isArray(hs) ? hs : hs.items;
+  const comps = Array.isArray(health) ? health : health.items || [];
+  show(
+    g,
+    h("h1", {}, "Handlers and components"),
+    h("h2", {}, "Handlers"),
+    items.length
+      ? table(["Type", "Name", "Version", "Active"],
+          items.map((x) => [x.handler_type, x.handler_name, x.version || "–", x.is_active ? "yes" : "no"]))
+      : h("p", { class: "muted" }, "No handlers."),
+    h("h2", {}, "Components"),
+    comps.length
+      ? table(["Name", "Type", "Status", "Health", "Last check"],
+          comps.map((c) => [c.component.name, c.component.component_type, badge(c.component.status),
+            badge(c.effective_health + (c.stale ? " (stale)" : "")), when(c.component.last_health_check)]))
+      : h("p", { class: "muted" }, "No components.")
+  );
+}
+
+// ---------------------------------------------------------------- admin
+
+async function admin(g) {
+  const [users, teams, keys, hooks, audit, verify, configs] = await Promise.all([
+    api("GET", "/api/v1/users?limit=100"),
+    api("GET", "/api/v1/teams?limit=100"),
+    api("GET", "/api/v1/apikeys?limit=100"),
+    api("GET", "/api/v1/webhooks?limit=100"),
+    api("GET", "/api/v1/audit?limit=50"),
+    api("GET", "/api/v1/audit/verify"),
+    api("GET", "/api/v1/configurations?limit=100"),
+  ]);
+  const intact = !verify.first_broken && !verify.head_mismatch;
+  show(
+    g,
+    h("h1", {}, "Administration"),
+    h("h2", {}, "Users"),
+    table(["Email", "Name", "Role", "Status", "Last sign-in"],
+      users.items.map((u) => [u.email, u.display_name || "–", u.role, badge(u.status), when(u.last_login_at)])),
+    h("h2", {}, "Teams"),
+    teams.items.length ? table(["Name", "Description"], teams.items.map((t) => [t.name, t.description || "–"]))
+      : h("p", { class: "muted" }, "No teams."),
+    h("h2", {}, "API keys"),
+    table(["Name", "Prefix", "Role", "Scopes", "Last used", "Revoked"],
+      keys.items.map((k) => [k.name, k.prefix, k.role, (k.scopes || []).join(", ") || "role", when(k.last_used_at), when(k.revoked_at)])),
+    h("h2", {}, "Webhooks"),
+    hooks.items.length
+      ? table(["URL", "Events", "Active", "Deliveries"],
+          hooks.items.map((w) => [w.url, (w.events || []).join(", "), w.active ? "yes" : "no",
+            h("a", { href: "#/admin/webhooks/" + w.id }, "deliveries")]))
+      : h("p", { class: "muted" }, "No webhooks."),
+    h("h2", {}, "Audit log"),
+    h("p", { class: intact ? "" : "error", role: "status" },
+      intact
+        ? `The chain verifies: ${verify.checked} entries up to #${verify.last_seq}.`
+        : `The chain does not verify: ${JSON.stringify(verify.first_broken || verify.head_mismatch)}`),
+    table(["#", "When", "Actor", "Action", "Entity"],
+      audit.items.map((e) => [e.seq, when(e.created_at), `${e.actor_type}${e.actor_id ? " " + e.actor_id : ""}`, e.action,
+        `${e.entity_type} ${e.entity_id || ""}`])),
+    h("h2", {}, "Configurations"),
+    configs.items.length
+      ? table(["Key", "Type", "Value"],
+          configs.items.map((c) => [c.key, c.config_type || "–", c.is_sensitive ? "(secret, not shown)" : JSON.stringify(c.value)]))
+      : h("p", { class: "muted" }, "No configurations.")
+  );
+}
+
+async function deliveries(g, id) {
+  const page = await api("GET", `/api/v1/webhooks/${id}/deliveries?limit=100`);
+  show(
+    g,
+    h("h1", {}, "Deliveries"),
+    page.items.length
+      ? table(["Event", "Status", "Attempts", "Answer", "Next attempt", "Created"],
+          page.items.map((d) => [d.event_type || d.event_seq, badge(d.status), d.attempts, d.response_code ?? "–",
+            when(d.next_attempt_at), when(d.created_at)]))
+      : h("p", { class: "muted" }, "No deliveries yet.")
+  );
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -553,8 +693,15 @@ async function route() {
   try {
     const m = path.match(/^\/runs\/([0-9a-fA-F-]{36})$/);
     const w = path.match(/^\/workflows\/([0-9a-fA-F-]{36})$/);
+    const pr = path.match(/^\/projects\/([0-9a-fA-F-]{36})$/);
+    const hook = path.match(/^\/admin\/webhooks\/([0-9a-fA-F-]{36})$/);
     if (m) await run(g, m[1]);
     else if (w) await workflow(g, w[1]);
+    else if (pr) await project(g, pr[1]);
+    else if (hook) await deliveries(g, hook[1]);
+    else if (path === "/projects") await projects(g);
+    else if (path === "/handlers") await handlers(g);
+    else if (path === "/admin") await admin(g);
     else if (path === "/workflows") await workflows(g);
     else if (path === "/runs") await runs(g);
     else await overview(g);
