@@ -353,6 +353,46 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     until_text(&b, "table", "run.retry").await;
     screenshot(&b, "admin").await;
 
+    // On a phone's width the tables scroll inside the page, and the keyboard reaches
+    // the navigation first.
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&format!("{base}/#/runs/{run}")).await.unwrap();
+    until_text(&b, "h1", "completed").await;
+    let overflow = b
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the page is wider than the phone: {overflow}"
+    );
+    screenshot(&b, "phone").await;
+    b.set_window_size(1280, 1000).await.unwrap();
+    // Every control is reachable by keyboard, and Tab moves between them.
+    let unreachable = b
+        .execute(
+            "return [...document.querySelectorAll('a, button, input, select')]
+                .filter((e) => !e.hidden && e.tabIndex < 0).length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unreachable, 0, "controls out of the tab order");
+    b.find(Locator::Css("#nav a"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focused = b
+        .execute("return document.activeElement.textContent", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, "Runs", "Tab moves from the first link to the next");
+
     // The theme switch and signing out.
     b.find(Locator::Id("theme"))
         .await
