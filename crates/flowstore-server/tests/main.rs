@@ -12,6 +12,7 @@ mod browser;
 mod dashboard;
 mod integration;
 mod live;
+mod notify;
 mod openapi;
 mod paging;
 mod resources;

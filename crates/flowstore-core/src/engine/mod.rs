@@ -3,6 +3,7 @@
 //! transaction: the task or run row, its attempt row, seed 000's metrics and an
 //! outbox event are all written there, or none of them is.
 
+use crate::model::identity::NotificationRepo;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -20,9 +21,20 @@ use crate::time::{self, duration_ms, Timestamp};
 use crate::{StoreError, StoreResult};
 
 /// What the engine needs of a transaction.
-pub trait EngineTx: EngineStore + HotPath + RunRepo + MetricRepo + WorkflowRepo + Send {}
-impl<T: EngineStore + HotPath + RunRepo + MetricRepo + WorkflowRepo + Send + ?Sized> EngineTx
-    for T
+pub trait EngineTx:
+    EngineStore + HotPath + RunRepo + MetricRepo + WorkflowRepo + NotificationRepo + Send
+{
+}
+impl<
+        T: EngineStore
+            + HotPath
+            + RunRepo
+            + MetricRepo
+            + WorkflowRepo
+            + NotificationRepo
+            + Send
+            + ?Sized,
+    > EngineTx for T
 {
 }
 
@@ -463,6 +475,8 @@ async fn end_run<T: EngineTx + ?Sized>(
     run.end_time = Some(now);
     run.actual_duration = run.start_time.map(|s| duration_ms(s, now));
     tx.save_run(&run, now).await?;
+    crate::model::notify::run_ended(tx, run.id, &run.execution_id, &run.workflow_id, status)
+        .await?;
     if let (RunStatus::Completed, Some(ms)) = (status, run.actual_duration) {
         tx.record_metric(NewMetric {
             execution_id: Some(run.execution_id.clone()),

@@ -37,6 +37,7 @@ pub mod identity;
 pub mod identity_access;
 pub mod integration;
 pub mod metric;
+pub mod notify;
 pub mod ops;
 pub mod project;
 pub mod pull_request;

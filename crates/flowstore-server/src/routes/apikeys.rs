@@ -103,6 +103,9 @@ pub async fn revoke(api: Api, Path(id): Path<ApiKeyId>) -> ApiResult<StatusCode>
     }
     let now = flowstore_core::time::now();
     tx.revoke_api_key(id, now).await?;
+    if key.revoked_at.is_none() {
+        flowstore_core::model::notify::key_revoked(&mut *tx, &key, api.caller.0.user_id).await?;
+    }
     let after = ApiKey {
         revoked_at: key.revoked_at.or(Some(now)),
         ..key.clone()

@@ -149,8 +149,9 @@ pub async fn share(
     super::set_by_server("created_by", &new.created_by)?;
     new.created_by = api.caller.0.user_id;
     let mut tx = api.write().await?;
-    access::workflow(&mut *tx, &api.caller, id, SharePermission::Write).await?;
+    let workflow = access::workflow(&mut *tx, &api.caller, id, SharePermission::Write).await?;
     let s = tx.share_workflow(id, new).await?;
+    flowstore_core::model::notify::workflow_shared(&mut *tx, &workflow, &s).await?;
     api.commit(tx, "workflow.share", id, None, audit::json(&s))
         .await?;
     Ok((StatusCode::CREATED, AxumJson(s)))
