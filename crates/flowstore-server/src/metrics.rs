@@ -1,6 +1,6 @@
 //! Prometheus text exposition, written by hand from counters in memory: requests and
 //! latency histograms by route, method and status, claims, lease expirations, slow
-//! statements, the
+//! statements, scheduled backups (told by `flowstore serve`), the
 //! database pool's connections in use and idle, and the queue depth read from the
 //! database when scraped.
 

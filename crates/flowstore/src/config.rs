@@ -826,6 +826,55 @@ mod tests {
     }
 
     #[test]
+    fn backup_settings_come_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("fs-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("flowstore.toml");
+        std::fs::write(
+            &file,
+            "[backup]\ninterval = \"6h\"\ndir = \"/var/backups/fs\"\nkeep = 3\npassphrase_file = \"/etc/fs/pass\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.backup.interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(s.backup.dir, Some(PathBuf::from("/var/backups/fs")));
+        assert_eq!(s.backup.keep, Some(3));
+        assert_eq!(
+            s.backup.passphrase_file,
+            Some(PathBuf::from("/etc/fs/pass"))
+        );
+        // The environment's secret replaces the file's, and is never printed.
+        let s = Settings::load(
+            Some(&file),
+            &env(&[
+                ("FLOWSTORE_BACKUP_PASSPHRASE", "sekrit words"),
+                ("FLOWSTORE_BACKUP_KEEP", "9"),
+                ("FLOWSTORE_BACKUP_INTERVAL", "30m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.backup.passphrase.as_deref(), Some("sekrit words"));
+        assert_eq!(s.backup.passphrase_file, None);
+        assert_eq!(s.backup.keep, Some(9));
+        assert_eq!(s.backup.interval, Some(Duration::from_secs(1800)));
+        assert!(!format!("{s:?}").contains("sekrit"));
+        let e = Settings::load(
+            None,
+            &env(&[
+                ("FLOWSTORE_BACKUP_PASSPHRASE", "x"),
+                ("FLOWSTORE_BACKUP_KEY_FILE", "/k"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("FLOWSTORE_BACKUP_KEY_FILE"), "{e}");
+        let e = Settings::load(None, &env(&[("FLOWSTORE_BACKUP_INTERVAL", "often")])).unwrap_err();
+        assert!(e.to_string().contains("FLOWSTORE_BACKUP_INTERVAL"), "{e}");
+        let e = Settings::load(None, &env(&[("FLOWSTORE_BACKUP_KEEP", "0")])).unwrap_err();
+        assert!(e.to_string().contains("FLOWSTORE_BACKUP_KEEP"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_slow_query_threshold() {
         let s = Settings::load(None, &env(&[])).unwrap();
         assert_eq!(s.slow_query_threshold, Some(Duration::from_millis(1000)));

@@ -198,7 +198,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// under a key of its own when the archive is encrypted.
 enum Side {
     Plain(BufWriter<File>),
-    Sealed(EncryptWriter<BufWriter<File>>, [u8; 32], [u8; 7]),
+    Sealed(Box<EncryptWriter<BufWriter<File>>>, [u8; 32], [u8; 7]),
 }
 
 impl Write for Side {
@@ -250,7 +250,7 @@ impl<'s> ArchiveWriter<'s> {
             None => Side::Plain(BufWriter::new(file)),
             Some(_) => {
                 let (w, key, prefix) = EncryptWriter::ephemeral(BufWriter::new(file));
-                Side::Sealed(w, key, prefix)
+                Side::Sealed(Box::new(w), key, prefix)
             }
         };
         let mut rows = zstd::Encoder::new(side, 3).map_err(|e| io_err(path, e))?;
