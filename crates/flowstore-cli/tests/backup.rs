@@ -16,10 +16,10 @@ use flowstore_cli::archive::{self, export, format};
 use flowstore_core::archive::{catalog, native_types, ColumnType};
 use serde_json::json;
 
-fn quiet(_: &str, _: u64) {}
+pub(crate) fn quiet(_: &str, _: u64) {}
 
 /// Every row of every table, in portable form, table by table.
-async fn dump(store: &Store) -> Vec<(String, Vec<String>)> {
+pub(crate) async fn dump(store: &Store) -> Vec<(String, Vec<String>)> {
     let mut snap = store.backend().archive().snapshot().await.unwrap();
     let mut out = Vec::new();
     for t in catalog() {
@@ -37,7 +37,7 @@ async fn dump(store: &Store) -> Vec<(String, Vec<String>)> {
 }
 
 /// Asserts two dumps hold the same rows, showing the first difference only.
-fn assert_same(a: &[(String, Vec<String>)], b: &[(String, Vec<String>)]) {
+pub(crate) fn assert_same(a: &[(String, Vec<String>)], b: &[(String, Vec<String>)]) {
     for ((name, x), (_, y)) in a.iter().zip(b) {
         assert_eq!(x.len(), y.len(), "rows of {name}");
         if let Some((r, s)) = x.iter().zip(y).find(|(r, s)| r != s) {
@@ -66,7 +66,7 @@ async fn set_configuration(store: &Store, key: &str, value: serde_json::Value, i
 }
 
 /// Data made through the repositories, plus the references a restore must defer.
-async fn populate(store: &Store) {
+pub(crate) async fn populate(store: &Store) {
     flowstore_cli::demo::seed(store, 12)
         .await
         .expect("demo data");
@@ -85,7 +85,7 @@ async fn populate(store: &Store) {
     }
 }
 
-fn temp() -> tempfile::TempDir {
+pub(crate) fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
@@ -423,7 +423,7 @@ async fn table_selection(store: Store) {
 }
 
 /// A new store on the same backend as `like`.
-async fn fresh(like: &Store) -> TestStore {
+pub(crate) async fn fresh(like: &Store) -> TestStore {
     match like.kind() {
         flowstore::BackendKind::Sqlite => TestStore::sqlite().await,
         flowstore::BackendKind::Postgres => TestStore::postgres().await,
@@ -898,7 +898,7 @@ fn cli_round_trip(source: &str, target: &str, other: &str) {
     }
 }
 
-fn sqlite_url(dir: &Path, name: &str) -> String {
+pub(crate) fn sqlite_url(dir: &Path, name: &str) -> String {
     format!("sqlite://{}", dir.join(name).display())
 }
 

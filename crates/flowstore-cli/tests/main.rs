@@ -9,6 +9,7 @@ extern crate flowstore_testkit;
 mod admin;
 mod audit_check;
 mod backup;
+mod backup_ops;
 mod bench;
 mod binary;
 mod cli;

@@ -1,6 +1,6 @@
 //! Prometheus text exposition, written by hand from counters in memory: requests and
 //! latency histograms by route, method and status, claims, lease expirations, slow
-//! statements, the
+//! statements, scheduled backups (told by `flowstore serve`), the
 //! database pool's connections in use and idle, and the queue depth read from the
 //! database when scraped.
 
@@ -53,6 +53,77 @@ pub struct Metrics {
     pub maintenance_errors: AtomicU64,
     /// Webhook dispatch rounds that failed.
     pub webhook_round_errors: AtomicU64,
+    /// Scheduled backups, told by whoever runs them (`flowstore serve`).
+    pub backups: BackupMetrics,
+}
+
+/// What scheduled backups report to `/metrics`. Shown once backups are scheduled.
+#[derive(Default)]
+pub struct BackupMetrics {
+    /// Whether backups are scheduled at all.
+    pub scheduled: std::sync::atomic::AtomicBool,
+    /// Backups written.
+    pub succeeded: AtomicU64,
+    /// Backups that failed.
+    pub failed: AtomicU64,
+    /// When the newest backup was written (Unix seconds).
+    pub last_success: AtomicU64,
+    /// Its size in bytes.
+    pub last_bytes: AtomicU64,
+    /// How long it took, in milliseconds.
+    pub last_duration_ms: AtomicU64,
+}
+
+impl BackupMetrics {
+    /// Records a backup written at `unix_seconds`, of `bytes`, in `elapsed`.
+    pub fn success(&self, unix_seconds: u64, bytes: u64, elapsed: Duration) {
+        self.succeeded.fetch_add(1, Ordering::Relaxed);
+        self.last_success.store(unix_seconds, Ordering::Relaxed);
+        self.last_bytes.store(bytes, Ordering::Relaxed);
+        self.last_duration_ms
+            .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Records a backup that failed.
+    pub fn failure(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        if !self.scheduled.load(Ordering::Relaxed) {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flowstore_backups_total Scheduled backups, by result.
+# TYPE flowstore_backups_total counter
+flowstore_backups_total{{result=\"success\"}} {}
+flowstore_backups_total{{result=\"failure\"}} {}",
+            self.succeeded.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flowstore_backup_last_success_timestamp_seconds When the newest scheduled backup was written (0: none yet).
+# TYPE flowstore_backup_last_success_timestamp_seconds gauge
+flowstore_backup_last_success_timestamp_seconds {}",
+            self.last_success.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flowstore_backup_last_size_bytes The size of the newest scheduled backup.
+# TYPE flowstore_backup_last_size_bytes gauge
+flowstore_backup_last_size_bytes {}",
+            self.last_bytes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flowstore_backup_last_duration_seconds How long the newest scheduled backup took.
+# TYPE flowstore_backup_last_duration_seconds gauge
+flowstore_backup_last_duration_seconds {}",
+            self.last_duration_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+    }
 }
 
 /// Counts one of a gauge's holders (a waiting claim, an open stream) while it lives.
@@ -197,6 +268,7 @@ impl Metrics {
             "# HELP flowstore_slow_queries_total Statements that took at least the slow-query threshold (FLOWSTORE_SLOW_QUERY_MS).\n# TYPE flowstore_slow_queries_total counter\nflowstore_slow_queries_total {}",
             flowstore_core::slow::total()
         );
+        self.backups.render(out);
     }
 }
 

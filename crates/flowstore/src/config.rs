@@ -61,6 +61,54 @@ pub struct Settings {
     /// Webhook destinations allowed beyond public addresses: CIDRs, addresses,
     /// host names or `*.domain` (see `Destinations` in flowstore-core).
     pub webhook_allow: Vec<String>,
+    /// Backups: the directory and schedule of `serve`'s, and the secret archives
+    /// are encrypted with.
+    pub backup: BackupSettings,
+}
+
+/// Where and how often `serve` writes backup archives, how many it keeps, and the
+/// secret that encrypts archives (`FLOWSTORE_BACKUP_*`, `[backup]`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BackupSettings {
+    /// How often `serve` writes an archive; off when `None`.
+    pub interval: Option<Duration>,
+    /// The directory of scheduled archives (and of `backup list|prune`).
+    pub dir: Option<PathBuf>,
+    /// How many archives the schedule keeps (default 7).
+    pub keep: Option<usize>,
+    /// The passphrase archives are encrypted with (environment only). Never printed.
+    pub passphrase: Option<String>,
+    /// A file whose first line is that passphrase.
+    pub passphrase_file: Option<PathBuf>,
+    /// A file holding a 32-byte key (64 hex characters or base64) instead.
+    pub key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BackupSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupSettings")
+            .field("interval", &self.interval)
+            .field("dir", &self.dir)
+            .field("keep", &self.keep)
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .field("passphrase_file", &self.passphrase_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+/// The `[backup]` part of `flowstore.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    interval: Option<String>,
+    dir: Option<PathBuf>,
+    keep: Option<usize>,
+    passphrase_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -84,6 +132,7 @@ impl std::fmt::Debug for Settings {
             .field("key_file", &self.key_file)
             .field("retention", &self.retention)
             .field("webhook_allow", &self.webhook_allow)
+            .field("backup", &self.backup)
             .finish()
     }
 }
@@ -107,6 +156,7 @@ impl Default for Settings {
             key_file: PathBuf::from("flowstore.key"),
             retention: None,
             webhook_allow: Vec::new(),
+            backup: BackupSettings::default(),
         }
     }
 }
@@ -144,6 +194,9 @@ struct FileSettings {
     /// `[webhooks] allow = ["10.1.0.0/16", "hooks.corp.internal"]`.
     #[serde(default)]
     webhooks: FileWebhooks,
+    /// `[backup] interval = "6h"`, `dir`, `keep`, `passphrase_file`, `key_file`.
+    #[serde(default)]
+    backup: FileBackup,
 }
 
 /// The `[webhooks]` part of `flowstore.toml`.
@@ -178,6 +231,14 @@ impl Settings {
             if let Some(v) = f.webhooks.allow {
                 s.webhook_allow = v;
             }
+            let b = f.backup;
+            if let Some(v) = b.interval {
+                s.backup.interval = Some(parse_duration("[backup] interval", &v)?);
+            }
+            s.backup.dir = b.dir.or(s.backup.dir);
+            s.backup.keep = b.keep.or(s.backup.keep);
+            s.backup.passphrase_file = b.passphrase_file.or(s.backup.passphrase_file);
+            s.backup.key_file = b.key_file.or(s.backup.key_file);
             let d = f.database;
             if let Some(v) = d.url {
                 s.database_url = v;
@@ -314,6 +375,36 @@ impl Settings {
         if let Some(v) = get("FLOWSTORE_WEBHOOK_ALLOW") {
             self.webhook_allow = split_list(&v);
         }
+        if let Some(v) = get("FLOWSTORE_BACKUP_INTERVAL") {
+            self.backup.interval = Some(parse_duration("FLOWSTORE_BACKUP_INTERVAL", &v)?);
+        }
+        if let Some(v) = get("FLOWSTORE_BACKUP_DIR") {
+            self.backup.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("FLOWSTORE_BACKUP_KEEP") {
+            self.backup.keep = Some(parse_num("FLOWSTORE_BACKUP_KEEP", &v)? as usize);
+        }
+        // The passphrase or key file of the environment replaces the file's, whichever
+        // the file named: the secret is one setting.
+        let passphrase = env("FLOWSTORE_BACKUP_PASSPHRASE").filter(|v| !v.is_empty());
+        let passphrase_file = get("FLOWSTORE_BACKUP_PASSPHRASE_FILE").map(PathBuf::from);
+        let key_file = get("FLOWSTORE_BACKUP_KEY_FILE").map(PathBuf::from);
+        let given = [
+            passphrase.is_some(),
+            passphrase_file.is_some(),
+            key_file.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(StoreError::invalid(
+                "FLOWSTORE_BACKUP_PASSPHRASE",
+                "give one of FLOWSTORE_BACKUP_PASSPHRASE, FLOWSTORE_BACKUP_PASSPHRASE_FILE and FLOWSTORE_BACKUP_KEY_FILE",
+            ));
+        }
+        if given.contains(&true) {
+            self.backup.passphrase = passphrase;
+            self.backup.passphrase_file = passphrase_file;
+            self.backup.key_file = key_file;
+        }
         if let Some(v) = get("FLOWSTORE_RETENTION") {
             let older_than = parse_duration("FLOWSTORE_RETENTION", &v)?;
             let interval = match get("FLOWSTORE_RETENTION_INTERVAL") {
@@ -336,6 +427,18 @@ impl Settings {
 
     /// [`Settings::check`] but for what depends on the URL.
     fn check_values(&self) -> StoreResult<()> {
+        if self.backup.passphrase_file.is_some() && self.backup.key_file.is_some() {
+            return Err(StoreError::invalid(
+                "[backup] key_file",
+                "give a passphrase file or a key file, not both",
+            ));
+        }
+        if self.backup.keep == Some(0) {
+            return Err(StoreError::invalid(
+                "FLOWSTORE_BACKUP_KEEP",
+                "must be at least 1",
+            ));
+        }
         if self.pool_max == 0 {
             return Err(StoreError::invalid("pool_max", "must be at least 1"));
         }
@@ -720,6 +823,55 @@ mod tests {
         s.check().unwrap();
         let s = Settings::load(None, &env(&[("DB_SSL_MODE", "prefer")])).unwrap();
         s.check().unwrap();
+    }
+
+    #[test]
+    fn backup_settings_come_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("fs-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("flowstore.toml");
+        std::fs::write(
+            &file,
+            "[backup]\ninterval = \"6h\"\ndir = \"/var/backups/fs\"\nkeep = 3\npassphrase_file = \"/etc/fs/pass\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.backup.interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(s.backup.dir, Some(PathBuf::from("/var/backups/fs")));
+        assert_eq!(s.backup.keep, Some(3));
+        assert_eq!(
+            s.backup.passphrase_file,
+            Some(PathBuf::from("/etc/fs/pass"))
+        );
+        // The environment's secret replaces the file's, and is never printed.
+        let s = Settings::load(
+            Some(&file),
+            &env(&[
+                ("FLOWSTORE_BACKUP_PASSPHRASE", "sekrit words"),
+                ("FLOWSTORE_BACKUP_KEEP", "9"),
+                ("FLOWSTORE_BACKUP_INTERVAL", "30m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.backup.passphrase.as_deref(), Some("sekrit words"));
+        assert_eq!(s.backup.passphrase_file, None);
+        assert_eq!(s.backup.keep, Some(9));
+        assert_eq!(s.backup.interval, Some(Duration::from_secs(1800)));
+        assert!(!format!("{s:?}").contains("sekrit"));
+        let e = Settings::load(
+            None,
+            &env(&[
+                ("FLOWSTORE_BACKUP_PASSPHRASE", "x"),
+                ("FLOWSTORE_BACKUP_KEY_FILE", "/k"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("FLOWSTORE_BACKUP_KEY_FILE"), "{e}");
+        let e = Settings::load(None, &env(&[("FLOWSTORE_BACKUP_INTERVAL", "often")])).unwrap_err();
+        assert!(e.to_string().contains("FLOWSTORE_BACKUP_INTERVAL"), "{e}");
+        let e = Settings::load(None, &env(&[("FLOWSTORE_BACKUP_KEEP", "0")])).unwrap_err();
+        assert!(e.to_string().contains("FLOWSTORE_BACKUP_KEEP"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

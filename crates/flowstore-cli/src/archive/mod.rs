@@ -10,6 +10,8 @@
 //! every row it points at is there and that nothing it would replace is pointed at
 //! (the `partial` module).
 
+pub mod crypt;
+pub mod dir;
 pub mod export;
 pub mod format;
 mod partial;
@@ -19,8 +21,9 @@ use std::path::Path;
 use flowstore_core::archive::{self as catalog, Column, Row, Table};
 use serde::Serialize;
 
+pub use crypt::Secret;
 use flowstore::{Store, StoreError, StoreResult};
-pub use format::{verify, Manifest, TableEntry};
+pub use format::{verify, ArchiveSource, Manifest, TableEntry};
 
 /// Rows handed to the database per insert batch.
 const BATCH: usize = 500;
@@ -49,6 +52,12 @@ pub struct BackupSummary {
 pub struct RestoreSummary {
     /// The backend the archive came from.
     pub from: String,
+    /// When the archive's snapshot was taken (RFC 3339).
+    pub created_at: String,
+    /// The database it was taken of, when the archive says (older ones do not).
+    pub source: Option<ArchiveSource>,
+    /// Whether the archive was encrypted.
+    pub encrypted: bool,
     /// Its schema version.
     pub schema_version: i64,
     /// Rows loaded per table, in load order.
@@ -69,6 +78,19 @@ pub fn known_schema_version(store: &Store) -> i64 {
         .map(|m| m.version)
         .max()
         .unwrap_or(0)
+}
+
+/// How a backup is made beyond its tables.
+#[derive(Debug, Default)]
+pub struct BackupOptions<'a> {
+    /// Only these tables (all when `None`).
+    pub tables: Option<&'a [String]>,
+    /// Add the tables the chosen rows point at.
+    pub with_references: bool,
+    /// The database, recorded in the manifest (see [`ArchiveSource::from_url`]).
+    pub source: Option<ArchiveSource>,
+    /// Encrypt the archive with this passphrase or key.
+    pub secret: Option<&'a Secret>,
 }
 
 /// Writes a portable archive of `tables` (all when `None`) to `path`, from one
@@ -95,6 +117,23 @@ pub async fn backup_tables(
     with_references: bool,
     progress: Progress<'_>,
 ) -> StoreResult<BackupSummary> {
+    let options = BackupOptions {
+        tables,
+        with_references,
+        ..BackupOptions::default()
+    };
+    backup_with(store, path, &options, progress).await
+}
+
+/// A backup as [`backup_tables`] makes it, with the source recorded and the
+/// archive encrypted as `options` say.
+pub async fn backup_with(
+    store: &Store,
+    path: &Path,
+    options: &BackupOptions<'_>,
+    progress: Progress<'_>,
+) -> StoreResult<BackupSummary> {
+    let (tables, with_references) = (options.tables, options.with_references);
     let chosen = catalog::select(tables, "--tables")?;
     let selected = if with_references {
         catalog::with_references(&chosen)
@@ -127,7 +166,7 @@ pub async fn backup_tables(
     } else {
         Vec::new()
     };
-    let mut writer = format::ArchiveWriter::create(path)?;
+    let mut writer = format::ArchiveWriter::create_with(path, options.secret)?;
     let mut snapshot = store.backend().archive().snapshot().await?;
     let schema_version = snapshot.schema_version().await?;
     let created_at = catalog::value::timestamp(chrono::Utc::now());
@@ -167,6 +206,7 @@ pub async fn backup_tables(
         created_at: created_at.as_str().unwrap_or_default().to_string(),
         tables: entries,
         partial,
+        source: options.source.clone(),
     };
     let bytes = writer.finish(&manifest)?;
     Ok(BackupSummary {
@@ -253,7 +293,20 @@ pub async fn restore(
     replace: bool,
     progress: Progress<'_>,
 ) -> StoreResult<RestoreSummary> {
-    let manifest = format::verify(path)?;
+    restore_with(store, path, replace, None, progress).await
+}
+
+/// [`restore`] of an archive that may be encrypted with `secret` (an encrypted one
+/// without it is refused, naming what to give).
+pub async fn restore_with(
+    store: &Store,
+    path: &Path,
+    replace: bool,
+    secret: Option<&Secret>,
+    progress: Progress<'_>,
+) -> StoreResult<RestoreSummary> {
+    let manifest = format::verify_with(path, secret)?;
+    let encrypted = matches!(format::probe(path)?, format::Probe::Encrypted(_));
     let known = known_schema_version(store);
     if manifest.schema_version > known {
         return Err(StoreError::invalid(
@@ -274,7 +327,7 @@ pub async fn restore(
     // What each table held before: the rows a partial restore loads come on top.
     let mut before = vec![0u64; plans.len()];
     if is_partial {
-        before = partial::check(&mut *loader, path, &plans, replace).await?;
+        before = partial::check(&mut *loader, path, secret, &plans, replace).await?;
         if replace {
             let tables: Vec<&Table> = plans.iter().map(|p| p.table).collect();
             loader.clear(&tables).await?;
@@ -308,7 +361,7 @@ pub async fn restore(
     };
 
     // Load every row; deferred references go in as NULL.
-    let (mut reader, _) = format::ArchiveReader::open(path)?;
+    let (mut reader, _) = format::ArchiveReader::open_with(path, secret)?;
     let mut current: Option<usize> = None;
     let mut entered = 0usize;
     let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
@@ -364,7 +417,7 @@ pub async fn restore(
 
     // Now that every row is in, set the deferred references (and updated_at back).
     if any_deferred {
-        let (mut reader, _) = format::ArchiveReader::open(path)?;
+        let (mut reader, _) = format::ArchiveReader::open_with(path, secret)?;
         while let Some((row, _)) = reader.next_row()? {
             let Some(p) = plans.iter().find(|p| p.table.name == row.t) else {
                 continue;
@@ -416,6 +469,9 @@ pub async fn restore(
     }
     Ok(RestoreSummary {
         from: manifest.backend,
+        created_at: manifest.created_at,
+        source: manifest.source,
+        encrypted,
         schema_version: manifest.schema_version,
         tables,
         rows,

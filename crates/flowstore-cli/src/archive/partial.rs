@@ -91,6 +91,7 @@ struct KeyProbe {
 pub(super) async fn check(
     loader: &mut dyn RowLoader,
     path: &Path,
+    secret: Option<&super::crypt::Secret>,
     plans: &[Plan],
     replace: bool,
 ) -> StoreResult<Vec<u64>> {
@@ -184,7 +185,7 @@ pub(super) async fn check(
         }
     }
 
-    let (mut reader, _) = format::ArchiveReader::open(path)?;
+    let (mut reader, _) = format::ArchiveReader::open_with(path, secret)?;
     let mut current = 0usize;
     while let Some((row, _)) = reader.next_row()? {
         if plans[current].table.name != row.t {

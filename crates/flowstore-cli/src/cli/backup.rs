@@ -3,18 +3,117 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::archive::{self, export};
+use crate::archive::{self, dir, export, ArchiveSource, Secret};
+use flowstore::config::Settings;
 use flowstore::{Store, StoreError};
+
+/// The secret of an encrypted archive, as flags.
+#[derive(Debug, Default, Args)]
+pub struct SecretArgs {
+    /// The passphrase (first line of FILE) that encrypts the archive, or opens an
+    /// encrypted one [env: FLOWSTORE_BACKUP_PASSPHRASE (the passphrase itself),
+    /// FLOWSTORE_BACKUP_PASSPHRASE_FILE] [toml: [backup] passphrase_file]
+    #[arg(long, value_name = "FILE", conflicts_with = "key_file")]
+    pub passphrase_file: Option<PathBuf>,
+    /// A 32-byte key in FILE (64 hex characters or base64: `openssl rand -hex 32`)
+    /// instead of a passphrase [env: FLOWSTORE_BACKUP_KEY_FILE] [toml: [backup]
+    /// key_file]
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The secret of the flags, else of the settings (environment, then file); `None`
+/// when none is given.
+pub fn secret(
+    passphrase_file: Option<&Path>,
+    key_file: Option<&Path>,
+    settings: &Settings,
+) -> Result<Option<Secret>, StoreError> {
+    if let Some(f) = passphrase_file {
+        return Secret::passphrase_file(f, "--passphrase-file").map(Some);
+    }
+    if let Some(f) = key_file {
+        return Secret::key_file(f, "--key-file").map(Some);
+    }
+    let b = &settings.backup;
+    if let Some(p) = &b.passphrase {
+        return Secret::passphrase(p, "FLOWSTORE_BACKUP_PASSPHRASE").map(Some);
+    }
+    if let Some(f) = &b.passphrase_file {
+        return Secret::passphrase_file(f, "FLOWSTORE_BACKUP_PASSPHRASE_FILE").map(Some);
+    }
+    if let Some(f) = &b.key_file {
+        return Secret::key_file(f, "FLOWSTORE_BACKUP_KEY_FILE").map(Some);
+    }
+    Ok(None)
+}
+
+/// `flowstore backup list|prune`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List the archives of a directory: creation time, source, size, tables, rows,
+    /// encryption, and with --verify whether each one verifies.
+    #[command(
+        after_help = "Files that are not flowstore archives are listed apart (and never pruned). An encrypted archive's time, source and counts come from its header, which is authenticated only when it is read with its secret (--verify).\n\nExample:\n  flowstore backup list --dir /var/backups/flowstore\n  flowstore backup list --dir /var/backups/flowstore --verify --passphrase-file /etc/flowstore/backup.pass --json"
+    )]
+    List(ListArgs),
+    /// Delete all but the newest N archives of a directory (by the creation time
+    /// they record). Files that are not flowstore archives are never deleted.
+    #[command(
+        after_help = "Example:\n  flowstore backup prune --keep 14 --dir /var/backups/flowstore --dry-run\n  flowstore backup prune --keep 14 --dir /var/backups/flowstore"
+    )]
+    Prune(PruneArgs),
+}
+
+/// `flowstore backup list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The directory [env: FLOWSTORE_BACKUP_DIR] [toml: [backup] dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Read every archive whole and check it (counts, checksums, and for an
+    /// encrypted one every chunk, which needs its secret).
+    #[arg(long)]
+    pub verify: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// `flowstore backup prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// How many archives to keep (at least 1) [env: FLOWSTORE_BACKUP_KEEP] [toml:
+    /// [backup] keep]
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// The directory [env: FLOWSTORE_BACKUP_DIR] [toml: [backup] dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Say what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// `flowstore backup FILE`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "A backup of some tables (--tables) is a partial archive. `flowstore restore` loads it beside what the target database holds, once it has checked that every row the archive's rows point at (a workflow's owner, team, project, ...) is in the archive or in that database; --with-references adds those tables, so that it restores anywhere.\n\nExample:\n  flowstore backup --output /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --tables workflows,workflow_versions --with-references defs-with-owners.fsa\n  flowstore backup --native nightly.dump"
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "An archive is encrypted when a passphrase or key file is given (--passphrase-file, --key-file, FLOWSTORE_BACKUP_PASSPHRASE, FLOWSTORE_BACKUP_KEY_FILE): AES-256-GCM in 64 KiB chunks, under a key derived from the passphrase with argon2id (or from the key file with HMAC-SHA256) and a random salt kept in the archive's header. Restoring it needs the same secret.\n\nA backup of some tables (--tables) is a partial archive. `flowstore restore` loads it beside what the target database holds, once it has checked that every row the archive's rows point at (a workflow's owner, team, project, ...) is in the archive or in that database; --with-references adds those tables, so that it restores anywhere.\n\nExample:\n  flowstore backup --output /var/backups/flowstore-2024-06-01.fsa\n  flowstore backup --tables workflows,workflow_versions defs.fsa\n  flowstore backup --tables workflows,workflow_versions --with-references defs-with-owners.fsa\n  flowstore backup --native nightly.dump\n  flowstore backup --passphrase-file /etc/flowstore/backup.pass nightly.fsa\n  flowstore backup list --dir /var/backups/flowstore\n  flowstore backup prune --keep 14 --dir /var/backups/flowstore"
 )]
 pub struct BackupArgs {
+    /// `list` or `prune` the archives of a directory.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
     /// The archive to write (refused when it exists); `--output FILE` says the same.
     #[arg(
         value_name = "FILE",
@@ -35,17 +134,19 @@ pub struct BackupArgs {
     pub with_references: bool,
     /// The database's own format instead: `pg_dump -Fc` on PostgreSQL, `VACUUM INTO`
     /// on SQLite. Restore it with that database's tools.
-    #[arg(long, conflicts_with = "tables")]
+    #[arg(long, conflicts_with_all = ["tables", "passphrase_file", "key_file"])]
     pub native: bool,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 /// `flowstore restore FILE`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "A full archive restores into an empty database (or, with --replace, instead of everything it holds). A partial archive (backup --tables) restores beside what the database holds: before writing anything it refuses a row that points at a row neither the archive nor the database holds, naming the table, column and value, and, without --replace, a row whose key the database already holds. Its --replace empties only the archive's tables, and is refused while rows of other tables point at theirs (emptying them would delete or blank those rows). Everything happens in one transaction: a refused or failed restore writes nothing.\n\nExample:\n  flowstore --database-url postgres://localhost/flowstore restore backup.fsa\n  flowstore restore --replace backup.fsa\n  flowstore restore --replace defs.fsa    # a partial archive: only its tables are replaced"
+    after_help = "Before it restores, it names the archive's creation time and the database it was taken of. An encrypted archive needs its passphrase or key file (--passphrase-file, --key-file, or FLOWSTORE_BACKUP_PASSPHRASE, FLOWSTORE_BACKUP_KEY_FILE); a wrong one, or an archive altered since it was written, is refused before anything is written.\n\nA full archive restores into an empty database (or, with --replace, instead of everything it holds). A partial archive (backup --tables) restores beside what the database holds: before writing anything it refuses a row that points at a row neither the archive nor the database holds, naming the table, column and value, and, without --replace, a row whose key the database already holds. Its --replace empties only the archive's tables, and is refused while rows of other tables point at theirs (emptying them would delete or blank those rows). Everything happens in one transaction: a refused or failed restore writes nothing.\n\nExample:\n  flowstore --database-url postgres://localhost/flowstore restore backup.fsa\n  flowstore restore --replace backup.fsa\n  flowstore restore --replace defs.fsa    # a partial archive: only its tables are replaced"
 )]
 pub struct RestoreArgs {
     /// The archive to restore (written by `flowstore backup` from either backend).
@@ -58,6 +159,8 @@ pub struct RestoreArgs {
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 /// `flowstore export`
@@ -116,7 +219,11 @@ fn json<T: serde::Serialize>(v: &T) -> Result<(), StoreError> {
 }
 
 /// Runs `flowstore backup`.
-pub async fn backup(store: &Store, args: BackupArgs) -> Result<(), StoreError> {
+pub async fn backup(
+    store: &Store,
+    settings: &Settings,
+    args: BackupArgs,
+) -> Result<(), StoreError> {
     // clap guarantees exactly one of the positional FILE and --output.
     let file = args
         .file
@@ -133,26 +240,34 @@ pub async fn backup(store: &Store, args: BackupArgs) -> Result<(), StoreError> {
     }
     let bar = bar();
     let progress = |t: &str, n: u64| bar.set_message(format!("{t}: {n} rows"));
-    let result = archive::backup_tables(
-        store,
-        &file,
-        args.tables.as_deref(),
-        args.with_references,
-        &progress,
-    )
-    .await;
+    let secret = secret(
+        args.secret.passphrase_file.as_deref(),
+        args.secret.key_file.as_deref(),
+        settings,
+    )?;
+    let options = archive::BackupOptions {
+        tables: args.tables.as_deref(),
+        with_references: args.with_references,
+        source: Some(ArchiveSource::from_url(&settings.database_url)),
+        secret: secret.as_ref(),
+    };
+    let result = archive::backup_with(store, &file, &options, &progress).await;
     bar.finish_and_clear();
     let summary = result?;
     if args.json {
         return json(&summary);
     }
     println!(
-        "wrote {} ({} rows in {} tables, {} bytes, schema version {})",
+        "wrote {} ({} rows in {} tables, {} bytes, schema version {}{})",
         summary.path,
         summary.rows,
         summary.manifest.tables.len(),
         summary.bytes,
-        summary.manifest.schema_version
+        summary.manifest.schema_version,
+        match &secret {
+            Some(s) => format!(", encrypted with a {}", s.describe()),
+            None => String::new(),
+        }
     );
     if let Some(chosen) = &summary.manifest.partial {
         let added: Vec<&str> = summary
@@ -182,10 +297,45 @@ pub async fn backup(store: &Store, args: BackupArgs) -> Result<(), StoreError> {
 }
 
 /// Runs `flowstore restore`.
-pub async fn restore(store: &Store, args: RestoreArgs) -> Result<(), StoreError> {
+pub async fn restore(
+    store: &Store,
+    settings: &Settings,
+    args: RestoreArgs,
+) -> Result<(), StoreError> {
+    let secret = secret(
+        args.secret.passphrase_file.as_deref(),
+        args.secret.key_file.as_deref(),
+        settings,
+    )?;
+    // Name the archive before restoring it (from its header when encrypted: the
+    // restore then authenticates it as it verifies it).
+    if !args.json {
+        match archive::format::probe(&args.file)? {
+            archive::format::Probe::Plain(m) => println!(
+                "restoring {}: taken {} from {} database {} (schema version {})",
+                args.file.display(),
+                m.created_at,
+                m.backend,
+                source_text(m.source.as_ref()),
+                m.schema_version
+            ),
+            archive::format::Probe::Encrypted(h) => {
+                let s = h.summary.unwrap_or_default();
+                println!(
+                    "restoring {} (encrypted): taken {} from {} database {} (schema version {})",
+                    args.file.display(),
+                    s.created_at,
+                    s.backend,
+                    source_text(s.source.as_ref()),
+                    s.schema_version
+                )
+            }
+        }
+    }
     let bar = bar();
     let progress = |t: &str, n: u64| bar.set_message(format!("{t}: {n} rows"));
-    let result = archive::restore(store, &args.file, args.replace, &progress).await;
+    let result =
+        archive::restore_with(store, &args.file, args.replace, secret.as_ref(), &progress).await;
     bar.finish_and_clear();
     let summary = result?;
     if args.json {
@@ -208,7 +358,118 @@ pub async fn restore(store: &Store, args: RestoreArgs) -> Result<(), StoreError>
             summary.rows, summary.from, summary.schema_version
         );
     }
+    println!(
+        "the archive was taken {} from {} database {}",
+        summary.created_at,
+        summary.from,
+        source_text(summary.source.as_ref())
+    );
     Ok(())
+}
+
+fn source_text(source: Option<&ArchiveSource>) -> String {
+    match source {
+        Some(s) => s.to_string(),
+        None => "(not recorded by this archive)".into(),
+    }
+}
+
+fn backup_dir(given: Option<PathBuf>, settings: &Settings) -> Result<PathBuf, StoreError> {
+    given
+        .or_else(|| settings.backup.dir.clone())
+        .ok_or_else(|| {
+            StoreError::invalid(
+                "--dir",
+                "name the directory of archives: --dir DIR or FLOWSTORE_BACKUP_DIR",
+            )
+        })
+}
+
+/// Runs `flowstore backup list|prune` (no database needed).
+pub fn directory(settings: &Settings, cmd: BackupCommand) -> Result<(), StoreError> {
+    match cmd {
+        BackupCommand::List(args) => {
+            let dir = backup_dir(args.dir, settings)?;
+            let secret = if args.verify {
+                secret(
+                    args.secret.passphrase_file.as_deref(),
+                    args.secret.key_file.as_deref(),
+                    settings,
+                )?
+            } else {
+                None
+            };
+            let listing = dir::list(&dir, args.verify, secret.as_ref())?;
+            if args.json {
+                return json(&listing);
+            }
+            if listing.archives.is_empty() {
+                println!("no flowstore archives in {}", listing.dir);
+            }
+            for a in &listing.archives {
+                println!(
+                    "{}  {}  {} {}  {} bytes  {} tables  {} rows{}{}{}",
+                    a.file,
+                    a.created_at,
+                    a.backend,
+                    source_text(a.source.as_ref()),
+                    a.bytes,
+                    a.tables,
+                    a.rows,
+                    if a.partial { "  partial" } else { "" },
+                    match &a.encrypted {
+                        Some(how) => format!("  encrypted ({how})"),
+                        None => "  not encrypted".into(),
+                    },
+                    match &a.verified {
+                        Some(v) if v == "ok" => "  verified".to_string(),
+                        Some(v) => format!("  DOES NOT VERIFY: {v}"),
+                        None => String::new(),
+                    }
+                );
+            }
+            for o in &listing.other {
+                println!("{}  (skipped: {})", o.file, o.reason);
+            }
+            if args.verify
+                && listing
+                    .archives
+                    .iter()
+                    .any(|a| a.verified.as_deref() != Some("ok"))
+            {
+                return Err(StoreError::invalid(
+                    "archive",
+                    "some archives do not verify (see above)",
+                ));
+            }
+            Ok(())
+        }
+        BackupCommand::Prune(args) => {
+            let dir = backup_dir(args.dir, settings)?;
+            let keep = args.keep.or(settings.backup.keep).ok_or_else(|| {
+                StoreError::invalid("--keep", "say how many archives to keep: --keep N")
+            })?;
+            let pruned = dir::prune(&dir, keep, args.dry_run)?;
+            if args.json {
+                return json(&pruned);
+            }
+            let verb = if pruned.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            for f in &pruned.deleted {
+                println!("{verb} {f}");
+            }
+            for f in &pruned.kept {
+                println!("kept {f}");
+            }
+            for o in &pruned.other {
+                println!("left alone {} ({})", o.file, o.reason);
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Runs `flowstore export`.

@@ -49,7 +49,9 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a portable backup archive (or, with --native, the database's own dump).
+    /// Write a portable backup archive, optionally encrypted (or, with --native, the
+    /// database's own dump); `backup list` and `backup prune` manage a directory of
+    /// archives.
     Backup(backup::BackupArgs),
     /// Restore a backup archive, from either backend, into this database.
     Restore(backup::RestoreArgs),
@@ -139,6 +141,13 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         return bench::run(cli.global.database_url, args).await;
     }
     let mut settings = settings(&cli.global)?;
+    // `backup list|prune` read a directory; they need no database.
+    if let Command::Backup(backup::BackupArgs {
+        command: Some(cmd), ..
+    }) = cli.command
+    {
+        return backup::directory(&settings, cmd);
+    }
     // The server waits for its database (and keeps waiting through restarts of it)
     // instead of exiting when it cannot connect at once.
     if let Command::Serve(args) = cli.command {
@@ -173,8 +182,8 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
         Command::Stats(args) => admin::stats(&store, args).await,
         Command::Vacuum(args) => admin::vacuum(&store, args).await,
         Command::Cleanup(args) => admin::cleanup(&store, args).await,
-        Command::Backup(args) => backup::backup(&store, args).await,
-        Command::Restore(args) => backup::restore(&store, args).await,
+        Command::Backup(args) => backup::backup(&store, &settings, args).await,
+        Command::Restore(args) => backup::restore(&store, &settings, args).await,
         Command::Export(args) => backup::export(&store, args).await,
         Command::Import(args) => backup::import(&store, args).await,
         Command::Serve(_) => unreachable!("handled before connecting"),

@@ -88,6 +88,32 @@ pub struct ServeArgs {
     /// or the file [env: FLOWSTORE_WEBHOOK_ALLOW] [toml: [webhooks] allow]
     #[arg(long, value_delimiter = ',', value_name = "CIDR|HOST")]
     pub webhook_allow: Option<Vec<String>>,
+    /// Write a backup archive this often (such as 6h or 30m) into --backup-dir, named
+    /// by its UTC creation time, then delete all but the newest --backup-keep. The
+    /// first is due one interval after the newest archive already there. Failures are
+    /// logged and counted (`flowstore_backups_total{result}` in /metrics) and never
+    /// stop the server [env: FLOWSTORE_BACKUP_INTERVAL] [toml: [backup] interval]
+    /// [default: off]
+    #[arg(long, value_name = "DURATION")]
+    pub backup_interval: Option<String>,
+    /// The directory of scheduled archives, created when missing
+    /// [env: FLOWSTORE_BACKUP_DIR] [toml: [backup] dir]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<std::path::PathBuf>,
+    /// How many archives of --backup-dir to keep; files that are not flowstore
+    /// archives are never deleted [env: FLOWSTORE_BACKUP_KEEP] [toml: [backup] keep]
+    /// [default: 7]
+    #[arg(long, value_name = "N")]
+    pub backup_keep: Option<usize>,
+    /// Encrypt scheduled archives with the passphrase on the first line of FILE
+    /// [env: FLOWSTORE_BACKUP_PASSPHRASE (the passphrase itself),
+    /// FLOWSTORE_BACKUP_PASSPHRASE_FILE] [toml: [backup] passphrase_file]
+    #[arg(long, value_name = "FILE", conflicts_with = "backup_key_file")]
+    pub backup_passphrase_file: Option<std::path::PathBuf>,
+    /// Encrypt scheduled archives with the 32-byte key in FILE (64 hex characters or
+    /// base64) [env: FLOWSTORE_BACKUP_KEY_FILE] [toml: [backup] key_file]
+    #[arg(long, value_name = "FILE")]
+    pub backup_key_file: Option<std::path::PathBuf>,
 }
 
 /// `flowstore apikeys …`.
@@ -183,6 +209,7 @@ pub async fn serve(
         .unwrap_or_else(|| settings.webhook_allow.clone());
     let destinations = flowstore_core::model::integration::Destinations::new(&webhook_allow)?;
     let timings = timings(&args)?;
+    let schedule = backup_schedule(settings, &args)?;
     init_logs(args.log_format);
     // The port first: a server that cannot listen must not make (and print) the one
     // bootstrap key and then exit, leaving the next start with none to show.
@@ -207,6 +234,7 @@ pub async fn serve(
         destinations,
         webhook_allow,
         timings,
+        schedule,
         shutdown,
     )
     .await;
@@ -302,6 +330,7 @@ async fn run(
     destinations: flowstore_core::model::integration::Destinations,
     webhook_allow: Vec<String>,
     timings: flowstore_server::ServerConfig,
+    schedule: Option<(std::time::Duration, crate::archive::dir::Schedule)>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
     let backend = store.backend_arc();
@@ -339,9 +368,18 @@ async fn run(
         ..timings
     };
     let state = AppState::with_config(backend, config);
+    let backups = schedule.map(|(interval, schedule)| {
+        tracing::info!(dir = %schedule.dir.display(), keep = schedule.keep, every = ?interval, encrypted = schedule.secret.is_some(), "scheduled backups");
+        tokio::spawn(back_up(store.clone(), interval, schedule, state.clone()))
+    });
     let served = flowstore_server::serve(listener, state, shutdown).await;
     if let Some(task) = retention {
         task.abort();
+    }
+    if let Some(task) = backups {
+        // A backup cut off here leaves only its temporary files, which it removes.
+        task.abort();
+        let _ = task.await;
     }
     served.map_err(|e| StoreError::internal(format!("server: {e}")))?;
     tracing::info!("stopped");
@@ -361,6 +399,105 @@ async fn retain(
         match flowstore_core::admin::run_retention(&*backend, &policy).await {
             Ok(report) => tracing::info!(?report, "retention applied"),
             Err(e) => tracing::warn!(error = %e, "retention failed; retrying on the next tick"),
+        }
+    }
+}
+
+/// The backup schedule of the flags and settings (flags first), checked before the
+/// server starts: a schedule needs a directory, and its secret must be readable.
+fn backup_schedule(
+    settings: &flowstore::config::Settings,
+    args: &ServeArgs,
+) -> Result<Option<(std::time::Duration, crate::archive::dir::Schedule)>, StoreError> {
+    let b = &settings.backup;
+    let interval = match &args.backup_interval {
+        Some(v) => Some(flowstore_core::admin::parse_duration(
+            "--backup-interval",
+            v,
+        )?),
+        None => b.interval,
+    };
+    let Some(interval) = interval else {
+        return Ok(None);
+    };
+    let dir = args
+        .backup_dir
+        .clone()
+        .or_else(|| b.dir.clone())
+        .ok_or_else(|| {
+            StoreError::invalid(
+                "--backup-dir",
+                "scheduled backups need a directory: --backup-dir DIR or FLOWSTORE_BACKUP_DIR",
+            )
+        })?;
+    let keep = args.backup_keep.or(b.keep).unwrap_or(7);
+    if keep == 0 {
+        return Err(StoreError::invalid("--backup-keep", "must be at least 1"));
+    }
+    let secret = super::backup::secret(
+        args.backup_passphrase_file.as_deref(),
+        args.backup_key_file.as_deref(),
+        settings,
+    )?;
+    Ok(Some((
+        interval,
+        crate::archive::dir::Schedule {
+            dir,
+            keep,
+            source: Some(crate::archive::ArchiveSource::from_url(
+                &settings.database_url,
+            )),
+            secret,
+        },
+    )))
+}
+
+/// Writes a backup every `interval` while the server runs, the first one interval
+/// after the newest archive already in the directory (at once when that is past).
+/// A failure is logged and counted, and the next is tried an interval later.
+async fn back_up(
+    store: Store,
+    interval: std::time::Duration,
+    schedule: crate::archive::dir::Schedule,
+    state: AppState,
+) {
+    use crate::archive::dir;
+    let metrics = &state.metrics().backups;
+    metrics
+        .scheduled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let newest = dir::list(&schedule.dir, false, None)
+        .ok()
+        .and_then(|l| l.archives.last().map(|a| a.created_at.clone()))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+    let first_wait = newest
+        .and_then(|t| {
+            let due = t.with_timezone(&chrono::Utc) + chrono::Duration::from_std(interval).ok()?;
+            (due - chrono::Utc::now()).to_std().ok()
+        })
+        .unwrap_or_default()
+        .min(interval);
+    let mut next = tokio::time::Instant::now() + first_wait;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let started = tokio::time::Instant::now();
+        next = started + interval;
+        match dir::scheduled(&store, &schedule).await {
+            Ok(done) => {
+                let now = chrono::Utc::now().timestamp().max(0) as u64;
+                metrics.success(now, done.backup.bytes, started.elapsed());
+                tracing::info!(
+                    path = %done.backup.path,
+                    bytes = done.backup.bytes,
+                    rows = done.backup.rows,
+                    pruned = ?done.pruned.deleted,
+                    "backup written"
+                );
+            }
+            Err(e) => {
+                metrics.failure();
+                tracing::warn!(error = %e, dir = %schedule.dir.display(), "scheduled backup failed; trying again at the next interval");
+            }
         }
     }
 }
