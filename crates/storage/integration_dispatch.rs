@@ -282,20 +282,24 @@ impl SealedRepo for Tx {
     async fn stale_secrets(&mut self) -> StoreResult<StaleSecrets> {
         let keys = self.keys.clone();
         let current = keys.keyring()?.current_id().to_string();
-        let (configurations, credentials, webhooks): (i64, i64, i64) = sqlx::query_as(sql!(
-            "SELECT
+        let (configurations, credentials, webhooks, triggers): (i64, i64, i64, i64) =
+            sqlx::query_as(sql!(
+                "SELECT
                 (SELECT count(*) FROM configurations
                   WHERE is_sensitive AND encryption_key_id <> $1),
                 (SELECT count(*) FROM credentials WHERE encryption_key_id <> $1),
-                (SELECT count(*) FROM webhooks WHERE encryption_key_id <> $1)"
-        ))
-        .bind(&current)
-        .fetch_one(&mut *self.tx)
-        .await?;
+                (SELECT count(*) FROM webhooks WHERE encryption_key_id <> $1),
+                (SELECT count(*) FROM webhook_triggers
+                  WHERE secret_encrypted IS NOT NULL AND encryption_key_id <> $1)"
+            ))
+            .bind(&current)
+            .fetch_one(&mut *self.tx)
+            .await?;
         Ok(StaleSecrets {
             configurations: configurations as u64,
             credentials: credentials as u64,
             webhooks: webhooks as u64,
+            triggers: triggers as u64,
         })
     }
 
@@ -306,6 +310,8 @@ impl SealedRepo for Tx {
             "SELECT encryption_key_id FROM configurations WHERE is_sensitive
              UNION SELECT encryption_key_id FROM credentials
              UNION SELECT encryption_key_id FROM webhooks
+             UNION SELECT encryption_key_id FROM webhook_triggers
+                    WHERE secret_encrypted IS NOT NULL
              ORDER BY 1"
         ))
         .fetch_all(&mut *self.tx)
@@ -318,6 +324,11 @@ impl SealedRepo for Tx {
             SealedKind::Configurations => ("configurations", "value_encrypted", "is_sensitive AND"),
             SealedKind::Credentials => ("credentials", "encrypted_data", ""),
             SealedKind::Webhooks => ("webhooks", "secret_encrypted", ""),
+            SealedKind::Triggers => (
+                "webhook_triggers",
+                "secret_encrypted",
+                "secret_encrypted IS NOT NULL AND",
+            ),
         };
         // A credential re-sealed under a new key counts as rotated (`rotated_at`):
         // its secret is now protected by another key, which is what a rotation is.

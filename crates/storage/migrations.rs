@@ -59,6 +59,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(15, "0015", "change_feed"),
     migration!(16, "0016", "seed_compat"),
     migration!(17, "0017", "run_rollups"),
+    migration!(18, "0018", "webhook_triggers"),
 ];
 
 /// The migration that adds the audit log's signed head.

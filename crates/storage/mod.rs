@@ -23,5 +23,6 @@ pub(crate) mod rows;
 pub(crate) mod run;
 pub(crate) mod summary;
 pub(crate) mod task;
+pub(crate) mod trigger;
 pub(crate) mod visibility;
 pub(crate) mod workflow;

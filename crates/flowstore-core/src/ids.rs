@@ -166,6 +166,10 @@ id_type!(
     WebhookId
 );
 id_type!(
+    /// Identifies an incoming webhook trigger.
+    TriggerId
+);
+id_type!(
     /// Identifies a webhook delivery.
     DeliveryId
 );

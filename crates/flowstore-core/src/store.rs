@@ -23,6 +23,7 @@ use crate::model::{
     registry::RegistryRepo,
     run::{AttemptRepo, MetricRepo, RunRepo},
     task::{PullRequestRepo, TaskRepo},
+    trigger::TriggerRepo,
     workflow::WorkflowRepo,
 };
 use crate::{StoreError, StoreResult};
@@ -297,6 +298,7 @@ pub trait Tx:
     + WebhookRepo
     + DeliveryRepo
     + SealedRepo
+    + TriggerRepo
     + SummaryRepo
     + AuditRepo
     + Send

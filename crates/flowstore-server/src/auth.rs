@@ -6,7 +6,8 @@
 //! session carries its user's role as it is now, and stops working as soon as the
 //! user is switched off or deleted (a sign-in throttle on the account leaves it
 //! working: anyone may send wrong passwords for any email). `/healthz`, `/readyz`, `/metrics`, the
-//! OpenAPI document and signing in (`POST /api/v1/sessions`) are outside this layer.
+//! OpenAPI document, signing in (`POST /api/v1/sessions`) and firing a trigger
+//! (`POST /hooks/{token}`, see [`crate::routes::triggers`]) are outside this layer.
 
 use std::net::SocketAddr;
 

@@ -310,7 +310,8 @@ fn json_problem(path: &str, e: &serde_json::Error) -> Problem {
     }
 }
 
-fn bytes_rejection(r: BytesRejection) -> Problem {
+/// The problem of a body that could not be read (413 when over the limit).
+pub(crate) fn bytes_rejection(r: BytesRejection) -> Problem {
     let status = r.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(

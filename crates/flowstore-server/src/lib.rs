@@ -43,7 +43,8 @@ pub use state::{AppState, ServerConfig};
 
 use routes::{
     analytics, apikeys, events, executions, handlers, health, integration, ops, people, projects,
-    pull_requests, runs, sessions, system, task_links, tasks, worker, workflow_life, workflows,
+    pull_requests, runs, sessions, system, task_links, tasks, triggers, worker, workflow_life,
+    workflows,
 };
 
 /// The router of the whole API, and the OpenAPI document of its routes (served at
@@ -112,6 +113,7 @@ fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(routes::audit::router())
         .merge(analytics::router())
+        .merge(triggers::router())
         .layer(timed());
     // The event stream is long-lived: no request timeout.
     let authenticated = api
@@ -122,12 +124,15 @@ fn api(state: &AppState) -> OpenApiRouter<AppState> {
         ));
     // Signing in is how a client gets a token: it cannot need one.
     let sign_in = sessions::sign_in_router().layer(timed());
+    // A trigger's URL is its credential (and its signature, when it requires one).
+    let hooks = triggers::hooks_router().layer(timed());
     OpenApiRouter::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(authenticated)
         .merge(sign_in)
+        .merge(hooks)
 }
 
 /// The detail of the 404 of a path no route matches.
@@ -238,8 +243,9 @@ async fn maintain(state: AppState) {
     }
 }
 
-/// One round of maintenance: expired leases, timeouts, event numbering, and the
-/// slow statements recorded since the last round written down.
+/// One round of maintenance: expired leases, timeouts, event numbering, expired
+/// trigger receipts, and the slow statements recorded since the last round written
+/// down.
 pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     let mut tx = state.backend().begin_transition().await?;
     let reaped = tx.reap_expired_leases(500).await?;
@@ -260,6 +266,12 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     if !reaped.is_empty() || timed_out > 0 || sequenced > 0 {
         state.notify_changed();
     }
+    // Trigger receipts past their window (idempotency keys after 24 hours,
+    // signatures once their timestamp can no longer pass).
+    let mut tx = state.backend().begin().await?;
+    tx.prune_trigger_receipts(flowstore_core::time::now(), 1000)
+        .await?;
+    tx.commit().await?;
     // Slow statements seen since the last tick, for `flowstore stats` (another
     // process) to list.
     flowstore_core::slow::flush(state.backend()).await?;

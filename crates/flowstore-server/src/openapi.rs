@@ -126,6 +126,8 @@ pub fn build(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         routes::apikeys::CreatedKey,
         routes::integration::RevealedCredential,
         routes::integration::CreatedWebhook,
+        routes::triggers::CreatedTriggerAnswer,
+        routes::triggers::TriggerFired,
         routes::pull_requests::StatusBody,
         routes::task_links::NewDependency,
         routes::pull_requests::ValidationBody,

@@ -161,6 +161,35 @@ async fn roles_against_operation_classes(b: Arc<dyn Backend>) {
     )
     .await;
     assert_eq!(attempts, [200, 404, 404, 401], "attempts of another's run");
+    // incoming webhook triggers: managed by whoever may change the workflow (another
+    // user's private one is not seen; a viewer changes nothing); fired by whoever
+    // holds the URL, with or without a key
+    let triggers = format!("/api/v1/workflows/{others}/triggers");
+    let body = Some(json!({"name": "t"}));
+    let t = statuses(&c, &keys, "POST", &triggers, body).await;
+    assert_eq!(t, [201, 404, 403, 401], "create a trigger");
+    let t = statuses(&c, &keys, "GET", &triggers, None).await;
+    assert_eq!(t, [200, 404, 404, 401], "list triggers");
+    let made = c
+        .by(&other)
+        .create_trigger(&others, json!({"name": "theirs"}))
+        .await
+        .want(201);
+    let one = format!(
+        "/api/v1/triggers/{}",
+        made["trigger"]["id"].as_str().unwrap()
+    );
+    let hook = made["url"].as_str().unwrap();
+    let t = statuses(&c, &keys, "GET", &one, None).await;
+    assert_eq!(t, [200, 404, 404, 401], "read a trigger");
+    let t = statuses(&c, &keys, "PATCH", &one, Some(json!({"name": "x"}))).await;
+    assert_eq!(t, [200, 404, 403, 401], "change a trigger");
+    let t = statuses(&c, &keys, "POST", hook, Some(json!({}))).await;
+    assert_eq!(t, [202, 202, 202, 202], "fire a trigger");
+    let t = statuses(&c, &keys, "POST", &format!("{one}/rotate"), None).await;
+    assert_eq!(t, [200, 404, 403, 401], "rotate a trigger");
+    let t = statuses(&c, &keys, "DELETE", &one, None).await;
+    assert_eq!(t, [204, 404, 403, 401], "delete a trigger");
     let h = statuses(&c, &keys, "POST", "/api/v1/handlers/shell/deactivate", None).await;
     assert_eq!(h, [200, 403, 403, 401], "handler deactivate");
     // a task's dependencies: changing them is writing the task (another user's

@@ -24,6 +24,7 @@ mod signin;
 mod slow_metrics;
 mod system_routes;
 mod tasks_prs;
+mod triggers;
 mod webhook_destinations;
 mod webhooks;
 mod worker_batch;

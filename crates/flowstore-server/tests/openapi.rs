@@ -211,6 +211,7 @@ async fn answers_match_the_document(b: Arc<dyn Backend>) {
     let pid = core_flows::operations_to_executions(&t, &b, &k).await;
     resource_flows::tasks_to_keys(&t, &b, &k, &pid).await;
     more_flows::life_links_and_system(&t, &k).await;
+    more_flows::triggers(&t, &k).await;
 }
 
 /// The refusal to reveal an expired credential and a verification that finds the

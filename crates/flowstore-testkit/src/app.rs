@@ -129,6 +129,23 @@ impl TestApp {
         self.send_request(req.body(body).unwrap()).await
     }
 
+    /// POSTs `body` to a trigger's URL (`path`, such as `/hooks/fstrg_…`) without a
+    /// key, with the headers given (`Content-Type: application/json` unless given).
+    pub async fn hook(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        let mut req = Request::builder().method("POST").uri(path);
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send_request(req.body(Body::from(body.to_vec())).unwrap())
+            .await
+    }
+
     /// Sends a request built by the test.
     pub async fn send_request(&self, req: Request<Body>) -> Answer {
         let (method, path) = (req.method().to_string(), req.uri().to_string());
@@ -339,6 +356,13 @@ endpoints! {
     create_webhook() => "POST" "/api/v1/webhooks", body;
     list_webhooks() => "GET" "/api/v1/webhooks";
     webhook_deliveries(id) => "GET" "/api/v1/webhooks/{id}/deliveries";
+    // incoming webhook triggers (firing one is `TestApp::hook`)
+    create_trigger(workflow) => "POST" "/api/v1/workflows/{workflow}/triggers", body;
+    list_triggers(workflow) => "GET" "/api/v1/workflows/{workflow}/triggers";
+    get_trigger(id) => "GET" "/api/v1/triggers/{id}";
+    update_trigger(id) => "PATCH" "/api/v1/triggers/{id}", body;
+    delete_trigger(id) => "DELETE" "/api/v1/triggers/{id}";
+    rotate_trigger(id) => "POST" "/api/v1/triggers/{id}/rotate";
     // operations
     set_configuration() => "PUT" "/api/v1/configurations", body;
     write_log() => "POST" "/api/v1/logs", body;

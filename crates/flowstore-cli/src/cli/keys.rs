@@ -102,9 +102,9 @@ pub async fn rotate(
     } else {
         let r = &report.resealed;
         println!(
-            "re-sealed {} configuration value(s), {} credential(s), {} webhook secret(s); \
-             every value is sealed with key {}",
-            r.configurations, r.credentials, r.webhooks, report.key_id
+            "re-sealed {} configuration value(s), {} credential(s), {} webhook secret(s), \
+             {} trigger secret(s); every value is sealed with key {}",
+            r.configurations, r.credentials, r.webhooks, r.triggers, report.key_id
         );
         match report.audit_head {
             HeadResign::Resigned => println!(
@@ -147,6 +147,7 @@ pub async fn reseal_all(
                 SealedKind::Configurations => done.configurations += n,
                 SealedKind::Credentials => done.credentials += n,
                 SealedKind::Webhooks => done.webhooks += n,
+                SealedKind::Triggers => done.triggers += n,
             }
             bar.inc(n);
         }

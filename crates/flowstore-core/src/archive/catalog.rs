@@ -129,6 +129,14 @@ webhook_deliveries key=id deferred=-
     updated_at:timestamp
 webhook_dispatch key=id deferred=-
     id:int last_seq:int updated_at:timestamp
+webhook_triggers key=id deferred=-
+    id:uuid workflow_id:uuid>workflows/cascade owner_id:uuid>users/cascade name:text
+    token_prefix:text token_hash:text require_signature:bool secret_encrypted:bytes
+    encryption_key_id:text active:bool fire_count:int last_fired_at:timestamp
+    created_at:timestamp updated_at:timestamp
+trigger_receipts key=id deferred=-
+    id:uuid trigger_id:uuid>webhook_triggers/cascade kind:text key_hash:text
+    run_id:uuid>workflow_executions/cascade expires_at:timestamp created_at:timestamp
 audit_log key=seq deferred=-
     seq:int id:uuid actor_type:text actor_id:text action:text entity_type:text
     entity_id:text before:json after:json ip_address:text request_id:text

@@ -162,6 +162,15 @@ const CONSTRAINTS: &[(&str, &str)] = &[
     ("teams_created_by_fkey", "created_by"),
     ("teams_name_key", "name"),
     ("teams_pkey", "id"),
+    // trigger_receipts
+    ("trigger_receipts_kind_check", "kind"),
+    ("trigger_receipts_pkey", "id"),
+    ("trigger_receipts_run_id_fkey", "run_id"),
+    ("trigger_receipts_trigger_id_fkey", "trigger_id"),
+    (
+        "trigger_receipts_trigger_id_kind_key_hash_key",
+        "trigger_id, kind, key_hash",
+    ),
     // user_sessions
     ("user_sessions_pkey", "id"),
     ("user_sessions_token_hash_key", "token_hash"),
@@ -186,6 +195,15 @@ const CONSTRAINTS: &[(&str, &str)] = &[
     ("webhook_dispatch_id_check", "id"),
     ("webhook_dispatch_last_seq_check", "last_seq"),
     ("webhook_dispatch_pkey", "id"),
+    // webhook_triggers
+    ("webhook_triggers_check", "require_signature"),
+    ("webhook_triggers_fire_count_check", "fire_count"),
+    ("webhook_triggers_name_check", "name"),
+    ("webhook_triggers_owner_id_fkey", "owner_id"),
+    ("webhook_triggers_pkey", "id"),
+    ("webhook_triggers_token_hash_key", "token_hash"),
+    ("webhook_triggers_workflow_id_fkey", "workflow_id"),
+    ("webhook_triggers_workflow_id_name_key", "workflow_id, name"),
     // webhooks
     ("webhooks_events_check", "events"),
     ("webhooks_failure_count_check", "failure_count"),

@@ -300,14 +300,17 @@ pub enum SealedKind {
     Credentials,
     /// Webhook signing secrets.
     Webhooks,
+    /// Incoming webhook triggers' signing secrets.
+    Triggers,
 }
 
 impl SealedKind {
     /// Every kind, in the order a rotation re-seals them.
-    pub const ALL: [SealedKind; 3] = [
+    pub const ALL: [SealedKind; 4] = [
         SealedKind::Configurations,
         SealedKind::Credentials,
         SealedKind::Webhooks,
+        SealedKind::Triggers,
     ];
 }
 
@@ -320,6 +323,8 @@ pub struct StaleSecrets {
     pub credentials: u64,
     /// Webhook secrets.
     pub webhooks: u64,
+    /// Trigger signing secrets.
+    pub triggers: u64,
 }
 
 impl StaleSecrets {
@@ -329,12 +334,13 @@ impl StaleSecrets {
             SealedKind::Configurations => self.configurations,
             SealedKind::Credentials => self.credentials,
             SealedKind::Webhooks => self.webhooks,
+            SealedKind::Triggers => self.triggers,
         }
     }
 
     /// The count over every kind.
     pub fn total(&self) -> u64 {
-        self.configurations + self.credentials + self.webhooks
+        self.configurations + self.credentials + self.webhooks + self.triggers
     }
 }
 

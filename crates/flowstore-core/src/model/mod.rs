@@ -45,6 +45,7 @@ pub mod registry;
 pub mod run;
 pub mod summary;
 pub mod task;
+pub mod trigger;
 pub mod viewer;
 pub mod workflow;
 

@@ -33,6 +33,7 @@ pub use flowstore_core::model::run::{
 };
 pub use flowstore_core::model::task::query::TaskProgress;
 pub use flowstore_core::model::task::{NewTask, Task, TaskPatch};
+pub use flowstore_core::model::trigger::{NewTrigger, Trigger, TriggerPatch};
 pub use flowstore_core::model::workflow::{
     NewShare, NewWorkflow, Workflow, WorkflowPatch, WorkflowShare, WorkflowVersion,
 };
@@ -78,6 +79,7 @@ page_schemas! {
     CredentialPage => Credential,
     WebhookPage => Webhook,
     DeliveryPage => WebhookDelivery,
+    TriggerPage => Trigger,
     ActiveTaskPage => flowstore_core::model::task::query::ActiveTask,
     PrValidationPage => flowstore_core::model::task::query::PrValidation,
     SystemMetricPage => flowstore_core::model::registry::SystemMetric,

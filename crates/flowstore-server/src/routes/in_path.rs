@@ -78,3 +78,11 @@ path_param!(
     /// `{user_id}`: a member of a team.
     Member { user_id: "user ID" }
 );
+path_param!(
+    /// `{id}`: an incoming webhook trigger.
+    Trigger { id: "trigger ID" }
+);
+path_param!(
+    /// `{token}`: a trigger's token, the secret last segment of its URL.
+    HookToken { token: "the trigger's token" }
+);

@@ -53,6 +53,7 @@ pub mod sessions;
 pub mod system;
 pub mod task_links;
 pub mod tasks;
+pub mod triggers;
 pub mod worker;
 pub mod workflow_life;
 pub mod workflows;

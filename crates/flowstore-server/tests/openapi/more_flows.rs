@@ -87,3 +87,77 @@ pub async fn life_links_and_system(t: &Checked, k: &Keys) {
         admin PATCH "/api/v1/components/{which}" ["nope"] with {} => 404;
     );
 }
+
+/// Incoming webhook triggers: managing them and firing them (a run, a replayed
+/// idempotency key, a missing signature, an unknown token).
+pub async fn triggers(t: &Checked, k: &Keys) {
+    let (a, viewer) = (Some(k.a.as_str()), Some(k.viewer.as_str()));
+    let wf = json!({"name": "doc-trigger-wf", "status": "active",
+        "definition": {"steps": [{"key": "a", "handler": "doc-shell"}]}});
+    let wf = id(&t
+        .call("POST", "/api/v1/workflows", &[], a, Some(wf), 201)
+        .await);
+    let w = wf.as_str();
+    let signed = t
+        .call(
+            "POST",
+            "/api/v1/workflows/{id}/triggers",
+            &[w],
+            a,
+            Some(json!({"name": "doc-signed", "require_signature": true})),
+            201,
+        )
+        .await;
+    let plain = t
+        .call(
+            "POST",
+            "/api/v1/workflows/{id}/triggers",
+            &[w],
+            a,
+            Some(json!({"name": "doc-plain"})),
+            201,
+        )
+        .await;
+    let tid = plain["trigger"]["id"].as_str().unwrap().to_string();
+    let token = plain["token"].as_str().unwrap().to_string();
+    let signed_token = signed["token"].as_str().unwrap();
+    walk!(t;
+        a GET "/api/v1/workflows/{id}/triggers" [w] => 200;
+        viewer GET "/api/v1/workflows/{id}/triggers" [w] => 404;
+        a POST "/api/v1/workflows/{id}/triggers" [w] with {"name": "doc-plain"} => 409;
+        a GET "/api/v1/triggers/{id}" [&tid] => 200;
+        a PATCH "/api/v1/triggers/{id}" [&tid] with {"name": "doc-renamed"} => 200;
+        None POST "/hooks/{token}" [&token] with {"order": 1} => 202;
+        None POST "/hooks/{token}" [signed_token] with {"order": 1} => 401;
+        None POST "/hooks/{token}" ["fstrg_unknown"] with {} => 404;
+    );
+    let key = [("Idempotency-Key", "doc-1")];
+    for want in [202, 200] {
+        let body = json!({"order": 2});
+        let r =
+            t.c.hook(
+                &format!("/hooks/{token}"),
+                body.to_string().as_bytes(),
+                &key,
+            )
+            .await;
+        assert_eq!(r.status, want, "{}", r.body);
+        t.check("POST", "/hooks/{token}", Some(&body), &r);
+    }
+    let rotated = t
+        .call(
+            "POST",
+            "/api/v1/triggers/{id}/rotate",
+            &[&tid],
+            a,
+            None,
+            200,
+        )
+        .await;
+    assert_ne!(rotated["token"].as_str(), Some(token.as_str()));
+    walk!(t;
+        None POST "/hooks/{token}" [&token] with {} => 404;
+        a DELETE "/api/v1/triggers/{id}" [&tid] => 204;
+        a GET "/api/v1/triggers/{id}" [&tid] => 404;
+    );
+}

@@ -1,0 +1,2 @@
+DROP TABLE trigger_receipts;
+DROP TABLE webhook_triggers;
