@@ -335,11 +335,15 @@ async fn run(
 ) -> Result<(), StoreError> {
     let backend = store.backend_arc();
     refuse_unknown_keys(&*backend).await?;
-    if let Some(key) = flowstore_server::bootstrap_admin_key(&backend).await? {
-        println!("No API key existed, so an admin key was created. It is shown only now:");
-        println!("  {key}");
-        println!("Send it as: Authorization: Bearer <key>");
-    }
+    let first_start = match flowstore_server::bootstrap_admin_key(&backend).await? {
+        Some(key) => {
+            println!("No API key existed, so an admin key was created. It is shown only now:");
+            println!("  {key}");
+            println!("Send it as: Authorization: Bearer <key>");
+            true
+        }
+        None => false,
+    };
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -351,6 +355,14 @@ async fn run(
     // On stdout, whatever the log format, so that people and scripts (with
     // `--listen 127.0.0.1:0`) learn the address.
     println!("flowstore is listening on http://{addr}");
+    if first_start {
+        // The dashboard signs people in, not keys: say how to make the first one.
+        println!(
+            "The dashboard is at http://{addr}/ ; sign in there as a user, made with \
+             `flowstore users create --email you@example.com --role admin` (password on \
+             standard input)"
+        );
+    }
     let retention = settings
         .retention
         .clone()
