@@ -126,6 +126,17 @@ async fn a_throttled_account_keeps_its_sessions_and_keys(b: Arc<dyn Backend>) {
     c.by(&key).list_workflows().await.want(200);
     let wf = json!({"name": "w", "definition": {"steps": []}});
     c.by(&session).create_workflow(wf).await.want(201);
+    // The owner is told, once for the throttle engaging, not for every refusal.
+    let notes = c.by(&session).list_notifications().await.want(200);
+    let alerts: Vec<&Value> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["data"]["reason"] == "sign_in_throttled")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{notes}");
+    assert_eq!(alerts[0]["type"], "security_alert");
+    assert!(alerts[0]["data"]["until"].is_string(), "{notes}");
 }
 
 async fn an_admin_unlock_lets_the_owner_in_at_once(b: Arc<dyn Backend>) {

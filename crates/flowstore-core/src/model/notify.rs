@@ -1,7 +1,7 @@
 //! The notifications flowstore produces for what a user must know, each written in
 //! the transaction of the change it is about: a run of their workflow failed or
 //! timed out, a workflow was shared with them (or their team), their API key was
-//! revoked by someone else. Written once here over any transaction, so the engine,
+//! revoked by someone else, wrong passwords made their sign-in wait. Written once here over any transaction, so the engine,
 //! the server and library callers produce the same ones.
 
 use serde_json::json;
@@ -99,6 +99,23 @@ pub async fn workflow_shared<T: NotificationRepo + TeamRepo + ?Sized>(
         .await?;
     }
     Ok(())
+}
+
+/// Tells a user that wrong passwords for their account made sign-in wait (until
+/// `until`, when known): someone may be guessing it.
+pub async fn sign_in_throttled<T: NotificationRepo + ?Sized>(
+    tx: &mut T,
+    user: UserId,
+    until: Option<crate::time::Timestamp>,
+) -> StoreResult<()> {
+    send(
+        tx,
+        user,
+        NotificationType::SecurityAlert,
+        "Wrong passwords for your account: signing in waits a while".into(),
+        json!({"reason": "sign_in_throttled", "until": until}),
+    )
+    .await
 }
 
 /// Tells a key's user that someone else revoked it.

@@ -247,6 +247,10 @@ async fn wrong_password(
         let subject = json!({"scope": "account", "email": email});
         let user_id = user.as_ref().map(|u| u.id.to_string());
         throttled(&mut *tx, origin, "user", user_id, subject, counted).await?;
+        if let Some(u) = &user {
+            flowstore_core::model::notify::sign_in_throttled(&mut *tx, u.id, throttled_until)
+                .await?;
+        }
     }
     if let Some((address, c)) = by_address.filter(|(_, c)| c.engaged) {
         let subject = json!({"scope": "address", "ip_address": address});
