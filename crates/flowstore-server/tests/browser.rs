@@ -353,6 +353,45 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     until_text(&b, "table", "run.retry").await;
     screenshot(&b, "admin").await;
 
+    // Notifications: the count in the navigation, the list, marking them read.
+    let mut tx = c.backend.begin().await.unwrap();
+    let ops = tx.get_user_by_email("ops@x.io").await.unwrap();
+    tx.create_notification(flowstore_core::model::identity_access::NewNotification {
+        user_id: ops.id,
+        kind: flowstore_core::model::identity_access::NotificationType::WorkflowShared,
+        title: "release was shared with you (read)".into(),
+        message: None,
+        data: Some(json!({"workflow_id": wf})),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    b.goto(&format!("{base}/#/notifications")).await.unwrap();
+    until_text(&b, "#notes-link", "Notifications (1)").await;
+    until_text(&b, "table", "release was shared with you").await;
+    click(&b, "//button[text()='Mark all read']", false).await;
+    for _ in 0..100 {
+        let text = b
+            .find(Locator::Id("notes-link"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text == "Notifications" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = b
+        .find(Locator::Id("notes-link"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "Notifications", "marked read");
+
     // On a phone's width the tables scroll inside the page, and the keyboard reaches
     // the navigation first.
     b.set_window_size(390, 844).await.unwrap();

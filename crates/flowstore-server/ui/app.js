@@ -147,6 +147,7 @@ async function whoAmI() {
   const w = await api("GET", "/api/v1/sessions/current");
   me = { user: w.user, role: w.role };
   document.getElementById("admin-link").hidden = w.role !== "admin";
+  unread();
   document.getElementById("who").textContent = (w.user && w.user.email) || w.role;
   document.getElementById("signout").hidden = false;
 }
@@ -672,6 +673,47 @@ async function deliveries(g, id) {
   );
 }
 
+// ---------------------------------------------------------------- notifications
+
+async function unread() {
+  const link = document.getElementById("notes-link");
+  try {
+    const n = await api("GET", "/api/v1/notifications/unread-count");
+    link.textContent = n.unread ? `Notifications (${n.unread})` : "Notifications";
+  } catch (e) {
+    /* the count is a hint; the page says more */
+  }
+}
+
+async function notifications(g) {
+  const page = await api("GET", "/api/v1/notifications?limit=100");
+  const readAll = h("button", {
+    type: "button",
+    onclick: async () => {
+      await api("POST", "/api/v1/notifications/read-all");
+      route();
+    },
+  }, "Mark all read");
+  show(
+    g,
+    h("h1", {}, "Notifications"),
+    h("div", { class: "actions" }, readAll),
+    page.items.length
+      ? table(["", "When", "What", "Kind"],
+          page.items.map((n) => [
+            n.read ? "" : h("strong", {}, "new"),
+            when(n.created_at),
+            n.data && n.data.run_id
+              ? h("a", { href: "#/runs/" + n.data.run_id }, n.title)
+              : n.data && n.data.workflow_id
+                ? h("a", { href: "#/workflows/" + n.data.workflow_id }, n.title)
+                : n.title,
+            n.type,
+          ]))
+      : h("p", { class: "muted" }, "Nothing to tell yet.")
+  );
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -690,6 +732,7 @@ async function route() {
       return;
     }
   }
+  unread();
   try {
     const m = path.match(/^\/runs\/([0-9a-fA-F-]{36})$/);
     const w = path.match(/^\/workflows\/([0-9a-fA-F-]{36})$/);
@@ -702,6 +745,7 @@ async function route() {
     else if (path === "/projects") await projects(g);
     else if (path === "/handlers") await handlers(g);
     else if (path === "/admin") await admin(g);
+    else if (path === "/notifications") await notifications(g);
     else if (path === "/workflows") await workflows(g);
     else if (path === "/runs") await runs(g);
     else await overview(g);
