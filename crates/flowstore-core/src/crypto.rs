@@ -44,6 +44,19 @@ impl fmt::Debug for Key {
     }
 }
 
+/// The 32 bytes of a key written as 64 hex characters or as base64 (as
+/// `openssl rand -hex 32` writes one), surrounding white space ignored; `None` for
+/// anything else. The encryption key and backup key files are read this one way.
+pub fn key_bytes(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(text).ok()
+    } else {
+        base64::engine::general_purpose::STANDARD.decode(text).ok()
+    };
+    bytes.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+}
+
 impl Key {
     /// A key from 32 raw bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
@@ -57,19 +70,9 @@ impl Key {
 
     /// Parses a key given as 64 hex characters or as base64 of 32 bytes.
     pub fn parse(text: &str) -> StoreResult<Self> {
-        let text = text.trim();
-        let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-            hex::decode(text).ok()
-        } else {
-            base64::engine::general_purpose::STANDARD.decode(text).ok()
-        };
-        match bytes {
-            Some(b) if b.len() == 32 => {
-                let mut arr = [0u8; 32];
-                arr.copy_from_slice(&b);
-                Ok(Key::from_bytes(&arr))
-            }
-            _ => Err(StoreError::invalid(
+        match key_bytes(text) {
+            Some(arr) => Ok(Key::from_bytes(&arr)),
+            None => Err(StoreError::invalid(
                 "ENCRYPTION_KEY",
                 "must be 32 bytes given as 64 hex characters or as base64",
             )),

@@ -25,7 +25,6 @@ use std::sync::Mutex;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -180,22 +179,12 @@ impl Secret {
         let text = std::fs::read_to_string(path).map_err(|e| {
             StoreError::invalid(named, format!("cannot read {}: {e}", path.display()))
         })?;
-        let text = text.trim();
-        let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-            hex::decode(text).ok()
-        } else {
-            base64::engine::general_purpose::STANDARD.decode(text).ok()
-        };
-        match bytes {
-            Some(b) if b.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&b);
-                Ok(Secret::new(SecretKind::KeyFile {
-                    path: path.to_path_buf(),
-                    key,
-                }))
-            }
-            _ => Err(StoreError::invalid(
+        match flowstore_core::crypto::key_bytes(&text) {
+            Some(key) => Ok(Secret::new(SecretKind::KeyFile {
+                path: path.to_path_buf(),
+                key,
+            })),
+            None => Err(StoreError::invalid(
                 named,
                 format!(
                     "{} must hold 32 bytes as 64 hex characters or as base64 (openssl rand -hex 32 writes one)",
