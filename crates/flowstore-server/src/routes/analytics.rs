@@ -15,7 +15,7 @@ use flowstore_core::model::summary::{
 };
 use flowstore_core::model::task::query::{ActiveTask, PrValidation};
 use flowstore_core::model::workflow::SharePermission;
-use flowstore_core::{time, Page};
+use flowstore_core::{time, Page, Tx};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -201,13 +201,12 @@ paged_query_params! {
     }
 }
 
-/// The project `q` names, checked readable by the caller.
-async fn view_project(api: &Api, q: &ViewQuery) -> ApiResult<Option<ProjectId>> {
+/// The project `q` names, checked readable by the caller in `tx`.
+async fn view_project(tx: &mut dyn Tx, api: &Api, q: &ViewQuery) -> ApiResult<Option<ProjectId>> {
     let Some(id) = super::parse_opt::<ProjectId>("project_id", q.project_id.as_deref())? else {
         return Ok(None);
     };
-    let mut tx = api.read().await?;
-    access::project(&mut *tx, &api.caller, id, SharePermission::Read).await?;
+    access::project(tx, &api.caller, id, SharePermission::Read).await?;
     Ok(Some(id))
 }
 
@@ -220,8 +219,8 @@ pub async fn active_tasks(
     api: Api,
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<AxumJson<Page<ActiveTask>>> {
-    let project = view_project(&api, &q).await?;
     let mut tx = api.read().await?;
+    let project = view_project(&mut *tx, &api, &q).await?;
     Ok(AxumJson(
         tx.active_tasks_summary(
             project,
@@ -240,8 +239,8 @@ pub async fn pull_request_validation(
     api: Api,
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<AxumJson<Page<PrValidation>>> {
-    let project = view_project(&api, &q).await?;
     let mut tx = api.read().await?;
+    let project = view_project(&mut *tx, &api, &q).await?;
     Ok(AxumJson(
         tx.pr_validation_status(
             project,
