@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use flowstore_core::crypto::sha256_hex;
 use flowstore_core::ids::{SessionId, TeamId, UserId};
 use flowstore_core::model::identity::{
-    normalize_email, random_token, HashedPassword, NewTeam, NewUser, Role, Team, TeamMember,
-    TeamRole, User, UserFilter, UserPatch, UserStatus, RESET_TOKEN_TTL,
+    normalize_email, random_token, verification_token, verification_token_live, HashedPassword,
+    NewTeam, NewUser, Role, Team, TeamMember, TeamRole, User, UserFilter, UserPatch, UserStatus,
+    RESET_TOKEN_TTL, VERIFICATION_TOKEN_TTL,
 };
 use flowstore_core::model::identity::{SessionRepo, TeamRepo, UserRepo};
 use flowstore_core::time::Timestamp;
@@ -264,8 +265,12 @@ impl UserRepo for Tx {
         self.get_user(id).await
     }
 
-    async fn issue_verification_token(&mut self, id: UserId) -> StoreResult<String> {
-        let token = random_token();
+    async fn issue_verification_token(
+        &mut self,
+        id: UserId,
+        now: Timestamp,
+    ) -> StoreResult<String> {
+        let token = verification_token(now + VERIFICATION_TOKEN_TTL);
         let q = sqlx::query(sql!(
             "UPDATE users SET verification_token_hash = $2 WHERE id = $1"
         ))
@@ -276,13 +281,16 @@ impl UserRepo for Tx {
     }
 
     async fn verify_email(&mut self, token: &str, now: Timestamp) -> StoreResult<User> {
+        if !verification_token_live(token, now) {
+            return Err(StoreError::invalid("token", "is unknown, used or expired"));
+        }
         let id: Option<UserId> = sqlx::query_scalar(sql!(
             "SELECT id FROM users WHERE verification_token_hash = $1 FOR UPDATE"
         ))
         .bind(sha256_hex(token))
         .fetch_optional(&mut *self.tx)
         .await?;
-        let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown or used"))?;
+        let id = id.ok_or_else(|| StoreError::invalid("token", "is unknown, used or expired"))?;
         let q = sqlx::query(sql!(
             "UPDATE users SET verification_token_hash = NULL, email_verified_at = $2,
                 status = CASE WHEN status = $3 THEN $4 ELSE status END, updated_at = $2

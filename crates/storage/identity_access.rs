@@ -7,7 +7,7 @@ use flowstore_core::ids::{ApiKeyId, NotificationId, SessionId, UserId};
 use flowstore_core::model::identity::{ApiKeyRepo, NotificationRepo, Role, SessionRepo};
 use flowstore_core::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
-    NotificationFilter, Session,
+    NotificationFilter, NotificationType, Session,
 };
 use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
@@ -339,5 +339,97 @@ impl NotificationRepo for Tx {
             id,
         )
         .await
+    }
+
+    async fn notification_types_off(
+        &mut self,
+        user_id: UserId,
+    ) -> StoreResult<Vec<NotificationType>> {
+        Ok(sqlx::query_scalar(sql!(
+            "SELECT type FROM notification_preferences WHERE user_id = $1 AND enabled = $2
+             ORDER BY type"
+        ))
+        .bind(user_id)
+        .bind(false)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn set_notification_preference(
+        &mut self,
+        user_id: UserId,
+        kind: NotificationType,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        if kind == NotificationType::SecurityAlert && !enabled {
+            return Err(StoreError::invalid(
+                "security_alert",
+                "security alerts cannot be switched off",
+            ));
+        }
+        ensure_exists(&mut self.tx, "users", "user_id", Some(user_id.0)).await?;
+        sqlx::query(sql!(
+            "INSERT INTO notification_preferences (user_id, type, enabled, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, type)
+             DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at"
+        ))
+        .bind(user_id)
+        .bind(kind)
+        .bind(enabled)
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn wants_notification(
+        &mut self,
+        user_id: UserId,
+        kind: NotificationType,
+    ) -> StoreResult<bool> {
+        if kind == NotificationType::SecurityAlert {
+            return Ok(true);
+        }
+        let enabled: Option<bool> = sqlx::query_scalar(sql!(
+            "SELECT enabled FROM notification_preferences WHERE user_id = $1 AND type = $2"
+        ))
+        .bind(user_id)
+        .bind(kind)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(enabled.unwrap_or(true))
+    }
+
+    async fn notifications_since(
+        &mut self,
+        user_id: UserId,
+        since: Timestamp,
+        after: Option<NotificationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>> {
+        // Notifications have time-ordered (v7) IDs: the lowest ID of `since`'s second
+        // makes the window a range of the user's index; `created_at` keeps it exact.
+        let lowest = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since.timestamp().max(0) as u64,
+            0,
+        ));
+        let floor = match after {
+            Some(a) if a.0 > lowest => a.0,
+            _ => lowest,
+        };
+        Ok(sqlx::query_as(sql_fmt!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+             WHERE user_id = $1 AND id > $2 AND created_at >= $3
+             ORDER BY id LIMIT $4"
+        ))
+        .bind(user_id)
+        .bind(floor)
+        .bind(ts(&since))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 }

@@ -11,6 +11,7 @@ use flowstore_core::model::integration::{
 };
 use flowstore_core::model::integration::{CredentialRepo, WebhookRepo};
 use flowstore_core::model::ops::SecretValue;
+use flowstore_core::time::Timestamp;
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
@@ -211,6 +212,45 @@ impl CredentialRepo for Tx {
             id,
         )
         .await
+    }
+
+    async fn credentials_expiring_untold(
+        &mut self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Credential>> {
+        Ok(sqlx::query_as(sql_fmt!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials
+             WHERE expires_at > $1 AND expires_at <= $2
+               AND NOT EXISTS (SELECT 1 FROM credential_expiry_notices n
+                                WHERE n.credential_id = credentials.id
+                                  AND n.expires_at = credentials.expires_at)
+             ORDER BY expires_at, id LIMIT $3"
+        ))
+        .bind(ts(&now))
+        .bind(ts(&until))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn note_expiry_told(
+        &mut self,
+        id: CredentialId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql!(
+            "INSERT INTO credential_expiry_notices (credential_id, expires_at, created_at)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        ))
+        .bind(id)
+        .bind(ts(&expires_at))
+        .bind(ts(&now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -60,6 +60,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(16, "0016", "seed_compat"),
     migration!(17, "0017", "run_rollups"),
     migration!(18, "0018", "webhook_triggers"),
+    migration!(19, "0019", "notification_preferences"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -38,13 +39,14 @@ pub mod state;
 pub mod webhooks;
 
 pub use error::Problem;
+pub use mail::MailConfig;
 pub use signin::SignInLimits;
 pub use state::{AppState, ServerConfig};
 
 use routes::{
-    analytics, apikeys, events, executions, handlers, health, integration, ops, people, projects,
-    pull_requests, runs, sessions, system, task_links, tasks, triggers, worker, workflow_life,
-    workflows,
+    account, analytics, apikeys, events, executions, handlers, health, integration, ops, people,
+    projects, pull_requests, runs, sessions, system, task_links, tasks, triggers, worker,
+    workflow_life, workflows,
 };
 
 /// The router of the whole API, and the OpenAPI document of its routes (served at
@@ -114,16 +116,20 @@ fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(routes::audit::router())
         .merge(analytics::router())
         .merge(triggers::router())
+        .merge(account::router())
         .layer(timed());
     // The event stream is long-lived: no request timeout.
     let authenticated = api
         .merge(events::router())
+        .merge(people::stream_router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ));
     // Signing in is how a client gets a token: it cannot need one.
-    let sign_in = sessions::sign_in_router().layer(timed());
+    let sign_in = sessions::sign_in_router()
+        .merge(account::public_router())
+        .layer(timed());
     // A trigger's URL is its credential (and its signature, when it requires one).
     let hooks = triggers::hooks_router().layer(timed());
     OpenApiRouter::new()
@@ -220,11 +226,16 @@ async fn accept(
     Ok(())
 }
 
-/// Runs [`maintenance_tick`] every `maintenance_interval` until shutdown.
+/// How often the maintenance task looks for credentials about to expire.
+const EXPIRY_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs [`maintenance_tick`] every `maintenance_interval`, and [`expiry_notices`]
+/// every minute, until shutdown.
 async fn maintain(state: AppState) {
     let mut shutdown = state.shutdown_signal();
     let mut every = tokio::time::interval(state.config().maintenance_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_notices: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -233,7 +244,13 @@ async fn maintain(state: AppState) {
         if state.shutting_down() {
             return;
         }
-        if let Err(e) = maintenance_tick(&state).await {
+        let notices_due = last_notices.is_none_or(|t| t.elapsed() >= EXPIRY_NOTICE_INTERVAL);
+        let mut result = maintenance_tick(&state).await;
+        if notices_due && result.is_ok() {
+            last_notices = Some(std::time::Instant::now());
+            result = expiry_notices(&state).await.map(|_| ());
+        }
+        if let Err(e) = result {
             state
                 .metrics()
                 .maintenance_errors
@@ -276,6 +293,17 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     // process) to list.
     flowstore_core::slow::flush(state.backend()).await?;
     Ok(())
+}
+
+/// Tells the owners of credentials that expire within a week, once per credential
+/// and expiry (a notice written by one server is not written again by another);
+/// returns how many credentials were noted.
+pub async fn expiry_notices(state: &AppState) -> StoreResult<u64> {
+    let mut tx = state.backend().begin().await?;
+    let now = flowstore_core::time::now();
+    let told = flowstore_core::model::notify::credentials_expiring(&mut *tx, now, 100).await?;
+    tx.commit().await?;
+    Ok(told)
 }
 
 /// When the database holds no API key at all (revoked ones count), creates an admin

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub maintenance_errors: AtomicU64,
     /// Webhook dispatch rounds that failed.
     pub webhook_round_errors: AtomicU64,
+    /// Messages (password resets, email verifications) the SMTP server accepted.
+    pub mail_sent: AtomicU64,
+    /// Messages that could not be sent.
+    pub mail_failed: AtomicU64,
     /// Scheduled backups, told by whoever runs them (`flowstore serve`).
     pub backups: BackupMetrics,
 }
@@ -245,6 +249,18 @@ impl Metrics {
                 "flowstore_webhook_round_errors_total",
                 "Webhook dispatch rounds that failed.",
                 &self.webhook_round_errors,
+            ),
+            (
+                "counter",
+                "flowstore_mail_sent_total",
+                "Messages (password resets, email verifications) the SMTP server accepted.",
+                &self.mail_sent,
+            ),
+            (
+                "counter",
+                "flowstore_mail_failed_total",
+                "Messages that could not be sent (see the log).",
+                &self.mail_failed,
             ),
             (
                 "gauge",

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// How signing in is throttled per client address and per account.
     pub sign_in: crate::signin::SignInLimits,
+    /// The SMTP server and addresses of password-reset and verification mail; none:
+    /// no mail is sent (the operator hands tokens out with `flowstore users`).
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             webhooks: crate::webhooks::WebhookConfig::default(),
             session_ttl: Duration::from_secs(12 * 3600),
             sign_in: crate::signin::SignInLimits::default(),
+            mail: None,
         }
     }
 }

@@ -37,6 +37,8 @@ api_keys key=id deferred=-
 notifications key=id deferred=-
     id:uuid user_id:uuid>users/cascade type:text title:text message:text data:json
     read:bool read_at:timestamp created_at:timestamp
+notification_preferences key=user_id,type deferred=-
+    user_id:uuid>users/cascade type:text enabled:bool updated_at:timestamp
 projects key=id deferred=-
     id:uuid name:text description:text repository_url:text repository_name:text
     default_branch:text settings:json owner_id:uuid>users/null created_at:timestamp
@@ -117,6 +119,8 @@ credentials key=id deferred=-
     encrypted_data:bytes encryption_key_id:text expires_at:timestamp
     last_used_at:timestamp rotated_at:timestamp created_at:timestamp
     updated_at:timestamp
+credential_expiry_notices key=credential_id,expires_at deferred=-
+    credential_id:uuid>credentials/cascade expires_at:timestamp created_at:timestamp
 webhooks key=id deferred=-
     id:uuid owner_id:uuid>users/cascade workflow_id:uuid>workflows/cascade name:text
     url:text secret_encrypted:bytes encryption_key_id:text events:json headers:json

@@ -52,6 +52,15 @@ const CONSTRAINTS: &[(&str, &str)] = &[
     ("configurations_key_key", "key"),
     ("configurations_pkey", "id"),
     ("configurations_type_check", "type"),
+    // credential_expiry_notices
+    (
+        "credential_expiry_notices_credential_id_fkey",
+        "credential_id",
+    ),
+    (
+        "credential_expiry_notices_pkey",
+        "credential_id, expires_at",
+    ),
     // credentials
     ("credentials_name_check", "name"),
     ("credentials_owner_id_fkey", "owner_id"),
@@ -78,6 +87,10 @@ const CONSTRAINTS: &[(&str, &str)] = &[
         "metric_name, metric_type, bucket_start, shard",
     ),
     ("metric_rollups_sample_count_check", "sample_count"),
+    // notification_preferences
+    ("notification_preferences_pkey", "user_id, type"),
+    ("notification_preferences_type_check", "type"),
+    ("notification_preferences_user_id_fkey", "user_id"),
     // notifications
     ("notifications_pkey", "id"),
     ("notifications_type_check", "type"),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ApiKeyId, NotificationId, SessionId, TeamId, UserId};
 use crate::model::identity_access::{
     ApiKey, CreatedApiKey, CreatedSession, NewApiKey, NewNotification, NewSession, Notification,
-    NotificationFilter, Session,
+    NotificationFilter, NotificationType, Session,
 };
 use crate::model::nullable;
 use crate::time::Timestamp;
@@ -86,6 +86,24 @@ text_enum!(
 
 /// How long a password-reset token stays usable.
 pub const RESET_TOKEN_TTL: TimeDelta = TimeDelta::hours(1);
+/// How long an email-verification token stays usable.
+pub const VERIFICATION_TOKEN_TTL: TimeDelta = TimeDelta::hours(24);
+
+/// A new email-verification token expiring at `expires_at`: the expiry in Unix
+/// seconds, `-`, then a random token. Only the SHA-256 of the whole text is stored,
+/// so the expiry cannot be changed without making the token unknown.
+pub fn verification_token(expires_at: Timestamp) -> String {
+    format!("{}-{}", expires_at.timestamp(), random_token())
+}
+
+/// Whether a verification token made by [`verification_token`] is still within its
+/// expiry at `now`; one without a readable expiry never is.
+pub fn verification_token_live(token: &str, now: Timestamp) -> bool {
+    token
+        .split_once('-')
+        .and_then(|(secs, _)| secs.parse::<i64>().ok())
+        .is_some_and(|secs| now.timestamp() < secs)
+}
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted: hashing is deliberately slow, so the input is bounded.
@@ -219,16 +237,10 @@ pub fn normalize_email(email: &str) -> StoreResult<String> {
 pub struct HashedPassword(String);
 
 impl HashedPassword {
-    /// Checks the password's length and hashes it with a fresh random salt.
+    /// Checks the password against the policy ([`crate::model::password_policy`]:
+    /// length, common passwords, strength) and hashes it with a fresh random salt.
     pub fn new(password: &str) -> StoreResult<Self> {
-        let chars = password.chars().count();
-        if chars < MIN_PASSWORD_CHARS {
-            return Err(StoreError::invalid(
-                "password",
-                format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
-            ));
-        }
-        validate::bounded("password", password, MAX_PASSWORD_CHARS)?;
+        crate::model::password_policy::check(password)?;
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt)
@@ -492,10 +504,14 @@ pub trait UserRepo: Send {
         new_password: &HashedPassword,
         now: Timestamp,
     ) -> StoreResult<User>;
-    /// Issues an email-verification token, replacing any earlier one; returned once.
-    async fn issue_verification_token(&mut self, id: UserId) -> StoreResult<String>;
+    /// Issues an email-verification token valid for [`VERIFICATION_TOKEN_TTL`] from
+    /// `now`, replacing any earlier one; returned once, only its hash is stored. The
+    /// token carries its expiry ([`verification_token`]), which the hash covers.
+    async fn issue_verification_token(&mut self, id: UserId, now: Timestamp)
+        -> StoreResult<String>;
     /// Confirms the email address with a verification token, which is consumed; a
-    /// pending account becomes active. An unknown or used token is invalid `token`.
+    /// pending account becomes active. An unknown, used or expired token is invalid
+    /// `token`.
     async fn verify_email(&mut self, token: &str, now: Timestamp) -> StoreResult<User>;
 }
 
@@ -609,11 +625,54 @@ pub trait NotificationRepo: Send {
     async fn get_notification(&mut self, id: NotificationId) -> StoreResult<Notification>;
     /// Deletes a notification.
     async fn delete_notification(&mut self, id: NotificationId) -> StoreResult<()>;
+    /// The notification types a user switched off, by name.
+    async fn notification_types_off(
+        &mut self,
+        user_id: UserId,
+    ) -> StoreResult<Vec<NotificationType>>;
+    /// Records whether a user wants notifications of `kind`. Security alerts cannot
+    /// be switched off (invalid `security_alert`); an unknown user is invalid
+    /// `user_id`.
+    async fn set_notification_preference(
+        &mut self,
+        user_id: UserId,
+        kind: NotificationType,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Whether a user wants notifications of `kind`: yes unless they switched that
+    /// kind off; security alerts always. The producers of [`crate::model::notify`]
+    /// ask before they write one.
+    async fn wants_notification(
+        &mut self,
+        user_id: UserId,
+        kind: NotificationType,
+    ) -> StoreResult<bool>;
+    /// A user's notifications created at `since` or later with IDs above `after`,
+    /// oldest first by ID, at most `limit`: what a user's stream reads.
+    async fn notifications_since(
+        &mut self,
+        user_id: UserId,
+        since: Timestamp,
+        after: Option<NotificationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Notification>>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verification_tokens_carry_their_expiry() {
+        let now = crate::time::now();
+        let token = verification_token(now + VERIFICATION_TOKEN_TTL);
+        assert!(verification_token_live(&token, now));
+        assert!(verification_token_live(&token, now + TimeDelta::hours(23)));
+        assert!(!verification_token_live(&token, now + TimeDelta::hours(25)));
+        assert!(!verification_token_live("no-expiry", now));
+        assert!(!verification_token_live(&random_token(), now));
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {
@@ -627,13 +686,14 @@ mod tests {
 
     #[test]
     fn passwords_hash_and_verify() {
-        let hash = HashedPassword::new("correct horse").unwrap();
+        let hash = HashedPassword::new("correct horse battery").unwrap();
         assert!(hash.as_str().starts_with("$argon2id$"));
-        assert!(check_password(Some(hash.as_str()), "correct horse"));
-        assert!(!check_password(Some(hash.as_str()), "wrong horse"));
+        assert!(check_password(Some(hash.as_str()), "correct horse battery"));
+        assert!(!check_password(Some(hash.as_str()), "wrong horse battery"));
         assert!(HashedPassword::new("short").is_err());
+        assert!(HashedPassword::new("password1").is_err());
         assert!(!check_password(Some("garbage"), "x"));
-        assert!(!check_password(None, "correct horse"));
+        assert!(!check_password(None, "correct horse battery"));
         assert_eq!(format!("{hash:?}"), "HashedPassword(<redacted>)");
     }
 
@@ -641,7 +701,7 @@ mod tests {
     fn a_new_user_is_hashed_before_it_is_stored() {
         let new = NewUser {
             email: "a@x.io".into(),
-            password: Some(crate::crypto::SecretString::new("correct horse")),
+            password: Some(crate::crypto::SecretString::new("correct horse battery")),
             ..Default::default()
         };
         let now = crate::time::now();
@@ -652,7 +712,7 @@ mod tests {
         let row = new.hashed().unwrap().into_row(now).unwrap();
         assert!(check_password(
             row.password_hash.as_deref(),
-            "correct horse"
+            "correct horse battery"
         ));
         let short = NewUser {
             email: "a@x.io".into(),

@@ -318,3 +318,91 @@ pub struct NotificationFilter {
     #[serde(default)]
     pub unread_only: bool,
 }
+
+/// Which kinds of notification a user wants (`true`: told), one field per
+/// [`NotificationType`]. A kind nobody chose for is wanted; security alerts always
+/// are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationPreferences {
+    /// A run of one's workflow finished successfully.
+    pub execution_completed: bool,
+    /// A run of one's workflow failed or timed out.
+    pub execution_failed: bool,
+    /// A workflow was shared with one or one's team.
+    pub workflow_shared: bool,
+    /// An invitation to a team.
+    pub team_invite: bool,
+    /// What the operators announce, and a credential of one's about to expire.
+    pub system_alert: bool,
+    /// The account's security (wrong passwords, a key revoked by someone else, the
+    /// password changed): always `true`, it cannot be switched off.
+    pub security_alert: bool,
+    /// Anything else.
+    pub info: bool,
+}
+
+impl NotificationPreferences {
+    /// The preferences of a user who switched `off` off.
+    pub fn with_off(off: &[NotificationType]) -> Self {
+        let on = |k: NotificationType| k == NotificationType::SecurityAlert || !off.contains(&k);
+        NotificationPreferences {
+            execution_completed: on(NotificationType::ExecutionCompleted),
+            execution_failed: on(NotificationType::ExecutionFailed),
+            workflow_shared: on(NotificationType::WorkflowShared),
+            team_invite: on(NotificationType::TeamInvite),
+            system_alert: on(NotificationType::SystemAlert),
+            security_alert: true,
+            info: on(NotificationType::Info),
+        }
+    }
+}
+
+/// Changes to a user's notification preferences: absent kinds stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NotificationPreferencesPatch {
+    /// Whether to be told of runs that finished successfully.
+    pub execution_completed: Option<bool>,
+    /// Whether to be told of runs that failed or timed out.
+    pub execution_failed: Option<bool>,
+    /// Whether to be told of workflows shared with one.
+    pub workflow_shared: Option<bool>,
+    /// Whether to be told of team invitations.
+    pub team_invite: Option<bool>,
+    /// Whether to be told of announcements and credentials about to expire.
+    pub system_alert: Option<bool>,
+    /// Only `true` is accepted: security alerts cannot be switched off.
+    pub security_alert: Option<bool>,
+    /// Whether to be told of anything else.
+    pub info: Option<bool>,
+}
+
+impl NotificationPreferencesPatch {
+    /// The kinds this patch sets, each with whether it is wanted; refuses switching
+    /// security alerts off (invalid `security_alert`).
+    pub fn changes(&self) -> StoreResult<Vec<(NotificationType, bool)>> {
+        if self.security_alert == Some(false) {
+            return Err(StoreError::invalid(
+                "security_alert",
+                "security alerts cannot be switched off",
+            ));
+        }
+        Ok([
+            (
+                NotificationType::ExecutionCompleted,
+                self.execution_completed,
+            ),
+            (NotificationType::ExecutionFailed, self.execution_failed),
+            (NotificationType::WorkflowShared, self.workflow_shared),
+            (NotificationType::TeamInvite, self.team_invite),
+            (NotificationType::SystemAlert, self.system_alert),
+            (NotificationType::SecurityAlert, self.security_alert),
+            (NotificationType::Info, self.info),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
+    }
+}

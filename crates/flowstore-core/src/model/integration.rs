@@ -375,6 +375,23 @@ pub trait CredentialRepo: Send {
     ) -> StoreResult<Credential>;
     /// Deletes a credential.
     async fn delete_credential(&mut self, id: CredentialId) -> StoreResult<()>;
+    /// Credentials that expire after `now` and no later than `until` whose coming
+    /// expiry was not told yet (see [`CredentialRepo::note_expiry_told`]), soonest
+    /// first, at most `limit`.
+    async fn credentials_expiring_untold(
+        &mut self,
+        now: crate::time::Timestamp,
+        until: crate::time::Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Credential>>;
+    /// Records that a credential's expiry at `expires_at` was told; `false` when it
+    /// had been already (by another server, say), so that each expiry is told once.
+    async fn note_expiry_told(
+        &mut self,
+        id: CredentialId,
+        expires_at: crate::time::Timestamp,
+        now: crate::time::Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// Storage operations on webhooks. Access (owner, admin) is the caller's to check;

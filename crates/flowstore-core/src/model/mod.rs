@@ -39,6 +39,7 @@ pub mod integration;
 pub mod metric;
 pub mod notify;
 pub mod ops;
+pub mod password_policy;
 pub mod project;
 pub mod pull_request;
 pub mod registry;

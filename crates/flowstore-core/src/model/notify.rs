@@ -1,14 +1,19 @@
 //! The notifications flowstore produces for what a user must know, each written in
 //! the transaction of the change it is about: a run of their workflow failed or
 //! timed out, a workflow was shared with them (or their team), their API key was
-//! revoked by someone else, wrong passwords made their sign-in wait. Written once here over any transaction, so the engine,
-//! the server and library callers produce the same ones.
+//! revoked by someone else, wrong passwords made their sign-in wait, their password
+//! was changed or reset, a credential of theirs expires soon (told by the server's
+//! maintenance pass, once per credential and expiry). Written once here over any
+//! transaction, so the engine, the server and library callers produce the same ones.
+//! A kind the user switched off ([`NotificationRepo::wants_notification`]) is not
+//! written; security alerts always are.
 
 use serde_json::json;
 
 use crate::ids::UserId;
 use crate::model::identity::{NotificationRepo, TeamRepo};
 use crate::model::identity_access::{ApiKey, NewNotification, NotificationType};
+use crate::model::integration::CredentialRepo;
 use crate::model::run::RunStatus;
 use crate::model::viewer::workflow_id_of_text;
 use crate::model::workflow::{Workflow, WorkflowRepo, WorkflowShare};
@@ -21,6 +26,9 @@ async fn send<T: NotificationRepo + ?Sized>(
     title: String,
     data: serde_json::Value,
 ) -> StoreResult<()> {
+    if !tx.wants_notification(user_id, kind).await? {
+        return Ok(());
+    }
     tx.create_notification(NewNotification {
         user_id,
         kind,
@@ -137,4 +145,61 @@ pub async fn key_revoked<T: NotificationRepo + ?Sized>(
         }
         _ => Ok(()),
     }
+}
+
+/// Tells a user that their password was changed (by a reset, by themself or by an
+/// admin): if they did not, someone else holds their account.
+pub async fn password_changed<T: NotificationRepo + ?Sized>(
+    tx: &mut T,
+    user: UserId,
+    how: &str,
+) -> StoreResult<()> {
+    send(
+        tx,
+        user,
+        NotificationType::SecurityAlert,
+        "Your password was changed".into(),
+        json!({"reason": "password_changed", "how": how}),
+    )
+    .await
+}
+
+/// How long before a credential expires its owner is told.
+pub const CREDENTIAL_EXPIRY_NOTICE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Tells the owners of credentials that expire within [`CREDENTIAL_EXPIRY_NOTICE`]
+/// of `now` (`system_alert`, reason `credential_expiring`), at most `limit` of them:
+/// once per credential and expiry, whoever runs it and however often (a credential
+/// given a new expiry is told again when that one nears). A credential of no owner
+/// is noted without telling anyone. Returns how many were noted.
+pub async fn credentials_expiring<T: CredentialRepo + NotificationRepo + ?Sized>(
+    tx: &mut T,
+    now: crate::time::Timestamp,
+    limit: u32,
+) -> StoreResult<u64> {
+    let soon = tx
+        .credentials_expiring_untold(now, now + CREDENTIAL_EXPIRY_NOTICE, limit)
+        .await?;
+    let mut told = 0;
+    for c in soon {
+        let Some(expires_at) = c.expires_at else {
+            continue;
+        };
+        if !tx.note_expiry_told(c.id, expires_at, now).await? {
+            continue;
+        }
+        told += 1;
+        if let Some(owner) = c.owner_id {
+            send(
+                tx,
+                owner,
+                NotificationType::SystemAlert,
+                format!("Your credential {} expires soon", c.name),
+                json!({"reason": "credential_expiring", "credential_id": c.id,
+                       "expires_at": expires_at}),
+            )
+            .await?;
+        }
+    }
+    Ok(told)
 }

@@ -35,6 +35,7 @@ macro_rules! paged_query_params {
     };
 }
 
+pub mod account;
 pub mod analytics;
 pub mod apikeys;
 pub mod audit;

@@ -43,6 +43,12 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
 }
 
+/// The stream of the caller's notifications: long-lived, served without the
+/// request timeout (see [`crate::app`]).
+pub(crate) fn stream_router() -> OpenApiRouter<AppState> {
+    notifications::stream_router()
+}
+
 paged_query_params! {
     /// Filters and page of `GET /users`.
     pub struct ListUsers {
@@ -120,7 +126,8 @@ pub struct UserUpdate {
     /// only). Any status but active ends the user's sessions.
     #[serde(default)]
     pub status: Option<UserStatus>,
-    /// A new password, at least 8 characters. Other sessions of the user end.
+    /// A new password: at least 8 characters, not a common one, hard enough to
+    /// guess (see the password policy). Other sessions of the user end.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<SecretString>,
@@ -238,6 +245,8 @@ pub async fn update_user(
             None,
         )
         .await?;
+        let how = if myself { "self" } else { "admin" };
+        flowstore_core::model::notify::password_changed(&mut *tx, id, how).await?;
     }
     tx.commit().await?;
     if new_hash.is_some() {

@@ -339,7 +339,7 @@ async fn reset_tokens_are_single_use_and_expire(store: Store) {
 
     let mut tx = store.begin().await.unwrap();
     assert_err!(HashedPassword::new("short"), Invalid, "password");
-    let new_password = HashedPassword::new("a new password").unwrap();
+    let new_password = HashedPassword::new("a fresh password after reset").unwrap();
     assert_err!(
         tx.reset_password("not-the-token", &new_password, now).await,
         Invalid,
@@ -354,7 +354,7 @@ async fn reset_tokens_are_single_use_and_expire(store: Store) {
         Invalid,
         "token"
     );
-    assert!(signs_in(&mut tx, "reset@x.io", "a new password").await);
+    assert!(signs_in(&mut tx, "reset@x.io", "a fresh password after reset").await);
     assert!(!signs_in(&mut tx, "reset@x.io", PASSWORD).await);
 
     let expiring = tx.issue_reset_token(u.id, now).await.unwrap();
@@ -376,13 +376,27 @@ async fn email_verification_activates_pending_accounts(store: Store) {
         })
         .await
         .unwrap();
-    let token = tx.issue_verification_token(u.id).await.unwrap();
     let now = time::now();
+    let token = tx.issue_verification_token(u.id, now).await.unwrap();
+    // A day later the token no longer works, and nothing changed.
+    assert_err!(
+        tx.verify_email(&token, now + TimeDelta::hours(25)).await,
+        Invalid,
+        "token"
+    );
+    assert_eq!(tx.get_user(u.id).await.unwrap().email_verified_at, None);
+    // A token with its expiry altered is unknown.
+    let (_, rest) = token.split_once('-').unwrap();
+    let forged = format!("{}-{rest}", (now + TimeDelta::days(30)).timestamp());
+    assert_err!(tx.verify_email(&forged, now).await, Invalid, "token");
     let verified = tx.verify_email(&token, now).await.unwrap();
     assert_eq!(verified.status, UserStatus::Active);
     assert_eq!(verified.email_verified_at, Some(now));
     assert_err!(tx.verify_email(&token, now).await, Invalid, "token");
-    assert_err!(tx.issue_verification_token(UserId::new()).await, NotFound);
+    assert_err!(
+        tx.issue_verification_token(UserId::new(), now).await,
+        NotFound
+    );
 }
 
 async fn teams_and_members(store: Store) {

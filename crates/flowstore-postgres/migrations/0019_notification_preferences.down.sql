@@ -1,0 +1,2 @@
+DROP TABLE credential_expiry_notices;
+DROP TABLE notification_preferences;
