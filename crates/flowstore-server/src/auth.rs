@@ -152,8 +152,9 @@ pub fn needed_role(method: &Method, path: &str) -> Role {
     } else if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         Role::Viewer
     } else if self_service(method, path) {
-        // Anyone may sign out and change their own name and password; the handler
-        // refuses everything else.
+        // Anyone may sign out, change their own name and password, choose their
+        // notifications and confirm their address; the handler refuses everything
+        // else.
         Role::Viewer
     } else {
         Role::User
@@ -188,6 +189,8 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
 
 fn self_service(method: &Method, path: &str) -> bool {
     (method == Method::DELETE && path == "/api/v1/sessions/current")
+        || (method == Method::PATCH && path == "/api/v1/users/me/notification-preferences")
+        || (method == Method::POST && path == "/api/v1/users/me/email-verification")
         || (method == Method::PATCH
             && path
                 .strip_prefix("/api/v1/users/")

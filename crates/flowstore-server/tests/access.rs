@@ -119,6 +119,24 @@ async fn roles_against_operation_classes(b: Arc<dyn Backend>) {
     assert_eq!(cfg, [200, 403, 403, 401], "configurations");
     let users = statuses(&c, &keys, "GET", "/api/v1/users", None).await;
     assert_eq!(users, [200, 403, 403, 401], "users");
+    // one's own notifications: every role chooses which it wants, follows them and
+    // asks to confirm its address; no key is 401
+    let prefs = "/api/v1/users/me/notification-preferences";
+    let got = statuses(&c, &keys, "GET", prefs, None).await;
+    assert_eq!(got, [200, 200, 200, 401], "notification preferences");
+    let got = statuses(&c, &keys, "PATCH", prefs, Some(json!({"info": false}))).await;
+    assert_eq!(got, [200, 200, 200, 401], "change notification preferences");
+    let verify = "/api/v1/users/me/email-verification";
+    let got = statuses(&c, &keys, "POST", verify, None).await;
+    assert_eq!(got, [202, 202, 202, 401], "ask to confirm one's address");
+    // resetting a password and confirming an address need no key: whoever holds
+    // the token (the answers are the same with any key or none)
+    let reset = Some(json!({"email": "a@x.io"}));
+    let got = statuses(&c, &keys, "POST", "/api/v1/password-resets", reset).await;
+    assert_eq!(got, [202, 202, 202, 202], "ask for a password reset");
+    let bad = Some(json!({"token": "nope", "password": "violet tractor lighthouse"}));
+    let got = statuses(&c, &keys, "POST", "/api/v1/password-resets/confirm", bad).await;
+    assert_eq!(got, [422, 422, 422, 422], "reset with a wrong token");
     for path in [
         "/api/v1/queues",
         "/api/v1/workers",

@@ -3,6 +3,7 @@
 //! in process (`flowstore_testkit::TestApp`).
 
 mod access;
+mod account;
 mod access_objects;
 mod analytics;
 mod api;
@@ -12,6 +13,7 @@ mod browser;
 mod dashboard;
 mod integration;
 mod live;
+mod notification_prefs;
 mod notify;
 mod openapi;
 mod paging;

@@ -17,6 +17,7 @@
 pub mod app;
 pub mod db;
 pub mod fixtures;
+pub mod smtp;
 mod macros;
 pub mod tls;
 

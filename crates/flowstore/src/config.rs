@@ -64,6 +64,8 @@ pub struct Settings {
     /// Backups: the directory and schedule of `serve`'s, and the secret archives
     /// are encrypted with.
     pub backup: BackupSettings,
+    /// Password-reset and verification mail (see [`MailSettings`]).
+    pub mail: MailSettings,
 }
 
 /// Where and how often `serve` writes backup archives, how many it keeps, and the
@@ -133,6 +135,7 @@ impl std::fmt::Debug for Settings {
             .field("retention", &self.retention)
             .field("webhook_allow", &self.webhook_allow)
             .field("backup", &self.backup)
+            .field("mail", &self.mail)
             .finish()
     }
 }
@@ -157,6 +160,7 @@ impl Default for Settings {
             retention: None,
             webhook_allow: Vec::new(),
             backup: BackupSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -197,6 +201,9 @@ struct FileSettings {
     /// `[backup] interval = "6h"`, `dir`, `keep`, `passphrase_file`, `key_file`.
     #[serde(default)]
     backup: FileBackup,
+    /// `[mail] smtp_url`, `from`, `public_url`.
+    #[serde(default)]
+    mail: MailSettings,
 }
 
 /// The `[webhooks]` part of `flowstore.toml`.
@@ -228,6 +235,7 @@ impl Settings {
                 StoreError::invalid("config", format!("{}: {}", path.display(), e.message()))
             })?;
             s.retention = f.retention;
+            s.mail = f.mail;
             if let Some(v) = f.webhooks.allow {
                 s.webhook_allow = v;
             }
@@ -297,6 +305,7 @@ impl Settings {
             }
         }
         s.apply_env(env)?;
+        s.mail.apply_env(env);
         // The TLS settings are weighed with the URL once the flags have had their
         // say on it (`check`, and again on connecting).
         s.check_values()?;
@@ -452,6 +461,7 @@ impl Settings {
             Key::parse(k)?;
         }
         Destinations::new(&self.webhook_allow)?;
+        self.mail.check()?;
         Ok(())
     }
 
@@ -581,6 +591,76 @@ fn parse_bool(name: &str, v: &str) -> StoreResult<bool> {
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
+/// Password-reset and email-verification mail: the SMTP server, the sender and
+/// the public address of the dashboard that links point at (`FLOWSTORE_SMTP_URL`,
+/// `FLOWSTORE_MAIL_FROM`, `FLOWSTORE_PUBLIC_URL`; `[mail] smtp_url`, `from`,
+/// `public_url`; `serve --smtp-url`, `--mail-from`, `--public-url`). Without an SMTP
+/// URL no mail is sent. The SMTP URL may carry a password: never printed.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// `smtp://[user:password@]host[:port]` (plain; `?tls=required` for STARTTLS)
+    /// or `smtps://…` (TLS).
+    pub smtp_url: Option<String>,
+    /// The sender's address.
+    pub from: Option<String>,
+    /// Where people reach the dashboard, such as `https://flowstore.example.com`.
+    pub public_url: Option<String>,
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("from", &self.from)
+            .field("public_url", &self.public_url)
+            .finish()
+    }
+}
+
+impl MailSettings {
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("FLOWSTORE_SMTP_URL") {
+            self.smtp_url = Some(v);
+        }
+        if let Some(v) = get("FLOWSTORE_MAIL_FROM") {
+            self.from = Some(v);
+        }
+        if let Some(v) = get("FLOWSTORE_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+    }
+
+    /// With an SMTP URL, the sender and the public URL are required too, and the
+    /// URL must say `smtp://` or `smtps://`; the server checks the rest of their
+    /// form when it starts.
+    pub fn check(&self) -> StoreResult<()> {
+        let Some(smtp) = &self.smtp_url else {
+            return Ok(());
+        };
+        if !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
+            return Err(StoreError::invalid(
+                "FLOWSTORE_SMTP_URL",
+                format!("{} is not an smtp:// or smtps:// URL", redact_url(smtp)),
+            ));
+        }
+        if self.from.is_none() {
+            return Err(StoreError::invalid(
+                "FLOWSTORE_MAIL_FROM",
+                "is required with FLOWSTORE_SMTP_URL: the address mail is sent from",
+            ));
+        }
+        if self.public_url.is_none() {
+            return Err(StoreError::invalid(
+                "FLOWSTORE_PUBLIC_URL",
+                "is required with FLOWSTORE_SMTP_URL: where the links of mail point",
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
@@ -660,6 +740,33 @@ mod tests {
         std::fs::write(&file, "[database]\nbogus = 1\n").unwrap();
         assert!(Settings::load(Some(&file), &env(&[])).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn mail_comes_from_the_file_or_the_environment_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("flowstore.toml");
+        std::fs::write(
+            &file,
+            "[mail]\nsmtp_url = \"smtp://u:pw@mail.example.com:2525\"\nfrom = \"fs@example.com\"\npublic_url = \"https://fs.example.com\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.mail.from.as_deref(), Some("fs@example.com"));
+        assert!(!format!("{s:?}").contains("pw@"), "the password is not printed");
+        let s = Settings::load(
+            Some(&file),
+            &env(&[("FLOWSTORE_MAIL_FROM", "other@example.com")]),
+        )
+        .unwrap();
+        assert_eq!(s.mail.from.as_deref(), Some("other@example.com"));
+        let e = Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "smtp://localhost")]))
+            .unwrap_err();
+        assert_eq!(e.field(), Some("FLOWSTORE_MAIL_FROM"));
+        let e = Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "http://localhost")]))
+            .unwrap_err();
+        assert_eq!(e.field(), Some("FLOWSTORE_SMTP_URL"));
+        assert_eq!(Settings::load(None, &env(&[])).unwrap().mail, MailSettings::default());
     }
 
     #[test]

@@ -114,6 +114,20 @@ pub struct ServeArgs {
     /// base64) [env: FLOWSTORE_BACKUP_KEY_FILE] [toml: [backup] key_file]
     #[arg(long, value_name = "FILE")]
     pub backup_key_file: Option<std::path::PathBuf>,
+    /// The SMTP server of password-reset and verification mail:
+    /// smtp://[user:password@]host[:port] (add ?tls=required for STARTTLS) or
+    /// smtps://… (TLS); without it no mail is sent [env: FLOWSTORE_SMTP_URL]
+    /// [toml: [mail] smtp_url]
+    #[arg(long, value_name = "URL")]
+    pub smtp_url: Option<String>,
+    /// The address mail is sent from [env: FLOWSTORE_MAIL_FROM] [toml: [mail] from]
+    #[arg(long, value_name = "ADDRESS")]
+    pub mail_from: Option<String>,
+    /// Where people reach the dashboard, for the links of mail, such as
+    /// https://flowstore.example.com [env: FLOWSTORE_PUBLIC_URL]
+    /// [toml: [mail] public_url]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// `flowstore apikeys …`.
@@ -208,7 +222,8 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| settings.webhook_allow.clone());
     let destinations = flowstore_core::model::integration::Destinations::new(&webhook_allow)?;
-    let timings = timings(&args)?;
+    let mut timings = timings(&args)?;
+    timings.mail = mail_config(settings, &args)?;
     let schedule = backup_schedule(settings, &args)?;
     init_logs(args.log_format);
     // The port first: a server that cannot listen must not make (and print) the one
@@ -278,6 +293,38 @@ fn timings(args: &ServeArgs) -> Result<flowstore_server::ServerConfig, StoreErro
         maintenance_interval: parse_duration("--maintenance-interval", &args.maintenance_interval)?,
         ..flowstore_server::ServerConfig::default()
     })
+}
+
+/// The mail settings, the flags winning over the environment and the file; none
+/// without an SMTP URL. Each setting that cannot work is refused by name.
+fn mail_config(
+    settings: &flowstore::config::Settings,
+    args: &ServeArgs,
+) -> Result<Option<flowstore_server::MailConfig>, StoreError> {
+    let mut mail = settings.mail.clone();
+    let flags = [
+        (&args.smtp_url, &mut mail.smtp_url),
+        (&args.mail_from, &mut mail.from),
+        (&args.public_url, &mut mail.public_url),
+    ];
+    for (flag, setting) in flags {
+        if let Some(v) = flag {
+            *setting = Some(v.clone());
+        }
+    }
+    mail.check()?;
+    let Some(smtp_url) = mail.smtp_url else {
+        return Ok(None);
+    };
+    let config = flowstore_server::MailConfig {
+        smtp_url,
+        from: mail.from.unwrap_or_default(),
+        public_url: mail.public_url.unwrap_or_default(),
+    };
+    config
+        .check()
+        .map_err(|(field, message)| StoreError::invalid(field, message))?;
+    Ok(Some(config))
 }
 
 /// Opens, migrates and checks the database, trying again while it cannot be reached.

@@ -1,5 +1,6 @@
 //! `flowstore users`: the accounts people sign in with, managed from the command line
-//! (create, list, change the role, switch off and on, unlock, set a new password).
+//! (create, list, change the role, switch off and on, unlock, set a new password,
+//! hand out a password-reset or email-verification token when no mail is sent).
 //! The same rules as the HTTP API: the last active admin is never demoted or switched
 //! off, a switched-off user's sessions end, a password is hashed before any
 //! transaction opens, and each change is written to the audit log (as the system,
@@ -72,6 +73,20 @@ pub enum UsersCommand {
     /// Set a new password, read from the first line of standard input; the user's
     /// sessions end.
     ResetPassword {
+        /// The user's email address or ID.
+        user: String,
+    },
+    /// Make a password-reset token (usable once, for an hour, replacing an earlier
+    /// one) and print it, for the user to choose a new password with
+    /// `POST /api/v1/password-resets/confirm`; for when no mail is sent.
+    ResetToken {
+        /// The user's email address or ID.
+        user: String,
+    },
+    /// Make an email-verification token (usable once, for a day, replacing an
+    /// earlier one) and print it, for `POST /api/v1/email-verifications/confirm`;
+    /// for when no mail is sent.
+    VerificationToken {
         /// The user's email address or ID.
         user: String,
     },
@@ -182,8 +197,33 @@ pub async fn run(store: &Store, cmd: UsersCommand) -> Result<(), StoreError> {
             let u = find(&mut tx, &user).await?;
             let u = tx.set_password(u.id, &hash, None, time::now()).await?;
             audit(&mut tx, "user.password_change", &u, None, None).await?;
+            flowstore_core::model::notify::password_changed(&mut *tx, u.id, "admin").await?;
             tx.commit().await?;
             println!("set a new password for {}; their sessions ended", u.email);
+        }
+        UsersCommand::ResetToken { user } => {
+            let mut tx = store.begin().await?;
+            let u = find(&mut tx, &user).await?;
+            let token = tx.issue_reset_token(u.id, time::now()).await?;
+            audit(&mut tx, "user.password_reset_request", &u, None, None).await?;
+            tx.commit().await?;
+            eprintln!(
+                "a password-reset token for {}, usable once within an hour:",
+                u.email
+            );
+            println!("{token}");
+        }
+        UsersCommand::VerificationToken { user } => {
+            let mut tx = store.begin().await?;
+            let u = find(&mut tx, &user).await?;
+            let token = tx.issue_verification_token(u.id, time::now()).await?;
+            audit(&mut tx, "user.verification_request", &u, None, None).await?;
+            tx.commit().await?;
+            eprintln!(
+                "an email-verification token for {}, usable once within a day:",
+                u.email
+            );
+            println!("{token}");
         }
     }
     Ok(())
