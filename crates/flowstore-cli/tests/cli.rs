@@ -32,7 +32,8 @@ fn migrate_round_trip(url: &str) {
         .all(|m| m["state"] == "applied"));
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(
-        stdout(&down).contains("reverted 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"),
+        stdout(&down)
+            .contains("reverted 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"),
         "{}",
         stdout(&down)
     );
@@ -215,7 +216,7 @@ fn operator_round_trip(url: &str) {
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(
-        stdout(&down).contains("reverted 18, 17, 16, 15, 14, 13, 12, 11"),
+        stdout(&down).contains("reverted 19, 18, 17, 16, 15, 14, 13, 12, 11"),
         "{}",
         stdout(&down)
     );
@@ -403,6 +404,27 @@ fn users_round_trip(url: &str) {
         &flowstore_with_input(url, &["users", "reset-password", "ada@example.com"], ""),
         "password",
     );
+    // The password policy: a common password, one too easy to guess.
+    for weak in ["password1\n", "abcdefgh1234\n"] {
+        failed_naming(
+            &flowstore_with_input(
+                url,
+                &[
+                    "users",
+                    "create",
+                    "--email",
+                    "eve@example.com",
+                    "--password-stdin",
+                ],
+                weak,
+            ),
+            "password",
+        );
+    }
+    failed_naming(
+        &flowstore(url, &["users", "reset-token", "nobody@example.com"]),
+        "user",
+    );
     failed_naming(
         &flowstore(url, &["users", "set-role", "bob@example.com", "owner"]),
         "role",
@@ -466,6 +488,46 @@ async fn users_commands(url: String) {
         .iter()
         .all(|e| e.actor_id.as_deref() == Some("command line")));
     assert!(tx.verify_audit_chain().await.unwrap().is_intact());
+    drop(tx);
+    // For when no mail is sent: the operator hands out tokens, which confirm as
+    // they would over HTTP.
+    let u = url.clone();
+    let (reset, verify) = tokio::task::spawn_blocking(move || {
+        let r = flowstore(&u, &["users", "reset-token", "ada@example.com"]);
+        let v = flowstore(&u, &["users", "verification-token", "bob@example.com"]);
+        (
+            crate::binary::succeeded(&r).trim().to_string(),
+            crate::binary::succeeded(&v).trim().to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(reset.len(), 43, "{reset}");
+    let now = flowstore_core::time::now();
+    let fresh =
+        flowstore_core::model::identity::HashedPassword::new("violet tractor lighthouse").unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let ada = tx.reset_password(&reset, &fresh, now).await.unwrap();
+    assert_eq!(ada.email, "ada@example.com");
+    let bob = tx.verify_email(&verify, now).await.unwrap();
+    assert_eq!(bob.email, "bob@example.com");
+    assert_eq!(bob.email_verified_at, Some(now));
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    for action in ["user.password_reset_request", "user.verification_request"] {
+        let found = tx
+            .list_audit(
+                &AuditFilter {
+                    action: Some(action.into()),
+                    ..AuditFilter::default()
+                },
+                &flowstore::PageRequest::first(10),
+            )
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(found.len(), 1, "{action}: {found:?}");
+    }
     drop(tx);
     store.close().await;
 }

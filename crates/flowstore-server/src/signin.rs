@@ -460,13 +460,19 @@ mod tests {
         // A bad password is the caller's mistake; a good one is hashed.
         let p = pool.hash(SecretString::new("short")).await.unwrap_err();
         assert_eq!((p.status, p.field.as_deref()), (422, Some("password")));
-        let h = pool.hash(SecretString::new("long enough")).await.unwrap();
+        let h = pool
+            .hash(SecretString::new("long enough, surely"))
+            .await
+            .unwrap();
         assert!(pool
-            .check(Some(h.as_str().into()), SecretString::new("long enough"))
+            .check(
+                Some(h.as_str().into()),
+                SecretString::new("long enough, surely")
+            )
             .await
             .unwrap());
         assert!(!pool
-            .check(None, SecretString::new("long enough"))
+            .check(None, SecretString::new("long enough, surely"))
             .await
             .unwrap());
     }

@@ -83,9 +83,12 @@ async fn a_password_is_reset_by_mail_once(b: Arc<dyn Backend>) {
     )
     .await
     .want_field(422, "password");
-    a.post("/api/v1/password-resets/confirm", confirm(&token, NEW_PASSWORD))
-        .await
-        .want(204);
+    a.post(
+        "/api/v1/password-resets/confirm",
+        confirm(&token, NEW_PASSWORD),
+    )
+    .await
+    .want(204);
     // Once only.
     a.post(
         "/api/v1/password-resets/confirm",
@@ -148,7 +151,10 @@ async fn reset_requests_tell_no_one_which_accounts_exist(b: Arc<dyn Backend>) {
     c.password_user("ada@x.io", "user").await;
     let off = c.password_user("off@x.io", "user").await;
     c.admin()
-        .patch(&format!("/api/v1/users/{off}"), json!({"status": "inactive"}))
+        .patch(
+            &format!("/api/v1/users/{off}"),
+            json!({"status": "inactive"}),
+        )
         .await
         .want(200);
     let known = request_reset(&c, "ada@x.io").await;
@@ -163,7 +169,10 @@ async fn reset_requests_tell_no_one_which_accounts_exist(b: Arc<dyn Backend>) {
     );
     // Not an email address at all: 422, whatever the accounts.
     c.anonymous()
-        .post("/api/v1/password-resets", json!({"email": "not an address"}))
+        .post(
+            "/api/v1/password-resets",
+            json!({"email": "not an address"}),
+        )
         .await
         .want_field(422, "email");
 
@@ -202,13 +211,20 @@ async fn an_email_address_is_confirmed_by_mail(b: Arc<dyn Backend>) {
     let ada = c.password_user("ada@x.io", "user").await;
     let session = c.session_token("ada@x.io").await;
     let me = c.by(&session);
-    assert_eq!(me.get("/api/v1/users/me").await.want(200)["email_verified_at"], Value::Null);
+    assert_eq!(
+        me.get("/api/v1/users/me").await.want(200)["email_verified_at"],
+        Value::Null
+    );
     me.post_empty("/api/v1/users/me/email-verification")
         .await
         .want(202);
     let mail = smtp.next().await;
     assert_eq!(mail.to, ["ada@x.io"]);
-    assert!(mail.text().contains("/#/verify-email?token="), "{}", mail.data);
+    assert!(
+        mail.text().contains("/#/verify-email?token="),
+        "{}",
+        mail.data
+    );
     let token = mail.token();
     let confirm = |token: &str| json!({ "token": token });
     let a = c.anonymous();

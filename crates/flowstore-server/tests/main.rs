@@ -3,8 +3,8 @@
 //! in process (`flowstore_testkit::TestApp`).
 
 mod access;
-mod account;
 mod access_objects;
+mod account;
 mod analytics;
 mod api;
 mod audit;

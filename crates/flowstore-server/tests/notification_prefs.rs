@@ -237,7 +237,9 @@ async fn a_stream_carries_ones_own_notifications_only(b: Arc<dyn Backend>) {
     assert_eq!(data["user_id"], a_id.as_str());
     assert_eq!(data["data"]["workflow_id"], other.as_str());
     assert_eq!(data["id"], id.as_str());
-    assert!(read_for(&mut admins, Duration::from_millis(300)).await.is_empty());
+    assert!(read_for(&mut admins, Duration::from_millis(300))
+        .await
+        .is_empty());
 
     // Resumed after that one: only what came since.
     let third = workflow(&c, &bk, "third").await;

@@ -132,6 +132,7 @@ function showSignIn(message) {
     h("label", {}, "Password", password),
     h("button", { class: "primary", type: "submit" }, "Sign in"),
     error,
+    h("p", {}, h("a", { href: "#/forgot-password" }, "Forgot your password?")),
     h(
       "p",
       { class: "muted" },
@@ -141,6 +142,78 @@ function showSignIn(message) {
   );
   show(g, form);
   email.focus();
+}
+
+// ---------------------------------------------------------------- password reset and email verification
+// Reached without signing in: the links of reset and verification mail carry their
+// token in the fragment (#/reset-password?token=…), which is never sent to a server.
+
+function forgotPassword(g) {
+  const out = h("p", { role: "status" });
+  const email = h("input", { name: "email", type: "email", autocomplete: "username", required: true });
+  const form = h(
+    "form",
+    {
+      class: "signin",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        out.textContent = "";
+        try {
+          const r = await api("POST", "/api/v1/password-resets", { email: email.value });
+          out.textContent = r.message;
+        } catch (e) {
+          out.textContent = e.message;
+        }
+      },
+    },
+    h("h1", {}, "Forgot your password?"),
+    h("label", {}, "Email", email),
+    h("button", { class: "primary", type: "submit" }, "Send me a link"),
+    out,
+    h("p", {}, h("a", { href: "#/" }, "Back to signing in"))
+  );
+  show(g, form);
+  email.focus();
+}
+
+function resetPassword(g) {
+  const token = params().get("token") || "";
+  const out = h("p", { class: "error", role: "alert" });
+  const password = h("input", { name: "password", type: "password", autocomplete: "new-password", required: true });
+  const form = h(
+    "form",
+    {
+      class: "signin",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        out.textContent = "";
+        try {
+          await api("POST", "/api/v1/password-resets/confirm", { token, password: password.value });
+          location.hash = "#/";
+          showSignIn("Your password is changed: sign in with it.");
+        } catch (e) {
+          out.textContent = e.message;
+        }
+      },
+    },
+    h("h1", {}, "Choose a new password"),
+    h("label", {}, "New password", password),
+    h("p", { class: "muted" }, "At least 8 characters, not a common password: a few unrelated words will do. Choosing it signs you out everywhere."),
+    h("button", { class: "primary", type: "submit" }, "Set the password"),
+    out
+  );
+  show(g, form);
+  password.focus();
+}
+
+async function verifyEmail(g) {
+  const token = params().get("token") || "";
+  try {
+    await api("POST", "/api/v1/email-verifications/confirm", { token });
+    show(g, h("p", { role: "status" }, "Your email address is confirmed."), h("p", {}, h("a", { href: "#/" }, "Go to the dashboard")));
+  } catch (e) {
+    show(g, failure(e));
+  }
 }
 
 async function whoAmI() {
@@ -694,10 +767,24 @@ async function notifications(g) {
       route();
     },
   }, "Mark all read");
+  // A user whose address is not confirmed may ask for the message that confirms it.
+  const sent = h("span", { role: "status" });
+  const confirm = me && me.user && !me.user.email_verified_at
+    ? h("button", {
+        type: "button",
+        onclick: async () => {
+          try {
+            sent.textContent = (await api("POST", "/api/v1/users/me/email-verification")).message;
+          } catch (e) {
+            sent.textContent = e.message;
+          }
+        },
+      }, "Confirm my email address")
+    : null;
   show(
     g,
     h("h1", {}, "Notifications"),
-    h("div", { class: "actions" }, readAll),
+    h("div", { class: "actions" }, readAll, confirm, sent),
     page.items.length
       ? table(["", "When", "What", "Kind"],
           page.items.map((n) => [
@@ -724,6 +811,9 @@ async function route() {
     const target = a.getAttribute("href").slice(1);
     a.setAttribute("aria-current", (target === "/" ? path === "/" : path.startsWith(target)) ? "page" : "false");
   }
+  if (path === "/forgot-password") return forgotPassword(g);
+  if (path === "/reset-password") return resetPassword(g);
+  if (path === "/verify-email") return verifyEmail(g);
   if (!me) {
     try {
       await whoAmI();

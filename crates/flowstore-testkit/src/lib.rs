@@ -17,8 +17,8 @@
 pub mod app;
 pub mod db;
 pub mod fixtures;
-pub mod smtp;
 mod macros;
+pub mod smtp;
 pub mod tls;
 
 pub use app::{Answer, Caller, TestApp};

@@ -40,7 +40,9 @@ impl Mail {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
         while i < bytes.len() {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
                 (b'=', Some(b)) => {
                     out.push(b);
@@ -129,7 +131,11 @@ impl SmtpSink {
 async fn session(conn: TcpStream, out: mpsc::UnboundedSender<Mail>, accept: bool) {
     let (read, mut write) = conn.into_split();
     let mut lines = BufReader::new(read);
-    if write.write_all(b"220 localhost test SMTP\r\n").await.is_err() {
+    if write
+        .write_all(b"220 localhost test SMTP\r\n")
+        .await
+        .is_err()
+    {
         return;
     }
     let (mut from, mut to) = (String::new(), Vec::new());

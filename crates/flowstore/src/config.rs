@@ -753,20 +753,26 @@ mod tests {
         .unwrap();
         let s = Settings::load(Some(&file), &env(&[])).unwrap();
         assert_eq!(s.mail.from.as_deref(), Some("fs@example.com"));
-        assert!(!format!("{s:?}").contains("pw@"), "the password is not printed");
+        assert!(
+            !format!("{s:?}").contains("pw@"),
+            "the password is not printed"
+        );
         let s = Settings::load(
             Some(&file),
             &env(&[("FLOWSTORE_MAIL_FROM", "other@example.com")]),
         )
         .unwrap();
         assert_eq!(s.mail.from.as_deref(), Some("other@example.com"));
-        let e = Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "smtp://localhost")]))
-            .unwrap_err();
+        let e =
+            Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "smtp://localhost")])).unwrap_err();
         assert_eq!(e.field(), Some("FLOWSTORE_MAIL_FROM"));
-        let e = Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "http://localhost")]))
-            .unwrap_err();
+        let e =
+            Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "http://localhost")])).unwrap_err();
         assert_eq!(e.field(), Some("FLOWSTORE_SMTP_URL"));
-        assert_eq!(Settings::load(None, &env(&[])).unwrap().mail, MailSettings::default());
+        assert_eq!(
+            Settings::load(None, &env(&[])).unwrap().mail,
+            MailSettings::default()
+        );
     }
 
     #[test]

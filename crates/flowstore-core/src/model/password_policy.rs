@@ -76,9 +76,9 @@ mod tests {
 
     fn reason(p: &str) -> String {
         match check(p) {
-            Err(StoreError::Invalid { field, message }) => {
+            Err(StoreError::Invalid { field, reason }) => {
                 assert_eq!(field, "password");
-                message
+                reason
             }
             other => panic!("{p:?} should be refused, got {other:?}"),
         }

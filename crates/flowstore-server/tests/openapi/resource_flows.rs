@@ -104,6 +104,14 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
         a GET "/api/v1/notifications" [] => 200;
         a POST "/api/v1/notifications/{id}/read" [&n.id.to_string()] => 200;
         a POST "/api/v1/notifications/read-all" [] => 200;
+        a GET "/api/v1/users/me/notification-preferences" [] => 200;
+        a PATCH "/api/v1/users/me/notification-preferences" [] with {"info": false} => 200;
+        a PATCH "/api/v1/users/me/notification-preferences" [] with {"security_alert": false} => 422;
+        a POST "/api/v1/users/me/email-verification" [] => 202;
+        None POST "/api/v1/password-resets" [] with {"email": "nobody@x.io"} => 202;
+        None POST "/api/v1/password-resets" [] with {"email": "not an address"} => 422;
+        None POST "/api/v1/password-resets/confirm" [] with {"token": "nope", "password": "violet tractor lighthouse"} => 422;
+        None POST "/api/v1/email-verifications/confirm" [] with {"token": "nope"} => 422;
     );
     let key = t
         .call(
