@@ -451,7 +451,7 @@ async fn users_commands(url: String) {
     // chain still verifies.
     use flowstore_core::model::audit::AuditFilter;
     let store = flowstore::Store::connect(&flowstore::config::Settings {
-        database_url: url,
+        database_url: url.clone(),
         encryption_key: Some(flowstore_testkit::ENCRYPTION_KEY.into()),
         ..Default::default()
     })

@@ -449,6 +449,52 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     b.goto(&format!("{base}/#/runs")).await.unwrap();
     until_text(&b, "h1", "Sign in").await;
 
+    // A forgotten password: the request answers the same for any address; the
+    // link of the message (here a token handed out as `flowstore users reset-token`
+    // does) chooses a new one, and the link of a verification message confirms the
+    // address. No sign-in is needed for either.
+    click(&b, "//a[text()='Forgot your password?']", false).await;
+    until_text(&b, "h1", "Forgot your password?").await;
+    b.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("nobody@x.io")
+        .await
+        .unwrap();
+    click(&b, "//button[text()='Send me a link']", false).await;
+    until_text(&b, "p[role=status]", "if the address belongs to an active account").await;
+    let now = flowstore_core::time::now();
+    let mut tx = c.backend.begin().await.unwrap();
+    let ops = tx.get_user_by_email("ops@x.io").await.unwrap();
+    let reset = tx.issue_reset_token(ops.id, now).await.unwrap();
+    let verify = tx.issue_verification_token(ops.id, now).await.unwrap();
+    tx.commit().await.unwrap();
+    b.goto(&format!("{base}/#/reset-password?token={reset}"))
+        .await
+        .unwrap();
+    until_text(&b, "h1", "Choose a new password").await;
+    let field = b.find(Locator::Css("input[name=password]")).await.unwrap();
+    field.send_keys("password1").await.unwrap();
+    click(&b, "//button[text()='Set the password']", false).await;
+    until_text(&b, "p[role=alert]", "most common passwords").await;
+    screenshot(&b, "reset-password").await;
+    field.clear().await.unwrap();
+    field.send_keys("violet tractor lighthouse").await.unwrap();
+    click(&b, "//button[text()='Set the password']", false).await;
+    until_text(&b, "p[role=alert]", "Your password is changed").await;
+    b.goto(&format!("{base}/#/verify-email?token={verify}"))
+        .await
+        .unwrap();
+    until_text(&b, "p[role=status]", "Your email address is confirmed").await;
+    let mut tx = c.backend.begin().await.unwrap();
+    let ops = tx.get_user(ops.id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(ops.email_verified_at.is_some());
+    assert!(flowstore_core::model::identity::check_password(
+        ops.password_hash.as_deref(),
+        "violet tractor lighthouse"
+    ));
+
     b.close().await.unwrap();
     drop(d);
     let _ = stop.send(());

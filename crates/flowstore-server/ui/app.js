@@ -189,7 +189,9 @@ function resetPassword(g) {
         out.textContent = "";
         try {
           await api("POST", "/api/v1/password-resets/confirm", { token, password: password.value });
-          location.hash = "#/";
+          // The token leaves the address bar (without a hashchange, which would
+          // replace the message).
+          history.replaceState(null, "", "#/");
           showSignIn("Your password is changed: sign in with it.");
         } catch (e) {
           out.textContent = e.message;
