@@ -462,7 +462,12 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
         .await
         .unwrap();
     click(&b, "//button[text()='Send me a link']", false).await;
-    until_text(&b, "p[role=status]", "if the address belongs to an active account").await;
+    until_text(
+        &b,
+        "p[role=status]",
+        "if the address belongs to an active account",
+    )
+    .await;
     let now = flowstore_core::time::now();
     let mut tx = c.backend.begin().await.unwrap();
     let ops = tx.get_user_by_email("ops@x.io").await.unwrap();

@@ -213,8 +213,8 @@ impl StreamCursor {
             let full = got.len() == STREAM_BATCH as usize;
             after = got.last().map(|n| n.id).or(after);
             for n in got {
-                if !self.sent.contains_key(&n.id) {
-                    self.sent.insert(n.id, n.created_at);
+                if let std::collections::btree_map::Entry::Vacant(e) = self.sent.entry(n.id) {
+                    e.insert(n.created_at);
                     out.push(n);
                 }
             }
