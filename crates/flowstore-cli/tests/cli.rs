@@ -45,6 +45,7 @@ per_database!(
     migrate_commands,
     operator_commands,
     serve_refuses_values_sealed_with_a_key_it_lacks,
+    serve_refuses_mail_settings_that_cannot_work,
     users_commands
 );
 
@@ -305,6 +306,62 @@ async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
         "{err}"
     );
     assert!(!stdout(&out).contains("listening"), "{}", stdout(&out));
+}
+
+/// `serve` refuses mail settings that cannot send, naming the setting, before it
+/// listens: flags, environment and file are one setting each.
+async fn serve_refuses_mail_settings_that_cannot_work(url: String) {
+    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+        (
+            &["--smtp-url", "smtp://127.0.0.1:2525"],
+            &[],
+            "FLOWSTORE_MAIL_FROM",
+        ),
+        (
+            &[
+                "--mail-from",
+                "not an address",
+                "--public-url",
+                "https://fs.example.com",
+            ],
+            &[("FLOWSTORE_SMTP_URL", "smtp://127.0.0.1:2525")],
+            "mail_from",
+        ),
+        (
+            &[
+                "--smtp-url",
+                "smtp://127.0.0.1:2525",
+                "--public-url",
+                "fs.example.com",
+            ],
+            &[("FLOWSTORE_MAIL_FROM", "fs@example.com")],
+            "public_url",
+        ),
+        (
+            &[
+                "--smtp-url",
+                "imap://127.0.0.1",
+                "--mail-from",
+                "fs@example.com",
+            ],
+            &[("FLOWSTORE_PUBLIC_URL", "https://fs.example.com")],
+            "FLOWSTORE_SMTP_URL",
+        ),
+    ];
+    for (flags, env, setting) in cases {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowstore"));
+        cmd.args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .env("ENCRYPTION_KEY", flowstore_testkit::ENCRYPTION_KEY);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        failed_naming(&out, setting);
+        assert!(!stdout(&out).contains("listening"), "{}", stdout(&out));
+    }
 }
 
 /// `flowstore URL ARGS…` with `input` on its standard input.

@@ -632,18 +632,27 @@ impl MailSettings {
         }
     }
 
-    /// With an SMTP URL, the sender and the public URL are required too, and the
-    /// URL must say `smtp://` or `smtps://`; the server checks the rest of their
-    /// form when it starts.
+    /// Refuses an SMTP URL that says neither `smtp://` nor `smtps://` (checked as the
+    /// settings load; flags may still add what [`MailSettings::check_complete`]
+    /// requires).
     pub fn check(&self) -> StoreResult<()> {
-        let Some(smtp) = &self.smtp_url else {
+        match &self.smtp_url {
+            Some(smtp) if !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) => {
+                Err(StoreError::invalid(
+                    "FLOWSTORE_SMTP_URL",
+                    format!("{} is not an smtp:// or smtps:// URL", redact_url(smtp)),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`MailSettings::check`], and with an SMTP URL the sender and the public URL
+    /// are required too (the server checks the rest of their form when it starts).
+    pub fn check_complete(&self) -> StoreResult<()> {
+        self.check()?;
+        if self.smtp_url.is_none() {
             return Ok(());
-        };
-        if !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
-            return Err(StoreError::invalid(
-                "FLOWSTORE_SMTP_URL",
-                format!("{} is not an smtp:// or smtps:// URL", redact_url(smtp)),
-            ));
         }
         if self.from.is_none() {
             return Err(StoreError::invalid(
@@ -763,8 +772,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.mail.from.as_deref(), Some("other@example.com"));
-        let e =
-            Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "smtp://localhost")])).unwrap_err();
+        // The flags of `serve` may still complete the settings: the sender and the
+        // public URL are required once they have had their say.
+        let s = Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "smtp://localhost")])).unwrap();
+        let e = s.mail.check_complete().unwrap_err();
         assert_eq!(e.field(), Some("FLOWSTORE_MAIL_FROM"));
         let e =
             Settings::load(None, &env(&[("FLOWSTORE_SMTP_URL", "http://localhost")])).unwrap_err();

@@ -312,7 +312,7 @@ fn mail_config(
             *setting = Some(v.clone());
         }
     }
-    mail.check()?;
+    mail.check_complete()?;
     let Some(smtp_url) = mail.smtp_url else {
         return Ok(None);
     };
