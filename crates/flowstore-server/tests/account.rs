@@ -251,6 +251,27 @@ async fn an_email_address_is_confirmed_by_mail(b: Arc<dyn Backend>) {
         .await
         .want(403);
 
+    // A user created pending verification is mailed the link at once; confirming
+    // it activates the account.
+    let new = json!({"email": "cy@x.io", "password": PASSWORD, "status": "pending_verification"});
+    let cy = c.admin().create_user(new).await.want_id(201);
+    assert_eq!(c.sign_in_from("cy@x.io", PASSWORD, None).await.code(), 403);
+    let mail = smtp.next().await;
+    assert_eq!(mail.to, ["cy@x.io"]);
+    a.post(
+        "/api/v1/email-verifications/confirm",
+        confirm(&mail.token()),
+    )
+    .await
+    .want(204);
+    let cy = c
+        .admin()
+        .get(&format!("/api/v1/users/{cy}"))
+        .await
+        .want(200);
+    assert_eq!(cy["status"], "active");
+    assert_eq!(c.sign_in_from("cy@x.io", PASSWORD, None).await.code(), 201);
+
     // A token past its day is refused.
     let bob = c.password_user("bob@x.io", "user").await;
     let mut tx = b.begin().await.unwrap();

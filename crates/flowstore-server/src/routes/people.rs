@@ -59,7 +59,9 @@ paged_query_params! {
     }
 }
 
-/// Creates a user (admin only).
+/// Creates a user (admin only). A user created `pending_verification` is mailed a
+/// link that confirms their address (and so activates the account) when mail is
+/// configured.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = doc::NewUser,
     responses((status = 201, body = doc::User), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_user(api: Api, Json(new): Json<NewUser>) -> ApiResult<impl IntoResponse> {
@@ -68,8 +70,21 @@ pub async fn create_user(api: Api, Json(new): Json<NewUser>) -> ApiResult<impl I
     let new = api.state.sign_in().passwords().hash_user(new).await?;
     let mut tx = api.write().await?;
     let u = tx.create_user(new).await?;
+    let token = if u.status == UserStatus::PendingVerification {
+        Some(tx.issue_verification_token(u.id, time::now()).await?)
+    } else {
+        None
+    };
     api.commit(tx, "user.create", u.id, None, audit::json(&u))
         .await?;
+    if let Some(token) = token {
+        crate::mail::send_later(
+            &api.state,
+            crate::mail::MailKind::Verification,
+            u.email.clone(),
+            token,
+        );
+    }
     Ok((StatusCode::CREATED, AxumJson(u)))
 }
 
