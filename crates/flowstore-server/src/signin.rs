@@ -287,6 +287,9 @@ pub(crate) struct SignInGuard {
     address_failures: Backoff,
     accounts: Backoff,
     passwords: PasswordPool,
+    /// Password-reset messages per email address: 3 at once, then 1 a minute, so
+    /// that nobody floods someone's mailbox through the reset form.
+    reset_mails: RateLimiter,
 }
 
 impl SignInGuard {
@@ -310,6 +313,7 @@ impl SignInGuard {
                 limits.forget_after,
             ),
             passwords: PasswordPool::new(cores),
+            reset_mails: RateLimiter::new(1.0 / 60.0, 3.0),
         }
     }
 
@@ -326,6 +330,16 @@ impl SignInGuard {
     /// The per-address backoff on wrong passwords.
     pub(crate) fn address_failures(&self) -> &Backoff {
         &self.address_failures
+    }
+
+    /// Whether a password-reset message may go to `email` now (known or not: the
+    /// limit is kept alike for every address).
+    pub(crate) fn admit_reset_mail(&self, email: &str) -> bool {
+        let mut h = DefaultHasher::new();
+        ("reset-mail", email).hash(&mut h);
+        self.reset_mails
+            .check(Uuid::from_u64_pair(h.finish(), 0))
+            .is_ok()
     }
 
     /// Admits an attempt from `address` at `now` (its bucket, then its backoff), or

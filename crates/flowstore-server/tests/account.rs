@@ -167,6 +167,17 @@ async fn reset_requests_tell_no_one_which_accounts_exist(b: Arc<dyn Backend>) {
         smtp.next_within(Duration::from_millis(500)).await.is_none(),
         "no message for an unknown or inactive account"
     );
+    // Three messages at once, then one a minute, per address: the answer stays.
+    for _ in 0..3 {
+        assert_eq!(request_reset(&c, "ada@x.io").await, known);
+    }
+    for _ in 0..2 {
+        assert_eq!(smtp.next().await.to, ["ada@x.io"]);
+    }
+    assert!(
+        smtp.next_within(Duration::from_millis(500)).await.is_none(),
+        "the fourth request within a minute sends nothing"
+    );
     // Not an email address at all: 422, whatever the accounts.
     c.anonymous()
         .post(

@@ -2,7 +2,7 @@
 //!
 //! - `POST /password-resets {email}` (no key): when the address is an active
 //!   account's, a reset token (1 hour, single use, stored as its SHA-256) is made and
-//!   mailed; whatever the address, the answer is the same 202 after the same work
+//!   mailed (at most 3 messages at once, then 1 a minute, per address); whatever the address, the answer is the same 202 after the same work
 //!   (a read, one write transaction with its audit entry), and the mail leaves
 //!   after the commit, on a task of its own, so neither its time nor its failure
 //!   shows.
@@ -145,12 +145,15 @@ pub async fn request_reset(
 ) -> ApiResult<Response> {
     admit(&state, &origin)?;
     let email = normalize_email(&body.email)?;
+    // Past 3 messages at once and then 1 a minute for this address, none is sent
+    // (the answer stays the same).
+    let may_send = state.sign_in().admit_reset_mail(&email);
     let now = time::now();
     // The same work on every path: one write transaction that reads the user,
     // writes the token when there is one to write, and the audit entry.
     let mut tx = state.backend().begin().await?;
     let user = match tx.get_user_by_email(&email).await {
-        Ok(u) if u.status == UserStatus::Active => Some(u),
+        Ok(u) if u.status == UserStatus::Active && may_send => Some(u),
         Ok(_) | Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
@@ -158,7 +161,7 @@ pub async fn request_reset(
         Some(u) => Some(tx.issue_reset_token(u.id, now).await?),
         None => None,
     };
-    let after = json!({"email": email, "sent": user.is_some()});
+    let after = json!({"email": email, "sent": user.is_some(), "limited": !may_send});
     tx.append_audit(entry(
         &origin,
         "user.password_reset_request",
