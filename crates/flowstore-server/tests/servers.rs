@@ -269,7 +269,7 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
     // PostgreSQL's feed hears every server, so the waits may poll rarely while it
     // is live; SQLite's hears only the backends of this process, never live.
     let live = match db {
-        TestDb::Postgres(_) => 1.0,
+        TestDb::Postgres(_) | TestDb::Pooled(_) => 1.0,
         TestDb::Sqlite(_) => 0.0,
     };
     let mut text = scrape(&b).await;

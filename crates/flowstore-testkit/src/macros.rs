@@ -4,12 +4,22 @@
 //! in a module `sqlite` and once in a module `postgres`, each test on a database of
 //! its own that is dropped when the test ends.
 
-/// Declares each named `async fn(store: Store)` as a test on SQLite and on
-/// PostgreSQL (modules `sqlite` and `postgres` of the calling module).
+/// Declares each named `async fn(store: Store)` as a test on SQLite, on PostgreSQL
+/// and on PostgreSQL through PgBouncer in transaction pooling mode (modules
+/// `sqlite`, `postgres` and `pgbouncer` of the calling module).
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         $crate::__per_backend!(db => db.store().await; $($name),*);
+        mod pgbouncer {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::TestDb::pgbouncer().await;
+                    super::$name(db.store().await).await;
+                }
+            )*
+        }
     };
 }
 
