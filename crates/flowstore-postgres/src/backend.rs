@@ -598,7 +598,7 @@ impl PostgresBackend {
 
     /// The pool for tools that need raw access (whole-database maintenance,
     /// backups, migrations): connections that reach the primary without a pooler.
-    pub fn pool(&self) -> &PgPool {
+    pub fn direct_pool(&self) -> &PgPool {
         &self.direct
     }
 

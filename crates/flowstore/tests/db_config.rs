@@ -375,7 +375,9 @@ async fn pooler_settings_are_checked() {
         pooler: Pooler::Transaction,
         ..db.settings()
     };
-    let e = Store::connect(&settings).await.err().expect("refused");
+    let Err(e) = Store::connect(&settings).await else {
+        panic!("a transaction pooler without a direct URL is refused")
+    };
     assert_err!(Err::<(), _>(e), Invalid, "DATABASE_DIRECT_URL");
     let sqlite = TestDb::sqlite().await;
     for (setting, adjusted) in [
@@ -394,7 +396,9 @@ async fn pooler_settings_are_checked() {
             },
         ),
     ] {
-        let e = Store::connect(&adjusted).await.err().expect("refused");
+        let Err(e) = Store::connect(&adjusted).await else {
+            panic!("{setting} is refused with a SQLite URL")
+        };
         assert_err!(Err::<(), _>(e), Invalid, setting);
     }
 }

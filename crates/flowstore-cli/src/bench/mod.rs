@@ -343,7 +343,7 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
         drop_database(url, &name).await;
         return Err(e);
     }
-    let raw = Raw::Postgres(backend.pool().clone());
+    let raw = Raw::Postgres(backend.direct_pool().clone());
     Ok(Target {
         backend,
         raw,
