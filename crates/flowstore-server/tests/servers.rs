@@ -11,7 +11,7 @@ use flowstore_server::{serve, AppState, ServerConfig};
 use flowstore_testkit::{TestApp, TestDb};
 use serde_json::json;
 
-flowstore_testkit::__per_backend!(db => &db;
+flowstore_testkit::__per_backend!(pooled; db => &db;
     a_waiting_claim_wakes_when_another_server_makes_work,
     an_event_stream_hears_what_another_server_commits,
     a_key_revoked_on_one_server_stops_working_on_another,

@@ -10,16 +10,7 @@
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        $crate::__per_backend!(db => db.store().await; $($name),*);
-        mod pgbouncer {
-            $(
-                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = $crate::TestDb::pgbouncer().await;
-                    super::$name(db.store().await).await;
-                }
-            )*
-        }
+        $crate::__per_backend!(pooled; db => db.store().await; $($name),*);
     };
 }
 
@@ -45,6 +36,20 @@ macro_rules! per_database {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __per_backend {
+    // With `pooled;`, also a module `pgbouncer`: PostgreSQL through PgBouncer in
+    // transaction pooling mode.
+    (pooled; $db:ident => $arg:expr; $($name:ident),*) => {
+        $crate::__per_backend!($db => $arg; $($name),*);
+        mod pgbouncer {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $db = $crate::TestDb::pgbouncer().await;
+                    super::$name($arg).await;
+                }
+            )*
+        }
+    };
     ($db:ident => $arg:expr; $($name:ident),*) => {
         mod sqlite {
             $(
