@@ -293,7 +293,8 @@ async fn three_servers_share_runs_and_survive_losing_one(db: &TestDb) {
         done.values().all(|n| *n == 1),
         "no task was completed twice: {done:?}"
     );
-    for run in runs.lock().unwrap().iter() {
+    let runs = runs.lock().unwrap().clone();
+    for run in &runs {
         let (status, r) = call(&b, &key, "GET", &format!("/api/v1/runs/{run}"), None).await;
         assert_eq!(status, 200);
         assert_eq!(r["status"], "completed", "{r}");
