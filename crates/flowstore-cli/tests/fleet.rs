@@ -318,9 +318,25 @@ async fn three_servers_share_runs_and_survive_losing_one(db: &TestDb) {
                 "one completed attempt of {step_task}: {attempts:?}"
             );
         }
+        // What the killed server's worker held was taken over after its lease ran
+        // out (each step may be retried): a first attempt whose lease expired, then
+        // one completed by another worker.
+        for task in &held {
+            let tried: Vec<(&Value, &Value)> = attempts
+                .iter()
+                .filter(|t| t["task_id"] == task.as_str())
+                .map(|t| (&t["worker_id"], &t["execution_status"]))
+                .collect();
+            if let (Some(first), Some(last)) = (tried.first(), tried.last()) {
+                assert_eq!(
+                    *first,
+                    (&json!("held"), &json!("lease_expired")),
+                    "{tried:?}"
+                );
+                assert_eq!(last.1, "completed", "{tried:?}");
+            }
+        }
     }
-    // What the killed server's worker held was taken over after its lease ran out:
-    // a first attempt that did not complete, then a completed one by another worker.
     for task in &held {
         assert_eq!(
             done.get(task),
