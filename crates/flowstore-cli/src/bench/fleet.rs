@@ -332,7 +332,7 @@ async fn measure(
             workload: "fleet".into(),
             variant: format!("{idle} idle waiting claims"),
             rate: Some(busy),
-            rate_unit: Some("transactions/s".into()),
+            rate_unit: Some("xacts/s".into()),
             items: u64::from(idle),
             note: Some(format!(
                 "pg_stat_database transactions per second over {} s while {idle} claims wait on B with nothing to take; {quiet:.1}/s with none waiting (the servers' own maintenance, feed and announcements)",

@@ -549,7 +549,10 @@ pub fn render_table(r: &Report) -> String {
             let _ = writeln!(out, "{:<6} note: {n}", "");
         }
     }
-    let _ = writeln!(out, "rate: t = tasks/s, r = runs/s (medians over rounds)");
+    let _ = writeln!(
+        out,
+        "rate: t = tasks/s, r = runs/s (medians over rounds), x = database transactions/s"
+    );
     for n in &r.notes {
         let _ = writeln!(out, "- {n}");
     }
