@@ -137,6 +137,9 @@ pub struct PostgresBackend {
     direct_options: PgConnectOptions,
     /// A replica's connections, for the reads that tolerate lag.
     replica: Option<PgPool>,
+    /// Until when the replica is left alone after it could not be read, so that a
+    /// replica that is down costs one wait for a connection, not one per read.
+    replica_resting: std::sync::Mutex<Option<std::time::Instant>>,
     /// What begins a transaction on the main pool and on the transitions' pool.
     begins: Begins,
     /// How the connections reach PostgreSQL.
@@ -206,6 +209,9 @@ pub struct PostgresTx {
     /// Opened by `begin_read`: nothing to undo, so its rollback is not waited for.
     read_only: bool,
 }
+
+/// How long an unreachable replica is left alone before it is tried again.
+const REPLICA_REST: Duration = Duration::from_secs(10);
 
 /// Longest a health check waits for its connection and its answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -590,6 +596,7 @@ impl PostgresBackend {
             direct,
             direct_options,
             replica,
+            replica_resting: Default::default(),
             begins,
             pooler: settings.pooler,
             url,
@@ -695,13 +702,25 @@ impl Backend for PostgresBackend {
     }
 
     async fn begin_lagging_read(&self) -> StoreResult<Box<dyn Tx>> {
-        if let Some(replica) = &self.replica {
+        let resting = || {
+            let until = self
+                .replica_resting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            until.is_some_and(|t| std::time::Instant::now() < t)
+        };
+        if let Some(replica) = self.replica.as_ref().filter(|_| !resting()) {
             match self.begin_with(replica, &self.begins.general, true).await {
                 Ok(tx) => return Ok(tx),
                 // A replica that cannot be reached is not a reason to fail a read the
-                // primary can answer.
+                // primary can answer; it is tried again after a rest.
                 Err(e) => {
-                    tracing::warn!(error = %e, "the replica cannot be read; reading the primary")
+                    tracing::warn!(error = %e, "the replica cannot be read; reading the primary for 10 s");
+                    *self
+                        .replica_resting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Some(std::time::Instant::now() + REPLICA_REST);
                 }
             }
         }

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// How signing in is throttled per client address and per account.
     pub sign_in: crate::signin::SignInLimits,
+    /// How long after a caller's own write its lists and statistics are still read
+    /// from the primary rather than a replica (`Backend::begin_lagging_read`), so
+    /// that it sees what it just wrote: longer than the replica's usual lag.
+    pub read_own_writes_for: Duration,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             webhooks: crate::webhooks::WebhookConfig::default(),
             session_ttl: Duration::from_secs(12 * 3600),
             sign_in: crate::signin::SignInLimits::default(),
+            read_own_writes_for: Duration::from_secs(5),
         }
     }
 }
@@ -96,6 +101,8 @@ struct Inner {
     /// Wakes the task that announces this server's commits to the other servers.
     announce: Arc<Notify>,
     shutdown: watch::Sender<bool>,
+    /// When each caller (user, or key or session without one) last wrote here.
+    writers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl AppState {
@@ -121,6 +128,7 @@ impl AppState {
                 feed_live: AtomicBool::new(false),
                 announce: Arc::new(Notify::new()),
                 shutdown: watch::channel(false).0,
+                writers: Default::default(),
             }),
         }
     }
@@ -151,6 +159,26 @@ impl AppState {
     /// Sign-in throttles and the password pool.
     pub(crate) fn sign_in(&self) -> &crate::signin::SignInGuard {
         &self.inner.sign_in
+    }
+
+    /// Notes that `who` is writing now (see [`ServerConfig::read_own_writes_for`]).
+    pub(crate) fn wrote(&self, who: String) {
+        let now = std::time::Instant::now();
+        let keep = self.inner.config.read_own_writes_for;
+        let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded by the writers of the last few seconds.
+        if writers.len() > 10_000 {
+            writers.retain(|_, at| now.duration_since(*at) < keep);
+        }
+        writers.insert(who, now);
+    }
+
+    /// Whether `who` wrote here within [`ServerConfig::read_own_writes_for`].
+    pub(crate) fn wrote_lately(&self, who: &str) -> bool {
+        let writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        writers
+            .get(who)
+            .is_some_and(|at| at.elapsed() < self.inner.config.read_own_writes_for)
     }
 
     /// Tells waiting claims and event streams that something changed.

@@ -332,3 +332,71 @@ async fn health_reports_the_time_build_pool_and_schema(db: &TestDb) {
         .unwrap();
     assert_eq!(ready["schema"], json!({"known": newest, "applied": newest}));
 }
+
+/// With a replica, lists are read from it, except for a caller that wrote through
+/// this server within `read_own_writes_for`, which reads its own writes from the
+/// primary; single objects are always read from the primary; a replica that cannot
+/// be reached leaves the lists to the primary. The "replica" here is a database of
+/// its own that never receives the primary's changes: the lag made total, so that
+/// where each read went shows in what it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_read_the_replica_except_the_callers_own_recent_writes() {
+    let primary = TestDb::postgres().await;
+    let replica = TestDb::postgres().await;
+    replica.backend().await;
+    let backend = primary.backend_reading(replica.url()).await;
+    let config = ServerConfig {
+        read_own_writes_for: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let app = TestApp::with_config(backend.clone(), config).await;
+    let other_admin = flowstore_testkit::fixtures::api_key(&backend, Role::Admin).await;
+    let wf = workflow(&app).await;
+    let names = |page: serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The writer (the user key that made the workflow) reads its own write.
+    let own = app.user().list_workflows().await.want(200);
+    assert_eq!(names(own), vec![wf.clone()], "read from the primary");
+    // Another caller, which wrote nothing, lists from the replica: nothing there.
+    let lagging = app.by(&other_admin).list_workflows().await.want(200);
+    assert!(names(lagging).is_empty(), "read from the replica");
+    // One object is read from the primary whoever asks.
+    app.by(&other_admin).get_workflow(&wf).await.want(200);
+    // Once the writer's window has passed, its lists lag like anyone's.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = app.user().list_workflows().await.want(200);
+    assert!(
+        names(later).is_empty(),
+        "read from the replica once the window passed"
+    );
+
+    // A replica that cannot be reached: the lists are read from the primary.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = format!("postgres://postgres@127.0.0.1:{closed}/nothing");
+    let backend = primary.backend_reading(&unreachable).await;
+    let app = TestApp::new(backend).await;
+    let all = app.admin().list_workflows().await.want(200);
+    assert_eq!(
+        names(all),
+        vec![wf.clone()],
+        "the primary answered for the replica"
+    );
+    // It is then left alone for a while: the next list does not wait for it.
+    let started = std::time::Instant::now();
+    let again = app.admin().list_workflows().await.want(200);
+    assert_eq!(names(again), vec![wf]);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -292,6 +292,21 @@ impl TestDb {
         store
     }
 
+    /// A migrated backend on this PostgreSQL database whose lagging reads go to
+    /// `read_url` (a replica, or what a test makes stand for one).
+    pub async fn backend_reading(&self, read_url: &str) -> Arc<dyn Backend> {
+        let s = PgSettings {
+            url: self.url().to_string(),
+            read_url: Some(read_url.to_string()),
+            max_connections: 6,
+            connect_timeout: Duration::from_secs(2),
+            ..PgSettings::default()
+        };
+        let b: Arc<dyn Backend> = Arc::new(PostgresBackend::connect(&s, keys()).await.unwrap());
+        b.migrate_up(None).await.expect("migrations apply");
+        b
+    }
+
     /// A migrated backend on this database, opened directly with the settings of
     /// the server's tests.
     pub async fn backend(&self) -> Arc<dyn Backend> {

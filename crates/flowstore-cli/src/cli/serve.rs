@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// events numbered.
     #[arg(long, env = "FLOWSTORE_MAINTENANCE_INTERVAL", default_value = "1s")]
     pub maintenance_interval: String,
+    /// With a replica (DATABASE_READ_URL): how long after a caller's own write
+    /// its lists and statistics are still read from the primary, so that it sees
+    /// what it wrote; longer than the replica's usual lag.
+    #[arg(long, env = "FLOWSTORE_READ_OWN_WRITES_FOR", default_value = "5s")]
+    pub read_own_writes_for: String,
     /// Webhook destinations allowed besides public addresses, comma-separated:
     /// CIDRs (10.1.0.0/16, 127.0.0.1/32), addresses, host names or *.domain.
     /// Loopback, private, link-local, unique-local, CGNAT, multicast and metadata
@@ -276,6 +281,7 @@ fn timings(args: &ServeArgs) -> Result<flowstore_server::ServerConfig, StoreErro
         key_cache_ttl: parse_duration("--key-cache-ttl", &args.key_cache_ttl)?,
         max_claim_wait: parse_duration("--max-claim-wait", &args.max_claim_wait)?,
         maintenance_interval: parse_duration("--maintenance-interval", &args.maintenance_interval)?,
+        read_own_writes_for: parse_duration("--read-own-writes-for", &args.read_own_writes_for)?,
         ..flowstore_server::ServerConfig::default()
     })
 }
