@@ -297,6 +297,20 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
         value(&scrape(&b).await, "flowstore_waiting_claims"),
         Some(0.0)
     );
+    // A run's events wait for their number where numbering follows the commit (no
+    // maintenance numbers them on this server), and for the webhook fan-out.
+    let wf = workflow(&quiet).await;
+    quiet.user().start_run(&wf, json!({})).await.want(201);
+    let text = scrape(&quiet).await;
+    let unnumbered = value(&text, "flowstore_events_unnumbered").unwrap();
+    let behind = value(&text, "flowstore_webhook_events_behind").unwrap();
+    if quiet.backend.capabilities().sequences_events {
+        assert!(unnumbered >= 1.0, "{text}");
+    } else {
+        assert_eq!(unnumbered, 0.0, "{text}");
+        assert!(behind >= 1.0, "{text}");
+    }
+    assert!(value(&text, "flowstore_event_lag_seconds").unwrap() >= 0.0);
 }
 
 /// `/healthz` and `/readyz` answer seed 002's report: status, the time, the build,
