@@ -1,7 +1,7 @@
 //! A PgBouncer of the test's own, in front of the tests' PostgreSQL server.
 //!
-//! Each [`Bouncer`] is a `pgbouncer` process with a configuration in a temporary
-//! directory, listening on a free loopback port (no Unix socket, so that several
+//! Each [`Bouncer`] is a `pgbouncer` process with README's example configuration
+//! (`docs/pgbouncer.ini`) in a temporary directory, listening on a free loopback port (no Unix socket, so that several
 //! can run at once), trusting the user of `FLOWSTORE_TEST_PG` and passing every
 //! database name through to that server. It is stopped when the value is dropped.
 //! `scripts/test.sh` installs PgBouncer where it is missing; a test that needs one
@@ -86,19 +86,35 @@ impl Bouncer {
         let port = free_port();
         let users = dir.path().join("users.txt");
         std::fs::write(&users, format!("\"{user}\" \"\"\n")).expect("users file");
+        // README's example configuration, with what is this machine's set.
+        let set = |key: &str| -> Option<String> {
+            Some(match key {
+                "*" => format!("* = host={host} port={server_port}"),
+                "listen_addr" => "listen_addr = 127.0.0.1".into(),
+                "listen_port" => format!("listen_port = {port}"),
+                // None: several bouncers may run at once.
+                "unix_socket_dir" => "unix_socket_dir =".into(),
+                "auth_type" => "auth_type = trust".into(),
+                "auth_file" => format!("auth_file = {}", users.display()),
+                "pool_mode" => format!("pool_mode = {pool_mode}"),
+                _ => return None,
+            })
+        };
+        let example = include_str!("../../../docs/pgbouncer.ini");
+        let mut text = String::new();
+        for line in example.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            let marked = line.contains("; set by the tests");
+            match set(key) {
+                Some(ours) if marked => text.push_str(&ours),
+                Some(_) => panic!("docs/pgbouncer.ini: {key} is set by the tests but not marked"),
+                None if marked => panic!("docs/pgbouncer.ini: the tests do not set {key}"),
+                None => text.push_str(line),
+            }
+            text.push('\n');
+        }
         let config = dir.path().join("pgbouncer.ini");
-        std::fs::write(
-            &config,
-            format!(
-                "[databases]\n* = host={host} port={server_port}\n\
-                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-                 unix_socket_dir =\nauth_type = trust\nauth_file = {}\n\
-                 pool_mode = {pool_mode}\nmax_client_conn = 500\ndefault_pool_size = 20\n\
-                 server_check_delay = 0\n",
-                users.display()
-            ),
-        )
-        .expect("pgbouncer.ini");
+        std::fs::write(&config, text).expect("pgbouncer.ini");
         let mut command = Command::new(binary());
         if is_root() {
             command.args(["-u", "postgres"]);
