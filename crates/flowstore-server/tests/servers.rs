@@ -414,3 +414,28 @@ async fn lists_read_the_replica_except_the_callers_own_recent_writes() {
         started.elapsed()
     );
 }
+
+/// A server pointed at a primary that cannot take writes (here the database's
+/// `default_transaction_read_only`, as on a standby) is not ready: `/readyz`
+/// answers 503 `read-only`, so a load balancer stops sending it work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_cannot_take_writes_is_not_ready() {
+    let db = TestDb::postgres().await;
+    let TestDb::Postgres(pg) = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    let c = TestApp::new(db.backend().await).await;
+    c.backend
+        .execute_raw(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            pg.name()
+        ))
+        .await
+        .unwrap();
+    // The health connection opens now, under the new setting.
+    let answer = c.raw("GET", "/readyz", None, None).await.want(503);
+    assert!(
+        answer["type"].as_str().unwrap_or("").ends_with("read-only"),
+        "{answer}"
+    );
+}
