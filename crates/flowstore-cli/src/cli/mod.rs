@@ -74,7 +74,7 @@ pub enum Command {
     /// reach it is logged with the address and the reason, and tried again with
     /// pauses growing from 0.5 s to 30 s), migrates it unless --no-migrate, and
     /// serves. Writes on a full disk answer 507, on a read-only database 503.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, list or revoke API keys of the HTTP API.
     #[command(subcommand)]
     Apikeys(serve::ApiKeysCommand),
@@ -155,7 +155,7 @@ async fn execute(cli: Cli) -> Result<(), StoreError> {
             settings.slow_query_threshold =
                 flowstore::config::parse_threshold("--slow-query-ms", v)?;
         }
-        return serve::serve(&settings, args).await;
+        return serve::serve(&settings, *args).await;
     }
     if let Command::Keys(keys::KeysCommand::Rotate(args)) = &cli.command {
         keys::prepare(&mut settings, args)?;
