@@ -113,19 +113,30 @@ drop_test_databases() {
 }
 trap 'drop_test_databases; cleanup' EXIT
 
-# The dashboard's browser tests drive Debian's Chromium through chromedriver.
-# Installed here when missing (as root, from Debian's packages); without them those
-# tests fail and say so, never skip.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# Debian packages some tests drive, installed here when missing (as root, from
+# Debian's packages); without them those tests fail and say so, never skip:
+# Chromium and chromedriver for the dashboard's browser tests, PgBouncer for the
+# tests that reach PostgreSQL through a pooler.
+need_packages() {
+  local why=$1; shift
+  local missing=()
+  local pair
+  for pair in "$@"; do
+    # Each argument is command:package.
+    [[ -x "$(command -v "${pair%%:*}" 2>/dev/null)" || -x "/usr/sbin/${pair%%:*}" ]] || missing+=("${pair##*:}")
+  done
+  [[ ${#missing[@]} -gt 0 ]] || return 0
   if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing chromium and chromium-driver for the browser tests"
-    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || {
-      apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null; } || {
-      log "ERROR: could not install chromium and chromium-driver"; exit 1; }
+    log "installing ${missing[*]} for $why"
+    apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${missing[@]}" >/dev/null; } || {
+      log "ERROR: could not install ${missing[*]}"; exit 1; }
   else
-    log "WARNING: chromium or chromedriver is missing; the browser tests will fail (apt-get install chromium chromium-driver)"
+    log "WARNING: ${missing[*]} missing; $why will fail (apt-get install ${missing[*]})"
   fi
-fi
+}
+need_packages "the browser tests" chromium:chromium chromedriver:chromium-driver
+need_packages "the pooler tests" pgbouncer:pgbouncer
 
 results=$(mktemp /tmp/flowstore-test-results.XXXXXX)
 set +e

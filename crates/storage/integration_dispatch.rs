@@ -269,10 +269,25 @@ impl DeliveryRepo for Tx {
         ))
         .fetch_one(&mut *self.tx)
         .await?;
+        let (unnumbered, oldest_unnumbered): (i64, Option<time::Timestamp>) = sqlx::query_as(sql!(
+            "SELECT count(*), min(created_at) FROM events WHERE seq IS NULL"
+        ))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let cursor = self.webhook_cursor().await?;
+        let undispatched: i64 = sqlx::query_scalar(sql!(
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > $1 LIMIT 100000) behind"
+        ))
+        .bind(cursor)
+        .fetch_one(&mut *self.tx)
+        .await?;
         Ok(DeliveryBacklog {
             pending: pending as u64,
             dead: dead as u64,
             oldest_pending: oldest,
+            events_unnumbered: unnumbered as u64,
+            oldest_unnumbered,
+            events_undispatched: undispatched as u64,
         })
     }
 }

@@ -85,6 +85,9 @@ fn serve_refuses_a_timing_that_is_not_a_duration() {
         "--key-cache-ttl",
         "--max-claim-wait",
         "--maintenance-interval",
+        "--read-own-writes-for",
+        "--webhook-interval",
+        "--webhook-timeout",
     ] {
         for bad in ["soon", "0ms"] {
             let out = flowstore(&url, &["serve", "--listen", "127.0.0.1:0", flag, bad]);

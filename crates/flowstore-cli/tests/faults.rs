@@ -71,7 +71,7 @@ fn fill(path: &Path) -> PathBuf {
 }
 
 /// `flowstore serve` on port 0, its lines on stdout and stderr collected.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -85,11 +85,11 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn start(database_url: &str, dir: &Path) -> Served {
+    pub(crate) fn start(database_url: &str, dir: &Path) -> Served {
         Served::start_with(database_url, dir, &[])
     }
 
-    fn start_with(database_url: &str, dir: &Path, env: &[(&str, &str)]) -> Served {
+    pub(crate) fn start_with(database_url: &str, dir: &Path, env: &[(&str, &str)]) -> Served {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowstore"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
@@ -129,7 +129,7 @@ impl Served {
     }
 
     /// Waits for a line for which `pick` gives something.
-    fn wait_for<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+    pub(crate) fn wait_for<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -147,7 +147,13 @@ impl Served {
     }
 
     /// The bootstrap key and the address, once it serves.
-    fn ready(&mut self) -> (String, String) {
+    /// Kills the server at once (SIGKILL), as a crash or an OOM kill would.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub(crate) fn ready(&mut self) -> (String, String) {
         let key = self.wait_for("the bootstrap key", |l| {
             l.trim().starts_with("fsk_").then(|| l.trim().to_string())
         });
@@ -159,7 +165,13 @@ impl Served {
     }
 }
 
-async fn call(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    url: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let http = reqwest::Client::new();
     let mut req = http
         .request(method.parse().unwrap(), format!("{url}{path}"))

@@ -16,6 +16,7 @@ mod cli;
 mod demo;
 mod example_worker;
 mod faults;
+mod fleet;
 mod keys;
 mod slow_stats;
 mod walkthrough;

@@ -179,6 +179,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Opens a transaction for reads only, which never waits for writers.
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
 
+    /// Opens a transaction for reads that tolerate replication lag (lists,
+    /// statistics, dashboards, exports): on a replica when the backend has one,
+    /// else (and while the replica cannot be reached) as [`Backend::begin_read`].
+    /// A caller that must see its own latest writes reads with `begin_read`.
+    async fn begin_lagging_read(&self) -> StoreResult<Box<dyn Tx>> {
+        self.begin_read().await
+    }
+
     /// Opens a write transaction for one of the engine's worker transitions: claim,
     /// heartbeat, complete, fail and the reaper's. Their statements find rows by key
     /// or walk a fixed index, so their best plan does not depend on the values bound;

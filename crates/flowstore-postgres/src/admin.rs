@@ -64,7 +64,7 @@ async fn repair_orphans(conn: &mut PgConnection, now: &Timestamp) -> StoreResult
 #[async_trait]
 impl AdminBackend for PostgresBackend {
     async fn find_problems(&self, now: Timestamp) -> StoreResult<(Vec<Finding>, Vec<String>)> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.direct_pool().acquire().await?;
         let mut findings = Vec::new();
         let mut notes = Vec::new();
         for (t, col, p, pcol, _) in foreign_keys(&mut conn).await? {
@@ -105,7 +105,7 @@ impl AdminBackend for PostgresBackend {
     }
 
     async fn repair(&self, kind: FindingKind, now: Timestamp) -> StoreResult<Option<u64>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.direct_pool().begin().await?;
         let c = &mut *tx;
         let n = match check::repair(c, kind, &now).await? {
             Repaired::Rows(n) => n,

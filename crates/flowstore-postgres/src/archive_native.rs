@@ -24,7 +24,7 @@ pub(crate) type LoadGuard = ();
 impl ArchiveBackend for PostgresBackend {
     async fn snapshot(&self) -> StoreResult<Box<dyn SnapshotReader>> {
         let mut tx = self
-            .pool()
+            .direct_pool()
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
         sqlx::query("SET LOCAL statement_timeout = 0")
@@ -34,7 +34,7 @@ impl ArchiveBackend for PostgresBackend {
     }
 
     async fn loader(&self) -> StoreResult<Box<dyn RowLoader>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.direct_pool().begin().await?;
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
             .await?;
@@ -50,7 +50,7 @@ impl ArchiveBackend for PostgresBackend {
                 AND c.is_generated = 'NEVER' AND c.table_name <> 'schema_migrations'
               ORDER BY c.table_name, c.ordinal_position",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.direct_pool())
         .await?;
         Ok(rows)
     }

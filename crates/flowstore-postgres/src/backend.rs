@@ -50,6 +50,49 @@ pub struct PgSettings {
     /// of target `sqlx::query`, which `flowstore_core::slow` counts); `None` reports
     /// none.
     pub slow_statements: Option<Duration>,
+    /// Whether `url` reaches PostgreSQL through a connection pooler, and which kind.
+    pub pooler: Pooler,
+    /// A URL that reaches the primary without a pooler: migrations, `LISTEN` and the
+    /// whole-database tools (backup, maintenance) use it. Required behind a
+    /// transaction pooler, where session state does not survive a transaction.
+    pub direct_url: Option<String>,
+    /// A URL of a replica, read by the reads that tolerate lag
+    /// ([`flowstore_core::Backend::begin_lagging_read`]).
+    pub read_url: Option<String>,
+}
+
+/// How the connections of [`PgSettings::url`] reach PostgreSQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// Directly: session settings travel as startup options.
+    #[default]
+    None,
+    /// Through a pooler that lends one server connection per client connection
+    /// (PgBouncer's `pool_mode = session`). Poolers refuse or drop startup
+    /// options, so the session settings are sent once each connection is made.
+    Session,
+    /// Through a pooler that lends a server connection for one transaction
+    /// (PgBouncer's `pool_mode = transaction`). Nothing may rely on a session:
+    /// every statement runs inside a transaction that begins by setting what the
+    /// session would have (`SET LOCAL`) and dropping prepared statements another
+    /// client left behind, statements are not cached across transactions, and
+    /// migrations, `LISTEN` and the tools go to [`PgSettings::direct_url`].
+    Transaction,
+}
+
+impl Pooler {
+    /// Reads `none`, `session` or `transaction`; `field` names the setting in errors.
+    pub fn parse(field: &str, text: &str) -> StoreResult<Pooler> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "none" | "off" => Ok(Pooler::None),
+            "session" => Ok(Pooler::Session),
+            "transaction" => Ok(Pooler::Transaction),
+            other => Err(StoreError::invalid(
+                field,
+                format!("{other:?} is not a pooler mode: none, session or transaction"),
+            )),
+        }
+    }
 }
 
 impl Default for PgSettings {
@@ -66,6 +109,9 @@ impl Default for PgSettings {
             application_name: "flowstore".into(),
             log_statements: false,
             slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
+            pooler: Pooler::None,
+            direct_url: None,
+            read_url: None,
         }
     }
 }
@@ -84,8 +130,76 @@ pub struct PostgresBackend {
     health: PgPool,
     /// How the pools connect, to say why when they cannot.
     options: PgConnectOptions,
-    /// The URL it was opened with, for `pg_dump`.
+    /// Connections that reach the primary without a pooler (the main pool itself
+    /// when no `direct_url` is set): migrations, `LISTEN` and the tools.
+    direct: PgPool,
+    /// How `direct` connects, for `LISTEN`.
+    direct_options: PgConnectOptions,
+    /// A replica's connections, for the reads that tolerate lag.
+    replica: Option<PgPool>,
+    /// Until when the replica is left alone after it could not be read, so that a
+    /// replica that is down costs one wait for a connection, not one per read.
+    replica_resting: std::sync::Mutex<Option<std::time::Instant>>,
+    /// What begins a transaction on the main pool and on the transitions' pool.
+    begins: Begins,
+    /// How the connections reach PostgreSQL.
+    pub(crate) pooler: Pooler,
+    /// The URL that reaches the primary directly, for `pg_dump`.
     pub(crate) url: String,
+}
+
+/// The statements that begin a transaction: a plain `BEGIN`, or behind a
+/// transaction pooler one that also drops what another client prepared on the
+/// server connection it was lent and sets what a session would have.
+struct Begins {
+    general: String,
+    transition: String,
+}
+
+/// The session settings every connection runs with, as `(name, value)`.
+fn session_settings(settings: &PgSettings) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "statement_timeout",
+            format!("{}ms", settings.statement_timeout.as_millis()),
+        ),
+        (
+            "lock_timeout",
+            format!("{}ms", settings.lock_timeout.as_millis()),
+        ),
+        // flowstore's statements are short, and a plan costed high on estimates (a
+        // generic plan over a large table) would otherwise be compiled on every
+        // execution: 1.5 s for the claim at 200 000 tasks, against 1 ms interpreted.
+        ("jit", "off".to_string()),
+    ]
+}
+
+/// What the worker transitions' sessions add: see `connect`.
+const TRANSITION_SETTINGS: [(&str, &str); 2] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+];
+
+/// `SET name = 'value'; …` (with `LOCAL` when `local`), sent as one simple query.
+fn set_statements(settings: &[(&str, String)], local: bool) -> String {
+    settings
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "SET {}{name} = '{}'",
+                if local { "LOCAL " } else { "" },
+                value.replace('\'', "''")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The general and the transitions' settings, in that order.
+fn with_transition_settings(general: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut all = general.to_vec();
+    all.extend(TRANSITION_SETTINGS.iter().map(|(k, v)| (*k, v.to_string())));
+    all
 }
 
 /// One PostgreSQL transaction with every repository operation.
@@ -95,6 +209,9 @@ pub struct PostgresTx {
     /// Opened by `begin_read`: nothing to undo, so its rollback is not waited for.
     read_only: bool,
 }
+
+/// How long an unreachable replica is left alone before it is tried again.
+const REPLICA_REST: Duration = Duration::from_secs(10);
 
 /// Longest a health check waits for its connection and its answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -195,6 +312,64 @@ fn split_connections(max: u32) -> (u32, u32) {
     (max.saturating_sub(transitions).max(1), transitions)
 }
 
+/// The options of one URL of the settings (`field` names it in errors): TLS,
+/// `application_name`, statement logging and the slow-statement report; no session
+/// settings (see `connect`).
+fn connect_options(settings: &PgSettings, url: &str, field: &str) -> StoreResult<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::invalid(field, format!("is not a PostgreSQL URL: {e}")))?
+        .application_name(&settings.application_name);
+    if settings.pooler != Pooler::None {
+        // PgBouncer refuses startup parameters it does not know, this one among them;
+        // results travel in binary, which it does not affect.
+        options = options.extra_float_digits(None);
+    }
+    let tls = settings.tls.resolve(url)?;
+    options = tls.apply(options)?;
+    if !settings.log_statements {
+        options = sqlx::ConnectOptions::disable_statement_logging(options);
+    }
+    Ok(flowstore_core::slow::report_slow(
+        options,
+        settings.slow_statements,
+    ))
+}
+
+/// Makes the first connection alone, so that a database that cannot be reached is
+/// reported with its address and the reason, not as a pool that timed out.
+async fn first_connection(settings: &PgSettings, options: &PgConnectOptions) -> StoreResult<()> {
+    let tls = settings.tls.resolve(&settings.url)?;
+    let first = tokio::time::timeout(
+        settings.connect_timeout,
+        sqlx::ConnectOptions::connect(options),
+    )
+    .await
+    .map_err(|_| {
+        StoreError::unavailable(format!(
+            "cannot connect to {}: no answer within {} ms",
+            address(options),
+            settings.connect_timeout.as_millis()
+        ))
+    })?
+    .map_err(|e| match (&e, tls.mode) {
+        // A server without TLS, or a certificate that does not verify, is not
+        // something waiting fixes: say which setting asked for TLS.
+        (sqlx::Error::Tls(_), Some(mode)) if mode.requires_tls() => {
+            tls_refused(options, &tls, mode, &e)
+        }
+        // A certificate that does not verify reaches sqlx as the TLS stream's
+        // I/O error of kind `InvalidData`.
+        (sqlx::Error::Io(io), Some(mode))
+            if mode.requires_tls() && io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            tls_refused(options, &tls, mode, &e)
+        }
+        _ => cannot_connect(options, &e),
+    })?;
+    let _ = sqlx::Connection::close(first).await;
+    Ok(())
+}
+
 /// Where a [`PostgresTx`] runs its statements.
 pub(crate) enum Conn {
     /// Inside a transaction, which commit or rollback ends.
@@ -231,10 +406,21 @@ impl PostgresBackend {
     async fn begin_with(
         &self,
         pool: &PgPool,
-        statement: &'static str,
+        statement: &str,
         read_only: bool,
     ) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(self.begin_on(pool, statement, read_only).await?))
+    }
+
+    /// [`Self::begin_with`], as the transaction type itself.
+    async fn begin_on(
+        &self,
+        pool: &PgPool,
+        statement: &str,
+        read_only: bool,
+    ) -> StoreResult<PostgresTx> {
         let pool = pool.clone();
+        let statement = statement.to_string();
         // The statement runs in a task of its own, to the end even when the caller goes
         // away (a client that disconnects drops its request): cancelled while waiting
         // for the server's answer, sqlx would return the connection to the pool inside
@@ -247,15 +433,23 @@ impl PostgresBackend {
             Ok(tx) => tx,
             Err(e) => return Err(self.diagnose(e).await),
         };
-        Ok(Box::new(PostgresTx {
+        Ok(PostgresTx {
             tx: Conn::Tx(tx),
             keys: self.keys.clone(),
             read_only,
-        }))
+        })
     }
 
-    /// A session outside any transaction on a connection of the transitions' pool.
+    /// A session outside any transaction on a connection of the transitions' pool,
+    /// for a transition that is one statement; [`PostgresTx::settle`] ends it. Behind
+    /// a transaction pooler, where a statement outside a transaction may be parsed on
+    /// one server connection and run on another, it is a transaction.
     pub(crate) async fn autocommit(&self) -> StoreResult<PostgresTx> {
+        if self.pooler == Pooler::Transaction {
+            return self
+                .begin_on(&self.transitions, &self.begins.transition, false)
+                .await;
+        }
         let conn = match self.transitions.acquire().await {
             Ok(conn) => conn,
             Err(e) => return Err(self.diagnose(e).await),
@@ -269,74 +463,79 @@ impl PostgresBackend {
 
     /// Connects to the database at `settings.url`.
     pub async fn connect(settings: &PgSettings, keys: Arc<KeySource>) -> StoreResult<Self> {
-        let mut options = PgConnectOptions::from_str(&settings.url)
-            .map_err(|e| {
-                StoreError::invalid("DATABASE_URL", format!("is not a PostgreSQL URL: {e}"))
-            })?
-            .application_name(&settings.application_name)
-            .options([
-                (
-                    "statement_timeout",
-                    format!("{}ms", settings.statement_timeout.as_millis()),
-                ),
-                (
-                    "lock_timeout",
-                    format!("{}ms", settings.lock_timeout.as_millis()),
-                ),
-                // flowstore's statements are short, and a plan costed high on estimates
-                // (a generic plan over a large table) would otherwise be compiled on
-                // every execution: 1.5 s for the claim at 200 000 tasks, against 1 ms
-                // interpreted.
-                ("jit", "off".to_string()),
-            ]);
-        let tls = settings.tls.resolve(&settings.url)?;
-        options = tls.apply(options)?;
-        if !settings.log_statements {
-            options = sqlx::ConnectOptions::disable_statement_logging(options);
+        if settings.pooler == Pooler::Transaction && settings.direct_url.is_none() {
+            return Err(StoreError::invalid(
+                "DATABASE_DIRECT_URL",
+                "is required with DB_POOLER=transaction: migrations, LISTEN and the tools \
+                 need a session, which a transaction pooler does not keep; give a URL that \
+                 reaches PostgreSQL without the pooler",
+            ));
         }
-        options = flowstore_core::slow::report_slow(options, settings.slow_statements);
+        let general = session_settings(settings);
+        let options = connect_options(settings, &settings.url, "DATABASE_URL")?;
+        // Directly, the session settings travel as startup options. Poolers refuse
+        // startup parameters they do not know (or drop them): behind one they are
+        // sent once a connection is made (session pooler) or at the start of every
+        // transaction (transaction pooler). A transaction pooler may also lend each
+        // transaction another server connection, so no statement is kept prepared
+        // across transactions.
+        let (options, transition_options) = match settings.pooler {
+            Pooler::None => (
+                options.clone().options(general.clone()),
+                options
+                    .options(general.clone())
+                    .options(TRANSITION_SETTINGS),
+            ),
+            Pooler::Session => (options.clone(), options),
+            Pooler::Transaction => {
+                let options = options.statement_cache_capacity(0);
+                (options.clone(), options)
+            }
+        };
+        let begins = match settings.pooler {
+            Pooler::Transaction => Begins {
+                general: format!("BEGIN; DEALLOCATE ALL; {}", set_statements(&general, true)),
+                transition: format!(
+                    "BEGIN; DEALLOCATE ALL; {}",
+                    set_statements(&with_transition_settings(&general), true)
+                ),
+            },
+            _ => Begins {
+                general: "BEGIN".into(),
+                transition: "BEGIN".into(),
+            },
+        };
+        let after_connect = |sql: Option<String>| {
+            move |opts: PgPoolOptions| match sql.clone() {
+                None => opts,
+                Some(sql) => opts.after_connect(move |conn, _| {
+                    let sql = sql.clone();
+                    Box::pin(async move {
+                        conn.execute(sql.as_str()).await?;
+                        Ok(())
+                    })
+                }),
+            }
+        };
+        let (general_set, transition_set) = match settings.pooler {
+            Pooler::Session => (
+                Some(set_statements(&general, false)),
+                Some(set_statements(&with_transition_settings(&general), false)),
+            ),
+            _ => (None, None),
+        };
         // `max_connections` is shared out between the two pools (at least one each),
         // so that the server never holds more than it was given.
-        let (general, transition) = split_connections(settings.max_connections);
+        let (general_max, transition_max) = split_connections(settings.max_connections);
         let pool_options = |max: u32| {
             flowstore_core::pool::ping_long_idle(PgPoolOptions::new())
                 .max_connections(max)
                 .acquire_timeout(settings.connect_timeout)
                 .idle_timeout(Some(settings.idle_timeout))
         };
-        // The first connection is made alone, so that a database that cannot be
-        // reached is reported with its address and the reason, not as a pool that
-        // timed out.
-        let first = tokio::time::timeout(
-            settings.connect_timeout,
-            sqlx::ConnectOptions::connect(&options),
-        )
-        .await
-        .map_err(|_| {
-            StoreError::unavailable(format!(
-                "cannot connect to {}: no answer within {} ms",
-                address(&options),
-                settings.connect_timeout.as_millis()
-            ))
-        })?
-        .map_err(|e| match (&e, tls.mode) {
-            // A server without TLS, or a certificate that does not verify, is not
-            // something waiting fixes: say which setting asked for TLS.
-            (sqlx::Error::Tls(_), Some(mode)) if mode.requires_tls() => {
-                tls_refused(&options, &tls, mode, &e)
-            }
-            // A certificate that does not verify reaches sqlx as the TLS stream's
-            // I/O error of kind `InvalidData`.
-            (sqlx::Error::Io(io), Some(mode))
-                if mode.requires_tls() && io.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                tls_refused(&options, &tls, mode, &e)
-            }
-            _ => cannot_connect(&options, &e),
-        })?;
-        let _ = sqlx::Connection::close(first).await;
-        let pool = pool_options(general)
-            .min_connections(settings.min_connections.min(general))
+        first_connection(settings, &options).await?;
+        let pool = after_connect(general_set)(pool_options(general_max))
+            .min_connections(settings.min_connections.min(general_max))
             .connect_with(options.clone())
             .await
             .map_err(|e| cannot_connect(&options, &e))?;
@@ -359,10 +558,34 @@ impl PostgresBackend {
         // not be a sequential scan: at 10 000 tasks such a plan of the dependents'
         // promotion took 40-60 ms per call. Other statements (listings, aggregates)
         // keep the main pool's per-call plans. Its connections open when first used.
-        let transitions = pool_options(transition).connect_lazy_with(options.clone().options([
-            ("plan_cache_mode", "force_generic_plan"),
-            ("enable_seqscan", "off"),
-        ]));
+        let transitions = after_connect(transition_set)(pool_options(transition_max))
+            .connect_lazy_with(transition_options);
+        // Without a pooler the main pool is direct already.
+        let (direct, direct_options, url) = match &settings.direct_url {
+            Some(url) => {
+                let direct_options =
+                    connect_options(settings, url, "DATABASE_DIRECT_URL")?.options(general.clone());
+                let direct = pool_options(2).connect_lazy_with(direct_options.clone());
+                (direct, direct_options, url.clone())
+            }
+            None => (pool.clone(), options.clone(), settings.url.clone()),
+        };
+        let replica = match &settings.read_url {
+            Some(url) => {
+                let mut replica_options = connect_options(settings, url, "DATABASE_READ_URL")?;
+                if settings.pooler == Pooler::None {
+                    replica_options = replica_options.options(general.clone());
+                }
+                Some(
+                    after_connect(match settings.pooler {
+                        Pooler::Session => Some(set_statements(&general, false)),
+                        _ => None,
+                    })(pool_options(general_max))
+                    .connect_lazy_with(replica_options),
+                )
+            }
+            None => None,
+        };
         Ok(PostgresBackend {
             pool,
             transitions,
@@ -370,13 +593,20 @@ impl PostgresBackend {
             keys,
             health,
             options,
-            url: settings.url.clone(),
+            direct,
+            direct_options,
+            replica,
+            replica_resting: Default::default(),
+            begins,
+            pooler: settings.pooler,
+            url,
         })
     }
 
-    /// The pool, for tools that need raw access.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The pool for tools that need raw access (whole-database maintenance,
+    /// backups, migrations): connections that reach the primary without a pooler.
+    pub fn direct_pool(&self) -> &PgPool {
+        &self.direct
     }
 
     /// Runs `f` on one connection while holding the migration advisory lock.
@@ -387,7 +617,7 @@ impl PostgresBackend {
             ) -> futures::future::BoxFuture<'c, StoreResult<T>>
             + Send,
     ) -> StoreResult<T> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.direct.acquire().await?;
         // Another process may hold the migration lock for as long as its migrations
         // take: waiting for it is not a lock held too long.
         sqlx::query("SET lock_timeout = 0")
@@ -428,7 +658,7 @@ impl Backend for PostgresBackend {
     }
 
     fn listen(&self, sink: Arc<dyn flowstore_core::change::ChangeSink>) -> bool {
-        crate::listen::spawn(self.options.clone(), sink);
+        crate::listen::spawn(self.direct_options.clone(), sink);
         true
     }
 
@@ -438,9 +668,9 @@ impl Backend for PostgresBackend {
         let mut tx = self.begin().await?;
         tx.sequence_events().await?;
         tx.commit().await?;
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_notify('flowstore_work', '')")
-            .execute(&mut *conn)
+        // A simple query: one message, whatever a pooler does between statements.
+        self.pool
+            .execute("SELECT pg_notify('flowstore_work', '')")
             .await?;
         Ok(())
     }
@@ -462,17 +692,46 @@ impl Backend for PostgresBackend {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        self.begin_with(&self.pool, "BEGIN", false).await
+        self.begin_with(&self.pool, &self.begins.general, false)
+            .await
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
-        self.begin_with(&self.pool, "BEGIN", true).await
+        self.begin_with(&self.pool, &self.begins.general, true)
+            .await
+    }
+
+    async fn begin_lagging_read(&self) -> StoreResult<Box<dyn Tx>> {
+        let resting = || {
+            let until = self
+                .replica_resting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            until.is_some_and(|t| std::time::Instant::now() < t)
+        };
+        if let Some(replica) = self.replica.as_ref().filter(|_| !resting()) {
+            match self.begin_with(replica, &self.begins.general, true).await {
+                Ok(tx) => return Ok(tx),
+                // A replica that cannot be reached is not a reason to fail a read the
+                // primary can answer; it is tried again after a rest.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the replica cannot be read; reading the primary for 10 s");
+                    *self
+                        .replica_resting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Some(std::time::Instant::now() + REPLICA_REST);
+                }
+            }
+        }
+        self.begin_read().await
     }
 
     async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
         // On the transitions' pool, whose sessions plan each statement once and never
         // by sequential scan (see `connect`).
-        self.begin_with(&self.transitions, "BEGIN", false).await
+        self.begin_with(&self.transitions, &self.begins.transition, false)
+            .await
     }
 
     async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
@@ -541,13 +800,13 @@ impl Backend for PostgresBackend {
     }
 
     async fn migration_status(&self) -> StoreResult<Vec<MigrationStatus>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.direct.acquire().await?;
         let applied = mig::applied(&mut conn).await?;
         Ok(migrate::status(MIGRATIONS, &applied))
     }
 
     async fn check_schema(&self) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.direct.acquire().await?;
         let applied = mig::applied(&mut conn).await?;
         migrate::require_current(MIGRATIONS, &applied)
     }
@@ -578,24 +837,24 @@ impl Backend for PostgresBackend {
               WHERE pronamespace = current_schema()::regnamespace
              ORDER BY 1",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.direct)
         .await?;
         Ok(rows.into_iter().map(|(l,)| l).collect())
     }
 
     async fn execute_raw(&self, sql: &str) -> StoreResult<u64> {
-        let done = self.pool.execute(sql).await?;
+        let done = self.direct.execute(sql).await?;
         Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.pool.execute("SELECT 1").await?;
         Ok(())
     }
 
     async fn readiness(&self) -> StoreResult<()> {
         let check = async {
-            let mut conn = match self.health.acquire().await {
+            let mut conn = match self.health.begin_with(self.begins.general.clone()).await {
                 Ok(conn) => conn,
                 Err(e) => return Err(self.diagnose(e).await),
             };
@@ -632,9 +891,12 @@ impl Backend for PostgresBackend {
               WHERE datname = current_database() AND wait_event_type = 'Lock'
                 AND application_name LIKE $1",
         )
-        .bind(format!("{}%", self.options.get_application_name().unwrap_or("flowstore")))
-        .fetch_one(&self.health);
-        let (waiting, longest) = match tokio::time::timeout(HEALTH_TIMEOUT, query).await {
+        .bind(format!("{}%", self.options.get_application_name().unwrap_or("flowstore")));
+        let read = async {
+            let mut tx = self.health.begin_with(self.begins.general.clone()).await?;
+            query.fetch_one(&mut *tx).await
+        };
+        let (waiting, longest) = match tokio::time::timeout(HEALTH_TIMEOUT, read).await {
             Err(_) => {
                 return Err(StoreError::TimedOut(
                     "the lock statistics did not come in time".into(),
@@ -653,6 +915,10 @@ impl Backend for PostgresBackend {
         self.health.close().await;
         self.transitions.close().await;
         self.pool.close().await;
+        self.direct.close().await;
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
     }
 
     fn admin(&self) -> &dyn flowstore_core::admin::AdminBackend {

@@ -17,6 +17,6 @@ mod task_query;
 pub mod tls;
 mod transitions;
 
-pub use backend::{PgSettings, PostgresBackend, PostgresTx};
+pub use backend::{PgSettings, Pooler, PostgresBackend, PostgresTx};
 pub use migrations::MIGRATIONS;
 pub use tls::{SslMode, TlsSettings};

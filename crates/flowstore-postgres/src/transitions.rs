@@ -22,7 +22,7 @@ use flowstore_core::model::engine::{
     AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Transition, MAX_CLAIM,
 };
 use flowstore_core::model::task::TaskStatus;
-use flowstore_core::{time, Backend, StoreResult};
+use flowstore_core::{time, Backend, StoreResult, Tx};
 use serde_json::Value;
 
 use crate::backend::PostgresBackend;
@@ -37,6 +37,7 @@ pub(crate) async fn claim_now(
 ) -> StoreResult<Vec<ClaimedTask>> {
     let mut session = backend.autocommit().await?;
     let claimed = EngineRepo::claim(&mut session, request).await?;
+    Tx::commit(Box::new(session)).await?;
     backend.run_tasks.remember(&claimed);
     Ok(claimed)
 }
@@ -91,7 +92,9 @@ pub(crate) async fn complete_many_now(
     sorted.sort_by_key(|(a, _)| a.task_id);
     let completed = {
         let mut session = backend.autocommit().await?;
-        session.complete_running_of(&sorted, now, true).await?
+        let completed = session.complete_running_of(&sorted, now, true).await?;
+        Tx::commit(Box::new(session)).await?;
+        completed
     };
     let done: HashSet<TaskId> = completed.iter().map(|c| c.task_id).collect();
     let rest: Vec<(usize, (AttemptRef, Value))> = items

@@ -318,6 +318,12 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// Longest a scrape waits for the database's part of its answer.
 const SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Seconds from `t` to now; 0 when there is none.
+fn seconds_since(t: Option<flowstore_core::time::Timestamp>) -> f64 {
+    t.map(|t| (flowstore_core::time::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0)
+}
+
 /// `GET /metrics`: Prometheus text. The queue depth is read from the database; when
 /// the database does not answer, the in-memory counters are still served.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(),
@@ -354,12 +360,22 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
                  flowstore_webhook_deliveries{{status=\"dead\"}} {}\n\
                  # HELP flowstore_webhook_oldest_pending_seconds How long the oldest waiting delivery has waited.\n\
                  # TYPE flowstore_webhook_oldest_pending_seconds gauge\n\
-                 flowstore_webhook_oldest_pending_seconds {:.3}",
+                 flowstore_webhook_oldest_pending_seconds {:.3}\n\
+                 # HELP flowstore_events_unnumbered Events committed and not numbered yet: streams and webhooks wait for their number.\n\
+                 # TYPE flowstore_events_unnumbered gauge\n\
+                 flowstore_events_unnumbered {}\n\
+                 # HELP flowstore_event_lag_seconds How long the oldest unnumbered event has waited for its number.\n\
+                 # TYPE flowstore_event_lag_seconds gauge\n\
+                 flowstore_event_lag_seconds {:.3}\n\
+                 # HELP flowstore_webhook_events_behind Numbered events the webhook fan-out has not read yet (up to 100000).\n\
+                 # TYPE flowstore_webhook_events_behind gauge\n\
+                 flowstore_webhook_events_behind {}",
                 b.pending,
                 b.dead,
-                b.oldest_pending
-                    .map(|t| (flowstore_core::time::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0)
+                seconds_since(b.oldest_pending),
+                b.events_unnumbered,
+                seconds_since(b.oldest_unnumbered),
+                b.events_undispatched,
             );
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "webhook backlog unavailable for /metrics"),

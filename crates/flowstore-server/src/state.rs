@@ -56,6 +56,10 @@ pub struct ServerConfig {
     /// The SMTP server and addresses of password-reset and verification mail; none:
     /// no mail is sent (the operator hands tokens out with `flowstore users`).
     pub mail: Option<crate::mail::MailConfig>,
+    /// How long after a caller's own write its lists and statistics are still read
+    /// from the primary rather than a replica (`Backend::begin_lagging_read`), so
+    /// that it sees what it just wrote: longer than the replica's usual lag.
+    pub read_own_writes_for: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             sign_in: crate::signin::SignInLimits::default(),
             mail: None,
+            read_own_writes_for: Duration::from_secs(5),
         }
     }
 }
@@ -100,6 +105,8 @@ struct Inner {
     /// Wakes the task that announces this server's commits to the other servers.
     announce: Arc<Notify>,
     shutdown: watch::Sender<bool>,
+    /// When each caller (user, or key or session without one) last wrote here.
+    writers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl AppState {
@@ -125,6 +132,7 @@ impl AppState {
                 feed_live: AtomicBool::new(false),
                 announce: Arc::new(Notify::new()),
                 shutdown: watch::channel(false).0,
+                writers: Default::default(),
             }),
         }
     }
@@ -155,6 +163,26 @@ impl AppState {
     /// Sign-in throttles and the password pool.
     pub(crate) fn sign_in(&self) -> &crate::signin::SignInGuard {
         &self.inner.sign_in
+    }
+
+    /// Notes that `who` is writing now (see [`ServerConfig::read_own_writes_for`]).
+    pub(crate) fn wrote(&self, who: String) {
+        let now = std::time::Instant::now();
+        let keep = self.inner.config.read_own_writes_for;
+        let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded by the writers of the last few seconds.
+        if writers.len() > 10_000 {
+            writers.retain(|_, at| now.duration_since(*at) < keep);
+        }
+        writers.insert(who, now);
+    }
+
+    /// Whether `who` wrote here within [`ServerConfig::read_own_writes_for`].
+    pub(crate) fn wrote_lately(&self, who: &str) -> bool {
+        let writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        writers
+            .get(who)
+            .is_some_and(|at| at.elapsed() < self.inner.config.read_own_writes_for)
     }
 
     /// Tells waiting claims and event streams that something changed.

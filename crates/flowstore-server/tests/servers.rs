@@ -11,7 +11,7 @@ use flowstore_server::{serve, AppState, ServerConfig};
 use flowstore_testkit::{TestApp, TestDb};
 use serde_json::json;
 
-flowstore_testkit::__per_backend!(db => &db;
+flowstore_testkit::__per_backend!(pooled; db => &db;
     a_waiting_claim_wakes_when_another_server_makes_work,
     an_event_stream_hears_what_another_server_commits,
     a_key_revoked_on_one_server_stops_working_on_another,
@@ -269,7 +269,7 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
     // PostgreSQL's feed hears every server, so the waits may poll rarely while it
     // is live; SQLite's hears only the backends of this process, never live.
     let live = match db {
-        TestDb::Postgres(_) => 1.0,
+        TestDb::Postgres(_) | TestDb::Pooled(_) => 1.0,
         TestDb::Sqlite(_) => 0.0,
     };
     let mut text = scrape(&b).await;
@@ -297,6 +297,20 @@ async fn the_scrape_tells_the_feed_the_schema_and_the_waits(db: &TestDb) {
         value(&scrape(&b).await, "flowstore_waiting_claims"),
         Some(0.0)
     );
+    // A run's events wait for their number where numbering follows the commit (no
+    // maintenance numbers them on this server), and for the webhook fan-out.
+    let wf = workflow(&quiet).await;
+    quiet.user().start_run(&wf, json!({})).await.want(201);
+    let text = scrape(&quiet).await;
+    let unnumbered = value(&text, "flowstore_events_unnumbered").unwrap();
+    let behind = value(&text, "flowstore_webhook_events_behind").unwrap();
+    if quiet.backend.capabilities().sequences_events {
+        assert!(unnumbered >= 1.0, "{text}");
+    } else {
+        assert_eq!(unnumbered, 0.0, "{text}");
+        assert!(behind >= 1.0, "{text}");
+    }
+    assert!(value(&text, "flowstore_event_lag_seconds").unwrap() >= 0.0);
 }
 
 /// `/healthz` and `/readyz` answer seed 002's report: status, the time, the build,
@@ -331,4 +345,97 @@ async fn health_reports_the_time_build_pool_and_schema(db: &TestDb) {
         .max()
         .unwrap();
     assert_eq!(ready["schema"], json!({"known": newest, "applied": newest}));
+}
+
+/// With a replica, lists are read from it, except for a caller that wrote through
+/// this server within `read_own_writes_for`, which reads its own writes from the
+/// primary; single objects are always read from the primary; a replica that cannot
+/// be reached leaves the lists to the primary. The "replica" here is a database of
+/// its own that never receives the primary's changes: the lag made total, so that
+/// where each read went shows in what it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_read_the_replica_except_the_callers_own_recent_writes() {
+    let primary = TestDb::postgres().await;
+    let replica = TestDb::postgres().await;
+    replica.backend().await;
+    let backend = primary.backend_reading(replica.url()).await;
+    let config = ServerConfig {
+        read_own_writes_for: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let app = TestApp::with_config(backend.clone(), config).await;
+    let other_admin = flowstore_testkit::fixtures::api_key(&backend, Role::Admin).await;
+    let wf = workflow(&app).await;
+    let names = |page: serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The writer (the user key that made the workflow) reads its own write.
+    let own = app.user().list_workflows().await.want(200);
+    assert_eq!(names(own), vec![wf.clone()], "read from the primary");
+    // Another caller, which wrote nothing, lists from the replica: nothing there.
+    let lagging = app.by(&other_admin).list_workflows().await.want(200);
+    assert!(names(lagging).is_empty(), "read from the replica");
+    // One object is read from the primary whoever asks.
+    app.by(&other_admin).get_workflow(&wf).await.want(200);
+    // Once the writer's window has passed, its lists lag like anyone's.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = app.user().list_workflows().await.want(200);
+    assert!(
+        names(later).is_empty(),
+        "read from the replica once the window passed"
+    );
+
+    // A replica that cannot be reached: the lists are read from the primary.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = format!("postgres://postgres@127.0.0.1:{closed}/nothing");
+    let backend = primary.backend_reading(&unreachable).await;
+    let app = TestApp::new(backend).await;
+    let all = app.admin().list_workflows().await.want(200);
+    assert_eq!(
+        names(all),
+        vec![wf.clone()],
+        "the primary answered for the replica"
+    );
+    // It is then left alone for a while: the next list does not wait for it.
+    let started = std::time::Instant::now();
+    let again = app.admin().list_workflows().await.want(200);
+    assert_eq!(names(again), vec![wf]);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A server pointed at a primary that cannot take writes (here the database's
+/// `default_transaction_read_only`, as on a standby) is not ready: `/readyz`
+/// answers 503 `read-only`, so a load balancer stops sending it work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_cannot_take_writes_is_not_ready() {
+    let db = TestDb::postgres().await;
+    let TestDb::Postgres(pg) = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    let c = TestApp::new(db.backend().await).await;
+    c.backend
+        .execute_raw(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            pg.name()
+        ))
+        .await
+        .unwrap();
+    // The health connection opens now, under the new setting.
+    let answer = c.raw("GET", "/readyz", None, None).await.want(503);
+    assert!(
+        answer["type"].as_str().unwrap_or("").ends_with("read-only"),
+        "{answer}"
+    );
 }

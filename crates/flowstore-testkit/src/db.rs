@@ -18,7 +18,7 @@ use flowstore::Store;
 use flowstore_core::crypto::{Key, Keyring};
 use flowstore_core::store::KeySource;
 use flowstore_core::Backend;
-use flowstore_postgres::{PgSettings, PostgresBackend};
+use flowstore_postgres::{PgSettings, Pooler, PostgresBackend};
 use flowstore_sqlite::{SqliteBackend, SqliteSettings};
 use sqlx::Connection;
 
@@ -158,6 +158,52 @@ impl SqliteDatabase {
 pub enum TestDb {
     Sqlite(SqliteDatabase),
     Postgres(PgDatabase),
+    /// A PostgreSQL database reached through a PgBouncer of its own.
+    Pooled(PooledDatabase),
+}
+
+/// A PostgreSQL database and the PgBouncer in front of it, in one pooling mode.
+pub struct PooledDatabase {
+    /// Declared first: the bouncer stops before the database is dropped.
+    bouncer: crate::pooler::Bouncer,
+    database: PgDatabase,
+    url: String,
+    mode: Pooler,
+}
+
+impl PooledDatabase {
+    /// A new database behind a new bouncer pooling in `mode`.
+    pub async fn create(mode: Pooler) -> PooledDatabase {
+        let database = PgDatabase::create().await;
+        let bouncer = crate::pooler::Bouncer::start(mode, &pg_admin_url());
+        let url = bouncer.url_for(database.url());
+        PooledDatabase {
+            bouncer,
+            database,
+            url,
+            mode,
+        }
+    }
+
+    /// The URL through the bouncer.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of the database itself, without the bouncer.
+    pub fn direct_url(&self) -> &str {
+        self.database.url()
+    }
+
+    /// The pooling mode.
+    pub fn mode(&self) -> Pooler {
+        self.mode
+    }
+
+    /// The bouncer, to reach another database through it.
+    pub fn bouncer(&self) -> &crate::pooler::Bouncer {
+        &self.bouncer
+    }
 }
 
 fn keys() -> Arc<KeySource> {
@@ -175,11 +221,18 @@ impl TestDb {
         TestDb::Postgres(PgDatabase::create().await)
     }
 
+    /// A PostgreSQL database reached through PgBouncer in transaction pooling mode,
+    /// with the direct URL for migrations and `LISTEN`.
+    pub async fn pgbouncer() -> TestDb {
+        TestDb::Pooled(PooledDatabase::create(Pooler::Transaction).await)
+    }
+
     /// A new database of the same backend as this one.
     pub async fn another(&self) -> TestDb {
         match self {
             TestDb::Sqlite(_) => TestDb::sqlite().await,
             TestDb::Postgres(_) => TestDb::postgres().await,
+            TestDb::Pooled(d) => TestDb::Pooled(PooledDatabase::create(d.mode()).await),
         }
     }
 
@@ -187,6 +240,7 @@ impl TestDb {
         match self {
             TestDb::Sqlite(d) => d.url(),
             TestDb::Postgres(d) => d.url(),
+            TestDb::Pooled(d) => d.url(),
         }
     }
 
@@ -197,6 +251,14 @@ impl TestDb {
             pool_max: 8,
             key_file: shared_dir().join("test.key"),
             encryption_key: Some(ENCRYPTION_KEY.into()),
+            pooler: match self {
+                TestDb::Pooled(d) => d.mode(),
+                _ => Pooler::None,
+            },
+            direct_url: match self {
+                TestDb::Pooled(d) => Some(d.direct_url().to_string()),
+                _ => None,
+            },
             ..Settings::default()
         }
     }
@@ -230,6 +292,21 @@ impl TestDb {
         store
     }
 
+    /// A migrated backend on this PostgreSQL database whose lagging reads go to
+    /// `read_url` (a replica, or what a test makes stand for one).
+    pub async fn backend_reading(&self, read_url: &str) -> Arc<dyn Backend> {
+        let s = PgSettings {
+            url: self.url().to_string(),
+            read_url: Some(read_url.to_string()),
+            max_connections: 6,
+            connect_timeout: Duration::from_secs(2),
+            ..PgSettings::default()
+        };
+        let b: Arc<dyn Backend> = Arc::new(PostgresBackend::connect(&s, keys()).await.unwrap());
+        b.migrate_up(None).await.expect("migrations apply");
+        b
+    }
+
     /// A migrated backend on this database, opened directly with the settings of
     /// the server's tests.
     pub async fn backend(&self) -> Arc<dyn Backend> {
@@ -246,9 +323,15 @@ impl TestDb {
                 };
                 Arc::new(SqliteBackend::connect(&s, keys()).await.unwrap())
             }
-            TestDb::Postgres(d) => {
+            TestDb::Postgres(_) | TestDb::Pooled(_) => {
+                let (pooler, direct_url) = match self {
+                    TestDb::Pooled(d) => (d.mode(), Some(d.direct_url().to_string())),
+                    _ => (Pooler::None, None),
+                };
                 let s = PgSettings {
-                    url: d.url().to_string(),
+                    url: self.url().to_string(),
+                    pooler,
+                    direct_url,
                     max_connections: 8,
                     min_connections: 0,
                     connect_timeout: Duration::from_secs(5),

@@ -11,6 +11,8 @@
 //! - [`app`]: [`TestApp`], the server in process (`flowstore_server::app`) with a
 //!   method per endpoint the tests call.
 //! - [`serial`]: a lock for the few tests that must not run beside each other.
+//! - [`pooler`]: a PgBouncer of the test's own in front of the tests' server;
+//!   `TestDb::pgbouncer` is a database reached through one.
 //! - [`tls`]: a throwaway PostgreSQL cluster that speaks TLS, with test
 //!   certificates; [`record_slow_statements`] installs the slow-statement layer.
 
@@ -18,6 +20,7 @@ pub mod app;
 pub mod db;
 pub mod fixtures;
 mod macros;
+pub mod pooler;
 pub mod smtp;
 pub mod tls;
 

@@ -4,12 +4,13 @@
 //! in a module `sqlite` and once in a module `postgres`, each test on a database of
 //! its own that is dropped when the test ends.
 
-/// Declares each named `async fn(store: Store)` as a test on SQLite and on
-/// PostgreSQL (modules `sqlite` and `postgres` of the calling module).
+/// Declares each named `async fn(store: Store)` as a test on SQLite, on PostgreSQL
+/// and on PostgreSQL through PgBouncer in transaction pooling mode (modules
+/// `sqlite`, `postgres` and `pgbouncer` of the calling module).
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        $crate::__per_backend!(db => db.store().await; $($name),*);
+        $crate::__per_backend!(pooled; db => db.store().await; $($name),*);
     };
 }
 
@@ -35,6 +36,20 @@ macro_rules! per_database {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __per_backend {
+    // With `pooled;`, also a module `pgbouncer`: PostgreSQL through PgBouncer in
+    // transaction pooling mode.
+    (pooled; $db:ident => $arg:expr; $($name:ident),*) => {
+        $crate::__per_backend!($db => $arg; $($name),*);
+        mod pgbouncer {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $db = $crate::TestDb::pgbouncer().await;
+                    super::$name($arg).await;
+                }
+            )*
+        }
+    };
     ($db:ident => $arg:expr; $($name:ident),*) => {
         mod sqlite {
             $(

@@ -49,6 +49,14 @@ pub struct Settings {
     pub slow_query_threshold: Option<Duration>,
     /// Log every statement.
     pub db_debug: bool,
+    /// Whether `database_url` goes through a connection pooler such as PgBouncer,
+    /// and in which mode (`DB_POOLER`: `none`, `session` or `transaction`).
+    pub pooler: flowstore_postgres::Pooler,
+    /// A URL that reaches PostgreSQL without the pooler, for migrations, `LISTEN`
+    /// and the tools (`DATABASE_DIRECT_URL`); required with a transaction pooler.
+    pub direct_url: Option<String>,
+    /// A replica's URL, for the reads that tolerate lag (`DATABASE_READ_URL`).
+    pub read_url: Option<String>,
     /// The encryption key (64 hex characters or base64 of 32 bytes). Never printed.
     pub encryption_key: Option<String>,
     /// Older keys that may still open values sealed before a rotation.
@@ -127,6 +135,9 @@ impl std::fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("slow_query_threshold", &self.slow_query_threshold)
             .field("db_debug", &self.db_debug)
+            .field("pooler", &self.pooler)
+            .field("direct_url", &self.direct_url.as_deref().map(redact_url))
+            .field("read_url", &self.read_url.as_deref().map(redact_url))
             .field(
                 "encryption_key",
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
@@ -154,6 +165,9 @@ impl Default for Settings {
             tls: Default::default(),
             slow_query_threshold: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
             db_debug: false,
+            pooler: flowstore_postgres::Pooler::None,
+            direct_url: None,
+            read_url: None,
             encryption_key: None,
             previous_keys: Vec::new(),
             key_file: PathBuf::from("flowstore.key"),
@@ -185,6 +199,9 @@ struct FileDatabase {
     slow_query_ms: Option<toml::Value>,
     debug: Option<bool>,
     key_file: Option<PathBuf>,
+    pooler: Option<String>,
+    direct_url: Option<String>,
+    read_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +320,11 @@ impl Settings {
             if let Some(v) = d.key_file {
                 s.key_file = v;
             }
+            if let Some(v) = d.pooler {
+                s.pooler = flowstore_postgres::Pooler::parse("pooler", &v)?;
+            }
+            s.direct_url = d.direct_url.or(s.direct_url);
+            s.read_url = d.read_url.or(s.read_url);
         }
         s.apply_env(env)?;
         s.mail.apply_env(env);
@@ -371,6 +393,15 @@ impl Settings {
         }
         if let Some(v) = get("DB_DEBUG") {
             self.db_debug = parse_bool("DB_DEBUG", &v)?;
+        }
+        if let Some(v) = get("DB_POOLER") {
+            self.pooler = flowstore_postgres::Pooler::parse("DB_POOLER", &v)?;
+        }
+        if let Some(v) = get("DATABASE_DIRECT_URL") {
+            self.direct_url = Some(v);
+        }
+        if let Some(v) = get("DATABASE_READ_URL") {
+            self.read_url = Some(v);
         }
         if let Some(v) = get("ENCRYPTION_KEY") {
             self.encryption_key = Some(v);
@@ -473,6 +504,17 @@ impl Settings {
         // Settings that contradict each other are refused whatever the database.
         self.tls.resolve(url)?;
         if url.starts_with("sqlite:") {
+            let postgres_only = [
+                ("DB_POOLER", self.pooler != flowstore_postgres::Pooler::None),
+                ("DATABASE_DIRECT_URL", self.direct_url.is_some()),
+                ("DATABASE_READ_URL", self.read_url.is_some()),
+            ];
+            if let Some((setting, _)) = postgres_only.iter().find(|(_, set)| *set) {
+                return Err(StoreError::invalid(
+                    *setting,
+                    "is a PostgreSQL setting, and DATABASE_URL names a SQLite database",
+                ));
+            }
             if let Some((setting, said)) = self.tls.asks_for_tls() {
                 return Err(StoreError::invalid(
                     setting,

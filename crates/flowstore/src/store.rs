@@ -89,6 +89,9 @@ impl Store {
                 application_name: "flowstore".into(),
                 log_statements: settings.db_debug,
                 slow_statements: settings.slow_query_threshold,
+                pooler: settings.pooler,
+                direct_url: settings.direct_url.clone(),
+                read_url: settings.read_url.clone(),
             };
             Arc::new(PostgresBackend::connect(&s, keys).await?)
         } else {

@@ -305,3 +305,100 @@ async fn verify_full_needs_the_right_ca_and_host() {
         .await
         .unwrap();
 }
+
+/// Behind PgBouncer (session and transaction pooling) the session settings still
+/// hold: a transaction waiting on a row lock gives up after `lock_timeout` as it
+/// does on a direct connection, instead of waiting for ever as it would if the
+/// setting were lost (a pooler refuses or drops startup options).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_keeps_the_session_settings() {
+    use flowstore_core::model::project::{NewProject, ProjectPatch};
+    use flowstore_postgres::Pooler;
+    use flowstore_testkit::db::PooledDatabase;
+
+    for mode in [Pooler::Session, Pooler::Transaction] {
+        let db = PooledDatabase::create(mode).await;
+        let settings = Settings {
+            database_url: db.url().to_string(),
+            pooler: mode,
+            direct_url: Some(db.direct_url().to_string()),
+            lock_timeout: Duration::from_millis(300),
+            encryption_key: Some(flowstore_testkit::ENCRYPTION_KEY.into()),
+            ..Settings::default()
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        store.backend().migrate_up(None).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let project = tx
+            .create_project(NewProject {
+                name: format!("locked {mode:?}"),
+                ..NewProject::default()
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let rename = |name: &str| ProjectPatch {
+            name: Some(name.to_string()),
+            ..ProjectPatch::default()
+        };
+        let mut holder = store.begin().await.unwrap();
+        holder
+            .update_project(project.id, rename("held"))
+            .await
+            .unwrap();
+        let mut waiter = store.begin().await.unwrap();
+        let started = std::time::Instant::now();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(20),
+            waiter.update_project(project.id, rename("waited")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{mode:?}: lock_timeout was lost: the update still waits"));
+        assert!(
+            matches!(waited, Err(StoreError::TimedOut(_))),
+            "{mode:?}: {waited:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{mode:?}");
+        drop(waiter);
+        holder.commit().await.unwrap();
+        store.close().await;
+    }
+}
+
+/// A transaction pooler without a direct URL is refused, naming the setting; the
+/// pooler settings are refused with a SQLite URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooler_settings_are_checked() {
+    use flowstore_postgres::Pooler;
+    let db = TestDb::postgres().await;
+    let settings = Settings {
+        pooler: Pooler::Transaction,
+        ..db.settings()
+    };
+    let Err(e) = Store::connect(&settings).await else {
+        panic!("a transaction pooler without a direct URL is refused")
+    };
+    assert_err!(Err::<(), _>(e), Invalid, "DATABASE_DIRECT_URL");
+    let sqlite = TestDb::sqlite().await;
+    for (setting, adjusted) in [
+        (
+            "DB_POOLER",
+            Settings {
+                pooler: Pooler::Session,
+                ..sqlite.settings()
+            },
+        ),
+        (
+            "DATABASE_READ_URL",
+            Settings {
+                read_url: Some(db.url().to_string()),
+                ..sqlite.settings()
+            },
+        ),
+    ] {
+        let Err(e) = Store::connect(&adjusted).await else {
+            panic!("{setting} is refused with a SQLite URL")
+        };
+        assert_err!(Err::<(), _>(e), Invalid, setting);
+    }
+}

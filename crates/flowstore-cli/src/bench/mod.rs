@@ -23,6 +23,7 @@ mod claim;
 mod claim_rows;
 mod dag;
 mod driver;
+mod fleet;
 mod http;
 mod query;
 mod query_load;
@@ -39,6 +40,9 @@ pub enum Workload {
     Dag,
     /// Reads over a bulk-loaded database of runs, metrics and tasks.
     Query,
+    /// Three servers in this process on one database, each with its own
+    /// connections: how soon one hears what another commits.
+    Fleet,
 }
 
 impl Workload {
@@ -51,10 +55,11 @@ impl Workload {
                 "http" => Workload::Http,
                 "dag" => Workload::Dag,
                 "query" => Workload::Query,
+                "fleet" => Workload::Fleet,
                 other => {
                     return Err(StoreError::invalid(
                         "workloads",
-                        format!("unknown workload {other:?} (claim, http, dag, query)"),
+                        format!("unknown workload {other:?} (claim, http, dag, query, fleet)"),
                     ))
                 }
             };
@@ -193,6 +198,13 @@ pub(crate) struct Target {
     pub raw: Raw,
     pub description: String,
     cleanup: Cleanup,
+    /// How to open another backend on the same database, as another server would.
+    reopen: Reopen,
+}
+
+enum Reopen {
+    Sqlite(SqliteSettings, Arc<KeySource>),
+    Postgres(PgSettings, Arc<KeySource>),
 }
 
 enum Cleanup {
@@ -204,6 +216,14 @@ enum Cleanup {
 impl Target {
     pub fn kind(&self) -> BackendKind {
         self.backend.kind()
+    }
+
+    /// Another backend on this database, with connections of its own.
+    pub async fn another_backend(&self) -> StoreResult<Arc<dyn Backend>> {
+        Ok(match &self.reopen {
+            Reopen::Sqlite(s, keys) => Arc::new(SqliteBackend::connect(s, keys.clone()).await?),
+            Reopen::Postgres(s, keys) => Arc::new(PostgresBackend::connect(s, keys.clone()).await?),
+        })
     }
 }
 
@@ -284,7 +304,7 @@ async fn open_sqlite(
         synchronous,
         slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
     };
-    let backend = Arc::new(SqliteBackend::connect(&settings, keys).await?);
+    let backend = Arc::new(SqliteBackend::connect(&settings, keys.clone()).await?);
     backend.migrate_up(None).await?;
     let raw = Raw::Sqlite {
         pool: backend.pool().clone(),
@@ -295,6 +315,7 @@ async fn open_sqlite(
         raw,
         description: url.to_string(),
         cleanup: Cleanup::Nothing,
+        reopen: Reopen::Sqlite(settings, keys),
     })
 }
 
@@ -331,7 +352,7 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
         admin_url: url.to_string(),
         name: name.clone(),
     };
-    let backend = match PostgresBackend::connect(&settings, keys).await {
+    let backend = match PostgresBackend::connect(&settings, keys.clone()).await {
         Ok(b) => Arc::new(b),
         Err(e) => {
             drop_database(url, &name).await;
@@ -343,12 +364,13 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
         drop_database(url, &name).await;
         return Err(e);
     }
-    let raw = Raw::Postgres(backend.pool().clone());
+    let raw = Raw::Postgres(backend.direct_pool().clone());
     Ok(Target {
         backend,
         raw,
         description: flowstore::config::redact_url(bench_url.as_str()),
         cleanup,
+        reopen: Reopen::Postgres(settings, keys),
     })
 }
 
@@ -408,6 +430,7 @@ async fn run_on(target: &Target, opts: &BenchOptions) -> StoreResult<Report> {
             Workload::Http => http::run(target, opts, &mut report).await?,
             Workload::Dag => dag::run(target, opts, &mut report).await?,
             Workload::Query => query::run(target, opts, &mut report).await?,
+            Workload::Fleet => fleet::run(target, opts, &mut report).await?,
         }
     }
     Ok(report)
@@ -526,7 +549,10 @@ pub fn render_table(r: &Report) -> String {
             let _ = writeln!(out, "{:<6} note: {n}", "");
         }
     }
-    let _ = writeln!(out, "rate: t = tasks/s, r = runs/s (medians over rounds)");
+    let _ = writeln!(
+        out,
+        "rate: t = tasks/s, r = runs/s (medians over rounds), x = database transactions/s"
+    );
     for n in &r.notes {
         let _ = writeln!(out, "- {n}");
     }

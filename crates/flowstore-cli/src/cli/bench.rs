@@ -11,7 +11,8 @@ use flowstore::StoreError;
 /// that server and dropped afterwards.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workloads to run, comma-separated: claim, http, dag, query.
+    /// Workloads to run, comma-separated: claim, http, dag, query, fleet (three
+    /// servers on one database: how soon one hears another's commits).
     #[arg(long, default_value = "claim,http,dag,query")]
     pub workloads: String,
     /// Ready tasks per claim round (claim and http).

@@ -81,6 +81,23 @@ pub struct ServeArgs {
     /// events numbered.
     #[arg(long, env = "FLOWSTORE_MAINTENANCE_INTERVAL", default_value = "1s")]
     pub maintenance_interval: String,
+    /// With a replica (DATABASE_READ_URL): how long after a caller's own write
+    /// its lists and statistics are still read from the primary, so that it sees
+    /// what it wrote; longer than the replica's usual lag.
+    #[arg(long, env = "FLOWSTORE_READ_OWN_WRITES_FOR", default_value = "5s")]
+    pub read_own_writes_for: String,
+    /// Whether this server delivers webhooks (`false` leaves them to the other
+    /// servers on the database; any one that does delivers each once).
+    #[arg(long, env = "FLOWSTORE_WEBHOOK_DISPATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook_dispatch: bool,
+    /// Longest pause of the webhook dispatcher between two rounds when no event
+    /// wakes it.
+    #[arg(long, env = "FLOWSTORE_WEBHOOK_INTERVAL", default_value = "1s")]
+    pub webhook_interval: String,
+    /// Longest a webhook receiver may take to answer; a claimed delivery is kept
+    /// from other dispatchers for six times this (at least a minute).
+    #[arg(long, env = "FLOWSTORE_WEBHOOK_TIMEOUT", default_value = "10s")]
+    pub webhook_timeout: String,
     /// Webhook destinations allowed besides public addresses, comma-separated:
     /// CIDRs (10.1.0.0/16, 127.0.0.1/32), addresses, host names or *.domain.
     /// Loopback, private, link-local, unique-local, CGNAT, multicast and metadata
@@ -291,6 +308,17 @@ fn timings(args: &ServeArgs) -> Result<flowstore_server::ServerConfig, StoreErro
         key_cache_ttl: parse_duration("--key-cache-ttl", &args.key_cache_ttl)?,
         max_claim_wait: parse_duration("--max-claim-wait", &args.max_claim_wait)?,
         maintenance_interval: parse_duration("--maintenance-interval", &args.maintenance_interval)?,
+        read_own_writes_for: parse_duration("--read-own-writes-for", &args.read_own_writes_for)?,
+        webhooks: {
+            let timeout = parse_duration("--webhook-timeout", &args.webhook_timeout)?;
+            flowstore_server::webhooks::WebhookConfig {
+                enabled: args.webhook_dispatch,
+                interval: parse_duration("--webhook-interval", &args.webhook_interval)?,
+                timeout,
+                lease: (timeout * 6).max(std::time::Duration::from_secs(60)),
+                ..Default::default()
+            }
+        },
         ..flowstore_server::ServerConfig::default()
     })
 }
@@ -422,7 +450,7 @@ async fn run(
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
         webhooks: flowstore_server::webhooks::WebhookConfig {
             destinations,
-            ..Default::default()
+            ..timings.webhooks.clone()
         },
         ..timings
     };

@@ -68,7 +68,7 @@ async fn slow_statements(
     let installed: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
     )
-    .fetch_one(b.pool())
+    .fetch_one(b.direct_pool())
     .await?;
     if !installed {
         notes.push("pg_stat_statements is not installed: the slow statements listed are those flowstore recorded".into());
@@ -79,7 +79,7 @@ async fn slow_statements(
           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           ORDER BY mean_exec_time DESC LIMIT 10",
     )
-    .fetch_all(b.pool())
+    .fetch_all(b.direct_pool())
     .await;
     match rows {
         Ok(rows) => Ok(rows
@@ -145,7 +145,7 @@ pub(crate) fn pg_dump(url: &str, out: &Path) -> StoreResult<()> {
 impl flowstore_core::admin::Maintenance for PostgresBackend {
     async fn vacuum_pass(&self, reindex: bool) -> StoreResult<Vec<String>> {
         let b = self;
-        let mut conn = b.pool().acquire().await?;
+        let mut conn = b.direct_pool().acquire().await?;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()
               ORDER BY tablename",
@@ -176,7 +176,7 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
         cutoff: Timestamp,
         pass: RetentionPass,
     ) -> StoreResult<TableCounts> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.direct_pool().acquire().await?;
         let mut tx = conn.begin().await?;
         let out = retention::run(&mut tx, &cutoff, pass).await?;
         if pass == RetentionPass::Plan {
@@ -189,7 +189,7 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
 
     async fn stats(&self) -> StoreResult<DbStats> {
         let b = self;
-        let pool = b.pool();
+        let pool = b.direct_pool();
         let mut notes = Vec::new();
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT relname::text, n_dead_tup, pg_total_relation_size(relid)
@@ -263,7 +263,7 @@ impl flowstore_core::admin::Maintenance for PostgresBackend {
     async fn database_bytes(&self) -> StoreResult<u64> {
         let b = self;
         let n: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
-            .fetch_one(b.pool())
+            .fetch_one(b.direct_pool())
             .await?;
         Ok(n as u64)
     }

@@ -82,7 +82,7 @@ pub async fn run_series(
         bucket,
         viewer: Some(api.caller.viewer()),
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     if let Some(w) = &filter.workflow_id {
         access::check_workflow_named(&mut *tx, &api.caller, w, SharePermission::Read).await?;
     }
@@ -114,7 +114,7 @@ pub async fn durations(
             format!("{limit} is outside 1..=10000"),
         ));
     }
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     access::workflow(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     let durations = tx.recent_durations(&id.to_string(), limit).await?;
     Ok(AxumJson(DurationStats::of(durations)))
@@ -129,7 +129,7 @@ pub async fn task_attempts(
     api: Api,
     Path(id): Path<TaskId>,
 ) -> ApiResult<AxumJson<Vec<TaskAttempt>>> {
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     access::task(&mut *tx, &api.caller, id, SharePermission::Read).await?;
     Ok(AxumJson(tx.list_attempts(id).await?))
 }
@@ -139,7 +139,7 @@ pub async fn task_attempts(
     responses((status = 200, body = [QueueDepth]), (status = 403, body = Problem)))]
 pub async fn queues(api: Api) -> ApiResult<AxumJson<Vec<QueueDepth>>> {
     api.caller.require(Role::Admin)?;
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(tx.queue_depth().await?))
 }
 
@@ -178,7 +178,7 @@ pub async fn workers(
         ));
     }
     let since = time::now() - Duration::from_secs(window);
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(tx.workers_seen(since, limit).await?))
 }
 
@@ -189,7 +189,7 @@ pub async fn workers(
     responses((status = 200, body = [AgentSummary]), (status = 403, body = Problem)))]
 pub async fn agents(api: Api) -> ApiResult<AxumJson<Vec<AgentSummary>>> {
     api.caller.require(Role::Admin)?;
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(tx.task_execution_summary().await?))
 }
 
@@ -219,7 +219,7 @@ pub async fn active_tasks(
     api: Api,
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<AxumJson<Page<ActiveTask>>> {
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     let project = view_project(&mut *tx, &api, &q).await?;
     Ok(AxumJson(
         tx.active_tasks_summary(
@@ -239,7 +239,7 @@ pub async fn pull_request_validation(
     api: Api,
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<AxumJson<Page<PrValidation>>> {
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     let project = view_project(&mut *tx, &api, &q).await?;
     Ok(AxumJson(
         tx.pr_validation_status(

@@ -63,7 +63,7 @@ pub async fn list(api: Api, Query(q): Query<ListAudit>) -> ApiResult<AxumJson<Pa
         action: text(q.action),
         since,
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(
         tx.list_audit(&filter, &super::page(q.cursor, q.limit))
             .await?,

@@ -126,9 +126,30 @@ impl Api {
         Ok(self.state.backend().begin_read().await?)
     }
 
+    /// A read-only transaction for lists, statistics and exports, which tolerate
+    /// replication lag: on the replica when the backend has one, unless the caller
+    /// wrote through this server lately (so that it reads its own writes).
+    pub async fn lagging_read(&self) -> ApiResult<Box<dyn Tx>> {
+        if self.state.wrote_lately(&self.writer()) {
+            return self.read().await;
+        }
+        Ok(self.state.backend().begin_lagging_read().await?)
+    }
+
     /// A read-write transaction.
     pub async fn write(&self) -> ApiResult<Box<dyn Tx>> {
+        self.state.wrote(self.writer());
         Ok(self.state.backend().begin().await?)
+    }
+
+    /// Who the caller is for reading its own writes: its user, or its key or
+    /// session when it acts for no user.
+    fn writer(&self) -> String {
+        match (&self.caller.0.user_id, &self.caller.0.credential) {
+            (Some(user), _) => format!("user {user}"),
+            (None, crate::auth::Credential::ApiKey(k)) => format!("key {}", k.id),
+            (None, crate::auth::Credential::Session(s)) => format!("session {}", s.id),
+        }
     }
 
     /// Appends the audit entry of what the caller did (see [`crate::audit::record`]) to

@@ -84,7 +84,7 @@ pub async fn list_components(
     // A component's configuration and endpoints are for operators, not for
     // read-only keys (its health is for everyone: `/components/health`).
     api.caller.require(Role::User)?;
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(
         tx.list_components(&super::page(q.cursor, q.limit)).await?,
     ))

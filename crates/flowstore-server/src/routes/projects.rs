@@ -63,7 +63,7 @@ pub async fn list(api: Api, Query(q): Query<ListProjects>) -> ApiResult<AxumJson
         owner_id: super::parse_opt::<UserId>("owner_id", q.owner_id.as_deref())?,
         viewer: Some(api.caller.viewer()),
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(
         tx.list_projects(&filter, &super::page(q.cursor, q.limit))
             .await?,

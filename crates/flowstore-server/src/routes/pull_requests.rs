@@ -154,7 +154,7 @@ pub async fn list(
         task_id: super::parse_opt::<TaskId>("task_id", q.task_id.as_deref())?,
         viewer: Some(api.caller.viewer()),
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     Ok(AxumJson(
         tx.list_pull_requests(&filter, &super::page(q.cursor, q.limit))
             .await?,

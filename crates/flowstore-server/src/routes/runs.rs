@@ -144,7 +144,7 @@ pub async fn list(
         text: q.q.filter(|t| !t.trim().is_empty()),
         viewer: Some(api.caller.viewer()),
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     if let Some(w) = &filter.workflow_id {
         access::check_workflow_named(&mut *tx, &api.caller, w, SharePermission::Read).await?;
     }

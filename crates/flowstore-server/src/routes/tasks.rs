@@ -157,7 +157,7 @@ pub async fn list(api: Api, Query(q): Query<ListTasks>) -> ApiResult<AxumJson<Pa
         requirements,
         viewer: Some(api.caller.viewer()),
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     if let Some(w) = filter.workflow_id {
         access::workflow(&mut *tx, &api.caller, w, SharePermission::Read).await?;
     }

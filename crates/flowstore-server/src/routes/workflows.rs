@@ -85,7 +85,7 @@ pub async fn list(api: Api, Query(q): Query<ListWorkflows>) -> ApiResult<AxumJso
         tag: q.tag,
         viewer: Some(api.caller.viewer()),
     };
-    let mut tx = api.read().await?;
+    let mut tx = api.lagging_read().await?;
     let page = super::page(q.cursor, q.limit);
     Ok(AxumJson(tx.list_workflows(&filter, &page).await?))
 }

@@ -160,6 +160,14 @@ pub struct DeliveryBacklog {
     pub dead: u64,
     /// When the oldest pending delivery was queued.
     pub oldest_pending: Option<crate::time::Timestamp>,
+    /// Events committed but not numbered yet (streams and webhooks wait for the
+    /// number; on a backend that numbers events as they are written, none).
+    pub events_unnumbered: u64,
+    /// When the oldest of them was written.
+    pub oldest_unnumbered: Option<crate::time::Timestamp>,
+    /// Numbered events the webhook fan-out has not read yet (counted up to
+    /// 100 000).
+    pub events_undispatched: u64,
 }
 
 /// How many events a fan-out read and how many deliveries it queued.
