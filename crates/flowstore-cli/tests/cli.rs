@@ -313,8 +313,11 @@ async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
 
 /// `serve` refuses mail settings that cannot send, naming the setting, before it
 /// listens: flags, environment and file are one setting each.
+/// One refused start: flags, environment, and the setting the refusal names.
+type MailCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 async fn serve_refuses_mail_settings_that_cannot_work(url: String) {
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [MailCase; 4] = [
         (
             &["--smtp-url", "smtp://127.0.0.1:2525"],
             &[],
