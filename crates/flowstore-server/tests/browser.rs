@@ -127,6 +127,11 @@ async fn until_text(b: &Client, css: &str, text: &str) {
     );
 }
 
+/// The text of the element whose ID is `id`.
+async fn text_of(b: &Client, id: &str) -> String {
+    b.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
 /// Clicks the element `xpath` finds and, when `confirm`, accepts the dialog it
 /// opens; again if the view was redrawn under it (a live page re-renders on events).
 async fn click(b: &Client, xpath: &str, confirm: bool) {
@@ -371,25 +376,12 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     until_text(&b, "table", "release was shared with you").await;
     click(&b, "//button[text()='Mark all read']", false).await;
     for _ in 0..100 {
-        let text = b
-            .find(Locator::Id("notes-link"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text == "Notifications" {
+        if text_of(&b, "notes-link").await == "Notifications" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = b
-        .find(Locator::Id("notes-link"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(&b, "notes-link").await;
     assert_eq!(text, "Notifications", "marked read");
 
     // On a phone's width the tables scroll inside the page, and the keyboard reaches

@@ -249,3 +249,22 @@ impl TestApp {
             .want(201);
     }
 }
+
+impl TestApp {
+    /// Creates, as the holder of `key`, an active workflow `name` of one `shell` step
+    /// (see [`one_step`]): its ID.
+    pub async fn shell_workflow(&self, key: &str, name: &str) -> String {
+        let body = json!({"name": name, "status": "active", "definition": one_step("shell")});
+        self.by(key).create_workflow(body).await.want_id(201)
+    }
+
+    /// Starts a run of the workflow `wf` as the holder of `key`, with the request
+    /// `body` (201): the run's ID.
+    pub async fn started_run(&self, key: &str, wf: &str, body: Value) -> String {
+        let started = self.by(key).start_run(wf, body).await.want(201);
+        started["run"]["id"]
+            .as_str()
+            .expect("the run's ID")
+            .to_string()
+    }
+}
