@@ -394,18 +394,16 @@ async fn raw_claim(
 
 async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
     let changed = match raw {
-        Raw::Postgres(pool) => sqlx::query(
-            "UPDATE tasks SET status = 'completed', result = $3, completed_at = now(),
-                    lease_owner = NULL, lease_expires_at = NULL
-              WHERE id = $1 AND attempt = $2 AND status = 'running'",
-        )
-        .bind(task)
-        .bind(attempt)
-        .bind(json!({"ok": true}))
-        .execute(pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected(),
+        Raw::Postgres(pool) => {
+            let statement = sqlx::query(
+                "UPDATE tasks SET status = 'completed', result = $3, completed_at = now(),
+                        lease_owner = NULL, lease_expires_at = NULL
+                  WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            )
+            .bind(task)
+            .bind(attempt);
+            pg_write(pool, statement).await?
+        }
         Raw::Sqlite { pool, writer } => {
             let sql = sqlite_complete_sql();
             let statement = sqlx::query(&sql)
@@ -421,6 +419,21 @@ async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Runs the completion `statement` on the PostgreSQL floor with its result (`$3`,
+/// `{"ok": true}`) bound, as one statement in a transaction of its own, and answers
+/// how many rows it changed.
+async fn pg_write<'q>(
+    pool: &sqlx::PgPool,
+    statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> StoreResult<u64> {
+    Ok(statement
+        .bind(json!({"ok": true}))
+        .execute(pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected())
 }
 
 /// Runs `statement` on the SQLite floor in a write transaction of its own, one writer
@@ -445,19 +458,17 @@ async fn sqlite_write<'q>(
 /// by attempt and status like the single one.
 async fn raw_complete_batch(raw: &Raw, claimed: &[(Uuid, i32)]) -> StoreResult<()> {
     let changed = match raw {
-        Raw::Postgres(pool) => sqlx::query(
-            "UPDATE tasks t SET status = 'completed', result = $3, completed_at = now(),
-                    lease_owner = NULL, lease_expires_at = NULL
-               FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempt)
-              WHERE t.id = u.id AND t.attempt = u.attempt AND t.status = 'running'",
-        )
-        .bind(claimed.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(claimed.iter().map(|c| c.1).collect::<Vec<_>>())
-        .bind(json!({"ok": true}))
-        .execute(pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected(),
+        Raw::Postgres(pool) => {
+            let statement = sqlx::query(
+                "UPDATE tasks t SET status = 'completed', result = $3, completed_at = now(),
+                        lease_owner = NULL, lease_expires_at = NULL
+                   FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempt)
+                  WHERE t.id = u.id AND t.attempt = u.attempt AND t.status = 'running'",
+            )
+            .bind(claimed.iter().map(|c| c.0).collect::<Vec<_>>())
+            .bind(claimed.iter().map(|c| c.1).collect::<Vec<_>>());
+            pg_write(pool, statement).await?
+        }
         Raw::Sqlite { pool, writer } => {
             let list: Vec<serde_json::Value> = claimed
                 .iter()
