@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures::diamond;
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
@@ -491,15 +492,10 @@ async fn a_failed_run_is_retried_from_its_failures(b: Arc<dyn Backend>) {
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, viewer) = c.user_key(Role::Viewer, "v@x.io").await;
+    let definition = diamond(["a", "b", "c", "d"]);
     let wf = c
         .by(&a)
-        .create_workflow(
-            json!({"name": "diamond", "status": "active", "definition": {"steps": [
-            {"key": "a", "handler": "shell"},
-            {"key": "b", "handler": "shell", "depends_on": ["a"]},
-            {"key": "c", "handler": "shell", "depends_on": ["a"]},
-            {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}]}}),
-        )
+        .create_workflow(json!({"name": "diamond", "status": "active", "definition": definition}))
         .await
         .want_id(201);
     let run = start(&c, &a, &wf, json!({})).await;

@@ -8,12 +8,16 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 
 use flowstore::Store;
+use flowstore_core::admin::Finding;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::UserId;
 use flowstore_core::model::identity::{NewUser, Role, User};
 use flowstore_core::model::identity_access::NewApiKey;
+use flowstore_core::model::integration::{Credential, CredentialType, NewCredential};
+use flowstore_core::model::ops::SecretValue;
 use flowstore_core::model::registry::{Handler, NewHandler};
 use flowstore_core::model::workflow::{NewWorkflow, Workflow, WorkflowStatus};
+use flowstore_core::time::Timestamp;
 use flowstore_core::{Backend, Tx};
 use serde_json::{json, Value};
 
@@ -71,6 +75,34 @@ pub async fn active_workflow(tx: &mut Box<dyn Tx>, name: &str, definition: Value
     .unwrap()
 }
 
+/// Creates an API-key credential `name` of no owner holding `secret`, expiring at
+/// `expires_at` when given.
+pub async fn credential(
+    tx: &mut Box<dyn Tx>,
+    name: &str,
+    secret: Value,
+    expires_at: Option<Timestamp>,
+) -> Credential {
+    tx.create_credential(NewCredential {
+        name: name.into(),
+        credential_type: CredentialType::ApiKey,
+        data: SecretValue::new(secret),
+        description: None,
+        expires_at,
+        owner_id: None,
+    })
+    .await
+    .unwrap()
+}
+
+/// The problems `flowstore check` finds in the store's database now (without the
+/// notes on what it could not check).
+pub async fn problems(store: &Store) -> Vec<Finding> {
+    let now = flowstore_core::time::now();
+    let (findings, _) = store.backend().admin().find_problems(now).await.unwrap();
+    findings
+}
+
 /// Runs raw SQL on the store's database: the rows it changed.
 pub async fn execute(store: &Store, sql: &str) -> u64 {
     store.backend().execute_raw(sql).await.unwrap()
@@ -118,6 +150,17 @@ pub async fn user_key(backend: &Arc<dyn Backend>, role: Role, email: &str) -> (S
 /// A definition of one step `a` run by `handler`.
 pub fn one_step(handler: &str) -> Value {
     json!({"steps": [{"key": "a", "handler": handler}]})
+}
+
+/// A definition of four `shell` steps in a diamond: the first, then the second and
+/// the third after it, then the last after both (keys as given, in that order).
+pub fn diamond([first, left, right, last]: [&str; 4]) -> Value {
+    json!({"steps": [
+        {"key": first, "handler": "shell"},
+        {"key": left, "handler": "shell", "depends_on": [first]},
+        {"key": right, "handler": "shell", "depends_on": [first]},
+        {"key": last, "handler": "shell", "depends_on": [left, right]}
+    ]})
 }
 
 /// `base` with the fields of `extra` set on it.
