@@ -274,6 +274,21 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Creates a team `name` as the holder of `key` (an admin) with the users
+    /// `members` in it: its ID.
+    pub async fn team_with(&self, key: &str, name: &str, members: &[&str]) -> String {
+        let team = self
+            .by(key)
+            .create_team(json!({ "name": name }))
+            .await
+            .want_id(201);
+        for member in members {
+            let body = json!({ "user_id": member });
+            self.by(key).add_team_member(&team, body).await.want(201);
+        }
+        team
+    }
+
     /// Creates a team `name` as the admin: its ID.
     pub async fn team(&self, name: &str) -> String {
         self.admin()
