@@ -12,7 +12,9 @@ use flowstore_core::admin::Finding;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::UserId;
 use flowstore_core::model::identity::{NewUser, Role, User};
-use flowstore_core::model::identity_access::NewApiKey;
+use flowstore_core::model::identity_access::{
+    NewApiKey, NewNotification, Notification, NotificationType,
+};
 use flowstore_core::model::integration::{Credential, CredentialType, NewCredential};
 use flowstore_core::model::ops::SecretValue;
 use flowstore_core::model::registry::{Handler, NewHandler};
@@ -70,6 +72,19 @@ pub async fn active_workflow(tx: &mut Box<dyn Tx>, name: &str, definition: Value
         status: Some(WorkflowStatus::Active),
         definition: Some(definition),
         ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Creates an `info` notification for `user` with only a title.
+pub async fn notification(tx: &mut Box<dyn Tx>, user: UserId, title: &str) -> Notification {
+    tx.create_notification(NewNotification {
+        user_id: user,
+        kind: NotificationType::Info,
+        title: title.into(),
+        message: None,
+        data: None,
     })
     .await
     .unwrap()
