@@ -66,6 +66,20 @@ fn differs(a: &str, b: &str) -> String {
 }
 
 /// The probes: (kind, table, what is wrong, a query of one text column `ex`).
+/// The probe of events whose `column` names no row of `table` (the outbox's
+/// references are not foreign keys): `says` is the finding's text.
+fn orphan_events(
+    column: &str,
+    table: &str,
+    says: &'static str,
+) -> (FindingKind, &'static str, &'static str, String) {
+    let sql = format!(
+        "SELECT CAST(e.id AS TEXT) AS ex FROM events e WHERE e.{column} IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.id = e.{column})"
+    );
+    (FindingKind::Orphan, "events", says, sql)
+}
+
 fn probes() -> Vec<(FindingKind, &'static str, &'static str, String)> {
     let id = id_text;
     let rollup_mismatch = format!(
@@ -85,22 +99,8 @@ fn probes() -> Vec<(FindingKind, &'static str, &'static str, String)> {
         differs("r.value_max", "c.mx"),
     );
     vec![
-        (
-            FindingKind::Orphan,
-            "events",
-            "run_id refers to no run",
-            "SELECT CAST(e.id AS TEXT) AS ex FROM events e WHERE e.run_id IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM workflow_executions r WHERE r.id = e.run_id)"
-                .into(),
-        ),
-        (
-            FindingKind::Orphan,
-            "events",
-            "task_id refers to no task",
-            "SELECT CAST(e.id AS TEXT) AS ex FROM events e WHERE e.task_id IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = e.task_id)"
-                .into(),
-        ),
+        orphan_events("run_id", "workflow_executions", "run_id refers to no run"),
+        orphan_events("task_id", "tasks", "task_id refers to no task"),
         (
             FindingKind::CrossRunDependency,
             "task_dependencies",

@@ -124,20 +124,24 @@ impl UserRepo for Tx {
         filter: &UserFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<User>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<User> = sqlx::query_as(sql_fmt!(
-            "SELECT {USER_COLUMNS} FROM users
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {USER_COLUMNS} FROM users
              WHERE ($1::text IS NULL OR role = $1) AND ($2::text IS NULL OR status = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        ))
-        .bind(filter.role)
-        .bind(filter.status)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |u| u.id.0))
+            ),
+            page,
+            |q, after, limit| {
+                q.bind(filter.role)
+                    .bind(filter.status)
+                    .bind(after)
+                    .bind(limit)
+            },
+            |u: &User| u.id.0,
+        )
+        .await
     }
 
     async fn record_login_success(&mut self, id: UserId, now: Timestamp) -> StoreResult<User> {

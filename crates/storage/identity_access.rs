@@ -201,18 +201,18 @@ impl ApiKeyRepo for Tx {
         user_id: UserId,
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<ApiKey> = sqlx::query_as(sql_fmt!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys
              WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(user_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |k| k.id.0))
+            ),
+            page,
+            |q, after, limit| q.bind(user_id).bind(after).bind(limit),
+            |k: &ApiKey| k.id.0,
+        )
+        .await
     }
 
     async fn count_api_keys(&mut self) -> StoreResult<u64> {
@@ -264,19 +264,23 @@ impl NotificationRepo for Tx {
         filter: &NotificationFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Notification> = sqlx::query_as(sql_fmt!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications
              WHERE user_id = $1 AND ($2 = false OR NOT read) AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        ))
-        .bind(user_id)
-        .bind(filter.unread_only)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |n| n.id.0))
+            ),
+            page,
+            |q, after, limit| {
+                q.bind(user_id)
+                    .bind(filter.unread_only)
+                    .bind(after)
+                    .bind(limit)
+            },
+            |n: &Notification| n.id.0,
+        )
+        .await
     }
 
     async fn mark_notification_read(

@@ -45,22 +45,17 @@ impl Tx {
         name: &str,
         except: Option<CredentialId>,
     ) -> StoreResult<()> {
-        let taken: Option<i32> = sqlx::query_scalar(sql!(
-            "SELECT 1 FROM credentials WHERE owner_id IS NOT DISTINCT FROM $1 AND name = $2
+        rows::ensure_free(
+            &mut self.tx,
+            sql!(
+                "SELECT 1 FROM credentials WHERE owner_id IS NOT DISTINCT FROM $1 AND name = $2
                 AND ($3::uuid IS NULL OR id <> $3)"
-        ))
-        .bind(owner)
-        .bind(name)
-        .bind(except)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        match taken {
-            Some(_) => Err(StoreError::conflict(
-                "name",
-                format!("a credential named {name:?} already exists"),
-            )),
-            None => Ok(()),
-        }
+            ),
+            (owner, name, except),
+            "name",
+            format!("a credential named {name:?} already exists"),
+        )
+        .await
     }
 
     async fn webhook_url_free(
@@ -69,22 +64,17 @@ impl Tx {
         url: &str,
         except: Option<WebhookId>,
     ) -> StoreResult<()> {
-        let taken: Option<i32> = sqlx::query_scalar(sql!(
-            "SELECT 1 FROM webhooks WHERE owner_id IS NOT DISTINCT FROM $1 AND url = $2
+        rows::ensure_free(
+            &mut self.tx,
+            sql!(
+                "SELECT 1 FROM webhooks WHERE owner_id IS NOT DISTINCT FROM $1 AND url = $2
                 AND ($3::uuid IS NULL OR id <> $3)"
-        ))
-        .bind(owner)
-        .bind(url)
-        .bind(except)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        match taken {
-            Some(_) => Err(StoreError::conflict(
-                "url",
-                "a webhook with this URL already exists",
-            )),
-            None => Ok(()),
-        }
+            ),
+            (owner, url, except),
+            "url",
+            "a webhook with this URL already exists",
+        )
+        .await
     }
 }
 
@@ -158,20 +148,24 @@ impl CredentialRepo for Tx {
         filter: &CredentialFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Credential>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Credential> = sqlx::query_as(sql_fmt!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR type = $2)
                AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
-        ))
-        .bind(filter.owner_id)
-        .bind(filter.credential_type)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |c| c.id.0))
+            ),
+            page,
+            |q, after, limit| {
+                q.bind(filter.owner_id)
+                    .bind(filter.credential_type)
+                    .bind(after)
+                    .bind(limit)
+            },
+            |c: &Credential| c.id.0,
+        )
+        .await
     }
 
     async fn update_credential(
@@ -308,21 +302,25 @@ impl WebhookRepo for Tx {
         filter: &WebhookFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Webhook>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Webhook> = sqlx::query_as(sql_fmt!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR workflow_id = $2)
                AND ($3::bool IS NULL OR active = $3) AND ($4::uuid IS NULL OR id < $4)
              ORDER BY id DESC LIMIT $5"
-        ))
-        .bind(filter.owner_id)
-        .bind(filter.workflow_id)
-        .bind(filter.active)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |w| w.id.0))
+            ),
+            page,
+            |q, after, limit| {
+                q.bind(filter.owner_id)
+                    .bind(filter.workflow_id)
+                    .bind(filter.active)
+                    .bind(after)
+                    .bind(limit)
+            },
+            |w: &Webhook| w.id.0,
+        )
+        .await
     }
 
     async fn update_webhook(&mut self, id: WebhookId, patch: WebhookPatch) -> StoreResult<Webhook> {

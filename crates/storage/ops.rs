@@ -80,9 +80,10 @@ impl OpsRepo for Tx {
         filter: &LogFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<LogEntry>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<LogEntry> = sqlx::query_as(sql_fmt!(
-            "SELECT {LOG_COLUMNS} FROM logs
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {LOG_COLUMNS} FROM logs
              WHERE ($1::uuid IS NULL OR execution_id = $1)
                AND ($2::uuid IS NULL OR task_id = $2)
                AND ($3::text IS NULL OR component_name = $3)
@@ -91,18 +92,21 @@ impl OpsRepo for Tx {
                AND ($6::timestamptz IS NULL OR timestamp < $6)
                AND ($7::uuid IS NULL OR id < $7)
              ORDER BY id DESC LIMIT $8"
-        ))
-        .bind(filter.execution_id)
-        .bind(filter.task_id)
-        .bind(&filter.component_name)
-        .bind(filter.min_level.map(|l| l.rank()))
-        .bind(ts_opt(&filter.since))
-        .bind(ts_opt(&filter.until))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |e| e.id.0))
+            ),
+            page,
+            |q, after, limit| {
+                q.bind(filter.execution_id)
+                    .bind(filter.task_id)
+                    .bind(&filter.component_name)
+                    .bind(filter.min_level.map(|l| l.rank()))
+                    .bind(ts_opt(&filter.since))
+                    .bind(ts_opt(&filter.until))
+                    .bind(after)
+                    .bind(limit)
+            },
+            |e: &LogEntry| e.id.0,
+        )
+        .await
     }
 
     async fn set_configuration(&mut self, set: SetConfiguration) -> StoreResult<Configuration> {

@@ -98,21 +98,25 @@ impl ProjectRepo for Tx {
         filter: &ProjectFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Project>> {
-        let (limit, after) = page.parts()?;
         let (restricted, me) = visibility::binds(&filter.viewer);
-        let rows: Vec<Project> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM projects p
+        rows::page_with(
+            &mut self.tx,
+            &sql_owned(format!(
+                "SELECT {COLUMNS} FROM projects p
              WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL OR id < $2){}
              ORDER BY id DESC LIMIT $3",
-            visibility::clause("$4", "$5", &visibility::project("p"))
-        )))
-        .bind(filter.owner_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .bind(restricted)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |p| p.id.0))
+                visibility::clause("$4", "$5", &visibility::project("p"))
+            )),
+            page,
+            |q, after, limit| {
+                q.bind(filter.owner_id)
+                    .bind(after)
+                    .bind(limit)
+                    .bind(restricted)
+                    .bind(me)
+            },
+            |p: &Project| p.id.0,
+        )
+        .await
     }
 }

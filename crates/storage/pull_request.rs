@@ -116,25 +116,29 @@ impl PullRequestRepo for Tx {
         f: &PullRequestFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<PullRequest>> {
-        let (limit, after) = page.parts()?;
         let (restricted, me) = visibility::binds(&f.viewer);
-        let rows: Vec<PullRequest> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM pull_requests pr
+        rows::page_with(
+            &mut self.tx,
+            &sql_owned(format!(
+                "SELECT {COLUMNS} FROM pull_requests pr
              WHERE ($1::uuid IS NULL OR project_id = $1) AND ($2::text IS NULL OR status = $2)
                AND ($3::uuid IS NULL OR task_id = $3) AND ($4::uuid IS NULL OR id < $4){}
              ORDER BY id DESC LIMIT $5",
-            visibility::clause("$6", "$7", &visibility::pull_request("pr"))
-        )))
-        .bind(f.project_id)
-        .bind(f.status.map(|s| s.as_str()))
-        .bind(f.task_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .bind(restricted)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |p| p.id.0))
+                visibility::clause("$6", "$7", &visibility::pull_request("pr"))
+            )),
+            page,
+            |q, after, limit| {
+                q.bind(f.project_id)
+                    .bind(f.status.map(|s| s.as_str()))
+                    .bind(f.task_id)
+                    .bind(after)
+                    .bind(limit)
+                    .bind(restricted)
+                    .bind(me)
+            },
+            |p: &PullRequest| p.id.0,
+        )
+        .await
     }
 
     async fn pr_validation_status(
@@ -143,26 +147,21 @@ impl PullRequestRepo for Tx {
         viewer: &Option<Viewer>,
         page: &PageRequest,
     ) -> StoreResult<Page<PrValidation>> {
-        let (limit, after) = page.parts()?;
-        let (restricted, me) = visibility::binds(viewer);
         // The view's computed column has no declared type on SQLite: the cast makes
         // it text on both.
-        let rows: Vec<PrValidation> = sqlx::query_as(&sql_owned(format!(
-            "SELECT v.id, v.project_id, v.task_id, v.pr_number, v.title, v.status,
+        let select = "SELECT v.id, v.project_id, v.task_id, v.pr_number, v.title, v.status,
                     CAST(v.validation_status AS TEXT) AS validation_status, v.updated_at
-               FROM pr_validation_status v JOIN pull_requests pr ON pr.id = v.id
-              WHERE ($1::uuid IS NULL OR v.project_id = $1) AND ($2::uuid IS NULL OR v.id < $2){}
-              ORDER BY v.id DESC LIMIT $3",
-            visibility::clause("$4", "$5", &visibility::pull_request("pr"))
-        )))
-        .bind(project_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .bind(restricted)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |p| p.id.0))
+               FROM pr_validation_status v JOIN pull_requests pr ON pr.id = v.id";
+        let visible = visibility::pull_request("pr");
+        self.project_view_page(
+            select,
+            &visible,
+            project_id,
+            viewer,
+            page,
+            |p: &PrValidation| p.id.0,
+        )
+        .await
     }
 
     async fn get_pull_request(&mut self, id: PullRequestId) -> StoreResult<PullRequest> {

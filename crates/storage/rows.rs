@@ -1,7 +1,7 @@
 //! The statement shapes every repository repeats, written once: the one row a key
-//! names (else `NotFound` naming the object), a delete that must remove one row, and
-//! a page of rows in keyset order. Each takes the statement text from its caller, so
-//! the SQL stays where the table is described.
+//! names (else `NotFound` naming the object), a delete that must remove one row, the
+//! check that a unique value is free, and a page of rows in keyset order. Each takes
+//! the statement text from its caller, so the SQL stays where the table is described.
 
 use std::fmt::Display;
 
@@ -52,6 +52,35 @@ where
     Ok(())
 }
 
+/// Refuses `value` (`$2`) when `statement` finds another row holding it in `scope`
+/// (`$1`), a row other than `except` (`$3`, NULL for none): a conflict on `field`
+/// saying `message`. Repositories check before a UNIQUE constraint would refuse the
+/// value, so that both backends name the same field (and NULL scopes, which the
+/// constraint cannot see, are held to it too).
+pub(crate) async fn ensure_free<'q, S, V, E>(
+    conn: &mut Conn,
+    statement: &'q str,
+    (scope, value, except): (S, V, Option<E>),
+    field: &'static str,
+    message: impl std::fmt::Display,
+) -> StoreResult<()>
+where
+    S: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + 'q,
+    V: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + 'q,
+    E: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + 'q,
+{
+    let taken: Option<i32> = sqlx::query_scalar(statement)
+        .bind(scope)
+        .bind(value)
+        .bind(except)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match taken {
+        Some(_) => Err(StoreError::conflict(field, message)),
+        None => Ok(()),
+    }
+}
+
 /// One page of `statement`'s rows, newest id first: the statement reads the cursor's
 /// id as `$1` (rows with a smaller id follow it) and one row more than the page
 /// holds as `$2`, which tells whether another page follows.
@@ -64,10 +93,36 @@ pub(crate) async fn page<T>(
 where
     T: for<'r> sqlx::FromRow<'r, Row> + Send + Unpin,
 {
+    page_with(
+        conn,
+        statement,
+        page,
+        |q, after, n| q.bind(after).bind(n),
+        id_of,
+    )
+    .await
+}
+
+/// A query whose rows decode as `T`, handed to a caller to bind its parameters.
+pub(crate) type QueryAs<'q, T> =
+    sqlx::query::QueryAs<'q, Db, T, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// [`page`] of a statement with parameters of its own: `bind` binds them all, in the
+/// statement's order, and is handed the two of the page: the cursor's id (rows with
+/// a smaller id follow it) and how many rows to read (one more than the page holds,
+/// which tells whether another page follows).
+pub(crate) async fn page_with<'q, T>(
+    conn: &mut Conn,
+    statement: &'q str,
+    page: &PageRequest,
+    bind: impl FnOnce(QueryAs<'q, T>, Option<Uuid>, i64) -> QueryAs<'q, T>,
+    id_of: impl Fn(&T) -> Uuid,
+) -> StoreResult<Page<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, Row> + Send + Unpin,
+{
     let (limit, after) = page.parts()?;
-    let rows: Vec<T> = sqlx::query_as(statement)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
+    let rows: Vec<T> = bind(sqlx::query_as(statement), after, i64::from(limit) + 1)
         .fetch_all(&mut *conn)
         .await?;
     Ok(Page::from_rows(rows, limit, id_of))

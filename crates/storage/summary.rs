@@ -11,11 +11,54 @@ use flowstore_core::model::summary::{
 };
 use flowstore_core::model::task::query::TaskProgress;
 use flowstore_core::model::task::TaskStatus;
+use flowstore_core::model::viewer::Viewer;
 use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, PageRequest, StoreError, StoreResult};
+use uuid::Uuid;
 
-use crate::dialect::{day_bucket, greatest, sql, sql_owned, ts, Tx};
+use crate::dialect::{day_bucket, greatest, sql, sql_owned, ts, Db, Tx};
+use crate::rows;
 use crate::visibility;
+
+impl Tx {
+    /// A page of one of seed 003's views of a project's rows, newest ID first, with
+    /// only the rows `viewer` may read: `select` reads the view as `v` joined to the
+    /// table its rows come from, under the alias the condition `visible` names (see
+    /// [`visibility`]); `project_id` keeps one project's rows.
+    pub(crate) async fn project_view_page<T>(
+        &mut self,
+        select: &str,
+        visible: &str,
+        project_id: Option<ProjectId>,
+        viewer: &Option<Viewer>,
+        page: &PageRequest,
+        id_of: impl Fn(&T) -> Uuid,
+    ) -> StoreResult<Page<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+    {
+        let (restricted, me) = visibility::binds(viewer);
+        rows::page_with(
+            &mut self.tx,
+            &sql_owned(format!(
+                "{select}
+              WHERE ($1::uuid IS NULL OR v.project_id = $1) AND ($2::uuid IS NULL OR v.id < $2){}
+              ORDER BY v.id DESC LIMIT $3",
+                visibility::clause("$4", "$5", visible)
+            )),
+            page,
+            |q, after, limit| {
+                q.bind(project_id)
+                    .bind(after)
+                    .bind(limit)
+                    .bind(restricted)
+                    .bind(me)
+            },
+            id_of,
+        )
+        .await
+    }
+}
 
 #[async_trait]
 impl SummaryRepo for Tx {
@@ -142,9 +185,10 @@ impl SummaryRepo for Tx {
         page: &PageRequest,
     ) -> StoreResult<Page<SystemMetric>> {
         filter.check()?;
-        let (limit, after) = page.parts()?;
-        let rows: Vec<SystemMetric> = sqlx::query_as(sql!(
-            "SELECT id, metric_name, metric_value, metric_unit, component, labels, recorded_at
+        rows::page_with(
+            &mut self.tx,
+            sql!(
+                "SELECT id, metric_name, metric_value, metric_unit, component, labels, recorded_at
                FROM system_metrics
               WHERE ($1::text IS NULL OR metric_name = $1)
                 AND ($2::text IS NULL OR component = $2)
@@ -152,15 +196,18 @@ impl SummaryRepo for Tx {
                 AND ($4::timestamptz IS NULL OR recorded_at < $4)
                 AND ($5::uuid IS NULL OR id < $5)
               ORDER BY id DESC LIMIT $6"
-        ))
-        .bind(filter.name.as_deref().map(str::trim))
-        .bind(filter.component.as_deref().map(str::trim))
-        .bind(filter.since.as_ref().map(ts))
-        .bind(filter.until.as_ref().map(ts))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |m| m.id.0))
+            ),
+            page,
+            |q, after, limit| {
+                q.bind(filter.name.as_deref().map(str::trim))
+                    .bind(filter.component.as_deref().map(str::trim))
+                    .bind(filter.since.as_ref().map(ts))
+                    .bind(filter.until.as_ref().map(ts))
+                    .bind(after)
+                    .bind(limit)
+            },
+            |m: &SystemMetric| m.id.0,
+        )
+        .await
     }
 }

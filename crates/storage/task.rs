@@ -452,23 +452,18 @@ impl TaskRepo for Tx {
         viewer: &Option<Viewer>,
         page: &PageRequest,
     ) -> StoreResult<Page<ActiveTask>> {
-        let (limit, after) = page.parts()?;
-        let (restricted, me) = visibility::binds(viewer);
-        let rows: Vec<ActiveTask> = sqlx::query_as(&sql_owned(format!(
-            "SELECT a.id, a.project_id, a.project_name, a.title, a.status, a.priority,
-                    a.assigned_agent, a.created_at, a.execution_count
-               FROM active_tasks a JOIN tasks t ON t.id = a.id
-              WHERE ($1::uuid IS NULL OR a.project_id = $1) AND ($2::uuid IS NULL OR a.id < $2){}
-              ORDER BY a.id DESC LIMIT $3",
-            visibility::clause("$4", "$5", &visibility::task("t"))
-        )))
-        .bind(project_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .bind(restricted)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |t| t.id.0))
+        let select = "SELECT v.id, v.project_id, v.project_name, v.title, v.status, v.priority,
+                    v.assigned_agent, v.created_at, v.execution_count
+               FROM active_tasks v JOIN tasks t ON t.id = v.id";
+        let visible = visibility::task("t");
+        self.project_view_page(
+            select,
+            &visible,
+            project_id,
+            viewer,
+            page,
+            |t: &ActiveTask| t.id.0,
+        )
+        .await
     }
 }

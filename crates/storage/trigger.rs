@@ -28,22 +28,31 @@ impl Tx {
         name: &str,
         except: Option<TriggerId>,
     ) -> StoreResult<()> {
-        let taken: Option<i32> = sqlx::query_scalar(sql!(
-            "SELECT 1 FROM webhook_triggers WHERE workflow_id = $1 AND name = $2
+        rows::ensure_free(
+            &mut self.tx,
+            sql!(
+                "SELECT 1 FROM webhook_triggers WHERE workflow_id = $1 AND name = $2
                 AND ($3::uuid IS NULL OR id <> $3)"
-        ))
-        .bind(workflow)
-        .bind(name)
-        .bind(except)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        match taken {
-            Some(_) => Err(StoreError::conflict(
-                "name",
-                format!("this workflow already has a trigger named {name:?}"),
-            )),
-            None => Ok(()),
-        }
+            ),
+            (workflow, name, except),
+            "name",
+            format!("this workflow already has a trigger named {name:?}"),
+        )
+        .await
+    }
+
+    /// The trigger `id` just written with `secrets`, with its token and signing
+    /// secret to show once.
+    async fn created_trigger(
+        &mut self,
+        id: TriggerId,
+        secrets: TriggerSecrets,
+    ) -> StoreResult<CreatedTrigger> {
+        Ok(CreatedTrigger {
+            trigger: self.get_trigger(id).await?,
+            token: secrets.token,
+            secret: secrets.secret.map(|(s, _)| s),
+        })
     }
 
     fn trigger_secrets(&self, signed: bool) -> StoreResult<TriggerSecrets> {
@@ -53,6 +62,15 @@ impl Tx {
         } else {
             TriggerSecrets::generate(None)
         }
+    }
+}
+
+/// The sealed signing secret of `secrets` and its key's ID, as their columns hold
+/// them (both NULL for a trigger without signatures).
+fn sealed_columns(secrets: &TriggerSecrets) -> (Option<Vec<u8>>, Option<String>) {
+    match &secrets.secret {
+        Some((_, s)) => (Some(s.bytes.clone()), Some(s.key_id.clone())),
+        None => (None, None),
     }
 }
 
@@ -72,10 +90,7 @@ impl TriggerRepo for Tx {
         let secrets = self.trigger_secrets(new.require_signature)?;
         let id = TriggerId::new();
         let now = time::now();
-        let (sealed, key_id) = match &secrets.secret {
-            Some((_, s)) => (Some(s.bytes.clone()), Some(s.key_id.clone())),
-            None => (None, None),
-        };
+        let (sealed, key_id) = sealed_columns(&secrets);
         sqlx::query(sql!(
             "INSERT INTO webhook_triggers (id, workflow_id, owner_id, name, token_prefix,
                 token_hash, require_signature, secret_encrypted, encryption_key_id, active,
@@ -94,11 +109,7 @@ impl TriggerRepo for Tx {
         .bind(ts(&now))
         .execute(&mut *self.tx)
         .await?;
-        Ok(CreatedTrigger {
-            trigger: self.get_trigger(id).await?,
-            token: secrets.token,
-            secret: secrets.secret.map(|(s, _)| s),
-        })
+        self.created_trigger(id, secrets).await
     }
 
     async fn get_trigger(&mut self, id: TriggerId) -> StoreResult<Trigger> {
@@ -116,18 +127,18 @@ impl TriggerRepo for Tx {
         workflow_id: WorkflowId,
         page: &PageRequest,
     ) -> StoreResult<Page<Trigger>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Trigger> = sqlx::query_as(sql_fmt!(
-            "SELECT {TRIGGER_COLUMNS} FROM webhook_triggers
+        rows::page_with(
+            &mut self.tx,
+            sql_fmt!(
+                "SELECT {TRIGGER_COLUMNS} FROM webhook_triggers
              WHERE workflow_id = $1 AND ($2::uuid IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(workflow_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |t| t.id.0))
+            ),
+            page,
+            |q, after, limit| q.bind(workflow_id).bind(after).bind(limit),
+            |t: &Trigger| t.id.0,
+        )
+        .await
     }
 
     async fn update_trigger(&mut self, id: TriggerId, patch: TriggerPatch) -> StoreResult<Trigger> {
@@ -155,10 +166,7 @@ impl TriggerRepo for Tx {
     async fn rotate_trigger(&mut self, id: TriggerId) -> StoreResult<CreatedTrigger> {
         let t = self.get_trigger(id).await?;
         let secrets = self.trigger_secrets(t.require_signature)?;
-        let (sealed, key_id) = match &secrets.secret {
-            Some((_, s)) => (Some(s.bytes.clone()), Some(s.key_id.clone())),
-            None => (None, None),
-        };
+        let (sealed, key_id) = sealed_columns(&secrets);
         sqlx::query(sql!(
             "UPDATE webhook_triggers SET token_prefix = $2, token_hash = $3,
                 secret_encrypted = $4, encryption_key_id = $5, updated_at = $6
@@ -172,11 +180,7 @@ impl TriggerRepo for Tx {
         .bind(ts(&time::now()))
         .execute(&mut *self.tx)
         .await?;
-        Ok(CreatedTrigger {
-            trigger: self.get_trigger(id).await?,
-            token: secrets.token,
-            secret: secrets.secret.map(|(s, _)| s),
-        })
+        self.created_trigger(id, secrets).await
     }
 
     async fn delete_trigger(&mut self, id: TriggerId) -> StoreResult<()> {

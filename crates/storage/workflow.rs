@@ -193,30 +193,34 @@ impl WorkflowRepo for Tx {
         filter: &WorkflowFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Workflow>> {
-        let (limit, after) = page.parts()?;
         let (restricted, me) = visibility::binds(&filter.viewer);
-        let rows: Vec<Workflow> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {COLUMNS} FROM workflows w
+        rows::page_with(
+            &mut self.tx,
+            &sql_owned(format!(
+                "SELECT {COLUMNS} FROM workflows w
              WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR owner_id = $2)
                AND ($3::uuid IS NULL OR team_id = $3) AND ($4::uuid IS NULL OR project_id = $4)
                AND ($5::text IS NULL OR {})
                AND ($6::uuid IS NULL OR id < $6){}
              ORDER BY id DESC LIMIT $7",
-            json_array_contains("w.tags", "$5::text"),
-            visibility::clause("$8", "$9", &visibility::workflow("w"))
-        )))
-        .bind(filter.status)
-        .bind(filter.owner_id)
-        .bind(filter.team_id)
-        .bind(filter.project_id)
-        .bind(filter.tag.as_deref())
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .bind(restricted)
-        .bind(me)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |w| w.id.0))
+                json_array_contains("w.tags", "$5::text"),
+                visibility::clause("$8", "$9", &visibility::workflow("w"))
+            )),
+            page,
+            |q, after, limit| {
+                q.bind(filter.status)
+                    .bind(filter.owner_id)
+                    .bind(filter.team_id)
+                    .bind(filter.project_id)
+                    .bind(filter.tag.as_deref())
+                    .bind(after)
+                    .bind(limit)
+                    .bind(restricted)
+                    .bind(me)
+            },
+            |w: &Workflow| w.id.0,
+        )
+        .await
     }
 
     async fn list_active_workflows(&mut self) -> StoreResult<Vec<Workflow>> {
@@ -347,9 +351,10 @@ impl WorkflowRepo for Tx {
         user_id: UserId,
         page: &PageRequest,
     ) -> StoreResult<Page<Workflow>> {
-        let (limit, after) = page.parts()?;
-        let rows: Vec<Workflow> = sqlx::query_as(&sql_owned(format!(
-            "SELECT {} FROM workflows w
+        rows::page_with(
+            &mut self.tx,
+            &sql_owned(format!(
+                "SELECT {} FROM workflows w
              WHERE (w.owner_id = $1
                 OR w.visibility = 'public'
                 OR (w.visibility = 'team' AND w.team_id IN
@@ -359,13 +364,12 @@ impl WorkflowRepo for Tx {
                         (SELECT team_id FROM team_members WHERE user_id = $1))))
                AND ($2::uuid IS NULL OR w.id < $2)
              ORDER BY w.id DESC LIMIT $3",
-            qualified()
-        )))
-        .bind(user_id)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(Page::from_rows(rows, limit, |w| w.id.0))
+                qualified()
+            )),
+            page,
+            |q, after, limit| q.bind(user_id).bind(after).bind(limit),
+            |w: &Workflow| w.id.0,
+        )
+        .await
     }
 }

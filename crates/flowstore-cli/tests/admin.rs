@@ -13,8 +13,6 @@ use flowstore::ids::{RunId, WorkflowId};
 use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, StartRun};
 use flowstore::model::identity::NewUser;
 use flowstore::model::identity_access::NewSession;
-use flowstore::model::integration::{CredentialType, NewCredential};
-use flowstore::model::ops::SecretValue;
 use flowstore::{BackendKind, Store};
 use flowstore_core::admin::{self, FindingKind, RetentionPolicy};
 use serde_json::json;
@@ -392,29 +390,11 @@ async fn check_reports_expired_and_expiring_credentials(store: Store) {
     let mut tx = store.begin().await.unwrap();
     let mut ids = Vec::new();
     for (name, days) in [("gone", -1), ("soon", 3), ("later", 30)] {
-        let c = tx
-            .create_credential(NewCredential {
-                name: name.into(),
-                credential_type: CredentialType::ApiKey,
-                data: SecretValue::new(json!("t")),
-                description: None,
-                expires_at: Some(now + chrono::TimeDelta::days(days)),
-                owner_id: None,
-            })
-            .await
-            .unwrap();
+        let expires_at = Some(now + chrono::TimeDelta::days(days));
+        let c = fixtures::credential(&mut tx, name, json!("t"), expires_at).await;
         ids.push(c.id.to_string());
     }
-    tx.create_credential(NewCredential {
-        name: "forever".into(),
-        credential_type: CredentialType::ApiKey,
-        data: SecretValue::new(json!("t")),
-        description: None,
-        expires_at: None,
-        owner_id: None,
-    })
-    .await
-    .unwrap();
+    fixtures::credential(&mut tx, "forever", json!("t"), None).await;
     tx.commit().await.unwrap();
 
     let report = admin::check(store.backend(), true).await.unwrap();

@@ -470,44 +470,24 @@ mod binary {
 fn schedule_settings_are_checked() {
     let dir = temp();
     let url = sqlite_url(dir.path(), "s.db");
-    let out = flowstore(
-        &url,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--backup-interval",
-            "6h",
-        ],
-    );
+    let serve = |settings: &[&str]| {
+        let args = [&["serve", "--listen", "127.0.0.1:0"], settings].concat();
+        flowstore(&url, &args)
+    };
+    let out = serve(&["--backup-interval", "6h"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--backup-dir"));
-    let out = flowstore(
-        &url,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--backup-interval",
-            "soon",
-        ],
-    );
+    let out = serve(&["--backup-interval", "soon"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--backup-interval"));
     let missing = dir.path().join("missing.pass");
-    let out = flowstore(
-        &url,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--backup-interval",
-            "6h",
-            "--backup-dir",
-            dir.path().to_str().unwrap(),
-            "--backup-passphrase-file",
-            missing.to_str().unwrap(),
-        ],
-    );
+    let out = serve(&[
+        "--backup-interval",
+        "6h",
+        "--backup-dir",
+        dir.path().to_str().unwrap(),
+        "--backup-passphrase-file",
+        missing.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pass"));
     let help = ok(&flowstore(&url, &["serve", "--help"]));
     for flag in [

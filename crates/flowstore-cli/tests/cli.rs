@@ -264,7 +264,6 @@ fn mistyped_paths_stay_missing() {
 /// refuses to start, naming the key it lacks and the setting, instead of answering
 /// 500 on every use of them.
 async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
-    use flowstore_core::model::integration::{CredentialType, NewCredential};
     let store = flowstore::Store::connect(&flowstore::config::Settings {
         database_url: url.clone(),
         encryption_key: Some(flowstore_testkit::ENCRYPTION_KEY.into()),
@@ -274,16 +273,8 @@ async fn serve_refuses_values_sealed_with_a_key_it_lacks(url: String) {
     .unwrap();
     store.backend().migrate_up(None).await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    tx.create_credential(NewCredential {
-        name: "deploy".into(),
-        credential_type: CredentialType::ApiKey,
-        data: flowstore_core::model::ops::SecretValue::new(serde_json::json!("s3cret")),
-        description: None,
-        expires_at: None,
-        owner_id: None,
-    })
-    .await
-    .unwrap();
+    let secret = serde_json::json!("s3cret");
+    flowstore_testkit::fixtures::credential(&mut tx, "deploy", secret, None).await;
     tx.commit().await.unwrap();
     store.close().await;
     let sealed_with = flowstore_core::crypto::Key::parse(flowstore_testkit::ENCRYPTION_KEY)

@@ -10,12 +10,13 @@ use std::process::{Command, Output};
 use flowstore::config::Settings;
 use flowstore::ids::{CredentialId, WebhookId};
 use flowstore::model::audit::{ActorType, NewAuditEntry};
-use flowstore::model::integration::{CredentialType, NewCredential, NewWebhook};
-use flowstore::model::ops::{SecretValue, SetConfiguration};
+use flowstore::model::integration::NewWebhook;
+use flowstore::model::ops::SetConfiguration;
 use flowstore::{Store, StoreError};
 use flowstore_core::crypto::SecretString;
 use serde_json::json;
 
+use flowstore_testkit::fixtures;
 use flowstore_testkit::ENCRYPTION_KEY as KEY_A;
 const KEY_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
@@ -86,17 +87,8 @@ async fn rotation(url: String) {
         .unwrap();
     let mut creds = Vec::new();
     for i in 0..5 {
-        let c = tx
-            .create_credential(NewCredential {
-                name: format!("c{i}"),
-                credential_type: CredentialType::ApiKey,
-                data: SecretValue::new(json!({"token": format!("t-{i}")})),
-                description: None,
-                expires_at: None,
-                owner_id: None,
-            })
-            .await
-            .unwrap();
+        let secret = json!({"token": format!("t-{i}")});
+        let c = fixtures::credential(&mut tx, &format!("c{i}"), secret, None).await;
         creds.push(c.id);
     }
     let hook = tx

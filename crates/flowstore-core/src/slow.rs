@@ -64,10 +64,22 @@ pub fn keep_for_flush() {
     KEEP.store(true, Ordering::Relaxed);
 }
 
+/// One normalised statement's slow executions: how many, their total and the
+/// longest.
+#[derive(Default)]
 struct Entry {
     count: u64,
     total: Duration,
     max: Duration,
+}
+
+impl Entry {
+    /// Counts one more execution that took `elapsed`.
+    fn add(&mut self, elapsed: Duration) {
+        self.count += 1;
+        self.total += elapsed;
+        self.max = self.max.max(elapsed);
+    }
 }
 
 #[derive(Default)]
@@ -121,14 +133,7 @@ pub fn record(sql: &str, elapsed: Duration) {
                 r.by_text.remove(&k);
             }
         }
-        let e = r.by_text.entry(text).or_insert(Entry {
-            count: 0,
-            total: Duration::ZERO,
-            max: Duration::ZERO,
-        });
-        e.count += 1;
-        e.total += elapsed;
-        e.max = e.max.max(elapsed);
+        r.by_text.entry(text).or_default().add(elapsed);
     })
 }
 
@@ -229,14 +234,7 @@ pub async fn recorded(
             continue;
         };
         let elapsed = Duration::from_secs_f64(row.metric_value.max(0.0) / 1000.0);
-        let e = by_text.entry(text.to_string()).or_insert(Entry {
-            count: 0,
-            total: Duration::ZERO,
-            max: Duration::ZERO,
-        });
-        e.count += 1;
-        e.total += elapsed;
-        e.max = e.max.max(elapsed);
+        by_text.entry(text.to_string()).or_default().add(elapsed);
     }
     let mut all: Vec<SlowStatement> = by_text
         .into_iter()

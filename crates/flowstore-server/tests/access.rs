@@ -239,17 +239,8 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
     let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
     let (b_id, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, admin) = c.user_key(Role::Admin, "root@x.io").await;
-    let team = c.by(&admin).create_team(json!({"name": "t1"})).await;
-    assert_eq!(team.status, 201, "{}", team.body);
-    let team_id = team.body["id"].as_str().unwrap().to_string();
     // B puts a workflow in the team, so B must be in it too
-    for member in [&a_id, &b_id] {
-        let m = c
-            .by(&admin)
-            .add_team_member(&team_id, json!({"user_id": member}))
-            .await;
-        assert_eq!(m.status, 201, "{}", m.body);
-    }
+    let team_id = c.team_with(&admin, "t1", &[&a_id, &b_id]).await;
 
     let private = workflow(&c, &bk, json!({})).await;
     let shared_read = workflow(&c, &bk, json!({})).await;

@@ -57,15 +57,8 @@ async fn projects_pull_requests_and_tasks(b: Arc<dyn Backend>) {
     let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
     let (b_id, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, admin) = c.user_key(Role::Admin, "root@x.io").await;
-    let team = create(&c, &admin, "/api/v1/teams", json!({"name": "t1"})).await;
     // B puts a workflow in the team, so B is in it too
-    for member in [&a_id, &b_id] {
-        let m = c
-            .by(&admin)
-            .add_team_member(&team, json!({"user_id": member}))
-            .await;
-        assert_eq!(m.status, 201, "{}", m.body);
-    }
+    let team = c.team_with(&admin, "t1", &[&a_id, &b_id]).await;
 
     // B's projects: private; seen through a public workflow; seen through a
     // workflow visible to A's team. An unowned one (made by a key of no user), A's own.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_testkit::fixtures::one_step;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::fixtures::diamond;
+use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -22,21 +22,9 @@ both_backends!(
     a_failed_run_is_retried_from_its_failures,
 );
 
-/// A one-step `shell` workflow named `name`, owned by the holder of `key`.
-async fn workflow(c: &TestApp, key: &str, name: &str) -> String {
-    c.by(key)
-        .create_workflow(json!({"name": name, "status": "active", "definition": one_step("shell")}))
-        .await
-        .want_id(201)
-}
-
+/// Starts a run of `wf` with `input` as the holder of `key`: its ID.
 async fn start(c: &TestApp, key: &str, wf: &str, input: Value) -> String {
-    let r = c
-        .by(key)
-        .start_run(wf, json!({ "input": input }))
-        .await
-        .want(201);
-    r["run"]["id"].as_str().unwrap().to_string()
+    c.started_run(key, wf, json!({ "input": input })).await
 }
 
 /// Claims one `shell` task as `key` (worker `worker`): (task ID, attempt).
@@ -70,8 +58,8 @@ async fn runs_across_workflows_show_only_what_the_caller_may_read(b: Arc<dyn Bac
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, admin) = c.user_key(Role::Admin, "root@x.io").await;
-    let mine = workflow(&c, &a, "alpha build").await;
-    let theirs = workflow(&c, &bk, "beta deploy").await;
+    let mine = c.shell_workflow(&a, "alpha build").await;
+    let theirs = c.shell_workflow(&bk, "beta deploy").await;
     let mut a_runs = Vec::new();
     for i in 0..3 {
         a_runs.push(start(&c, &a, &mine, json!({ "i": i })).await);
@@ -126,22 +114,18 @@ async fn runs_across_workflows_show_only_what_the_caller_may_read(b: Arc<dyn Bac
         .want(200);
     assert!(ids(&future).is_empty());
     // Bad input names its field.
-    c.by(&a)
-        .get("/api/v1/runs?status=paused-ish")
-        .await
-        .want_field(422, "status");
-    c.by(&a)
-        .get("/api/v1/runs?since=yesterday")
-        .await
-        .want_field(422, "since");
-    c.by(&a)
-        .get("/api/v1/runs?cursor=garbage")
-        .await
-        .want_field(422, "cursor");
-    c.by(&a)
-        .get("/api/v1/runs?since=2025-01-02T00:00:00Z&until=2025-01-01T00:00:00Z")
-        .await
-        .want_field(422, "until");
+    for (query, field) in [
+        ("status=paused-ish", "status"),
+        ("since=yesterday", "since"),
+        ("cursor=garbage", "cursor"),
+        (
+            "since=2025-01-02T00:00:00Z&until=2025-01-01T00:00:00Z",
+            "until",
+        ),
+    ] {
+        let path = format!("/api/v1/runs?{query}");
+        c.by(&a).get(&path).await.want_field(422, field);
+    }
 }
 
 async fn attempts_carry_what_workers_report(b: Arc<dyn Backend>) {
@@ -235,7 +219,7 @@ async fn a_rerun_starts_the_same_version_again(b: Arc<dyn Backend>) {
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, viewer) = c.user_key(Role::Viewer, "v@x.io").await;
-    let wf = workflow(&c, &a, "again").await;
+    let wf = c.shell_workflow(&a, "again").await;
     let first = start(&c, &a, &wf, json!({"branch": "main"})).await;
     // A new version does not change what a re-run runs.
     c.by(&a)
@@ -281,8 +265,8 @@ async fn finished_runs_per_hour_and_day(b: Arc<dyn Backend>) {
     c.shell_handler().await;
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
-    let mine = workflow(&c, &a, "counted").await;
-    let theirs = workflow(&c, &bk, "private").await;
+    let mine = c.shell_workflow(&a, "counted").await;
+    let theirs = c.shell_workflow(&bk, "private").await;
     for _ in 0..2 {
         start(&c, &a, &mine, json!({})).await;
         let (task, attempt) = claim(&c, &a, "w").await;
@@ -349,10 +333,9 @@ async fn finished_runs_per_hour_and_day(b: Arc<dyn Backend>) {
         .await
         .want(200);
     assert_eq!(one[0]["total"], 1);
-    c.by(&a)
-        .get(&format!("/api/v1/analytics/runs?workflow_id={theirs}"))
-        .await
-        .want(404);
+    requests!(c;
+        GET "/api/v1/analytics/runs?workflow_id={theirs}" by a => 404;
+    );
     c.by(&a)
         .get("/api/v1/analytics/runs?bucket=week")
         .await
@@ -368,22 +351,25 @@ async fn finished_runs_per_hour_and_day(b: Arc<dyn Backend>) {
         d["p50_ms"].as_i64().is_some() && d["p99_ms"].as_i64() <= d["max_ms"].as_i64(),
         "{d}"
     );
-    c.by(&a)
-        .get(&format!("/api/v1/workflows/{theirs}/durations"))
-        .await
-        .want(404);
-    c.by(&a)
-        .get(&format!("/api/v1/workflows/{mine}/durations?limit=0"))
-        .await
-        .want_field(422, "limit");
-    c.by(&a)
-        .get("/api/v1/analytics/runs?since=2020-01-01T00:00:00Z&until=2026-01-01T00:00:00Z")
-        .await
-        .want_field(422, "since");
-    c.by(&a)
-        .get("/api/v1/analytics/runs?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z")
-        .await
-        .want_field(422, "until");
+    requests!(c;
+        GET "/api/v1/workflows/{theirs}/durations" by a => 404;
+    );
+    for (path, field) in [
+        (
+            format!("/api/v1/workflows/{mine}/durations?limit=0"),
+            "limit",
+        ),
+        (
+            "/api/v1/analytics/runs?since=2020-01-01T00:00:00Z&until=2026-01-01T00:00:00Z".into(),
+            "since",
+        ),
+        (
+            "/api/v1/analytics/runs?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z".into(),
+            "until",
+        ),
+    ] {
+        c.by(&a).get(&path).await.want_field(422, field);
+    }
 }
 
 async fn admin_views_and_seed_summaries(b: Arc<dyn Backend>) {
@@ -392,7 +378,7 @@ async fn admin_views_and_seed_summaries(b: Arc<dyn Backend>) {
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, admin) = c.user_key(Role::Admin, "root@x.io").await;
-    let wf = workflow(&c, &a, "queued").await;
+    let wf = c.shell_workflow(&a, "queued").await;
     start(&c, &a, &wf, json!({})).await;
     start(&c, &a, &wf, json!({})).await;
     claim(&c, &a, "worker-7").await;
@@ -506,15 +492,10 @@ async fn a_failed_run_is_retried_from_its_failures(b: Arc<dyn Backend>) {
     let (_, a) = c.user_key(Role::User, "a@x.io").await;
     let (_, bk) = c.user_key(Role::User, "b@x.io").await;
     let (_, viewer) = c.user_key(Role::Viewer, "v@x.io").await;
+    let definition = diamond(["a", "b", "c", "d"]);
     let wf = c
         .by(&a)
-        .create_workflow(
-            json!({"name": "diamond", "status": "active", "definition": {"steps": [
-            {"key": "a", "handler": "shell"},
-            {"key": "b", "handler": "shell", "depends_on": ["a"]},
-            {"key": "c", "handler": "shell", "depends_on": ["a"]},
-            {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}]}}),
-        )
+        .create_workflow(json!({"name": "diamond", "status": "active", "definition": definition}))
         .await
         .want_id(201);
     let run = start(&c, &a, &wf, json!({})).await;

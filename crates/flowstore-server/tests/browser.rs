@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use flowstore_core::Backend;
-use flowstore_server::serve;
-use flowstore_testkit::fixtures::PASSWORD;
-use flowstore_testkit::{both_backends, TestApp};
+use flowstore_testkit::fixtures::{diamond, PASSWORD};
+use flowstore_testkit::{both_backends, Served, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(a_user_follows_and_steers_runs_in_the_browser);
@@ -127,6 +126,11 @@ async fn until_text(b: &Client, css: &str, text: &str) {
     );
 }
 
+/// The text of the element whose ID is `id`.
+async fn text_of(b: &Client, id: &str) -> String {
+    b.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
 /// Clicks the element `xpath` finds and, when `confirm`, accepts the dialog it
 /// opens; again if the view was redrawn under it (a live page re-renders on events).
 async fn click(b: &Client, xpath: &str, confirm: bool) {
@@ -186,15 +190,10 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     let c = TestApp::new(backend).await;
     c.password_user("ops@x.io", "admin").await;
     c.shell_handler().await;
+    let definition = diamond(["build", "test", "lint", "ship"]);
     let wf = c
         .admin()
-        .create_workflow(
-            json!({"name": "release", "status": "active", "definition": {"steps": [
-            {"key": "build", "handler": "shell"},
-            {"key": "test", "handler": "shell", "depends_on": ["build"]},
-            {"key": "lint", "handler": "shell", "depends_on": ["build"]},
-            {"key": "ship", "handler": "shell", "depends_on": ["test", "lint"]}]}}),
-        )
+        .create_workflow(json!({"name": "release", "status": "active", "definition": definition}))
         .await
         .want_id(201);
     let start = |input: Value| {
@@ -216,12 +215,8 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     start(json!({"n": 0})).await;
     while work(&c).await > 0 {}
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, c.state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(c.state.clone()).await;
+    let base = served.base.clone();
     let d = driver().await;
     let profile = tempfile_dir();
     let b = browser(&d, &profile).await;
@@ -371,25 +366,12 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     until_text(&b, "table", "release was shared with you").await;
     click(&b, "//button[text()='Mark all read']", false).await;
     for _ in 0..100 {
-        let text = b
-            .find(Locator::Id("notes-link"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text == "Notifications" {
+        if text_of(&b, "notes-link").await == "Notifications" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = b
-        .find(Locator::Id("notes-link"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(&b, "notes-link").await;
     assert_eq!(text, "Notifications", "marked read");
 
     // On a phone's width the tables scroll inside the page, and the keyboard reaches
@@ -502,8 +484,7 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
 
     b.close().await.unwrap();
     drop(d);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await;
     let _ = std::fs::remove_dir_all(profile);
 }
 

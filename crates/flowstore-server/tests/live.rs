@@ -1,13 +1,13 @@
 //! A real server on port 0, spoken to with reqwest: graceful shutdown with a request
 //! in flight, and event streams resumed with `Last-Event-ID`.
 
-use flowstore_testkit::both_backends;
+use flowstore_testkit::{both_backends, Served};
 use std::sync::Arc;
 use std::time::Duration;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_server::{serve, AppState};
+use flowstore_server::AppState;
 use serde_json::{json, Value};
 
 both_backends!(
@@ -20,24 +20,17 @@ struct Live {
     base: String,
     key: String,
     http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    served: Served,
 }
 
 async fn start(b: Arc<dyn Backend>) -> Live {
     let key = flowstore_testkit::fixtures::api_key(&b, Role::Admin).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, AppState::new(b), async move {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(AppState::new(b)).await;
     Live {
-        base,
+        base: served.base.clone(),
         key,
         http: reqwest::Client::new(),
-        stop: Some(stop),
-        server,
+        served,
     }
 }
 
@@ -79,7 +72,7 @@ async fn shutdown_lets_requests_in_flight_finish(b: Arc<dyn Backend>) {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    live.stop.take().unwrap().send(()).unwrap();
+    assert!(live.served.begin_stop(), "the server was running");
     let answer = tokio::time::timeout(Duration::from_secs(5), in_flight)
         .await
         .expect("the request in flight is answered promptly")
@@ -87,11 +80,9 @@ async fn shutdown_lets_requests_in_flight_finish(b: Arc<dyn Backend>) {
         .expect("the request in flight is answered, not cut off");
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.json::<Value>().await.unwrap(), json!([]));
-    tokio::time::timeout(Duration::from_secs(5), live.server)
+    tokio::time::timeout(Duration::from_secs(5), live.served.stopped())
         .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+        .expect("the server stops");
     assert!(reqwest::Client::new()
         .get(format!("{}/healthz", live.base))
         .send()
@@ -201,20 +192,12 @@ async fn events_resume_after_last_event_id(b: Arc<dyn Backend>) {
 /// once the head time limit passes; a prompt client is served.
 async fn idle_and_trickling_connections_are_closed(b: Arc<dyn Backend>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let config = flowstore_server::ServerConfig {
         header_timeout: Duration::from_secs(1),
         ..flowstore_server::ServerConfig::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        AppState::with_config(b, config),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(AppState::with_config(b, config)).await;
+    let addr = served.addr;
     // Reads until the server closes the connection; what it sent.
     async fn until_closed(conn: &mut tokio::net::TcpStream) -> String {
         let mut got = Vec::new();
@@ -256,6 +239,5 @@ async fn idle_and_trickling_connections_are_closed(b: Arc<dyn Backend>) {
     // then idle on a kept-alive connection: closed as well
     until_closed(&mut prompt).await;
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }

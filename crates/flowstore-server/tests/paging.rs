@@ -65,32 +65,14 @@ async fn hidden_rows_do_not_shorten_pages(b: Arc<dyn Backend>) {
     // One row A may see, then one it may not, so that the hidden rows sit between
     // the visible ones in ID order.
     for i in 0..EACH {
-        wfs.push(
-            create(
-                &c,
-                &a,
-                "/api/v1/workflows",
-                json!({"name": format!("a{i}")}),
-            )
-            .await,
-        );
-        create(
-            &c,
-            &bk,
-            "/api/v1/workflows",
-            json!({"name": format!("b{i}")}),
-        )
-        .await;
-        projects.push(create(&c, &a, "/api/v1/projects", json!({"name": format!("a{i}")})).await);
-        create(
-            &c,
-            &bk,
-            "/api/v1/projects",
-            json!({"name": format!("b{i}")}),
-        )
-        .await;
-        tasks.push(create(&c, &a, "/api/v1/tasks", json!({"title": format!("a{i}")})).await);
-        create(&c, &bk, "/api/v1/tasks", json!({"title": format!("b{i}")})).await;
+        for (rows, path, field) in [
+            (&mut *wfs, "/api/v1/workflows", "name"),
+            (&mut *projects, "/api/v1/projects", "name"),
+            (&mut *tasks, "/api/v1/tasks", "title"),
+        ] {
+            rows.push(create(&c, &a, path, json!({ field: format!("a{i}") })).await);
+            create(&c, &bk, path, json!({ field: format!("b{i}") })).await;
+        }
     }
     let pa = projects[0].clone();
     let pb = create(&c, &bk, "/api/v1/projects", json!({"name": "b-prs"})).await;

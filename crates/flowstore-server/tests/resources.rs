@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
-use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures;
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::json;
 
@@ -139,16 +139,7 @@ async fn people_notifications_and_keys(b: Arc<dyn Backend>) {
 
     // notifications: one's own only
     let mut tx = b.begin().await.unwrap();
-    let n = tx
-        .create_notification(NewNotification {
-            user_id: a_id.parse().unwrap(),
-            kind: "info".parse().unwrap(),
-            title: "hello".into(),
-            message: None,
-            data: None,
-        })
-        .await
-        .unwrap();
+    let n = fixtures::notification(&mut tx, a_id.parse().unwrap(), "hello").await;
     tx.commit().await.unwrap();
     assert_eq!(
         c.by(&a)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
 use flowstore_testkit::fixtures::item_texts;
-use flowstore_testkit::fixtures::{merged, one_step};
+use flowstore_testkit::fixtures::merged;
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
@@ -109,15 +109,9 @@ async fn task_links_and_project_summary(b: Arc<dyn Backend>) {
         DELETE "/api/v1/tasks/{first}" by a => 404;
         POST "/api/v1/handlers" with {"handler_type": "shell", "handler_name": "shell"} by c.admin => 201;
     );
-    let wf = json!({"name": "w", "status": "active", "definition": one_step("shell")});
-    let wf = c.by(&a).create_workflow(wf).await.want(201);
-    let started = c
-        .by(&a)
-        .start_run(wf["id"].as_str().unwrap(), json!({}))
-        .await
-        .want(201);
-    let run = started["run"]["id"].as_str().unwrap();
-    let tasks = c.by(&a).run_tasks(run).await.want(200);
+    let wf = c.shell_workflow(&a, "w").await;
+    let run = c.started_run(&a, &wf, json!({})).await;
+    let tasks = c.by(&a).run_tasks(&run).await.want(200);
     let step = tasks[0]["id"].as_str().unwrap();
     let e = c.by(&a).delete_task(step).await.want(409);
     assert_eq!(e["field"], "run_id");
@@ -259,15 +253,9 @@ async fn dependencies_change_after_creation(b: Arc<dyn Backend>) {
     requests!(c;
         POST "/api/v1/handlers" with {"handler_type": "shell", "handler_name": "shell"} by c.admin => 201;
     );
-    let wf = json!({"name": "w", "status": "active", "definition": one_step("shell")});
-    let wf = c.by(&a).create_workflow(wf).await.want(201);
-    let started = c
-        .by(&a)
-        .start_run(wf["id"].as_str().unwrap(), json!({}))
-        .await
-        .want(201);
-    let run = started["run"]["id"].as_str().unwrap();
-    let tasks = c.by(&a).run_tasks(run).await.want(200);
+    let wf = c.shell_workflow(&a, "w").await;
+    let run = c.started_run(&a, &wf, json!({})).await;
+    let tasks = c.by(&a).run_tasks(&run).await.want(200);
     let step = tasks[0]["id"].as_str().unwrap();
     let e = c
         .by(&a)

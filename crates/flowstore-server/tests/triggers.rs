@@ -10,7 +10,6 @@ use std::sync::Arc;
 use flowstore_core::model::identity::Role;
 use flowstore_core::model::trigger::sign;
 use flowstore_core::Backend;
-use flowstore_testkit::fixtures::one_step;
 use flowstore_testkit::{both_backends, TestApp};
 use serde_json::{json, Value};
 
@@ -25,8 +24,7 @@ both_backends!(
 /// An active one-step workflow of the holder of `key`: its ID.
 async fn workflow(c: &TestApp, key: &str, name: &str) -> String {
     c.shell_handler().await;
-    let body = json!({"name": name, "status": "active", "definition": one_step("shell")});
-    c.by(key).create_workflow(body).await.want_id(201)
+    c.shell_workflow(key, name).await
 }
 
 /// Creates a trigger on `wf` as the holder of `key`: the answer's body.
@@ -434,39 +432,23 @@ async fn what_stops_a_trigger(b: Arc<dyn Backend>) {
     assert_eq!(run["user_id"], bob_id);
 
     // Disabled: 404; enabled again: fires.
-    c.by(&bob)
-        .update_trigger(&id, json!({"active": false}))
-        .await
-        .want(200);
-    assert_eq!(fire().await.status, 404);
-    c.by(&bob)
-        .update_trigger(&id, json!({"active": true}))
-        .await
-        .want(200);
-    assert_eq!(fire().await.status, 202);
+    for (active, fired) in [(false, 404), (true, 202)] {
+        let patch = json!({ "active": active });
+        c.by(&bob).update_trigger(&id, patch).await.want(200);
+        assert_eq!(fire().await.status, fired, "active: {active}");
+    }
 
     // Its owner switched off, or demoted to viewer: 404 until restored.
     let user = format!("/api/v1/users/{bob_id}");
-    c.admin()
-        .patch(&user, json!({"status": "suspended"}))
-        .await
-        .want(200);
-    assert_eq!(fire().await.status, 404);
-    c.admin()
-        .patch(&user, json!({"status": "active"}))
-        .await
-        .want(200);
-    assert_eq!(fire().await.status, 202);
-    c.admin()
-        .patch(&user, json!({"role": "viewer"}))
-        .await
-        .want(200);
-    assert_eq!(fire().await.status, 404);
-    c.admin()
-        .patch(&user, json!({"role": "user"}))
-        .await
-        .want(200);
-    assert_eq!(fire().await.status, 202);
+    for (change, fired) in [
+        (json!({"status": "suspended"}), 404),
+        (json!({"status": "active"}), 202),
+        (json!({"role": "viewer"}), 404),
+        (json!({"role": "user"}), 202),
+    ] {
+        c.admin().patch(&user, change.clone()).await.want(200);
+        assert_eq!(fire().await.status, fired, "owner {change}");
+    }
 
     // The workflow inactive or archived: 409.
     c.by(&ada)

@@ -4,7 +4,7 @@
 //! inactive and unsubscribed webhooks get nothing, and an event is delivered once,
 //! also with two dispatchers at once; a served app dispatches by itself.
 
-use flowstore_testkit::both_backends;
+use flowstore_testkit::{both_backends, Served};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -280,15 +280,7 @@ async fn deliveries_are_signed_retried_recorded_once(b: Arc<dyn Backend>) {
 async fn a_served_app_dispatches(b: Arc<dyn Backend>) {
     let (r, base) = receiver().await;
     hook(&b, format!("{base}/served"), &["*"], true).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flowstore_server::serve(
-        listener,
-        AppState::with_config(b.clone(), config()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(AppState::with_config(b.clone(), config())).await;
     events(&b, 1..=1, "run.completed").await;
     let start = Instant::now();
     while r.on("served").is_empty() {
@@ -299,6 +291,5 @@ async fn a_served_app_dispatches(b: Arc<dyn Backend>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     verify(&r.on("served")[0]);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::Backend;
-use flowstore_testkit::{both_backends, Caller, TestApp};
+use flowstore_testkit::{both_backends, fixtures, Caller, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -18,17 +18,10 @@ both_backends!(
 
 async fn diamond(c: &TestApp) -> String {
     c.new_shell_handler().await;
-    let steps = json!([
-        {"key": "a", "handler": "shell"},
-        {"key": "b", "handler": "shell", "depends_on": ["a"]},
-        {"key": "c", "handler": "shell", "depends_on": ["a"]},
-        {"key": "d", "handler": "shell", "depends_on": ["b", "c"]}
-    ]);
+    let definition = fixtures::diamond(["a", "b", "c", "d"]);
     let wf = c
         .user()
-        .create_workflow(
-            json!({"name": "diamond", "status": "active", "definition": {"steps": steps}}),
-        )
+        .create_workflow(json!({"name": "diamond", "status": "active", "definition": definition}))
         .await;
     assert_eq!(wf.status, 201, "{}", wf.body);
     let wf = wf.body["id"].as_str().unwrap().to_string();

@@ -161,6 +161,24 @@ pub struct SqliteTx {
 }
 
 impl SqliteBackend {
+    /// What migrating up or down starts with: the writer lock (held until the
+    /// migration ends), a connection, and the migrations applied so far, refused
+    /// unless they are a history this build knows.
+    async fn migrating(
+        &self,
+    ) -> StoreResult<(
+        tokio::sync::MutexGuard<'_, ()>,
+        sqlx::pool::PoolConnection<Sqlite>,
+        Vec<migrate::AppliedMigration>,
+    )> {
+        let guard = self.writer.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        mig::ensure_table(&mut conn).await?;
+        let applied = mig::applied(&mut conn).await?;
+        migrate::verify(MIGRATIONS, &applied)?;
+        Ok((guard, conn, applied))
+    }
+
     /// Opens (creating when missing) the database at `settings.url`.
     pub async fn connect(settings: &SqliteSettings, keys: Arc<KeySource>) -> StoreResult<Self> {
         let memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
@@ -365,11 +383,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {
-        let _guard = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        mig::ensure_table(&mut conn).await?;
-        let applied = mig::applied(&mut conn).await?;
-        migrate::verify(MIGRATIONS, &applied)?;
+        let (_guard, mut conn, _) = self.migrating().await?;
         let mut done = Vec::new();
         for m in MIGRATIONS {
             if to.is_some_and(|t| m.version > t) {
@@ -385,11 +399,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn migrate_down(&self, to: i64) -> StoreResult<Vec<i64>> {
-        let _guard = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        mig::ensure_table(&mut conn).await?;
-        let applied = mig::applied(&mut conn).await?;
-        migrate::verify(MIGRATIONS, &applied)?;
+        let (_guard, mut conn, applied) = self.migrating().await?;
         let mut done = Vec::new();
         for m in MIGRATIONS.iter().rev() {
             if m.version <= to {

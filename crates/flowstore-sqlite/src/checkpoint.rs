@@ -83,12 +83,13 @@ mod tests {
 
     use super::*;
 
-    /// With automatic checkpoints off, committed pages stay in the log until
-    /// something copies them into the database file; the background task must.
-    #[tokio::test]
-    async fn the_background_task_copies_the_log_into_the_database_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ckpt.db");
+    /// A pool on a new WAL database at `file` with automatic checkpoints off (and
+    /// `more` options), holding an empty table `t` of blobs: what it writes stays in
+    /// the log until something checkpoints it.
+    async fn unchecked_pool(
+        file: &std::path::Path,
+        more: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> SqlitePool {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
             .unwrap()
             .create_if_missing(true)
@@ -96,13 +97,23 @@ mod tests {
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
-            .connect_with(options)
+            .connect_with(more(options))
             .await
             .unwrap();
         sqlx::query("CREATE TABLE t (b BLOB)")
             .execute(&pool)
             .await
             .unwrap();
+        pool
+    }
+
+    /// With automatic checkpoints off, committed pages stay in the log until
+    /// something copies them into the database file; the background task must.
+    #[tokio::test]
+    async fn the_background_task_copies_the_log_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ckpt.db");
+        let pool = unchecked_pool(&file, |o| o).await;
         sqlx::query(
             "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 256)
              INSERT INTO t SELECT randomblob(4000) FROM s",
@@ -134,21 +145,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bound.db");
         let wal = dir.path().join("bound.db-wal");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", "0")
-            .pragma("journal_size_limit", LOG_SIZE_LIMIT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (b BLOB)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let pool = unchecked_pool(&file, |o| o.pragma("journal_size_limit", LOG_SIZE_LIMIT)).await;
         for _ in 0..6 {
             sqlx::query(
                 "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 1000)

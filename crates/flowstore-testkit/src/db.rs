@@ -281,15 +281,7 @@ impl TestDb {
 
     /// A migrated [`Store`] on this database (`flowstore::Store::connect`).
     pub async fn store(&self) -> Store {
-        let store = Store::connect(&self.settings())
-            .await
-            .expect("test database opens");
-        store
-            .backend()
-            .migrate_up(None)
-            .await
-            .expect("migrations apply");
-        store
+        self.store_with(|_| {}).await
     }
 
     /// A migrated backend on this PostgreSQL database whose lagging reads go to

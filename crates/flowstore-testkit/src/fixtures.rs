@@ -8,12 +8,18 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 
 use flowstore::Store;
+use flowstore_core::admin::Finding;
 use flowstore_core::crypto::SecretString;
 use flowstore_core::ids::UserId;
 use flowstore_core::model::identity::{NewUser, Role, User};
-use flowstore_core::model::identity_access::NewApiKey;
+use flowstore_core::model::identity_access::{
+    NewApiKey, NewNotification, Notification, NotificationType,
+};
+use flowstore_core::model::integration::{Credential, CredentialType, NewCredential};
+use flowstore_core::model::ops::SecretValue;
 use flowstore_core::model::registry::{Handler, NewHandler};
 use flowstore_core::model::workflow::{NewWorkflow, Workflow, WorkflowStatus};
+use flowstore_core::time::Timestamp;
 use flowstore_core::{Backend, Tx};
 use serde_json::{json, Value};
 
@@ -71,6 +77,47 @@ pub async fn active_workflow(tx: &mut Box<dyn Tx>, name: &str, definition: Value
     .unwrap()
 }
 
+/// Creates an `info` notification for `user` with only a title.
+pub async fn notification(tx: &mut Box<dyn Tx>, user: UserId, title: &str) -> Notification {
+    tx.create_notification(NewNotification {
+        user_id: user,
+        kind: NotificationType::Info,
+        title: title.into(),
+        message: None,
+        data: None,
+    })
+    .await
+    .unwrap()
+}
+
+/// Creates an API-key credential `name` of no owner holding `secret`, expiring at
+/// `expires_at` when given.
+pub async fn credential(
+    tx: &mut Box<dyn Tx>,
+    name: &str,
+    secret: Value,
+    expires_at: Option<Timestamp>,
+) -> Credential {
+    tx.create_credential(NewCredential {
+        name: name.into(),
+        credential_type: CredentialType::ApiKey,
+        data: SecretValue::new(secret),
+        description: None,
+        expires_at,
+        owner_id: None,
+    })
+    .await
+    .unwrap()
+}
+
+/// The problems `flowstore check` finds in the store's database now (without the
+/// notes on what it could not check).
+pub async fn problems(store: &Store) -> Vec<Finding> {
+    let now = flowstore_core::time::now();
+    let (findings, _) = store.backend().admin().find_problems(now).await.unwrap();
+    findings
+}
+
 /// Runs raw SQL on the store's database: the rows it changed.
 pub async fn execute(store: &Store, sql: &str) -> u64 {
     store.backend().execute_raw(sql).await.unwrap()
@@ -118,6 +165,17 @@ pub async fn user_key(backend: &Arc<dyn Backend>, role: Role, email: &str) -> (S
 /// A definition of one step `a` run by `handler`.
 pub fn one_step(handler: &str) -> Value {
     json!({"steps": [{"key": "a", "handler": handler}]})
+}
+
+/// A definition of four `shell` steps in a diamond: the first, then the second and
+/// the third after it, then the last after both (keys as given, in that order).
+pub fn diamond([first, left, right, last]: [&str; 4]) -> Value {
+    json!({"steps": [
+        {"key": first, "handler": "shell"},
+        {"key": left, "handler": "shell", "depends_on": [first]},
+        {"key": right, "handler": "shell", "depends_on": [first]},
+        {"key": last, "handler": "shell", "depends_on": [left, right]}
+    ]})
 }
 
 /// `base` with the fields of `extra` set on it.
@@ -231,6 +289,21 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Creates a team `name` as the holder of `key` (an admin) with the users
+    /// `members` in it: its ID.
+    pub async fn team_with(&self, key: &str, name: &str, members: &[&str]) -> String {
+        let team = self
+            .by(key)
+            .create_team(json!({ "name": name }))
+            .await
+            .want_id(201);
+        for member in members {
+            let body = json!({ "user_id": member });
+            self.by(key).add_team_member(&team, body).await.want(201);
+        }
+        team
+    }
+
     /// Creates a team `name` as the admin: its ID.
     pub async fn team(&self, name: &str) -> String {
         self.admin()
@@ -247,5 +320,24 @@ impl TestApp {
             .create_handler(json!({"handler_type": "shell", "handler_name": "shell"}))
             .await
             .want(201);
+    }
+}
+
+impl TestApp {
+    /// Creates, as the holder of `key`, an active workflow `name` of one `shell` step
+    /// (see [`one_step`]): its ID.
+    pub async fn shell_workflow(&self, key: &str, name: &str) -> String {
+        let body = json!({"name": name, "status": "active", "definition": one_step("shell")});
+        self.by(key).create_workflow(body).await.want_id(201)
+    }
+
+    /// Starts a run of the workflow `wf` as the holder of `key`, with the request
+    /// `body` (201): the run's ID.
+    pub async fn started_run(&self, key: &str, wf: &str, body: Value) -> String {
+        let started = self.by(key).start_run(wf, body).await.want(201);
+        started["run"]["id"]
+            .as_str()
+            .expect("the run's ID")
+            .to_string()
     }
 }

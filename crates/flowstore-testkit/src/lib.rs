@@ -10,6 +10,7 @@
 //! - [`fixtures`]: the users, keys, teams and definitions many tests start from.
 //! - [`app`]: [`TestApp`], the server in process (`flowstore_server::app`) with a
 //!   method per endpoint the tests call.
+//! - [`served`]: [`Served`], the server as a process serves it, on a loopback port.
 //! - [`serial`]: a lock for the few tests that must not run beside each other.
 //! - [`pooler`]: a PgBouncer of the test's own in front of the tests' server;
 //!   `TestDb::pgbouncer` is a database reached through one.
@@ -21,11 +22,13 @@ pub mod db;
 pub mod fixtures;
 mod macros;
 pub mod pooler;
+pub mod served;
 pub mod smtp;
 pub mod tls;
 
 pub use app::{Answer, Caller, TestApp};
 pub use db::{pg_admin_url, PgDatabase, SqliteDatabase, TestDb, TestStore, ENCRYPTION_KEY};
+pub use served::Served;
 
 /// What the macros name through `$crate`.
 #[doc(hidden)]

@@ -298,6 +298,24 @@ async fn dependents(
     }))
 }
 
+/// One more column a refusal names after its first: `{table}.{column} → {target}`
+/// with how many `noun`s.
+fn pointer(table: &str, column: &str, target: &str, count: i64, noun: &str) -> String {
+    let s = if count == 1 { "" } else { "s" };
+    format!("{table}.{column} → {target} ({count} {noun}{s})")
+}
+
+/// The end of a refusal's message: `label` and the `others` it names after its
+/// first, or nothing when there are none.
+fn listing(label: &str, others: impl Iterator<Item = String>) -> String {
+    let others: Vec<String> = others.collect();
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!("; {label}: {}", others.join(", "))
+    }
+}
+
 /// The refusal of a `--replace` that would delete or blank rows outside the
 /// archive: names the first such column and lists the others.
 fn dependents_error(found: &[Dependents]) -> StoreError {
@@ -308,27 +326,11 @@ fn dependents_error(found: &[Dependents]) -> StoreError {
         OnDelete::Cascade => "delete those rows with them".to_string(),
         OnDelete::SetNull => format!("blank their {}", r.column),
     };
-    let others: Vec<String> = found[1..]
-        .iter()
-        .map(|o| {
-            format!(
-                "{}.{} → {} ({} row{})",
-                o.from.name,
-                o.reference.column,
-                o.table.name,
-                o.count,
-                if o.count == 1 { "" } else { "s" }
-            )
-        })
-        .collect();
-    let also = if others.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; also pointing at the archive's tables: {}",
-            others.join(", ")
-        )
-    };
+    let others = found[1..].iter().map(|o| {
+        let (from, column, to) = (o.from.name, o.reference.column, o.table.name);
+        pointer(from, column, to, o.count, "row")
+    });
+    let also = listing("also pointing at the archive's tables", others);
     let mut tables: Vec<&str> = Vec::new();
     for o in found {
         if !tables.contains(&o.from.name) {
@@ -497,24 +499,11 @@ fn missing_error(failures: &[Missing]) -> StoreError {
     } else {
         "which this database does not hold".to_string()
     };
-    let others: Vec<String> = failures[1..]
-        .iter()
-        .map(|o| {
-            format!(
-                "{}.{} → {} ({} value{})",
-                o.table.name,
-                o.reference.column,
-                o.reference.target,
-                o.count,
-                if o.count == 1 { "" } else { "s" }
-            )
-        })
-        .collect();
-    let also = if others.is_empty() {
-        String::new()
-    } else {
-        format!("; also missing: {}", others.join(", "))
-    };
+    let others = failures[1..].iter().map(|o| {
+        let (table, column, target) = (o.table.name, o.reference.column, o.reference.target);
+        pointer(table, column, target, o.count as i64, "value")
+    });
+    let also = listing("also missing", others);
     let mut lacking: Vec<&str> = Vec::new();
     for f in failures.iter().filter(|f| !f.target_in_archive) {
         if !lacking.contains(&f.reference.target) {

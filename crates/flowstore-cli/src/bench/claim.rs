@@ -73,10 +73,46 @@ pub(crate) struct RoundResult {
     pub complete: Samples,
 }
 
+/// What one worker of a round did: the (task, attempt) pairs it completed, its claim
+/// latencies and its completion latencies.
+pub(crate) type Worked = (Vec<(Uuid, i32)>, Samples, Samples);
+
 impl RoundResult {
     pub fn rate(&self) -> f64 {
         self.done.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// The round that took `elapsed`, its workers' results added up.
+    pub fn of_workers(elapsed: Duration, workers: impl IntoIterator<Item = Worked>) -> RoundResult {
+        let mut round = RoundResult {
+            elapsed,
+            done: Vec::new(),
+            claim: Samples::default(),
+            complete: Samples::default(),
+        };
+        for (done, claim, complete) in workers {
+            round.done.extend(done);
+            round.claim.extend(claim);
+            round.complete.extend(complete);
+        }
+        round
+    }
+}
+
+/// The round of the worker tasks `handles`, once all of them have finished: its time
+/// is counted from `start` to the last one's end.
+pub(crate) async fn join_round(
+    start: Instant,
+    handles: Vec<tokio::task::JoinHandle<StoreResult<Worked>>>,
+) -> StoreResult<RoundResult> {
+    let mut workers = Vec::with_capacity(handles.len());
+    for h in handles {
+        workers.push(
+            h.await
+                .map_err(|e| fail(format!("a worker panicked: {e}")))??,
+        );
+    }
+    Ok(RoundResult::of_workers(start.elapsed(), workers))
 }
 
 /// Inserts `n` ready tasks of handler type `handler`, without a run, in one statement.
@@ -304,21 +340,7 @@ async fn drive(
             StoreResult::Ok((done, claim_lat, complete_lat))
         }));
     }
-    let mut result = RoundResult {
-        elapsed: Duration::ZERO,
-        done: Vec::new(),
-        claim: Samples::default(),
-        complete: Samples::default(),
-    };
-    for h in handles {
-        let (done, c, k) = h
-            .await
-            .map_err(|e| fail(format!("a worker panicked: {e}")))??;
-        result.done.extend(done);
-        result.claim.extend(c);
-        result.complete.extend(k);
-    }
-    result.elapsed = start.elapsed();
+    let result = join_round(start, handles).await?;
     pb.finish_and_clear();
     Ok(result)
 }
@@ -372,31 +394,23 @@ async fn raw_claim(
 
 async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
     let changed = match raw {
-        Raw::Postgres(pool) => sqlx::query(
-            "UPDATE tasks SET status = 'completed', result = $3, completed_at = now(),
-                    lease_owner = NULL, lease_expires_at = NULL
-              WHERE id = $1 AND attempt = $2 AND status = 'running'",
-        )
-        .bind(task)
-        .bind(attempt)
-        .bind(json!({"ok": true}))
-        .execute(pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected(),
+        Raw::Postgres(pool) => {
+            let statement = sqlx::query(
+                "UPDATE tasks SET status = 'completed', result = $3, completed_at = now(),
+                        lease_owner = NULL, lease_expires_at = NULL
+                  WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            )
+            .bind(task)
+            .bind(attempt);
+            pg_write(pool, statement).await?
+        }
         Raw::Sqlite { pool, writer } => {
-            let _g = writer.lock().await;
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-            let n = sqlx::query(&sqlite_complete_sql())
+            let sql = sqlite_complete_sql();
+            let statement = sqlx::query(&sql)
                 .bind(task.as_bytes().to_vec())
                 .bind(attempt)
-                .bind("{\"ok\":true}")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-            tx.commit().await.map_err(db_err)?;
-            n
+                .bind("{\"ok\":true}");
+            sqlite_write(pool, writer, statement).await?
         }
     };
     if changed != 1 {
@@ -407,39 +421,64 @@ async fn raw_complete(raw: &Raw, task: Uuid, attempt: i32) -> StoreResult<()> {
     Ok(())
 }
 
-/// The floor's batch completion: one statement for the whole claimed batch, guarded
-/// by attempt and status like the single one.
-async fn raw_complete_batch(raw: &Raw, claimed: &[(Uuid, i32)]) -> StoreResult<()> {
-    let changed = match raw {
-        Raw::Postgres(pool) => sqlx::query(
-            "UPDATE tasks t SET status = 'completed', result = $3, completed_at = now(),
-                    lease_owner = NULL, lease_expires_at = NULL
-               FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempt)
-              WHERE t.id = u.id AND t.attempt = u.attempt AND t.status = 'running'",
-        )
-        .bind(claimed.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(claimed.iter().map(|c| c.1).collect::<Vec<_>>())
+/// Runs the completion `statement` on the PostgreSQL floor with its result (`$3`,
+/// `{"ok": true}`) bound, as one statement in a transaction of its own, and answers
+/// how many rows it changed.
+async fn pg_write<'q>(
+    pool: &sqlx::PgPool,
+    statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> StoreResult<u64> {
+    Ok(statement
         .bind(json!({"ok": true}))
         .execute(pool)
         .await
         .map_err(db_err)?
-        .rows_affected(),
+        .rows_affected())
+}
+
+/// Runs `statement` on the SQLite floor in a write transaction of its own, one writer
+/// at a time as flowstore's writer queue does, and answers how many rows it changed.
+async fn sqlite_write<'q>(
+    pool: &sqlx::SqlitePool,
+    writer: &tokio::sync::Mutex<()>,
+    statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+) -> StoreResult<u64> {
+    let _g = writer.lock().await;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let changed = statement
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+    tx.commit().await.map_err(db_err)?;
+    Ok(changed)
+}
+
+/// The floor's batch completion: one statement for the whole claimed batch, guarded
+/// by attempt and status like the single one.
+async fn raw_complete_batch(raw: &Raw, claimed: &[(Uuid, i32)]) -> StoreResult<()> {
+    let changed = match raw {
+        Raw::Postgres(pool) => {
+            let statement = sqlx::query(
+                "UPDATE tasks t SET status = 'completed', result = $3, completed_at = now(),
+                        lease_owner = NULL, lease_expires_at = NULL
+                   FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempt)
+                  WHERE t.id = u.id AND t.attempt = u.attempt AND t.status = 'running'",
+            )
+            .bind(claimed.iter().map(|c| c.0).collect::<Vec<_>>())
+            .bind(claimed.iter().map(|c| c.1).collect::<Vec<_>>());
+            pg_write(pool, statement).await?
+        }
         Raw::Sqlite { pool, writer } => {
             let list: Vec<serde_json::Value> = claimed
                 .iter()
                 .map(|(t, a)| json!([t.simple().to_string(), a]))
                 .collect();
-            let _g = writer.lock().await;
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-            let n = sqlx::query(&sqlite_complete_batch_sql())
+            let sql = sqlite_complete_batch_sql();
+            let statement = sqlx::query(&sql)
                 .bind(serde_json::Value::Array(list).to_string())
-                .bind("{\"ok\":true}")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-            tx.commit().await.map_err(db_err)?;
-            n
+                .bind("{\"ok\":true}");
+            sqlite_write(pool, writer, statement).await?
         }
     };
     if changed != claimed.len() as u64 {

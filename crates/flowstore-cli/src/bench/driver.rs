@@ -14,7 +14,9 @@ use flowstore_core::StoreResult;
 use rusqlite::{params, Connection};
 use uuid::Uuid;
 
-use super::claim::{sqlite_claim_sql, sqlite_complete_batch_sql, sqlite_complete_sql, RoundResult};
+use super::claim::{
+    sqlite_claim_sql, sqlite_complete_batch_sql, sqlite_complete_sql, RoundResult, Worked,
+};
 use super::{fail, Samples};
 
 /// Claims and completes `n` ready tasks of `handler` with `workers` threads, each on
@@ -62,18 +64,7 @@ fn drive_threads(
             })
             .collect::<StoreResult<Vec<_>>>()
     })?;
-    let mut round = RoundResult {
-        elapsed: start.elapsed(),
-        done: Vec::new(),
-        claim: Samples::default(),
-        complete: Samples::default(),
-    };
-    for (done, claim, complete) in results {
-        round.done.extend(done);
-        round.claim.extend(claim);
-        round.complete.extend(complete);
-    }
-    Ok(round)
+    Ok(RoundResult::of_workers(start.elapsed(), results))
 }
 
 /// A connection set up as flowstore sets up its own (WAL is already the file's mode).
@@ -93,8 +84,6 @@ fn open(
     .map_err(sq_err)?;
     Ok(conn)
 }
-
-type Worked = (Vec<(Uuid, i32)>, Samples, Samples);
 
 fn work(
     conn: &Connection,

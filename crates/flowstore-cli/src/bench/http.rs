@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::claim::{check_done, completion_mode, insert_ready_tasks, RoundResult, BATCHES};
+use super::claim::{
+    check_done, completion_mode, insert_ready_tasks, join_round, RoundResult, BATCHES,
+};
 use super::{bar, fail, median, peak_memory_mb, BenchOptions, Report, Row, Samples, Target};
 
 #[derive(Deserialize)]
@@ -242,21 +244,7 @@ async fn drive(
             StoreResult::Ok((done, claim_lat, complete_lat))
         }));
     }
-    let mut result = RoundResult {
-        elapsed: Duration::ZERO,
-        done: Vec::new(),
-        claim: Samples::default(),
-        complete: Samples::default(),
-    };
-    for h in handles {
-        let (done, c, k) = h
-            .await
-            .map_err(|e| fail(format!("a worker panicked: {e}")))??;
-        result.done.extend(done);
-        result.claim.extend(c);
-        result.complete.extend(k);
-    }
-    result.elapsed = start.elapsed();
+    let result = join_round(start, handles).await?;
     pb.finish_and_clear();
     Ok(result)
 }

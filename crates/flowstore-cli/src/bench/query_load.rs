@@ -161,6 +161,52 @@ fn sq_tasks() -> String {
     )
 }
 
+/// How the load is cut: runs 1 to `n` in transactions of `size` runs, begun with
+/// `begin`, with identifiers from the millisecond `base`.
+struct Chunks {
+    n: u64,
+    size: u64,
+    base: i64,
+    begin: &'static str,
+}
+
+impl Chunks {
+    /// Runs each of `statements` (which read the chunk's first and last run and the
+    /// base as `$1`, `$2`, `$3`) chunk by chunk, a transaction a chunk, on either
+    /// database.
+    async fn load<DB>(
+        &self,
+        conn: &mut DB::Connection,
+        statements: &[String],
+        pb: &indicatif::ProgressBar,
+    ) -> StoreResult<()>
+    where
+        DB: sqlx::Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    {
+        let mut from = 1u64;
+        while from <= self.n {
+            let to = (from + self.size - 1).min(self.n);
+            let mut tx = conn.begin_with(self.begin).await.map_err(db_err)?;
+            for sql in statements {
+                sqlx::query(sql)
+                    .bind(from as i64)
+                    .bind(to as i64)
+                    .bind(self.base)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+            pb.set_position(to);
+            from = to + 1;
+        }
+        Ok(())
+    }
+}
+
 /// Loads `opts.runs` runs with their metrics and tasks (the rollups follow by
 /// trigger) and analyses; returns how long that took.
 pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Duration> {
@@ -179,23 +225,15 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
                 sqlx::query(sql).execute(&mut *conn).await.map_err(db_err)?;
             }
             let statements = [pg_runs(), pg_metrics(), pg_tasks()];
-            let mut from = 1u64;
-            while from <= n {
-                let to = (from + PG_CHUNK - 1).min(n);
-                let mut tx = conn.begin().await.map_err(db_err)?;
-                for sql in &statements {
-                    sqlx::query(sql)
-                        .bind(from as i64)
-                        .bind(to as i64)
-                        .bind(base)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
-                tx.commit().await.map_err(db_err)?;
-                pb.set_position(to);
-                from = to + 1;
-            }
+            let chunks = Chunks {
+                n,
+                size: PG_CHUNK,
+                base,
+                begin: "BEGIN",
+            };
+            chunks
+                .load::<sqlx::Postgres>(&mut *conn, &statements, &pb)
+                .await?;
             // Leave the database at rest before the reads are timed, as a database
             // of this size in service would be, rather than freshly loaded: the
             // counter bumps left a dead version per run behind the few live rows,
@@ -221,23 +259,16 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
                 .await
                 .map_err(db_err)?;
             let statements = [sq_runs(), sq_metrics(), sq_tasks()];
-            let mut from = 1u64;
-            while from <= n {
-                let to = (from + SQLITE_CHUNK - 1).min(n);
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-                for sql in &statements {
-                    sqlx::query(sql)
-                        .bind(from as i64)
-                        .bind(to as i64)
-                        .bind(base)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
-                tx.commit().await.map_err(db_err)?;
-                pb.set_position(to);
-                from = to + 1;
-            }
+            let begin = "BEGIN IMMEDIATE";
+            let chunks = Chunks {
+                n,
+                size: SQLITE_CHUNK,
+                base,
+                begin,
+            };
+            chunks
+                .load::<sqlx::Sqlite>(&mut *conn, &statements, &pb)
+                .await?;
             sqlx::query("ANALYZE")
                 .execute(&mut *conn)
                 .await

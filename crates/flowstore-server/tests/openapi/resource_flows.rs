@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use flowstore_core::model::identity_access::NewNotification;
 use flowstore_core::Backend;
+use flowstore_testkit::fixtures;
 use serde_json::json;
 
 use super::{id, Checked, Keys};
@@ -89,16 +89,7 @@ pub async fn tasks_to_keys(t: &Checked, b: &Arc<dyn Backend>, k: &Keys, pid: &st
         admin GET "/api/v1/teams" [] => 200;
     );
     let mut tx = b.begin().await.unwrap();
-    let n = tx
-        .create_notification(NewNotification {
-            user_id: a_id.parse().unwrap(),
-            kind: "info".parse().unwrap(),
-            title: "done".into(),
-            message: None,
-            data: None,
-        })
-        .await
-        .unwrap();
+    let n = fixtures::notification(&mut tx, a_id.parse().unwrap(), "done").await;
     tx.commit().await.unwrap();
     walk!(t;
         a GET "/api/v1/notifications" [] => 200;

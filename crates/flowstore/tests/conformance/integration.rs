@@ -16,6 +16,8 @@ use flowstore_testkit::fixtures::execute;
 use flowstore_testkit::fixtures::user_id;
 use serde_json::json;
 
+use crate::conformance::raw::uuid_lit;
+
 conformance!(
     credentials_round_trip,
     secrets_are_sealed_at_rest_and_hidden,
@@ -58,14 +60,6 @@ pub async fn count_where(store: &Store, table: &str, condition: &str) -> u64 {
         &format!("UPDATE {table} SET {set} WHERE {condition}"),
     )
     .await
-}
-
-/// A SQL literal for a UUID column on this backend.
-pub fn uuid_lit(store: &Store, id: uuid::Uuid) -> String {
-    match store.kind() {
-        BackendKind::Sqlite => format!("X'{}'", id.simple()),
-        BackendKind::Postgres => format!("'{id}'::uuid"),
-    }
 }
 
 async fn credentials_round_trip(store: Store) {

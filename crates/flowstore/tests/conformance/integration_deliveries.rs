@@ -13,7 +13,8 @@ use flowstore::model::workflow::NewWorkflow;
 use flowstore::{time, PageRequest, Store};
 use serde_json::json;
 
-use crate::conformance::integration::{count_where, uuid_lit, webhook};
+use crate::conformance::integration::{count_where, webhook};
+use crate::conformance::raw::uuid_lit;
 use flowstore_testkit::fixtures::user_id;
 
 conformance!(

@@ -7,7 +7,7 @@ use flowstore::model::metric::{AggregateFilter, NewMetric};
 use flowstore::model::run::{ExecutionPatch, NewExecution};
 use flowstore::{Store, StoreError};
 use flowstore_core::admin::FindingKind;
-use flowstore_testkit::fixtures::execute;
+use flowstore_testkit::fixtures::{execute, problems};
 
 conformance!(
     applying_twice_is_a_no_op,
@@ -136,12 +136,7 @@ async fn counted(store: &Store, wf: &str) -> (i64, i64, i64) {
 /// The counter probes only: on a schema migrated down they run as well, where the
 /// rest of `check` (the audit log's signed head) needs tables that are not there.
 async fn no_counter_drift(store: &Store) {
-    let (findings, _) = store
-        .backend()
-        .admin()
-        .find_problems(flowstore::time::now())
-        .await
-        .unwrap();
+    let findings = problems(store).await;
     assert!(
         !findings.iter().any(|f| matches!(
             f.kind,

@@ -15,6 +15,7 @@ mod integration_deliveries;
 mod migrations;
 mod ops;
 mod projects;
+mod raw;
 mod registry;
 mod runs;
 mod seed_compat;

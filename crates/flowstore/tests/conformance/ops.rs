@@ -11,6 +11,8 @@ use flowstore_core::BackendKind;
 use flowstore_testkit::fixtures::execute;
 use serde_json::json;
 
+use crate::conformance::raw::{self, insert_one, uuid_lit};
+
 conformance!(
     logs_append_and_filter,
     log_bad_input_writes_nothing,
@@ -21,36 +23,14 @@ conformance!(
     reseal_keeps_values_readable,
 );
 
-/// The SQL literal of `id` in this store's UUID column type.
-fn uuid_literal(store: &Store, id: uuid::Uuid) -> String {
-    match store.kind() {
-        BackendKind::Sqlite => format!("X'{}'", id.simple()),
-        BackendKind::Postgres => format!("'{id}'::uuid"),
-    }
-}
-
-/// A `workflow_executions` row written by hand, so these tests do not depend on the
-/// runs area.
-async fn raw_run(store: &Store) -> RunId {
-    let id = RunId::new();
-    let sql = format!(
-        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name) \
-         VALUES ({}, 'exec-{}', 'wf', 'Workflow')",
-        uuid_literal(store, id.0),
-        id.0.simple()
-    );
-    assert_eq!(store.backend().execute_raw(&sql).await.unwrap(), 1);
-    id
-}
-
 /// A task row written by hand.
 async fn raw_task(store: &Store) -> TaskId {
     let id = TaskId::new();
     let sql = format!(
         "INSERT INTO tasks (id, title) VALUES ({}, 'a task')",
-        uuid_literal(store, id.0)
+        uuid_lit(store, id.0)
     );
-    assert_eq!(store.backend().execute_raw(&sql).await.unwrap(), 1);
+    insert_one(store, &sql).await;
     id
 }
 
@@ -59,7 +39,7 @@ fn entry(level: LogLevel, message: &str) -> NewLogEntry {
 }
 
 async fn logs_append_and_filter(store: Store) {
-    let run = raw_run(&store).await;
+    let run = raw::run(&store).await;
     let task = raw_task(&store).await;
     let t0 = flowstore::time::now() - TimeDelta::hours(1);
     let at = |secs: i64| Some(t0 + TimeDelta::seconds(secs));
@@ -179,7 +159,7 @@ async fn logs_append_and_filter(store: Store) {
 }
 
 async fn log_bad_input_writes_nothing(store: Store) {
-    let run = raw_run(&store).await;
+    let run = raw::run(&store).await;
     let mut tx = store.begin().await.unwrap();
     assert_err!(
         tx.append_log(entry(LogLevel::Info, "  ")).await,

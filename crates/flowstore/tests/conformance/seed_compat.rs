@@ -11,7 +11,7 @@ use flowstore::model::run::RunStatus;
 use flowstore::model::task::{NewTask, TaskPatch};
 use flowstore::{PageRequest, Store};
 use flowstore_core::admin::FindingKind;
-use flowstore_testkit::fixtures::execute;
+use flowstore_testkit::fixtures::{execute, problems};
 use uuid::Uuid;
 
 conformance!(
@@ -164,12 +164,7 @@ async fn metrics_inserted_by_seed_000_keep_rollups(store: Store) {
     )
     .await;
 
-    let (findings, _) = store
-        .backend()
-        .admin()
-        .find_problems(flowstore::time::now())
-        .await
-        .unwrap();
+    let findings = problems(&store).await;
     assert!(
         !findings
             .iter()

@@ -6,9 +6,9 @@ use chrono::TimeDelta;
 use flowstore::model::identity::{
     check_password, HashedPassword, Role, User, UserPatch, UserStatus,
 };
-use flowstore::model::identity_access::{NewNotification, NewSession, NotificationType};
+use flowstore::model::identity_access::NewSession;
 use flowstore::{time, Store, Tx};
-use flowstore_testkit::fixtures::{user_with_password, PASSWORD};
+use flowstore_testkit::fixtures::{notification, user_with_password, PASSWORD};
 
 conformance!(
     a_password_change_ends_every_other_session,
@@ -119,16 +119,7 @@ async fn active_admins_are_counted(store: Store) {
 async fn notifications_are_read_one_by_one(store: Store) {
     let mut tx = store.begin().await.unwrap();
     let u = user_with_password(&mut tx, "ada@example.com", Role::User).await;
-    let n = tx
-        .create_notification(NewNotification {
-            user_id: u.id,
-            kind: NotificationType::Info,
-            title: "hello".into(),
-            message: None,
-            data: None,
-        })
-        .await
-        .unwrap();
+    let n = notification(&mut tx, u.id, "hello").await;
     let got = tx.get_notification(n.id).await.unwrap();
     assert_eq!(got, n);
     tx.delete_notification(n.id).await.unwrap();

@@ -14,6 +14,8 @@ use flowstore::model::task::{NewTask, TaskPatch, TaskStatus};
 use flowstore::{PageRequest, Store, StoreError, Tx};
 use serde_json::{json, Value};
 
+use crate::conformance::raw::{self, insert_one, uuid_lit};
+
 conformance!(
     standalone_task_round_trip,
     bad_task_input_is_refused,
@@ -30,37 +32,15 @@ conformance!(
     summaries_from_views,
 );
 
-/// A UUID as a literal in raw SQL for this store's backend.
-fn lit(store: &Store, u: uuid::Uuid) -> String {
-    if format!("{:?}", store.kind()) == "Sqlite" {
-        format!("X'{}'", u.simple())
-    } else {
-        format!("'{u}'")
-    }
-}
-
 /// A workflow row, written with raw SQL so that these tests do not depend on the
 /// workflows area.
 async fn workflow(store: &Store) -> WorkflowId {
     let id = WorkflowId::new();
     let sql = format!(
         "INSERT INTO workflows (id, name) VALUES ({}, 'wf')",
-        lit(store, id.0)
+        uuid_lit(store, id.0)
     );
-    store.backend().execute_raw(&sql).await.unwrap();
-    id
-}
-
-/// A run row, written with raw SQL.
-async fn run(store: &Store) -> RunId {
-    let id = RunId::new();
-    let sql = format!(
-        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name) \
-         VALUES ({}, '{}', 'wf', 'wf')",
-        lit(store, id.0),
-        id.0.simple()
-    );
-    store.backend().execute_raw(&sql).await.unwrap();
+    insert_one(store, &sql).await;
     id
 }
 
@@ -366,7 +346,7 @@ async fn dependencies_change_after_creation(store: Store) {
     let claimed: Vec<TaskId> = claimed.iter().map(|c| c.task_id).collect();
     assert_eq!(claimed, vec![free.id]);
 
-    let r = run(&store).await;
+    let r = raw::run(&store).await;
     let mut tx = store.begin().await.unwrap();
     // A running task may lose a dependency but not gain one.
     assert_err!(
@@ -728,7 +708,7 @@ async fn keyset_pages_of_tasks(store: Store) {
 
 async fn progress_counts_by_status(store: Store) {
     let wf = workflow(&store).await;
-    let r = run(&store).await;
+    let r = raw::run(&store).await;
     let mut tx = store.begin().await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..4 {
