@@ -283,16 +283,19 @@ async fn three_servers_share_runs_and_survive_losing_one(db: &TestDb) {
         "both survivors' streams heard every run end"
     );
 
+    // A completion the killed server committed but could not answer is done
+    // without its worker hearing so: the workers heard at most one success per
+    // task, and the attempts below say what the database holds.
     let done = done.lock().unwrap().clone();
-    assert_eq!(
-        done.len(),
-        RUNS * STEPS,
-        "every task was completed: {done:?}"
+    assert!(
+        done.len() <= RUNS * STEPS && done.len() >= RUNS * STEPS / 2,
+        "{done:?}"
     );
     assert!(
         done.values().all(|n| *n == 1),
         "no task was completed twice: {done:?}"
     );
+    let mut tasks = std::collections::HashSet::new();
     let runs = runs.lock().unwrap().clone();
     for run in &runs {
         let (status, r) = call(&b, &key, "GET", &format!("/api/v1/runs/{run}"), None).await;
@@ -309,6 +312,7 @@ async fn three_servers_share_runs_and_survive_losing_one(db: &TestDb) {
         assert_eq!(status, 200);
         let attempts = attempts.as_array().unwrap();
         for step_task in attempts.iter().map(|t| t["task_id"].as_str().unwrap()) {
+            tasks.insert(step_task.to_string());
             let completed = attempts
                 .iter()
                 .filter(|t| t["task_id"] == step_task && t["execution_status"] == "completed")
@@ -337,11 +341,15 @@ async fn three_servers_share_runs_and_survive_losing_one(db: &TestDb) {
             }
         }
     }
+    assert_eq!(
+        tasks.len(),
+        RUNS * STEPS,
+        "every task of every run was completed once"
+    );
     for task in &held {
-        assert_eq!(
-            done.get(task),
-            Some(&1),
-            "the held task {task} was completed"
+        assert!(
+            tasks.contains(task),
+            "the held task {task} was taken over and completed"
         );
     }
     drop((s1, s2));

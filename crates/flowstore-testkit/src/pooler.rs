@@ -46,16 +46,6 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Whether this process runs as root, which PgBouncer refuses to do: it is then
-/// told to switch to the `postgres` user.
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 impl Bouncer {
     /// Starts a PgBouncer in `mode` (session or transaction pooling) in front of the
     /// server of `admin_url`, and waits until it accepts connections.
@@ -116,7 +106,8 @@ impl Bouncer {
         let config = dir.path().join("pgbouncer.ini");
         std::fs::write(&config, text).expect("pgbouncer.ini");
         let mut command = Command::new(binary());
-        if is_root() {
+        // PgBouncer refuses to run as root: it is then told to switch users.
+        if crate::tls::is_root() {
             command.args(["-u", "postgres"]);
         }
         let mut child = command

@@ -62,7 +62,7 @@ fn find_bin() -> PathBuf {
 }
 
 /// Whether this process runs as root, whom initdb and postgres refuse.
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

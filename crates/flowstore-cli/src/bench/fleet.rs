@@ -15,56 +15,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowstore_core::model::identity::Role;
-use flowstore_core::model::identity_access::NewApiKey;
 use flowstore_core::StoreResult;
-use flowstore_server::{AppState, ServerConfig};
 use serde_json::{json, Value};
 
-use super::{fail, BenchOptions, Raw, Report, Row, Samples, Target};
-
-/// One server of the fleet, stopped when dropped.
-struct Server {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(target: &Target) -> StoreResult<Server> {
-        let backend = target.another_backend().await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| fail(format!("cannot listen on 127.0.0.1:0: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| fail(format!("listener address: {e}")))?;
-        let state = AppState::with_config(
-            backend,
-            ServerConfig {
-                rate_per_second: 1e9,
-                rate_burst: 1e9,
-                ..ServerConfig::default()
-            },
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(flowstore_server::serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
-        Ok(Server {
-            base: format!("http://{addr}/api/v1"),
-            stop: Some(stop),
-            task,
-        })
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
-}
+use super::{admin_key, fail, BenchOptions, InProcess, Raw, Report, Row, Samples, Target};
 
 /// What a stream delivered: each chunk with the instant it arrived.
 type Heard = Arc<Mutex<Vec<(Instant, String)>>>;
@@ -129,20 +83,11 @@ pub(crate) async fn run(
     opts: &BenchOptions,
     report: &mut Report,
 ) -> StoreResult<()> {
-    let mut tx = target.backend.begin().await?;
-    let key = tx
-        .create_api_key(NewApiKey {
-            name: "bench fleet".into(),
-            role: Some(Role::Admin),
-            ..NewApiKey::default()
-        })
-        .await?;
-    tx.commit().await?;
-    let key = key.key.expose().to_string();
+    let key = admin_key(target, "bench fleet").await?;
     let servers = [
-        Server::start(target).await?,
-        Server::start(target).await?,
-        Server::start(target).await?,
+        InProcess::start(target.another_backend().await?).await?,
+        InProcess::start(target.another_backend().await?).await?,
+        InProcess::start(target.another_backend().await?).await?,
     ];
     let result = measure(target, opts, report, &servers, &key).await;
     for s in servers {
@@ -155,7 +100,7 @@ async fn measure(
     target: &Target,
     opts: &BenchOptions,
     report: &mut Report,
-    servers: &[Server; 3],
+    servers: &[InProcess; 3],
     key: &str,
 ) -> StoreResult<()> {
     let (a, b) = (&servers[0].base, &servers[1].base);
@@ -255,25 +200,7 @@ async fn measure(
     complete_all(&client, b, key, &drain).await?;
     let mut woken = Samples::default();
     for _ in 0..samples.min(100) {
-        let waiting = {
-            let (client, url, key, handler) = (
-                client.clone(),
-                format!("{b}/worker/claim"),
-                key.to_string(),
-                handler.clone(),
-            );
-            tokio::spawn(async move {
-                let claimed = post(
-                    &client,
-                    url,
-                    &key,
-                    json!({"worker_id": "waiting", "handler_types": [handler],
-                    "limit": 1, "lease_ms": 60000, "wait_ms": 10000}),
-                )
-                .await;
-                (Instant::now(), claimed)
-            })
-        };
+        let waiting = waiting_claim(&client, b, key, &handler, "waiting".into(), 10_000);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let sent = Instant::now();
         post(&client, runs_url.clone(), key, json!({})).await?;
@@ -304,24 +231,7 @@ async fn measure(
         let span = Duration::from_secs(2 * u64::from(opts.rounds.clamp(1, 10)));
         let quiet = transactions_per_second(pool, span).await?;
         let waiting: Vec<_> = (0..idle)
-            .map(|i| {
-                let (client, url, key, handler) = (
-                    client.clone(),
-                    format!("{b}/worker/claim"),
-                    key.to_string(),
-                    handler.clone(),
-                );
-                tokio::spawn(async move {
-                    let _ = post(
-                        &client,
-                        url,
-                        &key,
-                        json!({"worker_id": format!("idle-{i}"), "handler_types": [handler],
-                        "limit": 1, "lease_ms": 60000, "wait_ms": 30000}),
-                    )
-                    .await;
-                })
-            })
+            .map(|i| waiting_claim(&client, b, key, &handler, format!("idle-{i}"), 30_000))
             .collect();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let busy = transactions_per_second(pool, span).await?;
@@ -342,6 +252,29 @@ async fn measure(
         });
     }
     Ok(())
+}
+
+/// A claim of one task of `handler` on `base` that waits up to `wait_ms`; answers
+/// when it returned, and what.
+fn waiting_claim(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    handler: &str,
+    worker: String,
+    wait_ms: u64,
+) -> tokio::task::JoinHandle<(Instant, StoreResult<Value>)> {
+    let (client, url, key) = (
+        client.clone(),
+        format!("{base}/worker/claim"),
+        key.to_string(),
+    );
+    let body = json!({"worker_id": worker, "handler_types": [handler], "limit": 1,
+        "lease_ms": 60000, "wait_ms": wait_ms});
+    tokio::spawn(async move {
+        let claimed = post(&client, url, &key, body).await;
+        (Instant::now(), claimed)
+    })
 }
 
 /// Completes every task of a claim's answer on `base`.

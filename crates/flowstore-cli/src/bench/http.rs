@@ -1,12 +1,9 @@
 //! The `http` workload: the claim/complete cycle through `flowstore serve`, run in
 //! this process on 127.0.0.1:0, by W HTTP workers with reqwest.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use flowstore_core::model::identity::Role;
-use flowstore_core::model::identity_access::NewApiKey;
 use flowstore_core::StoreResult;
-use flowstore_server::{AppState, ServerConfig};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -14,7 +11,10 @@ use uuid::Uuid;
 use super::claim::{
     check_done, completion_mode, insert_ready_tasks, join_round, RoundResult, BATCHES,
 };
-use super::{bar, fail, median, peak_memory_mb, BenchOptions, Report, Row, Samples, Target};
+use super::{
+    admin_key, bar, fail, median, peak_memory_mb, BenchOptions, InProcess, Report, Row, Samples,
+    Target,
+};
 
 #[derive(Deserialize)]
 struct Claimed {
@@ -37,45 +37,16 @@ pub(crate) async fn run(
     opts: &BenchOptions,
     report: &mut Report,
 ) -> StoreResult<()> {
-    let mut tx = target.backend.begin().await?;
-    let key = tx
-        .create_api_key(NewApiKey {
-            name: "bench".into(),
-            role: Some(Role::Admin),
-            ..NewApiKey::default()
-        })
-        .await?;
-    tx.commit().await?;
-    let key = key.key.expose().to_string();
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| fail(format!("cannot listen on 127.0.0.1:0: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| fail(format!("listener address: {e}")))?;
-    // The per-key rate limit is lifted: the bench measures the server, not the limit.
-    let state = AppState::with_config(
-        target.backend.clone(),
-        ServerConfig {
-            rate_per_second: 1e9,
-            rate_burst: 1e9,
-            ..ServerConfig::default()
-        },
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flowstore_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://{addr}/api/v1");
+    let key = admin_key(target, "bench").await?;
+    let server = InProcess::start(target.backend.clone()).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.workers as usize * 2)
         .build()
         .map_err(|e| fail(format!("HTTP client: {e}")))?;
 
     let result = measure(target, opts, report, &client, &base, &key).await;
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    server.stop().await;
     result
 }
 

@@ -436,6 +436,66 @@ async fn run_on(target: &Target, opts: &BenchOptions) -> StoreResult<Report> {
     Ok(report)
 }
 
+/// A new admin API key on the target's database, for the workloads over HTTP.
+pub(crate) async fn admin_key(target: &Target, name: &str) -> StoreResult<String> {
+    use flowstore_core::model::identity::Role;
+    use flowstore_core::model::identity_access::NewApiKey;
+    let mut tx = target.backend.begin().await?;
+    let key = tx
+        .create_api_key(NewApiKey {
+            name: name.into(),
+            role: Some(Role::Admin),
+            ..NewApiKey::default()
+        })
+        .await?;
+    tx.commit().await?;
+    Ok(key.key.expose().to_string())
+}
+
+/// `flowstore serve` in this process on 127.0.0.1:0 over a backend, with the
+/// per-key rate limit lifted (the bench measures the server, not the limit).
+pub(crate) struct InProcess {
+    /// `http://127.0.0.1:port/api/v1`.
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    pub async fn start(backend: Arc<dyn Backend>) -> StoreResult<InProcess> {
+        use flowstore_server::{AppState, ServerConfig};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| fail(format!("cannot listen on 127.0.0.1:0: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| fail(format!("listener address: {e}")))?;
+        let state = AppState::with_config(
+            backend,
+            ServerConfig {
+                rate_per_second: 1e9,
+                rate_burst: 1e9,
+                ..ServerConfig::default()
+            },
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(flowstore_server::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Ok(InProcess {
+            base: format!("http://{addr}/api/v1"),
+            stop,
+            task,
+        })
+    }
+
+    /// Stops it, waiting up to 10 s for its requests in flight.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
 /// A progress bar on stderr, hidden unless asked for and stderr is a terminal.
 pub(crate) fn bar(opts: &BenchOptions, len: u64, message: String) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(
