@@ -237,12 +237,9 @@ impl Keyring {
 
     /// Opens a value sealed by any key of this ring.
     pub fn open(&self, sealed: &Sealed) -> StoreResult<Vec<u8>> {
-        let key = self.key(&sealed.key_id).ok_or_else(|| {
-            StoreError::internal(format!(
-                "value sealed with key {} but that key is not configured",
-                sealed.key_id
-            ))
-        })?;
+        let key = self
+            .key(&sealed.key_id)
+            .ok_or_else(|| StoreError::KeyMissing(sealed.key_id.clone()))?;
         if sealed.bytes.len() < NONCE_LEN {
             return Err(StoreError::internal("sealed value is truncated"));
         }

@@ -57,6 +57,10 @@ pub enum StoreError {
     /// The schema is not in a state this binary can work with.
     #[error("migration: {0}")]
     Migration(String),
+    /// A value was sealed with an encryption key this process does not hold (the
+    /// key's ID): another server's key, or one a rotation dropped too early.
+    #[error("value sealed with key {0}, which is not configured here")]
+    KeyMissing(String),
     /// Anything else: a bug or an unexpected driver error. Not shown to clients.
     #[error("internal storage error: {0}")]
     Internal(Cause),

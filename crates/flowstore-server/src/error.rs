@@ -168,6 +168,20 @@ impl From<StoreError> for Problem {
                     "the database schema is not at the version this server needs",
                 )
             }
+            // Not the client's fault and not a bug: the servers were given different
+            // keys. The key's ID is a fingerprint, not the key.
+            StoreError::KeyMissing(ref key_id) => {
+                tracing::error!(key_id = %key_id, "a value is sealed with a key this server does not hold");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "key-missing",
+                    format!(
+                        "this value is sealed with encryption key {key_id}, which this server does not hold; \
+                         give every server the same key (ENCRYPTION_KEY, or the same key file in \
+                         FLOWSTORE_KEY_FILE, with keys a rotation replaced in ENCRYPTION_KEY_PREVIOUS)"
+                    ),
+                )
+            }
             StoreError::Internal(ref cause) => Problem::internal(cause),
         }
     }

@@ -17,7 +17,8 @@ flowstore_testkit::__per_backend!(pooled; db => &db;
     a_key_revoked_on_one_server_stops_working_on_another,
     a_demoted_users_key_loses_the_role_on_every_server,
     the_scrape_tells_the_feed_the_schema_and_the_waits,
-    health_reports_the_time_build_pool_and_schema
+    health_reports_the_time_build_pool_and_schema,
+    a_server_without_the_key_names_it_instead_of_failing
 );
 
 /// Polls that never come within a test: a wake-up can only come from the feed.
@@ -438,4 +439,41 @@ async fn a_primary_that_cannot_take_writes_is_not_ready() {
         answer["type"].as_str().unwrap_or("").ends_with("read-only"),
         "{answer}"
     );
+}
+
+/// A server given another key than the one a value was sealed with (two servers
+/// started on an empty database with different keys) answers 503 `key-missing`
+/// naming the key's ID and the settings to fix, never a 500.
+async fn a_server_without_the_key_names_it_instead_of_failing(db: &TestDb) {
+    let a = TestApp::new(db.backend().await).await;
+    let body = json!({"name": "registry", "type": "basic_auth",
+        "data": {"user": "ci", "password": "hunter2"}});
+    let cred = a.admin().create_credential(body).await.want_id(201);
+    let other = db
+        .store_with(|s| s.encryption_key = Some("ab".repeat(32)))
+        .await;
+    let b = TestApp::new(other.backend_arc()).await;
+    let refused = b
+        .admin()
+        .post_empty(&format!("/api/v1/credentials/{cred}/reveal"))
+        .await
+        .want(503);
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("key-missing"),
+        "{refused}"
+    );
+    let detail = refused["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("ENCRYPTION_KEY") && detail.contains("FLOWSTORE_KEY_FILE"),
+        "{refused}"
+    );
+    let answer = a
+        .admin()
+        .post_empty(&format!("/api/v1/credentials/{cred}/reveal"))
+        .await
+        .want(200);
+    assert_eq!(answer["data"]["password"], "hunter2");
 }
