@@ -191,7 +191,9 @@ async fn rotation(url: String) {
     only_b.close().await;
     let only_a = store(&url, KEY_A, &[]).await;
     match read_back(&only_a, &creds, hook).await {
-        Err(StoreError::Internal(msg)) => assert!(msg.contains("not configured"), "{msg}"),
+        Err(e @ StoreError::KeyMissing(_)) => {
+            assert!(e.to_string().contains("not configured"), "{e}")
+        }
         other => panic!("key A should open nothing now: {other:?}"),
     }
     // Nor can A check the head B signed, nor sign a new one after it.

@@ -59,7 +59,11 @@ pub enum StoreError {
     Migration(String),
     /// A value was sealed with an encryption key this process does not hold (the
     /// key's ID): another server's key, or one a rotation dropped too early.
-    #[error("value sealed with key {0}, which is not configured here")]
+    #[error(
+        "value sealed with key {0}, which is not configured here: give the key it was sealed \
+         with (ENCRYPTION_KEY or the key file in FLOWSTORE_KEY_FILE, or ENCRYPTION_KEY_PREVIOUS \
+         during a rotation)"
+    )]
     KeyMissing(String),
     /// Anything else: a bug or an unexpected driver error. Not shown to clients.
     #[error("internal storage error: {0}")]

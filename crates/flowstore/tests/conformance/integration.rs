@@ -280,8 +280,12 @@ async fn a_wrong_or_missing_key_fails_clearly(store: Store) {
     .await;
     let mut tx = store.begin().await.unwrap();
     match tx.reveal_credential(c.id).await {
-        Err(StoreError::Internal(msg)) => {
-            assert!(msg.contains("feedfacefeedface"), "{msg}");
+        Err(e @ StoreError::KeyMissing(_)) => {
+            let msg = e.to_string();
+            assert!(
+                matches!(&e, StoreError::KeyMissing(id) if id == "feedfacefeedface"),
+                "{e:?}"
+            );
             assert!(msg.contains("not configured"), "{msg}");
             assert!(msg.contains("ENCRYPTION_KEY"), "{msg}");
         }
