@@ -479,18 +479,15 @@ impl PostgresBackend {
         // transaction (transaction pooler). A transaction pooler may also lend each
         // transaction another server connection, so no statement is kept prepared
         // across transactions.
-        let (options, transition_options) = match settings.pooler {
-            Pooler::None => (
-                options.clone().options(general.clone()),
-                options
-                    .options(general.clone())
-                    .options(TRANSITION_SETTINGS),
-            ),
-            Pooler::Session => (options.clone(), options),
-            Pooler::Transaction => {
-                let options = options.statement_cache_capacity(0);
-                (options.clone(), options)
-            }
+        let pooled = |options: PgConnectOptions| match settings.pooler {
+            Pooler::None => options.options(general.clone()),
+            Pooler::Session => options,
+            Pooler::Transaction => options.statement_cache_capacity(0),
+        };
+        let options = pooled(options);
+        let transition_options = match settings.pooler {
+            Pooler::None => options.clone().options(TRANSITION_SETTINGS),
+            _ => options.clone(),
         };
         let begins = match settings.pooler {
             Pooler::Transaction => Begins {
@@ -534,7 +531,7 @@ impl PostgresBackend {
                 .idle_timeout(Some(settings.idle_timeout))
         };
         first_connection(settings, &options).await?;
-        let pool = after_connect(general_set)(pool_options(general_max))
+        let pool = after_connect(general_set.clone())(pool_options(general_max))
             .min_connections(settings.min_connections.min(general_max))
             .connect_with(options.clone())
             .await
@@ -571,19 +568,13 @@ impl PostgresBackend {
             None => (pool.clone(), options.clone(), settings.url.clone()),
         };
         let replica = match &settings.read_url {
-            Some(url) => {
-                let mut replica_options = connect_options(settings, url, "DATABASE_READ_URL")?;
-                if settings.pooler == Pooler::None {
-                    replica_options = replica_options.options(general.clone());
-                }
-                Some(
-                    after_connect(match settings.pooler {
-                        Pooler::Session => Some(set_statements(&general, false)),
-                        _ => None,
-                    })(pool_options(general_max))
-                    .connect_lazy_with(replica_options),
-                )
-            }
+            // Reached the way the primary is (through the same kind of pooler, if
+            // any), with the same session settings.
+            Some(url) => Some(
+                after_connect(general_set.clone())(pool_options(general_max)).connect_lazy_with(
+                    pooled(connect_options(settings, url, "DATABASE_READ_URL")?),
+                ),
+            ),
             None => None,
         };
         Ok(PostgresBackend {
