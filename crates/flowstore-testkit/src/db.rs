@@ -175,7 +175,12 @@ impl PooledDatabase {
     /// A new database behind a new bouncer pooling in `mode`.
     pub async fn create(mode: Pooler) -> PooledDatabase {
         let database = PgDatabase::create().await;
-        let bouncer = crate::pooler::Bouncer::start(mode, &pg_admin_url());
+        // Starting it waits for its port: on a thread that may block.
+        let admin = pg_admin_url();
+        let bouncer =
+            tokio::task::spawn_blocking(move || crate::pooler::Bouncer::start(mode, &admin))
+                .await
+                .expect("pgbouncer starts");
         let url = bouncer.url_for(database.url());
         PooledDatabase {
             bouncer,
