@@ -17,9 +17,10 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::dialect::{
-    elapsed_ms, id_list, in_id_list, in_text_list, seconds_passed, sql, sql_fmt, text_list, ts,
-    ts_opt, Tx,
+    elapsed_ms, id_list, in_id_list, in_text_list, seconds_passed, sql, sql_fmt, sql_owned,
+    text_list, ts, ts_opt, Tx,
 };
+use crate::visibility;
 
 /// The engine's view of a task, with its current attempt's start, locked until the
 /// transaction ends (`FOR NO KEY UPDATE`, as an UPDATE locks it, so that other
@@ -395,18 +396,30 @@ impl EngineStore for Tx {
         filter: &EventFilter,
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
-        Ok(sqlx::query_as(sql!(
-            "SELECT seq, event_type, run_id, task_id, workflow_id, payload, created_at FROM events
+        let (restricted, me) = visibility::binds(&filter.viewer);
+        Ok(sqlx::query_as(&sql_owned(format!(
+            "SELECT seq, event_type, run_id, task_id, workflow_id, payload, created_at FROM events e
               WHERE seq > $1 AND ($2::uuid IS NULL OR run_id = $2)
-                AND ($3::text IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR event_type = $4)
-              ORDER BY seq LIMIT $5"
-        ))
+                AND ($3::text IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR event_type = $4){}
+              ORDER BY seq LIMIT $5",
+            visibility::clause("$6", "$7", &visibility::event("e"))
+        )))
         .bind(after_seq)
         .bind(filter.run_id)
         .bind(&filter.workflow_id)
         .bind(&filter.event_type)
         .bind(i64::from(limit))
+        .bind(restricted)
+        .bind(me)
         .fetch_all(&mut *self.tx)
         .await?)
+    }
+
+    async fn select_newest_event_seq(&mut self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar(sql!("SELECT COALESCE(max(seq), 0) FROM events"))
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
     }
 }

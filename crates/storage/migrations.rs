@@ -61,6 +61,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(17, "0017", "run_rollups"),
     migration!(18, "0018", "webhook_triggers"),
     migration!(19, "0019", "notification_preferences"),
+    migration!(20, "0020", "run_names"),
 ];
 
 /// The migration that adds the audit log's signed head.

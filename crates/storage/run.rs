@@ -11,7 +11,9 @@ use flowstore_core::model::run::{
 use flowstore_core::model::run::{AttemptRepo, MetricRepo, RunRepo};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
-use crate::dialect::{ensure_exists, sql, sql_fmt, sql_owned, ts, ts_opt, Tx};
+use crate::dialect::{
+    ensure_exists, in_text_list, sql, sql_fmt, sql_owned, text_list, ts, ts_opt, Tx,
+};
 use crate::rows;
 use crate::visibility;
 
@@ -31,7 +33,13 @@ enum RunText<'a> {
     },
     /// Runs whose workflow name matches this LIKE pattern.
     Name(String),
+    /// Runs whose workflow name is one of these.
+    Names(Vec<String>),
 }
+
+/// How many distinct workflow names of runs the name search looks through before it
+/// gives up on finding the matching names first and walks the runs instead.
+const NAME_WALK: i64 = 1000;
 
 const ATTEMPT_COLUMNS: &str = "id, task_id, run_id, attempt, agent_type, worker_id, \
      execution_status, input_context, output_results, error_details, started_at, completed_at, \
@@ -54,10 +62,11 @@ impl Tx {
         // that fits ((status,) created_at, id) from the cursor on instead of testing
         // `$n IS NULL OR …` on every row.
         let cond = |given: bool, yes: &str, no: &str| if given { yes } else { no }.to_string();
-        let (id, execution_id, pattern) = match &text {
-            RunText::Any => (None, None, None),
-            RunText::Exact { id, execution_id } => (*id, Some(*execution_id), None),
-            RunText::Name(p) => (None, None, Some(p.as_str())),
+        let (id, execution_id, pattern, names) = match &text {
+            RunText::Any => (None, None, None, None),
+            RunText::Exact { id, execution_id } => (*id, Some(*execution_id), None, None),
+            RunText::Name(p) => (None, None, Some(p.as_str()), None),
+            RunText::Names(n) => (None, None, None, Some(text_list(n))),
         };
         let conds = [
             cond(
@@ -95,6 +104,11 @@ impl Tx {
                 " AND (r.created_at, r.id) < ($8, $9)",
                 " AND $8::timestamptz IS NULL AND $9::uuid IS NULL",
             ),
+            if names.is_some() {
+                format!(" AND {}", in_text_list("r.workflow_name", "$13"))
+            } else {
+                " AND $13::text[] IS NULL".to_string()
+            },
         ]
         .concat();
         let rows: Vec<WorkflowExecution> = sqlx::query_as(&sql_owned(format!(
@@ -115,11 +129,42 @@ impl Tx {
         .bind(i64::from(limit) + 1)
         .bind(restricted)
         .bind(me)
+        .bind(names)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(Page::from_timed_rows(rows, limit, |r| {
             (r.created_at, r.id.0)
         }))
+    }
+
+    /// The distinct workflow names of runs that match the LIKE `pattern`, found by a
+    /// walk of the name index (one probe per distinct name); `None` when runs carry
+    /// more than [`NAME_WALK`] distinct names, for which the walk would cost more
+    /// than it saves.
+    async fn matching_run_names(&mut self, pattern: &str) -> StoreResult<Option<Vec<String>>> {
+        let names: Vec<(String, bool)> = sqlx::query_as(sql!(
+            "WITH RECURSIVE names(name, n) AS (
+                 SELECT min(workflow_name), 1 FROM workflow_executions
+                 UNION ALL
+                 SELECT (SELECT min(w.workflow_name) FROM workflow_executions w
+                          WHERE w.workflow_name > names.name), n + 1
+                   FROM names WHERE names.name IS NOT NULL AND n <= $2)
+             SELECT name, lower(name) LIKE $1 ESCAPE '\\' AS hit
+               FROM names WHERE name IS NOT NULL"
+        ))
+        .bind(pattern)
+        .bind(NAME_WALK)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        if names.len() as i64 > NAME_WALK {
+            return Ok(None);
+        }
+        Ok(Some(
+            names
+                .into_iter()
+                .filter_map(|(name, hit)| hit.then_some(name))
+                .collect(),
+        ))
     }
 
     /// The size and starting position of a page of runs, newest by creation first
@@ -344,7 +389,20 @@ impl RunRepo for Tx {
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        let name = RunText::Name(format!("%{escaped}%"));
+        let pattern = format!("%{escaped}%");
+        // Matching names are looked for among the few distinct names first, so that
+        // a text no run carries costs a walk of the names rather than of every run.
+        let name = match self.matching_run_names(&pattern).await? {
+            Some(names) if names.is_empty() => {
+                return Ok(Page::from_timed_rows(
+                    Vec::new(),
+                    limit,
+                    |r: &WorkflowExecution| (r.created_at, r.id.0),
+                ))
+            }
+            Some(names) => RunText::Names(names),
+            None => RunText::Name(pattern),
+        };
         self.runs_where(filter, name, limit, after).await
     }
 

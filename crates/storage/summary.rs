@@ -166,7 +166,9 @@ impl SummaryRepo for Tx {
                     sum(CASE WHEN execution_status = 'completed' THEN 1 ELSE 0 END)::bigint
                         AS completed,
                     sum(CASE WHEN execution_status IN ('failed', 'timed_out', 'lease_expired')
-                             THEN 1 ELSE 0 END)::bigint AS failed
+                             THEN 1 ELSE 0 END)::bigint AS failed,
+                    sum(CASE WHEN execution_status = 'lease_expired' THEN 1 ELSE 0 END)::bigint
+                        AS lease_expired
                FROM task_executions
               WHERE worker_id IS NOT NULL
                 AND ((id >= $1 AND created_at >= $2) OR execution_status = 'running')

@@ -84,6 +84,23 @@ pub(crate) fn task(t: &str) -> String {
     )
 }
 
+/// The event `e` is visible, by `flowstore_core::model::viewer::may_read_event`: an
+/// event about a run follows the run, one about a task alone the task, one naming
+/// only a workflow that workflow; one about nothing is for admins only.
+pub(crate) fn event(e: &str) -> String {
+    format!(
+        "(CASE WHEN {e}.run_id IS NOT NULL THEN
+                EXISTS (SELECT 1 FROM workflow_executions er WHERE er.id = {e}.run_id AND {})
+               WHEN {e}.task_id IS NOT NULL THEN
+                EXISTS (SELECT 1 FROM tasks et WHERE et.id = {e}.task_id AND {})
+               WHEN {e}.workflow_id IS NOT NULL THEN {}
+               ELSE 1 = 0 END)",
+        run("er"),
+        task("et"),
+        workflow_named(&format!("{e}.workflow_id"))
+    )
+}
+
 /// The viewer's user ID to bind, and whether the predicate applies at all.
 pub(crate) fn binds(viewer: &Option<Viewer>) -> (bool, Option<UserId>) {
     (restricts(viewer), viewer.as_ref().and_then(|v| v.user_id))

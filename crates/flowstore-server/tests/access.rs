@@ -15,6 +15,7 @@ both_backends!(
     roles_against_operation_classes,
     user_a_against_user_b_objects,
     webhooks_get_only_what_their_owner_may_read,
+    event_streams_carry_only_what_the_reader_may_read,
     key_scopes_limit_every_route,
     references_name_only_visible_objects,
     installation_wide_objects,
@@ -391,6 +392,64 @@ async fn failed_run(c: &TestApp, key: &str, wf: &str, error: &str) -> String {
     let f = c.by(key).fail(fail).await;
     assert_eq!(f.status, 200, "{}", f.body);
     run
+}
+
+/// The event that ends `run` as failed.
+fn run_failed(run: &str) -> impl Fn(&Value) -> bool {
+    let run = run.to_string();
+    move |e| e["run_id"] == run.as_str() && e["event_type"] == "run.failed"
+}
+
+/// An event stream naming no run or workflow carries for a user only the events
+/// they may read, by the rule webhooks follow; an admin's carries all; naming a run
+/// one may not read is refused; `tail=true` starts with what happens after the
+/// stream opened.
+async fn event_streams_carry_only_what_the_reader_may_read(b: Arc<dyn Backend>) {
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (_, bk) = c.user_key(Role::User, "b@x.io").await;
+    let a_wf = workflow(&c, &a, json!({})).await;
+    let b_wf = workflow(&c, &bk, json!({})).await;
+    let a_run = failed_run(&c, &a, &a_wf, "a-private-error-text").await;
+    let b_run = failed_run(&c, &bk, &b_wf, "b-own-error").await;
+
+    let seen = c.events(&bk, "", run_failed(&b_run)).await;
+    assert!(
+        seen.iter()
+            .any(|e| e["run_id"] == b_run.as_str() && e["event_type"] == "run.started"),
+        "B hears its own run from the start: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|e| e["run_id"] == b_run.as_str()),
+        "B hears nothing of A's private run, nor of what belongs to no run: {seen:?}"
+    );
+    let all = c.events(&c.admin, "", run_failed(&b_run)).await;
+    assert!(
+        all.iter().any(|e| e["run_id"] == a_run.as_str()),
+        "the admin hears every run: {all:?}"
+    );
+    assert_eq!(
+        c.by(&a)
+            .get(&format!("/api/v1/events?run_id={b_run}"))
+            .await
+            .status,
+        404,
+        "naming another's private run"
+    );
+
+    // From now on: a later run of B's, and nothing of what came before.
+    let (later, tail) = tokio::join!(
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            failed_run(&c, &bk, &b_wf, "later").await
+        },
+        c.events(&bk, "tail=true", |e| e["event_type"] == "run.failed")
+    );
+    assert!(
+        !tail.is_empty() && tail.iter().all(|e| e["run_id"] == later.as_str()),
+        "only the run started after the stream opened: {tail:?}"
+    );
 }
 
 /// A webhook receives only events about objects its owner may read at fan-out

@@ -410,6 +410,28 @@ async fn admin_views_and_seed_summaries(b: Arc<dyn Backend>) {
         .want(200);
     assert_eq!(workers[0]["worker_id"], "worker-7", "{workers}");
     assert_eq!(workers[0]["running"], 1);
+    assert_eq!(workers[0]["lease_expired"], 0);
+    // A worker that stops heartbeating: its lease expires and is counted.
+    c.by(&a)
+        .claim(json!({"worker_id": "worker-8", "handler_types": ["shell"], "limit": 1, "lease_ms": 100}))
+        .await
+        .want(200);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let mut tx = c.backend.begin_transition().await.unwrap();
+    assert_eq!(tx.reap_expired_leases(100).await.unwrap().len(), 1);
+    tx.commit().await.unwrap();
+    let workers = c.by(&admin).workers().await.want(200);
+    let lost = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker_id"] == "worker-8")
+        .unwrap_or_else(|| panic!("{workers}"));
+    assert_eq!(
+        (&lost["lease_expired"], &lost["failed"], &lost["running"]),
+        (&json!(1), &json!(1), &json!(0)),
+        "{workers}"
+    );
     c.by(&admin)
         .get("/api/v1/workers?window_s=0")
         .await

@@ -158,6 +158,41 @@ async fn click(b: &Client, xpath: &str, confirm: bool) {
     panic!("could not click {xpath}: {last:?}");
 }
 
+/// The WebDriver code of the Tab key, and of Enter.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// Sends `key` to the element that has the focus (the page when none has).
+async fn press(b: &Client, key: &str) {
+    b.active_element()
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+}
+
+/// Presses Tab until the focused control's text is `text`, as a keyboard user walks
+/// the page; fails after 80 presses.
+async fn tab_to(b: &Client, text: &str) {
+    let mut walked = Vec::new();
+    for _ in 0..80 {
+        let focused = b
+            .execute(
+                "return document.activeElement ? document.activeElement.textContent.trim() : ''",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if focused == text {
+            return;
+        }
+        walked.push(focused);
+        press(b, TAB).await;
+    }
+    panic!("Tab never reached {text:?}; it went through {walked:?}");
+}
+
 async fn screenshot(b: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -244,20 +279,61 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
         .unwrap();
     until_text(&b, "h1", "Overview").await;
     until_text(&b, ".card", "Runs finished").await;
+    until_text(&b, ".card", "Lease expirations").await;
+    // The first run's four tasks, done within the quarter hour: 4 / 15 a minute.
+    assert_eq!(text_of(&b, "throughput").await, "0.3");
+    assert_eq!(text_of(&b, "expirations").await, "0");
     until_text(&b, "#who", "ops@x.io").await;
     screenshot(&b, "overview").await;
 
-    // A run in progress, found by the filters in the URL.
+    // The runs list follows the event stream: a run started while it is open shows
+    // up without a reload (the page does not poll).
+    b.goto(&format!("{base}/#/runs")).await.unwrap();
+    until_text(&b, "h1", "Runs").await;
+    until_text(&b, "table", "completed").await;
+    let mut open = Value::Null;
+    for _ in 0..100 {
+        open = b
+            .execute("return live && live.readyState", vec![])
+            .await
+            .unwrap();
+        if open == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 1, "the runs list listens to the event stream");
     let (run, execution) = start(json!({"branch": "main"})).await;
+    until_text(&b, "table", &execution).await;
+
+    // The run in progress, found by the filters in the URL, then reached and opened
+    // with the keyboard alone, its focus visible.
     b.goto(&format!("{base}/#/runs?status=running"))
         .await
         .unwrap();
     until_text(&b, "table", &execution).await;
     screenshot(&b, "runs").await;
+    tab_to(&b, &execution).await;
+    let outline = b
+        .execute(
+            "return getComputedStyle(document.activeElement).outlineStyle",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outline, "solid", "the focused link shows its focus");
+    press(&b, ENTER).await;
 
     // Its page: the steps, then live progress as a worker finishes it.
-    b.goto(&format!("{base}/#/runs/{run}")).await.unwrap();
     until_text(&b, "h1", "running").await;
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(&format!("#/runs/{run}")),
+        "Enter opened the run"
+    );
     until_text(&b, "svg.dag", "build · ready").await;
     while work(&c).await > 0 {}
     until_text(&b, "h1", "completed").await;
@@ -293,7 +369,18 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     let (other, _) = start(json!({"branch": "next"})).await;
     b.goto(&format!("{base}/#/runs/{other}")).await.unwrap();
     until_text(&b, "h1", "running").await;
-    click(&b, "//button[text()='Cancel']", true).await;
+    // Cancelled with the keyboard: Tab to the button, Enter, then confirm.
+    tab_to(&b, "Cancel").await;
+    press(&b, ENTER).await;
+    let mut confirmed = false;
+    for _ in 0..50 {
+        if b.accept_alert().await.is_ok() {
+            confirmed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(confirmed, "Cancel asks for confirmation");
     until_text(&b, "h1", "cancelled").await;
     click(&b, "//button[text()='Retry']", true).await;
     until_text(&b, "h1", "running").await;
@@ -405,7 +492,7 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     b.find(Locator::Css("#nav a"))
         .await
         .unwrap()
-        .send_keys("\u{E004}")
+        .send_keys(TAB)
         .await
         .unwrap();
     let focused = b

@@ -7,9 +7,11 @@
 const main = document.getElementById("main");
 let me = null; // {user, role} once signed in
 let live = null; // the EventSource of the open view
-let timer = null; // the refresh timer of the open view
 let refresh = null; // a refresh of the open view, due shortly
 let gen = 0; // which view is current: a view still loading when another opens shows nothing
+// The event types of runs and of their tasks (an SSE event's name is its type).
+const RUN_EVENTS = ["run.started", "run.updated", "run.retried", "run.completed", "run.failed", "run.cancelled", "run.timed_out"];
+const TASK_EVENTS = ["task.ready", "task.claimed", "task.completed", "task.failed", "task.retrying", "task.cancelled", "task.timed_out"];
 
 // ---------------------------------------------------------------- helpers
 
@@ -85,10 +87,8 @@ function params() {
 
 function stop() {
   if (live) live.close();
-  if (timer) clearInterval(timer);
   if (refresh) clearTimeout(refresh);
   live = null;
-  timer = null;
   refresh = null;
 }
 
@@ -260,7 +260,8 @@ function chart(points, since, hours) {
 
 async function overview(g) {
   const hours = 24;
-  const since = Math.floor(Date.now() / 3600000 - (hours - 1)) * 3600000;
+  const hour = Math.floor(Date.now() / 3600000) * 3600000;
+  const since = hour - (hours - 1) * 3600000;
   const [points, failed] = await Promise.all([
     api("GET", "/api/v1/analytics/runs?bucket=hour&since=" + new Date(since).toISOString()),
     api("GET", "/api/v1/runs?status=failed&limit=10"),
@@ -274,7 +275,9 @@ async function overview(g) {
       h("div", { class: "card" }, h("div", { class: "muted" }, "Runs finished (24 h)"), h("div", { class: "big" }, total)),
       h("div", { class: "card" }, h("div", { class: "muted" }, "Completed"), h("div", { class: "big" }, sum("completed"))),
       h("div", { class: "card" }, h("div", { class: "muted" }, "Failed or timed out"), h("div", { class: "big" }, sum("failed") + sum("timed_out"))),
-      h("div", { class: "card" }, h("div", { class: "muted" }, "Failure rate"), h("div", { class: "big" }, rate.toFixed(1) + " %"))
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Failure rate"), h("div", { class: "big" }, rate.toFixed(1) + " %")),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Runs finished this hour"),
+        h("div", { class: "big" }, points.filter((p) => Date.parse(p.bucket_start) >= hour).reduce((a, p) => a + p.total, 0)))
     ),
     h("h2", {}, "Finished runs per hour"),
     points.length ? chart(points, since, hours) : h("p", { class: "muted" }, "No run finished in the last 24 hours."),
@@ -283,6 +286,15 @@ async function overview(g) {
   ];
   if (me && me.role === "admin") {
     const [queues, workers] = await Promise.all([api("GET", "/api/v1/queues"), api("GET", "/api/v1/workers")]);
+    const count = (k) => workers.reduce((a, w) => a + w[k], 0);
+    nodes.splice(2, 0, h("div", { class: "cards" },
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Tasks done per minute (15 min)"),
+        h("div", { class: "big", id: "throughput" }, (count("completed") / 15).toFixed(1))),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Tasks failed (15 min)"), h("div", { class: "big" }, count("failed"))),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Lease expirations (15 min)"),
+        h("div", { class: "big", id: "expirations" }, count("lease_expired"))),
+      h("div", { class: "card" }, h("div", { class: "muted" }, "Active workers"), h("div", { class: "big" }, workers.length))
+    ));
     nodes.push(
       h("h2", {}, "Queues"),
       queues.length
@@ -290,8 +302,8 @@ async function overview(g) {
         : h("p", { class: "muted" }, "No task is ready or running."),
       h("h2", {}, "Workers seen in the last 15 minutes"),
       workers.length
-        ? table(["Worker", "Last seen", "Running", "Completed", "Failed"],
-            workers.map((w) => [w.worker_id, when(w.last_seen_at), w.running, w.completed, w.failed]))
+        ? table(["Worker", "Last seen", "Running", "Completed", "Failed", "Lease expired"],
+            workers.map((w) => [w.worker_id, when(w.last_seen_at), w.running, w.completed, w.failed, w.lease_expired]))
         : h("p", { class: "muted" }, "No worker was seen.")
     );
   }
@@ -353,8 +365,20 @@ async function runs(g) {
   };
   show(g, h("h1", {}, "Runs"), form, list);
   await load();
-  // The first page stays current while it is open.
-  if (!p.get("cursor")) timer = setInterval(() => load().catch(() => {}), 5000);
+  // The first page stays current while it is open: a run that starts, changes or
+  // ends (one the reader may see: the server filters the stream) reloads it, at
+  // most once a second. The stream starts at the newest event, not the history.
+  if (!p.get("cursor")) {
+    live = new EventSource("/api/v1/events?tail=true");
+    const onEvent = () => {
+      if (refresh) return;
+      refresh = setTimeout(() => {
+        refresh = null;
+        load().catch(() => {});
+      }, 1000);
+    };
+    for (const t of RUN_EVENTS) live.addEventListener(t, onEvent);
+  }
 }
 
 // ---------------------------------------------------------------- one run
@@ -504,10 +528,7 @@ async function run(g, id) {
       }, 300);
     }
   };
-  for (const t of ["run.started", "run.updated", "run.retried", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
-    "task.ready", "task.claimed", "task.completed", "task.failed", "task.retrying", "task.cancelled", "task.timed_out"]) {
-    live.addEventListener(t, onEvent);
-  }
+  for (const t of [...RUN_EVENTS, ...TASK_EVENTS]) live.addEventListener(t, onEvent);
   live.onmessage = onEvent;
 }
 run.seen = {};

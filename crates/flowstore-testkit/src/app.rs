@@ -173,6 +173,51 @@ impl TestApp {
         }
     }
 
+    /// Opens the event stream (`GET /api/v1/events?{query}`) with `key` and reads its
+    /// events (each the `data` of a frame, the event as JSON) until one satisfies
+    /// `until`, which is the last one returned. Panics when the stream does not open
+    /// or `until` is not met within 15 s.
+    pub async fn events(
+        &self,
+        key: &str,
+        query: &str,
+        until: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let req = Request::builder()
+            .uri(format!("/api/v1/events?{query}"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET /api/v1/events?{query}");
+        let mut body = res.into_body();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        let (mut text, mut out) = (String::new(), Vec::new());
+        loop {
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no event ended the wait; got {out:?}"))
+                .expect("the stream stays open")
+                .unwrap();
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let sse: String = text.drain(..end + 2).collect();
+                let Some(data) = sse.lines().find_map(|l| l.strip_prefix("data:")) else {
+                    continue; // a keep-alive comment
+                };
+                let ev: Value = serde_json::from_str(data.trim()).unwrap();
+                let done = until(&ev);
+                out.push(ev);
+                if done {
+                    return out;
+                }
+            }
+        }
+    }
+
     /// Sends JSON with `key`.
     pub async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> Answer {
         self.by(key).send(method, path, body).await
@@ -308,6 +353,7 @@ endpoints! {
     task_attempts(id) => "GET" "/api/v1/tasks/{id}/attempts";
     // analytics (the ones with a query string go through `get`)
     queues() => "GET" "/api/v1/queues";
+    workers() => "GET" "/api/v1/workers";
     agent_summary() => "GET" "/api/v1/summaries/agents";
     // tasks
     create_task() => "POST" "/api/v1/tasks", body;

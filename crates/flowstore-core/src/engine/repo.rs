@@ -97,6 +97,9 @@ impl<T: super::EngineTx> EngineRepo for T {
         }
         EngineStore::select_events_after(self, after_seq, filter, limit).await
     }
+    async fn newest_event_seq(&mut self) -> crate::StoreResult<i64> {
+        EngineStore::select_newest_event_seq(self).await
+    }
     async fn sequence_events(&mut self) -> crate::StoreResult<u64> {
         HotPath::assign_event_seqs(self).await
     }

@@ -281,6 +281,9 @@ pub struct EventFilter {
     pub workflow_id: Option<String>,
     /// Only events of this type.
     pub event_type: Option<String>,
+    /// Who reads: events they may not read (see
+    /// [`crate::model::viewer::may_read_event`]) are left out.
+    pub viewer: Option<crate::model::viewer::Viewer>,
 }
 
 /// The delay before retry number `retry` (1 for the first retry): exponential from
@@ -426,6 +429,10 @@ pub trait EngineRepo: Send {
         filter: &EventFilter,
         limit: u32,
     ) -> StoreResult<Vec<Event>>;
+
+    /// The `seq` of the newest numbered event (0 when there is none): where a reader
+    /// that wants only what happens from now on starts.
+    async fn newest_event_seq(&mut self) -> StoreResult<i64>;
 
     /// Gives committed events their sequence numbers; returns how many. (SQLite
     /// numbers events as it writes them, so there it has nothing to do.)

@@ -253,6 +253,8 @@ pub trait EngineStore: Send {
         filter: &EventFilter,
         limit: u32,
     ) -> StoreResult<Vec<Event>>;
+    /// The newest event's `seq` (see [`EngineRepo::newest_event_seq`]).
+    async fn select_newest_event_seq(&mut self) -> StoreResult<i64>;
 }
 
 /// The engine's hot statements, written for each database because the two dialects

@@ -294,6 +294,9 @@ pub struct WorkerSeen {
     pub completed: i64,
     /// Attempts that failed, timed out or lost their lease in the window.
     pub failed: i64,
+    /// Of those, the attempts whose lease expired (the worker stopped heartbeating
+    /// and the task went back to the queue).
+    pub lease_expired: i64,
 }
 
 /// Storage operations behind the summaries.

@@ -40,6 +40,9 @@ query_params! {
         pub event_type: Option<String>,
         /// Start after this `seq` (the `Last-Event-ID` header wins when both are given).
         pub after: Option<i64>,
+        /// Start at the newest event, so that only what happens from now on is sent
+        /// (`after` and `Last-Event-ID` win over it).
+        pub tail: Option<bool>,
     }
 }
 
@@ -53,7 +56,9 @@ struct Cursor {
     _open: crate::metrics::Held,
 }
 
-/// Streams events after `Last-Event-ID` (or `after`, or from the start).
+/// Streams events after `Last-Event-ID` (or `after`, or the newest with `tail=true`,
+/// or from the start). A caller who is not an admin gets only the events they may
+/// read: those of runs, tasks and workflows visible to them.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery,
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")),
     responses((status = 200, content_type = "text/event-stream", description = "events: id = seq, event = event_type, data = the event as JSON"),
@@ -63,24 +68,27 @@ pub async fn stream(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let after = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                Problem::invalid("Last-Event-ID", "must be the seq of an event (an integer)")
-            })?,
-        None => q.after.unwrap_or(0).max(0),
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    Problem::invalid("Last-Event-ID", "must be the seq of an event (an integer)")
+                })?,
+        ),
+        None => q.after.map(|n| n.max(0)),
     };
-    let filter = EventFilter {
+    let mut filter = EventFilter {
         run_id: super::parse_opt::<RunId>("run_id", q.run_id.as_deref())?,
         workflow_id: q.workflow_id,
         event_type: q.event_type,
+        viewer: None,
     };
-    // Events inherit their workflow's access: an admin may stream everything;
-    // another key names a run or workflow it may read.
+    // Events inherit their objects' access: an admin may stream everything; anyone
+    // else gets the events they may read, checked in the query itself, and a run or
+    // workflow they name must be one they may read.
     if !api.caller.is_admin() {
         let mut tx = api.read().await?;
         match (filter.run_id, filter.workflow_id.as_deref()) {
@@ -91,13 +99,20 @@ pub async fn stream(
                 access::check_workflow_named(&mut *tx, &api.caller, w, SharePermission::Read)
                     .await?;
             }
-            (None, None) => {
-                return Err(Problem::forbidden(
-                    "only an admin may stream every event; name a run_id or workflow_id",
-                ))
-            }
+            (None, None) => {}
         }
+        filter.viewer = Some(api.caller.viewer());
     }
+    let after = match resume {
+        Some(after) => after,
+        None if q.tail == Some(true) => {
+            let mut tx = api.state.backend().begin_read().await?;
+            let newest = tx.newest_event_seq().await;
+            let _ = tx.rollback().await;
+            newest?
+        }
+        None => 0,
+    };
     // The first read happens now, so that an unreachable database is a 503 rather
     // than an empty stream.
     let first = fetch(&api.state, after, &filter).await?;

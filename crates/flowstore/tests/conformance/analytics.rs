@@ -354,6 +354,35 @@ async fn runs_across_workflows_filter_and_page_by_time(store: Store) {
         matches!(nul, StoreError::Invalid { ref field, .. } if field == "q"),
         "{nul:?}"
     );
+    let _ = tx.rollback().await;
+
+    // With more distinct workflow names than the search walks through first, the
+    // search walks the runs instead, with the same answers.
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..1001 {
+        let mut new = ended(&format!("bulk{i}"), "bulk", "completed", at(1, 0, 0), None);
+        new.workflow_name = format!("bulk {i:04}");
+        tx.create_execution(new).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    for (text, want) in [
+        ("deploy_prod", vec!["x5", "x3", "x1"]),
+        ("lk 1000", vec!["bulk1000"]),
+        ("no such name", vec![]),
+    ] {
+        let got = tx
+            .list_runs(
+                &RunFilter {
+                    text: Some(text.into()),
+                    ..Default::default()
+                },
+                &first,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids(got), want, "{text}");
+    }
 }
 
 async fn attempt_of(

@@ -29,6 +29,7 @@ conformance!(
     task_and_run_timeouts,
     sequential_runs_one_step_at_a_time,
     events_are_gap_free_and_filterable,
+    events_follow_their_objects_visibility,
     claims_are_validated,
     a_claim_over_several_handler_types_takes_the_highest_priorities,
     a_mixed_batch_is_answered_item_by_item,
@@ -803,6 +804,100 @@ async fn events_are_gap_free_and_filterable(store: Store) {
         Invalid,
         "limit"
     );
+}
+
+/// `events_after` with a viewer returns exactly the events `may_read_event` lets
+/// that viewer read (the rule of every per-object check and of webhooks): a private
+/// workflow's runs for its owner, a public one's for all, nothing of someone else's;
+/// and `newest_event_seq` is the last event's.
+async fn events_follow_their_objects_visibility(store: Store) {
+    use flowstore::model::viewer::{may_read_event, Viewer};
+    use flowstore::model::workflow::Visibility;
+    let (_, open_run) = started_diamond(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    let a = fixtures::user_id(&mut tx, "a@x.io").await;
+    let b = fixtures::user_id(&mut tx, "b@x.io").await;
+    let mut owned = Vec::new();
+    for (owner, visibility) in [(a, Visibility::Private), (b, Visibility::Public)] {
+        let wf = tx
+            .create_workflow(NewWorkflow {
+                name: format!("wf-{}", uuid::Uuid::new_v4().simple()),
+                status: Some(WorkflowStatus::Active),
+                definition: Some(json!({"steps": [{"key": "a", "handler": "shell"}]})),
+                owner_id: Some(owner),
+                visibility: Some(visibility),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        owned.push(wf.id);
+    }
+    tx.commit().await.unwrap();
+    let private_run = start(&store, owned[0]).await;
+    let public_run = start(&store, owned[1]).await;
+    for c in claim(&store, "w", 10).await {
+        complete(&store, &c).await;
+    }
+    let mut tx = store.begin().await.unwrap();
+    tx.sequence_events().await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let all = tx
+        .events_after(0, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.newest_event_seq().await.unwrap(),
+        all.last().unwrap().seq
+    );
+    let runs_of = |evs: &[flowstore::model::engine::Event]| -> HashSet<RunId> {
+        evs.iter().filter_map(|e| e.run_id).collect()
+    };
+    assert!(runs_of(&all).is_superset(&[open_run, private_run, public_run].into()));
+    let viewers = [
+        Viewer {
+            user_id: Some(a),
+            admin: false,
+        },
+        Viewer {
+            user_id: Some(b),
+            admin: false,
+        },
+        Viewer {
+            user_id: None,
+            admin: false,
+        },
+        Viewer {
+            user_id: Some(b),
+            admin: true,
+        },
+    ];
+    for viewer in viewers {
+        let filter = EventFilter {
+            viewer: Some(viewer.clone()),
+            ..Default::default()
+        };
+        let got = tx.events_after(0, &filter, 1000).await.unwrap();
+        let mut want = Vec::new();
+        for e in &all {
+            if may_read_event(&mut *tx, &viewer, e).await.unwrap() {
+                want.push(e.clone());
+            }
+        }
+        assert_eq!(got, want, "{viewer:?}");
+        let runs = runs_of(&got);
+        assert!(
+            runs.contains(&open_run) && runs.contains(&public_run),
+            "{viewer:?}"
+        );
+        assert_eq!(
+            runs.contains(&private_run),
+            viewer.admin || viewer.user_id == Some(a),
+            "{viewer:?}"
+        );
+    }
+    let _ = tx.rollback().await;
 }
 
 async fn claims_are_validated(store: Store) {
