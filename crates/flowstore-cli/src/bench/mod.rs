@@ -25,6 +25,7 @@ mod dag;
 mod driver;
 mod fleet;
 mod http;
+mod pages;
 mod query;
 mod query_load;
 
@@ -38,7 +39,8 @@ pub enum Workload {
     Http,
     /// Runs of a five-step diamond workflow driven to completion.
     Dag,
-    /// Reads over a bulk-loaded database of runs, metrics and tasks.
+    /// Reads over a bulk-loaded database of runs, metrics and tasks, and the
+    /// dashboard's pages over HTTP on it.
     Query,
     /// Three servers in this process on one database, each with its own
     /// connections: how soon one hears what another commits.

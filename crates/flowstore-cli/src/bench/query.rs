@@ -1,5 +1,7 @@
-//! The `query` workload: a database bulk-loaded with runs (ten metrics each over 30
-//! days, one task per ten runs), then p50/p99 of the reads callers make most.
+//! The `query` workload: a database bulk-loaded with runs of ten workflows (ten
+//! metrics each over 30 days, one task per ten runs), then p50/p99 of the reads
+//! callers make most, and of the dashboard's whole pages over HTTP
+//! ([`super::pages`]).
 
 use std::time::{Duration, Instant};
 
@@ -12,15 +14,15 @@ use flowstore_core::{PageRequest, StoreResult};
 use rand::Rng;
 use serde_json::json;
 
-use super::query_load::{chunk, load};
+use super::query_load::{chunk, load, WORKFLOWS};
 use super::{fail, BenchOptions, Report, Row, Samples, Target};
 
 /// Page size of the listing queries.
 const PAGE: u32 = 50;
 /// The deep page asked for.
 const DEEP_PAGE: u32 = 200;
-/// The workflow the listing and statistics queries look at.
-const WF: &str = "bench-wf-3";
+/// The loaded workflow (`bench-wf-3`) the listing and statistics queries look at.
+const WF: usize = 3;
 /// The longest one query is repeated.
 const BUDGET: Duration = Duration::from_secs(20);
 
@@ -34,7 +36,7 @@ const WARM_UP_BUDGET: Duration = Duration::from_secs(1);
 
 /// Repeats `f` up to `calls` times (at least a few, at most [`BUDGET`]) after the
 /// warm-up calls.
-async fn repeat<F, Fut>(calls: u32, mut f: F) -> StoreResult<Samples>
+pub(super) async fn repeat<F, Fut>(calls: u32, mut f: F) -> StoreResult<Samples>
 where
     F: FnMut(u32) -> Fut,
     Fut: std::future::Future<Output = StoreResult<()>>,
@@ -73,11 +75,13 @@ pub(crate) async fn run(
     // the queries before the aggregate cannot cut off its oldest samples.
     let load_started = flowstore_core::time::now();
     let loaded = load(target, opts).await?;
+    let wf_id = loaded.workflows[WF].to_string();
+    let wf = wf_id.as_str();
     report.notes.push(format!(
         "query: loaded {n} runs, {} metrics, {} tasks in {:.1} s ({} runs per statement, raw SQL; then VACUUM (ANALYZE) and CHECKPOINT on PostgreSQL, a TRUNCATE checkpoint on SQLite, all in the load time); each call is begin_read + the call + rollback, after up to {WARM_UP_CALLS} unmeasured warm-up calls per query",
         n * 10,
         n / 10,
-        loaded.as_secs_f64(),
+        loaded.took.as_secs_f64(),
         chunk(target)
     ));
     let backend = target.backend.clone();
@@ -107,8 +111,12 @@ pub(crate) async fn run(
     ));
 
     // Pages of one workflow's completed runs.
-    let wf_runs = (1..=n).filter(|i| i % 10 == 3).count() as u64;
-    let completed_runs = (1..=n).filter(|i| i % 10 == 3 && i % 20 < 14).count() as u64;
+    let wf_runs = (1..=n)
+        .filter(|i| i % WORKFLOWS as u64 == WF as u64)
+        .count() as u64;
+    let completed_runs = (1..=n)
+        .filter(|i| i % WORKFLOWS as u64 == WF as u64 && i % 20 < 14)
+        .count() as u64;
     let mut cursor: Option<String> = None;
     let mut page_no = 1;
     let mut seen = 0u64;
@@ -120,7 +128,7 @@ pub(crate) async fn run(
                 Some(c) => PageRequest::after(c.clone(), PAGE),
             };
             let p = tx
-                .list_by_workflow(WF, Some(RunStatus::Completed), &page)
+                .list_by_workflow(wf, Some(RunStatus::Completed), &page)
                 .await?;
             seen += p.items.len() as u64;
             match p.next_cursor {
@@ -140,7 +148,7 @@ pub(crate) async fn run(
     }
     if cursor.is_none() && seen != completed_runs {
         return Err(fail(format!(
-            "list_by_workflow walked {seen} completed runs of {WF}, expected {completed_runs}"
+            "list_by_workflow walked {seen} completed runs of {wf}, expected {completed_runs}"
         )));
     }
     let s = repeat(calls, |_| {
@@ -148,7 +156,7 @@ pub(crate) async fn run(
         async move {
             let mut tx = backend.begin_read().await?;
             let p = tx
-                .list_by_workflow(WF, Some(RunStatus::Completed), &PageRequest::first(PAGE))
+                .list_by_workflow(wf, Some(RunStatus::Completed), &PageRequest::first(PAGE))
                 .await?;
             let _ = tx.rollback().await;
             if p.items.len() as u64 != completed_runs.min(u64::from(PAGE)) {
@@ -170,7 +178,7 @@ pub(crate) async fn run(
             async move {
                 let mut tx = backend.begin_read().await?;
                 let p = tx
-                    .list_by_workflow(WF, Some(RunStatus::Completed), &PageRequest::after(c, PAGE))
+                    .list_by_workflow(wf, Some(RunStatus::Completed), &PageRequest::after(c, PAGE))
                     .await?;
                 let _ = tx.rollback().await;
                 if p.items.is_empty() {
@@ -195,7 +203,7 @@ pub(crate) async fn run(
         let backend = backend.clone();
         async move {
             let mut tx = backend.begin_read().await?;
-            let st = tx.workflow_statistics(WF, None).await?;
+            let st = tx.workflow_statistics(wf, None).await?;
             let _ = tx.rollback().await;
             if st.total_executions as u64 != wf_runs {
                 return Err(fail(format!(
@@ -218,7 +226,7 @@ pub(crate) async fn run(
             let mut tx = backend.begin_read().await?;
             let st = tx
                 .execution_statistics(&StatsFilter {
-                    workflow_id: Some(WF.into()),
+                    workflow_id: Some(wf.into()),
                     status: None,
                 })
                 .await?;
@@ -341,7 +349,8 @@ pub(crate) async fn run(
         "list_tasks requirements {os: linux, tier: gold}".into(),
     ));
 
-    dashboard(&backend, n, calls, &mut rows).await?;
+    dashboard(&backend, wf, n, calls, &mut rows).await?;
+    super::pages::measure(target, &loaded.workflows, WF, n, calls, &mut rows).await?;
 
     for (variant, s, note) in rows {
         report.rows.push(Row {
@@ -362,6 +371,7 @@ pub(crate) async fn run(
 /// workflow's duration percentiles.
 async fn dashboard(
     backend: &std::sync::Arc<dyn flowstore_core::Backend>,
+    wf: &str,
     n: u64,
     calls: u32,
     rows: &mut Vec<(String, Samples, String)>,
@@ -438,7 +448,7 @@ async fn dashboard(
             "dashboard: a workflow's runs per day, 30 days",
             Bucket::Day,
             chrono::TimeDelta::days(30),
-            Some(WF),
+            Some(wf),
         ),
     ] {
         let filter = RunSeriesFilter {
@@ -472,7 +482,7 @@ async fn dashboard(
         let backend = backend.clone();
         async move {
             let mut tx = backend.begin_read().await?;
-            let d = tx.recent_durations(WF, 1000).await?;
+            let d = tx.recent_durations(wf, 1000).await?;
             let _ = tx.rollback().await;
             if n >= 1000 && d.is_empty() {
                 return Err(fail("recent_durations found nothing"));

@@ -1,5 +1,6 @@
-//! The bulk load of the `query` workload: runs, metrics and tasks made by SQL on the
-//! server side (`generate_series` on PostgreSQL, a recursive CTE on SQLite), then
+//! The bulk load of the `query` workload: ten stored workflows (made through the
+//! store, as the API makes them), then runs of them, metrics and tasks made by SQL on
+//! the server side (`generate_series` on PostgreSQL, a recursive CTE on SQLite), then
 //! fresh planner statistics. The hourly rollups are filled as the metrics are
 //! inserted, by the database's trigger (migration 0016).
 //!
@@ -10,6 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use flowstore_core::ids::WorkflowId;
+use flowstore_core::model::identity::NewUser;
+use flowstore_core::model::workflow::{NewWorkflow, Visibility, WorkflowStatus};
 use flowstore_core::StoreResult;
 use sqlx::Connection;
 
@@ -58,11 +62,25 @@ fn sq_v7(ts: &str) -> String {
     )
 }
 
-fn pg_runs() -> String {
+/// Workflows loaded; run `i` runs workflow `i % WORKFLOWS`.
+pub(crate) const WORKFLOWS: usize = 10;
+
+/// The ID (as text) of the stored workflow run `i` runs, in SQL.
+fn workflow_of_run(workflows: &[WorkflowId]) -> String {
+    let arms: String = workflows
+        .iter()
+        .enumerate()
+        .map(|(k, id)| format!(" WHEN {k} THEN '{id}'"))
+        .collect();
+    format!("CASE i % {}{arms} END", workflows.len())
+}
+
+fn pg_runs(workflows: &[WorkflowId]) -> String {
+    let wf = workflow_of_run(workflows);
     format!(
-        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name, status, strategy,
-            start_time, end_time, actual_duration, created_at, updated_at)
-         SELECT {}, 'bench-run-' || i, 'bench-wf-' || (i % 10), 'bench', st, 'parallel', t0,
+        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_ref, workflow_version,
+            workflow_name, status, strategy, start_time, end_time, actual_duration, created_at, updated_at)
+         SELECT {}, 'bench-run-' || i, {wf}, ({wf})::uuid, '1', 'bench', st, 'parallel', t0,
                 CASE WHEN st = 'running' THEN NULL ELSE t0 + d * interval '1 millisecond' END,
                 CASE WHEN st IN ('completed', 'failed') THEN d END, t0, t0
            FROM (SELECT i,
@@ -106,10 +124,12 @@ fn pg_tasks() -> String {
 const SQ_SERIES: &str =
     "WITH RECURSIVE s(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)";
 
-fn sq_runs() -> String {
+fn sq_runs(workflows: &[WorkflowId]) -> String {
+    let wf = workflow_of_run(workflows);
     format!(
-        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name, status,
-            strategy, start_time, end_time, actual_duration, created_at, updated_at)
+        "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_ref,
+            workflow_version, workflow_name, status, strategy, start_time, end_time,
+            actual_duration, created_at, updated_at)
          {SQ_SERIES}, v AS (
             SELECT i,
                    CASE WHEN i % 20 < 14 THEN 'completed' WHEN i % 20 < 16 THEN 'failed'
@@ -118,8 +138,8 @@ fn sq_runs() -> String {
                    '-' || (i % 30) || ' days' AS dd, '-' || (i % 86400) || ' seconds' AS ds,
                    (i * 37) % 60000 AS d
               FROM s)
-         SELECT {}, 'bench-run-' || i, 'bench-wf-' || (i % 10), 'bench', st, 'parallel',
-                strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z',
+         SELECT {}, 'bench-run-' || i, {wf}, unhex(replace({wf}, '-', '')), '1', 'bench', st,
+                'parallel', strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds) || '000Z',
                 CASE WHEN st = 'running' THEN NULL
                      ELSE strftime('%Y-%m-%dT%H:%M:%f', 'now', dd, ds, '+' || (d / 1000.0) || ' seconds') || '000Z' END,
                 CASE WHEN st IN ('completed', 'failed') THEN d END,
@@ -207,11 +227,71 @@ impl Chunks {
     }
 }
 
-/// Loads `opts.runs` runs with their metrics and tasks (the rollups follow by
-/// trigger) and analyses; returns how long that took.
-pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Duration> {
+/// What [`load`] made.
+pub(crate) struct Loaded {
+    /// How long the load took.
+    pub took: Duration,
+    /// The stored workflows, `bench-wf-0` first; run `i` runs `workflows[i % WORKFLOWS]`.
+    pub workflows: Vec<WorkflowId>,
+}
+
+/// Whether workflow `k` has an owner, and its visibility: a third of the workflows
+/// belong to no one, a third are another user's and public, a third are theirs and
+/// private, so that a reader who is not an admin sees some runs and not others, as
+/// on a shared installation.
+fn sharing(k: usize) -> (bool, Visibility) {
+    match k % 3 {
+        0 => (false, Visibility::Private),
+        1 => (true, Visibility::Public),
+        _ => (true, Visibility::Private),
+    }
+}
+
+/// Whether a user who owns nothing may read workflow `k` and its runs.
+pub(crate) fn visible_to_others(k: usize) -> bool {
+    let (owned, visibility) = sharing(k);
+    !owned || visibility == Visibility::Public
+}
+
+/// Makes the [`WORKFLOWS`] stored workflows the runs belong to, each with a
+/// definition of two steps, through the store.
+async fn workflows(target: &Target) -> StoreResult<Vec<WorkflowId>> {
+    let mut tx = target.backend.begin().await?;
+    let owner = tx
+        .create_user(NewUser {
+            email: "bench-owner@example.com".into(),
+            ..NewUser::default()
+        })
+        .await?;
+    let definition = serde_json::json!({"steps": [
+        {"key": "build", "handler": "bench-query"},
+        {"key": "test", "handler": "bench-query", "depends_on": ["build"]}
+    ]});
+    let mut ids = Vec::with_capacity(WORKFLOWS);
+    for k in 0..WORKFLOWS {
+        let (owned, visibility) = sharing(k);
+        let w = tx
+            .create_workflow(NewWorkflow {
+                name: format!("bench-wf-{k}"),
+                status: Some(WorkflowStatus::Active),
+                definition: Some(definition.clone()),
+                visibility: Some(visibility),
+                owner_id: owned.then_some(owner.id),
+                ..NewWorkflow::default()
+            })
+            .await?;
+        ids.push(w.id);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// Loads the workflows and `opts.runs` runs of them with their metrics and tasks
+/// (the rollups follow by trigger) and analyses.
+pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Loaded> {
     let n = opts.runs;
     let t = Instant::now();
+    let workflows = workflows(target).await?;
     // Run i's identifiers carry the millisecond base + i: increasing in load order
     // and ending about now.
     let base = chrono::Utc::now().timestamp_millis() - n as i64;
@@ -224,7 +304,7 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
             for sql in PG_LOAD_SETTINGS {
                 sqlx::query(sql).execute(&mut *conn).await.map_err(db_err)?;
             }
-            let statements = [pg_runs(), pg_metrics(), pg_tasks()];
+            let statements = [pg_runs(&workflows), pg_metrics(), pg_tasks()];
             let chunks = Chunks {
                 n,
                 size: PG_CHUNK,
@@ -258,7 +338,7 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
                 .execute(&mut *conn)
                 .await
                 .map_err(db_err)?;
-            let statements = [sq_runs(), sq_metrics(), sq_tasks()];
+            let statements = [sq_runs(&workflows), sq_metrics(), sq_tasks()];
             let begin = "BEGIN IMMEDIATE";
             let chunks = Chunks {
                 n,
@@ -285,5 +365,8 @@ pub(crate) async fn load(target: &Target, opts: &BenchOptions) -> StoreResult<Du
         }
     }
     pb.finish_and_clear();
-    Ok(t.elapsed())
+    Ok(Loaded {
+        took: t.elapsed(),
+        workflows,
+    })
 }
