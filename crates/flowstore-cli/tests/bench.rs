@@ -39,6 +39,14 @@ fn check(report: &Report) {
     assert_eq!(rows("http"), 2);
     assert_eq!(rows("dag"), 2, "completion one by one and by batch");
     assert!(rows("query") >= 8, "every query measured");
+    // Every dashboard page over HTTP, as an admin (ten, the admin page included) and
+    // as a user (nine).
+    let pages = report
+        .rows
+        .iter()
+        .filter(|r| r.variant.starts_with("page over HTTP"))
+        .count();
+    assert_eq!(pages, 19, "{:?}", report.rows);
     // Events on another server and on the same one, and a claim's wake-up; on
     // PostgreSQL also what idle waiting claims cost the database.
     let fleet = if report.backend == "postgres" { 4 } else { 3 };

@@ -436,6 +436,28 @@ async fn dashboard(
         s,
         "list_runs q=execution_id".into(),
     ));
+    let s = repeat(calls, |_| {
+        let backend = backend.clone();
+        async move {
+            let filter = RunFilter {
+                text: Some("no run has this name".into()),
+                ..RunFilter::default()
+            };
+            let mut tx = backend.begin_read().await?;
+            let p = tx.list_runs(&filter, &PageRequest::first(PAGE)).await?;
+            let _ = tx.rollback().await;
+            if !p.items.is_empty() {
+                return Err(fail("list_runs found runs for a name no run has"));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "dashboard: a search no run matches".into(),
+        s,
+        "list_runs q=text in no ID, execution ID or workflow name".into(),
+    ));
     let now = flowstore_core::time::now();
     for (name, bucket, span, workflow) in [
         (
