@@ -11,7 +11,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    bar, claim_rows, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples, Target,
+    bar, claim_min, claim_rows, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples,
+    Target,
 };
 
 /// The batch sizes measured.
@@ -204,6 +205,8 @@ enum Mode {
     RawRusqlite,
     /// Hand-written SQL writing flowstore's rows (PostgreSQL only; see `claim_rows`).
     RawRows,
+    /// A minimal job table (see `claim_min`).
+    MinTable,
 }
 
 impl Mode {
@@ -213,6 +216,7 @@ impl Mode {
             Mode::RawSql => "raw",
             Mode::RawRusqlite => "rusqlite",
             Mode::RawRows => "rows",
+            Mode::MinTable => "min",
         }
     }
 }
@@ -225,6 +229,7 @@ enum Through {
     Library,
     RawSql,
     RawRows,
+    MinTable,
 }
 
 /// The PostgreSQL pool behind `raw`, for the floor that only PostgreSQL runs.
@@ -248,6 +253,7 @@ async fn drive(
         Through::Library => format!("claim flowstore B={batch}"),
         Through::RawSql => format!("claim raw SQL B={batch}"),
         Through::RawRows => format!("claim raw SQL, flowstore's rows B={batch}"),
+        Through::MinTable => format!("claim minimal table B={batch}"),
     };
     let pb = bar(opts, u64::from(n), label);
     let start = Instant::now();
@@ -280,6 +286,7 @@ async fn drive(
                     Through::RawRows => {
                         claim_rows::claim(postgres(&raw)?, &handler, &worker, batch).await?
                     }
+                    Through::MinTable => claim_min::claim(&raw, &handler, &worker, batch).await?,
                 };
                 if claimed.is_empty() {
                     break;
@@ -307,6 +314,7 @@ async fn drive(
                         }
                         Through::RawSql => raw_complete_batch(&raw, &claimed).await?,
                         Through::RawRows => claim_rows::complete(postgres(&raw)?, &claimed).await?,
+                        Through::MinTable => claim_min::complete(&raw, &claimed).await?,
                     }
                     complete_lat.push(t1.elapsed());
                     pb.inc(claimed.len() as u64);
@@ -331,6 +339,7 @@ async fn drive(
                         Through::RawRows => {
                             claim_rows::complete(postgres(&raw)?, &[(task, attempt)]).await?
                         }
+                        Through::MinTable => claim_min::complete(&raw, &[(task, attempt)]).await?,
                     }
                     complete_lat.push(t1.elapsed());
                     done.push((task, attempt));
@@ -538,7 +547,7 @@ pub(crate) async fn run(
         Raw::Sqlite { pool, .. } => super::driver::sqlite_path(pool),
         Raw::Postgres(_) => None,
     };
-    let mut modes = vec![Mode::RawSql, Mode::Library];
+    let mut modes = vec![Mode::RawSql, Mode::Library, Mode::MinTable];
     if rusqlite_path.is_some() {
         modes.push(Mode::RawRusqlite);
     }
@@ -547,7 +556,7 @@ pub(crate) async fn run(
     if matches!(target.raw, Raw::Postgres(_)) {
         modes.push(Mode::RawRows);
     }
-    let mut beside_rows = Vec::new();
+    let (mut beside_rows, mut beside_min) = (Vec::new(), Vec::new());
     let mut setup = Duration::ZERO;
     let mut sets = 0;
     for batch in BATCHES {
@@ -557,7 +566,11 @@ pub(crate) async fn run(
             for (mode, result) in modes.iter().zip(results.iter_mut()) {
                 let handler = format!("bench-claim-{}-b{batch}-r{round}", mode.tag());
                 let t = Instant::now();
-                insert_ready_tasks(&target.raw, &handler, n).await?;
+                if *mode == Mode::MinTable {
+                    claim_min::insert(&target.raw, &handler, n).await?;
+                } else {
+                    insert_ready_tasks(&target.raw, &handler, n).await?;
+                }
                 setup += t.elapsed();
                 sets += 1;
                 let r = match mode {
@@ -569,6 +582,9 @@ pub(crate) async fn run(
                     }
                     Mode::RawRows => {
                         drive(target, Through::RawRows, &handler, batch, w, n, opts).await?
+                    }
+                    Mode::MinTable => {
+                        drive(target, Through::MinTable, &handler, batch, w, n, opts).await?
                     }
                     Mode::RawRusqlite => {
                         let path = rusqlite_path
@@ -584,7 +600,11 @@ pub(crate) async fn run(
                         .await?
                     }
                 };
-                check_done(&target.raw, &handler, n, &r.done).await?;
+                if *mode == Mode::MinTable {
+                    claim_min::check_done(&target.raw, &handler, n, &r.done).await?;
+                } else {
+                    check_done(&target.raw, &handler, n, &r.done).await?;
+                }
                 items = r.done.len() as u64;
                 result.add(r);
             }
@@ -597,6 +617,7 @@ pub(crate) async fn run(
                 Mode::Library => format!("flowstore B={batch} W={w} {cmpl}"),
                 Mode::RawRusqlite => format!("floor via rusqlite B={batch} W={w} {cmpl}"),
                 Mode::RawRows => format!("raw SQL, flowstore's rows B={batch} W={w} {cmpl}"),
+                Mode::MinTable => format!("minimal job table B={batch} W={w} {cmpl}"),
             };
             report.rows.push(result.row(variant, floor, items));
         }
@@ -608,6 +629,9 @@ pub(crate) async fn run(
         };
         if let (Some(lib), Some(rows)) = (rate_of(Mode::Library), rate_of(Mode::RawRows)) {
             beside_rows.push(format!("B={batch} {:.2}x", lib / rows.max(1e-9)));
+        }
+        if let (Some(lib), Some(min)) = (rate_of(Mode::Library), rate_of(Mode::MinTable)) {
+            beside_min.push(format!("B={batch} {:.2}x", lib / min.max(1e-9)));
         }
     }
     report.notes.push(format!(
@@ -621,6 +645,10 @@ pub(crate) async fn run(
             beside_rows.join(", ")
         ));
     }
+    report.notes.push(format!(
+        "claim: \"minimal job table\" is the least a durable queue writes: one narrow row per job in a table of its own (ID, queue, attempt, holder, time taken) with one partial index over the jobs not taken, claimed by one UPDATE (SKIP LOCKED on PostgreSQL) and completed by deleting the row, each in its own transaction as the floor's are; its ratio is to the floor on flowstore's tasks table; flowstore against it: {}",
+        beside_min.join(", ")
+    ));
     if rusqlite_path.is_some() {
         report.notes.push(
             "claim: \"floor via rusqlite\" runs the floor's statements, transactions and writer lock unchanged through the rusqlite driver (calls on the worker's own thread, one connection per worker) instead of sqlx; its ratio is to the sqlx floor".into(),

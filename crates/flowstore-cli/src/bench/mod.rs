@@ -20,6 +20,7 @@ use serde::Serialize;
 use sqlx::{PgPool, SqlitePool};
 
 mod claim;
+mod claim_min;
 mod claim_rows;
 mod dag;
 mod driver;
