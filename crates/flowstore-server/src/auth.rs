@@ -173,6 +173,7 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
     let executes = match segments.as_slice() {
         ["", "api", "v1", "worker", ..] => true,
         ["", "api", "v1", "workflows", _, "runs"] => true,
+        ["", "api", "v1", "workflows", _, "runs", "batch"] => true,
         ["", "api", "v1", "runs", _, "cancel" | "rerun" | "retry"] => true,
         ["", "api", "v1", "executions"] => method == Method::POST,
         ["", "api", "v1", "executions", id] => *id != "statistics",

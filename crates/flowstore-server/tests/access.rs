@@ -266,14 +266,14 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
         .await;
     assert_eq!(s.status, 403, "{}", s.body);
 
-    //                      get  patch run
+    //                      get  patch run  batch
     let cases = [
-        (&private, [404, 404, 404]),
-        (&shared_read, [200, 403, 403]),
-        (&shared_exec, [200, 403, 201]),
-        (&team_wf, [200, 403, 403]),
-        (&public, [200, 403, 403]),
-        (&own, [200, 200, 201]),
+        (&private, [404, 404, 404, 404]),
+        (&shared_read, [200, 403, 403, 403]),
+        (&shared_exec, [200, 403, 201, 201]),
+        (&team_wf, [200, 403, 403, 403]),
+        (&public, [200, 403, 403, 403]),
+        (&own, [200, 200, 201, 201]),
     ];
     for (wf, want) in cases {
         let got = [
@@ -282,6 +282,7 @@ async fn user_a_against_user_b_objects(b: Arc<dyn Backend>) {
                 .update_workflow(wf, json!({"description": "by a"}))
                 .await,
             c.by(&a).start_run(wf, json!({})).await,
+            c.by(&a).start_runs(wf, json!({"runs": [{}]})).await,
         ];
         let got: Vec<u16> = got.iter().map(|r| r.status.as_u16()).collect();
         assert_eq!(got, want, "workflow {wf}");
@@ -564,6 +565,9 @@ async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
     let path = format!("/api/v1/workflows/{wf}/runs");
     let r = statuses(&c, &keys, "POST", &path, Some(json!({}))).await;
     assert_eq!(r, [403, 403, 201, 201], "start a run");
+    let path = format!("/api/v1/workflows/{wf}/runs/batch");
+    let r = statuses(&c, &keys, "POST", &path, Some(json!({"runs": [{}]}))).await;
+    assert_eq!(r, [403, 403, 201, 201], "start runs in a batch");
     let claim =
         json!({"worker_id": "w", "handler_types": ["nothing"], "limit": 1, "lease_ms": 1000});
     let wp = statuses(&c, &keys, "POST", "/api/v1/worker/claim", Some(claim)).await;
@@ -611,6 +615,10 @@ async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
     assert_eq!(scope("/api/v1/workflows", "get"), "read");
     assert_eq!(scope("/api/v1/workflows", "post"), "write");
     assert_eq!(scope("/api/v1/workflows/{id}/runs", "post"), "execute");
+    assert_eq!(
+        scope("/api/v1/workflows/{id}/runs/batch", "post"),
+        "execute"
+    );
     assert_eq!(scope("/api/v1/worker/complete", "post"), "execute");
     assert_eq!(scope("/api/v1/apikeys", "post"), "admin");
     assert!(doc.body["paths"]["/api/v1/sessions"]["post"]["security"][0]

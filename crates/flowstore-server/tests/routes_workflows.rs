@@ -9,7 +9,7 @@ use flowstore_testkit::fixtures::one_step;
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
-both_backends!(workflow_life);
+both_backends!(workflow_life, many_runs_start_in_one_batch);
 
 async fn workflow_life(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
@@ -136,4 +136,107 @@ async fn workflow_life(b: Arc<dyn Backend>) {
     let path = format!("/api/v1/workflows/{other}");
     c.by(&a).delete(&path).await.want(409);
     let _ = a_id;
+}
+
+/// `POST /workflows/{id}/runs/batch` starts every run it is given in one transaction,
+/// each claimable at once, with one audit entry naming them; a batch with one run
+/// refused starts none and names the run and field; the size is bounded; a reader
+/// of the workflow may not start runs of it.
+async fn many_runs_start_in_one_batch(b: Arc<dyn Backend>) {
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
+    let (_, a) = c.user_key(Role::User, "a@x.io").await;
+    let (reader_id, reader) = c.user_key(Role::User, "r@x.io").await;
+    let wf = c.shell_workflow(&a, "batch").await;
+    c.by(&a)
+        .share_workflow(&wf, json!({"user_id": reader_id, "permission": "read"}))
+        .await
+        .want(201);
+    let body = json!({"runs": [
+        {"input": {"n": 1}},
+        {"input": {"n": 2}, "execution_id": "batch-two", "priority": 5},
+        {}
+    ]});
+    let started = c.by(&a).start_runs(&wf, body).await.want(201);
+    let runs = started["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{started}");
+    assert_eq!(runs[1]["execution_id"], "batch-two");
+    let ids: Vec<&str> = runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for (id, n) in ids.iter().zip([json!(1), json!(2), Value::Null]) {
+        let run = c.by(&a).get_run(id).await.want(200);
+        assert_eq!(run["input"]["n"], n, "{run}");
+    }
+    let claimed = c
+        .by(&a)
+        .claim(
+            json!({"worker_id": "w", "handler_types": ["shell"], "limit": 10, "lease_ms": 30000}),
+        )
+        .await
+        .want(200);
+    let mut claimed_runs: Vec<&str> = claimed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["run_id"].as_str().unwrap())
+        .collect();
+    claimed_runs.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(claimed_runs, want, "each run's first step is ready at once");
+    let entry = c.audit_entry("run.start_batch", &wf).await;
+    assert_eq!(entry["after"]["runs"], json!(ids), "{entry}");
+
+    // All or none: a taken execution_id, or a bad input, refuses the whole batch.
+    let before = runs_of(&c, &a, &wf).await;
+    let taken = json!({"runs": [{}, {"execution_id": "batch-two"}]});
+    c.by(&a)
+        .start_runs(&wf, taken)
+        .await
+        .want_field(409, "runs[1].execution_id");
+    let bad = json!({"runs": [{}, {}, {"input": [1, 2]}]});
+    c.by(&a)
+        .start_runs(&wf, bad)
+        .await
+        .want_field(422, "runs[2].input");
+    assert_eq!(
+        runs_of(&c, &a, &wf).await,
+        before,
+        "nothing of a refused batch is written"
+    );
+
+    // Bounds, unknown fields, and who may.
+    c.by(&a)
+        .start_runs(&wf, json!({"runs": []}))
+        .await
+        .want_field(422, "runs");
+    let many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
+    c.by(&a)
+        .start_runs(&wf, json!({ "runs": many }))
+        .await
+        .want_field(422, "runs");
+    assert_eq!(
+        c.by(&a)
+            .start_runs(&wf, json!({"runs": [{"colour": "red"}]}))
+            .await
+            .status,
+        422
+    );
+    assert_eq!(
+        c.by(&reader)
+            .start_runs(&wf, json!({"runs": [{}]}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(runs_of(&c, &a, &wf).await, before);
+}
+
+/// How many runs of `wf` the holder of `key` sees.
+async fn runs_of(c: &TestApp, key: &str, wf: &str) -> usize {
+    let page = c
+        .by(key)
+        .get(&format!("/api/v1/runs?workflow_id={wf}&limit=100"))
+        .await
+        .want(200);
+    page["items"].as_array().unwrap().len()
 }

@@ -343,6 +343,7 @@ endpoints! {
     workflow_version(id, version) => "GET" "/api/v1/workflows/{id}/versions/{version}";
     // runs
     start_run(workflow) => "POST" "/api/v1/workflows/{workflow}/runs", body;
+    start_runs(workflow) => "POST" "/api/v1/workflows/{workflow}/runs/batch", body;
     get_run(id) => "GET" "/api/v1/runs/{id}";
     run_tasks(id) => "GET" "/api/v1/runs/{id}/tasks";
     run_progress(id) => "GET" "/api/v1/runs/{id}/progress";

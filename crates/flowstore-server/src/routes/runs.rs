@@ -7,7 +7,7 @@ use flowstore_core::ids::{RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{RunTask, StartRun};
 use flowstore_core::model::run::{RunFilter, RunStatus, TaskAttempt, WorkflowExecution};
 use flowstore_core::{Page, PageRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +27,7 @@ use flowstore_core::model::workflow::SharePermission;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(start))
+        .routes(routes!(start_batch))
         .routes(routes!(list))
         .routes(routes!(get))
         .routes(routes!(cancel))
@@ -63,6 +64,51 @@ pub struct StartRunBody {
     pub metadata: Option<Value>,
 }
 
+impl StartRunBody {
+    /// The start of a run of `workflow_id` this body asks for, on behalf of `caller`.
+    fn start(self, workflow_id: WorkflowId, caller: &crate::auth::Caller) -> StartRun {
+        StartRun {
+            workflow_id,
+            version: self.version,
+            execution_id: self.execution_id,
+            input: self.input,
+            subject_task_id: self.subject_task_id,
+            priority: self.priority,
+            user_id: Some(caller.who()),
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// The most runs one `POST /workflows/{id}/runs/batch` starts.
+pub const MAX_START_BATCH: usize = 1000;
+
+/// The body of `POST /workflows/{id}/runs/batch`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRunsBody {
+    /// The runs to start, 1 to 1000, each as `POST /workflows/{id}/runs` takes one.
+    pub runs: Vec<StartRunBody>,
+}
+
+/// A run a batch started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartedRunRef {
+    /// The run's ID.
+    pub id: RunId,
+    /// Its `execution_id` (the one given, or the one generated).
+    pub execution_id: String,
+    /// Where it stands (`running` once its first steps are ready).
+    pub status: RunStatus,
+}
+
+/// What `POST /workflows/{id}/runs/batch` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartedRuns {
+    /// The runs started, in the order they were given.
+    pub runs: Vec<StartedRunRef>,
+}
+
 paged_query_params! {
     /// Filters and page of `GET /runs`; every filter given must match.
     pub struct ListRuns {
@@ -91,16 +137,7 @@ pub async fn start(
     Path(id): Path<WorkflowId>,
     Json(body): Json<StartRunBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let start = StartRun {
-        workflow_id: id,
-        version: body.version,
-        execution_id: body.execution_id,
-        input: body.input,
-        subject_task_id: body.subject_task_id,
-        priority: body.priority,
-        user_id: Some(api.caller.who()),
-        metadata: body.metadata,
-    };
+    let start = body.start(id, &api.caller);
     let mut tx = api.write().await?;
     access::workflow(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
     let started = tx.start_run(start).await?;
@@ -114,6 +151,59 @@ pub async fn start(
     .await?;
     api.state.notify_changed();
     Ok((StatusCode::CREATED, AxumJson(started)))
+}
+
+/// Starts many runs of a workflow in one transaction: all of them, or none when one
+/// is refused (the problem names it, as `runs[i].field`). The audit log gets one
+/// entry for the batch, naming the runs.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/runs/batch", tag = "runs", request_body = StartRunsBody,
+    params(in_path::Workflow),
+    responses((status = 201, body = StartedRuns), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "an execution_id is already taken"),
+        (status = 422, body = Problem, description = "no runs, more than 1000, or one run's fields")))]
+pub async fn start_batch(
+    api: Api,
+    Path(id): Path<WorkflowId>,
+    Json(body): Json<StartRunsBody>,
+) -> ApiResult<impl IntoResponse> {
+    if body.runs.is_empty() || body.runs.len() > MAX_START_BATCH {
+        return Err(Problem::invalid(
+            "runs",
+            format!(
+                "{} runs given; 1..={MAX_START_BATCH} are allowed",
+                body.runs.len()
+            ),
+        ));
+    }
+    let mut tx = api.write().await?;
+    access::workflow(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
+    let mut runs = Vec::with_capacity(body.runs.len());
+    for (i, b) in body.runs.into_iter().enumerate() {
+        let started = tx.start_run(b.start(id, &api.caller)).await.map_err(|e| {
+            let p = Problem::from(e);
+            let field = match &p.field {
+                Some(f) => format!("runs[{i}].{f}"),
+                None => format!("runs[{i}]"),
+            };
+            p.with_field(field)
+        })?;
+        runs.push(StartedRunRef {
+            id: started.run.id,
+            execution_id: started.run.execution_id,
+            status: started.run.status,
+        });
+    }
+    let ids: Vec<RunId> = runs.iter().map(|r| r.id).collect();
+    api.commit(
+        tx,
+        "run.start_batch",
+        id,
+        None,
+        Some(serde_json::json!({ "runs": ids })),
+    )
+    .await?;
+    api.state.notify_changed();
+    Ok((StatusCode::CREATED, AxumJson(StartedRuns { runs })))
 }
 
 /// One run.
