@@ -13,6 +13,7 @@ fn tiny(database_url: Option<String>) -> BenchOptions {
             Workload::Dag,
             Workload::Query,
             Workload::Fleet,
+            Workload::Start,
         ],
         tasks: 200,
         workers: 2,
@@ -39,6 +40,11 @@ fn check(report: &Report) {
     );
     assert_eq!(rows("http"), 2);
     assert_eq!(rows("dag"), 2, "completion one by one and by batch");
+    assert_eq!(
+        rows("start"),
+        2,
+        "one run per request and a batch per request"
+    );
     assert!(rows("query") >= 8, "every query measured");
     // Every dashboard page over HTTP, as an admin (ten, the admin page included) and
     // as a user (nine).
@@ -59,6 +65,7 @@ fn check(report: &Report) {
                 assert!(r.rate.is_some() && r.p99_ms.is_some() && r.complete_p99_ms.is_some());
             }
             "dag" => assert_eq!(r.items, 20),
+            "start" => assert!(r.items == 200 && r.rate.is_some() && r.p99_ms.is_some()),
             "fleet" if r.rate_unit.is_some() => assert!(r.rate.is_some_and(|t| t >= 0.0)),
             "fleet" => assert!(r.items >= 20 && r.p50_ms.is_some(), "{}", r.variant),
             _ => assert!(r.items >= 1 && r.p99_ms.is_some(), "{}", r.variant),

@@ -29,6 +29,7 @@ mod http;
 mod pages;
 mod query;
 mod query_load;
+mod start;
 
 /// The workloads `flowstore bench` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -46,6 +47,8 @@ pub enum Workload {
     /// Three servers in this process on one database, each with its own
     /// connections: how soon one hears what another commits.
     Fleet,
+    /// Runs started through the HTTP API, one per request and 1,000 per request.
+    Start,
 }
 
 impl Workload {
@@ -59,10 +62,13 @@ impl Workload {
                 "dag" => Workload::Dag,
                 "query" => Workload::Query,
                 "fleet" => Workload::Fleet,
+                "start" => Workload::Start,
                 other => {
                     return Err(StoreError::invalid(
                         "workloads",
-                        format!("unknown workload {other:?} (claim, http, dag, query, fleet)"),
+                        format!(
+                            "unknown workload {other:?} (claim, http, dag, query, fleet, start)"
+                        ),
                     ))
                 }
             };
@@ -434,6 +440,7 @@ async fn run_on(target: &Target, opts: &BenchOptions) -> StoreResult<Report> {
             Workload::Dag => dag::run(target, opts, &mut report).await?,
             Workload::Query => query::run(target, opts, &mut report).await?,
             Workload::Fleet => fleet::run(target, opts, &mut report).await?,
+            Workload::Start => start::run(target, opts, &mut report).await?,
         }
     }
     Ok(report)

@@ -12,10 +12,11 @@ use flowstore::StoreError;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Workloads to run, comma-separated: claim, http, dag, query, fleet (three
-    /// servers on one database: how soon one hears another's commits).
+    /// servers on one database: how soon one hears another's commits), start (runs
+    /// started over HTTP, one and 1,000 per request).
     #[arg(long, default_value = "claim,http,dag,query")]
     pub workloads: String,
-    /// Ready tasks per claim round (claim and http).
+    /// Ready tasks per claim round (claim and http), runs started per round (start).
     #[arg(long, default_value_t = 20_000)]
     pub tasks: u32,
     /// Concurrent workers.
