@@ -13,28 +13,24 @@ use uuid::Uuid;
 use super::{db_err, fail, Raw};
 
 /// The table and its index, created once per bench database (the bench's databases
-/// are its own, dropped when it ends). `locked_at` is NULL until a worker takes the
-/// job; the index holds only those, so taking one removes it from the index.
-const SCHEMA_PG: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS bench_min_jobs (
-        id BIGSERIAL PRIMARY KEY,
-        queue TEXT NOT NULL,
-        attempt INTEGER NOT NULL DEFAULT 0,
-        locked_by TEXT,
-        locked_at TIMESTAMPTZ)",
-    "CREATE INDEX IF NOT EXISTS bench_min_jobs_ready ON bench_min_jobs (queue, id)
-        WHERE locked_at IS NULL",
-];
-const SCHEMA_SQLITE: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS bench_min_jobs (
-        id INTEGER PRIMARY KEY,
-        queue TEXT NOT NULL,
-        attempt INTEGER NOT NULL DEFAULT 0,
-        locked_by TEXT,
-        locked_at TEXT)",
-    "CREATE INDEX IF NOT EXISTS bench_min_jobs_ready ON bench_min_jobs (queue, id)
-        WHERE locked_at IS NULL",
-];
+/// are its own, dropped when it ends), with the dialect's `id` and time types.
+/// `locked_at` is NULL until a worker takes the job; the index holds only those, so
+/// taking one removes it from the index.
+fn schema(id: &str, time: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS bench_min_jobs (
+                id {id},
+                queue TEXT NOT NULL,
+                attempt INTEGER NOT NULL DEFAULT 0,
+                locked_by TEXT,
+                locked_at {time})"
+        ),
+        "CREATE INDEX IF NOT EXISTS bench_min_jobs_ready ON bench_min_jobs (queue, id)
+            WHERE locked_at IS NULL"
+            .to_string(),
+    ]
+}
 
 /// A job's ID in the workload's `(Uuid, attempt)` pairs.
 fn as_uuid(id: i64) -> Uuid {
@@ -49,8 +45,8 @@ fn as_id(id: Uuid) -> i64 {
 pub(crate) async fn insert(raw: &Raw, queue: &str, n: u32) -> StoreResult<()> {
     match raw {
         Raw::Postgres(pool) => {
-            for ddl in SCHEMA_PG {
-                sqlx::query(ddl).execute(pool).await.map_err(db_err)?;
+            for ddl in schema("BIGSERIAL PRIMARY KEY", "TIMESTAMPTZ") {
+                sqlx::query(&ddl).execute(pool).await.map_err(db_err)?;
             }
             sqlx::query("INSERT INTO bench_min_jobs (queue) SELECT $1 FROM generate_series(1, $2)")
                 .bind(queue)
@@ -61,8 +57,8 @@ pub(crate) async fn insert(raw: &Raw, queue: &str, n: u32) -> StoreResult<()> {
         }
         Raw::Sqlite { pool, writer } => {
             let _g = writer.lock().await;
-            for ddl in SCHEMA_SQLITE {
-                sqlx::query(ddl).execute(pool).await.map_err(db_err)?;
+            for ddl in schema("INTEGER PRIMARY KEY", "TEXT") {
+                sqlx::query(&ddl).execute(pool).await.map_err(db_err)?;
             }
             sqlx::query(
                 "INSERT INTO bench_min_jobs (queue)
