@@ -135,6 +135,22 @@ impl std::ops::Deref for Cause {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl StoreError {
+    /// The same error with its field named inside `outer` (`outer.field`), for an
+    /// item of a list: `runs[3].execution_id`. An error without a field is unchanged.
+    pub fn within(self, outer: &str) -> Self {
+        match self {
+            StoreError::Invalid { field, reason } => StoreError::Invalid {
+                field: format!("{outer}.{field}"),
+                reason,
+            },
+            StoreError::Conflict { field, message } => StoreError::Conflict {
+                field: format!("{outer}.{field}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// An [`StoreError::Invalid`] for `field` with `reason`.
     pub fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Self {
         StoreError::Invalid {

@@ -513,4 +513,4 @@ mod start;
 
 pub use complete::{complete, complete_many};
 pub use housekeeping::{cancel_run, enforce_timeouts, reap_expired_leases, retry_run};
-pub use start::start_run;
+pub use start::{start_run, start_runs};

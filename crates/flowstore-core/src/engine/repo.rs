@@ -12,6 +12,12 @@ impl<T: super::EngineTx> EngineRepo for T {
     ) -> crate::StoreResult<crate::model::engine::StartedRun> {
         super::start_run(self, start).await
     }
+    async fn start_runs(
+        &mut self,
+        starts: Vec<crate::model::engine::StartRun>,
+    ) -> crate::StoreResult<Vec<crate::model::run::WorkflowExecution>> {
+        super::start_runs(self, starts).await
+    }
     async fn claim(
         &mut self,
         request: &crate::model::engine::ClaimRequest,

@@ -7,29 +7,39 @@ use super::{ev, EngineTx};
 use crate::ids::TaskId;
 use crate::model::dag::WorkflowDefinition;
 use crate::model::engine::{StartRun, StartedRun, StepTask};
-use crate::model::run::{NewExecution, RunStatus, RunStrategy};
+use crate::model::run::{NewExecution, RunStatus, RunStrategy, WorkflowExecution};
 use crate::model::task::TaskStatus;
+use crate::model::workflow::Workflow;
 use crate::time;
 use crate::{StoreError, StoreResult};
 
-/// Starts a run (see [`crate::model::engine::EngineRepo::start_run`]).
-pub async fn start_run<T: EngineTx + ?Sized>(
+/// What every run of one workflow version shares, read and checked once: the
+/// workflow, the version and its parsed definition, whose handlers are active.
+struct Plan {
+    workflow: Workflow,
+    version_no: i32,
+    version_id: crate::ids::WorkflowVersionId,
+    definition: WorkflowDefinition,
+}
+
+/// Reads and checks the version `version` (the current one when `None`) of
+/// `workflow_id` for starting runs of it.
+async fn plan<T: EngineTx + ?Sized>(
     tx: &mut T,
-    start: StartRun,
-) -> StoreResult<StartedRun> {
-    start.check()?;
-    let now = time::now();
-    let workflow = tx.get_workflow(start.workflow_id).await?;
+    workflow_id: crate::ids::WorkflowId,
+    version: Option<i32>,
+) -> StoreResult<Plan> {
+    let workflow = tx.get_workflow(workflow_id).await?;
     if workflow.status == crate::model::workflow::WorkflowStatus::Archived {
         return Err(StoreError::conflict(
             "status",
             "an archived workflow cannot run",
         ));
     }
-    let version_no = start.version.unwrap_or(workflow.version);
+    let version_no = version.unwrap_or(workflow.version);
     let version = tx.get_workflow_version(workflow.id, version_no).await?;
     let definition = WorkflowDefinition::parse(&version.definition, true)?;
-    let order = definition.topological_order()?;
+    definition.topological_order()?;
 
     let mut handlers: Vec<String> = definition.steps.iter().map(|s| s.handler.clone()).collect();
     handlers.sort();
@@ -49,38 +59,55 @@ pub async fn start_run<T: EngineTx + ?Sized>(
             ),
         ));
     }
+    Ok(Plan {
+        workflow,
+        version_no,
+        version_id: version.id,
+        definition,
+    })
+}
 
+/// Writes one run of `plan` (the run, one task per step, the deadline) and adds its
+/// first events to `events`, which the caller writes: the run as created.
+async fn create<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    plan: &Plan,
+    start: StartRun,
+    now: time::Timestamp,
+    events: &mut Vec<crate::model::engine::NewEvent>,
+) -> StoreResult<WorkflowExecution> {
+    start.check()?;
+    let workflow = &plan.workflow;
+    let order = plan.definition.topological_order()?;
     let sequential = workflow.execution_strategy == RunStrategy::Sequential;
     let run_priority = start.priority.unwrap_or(0);
     let execution_id = start
         .execution_id
-        .clone()
         .unwrap_or_else(|| format!("run-{}", uuid::Uuid::now_v7().simple()));
-    let strategy: RunStrategy = workflow.execution_strategy;
-    let failure_strategy = workflow.failure_strategy;
-    let created = tx
+    let mut created = tx
         .create_execution(NewExecution {
             execution_id,
             workflow_id: workflow.id.to_string(),
             workflow_name: workflow.name.clone(),
-            workflow_version: Some(version_no.to_string()),
+            workflow_version: Some(plan.version_no.to_string()),
             task_id: start.subject_task_id,
-            user_id: start.user_id.clone(),
+            user_id: start.user_id,
             status: Some(RunStatus::Running),
-            strategy: Some(strategy),
+            strategy: Some(workflow.execution_strategy),
             priority: Some(start.priority.unwrap_or(1)),
             start_time: Some(now),
-            metadata: start.metadata.clone(),
+            metadata: start.metadata,
             workflow_ref: Some(workflow.id),
-            workflow_version_id: Some(version.id),
-            failure_strategy: Some(failure_strategy),
-            input: start.input.clone(),
+            workflow_version_id: Some(plan.version_id),
+            failure_strategy: Some(workflow.failure_strategy),
+            input: start.input,
             ..Default::default()
         })
         .await?;
     let run_id = created.id;
 
-    let ids: std::collections::HashMap<&str, TaskId> = definition
+    let ids: std::collections::HashMap<&str, TaskId> = plan
+        .definition
         .steps
         .iter()
         .map(|s| (s.key.as_str(), TaskId::new()))
@@ -114,22 +141,23 @@ pub async fn start_run<T: EngineTx + ?Sized>(
     tx.insert_step_tasks(&created, workflow.id, &tasks, &edges)
         .await?;
 
-    let mut run_state = tx
-        .lock_run(run_id)
-        .await?
-        .ok_or_else(|| StoreError::not_found("run", run_id))?;
     if let Some(secs) = workflow.timeout_seconds {
+        let mut run_state = tx
+            .lock_run(run_id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("run", run_id))?;
         run_state.deadline_at = Some(now + chrono::Duration::seconds(secs.into()));
         tx.save_run(&run_state, now).await?;
+        created.deadline_at = run_state.deadline_at;
     }
     let wf = workflow.id.to_string();
-    let mut events = vec![ev(
+    events.push(ev(
         "run.started",
         Some(run_id),
         None,
         Some(&wf),
         json!({"execution_id": created.execution_id, "tasks": tasks.len()}),
-    )];
+    ));
     events.extend(
         tasks
             .iter()
@@ -144,8 +172,54 @@ pub async fn start_run<T: EngineTx + ?Sized>(
                 )
             }),
     );
+    Ok(created)
+}
+
+/// Starts a run (see [`crate::model::engine::EngineRepo::start_run`]).
+pub async fn start_run<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    start: StartRun,
+) -> StoreResult<StartedRun> {
+    start.check()?;
+    let now = time::now();
+    let plan = plan(tx, start.workflow_id, start.version).await?;
+    let mut events = Vec::new();
+    let created = create(tx, &plan, start, now, &mut events).await?;
     tx.insert_events(&events, now).await?;
-    let run = tx.get_execution(run_id).await?;
-    let tasks = tx.select_run_tasks(run_id).await?;
+    let run = tx.get_execution(created.id).await?;
+    let tasks = tx.select_run_tasks(created.id).await?;
     Ok(StartedRun { run, tasks })
+}
+
+/// Starts runs (see [`crate::model::engine::EngineRepo::start_runs`]): each version
+/// named is read and checked once, the runs and their tasks are written one by one
+/// and their first events by one statement for all.
+pub async fn start_runs<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    starts: Vec<StartRun>,
+) -> StoreResult<Vec<WorkflowExecution>> {
+    let now = time::now();
+    let mut plans: Vec<((crate::ids::WorkflowId, Option<i32>), Plan)> = Vec::new();
+    let mut events = Vec::new();
+    let mut runs = Vec::with_capacity(starts.len());
+    for (i, start) in starts.into_iter().enumerate() {
+        let at = format!("runs[{i}]");
+        start.check().map_err(|e| e.within(&at))?;
+        let key = (start.workflow_id, start.version);
+        let known = plans.iter().position(|(k, _)| *k == key);
+        let p = match known {
+            Some(p) => p,
+            None => {
+                let made = plan(tx, key.0, key.1).await.map_err(|e| e.within(&at))?;
+                plans.push((key, made));
+                plans.len() - 1
+            }
+        };
+        let run = create(tx, &plans[p].1, start, now, &mut events)
+            .await
+            .map_err(|e| e.within(&at))?;
+        runs.push(run);
+    }
+    tx.insert_events(&events, now).await?;
+    Ok(runs)
 }

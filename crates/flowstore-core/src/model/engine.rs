@@ -356,6 +356,12 @@ pub trait EngineRepo: Send {
     /// step; roots (or, for `sequential`, the first step) become `ready`.
     async fn start_run(&mut self, start: StartRun) -> StoreResult<StartedRun>;
 
+    /// Starts many runs in this transaction, as [`EngineRepo::start_run`] starts one:
+    /// all of them, or none when one is refused (its error names it, as
+    /// `runs[i].field`). Each version named is read and checked once, and the runs'
+    /// first events are written by one statement: the runs as created, in order.
+    async fn start_runs(&mut self, starts: Vec<StartRun>) -> StoreResult<Vec<WorkflowExecution>>;
+
     /// Claims up to `limit` ready tasks for the worker, highest priority then oldest,
     /// each with a new attempt and lease.
     async fn claim(&mut self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;

@@ -177,22 +177,21 @@ pub async fn start_batch(
     }
     let mut tx = api.write().await?;
     access::workflow(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
-    let mut runs = Vec::with_capacity(body.runs.len());
-    for (i, b) in body.runs.into_iter().enumerate() {
-        let started = tx.start_run(b.start(id, &api.caller)).await.map_err(|e| {
-            let p = Problem::from(e);
-            let field = match &p.field {
-                Some(f) => format!("runs[{i}].{f}"),
-                None => format!("runs[{i}]"),
-            };
-            p.with_field(field)
-        })?;
-        runs.push(StartedRunRef {
-            id: started.run.id,
-            execution_id: started.run.execution_id,
-            status: started.run.status,
-        });
-    }
+    let starts = body
+        .runs
+        .into_iter()
+        .map(|b| b.start(id, &api.caller))
+        .collect();
+    let runs: Vec<StartedRunRef> = tx
+        .start_runs(starts)
+        .await?
+        .into_iter()
+        .map(|run| StartedRunRef {
+            id: run.id,
+            execution_id: run.execution_id,
+            status: run.status,
+        })
+        .collect();
     let ids: Vec<RunId> = runs.iter().map(|r| r.id).collect();
     api.commit(
         tx,

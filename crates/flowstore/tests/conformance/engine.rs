@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 conformance!(
     a_diamond_runs_to_completion,
     bad_starts_are_refused_before_anything_is_written,
+    many_runs_start_at_once,
     stale_and_repeated_reports,
     a_repeated_report_gets_the_first_answer,
     a_late_failure_after_the_reaper_is_refused,
@@ -898,6 +899,85 @@ async fn events_follow_their_objects_visibility(store: Store) {
         );
     }
     let _ = tx.rollback().await;
+}
+
+/// `start_runs` starts runs of several versions in one transaction, in order, each
+/// as `start_run` would (its first steps ready, its events written); a refused one
+/// names its place, and the caller's rollback leaves nothing.
+async fn many_runs_start_at_once(store: Store) {
+    let (wf, first) = started_diamond(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    let patch = serde_json::from_value(json!({"definition": {"steps": [
+        {"key": "only", "handler": "shell"}]}}))
+    .unwrap();
+    tx.update_workflow(wf, patch).await.unwrap();
+    let start = |version: Option<i32>, execution_id: &str| StartRun {
+        workflow_id: wf,
+        version,
+        execution_id: Some(execution_id.into()),
+        ..Default::default()
+    };
+    let runs = tx
+        .start_runs(vec![
+            start(Some(1), "v1-a"),
+            start(None, "v2-a"),
+            start(Some(1), "v1-b"),
+        ])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.execution_id.as_str()).collect();
+    assert_eq!(names, ["v1-a", "v2-a", "v1-b"]);
+    let mut tx = store.begin_read().await.unwrap();
+    for (run, version, steps, ready) in [
+        (&runs[0], "1", 4, 1),
+        (&runs[1], "2", 1, 1),
+        (&runs[2], "1", 4, 1),
+    ] {
+        assert_eq!(run.status, RunStatus::Running);
+        assert_eq!(run.workflow_version.as_deref(), Some(version));
+        let tasks = tx.run_tasks(run.id).await.unwrap();
+        assert_eq!(tasks.len(), steps, "{}", run.execution_id);
+        let ready_now = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Ready)
+            .count();
+        assert_eq!(ready_now, ready, "{}", run.execution_id);
+        let filter = EventFilter {
+            run_id: Some(run.id),
+            ..Default::default()
+        };
+        let _ = tx.rollback().await;
+        let mut seq = store.begin().await.unwrap();
+        seq.sequence_events().await.unwrap();
+        seq.commit().await.unwrap();
+        tx = store.begin_read().await.unwrap();
+        let kinds: Vec<String> = tx
+            .events_after(0, &filter, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(kinds, ["run.started", "task.ready"], "{}", run.execution_id);
+    }
+    let _ = tx.rollback().await;
+
+    // A taken execution ID names its place; a version that does not exist is not
+    // found; either way the caller's rollback leaves nothing of the batch.
+    let mut tx = store.begin().await.unwrap();
+    let err = tx
+        .start_runs(vec![start(None, "fresh"), start(None, "v1-a")])
+        .await
+        .unwrap_err();
+    let _ = tx.rollback().await;
+    assert_eq!(err.field(), Some("runs[1].execution_id"), "{err:?}");
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(tx.start_runs(vec![start(Some(9), "nine")]).await, NotFound);
+    let _ = tx.rollback().await;
+    let mut tx = store.begin_read().await.unwrap();
+    assert_err!(tx.find_by_execution_id("fresh").await, NotFound);
+    assert!(tx.get_execution(first).await.is_ok());
 }
 
 async fn claims_are_validated(store: Store) {
