@@ -118,33 +118,60 @@ pub(crate) async fn join_round(
 
 /// Inserts `n` ready tasks of handler type `handler`, without a run, in one statement.
 pub(crate) async fn insert_ready_tasks(raw: &Raw, handler: &str, n: u32) -> StoreResult<()> {
+    insert_series(
+        raw,
+        "tasks (id, title, status, handler_type)",
+        [
+            "gen_random_uuid(), 'bench task ' || i, 'ready', $1",
+            "randomblob(16), 'bench task ' || i, 'ready', ?1",
+        ],
+        handler,
+        n,
+    )
+    .await
+}
+
+/// `INSERT INTO {into}` one row per number `i` from 1 to `n`, in one statement:
+/// `each` is the row's values on PostgreSQL and on SQLite, `value` bound as `$1`
+/// (`?1`). The numbers come from `generate_series` on PostgreSQL and a recursive
+/// CTE on SQLite, under the writer lock there.
+pub(crate) async fn insert_series(
+    raw: &Raw,
+    into: &str,
+    each: [&str; 2],
+    value: &str,
+    n: u32,
+) -> StoreResult<()> {
     match raw {
         Raw::Postgres(pool) => {
-            sqlx::query(
-                "INSERT INTO tasks (id, title, status, handler_type)
-                 SELECT gen_random_uuid(), 'bench task ' || i, 'ready', $1
-                   FROM generate_series(1, $2) AS i",
-            )
-            .bind(handler)
-            .bind(i64::from(n))
-            .execute(pool)
-            .await
-            .map_err(db_err)?;
+            let sql = format!(
+                "INSERT INTO {into} SELECT {} FROM generate_series(1, $2) AS i",
+                each[0]
+            );
+            sqlx::query(&sql)
+                .bind(value)
+                .bind(i64::from(n))
+                .execute(pool)
+                .await
+                .map(drop)
         }
         Raw::Sqlite { pool, writer } => {
-            let _g = writer.lock().await;
-            sqlx::query(
-                "INSERT INTO tasks (id, title, status, handler_type)
+            let sql = format!(
+                "INSERT INTO {into}
                  WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)
-                 SELECT randomblob(16), 'bench task ' || i, 'ready', ?1 FROM s",
-            )
-            .bind(handler)
-            .bind(i64::from(n))
-            .execute(pool)
-            .await
-            .map_err(db_err)?;
+                 SELECT {} FROM s",
+                each[1]
+            );
+            let _g = writer.lock().await;
+            sqlx::query(&sql)
+                .bind(value)
+                .bind(i64::from(n))
+                .execute(pool)
+                .await
+                .map(drop)
         }
     }
+    .map_err(db_err)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use flowstore_core::StoreResult;
 use uuid::Uuid;
 
+use super::claim::insert_series;
 use super::{db_err, fail, Raw};
 
 /// The table and its index, created once per bench database (the bench's databases
@@ -48,31 +49,15 @@ pub(crate) async fn insert(raw: &Raw, queue: &str, n: u32) -> StoreResult<()> {
             for ddl in schema("BIGSERIAL PRIMARY KEY", "TIMESTAMPTZ") {
                 sqlx::query(&ddl).execute(pool).await.map_err(db_err)?;
             }
-            sqlx::query("INSERT INTO bench_min_jobs (queue) SELECT $1 FROM generate_series(1, $2)")
-                .bind(queue)
-                .bind(i64::from(n))
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
         }
         Raw::Sqlite { pool, writer } => {
             let _g = writer.lock().await;
             for ddl in schema("INTEGER PRIMARY KEY", "TEXT") {
                 sqlx::query(&ddl).execute(pool).await.map_err(db_err)?;
             }
-            sqlx::query(
-                "INSERT INTO bench_min_jobs (queue)
-                 WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?2)
-                 SELECT ?1 FROM s",
-            )
-            .bind(queue)
-            .bind(i64::from(n))
-            .execute(pool)
-            .await
-            .map_err(db_err)?;
         }
     }
-    Ok(())
+    insert_series(raw, "bench_min_jobs (queue)", ["$1", "?1"], queue, n).await
 }
 
 /// Takes up to `batch` jobs of `queue` for `worker`: one statement (skipping rows
