@@ -177,23 +177,52 @@ pub(crate) async fn insert_series(
 
 /// Counts the tasks of `handler` in `status`.
 pub(crate) async fn count_tasks(raw: &Raw, handler: &str, status: &str) -> StoreResult<i64> {
+    count(
+        raw,
+        "SELECT count(*) FROM tasks WHERE handler_type = $1 AND status = $2",
+        &[handler, status],
+    )
+    .await
+}
+
+/// The count `sql` (PostgreSQL's spelling, `$n` parameters; rewritten for SQLite)
+/// answers with the texts `binds`.
+pub(crate) async fn count(raw: &Raw, sql: &str, binds: &[&str]) -> StoreResult<i64> {
     match raw {
         Raw::Postgres(pool) => {
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE handler_type = $1 AND status = $2")
-                .bind(handler)
-                .bind(status)
-                .fetch_one(pool)
-                .await
+            let mut q = sqlx::query_scalar(sql);
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.fetch_one(pool).await
         }
         Raw::Sqlite { pool, .. } => {
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE handler_type = ?1 AND status = ?2")
-                .bind(handler)
-                .bind(status)
-                .fetch_one(pool)
-                .await
+            let sql = flowstore_core::dialect::to_sqlite(sql);
+            let mut q = sqlx::query_scalar(&sql);
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.fetch_one(pool).await
         }
     }
     .map_err(db_err)
+}
+
+/// Checks that each of `n` items (tasks or jobs) was done exactly once, by its first
+/// attempt: `what` names them in the error.
+pub(crate) fn check_each_once(what: &str, n: u32, done: &[(Uuid, i32)]) -> StoreResult<()> {
+    let distinct: HashSet<Uuid> = done.iter().map(|(t, _)| *t).collect();
+    if done.len() != n as usize || distinct.len() != n as usize {
+        return Err(fail(format!(
+            "{what}: {} completions of {} distinct items, expected {n} of {n}",
+            done.len(),
+            distinct.len()
+        )));
+    }
+    if let Some((t, a)) = done.iter().find(|(_, a)| *a != 1) {
+        return Err(fail(format!("{what}: {t} needed attempt {a}")));
+    }
+    Ok(())
 }
 
 /// Checks that every one of `n` tasks was done exactly once, by its first attempt,
@@ -204,17 +233,7 @@ pub(crate) async fn check_done(
     n: u32,
     done: &[(Uuid, i32)],
 ) -> StoreResult<()> {
-    let distinct: HashSet<Uuid> = done.iter().map(|(t, _)| *t).collect();
-    if done.len() != n as usize || distinct.len() != n as usize {
-        return Err(fail(format!(
-            "{handler}: {} completions of {} distinct tasks, expected {n} of {n}",
-            done.len(),
-            distinct.len()
-        )));
-    }
-    if let Some((t, a)) = done.iter().find(|(_, a)| *a != 1) {
-        return Err(fail(format!("{handler}: task {t} needed attempt {a}")));
-    }
+    check_each_once(handler, n, done)?;
     let completed = count_tasks(raw, handler, "completed").await?;
     if completed != i64::from(n) {
         return Err(fail(format!(

@@ -5,12 +5,10 @@
 //! the database's limit is the schema (wide rows, many indexes, history) and how much
 //! is flowstore.
 
-use std::collections::HashSet;
-
 use flowstore_core::StoreResult;
 use uuid::Uuid;
 
-use super::claim::insert_series;
+use super::claim::{check_each_once, count, insert_series};
 use super::{db_err, fail, Raw};
 
 /// The table and its index, created once per bench database (the bench's databases
@@ -164,29 +162,13 @@ pub(crate) async fn check_done(
     n: u32,
     done: &[(Uuid, i32)],
 ) -> StoreResult<()> {
-    let distinct: HashSet<Uuid> = done.iter().map(|(t, _)| *t).collect();
-    if done.len() != n as usize || distinct.len() != n as usize || done.iter().any(|d| d.1 != 1) {
-        return Err(fail(format!(
-            "{queue}: {} completions of {} distinct jobs, expected {n} first attempts",
-            done.len(),
-            distinct.len()
-        )));
-    }
-    let left: i64 = match raw {
-        Raw::Postgres(pool) => {
-            sqlx::query_scalar("SELECT count(*) FROM bench_min_jobs WHERE queue = $1")
-                .bind(queue)
-                .fetch_one(pool)
-                .await
-        }
-        Raw::Sqlite { pool, .. } => {
-            sqlx::query_scalar("SELECT count(*) FROM bench_min_jobs WHERE queue = ?1")
-                .bind(queue)
-                .fetch_one(pool)
-                .await
-        }
-    }
-    .map_err(db_err)?;
+    check_each_once(queue, n, done)?;
+    let left = count(
+        raw,
+        "SELECT count(*) FROM bench_min_jobs WHERE queue = $1",
+        &[queue],
+    )
+    .await?;
     if left != 0 {
         return Err(fail(format!(
             "{queue}: {left} jobs left in the minimal table"

@@ -68,7 +68,8 @@ async fn plan<T: EngineTx + ?Sized>(
 }
 
 /// Writes one run of `plan` (the run, one task per step, the deadline) and adds its
-/// first events to `events`, which the caller writes: the run as created.
+/// first events to `events`, which the caller writes: the run as created. The caller
+/// has checked `start`.
 async fn create<T: EngineTx + ?Sized>(
     tx: &mut T,
     plan: &Plan,
@@ -76,7 +77,6 @@ async fn create<T: EngineTx + ?Sized>(
     now: time::Timestamp,
     events: &mut Vec<crate::model::engine::NewEvent>,
 ) -> StoreResult<WorkflowExecution> {
-    start.check()?;
     let workflow = &plan.workflow;
     let order = plan.definition.topological_order()?;
     let sequential = workflow.execution_strategy == RunStrategy::Sequential;

@@ -50,6 +50,10 @@ struct Cursor {
     state: AppState,
     filter: EventFilter,
     after: i64,
+    /// Every event up to this `seq` has been read through the filter: once the
+    /// buffer is sent, the stream goes on from here, so that events the filter
+    /// leaves out (another user's) are not read again at every wake.
+    read_up_to: i64,
     buffer: VecDeque<Event>,
     shutdown: watch::Receiver<bool>,
     /// Counts the stream in `/metrics` while it is open.
@@ -115,8 +119,9 @@ pub async fn stream(
     };
     // The first read happens now, so that an unreachable database is a 503 rather
     // than an empty stream.
-    let first = fetch(&api.state, after, &filter).await?;
+    let (first, read_up_to) = fetch(&api.state, after, &filter).await?;
     let cursor = Cursor {
+        read_up_to,
         _open: crate::metrics::Held::new(&api.state, |m| &m.event_streams),
         shutdown: api.state.shutdown_signal(),
         state: api.state,
@@ -130,6 +135,7 @@ pub async fn stream(
                 c.after = ev.seq;
                 return Some((Ok(to_sse(&ev)), c));
             }
+            c.after = c.after.max(c.read_up_to);
             if c.state.shutting_down() {
                 return None;
             }
@@ -137,11 +143,13 @@ pub async fn stream(
             tokio::pin!(notified);
             notified.as_mut().enable();
             match fetch(&c.state, c.after, &c.filter).await {
-                Ok(evs) if !evs.is_empty() => {
-                    c.buffer.extend(evs);
-                    continue;
+                Ok((evs, read_up_to)) => {
+                    c.read_up_to = read_up_to;
+                    if !evs.is_empty() {
+                        c.buffer.extend(evs);
+                        continue;
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "event stream could not read events"),
             }
             let nap = c.state.wait_interval();
@@ -163,20 +171,38 @@ fn to_sse(ev: &Event) -> SseEvent {
         .data(data)
 }
 
-/// Events after `after`; on PostgreSQL, when none is numbered yet, numbers the
+/// Events after `after` that pass `filter`, and the `seq` up to which every event
+/// was read through it; on PostgreSQL, when none is numbered yet, numbers the
 /// committed ones first so that a stream does not wait for the maintenance task.
-async fn fetch(state: &AppState, after: i64, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+///
+/// The newest `seq` is read before the events: an event numbered later has a higher
+/// one (numbers are given in order, after commit), so none is passed over.
+async fn fetch(
+    state: &AppState,
+    after: i64,
+    filter: &EventFilter,
+) -> StoreResult<(Vec<Event>, i64)> {
     let read = |state: &AppState| {
         let state = state.clone();
         let filter = filter.clone();
         async move {
             let mut tx = state.backend().begin_read().await?;
-            let evs = tx.events_after(after, &filter, BATCH).await;
+            let read = async {
+                let newest = tx.newest_event_seq().await?;
+                let evs = tx.events_after(after, &filter, BATCH).await?;
+                // A full batch may stop short of the newest: go on after its last.
+                let up_to = match evs.last() {
+                    Some(last) if evs.len() == BATCH as usize => last.seq,
+                    _ => newest.max(after),
+                };
+                StoreResult::Ok((evs, up_to))
+            }
+            .await;
             let _ = tx.rollback().await;
-            evs
+            read
         }
     };
-    let evs = read(state).await?;
+    let (evs, up_to) = read(state).await?;
     if evs.is_empty() && state.backend().capabilities().sequences_events {
         let mut tx = state.backend().begin().await?;
         let n = tx.sequence_events().await?;
@@ -185,5 +211,5 @@ async fn fetch(state: &AppState, after: i64, filter: &EventFilter) -> StoreResul
             return read(state).await;
         }
     }
-    Ok(evs)
+    Ok((evs, up_to))
 }
