@@ -14,6 +14,7 @@ fn tiny(database_url: Option<String>) -> BenchOptions {
             Workload::Query,
             Workload::Fleet,
             Workload::Start,
+            Workload::Pickup,
         ],
         tasks: 200,
         workers: 2,
@@ -45,6 +46,7 @@ fn check(report: &Report) {
         2,
         "one run per request and a batch per request"
     );
+    assert_eq!(rows("pickup"), 1, "enqueue to start");
     assert!(rows("query") >= 8, "every query measured");
     // Every dashboard page over HTTP, as an admin (ten, the admin page included) and
     // as a user (nine).
@@ -66,6 +68,8 @@ fn check(report: &Report) {
             }
             "dag" => assert_eq!(r.items, 20),
             "start" => assert!(r.items == 200 && r.rate.is_some() && r.p99_ms.is_some()),
+            // Every run started was claimed once (the workload fails otherwise).
+            "pickup" => assert!(r.items == 200 && r.p50_ms.is_some() && r.p99_ms.is_some()),
             "fleet" if r.rate_unit.is_some() => assert!(r.rate.is_some_and(|t| t >= 0.0)),
             "fleet" => assert!(r.items >= 20 && r.p50_ms.is_some(), "{}", r.variant),
             _ => assert!(r.items >= 1 && r.p99_ms.is_some(), "{}", r.variant),

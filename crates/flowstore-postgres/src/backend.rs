@@ -124,6 +124,8 @@ pub struct PostgresBackend {
     pub(crate) transitions: PgPool,
     /// Tasks of runs claimed here and not yet reported (see `transitions`).
     pub(crate) run_tasks: crate::transitions::ClaimedRunTasks,
+    /// Single completions waiting to share a statement and a commit.
+    pub(crate) completions: crate::transitions::CompletionGroup,
     keys: Arc<KeySource>,
     /// One connection kept for health checks and lock metrics, so that a pool taken
     /// up by slow work does not make a live database look dead.
@@ -581,6 +583,7 @@ impl PostgresBackend {
             pool,
             transitions,
             run_tasks: Default::default(),
+            completions: Default::default(),
             keys,
             health,
             options,
@@ -730,10 +733,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn complete_now(&self, attempt: AttemptRef, output: Value) -> StoreResult<Transition> {
-        crate::transitions::complete_many_now(self, vec![(attempt, output)])
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)))
+        crate::transitions::complete_now(self, attempt, output).await
     }
 
     async fn complete_many_now(

@@ -59,7 +59,12 @@ fn heard_start(heard: &Heard, run: &str) -> Option<Instant> {
         .map(|(at, _)| *at)
 }
 
-async fn post(client: &reqwest::Client, url: String, key: &str, body: Value) -> StoreResult<Value> {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: String,
+    key: &str,
+    body: Value,
+) -> StoreResult<Value> {
     let answer = client
         .post(url)
         .bearer_auth(key)

@@ -27,6 +27,7 @@ mod driver;
 mod fleet;
 mod http;
 mod pages;
+mod pickup;
 mod query;
 mod query_load;
 mod start;
@@ -49,6 +50,8 @@ pub enum Workload {
     Fleet,
     /// Runs started through the HTTP API, one per request and 1,000 per request.
     Start,
+    /// Enqueue to start: runs started at 100 a second, claimed by waiting workers.
+    Pickup,
 }
 
 impl Workload {
@@ -63,11 +66,12 @@ impl Workload {
                 "query" => Workload::Query,
                 "fleet" => Workload::Fleet,
                 "start" => Workload::Start,
+                "pickup" => Workload::Pickup,
                 other => {
                     return Err(StoreError::invalid(
                         "workloads",
                         format!(
-                            "unknown workload {other:?} (claim, http, dag, query, fleet, start)"
+                            "unknown workload {other:?} (claim, http, dag, query, fleet, start, pickup)"
                         ),
                     ))
                 }
@@ -441,6 +445,7 @@ async fn run_on(target: &Target, opts: &BenchOptions) -> StoreResult<Report> {
             Workload::Query => query::run(target, opts, &mut report).await?,
             Workload::Fleet => fleet::run(target, opts, &mut report).await?,
             Workload::Start => start::run(target, opts, &mut report).await?,
+            Workload::Pickup => pickup::run(target, opts, &mut report).await?,
         }
     }
     Ok(report)

@@ -13,10 +13,12 @@ use flowstore::StoreError;
 pub struct BenchArgs {
     /// Workloads to run, comma-separated: claim, http, dag, query, fleet (three
     /// servers on one database: how soon one hears another's commits), start (runs
-    /// started over HTTP, one and 1,000 per request).
+    /// started over HTTP, one and 1,000 per request), pickup (enqueue to start: runs
+    /// started at 100 a second, claimed by waiting workers).
     #[arg(long, default_value = "claim,http,dag,query")]
     pub workloads: String,
-    /// Ready tasks per claim round (claim and http), runs started per round (start).
+    /// Ready tasks per claim round (claim and http), runs started per round (start;
+    /// pickup at most 1,000).
     #[arg(long, default_value_t = 20_000)]
     pub tasks: u32,
     /// Concurrent workers.

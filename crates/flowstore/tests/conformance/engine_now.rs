@@ -68,33 +68,37 @@ async fn status(store: &Store, id: TaskId) -> TaskStatus {
     tx.get_task(id).await.unwrap().status
 }
 
-/// Transitions that queue while another writer holds the database (on SQLite: one
-/// group, committed together) each get their own answer: a refused one (a stale
-/// attempt, an unknown task, a conflicting repeat) undoes nothing of the others, and
-/// every accepted one is durable once answered.
+/// Transitions that queue while another writer holds the database or their rows (on
+/// SQLite: one group in one transaction; on PostgreSQL: the single completions
+/// waiting while the groups running are held share one statement and one commit)
+/// each get their own answer: a refused one (a stale attempt, an unknown task, a
+/// conflicting repeat) undoes nothing of the others, a task completed twice at once
+/// with one output is answered twice as done, every accepted one is durable once
+/// answered, and each task keeps its own output.
 async fn queued_transitions_answer_each_on_its_own(store: Store) {
-    let ids = ready_tasks(&store, "grouped", 6).await;
+    const TASKS: usize = 12;
+    let ids = ready_tasks(&store, "grouped", TASKS).await;
     let claimed = store
         .backend()
-        .claim_now(&request("w", "grouped", 6))
+        .claim_now(&request("w", "grouped", TASKS as u32))
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 6);
+    assert_eq!(claimed.len(), TASKS);
 
-    // Hold a write transaction so that the transitions below queue behind it.
+    // Hold a write transaction on every claimed task, so that the transitions below
+    // queue behind it (SQLite: the writer; PostgreSQL: the rows' locks).
     let mut holder = store.begin().await.unwrap();
-    holder
-        .create_task(NewTask {
-            title: "written while the transitions queue".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    for c in &claimed {
+        let patch: TaskPatch =
+            serde_json::from_value(json!({"title": "held while the transitions queue"})).unwrap();
+        holder.update_task(c.task_id, patch).await.unwrap();
+    }
     let backend = store.backend_arc();
     let mut handles = Vec::new();
     // 0: completed alone; 1: stale attempt; 2: unknown task; 3 and 4: one batch with a
-    // stale item inside; 5: completed, then repeated with another output (refused).
-    let jobs: Vec<(usize, Vec<(AttemptRef, serde_json::Value)>)> = vec![
+    // stale item inside; 5: completed, then repeated with another output (refused);
+    // 6 twice with one output; 7 to 11: completed alone.
+    let mut jobs: Vec<(usize, Vec<(AttemptRef, serde_json::Value)>)> = vec![
         (0, vec![(attempt(&claimed[0]), json!({"n": 0}))]),
         (
             1,
@@ -130,7 +134,12 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
             ],
         ),
         (5, vec![(attempt(&claimed[5]), json!({"n": 5}))]),
+        (6, vec![(attempt(&claimed[6]), json!({"n": 6}))]),
+        (6, vec![(attempt(&claimed[6]), json!({"n": 6}))]),
     ];
+    for i in 7..TASKS {
+        jobs.push((i, vec![(attempt(&claimed[i]), json!({"n": i}))]));
+    }
     for (i, items) in jobs {
         let backend = backend.clone();
         handles.push(tokio::spawn(async move {
@@ -154,9 +163,16 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
     for h in handles {
         let (i, answer) = h.await.unwrap();
         match i {
-            0 | 5 => {
+            0 | 5..=11 => {
                 let results = answer.unwrap();
-                assert!(results[0].is_ok(), "job {i}: {:?}", results[0]);
+                let done = results[0]
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("job {i}: {e:?}"));
+                assert_eq!(
+                    done.task_id, claimed[i].task_id,
+                    "job {i} answered for its task"
+                );
+                assert_eq!(done.status, TaskStatus::Completed, "job {i}");
             }
             1 => assert!(
                 matches!(answer, Err(StoreError::Conflict { .. })),
@@ -190,16 +206,20 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
         "a repeat with another output is refused: {repeat:?}"
     );
 
-    let expected = [
-        TaskStatus::Completed,
-        TaskStatus::Running,
-        TaskStatus::Running,
-        TaskStatus::Completed,
-        TaskStatus::Running,
-        TaskStatus::Completed,
-    ];
-    for (c, want) in claimed.iter().zip(expected) {
-        assert_eq!(status(&store, c.task_id).await, want, "{}", c.task_id);
+    let running = [1, 2, 4];
+    for (i, c) in claimed.iter().enumerate() {
+        let mut tx = store.begin_read().await.unwrap();
+        let task = tx.get_task(c.task_id).await.unwrap();
+        if running.contains(&i) {
+            assert_eq!(task.status, TaskStatus::Running, "task {i}");
+        } else {
+            assert_eq!(task.status, TaskStatus::Completed, "task {i}");
+            assert_eq!(
+                task.result,
+                Some(json!({"n": i})),
+                "task {i} keeps its own output"
+            );
+        }
     }
     let mut all: Vec<TaskId> = claimed.iter().map(|c| c.task_id).collect();
     all.sort();
