@@ -8,17 +8,20 @@ use async_trait::async_trait;
 use flowstore_core::ids::{RunId, TaskId};
 use flowstore_core::model::engine::{
     AttemptRecord, AttemptRef, EngineStore, Event, EventFilter, QueueDepth, RunState, RunTask,
-    RunTaskCounts, TaskState,
+    RunTaskCounts, StepTask, TaskState,
 };
-use flowstore_core::model::run::{AttemptStatus, ExecutionStatistics, RunStatus};
+use flowstore_core::model::metric::started_metric;
+use flowstore_core::model::run::{
+    AttemptStatus, ExecutionStatistics, RunStatus, WorkflowExecution,
+};
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 
 use crate::dialect::{
     elapsed_ms, id_list, in_id_list, in_text_list, seconds_passed, sql, sql_fmt, sql_owned,
-    text_list, ts, ts_opt, Tx,
+    text_list, ts, ts_opt, Db, Tx,
 };
 use crate::visibility;
 
@@ -44,6 +47,65 @@ const DEPENDENCIES_DONE: &str = "NOT EXISTS (SELECT 1 FROM task_dependencies d
 
 #[async_trait]
 impl EngineStore for Tx {
+    async fn insert_runs(&mut self, runs: &[WorkflowExecution]) -> StoreResult<()> {
+        self.insert_execution_rows(runs).await?;
+        let metrics = runs
+            .iter()
+            .map(|r| started_metric(r).into_row(r.created_at))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.insert_metric_rows(&metrics).await
+    }
+
+    async fn insert_step_tasks(
+        &mut self,
+        created_at: Timestamp,
+        tasks: &[StepTask],
+        edges: &[(TaskId, TaskId)],
+    ) -> StoreResult<()> {
+        // 14 parameters a task.
+        for chunk in tasks.chunks(1000) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "INSERT INTO tasks (id, workflow_id, run_id, step_key, title, status, priority,
+                    handler_type, parameters, execution_order, timeout_seconds, max_retries,
+                    created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, t| {
+                b.push_bind(t.id)
+                    .push_bind(t.workflow_id)
+                    .push_bind(t.run_id)
+                    .push_bind(&t.step_key)
+                    .push_bind(&t.title)
+                    .push_bind(t.status)
+                    .push_bind(t.priority)
+                    .push_bind(&t.handler_type)
+                    .push_bind(&t.parameters)
+                    .push_bind(t.execution_order)
+                    .push_bind(t.timeout_seconds)
+                    .push_bind(t.max_retries)
+                    .push_bind(ts(&created_at))
+                    .push_bind(ts(&created_at));
+            });
+            qb.build().execute(&mut *self.tx).await?;
+        }
+        for chunk in edges.chunks(1000) {
+            let mut qb =
+                QueryBuilder::<Db>::new("INSERT INTO task_dependencies (task_id, depends_on_id) ");
+            qb.push_values(chunk, |mut b, (task, dep)| {
+                b.push_bind(*task).push_bind(*dep);
+            });
+            qb.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn task_exists(&mut self, id: TaskId) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar(sql!("SELECT 1 FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(found.is_some())
+    }
+
     async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(sql_fmt!(
             "SELECT handler_type FROM handler_registry WHERE {types} AND is_active",

@@ -7,7 +7,8 @@ use flowstore_core::model::metric::{
 use flowstore_core::model::run::MetricRepo;
 use flowstore_core::{time, StoreError, StoreResult};
 
-use crate::dialect::{sql, sql_fmt, ts, ts_opt, Tx};
+use crate::dialect::{sql, sql_fmt, ts, ts_opt, Db, Tx};
+use sqlx::QueryBuilder;
 
 /// Columns inserted, in order.
 const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metric_unit, \
@@ -15,6 +16,34 @@ const INSERT_COLUMNS: &str = "id, execution_id, metric_name, metric_value, metri
 /// Columns read: the NUMERIC value comes back as a double.
 const COLUMNS: &str = "id, execution_id, metric_name, metric_value::float8 AS metric_value, \
                        metric_unit, metric_type, metadata, recorded_at";
+
+impl Tx {
+    /// Inserts samples whose run the caller has checked, many a statement (each
+    /// folded into its hour's rollup by the database, as `record_metric` says).
+    pub(crate) async fn insert_metric_rows(
+        &mut self,
+        metrics: &[WorkflowMetric],
+    ) -> StoreResult<()> {
+        // 8 parameters a sample.
+        for chunk in metrics.chunks(1000) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "INSERT INTO workflow_metrics ({INSERT_COLUMNS}) "
+            ));
+            qb.push_values(chunk, |mut b, m| {
+                b.push_bind(m.id)
+                    .push_bind(&m.execution_id)
+                    .push_bind(&m.metric_name)
+                    .push_bind(m.metric_value)
+                    .push_bind(&m.metric_unit)
+                    .push_bind(m.metric_type)
+                    .push_bind(&m.metadata)
+                    .push_bind(ts(&m.recorded_at));
+            });
+            qb.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl MetricRepo for Tx {
@@ -39,17 +68,7 @@ impl MetricRepo for Tx {
                 ));
             }
         }
-        sqlx::query(sql_fmt!("INSERT INTO workflow_metrics ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8)"))
-        .bind(m.id)
-        .bind(&m.execution_id)
-        .bind(&m.metric_name)
-        .bind(m.metric_value)
-        .bind(&m.metric_unit)
-        .bind(m.metric_type)
-        .bind(&m.metadata)
-        .bind(ts(&m.recorded_at))
-        .execute(&mut *self.tx)
-        .await?;
+        self.insert_metric_rows(std::slice::from_ref(&m)).await?;
         Ok(m)
     }
 

@@ -12,10 +12,11 @@ use flowstore_core::model::run::{AttemptRepo, MetricRepo, RunRepo};
 use flowstore_core::{time, Page, PageRequest, StoreError, StoreResult};
 
 use crate::dialect::{
-    ensure_exists, in_text_list, sql, sql_fmt, sql_owned, text_list, ts, ts_opt, Tx,
+    ensure_exists, in_text_list, sql, sql_fmt, sql_owned, text_list, ts, ts_opt, Db, Tx,
 };
 use crate::rows;
 use crate::visibility;
+use sqlx::QueryBuilder;
 
 const COLUMNS: &str = "id, execution_id, workflow_id, workflow_name, workflow_version, task_id, \
      user_id, status, strategy, priority, estimated_duration, actual_duration, start_time, \
@@ -199,38 +200,48 @@ impl Tx {
             r.workflow_version_id.map(|t| t.0),
         )
         .await?;
-        sqlx::query(sql_fmt!(
-            "INSERT INTO workflow_executions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
-             $24, $25)"
-        ))
-        .bind(r.id)
-        .bind(&r.execution_id)
-        .bind(&r.workflow_id)
-        .bind(&r.workflow_name)
-        .bind(&r.workflow_version)
-        .bind(r.task_id)
-        .bind(&r.user_id)
-        .bind(r.status)
-        .bind(r.strategy)
-        .bind(r.priority)
-        .bind(r.estimated_duration)
-        .bind(r.actual_duration)
-        .bind(ts_opt(&r.start_time))
-        .bind(ts_opt(&r.end_time))
-        .bind(&r.result_data)
-        .bind(&r.error_data)
-        .bind(&r.metadata)
-        .bind(ts(&r.created_at))
-        .bind(ts(&r.updated_at))
-        .bind(r.workflow_ref)
-        .bind(r.workflow_version_id)
-        .bind(r.failure_strategy)
-        .bind(&r.input)
-        .bind(ts_opt(&r.deadline_at))
-        .bind(ts_opt(&r.cancel_requested_at))
-        .execute(&mut *self.tx)
-        .await?;
+        self.insert_execution_rows(std::slice::from_ref(r)).await
+    }
+
+    /// Inserts runs whose references the caller has checked, many a statement.
+    pub(crate) async fn insert_execution_rows(
+        &mut self,
+        runs: &[WorkflowExecution],
+    ) -> StoreResult<()> {
+        // 25 parameters a run: 400 runs a statement stay well under both databases'
+        // limit on parameters.
+        for chunk in runs.chunks(400) {
+            let mut qb =
+                QueryBuilder::<Db>::new(format!("INSERT INTO workflow_executions ({COLUMNS}) "));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(&r.execution_id)
+                    .push_bind(&r.workflow_id)
+                    .push_bind(&r.workflow_name)
+                    .push_bind(&r.workflow_version)
+                    .push_bind(r.task_id)
+                    .push_bind(&r.user_id)
+                    .push_bind(r.status)
+                    .push_bind(r.strategy)
+                    .push_bind(r.priority)
+                    .push_bind(r.estimated_duration)
+                    .push_bind(r.actual_duration)
+                    .push_bind(ts_opt(&r.start_time))
+                    .push_bind(ts_opt(&r.end_time))
+                    .push_bind(&r.result_data)
+                    .push_bind(&r.error_data)
+                    .push_bind(&r.metadata)
+                    .push_bind(ts(&r.created_at))
+                    .push_bind(ts(&r.updated_at))
+                    .push_bind(r.workflow_ref)
+                    .push_bind(r.workflow_version_id)
+                    .push_bind(r.failure_strategy)
+                    .push_bind(&r.input)
+                    .push_bind(ts_opt(&r.deadline_at))
+                    .push_bind(ts_opt(&r.cancel_requested_at));
+            });
+            qb.build().execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 

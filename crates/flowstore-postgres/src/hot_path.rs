@@ -4,12 +4,10 @@
 //! task; bulk inserts go through `UNNEST` in one round trip.
 
 use async_trait::async_trait;
-use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
+use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
-    RunState, StepTask,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion, RunState,
 };
-use flowstore_core::model::run::WorkflowExecution;
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use serde_json::Value;
@@ -80,50 +78,6 @@ fn uuids<T: Copy>(ids: &[T], f: impl Fn(T) -> Uuid) -> Vec<Uuid> {
 
 #[async_trait]
 impl HotPath for PostgresTx {
-    async fn insert_step_tasks(
-        &mut self,
-        run: &WorkflowExecution,
-        workflow_id: WorkflowId,
-        tasks: &[StepTask],
-        edges: &[(TaskId, TaskId)],
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO tasks (id, workflow_id, run_id, step_key, title, status, priority, handler_type,
-                parameters, execution_order, timeout_seconds, max_retries, created_at, updated_at)
-             SELECT u.id, $1, $2, u.key, u.title, u.status, u.priority, u.handler, u.params, u.ord,
-                    u.timeout, u.retries, $3, $3
-               FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[],
-                           $10::jsonb[], $11::int[], $12::int[], $13::int[])
-                 AS u(id, key, title, status, priority, handler, params, ord, timeout, retries)",
-        )
-        .bind(workflow_id)
-        .bind(run.id)
-        .bind(run.created_at)
-        .bind(tasks.iter().map(|t| t.id.0).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.step_key.clone()).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.priority).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.handler_type.clone()).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.parameters.clone()).collect::<Vec<Value>>())
-        .bind(tasks.iter().map(|t| t.execution_order).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.timeout_seconds).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.max_retries).collect::<Vec<_>>())
-        .execute(&mut *self.tx)
-        .await?;
-        if !edges.is_empty() {
-            sqlx::query(
-                "INSERT INTO task_dependencies (task_id, depends_on_id)
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[])",
-            )
-            .bind(edges.iter().map(|e| e.0 .0).collect::<Vec<_>>())
-            .bind(edges.iter().map(|e| e.1 .0).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        Ok(())
-    }
-
     async fn claim_ready(
         &mut self,
         request: &ClaimRequest,

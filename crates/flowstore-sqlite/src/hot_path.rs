@@ -5,12 +5,10 @@
 //! inserted.
 
 use async_trait::async_trait;
-use flowstore_core::ids::{AttemptId, RunId, TaskId, WorkflowId};
+use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
-    RunState, StepTask,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion, RunState,
 };
-use flowstore_core::model::run::WorkflowExecution;
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
 use serde_json::Value;
@@ -119,47 +117,6 @@ fn hex(id: uuid::Uuid) -> String {
 
 #[async_trait]
 impl HotPath for SqliteTx {
-    async fn insert_step_tasks(
-        &mut self,
-        run: &WorkflowExecution,
-        workflow_id: WorkflowId,
-        tasks: &[StepTask],
-        edges: &[(TaskId, TaskId)],
-    ) -> StoreResult<()> {
-        let created = ts(&run.created_at);
-        for t in tasks {
-            sqlx::query(
-                "INSERT INTO tasks (id, workflow_id, run_id, step_key, title, status, priority,
-                    handler_type, parameters, execution_order, timeout_seconds, max_retries,
-                    created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-            )
-            .bind(t.id)
-            .bind(workflow_id)
-            .bind(run.id)
-            .bind(&t.step_key)
-            .bind(&t.title)
-            .bind(t.status)
-            .bind(t.priority)
-            .bind(&t.handler_type)
-            .bind(&t.parameters)
-            .bind(t.execution_order)
-            .bind(t.timeout_seconds)
-            .bind(t.max_retries)
-            .bind(&created)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        for (task, dep) in edges {
-            sqlx::query("INSERT INTO task_dependencies (task_id, depends_on_id) VALUES (?1, ?2)")
-                .bind(task)
-                .bind(dep)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn claim_ready(
         &mut self,
         request: &ClaimRequest,

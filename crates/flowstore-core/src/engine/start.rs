@@ -67,16 +67,17 @@ async fn plan<T: EngineTx + ?Sized>(
     })
 }
 
-/// Writes one run of `plan` (the run, one task per step, the deadline) and adds its
-/// first events to `events`, which the caller writes: the run as created. The caller
-/// has checked `start`.
-async fn create<T: EngineTx + ?Sized>(
-    tx: &mut T,
-    plan: &Plan,
-    start: StartRun,
-    now: time::Timestamp,
-    events: &mut Vec<crate::model::engine::NewEvent>,
-) -> StoreResult<WorkflowExecution> {
+/// A run ready to be written: its row, its tasks and edges, its first events.
+struct Prepared {
+    run: WorkflowExecution,
+    tasks: Vec<StepTask>,
+    edges: Vec<(TaskId, TaskId)>,
+    events: Vec<crate::model::engine::NewEvent>,
+}
+
+/// Makes one run of `plan` (the run row, one task per step, the deadline, its first
+/// events) without writing it. The caller has checked `start`.
+fn prepare(plan: &Plan, start: StartRun, now: time::Timestamp) -> StoreResult<Prepared> {
     let workflow = &plan.workflow;
     let order = plan.definition.topological_order()?;
     let sequential = workflow.execution_strategy == RunStrategy::Sequential;
@@ -84,27 +85,29 @@ async fn create<T: EngineTx + ?Sized>(
     let execution_id = start
         .execution_id
         .unwrap_or_else(|| format!("run-{}", uuid::Uuid::now_v7().simple()));
-    let mut created = tx
-        .create_execution(NewExecution {
-            execution_id,
-            workflow_id: workflow.id.to_string(),
-            workflow_name: workflow.name.clone(),
-            workflow_version: Some(plan.version_no.to_string()),
-            task_id: start.subject_task_id,
-            user_id: start.user_id,
-            status: Some(RunStatus::Running),
-            strategy: Some(workflow.execution_strategy),
-            priority: Some(start.priority.unwrap_or(1)),
-            start_time: Some(now),
-            metadata: start.metadata,
-            workflow_ref: Some(workflow.id),
-            workflow_version_id: Some(plan.version_id),
-            failure_strategy: Some(workflow.failure_strategy),
-            input: start.input,
-            ..Default::default()
-        })
-        .await?;
-    let run_id = created.id;
+    let run = NewExecution {
+        execution_id,
+        workflow_id: workflow.id.to_string(),
+        workflow_name: workflow.name.clone(),
+        workflow_version: Some(plan.version_no.to_string()),
+        task_id: start.subject_task_id,
+        user_id: start.user_id,
+        status: Some(RunStatus::Running),
+        strategy: Some(workflow.execution_strategy),
+        priority: Some(start.priority.unwrap_or(1)),
+        start_time: Some(now),
+        metadata: start.metadata,
+        workflow_ref: Some(workflow.id),
+        workflow_version_id: Some(plan.version_id),
+        failure_strategy: Some(workflow.failure_strategy),
+        input: start.input,
+        deadline_at: workflow
+            .timeout_seconds
+            .map(|secs| now + chrono::Duration::seconds(secs.into())),
+        ..Default::default()
+    }
+    .into_row(now)?;
+    let run_id = run.id;
 
     let ids: std::collections::HashMap<&str, TaskId> = plan
         .definition
@@ -123,6 +126,8 @@ async fn create<T: EngineTx + ?Sized>(
         let ready = if sequential { position == 0 } else { root };
         tasks.push(StepTask {
             id,
+            run_id,
+            workflow_id: workflow.id,
             step_key: step.key.clone(),
             title: step.name.clone().unwrap_or_else(|| step.key.clone()),
             handler_type: step.handler.clone(),
@@ -138,26 +143,14 @@ async fn create<T: EngineTx + ?Sized>(
             },
         });
     }
-    tx.insert_step_tasks(&created, workflow.id, &tasks, &edges)
-        .await?;
-
-    if let Some(secs) = workflow.timeout_seconds {
-        let mut run_state = tx
-            .lock_run(run_id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("run", run_id))?;
-        run_state.deadline_at = Some(now + chrono::Duration::seconds(secs.into()));
-        tx.save_run(&run_state, now).await?;
-        created.deadline_at = run_state.deadline_at;
-    }
     let wf = workflow.id.to_string();
-    events.push(ev(
+    let mut events = vec![ev(
         "run.started",
         Some(run_id),
         None,
         Some(&wf),
-        json!({"execution_id": created.execution_id, "tasks": tasks.len()}),
-    ));
+        json!({"execution_id": run.execution_id, "tasks": tasks.len()}),
+    )];
     events.extend(
         tasks
             .iter()
@@ -172,7 +165,67 @@ async fn create<T: EngineTx + ?Sized>(
                 )
             }),
     );
-    Ok(created)
+    Ok(Prepared {
+        run,
+        tasks,
+        edges,
+        events,
+    })
+}
+
+/// What a start refers to that the plan did not read: the subject task, and an
+/// execution ID the client chose, which must be free (and not chosen twice in one
+/// batch: `given` holds the IDs of the runs before this one).
+async fn check_references<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    run: &WorkflowExecution,
+    given: &mut std::collections::HashSet<String>,
+    chosen: bool,
+) -> StoreResult<()> {
+    if let Some(task) = run.task_id {
+        if !tx.task_exists(task).await? {
+            return Err(StoreError::invalid(
+                "task_id",
+                format!("refers to no existing row ({task})"),
+            ));
+        }
+    }
+    if chosen {
+        let taken = !given.insert(run.execution_id.clone())
+            || match tx.find_by_execution_id(&run.execution_id).await {
+                Ok(_) => true,
+                Err(StoreError::NotFound { .. }) => false,
+                Err(e) => return Err(e),
+            };
+        if taken {
+            return Err(StoreError::conflict(
+                "execution_id",
+                format!("a run with execution ID {:?} exists", run.execution_id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes prepared runs: all runs and their metrics, all tasks and edges, all first
+/// events, each kind in as few statements as the database takes.
+async fn write<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    prepared: Vec<Prepared>,
+    now: time::Timestamp,
+) -> StoreResult<Vec<WorkflowExecution>> {
+    let mut runs = Vec::with_capacity(prepared.len());
+    let (mut tasks, mut edges, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    for p in prepared {
+        runs.push(p.run);
+        tasks.extend(p.tasks);
+        edges.extend(p.edges);
+        events.extend(p.events);
+    }
+    tx.insert_runs(&runs).await?;
+    tx.insert_step_tasks(now, &tasks, &edges).await?;
+    tx.insert_events(&events, now).await?;
+    Ok(runs)
 }
 
 /// Starts a run (see [`crate::model::engine::EngineRepo::start_run`]).
@@ -183,25 +236,27 @@ pub async fn start_run<T: EngineTx + ?Sized>(
     start.check()?;
     let now = time::now();
     let plan = plan(tx, start.workflow_id, start.version).await?;
-    let mut events = Vec::new();
-    let created = create(tx, &plan, start, now, &mut events).await?;
-    tx.insert_events(&events, now).await?;
-    let run = tx.get_execution(created.id).await?;
-    let tasks = tx.select_run_tasks(created.id).await?;
+    let chosen = start.execution_id.is_some();
+    let prepared = prepare(&plan, start, now)?;
+    check_references(tx, &prepared.run, &mut Default::default(), chosen).await?;
+    let id = prepared.run.id;
+    write(tx, vec![prepared], now).await?;
+    let run = tx.get_execution(id).await?;
+    let tasks = tx.select_run_tasks(id).await?;
     Ok(StartedRun { run, tasks })
 }
 
 /// Starts runs (see [`crate::model::engine::EngineRepo::start_runs`]): each version
-/// named is read and checked once, the runs and their tasks are written one by one
-/// and their first events by one statement for all.
+/// named is read and checked once, each run is made and checked, then all are written
+/// together, each kind of row in as few statements as the database takes.
 pub async fn start_runs<T: EngineTx + ?Sized>(
     tx: &mut T,
     starts: Vec<StartRun>,
 ) -> StoreResult<Vec<WorkflowExecution>> {
     let now = time::now();
     let mut plans: Vec<((crate::ids::WorkflowId, Option<i32>), Plan)> = Vec::new();
-    let mut events = Vec::new();
-    let mut runs = Vec::with_capacity(starts.len());
+    let mut prepared = Vec::with_capacity(starts.len());
+    let mut given = std::collections::HashSet::new();
     for (i, start) in starts.into_iter().enumerate() {
         let at = format!("runs[{i}]");
         start.check().map_err(|e| e.within(&at))?;
@@ -215,11 +270,12 @@ pub async fn start_runs<T: EngineTx + ?Sized>(
                 plans.len() - 1
             }
         };
-        let run = create(tx, &plans[p].1, start, now, &mut events)
+        let chosen = start.execution_id.is_some();
+        let run = prepare(&plans[p].1, start, now).map_err(|e| e.within(&at))?;
+        check_references(tx, &run.run, &mut given, chosen)
             .await
             .map_err(|e| e.within(&at))?;
-        runs.push(run);
+        prepared.push(run);
     }
-    tx.insert_events(&events, now).await?;
-    Ok(runs)
+    write(tx, prepared, now).await
 }

@@ -86,6 +86,10 @@ pub struct RunState {
 pub struct StepTask {
     /// The new task's ID.
     pub id: TaskId,
+    /// Its run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow_id: WorkflowId,
     /// The step's key.
     pub step_key: String,
     /// Its title (the step's name, or its key).
@@ -161,6 +165,20 @@ pub struct AttemptRecord {
 /// [`HotPath`], so both backends move tasks and runs by the same rules.
 #[async_trait]
 pub trait EngineStore: Send {
+    /// Writes runs the engine starts and their `execution_started` metrics, many
+    /// rows a statement. Their workflow and version were read in this transaction and
+    /// their subject task checked, so no reference is looked up again.
+    async fn insert_runs(&mut self, runs: &[WorkflowExecution]) -> StoreResult<()>;
+    /// Inserts starting runs' tasks, created at `created_at`, and their dependency
+    /// edges `(task, depends_on)`, many rows a statement.
+    async fn insert_step_tasks(
+        &mut self,
+        created_at: Timestamp,
+        tasks: &[StepTask],
+        edges: &[(TaskId, TaskId)],
+    ) -> StoreResult<()>;
+    /// Whether the task exists.
+    async fn task_exists(&mut self, id: TaskId) -> StoreResult<bool>;
     /// The handler types among `types` that are registered and active.
     async fn active_handler_types(&mut self, types: &[String]) -> StoreResult<Vec<String>>;
     /// Reads a task with its current attempt's start, locking it until the end of
@@ -263,14 +281,6 @@ pub trait EngineStore: Send {
 /// writer updates in place and numbers events as they are inserted.
 #[async_trait]
 pub trait HotPath: Send {
-    /// Inserts a run's tasks and their dependency edges `(task, depends_on)`.
-    async fn insert_step_tasks(
-        &mut self,
-        run: &WorkflowExecution,
-        workflow_id: WorkflowId,
-        tasks: &[StepTask],
-        edges: &[(TaskId, TaskId)],
-    ) -> StoreResult<()>;
     /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
     /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows.
     async fn claim_ready(
