@@ -39,6 +39,9 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
     /// Tasks handed out by claims.
     pub claimed: AtomicU64,
+    /// Looks at the database by claims that found nothing to take (a claim's first
+    /// look, and each wake or poll that came to nothing).
+    pub claims_found_nothing: AtomicU64,
     /// Leases the maintenance task found expired.
     pub leases_expired: AtomicU64,
     /// Tasks and runs timed out by the maintenance task.
@@ -219,6 +222,12 @@ impl Metrics {
                 "flowstore_tasks_claimed_total",
                 "Tasks handed to workers.",
                 &self.claimed,
+            ),
+            (
+                "counter",
+                "flowstore_claims_found_nothing_total",
+                "Claims' looks at the database that found nothing to take.",
+                &self.claims_found_nothing,
             ),
             (
                 "counter",

@@ -99,6 +99,9 @@ struct Inner {
     keys: KeyCache,
     sign_in: crate::signin::SignInGuard,
     work: Notify,
+    /// The claims waiting here for work, longest waiting first (see
+    /// [`AppState::notify_ready`]).
+    waiting: std::sync::Mutex<Waiting>,
     events: Notify,
     /// Whether the database's change feed is live (see [`AppState::listen_for_changes`]).
     feed_live: AtomicBool,
@@ -128,6 +131,7 @@ impl AppState {
                 keys: KeyCache::default(),
                 sign_in,
                 work: Notify::new(),
+                waiting: Default::default(),
                 events: Notify::new(),
                 feed_live: AtomicBool::new(false),
                 announce: Arc::new(Notify::new()),
@@ -188,9 +192,55 @@ impl AppState {
     /// Tells waiting claims and event streams that something changed.
     pub fn notify_changed(&self) {
         self.inner.work.notify_waiters();
+        self.notify_unclaimable();
+    }
+
+    /// Tells event streams and the other servers of a change that made nothing
+    /// claimable (a completion that readied no task, say): no waiting claim is woken
+    /// to look for work that is not there.
+    pub fn notify_unclaimable(&self) {
         self.inner.events.notify_waiters();
         // A permit is kept when the announcer is busy, so no change goes untold.
         self.inner.announce.notify_one();
+    }
+
+    /// Tells of tasks that became ready here, one handler type per task: each wakes
+    /// the claim waiting longest among those that take its type and were not woken
+    /// for another of them, instead of every waiting claim (which would all look,
+    /// and all but one find nothing). A claim woken so that finds nothing (the task
+    /// was not visible to its caller, or another claim took it first) wakes every
+    /// waiting claim, so a task never waits for the next poll because the wrong
+    /// claim was woken. Event streams and other servers are told as
+    /// [`Self::notify_changed`] tells them.
+    pub fn notify_ready<'a>(&self, handler_types: impl IntoIterator<Item = &'a str>) {
+        {
+            let mut waiting = self.inner.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            for handler_type in handler_types {
+                waiting.wake_one(handler_type);
+            }
+        }
+        self.notify_unclaimable();
+    }
+
+    /// Enters a claim for `handler_types` among the waiting ones, until the returned
+    /// place is dropped.
+    pub(crate) fn wait_for_work(&self, handler_types: &[String]) -> WaitingClaim<'_> {
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.next += 1;
+        let place = Place {
+            id: waiting.next,
+            handler_types: handler_types.to_vec(),
+            wake: Arc::new(Notify::new()),
+            targeted: Arc::new(AtomicBool::new(false)),
+        };
+        let claim = WaitingClaim {
+            state: self,
+            id: place.id,
+            wake: place.wake.clone(),
+            targeted: place.targeted.clone(),
+        };
+        waiting.places.push_back(place);
+        claim
     }
 
     /// Starts hearing what other servers (or other backends of this process) commit
@@ -434,5 +484,72 @@ mod tests {
         assert!(l.check(k).is_ok());
         assert_eq!(l.check(k), Err(1));
         assert!(l.check(ApiKeyId::new().0).is_ok());
+    }
+}
+
+/// The claims waiting for work, longest waiting first.
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    places: std::collections::VecDeque<Place>,
+}
+
+struct Place {
+    id: u64,
+    handler_types: Vec<String>,
+    wake: Arc<Notify>,
+    /// Set when this claim was woken for one task in particular.
+    targeted: Arc<AtomicBool>,
+}
+
+impl Waiting {
+    /// Wakes the claim waiting longest that takes `handler_type`, and puts it last.
+    fn wake_one(&mut self, handler_type: &str) {
+        let Some(i) = self
+            .places
+            .iter()
+            .position(|p| p.handler_types.iter().any(|t| t == handler_type))
+        else {
+            return;
+        };
+        if let Some(place) = self.places.remove(i) {
+            place.targeted.store(true, Ordering::Relaxed);
+            // A permit is kept when the claim is looking rather than waiting.
+            place.wake.notify_one();
+            self.places.push_back(place);
+        }
+    }
+}
+
+/// A claim's place among the waiting ones (see [`AppState::wait_for_work`]).
+pub(crate) struct WaitingClaim<'a> {
+    state: &'a AppState,
+    id: u64,
+    /// Woken for a task of one of its handler types.
+    pub wake: Arc<Notify>,
+    targeted: Arc<AtomicBool>,
+}
+
+impl WaitingClaim<'_> {
+    /// Whether the claim was woken for a task in particular since last asked.
+    pub fn was_targeted(&self) -> bool {
+        self.targeted.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl Drop for WaitingClaim<'_> {
+    fn drop(&mut self) {
+        self.state
+            .inner
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .places
+            .retain(|p| p.id != self.id);
+        // Woken for a task while it was still looking, and gone with what it found
+        // before: the task it was woken for is left to every other claim.
+        if self.targeted.load(Ordering::Relaxed) {
+            self.state.inner.work.notify_waiters();
+        }
     }
 }

@@ -27,6 +27,7 @@ mod slow_metrics;
 mod system_routes;
 mod tasks_prs;
 mod triggers;
+mod wake;
 mod webhook_destinations;
 mod webhooks;
 mod worker_batch;

@@ -6,6 +6,7 @@ use axum::Json as AxumJson;
 use flowstore_core::ids::{RunId, TaskId, WorkflowId};
 use flowstore_core::model::engine::{RunTask, StartRun};
 use flowstore_core::model::run::{RunFilter, RunStatus, TaskAttempt, WorkflowExecution};
+use flowstore_core::model::task::TaskStatus;
 use flowstore_core::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -149,7 +150,13 @@ pub async fn start(
         audit::json(&started.run),
     )
     .await?;
-    api.state.notify_changed();
+    api.state.notify_ready(
+        started
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Ready)
+            .filter_map(|t| t.handler_type.as_deref()),
+    );
     Ok((StatusCode::CREATED, AxumJson(started)))
 }
 
@@ -351,7 +358,13 @@ pub async fn rerun(api: Api, Path(id): Path<RunId>) -> ApiResult<impl IntoRespon
         audit::json(&started.run),
     )
     .await?;
-    api.state.notify_changed();
+    api.state.notify_ready(
+        started
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Ready)
+            .filter_map(|t| t.handler_type.as_deref()),
+    );
     Ok((StatusCode::CREATED, AxumJson(started)))
 }
 

@@ -173,15 +173,30 @@ pub async fn claim(api: Api, Json(body): Json<ClaimBody>) -> ApiResult<AxumJson<
     let deadline = tokio::time::Instant::now() + wait;
     let _waiting = crate::metrics::Held::new(&api.state, |m| &m.waiting_claims);
     let mut shutdown = api.state.shutdown_signal();
+    let place = api.state.wait_for_work(&request.handler_types);
     loop {
         // Register interest before looking, so a change between the look and the
         // wait is not missed.
         let notified = api.state.work_notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let woken = place.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let targeted = place.was_targeted();
         // In a transaction of its own, which SQLite may commit together with other
         // workers' claims (see `Backend::claim_now`).
         let claimed = api.state.backend().claim_now(&request).await?;
+        if claimed.is_empty() {
+            api.state
+                .metrics()
+                .claims_found_nothing
+                .fetch_add(1, Ordering::Relaxed);
+            if targeted {
+                // Woken for a task this claim did not get: let every claim look.
+                api.state.work_notify().notify_waiters();
+            }
+        }
         let now = tokio::time::Instant::now();
         if !claimed.is_empty() || now >= deadline || api.state.shutting_down() {
             api.state
@@ -196,6 +211,7 @@ pub async fn claim(api: Api, Json(body): Json<ClaimBody>) -> ApiResult<AxumJson<
         let nap = api.state.wait_interval().min(deadline - now);
         tokio::select! {
             _ = &mut notified => {}
+            _ = &mut woken => {}
             _ = tokio::time::sleep(nap) => {}
             _ = shutdown.changed() => {}
         }
@@ -247,7 +263,13 @@ pub async fn complete(api: Api, Json(body): Json<CompleteBody>) -> ApiResult<Axu
         tx.commit().await?;
         t
     };
-    api.state.notify_changed();
+    // A completion makes work only where it readied tasks (their handler types are
+    // not known here: every claim looks).
+    if t.newly_ready.is_empty() {
+        api.state.notify_unclaimable();
+    } else {
+        api.state.notify_changed();
+    }
     Ok(AxumJson(t))
 }
 
@@ -308,9 +330,16 @@ pub async fn complete_batch(
             record_usage(&mut *tx, a, usage).await?;
         }
     }
+    let readied = outcomes
+        .iter()
+        .any(|o| o.as_ref().is_ok_and(|t| !t.newly_ready.is_empty()));
     let mut outcomes = outcomes.into_iter();
     tx.commit().await?;
-    api.state.notify_changed();
+    if readied {
+        api.state.notify_changed();
+    } else {
+        api.state.notify_unclaimable();
+    }
     let results = refs
         .into_iter()
         .zip(problems)
