@@ -126,6 +126,9 @@ pub struct PostgresBackend {
     pub(crate) run_tasks: crate::transitions::ClaimedRunTasks,
     /// Single completions waiting to share a statement and a commit.
     pub(crate) completions: crate::transitions::CompletionGroup,
+    /// What this backend's announcements carry, so that its own listener passes
+    /// over them: its server woke its own waiters when it made the change.
+    origin: String,
     keys: Arc<KeySource>,
     /// One connection kept for health checks and lock metrics, so that a pool taken
     /// up by slow work does not make a live database look dead.
@@ -584,6 +587,7 @@ impl PostgresBackend {
             transitions,
             run_tasks: Default::default(),
             completions: Default::default(),
+            origin: format!("origin-{}", uuid::Uuid::new_v4().simple()),
             keys,
             health,
             options,
@@ -652,7 +656,7 @@ impl Backend for PostgresBackend {
     }
 
     fn listen(&self, sink: Arc<dyn flowstore_core::change::ChangeSink>) -> bool {
-        crate::listen::spawn(self.direct_options.clone(), sink);
+        crate::listen::spawn(self.direct_options.clone(), sink, self.origin.clone());
         true
     }
 
@@ -663,8 +667,9 @@ impl Backend for PostgresBackend {
         tx.sequence_events().await?;
         tx.commit().await?;
         // A simple query: one message, whatever a pooler does between statements.
+        // The origin is hex digits after a fixed word, so it needs no quoting.
         self.pool
-            .execute("SELECT pg_notify('flowstore_work', '')")
+            .execute(format!("SELECT pg_notify('flowstore_work', '{}')", self.origin).as_str())
             .await?;
         Ok(())
     }

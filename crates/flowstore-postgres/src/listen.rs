@@ -20,19 +20,20 @@ const IDLE_CHECK: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Starts listening on a connection of its own (not one of the backend's pools,
-/// which it would hold for good), delivering to `sink` until it is closed.
-pub(crate) fn spawn(options: PgConnectOptions, sink: Arc<dyn ChangeSink>) {
-    tokio::spawn(run(options, sink));
+/// which it would hold for good), delivering to `sink` until it is closed. The
+/// backend's own announcements (payload `origin`) are passed over.
+pub(crate) fn spawn(options: PgConnectOptions, sink: Arc<dyn ChangeSink>, origin: String) {
+    tokio::spawn(run(options, sink, origin));
 }
 
-async fn run(options: PgConnectOptions, sink: Arc<dyn ChangeSink>) {
+async fn run(options: PgConnectOptions, sink: Arc<dyn ChangeSink>, origin: String) {
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
         .connect_lazy_with(options);
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen_until_lost(&pool, &*sink).await {
+        match listen_until_lost(&pool, &*sink, &origin).await {
             Ended::Closed => return,
             Ended::Lost(why) => {
                 tracing::warn!(error = %why, "the change feed lost its connection; polling until it is back");
@@ -56,7 +57,7 @@ enum Ended {
     Lost(String),
 }
 
-async fn listen_until_lost(pool: &sqlx::PgPool, sink: &dyn ChangeSink) -> Ended {
+async fn listen_until_lost(pool: &sqlx::PgPool, sink: &dyn ChangeSink, origin: &str) -> Ended {
     let mut listener = match PgListener::connect_with(pool).await {
         Ok(l) => l,
         Err(e) => return Ended::Lost(e.to_string()),
@@ -74,7 +75,7 @@ async fn listen_until_lost(pool: &sqlx::PgPool, sink: &dyn ChangeSink) -> Ended 
             Err(_) if sink.is_closed() => return Ended::Closed,
             Err(_) => {}
             Ok(Ok(Some(n))) => {
-                if let Some(change) = change_of(n.channel(), n.payload()) {
+                if let Some(change) = change_of(n.channel(), n.payload(), origin) {
                     if !sink.changed(change) {
                         return Ended::Closed;
                     }
@@ -86,9 +87,11 @@ async fn listen_until_lost(pool: &sqlx::PgPool, sink: &dyn ChangeSink) -> Ended 
     }
 }
 
-/// The change a notification on `channel` with `payload` stands for.
-fn change_of(channel: &str, payload: &str) -> Option<Change> {
+/// The change a notification on `channel` with `payload` stands for; none for the
+/// listening backend's own announcement (payload `own`).
+fn change_of(channel: &str, payload: &str, own: &str) -> Option<Change> {
     match channel {
+        "flowstore_work" if payload == own => None,
         "flowstore_work" => Some(Change::Work {
             at: payload
                 .parse::<i64>()
@@ -107,18 +110,25 @@ mod tests {
 
     #[test]
     fn notifications_map_to_changes() {
+        let own = "origin-1";
         assert_eq!(
-            change_of("flowstore_work", ""),
+            change_of("flowstore_work", "", own),
             Some(Change::Work { at: None })
         );
         assert_eq!(
-            change_of("flowstore_work", "1700000000123"),
+            change_of("flowstore_work", "origin-2", own),
+            Some(Change::Work { at: None }),
+            "another server's announcement"
+        );
+        assert_eq!(change_of("flowstore_work", own, own), None, "our own");
+        assert_eq!(
+            change_of("flowstore_work", "1700000000123", own),
             Some(Change::Work {
                 at: Utc.timestamp_millis_opt(1_700_000_000_123).single()
             })
         );
-        assert_eq!(change_of("flowstore_events", ""), Some(Change::Events));
-        assert_eq!(change_of("flowstore_access", ""), Some(Change::Access));
-        assert_eq!(change_of("elsewhere", ""), None);
+        assert_eq!(change_of("flowstore_events", "", own), Some(Change::Events));
+        assert_eq!(change_of("flowstore_access", "", own), Some(Change::Access));
+        assert_eq!(change_of("elsewhere", "", own), None);
     }
 }

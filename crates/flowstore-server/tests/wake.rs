@@ -1,7 +1,9 @@
 //! Waking waiting claims: a task started here wakes one claim that takes its handler
 //! type, not every waiting claim, and a claim woken for a task it may not take passes
 //! the wake on. The server's polls are set far beyond the test's span, so only a wake
-//! can answer a claim in time. On SQLite and PostgreSQL.
+//! can answer a claim in time, and the server listens to the change feed as `serve`
+//! makes it do (hearing its own announcement would wake every claim again). On
+//! SQLite and PostgreSQL.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +31,9 @@ async fn app(b: Arc<dyn Backend>) -> TestApp {
         },
     )
     .await;
+    // As `serve` does: the server hears the database's change feed and announces its
+    // own changes on it, which it must not then hear as work to look for.
+    c.state.listen_for_changes();
     for h in ["a", "b"] {
         let body = json!({"handler_type": h, "handler_name": h});
         c.admin().create_handler(body).await.want(201);

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{ev, EngineTx};
 use crate::ids::TaskId;
 use crate::model::dag::WorkflowDefinition;
-use crate::model::engine::{StartRun, StartedRun, StepTask};
+use crate::model::engine::{RunTask, StartRun, StartedRun, StepTask};
 use crate::model::run::{NewExecution, RunStatus, RunStrategy, WorkflowExecution};
 use crate::model::task::TaskStatus;
 use crate::model::workflow::Workflow;
@@ -239,10 +239,24 @@ pub async fn start_run<T: EngineTx + ?Sized>(
     let chosen = start.execution_id.is_some();
     let prepared = prepare(&plan, start, now)?;
     check_references(tx, &prepared.run, &mut Default::default(), chosen).await?;
-    let id = prepared.run.id;
-    write(tx, vec![prepared], now).await?;
-    let run = tx.get_execution(id).await?;
-    let tasks = tx.select_run_tasks(id).await?;
+    // The run and its tasks as written (in execution order, as a read would list
+    // them): nothing of them is changed by the database on insert.
+    let tasks = prepared
+        .tasks
+        .iter()
+        .map(|t| RunTask {
+            id: t.id,
+            step_key: Some(t.step_key.clone()),
+            status: t.status,
+            handler_type: Some(t.handler_type.clone()),
+            attempt: 0,
+            retry_count: 0,
+        })
+        .collect();
+    let mut runs = write(tx, vec![prepared], now).await?;
+    let run = runs
+        .pop()
+        .ok_or_else(|| StoreError::invalid("runs", "none written"))?;
     Ok(StartedRun { run, tasks })
 }
 
