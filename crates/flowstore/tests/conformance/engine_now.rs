@@ -137,8 +137,8 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
         (6, vec![(attempt(&claimed[6]), json!({"n": 6}))]),
         (6, vec![(attempt(&claimed[6]), json!({"n": 6}))]),
     ];
-    for i in 7..TASKS {
-        jobs.push((i, vec![(attempt(&claimed[i]), json!({"n": i}))]));
+    for (i, c) in claimed.iter().enumerate().skip(7) {
+        jobs.push((i, vec![(attempt(c), json!({"n": i}))]));
     }
     for (i, items) in jobs {
         let backend = backend.clone();
