@@ -111,26 +111,7 @@ async fn measure(
     let (a, b) = (&servers[0].base, &servers[1].base);
     let client = reqwest::Client::new();
     let handler = format!("bench-fleet-{}", uuid::Uuid::new_v4().simple());
-    post(
-        &client,
-        format!("{a}/handlers"),
-        key,
-        json!({"handler_type": handler, "handler_name": "fleet"}),
-    )
-    .await?;
-    let wf = post(
-        &client,
-        format!("{a}/workflows"),
-        key,
-        json!({
-        "name": "fleet", "status": "active",
-        "definition": {"steps": [{"key": "only", "handler": handler}]}}),
-    )
-    .await?;
-    let runs_url = format!(
-        "{a}/workflows/{}/runs",
-        wf["id"].as_str().unwrap_or_default()
-    );
+    let runs_url = one_step_workflow(&client, a, key, &handler).await?;
     let samples = opts.query_calls.clamp(20, 200);
 
     // Events: streams open on B (another server) and on A (the same one).
@@ -257,6 +238,35 @@ async fn measure(
         });
     }
     Ok(())
+}
+
+/// Registers `handler` on `base` and makes an active workflow of one step it runs;
+/// answers the URL that starts its runs.
+pub(crate) async fn one_step_workflow(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    handler: &str,
+) -> StoreResult<String> {
+    post(
+        client,
+        format!("{base}/handlers"),
+        key,
+        json!({"handler_type": handler, "handler_name": handler}),
+    )
+    .await?;
+    let wf = post(
+        client,
+        format!("{base}/workflows"),
+        key,
+        json!({"name": handler, "status": "active",
+               "definition": {"steps": [{"key": "only", "handler": handler}]}}),
+    )
+    .await?;
+    let id = wf["id"]
+        .as_str()
+        .ok_or_else(|| fail(format!("a workflow answered without an id: {wf}")))?;
+    Ok(format!("{base}/workflows/{id}/runs"))
 }
 
 /// A claim of one task of `handler` on `base` that waits up to `wait_ms`; answers

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use flowstore_core::StoreResult;
 use serde_json::json;
 
-use super::fleet::post;
+use super::fleet::{one_step_workflow, post};
 use super::{admin_key, bar, fail, BenchOptions, InProcess, Report, Row, Samples, Target};
 
 /// Tasks offered per second.
@@ -46,27 +46,7 @@ async fn measure(
         .build()
         .map_err(|e| fail(format!("HTTP client: {e}")))?;
     let handler = format!("bench-pickup-{}", uuid::Uuid::new_v4().simple());
-    post(
-        &client,
-        format!("{base}/handlers"),
-        key,
-        json!({"handler_type": handler, "handler_name": "pickup"}),
-    )
-    .await?;
-    let wf = post(
-        &client,
-        format!("{base}/workflows"),
-        key,
-        json!({"name": handler, "status": "active",
-               "definition": {"steps": [{"key": "only", "handler": handler}]}}),
-    )
-    .await?;
-    let runs_url = format!(
-        "{base}/workflows/{}/runs",
-        wf["id"]
-            .as_str()
-            .ok_or_else(|| fail("the workflow has no id"))?
-    );
+    let runs_url = one_step_workflow(&client, base, key, &handler).await?;
     // Ten seconds of arrivals at full size, fewer in the smoke tests.
     let per_round = opts.tasks.clamp(1, 10 * RATE);
     let (mut from_send, mut from_answer, mut request) =

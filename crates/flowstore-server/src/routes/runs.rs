@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json as AxumJson;
 use flowstore_core::ids::{RunId, TaskId, WorkflowId};
-use flowstore_core::model::engine::{RunTask, StartRun};
+use flowstore_core::model::engine::{RunTask, StartRun, StartedRun};
 use flowstore_core::model::run::{RunFilter, RunStatus, TaskAttempt, WorkflowExecution};
 use flowstore_core::model::task::TaskStatus;
 use flowstore_core::{Page, PageRequest};
@@ -128,6 +128,18 @@ paged_query_params! {
     }
 }
 
+/// Wakes a waiting claim for each task of `started` that is ready (see
+/// `AppState::notify_ready`).
+fn wake_for(api: &Api, started: &StartedRun) {
+    api.state.notify_ready(
+        started
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Ready)
+            .filter_map(|t| t.handler_type.as_deref()),
+    );
+}
+
 /// Starts a run of a workflow version.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/runs", tag = "runs", request_body = StartRunBody,
     params(in_path::Workflow),
@@ -150,13 +162,7 @@ pub async fn start(
         audit::json(&started.run),
     )
     .await?;
-    api.state.notify_ready(
-        started
-            .tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Ready)
-            .filter_map(|t| t.handler_type.as_deref()),
-    );
+    wake_for(&api, &started);
     Ok((StatusCode::CREATED, AxumJson(started)))
 }
 
@@ -358,13 +364,7 @@ pub async fn rerun(api: Api, Path(id): Path<RunId>) -> ApiResult<impl IntoRespon
         audit::json(&started.run),
     )
     .await?;
-    api.state.notify_ready(
-        started
-            .tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Ready)
-            .filter_map(|t| t.handler_type.as_deref()),
-    );
+    wake_for(&api, &started);
     Ok((StatusCode::CREATED, AxumJson(started)))
 }
 
