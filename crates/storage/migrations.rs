@@ -13,7 +13,7 @@ use flowstore_core::time::{self, Timestamp};
 use flowstore_core::{StoreError, StoreResult};
 use sqlx::{Connection, Executor};
 
-use crate::dialect::{sql, ts, Conn, MIGRATIONS_TABLE, MIGRATIONS_TABLE_EXISTS, MIGRATION_BEGIN};
+use crate::dialect::{sql, ts, Conn, MIGRATIONS_TABLE_EXISTS, MIGRATION_BEGIN, MIGRATION_COLUMNS};
 
 macro_rules! migration {
     ($version:literal, $file:literal, $name:literal) => {
@@ -79,7 +79,15 @@ async fn adopt_audit_head(c: &mut Conn, keys: &KeySource) -> StoreResult<()> {
 
 /// Creates the bookkeeping table when missing.
 pub(crate) async fn ensure_table(c: &mut Conn) -> StoreResult<()> {
-    c.execute(MIGRATIONS_TABLE).await?;
+    let [version, applied_at] = MIGRATION_COLUMNS;
+    c.execute(
+        format!(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version {version} PRIMARY KEY, \
+             name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at {applied_at})"
+        )
+        .as_str(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -143,13 +143,8 @@ pub(crate) const UUID_TYPE: &str = "UUID";
 /// already keeps other migrators out.
 pub(crate) const MIGRATION_BEGIN: &str = "BEGIN";
 
-/// Creates the migrations' bookkeeping table when missing.
-pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-    version BIGINT PRIMARY KEY,
-    name TEXT NOT NULL,
-    checksum TEXT NOT NULL,
-    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)";
+/// The bookkeeping table's version and time columns (see `storage/migrations.rs`).
+pub(crate) const MIGRATION_COLUMNS: [&str; 2] = ["BIGINT", "TIMESTAMPTZ NOT NULL DEFAULT now()"];
 
 /// Whether the migrations' bookkeeping table exists.
 pub(crate) const MIGRATIONS_TABLE_EXISTS: &str =

@@ -147,13 +147,9 @@ pub(crate) const UUID_TYPE: &str = "BLOB";
 /// lock before it checks whether another migrator applied its version first.
 pub(crate) const MIGRATION_BEGIN: &str = "BEGIN IMMEDIATE";
 
-/// Creates the migrations' bookkeeping table when missing.
-pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    checksum TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-)";
+/// The bookkeeping table's version and time columns (see `storage/migrations.rs`);
+/// the runner writes the time itself.
+pub(crate) const MIGRATION_COLUMNS: [&str; 2] = ["INTEGER", "TEXT NOT NULL"];
 
 /// Whether the migrations' bookkeeping table exists.
 pub(crate) const MIGRATIONS_TABLE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM sqlite_master
