@@ -14,12 +14,14 @@ use crate::time;
 use crate::{StoreError, StoreResult};
 
 /// What every run of one workflow version shares, read and checked once: the
-/// workflow, the version and its parsed definition, whose handlers are active.
+/// workflow, the version and its definition's steps in order, whose handlers are
+/// active.
 struct Plan {
     workflow: Workflow,
     version_no: i32,
     version_id: crate::ids::WorkflowVersionId,
-    definition: WorkflowDefinition,
+    /// The definition's steps in the order they run, sorted once for every run.
+    order: Vec<crate::model::dag::StepDefinition>,
 }
 
 /// Reads and checks the version `version` (the current one when `None`) of
@@ -39,7 +41,11 @@ async fn plan<T: EngineTx + ?Sized>(
     let version_no = version.unwrap_or(workflow.version);
     let version = tx.get_workflow_version(workflow.id, version_no).await?;
     let definition = WorkflowDefinition::parse(&version.definition, true)?;
-    definition.topological_order()?;
+    let order = definition
+        .topological_order()?
+        .into_iter()
+        .cloned()
+        .collect();
 
     let mut handlers: Vec<String> = definition.steps.iter().map(|s| s.handler.clone()).collect();
     handlers.sort();
@@ -63,7 +69,7 @@ async fn plan<T: EngineTx + ?Sized>(
         workflow,
         version_no,
         version_id: version.id,
-        definition,
+        order,
     })
 }
 
@@ -79,7 +85,7 @@ struct Prepared {
 /// events) without writing it. The caller has checked `start`.
 fn prepare(plan: &Plan, start: StartRun, now: time::Timestamp) -> StoreResult<Prepared> {
     let workflow = &plan.workflow;
-    let order = plan.definition.topological_order()?;
+    let order = &plan.order;
     let sequential = workflow.execution_strategy == RunStrategy::Sequential;
     let run_priority = start.priority.unwrap_or(0);
     let execution_id = start
@@ -110,8 +116,7 @@ fn prepare(plan: &Plan, start: StartRun, now: time::Timestamp) -> StoreResult<Pr
     let run_id = run.id;
 
     let ids: std::collections::HashMap<&str, TaskId> = plan
-        .definition
-        .steps
+        .order
         .iter()
         .map(|s| (s.key.as_str(), TaskId::new()))
         .collect();

@@ -263,13 +263,7 @@ pub async fn complete(api: Api, Json(body): Json<CompleteBody>) -> ApiResult<Axu
         tx.commit().await?;
         t
     };
-    // A completion makes work only where it readied tasks (their handler types are
-    // not known here: every claim looks).
-    if t.newly_ready.is_empty() {
-        api.state.notify_unclaimable();
-    } else {
-        api.state.notify_changed();
-    }
+    after_completions(&api, !t.newly_ready.is_empty());
     Ok(AxumJson(t))
 }
 
@@ -335,11 +329,7 @@ pub async fn complete_batch(
         .any(|o| o.as_ref().is_ok_and(|t| !t.newly_ready.is_empty()));
     let mut outcomes = outcomes.into_iter();
     tx.commit().await?;
-    if readied {
-        api.state.notify_changed();
-    } else {
-        api.state.notify_unclaimable();
-    }
+    after_completions(&api, readied);
     let results = refs
         .into_iter()
         .zip(problems)
@@ -400,6 +390,17 @@ async fn record_usage(tx: &mut dyn Tx, a: AttemptRef, usage: Option<Usage>) -> A
     match usage.filter(|u| !u.is_empty()) {
         Some(u) => Ok(tx.record_usage(a.task_id, a.attempt, u).await?),
         None => Ok(()),
+    }
+}
+
+/// Tells of committed completions. They make work only where they readied tasks,
+/// whose handler types are not known here, so then every waiting claim looks; else
+/// none does.
+fn after_completions(api: &Api, readied: bool) {
+    if readied {
+        api.state.notify_changed();
+    } else {
+        api.state.notify_unclaimable();
     }
 }
 
