@@ -245,19 +245,20 @@ async fn metric_rollups_merge_over_shards_and_migrations(store: Store) {
     assert_eq!(rolled_up(&store).await, whole);
 
     // Move the second sample into a shard of its own, as a second connection would
-    // have written it.
+    // have written it. Shard 64: a connection's own is its process ID modulo 64, so
+    // this one is never the shard the samples above went to.
     execute(
         &store,
         "INSERT INTO metric_rollups (bucket_start, metric_name, metric_type, shard,
                  sample_count, value_sum, value_min, value_max)
-             SELECT bucket_start, metric_name, metric_type, 7, 1, 4.0, 4.0, 4.0
+             SELECT bucket_start, metric_name, metric_type, 64, 1, 4.0, 4.0, 4.0
                FROM metric_rollups WHERE metric_name = 'm-shard'",
     )
     .await;
     execute(
         &store,
         "UPDATE metric_rollups SET sample_count = 1, value_sum = 2.0, value_max = 2.0
-              WHERE metric_name = 'm-shard' AND shard <> 7",
+              WHERE metric_name = 'm-shard' AND shard <> 64",
     )
     .await;
     assert_eq!(rolled_up(&store).await, whole);
