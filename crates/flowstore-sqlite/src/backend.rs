@@ -356,7 +356,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn complete_now(&self, attempt: AttemptRef, output: Value) -> StoreResult<Transition> {
-        match self.group.submit(Op::Complete(attempt, output)).await? {
+        match self.group.submit(Op::Complete((attempt, output))).await? {
             Done::Completed(transition) => Ok(transition),
             _ => Err(unexpected()),
         }

@@ -27,16 +27,18 @@ pub async fn complete<T: EngineTx + ?Sized>(
     output: Value,
 ) -> StoreResult<Transition> {
     crate::validate::json_size("output", &output)?;
-    let mut results = complete_many(tx, vec![(attempt, output)]).await?;
+    let mut results = complete_many(tx, &[(attempt, output)]).await?;
     results
         .pop()
         .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)))
 }
 
 /// Completes many attempts (see [`crate::model::engine::EngineRepo::complete_many`]).
+/// The items are borrowed, so that a caller that may have to run them again (a group
+/// writer after its group failed) keeps them.
 pub async fn complete_many<T: EngineTx + ?Sized>(
     tx: &mut T,
-    items: Vec<(AttemptRef, Value)>,
+    items: &[(AttemptRef, Value)],
 ) -> StoreResult<Vec<StoreResult<Transition>>> {
     if items.is_empty() || items.len() > MAX_CLAIM as usize {
         return Err(StoreError::invalid(

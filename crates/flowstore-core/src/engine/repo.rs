@@ -42,7 +42,7 @@ impl<T: super::EngineTx> EngineRepo for T {
         &mut self,
         items: Vec<(crate::model::engine::AttemptRef, serde_json::Value)>,
     ) -> crate::StoreResult<Vec<crate::StoreResult<crate::model::engine::Transition>>> {
-        super::complete_many(self, items).await
+        super::complete_many(self, &items).await
     }
     async fn fail(
         &mut self,

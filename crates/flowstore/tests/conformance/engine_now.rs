@@ -1,7 +1,9 @@
 //! Worker transitions in transactions of their own (`claim_now`, `complete_now`,
 //! `complete_many_now`): on SQLite the ones queued while the writer is busy are
-//! committed together, each in a savepoint; on PostgreSQL each has its own
-//! transaction. Either way each must answer and persist exactly as if it were alone.
+//! committed together (completions as one batch, claims together in one savepoint
+//! and again one by one when one of them fails); on PostgreSQL completions that
+//! arrive together share a statement and the rest have a transaction each. Either way
+//! each must answer and persist exactly as if it were alone.
 
 use flowstore_testkit::fixtures;
 use std::collections::HashSet;
@@ -16,6 +18,7 @@ use serde_json::json;
 conformance!(
     queued_transitions_answer_each_on_its_own,
     concurrent_workers_through_now_take_each_task_once,
+    queued_claims_answer_each_on_its_own,
 );
 
 async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
@@ -226,6 +229,57 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
     let mut want = ids.clone();
     want.sort();
     assert_eq!(all, want);
+}
+
+/// Claims that queue together, one of them refused: the refused one is told why and
+/// takes nothing, and every other gets its own tasks, none given twice.
+async fn queued_claims_answer_each_on_its_own(store: Store) {
+    const TASKS: usize = 6;
+    let ids = ready_tasks(&store, "claimed-together", TASKS).await;
+    let elsewhere = ready_tasks(&store, "not-claimed", 1).await;
+    // A writer holds the database (SQLite) while the claims queue; on PostgreSQL it
+    // holds only a row no claim wants, and the claims do not wait.
+    let mut holder = store.begin().await.unwrap();
+    let patch: TaskPatch = serde_json::from_value(json!({"title": "held"})).unwrap();
+    holder.update_task(elsewhere[0], patch).await.unwrap();
+    let backend = store.backend_arc();
+    let mut handles = Vec::new();
+    for (worker, limit) in [("a", 2), ("b", 2), ("refused", 0), ("c", 2), ("d", 1)] {
+        let backend = backend.clone();
+        handles.push(tokio::spawn(async move {
+            let answer = backend
+                .claim_now(&request(worker, "claimed-together", limit))
+                .await;
+            (worker, limit, answer)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.commit().await.unwrap();
+
+    let mut taken = Vec::new();
+    for h in handles {
+        let (worker, limit, answer) = h.await.unwrap();
+        if worker == "refused" {
+            assert!(
+                matches!(&answer, Err(e) if e.field() == Some("limit")),
+                "a claim of 0 tasks is refused naming its limit: {answer:?}"
+            );
+            continue;
+        }
+        let tasks = answer.unwrap_or_else(|e| panic!("worker {worker}: {e:?}"));
+        assert!(tasks.len() <= limit as usize, "{worker}: {tasks:?}");
+        for t in &tasks {
+            assert_eq!(t.attempt, 1, "{worker}");
+            assert_eq!(status(&store, t.task_id).await, TaskStatus::Running);
+            taken.push(t.task_id);
+        }
+    }
+    // Seven asked for, six there: every task is taken, once.
+    assert_eq!(taken.len(), TASKS, "{taken:?}");
+    let distinct: HashSet<TaskId> = taken.iter().copied().collect();
+    assert_eq!(distinct.len(), TASKS, "no task is given twice");
+    let want: HashSet<TaskId> = ids.into_iter().collect();
+    assert_eq!(distinct, want);
 }
 
 /// Eight workers claiming and completing through the `_now` transitions, with
