@@ -6,19 +6,21 @@
 //! index, the task table's leaves) are the same ones for every transition. Here the
 //! transitions submitted through [`Backend::claim_now`] and its siblings go to one
 //! task that takes every transition queued by the time the writer is free, runs them
-//! in one transaction, each inside a savepoint of its own, and commits once: a
-//! transition's error rolls back its savepoint only, and none is answered before the
-//! commit that makes it durable.
+//! in one transaction, in as few statements as their kinds allow (see
+//! [`run_together`]), and commits once: a transition's error undoes its own writes
+//! only, and none is answered before the commit that makes it durable.
 //!
 //! [`Backend::claim_now`]: flowstore_core::Backend::claim_now
 
 use std::sync::Arc;
 
 use flowstore_core::engine::complete_many;
+use flowstore_core::ids::AttemptId;
 use flowstore_core::model::engine::{
     AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Transition,
 };
 use flowstore_core::store::KeySource;
+use flowstore_core::time;
 use flowstore_core::{StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::SqlitePool;
@@ -159,11 +161,12 @@ async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
 ///
 /// Each transition's own error must undo only its own writes. Completions of one
 /// attempt each go as one batch (the engine's `complete_many`, which answers each
-/// item for itself and writes nothing for an item it refuses). Claims run one after
-/// another inside one savepoint and, should any of them fail, that savepoint is
-/// rolled back and they run again each in a savepoint of its own: claims rarely fail,
-/// and two statements of savepoint bookkeeping per claim were a third of a group's
-/// calls to the driver. Batch completions keep a savepoint each.
+/// item for itself and writes nothing for an item it refuses). Claims run
+/// together inside one savepoint (those asking for the same handler types under the
+/// same key and lease as one statement) and, should a statement fail, that savepoint
+/// is rolled back and they run again each in a savepoint of its own: claims rarely
+/// fail, and their own statements and savepoints were most of a group's calls to the
+/// driver. Batch completions keep a savepoint each.
 async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreResult<Done>>> {
     let mut results: Vec<Option<StoreResult<Done>>> = ops.iter().map(|_| None).collect();
     let mut claims = Vec::new();
@@ -207,23 +210,19 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
     }
     if !claims.is_empty() {
         tx.execute_plain("SAVEPOINT flowstore_claims").await?;
-        let mut claimed = Vec::with_capacity(claims.len());
-        for (_, request) in &claims {
-            match EngineRepo::claim(&mut *tx, request).await {
-                Ok(tasks) => claimed.push(tasks),
-                Err(_) => break,
+        match claim_together(tx, &claims).await {
+            Ok(answers) => {
+                tx.execute_plain("RELEASE flowstore_claims").await?;
+                for ((i, _), answer) in claims.iter().zip(answers) {
+                    results[*i] = Some(answer.map(Done::Claimed));
+                }
             }
-        }
-        if claimed.len() < claims.len() {
-            tx.execute_plain("ROLLBACK TO flowstore_claims").await?;
-            tx.execute_plain("RELEASE flowstore_claims").await?;
-            for (i, request) in &claims {
-                results[*i] = Some(in_savepoint(tx, Step::Claim(request)).await?);
-            }
-        } else {
-            tx.execute_plain("RELEASE flowstore_claims").await?;
-            for ((i, _), tasks) in claims.iter().zip(claimed) {
-                results[*i] = Some(Ok(Done::Claimed(tasks)));
+            Err(_) => {
+                tx.execute_plain("ROLLBACK TO flowstore_claims").await?;
+                tx.execute_plain("RELEASE flowstore_claims").await?;
+                for (i, request) in &claims {
+                    results[*i] = Some(in_savepoint(tx, Step::Claim(request)).await?);
+                }
             }
         }
     }
@@ -233,6 +232,49 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("a transition was not run"))))
+        .collect())
+}
+
+/// Runs a group's claims: a refused request is answered at once (it writes nothing),
+/// and the others, by handler types, key and lease, each set of them in one
+/// statement for all its workers (`claim_ready_for`). `Err` when a statement failed:
+/// the caller rolls back what the claims wrote.
+async fn claim_together(
+    tx: &mut SqliteTx,
+    claims: &[(usize, ClaimRequest)],
+) -> StoreResult<Vec<StoreResult<Vec<ClaimedTask>>>> {
+    let mut answers: Vec<Option<StoreResult<Vec<ClaimedTask>>>> =
+        claims.iter().map(|_| None).collect();
+    // Positions in `claims` of the requests that go together.
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    for (k, (_, request)) in claims.iter().enumerate() {
+        if let Err(e) = request.check() {
+            answers[k] = Some(Err(e));
+            continue;
+        }
+        let alike = |set: &Vec<usize>| {
+            let other = &claims[set[0]].1;
+            other.handler_types == request.handler_types
+                && other.executor == request.executor
+                && other.lease == request.lease
+        };
+        match sets.iter_mut().find(|set| alike(set)) {
+            Some(set) => set.push(k),
+            None => sets.push(vec![k]),
+        }
+    }
+    for set in sets {
+        let requests: Vec<&ClaimRequest> = set.iter().map(|&k| &claims[k].1).collect();
+        let wanted: u32 = requests.iter().map(|r| r.limit).sum();
+        let ids: Vec<AttemptId> = (0..wanted).map(|_| AttemptId::new()).collect();
+        let each = tx.claim_ready_for(&requests, time::now(), &ids).await?;
+        for (&k, claimed) in set.iter().zip(each) {
+            answers[k] = Some(Ok(claimed));
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(StoreError::internal("a claim was not run"))))
         .collect())
 }
 

@@ -271,6 +271,12 @@ async fn queued_claims_answer_each_on_its_own(store: Store) {
         for t in &tasks {
             assert_eq!(t.attempt, 1, "{worker}");
             assert_eq!(status(&store, t.task_id).await, TaskStatus::Running);
+            // The attempt is recorded as this worker's, under the ID it was told.
+            let mut tx = store.begin_read().await.unwrap();
+            let attempts = tx.list_attempts(t.task_id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "{worker}");
+            assert_eq!(attempts[0].id, t.attempt_id, "{worker}");
+            assert_eq!(attempts[0].worker_id.as_deref(), Some(worker));
             taken.push(t.task_id);
         }
     }
