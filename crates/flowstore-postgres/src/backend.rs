@@ -126,6 +126,8 @@ pub struct PostgresBackend {
     pub(crate) run_tasks: crate::transitions::ClaimedRunTasks,
     /// Single completions waiting to share a statement and a commit.
     pub(crate) completions: crate::transitions::CompletionGroup,
+    /// Claims waiting to share a statement.
+    pub(crate) claims: crate::transitions::ClaimGroup,
     /// What this backend's announcements carry, so that its own listener passes
     /// over them: its server woke its own waiters when it made the change.
     origin: String,
@@ -587,6 +589,7 @@ impl PostgresBackend {
             transitions,
             run_tasks: Default::default(),
             completions: Default::default(),
+            claims: Default::default(),
             origin: format!("origin-{}", uuid::Uuid::new_v4().simple()),
             keys,
             health,
