@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::crypto::{Key, Keyring};
 use crate::migrate::MigrationStatus;
 use crate::model::audit::AuditRepo;
-use crate::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
+use crate::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition};
 use crate::model::summary::SummaryRepo;
 use crate::model::{
     engine::EngineRepo,
@@ -232,6 +232,33 @@ pub trait Backend: Send + Sync + 'static {
         let results = tx.complete_many(items).await?;
         tx.commit().await?;
         Ok(results)
+    }
+
+    /// Extends a lease as [`EngineRepo::heartbeat`] does, in a transaction of its own
+    /// that is committed before this returns (see [`Backend::claim_now`]).
+    async fn heartbeat_now(
+        &self,
+        attempt: AttemptRef,
+        lease: std::time::Duration,
+    ) -> StoreResult<Heartbeat> {
+        let mut tx = self.begin_transition().await?;
+        let heartbeat = tx.heartbeat(attempt, lease).await?;
+        tx.commit().await?;
+        Ok(heartbeat)
+    }
+
+    /// Fails an attempt as [`EngineRepo::fail`] does, in a transaction of its own that
+    /// is committed before this returns (see [`Backend::claim_now`]).
+    async fn fail_now(
+        &self,
+        attempt: AttemptRef,
+        error: serde_json::Value,
+        retryable: bool,
+    ) -> StoreResult<Transition> {
+        let mut tx = self.begin_transition().await?;
+        let transition = tx.fail(attempt, error, retryable).await?;
+        tx.commit().await?;
+        Ok(transition)
     }
 
     /// Applies pending migrations up to `to` (all when `None`); returns the versions

@@ -372,6 +372,33 @@ impl Backend for SqliteBackend {
         }
     }
 
+    async fn heartbeat_now(
+        &self,
+        attempt: AttemptRef,
+        lease: std::time::Duration,
+    ) -> StoreResult<flowstore_core::model::engine::Heartbeat> {
+        match self.group.submit(Op::Heartbeat(attempt, lease)).await? {
+            Done::Heartbeat(heartbeat) => Ok(heartbeat),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn fail_now(
+        &self,
+        attempt: AttemptRef,
+        error: Value,
+        retryable: bool,
+    ) -> StoreResult<Transition> {
+        match self
+            .group
+            .submit(Op::Fail(attempt, error, retryable))
+            .await?
+        {
+            Done::Failed(transition) => Ok(transition),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(SqliteTx {

@@ -13,11 +13,12 @@
 //! [`Backend::claim_now`]: flowstore_core::Backend::claim_now
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use flowstore_core::engine::complete_many;
 use flowstore_core::ids::AttemptId;
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Transition,
+    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, Transition,
 };
 use flowstore_core::store::KeySource;
 use flowstore_core::time;
@@ -38,6 +39,10 @@ pub(crate) enum Op {
     /// One attempt's completion: its reference and output.
     Complete((AttemptRef, Value)),
     CompleteMany(Vec<(AttemptRef, Value)>),
+    /// A lease to extend, for how long.
+    Heartbeat(AttemptRef, Duration),
+    /// An attempt that failed: the error and whether it may be retried.
+    Fail(AttemptRef, Value, bool),
 }
 
 /// What a transition returned, by kind.
@@ -45,6 +50,8 @@ pub(crate) enum Done {
     Claimed(Vec<ClaimedTask>),
     Completed(Transition),
     CompletedMany(Vec<StoreResult<Transition>>),
+    Heartbeat(Heartbeat),
+    Failed(Transition),
 }
 
 struct Job {
@@ -166,13 +173,13 @@ async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
 /// same key and lease as one statement) and, should a statement fail, that savepoint
 /// is rolled back and they run again each in a savepoint of its own: claims rarely
 /// fail, and their own statements and savepoints were most of a group's calls to the
-/// driver. Batch completions keep a savepoint each.
+/// driver. Batch completions, heartbeats and failures keep a savepoint each.
 async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreResult<Done>>> {
     let mut results: Vec<Option<StoreResult<Done>>> = ops.iter().map(|_| None).collect();
     let mut claims = Vec::new();
     let mut completions = Vec::new();
     let mut items = Vec::new();
-    let mut batches = Vec::new();
+    let mut others = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
         match op {
             Op::Claim(request) => claims.push((i, request)),
@@ -180,7 +187,7 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
                 completions.push(i);
                 items.push(item);
             }
-            Op::CompleteMany(items) => batches.push((i, items)),
+            op => others.push((i, op)),
         }
     }
     match completions.len() {
@@ -226,8 +233,8 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
             }
         }
     }
-    for (i, items) in batches {
-        results[i] = Some(in_savepoint(tx, Step::CompleteMany(&items)).await?);
+    for (i, op) in others {
+        results[i] = Some(in_savepoint(tx, op.step()).await?);
     }
     Ok(results
         .into_iter()
@@ -284,6 +291,8 @@ enum Step<'a> {
     Claim(&'a ClaimRequest),
     Complete(&'a (AttemptRef, Value)),
     CompleteMany(&'a [(AttemptRef, Value)]),
+    Heartbeat(AttemptRef, Duration),
+    Fail(AttemptRef, &'a Value, bool),
 }
 
 impl Op {
@@ -292,6 +301,8 @@ impl Op {
             Op::Claim(request) => Step::Claim(request),
             Op::Complete(item) => Step::Complete(item),
             Op::CompleteMany(items) => Step::CompleteMany(items),
+            Op::Heartbeat(attempt, lease) => Step::Heartbeat(*attempt, *lease),
+            Op::Fail(attempt, error, retryable) => Step::Fail(*attempt, error, *retryable),
         }
     }
 }
@@ -319,6 +330,10 @@ async fn apply(tx: &mut SqliteTx, step: Step<'_>) -> StoreResult<Done> {
             )
         }
         Step::CompleteMany(items) => Done::CompletedMany(complete_many(tx, items).await?),
+        Step::Heartbeat(attempt, lease) => Done::Heartbeat(tx.heartbeat(attempt, lease).await?),
+        Step::Fail(attempt, error, retryable) => {
+            Done::Failed(tx.fail(attempt, error.clone(), retryable).await?)
+        }
     })
 }
 

@@ -228,9 +228,11 @@ pub async fn heartbeat(
     let lease = Duration::from_millis(body.lease_ms);
     flowstore_core::model::engine::check_lease(lease)
         .map_err(|e| Problem::invalid("lease_ms", e.to_string()))?;
-    let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
-    let hb = tx.heartbeat(attempt, lease).await?;
-    tx.commit().await?;
+    // The backend's own heartbeat, which a backend may commit together with other
+    // workers' transitions (see `Backend::claim_now`), after the caller's right to
+    // execute the task is checked in a read.
+    let attempt = reported(&api, body.task_id, body.attempt).await?;
+    let hb = api.state.backend().heartbeat_now(attempt, lease).await?;
     Ok(AxumJson(hb))
 }
 
@@ -244,14 +246,7 @@ pub async fn complete(api: Api, Json(body): Json<CompleteBody>) -> ApiResult<Axu
         // completion, which commits it together with other workers' completions
         // arriving meanwhile (see `Backend::complete_now`). The caller's right to
         // execute the task is checked first, as the claim checked it.
-        if !api.caller.is_admin() {
-            let mut tx = api.state.backend().begin_read().await?;
-            check_executes(&mut *tx, &api.caller, body.task_id).await?;
-        }
-        let attempt = AttemptRef {
-            task_id: body.task_id,
-            attempt: body.attempt,
-        };
+        let attempt = reported(&api, body.task_id, body.attempt).await?;
         api.state
             .backend()
             .complete_now(attempt, body.output)
@@ -363,10 +358,20 @@ pub async fn complete_batch(
     responses((status = 200, body = doc::Transition), (status = 404, body = Problem), (status = 409, body = Problem, description = "stale attempt")))]
 pub async fn fail(api: Api, Json(body): Json<FailBody>) -> ApiResult<AxumJson<Transition>> {
     checked(&body.usage)?;
-    let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
-    let t = tx.fail(attempt, body.error, body.retryable).await?;
-    record_usage(&mut *tx, attempt, body.usage).await?;
-    tx.commit().await?;
+    let t = if body.usage.as_ref().is_none_or(Usage::is_empty) {
+        // Nothing but the transition to write: the backend's own, as for `complete`.
+        let attempt = reported(&api, body.task_id, body.attempt).await?;
+        api.state
+            .backend()
+            .fail_now(attempt, body.error, body.retryable)
+            .await?
+    } else {
+        let (mut tx, attempt) = report(&api, body.task_id, body.attempt).await?;
+        let t = tx.fail(attempt, body.error, body.retryable).await?;
+        record_usage(&mut *tx, attempt, body.usage).await?;
+        tx.commit().await?;
+        t
+    };
     api.state.notify_changed();
     Ok(AxumJson(t))
 }
@@ -410,6 +415,17 @@ async fn report(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<(Box<dyn 
     let mut tx = api.state.backend().begin_transition().await?;
     check_executes(&mut *tx, &api.caller, task_id).await?;
     Ok((tx, AttemptRef { task_id, attempt }))
+}
+
+/// The attempt a report names, once the caller's right to execute its task is
+/// checked in a read (an admin's without one); for reports that the backend then
+/// writes in a transaction of its own (`Backend::complete_now` and its siblings).
+async fn reported(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<AttemptRef> {
+    if !api.caller.is_admin() {
+        let mut tx = api.state.backend().begin_read().await?;
+        check_executes(&mut *tx, &api.caller, task_id).await?;
+    }
+    Ok(AttemptRef { task_id, attempt })
 }
 
 /// Refuses a report on a task of a workflow `caller` may not execute (see the

@@ -19,6 +19,7 @@ conformance!(
     queued_transitions_answer_each_on_its_own,
     concurrent_workers_through_now_take_each_task_once,
     queued_claims_answer_each_on_its_own,
+    queued_heartbeats_and_failures_answer_each_on_its_own,
 );
 
 async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
@@ -286,6 +287,95 @@ async fn queued_claims_answer_each_on_its_own(store: Store) {
     assert_eq!(distinct.len(), TASKS, "no task is given twice");
     let want: HashSet<TaskId> = ids.into_iter().collect();
     assert_eq!(distinct, want);
+}
+
+/// Heartbeats and failures that queue behind a writer, stale and unknown ones among
+/// them: each is answered as if it were alone, and only the current ones change
+/// their task.
+async fn queued_heartbeats_and_failures_answer_each_on_its_own(store: Store) {
+    let ids = ready_tasks(&store, "reported", 4).await;
+    let backend = store.backend_arc();
+    let claimed = backend
+        .claim_now(&request("w", "reported", 4))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let mut holder = store.begin().await.unwrap();
+    for c in &claimed {
+        let patch: TaskPatch = serde_json::from_value(json!({"title": "held"})).unwrap();
+        holder.update_task(c.task_id, patch).await.unwrap();
+    }
+    let stale = |c: &ClaimedTask| AttemptRef {
+        task_id: c.task_id,
+        attempt: c.attempt + 1,
+    };
+    let lease = Duration::from_secs(3600);
+    let before = flowstore::time::now();
+    let beat = {
+        let (b, a) = (backend.clone(), attempt(&claimed[0]));
+        tokio::spawn(async move { b.heartbeat_now(a, lease).await })
+    };
+    let stale_beat = {
+        let (b, a) = (backend.clone(), stale(&claimed[1]));
+        tokio::spawn(async move { b.heartbeat_now(a, lease).await })
+    };
+    let failure = {
+        let (b, a) = (backend.clone(), attempt(&claimed[2]));
+        tokio::spawn(async move { b.fail_now(a, json!({"why": "broken"}), false).await })
+    };
+    let stale_failure = {
+        let (b, a) = (backend.clone(), stale(&claimed[3]));
+        tokio::spawn(async move { b.fail_now(a, json!({}), true).await })
+    };
+    let unknown_beat = {
+        let b = backend.clone();
+        let a = AttemptRef {
+            task_id: TaskId::new(),
+            attempt: 1,
+        };
+        tokio::spawn(async move { b.heartbeat_now(a, lease).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.commit().await.unwrap();
+
+    let beat = beat.await.unwrap().unwrap();
+    assert!(
+        beat.lease_expires_at > before + chrono::Duration::minutes(59),
+        "the lease runs an hour from the heartbeat: {beat:?}"
+    );
+    assert!(!beat.cancel_requested);
+    let stale_beat = stale_beat.await.unwrap();
+    assert!(
+        matches!(stale_beat, Err(StoreError::Conflict { .. })),
+        "{stale_beat:?}"
+    );
+    let failure = failure.await.unwrap().unwrap();
+    assert_eq!(failure.task_id, claimed[2].task_id);
+    assert_eq!(failure.status, TaskStatus::Failed);
+    let stale_failure = stale_failure.await.unwrap();
+    assert!(
+        matches!(stale_failure, Err(StoreError::Conflict { .. })),
+        "{stale_failure:?}"
+    );
+    let unknown_beat = unknown_beat.await.unwrap();
+    assert!(
+        matches!(unknown_beat, Err(StoreError::NotFound { .. })),
+        "{unknown_beat:?}"
+    );
+    for (i, c) in claimed.iter().enumerate() {
+        let want = if i == 2 {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Running
+        };
+        assert_eq!(status(&store, c.task_id).await, want, "task {i}");
+    }
+    // The claim took exactly the tasks made.
+    let mut all: Vec<TaskId> = claimed.iter().map(|c| c.task_id).collect();
+    all.sort();
+    let mut want = ids;
+    want.sort();
+    assert_eq!(all, want);
 }
 
 /// Eight workers claiming and completing through the `_now` transitions, with
