@@ -6,7 +6,8 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion, RunState,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
+    RunState, SharedClaim,
 };
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
@@ -80,12 +81,106 @@ fn uuids<T: Copy>(ids: &[T], f: impl Fn(T) -> Uuid) -> Vec<Uuid> {
 impl HotPath for PostgresTx {
     async fn claim_ready(
         &mut self,
-        request: &ClaimRequest,
+        requests: &[&ClaimRequest],
         now: Timestamp,
         attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<ClaimedTask>> {
-        let mut each = self.claim_ready_for(&[request], now, attempt_ids).await?;
-        Ok(each.pop().unwrap_or_default())
+    ) -> StoreResult<Vec<Vec<ClaimedTask>>> {
+        let Some(shared) = SharedClaim::new(requests) else {
+            return Ok(Vec::new());
+        };
+        let (first, lease_until) = (shared.first(), shared.lease_until(now));
+        let (restrict, me) = crate::visibility::binds(&first.executor);
+        let shares = shared.shares();
+        let workers: Vec<&str> = shares.iter().map(|s| s.0).collect();
+        let los: Vec<i64> = shares.iter().map(|s| s.1).collect();
+        let his: Vec<i64> = shares.iter().map(|s| s.2).collect();
+        // Each handler type walks the claim index in priority order and stops after
+        // `limit` rows; `handler_type = ANY($1)` would read and sort every ready task
+        // of those types, since an index scan over several values of its first column
+        // does not come out in priority order. With several types, the rows a type
+        // locked but that lost to another type's higher priority stay locked (and
+        // skipped by other claimers) until this transaction ends.
+        let rows = sqlx::query(&format!(
+            "WITH picked AS (
+                SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.id) AS rank
+                  FROM (SELECT c.id, c.priority
+                          FROM (SELECT DISTINCT unnest($1::text[]) AS handler_type) h
+                         CROSS JOIN LATERAL (
+                            SELECT t.id, t.priority FROM tasks t
+                             WHERE t.status = 'ready' AND t.handler_type = h.handler_type
+                               AND (t.run_after IS NULL OR t.run_after <= $3){}
+                             ORDER BY t.priority DESC, t.id
+                             LIMIT $2
+                             FOR NO KEY UPDATE SKIP LOCKED) c
+                         ORDER BY c.priority DESC, c.id
+                         LIMIT $2) c
+             ), shared AS (
+                SELECT p.id, s.worker FROM picked p
+                  JOIN UNNEST($4::text[], $9::bigint[], $10::bigint[]) AS s(worker, lo, hi)
+                    ON p.rank > s.lo AND p.rank <= s.hi
+             ), claimed AS (
+                UPDATE tasks t
+                   SET status = 'running', attempt = t.attempt + 1, lease_owner = s.worker,
+                       lease_expires_at = $5, run_after = NULL,
+                       started_at = coalesce(t.started_at, $3), updated_at = $3
+                  FROM shared s
+                 -- By key through an array: joined to `picked` alone, a plan made
+                 -- without the limit's value expects many rows and hashes the whole
+                 -- table.
+                 WHERE t.id = ANY (ARRAY(SELECT id FROM shared)) AND t.id = s.id
+                RETURNING t.id, t.attempt, t.run_id, t.step_key, t.handler_type, t.parameters,
+                          t.lease_owner
+             ), numbered AS (
+                SELECT c.*, row_number() OVER (ORDER BY c.id) AS n FROM claimed c
+             ), attempts AS (
+                INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
+                    execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
+                SELECT ($6::uuid[])[n], id, run_id, attempt, handler_type, lease_owner, 'running',
+                       $3, $5, $3, $3, $3
+                  FROM numbered
+                RETURNING id, task_id
+             ), events AS (
+                INSERT INTO events (event_type, run_id, task_id, workflow_id, payload, created_at)
+                SELECT 'task.claimed', n.run_id, n.id, r.workflow_id,
+                       jsonb_build_object('attempt', n.attempt, 'worker_id', n.lease_owner), $3
+                  FROM numbered n LEFT JOIN workflow_executions r ON r.id = n.run_id
+                 ORDER BY n.n
+             )
+             SELECT n.id, n.attempt, n.run_id, n.step_key, n.handler_type, n.parameters,
+                    n.lease_owner, a.id AS attempt_id
+               FROM numbered n JOIN attempts a ON a.task_id = n.id
+              ORDER BY n.id",
+            crate::visibility::claimable("t", "$7", "$8")
+        ))
+        .bind(&first.handler_types)
+        .bind(shared.total())
+        .bind(now)
+        .bind(&workers)
+        .bind(lease_until)
+        .bind(uuids(attempt_ids, |a| a.0))
+        .bind(restrict)
+        .bind(me)
+        .bind(&los)
+        .bind(&his)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let claimed = rows
+            .into_iter()
+            .map(|r| {
+                let task = ClaimedTask {
+                    task_id: r.try_get("id")?,
+                    attempt_id: r.try_get("attempt_id")?,
+                    attempt: r.try_get("attempt")?,
+                    run_id: r.try_get("run_id")?,
+                    step_key: r.try_get("step_key")?,
+                    handler_type: r.try_get("handler_type")?,
+                    parameters: r.try_get("parameters")?,
+                    lease_expires_at: lease_until,
+                };
+                Ok((task, r.try_get("lease_owner")?))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(shared.share_out(claimed))
     }
 
     async fn complete_running(
@@ -193,128 +288,6 @@ impl HotPath for PostgresTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(done.rows_affected())
-    }
-}
-
-impl PostgresTx {
-    /// Claims ready tasks for several workers at once, one list per request in the
-    /// order given (see [`HotPath::claim_ready`]), in one statement. The requests must
-    /// ask for the same handler types, under the same key and lease (the claim group
-    /// gathers only those); each worker may have its own ID and limit. The
-    /// highest-priority tasks go to the first request, the next ones to the second,
-    /// and so on; the attempts and events record each task's own worker.
-    pub(crate) async fn claim_ready_for(
-        &mut self,
-        requests: &[&ClaimRequest],
-        now: Timestamp,
-        attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<Vec<ClaimedTask>>> {
-        let Some(first) = requests.first() else {
-            return Ok(Vec::new());
-        };
-        let lease_until = now + chrono::Duration::from_std(first.lease).unwrap_or_default();
-        let (restrict, me) = crate::visibility::binds(&first.executor);
-        // Each request's share of the tasks picked, by rank: ranks lo+1..=hi.
-        let (mut workers, mut los, mut his) = (Vec::new(), Vec::new(), Vec::new());
-        let mut total = 0i64;
-        for r in requests {
-            workers.push(r.worker_id.as_str());
-            los.push(total);
-            total += i64::from(r.limit);
-            his.push(total);
-        }
-        // Each handler type walks the claim index in priority order and stops after
-        // `limit` rows; `handler_type = ANY($1)` would read and sort every ready task
-        // of those types, since an index scan over several values of its first column
-        // does not come out in priority order. With several types, the rows a type
-        // locked but that lost to another type's higher priority stay locked (and
-        // skipped by other claimers) until this transaction ends.
-        let rows = sqlx::query(&format!(
-            "WITH picked AS (
-                SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.id) AS rank
-                  FROM (SELECT c.id, c.priority
-                          FROM (SELECT DISTINCT unnest($1::text[]) AS handler_type) h
-                         CROSS JOIN LATERAL (
-                            SELECT t.id, t.priority FROM tasks t
-                             WHERE t.status = 'ready' AND t.handler_type = h.handler_type
-                               AND (t.run_after IS NULL OR t.run_after <= $3){}
-                             ORDER BY t.priority DESC, t.id
-                             LIMIT $2
-                             FOR NO KEY UPDATE SKIP LOCKED) c
-                         ORDER BY c.priority DESC, c.id
-                         LIMIT $2) c
-             ), shared AS (
-                SELECT p.id, s.worker FROM picked p
-                  JOIN UNNEST($4::text[], $9::bigint[], $10::bigint[]) AS s(worker, lo, hi)
-                    ON p.rank > s.lo AND p.rank <= s.hi
-             ), claimed AS (
-                UPDATE tasks t
-                   SET status = 'running', attempt = t.attempt + 1, lease_owner = s.worker,
-                       lease_expires_at = $5, run_after = NULL,
-                       started_at = coalesce(t.started_at, $3), updated_at = $3
-                  FROM shared s
-                 -- By key through an array: joined to `picked` alone, a plan made
-                 -- without the limit's value expects many rows and hashes the whole
-                 -- table.
-                 WHERE t.id = ANY (ARRAY(SELECT id FROM shared)) AND t.id = s.id
-                RETURNING t.id, t.attempt, t.run_id, t.step_key, t.handler_type, t.parameters,
-                          t.lease_owner
-             ), numbered AS (
-                SELECT c.*, row_number() OVER (ORDER BY c.id) AS n FROM claimed c
-             ), attempts AS (
-                INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
-                    execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
-                SELECT ($6::uuid[])[n], id, run_id, attempt, handler_type, lease_owner, 'running',
-                       $3, $5, $3, $3, $3
-                  FROM numbered
-                RETURNING id, task_id
-             ), events AS (
-                INSERT INTO events (event_type, run_id, task_id, workflow_id, payload, created_at)
-                SELECT 'task.claimed', n.run_id, n.id, r.workflow_id,
-                       jsonb_build_object('attempt', n.attempt, 'worker_id', n.lease_owner), $3
-                  FROM numbered n LEFT JOIN workflow_executions r ON r.id = n.run_id
-                 ORDER BY n.n
-             )
-             SELECT n.id, n.attempt, n.run_id, n.step_key, n.handler_type, n.parameters,
-                    n.lease_owner, a.id AS attempt_id
-               FROM numbered n JOIN attempts a ON a.task_id = n.id
-              ORDER BY n.id",
-            crate::visibility::claimable("t", "$7", "$8")
-        ))
-        .bind(&first.handler_types)
-        .bind(total)
-        .bind(now)
-        .bind(&workers)
-        .bind(lease_until)
-        .bind(uuids(attempt_ids, |a| a.0))
-        .bind(restrict)
-        .bind(me)
-        .bind(&los)
-        .bind(&his)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let mut each: Vec<Vec<ClaimedTask>> = requests.iter().map(|_| Vec::new()).collect();
-        for r in rows {
-            let owner: String = r.try_get("lease_owner")?;
-            let task = ClaimedTask {
-                task_id: r.try_get("id")?,
-                attempt_id: r.try_get("attempt_id")?,
-                attempt: r.try_get("attempt")?,
-                run_id: r.try_get("run_id")?,
-                step_key: r.try_get("step_key")?,
-                handler_type: r.try_get("handler_type")?,
-                parameters: r.try_get("parameters")?,
-                lease_expires_at: lease_until,
-            };
-            // The first request of this worker with room left (one worker may ask
-            // twice in one group).
-            if let Some(i) = (0..requests.len()).find(|&i| {
-                requests[i].worker_id == owner && each[i].len() < requests[i].limit as usize
-            }) {
-                each[i].push(task);
-            }
-        }
-        Ok(each)
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use flowstore_core::ids::{AttemptId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Transition, MAX_CLAIM,
+    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, HotPath, Transition, MAX_CLAIM,
 };
 use flowstore_core::model::task::TaskStatus;
 use flowstore_core::{time, Backend, StoreError, StoreResult, Tx};
@@ -112,9 +112,7 @@ async fn claim_together(
     requests.extend(items.iter());
     let wanted: u32 = requests.iter().map(|r| r.limit).sum();
     let ids: Vec<AttemptId> = (0..wanted).map(|_| AttemptId::new()).collect();
-    let each = session
-        .claim_ready_for(&requests, time::now(), &ids)
-        .await?;
+    let each = session.claim_ready(&requests, time::now(), &ids).await?;
     Tx::commit(Box::new(session)).await?;
     let mut each = each.into_iter();
     let mine = each.next().unwrap_or_default();

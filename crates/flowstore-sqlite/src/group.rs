@@ -18,7 +18,7 @@ use std::time::Duration;
 use flowstore_core::engine::complete_many;
 use flowstore_core::ids::AttemptId;
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, Transition,
+    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
 };
 use flowstore_core::store::KeySource;
 use flowstore_core::time;
@@ -244,7 +244,7 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
 
 /// Runs a group's claims: a refused request is answered at once (it writes nothing),
 /// and the others, by handler types, key and lease, each set of them in one
-/// statement for all its workers (`claim_ready_for`). `Err` when a statement failed:
+/// statement for all its workers (`HotPath::claim_ready`). `Err` when a statement failed:
 /// the caller rolls back what the claims wrote.
 async fn claim_together(
     tx: &mut SqliteTx,
@@ -274,7 +274,7 @@ async fn claim_together(
         let requests: Vec<&ClaimRequest> = set.iter().map(|&k| &claims[k].1).collect();
         let wanted: u32 = requests.iter().map(|r| r.limit).sum();
         let ids: Vec<AttemptId> = (0..wanted).map(|_| AttemptId::new()).collect();
-        let each = tx.claim_ready_for(&requests, time::now(), &ids).await?;
+        let each = HotPath::claim_ready(tx, &requests, time::now(), &ids).await?;
         for (&k, claimed) in set.iter().zip(each) {
             answers[k] = Some(Ok(claimed));
         }

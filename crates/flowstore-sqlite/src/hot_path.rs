@@ -7,7 +7,8 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion, RunState,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
+    RunState, SharedClaim,
 };
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
@@ -119,12 +120,119 @@ fn hex(id: uuid::Uuid) -> String {
 impl HotPath for SqliteTx {
     async fn claim_ready(
         &mut self,
-        request: &ClaimRequest,
+        requests: &[&ClaimRequest],
         now: Timestamp,
         attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<ClaimedTask>> {
-        let mut each = self.claim_ready_for(&[request], now, attempt_ids).await?;
-        Ok(each.pop().unwrap_or_default())
+    ) -> StoreResult<Vec<Vec<ClaimedTask>>> {
+        let Some(shared) = SharedClaim::new(requests) else {
+            return Ok(Vec::new());
+        };
+        let (first, lease_until) = (shared.first(), shared.lease_until(now));
+        let (now_s, until_s) = (ts(&now), ts(&lease_until));
+        let (restrict, me) = crate::visibility::binds(&first.executor);
+        let types = distinct(&first.handler_types);
+        let shares: Vec<Value> = shared
+            .shares()
+            .into_iter()
+            .map(|(w, lo, hi)| serde_json::json!({"w": w, "lo": lo, "hi": hi}))
+            .collect();
+        // One branch per handler type, each walking the claim index in priority order
+        // and stopping after `limit` rows; an `IN (list)` on the index's first column
+        // would make SQLite read and sort every ready task of those types instead.
+        // The predicate is written once for both databases, in PostgreSQL's spelling.
+        let visible = crate::dialect::sql_owned(crate::visibility::claimable("t", "$5", "$6"));
+        let branches: Vec<String> = (0..types.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT t.id, t.priority FROM tasks t
+                      WHERE t.status = 'ready' AND t.handler_type = ?{}
+                        AND (t.run_after IS NULL OR t.run_after <= ?2){visible}
+                      ORDER BY t.priority DESC, t.id LIMIT ?1)",
+                    7 + i
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE tasks
+                SET status = 'running', attempt = attempt + 1, lease_owner = p.worker,
+                    lease_expires_at = ?4, run_after = NULL,
+                    started_at = coalesce(started_at, ?2), updated_at = ?2
+               FROM (SELECT c.id, s.value ->> '$.w' AS worker
+                       FROM (SELECT id, row_number() OVER (ORDER BY priority DESC, id) AS rank
+                               FROM (SELECT * FROM ({}) ORDER BY priority DESC, id LIMIT ?1)) c
+                       JOIN json_each(?3) s
+                         ON c.rank > s.value ->> '$.lo' AND c.rank <= s.value ->> '$.hi') AS p
+              WHERE tasks.id = p.id
+             RETURNING id, attempt, run_id, step_key, handler_type, parameters, lease_owner",
+            branches.join(" UNION ALL ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(shared.total())
+            .bind(&now_s)
+            .bind(Value::Array(shares).to_string())
+            .bind(&until_s)
+            .bind(restrict)
+            .bind(me);
+        for t in types {
+            query = query.bind(t);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (row, attempt_id) in rows.into_iter().zip(attempt_ids) {
+            let owner: String = row.try_get("lease_owner")?;
+            let task = ClaimedTask {
+                task_id: row.try_get("id")?,
+                attempt_id: *attempt_id,
+                attempt: row.try_get("attempt")?,
+                run_id: row.try_get("run_id")?,
+                step_key: row.try_get("step_key")?,
+                handler_type: row.try_get("handler_type")?,
+                parameters: row.try_get("parameters")?,
+                lease_expires_at: lease_until,
+            };
+            claimed.push((task, owner));
+        }
+        // Attempts and events in task order.
+        claimed.sort_by_key(|(c, _)| c.task_id);
+        let list: Vec<Value> = claimed
+            .iter()
+            .map(|(task, owner)| {
+                serde_json::json!({
+                    "id": hex(task.attempt_id.0),
+                    "t": hex(task.task_id.0),
+                    "r": task.run_id.map(|r| hex(r.0)),
+                    "a": task.attempt,
+                    "h": task.handler_type,
+                    "w": owner,
+                })
+            })
+            .collect();
+        let each = shared.share_out(claimed);
+        if list.is_empty() {
+            return Ok(each);
+        }
+        // The attempt rows and the events of the whole claim in one call of two
+        // statements (the driver's cost is per call).
+        sqlx::query(
+            "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
+                execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
+             SELECT unhex(value ->> '$.id'), unhex(value ->> '$.t'), unhex(value ->> '$.r'),
+                    value ->> '$.a', value ->> '$.h', value ->> '$.w', 'running', ?2, ?3, ?2, ?2, ?2
+               FROM json_each(?1) ORDER BY key;
+             INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+             SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, 'task.claimed',
+                    unhex(j.value ->> '$.r'), unhex(j.value ->> '$.t'),
+                    (SELECT r.workflow_id FROM workflow_executions r
+                      WHERE r.id = unhex(j.value ->> '$.r')),
+                    json_object('attempt', j.value ->> '$.a', 'worker_id', j.value ->> '$.w'), ?2
+               FROM json_each(?1) j ORDER BY j.key",
+        )
+        .bind(Value::Array(list).to_string())
+        .bind(&now_s)
+        .bind(&until_s)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(each)
     }
 
     async fn complete_running(
@@ -239,140 +347,6 @@ impl HotPath for SqliteTx {
 
     async fn assign_event_seqs(&mut self) -> StoreResult<u64> {
         Ok(0)
-    }
-}
-
-impl SqliteTx {
-    /// Claims ready tasks for several workers at once, one list per request in the
-    /// order given (see [`HotPath::claim_ready`]). The requests must ask for the same
-    /// handler types, under the same key and lease (the group writer merges only
-    /// those); each worker may have its own ID and limit. The highest-priority tasks
-    /// go to the first request, the next ones to the second, and so on. Two calls to
-    /// the driver whatever the number of workers: the guarded update, then the
-    /// attempts and events.
-    pub(crate) async fn claim_ready_for(
-        &mut self,
-        requests: &[&ClaimRequest],
-        now: Timestamp,
-        attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<Vec<ClaimedTask>>> {
-        let Some(first) = requests.first() else {
-            return Ok(Vec::new());
-        };
-        let lease_until = now + chrono::Duration::from_std(first.lease).unwrap_or_default();
-        let (now_s, until_s) = (ts(&now), ts(&lease_until));
-        let (restrict, me) = crate::visibility::binds(&first.executor);
-        let types = distinct(&first.handler_types);
-        // Each request's share of the tasks picked, by rank: ranks lo+1..=hi.
-        let mut shares = Vec::with_capacity(requests.len());
-        let mut total = 0i64;
-        for r in requests {
-            let hi = total + i64::from(r.limit);
-            shares.push(serde_json::json!({"w": r.worker_id, "lo": total, "hi": hi}));
-            total = hi;
-        }
-        // One branch per handler type, each walking the claim index in priority order
-        // and stopping after `limit` rows; an `IN (list)` on the index's first column
-        // would make SQLite read and sort every ready task of those types instead.
-        // The predicate is written once for both databases, in PostgreSQL's spelling.
-        let visible = crate::dialect::sql_owned(crate::visibility::claimable("t", "$5", "$6"));
-        let branches: Vec<String> = (0..types.len())
-            .map(|i| {
-                format!(
-                    "SELECT * FROM (SELECT t.id, t.priority FROM tasks t
-                      WHERE t.status = 'ready' AND t.handler_type = ?{}
-                        AND (t.run_after IS NULL OR t.run_after <= ?2){visible}
-                      ORDER BY t.priority DESC, t.id LIMIT ?1)",
-                    7 + i
-                )
-            })
-            .collect();
-        let sql = format!(
-            "UPDATE tasks
-                SET status = 'running', attempt = attempt + 1, lease_owner = p.worker,
-                    lease_expires_at = ?4, run_after = NULL,
-                    started_at = coalesce(started_at, ?2), updated_at = ?2
-               FROM (SELECT c.id, s.value ->> '$.w' AS worker
-                       FROM (SELECT id, row_number() OVER (ORDER BY priority DESC, id) AS rank
-                               FROM (SELECT * FROM ({}) ORDER BY priority DESC, id LIMIT ?1)) c
-                       JOIN json_each(?3) s
-                         ON c.rank > s.value ->> '$.lo' AND c.rank <= s.value ->> '$.hi') AS p
-              WHERE tasks.id = p.id
-             RETURNING id, attempt, run_id, step_key, handler_type, parameters, lease_owner",
-            branches.join(" UNION ALL ")
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(total)
-            .bind(&now_s)
-            .bind(Value::Array(shares).to_string())
-            .bind(&until_s)
-            .bind(restrict)
-            .bind(me);
-        for t in types {
-            query = query.bind(t);
-        }
-        let rows = query.fetch_all(&mut *self.tx).await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for (row, attempt_id) in rows.into_iter().zip(attempt_ids) {
-            let owner: String = row.try_get("lease_owner")?;
-            let task = ClaimedTask {
-                task_id: row.try_get("id")?,
-                attempt_id: *attempt_id,
-                attempt: row.try_get("attempt")?,
-                run_id: row.try_get("run_id")?,
-                step_key: row.try_get("step_key")?,
-                handler_type: row.try_get("handler_type")?,
-                parameters: row.try_get("parameters")?,
-                lease_expires_at: lease_until,
-            };
-            claimed.push((task, owner));
-        }
-        // Attempts and events in task order, each request's tasks too.
-        claimed.sort_by_key(|(c, _)| c.task_id);
-        let mut each: Vec<Vec<ClaimedTask>> = requests.iter().map(|_| Vec::new()).collect();
-        let mut list = Vec::with_capacity(claimed.len());
-        for (task, owner) in claimed {
-            list.push(serde_json::json!({
-                "id": hex(task.attempt_id.0),
-                "t": hex(task.task_id.0),
-                "r": task.run_id.map(|r| hex(r.0)),
-                "a": task.attempt,
-                "h": task.handler_type,
-                "w": owner,
-            }));
-            // The first request of this worker with room left (one worker may ask
-            // twice in one group).
-            if let Some(i) = (0..requests.len()).find(|&i| {
-                requests[i].worker_id == owner && each[i].len() < requests[i].limit as usize
-            }) {
-                each[i].push(task);
-            }
-        }
-        if list.is_empty() {
-            return Ok(each);
-        }
-        // The attempt rows and the events of the whole claim in one call of two
-        // statements (the driver's cost is per call).
-        sqlx::query(
-            "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
-                execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
-             SELECT unhex(value ->> '$.id'), unhex(value ->> '$.t'), unhex(value ->> '$.r'),
-                    value ->> '$.a', value ->> '$.h', value ->> '$.w', 'running', ?2, ?3, ?2, ?2, ?2
-               FROM json_each(?1) ORDER BY key;
-             INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
-             SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, 'task.claimed',
-                    unhex(j.value ->> '$.r'), unhex(j.value ->> '$.t'),
-                    (SELECT r.workflow_id FROM workflow_executions r
-                      WHERE r.id = unhex(j.value ->> '$.r')),
-                    json_object('attempt', j.value ->> '$.a', 'worker_id', j.value ->> '$.w'), ?2
-               FROM json_each(?1) j ORDER BY j.key",
-        )
-        .bind(Value::Array(list).to_string())
-        .bind(&now_s)
-        .bind(&until_s)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(each)
     }
 }
 

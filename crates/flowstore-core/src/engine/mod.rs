@@ -61,7 +61,8 @@ pub async fn claim<T: EngineTx + ?Sized>(
 ) -> StoreResult<Vec<ClaimedTask>> {
     request.check()?;
     let ids: Vec<AttemptId> = (0..request.limit).map(|_| AttemptId::new()).collect();
-    tx.claim_ready(request, time::now(), &ids).await
+    let mut each = tx.claim_ready(&[request], time::now(), &ids).await?;
+    Ok(each.pop().unwrap_or_default())
 }
 
 async fn locked_current<T: EngineTx + ?Sized>(

@@ -160,6 +160,67 @@ impl ClaimRequest {
     }
 }
 
+/// Claims of several workers run as one statement (a backend's group of claims that
+/// ask for the same handler types under the same key and lease): the tasks picked
+/// are ranked by priority, and each request takes the ranks of its share in turn.
+pub struct SharedClaim<'a> {
+    requests: &'a [&'a ClaimRequest],
+}
+
+impl<'a> SharedClaim<'a> {
+    /// The requests, in the order their shares are taken; `None` when there is none.
+    pub fn new(requests: &'a [&'a ClaimRequest]) -> Option<Self> {
+        (!requests.is_empty()).then_some(SharedClaim { requests })
+    }
+
+    /// The first request, whose handler types, key and lease all the others share.
+    pub fn first(&self) -> &'a ClaimRequest {
+        self.requests[0]
+    }
+
+    /// When the leases taken at `now` end.
+    pub fn lease_until(&self, now: Timestamp) -> Timestamp {
+        now + chrono::Duration::from_std(self.first().lease).unwrap_or_default()
+    }
+
+    /// Each request's worker with the ranks of its share, `lo + 1 ..= hi`, in order.
+    pub fn shares(&self) -> Vec<(&'a str, i64, i64)> {
+        let mut lo = 0i64;
+        self.requests
+            .iter()
+            .map(|r| {
+                let hi = lo + i64::from(r.limit);
+                let share = (r.worker_id.as_str(), lo, hi);
+                lo = hi;
+                share
+            })
+            .collect()
+    }
+
+    /// How many tasks the requests ask for in all.
+    pub fn total(&self) -> i64 {
+        self.requests.iter().map(|r| i64::from(r.limit)).sum()
+    }
+
+    /// Hands each claimed task (with the worker its lease went to) to the first
+    /// request of that worker with room left (one worker may have asked twice), each
+    /// request's tasks in task order.
+    pub fn share_out(&self, mut claimed: Vec<(ClaimedTask, String)>) -> Vec<Vec<ClaimedTask>> {
+        claimed.sort_by_key(|(c, _)| c.task_id);
+        let mut each: Vec<Vec<ClaimedTask>> = self.requests.iter().map(|_| Vec::new()).collect();
+        for (task, owner) in claimed {
+            let room = (0..self.requests.len()).find(|&i| {
+                self.requests[i].worker_id == owner
+                    && each[i].len() < self.requests[i].limit as usize
+            });
+            if let Some(i) = room {
+                each[i].push(task);
+            }
+        }
+        each
+    }
+}
+
 /// Refuses a lease outside [`MIN_LEASE`]..=[`MAX_LEASE`].
 pub fn check_lease(lease: Duration) -> StoreResult<()> {
     if lease < MIN_LEASE || lease > MAX_LEASE {

@@ -282,13 +282,18 @@ pub trait EngineStore: Send {
 #[async_trait]
 pub trait HotPath: Send {
     /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
-    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows.
+    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows,
+    /// for one or several requests at once (see [`SharedClaim`]: the same handler
+    /// types, key and lease; each its own worker and limit), in one statement where
+    /// the backend allows. One list per request, in order, each in task order.
+    ///
+    /// [`SharedClaim`]: crate::model::engine::SharedClaim
     async fn claim_ready(
         &mut self,
-        request: &ClaimRequest,
+        requests: &[&ClaimRequest],
         now: Timestamp,
         attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<ClaimedTask>>;
+    ) -> StoreResult<Vec<Vec<ClaimedTask>>>;
     /// Completes each attempt of `items` that is its task's current running one, in
     /// as few statements as the backend allows: the task row (guarded by its attempt
     /// and status, so a stale or repeated report changes nothing), the attempt row and
