@@ -45,38 +45,37 @@ pub(crate) async fn claim_now(
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedTask>> {
     request.check()?;
-    if request.limit > ClaimGroup::MOST {
+    let group = &backend.claims;
+    let claimed = if request.limit > ClaimGroup::MOST {
         // A claim of many tasks is a batch already: it runs at once, beside others,
         // rather than waiting for a place in a group.
-        let claimed = claim_alone(backend, request).await?;
-        backend.run_tasks.remember(&claimed);
-        return Ok(claimed);
-    }
-    let group = &backend.claims;
-    let claimed = match group.join(|| request.clone()).await {
-        Turn::Done(result) => result?,
-        // The group this claim was in failed as a whole: its one statement claimed
-        // nothing.
-        Turn::Alone => claim_alone(backend, request).await?,
-        Turn::Lead(lead) => {
-            let mut room = MAX_CLAIM.saturating_sub(request.limit);
-            let others = group.take(|other| {
-                let fits = other.handler_types == request.handler_types
-                    && other.executor == request.executor
-                    && other.lease == request.lease
-                    && other.limit <= room;
-                if fits {
-                    room -= other.limit;
+        claim_alone(backend, request).await?
+    } else {
+        match group.join(|| request.clone()).await {
+            Turn::Done(result) => result?,
+            // The group this claim was in failed as a whole: its one statement claimed
+            // nothing.
+            Turn::Alone => claim_alone(backend, request).await?,
+            Turn::Lead(lead) => {
+                let mut room = MAX_CLAIM.saturating_sub(request.limit);
+                let others = group.take(|other| {
+                    let fits = other.handler_types == request.handler_types
+                        && other.executor == request.executor
+                        && other.lease == request.lease
+                        && other.limit <= room;
+                    if fits {
+                        room -= other.limit;
+                    }
+                    fits
+                });
+                if others.is_empty() {
+                    claim_alone(backend, request).await?
+                } else {
+                    let session = backend.autocommit().await?;
+                    tokio::spawn(claim_together(session, lead, request.clone(), others))
+                        .await
+                        .map_err(|_| StoreError::internal("a group of claims stopped"))??
                 }
-                fits
-            });
-            if others.is_empty() {
-                claim_alone(backend, request).await?
-            } else {
-                let session = backend.autocommit().await?;
-                tokio::spawn(claim_together(session, lead, request.clone(), others))
-                    .await
-                    .map_err(|_| StoreError::internal("a group of claims stopped"))??
             }
         }
     };

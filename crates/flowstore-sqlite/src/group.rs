@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowstore_core::engine::complete_many;
+use flowstore_core::engine::{complete_many, complete_one};
 use flowstore_core::ids::AttemptId;
 use flowstore_core::model::engine::{
     AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
@@ -322,13 +322,7 @@ async fn in_savepoint(tx: &mut SqliteTx, step: Step<'_>) -> StoreResult<StoreRes
 async fn apply(tx: &mut SqliteTx, step: Step<'_>) -> StoreResult<Done> {
     Ok(match step {
         Step::Claim(request) => Done::Claimed(EngineRepo::claim(tx, request).await?),
-        Step::Complete(item) => {
-            let mut each = complete_many(tx, std::slice::from_ref(item)).await?;
-            Done::Completed(
-                each.pop()
-                    .unwrap_or_else(|| Err(StoreError::not_found("task", item.0.task_id)))?,
-            )
-        }
+        Step::Complete(item) => Done::Completed(complete_one(tx, item).await?),
         Step::CompleteMany(items) => Done::CompletedMany(complete_many(tx, items).await?),
         Step::Heartbeat(attempt, lease) => Done::Heartbeat(tx.heartbeat(attempt, lease).await?),
         Step::Fail(attempt, error, retryable) => {

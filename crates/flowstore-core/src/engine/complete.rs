@@ -26,11 +26,19 @@ pub async fn complete<T: EngineTx + ?Sized>(
     attempt: AttemptRef,
     output: Value,
 ) -> StoreResult<Transition> {
-    crate::validate::json_size("output", &output)?;
-    let mut results = complete_many(tx, &[(attempt, output)]).await?;
-    results
+    complete_one(tx, &(attempt, output)).await
+}
+
+/// Completes one attempt given by reference and output, borrowed (see
+/// [`complete_many`]).
+pub async fn complete_one<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    item: &(AttemptRef, Value),
+) -> StoreResult<Transition> {
+    complete_many(tx, std::slice::from_ref(item))
+        .await?
         .pop()
-        .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)))
+        .unwrap_or_else(|| Err(StoreError::not_found("task", item.0.task_id)))
 }
 
 /// Completes many attempts (see [`crate::model::engine::EngineRepo::complete_many`]).

@@ -512,6 +512,6 @@ mod housekeeping;
 mod repo;
 mod start;
 
-pub use complete::{complete, complete_many};
+pub use complete::{complete, complete_many, complete_one};
 pub use housekeeping::{cancel_run, enforce_timeouts, reap_expired_leases, retry_run};
 pub use start::{start_run, start_runs};

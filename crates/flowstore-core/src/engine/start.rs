@@ -261,7 +261,7 @@ pub async fn start_run<T: EngineTx + ?Sized>(
     let mut runs = write(tx, vec![prepared], now).await?;
     let run = runs
         .pop()
-        .ok_or_else(|| StoreError::invalid("runs", "none written"))?;
+        .ok_or_else(|| StoreError::internal("a started run was not written"))?;
     Ok(StartedRun { run, tasks })
 }
 
