@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowstore_core::migrate::{self, MigrationStatus};
-use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
+use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
 use serde_json::Value;
@@ -128,6 +128,10 @@ pub struct PostgresBackend {
     pub(crate) completions: crate::transitions::CompletionGroup,
     /// Claims waiting to share a statement.
     pub(crate) claims: crate::transitions::ClaimGroup,
+    /// Single heartbeats waiting to share a statement and a commit.
+    pub(crate) heartbeats: crate::transitions::HeartbeatGroup,
+    /// Failures waiting to share a commit.
+    pub(crate) failures: crate::transitions::FailureGroup,
     /// What this backend's announcements carry, so that its own listener passes
     /// over them: its server woke its own waiters when it made the change.
     origin: String,
@@ -419,6 +423,12 @@ impl PostgresBackend {
         Ok(Box::new(self.begin_on(pool, statement, read_only).await?))
     }
 
+    /// A transition transaction (`begin_transition`), as the transaction type itself.
+    pub(crate) async fn begin_transition_tx(&self) -> StoreResult<PostgresTx> {
+        self.begin_on(&self.transitions, &self.begins.transition, false)
+            .await
+    }
+
     /// [`Self::begin_with`], as the transaction type itself.
     async fn begin_on(
         &self,
@@ -590,6 +600,8 @@ impl PostgresBackend {
             run_tasks: Default::default(),
             completions: Default::default(),
             claims: Default::default(),
+            heartbeats: Default::default(),
+            failures: Default::default(),
             origin: format!("origin-{}", uuid::Uuid::new_v4().simple()),
             keys,
             health,
@@ -732,8 +744,7 @@ impl Backend for PostgresBackend {
     async fn begin_transition(&self) -> StoreResult<Box<dyn Tx>> {
         // On the transitions' pool, whose sessions plan each statement once and never
         // by sequential scan (see `connect`).
-        self.begin_with(&self.transitions, &self.begins.transition, false)
-            .await
+        Ok(Box::new(self.begin_transition_tx().await?))
     }
 
     async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
@@ -749,6 +760,23 @@ impl Backend for PostgresBackend {
         items: Vec<(AttemptRef, Value)>,
     ) -> StoreResult<Vec<StoreResult<Transition>>> {
         crate::transitions::complete_many_now(self, items).await
+    }
+
+    async fn heartbeat_now(
+        &self,
+        attempt: AttemptRef,
+        lease: std::time::Duration,
+    ) -> StoreResult<Heartbeat> {
+        crate::transitions::heartbeat_now(self, attempt, lease).await
+    }
+
+    async fn fail_now(
+        &self,
+        attempt: AttemptRef,
+        error: Value,
+        retryable: bool,
+    ) -> StoreResult<Transition> {
+        crate::transitions::fail_now(self, attempt, error, retryable).await
     }
 
     async fn migrate_up(&self, to: Option<i64>) -> StoreResult<Vec<i64>> {

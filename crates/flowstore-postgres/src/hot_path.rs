@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
-    RunState, SharedClaim,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, ExtendedLease, HotPath, NewEvent,
+    Promotion, RunState, SharedClaim,
 };
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
@@ -72,6 +72,29 @@ const COMPLETE_RUNNING: &str = "WITH input AS (
      SELECT d.id AS done_task_id, d.attempt AS done_attempt, r.*
        FROM done d LEFT JOIN runs r ON r.id = d.run_id
       ORDER BY d.n";
+
+/// Extends the leases given as arrays ($1 task IDs, $2 attempts, $3 the leases' new
+/// ends, at $4) whose attempt is its task's current running one: the task row and the
+/// attempt row, in one statement. Tasks are found by key, the status test kept out of
+/// the index conditions, as in [`COMPLETE_RUNNING`]. Returns each task extended with
+/// its run's status and whether its cancellation was asked for (read, not locked).
+const EXTEND_LEASES: &str = "WITH input AS (
+        SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[]) AS u(task_id, attempt, until)
+     ), done AS (
+        UPDATE tasks t SET lease_expires_at = i.until, updated_at = $4
+          FROM input i
+         WHERE t.id = ANY ($1::uuid[]) AND t.id = i.task_id AND t.attempt = i.attempt
+           AND (t.status = 'running') IS TRUE
+        RETURNING t.id, t.attempt, t.run_id, i.until
+     ), attempts AS (
+        UPDATE task_executions e
+           SET lease_expires_at = d.until, heartbeat_at = $4, updated_at = $4
+          FROM done d
+         WHERE e.task_id = d.id AND e.attempt = d.attempt
+     )
+     SELECT d.id AS task_id, r.status AS run_status,
+            r.cancel_requested_at IS NOT NULL AS run_cancel_requested
+       FROM done d LEFT JOIN workflow_executions r ON r.id = d.run_id";
 
 fn uuids<T: Copy>(ids: &[T], f: impl Fn(T) -> Uuid) -> Vec<Uuid> {
     ids.iter().map(|i| f(*i)).collect()
@@ -189,6 +212,20 @@ impl HotPath for PostgresTx {
         now: Timestamp,
     ) -> StoreResult<Vec<CompletedAttempt>> {
         self.complete_running_of(items, now, false).await
+    }
+
+    async fn extend_leases(
+        &mut self,
+        items: &[(AttemptRef, Timestamp)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ExtendedLease>> {
+        Ok(sqlx::query_as(EXTEND_LEASES)
+            .bind(items.iter().map(|(a, _)| a.task_id.0).collect::<Vec<_>>())
+            .bind(items.iter().map(|(a, _)| a.attempt).collect::<Vec<_>>())
+            .bind(items.iter().map(|(_, until)| *until).collect::<Vec<_>>())
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     async fn promote_dependents(

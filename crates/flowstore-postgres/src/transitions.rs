@@ -14,21 +14,25 @@
 //! reported, so that their completion goes the general way at once instead of first
 //! trying the one statement, which would complete none of them.
 //!
-//! Completions that arrive together share one statement and one commit
-//! ([`CompletionGroup`]), as SQLite's group writer shares one transaction: each
-//! caller is still answered its own outcome.
+//! Completions, claims and heartbeats that arrive together share one statement and
+//! one commit ([`Group`]), failures one commit, as SQLite's group writer shares one
+//! transaction: each caller is still answered its own outcome.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use flowstore_core::engine::extend_current;
 use flowstore_core::ids::{AttemptId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, HotPath, Transition, MAX_CLAIM,
+    check_lease, AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
+    MAX_CLAIM,
 };
 use flowstore_core::model::task::TaskStatus;
 use flowstore_core::{time, Backend, StoreError, StoreResult, Tx};
 use serde_json::Value;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::backend::PostgresBackend;
 
@@ -244,7 +248,8 @@ async fn in_transaction(
 }
 
 /// Group commit of worker transitions on PostgreSQL: callers of one kind (single
-/// completions, claims) that arrive together share one statement and one commit.
+/// completions, claims, heartbeats, failures) that arrive together share one
+/// statement (failures: one transaction) and one commit.
 ///
 /// A worker that completes or claims one task at a time pays a statement, a round
 /// trip and a commit for it, and with many workers those commits queue behind one
@@ -271,10 +276,39 @@ impl<I, O> Default for Group<I, O> {
     }
 }
 
+/// A worker's report of one attempt, as a group holds it.
+trait Report: Clone {
+    /// The task reported on.
+    fn task(&self) -> TaskId;
+}
+
+impl<X: Clone> Report for (AttemptRef, X) {
+    fn task(&self) -> TaskId {
+        self.0.task_id
+    }
+}
+
+impl Report for (AttemptRef, Value, bool) {
+    fn task(&self) -> TaskId {
+        self.0.task_id
+    }
+}
+
 /// Single completions waiting to share a statement and a commit.
 pub(crate) type CompletionGroup = Group<(AttemptRef, Value), Transition>;
 /// Claims waiting to share a statement.
 pub(crate) type ClaimGroup = Group<ClaimRequest, Vec<ClaimedTask>>;
+/// Single heartbeats waiting to share a statement and a commit.
+pub(crate) type HeartbeatGroup = Group<(AttemptRef, Duration), Heartbeat>;
+/// Failures waiting to share a commit (each is several statements: its attempt, its
+/// task's retry or end, its run's failure strategy).
+pub(crate) type FailureGroup = Group<(AttemptRef, Value, bool), Transition>;
+
+impl FailureGroup {
+    /// The most failures in one transaction, which holds every one's locks until it
+    /// commits.
+    const MOST: usize = 64;
+}
 
 impl ClaimGroup {
     /// The most tasks a claim may ask for and still join a group. Groups run at most
@@ -373,6 +407,55 @@ impl<I, O> Group<I, O> {
         }
     }
 
+    /// Runs the report `item` in a group (see [`Group`]): leads one, with the reports
+    /// waiting by then of other tasks (each task once, `most` in all), or is answered
+    /// by another caller's group. `many` runs a group's items, first this caller's,
+    /// and answers each in order; should it fail as a whole, this caller's item runs
+    /// again alone, as do the others' (their answer channels dropped).
+    async fn run<F>(&self, item: I, most: usize, many: impl Fn(Vec<I>) -> F) -> StoreResult<O>
+    where
+        I: Report,
+        F: std::future::Future<Output = StoreResult<Vec<StoreResult<O>>>>,
+    {
+        let _lead = match self.join(|| item.clone()).await {
+            Turn::Done(result) => return result,
+            Turn::Alone => return first(many(vec![item]).await?),
+            Turn::Lead(lead) => lead,
+        };
+        let mut tasks = HashSet::from([item.task()]);
+        let others = self.take(|other| tasks.len() < most && tasks.insert(other.task()));
+        if others.is_empty() {
+            return first(many(vec![item]).await?);
+        }
+        let mut items = Vec::with_capacity(others.len() + 1);
+        items.push(item.clone());
+        let mut replies = Vec::with_capacity(others.len());
+        for w in others {
+            items.push(w.item);
+            replies.push(w.reply);
+        }
+        match many(items).await {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                let own = results
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::internal("a transition was not answered")));
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Reply::Done(result));
+                }
+                own
+            }
+            // Part of the group may have been written before the error: every caller
+            // of it, this one too, runs its own transition again alone and gets its
+            // own outcome (a completion, heartbeat or failure repeated is answered as
+            // the first was).
+            Err(_) => {
+                drop(replies);
+                first(many(vec![item]).await?)
+            }
+        }
+    }
+
     /// Takes the callers waiting now, still waiting for an answer, that `fits`
     /// accepts (asked in arrival order) to join a group; the others keep their place.
     fn take(&self, mut fits: impl FnMut(&I) -> bool) -> Vec<Waiting<I, O>> {
@@ -401,58 +484,125 @@ pub(crate) async fn complete_now(
     attempt: AttemptRef,
     output: Value,
 ) -> StoreResult<Transition> {
-    let group = &backend.completions;
     if backend.run_tasks.holds(attempt.task_id) {
         // A run's task goes the general way, which a group would only delay.
-        return alone(backend, attempt, output).await;
+        return first(complete_many_now(backend, vec![(attempt, output)]).await?);
     }
-    let _lead = match group.join(|| (attempt, output.clone())).await {
-        Turn::Done(result) => return result,
-        Turn::Alone => return alone(backend, attempt, output).await,
-        Turn::Lead(lead) => lead,
-    };
-    // Each task once, at most MAX_CLAIM in all.
-    let mut tasks = HashSet::from([attempt.task_id]);
-    let others = group.take(|(a, _)| tasks.len() < MAX_CLAIM as usize && tasks.insert(a.task_id));
-    if others.is_empty() {
-        return alone(backend, attempt, output).await;
-    }
-    let mut items = Vec::with_capacity(others.len() + 1);
-    items.push((attempt, output.clone()));
-    let mut replies = Vec::with_capacity(others.len());
-    for w in others {
-        items.push(w.item);
-        replies.push(w.reply);
-    }
-    match complete_many_now(backend, items).await {
-        Ok(results) => {
-            let mut results = results.into_iter();
-            let own = results
-                .next()
-                .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)));
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Reply::Done(result));
-            }
-            own
-        }
-        // Part of the group may have been written before the error: every caller of
-        // it, this one too (the others when their answer channels drop here),
-        // completes its own attempt again alone and gets its own outcome.
-        Err(_) => {
-            drop(replies);
-            alone(backend, attempt, output).await
-        }
-    }
+    let most = MAX_CLAIM as usize;
+    let run = |items| complete_many_now(backend, items);
+    backend.completions.run((attempt, output), most, run).await
 }
 
-/// One completion on its own.
-async fn alone(
+/// Extends a lease as [`EngineRepo::heartbeat`] does, in a group with the heartbeats
+/// that arrive meanwhile (see [`HeartbeatGroup`]): the current attempts' leases in one
+/// statement outside a transaction, any other the general way after it.
+pub(crate) async fn heartbeat_now(
     backend: &PostgresBackend,
     attempt: AttemptRef,
-    output: Value,
+    lease: Duration,
+) -> StoreResult<Heartbeat> {
+    check_lease(lease)?;
+    let most = MAX_CLAIM as usize;
+    let run = |items| heartbeat_many_now(backend, items);
+    backend.heartbeats.run((attempt, lease), most, run).await
+}
+
+/// Extends many leases, one answer per item in order: the current attempts of distinct
+/// tasks in one statement outside a transaction; the rest (a stale or unknown attempt,
+/// a task named again), for their own answer, in one transaction after it.
+async fn heartbeat_many_now(
+    backend: &PostgresBackend,
+    items: Vec<(AttemptRef, Duration)>,
+) -> StoreResult<Vec<StoreResult<Heartbeat>>> {
+    let mut results = {
+        let mut session = backend.autocommit().await?;
+        let results = extend_current(&mut session, &items).await?;
+        Tx::commit(Box::new(session)).await?;
+        results
+    };
+    let rest: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+    if !rest.is_empty() {
+        let mut tx = backend.begin_transition_tx().await?;
+        for &i in &rest {
+            results[i] = Some(EngineRepo::heartbeat(&mut tx, items[i].0, items[i].1).await);
+        }
+        Tx::commit(Box::new(tx)).await?;
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Fails an attempt as [`EngineRepo::fail`] does, in a group with the failures that
+/// arrive meanwhile (see [`FailureGroup`]).
+pub(crate) async fn fail_now(
+    backend: &PostgresBackend,
+    attempt: AttemptRef,
+    error: Value,
+    retryable: bool,
 ) -> StoreResult<Transition> {
-    complete_many_now(backend, vec![(attempt, output)])
-        .await?
-        .pop()
-        .unwrap_or_else(|| Err(StoreError::not_found("task", attempt.task_id)))
+    let run = |items| fail_many_now(backend, items);
+    backend
+        .failures
+        .run((attempt, error, retryable), FailureGroup::MOST, run)
+        .await
+}
+
+/// Fails attempts of distinct tasks, each as [`EngineRepo::fail`] does, in one
+/// transaction: the tasks are locked first in ID order and then their runs in ID
+/// order, the order every transition takes them in, and each failure runs in a
+/// savepoint of its own, so that one's error undoes only its own writes.
+async fn fail_many_now(
+    backend: &PostgresBackend,
+    items: Vec<(AttemptRef, Value, bool)>,
+) -> StoreResult<Vec<StoreResult<Transition>>> {
+    let mut tx = backend.begin_transition_tx().await?;
+    if items.len() == 1 {
+        let (attempt, error, retryable) = items.into_iter().next().expect("one item");
+        let result = EngineRepo::fail(&mut tx, attempt, error, retryable).await;
+        if result.is_ok() {
+            Tx::commit(Box::new(tx)).await?;
+        }
+        return Ok(vec![result]);
+    }
+    let tasks: Vec<Uuid> = items.iter().map(|(a, _, _)| a.task_id.0).collect();
+    let runs: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "SELECT run_id FROM tasks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(&tasks)
+    .fetch_all(&mut *tx.tx)
+    .await?;
+    let runs: Vec<Uuid> = runs.into_iter().flatten().collect();
+    if !runs.is_empty() {
+        sqlx::query(
+            "SELECT 1 FROM workflow_executions WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(&runs)
+        .execute(&mut *tx.tx)
+        .await?;
+    }
+    let mut results = Vec::with_capacity(items.len());
+    for (attempt, error, retryable) in items {
+        sqlx::query("SAVEPOINT flowstore_failure")
+            .execute(&mut *tx.tx)
+            .await?;
+        let result = EngineRepo::fail(&mut tx, attempt, error, retryable).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO flowstore_failure")
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        sqlx::query("RELEASE flowstore_failure")
+            .execute(&mut *tx.tx)
+            .await?;
+        results.push(result);
+    }
+    Tx::commit(Box::new(tx)).await?;
+    Ok(results)
+}
+
+/// The one answer a list of answers holds.
+fn first<O>(results: Vec<StoreResult<O>>) -> StoreResult<O> {
+    results
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(StoreError::internal("a transition was not answered")))
 }

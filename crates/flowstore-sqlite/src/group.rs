@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowstore_core::engine::{complete_many, complete_one};
+use flowstore_core::engine::{complete_many, complete_one, heartbeat_many};
 use flowstore_core::ids::AttemptId;
 use flowstore_core::model::engine::{
     AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
@@ -51,7 +51,21 @@ pub(crate) enum Done {
     Completed(Transition),
     CompletedMany(Vec<StoreResult<Transition>>),
     Heartbeat(Heartbeat),
+    /// Several heartbeats' answers, in order (a batch the group made).
+    Heartbeats(Vec<StoreResult<Heartbeat>>),
     Failed(Transition),
+}
+
+impl Done {
+    /// The answers of a batch the group made, one per item; any other result is one
+    /// answer.
+    fn each(self) -> Vec<StoreResult<Done>> {
+        match self {
+            Done::CompletedMany(each) => each.into_iter().map(|r| r.map(Done::Completed)).collect(),
+            Done::Heartbeats(each) => each.into_iter().map(|r| r.map(Done::Heartbeat)).collect(),
+            done => vec![Ok(done)],
+        }
+    }
 }
 
 struct Job {
@@ -168,17 +182,18 @@ async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
 ///
 /// Each transition's own error must undo only its own writes. Completions of one
 /// attempt each go as one batch (the engine's `complete_many`, which answers each
-/// item for itself and writes nothing for an item it refuses). Claims run
+/// item for itself and writes nothing for an item it refuses), and so do heartbeats
+/// (`heartbeat_many`). Claims run
 /// together inside one savepoint (those asking for the same handler types under the
 /// same key and lease as one statement) and, should a statement fail, that savepoint
 /// is rolled back and they run again each in a savepoint of its own: claims rarely
 /// fail, and their own statements and savepoints were most of a group's calls to the
-/// driver. Batch completions, heartbeats and failures keep a savepoint each.
+/// driver. Batch completions and failures keep a savepoint each.
 async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreResult<Done>>> {
     let mut results: Vec<Option<StoreResult<Done>>> = ops.iter().map(|_| None).collect();
     let mut claims = Vec::new();
-    let mut completions = Vec::new();
-    let mut items = Vec::new();
+    let (mut completions, mut items) = (Vec::new(), Vec::new());
+    let (mut heartbeats, mut leases) = (Vec::new(), Vec::new());
     let mut others = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
         match op {
@@ -187,34 +202,31 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
                 completions.push(i);
                 items.push(item);
             }
+            Op::Heartbeat(attempt, lease) => {
+                heartbeats.push(i);
+                leases.push((attempt, lease));
+            }
             op => others.push((i, op)),
         }
     }
-    match completions.len() {
-        0 => {}
-        1 => results[completions[0]] = Some(in_savepoint(tx, Step::Complete(&items[0])).await?),
-        _ => {
-            tx.execute_plain("SAVEPOINT flowstore_completions").await?;
-            match complete_many(tx, &items).await {
-                Ok(each) => {
-                    tx.execute_plain("RELEASE flowstore_completions").await?;
-                    for (&i, result) in completions.iter().zip(each) {
-                        results[i] = Some(result.map(Done::Completed));
-                    }
-                }
-                Err(_) => {
-                    // The batch failed as a whole: each completion runs alone, to
-                    // get its own outcome.
-                    tx.execute_plain("ROLLBACK TO flowstore_completions")
-                        .await?;
-                    tx.execute_plain("RELEASE flowstore_completions").await?;
-                    for (&i, item) in completions.iter().zip(&items) {
-                        results[i] = Some(in_savepoint(tx, Step::Complete(item)).await?);
-                    }
-                }
-            }
-        }
-    }
+    let each = |k| Step::Complete(&items[k]);
+    together(
+        tx,
+        &completions,
+        Step::CompleteMany(&items),
+        each,
+        &mut results,
+    )
+    .await?;
+    let each = |k: usize| Step::Heartbeat(leases[k].0, leases[k].1);
+    together(
+        tx,
+        &heartbeats,
+        Step::Heartbeats(&leases),
+        each,
+        &mut results,
+    )
+    .await?;
     if !claims.is_empty() {
         tx.execute_plain("SAVEPOINT flowstore_claims").await?;
         match claim_together(tx, &claims).await {
@@ -240,6 +252,36 @@ async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreR
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("a transition was not run"))))
         .collect())
+}
+
+/// Runs the transitions of one kind at `positions` (of the group) as one batch in a
+/// savepoint (`batch`, which answers each item for itself), or, should the batch fail
+/// as a whole, each alone in a savepoint of its own (`each`, by place in the batch), to
+/// get its own outcome.
+async fn together<'s>(
+    tx: &mut SqliteTx,
+    positions: &[usize],
+    batch: Step<'s>,
+    each: impl Fn(usize) -> Step<'s>,
+    results: &mut [Option<StoreResult<Done>>],
+) -> StoreResult<()> {
+    if positions.len() == 1 {
+        results[positions[0]] = Some(in_savepoint(tx, each(0)).await?);
+    } else if positions.len() > 1 {
+        match in_savepoint(tx, batch).await? {
+            Ok(done) => {
+                for (&i, result) in positions.iter().zip(done.each()) {
+                    results[i] = Some(result);
+                }
+            }
+            Err(_) => {
+                for (k, &i) in positions.iter().enumerate() {
+                    results[i] = Some(in_savepoint(tx, each(k)).await?);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a group's claims: a refused request is answered at once (it writes nothing),
@@ -292,6 +334,8 @@ enum Step<'a> {
     Complete(&'a (AttemptRef, Value)),
     CompleteMany(&'a [(AttemptRef, Value)]),
     Heartbeat(AttemptRef, Duration),
+    /// Several heartbeats, answered each (the engine's `heartbeat_many`).
+    Heartbeats(&'a [(AttemptRef, Duration)]),
     Fail(AttemptRef, &'a Value, bool),
 }
 
@@ -325,6 +369,7 @@ async fn apply(tx: &mut SqliteTx, step: Step<'_>) -> StoreResult<Done> {
         Step::Complete(item) => Done::Completed(complete_one(tx, item).await?),
         Step::CompleteMany(items) => Done::CompletedMany(complete_many(tx, items).await?),
         Step::Heartbeat(attempt, lease) => Done::Heartbeat(tx.heartbeat(attempt, lease).await?),
+        Step::Heartbeats(items) => Done::Heartbeats(heartbeat_many(tx, items).await?),
         Step::Fail(attempt, error, retryable) => {
             Done::Failed(tx.fail(attempt, error.clone(), retryable).await?)
         }

@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, HotPath, NewEvent, Promotion,
-    RunState, SharedClaim,
+    AttemptRef, ClaimRequest, ClaimedTask, CompletedAttempt, ExtendedLease, HotPath, NewEvent,
+    Promotion, RunState, SharedClaim,
 };
 use flowstore_core::time::Timestamp;
 use flowstore_core::StoreResult;
@@ -36,6 +36,29 @@ macro_rules! micros {
         )
     };
 }
+
+/// Extends, in one call of two statements, the leases listed in `?1` (a JSON array of
+/// `{"t": task hex, "a": attempt, "u": the lease's new end}`) whose attempt is its
+/// task's current running one, at `?2`: the attempt rows first, for exactly the tasks
+/// the second statement then updates (the writer lock is held). Returns each task
+/// extended with its run's status and whether its cancellation was asked for.
+const EXTEND_LEASES: &str = "UPDATE task_executions
+        SET lease_expires_at = j.until, heartbeat_at = ?2, updated_at = ?2
+       FROM (SELECT t.id, t.attempt, j.value ->> '$.u' AS until
+               FROM json_each(?1) j
+               JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
+                           AND t.status = 'running') AS j
+      WHERE task_executions.task_id = j.id AND task_executions.attempt = j.attempt;
+     UPDATE tasks SET lease_expires_at = j.until, updated_at = ?2
+       FROM (SELECT unhex(value ->> '$.t') AS id, value ->> '$.a' AS attempt,
+                    value ->> '$.u' AS until
+               FROM json_each(?1)) AS j
+      WHERE tasks.id = j.id AND tasks.attempt = j.attempt AND tasks.status = 'running'
+     RETURNING id AS task_id,
+               (SELECT r.status FROM workflow_executions r WHERE r.id = tasks.run_id)
+                   AS run_status,
+               coalesce((SELECT r.cancel_requested_at IS NOT NULL FROM workflow_executions r
+                          WHERE r.id = tasks.run_id), 0) AS run_cancel_requested";
 
 /// Completes, in one call of four statements, the attempts listed in `?1` (a JSON
 /// array of `{"t": task hex, "a": attempt, "o": output}`) that are their task's
@@ -283,6 +306,22 @@ impl HotPath for SqliteTx {
             .collect();
         done.sort_by_key(|c| order.get(&c.task_id).copied().unwrap_or(usize::MAX));
         Ok(done)
+    }
+
+    async fn extend_leases(
+        &mut self,
+        items: &[(AttemptRef, Timestamp)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ExtendedLease>> {
+        let list: Vec<Value> = items
+            .iter()
+            .map(|(a, until)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "u": ts(until)}))
+            .collect();
+        Ok(sqlx::query_as(EXTEND_LEASES)
+            .bind(Value::Array(list).to_string())
+            .bind(ts(&now))
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     async fn promote_dependents(

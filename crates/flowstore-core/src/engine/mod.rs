@@ -4,6 +4,7 @@
 //! outbox event are all written there, or none of them is.
 
 use crate::model::identity::NotificationRepo;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use crate::ids::{AttemptId, RunId, TaskId};
 use crate::model::engine::{
     decide_failure, run_outcome, stops_run, AttemptRef, ClaimRequest, ClaimedTask, EngineStore,
-    FailureDecision, Heartbeat, HotPath, NewEvent, RunState, TaskState, Transition,
+    ExtendedLease, FailureDecision, Heartbeat, HotPath, NewEvent, RunState, TaskState, Transition,
 };
 use crate::model::metric::{MetricType, NewMetric};
 use crate::model::run::{AttemptStatus, MetricRepo, RunRepo, RunStatus, RunStrategy};
@@ -84,17 +85,22 @@ fn stale(task: &TaskState, attempt: AttemptRef) -> StoreError {
     )
 }
 
+/// When a lease of `lease` taken at `now` ends; refuses a lease out of bounds.
+fn lease_end(lease: Duration, now: Timestamp) -> StoreResult<Timestamp> {
+    crate::model::engine::check_lease(lease)?;
+    Ok(now
+        + chrono::Duration::from_std(lease)
+            .map_err(|_| StoreError::invalid("lease", "is too long"))?)
+}
+
 /// Extends a lease (see [`crate::model::engine::EngineRepo::heartbeat`]).
 pub async fn heartbeat<T: EngineTx + ?Sized>(
     tx: &mut T,
     attempt: AttemptRef,
     lease: Duration,
 ) -> StoreResult<Heartbeat> {
-    crate::model::engine::check_lease(lease)?;
     let now = time::now();
-    let until = now
-        + chrono::Duration::from_std(lease)
-            .map_err(|_| StoreError::invalid("lease", "is too long"))?;
+    let until = lease_end(lease, now)?;
     let task = locked_current(tx, attempt).await?;
     if task.status != TaskStatus::Running || task.attempt != attempt.attempt {
         return Err(stale(&task, attempt));
@@ -113,6 +119,62 @@ pub async fn heartbeat<T: EngineTx + ?Sized>(
         lease_expires_at: until,
         cancel_requested,
     })
+}
+
+/// Extends many leases, each as [`heartbeat`] does, one answer per item in order: the
+/// current attempts of distinct tasks in one go ([`extend_current`]), the rest (a
+/// stale or unknown attempt, a task named again) one by one, for their own answer.
+pub async fn heartbeat_many<T: EngineTx + ?Sized>(
+    tx: &mut T,
+    items: &[(AttemptRef, Duration)],
+) -> StoreResult<Vec<StoreResult<Heartbeat>>> {
+    let mut results = extend_current(tx, items).await?;
+    for (result, &(attempt, lease)) in results.iter_mut().zip(items) {
+        if result.is_none() {
+            *result = Some(heartbeat(tx, attempt, lease).await);
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// The first half of [`heartbeat_many`], in one statement where the backend allows
+/// ([`HotPath::extend_leases`]): answers each item whose lease is out of bounds or
+/// whose attempt is its task's current running one (the first naming a task); the
+/// others (`None`) are left for [`heartbeat`] to answer.
+pub async fn extend_current<T: HotPath + ?Sized>(
+    tx: &mut T,
+    items: &[(AttemptRef, Duration)],
+) -> StoreResult<Vec<Option<StoreResult<Heartbeat>>>> {
+    let now = time::now();
+    let mut results: Vec<Option<StoreResult<Heartbeat>>> = items.iter().map(|_| None).collect();
+    let mut firsts = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, (attempt, lease)) in items.iter().enumerate() {
+        match lease_end(*lease, now) {
+            Err(e) => results[i] = Some(Err(e)),
+            Ok(until) if seen.insert(attempt.task_id) => firsts.push((i, (*attempt, until))),
+            Ok(_) => {}
+        }
+    }
+    if firsts.is_empty() {
+        return Ok(results);
+    }
+    let batch: Vec<(AttemptRef, Timestamp)> = firsts.iter().map(|(_, item)| *item).collect();
+    let extended: HashMap<TaskId, ExtendedLease> = tx
+        .extend_leases(&batch, now)
+        .await?
+        .into_iter()
+        .map(|e| (e.task_id, e))
+        .collect();
+    for (i, (attempt, until)) in firsts {
+        if let Some(e) = extended.get(&attempt.task_id) {
+            results[i] = Some(Ok(Heartbeat {
+                lease_expires_at: until,
+                cancel_requested: e.cancel_requested(),
+            }));
+        }
+    }
+    Ok(results)
 }
 
 /// Fails an attempt (see [`crate::model::engine::EngineRepo::fail`]).

@@ -24,8 +24,8 @@ use crate::time::Timestamp;
 use crate::{validate, StoreError, StoreResult};
 
 pub use crate::model::engine_store::{
-    AttemptRecord, CompletedAttempt, EngineStore, HotPath, NewEvent, Promotion, RunState, StepTask,
-    TaskState,
+    AttemptRecord, CompletedAttempt, EngineStore, ExtendedLease, HotPath, NewEvent, Promotion,
+    RunState, StepTask, TaskState,
 };
 
 /// Most tasks one claim may return.

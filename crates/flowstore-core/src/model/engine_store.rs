@@ -137,6 +137,25 @@ pub struct CompletedAttempt {
     pub run: Option<RunState>,
 }
 
+/// A lease that [`HotPath::extend_leases`] extended.
+#[derive(Clone, Copy, Debug, PartialEq, sqlx::FromRow)]
+pub struct ExtendedLease {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its run's status, when it has a run (read, not locked: a heartbeat only tells
+    /// the worker to stop, and the next one sees a later change).
+    pub run_status: Option<RunStatus>,
+    /// Its run's cancellation was asked for.
+    pub run_cancel_requested: bool,
+}
+
+impl ExtendedLease {
+    /// Whether the worker should stop: the run was cancelled or is over.
+    pub fn cancel_requested(&self) -> bool {
+        self.run_cancel_requested || self.run_status.is_some_and(|s| s.is_terminal())
+    }
+}
+
 /// What [`HotPath::promote_dependents`] did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Promotion {
@@ -305,6 +324,17 @@ pub trait HotPath: Send {
         items: &[(AttemptRef, &Value)],
         now: Timestamp,
     ) -> StoreResult<Vec<CompletedAttempt>>;
+    /// Extends the lease of each attempt of `items` (the attempt, the lease's new end)
+    /// that is its task's current running one, in as few statements as the backend
+    /// allows: the task row and the attempt row (its lease and heartbeat time), both
+    /// guarded by the attempt and status, so a stale report changes nothing. Returns
+    /// the leases extended, in no particular order; attempts that were not current are
+    /// left untouched and are not returned. `items` names distinct tasks.
+    async fn extend_leases(
+        &mut self,
+        items: &[(AttemptRef, Timestamp)],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ExtendedLease>>;
     /// For each `(run, task)` just completed in a `parallel` run that is still live:
     /// makes ready the pending tasks that depend on `task` and whose dependencies are
     /// now all complete, appends a `task.ready` event for each, and tells which of

@@ -111,7 +111,7 @@ async fn start(store: &Store, wf: WorkflowId) -> RunId {
 }
 
 /// Registers `shell` and starts a run of a new fail-fast parallel diamond workflow.
-async fn started_diamond(store: &Store) -> (WorkflowId, RunId) {
+pub(super) async fn started_diamond(store: &Store) -> (WorkflowId, RunId) {
     register(store, &["shell"]).await;
     let wf = workflow(
         store,

@@ -1,9 +1,10 @@
 //! Worker transitions in transactions of their own (`claim_now`, `complete_now`,
-//! `complete_many_now`): on SQLite the ones queued while the writer is busy are
-//! committed together (completions as one batch, claims together in one savepoint
-//! and again one by one when one of them fails); on PostgreSQL completions that
-//! arrive together share a statement and the rest have a transaction each. Either way
-//! each must answer and persist exactly as if it were alone.
+//! `complete_many_now`, `heartbeat_now`, `fail_now`): on SQLite the ones queued while
+//! the writer is busy are committed together (completions and heartbeats as one batch
+//! each, claims together in one savepoint and again one by one when one of them
+//! fails); on PostgreSQL completions, claims and heartbeats that arrive together share
+//! a statement, failures a transaction. Either way each must answer and persist
+//! exactly as if it were alone.
 
 use flowstore_testkit::fixtures;
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ conformance!(
     concurrent_workers_through_now_take_each_task_once,
     queued_claims_answer_each_on_its_own,
     queued_heartbeats_and_failures_answer_each_on_its_own,
+    grouped_heartbeats_and_failures_answer_each_on_its_own,
 );
 
 async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
@@ -433,4 +435,152 @@ async fn concurrent_workers_through_now_take_each_task_once(store: Store) {
     for id in ids {
         assert_eq!(status(&store, id).await, TaskStatus::Completed);
     }
+}
+
+/// More heartbeats and failures at once than groups run at once (on PostgreSQL the
+/// ones waiting share a statement or a transaction; on SQLite the heartbeats of a
+/// group are one batch): each is answered as if it were alone. Current leases are
+/// extended on the task and its attempt row, a run's cancellation reaches its
+/// worker, a task named twice is answered twice, a lease out of bounds is refused by
+/// name, and only the current failures end their task.
+async fn grouped_heartbeats_and_failures_answer_each_on_its_own(store: Store) {
+    // A run's first step, running, whose run is then cancelled.
+    let (_, run) = super::engine::started_diamond(&store).await;
+    let backend = store.backend_arc();
+    let step = backend.claim_now(&request("w", "shell", 1)).await.unwrap();
+    assert_eq!(step.len(), 1);
+    let mut tx = store.begin().await.unwrap();
+    tx.cancel_run(run).await.unwrap();
+    tx.commit().await.unwrap();
+    ready_tasks(&store, "report", 10).await;
+    let claimed = backend
+        .claim_now(&request("w", "report", 10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 10);
+    let mut holder = store.begin().await.unwrap();
+    for c in claimed.iter().chain(&step) {
+        let patch: TaskPatch = serde_json::from_value(json!({"title": "held"})).unwrap();
+        holder.update_task(c.task_id, patch).await.unwrap();
+    }
+    let hour = Duration::from_secs(3600);
+    let before = flowstore::time::now();
+    let stale = |c: &ClaimedTask| AttemptRef {
+        task_id: c.task_id,
+        attempt: c.attempt + 1,
+    };
+    let unknown = AttemptRef {
+        task_id: TaskId::new(),
+        attempt: 1,
+    };
+    // Heartbeats: tasks 0 to 4 (task 0 twice), a stale attempt of task 5, an unknown
+    // task, a lease out of bounds for task 1, the cancelled run's step.
+    let beats = [
+        (attempt(&claimed[0]), hour),
+        (attempt(&claimed[1]), hour),
+        (attempt(&claimed[2]), hour),
+        (attempt(&claimed[0]), hour),
+        (attempt(&claimed[3]), hour),
+        (attempt(&claimed[4]), hour),
+        (stale(&claimed[5]), hour),
+        (unknown, hour),
+        (attempt(&claimed[1]), Duration::from_secs(365 * 24 * 3600)),
+        (attempt(&step[0]), hour),
+    ];
+    // Failures: task 6, task 7 twice with one error, a stale attempt of task 8, task 9.
+    let failures = [
+        (attempt(&claimed[6]), json!({"why": 6}), true),
+        (attempt(&claimed[7]), json!({"why": 7}), false),
+        (attempt(&claimed[7]), json!({"why": 7}), false),
+        (stale(&claimed[8]), json!({}), false),
+        (attempt(&claimed[9]), json!({"why": 9}), false),
+    ];
+    let beat_handles: Vec<_> = beats
+        .iter()
+        .map(|&(a, lease)| {
+            let b = backend.clone();
+            tokio::spawn(async move { b.heartbeat_now(a, lease).await })
+        })
+        .collect();
+    let fail_handles: Vec<_> = failures
+        .iter()
+        .cloned()
+        .map(|(a, error, retryable)| {
+            let b = backend.clone();
+            tokio::spawn(async move { b.fail_now(a, error, retryable).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.commit().await.unwrap();
+
+    let mut answers = Vec::new();
+    for h in beat_handles {
+        answers.push(h.await.unwrap());
+    }
+    for i in [0, 1, 2, 3, 4, 5, 9] {
+        let beat = answers[i]
+            .as_ref()
+            .unwrap_or_else(|e| panic!("heartbeat {i}: {e:?}"));
+        assert!(
+            beat.lease_expires_at > before + chrono::Duration::minutes(59),
+            "heartbeat {i}: the lease runs an hour from it: {beat:?}"
+        );
+        assert_eq!(beat.cancel_requested, i == 9, "heartbeat {i}");
+    }
+    assert!(
+        matches!(answers[6], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        answers[6]
+    );
+    assert!(
+        matches!(answers[7], Err(StoreError::NotFound { .. })),
+        "{:?}",
+        answers[7]
+    );
+    match &answers[8] {
+        Err(StoreError::Invalid { field, .. }) => assert_eq!(field, "lease"),
+        other => panic!("a year's lease: {other:?}"),
+    }
+    // Each current lease is on its attempt row too, with the heartbeat's time.
+    for c in claimed.iter().take(5).chain(&step) {
+        let mut tx = store.begin_read().await.unwrap();
+        let attempts = tx.list_attempts(c.task_id).await.unwrap();
+        let row = attempts.iter().find(|a| a.attempt == c.attempt).unwrap();
+        assert!(
+            row.lease_expires_at
+                .is_some_and(|l| l > before + chrono::Duration::minutes(59)),
+            "{row:?}"
+        );
+        assert!(row.heartbeat_at.is_some_and(|h| h >= before), "{row:?}");
+    }
+    let mut failed = Vec::new();
+    for h in fail_handles {
+        failed.push(h.await.unwrap());
+    }
+    for i in [0, 1, 2, 4] {
+        let t = failed[i]
+            .as_ref()
+            .unwrap_or_else(|e| panic!("failure {i}: {e:?}"));
+        assert_eq!(t.task_id, failures[i].0.task_id, "failure {i}");
+        assert_eq!(t.status, TaskStatus::Failed, "failure {i}");
+    }
+    assert_eq!(
+        failed[1].as_ref().unwrap(),
+        failed[2].as_ref().unwrap(),
+        "a repeated failure is answered as the first"
+    );
+    assert!(
+        matches!(failed[3], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        failed[3]
+    );
+    for (i, c) in claimed.iter().enumerate() {
+        let want = if [6, 7, 9].contains(&i) {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Running
+        };
+        assert_eq!(status(&store, c.task_id).await, want, "task {i}");
+    }
+    assert_eq!(status(&store, step[0].task_id).await, TaskStatus::Running);
 }
