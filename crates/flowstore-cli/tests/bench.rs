@@ -36,15 +36,15 @@ fn check(report: &Report) {
     let floors = 3;
     assert_eq!(
         rows("claim"),
-        2 * (1 + floors),
-        "floors and flowstore at B=1 and B=64"
+        2 * (1 + floors) + 1,
+        "floors and flowstore at B=1 and B=64, and flowstore with heartbeats at B=1"
     );
     assert_eq!(rows("http"), 2);
     assert_eq!(rows("dag"), 2, "completion one by one and by batch");
     assert_eq!(
         rows("start"),
-        2,
-        "one run per request and a batch per request"
+        4,
+        "one run per request and a batch per request, and their floor"
     );
     assert_eq!(rows("pickup"), 1, "enqueue to start");
     assert!(rows("query") >= 8, "every query measured");
@@ -83,6 +83,9 @@ fn check(report: &Report) {
     // floor and HTTP alike), and the report says which ran.
     for (workload, variant) in [
         ("claim", "flowstore B=1 W=2 cmpl=each"),
+        ("claim", "flowstore B=1 W=2 cmpl=each +heartbeat"),
+        ("start", "minimal job table, 1 per statement, W=2"),
+        ("start", "minimal job table, 1000 per statement, W=2"),
         ("claim", "raw SQL floor B=64 W=2 cmpl=batch"),
         ("claim", "flowstore B=64 W=2 cmpl=batch"),
         ("http", "flowstore serve B=1 W=2 cmpl=each"),

@@ -246,6 +246,8 @@ pub(crate) async fn check_done(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Library,
+    /// flowstore with a heartbeat before each completion (one task at a time only).
+    LibraryBeat,
     RawSql,
     /// The floor through rusqlite (SQLite only; see `driver`).
     RawRusqlite,
@@ -259,6 +261,7 @@ impl Mode {
     fn tag(self) -> &'static str {
         match self {
             Mode::Library => "lib",
+            Mode::LibraryBeat => "beat",
             Mode::RawSql => "raw",
             Mode::RawRusqlite => "rusqlite",
             Mode::RawRows => "rows",
@@ -273,6 +276,9 @@ impl Mode {
 #[derive(Clone, Copy)]
 enum Through {
     Library,
+    /// flowstore, each task's lease extended once (`heartbeat_now`) before it is
+    /// completed.
+    LibraryBeat,
     RawSql,
     RawRows,
     MinTable,
@@ -297,6 +303,7 @@ async fn drive(
 ) -> StoreResult<RoundResult> {
     let label = match through {
         Through::Library => format!("claim flowstore B={batch}"),
+        Through::LibraryBeat => format!("claim flowstore, heartbeats, B={batch}"),
         Through::RawSql => format!("claim raw SQL B={batch}"),
         Through::RawRows => format!("claim raw SQL, flowstore's rows B={batch}"),
         Through::MinTable => format!("claim minimal table B={batch}"),
@@ -317,7 +324,7 @@ async fn drive(
             loop {
                 let t0 = Instant::now();
                 let claimed: Vec<(Uuid, i32)> = match through {
-                    Through::Library => {
+                    Through::Library | Through::LibraryBeat => {
                         let request = ClaimRequest {
                             worker_id: worker.clone(),
                             handler_types: vec![handler.clone()],
@@ -342,7 +349,7 @@ async fn drive(
                     // The claimed batch is reported at once, in one transaction.
                     let t1 = Instant::now();
                     match through {
-                        Through::Library => {
+                        Through::Library | Through::LibraryBeat => {
                             let items = claimed
                                 .iter()
                                 .map(|(task, attempt)| {
@@ -369,16 +376,21 @@ async fn drive(
                 }
                 for (task, attempt) in claimed {
                     let t1 = Instant::now();
+                    let attempt_ref = AttemptRef {
+                        task_id: flowstore_core::ids::TaskId(task),
+                        attempt,
+                    };
                     match through {
                         Through::Library => {
                             backend
-                                .complete_now(
-                                    AttemptRef {
-                                        task_id: flowstore_core::ids::TaskId(task),
-                                        attempt,
-                                    },
-                                    json!({"ok": true}),
-                                )
+                                .complete_now(attempt_ref, json!({"ok": true}))
+                                .await?;
+                        }
+                        Through::LibraryBeat => {
+                            let lease = Duration::from_secs(600);
+                            backend.heartbeat_now(attempt_ref, lease).await?;
+                            backend
+                                .complete_now(attempt_ref, json!({"ok": true}))
                                 .await?;
                         }
                         Through::RawSql => raw_complete(&raw, task, attempt).await?,
@@ -593,7 +605,12 @@ pub(crate) async fn run(
         Raw::Sqlite { pool, .. } => super::driver::sqlite_path(pool),
         Raw::Postgres(_) => None,
     };
-    let mut modes = vec![Mode::RawSql, Mode::Library, Mode::MinTable];
+    let mut modes = vec![
+        Mode::RawSql,
+        Mode::Library,
+        Mode::LibraryBeat,
+        Mode::MinTable,
+    ];
     if rusqlite_path.is_some() {
         modes.push(Mode::RawRusqlite);
     }
@@ -610,6 +627,9 @@ pub(crate) async fn run(
         let mut items = 0;
         for round in 0..opts.rounds {
             for (mode, result) in modes.iter().zip(results.iter_mut()) {
+                if *mode == Mode::LibraryBeat && batch > 1 {
+                    continue;
+                }
                 let handler = format!("bench-claim-{}-b{batch}-r{round}", mode.tag());
                 let t = Instant::now();
                 if *mode == Mode::MinTable {
@@ -622,6 +642,9 @@ pub(crate) async fn run(
                 let r = match mode {
                     Mode::Library => {
                         drive(target, Through::Library, &handler, batch, w, n, opts).await?
+                    }
+                    Mode::LibraryBeat => {
+                        drive(target, Through::LibraryBeat, &handler, batch, w, n, opts).await?
                     }
                     Mode::RawSql => {
                         drive(target, Through::RawSql, &handler, batch, w, n, opts).await?
@@ -658,9 +681,13 @@ pub(crate) async fn run(
         let floor = median(&results[0].rates);
         let cmpl = completion_mode(batch);
         for (mode, result) in modes.iter().zip(&results) {
+            if result.rates.is_empty() {
+                continue;
+            }
             let variant = match mode {
                 Mode::RawSql => format!("raw SQL floor B={batch} W={w} {cmpl}"),
                 Mode::Library => format!("flowstore B={batch} W={w} {cmpl}"),
+                Mode::LibraryBeat => format!("flowstore B={batch} W={w} {cmpl} +heartbeat"),
                 Mode::RawRusqlite => format!("floor via rusqlite B={batch} W={w} {cmpl}"),
                 Mode::RawRows => format!("raw SQL, flowstore's rows B={batch} W={w} {cmpl}"),
                 Mode::MinTable => format!("minimal job table B={batch} W={w} {cmpl}"),
@@ -681,7 +708,7 @@ pub(crate) async fn run(
         }
     }
     report.notes.push(format!(
-        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, transitions queued while the writer is busy share one commit, each in its own savepoint); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch)",
+        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, transitions queued while the writer is busy share one commit, each in its own savepoint); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch); +heartbeat (B=1 only): each task's lease extended once (heartbeat_now, 10 minutes) before its completion, both in the cmpl latencies",
         n,
         setup.as_secs_f64()
     ));

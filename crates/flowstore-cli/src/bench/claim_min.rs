@@ -42,6 +42,12 @@ fn as_id(id: Uuid) -> i64 {
 
 /// Creates the table when missing and inserts `n` jobs of `queue`, in one statement.
 pub(crate) async fn insert(raw: &Raw, queue: &str, n: u32) -> StoreResult<()> {
+    create(raw).await?;
+    insert_series(raw, "bench_min_jobs (queue)", ["$1", "?1"], queue, n).await
+}
+
+/// Creates the table and its index when missing.
+pub(crate) async fn create(raw: &Raw) -> StoreResult<()> {
     match raw {
         Raw::Postgres(pool) => {
             for ddl in schema("BIGSERIAL PRIMARY KEY", "TIMESTAMPTZ") {
@@ -55,7 +61,7 @@ pub(crate) async fn insert(raw: &Raw, queue: &str, n: u32) -> StoreResult<()> {
             }
         }
     }
-    insert_series(raw, "bench_min_jobs (queue)", ["$1", "?1"], queue, n).await
+    Ok(())
 }
 
 /// Takes up to `batch` jobs of `queue` for `worker`: one statement (skipping rows

@@ -1,15 +1,21 @@
 //! The `start` workload: runs of a one-step workflow started through the HTTP API
 //! (`flowstore serve` in this process), by W clients, one run per request and in
 //! batches of 1,000 (`POST /workflows/{id}/runs/batch`, one transaction each). A run
-//! is one task, so runs/s here is tasks/s started.
+//! is one task, so runs/s here is tasks/s started. Beside them, the floor: the same W
+//! writers enqueueing jobs into the minimal job table (`claim_min.rs`), one narrow
+//! row per transaction and 1,000 per statement, on the raw pool without HTTP.
 
+use std::future::Future;
 use std::time::Instant;
 
 use flowstore_core::StoreResult;
 use serde_json::{json, Value};
 
-use super::claim::count_tasks;
-use super::{admin_key, bar, fail, median, BenchOptions, InProcess, Report, Row, Samples, Target};
+use super::claim::{count, count_tasks, insert_series};
+use super::{
+    admin_key, bar, claim_min, fail, median, BenchOptions, InProcess, Raw, Report, Row, Samples,
+    Target,
+};
 
 /// Runs per request of the batched variant.
 const BATCH: u32 = 1000;
@@ -32,9 +38,11 @@ pub(crate) async fn run(
     };
     let result = measure(target, opts, report, &http).await;
     server.stop().await;
-    result
+    result?;
+    floor(target, opts, report).await
 }
 
+#[derive(Clone)]
 struct Http {
     client: reqwest::Client,
     base: String,
@@ -94,7 +102,9 @@ async fn measure(
                 .as_str()
                 .ok_or_else(|| fail("the workflow has no id"))?
                 .to_string();
-            let (elapsed, lat) = drive(http, &wf, batch, w, n, opts).await?;
+            let (http, wf) = (http.clone(), wf.clone());
+            let start = move |size| start(http.clone(), wf.clone(), size);
+            let (elapsed, lat) = drive(batch, w, n, opts, start).await?;
             let ready = count_tasks(&target.raw, &handler, "ready").await?;
             if ready != i64::from(n) {
                 return Err(fail(format!(
@@ -132,27 +142,94 @@ async fn measure(
     Ok(())
 }
 
-/// W clients start `n` runs of `wf` between them, `batch` per request: the time it
-/// took and each request's latency.
-async fn drive(
-    http: &Http,
-    wf: &str,
+/// Starts `size` runs of `wf`: one run per request when `size` is 1, else one batch.
+async fn start(http: Http, wf: String, size: u32) -> StoreResult<()> {
+    if size == 1 {
+        http.post(&format!("/workflows/{wf}/runs"), &json!({}), 201)
+            .await?;
+        return Ok(());
+    }
+    let runs: Vec<Value> = (0..size).map(|_| json!({})).collect();
+    let answer = http
+        .post(
+            &format!("/workflows/{wf}/runs/batch"),
+            &json!({ "runs": runs }),
+            201,
+        )
+        .await?;
+    let started = answer["runs"].as_array().map_or(0, Vec::len);
+    if started != size as usize {
+        return Err(fail(format!("a batch of {size} started {started} runs")));
+    }
+    Ok(())
+}
+
+/// The floor: W writers on the raw pool enqueue `--tasks` jobs into the minimal job
+/// table between them, one row per statement (each its own transaction) and 1,000
+/// per statement; each round checks the table holds exactly its jobs.
+async fn floor(target: &Target, opts: &BenchOptions, report: &mut Report) -> StoreResult<()> {
+    let (n, w) = (opts.tasks, opts.workers);
+    for batch in [1, BATCH] {
+        let mut rates = Vec::new();
+        let mut latency = Samples::default();
+        for round in 0..opts.rounds {
+            let queue = format!("bench-start-floor-b{batch}-r{round}");
+            claim_min::create(&target.raw).await?;
+            let (raw, q) = (target.raw.clone(), queue.clone());
+            let enqueue = move |size| enqueue(raw.clone(), q.clone(), size);
+            let (elapsed, lat) = drive(batch, w, n, opts, enqueue).await?;
+            let sql = "SELECT count(*) FROM bench_min_jobs WHERE queue = $1";
+            let made = count(&target.raw, sql, &[&queue]).await?;
+            if made != i64::from(n) {
+                return Err(fail(format!("{queue}: {made} jobs after {n} enqueued")));
+            }
+            rates.push(f64::from(n) / elapsed.max(1e-9));
+            latency.extend(lat);
+        }
+        report.rows.push(Row {
+            workload: "start".into(),
+            variant: format!("minimal job table, {batch} per statement, W={w}"),
+            rate: median(&rates),
+            rate_unit: Some("tasks/s".into()),
+            p50_ms: latency.quantile_ms(0.5),
+            p99_ms: latency.quantile_ms(0.99),
+            items: u64::from(n),
+            note: Some(format!(
+                "the floor: INSERT of {batch} narrow row(s) into bench_min_jobs (one partial index) per statement, its own transaction, on the raw pool (no HTTP); p50/p99 of the statements"
+            )),
+            ..Row::default()
+        });
+    }
+    Ok(())
+}
+
+/// Enqueues `size` jobs of `queue` into the minimal job table, in one statement.
+async fn enqueue(raw: Raw, queue: String, size: u32) -> StoreResult<()> {
+    insert_series(&raw, "bench_min_jobs (queue)", ["$1", "?1"], &queue, size).await
+}
+
+/// W clients make `n` items between them, `batch` per call of `make` (fewer in the
+/// last): the time it took and each call's latency.
+async fn drive<F, Fut>(
     batch: u32,
     workers: u32,
     n: u32,
     opts: &BenchOptions,
-) -> StoreResult<(f64, Samples)> {
+    make: F,
+) -> StoreResult<(f64, Samples)>
+where
+    F: Fn(u32) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = StoreResult<()>> + Send,
+{
     let pb = bar(opts, u64::from(n), format!("start B={batch}"));
-    // Requests are handed out from one counter, so that the clients share the runs.
+    // Calls are handed out from one counter, so that the clients share the items.
     let requests = n.div_ceil(batch);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (client, base, auth) = (http.client.clone(), http.base.clone(), http.auth.clone());
-        let (next, pb, wf) = (next.clone(), pb.clone(), wf.to_string());
+        let (next, pb, make) = (next.clone(), pb.clone(), make.clone());
         handles.push(tokio::spawn(async move {
-            let http = Http { client, base, auth };
             let mut lat = Samples::default();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -161,23 +238,7 @@ async fn drive(
                 }
                 let size = batch.min(n - i * batch);
                 let t = Instant::now();
-                if batch == 1 {
-                    http.post(&format!("/workflows/{wf}/runs"), &json!({}), 201)
-                        .await?;
-                } else {
-                    let runs: Vec<Value> = (0..size).map(|_| json!({})).collect();
-                    let answer = http
-                        .post(
-                            &format!("/workflows/{wf}/runs/batch"),
-                            &json!({ "runs": runs }),
-                            201,
-                        )
-                        .await?;
-                    let started = answer["runs"].as_array().map_or(0, Vec::len);
-                    if started != size as usize {
-                        return Err(fail(format!("a batch of {size} started {started} runs")));
-                    }
-                }
+                make(size).await?;
                 lat.push(t.elapsed());
                 pb.inc(u64::from(size));
             }
