@@ -508,8 +508,9 @@ pub(crate) async fn heartbeat_now(
 }
 
 /// Extends many leases, one answer per item in order: the current attempts of distinct
-/// tasks in one statement outside a transaction; the rest (a stale or unknown attempt,
-/// a task named again), for their own answer, in one transaction after it.
+/// tasks in one statement outside a transaction; each of the rest (a stale or unknown
+/// attempt, for its own answer) in a transaction of its own after it, so that a
+/// statement failing for one cannot undo another's answered extension.
 async fn heartbeat_many_now(
     backend: &PostgresBackend,
     items: Vec<(AttemptRef, Duration)>,
@@ -520,15 +521,24 @@ async fn heartbeat_many_now(
         Tx::commit(Box::new(session)).await?;
         results
     };
-    let rest: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
-    if !rest.is_empty() {
-        let mut tx = backend.begin_transition_tx().await?;
-        for &i in &rest {
-            results[i] = Some(EngineRepo::heartbeat(&mut tx, items[i].0, items[i].1).await);
+    for (result, &(attempt, lease)) in results.iter_mut().zip(&items) {
+        if result.is_none() {
+            *result = Some(heartbeat_alone(backend, attempt, lease).await);
         }
-        Tx::commit(Box::new(tx)).await?;
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+/// One heartbeat in a transition transaction, committed when accepted.
+async fn heartbeat_alone(
+    backend: &PostgresBackend,
+    attempt: AttemptRef,
+    lease: Duration,
+) -> StoreResult<Heartbeat> {
+    let mut tx = backend.begin_transition_tx().await?;
+    let heartbeat = EngineRepo::heartbeat(&mut tx, attempt, lease).await?;
+    Tx::commit(Box::new(tx)).await?;
+    Ok(heartbeat)
 }
 
 /// Fails an attempt as [`EngineRepo::fail`] does, in a group with the failures that

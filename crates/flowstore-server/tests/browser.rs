@@ -162,14 +162,40 @@ async fn click(b: &Client, xpath: &str, confirm: bool) {
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
 
-/// Sends `key` to the element that has the focus (the page when none has).
+/// Sends `key` to the element that has the focus (the page when none has); an error
+/// when the page replaced that element meanwhile (live pages re-render as events
+/// arrive).
+async fn try_press(b: &Client, key: &str) -> Result<(), String> {
+    let focused = b.active_element().await.map_err(|e| e.to_string())?;
+    focused.send_keys(key).await.map_err(|e| e.to_string())
+}
+
+/// [`try_press`] until the key reaches a focused element; fails after 20 tries.
 async fn press(b: &Client, key: &str) {
-    b.active_element()
-        .await
-        .unwrap()
-        .send_keys(key)
-        .await
-        .unwrap();
+    let mut last = String::new();
+    for _ in 0..20 {
+        match try_press(b, key).await {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("could not press {key:?}: {last}");
+}
+
+/// Tabs to the control whose text is `text` and presses Enter on it, as a keyboard
+/// user does; again from the Tab walk when the page replaced the control in between.
+async fn enter_on(b: &Client, text: &str) {
+    let mut last = String::new();
+    for _ in 0..10 {
+        tab_to(b, text).await;
+        match try_press(b, ENTER).await {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not press Enter on {text:?}: {last}");
 }
 
 /// Presses Tab until the focused control's text is `text`, as a keyboard user walks
@@ -322,7 +348,7 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
         .await
         .unwrap();
     assert_eq!(outline, "solid", "the focused link shows its focus");
-    press(&b, ENTER).await;
+    enter_on(&b, &execution).await;
 
     // Its page: the steps, then live progress as a worker finishes it.
     until_text(&b, "h1", "running").await;
@@ -370,8 +396,7 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     b.goto(&format!("{base}/#/runs/{other}")).await.unwrap();
     until_text(&b, "h1", "running").await;
     // Cancelled with the keyboard: Tab to the button, Enter, then confirm.
-    tab_to(&b, "Cancel").await;
-    press(&b, ENTER).await;
+    enter_on(&b, "Cancel").await;
     let mut confirmed = false;
     for _ in 0..50 {
         if b.accept_alert().await.is_ok() {
