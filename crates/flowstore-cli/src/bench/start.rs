@@ -125,19 +125,10 @@ async fn measure(
                 "POST /workflows/{id}/runs/batch, one transaction per request; p50/p99 of the requests",
             )
         };
-        report.rows.push(Row {
-            workload: "start".into(),
-            variant,
-            rate: median(&rates),
-            rate_unit: Some("tasks/s".into()),
-            p50_ms: latency.quantile_ms(0.5),
-            p99_ms: latency.quantile_ms(0.99),
-            items: u64::from(n),
-            note: Some(format!(
-                "{note}; a run of a one-step workflow, so each run is one ready task; each round checks that {n} tasks are ready"
-            )),
-            ..Row::default()
-        });
+        let note = format!(
+            "{note}; a run of a one-step workflow, so each run is one ready task; each round checks that {n} tasks are ready"
+        );
+        report.rows.push(row(variant, &rates, &latency, n, note));
     }
     Ok(())
 }
@@ -186,21 +177,28 @@ async fn floor(target: &Target, opts: &BenchOptions, report: &mut Report) -> Sto
             rates.push(f64::from(n) / elapsed.max(1e-9));
             latency.extend(lat);
         }
-        report.rows.push(Row {
-            workload: "start".into(),
-            variant: format!("minimal job table, {batch} per statement, W={w}"),
-            rate: median(&rates),
-            rate_unit: Some("tasks/s".into()),
-            p50_ms: latency.quantile_ms(0.5),
-            p99_ms: latency.quantile_ms(0.99),
-            items: u64::from(n),
-            note: Some(format!(
-                "the floor: INSERT of {batch} narrow row(s) into bench_min_jobs (one partial index) per statement, its own transaction, on the raw pool (no HTTP); p50/p99 of the statements"
-            )),
-            ..Row::default()
-        });
+        let variant = format!("minimal job table, {batch} per statement, W={w}");
+        let note = format!(
+            "the floor: INSERT of {batch} narrow row(s) into bench_min_jobs (one partial index) per statement, its own transaction, on the raw pool (no HTTP); p50/p99 of the statements"
+        );
+        report.rows.push(row(variant, &rates, &latency, n, note));
     }
     Ok(())
+}
+
+/// A row of this workload: `n` tasks a round, the rate the median of `rates`.
+fn row(variant: String, rates: &[f64], latency: &Samples, n: u32, note: String) -> Row {
+    Row {
+        workload: "start".into(),
+        variant,
+        rate: median(rates),
+        rate_unit: Some("tasks/s".into()),
+        p50_ms: latency.quantile_ms(0.5),
+        p99_ms: latency.quantile_ms(0.99),
+        items: u64::from(n),
+        note: Some(note),
+        ..Row::default()
+    }
 }
 
 /// Enqueues `size` jobs of `queue` into the minimal job table, in one statement.
