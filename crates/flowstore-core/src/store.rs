@@ -199,15 +199,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Claims ready tasks as [`EngineRepo::claim`] does, in a transaction of its own
     /// that is committed before this returns. A backend may commit it together with
     /// other workers' transitions: SQLite runs the ones queued while its writer was
-    /// busy in one transaction, each in a savepoint of its own so that one's error
-    /// undoes only its own writes. Must not be called while the same task holds a
+    /// busy in one transaction, each undoing only its own writes on error; PostgreSQL
+    /// lets the transitions of one kind that arrive together share a statement (or,
+    /// for failures, a transaction) and a commit. Each caller is answered its own
+    /// outcome, once it is durable. Must not be called while the same task holds a
     /// write transaction (it would wait for that transaction forever).
-    async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
-        let mut tx = self.begin_transition().await?;
-        let claimed = tx.claim(request).await?;
-        tx.commit().await?;
-        Ok(claimed)
-    }
+    async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
 
     /// Completes one attempt as [`EngineRepo::complete`] does, in a transaction of its
     /// own that is committed before this returns (see [`Backend::claim_now`]).
@@ -215,24 +212,14 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         attempt: AttemptRef,
         output: serde_json::Value,
-    ) -> StoreResult<Transition> {
-        let mut tx = self.begin_transition().await?;
-        let transition = tx.complete(attempt, output).await?;
-        tx.commit().await?;
-        Ok(transition)
-    }
+    ) -> StoreResult<Transition>;
 
     /// Completes many attempts as [`EngineRepo::complete_many`] does, in a transaction
     /// of its own that is committed before this returns (see [`Backend::claim_now`]).
     async fn complete_many_now(
         &self,
         items: Vec<(AttemptRef, serde_json::Value)>,
-    ) -> StoreResult<Vec<StoreResult<Transition>>> {
-        let mut tx = self.begin_transition().await?;
-        let results = tx.complete_many(items).await?;
-        tx.commit().await?;
-        Ok(results)
-    }
+    ) -> StoreResult<Vec<StoreResult<Transition>>>;
 
     /// Extends a lease as [`EngineRepo::heartbeat`] does, in a transaction of its own
     /// that is committed before this returns (see [`Backend::claim_now`]).
@@ -240,12 +227,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         attempt: AttemptRef,
         lease: std::time::Duration,
-    ) -> StoreResult<Heartbeat> {
-        let mut tx = self.begin_transition().await?;
-        let heartbeat = tx.heartbeat(attempt, lease).await?;
-        tx.commit().await?;
-        Ok(heartbeat)
-    }
+    ) -> StoreResult<Heartbeat>;
 
     /// Fails an attempt as [`EngineRepo::fail`] does, in a transaction of its own that
     /// is committed before this returns (see [`Backend::claim_now`]).
@@ -254,12 +236,7 @@ pub trait Backend: Send + Sync + 'static {
         attempt: AttemptRef,
         error: serde_json::Value,
         retryable: bool,
-    ) -> StoreResult<Transition> {
-        let mut tx = self.begin_transition().await?;
-        let transition = tx.fail(attempt, error, retryable).await?;
-        tx.commit().await?;
-        Ok(transition)
-    }
+    ) -> StoreResult<Transition>;
 
     /// Applies pending migrations up to `to` (all when `None`); returns the versions
     /// applied. Safe to run from several processes at once.

@@ -524,6 +524,59 @@ mod millis {
 mod tests {
     use super::*;
 
+    fn asking(worker: &str, limit: u32) -> ClaimRequest {
+        ClaimRequest {
+            worker_id: worker.into(),
+            handler_types: vec!["h".into()],
+            limit,
+            lease: Duration::from_secs(60),
+            executor: None,
+        }
+    }
+
+    fn claimed(owner: &str) -> (ClaimedTask, String) {
+        let task = ClaimedTask {
+            task_id: TaskId::new(),
+            attempt_id: AttemptId::new(),
+            attempt: 1,
+            run_id: None,
+            step_key: None,
+            handler_type: "h".into(),
+            parameters: Value::Null,
+            lease_expires_at: crate::time::now(),
+        };
+        (task, owner.into())
+    }
+
+    #[test]
+    fn a_shared_claim_hands_out_every_task_within_each_share() {
+        // Worker a asks twice, b once: ranks 1..=2 and 6..=6 are a's, 3..=5 b's.
+        let (a1, b, a2) = (asking("a", 2), asking("b", 3), asking("a", 1));
+        let requests = [&a1, &b, &a2];
+        let shared = SharedClaim::new(&requests).unwrap();
+        assert_eq!(shared.total(), 6);
+        assert_eq!(shared.shares(), vec![("a", 0, 2), ("b", 2, 5), ("a", 5, 6)]);
+        let tasks: Vec<_> = ["a", "b", "a", "b", "a", "b"]
+            .into_iter()
+            .map(claimed)
+            .collect();
+        let mut ids: Vec<TaskId> = tasks.iter().map(|(t, _)| t.task_id).collect();
+        ids.sort();
+        let each = shared.share_out(tasks);
+        assert_eq!(
+            each.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 3, 1],
+            "every task reaches a request of its worker, none beyond its limit"
+        );
+        let mut handed: Vec<TaskId> = each.iter().flatten().map(|t| t.task_id).collect();
+        handed.sort();
+        assert_eq!(handed, ids, "no task is lost or given twice");
+        for share in &each {
+            assert!(share.windows(2).all(|w| w[0].task_id < w[1].task_id));
+        }
+        assert!(SharedClaim::new(&[]).is_none());
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         for _ in 0..50 {
