@@ -1,18 +1,21 @@
-//! Storage for the audit log and its signed head; the append, verification and head logic is
-//! `flowstore_core::model::audit`'s. Appends are serialised by the dialect's
-//! `exclusive` lock (an advisory lock on PostgreSQL; the writer lock every SQLite
-//! write transaction holds), taken before the last entry and the head are read and
-//! held until commit, so two transactions never chain onto the same entry.
+//! Storage for the audit log, its queue and its signed head; the append, link,
+//! verification and head logic is `flowstore_core::model::audit`'s. Appends and links
+//! are serialised by the dialect's `exclusive` lock (an advisory lock on PostgreSQL;
+//! the writer lock every SQLite write transaction holds), taken before the last entry
+//! and the head are read and held until commit, so two transactions never chain onto
+//! the same entry. Queueing an entry takes no lock.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use flowstore_core::ids::AuditEntryId;
 use flowstore_core::model::audit::{
     self as audit, audit_cursor, audit_page, AuditEntry, AuditFilter, AuditRepo, AuditStore,
-    ChainVerification, NewAuditEntry,
+    ChainVerification, NewAuditEntry, QueuedAuditEntry,
 };
 use flowstore_core::model::audit_head::{AuditHead, HeadResign};
 use flowstore_core::store::KeySource;
+use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, PageRequest, StoreResult};
 
 use crate::dialect::{exclusive, sql, sql_fmt, ts, ts_opt, Conn, Tx};
@@ -112,12 +115,63 @@ impl AuditStore for Tx {
         .await?;
         Ok(())
     }
+
+    async fn insert_queued_audit(
+        &mut self,
+        entry_id: AuditEntryId,
+        created_at: Timestamp,
+        e: &NewAuditEntry,
+    ) -> StoreResult<()> {
+        sqlx::query(sql!(
+            "INSERT INTO audit_queue (entry_id, actor_type, actor_id, action, entity_type,
+                entity_id, before, after, ip_address, request_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(entry_id)
+        .bind(e.actor_type)
+        .bind(&e.actor_id)
+        .bind(&e.action)
+        .bind(&e.entity_type)
+        .bind(&e.entity_id)
+        .bind(&e.before)
+        .bind(&e.after)
+        .bind(&e.ip_address)
+        .bind(&e.request_id)
+        .bind(ts(&created_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    // One statement reads and removes the same rows: an entry whose change commits
+    // between a read and a removal by ID range would be removed unlinked.
+    async fn take_queued_audit(&mut self, limit: u32) -> StoreResult<Vec<QueuedAuditEntry>> {
+        let mut rows: Vec<QueuedAuditEntry> = sqlx::query_as(sql!(
+            "DELETE FROM audit_queue
+              WHERE id IN (SELECT id FROM audit_queue ORDER BY id LIMIT $1)
+             RETURNING id, entry_id, actor_type, actor_id, action, entity_type, entity_id,
+                       before, after, ip_address, request_id, created_at"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.sort_by_key(|q| q.id);
+        Ok(rows)
+    }
 }
 
 #[async_trait]
 impl AuditRepo for Tx {
     async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry> {
         audit::append_entry(self, new).await
+    }
+
+    async fn queue_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntryId> {
+        audit::queue_entry(self, new).await
+    }
+
+    async fn link_audit(&mut self) -> StoreResult<u64> {
+        audit::link_entries(self).await
     }
 
     async fn verify_audit_chain(&mut self) -> StoreResult<ChainVerification> {

@@ -62,6 +62,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(18, "0018", "webhook_triggers"),
     migration!(19, "0019", "notification_preferences"),
     migration!(20, "0020", "run_names"),
+    migration!(21, "0021", "audit_queue"),
 ];
 
 /// The migration that adds the audit log's signed head.

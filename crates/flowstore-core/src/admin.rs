@@ -469,8 +469,10 @@ async fn migration_findings(backend: &dyn Backend) -> StoreResult<Vec<Finding>> 
 /// Walks the audit log's hash chain and compares its end with the signed head; a
 /// finding for the first entry that does not verify and one for entries missing at
 /// the end (or a head removed or forged). The walk is the same on both backends, so
-/// it lives here rather than in [`AdminBackend::find_problems`].
+/// it lives here rather than in [`AdminBackend::find_problems`]. The queued entries
+/// of committed changes are linked first, so every committed entry is checked.
 async fn audit_chain_finding(backend: &dyn Backend) -> StoreResult<Vec<Finding>> {
+    crate::model::audit::link_queued(backend).await?;
     let mut tx = backend.begin_read().await?;
     let verified = tx.verify_audit_chain().await;
     let _ = tx.rollback().await;

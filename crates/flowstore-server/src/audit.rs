@@ -1,17 +1,20 @@
 //! Writing the audit log from handlers. A handler that changes something on a
-//! person's behalf calls [`record`] on the transaction that makes the change, just
-//! before committing it, so the entry is written if and only if the change is (and
-//! the lock that serialises appenders is held as briefly as possible).
+//! person's behalf calls [`record`] on the transaction that makes the change, so the
+//! entry is written if and only if the change is. The entry is queued, not chained:
+//! changes commit side by side instead of taking turns at the chain's end, and
+//! [`link`] (run by the server's audit linker after such commits, by maintenance,
+//! and by the log's readers first) chains the committed entries many at a time.
 
 use std::fmt::Display;
 
 use flowstore_core::model::audit::NewAuditEntry;
-use flowstore_core::Tx;
+use flowstore_core::{StoreResult, Tx};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::state::AppState;
 
 /// An entity as the audit log keeps it: its JSON as the API shows it (so secrets the
 /// API hides stay hidden here too).
@@ -19,7 +22,7 @@ pub fn json<T: Serialize>(entity: &T) -> Option<Value> {
     serde_json::to_value(entity).ok()
 }
 
-/// Appends an entry for what `caller` did: `action` (such as `workflow.update`, whose
+/// Queues an entry for what `caller` did: `action` (such as `workflow.update`, whose
 /// first part names the entity's type) on the entity `entity_id`, with the entity
 /// before and after.
 pub async fn record(
@@ -43,6 +46,31 @@ pub async fn record(
     entry.after = after;
     entry.ip_address = caller.0.ip_address.clone();
     entry.request_id = caller.0.request_id.clone();
-    tx.append_audit(entry).await?;
+    tx.queue_audit(entry).await?;
     Ok(())
+}
+
+/// Links the queued entries that have committed into the chain; returns how many.
+pub async fn link(state: &AppState) -> StoreResult<u64> {
+    flowstore_core::model::audit::link_queued(state.backend()).await
+}
+
+/// Links queued entries whenever changes that queued them commit, until shutdown;
+/// the changes committed while a round runs are linked together by the next one.
+/// A failed round is logged and counted, and its entries are linked by the next.
+pub(crate) async fn linker(state: AppState) {
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = state.audit_notify().notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = link(&state).await {
+            state
+                .metrics()
+                .maintenance_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(error = %e, "linking audit entries failed; retrying with the next change");
+        }
+    }
 }

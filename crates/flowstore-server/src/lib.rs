@@ -152,8 +152,9 @@ async fn not_found() -> Problem {
 /// accepting, ends event streams and long polls, and waits for requests in flight.
 /// Connections that send no complete request head within the configured
 /// `header_timeout` (idle or trickling clients) are closed.
-/// A maintenance task reaps expired leases, enforces timeouts and (on PostgreSQL)
-/// numbers events while the server runs; the webhook dispatcher ([`webhooks`])
+/// A maintenance task reaps expired leases, enforces timeouts, links queued audit
+/// entries and (on PostgreSQL) numbers events while the server runs; the audit
+/// linker ([`audit::linker`]) links queued entries as their changes commit; the webhook dispatcher ([`webhooks`])
 /// delivers events to webhooks.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -163,9 +164,16 @@ pub async fn serve(
     state.listen_for_changes();
     let maintenance = tokio::spawn(maintain(state.clone()));
     let dispatcher = tokio::spawn(webhooks::run(state.clone()));
+    let linker = tokio::spawn(audit::linker(state.clone()));
     let result = accept(listener, state.clone(), shutdown).await;
     maintenance.abort();
     dispatcher.abort();
+    linker.abort();
+    // The requests in flight have finished: their audit entries are linked now
+    // rather than by whichever server runs next.
+    if let Err(e) = audit::link(&state).await {
+        tracing::warn!(error = %e, "could not link the last audit entries");
+    }
     result
 }
 
@@ -260,7 +268,8 @@ async fn maintain(state: AppState) {
     }
 }
 
-/// One round of maintenance: expired leases, timeouts, event numbering, expired
+/// One round of maintenance: expired leases, timeouts, event numbering, queued
+/// audit entries, expired
 /// trigger receipts, and the slow statements recorded since the last round written
 /// down.
 pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
@@ -283,6 +292,9 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     if !reaped.is_empty() || timed_out > 0 || sequenced > 0 {
         state.notify_changed();
     }
+    // Audit entries queued by changes whose server did not link them (it stopped
+    // first, or linking failed).
+    audit::link(state).await?;
     // Trigger receipts past their window (idempotency keys after 24 hours,
     // signatures once their timestamp can no longer pass).
     let mut tx = state.backend().begin().await?;

@@ -107,6 +107,8 @@ struct Inner {
     feed_live: AtomicBool,
     /// Wakes the task that announces this server's commits to the other servers.
     announce: Arc<Notify>,
+    /// Wakes the task that links queued audit entries into the chain.
+    audit: Notify,
     shutdown: watch::Sender<bool>,
     /// When each caller (user, or key or session without one) last wrote here.
     writers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -135,6 +137,7 @@ impl AppState {
                 events: Notify::new(),
                 feed_live: AtomicBool::new(false),
                 announce: Arc::new(Notify::new()),
+                audit: Notify::new(),
                 shutdown: watch::channel(false).0,
                 writers: Default::default(),
             }),
@@ -282,6 +285,18 @@ impl AppState {
     /// on it).
     pub(crate) fn event_notify(&self) -> &Notify {
         &self.inner.events
+    }
+
+    /// Tells the audit linker that a change which queued its audit entry has
+    /// committed. A permit is kept while the linker is busy, so the entries
+    /// committed meanwhile are linked together by its next round.
+    pub(crate) fn audit_queued(&self) {
+        self.inner.audit.notify_one();
+    }
+
+    /// Wakes when a queued audit entry committed (the audit linker waits on it).
+    pub(crate) fn audit_notify(&self) -> &Notify {
+        &self.inner.audit
     }
 
     /// Ends event streams and long polls: called when the server starts shutting

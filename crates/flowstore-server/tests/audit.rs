@@ -1,15 +1,19 @@
 //! The audit log through the API: an entry with its actor and the entity before and
 //! after for each audited route, none for a refused change, admins only, filters
 //! and pages, and a chain that verifies until someone tampers with it (an entry
-//! edited, or the newest entries removed). On SQLite and PostgreSQL.
+//! edited, or the newest entries removed); entries queued by changes linked by the
+//! running server and by maintenance, with no reader asking. On SQLite and
+//! PostgreSQL.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flowstore_core::model::identity::Role;
 use flowstore_core::{Backend, BackendKind};
+use flowstore_server::ServerConfig;
 use flowstore_testkit::fixtures::changed;
 use flowstore_testkit::fixtures::item_texts;
-use flowstore_testkit::{both_backends, requests, TestApp};
+use flowstore_testkit::{both_backends, requests, Served, TestApp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -20,6 +24,7 @@ both_backends!(
     filters_and_pages,
     the_chain_verifies_and_tampering_is_found,
     a_cut_tail_is_found_by_verify,
+    queued_entries_are_linked_without_a_reader,
 );
 
 async fn people_keys_and_configurations_are_audited(b: Arc<dyn Backend>) {
@@ -477,4 +482,59 @@ async fn a_cut_tail_is_found_by_verify(b: Arc<dyn Backend>) {
             .contains("missing"),
         "{v}"
     );
+}
+
+/// The entries in the chain as stored, read without linking what is queued.
+async fn linked_actions(b: &Arc<dyn Backend>) -> Vec<String> {
+    let mut tx = b.begin_read().await.unwrap();
+    let stored = tx.audit_chain_after(0, 100).await.unwrap();
+    tx.rollback().await.unwrap();
+    stored.into_iter().map(|e| e.action).collect()
+}
+
+async fn queued_entries_are_linked_without_a_reader(b: Arc<dyn Backend>) {
+    // Maintenance runs when the server starts and then not for an hour, so what
+    // links the entries of later changes is the server's audit linker.
+    let config = ServerConfig {
+        maintenance_interval: Duration::from_secs(3600),
+        ..ServerConfig::default()
+    };
+    let c = TestApp::with_config(b.clone(), config).await;
+    // No server runs: the change's entry waits in the queue until maintenance.
+    c.admin().create_team(json!({"name": "t1"})).await.want(201);
+    assert_eq!(linked_actions(&b).await, Vec::<String>::new());
+    flowstore_server::maintenance_tick(&c.state).await.unwrap();
+    assert_eq!(linked_actions(&b).await, ["team.create"]);
+    c.admin().create_team(json!({"name": "t2"})).await.want(201);
+
+    let served = Served::start(c.state.clone()).await;
+    // The first maintenance links t2's entry; once it has, maintenance is done
+    // linking for the hour.
+    linked_within(&b, 2).await;
+    for name in ["t3", "t4"] {
+        c.admin().create_team(json!({"name": name})).await.want(201);
+    }
+    linked_within(&b, 4).await;
+    // Linked by the linker or, at the latest, as the server stops.
+    c.admin().create_team(json!({"name": "t5"})).await.want(201);
+    served.stop().await;
+    assert_eq!(linked_actions(&b).await.len(), 5);
+    let v = c.admin().verify_audit().await.want(200);
+    assert!(
+        v["first_broken"].is_null() && v["head_mismatch"].is_null() && v["checked"] == 5,
+        "{v}"
+    );
+}
+
+/// Waits up to ten seconds for `n` entries in the chain.
+async fn linked_within(b: &Arc<dyn Backend>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while linked_actions(b).await.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "not linked: {:?}",
+            linked_actions(b).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

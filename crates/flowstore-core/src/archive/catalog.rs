@@ -145,6 +145,10 @@ audit_log key=seq deferred=-
     seq:int id:uuid actor_type:text actor_id:text action:text entity_type:text
     entity_id:text before:json after:json ip_address:text request_id:text
     created_at:timestamp prev_hash:text hash:text
+audit_queue key=id deferred=-
+    id:int entry_id:uuid actor_type:text actor_id:text action:text entity_type:text
+    entity_id:text before:json after:json ip_address:text request_id:text
+    created_at:timestamp
 audit_head key=id deferred=-
     id:int seq:int hash:text key_id:text mac:text signed_at:timestamp
 events key=id deferred=-

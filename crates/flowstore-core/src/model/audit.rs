@@ -87,7 +87,7 @@ pub struct AuditEntry {
 
 /// What a caller gives to append an entry; the store adds `seq`, the ID, the time
 /// and the hashes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 #[serde(deny_unknown_fields)]
 pub struct NewAuditEntry {
     /// Whom `actor_id` identifies.
@@ -132,18 +132,14 @@ impl NewAuditEntry {
         }
     }
 
-    /// Checks every field and builds the entry that follows `prev` (`None` when the
-    /// log is empty), hashes included.
-    pub fn into_entry(self, prev: Option<(i64, &str)>, now: Timestamp) -> StoreResult<AuditEntry> {
+    /// Checks every field; the entry as it will be stored (texts trimmed).
+    pub fn checked(self) -> StoreResult<Self> {
         for (field, v) in [("before", &self.before), ("after", &self.after)] {
             if let Some(v) = v {
                 validate::json_size(field, v)?;
             }
         }
-        let (prev_seq, prev_hash) = prev.unwrap_or((0, GENESIS_HASH));
-        let mut e = AuditEntry {
-            seq: prev_seq + 1,
-            id: AuditEntryId::new(),
+        Ok(NewAuditEntry {
             actor_type: self.actor_type,
             actor_id: validate::optional_text("actor_id", self.actor_id.as_deref(), 255)?,
             action: validate::required_text("action", &self.action, MAX_NAME_CHARS)?,
@@ -153,13 +149,59 @@ impl NewAuditEntry {
             after: self.after,
             ip_address: validate::optional_text("ip_address", self.ip_address.as_deref(), 64)?,
             request_id: validate::optional_text("request_id", self.request_id.as_deref(), 128)?,
-            created_at: crate::time::truncate(now),
+        })
+    }
+
+    /// Checks every field and builds the entry that follows `prev` (`None` when the
+    /// log is empty), hashes included.
+    pub fn into_entry(self, prev: Option<(i64, &str)>, now: Timestamp) -> StoreResult<AuditEntry> {
+        Ok(self
+            .checked()?
+            .link(AuditEntryId::new(), crate::time::truncate(now), prev))
+    }
+
+    /// The entry, already checked, as the one that follows `prev`, hashes included.
+    fn link(
+        self,
+        id: AuditEntryId,
+        created_at: Timestamp,
+        prev: Option<(i64, &str)>,
+    ) -> AuditEntry {
+        let (prev_seq, prev_hash) = prev.unwrap_or((0, GENESIS_HASH));
+        let mut e = AuditEntry {
+            seq: prev_seq + 1,
+            id,
+            actor_type: self.actor_type,
+            actor_id: self.actor_id,
+            action: self.action,
+            entity_type: self.entity_type,
+            entity_id: self.entity_id,
+            before: self.before,
+            after: self.after,
+            ip_address: self.ip_address,
+            request_id: self.request_id,
+            created_at,
             prev_hash: prev_hash.to_string(),
             hash: String::new(),
         };
         e.hash = entry_hash(&e);
-        Ok(e)
+        e
     }
+}
+
+/// An entry queued by the change it describes ([`AuditRepo::queue_audit`]), not yet
+/// linked into the chain.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct QueuedAuditEntry {
+    /// Its place in the queue: entries are linked in this order.
+    pub id: i64,
+    /// The ID the entry keeps in the log.
+    pub entry_id: AuditEntryId,
+    /// When it was queued, which the log keeps as its time.
+    pub created_at: Timestamp,
+    /// The entry, checked when it was queued.
+    #[sqlx(flatten)]
+    pub entry: NewAuditEntry,
 }
 
 /// Filters for listing the audit log; every one given must match.
@@ -218,6 +260,19 @@ pub trait AuditRepo: Send {
     /// signed with a key that is not configured (the error names it).
     async fn append_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntry>;
 
+    /// Checks an entry and queues it in this transaction, to be linked into the
+    /// chain after the transaction commits ([`AuditRepo::link_audit`]); returns the
+    /// ID the entry will have. Unlike [`AuditRepo::append_audit`] it waits for no
+    /// other appender, so concurrent changes commit side by side. The entry is
+    /// written if and only if the change is; until it is linked, the log's readers
+    /// do not show it and the chain does not protect it.
+    async fn queue_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntryId>;
+
+    /// Links every queued entry that has committed into the chain, in the order
+    /// they were queued, and signs the head over the last; returns how many it
+    /// linked. Holds the append lock until the transaction ends.
+    async fn link_audit(&mut self) -> StoreResult<u64>;
+
     /// A page of entries, newest first, keyset-paged by `seq`.
     async fn list_audit(
         &mut self,
@@ -273,11 +328,26 @@ pub trait AuditStore: Send {
 
     /// Inserts an entry as it is.
     async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()>;
+
+    /// Inserts an entry, already checked, into the queue.
+    async fn insert_queued_audit(
+        &mut self,
+        entry_id: AuditEntryId,
+        created_at: Timestamp,
+        e: &NewAuditEntry,
+    ) -> StoreResult<()>;
+
+    /// Removes up to `limit` of the oldest committed entries from the queue (and any
+    /// this transaction queued) and returns them, oldest first.
+    async fn take_queued_audit(&mut self, limit: u32) -> StoreResult<Vec<QueuedAuditEntry>>;
 }
 
+/// Queued entries linked per statement.
+pub const LINK_BATCH: u32 = 1000;
+
 /// [`AuditRepo::append_audit`] on top of the backend's statements: under the lock,
-/// the entry follows what [`next_link`] says (the signed head, as a rule) and the
-/// head is signed over it in the same transaction.
+/// the entry is queued and linked with every committed entry queued before it
+/// ([`link_locked`]), so the chain keeps one order.
 pub async fn append_entry<S: AuditStore + ?Sized>(
     store: &mut S,
     new: NewAuditEntry,
@@ -286,22 +356,89 @@ pub async fn append_entry<S: AuditStore + ?Sized>(
     // which other appenders need not wait for.
     let keys = store.audit_keys();
     let ring = keys.keyring()?;
+    let new = new.checked()?;
     store.lock_audit_log().await?;
-    // Read after the lock: whoever held it before has committed its entry and head.
+    let id = AuditEntryId::new();
+    store
+        .insert_queued_audit(id, crate::time::truncate(crate::time::now()), &new)
+        .await?;
+    let (_, entry) = link_locked(store, ring, Some(id)).await?;
+    entry.ok_or_else(|| StoreError::internal("an appended audit entry was not linked"))
+}
+
+/// [`AuditRepo::queue_audit`]: checks the entry and queues it.
+pub async fn queue_entry<S: AuditStore + ?Sized>(
+    store: &mut S,
+    new: NewAuditEntry,
+) -> StoreResult<AuditEntryId> {
+    let new = new.checked()?;
+    let id = AuditEntryId::new();
+    store
+        .insert_queued_audit(id, crate::time::truncate(crate::time::now()), &new)
+        .await?;
+    Ok(id)
+}
+
+/// [`AuditRepo::link_audit`] on top of the backend's statements.
+pub async fn link_entries<S: AuditStore + ?Sized>(store: &mut S) -> StoreResult<u64> {
+    let keys = store.audit_keys();
+    let ring = keys.keyring()?;
+    store.lock_audit_log().await?;
+    Ok(link_locked(store, ring, None).await?.0)
+}
+
+/// Under the append lock: links the queued entries after what [`next_link`] says
+/// (the signed head, as a rule), oldest first, and signs the head over the last in
+/// the same transaction. Returns how many it linked and, among them, the entry
+/// `wanted`. Read after the lock: whoever held it before has committed its entries
+/// and head.
+async fn link_locked<S: AuditStore + ?Sized>(
+    store: &mut S,
+    ring: &crate::crypto::Keyring,
+    wanted: Option<AuditEntryId>,
+) -> StoreResult<(u64, Option<AuditEntry>)> {
     let tail = store.audit_tail().await?;
     let head = store.audit_head().await?;
     let link = next_link(ring, tail, head.as_ref())?;
-    let e = new.into_entry(
-        link.after.as_ref().map(|(s, h)| (*s, h.as_str())),
-        crate::time::now(),
-    )?;
-    store.insert_audit_entry(&e).await?;
-    if link.sign {
+    let mut last = link.after;
+    let (mut linked, mut found) = (0, None);
+    loop {
+        let batch = store.take_queued_audit(LINK_BATCH).await?;
+        let full = batch.len() == LINK_BATCH as usize;
+        for q in batch {
+            let e = q.entry.link(
+                q.entry_id,
+                q.created_at,
+                last.as_ref().map(|(s, h)| (*s, h.as_str())),
+            );
+            store.insert_audit_entry(&e).await?;
+            linked += 1;
+            last = Some((e.seq, e.hash.clone()));
+            if Some(e.id) == wanted {
+                found = Some(e);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    if let (true, true, Some((seq, hash))) = (link.sign, linked > 0, &last) {
         store
-            .write_audit_head(&AuditHead::sign(ring, e.seq, &e.hash))
+            .write_audit_head(&AuditHead::sign(ring, *seq, hash))
             .await?;
     }
-    Ok(e)
+    Ok((linked, found))
+}
+
+/// Links the queued audit entries that have committed, in a transaction of its own
+/// ([`AuditRepo::link_audit`]); returns how many. What the log's readers call
+/// first, so that they show every committed change, and what a server does after
+/// changes that queued their entries.
+pub async fn link_queued(backend: &dyn crate::store::Backend) -> StoreResult<u64> {
+    let mut tx = backend.begin().await?;
+    let linked = tx.link_audit().await?;
+    tx.commit().await?;
+    Ok(linked)
 }
 
 /// [`AuditRepo::verify_audit_chain`]: walks the chain in batches, then compares the

@@ -1,5 +1,6 @@
 //! The audit log, for admins only: entries newest first with filters, and a walk of
-//! the hash chain that reports the first entry that does not verify.
+//! the hash chain that reports the first entry that does not verify. Both link the
+//! queued entries of committed changes first, so they show every committed change.
 
 use axum::Json as AxumJson;
 use flowstore_core::model::audit::{AuditEntry, AuditFilter, ChainVerification};
@@ -63,7 +64,13 @@ pub async fn list(api: Api, Query(q): Query<ListAudit>) -> ApiResult<AxumJson<Pa
         action: text(q.action),
         since,
     };
-    let mut tx = api.lagging_read().await?;
+    // Committed changes whose entries are still queued are shown too; a replica
+    // would not have the entries just linked yet.
+    let mut tx = if crate::audit::link(&api.state).await? > 0 {
+        api.read().await?
+    } else {
+        api.lagging_read().await?
+    };
     Ok(AxumJson(
         tx.list_audit(&filter, &super::page(q.cursor, q.limit))
             .await?,
@@ -76,6 +83,7 @@ pub async fn list(api: Api, Query(q): Query<ListAudit>) -> ApiResult<AxumJson<Pa
     responses((status = 200, body = doc::ChainVerification), (status = 403, body = Problem)))]
 pub async fn verify(api: Api) -> ApiResult<AxumJson<ChainVerification>> {
     api.caller.require(Role::Admin)?;
+    crate::audit::link(&api.state).await?;
     let mut tx = api.read().await?;
     Ok(AxumJson(tx.verify_audit_chain().await?))
 }

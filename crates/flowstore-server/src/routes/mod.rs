@@ -152,8 +152,9 @@ impl Api {
         }
     }
 
-    /// Appends the audit entry of what the caller did (see [`crate::audit::record`]) to
-    /// `tx` and commits it: the entry is written if and only if the change is.
+    /// Queues the audit entry of what the caller did (see [`crate::audit::record`]) in
+    /// `tx` and commits it: the entry is written if and only if the change is. The
+    /// audit linker then links it into the chain.
     pub async fn commit(
         &self,
         mut tx: Box<dyn Tx>,
@@ -164,6 +165,7 @@ impl Api {
     ) -> ApiResult<()> {
         crate::audit::record(&mut *tx, &self.caller, action, entity_id, before, after).await?;
         tx.commit().await?;
+        self.state.audit_queued();
         Ok(())
     }
 

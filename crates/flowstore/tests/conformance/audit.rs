@@ -1,5 +1,6 @@
 //! Conformance tests for the audit log: the hash chain, filters and pages, the
-//! append-only triggers, concurrent appenders, and tampering found by verification
+//! append-only triggers, concurrent appenders, entries queued and linked later, and
+//! tampering found by verification
 //! and by `check`: entries edited or removed, the newest entries cut (seen through
 //! the signed head), the head removed or forged.
 
@@ -19,6 +20,8 @@ conformance!(
     lists_filter_and_page_newest_first,
     rows_refuse_update_and_delete,
     concurrent_appends_keep_one_chain,
+    queued_entries_are_linked_after_their_change_commits,
+    concurrent_queues_and_links_keep_one_chain,
     an_edited_entry_is_found_by_verify_and_check,
     a_removed_entry_is_found_by_verify_and_check,
     a_cut_tail_is_found_by_verify_and_check,
@@ -269,6 +272,169 @@ async fn concurrent_appends_keep_one_chain(store: Store) {
     assert_eq!((v.checked, v.last_seq), (40, 40));
 }
 
+async fn actions(store: &Store) -> Vec<String> {
+    let mut tx = store.begin_read().await.unwrap();
+    let page = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::first(100))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    page.items.into_iter().rev().map(|e| e.action).collect()
+}
+
+async fn link(store: &Store) -> u64 {
+    let mut tx = store.begin().await.unwrap();
+    let n = tx.link_audit().await.unwrap();
+    tx.commit().await.unwrap();
+    n
+}
+
+async fn queued_entries_are_linked_after_their_change_commits(store: Store) {
+    append(&store, entry("u", "a.first", "a", "1")).await;
+    // Refused as an append is, naming the field; nothing is queued.
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.queue_audit(entry("u", " ", "workflow", "w")).await,
+        Invalid,
+        "action"
+    );
+    let mut huge = entry("u", "a.huge", "a", "1");
+    huge.ip_address = Some("x".repeat(65));
+    assert_err!(tx.queue_audit(huge).await, Invalid, "ip_address");
+    // Queued by a change that rolls back: never linked.
+    tx.queue_audit(entry("u", "a.undone", "a", "1"))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let id = tx
+        .queue_audit(entry("u", "a.second", "a", "2"))
+        .await
+        .unwrap();
+    let mut third = entry("u", "a.third", "a", "3");
+    third.after = Some(json!({"z": 1, "a": [1.0, "é"]}));
+    tx.queue_audit(third).await.unwrap();
+    // Not in the log before they are linked, not even for their own transaction.
+    let listed = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    tx.commit().await.unwrap();
+    assert_eq!(actions(&store).await, ["a.first"]);
+    assert_eq!(link(&store).await, 2);
+    assert_eq!(link(&store).await, 0, "each entry is linked once");
+    assert_eq!(actions(&store).await, ["a.first", "a.second", "a.third"]);
+    let mut tx = store.begin_read().await.unwrap();
+    let stored = tx.audit_chain_after(1, 10).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(stored[0].id, id, "the entry keeps the ID queueing gave it");
+    assert_eq!(stored[1].after, Some(json!({"z": 1, "a": [1.0, "é"]})));
+
+    // An append links what was queued before it first: the chain keeps one order.
+    let mut tx = store.begin().await.unwrap();
+    tx.queue_audit(entry("u", "a.fourth", "a", "4"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let e = append(&store, entry("u", "a.fifth", "a", "5")).await;
+    assert_eq!(e.seq, 5);
+    assert_eq!(
+        actions(&store).await,
+        ["a.first", "a.second", "a.third", "a.fourth", "a.fifth"]
+    );
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!((v.checked, v.last_seq), (5, 5));
+
+    // Queued rows are never changed; `check` links what is queued before it walks.
+    assert!(
+        store
+            .backend()
+            .execute_raw("UPDATE audit_queue SET action = 'x'")
+            .await
+            .is_ok(),
+        "no queued row to refuse yet"
+    );
+    let mut tx = store.begin().await.unwrap();
+    tx.queue_audit(entry("u", "a.sixth", "a", "6"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(store
+        .backend()
+        .execute_raw("UPDATE audit_queue SET action = 'x'")
+        .await
+        .is_err());
+    let report = admin::check(store.backend(), false).await.unwrap();
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::BrokenAuditChain),
+        "{report:?}"
+    );
+    assert_eq!(
+        actions(&store).await.last().map(String::as_str),
+        Some("a.sixth")
+    );
+    assert!(verify(&store).await.is_intact());
+}
+
+async fn concurrent_queues_and_links_keep_one_chain(store: Store) {
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            for j in 0..10 {
+                let mut tx = store.begin().await.unwrap();
+                let new = entry(&format!("w{i}"), "run.start", "run", &format!("{j}"));
+                // Some changes append, most queue; a few roll back; every worker
+                // links now and then, while others queue.
+                match j % 5 {
+                    0 => {
+                        tx.append_audit(new).await.unwrap();
+                    }
+                    4 => {
+                        tx.queue_audit(new).await.unwrap();
+                        tx.rollback().await.unwrap();
+                        continue;
+                    }
+                    _ => {
+                        tx.queue_audit(new).await.unwrap();
+                    }
+                }
+                tx.commit().await.unwrap();
+                if j % 3 == 0 {
+                    link(&store).await;
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    link(&store).await;
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    // 8 workers × 10 changes, 2 of each 10 rolled back.
+    assert_eq!((v.checked, v.last_seq), (64, 64));
+    let mut tx = store.begin_read().await.unwrap();
+    let stored = tx.audit_chain_after(0, 100).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut seen: Vec<(String, String)> = stored
+        .iter()
+        .map(|e| (e.actor_id.clone().unwrap(), e.entity_id.clone().unwrap()))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 64, "every committed entry once");
+    assert!(seen
+        .iter()
+        .all(|(_, j)| !j.ends_with('4') && !j.ends_with('9')));
+}
+
 /// Drops the append-only triggers, as someone with the database's credentials could.
 async fn drop_triggers(store: &Store) {
     let b = store.backend();
@@ -468,11 +634,11 @@ async fn the_head_migration_signs_an_existing_log(store: Store) {
     // log that is already there, so an upgraded database verifies at once.
     assert_eq!(
         b.migrate_down(10).await.unwrap(),
-        vec![20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
+        vec![21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
     );
     assert_eq!(
         b.migrate_up(None).await.unwrap(),
-        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
     );
     let v = verify(&store).await;
     assert!(v.is_intact(), "{v:?}");
