@@ -22,7 +22,8 @@ pub fn json<T: Serialize>(entity: &T) -> Option<Value> {
     serde_json::to_value(entity).ok()
 }
 
-/// Queues an entry for what `caller` did: `action` (such as `workflow.update`, whose
+/// Queues an entry for what `caller` did (after the commit, tell the linker with
+/// `AppState::audit_queued`): `action` (such as `workflow.update`, whose
 /// first part names the entity's type) on the entity `entity_id`, with the entity
 /// before and after.
 pub async fn record(

@@ -52,7 +52,7 @@ pub struct Metrics {
     pub waiting_claims: AtomicU64,
     /// Event streams open now.
     pub event_streams: AtomicU64,
-    /// Maintenance rounds that failed.
+    /// Maintenance rounds and audit linker rounds that failed.
     pub maintenance_errors: AtomicU64,
     /// Webhook dispatch rounds that failed.
     pub webhook_round_errors: AtomicU64,
@@ -250,7 +250,7 @@ impl Metrics {
             (
                 "counter",
                 "flowstore_maintenance_errors_total",
-                "Maintenance rounds (reaper, timeouts, event numbering) that failed.",
+                "Maintenance rounds (reaper, timeouts, event numbering, audit linking) that failed.",
                 &self.maintenance_errors,
             ),
             (

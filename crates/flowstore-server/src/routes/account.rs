@@ -238,6 +238,7 @@ pub async fn request_verification(api: Api) -> ApiResult<Response> {
     )
     .await?;
     tx.commit().await?;
+    api.state.audit_queued();
     mail::send_later(&api.state, MailKind::Verification, user.email, token);
     let answer = Requested {
         message: "a message with a link to confirm your address is on its way".into(),

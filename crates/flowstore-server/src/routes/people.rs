@@ -264,6 +264,7 @@ pub async fn update_user(
         flowstore_core::model::notify::password_changed(&mut *tx, id, how).await?;
     }
     tx.commit().await?;
+    api.state.audit_queued();
     if new_hash.is_some() {
         // Wrong guesses at the old password no longer matter.
         api.state

@@ -204,6 +204,7 @@ async fn signed_in(
     let (id, after) = (created.session.id, audit::json(&created.session));
     audit::record(&mut *tx, &caller, "session.login", id, None, after).await?;
     tx.commit().await?;
+    state.audit_queued();
     Ok(SignedIn {
         token: created.token.expose().to_string(),
         session: created.session,
