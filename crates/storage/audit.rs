@@ -143,6 +143,15 @@ impl AuditStore for Tx {
         Ok(())
     }
 
+    async fn has_queued_audit(&mut self) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar::<_, i64>(sql!("SELECT id FROM audit_queue LIMIT 1"))
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .is_some(),
+        )
+    }
+
     // One statement reads and removes the same rows: an entry whose change commits
     // between a read and a removal by ID range would be removed unlinked.
     async fn take_queued_audit(&mut self, limit: u32) -> StoreResult<Vec<QueuedAuditEntry>> {
