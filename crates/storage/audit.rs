@@ -18,7 +18,7 @@ use flowstore_core::store::KeySource;
 use flowstore_core::time::Timestamp;
 use flowstore_core::{Page, PageRequest, StoreResult};
 
-use crate::dialect::{exclusive, sql, sql_fmt, ts, ts_opt, Conn, Tx};
+use crate::dialect::{exclusive, sql, sql_fmt, sql_owned, ts, ts_opt, Conn, Tx};
 
 /// The key of the lock that keeps appends to the audit log to one transaction at a
 /// time ("flowaudt" in ASCII).
@@ -26,6 +26,27 @@ const AUDIT_LOCK: i64 = 0x666c_6f77_6175_6474;
 
 const COLUMNS: &str = "seq, id, actor_type, actor_id, action, entity_type, entity_id, before, \
                        after, ip_address, request_id, created_at, prev_hash, hash";
+
+/// The most entries one statement inserts (14 parameters each, far below either
+/// database's limit).
+const INSERT_ROWS: usize = 64;
+
+/// The insert statement of 1, 2, 4, … [`INSERT_ROWS`] entries, made once each.
+static INSERT_SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+
+/// `INSERT INTO audit_log` of `n` entries, in this database's spelling.
+fn insert_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|r| {
+            let params: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    sql_owned(format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES {}",
+        rows.join(", ")
+    ))
+}
 
 /// Takes the append lock until the transaction ends.
 pub(crate) async fn lock(c: &mut Conn) -> StoreResult<()> {
@@ -91,28 +112,35 @@ impl AuditStore for Tx {
         write_head(&mut self.tx, h).await
     }
 
-    async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(sql!(
-            "INSERT INTO audit_log (seq, id, actor_type, actor_id, action, entity_type,
-                entity_id, before, after, ip_address, request_id, created_at, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(e.seq)
-        .bind(e.id)
-        .bind(e.actor_type)
-        .bind(&e.actor_id)
-        .bind(&e.action)
-        .bind(&e.entity_type)
-        .bind(&e.entity_id)
-        .bind(&e.before)
-        .bind(&e.after)
-        .bind(&e.ip_address)
-        .bind(&e.request_id)
-        .bind(ts(&e.created_at))
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-        .execute(&mut *self.tx)
-        .await?;
+    // Several rows per statement; the statement sizes are powers of two up to
+    // INSERT_ROWS, so a connection caches a few statements, not one per size.
+    async fn insert_audit_entries(&mut self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let n = INSERT_ROWS.min(1 << rest.len().ilog2());
+            let (chunk, after) = rest.split_at(n);
+            let text = INSERT_SQL[n.ilog2() as usize].get_or_init(|| insert_sql(n));
+            let mut q = sqlx::query(text);
+            for e in chunk {
+                q = q
+                    .bind(e.seq)
+                    .bind(e.id)
+                    .bind(e.actor_type)
+                    .bind(&e.actor_id)
+                    .bind(&e.action)
+                    .bind(&e.entity_type)
+                    .bind(&e.entity_id)
+                    .bind(&e.before)
+                    .bind(&e.after)
+                    .bind(&e.ip_address)
+                    .bind(&e.request_id)
+                    .bind(ts(&e.created_at))
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash);
+            }
+            q.execute(&mut *self.tx).await?;
+            rest = after;
+        }
         Ok(())
     }
 

@@ -326,8 +326,8 @@ pub trait AuditStore: Send {
     /// Writes the head (there is one head row).
     async fn write_audit_head(&mut self, head: &AuditHead) -> StoreResult<()>;
 
-    /// Inserts an entry as it is.
-    async fn insert_audit_entry(&mut self, e: &AuditEntry) -> StoreResult<()>;
+    /// Inserts entries as they are, in order.
+    async fn insert_audit_entries(&mut self, entries: &[AuditEntry]) -> StoreResult<()>;
 
     /// Inserts an entry, already checked, into the queue.
     async fn insert_queued_audit(
@@ -413,18 +413,20 @@ async fn link_locked<S: AuditStore + ?Sized>(
     loop {
         let batch = store.take_queued_audit(LINK_BATCH).await?;
         let full = batch.len() == LINK_BATCH as usize;
+        let mut entries = Vec::with_capacity(batch.len());
         for q in batch {
             let e = q.entry.link(
                 q.entry_id,
                 q.created_at,
                 last.as_ref().map(|(s, h)| (*s, h.as_str())),
             );
-            store.insert_audit_entry(&e).await?;
-            linked += 1;
             last = Some((e.seq, e.hash.clone()));
-            if Some(e.id) == wanted {
-                found = Some(e);
-            }
+            entries.push(e);
+        }
+        store.insert_audit_entries(&entries).await?;
+        linked += entries.len() as u64;
+        if let Some(w) = wanted {
+            found = found.or_else(|| entries.into_iter().find(|e| e.id == w));
         }
         if !full {
             break;

@@ -22,6 +22,7 @@ conformance!(
     concurrent_appends_keep_one_chain,
     queued_entries_are_linked_after_their_change_commits,
     concurrent_queues_and_links_keep_one_chain,
+    a_long_queue_is_linked_in_order,
     an_edited_entry_is_found_by_verify_and_check,
     a_removed_entry_is_found_by_verify_and_check,
     a_cut_tail_is_found_by_verify_and_check,
@@ -433,6 +434,38 @@ async fn concurrent_queues_and_links_keep_one_chain(store: Store) {
     assert!(seen
         .iter()
         .all(|(_, j)| !j.ends_with('4') && !j.ends_with('9')));
+}
+
+/// More entries than one round of linking takes and one statement inserts.
+async fn a_long_queue_is_linked_in_order(store: Store) {
+    let n = flowstore::model::audit::LINK_BATCH as usize + 77;
+    for part in [0..500, 500..n] {
+        let mut tx = store.begin().await.unwrap();
+        for i in part {
+            tx.queue_audit(entry("u", "run.start", "run", &i.to_string()))
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(link(&store).await, n as u64);
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.last_seq, n as i64);
+    let mut stored = Vec::new();
+    let mut tx = store.begin_read().await.unwrap();
+    loop {
+        let after = stored.last().map_or(0, |e: &AuditEntry| e.seq);
+        let page = tx.audit_chain_after(after, 300).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        stored.extend(page);
+    }
+    tx.rollback().await.unwrap();
+    let order: Vec<String> = stored.into_iter().filter_map(|e| e.entity_id).collect();
+    let queued: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(order, queued, "linked in the order they were queued");
 }
 
 /// Drops the append-only triggers, as someone with the database's credentials could.
