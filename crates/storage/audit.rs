@@ -171,9 +171,11 @@ impl AuditStore for Tx {
         Ok(())
     }
 
+    // By the key's index: the queue's heap is mostly rows already linked and not
+    // yet vacuumed, which a scan would step over one by one.
     async fn has_queued_audit(&mut self) -> StoreResult<bool> {
         Ok(
-            sqlx::query_scalar::<_, i64>(sql!("SELECT id FROM audit_queue LIMIT 1"))
+            sqlx::query_scalar::<_, i64>(sql!("SELECT id FROM audit_queue ORDER BY id LIMIT 1"))
                 .fetch_optional(&mut *self.tx)
                 .await?
                 .is_some(),
