@@ -27,6 +27,22 @@ const AUDIT_LOCK: i64 = 0x666c_6f77_6175_6474;
 const COLUMNS: &str = "seq, id, actor_type, actor_id, action, entity_type, entity_id, before, \
                        after, ip_address, request_id, created_at, prev_hash, hash";
 
+/// Binds what an entry describes, from `actor_type` to `request_id` in the order of
+/// [`COLUMNS`], which the log and the queue share.
+macro_rules! bind_described {
+    ($q:expr, $e:expr) => {
+        $q.bind($e.actor_type)
+            .bind(&$e.actor_id)
+            .bind(&$e.action)
+            .bind(&$e.entity_type)
+            .bind(&$e.entity_id)
+            .bind(&$e.before)
+            .bind(&$e.after)
+            .bind(&$e.ip_address)
+            .bind(&$e.request_id)
+    };
+}
+
 /// The most entries one statement inserts (14 parameters each, far below either
 /// database's limit).
 const INSERT_ROWS: usize = 64;
@@ -122,18 +138,7 @@ impl AuditStore for Tx {
             let text = INSERT_SQL[n.ilog2() as usize].get_or_init(|| insert_sql(n));
             let mut q = sqlx::query(text);
             for e in chunk {
-                q = q
-                    .bind(e.seq)
-                    .bind(e.id)
-                    .bind(e.actor_type)
-                    .bind(&e.actor_id)
-                    .bind(&e.action)
-                    .bind(&e.entity_type)
-                    .bind(&e.entity_id)
-                    .bind(&e.before)
-                    .bind(&e.after)
-                    .bind(&e.ip_address)
-                    .bind(&e.request_id)
+                q = bind_described!(q.bind(e.seq).bind(e.id), e)
                     .bind(ts(&e.created_at))
                     .bind(&e.prev_hash)
                     .bind(&e.hash);
@@ -150,24 +155,15 @@ impl AuditStore for Tx {
         created_at: Timestamp,
         e: &NewAuditEntry,
     ) -> StoreResult<()> {
-        sqlx::query(sql!(
+        let q = sqlx::query(sql!(
             "INSERT INTO audit_queue (entry_id, actor_type, actor_id, action, entity_type,
                 entity_id, before, after, ip_address, request_id, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(entry_id)
-        .bind(e.actor_type)
-        .bind(&e.actor_id)
-        .bind(&e.action)
-        .bind(&e.entity_type)
-        .bind(&e.entity_id)
-        .bind(&e.before)
-        .bind(&e.after)
-        .bind(&e.ip_address)
-        .bind(&e.request_id)
-        .bind(ts(&created_at))
-        .execute(&mut *self.tx)
-        .await?;
+        ));
+        bind_described!(q.bind(entry_id), e)
+            .bind(ts(&created_at))
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

@@ -198,6 +198,23 @@ async fn enter_on(b: &Client, text: &str) {
     panic!("could not press Enter on {text:?}: {last}");
 }
 
+/// Presses Enter on the control `text` ([`enter_on`]) and accepts the confirmation
+/// it must ask for; true once one was accepted. When no dialog opens, the live page
+/// replaced the control between the key and its handler (nothing happened without
+/// the confirmation), so the keyboard user walks to it and presses again.
+async fn enter_and_confirm(b: &Client, text: &str) -> bool {
+    for _ in 0..5 {
+        enter_on(b, text).await;
+        for _ in 0..50 {
+            if b.accept_alert().await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    false
+}
+
 /// Presses Tab until the focused control's text is `text`, as a keyboard user walks
 /// the page; fails after 80 presses.
 async fn tab_to(b: &Client, text: &str) {
@@ -396,16 +413,10 @@ async fn a_user_follows_and_steers_runs_in_the_browser(backend: Arc<dyn Backend>
     b.goto(&format!("{base}/#/runs/{other}")).await.unwrap();
     until_text(&b, "h1", "running").await;
     // Cancelled with the keyboard: Tab to the button, Enter, then confirm.
-    enter_on(&b, "Cancel").await;
-    let mut confirmed = false;
-    for _ in 0..50 {
-        if b.accept_alert().await.is_ok() {
-            confirmed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(confirmed, "Cancel asks for confirmation");
+    assert!(
+        enter_and_confirm(&b, "Cancel").await,
+        "Cancel asks for confirmation"
+    );
     until_text(&b, "h1", "cancelled").await;
     click(&b, "//button[text()='Retry']", true).await;
     until_text(&b, "h1", "running").await;

@@ -537,7 +537,7 @@ mod tests {
         let names: Vec<&str> = catalog().iter().map(|t| t.name).collect();
         assert_eq!(names.first(), Some(&"users"));
         assert_eq!(names.last(), Some(&"workflow_stats"));
-        assert_eq!(names.len(), 35);
+        assert_eq!(names.len(), 36);
         for t in catalog() {
             assert!(!t.columns.is_empty(), "{} has columns", t.name);
             for k in t.key.iter().chain(&t.deferred) {

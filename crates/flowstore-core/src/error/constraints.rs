@@ -39,6 +39,12 @@ const CONSTRAINTS: &[(&str, &str)] = &[
     ("audit_log_id_key", "id"),
     ("audit_log_pkey", "seq"),
     ("audit_log_seq_check", "seq"),
+    // audit_queue
+    ("audit_queue_action_check", "action"),
+    ("audit_queue_actor_type_check", "actor_type"),
+    ("audit_queue_entity_type_check", "entity_type"),
+    ("audit_queue_entry_id_key", "entry_id"),
+    ("audit_queue_pkey", "id"),
     // components
     ("components_dependencies_check", "dependencies"),
     ("components_health_status_check", "health_status"),
