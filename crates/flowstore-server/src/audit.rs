@@ -66,12 +66,23 @@ pub(crate) async fn linker(state: AppState) {
             _ = state.audit_notify().notified() => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = link(&state).await {
+        link_or_log(&state).await;
+    }
+}
+
+/// [`link`], a failure logged and counted (in `maintenance_errors`) rather than
+/// returned, as 0: the entries stay queued for the next round, and what runs beside
+/// it (the rest of maintenance, a read of the log) goes on.
+pub(crate) async fn link_or_log(state: &AppState) -> u64 {
+    match link(state).await {
+        Ok(n) => n,
+        Err(e) => {
             state
                 .metrics()
                 .maintenance_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(error = %e, "linking audit entries failed; retrying with the next change");
+            tracing::warn!(error = %e, "linking audit entries failed; they stay queued for the next round");
+            0
         }
     }
 }

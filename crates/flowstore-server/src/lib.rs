@@ -292,9 +292,6 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     if !reaped.is_empty() || timed_out > 0 || sequenced > 0 {
         state.notify_changed();
     }
-    // Audit entries queued by changes whose server did not link them (it stopped
-    // first, or linking failed).
-    audit::link(state).await?;
     // Trigger receipts past their window (idempotency keys after 24 hours,
     // signatures once their timestamp can no longer pass).
     let mut tx = state.backend().begin().await?;
@@ -304,6 +301,11 @@ pub async fn maintenance_tick(state: &AppState) -> StoreResult<()> {
     // Slow statements seen since the last tick, for `flowstore stats` (another
     // process) to list.
     flowstore_core::slow::flush(state.backend()).await?;
+    // Audit entries queued by changes whose server did not link them (it stopped
+    // first, or linking failed). Linking fails for as long as the head's key is not
+    // configured, which must not hold up the rest of maintenance nor the expiry
+    // notices that follow a successful round.
+    audit::link_or_log(state).await;
     Ok(())
 }
 

@@ -359,12 +359,8 @@ pub async fn append_entry<S: AuditStore + ?Sized>(
     // which other appenders need not wait for.
     let keys = store.audit_keys();
     let ring = keys.keyring()?;
-    let new = new.checked()?;
     store.lock_audit_log().await?;
-    let id = AuditEntryId::new();
-    store
-        .insert_queued_audit(id, crate::time::truncate(crate::time::now()), &new)
-        .await?;
+    let id = queue_entry(store, new).await?;
     let (_, entry) = link_locked(store, ring, Some(id)).await?;
     entry.ok_or_else(|| StoreError::internal("an appended audit entry was not linked"))
 }
