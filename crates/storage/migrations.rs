@@ -63,6 +63,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(19, "0019", "notification_preferences"),
     migration!(20, "0020", "run_names"),
     migration!(21, "0021", "audit_queue"),
+    migration!(22, "0022", "lean_indexes"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -524,6 +524,37 @@ async fn queued_entries_are_linked_without_a_reader(b: Arc<dyn Backend>) {
         v["first_broken"].is_null() && v["head_mismatch"].is_null() && v["checked"] == 5,
         "{v}"
     );
+
+    // The head signed with a key this server does not have: changes still commit,
+    // their entries wait in the queue, and neither maintenance nor the log's list
+    // fails over it; the failure is counted. Once the key is back, they are linked.
+    b.execute_raw("UPDATE audit_head SET key_id = 'retired' || key_id")
+        .await
+        .unwrap();
+    let errors = || {
+        c.state
+            .metrics()
+            .maintenance_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = errors();
+    c.admin().create_team(json!({"name": "t6"})).await.want(201);
+    flowstore_server::maintenance_tick(&c.state).await.unwrap();
+    assert!(errors() > before, "the failed link is counted");
+    let listed = c.admin().get("/api/v1/audit").await.want(200);
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(5),
+        "{listed}"
+    );
+    assert_eq!(linked_actions(&b).await.len(), 5, "t6's entry stays queued");
+    b.execute_raw("UPDATE audit_head SET key_id = substr(key_id, 8)")
+        .await
+        .unwrap();
+    flowstore_server::maintenance_tick(&c.state).await.unwrap();
+    assert_eq!(linked_actions(&b).await.len(), 6);
+    let v = c.admin().verify_audit().await.want(200);
+    assert!(v["checked"] == 6 && v["head_mismatch"].is_null(), "{v}");
 }
 
 /// Waits up to ten seconds for `n` entries in the chain.

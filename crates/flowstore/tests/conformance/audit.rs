@@ -23,6 +23,7 @@ conformance!(
     queued_entries_are_linked_after_their_change_commits,
     concurrent_queues_and_links_keep_one_chain,
     a_long_queue_is_linked_in_order,
+    a_failed_link_leaves_every_entry_queued,
     an_edited_entry_is_found_by_verify_and_check,
     a_removed_entry_is_found_by_verify_and_check,
     a_cut_tail_is_found_by_verify_and_check,
@@ -469,6 +470,69 @@ async fn a_long_queue_is_linked_in_order(store: Store) {
 }
 
 /// Drops the append-only triggers, as someone with the database's credentials could.
+/// A link that fails, whether before it writes (the head signed with a key this
+/// server does not have) or part-way through its inserts, leaves every entry queued
+/// and the chain as it was; once the cause is mended, the next link takes them all,
+/// in the order they were queued.
+async fn a_failed_link_leaves_every_entry_queued(store: Store) {
+    append(&store, entry("u", "a.first", "a", "first")).await;
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..100 {
+        tx.queue_audit(entry("u", "run.start", "run", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // The head's key is not configured: linking and appending refuse, naming it.
+    execute(&store, "UPDATE audit_head SET key_id = 'retired' || key_id").await;
+    let mut tx = store.begin().await.unwrap();
+    let e = tx
+        .link_audit()
+        .await
+        .expect_err("the head's key is unknown");
+    assert!(e.to_string().contains("retired"), "{e}");
+    tx.rollback().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let e = tx
+        .append_audit(entry("u", "a.append", "a", "append"))
+        .await
+        .expect_err("an append cannot link either");
+    assert!(e.to_string().contains("not configured"), "{e}");
+    tx.rollback().await.unwrap();
+    execute(&store, "UPDATE audit_head SET key_id = substr(key_id, 8)").await;
+
+    // An entry whose ID is already in the log, queued last: the round inserts the
+    // 100 before it (64, then 32, then 4 a statement) and fails on it.
+    execute(
+        &store,
+        "INSERT INTO audit_queue (entry_id, actor_type, action, entity_type, created_at)
+         SELECT id, 'system', 'a.clash', 'a', created_at FROM audit_log WHERE seq = 1",
+    )
+    .await;
+    let mut tx = store.begin().await.unwrap();
+    tx.link_audit()
+        .await
+        .expect_err("the clash fails the round");
+    tx.rollback().await.unwrap();
+    assert_eq!(actions(&store).await, ["a.first"], "nothing was linked");
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.last_seq, 1);
+
+    execute(&store, "DELETE FROM audit_queue WHERE action = 'a.clash'").await;
+    assert_eq!(link(&store).await, 100, "every entry stayed queued");
+    let v = verify(&store).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.last_seq, 101);
+    let mut tx = store.begin_read().await.unwrap();
+    let stored = tx.audit_chain_after(1, 200).await.unwrap();
+    tx.rollback().await.unwrap();
+    let order: Vec<String> = stored.into_iter().filter_map(|e| e.entity_id).collect();
+    let queued: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(order, queued, "linked in the order they were queued");
+}
+
 async fn drop_triggers(store: &Store) {
     let b = store.backend();
     match b.kind() {
@@ -667,11 +731,11 @@ async fn the_head_migration_signs_an_existing_log(store: Store) {
     // log that is already there, so an upgraded database verifies at once.
     assert_eq!(
         b.migrate_down(10).await.unwrap(),
-        vec![21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
+        vec![22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
     );
     assert_eq!(
         b.migrate_up(None).await.unwrap(),
-        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]
     );
     let v = verify(&store).await;
     assert!(v.is_intact(), "{v:?}");
