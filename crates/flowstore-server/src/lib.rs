@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod signin;
+pub mod start_group;
 pub mod state;
 pub mod webhooks;
 

@@ -44,6 +44,12 @@ pub struct Metrics {
     pub claims_found_nothing: AtomicU64,
     /// Leases the maintenance task found expired.
     pub leases_expired: AtomicU64,
+    /// Runs started by single starts written together with others (see
+    /// [`crate::start_group`]).
+    pub grouped_starts: AtomicU64,
+    /// Groups of single starts refused as a whole before their commit, whose
+    /// starts were then written alone.
+    pub start_groups_refused: AtomicU64,
     /// Tasks and runs timed out by the maintenance task.
     pub timed_out: AtomicU64,
     /// Times the database's change feed was interrupted.
@@ -240,6 +246,18 @@ impl Metrics {
                 "flowstore_timeouts_total",
                 "Tasks and runs timed out.",
                 &self.timed_out,
+            ),
+            (
+                "counter",
+                "flowstore_grouped_starts_total",
+                "Runs started by single starts that shared a transaction with others.",
+                &self.grouped_starts,
+            ),
+            (
+                "counter",
+                "flowstore_start_groups_refused_total",
+                "Groups of single starts refused before their commit, whose starts were then written alone.",
+                &self.start_groups_refused,
             ),
             (
                 "counter",

@@ -112,6 +112,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// When each caller (user, or key or session without one) last wrote here.
     writers: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Single starts waiting to be written together.
+    starts: crate::start_group::StartGroup,
 }
 
 impl AppState {
@@ -140,6 +142,7 @@ impl AppState {
                 audit: Notify::new(),
                 shutdown: watch::channel(false).0,
                 writers: Default::default(),
+                starts: Default::default(),
             }),
         }
     }
@@ -152,6 +155,11 @@ impl AppState {
     /// The settings.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// Single starts written together (see [`crate::start_group`]).
+    pub fn start_group(&self) -> &crate::start_group::StartGroup {
+        &self.inner.starts
     }
 
     /// The counters behind `/metrics`.

@@ -9,7 +9,11 @@ use flowstore_testkit::fixtures::one_step;
 use flowstore_testkit::{both_backends, requests, TestApp};
 use serde_json::{json, Value};
 
-both_backends!(workflow_life, many_runs_start_in_one_batch);
+both_backends!(
+    workflow_life,
+    many_runs_start_in_one_batch,
+    single_starts_arriving_together_are_answered_each_alone
+);
 
 async fn workflow_life(b: Arc<dyn Backend>) {
     let c = TestApp::new(b.clone()).await;
@@ -239,4 +243,109 @@ async fn runs_of(c: &TestApp, key: &str, wf: &str) -> usize {
         .await
         .want(200);
     page["items"].as_array().unwrap().len()
+}
+
+/// Single starts that arrive together are written in groups, and each caller is
+/// answered what its start alone would get: its own run (its task ready at once, its
+/// audit entry under its caller), or its own refusal (an `execution_id` taken or
+/// chosen twice, a caller who may only read the workflow, one who cannot see it, a
+/// bad input), while the others start.
+async fn single_starts_arriving_together_are_answered_each_alone(b: Arc<dyn Backend>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = TestApp::new(b.clone()).await;
+    c.shell_handler().await;
+    let (a_id, a) = c.user_key(Role::User, "a@x.io").await;
+    let (reader_id, reader) = c.user_key(Role::User, "r@x.io").await;
+    let (_, stranger) = c.user_key(Role::User, "s@x.io").await;
+    let wf = c.shell_workflow(&a, "together").await;
+    c.by(&a)
+        .share_workflow(&wf, json!({"user_id": reader_id, "permission": "read"}))
+        .await
+        .want(201);
+    c.by(&a)
+        .start_run(&wf, json!({"execution_id": "taken"}))
+        .await
+        .want(201);
+    // Each key known to the server, so that every request reaches the group at once.
+    for key in [&reader, &stranger] {
+        c.by(key).me().await.want(200);
+    }
+    let metrics = c.state.metrics();
+
+    // Forty at once: each its own run, in groups.
+    let answers = futures::future::join_all((0..40).map(|n| {
+        let (c, a, wf) = (&c, &a, &wf);
+        async move { c.by(a).start_run(wf, json!({"input": {"n": n}})).await }
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for (n, answer) in answers.into_iter().enumerate() {
+        let started = answer.want(201);
+        assert_eq!(started["run"]["input"]["n"], n, "{started}");
+        assert_eq!(started["tasks"][0]["status"], "ready", "{started}");
+        let id = started["run"]["id"].as_str().unwrap().to_string();
+        let entry = c.audit_entry("run.start", &id).await;
+        assert_eq!(entry["actor_id"], json!(a_id), "{entry}");
+        assert_eq!(entry["after"]["input"]["n"], n, "{entry}");
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 40, "forty runs");
+    assert!(
+        metrics.grouped_starts.load(Relaxed) > 0,
+        "some were grouped"
+    );
+    let claimed = c
+        .by(&a)
+        .claim(
+            json!({"worker_id": "w", "handler_types": ["shell"], "limit": 100, "lease_ms": 30000}),
+        )
+        .await
+        .want(200);
+    assert_eq!(
+        claimed.as_array().map(Vec::len),
+        Some(41),
+        "each ready once"
+    );
+
+    // Refusals mixed in, five of each: each is answered its own.
+    let refused_before = metrics.start_groups_refused.load(Relaxed);
+    let mut calls = Vec::new();
+    for i in 0..5 {
+        let twice = format!("twice-{i}");
+        calls.push((&a, json!({"input": {"i": i}}), 201));
+        calls.push((&a, json!({"execution_id": "taken"}), 409));
+        calls.push((&a, json!({"execution_id": twice}), 0));
+        calls.push((&reader, json!({}), 403));
+        calls.push((&stranger, json!({}), 404));
+        calls.push((&a, json!({"input": [1, 2]}), 422));
+        calls.push((&a, json!({"execution_id": twice}), 0));
+    }
+    let answers = futures::future::join_all(calls.iter().map(|(key, body, _)| {
+        let (c, wf) = (&c, &wf);
+        async move { c.by(key).start_run(wf, body.clone()).await }
+    }))
+    .await;
+    let mut chosen_twice = std::collections::HashMap::<String, Vec<u16>>::new();
+    for ((_, body, want), answer) in calls.iter().zip(answers) {
+        match want {
+            0 => chosen_twice
+                .entry(body["execution_id"].as_str().unwrap().into())
+                .or_default()
+                .push(answer.code()),
+            409 => answer.want_field(409, "execution_id"),
+            422 => answer.want_field(422, "input"),
+            201 => assert_eq!(answer.want(201)["run"]["input"], body["input"]),
+            _ => assert_eq!(answer.code(), *want, "{body}"),
+        }
+    }
+    for (id, mut codes) in chosen_twice {
+        codes.sort();
+        assert_eq!(codes, [201, 409], "{id}: one start takes it");
+    }
+    assert!(
+        metrics.start_groups_refused.load(Relaxed) > refused_before,
+        "groups with a refusal were written again alone"
+    );
+    // 1 + 40 before; 5 good and 5 execution IDs chosen twice now.
+    assert_eq!(runs_of(&c, &a, &wf).await, 51);
 }

@@ -15,7 +15,7 @@ impl<T: super::EngineTx> EngineRepo for T {
     async fn start_runs(
         &mut self,
         starts: Vec<crate::model::engine::StartRun>,
-    ) -> crate::StoreResult<Vec<crate::model::run::WorkflowExecution>> {
+    ) -> crate::StoreResult<Vec<crate::model::engine::StartedRun>> {
         super::start_runs(self, starts).await
     }
     async fn claim(

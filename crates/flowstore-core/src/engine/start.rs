@@ -213,15 +213,31 @@ async fn check_references<T: EngineTx + ?Sized>(
 }
 
 /// Writes prepared runs: all runs and their metrics, all tasks and edges, all first
-/// events, each kind in as few statements as the database takes.
+/// events, each kind in as few statements as the database takes. Returns each run
+/// with its tasks as written (in execution order, as a read would list them):
+/// nothing of them is changed by the database on insert.
 async fn write<T: EngineTx + ?Sized>(
     tx: &mut T,
     prepared: Vec<Prepared>,
     now: time::Timestamp,
-) -> StoreResult<Vec<WorkflowExecution>> {
+) -> StoreResult<Vec<StartedRun>> {
+    let mut started = Vec::with_capacity(prepared.len());
     let mut runs = Vec::with_capacity(prepared.len());
     let (mut tasks, mut edges, mut events) = (Vec::new(), Vec::new(), Vec::new());
     for p in prepared {
+        started.push(
+            p.tasks
+                .iter()
+                .map(|t| RunTask {
+                    id: t.id,
+                    step_key: Some(t.step_key.clone()),
+                    status: t.status,
+                    handler_type: Some(t.handler_type.clone()),
+                    attempt: 0,
+                    retry_count: 0,
+                })
+                .collect::<Vec<_>>(),
+        );
         runs.push(p.run);
         tasks.extend(p.tasks);
         edges.extend(p.edges);
@@ -230,7 +246,11 @@ async fn write<T: EngineTx + ?Sized>(
     tx.insert_runs(&runs).await?;
     tx.insert_step_tasks(now, &tasks, &edges).await?;
     tx.insert_events(&events, now).await?;
-    Ok(runs)
+    Ok(runs
+        .into_iter()
+        .zip(started)
+        .map(|(run, tasks)| StartedRun { run, tasks })
+        .collect())
 }
 
 /// Starts a run (see [`crate::model::engine::EngineRepo::start_run`]).
@@ -244,25 +264,10 @@ pub async fn start_run<T: EngineTx + ?Sized>(
     let chosen = start.execution_id.is_some();
     let prepared = prepare(&plan, start, now)?;
     check_references(tx, &prepared.run, &mut Default::default(), chosen).await?;
-    // The run and its tasks as written (in execution order, as a read would list
-    // them): nothing of them is changed by the database on insert.
-    let tasks = prepared
-        .tasks
-        .iter()
-        .map(|t| RunTask {
-            id: t.id,
-            step_key: Some(t.step_key.clone()),
-            status: t.status,
-            handler_type: Some(t.handler_type.clone()),
-            attempt: 0,
-            retry_count: 0,
-        })
-        .collect();
-    let mut runs = write(tx, vec![prepared], now).await?;
-    let run = runs
+    write(tx, vec![prepared], now)
+        .await?
         .pop()
-        .ok_or_else(|| StoreError::internal("a started run was not written"))?;
-    Ok(StartedRun { run, tasks })
+        .ok_or_else(|| StoreError::internal("a started run was not written"))
 }
 
 /// Starts runs (see [`crate::model::engine::EngineRepo::start_runs`]): each version
@@ -271,7 +276,7 @@ pub async fn start_run<T: EngineTx + ?Sized>(
 pub async fn start_runs<T: EngineTx + ?Sized>(
     tx: &mut T,
     starts: Vec<StartRun>,
-) -> StoreResult<Vec<WorkflowExecution>> {
+) -> StoreResult<Vec<StartedRun>> {
     let now = time::now();
     let mut plans: Vec<((crate::ids::WorkflowId, Option<i32>), Plan)> = Vec::new();
     let mut prepared = Vec::with_capacity(starts.len());

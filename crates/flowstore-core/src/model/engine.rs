@@ -420,8 +420,9 @@ pub trait EngineRepo: Send {
     /// Starts many runs in this transaction, as [`EngineRepo::start_run`] starts one:
     /// all of them, or none when one is refused (its error names it, as
     /// `runs[i].field`). Each version named is read and checked once, and the runs'
-    /// first events are written by one statement: the runs as created, in order.
-    async fn start_runs(&mut self, starts: Vec<StartRun>) -> StoreResult<Vec<WorkflowExecution>>;
+    /// first events are written by one statement: the runs as created, with their
+    /// tasks, in order.
+    async fn start_runs(&mut self, starts: Vec<StartRun>) -> StoreResult<Vec<StartedRun>>;
 
     /// Claims up to `limit` ready tasks for the worker, highest priority then oldest,
     /// each with a new attempt and lease.

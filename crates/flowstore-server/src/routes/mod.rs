@@ -138,8 +138,13 @@ impl Api {
 
     /// A read-write transaction.
     pub async fn write(&self) -> ApiResult<Box<dyn Tx>> {
-        self.state.wrote(self.writer());
+        self.wrote();
         Ok(self.state.backend().begin().await?)
+    }
+
+    /// Notes that the caller writes now, so that its next lists read its writes.
+    pub(crate) fn wrote(&self) {
+        self.state.wrote(self.writer());
     }
 
     /// Who the caller is for reading its own writes: its user, or its key or

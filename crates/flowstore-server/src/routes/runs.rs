@@ -130,7 +130,7 @@ paged_query_params! {
 
 /// Wakes a waiting claim for each task of `started` that is ready (see
 /// `AppState::notify_ready`).
-fn wake_for(api: &Api, started: &StartedRun) {
+pub(crate) fn wake_for(api: &Api, started: &StartedRun) {
     api.state.notify_ready(
         started
             .tasks
@@ -140,7 +140,8 @@ fn wake_for(api: &Api, started: &StartedRun) {
     );
 }
 
-/// Starts a run of a workflow version.
+/// Starts a run of a workflow version. Starts that arrive together are written in
+/// one transaction (see [`crate::start_group`]); each is answered as if alone.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/runs", tag = "runs", request_body = StartRunBody,
     params(in_path::Workflow),
     responses((status = 201, body = doc::StartedRun), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -151,6 +152,23 @@ pub async fn start(
     Json(body): Json<StartRunBody>,
 ) -> ApiResult<impl IntoResponse> {
     let start = body.start(id, &api.caller);
+    // Refused before it waits for a group, as it would be alone.
+    start.check()?;
+    let started = api
+        .state
+        .start_group()
+        .start(api.clone(), id, start)
+        .await?;
+    Ok((StatusCode::CREATED, AxumJson(started)))
+}
+
+/// Starts a run in a transaction of its own: the caller's right, the run, its audit
+/// entry, one commit; then wakes the claims waiting for its ready tasks.
+pub(crate) async fn start_alone(
+    api: &Api,
+    id: WorkflowId,
+    start: StartRun,
+) -> ApiResult<StartedRun> {
     let mut tx = api.write().await?;
     access::workflow(&mut *tx, &api.caller, id, SharePermission::Execute).await?;
     let started = tx.start_run(start).await?;
@@ -162,8 +180,8 @@ pub async fn start(
         audit::json(&started.run),
     )
     .await?;
-    wake_for(&api, &started);
-    Ok((StatusCode::CREATED, AxumJson(started)))
+    wake_for(api, &started);
+    Ok(started)
 }
 
 /// Starts many runs of a workflow in one transaction: all of them, or none when one
@@ -199,7 +217,7 @@ pub async fn start_batch(
         .start_runs(starts)
         .await?
         .into_iter()
-        .map(|run| StartedRunRef {
+        .map(|StartedRun { run, .. }| StartedRunRef {
             id: run.id,
             execution_id: run.execution_id,
             status: run.status,

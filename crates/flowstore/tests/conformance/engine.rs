@@ -926,6 +926,19 @@ async fn many_runs_start_at_once(store: Store) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    // Each run with its tasks as written: the ready ones are what a wake-up names.
+    let ready: Vec<usize> = runs
+        .iter()
+        .map(|r| {
+            r.tasks
+                .iter()
+                .filter(|t| t.status == TaskStatus::Ready)
+                .count()
+        })
+        .collect();
+    assert_eq!(ready, [1, 1, 1]);
+    assert_eq!(runs[0].tasks.len(), 4);
+    let runs: Vec<_> = runs.into_iter().map(|s| s.run).collect();
     let names: Vec<&str> = runs.iter().map(|r| r.execution_id.as_str()).collect();
     assert_eq!(names, ["v1-a", "v2-a", "v1-b"]);
     let mut tx = store.begin_read().await.unwrap();

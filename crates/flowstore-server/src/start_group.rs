@@ -1,0 +1,232 @@
+//! Single starts that arrive together share one transaction and one commit.
+//!
+//! `POST /workflows/{id}/runs` hands its start to the [`StartGroup`]. A request that
+//! finds a turn free takes every start queued so far (its own among them, up to
+//! [`MOST`]) and writes them as one group: each caller's right to execute is
+//! checked, the runs, their tasks and first events are written by one statement
+//! each ([`flowstore_core::model::engine::EngineRepo::start_runs`]), each run's audit entry is queued with its
+//! caller's name, and the group commits once. Each caller is answered its own run.
+//! Up to [`TURNS`] groups are written at a time, so that one group's statements run
+//! while another's commit is being flushed; what arrives meanwhile waits for the
+//! next turn. A lone request is a group of one, written as before.
+//!
+//! Grouping changes no answer: when anything in a group is refused before it
+//! commits (a caller without the right, a taken `execution_id`, a workflow without
+//! an active handler), nothing of it has been written and every start of the group
+//! is written again alone, in its own transaction, and answered as if it had never
+//! been grouped. A failed commit is never retried (it may have committed): every
+//! caller of the group is answered its error, as a lone start's caller would be.
+//!
+//! The groups are written by spawned tasks, so a caller that goes away does not
+//! cancel the starts of the others.
+
+use std::sync::{Arc, Mutex};
+
+use flowstore_core::ids::WorkflowId;
+use flowstore_core::model::engine::{StartRun, StartedRun};
+use flowstore_core::model::workflow::SharePermission;
+use flowstore_core::store::Tx;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{ApiResult, Problem};
+use crate::routes::Api;
+use crate::{access, audit};
+
+/// The most starts one group writes.
+pub const MOST: usize = 64;
+
+/// How many groups are written at a time.
+pub const TURNS: usize = 2;
+
+/// One start waiting for its group.
+struct Pending {
+    api: Api,
+    workflow: WorkflowId,
+    start: StartRun,
+    answer: oneshot::Sender<ApiResult<StartedRun>>,
+}
+
+/// The starts waiting for a turn, oldest first.
+type Queue = Arc<Mutex<Vec<Pending>>>;
+
+/// The starts waiting for a turn, and the turns (see the module's documentation).
+pub struct StartGroup {
+    queue: Queue,
+    turns: Arc<Semaphore>,
+}
+
+impl Default for StartGroup {
+    fn default() -> Self {
+        StartGroup {
+            queue: Queue::default(),
+            turns: Arc::new(Semaphore::new(TURNS)),
+        }
+    }
+}
+
+impl StartGroup {
+    /// Starts a run of `workflow` for `api`'s caller, in a group with the starts
+    /// that arrive meanwhile; answers what a start in a transaction of its own
+    /// would.
+    pub async fn start(
+        &self,
+        api: Api,
+        workflow: WorkflowId,
+        start: StartRun,
+    ) -> ApiResult<StartedRun> {
+        let (answer, mut answered) = oneshot::channel();
+        lock(&self.queue).push(Pending {
+            api,
+            workflow,
+            start,
+            answer,
+        });
+        tokio::select! {
+            biased;
+            // Written by a group another request's turn took.
+            done = &mut answered => return settled(done),
+            turn = self.turns.clone().acquire_owned() => {
+                let turn = turn.map_err(|e| Problem::internal(&e))?;
+                tokio::spawn(take_turn(self.queue.clone(), turn));
+            }
+        }
+        settled(answered.await)
+    }
+}
+
+fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a waiting caller is answered: its start's outcome, or an internal error if
+/// the task writing its group ended without answering (it panicked).
+fn settled(
+    done: Result<ApiResult<StartedRun>, oneshot::error::RecvError>,
+) -> ApiResult<StartedRun> {
+    done.unwrap_or_else(|e| Err(Problem::internal(&e)))
+}
+
+/// Writes groups of what is queued until the queue is empty, then gives the turn
+/// back. Looking again before giving it back is what ensures every start queued is
+/// written: one queued while all turns are taken is taken by a turn's next look, or
+/// its own request takes the turn given back.
+async fn take_turn(queue: Queue, turn: OwnedSemaphorePermit) {
+    loop {
+        let group: Vec<Pending> = {
+            let mut q = lock(&queue);
+            let n = q.len().min(MOST);
+            q.drain(..n).collect()
+        };
+        if group.is_empty() {
+            break;
+        }
+        write_group(group).await;
+    }
+    drop(turn);
+}
+
+/// Writes a group (see the module's documentation) and answers each of its callers.
+async fn write_group(group: Vec<Pending>) {
+    if group.len() > 1 {
+        match together(&group).await {
+            Together::Committed(started) => {
+                if let Some(first) = group.first() {
+                    let state = &first.api.state;
+                    state.audit_queued();
+                    state
+                        .metrics()
+                        .grouped_starts
+                        .fetch_add(started.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                for (p, s) in group.into_iter().zip(started) {
+                    crate::routes::runs::wake_for(&p.api, &s);
+                    let _ = p.answer.send(Ok(s));
+                }
+                return;
+            }
+            Together::CommitFailed(problem) => {
+                for p in group {
+                    let _ = p.answer.send(Err(problem.clone()));
+                }
+                return;
+            }
+            Together::NotWritten => {
+                if let Some(first) = group.first() {
+                    first
+                        .api
+                        .state
+                        .metrics()
+                        .start_groups_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    for p in group {
+        let answer = crate::routes::runs::start_alone(&p.api, p.workflow, p.start).await;
+        let _ = p.answer.send(answer);
+    }
+}
+
+/// How a group written together ended.
+enum Together {
+    /// Every run started, in the group's order.
+    Committed(Vec<StartedRun>),
+    /// Refused or failed before the commit: nothing of the group was written.
+    NotWritten,
+    /// The commit failed: whether it took effect is unknown.
+    CommitFailed(Problem),
+}
+
+/// Writes the whole group in one transaction.
+async fn together(group: &[Pending]) -> Together {
+    let Some(first) = group.first() else {
+        return Together::Committed(Vec::new());
+    };
+    let (tx, started) = match written(first, group).await {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::debug!(error = ?e, starts = group.len(), "a group of starts was refused; each is written alone");
+            return Together::NotWritten;
+        }
+    };
+    match tx.commit().await {
+        Ok(()) => Together::Committed(started),
+        Err(e) => Together::CommitFailed(e.into()),
+    }
+}
+
+/// Everything of the group up to its commit, in `first`'s connection to the store.
+async fn written(
+    first: &Pending,
+    group: &[Pending],
+) -> Result<(Box<dyn Tx>, Vec<StartedRun>), Problem> {
+    for p in group {
+        p.api.wrote();
+    }
+    let mut tx = first.api.state.backend().begin().await?;
+    for p in group {
+        access::workflow(
+            &mut *tx,
+            &p.api.caller,
+            p.workflow,
+            SharePermission::Execute,
+        )
+        .await?;
+    }
+    let started = tx
+        .start_runs(group.iter().map(|p| p.start.clone()).collect())
+        .await?;
+    for (p, s) in group.iter().zip(&started) {
+        audit::record(
+            &mut *tx,
+            &p.api.caller,
+            "run.start",
+            s.run.id,
+            None,
+            audit::json(&s.run),
+        )
+        .await?;
+    }
+    Ok((tx, started))
+}
