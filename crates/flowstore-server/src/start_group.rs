@@ -10,11 +10,12 @@
 //! while another's commit is being flushed; what arrives meanwhile waits for the
 //! next turn. A lone request is a group of one, written as before.
 //!
-//! Grouping changes no answer: when anything in a group is refused before it
-//! commits (a caller without the right, a taken `execution_id`, a workflow without
-//! an active handler), nothing of it has been written and every start of the group
-//! is written again alone, in its own transaction, and answered as if it had never
-//! been grouped. A failed commit is never retried (it may have committed): every
+//! Grouping changes no answer. A caller refused the workflow is answered so (403 or
+//! 404, by the same check as alone) and left out of the group. When anything else in
+//! a group is refused before it commits (a taken `execution_id`, a bad reference, a
+//! workflow without an active handler), nothing of it has been written and every
+//! start of the group is written again alone, in its own transaction, and answered
+//! as if it had never been grouped. A failed commit is never retried (it may have committed): every
 //! caller of the group is answered its error, as a lone start's caller would be.
 //!
 //! The groups are written by spawned tasks, so a caller that goes away does not
@@ -30,6 +31,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ApiResult, Problem};
 use crate::routes::Api;
+use crate::state::AppState;
 use crate::{access, audit};
 
 /// The most starts one group writes.
@@ -128,19 +130,22 @@ async fn take_turn(queue: Queue, turn: OwnedSemaphorePermit) {
 /// Writes a group (see the module's documentation) and answers each of its callers.
 async fn write_group(group: Vec<Pending>) {
     if group.len() > 1 {
-        match together(&group).await {
-            Together::Committed(started) => {
-                if let Some(first) = group.first() {
-                    let state = &first.api.state;
-                    state.audit_queued();
-                    state
-                        .metrics()
-                        .grouped_starts
-                        .fetch_add(started.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-                for (p, s) in group.into_iter().zip(started) {
-                    crate::routes::runs::wake_for(&p.api, &s);
-                    let _ = p.answer.send(Ok(s));
+        let Some(state) = group.first().map(|p| p.api.state.clone()) else {
+            return;
+        };
+        let counted = |c: &std::sync::atomic::AtomicU64, n: usize| {
+            c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
+        };
+        match together(&state, &group).await {
+            Together::Committed(answers) => {
+                state.audit_queued();
+                let started = answers.iter().filter(|a| a.is_ok()).count();
+                counted(&state.metrics().grouped_starts, started);
+                for (p, answer) in group.into_iter().zip(answers) {
+                    if let Ok(s) = &answer {
+                        crate::routes::runs::wake_for(&p.api, s);
+                    }
+                    let _ = p.answer.send(answer);
                 }
                 return;
             }
@@ -150,17 +155,8 @@ async fn write_group(group: Vec<Pending>) {
                 }
                 return;
             }
-            Together::NotWritten => {
-                if let Some(first) = group.first() {
-                    first
-                        .api
-                        .state
-                        .metrics()
-                        .start_groups_refused
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
+            Together::NotWritten => counted(&state.metrics().start_groups_refused, 1),
+        };
     }
     for p in group {
         let answer = crate::routes::runs::start_alone(&p.api, p.workflow, p.start).await;
@@ -170,20 +166,18 @@ async fn write_group(group: Vec<Pending>) {
 
 /// How a group written together ended.
 enum Together {
-    /// Every run started, in the group's order.
-    Committed(Vec<StartedRun>),
+    /// Committed: each start's answer, in the group's order (its run, or the
+    /// refusal of a caller without the right to execute the workflow).
+    Committed(Vec<ApiResult<StartedRun>>),
     /// Refused or failed before the commit: nothing of the group was written.
     NotWritten,
     /// The commit failed: whether it took effect is unknown.
     CommitFailed(Problem),
 }
 
-/// Writes the whole group in one transaction.
-async fn together(group: &[Pending]) -> Together {
-    let Some(first) = group.first() else {
-        return Together::Committed(Vec::new());
-    };
-    let (tx, started) = match written(first, group).await {
+/// Writes the group in one transaction.
+async fn together(state: &AppState, group: &[Pending]) -> Together {
+    let (tx, answers) = match written(state, group).await {
         Ok(written) => written,
         Err(e) => {
             tracing::debug!(error = ?e, starts = group.len(), "a group of starts was refused; each is written alone");
@@ -191,42 +185,66 @@ async fn together(group: &[Pending]) -> Together {
         }
     };
     match tx.commit().await {
-        Ok(()) => Together::Committed(started),
+        Ok(()) => Together::Committed(answers),
         Err(e) => Together::CommitFailed(e.into()),
     }
 }
 
-/// Everything of the group up to its commit, in `first`'s connection to the store.
+/// Everything of the group up to its commit. A caller refused the workflow (403 or
+/// 404, as alone) is answered so and left out; any other failure fails the group.
 async fn written(
-    first: &Pending,
+    state: &AppState,
     group: &[Pending],
-) -> Result<(Box<dyn Tx>, Vec<StartedRun>), Problem> {
+) -> Result<(Box<dyn Tx>, Vec<ApiResult<StartedRun>>), Problem> {
+    let mut tx = state.backend().begin().await?;
+    let mut refused = Vec::with_capacity(group.len());
     for p in group {
         p.api.wrote();
-    }
-    let mut tx = first.api.state.backend().begin().await?;
-    for p in group {
-        access::workflow(
+        let allowed = access::workflow(
             &mut *tx,
             &p.api.caller,
             p.workflow,
             SharePermission::Execute,
         )
-        .await?;
+        .await;
+        refused.push(match allowed {
+            Ok(_) => None,
+            Err(p) if p.status == 403 || p.status == 404 => Some(p),
+            Err(p) => return Err(p),
+        });
     }
-    let started = tx
-        .start_runs(group.iter().map(|p| p.start.clone()).collect())
-        .await?;
-    for (p, s) in group.iter().zip(&started) {
-        audit::record(
-            &mut *tx,
-            &p.api.caller,
-            "run.start",
-            s.run.id,
-            None,
-            audit::json(&s.run),
-        )
-        .await?;
+    let starts: Vec<StartRun> = group
+        .iter()
+        .zip(&refused)
+        .filter(|(_, r)| r.is_none())
+        .map(|(p, _)| p.start.clone())
+        .collect();
+    let mut started = match starts.is_empty() {
+        true => Vec::new(),
+        false => tx.start_runs(starts).await?,
     }
-    Ok((tx, started))
+    .into_iter();
+    let mut answers = Vec::with_capacity(group.len());
+    for (p, refusal) in group.iter().zip(refused) {
+        let answer = match refusal {
+            Some(problem) => Err(problem),
+            None => {
+                let s = started
+                    .next()
+                    .ok_or_else(|| Problem::internal(&"a grouped start was not written"))?;
+                audit::record(
+                    &mut *tx,
+                    &p.api.caller,
+                    "run.start",
+                    s.run.id,
+                    None,
+                    audit::json(&s.run),
+                )
+                .await?;
+                Ok(s)
+            }
+        };
+        answers.push(answer);
+    }
+    Ok((tx, answers))
 }
