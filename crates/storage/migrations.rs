@@ -64,6 +64,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(20, "0020", "run_names"),
     migration!(21, "0021", "audit_queue"),
     migration!(22, "0022", "lean_indexes"),
+    migration!(23, "0023", "stats_per_statement"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 use flowstore::migrate::MigrationState;
 use flowstore::model::metric::{AggregateFilter, NewMetric};
-use flowstore::model::run::{ExecutionPatch, NewExecution};
+use flowstore::model::run::{ExecutionPatch, NewExecution, RunStatus};
 use flowstore::{Store, StoreError};
 use flowstore_core::admin::FindingKind;
 use flowstore_testkit::fixtures::{execute, problems};
@@ -202,11 +202,49 @@ async fn run_counters_add_up_over_shards_and_migrations(store: Store) {
     assert_eq!(counted(&store, "wf-shards").await, (4, 1, 1));
     no_counter_drift(&store).await;
 
+    // Runs of two workflows and three statuses inserted by one statement (as a
+    // batch of starts is) count once each, with their durations.
+    let rows: Vec<String> = [
+        ("wf-shards", "completed", "100"),
+        ("wf-shards", "completed", "300"),
+        ("wf-shards", "pending", "NULL"),
+        ("wf-other", "failed", "50"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (wf, status, ms))| {
+        format!(
+            "({}, 'together-{i}', '{wf}', 'together', '{status}', {ms})",
+            super::raw::uuid_lit(&store, uuid::Uuid::new_v4())
+        )
+    })
+    .collect();
+    let inserted = store
+        .backend()
+        .execute_raw(&format!(
+            "INSERT INTO workflow_executions (id, execution_id, workflow_id, workflow_name,
+                 status, actual_duration) VALUES {}",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inserted, 4);
+    assert_eq!(counted(&store, "wf-shards").await, (7, 3, 1));
+    assert_eq!(counted(&store, "wf-other").await, (1, 0, 1));
+    let mut tx = store.begin_read().await.unwrap();
+    let s = tx
+        .workflow_statistics("wf-shards", Some(RunStatus::Completed))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(s.average_duration, Some(200.0));
+    no_counter_drift(&store).await;
+
     store.backend().migrate_down(9).await.unwrap();
-    assert_eq!(counted(&store, "wf-shards").await, (4, 1, 1));
+    assert_eq!(counted(&store, "wf-shards").await, (7, 3, 1));
     no_counter_drift(&store).await;
     store.backend().migrate_up(None).await.unwrap();
-    assert_eq!(counted(&store, "wf-shards").await, (4, 1, 1));
+    assert_eq!(counted(&store, "wf-shards").await, (7, 3, 1));
     no_counter_drift(&store).await;
 }
 
