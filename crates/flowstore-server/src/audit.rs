@@ -67,8 +67,18 @@ pub(crate) async fn linker(state: AppState) {
             _ = shutdown.changed() => return,
         }
         link_or_log(&state).await;
+        // What commits meanwhile waits for the next round (the wake-up is kept):
+        // under load, rounds of many entries rather than many rounds, each of which
+        // takes the chain's lock and reads the queue through.
+        tokio::select! {
+            _ = tokio::time::sleep(LINK_GAP) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
+
+/// The least time between two rounds of the audit linker.
+pub const LINK_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// [`link`], a failure logged and counted (in `maintenance_errors`) rather than
 /// returned, as 0: the entries stay queued for the next round, and what runs beside

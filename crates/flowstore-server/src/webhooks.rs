@@ -280,6 +280,13 @@ pub async fn run(state: AppState) {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(error = %e, "webhook dispatch failed; retrying on the next round");
         }
+        // Events committed meanwhile wait for the next round (the wake-up is
+        // enabled above, so none is missed): under load, rounds of many events
+        // rather than a round of numbering, fan-out and claiming for each commit.
+        tokio::select! {
+            _ = tokio::time::sleep(ROUND_GAP) => {}
+            _ = shutdown.changed() => return,
+        }
         tokio::select! {
             _ = &mut woken => {}
             _ = tokio::time::sleep(config.interval) => {}
@@ -287,6 +294,10 @@ pub async fn run(state: AppState) {
         }
     }
 }
+
+/// The least time between two dispatch rounds: events are sent at most this much
+/// later than with a round for each commit.
+pub const ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// One round: fan out new events, claim what is due, send it, record the outcomes.
 /// `http` must come from [`client`] with this state's settings: its resolver
