@@ -43,25 +43,53 @@ macro_rules! bind_described {
     };
 }
 
-/// The most entries one statement inserts (14 parameters each, far below either
-/// database's limit).
+/// The most entries one statement inserts (at most 14 parameters each, far below
+/// either database's limit).
 const INSERT_ROWS: usize = 64;
 
-/// The insert statement of 1, 2, 4, … [`INSERT_ROWS`] entries, made once each.
-static INSERT_SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+/// The columns of the queue's rows that an insert gives.
+const QUEUED_COLUMNS: &str = "entry_id, actor_type, actor_id, action, entity_type, entity_id, \
+                              before, after, ip_address, request_id, created_at";
 
-/// `INSERT INTO audit_log` of `n` entries, in this database's spelling.
-fn insert_sql(n: usize) -> String {
+/// The insert statements of 1, 2, 4, … [`INSERT_ROWS`] entries into the log and
+/// into the queue, made once each.
+static INSERT_SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+static QUEUE_SQL: [std::sync::OnceLock<String>; 7] = [const { std::sync::OnceLock::new() }; 7];
+
+/// `INSERT INTO {table} ({columns})` of `n` rows of `width` values, in this
+/// database's spelling.
+fn insert_sql(table: &str, columns: &str, width: usize, n: usize) -> String {
     let rows: Vec<String> = (0..n)
         .map(|r| {
-            let params: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
+            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
     sql_owned(format!(
-        "INSERT INTO audit_log ({COLUMNS}) VALUES {}",
+        "INSERT INTO {table} ({columns}) VALUES {}",
         rows.join(", ")
     ))
+}
+
+/// Splits `rows` into statements of a power of two rows, up to [`INSERT_ROWS`], so
+/// that a connection caches a few statements, not one per size: each chunk with
+/// the text of its size from `texts` (made by `make` on first use).
+fn chunks<'r, T>(
+    rows: &'r [T],
+    texts: &'static [std::sync::OnceLock<String>; 7],
+    make: impl Fn(usize) -> String,
+) -> impl Iterator<Item = (&'static str, &'r [T])> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = INSERT_ROWS.min(1 << rest.len().ilog2());
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
+        let text = texts[n.ilog2() as usize].get_or_init(|| make(n));
+        Some((text.as_str(), chunk))
+    })
 }
 
 /// Takes the append lock until the transaction ends.
@@ -128,14 +156,10 @@ impl AuditStore for Tx {
         write_head(&mut self.tx, h).await
     }
 
-    // Several rows per statement; the statement sizes are powers of two up to
-    // INSERT_ROWS, so a connection caches a few statements, not one per size.
     async fn insert_audit_entries(&mut self, entries: &[AuditEntry]) -> StoreResult<()> {
-        let mut rest = entries;
-        while !rest.is_empty() {
-            let n = INSERT_ROWS.min(1 << rest.len().ilog2());
-            let (chunk, after) = rest.split_at(n);
-            let text = INSERT_SQL[n.ilog2() as usize].get_or_init(|| insert_sql(n));
+        for (text, chunk) in chunks(entries, &INSERT_SQL, |n| {
+            insert_sql("audit_log", COLUMNS, 14, n)
+        }) {
             let mut q = sqlx::query(text);
             for e in chunk {
                 q = bind_described!(q.bind(e.seq).bind(e.id), e)
@@ -144,26 +168,24 @@ impl AuditStore for Tx {
                     .bind(&e.hash);
             }
             q.execute(&mut *self.tx).await?;
-            rest = after;
         }
         Ok(())
     }
 
     async fn insert_queued_audit(
         &mut self,
-        entry_id: AuditEntryId,
         created_at: Timestamp,
-        e: &NewAuditEntry,
+        entries: &[(AuditEntryId, NewAuditEntry)],
     ) -> StoreResult<()> {
-        let q = sqlx::query(sql!(
-            "INSERT INTO audit_queue (entry_id, actor_type, actor_id, action, entity_type,
-                entity_id, before, after, ip_address, request_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ));
-        bind_described!(q.bind(entry_id), e)
-            .bind(ts(&created_at))
-            .execute(&mut *self.tx)
-            .await?;
+        for (text, chunk) in chunks(entries, &QUEUE_SQL, |n| {
+            insert_sql("audit_queue", QUEUED_COLUMNS, 11, n)
+        }) {
+            let mut q = sqlx::query(text);
+            for (id, e) in chunk {
+                q = bind_described!(q.bind(*id), e).bind(ts(&created_at));
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -203,6 +225,10 @@ impl AuditRepo for Tx {
 
     async fn queue_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntryId> {
         audit::queue_entry(self, new).await
+    }
+
+    async fn queue_audits(&mut self, new: Vec<NewAuditEntry>) -> StoreResult<Vec<AuditEntryId>> {
+        audit::queue_entries(self, new).await
     }
 
     async fn link_audit(&mut self) -> StoreResult<u64> {

@@ -34,6 +34,21 @@ pub async fn record(
     before: Option<Value>,
     after: Option<Value>,
 ) -> ApiResult<()> {
+    tx.queue_audit(entry(caller, action, entity_id, before, after))
+        .await?;
+    Ok(())
+}
+
+/// The audit entry of what `caller` did: `action` (`kind.verb`, whose kind is the
+/// entity's type) to `entity_id`, shown `before` and `after`, with the request's
+/// ID and the client's address.
+pub fn entry(
+    caller: &Caller,
+    action: &str,
+    entity_id: impl Display,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> NewAuditEntry {
     let (actor_type, actor_id) = caller.actor();
     let entity_type = action.split_once('.').map_or(action, |(kind, _)| kind);
     let mut entry = NewAuditEntry::new(
@@ -47,8 +62,7 @@ pub async fn record(
     entry.after = after;
     entry.ip_address = caller.0.ip_address.clone();
     entry.request_id = caller.0.request_id.clone();
-    tx.queue_audit(entry).await?;
-    Ok(())
+    entry
 }
 
 /// Links the queued entries that have committed into the chain; returns how many.

@@ -4,8 +4,9 @@
 //! finds a turn free takes every start queued so far (its own among them, up to
 //! [`MOST`]) and writes them as one group: each caller's right to execute is
 //! checked, the runs, their tasks and first events are written by one statement
-//! each ([`flowstore_core::model::engine::EngineRepo::start_runs`]), each run's audit entry is queued with its
-//! caller's name, and the group commits once. Each caller is answered its own run.
+//! each (`EngineRepo::start_runs`), the runs' audit entries (each with its caller's
+//! name) by one more, and the group commits once. Each caller is answered its own
+//! run.
 //! Up to [`TURNS`] groups are written at a time, so that one group's statements run
 //! while another's commit is being flushed; what arrives meanwhile waits for the
 //! next turn. A lone request is a group of one, written as before.
@@ -225,26 +226,28 @@ async fn written(
     }
     .into_iter();
     let mut answers = Vec::with_capacity(group.len());
+    let mut entries = Vec::with_capacity(group.len());
     for (p, refusal) in group.iter().zip(refused) {
-        let answer = match refusal {
+        answers.push(match refusal {
             Some(problem) => Err(problem),
             None => {
                 let s = started
                     .next()
                     .ok_or_else(|| Problem::internal(&"a grouped start was not written"))?;
-                audit::record(
-                    &mut *tx,
+                let after = audit::json(&s.run);
+                entries.push(audit::entry(
                     &p.api.caller,
                     "run.start",
                     s.run.id,
                     None,
-                    audit::json(&s.run),
-                )
-                .await?;
+                    after,
+                ));
                 Ok(s)
             }
-        };
-        answers.push(answer);
+        });
+    }
+    if !entries.is_empty() {
+        tx.queue_audits(entries).await?;
     }
     Ok((tx, answers))
 }

@@ -268,6 +268,10 @@ pub trait AuditRepo: Send {
     /// do not show it and the chain does not protect it.
     async fn queue_audit(&mut self, new: NewAuditEntry) -> StoreResult<AuditEntryId>;
 
+    /// Queues many entries as [`AuditRepo::queue_audit`] queues one, in order,
+    /// several to a statement; an entry refused names its place (`entries[i]`).
+    async fn queue_audits(&mut self, new: Vec<NewAuditEntry>) -> StoreResult<Vec<AuditEntryId>>;
+
     /// Links every queued entry that has committed into the chain, in the order
     /// they were queued, and signs the head over the last; returns how many it
     /// linked. Holds the append lock until the transaction ends.
@@ -329,12 +333,12 @@ pub trait AuditStore: Send {
     /// Inserts entries as they are, in order.
     async fn insert_audit_entries(&mut self, entries: &[AuditEntry]) -> StoreResult<()>;
 
-    /// Inserts an entry, already checked, into the queue.
+    /// Inserts entries, already checked, into the queue, in order, as queued at
+    /// `created_at`.
     async fn insert_queued_audit(
         &mut self,
-        entry_id: AuditEntryId,
         created_at: Timestamp,
-        e: &NewAuditEntry,
+        entries: &[(AuditEntryId, NewAuditEntry)],
     ) -> StoreResult<()>;
 
     /// Whether the queue holds any entry this transaction can see.
@@ -373,9 +377,29 @@ pub async fn queue_entry<S: AuditStore + ?Sized>(
     let new = new.checked()?;
     let id = AuditEntryId::new();
     store
-        .insert_queued_audit(id, crate::time::truncate(crate::time::now()), &new)
+        .insert_queued_audit(crate::time::truncate(crate::time::now()), &[(id, new)])
         .await?;
     Ok(id)
+}
+
+/// [`AuditRepo::queue_audits`]: checks every entry, then queues them together.
+pub async fn queue_entries<S: AuditStore + ?Sized>(
+    store: &mut S,
+    new: Vec<NewAuditEntry>,
+) -> StoreResult<Vec<AuditEntryId>> {
+    let entries = new
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.checked()
+                .map(|e| (AuditEntryId::new(), e))
+                .map_err(|err| err.within(&format!("entries[{i}]")))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    store
+        .insert_queued_audit(crate::time::truncate(crate::time::now()), &entries)
+        .await?;
+    Ok(entries.into_iter().map(|(id, _)| id).collect())
 }
 
 /// [`AuditRepo::link_audit`] on top of the backend's statements.

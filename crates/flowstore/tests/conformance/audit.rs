@@ -437,18 +437,27 @@ async fn concurrent_queues_and_links_keep_one_chain(store: Store) {
         .all(|(_, j)| !j.ends_with('4') && !j.ends_with('9')));
 }
 
-/// More entries than one round of linking takes and one statement inserts.
+/// More entries than one round of linking takes and one statement inserts, queued
+/// one by one and many at a time.
 async fn a_long_queue_is_linked_in_order(store: Store) {
     let n = flowstore::model::audit::LINK_BATCH as usize + 77;
-    for part in [0..500, 500..n] {
-        let mut tx = store.begin().await.unwrap();
-        for i in part {
-            tx.queue_audit(entry("u", "run.start", "run", &i.to_string()))
-                .await
-                .unwrap();
-        }
-        tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..500 {
+        tx.queue_audit(entry("u", "run.start", "run", &i.to_string()))
+            .await
+            .unwrap();
     }
+    tx.commit().await.unwrap();
+    // Many at once: refused whole when one entry is bad, naming it.
+    let mut tx = store.begin().await.unwrap();
+    let bad = vec![entry("u", "run.start", "run", "x"), entry("u", "", "run", "y")];
+    assert_err!(tx.queue_audits(bad).await, Invalid, "entries[1].action");
+    let many: Vec<_> = (500..n)
+        .map(|i| entry("u", "run.start", "run", &i.to_string()))
+        .collect();
+    let ids = tx.queue_audits(many).await.unwrap();
+    assert_eq!(ids.len(), n - 500);
+    tx.commit().await.unwrap();
     assert_eq!(link(&store).await, n as u64);
     let v = verify(&store).await;
     assert!(v.is_intact(), "{v:?}");
