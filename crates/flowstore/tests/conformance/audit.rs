@@ -450,7 +450,10 @@ async fn a_long_queue_is_linked_in_order(store: Store) {
     tx.commit().await.unwrap();
     // Many at once: refused whole when one entry is bad, naming it.
     let mut tx = store.begin().await.unwrap();
-    let bad = vec![entry("u", "run.start", "run", "x"), entry("u", "", "run", "y")];
+    let bad = vec![
+        entry("u", "run.start", "run", "x"),
+        entry("u", "", "run", "y"),
+    ];
     assert_err!(tx.queue_audits(bad).await, Invalid, "entries[1].action");
     let many: Vec<_> = (500..n)
         .map(|i| entry("u", "run.start", "run", &i.to_string()))
