@@ -30,6 +30,7 @@ use flowstore_core::model::workflow::SharePermission;
 use flowstore_core::store::Tx;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::Credential;
 use crate::error::{ApiResult, Problem};
 use crate::routes::Api;
 use crate::state::AppState;
@@ -191,6 +192,18 @@ async fn together(state: &AppState, group: &[Pending]) -> Together {
     }
 }
 
+/// Whether `a` and `b` ask the same of the same caller: one workflow, and one key
+/// or session acting for one user with one role.
+fn same_check(a: &Pending, b: &Pending) -> bool {
+    let (x, y) = (&a.api.caller.0, &b.api.caller.0);
+    let same_credential = match (&x.credential, &y.credential) {
+        (Credential::ApiKey(k), Credential::ApiKey(l)) => k.id == l.id,
+        (Credential::Session(s), Credential::Session(t)) => s.id == t.id,
+        _ => false,
+    };
+    a.workflow == b.workflow && same_credential && x.user_id == y.user_id && x.role == y.role
+}
+
 /// Everything of the group up to its commit. A caller refused the workflow (403 or
 /// 404, as alone) is answered so and left out; any other failure fails the group.
 async fn written(
@@ -198,9 +211,16 @@ async fn written(
     group: &[Pending],
 ) -> Result<(Box<dyn Tx>, Vec<ApiResult<StartedRun>>), Problem> {
     let mut tx = state.backend().begin().await?;
-    let mut refused = Vec::with_capacity(group.len());
-    for p in group {
+    let mut refused: Vec<Option<Problem>> = Vec::with_capacity(group.len());
+    for (i, p) in group.iter().enumerate() {
         p.api.wrote();
+        // The same caller starting the same workflow again in this group gets the
+        // answer its earlier start got.
+        if let Some(j) = group[..i].iter().position(|q| same_check(p, q)) {
+            let earlier = refused[j].clone();
+            refused.push(earlier);
+            continue;
+        }
         let allowed = access::workflow(
             &mut *tx,
             &p.api.caller,
