@@ -240,11 +240,8 @@ async fn written(
         .filter(|(_, r)| r.is_none())
         .map(|(p, _)| p.start.clone())
         .collect();
-    let mut started = match starts.is_empty() {
-        true => Vec::new(),
-        false => tx.start_runs(starts).await?,
-    }
-    .into_iter();
+    // None of them, when every caller was refused: then nothing is written.
+    let mut started = tx.start_runs(starts).await?.into_iter();
     let mut answers = Vec::with_capacity(group.len());
     let mut entries = Vec::with_capacity(group.len());
     for (p, refusal) in group.iter().zip(refused) {
@@ -257,7 +254,7 @@ async fn written(
                 let after = audit::json(&s.run);
                 entries.push(audit::entry(
                     &p.api.caller,
-                    "run.start",
+                    crate::routes::runs::START_ACTION,
                     s.run.id,
                     None,
                     after,
@@ -266,8 +263,6 @@ async fn written(
             }
         });
     }
-    if !entries.is_empty() {
-        tx.queue_audits(entries).await?;
-    }
+    tx.queue_audits(entries).await?;
     Ok((tx, answers))
 }

@@ -162,6 +162,9 @@ pub async fn start(
     Ok((StatusCode::CREATED, AxumJson(started)))
 }
 
+/// The audit action of a run's start, alone or in a group.
+pub(crate) const START_ACTION: &str = "run.start";
+
 /// Starts a run in a transaction of its own: the caller's right, the run, its audit
 /// entry, one commit; then wakes the claims waiting for its ready tasks.
 pub(crate) async fn start_alone(
@@ -174,7 +177,7 @@ pub(crate) async fn start_alone(
     let started = tx.start_run(start).await?;
     api.commit(
         tx,
-        "run.start",
+        START_ACTION,
         started.run.id,
         None,
         audit::json(&started.run),

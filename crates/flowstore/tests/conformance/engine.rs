@@ -988,6 +988,12 @@ async fn many_runs_start_at_once(store: Store) {
     let mut tx = store.begin().await.unwrap();
     assert_err!(tx.start_runs(vec![start(Some(9), "nine")]).await, NotFound);
     let _ = tx.rollback().await;
+    // None at all writes nothing, and is no error (a group of starts whose callers
+    // were all refused).
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.start_runs(Vec::new()).await.unwrap(), Vec::new());
+    assert_eq!(tx.queue_audits(Vec::new()).await.unwrap(), Vec::new());
+    tx.commit().await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
     assert_err!(tx.find_by_execution_id("fresh").await, NotFound);
     assert!(tx.get_execution(first).await.is_ok());
