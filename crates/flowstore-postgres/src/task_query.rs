@@ -8,19 +8,27 @@ use sqlx::QueryBuilder;
 
 use crate::dialect::Db;
 
-/// ` AND` the task's tags hold `tag` (`?` uses the GIN index idx_tasks_tags).
+/// ` AND` the task's tags hold `tag` (`?` uses the GIN index idx_tasks_tags, which
+/// holds only tasks with tags: the filter says so, as the planner cannot tell it from
+/// `?`).
 pub(crate) fn push_tag(qb: &mut QueryBuilder<'_, Db>, tag: &str) {
-    qb.push(" AND t.tags ? ").push_bind(tag.to_string());
+    qb.push(" AND t.tags <> '[]'::jsonb AND t.tags ? ")
+        .push_bind(tag.to_string());
 }
 
 /// ` AND` the task's requirements contain `requirements` (the terms are what
 /// `TaskFilter::check` made of them; containment says the same here and uses the
-/// GIN index idx_tasks_requirements).
+/// GIN index idx_tasks_requirements, which holds only tasks with requirements: a
+/// filter naming any says so, as the planner cannot tell it from `@>`; an empty one
+/// matches every task).
 pub(crate) fn push_requirements(
     qb: &mut QueryBuilder<'_, Db>,
     requirements: &Map<String, Value>,
     _terms: &[ReqTerm],
 ) {
+    if !requirements.is_empty() {
+        qb.push(" AND t.requirements <> '{}'::jsonb");
+    }
     qb.push(" AND t.requirements @> ")
         .push_bind(Value::Object(requirements.clone()))
         .push("::jsonb");

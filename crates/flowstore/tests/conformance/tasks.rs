@@ -523,6 +523,12 @@ async fn filters_tags_requirements_and_search(store: Store) {
         ))
         .await
         .unwrap();
+    // No tags and no requirements: in no tag or requirements index, yet found by
+    // every filter that does not ask for one.
+    let t5 = tx
+        .create_task(mk("Bare", "nothing asked", &[], json!({})))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = store.begin_read().await.unwrap();
@@ -588,7 +594,11 @@ async fn filters_tags_requirements_and_search(store: Store) {
     );
     assert_eq!(
         list(&mut tx, f(None, Some(json!({})))).await,
-        set(&[t1.id, t2.id, t3.id, t4.id])
+        set(&[t1.id, t2.id, t3.id, t4.id, t5.id])
+    );
+    assert_eq!(
+        list(&mut tx, f(None, None)).await,
+        set(&[t1.id, t2.id, t3.id, t4.id, t5.id])
     );
 
     for bad in [
@@ -643,6 +653,18 @@ async fn filters_tags_requirements_and_search(store: Store) {
     assert_eq!(
         search(&mut tx, "deploy", &all).await,
         set(&[t1.id, t2.id, t4.id])
+    );
+    // A task given tags and requirements is found by them from then on.
+    tx.update_task(t5.id, patch(json!({"tags": ["ml"], "requirements": {"gpu": true}})))
+        .await
+        .unwrap();
+    assert_eq!(
+        list(&mut tx, f(Some("ml"), None)).await,
+        set(&[t3.id, t5.id])
+    );
+    assert_eq!(
+        list(&mut tx, f(None, Some(json!({"gpu": true})))).await,
+        set(&[t3.id, t5.id])
     );
     tx.delete_task(t1.id).await.unwrap();
     assert_eq!(search(&mut tx, "deploy", &all).await, set(&[t2.id, t4.id]));

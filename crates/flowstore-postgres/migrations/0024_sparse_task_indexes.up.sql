@@ -1,0 +1,20 @@
+-- A task's state changes (claim, completion, retry) move its row, so every index of
+-- `tasks` gets an entry for the new version. Tasks without a project, a workflow or a
+-- run, and tasks without requirements or tags, need no entry in the indexes that
+-- serve lookups by those: each such index is made partial, and every query that
+-- reads through one names a value its predicate follows from (`project_id = $1`
+-- implies `project_id IS NOT NULL`; the tag and requirements filters say
+-- `tags <> '[]'` and `requirements <> '{}'` in so many words).
+DROP INDEX idx_tasks_project_status;
+CREATE INDEX idx_tasks_project_status ON tasks (project_id, status, id)
+    WHERE project_id IS NOT NULL;
+DROP INDEX idx_tasks_workflow_status;
+CREATE INDEX idx_tasks_workflow_status ON tasks (workflow_id, status)
+    WHERE workflow_id IS NOT NULL;
+DROP INDEX idx_tasks_run_status;
+CREATE INDEX idx_tasks_run_status ON tasks (run_id, status) WHERE run_id IS NOT NULL;
+DROP INDEX idx_tasks_requirements;
+CREATE INDEX idx_tasks_requirements ON tasks USING GIN (requirements jsonb_path_ops)
+    WHERE requirements <> '{}'::jsonb;
+DROP INDEX idx_tasks_tags;
+CREATE INDEX idx_tasks_tags ON tasks USING GIN (tags) WHERE tags <> '[]'::jsonb;
