@@ -18,3 +18,6 @@ CREATE INDEX idx_tasks_requirements ON tasks USING GIN (requirements jsonb_path_
     WHERE requirements <> '{}'::jsonb;
 DROP INDEX idx_tasks_tags;
 CREATE INDEX idx_tasks_tags ON tasks USING GIN (tags) WHERE tags <> '[]'::jsonb;
+-- No query looks attempts up by agent type and status (the per-agent summary reads
+-- them all), yet every attempt written or moved on wrote an entry here.
+DROP INDEX idx_task_executions_agent_status;

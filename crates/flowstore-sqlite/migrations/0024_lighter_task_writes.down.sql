@@ -4,7 +4,4 @@ DROP INDEX idx_tasks_workflow_status;
 CREATE INDEX idx_tasks_workflow_status ON tasks (workflow_id, status);
 DROP INDEX idx_tasks_run_status;
 CREATE INDEX idx_tasks_run_status ON tasks (run_id, status);
-DROP INDEX idx_tasks_requirements;
-CREATE INDEX idx_tasks_requirements ON tasks USING GIN (requirements jsonb_path_ops);
-DROP INDEX idx_tasks_tags;
-CREATE INDEX idx_tasks_tags ON tasks USING GIN (tags);
+CREATE INDEX idx_task_executions_agent_status ON task_executions (agent_type, execution_status);

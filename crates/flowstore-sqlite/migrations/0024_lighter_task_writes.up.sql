@@ -11,3 +11,6 @@ CREATE INDEX idx_tasks_workflow_status ON tasks (workflow_id, status)
     WHERE workflow_id IS NOT NULL;
 DROP INDEX idx_tasks_run_status;
 CREATE INDEX idx_tasks_run_status ON tasks (run_id, status) WHERE run_id IS NOT NULL;
+-- No query looks attempts up by agent type and status (the per-agent summary reads
+-- them all), yet every attempt written or moved on wrote an entry here.
+DROP INDEX idx_task_executions_agent_status;
