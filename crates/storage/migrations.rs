@@ -65,7 +65,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(21, "0021", "audit_queue"),
     migration!(22, "0022", "lean_indexes"),
     migration!(23, "0023", "stats_per_statement"),
-    migration!(24, "0024", "lighter_task_writes"),
+    migration!(24, "0024", "lighter_writes"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -49,8 +49,9 @@ async fn step(
     let limit = limit.map_or(i64::MAX, i64::from);
     let runs_sql = format!("SELECT id FROM {TEMP}.cleanup_runs");
     let tasks = format!("SELECT id FROM tasks WHERE run_id IN ({runs_sql})");
-    let events =
-        "SELECT id FROM events WHERE run_id IS NULL AND created_at < $1 ORDER BY id LIMIT $2";
+    // Numbered events only: one not yet numbered has not been seen by any reader.
+    let events = "SELECT id FROM events WHERE run_id IS NULL AND seq IS NOT NULL
+                    AND created_at < $1 ORDER BY id LIMIT $2";
     let steps: Vec<(&str, String)> = if runs {
         for s in [
             sql_fmt!(

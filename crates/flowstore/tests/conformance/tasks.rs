@@ -655,9 +655,12 @@ async fn filters_tags_requirements_and_search(store: Store) {
         set(&[t1.id, t2.id, t4.id])
     );
     // A task given tags and requirements is found by them from then on.
-    tx.update_task(t5.id, patch(json!({"tags": ["ml"], "requirements": {"gpu": true}})))
-        .await
-        .unwrap();
+    tx.update_task(
+        t5.id,
+        patch(json!({"tags": ["ml"], "requirements": {"gpu": true}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         list(&mut tx, f(Some("ml"), None)).await,
         set(&[t3.id, t5.id])

@@ -21,3 +21,13 @@ CREATE INDEX idx_tasks_tags ON tasks USING GIN (tags) WHERE tags <> '[]'::jsonb;
 -- No query looks attempts up by agent type and status (the per-agent summary reads
 -- them all), yet every attempt written or moved on wrote an entry here.
 DROP INDEX idx_task_executions_agent_status;
+-- Events are inserted unnumbered and numbered after their commit, which writes each
+-- row again, with an entry in every index. The unnumbered version needs an entry only
+-- in the sequencer's index (idx_events_unsequenced): the unique index of numbers and
+-- the index by time now hold numbered events alone. Their readers name a number
+-- (`seq > $1`, `max(seq)`) or say `seq IS NOT NULL` (retention deletes only events
+-- that readers could have seen). SQLite numbers events as it inserts them.
+ALTER TABLE events DROP CONSTRAINT events_seq_key;
+CREATE UNIQUE INDEX events_seq_key ON events (seq) WHERE seq IS NOT NULL;
+DROP INDEX idx_events_created_at;
+CREATE INDEX idx_events_created_at ON events (created_at) WHERE seq IS NOT NULL;

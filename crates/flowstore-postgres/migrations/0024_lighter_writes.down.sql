@@ -9,3 +9,7 @@ CREATE INDEX idx_tasks_requirements ON tasks USING GIN (requirements jsonb_path_
 DROP INDEX idx_tasks_tags;
 CREATE INDEX idx_tasks_tags ON tasks USING GIN (tags);
 CREATE INDEX idx_task_executions_agent_status ON task_executions (agent_type, execution_status);
+DROP INDEX events_seq_key;
+ALTER TABLE events ADD CONSTRAINT events_seq_key UNIQUE (seq);
+DROP INDEX idx_events_created_at;
+CREATE INDEX idx_events_created_at ON events (created_at);
