@@ -13,3 +13,12 @@ DROP INDEX events_seq_key;
 ALTER TABLE events ADD CONSTRAINT events_seq_key UNIQUE (seq);
 DROP INDEX idx_events_created_at;
 CREATE INDEX idx_events_created_at ON events (created_at);
+CREATE FUNCTION flowstore_notify_events() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('flowstore_events', '');
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER trg_events_notify AFTER UPDATE OF seq ON events
+    FOR EACH ROW WHEN (OLD.seq IS NULL AND NEW.seq IS NOT NULL)
+    EXECUTE FUNCTION flowstore_notify_events();

@@ -31,3 +31,7 @@ ALTER TABLE events DROP CONSTRAINT events_seq_key;
 CREATE UNIQUE INDEX events_seq_key ON events (seq) WHERE seq IS NOT NULL;
 DROP INDEX idx_events_created_at;
 CREATE INDEX idx_events_created_at ON events (created_at) WHERE seq IS NOT NULL;
+-- The sequencer notifies `flowstore_events` once per numbering statement that
+-- numbered anything, instead of this trigger calling a function for every event.
+DROP TRIGGER trg_events_notify ON events;
+DROP FUNCTION flowstore_notify_events();

@@ -677,7 +677,7 @@ impl Backend for PostgresBackend {
 
     async fn announce(&self) -> StoreResult<()> {
         // Number the events committed here first, so that the streams the
-        // notification wakes (through the numbering's trigger) can read them.
+        // notification wakes (sent by the numbering itself) can read them.
         let mut tx = self.begin().await?;
         tx.sequence_events().await?;
         tx.commit().await?;
