@@ -119,6 +119,30 @@ async fn round_trip(source: Store, target: Store) {
     let c = tx.get_configuration("smtp.password").await.unwrap();
     assert!(c.is_sensitive);
     drop(tx);
+    // The search finds the same tasks in both: it is derived from the tasks (on
+    // PostgreSQL a table of its own), so the restore rebuilt it.
+    for word in ["search", "checkout", "deploy"] {
+        let found = async |store: &Store| {
+            let mut tx = store.begin_read().await.unwrap();
+            let mut ids: Vec<_> = tx
+                .search_tasks(word, &Default::default(), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(found(&source).await, found(&target).await, "{word}");
+    }
+    let mut tx = source.begin_read().await.unwrap();
+    let titled = tx
+        .search_tasks("checkout", &Default::default(), 100)
+        .await
+        .unwrap();
+    assert!(!titled.is_empty(), "the demo data has tasks to find");
+    drop(tx);
     // The restored database takes new work: event ids continue past the restored ones.
     let workflow = active_workflow(&target).await;
     let mut tx = target.begin().await.unwrap();

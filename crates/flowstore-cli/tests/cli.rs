@@ -33,7 +33,7 @@ fn migrate_round_trip(url: &str) {
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(
         stdout(&down).contains(
-            "reverted 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"
+            "reverted 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"
         ),
         "{}",
         stdout(&down)
@@ -221,7 +221,8 @@ fn operator_round_trip(url: &str) {
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(
-        stdout(&down).contains("reverted 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11"),
+        stdout(&down)
+            .contains("reverted 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11"),
         "{}",
         stdout(&down)
     );

@@ -48,6 +48,9 @@ impl ArchiveBackend for PostgresBackend {
                JOIN information_schema.tables t USING (table_schema, table_name)
               WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
                 AND c.is_generated = 'NEVER' AND c.table_name <> 'schema_migrations'
+                -- The tasks' search vectors, derived from tasks by triggers as SQLite's
+                -- FTS tables are: a restore of tasks writes them again.
+                AND c.table_name <> 'task_search'
               ORDER BY c.table_name, c.ordinal_position",
         )
         .fetch_all(self.direct_pool())

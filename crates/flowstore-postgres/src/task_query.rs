@@ -1,6 +1,7 @@
 //! What PostgreSQL's tasks queries spell in its own features: a tag among the JSON
 //! tags and the requirements by containment (both on GIN indexes), and the full-text
-//! search on `search_vector`, ranked by `ts_rank`.
+//! search on `task_search` (the tasks' search vectors, kept by triggers), ranked by
+//! `ts_rank`.
 
 use flowstore_core::model::task::query::ReqTerm;
 use serde_json::{Map, Value};
@@ -38,7 +39,8 @@ pub(crate) fn push_requirements(
 /// (`plainto_tsquery` ANDs them, as SQLite's search does).
 pub(crate) fn search<'a>(columns: &str, words: &[String]) -> QueryBuilder<'a, Db> {
     let mut qb = QueryBuilder::new(format!(
-        "SELECT {columns} FROM tasks t WHERE t.search_vector @@ plainto_tsquery('english', "
+        "SELECT {columns} FROM tasks t JOIN task_search s ON s.task_id = t.id
+          WHERE s.search_vector @@ plainto_tsquery('english', "
     ));
     qb.push_bind(words.join(" ")).push(")");
     qb
@@ -46,7 +48,7 @@ pub(crate) fn search<'a>(columns: &str, words: &[String]) -> QueryBuilder<'a, Db
 
 /// ` ORDER BY` the best match first (more order keys may follow).
 pub(crate) fn push_rank(qb: &mut QueryBuilder<'_, Db>, words: &[String]) {
-    qb.push(" ORDER BY ts_rank(t.search_vector, plainto_tsquery('english', ")
+    qb.push(" ORDER BY ts_rank(s.search_vector, plainto_tsquery('english', ")
         .push_bind(words.join(" "))
         .push(")) DESC");
 }

@@ -146,6 +146,8 @@ const CONSTRAINTS: &[(&str, &str)] = &[
     ("task_executions_run_id_fkey", "run_id"),
     ("task_executions_task_id_attempt_key", "task_id, attempt"),
     ("task_executions_task_id_fkey", "task_id"),
+    // task_search
+    ("task_search_pkey", "task_id"),
     // tasks
     ("tasks_actual_duration_check", "actual_duration"),
     ("tasks_attempt_check", "attempt"),
@@ -494,6 +496,23 @@ mod tests {
                                     .find(|t| !t.is("if") && !t.is("exists"));
                                 if let Some(name) = name {
                                     self.constraints.remove(name.word());
+                                }
+                            }
+                            ("drop", "column") => {
+                                let name = action
+                                    .iter()
+                                    .skip(2)
+                                    .find(|t| !t.is("if") && !t.is("exists"));
+                                if let Some(name) = name {
+                                    // PostgreSQL drops the constraints on the column.
+                                    let column = name.word();
+                                    self.constraints.retain(|_, c| {
+                                        c.table != table
+                                            || !c.field.split(", ").any(|f| f == column)
+                                    });
+                                    if let Some(columns) = self.columns.get_mut(&table) {
+                                        columns.retain(|c| c != column);
+                                    }
                                 }
                             }
                             ("alter", "column") => {}

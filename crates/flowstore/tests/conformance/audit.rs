@@ -743,11 +743,11 @@ async fn the_head_migration_signs_an_existing_log(store: Store) {
     // log that is already there, so an upgraded database verifies at once.
     assert_eq!(
         b.migrate_down(10).await.unwrap(),
-        vec![24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
+        vec![25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
     );
     assert_eq!(
         b.migrate_up(None).await.unwrap(),
-        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]
+        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
     );
     let v = verify(&store).await;
     assert!(v.is_intact(), "{v:?}");
