@@ -369,7 +369,9 @@ pub(crate) async fn repair(
             )
             .await?
         }
-        FindingKind::Orphan | FindingKind::InvalidIndex => return Ok(Repaired::Native),
+        FindingKind::Orphan | FindingKind::InvalidIndex | FindingKind::SearchDrift => {
+            return Ok(Repaired::Native)
+        }
         // Leases go through the engine's reaper (see `admin::check`); damaged pages
         // need an operator; the audit log is evidence, never rewritten; a
         // credential's new secret must come from its owner.

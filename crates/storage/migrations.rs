@@ -66,7 +66,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(22, "0022", "lean_indexes"),
     migration!(23, "0023", "stats_per_statement"),
     migration!(24, "0024", "lighter_writes"),
-    migration!(25, "0025", "task_search"),
+    migration!(25, "0025", "task_updates"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -205,9 +205,26 @@ async fn check_finds_and_fixes_planted_corruption(store: Store) {
         .await;
     }
 
+    // The search loses a task, as when a raw writer switches its triggers off.
+    if store.kind() == BackendKind::Sqlite {
+        execute(
+            &store,
+            "INSERT INTO tasks_fts (tasks_fts, rowid, title, description)
+             SELECT 'delete', rowid, title, description FROM tasks ORDER BY rowid LIMIT 1",
+        )
+        .await;
+    } else {
+        execute(
+            &store,
+            "DELETE FROM task_search WHERE task_id = (SELECT id FROM tasks ORDER BY id LIMIT 1)",
+        )
+        .await;
+    }
+
     let found = admin::check(store.backend(), false).await.unwrap();
     let got = kinds(&found.findings);
     for k in [
+        FindingKind::SearchDrift,
         FindingKind::LostPromotion,
         FindingKind::ExpiredLease,
         FindingKind::TerminalRunOpenTasks,
@@ -342,6 +359,7 @@ async fn cleanup_deletes_only_old_finished_runs(store: Store) {
     let k = kinds(&after.remaining);
     assert!(!k.contains(&FindingKind::WorkflowStatsDrift), "{after:#?}");
     assert!(!k.contains(&FindingKind::Orphan), "{after:#?}");
+    assert!(!k.contains(&FindingKind::SearchDrift), "{after:#?}");
 
     // A second pass (as the policy would run it) finds nothing more.
     let policy = RetentionPolicy {

@@ -36,6 +36,9 @@ pub enum FindingKind {
     WorkflowStatsDrift,
     /// `metric_rollups` disagrees with a recount of `workflow_metrics`.
     MetricRollupDrift,
+    /// The full-text search disagrees with the tasks: a task missing from it or
+    /// found by words it no longer has, or an entry left by a deleted task.
+    SearchDrift,
     /// A session past its expiry that is still stored.
     ExpiredSession,
     /// An account lock whose time has passed.
@@ -65,7 +68,7 @@ pub const CREDENTIAL_EXPIRY_NOTICE_DAYS: u32 = 7;
 impl FindingKind {
     /// The order repairs run in: leases first (reaping changes task states), then the
     /// rows that others depend on, counters last (they recount what the rest left).
-    pub const REPAIR_ORDER: [FindingKind; 17] = [
+    pub const REPAIR_ORDER: [FindingKind; 18] = [
         FindingKind::ExpiredLease,
         FindingKind::Orphan,
         FindingKind::CrossRunDependency,
@@ -78,6 +81,7 @@ impl FindingKind {
         FindingKind::Corruption,
         FindingKind::WorkflowStatsDrift,
         FindingKind::MetricRollupDrift,
+        FindingKind::SearchDrift,
         FindingKind::BrokenAuditChain,
         FindingKind::ExpiredCredential,
         FindingKind::ExpiringCredential,
@@ -96,6 +100,7 @@ impl FindingKind {
             FindingKind::LostPromotion => "lost_promotion",
             FindingKind::WorkflowStatsDrift => "workflow_stats_drift",
             FindingKind::MetricRollupDrift => "metric_rollup_drift",
+            FindingKind::SearchDrift => "search_drift",
             FindingKind::ExpiredSession => "expired_session",
             FindingKind::StaleLock => "stale_lock",
             FindingKind::Corruption => "corruption",

@@ -141,6 +141,39 @@ impl AdminBackend for SqliteBackend {
             });
         }
         findings.extend(check::find(&mut conn, &now).await?);
+        // The search index (FTS5 over the tasks' titles and descriptions) against
+        // the tasks themselves: the check reports a missing or stale entry as
+        // corruption of the index. It is written as an INSERT, so it takes the
+        // writer's place; any other error is an error, not a finding.
+        // A database not yet migrated has no index to check.
+        let indexed: bool =
+            sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'tasks_fts'")
+                .fetch_one(&mut *conn)
+                .await?;
+        let checked = match indexed {
+            true => {
+                let _writer = self.writer.clone().lock_owned().await;
+                sqlx::query("INSERT INTO tasks_fts (tasks_fts, rank) VALUES ('integrity-check', 1)")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            }
+            false => Ok(()),
+        };
+        if let Err(e) = checked {
+            // SQLITE_CORRUPT and SQLITE_CORRUPT_VTAB.
+            let code = e.as_database_error().and_then(|d| d.code());
+            if !matches!(code.as_deref(), Some("11" | "267")) {
+                return Err(e.into());
+            }
+            findings.push(Finding {
+                kind: FindingKind::SearchDrift,
+                table: "tasks_fts".into(),
+                count: 1,
+                examples: vec![e.to_string()],
+                detail: "the full-text index does not match the tasks".into(),
+            });
+        }
         Ok((findings, Vec::new()))
     }
 
@@ -152,6 +185,14 @@ impl AdminBackend for SqliteBackend {
             Repaired::Unsafe => return Ok(None),
             Repaired::Native => match kind {
                 FindingKind::Orphan => repair_orphans(c).await?,
+                FindingKind::SearchDrift => {
+                    sqlx::query("INSERT INTO tasks_fts (tasks_fts) VALUES ('rebuild')")
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tasks")
+                        .fetch_one(&mut *c)
+                        .await? as u64
+                }
                 // Index states have no safe repair here.
                 _ => return Ok(None),
             },

@@ -1,3 +1,5 @@
+DROP INDEX tasks_run_id_step_key_key;
+ALTER TABLE tasks ADD CONSTRAINT tasks_run_id_step_key_key UNIQUE (run_id, step_key);
 DROP TRIGGER trg_task_search_truncate ON tasks;
 DROP TRIGGER trg_task_search_delete ON tasks;
 DROP TRIGGER trg_task_search_update ON tasks;

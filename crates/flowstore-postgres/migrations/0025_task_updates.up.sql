@@ -65,3 +65,10 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER trg_task_search_truncate AFTER TRUNCATE ON tasks
     FOR EACH STATEMENT EXECUTE FUNCTION flowstore_task_search_emptied();
+
+-- A task without a run has no step key either, yet every update of it wrote a
+-- (NULL, NULL) entry into the unique index of a run's step keys. NULLs never
+-- conflict, so leaving those tasks out keeps the same uniqueness.
+ALTER TABLE tasks DROP CONSTRAINT tasks_run_id_step_key_key;
+CREATE UNIQUE INDEX tasks_run_id_step_key_key ON tasks (run_id, step_key)
+    WHERE run_id IS NOT NULL;
