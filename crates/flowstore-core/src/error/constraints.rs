@@ -489,30 +489,24 @@ mod tests {
                                 self.element(&table, column, &mut checks, &place)
                             }
                             ("add", _) => self.element(&table, &action[1..], &mut checks, &place),
-                            ("drop", "constraint") => {
+                            ("drop", what @ ("constraint" | "column")) => {
                                 let name = action
                                     .iter()
                                     .skip(2)
                                     .find(|t| !t.is("if") && !t.is("exists"));
-                                if let Some(name) = name {
-                                    self.constraints.remove(name.word());
+                                let Some(name) = name.map(Token::word) else {
+                                    continue;
+                                };
+                                if what == "constraint" {
+                                    self.constraints.remove(name);
+                                    continue;
                                 }
-                            }
-                            ("drop", "column") => {
-                                let name = action
-                                    .iter()
-                                    .skip(2)
-                                    .find(|t| !t.is("if") && !t.is("exists"));
-                                if let Some(name) = name {
-                                    // PostgreSQL drops the constraints on the column.
-                                    let column = name.word();
-                                    self.constraints.retain(|_, c| {
-                                        c.table != table
-                                            || !c.field.split(", ").any(|f| f == column)
-                                    });
-                                    if let Some(columns) = self.columns.get_mut(&table) {
-                                        columns.retain(|c| c != column);
-                                    }
+                                // PostgreSQL drops the constraints on the column.
+                                self.constraints.retain(|_, c| {
+                                    c.table != table || !c.field.split(", ").any(|f| f == name)
+                                });
+                                if let Some(columns) = self.columns.get_mut(&table) {
+                                    columns.retain(|c| c != name);
                                 }
                             }
                             ("alter", "column") => {}
