@@ -140,14 +140,17 @@ impl AdminBackend for PostgresBackend {
             Repaired::Native => match kind {
                 FindingKind::Orphan => repair_orphans(c, &now).await?,
                 FindingKind::SearchDrift => {
-                    check::exec(c, "DELETE FROM task_search", &now).await?;
-                    check::exec(
+                    // Rebuilt whole: the rows written, or the stale ones removed
+                    // when no task is left.
+                    let removed = check::exec(c, "DELETE FROM task_search", &now).await?;
+                    let written = check::exec(
                         c,
                         "INSERT INTO task_search (task_id, search_vector)
                          SELECT id, flowstore_task_words(title, description) FROM tasks",
                         &now,
                     )
-                    .await?
+                    .await?;
+                    written.max(removed)
                 }
                 FindingKind::InvalidIndex => {
                     let names: Vec<String> = sqlx::query_scalar(

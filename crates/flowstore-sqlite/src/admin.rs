@@ -26,6 +26,44 @@ impl SqliteBackend {
 
 type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
 
+impl SqliteBackend {
+    /// The search index (FTS5 over the tasks' titles and descriptions) against the
+    /// tasks themselves: FTS5's integrity check reports a missing or stale entry as
+    /// corruption of the index, any other error is an error. The check is written
+    /// as an INSERT, so it takes the writer's place (before a connection, as every
+    /// writer does). A database not yet migrated has no index to check.
+    async fn search_drift(&self) -> StoreResult<Option<Finding>> {
+        let _writer = self.writer.clone().lock_owned().await;
+        let mut conn = self.pool().acquire().await?;
+        let indexed: bool =
+            sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'tasks_fts'")
+                .fetch_one(&mut *conn)
+                .await?;
+        if !indexed {
+            return Ok(None);
+        }
+        let Err(e) =
+            sqlx::query("INSERT INTO tasks_fts (tasks_fts, rank) VALUES ('integrity-check', 1)")
+                .execute(&mut *conn)
+                .await
+        else {
+            return Ok(None);
+        };
+        // SQLITE_CORRUPT and SQLITE_CORRUPT_VTAB.
+        let code = e.as_database_error().and_then(|d| d.code());
+        if !matches!(code.as_deref(), Some("11" | "267")) {
+            return Err(e.into());
+        }
+        Ok(Some(Finding {
+            kind: FindingKind::SearchDrift,
+            table: "tasks_fts".into(),
+            count: 1,
+            examples: vec![e.to_string()],
+            detail: "the full-text index does not match the tasks".into(),
+        }))
+    }
+}
+
 async fn repair_orphans(conn: &mut SqliteConnection) -> StoreResult<u64> {
     let rows: Vec<FkViolation> = sqlx::query_as("PRAGMA foreign_key_check")
         .fetch_all(&mut *conn)
@@ -141,39 +179,8 @@ impl AdminBackend for SqliteBackend {
             });
         }
         findings.extend(check::find(&mut conn, &now).await?);
-        // The search index (FTS5 over the tasks' titles and descriptions) against
-        // the tasks themselves: the check reports a missing or stale entry as
-        // corruption of the index. It is written as an INSERT, so it takes the
-        // writer's place; any other error is an error, not a finding.
-        // A database not yet migrated has no index to check.
-        let indexed: bool =
-            sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'tasks_fts'")
-                .fetch_one(&mut *conn)
-                .await?;
-        let checked = match indexed {
-            true => {
-                let _writer = self.writer.clone().lock_owned().await;
-                sqlx::query("INSERT INTO tasks_fts (tasks_fts, rank) VALUES ('integrity-check', 1)")
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            }
-            false => Ok(()),
-        };
-        if let Err(e) = checked {
-            // SQLITE_CORRUPT and SQLITE_CORRUPT_VTAB.
-            let code = e.as_database_error().and_then(|d| d.code());
-            if !matches!(code.as_deref(), Some("11" | "267")) {
-                return Err(e.into());
-            }
-            findings.push(Finding {
-                kind: FindingKind::SearchDrift,
-                table: "tasks_fts".into(),
-                count: 1,
-                examples: vec![e.to_string()],
-                detail: "the full-text index does not match the tasks".into(),
-            });
-        }
+        drop(conn);
+        findings.extend(self.search_drift().await?);
         Ok((findings, Vec::new()))
     }
 

@@ -437,17 +437,23 @@ async fn concurrent_queues_and_links_keep_one_chain(store: Store) {
         .all(|(_, j)| !j.ends_with('4') && !j.ends_with('9')));
 }
 
-/// More entries than one round of linking takes and one statement inserts, queued
-/// one by one and many at a time.
-async fn a_long_queue_is_linked_in_order(store: Store) {
-    let n = flowstore::model::audit::LINK_BATCH as usize + 77;
+/// Queues the entries of `n` run starts (entities "0" to "n - 1") one by one, in one
+/// transaction.
+async fn queue_starts(store: &Store, n: usize) {
     let mut tx = store.begin().await.unwrap();
-    for i in 0..500 {
+    for i in 0..n {
         tx.queue_audit(entry("u", "run.start", "run", &i.to_string()))
             .await
             .unwrap();
     }
     tx.commit().await.unwrap();
+}
+
+/// More entries than one round of linking takes and one statement inserts, queued
+/// one by one and many at a time.
+async fn a_long_queue_is_linked_in_order(store: Store) {
+    let n = flowstore::model::audit::LINK_BATCH as usize + 77;
+    queue_starts(&store, 500).await;
     // Many at once: refused whole when one entry is bad, naming it.
     let mut tx = store.begin().await.unwrap();
     let bad = vec![
@@ -488,13 +494,7 @@ async fn a_long_queue_is_linked_in_order(store: Store) {
 /// in the order they were queued.
 async fn a_failed_link_leaves_every_entry_queued(store: Store) {
     append(&store, entry("u", "a.first", "a", "first")).await;
-    let mut tx = store.begin().await.unwrap();
-    for i in 0..100 {
-        tx.queue_audit(entry("u", "run.start", "run", &i.to_string()))
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    queue_starts(&store, 100).await;
 
     // The head's key is not configured: linking and appending refuse, naming it.
     execute(&store, "UPDATE audit_head SET key_id = 'retired' || key_id").await;
