@@ -30,11 +30,12 @@ impl SqliteBackend {
     /// The search index (FTS5 over the tasks' titles and descriptions) against the
     /// tasks themselves: FTS5's integrity check reports a missing or stale entry as
     /// corruption of the index, any other error is an error. The check is written
-    /// as an INSERT, so it takes the writer's place (before a connection, as every
-    /// writer does). A database not yet migrated has no index to check.
-    async fn search_drift(&self) -> StoreResult<Option<Finding>> {
+    /// as an INSERT, so it takes the writer's place; it runs on the connection the
+    /// rest of the check used (on another one, a later check's `PRAGMA
+    /// integrity_check` after a rebuild reported the index malformed). A database
+    /// not yet migrated has no index to check.
+    async fn search_drift(&self, conn: &mut SqliteConnection) -> StoreResult<Option<Finding>> {
         let _writer = self.writer.clone().lock_owned().await;
-        let mut conn = self.pool().acquire().await?;
         let indexed: bool =
             sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'tasks_fts'")
                 .fetch_one(&mut *conn)
@@ -179,8 +180,7 @@ impl AdminBackend for SqliteBackend {
             });
         }
         findings.extend(check::find(&mut conn, &now).await?);
-        drop(conn);
-        findings.extend(self.search_drift().await?);
+        findings.extend(self.search_drift(&mut conn).await?);
         Ok((findings, Vec::new()))
     }
 
