@@ -34,6 +34,17 @@ async fn app(b: Arc<dyn Backend>) -> TestApp {
     // As `serve` does: the server hears the database's change feed and announces its
     // own changes on it, which it must not then hear as work to look for.
     c.state.listen_for_changes();
+    // A feed that listens on a connection of its own (PostgreSQL's) wakes every
+    // waiting claim once when it starts listening, since what changed before is
+    // unknown to it: the claims below start waiting after that. SQLite's feed is the
+    // process's own, ready at once, and never reports being live (other processes'
+    // writes are found by polling), so there the wait ends at its bound.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while !c.state.feed_live() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     for h in ["a", "b"] {
         let body = json!({"handler_type": h, "handler_name": h});
         c.admin().create_handler(body).await.want(201);
