@@ -6,9 +6,9 @@
 //! index, the task table's leaves) are the same ones for every transition. Here the
 //! transitions submitted through [`Backend::claim_now`] and its siblings go to one
 //! task that takes every transition queued by the time the writer is free, runs them
-//! in one transaction, in as few statements as their kinds allow (see
-//! [`run_together`]), and commits once: a transition's error undoes its own writes
-//! only, and none is answered before the commit that makes it durable.
+//! in one transaction, in as few statements as their kinds allow (see [`Plan`]),
+//! and commits once: a transition's error undoes its own writes only, and none is
+//! answered before the commit that makes it durable.
 //!
 //! [`Backend::claim_now`]: flowstore_core::Backend::claim_now
 
@@ -112,6 +112,7 @@ impl GroupWriter {
 }
 
 async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let access = Arc::new(access);
     while let Some(first) = queue.recv().await {
         // Take the writer first: transitions that arrive while it is busy join this
         // group instead of waiting for one more commit.
@@ -128,7 +129,7 @@ async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
             // group's callers would get an error (their replies dropped, the
             // transaction rolled back) and the writer would go on with the next.
             Ok(tx) => {
-                let _ = tokio::spawn(run_group(tx, jobs)).await;
+                let _ = tokio::spawn(run_group(access.clone(), tx, jobs)).await;
             }
             Err(e) => answer_all(jobs, e),
         }
@@ -136,7 +137,15 @@ async fn run(access: WriteAccess, mut queue: mpsc::UnboundedReceiver<Job>) {
 }
 
 /// Runs `jobs` in `tx` and commits once, then answers each.
-async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
+///
+/// A group runs first without savepoints ([`Plan::run_at_once`]): each kind's batch
+/// answers every item for itself and writes nothing for one it refuses, so a
+/// savepoint matters only when a statement fails as a whole, which is rare. Should
+/// one fail, the group's transaction is rolled back (none of it was answered) and
+/// the group runs again in a new one with savepoints ([`Plan::run_carefully`]).
+/// Each savepoint and its release were a call to the driver's connection thread, a
+/// third of a group's calls.
+async fn run_group(access: Arc<WriteAccess>, mut tx: SqliteTx, mut jobs: Vec<Job>) {
     if jobs.len() == 1 {
         // Alone: no savepoint needed, an error rolls the transaction back.
         let job = jobs.remove(0);
@@ -153,11 +162,22 @@ async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
         return;
     }
     let (ops, replies): (Vec<Op>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.reply)).unzip();
-    let outcome = match run_together(&mut tx, ops).await {
+    let plan = Plan::new(ops);
+    let outcome = match plan.run_at_once(&mut tx).await {
         Ok(results) => tx.commit_inner().await.map(|()| results),
         Err(e) => {
+            tracing::debug!(error = %e, "a group's statement failed; its transitions run again, each kind in a savepoint");
             tx.rollback_inner().await;
-            Err(e)
+            match access.begin_immediate().await {
+                Ok(mut tx) => match plan.run_carefully(&mut tx).await {
+                    Ok(results) => tx.commit_inner().await.map(|()| results),
+                    Err(e) => {
+                        tx.rollback_inner().await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
+            }
         }
     };
     match outcome {
@@ -177,81 +197,151 @@ async fn run_group(mut tx: SqliteTx, mut jobs: Vec<Job>) {
     }
 }
 
-/// Runs a group's transitions in as few statements as their kinds allow, one result
-/// per transition in the order given; `Err` when the transaction itself failed.
-///
-/// Each transition's own error must undo only its own writes. Completions of one
-/// attempt each go as one batch (the engine's `complete_many`, which answers each
-/// item for itself and writes nothing for an item it refuses), and so do heartbeats
-/// (`heartbeat_many`). Claims run
-/// together inside one savepoint (those asking for the same handler types under the
-/// same key and lease as one statement) and, should a statement fail, that savepoint
-/// is rolled back and they run again each in a savepoint of its own: claims rarely
-/// fail, and their own statements and savepoints were most of a group's calls to the
-/// driver. Batch completions and failures keep a savepoint each.
-async fn run_together(tx: &mut SqliteTx, ops: Vec<Op>) -> StoreResult<Vec<StoreResult<Done>>> {
-    let mut results: Vec<Option<StoreResult<Done>>> = ops.iter().map(|_| None).collect();
-    let mut claims = Vec::new();
-    let (mut completions, mut items) = (Vec::new(), Vec::new());
-    let (mut heartbeats, mut leases) = (Vec::new(), Vec::new());
-    let mut others = Vec::new();
-    for (i, op) in ops.into_iter().enumerate() {
-        match op {
-            Op::Claim(request) => claims.push((i, request)),
-            Op::Complete(item) => {
-                completions.push(i);
-                items.push(item);
-            }
-            Op::Heartbeat(attempt, lease) => {
-                heartbeats.push(i);
-                leases.push((attempt, lease));
-            }
-            op => others.push((i, op)),
-        }
-    }
-    let each = |k| Step::Complete(&items[k]);
-    together(
-        tx,
-        &completions,
-        Step::CompleteMany(&items),
-        each,
-        &mut results,
-    )
-    .await?;
-    let each = |k: usize| Step::Heartbeat(leases[k].0, leases[k].1);
-    together(
-        tx,
-        &heartbeats,
-        Step::Heartbeats(&leases),
-        each,
-        &mut results,
-    )
-    .await?;
-    if !claims.is_empty() {
-        tx.execute_plain("SAVEPOINT flowstore_claims").await?;
-        match claim_together(tx, &claims).await {
-            Ok(answers) => {
-                tx.execute_plain("RELEASE flowstore_claims").await?;
-                for ((i, _), answer) in claims.iter().zip(answers) {
-                    results[*i] = Some(answer.map(Done::Claimed));
+/// A group's transitions sorted by kind, each kept at its place in the group, so
+/// that the group can run twice: at once, and carefully should that fail.
+struct Plan {
+    len: usize,
+    claims: Vec<(usize, ClaimRequest)>,
+    /// Places of the single completions, and their items in the same order.
+    completions: Vec<usize>,
+    items: Vec<(AttemptRef, Value)>,
+    /// Places of the heartbeats, and their leases in the same order.
+    heartbeats: Vec<usize>,
+    leases: Vec<(AttemptRef, Duration)>,
+    /// Batch completions and failures, run one by one.
+    others: Vec<(usize, Op)>,
+}
+
+/// Each transition's answer by place in the group, once it has one.
+type Answers = Vec<Option<StoreResult<Done>>>;
+
+impl Plan {
+    fn new(ops: Vec<Op>) -> Plan {
+        let mut plan = Plan {
+            len: ops.len(),
+            claims: Vec::new(),
+            completions: Vec::new(),
+            items: Vec::new(),
+            heartbeats: Vec::new(),
+            leases: Vec::new(),
+            others: Vec::new(),
+        };
+        for (i, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Claim(request) => plan.claims.push((i, request)),
+                Op::Complete(item) => {
+                    plan.completions.push(i);
+                    plan.items.push(item);
                 }
-            }
-            Err(_) => {
-                tx.execute_plain("ROLLBACK TO flowstore_claims").await?;
-                tx.execute_plain("RELEASE flowstore_claims").await?;
-                for (i, request) in &claims {
-                    results[*i] = Some(in_savepoint(tx, Step::Claim(request)).await?);
+                Op::Heartbeat(attempt, lease) => {
+                    plan.heartbeats.push(i);
+                    plan.leases.push((attempt, lease));
                 }
+                op => plan.others.push((i, op)),
             }
         }
+        plan
     }
-    for (i, op) in others {
-        results[i] = Some(in_savepoint(tx, op.step()).await?);
+
+    fn answers(&self) -> Answers {
+        (0..self.len).map(|_| None).collect()
     }
-    Ok(results
+
+    /// Runs the group with no savepoint: the completions as one batch, the heartbeats
+    /// as one, the claims together, then the others. `Err` as soon as any statement
+    /// fails, leaving the transaction for the caller to roll back whole.
+    async fn run_at_once(&self, tx: &mut SqliteTx) -> StoreResult<Vec<StoreResult<Done>>> {
+        let mut answers = self.answers();
+        if !self.items.is_empty() {
+            let done = Done::CompletedMany(complete_many(tx, &self.items).await?);
+            place(&mut answers, &self.completions, done);
+        }
+        if !self.leases.is_empty() {
+            let done = Done::Heartbeats(heartbeat_many(tx, &self.leases).await?);
+            place(&mut answers, &self.heartbeats, done);
+        }
+        if !self.claims.is_empty() {
+            for ((i, _), answer) in self
+                .claims
+                .iter()
+                .zip(claim_together(tx, &self.claims).await?)
+            {
+                answers[*i] = Some(answer.map(Done::Claimed));
+            }
+        }
+        for (i, op) in &self.others {
+            answers[*i] = Some(Ok(apply(tx, op.step()).await?));
+        }
+        Ok(finish(answers))
+    }
+
+    /// Runs the group in as few statements as its kinds allow, each transition's own
+    /// error undoing only its own writes; `Err` when the transaction itself failed.
+    ///
+    /// The completions go as one batch (the engine's `complete_many`) and so do the
+    /// heartbeats (`heartbeat_many`), each in a savepoint, and should a batch fail
+    /// as a whole, each of its items runs alone in a savepoint of its own for its own
+    /// answer. Claims run together inside one savepoint (those asking for the same
+    /// handler types under the same key and lease as one statement) and, should a
+    /// statement fail, that savepoint is rolled back and they run again each in a
+    /// savepoint of its own. Batch completions and failures keep a savepoint each.
+    async fn run_carefully(&self, tx: &mut SqliteTx) -> StoreResult<Vec<StoreResult<Done>>> {
+        let mut answers = self.answers();
+        let each = |k| Step::Complete(&self.items[k]);
+        together(
+            tx,
+            &self.completions,
+            Step::CompleteMany(&self.items),
+            each,
+            &mut answers,
+        )
+        .await?;
+        let each = |k: usize| Step::Heartbeat(self.leases[k].0, self.leases[k].1);
+        together(
+            tx,
+            &self.heartbeats,
+            Step::Heartbeats(&self.leases),
+            each,
+            &mut answers,
+        )
+        .await?;
+        if !self.claims.is_empty() {
+            tx.execute_plain("SAVEPOINT flowstore_claims").await?;
+            match claim_together(tx, &self.claims).await {
+                Ok(claimed) => {
+                    tx.execute_plain("RELEASE flowstore_claims").await?;
+                    for ((i, _), answer) in self.claims.iter().zip(claimed) {
+                        answers[*i] = Some(answer.map(Done::Claimed));
+                    }
+                }
+                Err(_) => {
+                    tx.execute_plain("ROLLBACK TO flowstore_claims").await?;
+                    tx.execute_plain("RELEASE flowstore_claims").await?;
+                    for (i, request) in &self.claims {
+                        answers[*i] = Some(in_savepoint(tx, Step::Claim(request)).await?);
+                    }
+                }
+            }
+        }
+        for (i, op) in &self.others {
+            answers[*i] = Some(in_savepoint(tx, op.step()).await?);
+        }
+        Ok(finish(answers))
+    }
+}
+
+/// Gives each item of a batch's answer (`done`) to the transition at its place.
+fn place(answers: &mut Answers, positions: &[usize], done: Done) {
+    for (&i, answer) in positions.iter().zip(done.each()) {
+        answers[i] = Some(answer);
+    }
+}
+
+fn finish(answers: Answers) -> Vec<StoreResult<Done>> {
+    answers
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("a transition was not run"))))
-        .collect())
+        .collect()
 }
 
 /// Runs the transitions of one kind at `positions` (of the group) as one batch in a
@@ -263,17 +353,13 @@ async fn together<'s>(
     positions: &[usize],
     batch: Step<'s>,
     each: impl Fn(usize) -> Step<'s>,
-    results: &mut [Option<StoreResult<Done>>],
+    results: &mut Answers,
 ) -> StoreResult<()> {
     if positions.len() == 1 {
         results[positions[0]] = Some(in_savepoint(tx, each(0)).await?);
     } else if positions.len() > 1 {
         match in_savepoint(tx, batch).await? {
-            Ok(done) => {
-                for (&i, result) in positions.iter().zip(done.each()) {
-                    results[i] = Some(result);
-                }
-            }
+            Ok(done) => place(results, positions, done),
             Err(_) => {
                 for (k, &i) in positions.iter().enumerate() {
                     results[i] = Some(in_savepoint(tx, each(k)).await?);

@@ -708,7 +708,7 @@ pub(crate) async fn run(
         }
     }
     report.notes.push(format!(
-        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, transitions queued while the writer is busy share one commit, each in its own savepoint); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch); +heartbeat (B=1 only): each task's lease extended once (heartbeat_now, 10 minutes) before its completion, both in the cmpl latencies",
+        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, transitions queued while the writer is busy share one commit, each kind as one batch, with savepoints only after a statement failed); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch); +heartbeat (B=1 only): each task's lease extended once (heartbeat_now, 10 minutes) before its completion, both in the cmpl latencies",
         n,
         setup.as_secs_f64()
     ));

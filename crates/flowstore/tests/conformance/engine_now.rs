@@ -78,7 +78,7 @@ async fn status(store: &Store, id: TaskId) -> TaskStatus {
 /// SQLite: one group in one transaction; on PostgreSQL: the single completions
 /// waiting while the groups running are held share one statement and one commit)
 /// each get their own answer: a refused one (a stale attempt, an unknown task, a
-/// conflicting repeat) undoes nothing of the others, a task completed twice at once
+/// conflicting repeat, an empty batch) undoes nothing of the others, a task completed twice at once
 /// with one output is answered twice as done, every accepted one is durable once
 /// answered, and each task keeps its own output.
 async fn queued_transitions_answer_each_on_its_own(store: Store) {
@@ -146,6 +146,9 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
     for (i, c) in claimed.iter().enumerate().skip(7) {
         jobs.push((i, vec![(attempt(c), json!({"n": i}))]));
     }
+    // 99: an empty batch, refused as a whole (on SQLite its group, tried first
+    // without savepoints, runs again with them; the others must not notice).
+    jobs.push((99, Vec::new()));
     for (i, items) in jobs {
         let backend = backend.clone();
         handles.push(tokio::spawn(async move {
@@ -197,6 +200,10 @@ async fn queued_transitions_answer_each_on_its_own(store: Store) {
                     results[1]
                 );
             }
+            99 => assert!(
+                matches!(&answer, Err(StoreError::Invalid { field, .. }) if field == "items"),
+                "an empty batch is refused: {answer:?}"
+            ),
             _ => unreachable!(),
         }
     }
