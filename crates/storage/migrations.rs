@@ -67,6 +67,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(23, "0023", "stats_per_statement"),
     migration!(24, "0024", "lighter_writes"),
     migration!(25, "0025", "task_updates"),
+    migration!(26, "0026", "event_numbers"),
 ];
 
 /// The migration that adds the audit log's signed head.

@@ -27,6 +27,7 @@ mod binary {
 conformance!(
     check_finds_and_fixes_planted_corruption,
     cleanup_deletes_only_old_finished_runs,
+    cleanup_deletes_old_events_by_number,
     stats_and_vacuum_report_sane_numbers,
     check_reports_expired_and_expiring_credentials,
     check_reports_migration_drift_and_keys_are_never_null,
@@ -372,6 +373,67 @@ async fn cleanup_deletes_only_old_finished_runs(store: Store) {
     assert!(again.deleted.is_empty(), "{again:?}");
     let text = serde_json::to_value(&policy).unwrap();
     assert_eq!(text, json!({"older_than": "1d", "interval": "1h"}));
+}
+
+/// Events without a run are deleted by number from the oldest, up to the first one
+/// not older than the cutoff, and only once numbered: an older event numbered after
+/// a newer one waits for a later pass, and an unnumbered one (no reader has seen it)
+/// stays whatever its age.
+async fn cleanup_deletes_old_events_by_number(store: Store) {
+    const LATER: &str = "'2999-01-01T00:00:00.000000Z'";
+    for (seq, at) in [(1, PAST), (2, PAST), (3, LATER), (4, PAST)] {
+        execute(
+            &store,
+            &format!(
+                "INSERT INTO events (seq, event_type, payload, created_at)
+                 VALUES ({seq}, 'test.numbered', '{{}}', {at})"
+            ),
+        )
+        .await;
+    }
+    execute(
+        &store,
+        &format!(
+            "INSERT INTO events (event_type, payload, created_at)
+             VALUES ('test.unnumbered', '{{}}', {PAST})"
+        ),
+    )
+    .await;
+
+    let day = Duration::from_secs(86_400);
+    let dry = admin::cleanup(store.backend(), day, 1, true, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(dry.deleted.get("events"), Some(&2), "{dry:?}");
+    let report = admin::cleanup(store.backend(), day, 1, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, dry.deleted, "deleted what the dry run said");
+    let mut tx = store.begin_read().await.unwrap();
+    let left: Vec<i64> = tx
+        .events_after(0, &Default::default(), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    drop(tx);
+    assert_eq!(left, [3, 4], "the two oldest went, the one behind a newer stays");
+    let again = admin::cleanup(store.backend(), day, 1, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        again.deleted.get("events").copied().unwrap_or(0),
+        0,
+        "{again:?}"
+    );
+
+    // Once the newer event is old too, the next pass takes both.
+    execute(&store, &format!("UPDATE events SET created_at = {PAST} WHERE seq = 3")).await;
+    let last = admin::cleanup(store.backend(), day, 1, false, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(last.deleted.get("events"), Some(&2), "{last:?}");
 }
 
 async fn stats_and_vacuum_report_sane_numbers(store: Store) {

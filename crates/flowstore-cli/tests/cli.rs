@@ -33,7 +33,7 @@ fn migrate_round_trip(url: &str) {
     let down = flowstore(url, &["migrate", "down", "--to", "2"]);
     assert!(
         stdout(&down).contains(
-            "reverted 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"
+            "reverted 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3"
         ),
         "{}",
         stdout(&down)
@@ -222,7 +222,7 @@ fn operator_round_trip(url: &str) {
     );
     assert!(
         stdout(&down)
-            .contains("reverted 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11"),
+            .contains("reverted 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11"),
         "{}",
         stdout(&down)
     );

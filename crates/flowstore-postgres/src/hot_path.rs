@@ -315,15 +315,17 @@ impl HotPath for PostgresTx {
             return Ok(0);
         }
         // One statement, one snapshot: only committed events are numbered, after the
-        // highest number already given, in insertion order. Numbering anything tells
-        // every server's streams, once (a notification per row would cost a trigger
-        // call each).
+        // highest number already given, in insertion order. The rows are updated by
+        // the place they were read at (events have no key but their number; nobody
+        // else updates an unnumbered event, and the lock keeps other sequencers
+        // out). Numbering anything tells every server's streams, once (a
+        // notification per row would cost a trigger call each).
         let done: i64 = sqlx::query_scalar(
             "WITH base AS (SELECT coalesce(max(seq), 0) AS m FROM events),
-                  todo AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM events
+                  todo AS (SELECT ctid AS at, row_number() OVER (ORDER BY id) AS rn FROM events
                             WHERE seq IS NULL ORDER BY id LIMIT 10000),
                   done AS (UPDATE events e SET seq = base.m + todo.rn FROM base, todo
-                            WHERE e.id = todo.id RETURNING 1)
+                            WHERE e.ctid = todo.at RETURNING 1)
              SELECT c.n FROM (SELECT count(*) AS n FROM done) c
                LEFT JOIN LATERAL (SELECT pg_notify('flowstore_events', '') WHERE c.n > 0) told
                  ON true",

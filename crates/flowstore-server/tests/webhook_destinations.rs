@@ -390,7 +390,7 @@ async fn answers_kept_before_are_dropped(b: Arc<dyn Backend>) {
     assert_eq!(listed().await[0].response_body.as_deref(), Some(ANSWER));
     assert_eq!(
         b.migrate_up(None).await.unwrap(),
-        [12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
+        [12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26]
     );
     let d = &listed().await[0];
     assert_eq!(

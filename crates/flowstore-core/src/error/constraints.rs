@@ -75,7 +75,6 @@ const CONSTRAINTS: &[(&str, &str)] = &[
     ("credentials_type_check", "type"),
     // events
     ("events_event_type_check", "event_type"),
-    ("events_pkey", "id"),
     ("events_seq_check", "seq"),
     ("events_seq_key", "seq"),
     // handler_registry

@@ -747,7 +747,7 @@ async fn the_head_migration_signs_an_existing_log(store: Store) {
     );
     assert_eq!(
         b.migrate_up(None).await.unwrap(),
-        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
+        vec![11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26]
     );
     let v = verify(&store).await;
     assert!(v.is_intact(), "{v:?}");
