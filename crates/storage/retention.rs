@@ -108,10 +108,7 @@ async fn step(
         ]
     } else {
         vec![
-            (
-                "webhook_deliveries",
-                format!("event_seq IN ({events})"),
-            ),
+            ("webhook_deliveries", format!("event_seq IN ({events})")),
             ("events", format!("seq IN ({events})")),
             (
                 "logs",

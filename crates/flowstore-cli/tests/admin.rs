@@ -418,7 +418,11 @@ async fn cleanup_deletes_old_events_by_number(store: Store) {
         .map(|e| e.seq)
         .collect();
     drop(tx);
-    assert_eq!(left, [3, 4], "the two oldest went, the one behind a newer stays");
+    assert_eq!(
+        left,
+        [3, 4],
+        "the two oldest went, the one behind a newer stays"
+    );
     let again = admin::cleanup(store.backend(), day, 1, false, &|_| {})
         .await
         .unwrap();
@@ -429,7 +433,11 @@ async fn cleanup_deletes_old_events_by_number(store: Store) {
     );
 
     // Once the newer event is old too, the next pass takes both.
-    execute(&store, &format!("UPDATE events SET created_at = {PAST} WHERE seq = 3")).await;
+    execute(
+        &store,
+        &format!("UPDATE events SET created_at = {PAST} WHERE seq = 3"),
+    )
+    .await;
     let last = admin::cleanup(store.backend(), day, 1, false, &|_| {})
         .await
         .unwrap();
