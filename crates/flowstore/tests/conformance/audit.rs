@@ -743,7 +743,7 @@ async fn the_head_migration_signs_an_existing_log(store: Store) {
     // log that is already there, so an upgraded database verifies at once.
     assert_eq!(
         b.migrate_down(10).await.unwrap(),
-        vec![25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
+        vec![26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11]
     );
     assert_eq!(
         b.migrate_up(None).await.unwrap(),
