@@ -24,6 +24,13 @@ mod binary {
     per_database!(commands_through_the_binary);
 }
 
+/// Checks beside writers on a pool of one connection.
+mod tiny_pool {
+    use super::check_beside_writers_on_a_pool_of_one;
+
+    flowstore_testkit::__per_backend!(pooled; db => &db; check_beside_writers_on_a_pool_of_one);
+}
+
 conformance!(
     check_finds_and_fixes_planted_corruption,
     cleanup_deletes_only_old_finished_runs,
@@ -442,6 +449,49 @@ async fn cleanup_deletes_old_events_by_number(store: Store) {
         .await
         .unwrap();
     assert_eq!(last.deleted.get("events"), Some(&2), "{last:?}");
+}
+
+/// A check that runs while writers come and go, on a pool of a single connection,
+/// finishes and lets every writer finish: it takes the writer's place and the
+/// connection in the order the writers take them.
+async fn check_beside_writers_on_a_pool_of_one(db: &flowstore_testkit::TestDb) {
+    let store = db.store_with(|s| s.pool_max = 1).await;
+    let work = async {
+        let writers = (0..4).map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    let mut tx = store.begin().await.unwrap();
+                    fixtures::handler(&mut tx, &format!("h{w}-{i}")).await;
+                    tx.commit().await.unwrap();
+                }
+            })
+        });
+        let writers: Vec<_> = writers.collect();
+        for _ in 0..5 {
+            let report = admin::check(store.backend(), false).await.unwrap();
+            assert!(
+                !kinds(&report.remaining).contains(&FindingKind::SearchDrift),
+                "{report:#?}"
+            );
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), work)
+        .await
+        .expect("checks and writers on one connection all finish");
+    let mut tx = store.begin_read().await.unwrap();
+    let handlers = tx
+        .list_handlers(&flowstore_core::page::PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        handlers.items.len(),
+        60,
+        "every writer's handlers were written"
+    );
 }
 
 async fn stats_and_vacuum_report_sane_numbers(store: Store) {

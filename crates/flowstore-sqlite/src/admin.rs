@@ -30,12 +30,12 @@ impl SqliteBackend {
     /// The search index (FTS5 over the tasks' titles and descriptions) against the
     /// tasks themselves: FTS5's integrity check reports a missing or stale entry as
     /// corruption of the index, any other error is an error. The check is written
-    /// as an INSERT, so it takes the writer's place; it runs on the connection the
-    /// rest of the check used (on another one, a later check's `PRAGMA
-    /// integrity_check` after a rebuild reported the index malformed). A database
-    /// not yet migrated has no index to check.
-    async fn search_drift(&self, conn: &mut SqliteConnection) -> StoreResult<Option<Finding>> {
-        let _writer = self.writer.clone().lock_owned().await;
+    /// as an INSERT, so the caller holds the writer's place (taken before the
+    /// connection, as every writer takes them); it runs on the connection the rest
+    /// of the check uses (on another one, a later check's `PRAGMA integrity_check`
+    /// after a rebuild reported the index malformed). A database not yet migrated
+    /// has no index to check.
+    async fn search_drift(conn: &mut SqliteConnection) -> StoreResult<Option<Finding>> {
         let indexed: bool =
             sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'tasks_fts'")
                 .fetch_one(&mut *conn)
@@ -108,7 +108,13 @@ async fn repair_orphans(conn: &mut SqliteConnection) -> StoreResult<u64> {
 #[async_trait]
 impl AdminBackend for SqliteBackend {
     async fn find_problems(&self, now: Timestamp) -> StoreResult<(Vec<Finding>, Vec<String>)> {
+        // The writer's place first, then the connection, in the order every writer
+        // takes them (the other way round, a pool of one connection would deadlock
+        // with a writer waiting for it); held only for the search's check.
+        let writer = self.writer.clone().lock_owned().await;
         let mut conn = self.pool().acquire().await?;
+        let search = Self::search_drift(&mut conn).await?;
+        drop(writer);
         let mut findings = Vec::new();
         let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&mut *conn)
@@ -180,7 +186,7 @@ impl AdminBackend for SqliteBackend {
             });
         }
         findings.extend(check::find(&mut conn, &now).await?);
-        findings.extend(self.search_drift(&mut conn).await?);
+        findings.extend(search);
         Ok((findings, Vec::new()))
     }
 
