@@ -123,7 +123,7 @@ pub struct PostgresBackend {
     /// once (generic plans) and never by sequential scan; see `begin_transition`.
     pub(crate) transitions: PgPool,
     /// Tasks of runs claimed here and not yet reported (see `transitions`).
-    pub(crate) run_tasks: crate::transitions::ClaimedRunTasks,
+    pub(crate) run_tasks: flowstore_core::engine::shortcut::ClaimedRunTasks,
     /// Single completions waiting to share a statement and a commit.
     pub(crate) completions: crate::transitions::CompletionGroup,
     /// Claims waiting to share a statement.

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flowstore_core::engine::extend_current;
+use flowstore_core::engine::shortcut::fits_one_statement;
 use flowstore_core::ids::{AttemptId, TaskId};
 use flowstore_core::model::engine::{
     check_lease, AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
@@ -125,47 +126,6 @@ async fn claim_together(
     Ok(mine)
 }
 
-/// Tasks of runs claimed through this backend and not reported since. Only a hint:
-/// a task claimed elsewhere (another process) is not in it, and its completion tries
-/// the one statement first, which leaves it to the general way.
-#[derive(Default)]
-pub(crate) struct ClaimedRunTasks(Mutex<HashSet<TaskId>>);
-
-impl ClaimedRunTasks {
-    /// The most tasks remembered; past it the set starts again empty (tasks whose
-    /// workers never report would otherwise pile up).
-    const CAPACITY: usize = 65_536;
-
-    fn remember(&self, claimed: &[ClaimedTask]) {
-        let mut tasks = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if tasks.len() + claimed.len() > Self::CAPACITY {
-            tasks.clear();
-        }
-        tasks.extend(
-            claimed
-                .iter()
-                .filter(|c| c.run_id.is_some())
-                .map(|c| c.task_id),
-        );
-    }
-
-    /// Whether `task` is a remembered run task.
-    fn holds(&self, task: TaskId) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&task)
-    }
-
-    /// Forgets the tasks of `items`; whether any of them was a remembered run task.
-    fn forget(&self, items: &[(AttemptRef, Value)]) -> bool {
-        let mut tasks = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        items
-            .iter()
-            .fold(false, |any, (a, _)| tasks.remove(&a.task_id) || any)
-    }
-}
-
 /// Completes attempts as [`EngineRepo::complete_many`] does, one answer per item in
 /// order. The current attempts of running tasks without a run complete in one
 /// statement outside a transaction; the rest, if any, in one transaction after it.
@@ -222,18 +182,6 @@ pub(crate) async fn complete_many_now(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
         .collect())
-}
-
-/// Whether the one-statement path may take `items`: a batch the engine accepts, each
-/// task named once, every output within limits. Anything else goes the general way,
-/// whose answers (errors included) are the engine's.
-fn fits_one_statement(items: &[(AttemptRef, Value)]) -> bool {
-    let mut seen = HashSet::new();
-    !items.is_empty()
-        && items.len() <= MAX_CLAIM as usize
-        && items.iter().all(|(a, output)| {
-            seen.insert(a.task_id) && flowstore_core::validate::json_size("output", output).is_ok()
-        })
 }
 
 /// The general way: the engine's completion in a transition transaction.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flowstore_core::engine::shortcut::{fits_one_statement, ClaimedRunTasks};
 use flowstore_core::migrate::{self, MigrationStatus};
 use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
 use flowstore_core::store::KeySource;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::direct::{Answer, Ask, DirectWriter};
 use crate::feed::FeedHandle;
 use crate::group::{Done, GroupWriter, Op, WriteAccess};
 use crate::migrations::{self as mig, MIGRATIONS};
@@ -137,6 +139,11 @@ pub struct SqliteBackend {
     keys: Arc<KeySource>,
     /// Where `claim_now` and its siblings send their transitions (see `group.rs`).
     group: GroupWriter,
+    /// Where they go first when it can take them: the writer's own thread, for file
+    /// databases (see `direct.rs`).
+    direct: Option<DirectWriter>,
+    /// Tasks of runs claimed here, whose completions go to `group` at once.
+    run_tasks: ClaimedRunTasks,
     /// Checkpoints the write-ahead log in the background (file databases only).
     _checkpointer: Option<crate::checkpoint::Checkpointer>,
     /// One connection kept for health checks, so that a pool taken up by slow work
@@ -272,11 +279,32 @@ impl SqliteBackend {
             waits: waits.clone(),
             feed: feed.clone(),
         });
+        let direct = match &file {
+            Some(file) if !memory => Some(DirectWriter::start(
+                file,
+                crate::direct::Pragmas {
+                    busy_timeout: settings.busy_timeout,
+                    synchronous: match settings.synchronous {
+                        Synchronous::Full => "FULL",
+                        Synchronous::Normal => "NORMAL",
+                    },
+                },
+                crate::direct::Shared {
+                    writer: writer.clone(),
+                    waits: waits.clone(),
+                    feed: feed.clone(),
+                    slow: settings.slow_statements,
+                },
+            )?),
+            _ => None,
+        };
         Ok(SqliteBackend {
             pool,
             writer,
             keys,
             group,
+            direct,
+            run_tasks: ClaimedRunTasks::default(),
             _checkpointer: checkpointer,
             health,
             file,
@@ -349,15 +377,28 @@ impl Backend for SqliteBackend {
     }
 
     async fn claim_now(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        if let Some(direct) = &self.direct {
+            // Stopped (`Err`) or `Answer::Engine`: the group writer claims.
+            if let Ok(answer) = direct.ask(Ask::Claim(request.clone())).await {
+                if let Answer::Claimed(claimed) = answer? {
+                    self.run_tasks.remember(&claimed);
+                    return Ok(claimed);
+                }
+            }
+        }
         match self.group.submit(Op::Claim(request.clone())).await? {
-            Done::Claimed(claimed) => Ok(claimed),
+            Done::Claimed(claimed) => {
+                self.run_tasks.remember(&claimed);
+                Ok(claimed)
+            }
             _ => Err(unexpected()),
         }
     }
 
     async fn complete_now(&self, attempt: AttemptRef, output: Value) -> StoreResult<Transition> {
-        match self.group.submit(Op::Complete((attempt, output))).await? {
-            Done::Completed(transition) => Ok(transition),
+        let mut results = self.complete_many_now(vec![(attempt, output)]).await?;
+        match (results.pop(), results.is_empty()) {
+            (Some(result), true) => result,
             _ => Err(unexpected()),
         }
     }
@@ -366,10 +407,21 @@ impl Backend for SqliteBackend {
         &self,
         items: Vec<(AttemptRef, Value)>,
     ) -> StoreResult<Vec<StoreResult<Transition>>> {
-        match self.group.submit(Op::CompleteMany(items)).await? {
-            Done::CompletedMany(results) => Ok(results),
-            _ => Err(unexpected()),
-        }
+        let of_a_run = self.run_tasks.forget(&items);
+        let items = match &self.direct {
+            Some(direct) if !of_a_run && fits_one_statement(&items) => {
+                match direct.ask(Ask::Complete(items)).await {
+                    Ok(answer) => match answer? {
+                        Answer::Completed(each) => return self.complete_rest(each).await,
+                        _ => return Err(unexpected()),
+                    },
+                    Err(Ask::Complete(items)) => items,
+                    Err(_) => return Err(unexpected()),
+                }
+            }
+            _ => items,
+        };
+        self.complete_in_group(items).await
     }
 
     async fn heartbeat_now(
@@ -377,6 +429,13 @@ impl Backend for SqliteBackend {
         attempt: AttemptRef,
         lease: std::time::Duration,
     ) -> StoreResult<flowstore_core::model::engine::Heartbeat> {
+        if let Some(direct) = &self.direct {
+            if let Ok(answer) = direct.ask(Ask::Heartbeat(attempt, lease)).await {
+                if let Answer::Heartbeat(Some(heartbeat)) = answer? {
+                    return Ok(heartbeat);
+                }
+            }
+        }
         match self.group.submit(Op::Heartbeat(attempt, lease)).await? {
             Done::Heartbeat(heartbeat) => Ok(heartbeat),
             _ => Err(unexpected()),
@@ -583,6 +642,58 @@ impl Tx for SqliteTx {
 
 /// The group writer answers each kind of transition with the same kind; anything
 /// else is a bug, reported rather than panicking a worker.
+impl SqliteBackend {
+    /// Completions the engine answers, through the group writer: a single one alone
+    /// (its error its answer), several as a batch.
+    async fn complete_in_group(
+        &self,
+        mut items: Vec<(AttemptRef, Value)>,
+    ) -> StoreResult<Vec<StoreResult<Transition>>> {
+        let single = items.len() == 1;
+        let op = match single {
+            true => Op::Complete(items.remove(0)),
+            false => Op::CompleteMany(items),
+        };
+        match self.group.submit(op).await {
+            Ok(Done::Completed(transition)) => Ok(vec![Ok(transition)]),
+            Ok(Done::CompletedMany(results)) => Ok(results),
+            Ok(_) => Err(unexpected()),
+            // A single completion's error is its own answer.
+            Err(e) if single => Ok(vec![Err(e)]),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The answers of completions the writer's thread ran, with the items it handed
+    /// back completed by the engine, in order.
+    async fn complete_rest(
+        &self,
+        each: Vec<Result<Transition, (AttemptRef, Value)>>,
+    ) -> StoreResult<Vec<StoreResult<Transition>>> {
+        let mut results: Vec<Option<StoreResult<Transition>>> = Vec::with_capacity(each.len());
+        let (mut places, mut rest) = (Vec::new(), Vec::new());
+        for (i, answer) in each.into_iter().enumerate() {
+            match answer {
+                Ok(transition) => results.push(Some(Ok(transition))),
+                Err(item) => {
+                    results.push(None);
+                    places.push(i);
+                    rest.push(item);
+                }
+            }
+        }
+        if !rest.is_empty() {
+            for (i, result) in places.into_iter().zip(self.complete_in_group(rest).await?) {
+                results[i] = Some(result);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
+            .collect())
+    }
+}
+
 fn unexpected() -> StoreError {
     StoreError::unavailable("the SQLite writer answered with another kind of result")
 }

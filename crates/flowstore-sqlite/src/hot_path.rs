@@ -42,7 +42,7 @@ macro_rules! micros {
 /// task's current running one, at `?2`: the attempt rows first, for exactly the tasks
 /// the second statement then updates (the writer lock is held). Returns each task
 /// extended with its run's status and whether its cancellation was asked for.
-const EXTEND_LEASES: &str = "UPDATE task_executions
+pub(crate) const EXTEND_LEASES: &str = "UPDATE task_executions
         SET lease_expires_at = j.until, heartbeat_at = ?2, updated_at = ?2
        FROM (SELECT t.id, t.attempt, j.value ->> '$.u' AS until
                FROM json_each(?1) j
@@ -60,53 +60,78 @@ const EXTEND_LEASES: &str = "UPDATE task_executions
                coalesce((SELECT r.cancel_requested_at IS NOT NULL FROM workflow_executions r
                           WHERE r.id = tasks.run_id), 0) AS run_cancel_requested";
 
-/// Completes, in one call of four statements, the attempts listed in `?1` (a JSON
+/// Completes, in one call of three statements, the attempts listed in `?1` (a JSON
 /// array of `{"t": task hex, "a": attempt, "o": output}`) that are their task's
-/// current running one, at `?2`. The event and attempt rows are written first, for
-/// exactly the tasks the last statement then updates: the writer lock is held, so
-/// the condition reads the same rows in all three.
-const COMPLETE_RUNNING: &str = concat!(
-    "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+/// current running one, at `?2`; `$runless` narrows them to tasks without a run (the
+/// shortcut of `direct.rs`, which writes nothing a run would need). The event and
+/// attempt rows are written first, for exactly the tasks the last statement then
+/// updates: the writer lock is held, so the condition reads the same rows in all three.
+macro_rules! complete_running {
+    ($runless:literal) => {
+        concat!(
+            "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
      SELECT (SELECT coalesce(max(seq), 0) FROM events) + row_number() OVER (ORDER BY j.key),
             'task.completed', t.run_id, t.id,
             (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = t.run_id),
             json_object('attempt', t.attempt), ?2
        FROM json_each(?1) j
        JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
-                   AND t.status = 'running'
+                   AND t.status = 'running'",
+            $runless,
+            "
       ORDER BY j.key;
      UPDATE task_executions
         SET execution_status = 'completed', output_results = j.output, completed_at = ?2,
             duration_ms = CASE WHEN started_at IS NULL THEN NULL
                 ELSE max(0, (",
-    micros!("?2"),
-    " - ",
-    micros!("started_at"),
-    ") / 1000) END,
+            micros!("?2"),
+            " - ",
+            micros!("started_at"),
+            ") / 1000) END,
             lease_expires_at = NULL, updated_at = ?2
        FROM (SELECT t.id, t.attempt, j.value -> '$.o' AS output
                FROM json_each(?1) j
                JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
-                           AND t.status = 'running') AS j
+                           AND t.status = 'running'",
+            $runless,
+            ") AS j
       WHERE task_executions.task_id = j.id AND task_executions.attempt = j.attempt;
-     UPDATE tasks
+     UPDATE tasks AS t
         SET status = 'completed', result = j.output, error_message = NULL, completed_at = ?2,
             actual_duration = (SELECT min(2147483647, max(0, (",
-    micros!("?2"),
-    " - ",
-    micros!("s.at"),
-    ") / 1000))
+            micros!("?2"),
+            " - ",
+            micros!("s.at"),
+            ") / 1000))
                  FROM (SELECT coalesce((SELECT a.started_at FROM task_executions a
-                                         WHERE a.task_id = tasks.id AND a.attempt = tasks.attempt),
-                                       tasks.started_at) AS at) s
+                                         WHERE a.task_id = t.id AND a.attempt = t.attempt),
+                                       t.started_at) AS at) s
                 WHERE s.at IS NOT NULL),
             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
        FROM (SELECT unhex(value ->> '$.t') AS id, value ->> '$.a' AS attempt,
                     value -> '$.o' AS output
                FROM json_each(?1)) AS j
-      WHERE tasks.id = j.id AND tasks.attempt = j.attempt AND tasks.status = 'running'
+      WHERE t.id = j.id AND t.attempt = j.attempt AND t.status = 'running'",
+            $runless,
+            "
      RETURNING id, attempt, run_id"
-);
+        )
+    };
+}
+
+/// [`complete_running!`] for every task.
+const COMPLETE_RUNNING: &str = complete_running!("");
+/// [`complete_running!`] for tasks without a run.
+pub(crate) const COMPLETE_RUNLESS: &str = complete_running!(" AND t.run_id IS NULL");
+
+/// The argument `?1` of [`complete_running!`] for `items`.
+pub(crate) fn completion_list(items: &[(AttemptRef, &Value)]) -> String {
+    let list: Vec<Value> = items
+        .iter()
+        .map(|(a, o)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "o": o}))
+        .collect();
+    Value::Array(list).to_string()
+}
 
 /// Promotes the dependents of the `[run hex, task hex]` pairs in `?1` at `?2` (see
 /// `promote_dependents`): the events first, for exactly the tasks the update then
@@ -135,23 +160,77 @@ const PROMOTE_DEPENDENTS: &str = "INSERT INTO events (seq, event_type, run_id, t
       WHERE EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = r.run_id
                       AND o.status IN ('pending', 'ready', 'running'))";
 
+/// The argument `?1` of [`EXTEND_LEASES`] for `items`.
+pub(crate) fn lease_list(items: &[(AttemptRef, Timestamp)]) -> String {
+    let list: Vec<Value> = items
+        .iter()
+        .map(
+            |(a, until)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "u": ts(until)}),
+        )
+        .collect();
+    Value::Array(list).to_string()
+}
+
 fn hex(id: uuid::Uuid) -> String {
     id.simple().to_string()
 }
 
-#[async_trait]
-impl HotPath for SqliteTx {
-    async fn claim_ready(
-        &mut self,
-        requests: &[&ClaimRequest],
-        now: Timestamp,
-        attempt_ids: &[AttemptId],
-    ) -> StoreResult<Vec<Vec<ClaimedTask>>> {
-        let Some(shared) = SharedClaim::new(requests) else {
-            return Ok(Vec::new());
+/// A value bound to a hot statement, for either driver that runs them: sqlx on the
+/// pool's connections, rusqlite on the writer's own thread (`direct.rs`).
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+    Blob(Option<Vec<u8>>),
+}
+
+/// Binds `args` in order to `query`.
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for arg in args {
+        query = match arg {
+            Arg::Int(i) => query.bind(*i),
+            Arg::Text(t) => query.bind(t.as_str()),
+            Arg::Blob(b) => query.bind(b.as_deref()),
         };
+    }
+    query
+}
+
+/// Writes, in one call of two statements, the attempt rows and the events of the
+/// tasks a claim took: `?1` the list made by [`Claim::records`], `?2` now, `?3` the
+/// leases' end.
+pub(crate) const CLAIM_RECORDS: &str =
+    "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
+        execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
+     SELECT unhex(value ->> '$.id'), unhex(value ->> '$.t'), unhex(value ->> '$.r'),
+            value ->> '$.a', value ->> '$.h', value ->> '$.w', 'running', ?2, ?3, ?2, ?2, ?2
+       FROM json_each(?1) ORDER BY key;
+     INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+     SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, 'task.claimed',
+            unhex(j.value ->> '$.r'), unhex(j.value ->> '$.t'),
+            (SELECT r.workflow_id FROM workflow_executions r
+              WHERE r.id = unhex(j.value ->> '$.r')),
+            json_object('attempt', j.value ->> '$.a', 'worker_id', j.value ->> '$.w'), ?2
+       FROM json_each(?1) j ORDER BY j.key";
+
+/// One claim statement for requests that share it ([`SharedClaim`]), the same for
+/// both drivers: its SQL and arguments, and what makes the claimed rows answers.
+pub(crate) struct Claim<'a> {
+    pub sql: String,
+    pub args: Vec<Arg>,
+    shared: SharedClaim<'a>,
+    now: String,
+    until: String,
+    pub lease_until: Timestamp,
+}
+
+impl<'a> Claim<'a> {
+    /// The claim of `requests` at `now`; `None` when there is no request.
+    pub(crate) fn new(requests: &'a [&'a ClaimRequest], now: Timestamp) -> Option<Self> {
+        let shared = SharedClaim::new(requests)?;
         let (first, lease_until) = (shared.first(), shared.lease_until(now));
-        let (now_s, until_s) = (ts(&now), ts(&lease_until));
         let (restrict, me) = crate::visibility::binds(&first.executor);
         let types = distinct(&first.handler_types);
         let shares: Vec<Value> = shared
@@ -189,31 +268,35 @@ impl HotPath for SqliteTx {
              RETURNING id, attempt, run_id, step_key, handler_type, parameters, lease_owner",
             branches.join(" UNION ALL ")
         );
-        let mut query = sqlx::query(&sql)
-            .bind(shared.total())
-            .bind(&now_s)
-            .bind(Value::Array(shares).to_string())
-            .bind(&until_s)
-            .bind(restrict)
-            .bind(me);
-        for t in types {
-            query = query.bind(t);
-        }
-        let rows = query.fetch_all(&mut *self.tx).await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for (row, attempt_id) in rows.into_iter().zip(attempt_ids) {
-            let owner: String = row.try_get("lease_owner")?;
-            let task = ClaimedTask {
-                task_id: row.try_get("id")?,
-                attempt_id: *attempt_id,
-                attempt: row.try_get("attempt")?,
-                run_id: row.try_get("run_id")?,
-                step_key: row.try_get("step_key")?,
-                handler_type: row.try_get("handler_type")?,
-                parameters: row.try_get("parameters")?,
-                lease_expires_at: lease_until,
-            };
-            claimed.push((task, owner));
+        let (now, until) = (ts(&now), ts(&lease_until));
+        let mut args = vec![
+            Arg::Int(shared.total()),
+            Arg::Text(now.clone()),
+            Arg::Text(Value::Array(shares).to_string()),
+            Arg::Text(until.clone()),
+            Arg::Int(i64::from(restrict)),
+            Arg::Blob(me.map(|u| u.0.as_bytes().to_vec())),
+        ];
+        args.extend(types.into_iter().map(|t| Arg::Text(t.to_string())));
+        Some(Claim {
+            sql,
+            args,
+            shared,
+            now,
+            until,
+            lease_until,
+        })
+    }
+
+    /// The arguments of [`CLAIM_RECORDS`] for the tasks claimed (each with the worker
+    /// its lease went to), which it puts in task order; `None` when none was.
+    pub(crate) fn records(
+        &self,
+        claimed: &mut [(ClaimedTask, String)],
+        attempt_ids: &[AttemptId],
+    ) -> Option<[Arg; 3]> {
+        for ((task, _), id) in claimed.iter_mut().zip(attempt_ids) {
+            task.attempt_id = *id;
         }
         // Attempts and events in task order.
         claimed.sort_by_key(|(c, _)| c.task_id);
@@ -230,32 +313,58 @@ impl HotPath for SqliteTx {
                 })
             })
             .collect();
-        let each = shared.share_out(claimed);
-        if list.is_empty() {
-            return Ok(each);
+        (!list.is_empty()).then(|| {
+            [
+                Arg::Text(Value::Array(list).to_string()),
+                Arg::Text(self.now.clone()),
+                Arg::Text(self.until.clone()),
+            ]
+        })
+    }
+
+    /// Each request's share of the tasks claimed.
+    pub(crate) fn share_out(&self, claimed: Vec<(ClaimedTask, String)>) -> Vec<Vec<ClaimedTask>> {
+        self.shared.share_out(claimed)
+    }
+}
+
+#[async_trait]
+impl HotPath for SqliteTx {
+    async fn claim_ready(
+        &mut self,
+        requests: &[&ClaimRequest],
+        now: Timestamp,
+        attempt_ids: &[AttemptId],
+    ) -> StoreResult<Vec<Vec<ClaimedTask>>> {
+        let Some(claim) = Claim::new(requests, now) else {
+            return Ok(Vec::new());
+        };
+        let rows = bind_all(sqlx::query(&claim.sql), &claim.args)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let owner: String = row.try_get("lease_owner")?;
+            let task = ClaimedTask {
+                task_id: row.try_get("id")?,
+                attempt_id: AttemptId(uuid::Uuid::nil()),
+                attempt: row.try_get("attempt")?,
+                run_id: row.try_get("run_id")?,
+                step_key: row.try_get("step_key")?,
+                handler_type: row.try_get("handler_type")?,
+                parameters: row.try_get("parameters")?,
+                lease_expires_at: claim.lease_until,
+            };
+            claimed.push((task, owner));
         }
         // The attempt rows and the events of the whole claim in one call of two
         // statements (the driver's cost is per call).
-        sqlx::query(
-            "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
-                execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
-             SELECT unhex(value ->> '$.id'), unhex(value ->> '$.t'), unhex(value ->> '$.r'),
-                    value ->> '$.a', value ->> '$.h', value ->> '$.w', 'running', ?2, ?3, ?2, ?2, ?2
-               FROM json_each(?1) ORDER BY key;
-             INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
-             SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, 'task.claimed',
-                    unhex(j.value ->> '$.r'), unhex(j.value ->> '$.t'),
-                    (SELECT r.workflow_id FROM workflow_executions r
-                      WHERE r.id = unhex(j.value ->> '$.r')),
-                    json_object('attempt', j.value ->> '$.a', 'worker_id', j.value ->> '$.w'), ?2
-               FROM json_each(?1) j ORDER BY j.key",
-        )
-        .bind(Value::Array(list).to_string())
-        .bind(&now_s)
-        .bind(&until_s)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(each)
+        if let Some(args) = claim.records(&mut claimed, attempt_ids) {
+            bind_all(sqlx::query(CLAIM_RECORDS), &args)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(claim.share_out(claimed))
     }
 
     async fn complete_running(
@@ -263,12 +372,8 @@ impl HotPath for SqliteTx {
         items: &[(AttemptRef, &Value)],
         now: Timestamp,
     ) -> StoreResult<Vec<CompletedAttempt>> {
-        let list: Vec<Value> = items
-            .iter()
-            .map(|(a, o)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "o": o}))
-            .collect();
         let rows: Vec<(TaskId, i32, Option<RunId>)> = sqlx::query_as(COMPLETE_RUNNING)
-            .bind(Value::Array(list).to_string())
+            .bind(completion_list(items))
             .bind(ts(&now))
             .fetch_all(&mut *self.tx)
             .await?;
@@ -313,12 +418,8 @@ impl HotPath for SqliteTx {
         items: &[(AttemptRef, Timestamp)],
         now: Timestamp,
     ) -> StoreResult<Vec<ExtendedLease>> {
-        let list: Vec<Value> = items
-            .iter()
-            .map(|(a, until)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "u": ts(until)}))
-            .collect();
         Ok(sqlx::query_as(EXTEND_LEASES)
-            .bind(Value::Array(list).to_string())
+            .bind(lease_list(items))
             .bind(ts(&now))
             .fetch_all(&mut *self.tx)
             .await?)

@@ -14,6 +14,7 @@ mod archive_native;
 mod backend;
 mod checkpoint;
 mod dialect;
+mod direct;
 mod feed;
 mod group;
 mod hot_path;

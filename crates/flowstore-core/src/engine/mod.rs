@@ -572,6 +572,7 @@ async fn end_run<T: EngineTx + ?Sized>(
 mod complete;
 mod housekeeping;
 mod repo;
+pub mod shortcut;
 mod start;
 
 pub use complete::{complete, complete_many, complete_one};

@@ -24,6 +24,14 @@ conformance!(
     grouped_heartbeats_and_failures_answer_each_on_its_own,
 );
 
+/// Reports of a run's tasks through a store that did not claim them (another process
+/// on one database): they must still go the engine's way and advance the run.
+mod elsewhere {
+    use super::reports_through_another_store_advance_the_run;
+
+    flowstore_testkit::__per_backend!(pooled; db => &db; reports_through_another_store_advance_the_run);
+}
+
 async fn ready_tasks(store: &Store, handler: &str, n: usize) -> Vec<TaskId> {
     let mut tx = store.begin().await.unwrap();
     fixtures::handler(&mut tx, handler).await;
@@ -590,4 +598,54 @@ async fn grouped_heartbeats_and_failures_answer_each_on_its_own(store: Store) {
         assert_eq!(status(&store, c.task_id).await, want, "task {i}");
     }
     assert_eq!(status(&store, step[0].task_id).await, TaskStatus::Running);
+}
+
+async fn reports_through_another_store_advance_the_run(db: &flowstore_testkit::TestDb) {
+    let (one, other) = (db.store().await, db.store().await);
+    let (_, run) = super::engine::started_diamond(&one).await;
+    let shell = |worker: &str| request(worker, "shell", 10);
+    // Each step claimed through one store and reported through the other, in turn.
+    let (mut claimer, mut reporter) = (&one, &other);
+    let mut seen = Vec::new();
+    loop {
+        let claimed = claimer.backend().claim_now(&shell("w")).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        for c in &claimed {
+            seen.push(c.step_key.clone().unwrap());
+            reporter
+                .backend()
+                .heartbeat_now(attempt(c), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let items = claimed
+            .iter()
+            .map(|c| (attempt(c), json!({"step": c.step_key})))
+            .collect();
+        for (c, t) in claimed
+            .iter()
+            .zip(reporter.backend().complete_many_now(items).await.unwrap())
+        {
+            let t = t.unwrap_or_else(|e| panic!("{:?}: {e:?}", c.step_key));
+            assert_eq!(t.status, TaskStatus::Completed);
+        }
+        std::mem::swap(&mut claimer, &mut reporter);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["a", "b", "c", "d"],
+        "each step ran once, after its dependencies"
+    );
+    let mut tx = other.begin_read().await.unwrap();
+    let execution = tx.get_execution(run).await.unwrap();
+    assert_eq!(
+        execution.status,
+        flowstore::model::run::RunStatus::Completed
+    );
+    for task in tx.run_tasks(run).await.unwrap() {
+        assert_eq!(task.status, TaskStatus::Completed, "{:?}", task.step_key);
+    }
 }
