@@ -279,8 +279,10 @@ impl SqliteBackend {
             waits: waits.clone(),
             feed: feed.clone(),
         });
+        // Should the writer's own connection not open (a read-only file, say), every
+        // transition takes the engine's way through the pool, as in memory.
         let direct = match &file {
-            Some(file) if !memory => Some(DirectWriter::start(
+            Some(file) if !memory => DirectWriter::start(
                 file,
                 crate::direct::Pragmas {
                     busy_timeout: settings.busy_timeout,
@@ -295,7 +297,9 @@ impl SqliteBackend {
                     feed: feed.clone(),
                     slow: settings.slow_statements,
                 },
-            )?),
+            )
+            .inspect_err(|e| tracing::warn!(error = %e, "transitions go through the pool"))
+            .ok(),
             _ => None,
         };
         Ok(SqliteBackend {

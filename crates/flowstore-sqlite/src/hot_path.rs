@@ -122,7 +122,9 @@ macro_rules! complete_running {
 /// [`complete_running!`] for every task.
 const COMPLETE_RUNNING: &str = complete_running!("");
 /// [`complete_running!`] for tasks without a run.
-pub(crate) const COMPLETE_RUNLESS: &str = complete_running!(" AND t.run_id IS NULL");
+/// (The unary `+` keeps SQLite from walking the index on `(run_id, step_key)` through
+/// every task without a run instead of looking up the ones listed.)
+pub(crate) const COMPLETE_RUNLESS: &str = complete_running!(" AND +t.run_id IS NULL");
 
 /// The argument `?1` of [`complete_running!`] for `items`.
 pub(crate) fn completion_list(items: &[(AttemptRef, &Value)]) -> String {
