@@ -117,14 +117,25 @@ pub(crate) async fn join_round(
 }
 
 /// Inserts `n` ready tasks of handler type `handler`, without a run, in one statement.
+/// Their IDs are UUIDv7 a millisecond apart from now on, as flowstore gives every
+/// task it creates a time-ordered ID: tasks made one after the other sit side by
+/// side in the table and its indexes, as they do in use. (Random IDs, which this
+/// workload used before, scatter the tasks a claim takes in priority and ID order
+/// over as many pages as tasks.)
 pub(crate) async fn insert_ready_tasks(raw: &Raw, handler: &str, n: u32) -> StoreResult<()> {
+    let ms = format!("{} + i", chrono::Utc::now().timestamp_millis());
+    let pg = format!(
+        "{}, 'bench task ' || i, 'ready', $1",
+        super::query_load::pg_v7(&ms)
+    );
+    let sq = format!(
+        "{}, 'bench task ' || i, 'ready', ?1",
+        super::query_load::sq_v7(&ms)
+    );
     insert_series(
         raw,
         "tasks (id, title, status, handler_type)",
-        [
-            "gen_random_uuid(), 'bench task ' || i, 'ready', $1",
-            "randomblob(16), 'bench task ' || i, 'ready', ?1",
-        ],
+        [&pg, &sq],
         handler,
         n,
     )
@@ -708,7 +719,7 @@ pub(crate) async fn run(
         }
     }
     report.notes.push(format!(
-        "claim: {} ready tasks per round inserted in one statement each ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, transitions queued while the writer is busy share one commit, each kind as one batch, with savepoints only after a statement failed); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch); +heartbeat (B=1 only): each task's lease extended once (heartbeat_now, 10 minutes) before its completion, both in the cmpl latencies",
+        "claim: {} ready tasks per round inserted in one statement each, with time-ordered IDs as flowstore gives its tasks ({sets} sets, {:.1} s in all, not measured); p50/p99 are of claims, cmpl of completions, pooled over rounds; flowstore goes through claim_now, complete_now and complete_many_now (on SQLite, claims, completions of tasks without a run and heartbeats queued while the writer is busy run on its own thread and share one commit, each kind as one statement; the rest goes through the group writer); cmpl=each: every task completed on its own (complete_now; the floor one UPDATE each, in its own transaction), cmpl=batch: the claimed batch completed at once (complete_many_now; the floor one UPDATE for the batch); +heartbeat (B=1 only): each task's lease extended once (heartbeat_now, 10 minutes) before its completion, both in the cmpl latencies",
         n,
         setup.as_secs_f64()
     ));

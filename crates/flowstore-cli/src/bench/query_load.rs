@@ -47,7 +47,7 @@ const PG_LOAD_SETTINGS: &[&str] = &["SET synchronous_commit = off", "SET work_me
 /// A UUIDv7 of the millisecond `ts` (PostgreSQL 15 has no `uuidv7()`): 12 hex digits
 /// of time, the version digit, then the last 19 digits of a random v4 UUID (whose
 /// first digit carries the RFC 4122 variant).
-fn pg_v7(ts: &str) -> String {
+pub(crate) fn pg_v7(ts: &str) -> String {
     format!(
         "(lpad(to_hex({ts}), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid"
     )
@@ -55,7 +55,7 @@ fn pg_v7(ts: &str) -> String {
 
 /// A UUIDv7 of the millisecond `ts` as 16 bytes: 48 bits of time, the version digit
 /// and 12 random bits, then the variant bits and 62 random bits.
-fn sq_v7(ts: &str) -> String {
+pub(crate) fn sq_v7(ts: &str) -> String {
     format!(
         "unhex(printf('%012x7%03x%016x', {ts}, random() & 4095, \
          (random() & 0x3fffffffffffffff) | 0x8000000000000000))"
