@@ -29,7 +29,6 @@ use flowstore_core::model::engine::{
     check_lease, AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
     MAX_CLAIM,
 };
-use flowstore_core::model::task::TaskStatus;
 use flowstore_core::{time, Backend, StoreError, StoreResult, Tx};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -157,16 +156,8 @@ pub(crate) async fn complete_many_now(
     let mut results: Vec<Option<StoreResult<Transition>>> = items
         .iter()
         .map(|(a, _)| {
-            done.contains(&a.task_id).then(|| {
-                Ok(Transition {
-                    task_id: a.task_id,
-                    attempt: a.attempt,
-                    status: TaskStatus::Completed,
-                    retry_at: None,
-                    newly_ready: vec![],
-                    run_status: None,
-                })
-            })
+            done.contains(&a.task_id)
+                .then(|| Ok(Transition::completed(*a)))
         })
         .collect();
     if !rest.is_empty() {

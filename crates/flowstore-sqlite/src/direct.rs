@@ -30,7 +30,6 @@ use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
     check_lease, AttemptRef, ClaimRequest, ClaimedTask, ExtendedLease, Heartbeat, Transition,
 };
-use flowstore_core::model::task::TaskStatus;
 use flowstore_core::time::{self, Timestamp};
 use flowstore_core::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
@@ -311,14 +310,7 @@ impl Group<'_> {
                             let done = named.insert(a.task_id)
                                 && completed.contains(&(a.task_id, a.attempt));
                             if done {
-                                Ok(Transition {
-                                    task_id: a.task_id,
-                                    attempt: a.attempt,
-                                    status: TaskStatus::Completed,
-                                    retry_at: None,
-                                    newly_ready: vec![],
-                                    run_status: None,
-                                })
+                                Ok(Transition::completed(*a))
                             } else {
                                 Err((*a, o.clone()))
                             }

@@ -16,7 +16,6 @@ use crate::model::engine::{
     run_outcome, AttemptRef, CompletedAttempt, RunState, Transition, MAX_CLAIM,
 };
 use crate::model::run::RunStrategy;
-use crate::model::task::TaskStatus;
 use crate::time::{self, Timestamp};
 use crate::{StoreError, StoreResult};
 
@@ -109,17 +108,11 @@ async fn complete_distinct<T: EngineTx + ?Sized>(
 
     let mut transitions: HashMap<TaskId, Transition> = HashMap::new();
     for c in &completed {
-        transitions.insert(
-            c.task_id,
-            Transition {
-                task_id: c.task_id,
-                attempt: c.attempt,
-                status: TaskStatus::Completed,
-                retry_at: None,
-                newly_ready: vec![],
-                run_status: None,
-            },
-        );
+        let attempt = AttemptRef {
+            task_id: c.task_id,
+            attempt: c.attempt,
+        };
+        transitions.insert(c.task_id, Transition::completed(attempt));
     }
     // The runs touched, each with its completed tasks in the order they were given.
     let mut runs: BTreeMap<RunId, (RunState, Vec<TaskId>)> = BTreeMap::new();

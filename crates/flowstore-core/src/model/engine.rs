@@ -300,6 +300,21 @@ pub struct Transition {
     pub run_status: Option<RunStatus>,
 }
 
+impl Transition {
+    /// The answer to the completion of `attempt` that only completed its task: no
+    /// dependent made ready, no run ended.
+    pub fn completed(attempt: AttemptRef) -> Transition {
+        Transition {
+            task_id: attempt.task_id,
+            attempt: attempt.attempt,
+            status: crate::model::task::TaskStatus::Completed,
+            retry_at: None,
+            newly_ready: vec![],
+            run_status: None,
+        }
+    }
+}
+
 /// Depth of the queue for one handler type and status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
