@@ -34,7 +34,9 @@ use flowstore_core::time::{self, Timestamp};
 use flowstore_core::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use std::sync::mpsc;
+
+use tokio::sync::{oneshot, Mutex};
 use uuid::Uuid;
 
 use crate::hot_path::{
@@ -44,6 +46,9 @@ use crate::util::ts;
 
 /// The most transitions committed together, as in the group writer.
 const MAX_GROUP: usize = 64;
+
+/// Longest a group waits for as many asks as the last group answered.
+const GATHER: Duration = Duration::from_micros(200);
 
 /// A transition asked of the writer's thread.
 pub(crate) enum Ask {
@@ -83,7 +88,7 @@ pub(crate) struct Shared {
 
 /// The handle of the writer's thread; the thread ends once the handle is dropped.
 pub(crate) struct DirectWriter {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
 }
 
 /// The connection settings the pool's connections have, for the thread's own.
@@ -101,7 +106,7 @@ impl DirectWriter {
                 file.display()
             ))
         })?;
-        let (jobs, queue) = mpsc::unbounded_channel();
+        let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("flowstore-sqlite-writer".into())
             .spawn(move || run(conn, shared, queue))
@@ -113,7 +118,7 @@ impl DirectWriter {
     /// committed; `Err` with the ask when the thread has stopped.
     pub(crate) async fn ask(&self, ask: Ask) -> Result<StoreResult<Answer>, Ask> {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { ask, reply }) {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { ask, reply }) {
             return Err(job.ask);
         }
         Ok(answer.await.map_err(|_| {
@@ -140,9 +145,22 @@ fn open(file: &Path, pragmas: &Pragmas) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn run(conn: Connection, shared: Shared, mut queue: mpsc::UnboundedReceiver<Job>) {
-    while let Some(first) = queue.blocking_recv() {
-        // The writer first: asks that arrive meanwhile join this group.
+fn run(conn: Connection, shared: Shared, queue: mpsc::Receiver<Job>) {
+    // How many asks the last group answered: as many workers are likely to ask again.
+    let mut last = 1;
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        // The workers the last group answered are still sending their next asks:
+        // waiting a moment for them (before taking the writer, so that nobody else
+        // waits meanwhile) makes one commit of what would be several.
+        let until = Instant::now() + GATHER;
+        while jobs.len() < last.min(MAX_GROUP) {
+            match queue.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // Then the writer: asks that arrive while it is busy join this group too.
         let _writer = match shared.writer.try_lock() {
             Ok(guard) => guard,
             Err(_) => {
@@ -150,13 +168,13 @@ fn run(conn: Connection, shared: Shared, mut queue: mpsc::UnboundedReceiver<Job>
                 shared.writer.blocking_lock()
             }
         };
-        let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match queue.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
+        last = jobs.len();
         let (asks, replies): (Vec<Ask>, Vec<_>) =
             jobs.into_iter().map(|j| (j.ask, j.reply)).unzip();
         let mut group = Group {
