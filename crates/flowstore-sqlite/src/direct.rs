@@ -14,6 +14,10 @@
 //!   group's in one statement;
 //! - lease extensions of current attempts, all in one statement.
 //!
+//! A group waits, before it takes the writer lock, up to [`GATHER`] for as many asks
+//! as the last group answered: the workers it answered are still sending their next
+//! ones, and one commit then takes what would have been several.
+//!
 //! Everything else takes the engine's way through the group writer (`group.rs`): a
 //! failure, a task of a run (which must advance its run in the same transaction), a
 //! report that is not the current attempt's (a repeat, a stale or unknown attempt),
