@@ -279,8 +279,8 @@ impl SqliteBackend {
             waits: waits.clone(),
             feed: feed.clone(),
         });
-        // Should the writer's own connection not open (a read-only file, say), every
-        // transition takes the engine's way through the pool, as in memory.
+        // Should the writer's own connection not open (its directory unreadable, say),
+        // every transition takes the engine's way through the pool, as in memory.
         let direct = match &file {
             Some(file) if !memory => DirectWriter::start(
                 file,
@@ -558,6 +558,11 @@ impl Backend for SqliteBackend {
     }
 
     async fn close(&self) {
+        // The writer's thread first: what it holds is answered, its connection closed,
+        // and what comes after goes to the closed pool.
+        if let Some(direct) = &self.direct {
+            direct.close().await;
+        }
         self.health.close().await;
         self.pool.close().await;
     }

@@ -92,7 +92,9 @@ pub(crate) struct Shared {
 
 /// The handle of the writer's thread; the thread ends once the handle is dropped.
 pub(crate) struct DirectWriter {
-    jobs: mpsc::Sender<Job>,
+    /// `None` once closed.
+    jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The connection settings the pool's connections have, for the thread's own.
@@ -111,18 +113,36 @@ impl DirectWriter {
             ))
         })?;
         let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("flowstore-sqlite-writer".into())
             .spawn(move || run(conn, shared, queue))
             .map_err(|e| StoreError::unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(DirectWriter { jobs })
+        Ok(DirectWriter {
+            jobs: std::sync::Mutex::new(Some(jobs)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops the thread: it answers what it holds and closes its connection (the
+    /// last one on the file checkpoints the log into it); later asks come back.
+    pub(crate) async fn close(&self) {
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     /// Runs `ask` in the thread's next group and returns its answer once that group
     /// committed; `Err` with the ask when the thread has stopped.
     pub(crate) async fn ask(&self, ask: Ask) -> Result<StoreResult<Answer>, Ask> {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { ask, reply }) {
+        let job = Job { ask, reply };
+        let sent = match &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(jobs) => jobs.send(job).map_err(|mpsc::SendError(job)| job),
+            None => Err(job),
+        };
+        if let Err(job) = sent {
             return Err(job.ask);
         }
         Ok(answer.await.map_err(|_| {
@@ -189,7 +209,11 @@ fn run(conn: Connection, shared: Shared, queue: mpsc::Receiver<Job>) {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.run(&asks)));
         let answers = match ran {
             Ok(Ok(answers)) => {
-                shared.feed.committed();
+                // Committed: whatever a listener does, the callers get their answers.
+                let told = std::panic::catch_unwind(|| shared.feed.committed());
+                if told.is_err() {
+                    tracing::error!("a change listener panicked after the writer's commit");
+                }
                 answers
             }
             Ok(Err(e)) => {
@@ -205,6 +229,13 @@ fn run(conn: Connection, shared: Shared, queue: mpsc::Receiver<Job>) {
                 asks.iter().map(|_| Answer::Engine).collect()
             }
         };
+        // A rollback that failed leaves the transaction open, holding SQLite's write
+        // lock: the thread then ends and its connection closes, which lets go of it,
+        // and from then on every transition goes through the pool.
+        let stuck = !conn.is_autocommit();
+        if stuck {
+            tracing::error!("the writer's thread could not roll back; it stops");
+        }
         for ((reply, answer), ask) in replies.into_iter().zip(answers).zip(asks) {
             let _ = reply.send(match answer {
                 // The items of a completion come back for the engine.
@@ -214,6 +245,9 @@ fn run(conn: Connection, shared: Shared, queue: mpsc::Receiver<Job>) {
                 },
                 answer => answer,
             });
+        }
+        if stuck {
+            return;
         }
     }
 }
@@ -415,7 +449,7 @@ impl Group<'_> {
                     Some(Arg::Int(i)) => stmt.raw_bind_parameter(n, i)?,
                     Some(Arg::Text(t)) => stmt.raw_bind_parameter(n, t)?,
                     Some(Arg::Blob(b)) => stmt.raw_bind_parameter(n, b)?,
-                    None => stmt.raw_bind_parameter(n, rusqlite::types::Null)?,
+                    None => return Err(rusqlite::Error::InvalidParameterCount(args.len(), n)),
                 }
             }
             let mut rows = stmt.raw_query();
