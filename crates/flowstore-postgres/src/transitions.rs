@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flowstore_core::engine::extend_current;
-use flowstore_core::engine::shortcut::fits_one_statement;
+use flowstore_core::engine::shortcut::{answer_rest, fits_one_statement};
 use flowstore_core::ids::{AttemptId, TaskId};
 use flowstore_core::model::engine::{
     check_lease, AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
@@ -147,32 +147,14 @@ pub(crate) async fn complete_many_now(
         completed
     };
     let done: HashSet<TaskId> = completed.iter().map(|c| c.task_id).collect();
-    let rest: Vec<(usize, (AttemptRef, Value))> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, (a, _))| !done.contains(&a.task_id))
-        .map(|(i, item)| (i, item.clone()))
-        .collect();
-    let mut results: Vec<Option<StoreResult<Transition>>> = items
-        .iter()
-        .map(|(a, _)| {
-            done.contains(&a.task_id)
-                .then(|| Ok(Transition::completed(*a)))
+    let each = items
+        .into_iter()
+        .map(|(a, output)| match done.contains(&a.task_id) {
+            true => Ok(Transition::completed(a)),
+            false => Err((a, output)),
         })
         .collect();
-    if !rest.is_empty() {
-        let (indexes, rest_items): (Vec<usize>, Vec<_>) = rest.into_iter().unzip();
-        for (i, result) in indexes
-            .into_iter()
-            .zip(in_transaction(backend, rest_items).await?)
-        {
-            results[i] = Some(result);
-        }
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
-        .collect())
+    answer_rest(each, |rest| in_transaction(backend, rest)).await
 }
 
 /// The general way: the engine's completion in a transition transaction.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flowstore_core::engine::shortcut::{fits_one_statement, ClaimedRunTasks};
+use flowstore_core::engine::shortcut::{answer_rest, fits_one_statement, ClaimedRunTasks};
 use flowstore_core::migrate::{self, MigrationStatus};
 use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
 use flowstore_core::store::KeySource;
@@ -70,6 +70,30 @@ impl std::str::FromStr for Synchronous {
                 "sqlite_synchronous",
                 format!("{other:?} is not full or normal"),
             )),
+        }
+    }
+}
+
+/// The settings, besides foreign keys, the busy timeout and `synchronous`, that
+/// every connection gets: the pool's, and the writer thread's (`direct.rs`).
+pub(crate) const CONNECTION_PRAGMAS: [(&str, &str); 2] =
+    [("temp_store", "memory"), ("cache_size", "-16000")];
+
+/// The settings of the write-ahead log that every connection to a file gets.
+pub(crate) const LOG_PRAGMAS: [(&str, &str); 2] = [
+    (
+        "wal_autocheckpoint",
+        crate::checkpoint::AUTO_CHECKPOINT_PAGES,
+    ),
+    ("journal_size_limit", crate::checkpoint::LOG_SIZE_LIMIT),
+];
+
+impl Synchronous {
+    /// The value of SQLite's `synchronous` setting.
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
         }
     }
 }
@@ -218,20 +242,18 @@ impl SqliteBackend {
             .synchronous(match settings.synchronous {
                 Synchronous::Full => SqliteSynchronous::Full,
                 Synchronous::Normal => SqliteSynchronous::Normal,
-            })
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
+            });
+        let options = CONNECTION_PRAGMAS
+            .iter()
+            .fold(options, |o, (name, value)| o.pragma(*name, *value));
         let options = flowstore_core::slow::report_slow(options, settings.slow_statements);
         let options = if memory {
             options.journal_mode(SqliteJournalMode::Memory)
         } else {
-            options
-                .journal_mode(SqliteJournalMode::Wal)
-                .pragma(
-                    "wal_autocheckpoint",
-                    crate::checkpoint::AUTO_CHECKPOINT_PAGES,
-                )
-                .pragma("journal_size_limit", crate::checkpoint::LOG_SIZE_LIMIT)
+            LOG_PRAGMAS.iter().fold(
+                options.journal_mode(SqliteJournalMode::Wal),
+                |o, (name, value)| o.pragma(*name, *value),
+            )
         };
         // Shared-cache memory databases lock whole tables; one connection avoids that.
         let max = if memory {
@@ -286,10 +308,7 @@ impl SqliteBackend {
                 file,
                 crate::direct::Pragmas {
                     busy_timeout: settings.busy_timeout,
-                    synchronous: match settings.synchronous {
-                        Synchronous::Full => "FULL",
-                        Synchronous::Normal => "NORMAL",
-                    },
+                    synchronous: settings.synchronous.pragma(),
                 },
                 crate::direct::Shared {
                     writer: writer.clone(),
@@ -416,7 +435,9 @@ impl Backend for SqliteBackend {
             Some(direct) if !of_a_run && fits_one_statement(&items) => {
                 match direct.ask(Ask::Complete(items)).await {
                     Ok(answer) => match answer? {
-                        Answer::Completed(each) => return self.complete_rest(each).await,
+                        Answer::Completed(each) => {
+                            return answer_rest(each, |rest| self.complete_in_group(rest)).await
+                        }
                         _ => return Err(unexpected()),
                     },
                     Err(Ask::Complete(items)) => items,
@@ -649,11 +670,9 @@ impl Tx for SqliteTx {
     }
 }
 
-/// The group writer answers each kind of transition with the same kind; anything
-/// else is a bug, reported rather than panicking a worker.
 impl SqliteBackend {
     /// Completions the engine answers, through the group writer: a single one alone
-    /// (its error its answer), several as a batch.
+    /// (its refusal its answer), several as a batch.
     async fn complete_in_group(
         &self,
         mut items: Vec<(AttemptRef, Value)>,
@@ -667,42 +686,16 @@ impl SqliteBackend {
             Ok(Done::Completed(transition)) => Ok(vec![Ok(transition)]),
             Ok(Done::CompletedMany(results)) => Ok(results),
             Ok(_) => Err(unexpected()),
-            // A single completion's error is its own answer.
-            Err(e) if single => Ok(vec![Err(e)]),
+            // A single completion's refusal is its own answer, as in a batch; a fault
+            // of the database stays the call's, as a batch's does.
+            Err(e) if single && !e.is_transient() => Ok(vec![Err(e)]),
             Err(e) => Err(e),
         }
     }
-
-    /// The answers of completions the writer's thread ran, with the items it handed
-    /// back completed by the engine, in order.
-    async fn complete_rest(
-        &self,
-        each: Vec<Result<Transition, (AttemptRef, Value)>>,
-    ) -> StoreResult<Vec<StoreResult<Transition>>> {
-        let mut results: Vec<Option<StoreResult<Transition>>> = Vec::with_capacity(each.len());
-        let (mut places, mut rest) = (Vec::new(), Vec::new());
-        for (i, answer) in each.into_iter().enumerate() {
-            match answer {
-                Ok(transition) => results.push(Some(Ok(transition))),
-                Err(item) => {
-                    results.push(None);
-                    places.push(i);
-                    rest.push(item);
-                }
-            }
-        }
-        if !rest.is_empty() {
-            for (i, result) in places.into_iter().zip(self.complete_in_group(rest).await?) {
-                results[i] = Some(result);
-            }
-        }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
-            .collect())
-    }
 }
 
+/// The group writer answers each kind of transition with the same kind; anything
+/// else is a bug, reported rather than panicking a worker.
 fn unexpected() -> StoreError {
     StoreError::unavailable("the SQLite writer answered with another kind of result")
 }

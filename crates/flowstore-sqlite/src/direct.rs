@@ -68,7 +68,7 @@ pub(crate) enum Answer {
     Claimed(Vec<ClaimedTask>),
     /// Per completion in order: its transition, or the item handed back for the
     /// engine (not the current attempt of a running task without a run).
-    Completed(Vec<Result<Transition, (AttemptRef, Value)>>),
+    Completed(Vec<flowstore_core::engine::shortcut::Shortcut>),
     /// The lease extended, or `None`: not a current attempt, for the engine to answer.
     Heartbeat(Option<Heartbeat>),
     /// Nothing was written: the ask goes the engine's way (a statement of its group
@@ -158,14 +158,12 @@ fn open(file: &Path, pragmas: &Pragmas) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(pragmas.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(64);
-    conn.execute_batch(&format!(
-        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; PRAGMA temp_store = memory;
-         PRAGMA cache_size = -16000; PRAGMA wal_autocheckpoint = {};
-         PRAGMA journal_size_limit = {};",
-        pragmas.synchronous,
-        crate::checkpoint::AUTO_CHECKPOINT_PAGES,
-        crate::checkpoint::LOG_SIZE_LIMIT,
-    ))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", pragmas.synchronous)?;
+    let shared = crate::backend::CONNECTION_PRAGMAS.iter();
+    for (name, value) in shared.chain(&crate::backend::LOG_PRAGMAS) {
+        conn.pragma_update(None, name, value)?;
+    }
     Ok(conn)
 }
 
@@ -482,4 +480,38 @@ fn uuid_from(bytes: &[u8], i: usize) -> rusqlite::Result<Uuid> {
     Uuid::from_slice(bytes).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread's connection is set up as the pool's are: durable commits by
+    /// default, foreign keys enforced, the same cache and log limits.
+    #[test]
+    fn the_threads_connection_has_the_pools_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.db");
+        for (sync, number) in [("FULL", 2), ("NORMAL", 1)] {
+            let pragmas = Pragmas {
+                busy_timeout: Duration::from_secs(3),
+                synchronous: sync,
+            };
+            let conn = open(&file, &pragmas).unwrap_or_else(|e| {
+                // The file must exist: the pool creates it, the thread does not.
+                assert!(!file.exists(), "{e}");
+                std::fs::File::create(&file).unwrap();
+                open(&file, &pragmas).unwrap()
+            });
+            let get =
+                |name: &str| -> i64 { conn.pragma_query_value(None, name, |r| r.get(0)).unwrap() };
+            assert_eq!(get("synchronous"), number);
+            assert_eq!(get("foreign_keys"), 1);
+            assert_eq!(get("temp_store"), 2, "memory");
+            assert_eq!(get("cache_size"), -16000);
+            assert_eq!(get("busy_timeout"), 3000);
+            assert_eq!(get("wal_autocheckpoint"), 10000);
+            assert_eq!(get("journal_size_limit"), 16_777_216);
+        }
+    }
 }

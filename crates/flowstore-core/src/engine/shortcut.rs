@@ -4,12 +4,50 @@
 //! go the engine's way at once.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 use crate::ids::TaskId;
-use crate::model::engine::{AttemptRef, ClaimedTask, MAX_CLAIM};
+use crate::model::engine::{AttemptRef, ClaimedTask, Transition, MAX_CLAIM};
+use crate::{StoreError, StoreResult};
+
+/// One report after a shortcut: its answer, or the report handed back for the engine.
+pub type Shortcut = Result<Transition, (AttemptRef, Value)>;
+
+/// The answers to a batch a shortcut took, in order: what it completed, and what it
+/// handed back answered by `engine` (the engine's way, in one call) in its place.
+pub async fn answer_rest<F, Fut>(
+    each: Vec<Shortcut>,
+    engine: F,
+) -> StoreResult<Vec<StoreResult<Transition>>>
+where
+    F: FnOnce(Vec<(AttemptRef, Value)>) -> Fut,
+    Fut: Future<Output = StoreResult<Vec<StoreResult<Transition>>>>,
+{
+    let mut results: Vec<Option<StoreResult<Transition>>> = Vec::with_capacity(each.len());
+    let (mut places, mut rest) = (Vec::new(), Vec::new());
+    for (i, answer) in each.into_iter().enumerate() {
+        match answer {
+            Ok(transition) => results.push(Some(Ok(transition))),
+            Err(item) => {
+                results.push(None);
+                places.push(i);
+                rest.push(item);
+            }
+        }
+    }
+    if !rest.is_empty() {
+        for (i, result) in places.into_iter().zip(engine(rest).await?) {
+            results[i] = Some(result);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
+        .collect())
+}
 
 /// Whether a shortcut may take `items`: a batch the engine accepts, each task named
 /// once, every output within limits. Anything else goes the engine's way, whose
