@@ -1,5 +1,5 @@
 //! `POST /api/v1/worker/complete-batch` on SQLite and PostgreSQL: many attempts in one
-//! transaction, each reported on its own (a stale or unknown one does not stop the
+//! request, each reported on its own (a stale or unknown one does not stop the
 //! others), repeated reports changing nothing, and the run moved as single
 //! completions would move it.
 
@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 both_backends!(
     a_batch_completes_a_diamond_and_reports_each_attempt,
     a_batch_is_checked_before_anything_is_written,
-    a_batch_refuses_in_place_what_the_key_may_not_execute
+    a_batch_refuses_in_place_what_the_key_may_not_execute,
+    a_batch_records_the_usage_its_items_report
 );
 
 async fn diamond(c: &TestApp) -> String {
@@ -228,4 +229,59 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
         "{}",
         r.body
     );
+}
+
+async fn a_batch_records_the_usage_its_items_report(b: Arc<dyn Backend>) {
+    let c = TestApp::new(b).await;
+    let run = diamond(&c).await;
+    let a = claim(&c, 1).await.remove(0);
+    batch(&c, vec![item(&a, 1, json!({}))]).await;
+    let bc = claim(&c, 2).await;
+    // One item reports what it cost, the other nothing: the batch is written in one
+    // transaction with the usage, and a stale item beside them is refused alone.
+    let mut costly = item(&bc[0], 1, json!({"n": 0}));
+    costly["usage"] = json!({"memory_usage_mb": 96, "cpu_time_ms": 700});
+    let got = batch(
+        &c,
+        vec![
+            costly,
+            item(&bc[1], 7, json!({})),
+            item(&bc[1], 1, json!({"n": 1})),
+        ],
+    )
+    .await;
+    assert_eq!(got[0]["transition"]["status"], "completed", "{got:?}");
+    assert_eq!(got[1]["problem"]["status"], 409, "{got:?}");
+    assert_eq!(got[2]["transition"]["status"], "completed", "{got:?}");
+    // Negative figures are refused, naming the item, before anything is written.
+    let d = claim(&c, 1).await.remove(0);
+    let mut bad = item(&d, 1, json!({}));
+    bad["usage"] = json!({"cpu_time_ms": -1});
+    let r = c.user().complete_batch(json!({ "items": [bad] })).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["field"], "items[0].usage", "{}", r.body);
+
+    let attempts = c.viewer().run_attempts(&run).await;
+    assert_eq!(attempts.status, 200, "{}", attempts.body);
+    let rows = attempts.body.as_array().unwrap();
+    let of = |t: &Value| {
+        rows.iter()
+            .find(|r| r["task_id"] == t["task_id"])
+            .unwrap_or_else(|| panic!("an attempt of {t} in {rows:?}"))
+    };
+    let (costly, plain) = (of(&bc[0]), of(&bc[1]));
+    assert_eq!(costly["execution_status"], "completed", "{costly}");
+    assert_eq!(
+        (
+            costly["memory_usage_mb"].as_i64(),
+            costly["cpu_time_ms"].as_i64()
+        ),
+        (Some(96), Some(700)),
+        "{costly}"
+    );
+    assert_eq!(plain["execution_status"], "completed", "{plain}");
+    assert!(plain["cpu_time_ms"].is_null(), "{plain}");
+    // The item refused for its figures is still running.
+    let got = batch(&c, vec![item(&d, 1, json!({}))]).await;
+    assert_eq!(got[0]["transition"]["run_status"], "completed", "{got:?}");
 }

@@ -262,8 +262,12 @@ pub async fn complete(api: Api, Json(body): Json<CompleteBody>) -> ApiResult<Axu
     Ok(AxumJson(t))
 }
 
-/// Completes many attempts in one transaction. Each gets its own result: a stale or
-/// unknown attempt is reported in its place and does not stop the others.
+/// Completes many attempts. Each gets its own result, once it is durable: a stale or
+/// unknown attempt is reported in its place and does not stop the others. Without
+/// usage figures the batch goes to the backend's own completion, which writes its
+/// items together and with other workers' completions arriving meanwhile (as
+/// `complete` does); with them, every item and its usage are written in one
+/// transaction.
 #[utoipa::path(post, path = "/api/v1/worker/complete-batch", tag = "worker",
     request_body = CompleteBatchBody,
     responses((status = 200, body = CompleteBatchAnswer, description = "one result per attempt, in order"),
@@ -292,38 +296,69 @@ pub async fn complete_batch(
             attempt: b.attempt,
         })
         .collect();
-    let mut tx = api.state.backend().begin_transition().await?;
     // A report on a task the key may not execute is refused in its place, with the
     // problem `complete` would answer; the others go on.
     let mut problems: Vec<Option<Problem>> = refs.iter().map(|_| None).collect();
-    let mut items = Vec::with_capacity(refs.len());
-    let mut usages = Vec::with_capacity(refs.len());
-    for (i, b) in body.items.into_iter().enumerate() {
-        match check_executes(&mut *tx, &api.caller, b.task_id).await {
-            Ok(()) => {
-                items.push((refs[i], b.output));
-                usages.push(b.usage);
+    let with_usage = body
+        .items
+        .iter()
+        .any(|b| b.usage.as_ref().is_some_and(|u| !u.is_empty()));
+    let outcomes = if with_usage {
+        // Usage figures are written in the transitions' own transaction.
+        let mut tx = api.state.backend().begin_transition().await?;
+        let items = executable(&mut *tx, &api.caller, body.items, &mut problems).await?;
+        let (items, usages): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|b| {
+                let a = AttemptRef {
+                    task_id: b.task_id,
+                    attempt: b.attempt,
+                };
+                ((a, b.output), (a, b.usage))
+            })
+            .unzip();
+        let outcomes = if items.is_empty() {
+            Vec::new()
+        } else {
+            tx.complete_many(items).await?
+        };
+        for ((a, usage), outcome) in usages.into_iter().zip(&outcomes) {
+            if outcome.is_ok() {
+                record_usage(&mut *tx, a, usage).await?;
             }
-            Err(p) if p.status < 500 => problems[i] = Some(p),
-            Err(p) => return Err(p),
         }
-    }
-    let attempts: Vec<AttemptRef> = items.iter().map(|(a, _)| *a).collect();
-    let outcomes = if items.is_empty() {
-        Vec::new()
+        tx.commit().await?;
+        outcomes
     } else {
-        tx.complete_many(items).await?
-    };
-    for ((a, usage), outcome) in attempts.into_iter().zip(usages).zip(&outcomes) {
-        if outcome.is_ok() {
-            record_usage(&mut *tx, a, usage).await?;
+        // Nothing but the transitions to write: the backend's own completion, which
+        // commits them together with other workers' (as `complete` does), once the
+        // caller's right to execute each task is checked in a read.
+        let items = if api.caller.is_admin() {
+            body.items
+        } else {
+            let mut tx = api.state.backend().begin_read().await?;
+            executable(&mut *tx, &api.caller, body.items, &mut problems).await?
+        };
+        let items: Vec<(AttemptRef, Value)> = items
+            .into_iter()
+            .map(|b| {
+                let a = AttemptRef {
+                    task_id: b.task_id,
+                    attempt: b.attempt,
+                };
+                (a, b.output)
+            })
+            .collect();
+        if items.is_empty() {
+            Vec::new()
+        } else {
+            api.state.backend().complete_many_now(items).await?
         }
-    }
+    };
     let readied = outcomes
         .iter()
         .any(|o| o.as_ref().is_ok_and(|t| !t.newly_ready.is_empty()));
     let mut outcomes = outcomes.into_iter();
-    tx.commit().await?;
     after_completions(&api, readied);
     let results = refs
         .into_iter()
@@ -426,6 +461,26 @@ async fn reported(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<Attempt
         check_executes(&mut *tx, &api.caller, task_id).await?;
     }
     Ok(AttemptRef { task_id, attempt })
+}
+
+/// The reports of a batch on tasks `caller` may execute, in order; each refused one
+/// has its problem put in its place in `problems` (a fault of the database ends the
+/// whole batch).
+async fn executable(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    items: Vec<CompleteBody>,
+    problems: &mut [Option<Problem>],
+) -> ApiResult<Vec<CompleteBody>> {
+    let mut allowed = Vec::with_capacity(items.len());
+    for (i, b) in items.into_iter().enumerate() {
+        match check_executes(tx, caller, b.task_id).await {
+            Ok(()) => allowed.push(b),
+            Err(p) if p.status < 500 => problems[i] = Some(p),
+            Err(p) => return Err(p),
+        }
+    }
+    Ok(allowed)
 }
 
 /// Refuses a report on a task of a workflow `caller` may not execute (see the
