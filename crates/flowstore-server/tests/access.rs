@@ -620,6 +620,7 @@ async fn key_scopes_limit_every_route(b: Arc<dyn Backend>) {
         "execute"
     );
     assert_eq!(scope("/api/v1/worker/complete", "post"), "execute");
+    assert_eq!(scope("/api/v1/worker/complete-batch", "post"), "execute");
     assert_eq!(scope("/api/v1/apikeys", "post"), "admin");
     assert!(doc.body["paths"]["/api/v1/sessions"]["post"]["security"][0]
         .as_object()

@@ -202,8 +202,16 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     c.new_shell_handler().await;
     let mine = private_task(&c, &a).await;
     let theirs = private_task(&c, &bk).await;
-    // The admin claims both; A reports on both in one batch.
-    let claimed = claim_as(c.admin(), 2).await;
+    // A second run of B's workflow: a batch naming two tasks of one workflow has
+    // each refused.
+    let task = c.admin().get(&format!("/api/v1/tasks/{theirs}")).await;
+    assert_eq!(task.status, 200, "{}", task.body);
+    let wf = task.body["workflow_id"].as_str().unwrap().to_string();
+    let run = c.by(&bk).start_run(&wf, json!({})).await;
+    assert_eq!(run.status, 201, "{}", run.body);
+    let also_theirs = run.body["tasks"][0]["id"].as_str().unwrap().to_string();
+    // The admin claims all three; A reports on them in one batch.
+    let claimed = claim_as(c.admin(), 3).await;
     let attempt = |task: &str| -> i64 {
         claimed.iter().find(|t| t["task_id"] == task).unwrap()["attempt"]
             .as_i64()
@@ -211,16 +219,28 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     };
     let items = json!({"items": [
         {"task_id": theirs, "attempt": attempt(&theirs), "output": {}},
-        {"task_id": mine, "attempt": attempt(&mine), "output": {}}
+        {"task_id": mine, "attempt": attempt(&mine), "output": {}},
+        {"task_id": also_theirs, "attempt": attempt(&also_theirs), "output": {}}
     ]});
     let r = c.by(&a).complete_batch(items).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let got = r.body["results"].as_array().unwrap();
-    assert_eq!(
-        got[0]["problem"]["status"], 404,
-        "B's private task is hidden: {got:?}"
-    );
+    for i in [0, 2] {
+        assert_eq!(
+            got[i]["problem"]["status"], 404,
+            "B's private tasks are hidden: {got:?}"
+        );
+        assert!(got[i]["transition"].is_null(), "{got:?}");
+    }
     assert_eq!(got[1]["transition"]["status"], "completed", "{got:?}");
+    // B's other task is running still, for B to complete.
+    let items = json!({"items": [{"task_id": also_theirs, "attempt": attempt(&also_theirs), "output": {}}]});
+    let r = c.by(&bk).complete_batch(items).await;
+    assert_eq!(
+        r.body["results"][0]["transition"]["status"], "completed",
+        "{}",
+        r.body
+    );
     // B's task is still running under the admin's claim, and completes for B.
     let items = json!({"items": [{"task_id": theirs, "attempt": attempt(&theirs), "output": {}}]});
     let r = c.by(&bk).complete_batch(items).await;

@@ -6,11 +6,12 @@
 //! workflow too): a claim hands out no others, and a report on another is refused
 //! (404 when the key may not read the workflow, 403 when it may only read it).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json as AxumJson;
-use flowstore_core::ids::TaskId;
+use flowstore_core::ids::{TaskId, WorkflowId};
 use flowstore_core::model::engine::{
     AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition, MAX_CLAIM,
 };
@@ -465,16 +466,18 @@ async fn reported(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<Attempt
 
 /// The reports of a batch on tasks `caller` may execute, in order; each refused one
 /// has its problem put in its place in `problems` (a fault of the database ends the
-/// whole batch).
+/// whole batch). Each workflow is checked once, however many of its tasks the batch
+/// names.
 async fn executable(
     tx: &mut dyn Tx,
     caller: &Caller,
     items: Vec<CompleteBody>,
     problems: &mut [Option<Problem>],
 ) -> ApiResult<Vec<CompleteBody>> {
+    let mut verdicts = HashMap::new();
     let mut allowed = Vec::with_capacity(items.len());
     for (i, b) in items.into_iter().enumerate() {
-        match check_executes(tx, caller, b.task_id).await {
+        match executes(tx, caller, b.task_id, &mut verdicts).await {
             Ok(()) => allowed.push(b),
             Err(p) if p.status < 500 => problems[i] = Some(p),
             Err(p) => return Err(p),
@@ -486,21 +489,40 @@ async fn executable(
 /// Refuses a report on a task of a workflow `caller` may not execute (see the
 /// module's rule, which the claim query applies too).
 async fn check_executes(tx: &mut dyn Tx, caller: &Caller, id: TaskId) -> ApiResult<()> {
+    executes(tx, caller, id, &mut HashMap::new()).await
+}
+
+/// [`check_executes`], with the verdicts on workflows already checked in `verdicts`.
+async fn executes(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    id: TaskId,
+    verdicts: &mut HashMap<WorkflowId, ApiResult<()>>,
+) -> ApiResult<()> {
     if caller.is_admin() {
         return Ok(());
     }
     let task = tx.get_task(id).await?;
-    if let Some(w) = task.workflow_id {
-        let wf = tx.get_workflow(w).await?;
-        access::check_workflow(tx, caller, &wf, SharePermission::Execute)
-            .await
-            .map_err(|p| {
-                if p.status == 404 {
-                    Problem::not_found(format!("no task {id}"))
-                } else {
-                    p
-                }
-            })?;
-    }
-    Ok(())
+    let Some(w) = task.workflow_id else {
+        return Ok(());
+    };
+    let verdict = match verdicts.get(&w) {
+        Some(v) => v.clone(),
+        None => {
+            let wf = tx.get_workflow(w).await?;
+            let v = access::check_workflow(tx, caller, &wf, SharePermission::Execute).await;
+            if v.as_ref().is_err_and(|p| p.status >= 500) {
+                return v;
+            }
+            verdicts.insert(w, v.clone());
+            v
+        }
+    };
+    verdict.map_err(|p| {
+        if p.status == 404 {
+            Problem::not_found(format!("no task {id}"))
+        } else {
+            p
+        }
+    })
 }
