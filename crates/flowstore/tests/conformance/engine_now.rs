@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use flowstore::ids::TaskId;
-use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask};
+use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, EventFilter};
 use flowstore::model::task::{NewTask, TaskPatch, TaskStatus};
 use flowstore::{Store, StoreError};
 use serde_json::json;
@@ -22,6 +22,7 @@ conformance!(
     queued_claims_answer_each_on_its_own,
     queued_heartbeats_and_failures_answer_each_on_its_own,
     grouped_heartbeats_and_failures_answer_each_on_its_own,
+    large_claims_and_batches_are_written_whole,
 );
 
 /// Reports of a run's tasks through a store that did not claim them (another process
@@ -647,5 +648,102 @@ async fn reports_through_another_store_advance_the_run(db: &flowstore_testkit::T
     );
     for task in tx.run_tasks(run).await.unwrap() {
         assert_eq!(task.status, TaskStatus::Completed, "{:?}", task.step_key);
+    }
+}
+
+/// Claims and batches of more tasks than one statement writes at once (a backend may
+/// write such a list in parts): every task is claimed once, its attempt row and its
+/// events are written once each with gap-free numbers, and each completion keeps its
+/// own output; through the transitions' own path and inside a transaction alike.
+async fn large_claims_and_batches_are_written_whole(store: Store) {
+    const TASKS: usize = 600;
+    let mut ids = ready_tasks(&store, "large", TASKS).await;
+    ids.extend(standalone_ready(&store, "large", TASKS).await);
+    let backend = store.backend_arc();
+
+    // One claim of 600 and one batch of 600, each committed on its own.
+    let first = backend
+        .claim_now(&request("w-now", "large", TASKS as u32))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), TASKS);
+    let items = first
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (attempt(c), json!({"i": i, "w": "now"})))
+        .collect();
+    for r in backend.complete_many_now(items).await.unwrap() {
+        assert_eq!(r.unwrap().status, TaskStatus::Completed);
+    }
+
+    // The same in one transaction.
+    let mut tx = store.begin().await.unwrap();
+    let second = tx
+        .claim(&request("w-tx", "large", TASKS as u32))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), TASKS);
+    let items = second
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (attempt(c), json!({"i": i, "w": "tx"})))
+        .collect();
+    for r in tx.complete_many(items).await.unwrap() {
+        assert_eq!(r.unwrap().status, TaskStatus::Completed);
+    }
+    tx.commit().await.unwrap();
+
+    let claimed: HashSet<TaskId> = first.iter().chain(&second).map(|c| c.task_id).collect();
+    assert_eq!(
+        claimed,
+        ids.iter().copied().collect(),
+        "each task claimed once"
+    );
+    let mut tx = store.begin().await.unwrap();
+    for (worker, batch) in [("now", &first), ("tx", &second)] {
+        for (i, c) in batch.iter().enumerate() {
+            assert_eq!(c.attempt, 1);
+            let task = tx.get_task(c.task_id).await.unwrap();
+            assert_eq!(task.status, TaskStatus::Completed);
+            let attempts = tx.list_attempts(c.task_id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "one attempt row for {}", c.task_id);
+            assert_eq!(attempts[0].id, c.attempt_id);
+            assert_eq!(
+                attempts[0].worker_id.as_deref(),
+                Some(format!("w-{worker}").as_str())
+            );
+            assert_eq!(attempts[0].output_results, json!({"i": i, "w": worker}));
+        }
+    }
+    tx.sequence_events().await.unwrap();
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = tx
+            .events_after(after, &EventFilter::default(), 1000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        events.extend(page);
+    }
+    tx.commit().await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "event numbers are gap-free"
+    );
+    for kind in ["task.claimed", "task.completed"] {
+        let tasks: Vec<TaskId> = events
+            .iter()
+            .filter(|e| e.event_type == kind)
+            .filter_map(|e| e.task_id)
+            .collect();
+        assert_eq!(tasks.len(), 2 * TASKS, "{kind} once per task");
+        assert_eq!(
+            tasks.iter().copied().collect::<HashSet<_>>(),
+            claimed,
+            "{kind} of every task"
+        );
     }
 }
