@@ -138,7 +138,10 @@ pub(crate) fn complete_running(
             .collect(),
     );
     // The unary `+` keeps SQLite from walking the index on `(run_id, step_key)`
-    // through every task without a run instead of looking up the ones listed.
+    // through every task without a run instead of looking up the ones listed; on
+    // `j`'s columns it keeps the list the outer loop (tasks looked up by ID): given
+    // some hundred rows, SQLite would otherwise scan every task against an index it
+    // builds on `j` (measured: 50–170 ms a statement at 256 rows on 60,000 tasks).
     let only = if runless {
         " AND +t.run_id IS NULL"
     } else {
@@ -152,7 +155,7 @@ pub(crate) fn complete_running(
             'task.completed', t.run_id, t.id,
             (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = t.run_id),
             json_object('attempt', t.attempt), ?1
-       FROM j JOIN tasks t ON t.id = j.id AND t.attempt = j.attempt
+       FROM j JOIN tasks t ON t.id = +j.id AND t.attempt = +j.attempt
                           AND t.status = 'running'{only}
       ORDER BY j.k;
      {with}
@@ -162,7 +165,7 @@ pub(crate) fn complete_running(
                 ELSE max(0, ({now_us} - {started_us}) / 1000) END,
             lease_expires_at = NULL, updated_at = ?1
        FROM (SELECT t.id, t.attempt, j.output
-               FROM j JOIN tasks t ON t.id = j.id AND t.attempt = j.attempt
+               FROM j JOIN tasks t ON t.id = +j.id AND t.attempt = +j.attempt
                                   AND t.status = 'running'{only}) AS c
       WHERE task_executions.task_id = c.id AND task_executions.attempt = c.attempt;
      {with}
@@ -175,7 +178,7 @@ pub(crate) fn complete_running(
                 WHERE s.at IS NOT NULL),
             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
        FROM j
-      WHERE t.id = j.id AND t.attempt = j.attempt AND t.status = 'running'{only}
+      WHERE t.id = +j.id AND t.attempt = +j.attempt AND t.status = 'running'{only}
      RETURNING id, attempt, run_id",
         now_us = micros!("?1"),
         started_us = micros!("started_at"),
