@@ -572,3 +572,73 @@ fn distinct(types: &[String]) -> Vec<&str> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{SqliteBackend, SqliteSettings};
+    use flowstore_core::store::KeySource;
+    use flowstore_core::Backend;
+    use std::sync::Arc;
+
+    /// The completion looks up each listed task by its ID, whatever the list's
+    /// length: with a few hundred rows SQLite once chose to scan every task against an
+    /// index it built on the list, a plan whose time grows with the table.
+    #[tokio::test]
+    async fn completions_look_up_the_listed_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.db");
+        let settings = SqliteSettings {
+            url: format!("sqlite://{}", file.display()),
+            ..SqliteSettings::default()
+        };
+        let backend = SqliteBackend::connect(&settings, Arc::new(KeySource::none()))
+            .await
+            .unwrap();
+        backend.migrate_up(None).await.unwrap();
+        backend.close().await;
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        for n in [1, 64, MAX_ROWS] {
+            let outputs: Vec<Value> = (0..n).map(|i| serde_json::json!({ "i": i })).collect();
+            let items: Vec<(AttemptRef, &Value)> = outputs
+                .iter()
+                .map(|o| {
+                    let a = AttemptRef {
+                        task_id: TaskId::new(),
+                        attempt: 1,
+                    };
+                    (a, o)
+                })
+                .collect();
+            for runless in [false, true] {
+                let (sql, args) = complete_running(&items, flowstore_core::time::now(), runless);
+                for text in sql.split(';') {
+                    let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+                    for (k, arg) in args.iter().enumerate().take(plan.parameter_count()) {
+                        match arg {
+                            Arg::Int(i) => plan.raw_bind_parameter(k + 1, i),
+                            Arg::Text(t) => plan.raw_bind_parameter(k + 1, t),
+                            Arg::Blob(b) => plan.raw_bind_parameter(k + 1, b),
+                        }
+                        .unwrap();
+                    }
+                    let mut rows = plan.raw_query();
+                    let mut steps = Vec::new();
+                    while let Some(row) = rows.next().unwrap() {
+                        steps.push(row.get::<_, String>(3).unwrap());
+                    }
+                    assert!(
+                        steps.iter().any(|s| s.starts_with("SEARCH t USING INDEX")),
+                        "{n} rows: tasks looked up by ID: {steps:?}"
+                    );
+                    assert!(
+                        !steps.iter().any(|s| s == "SCAN t"
+                            || s.contains("ON j")
+                            || s.starts_with("SEARCH j")),
+                        "{n} rows: no scan of the tasks against the list: {steps:?}"
+                    );
+                }
+            }
+        }
+    }
+}
