@@ -43,7 +43,9 @@ use std::sync::mpsc;
 use tokio::sync::{oneshot, Mutex};
 use uuid::Uuid;
 
-use crate::hot_path::{complete_running, lease_list, Arg, Claim, EXTEND_LEASES, MAX_ROWS};
+use crate::hot_path::{
+    completion_list, lease_list, Arg, Claim, CLAIM_RECORDS, COMPLETE_RUNLESS, EXTEND_LEASES,
+};
 use crate::util::ts;
 
 /// The most transitions committed together, as in the group writer.
@@ -155,7 +157,7 @@ fn open(file: &Path, pragmas: &Pragmas) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(pragmas.busy_timeout)?;
-    conn.set_prepared_statement_cache_capacity(128);
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", pragmas.synchronous)?;
     let shared = crate::backend::CONNECTION_PRAGMAS.iter();
@@ -278,12 +280,10 @@ impl Group<'_> {
         let mut completed: HashSet<(TaskId, i32)> = HashSet::new();
         if !items.is_empty() {
             items.sort_by_key(|(a, _)| a.task_id);
-            for chunk in items.chunks(MAX_ROWS) {
-                let (sql, args) = complete_running(chunk, now, true);
-                completed.extend(self.rows(&sql, &args, |r| {
-                    Ok((uuid_of(r, 0).map(TaskId)?, r.get::<_, i32>(1)?))
-                })?);
-            }
+            let args = [Arg::Text(completion_list(&items)), Arg::Text(ts(&now))];
+            completed.extend(self.rows(COMPLETE_RUNLESS, &args, |r| {
+                Ok((uuid_of(r, 0).map(TaskId)?, r.get::<_, i32>(1)?))
+            })?);
         }
 
         // Lease extensions, each task once.
@@ -423,8 +423,8 @@ impl Group<'_> {
             Ok((task, r.get::<_, String>(6)?))
         })?;
         let ids: Vec<AttemptId> = claimed.iter().map(|_| AttemptId::new()).collect();
-        for (sql, args) in claim.records(&mut claimed, &ids) {
-            self.rows(&sql, &args, |_| Ok(()))?;
+        if let Some(args) = claim.records(&mut claimed, &ids) {
+            self.rows(CLAIM_RECORDS, &args, |_| Ok(()))?;
         }
         Ok(claim.share_out(claimed))
     }

@@ -60,133 +60,79 @@ pub(crate) const EXTEND_LEASES: &str = "UPDATE task_executions
                coalesce((SELECT r.cancel_requested_at IS NOT NULL FROM workflow_executions r
                           WHERE r.id = tasks.run_id), 0) AS run_cancel_requested";
 
-/// Rows bound as numbered parameters and read as the table `j` of a `VALUES` list,
-/// `j.k` numbering them from 1. A list given as one JSON argument costs SQLite a
-/// parse of each row's object for each field read from it (a fifth of the writer
-/// thread's time in batches, measured); bound values cost nothing to read. The rows
-/// are padded with NULLs to a power of two, which match no task and are skipped, so
-/// that a statement is prepared once per size class rather than once per length.
-pub(crate) struct Rows {
-    /// `WITH j(k, …) AS (VALUES …)`, put before each statement that reads `j`.
-    with: String,
-    /// The rows' values in order, bound from the first parameter given on.
-    args: Vec<Arg>,
-}
-
-/// The most rows one statement takes: longer lists are written in chunks of this
-/// many (SQLite takes at most 32,766 parameters a statement).
-pub(crate) const MAX_ROWS: usize = 256;
-
-impl Rows {
-    /// `rows` (each with a value per column, at most [`MAX_ROWS`]) bound from
-    /// parameter `first` on.
-    fn new(columns: &[&str], first: usize, rows: Vec<Vec<Arg>>) -> Self {
-        let width = columns.len();
-        let size = rows.len().max(1).next_power_of_two();
-        let mut args = Vec::with_capacity(size * width);
-        let mut values = Vec::with_capacity(size);
-        let mut rows = rows.into_iter();
-        for i in 0..size {
-            let p = first + i * width;
-            let params: Vec<String> = (p..p + width).map(|n| format!("?{n}")).collect();
-            values.push(format!("({}, {})", i + 1, params.join(", ")));
-            match rows.next() {
-                Some(row) => args.extend(row),
-                None => args.extend((0..width).map(|_| Arg::Blob(None))),
-            }
-        }
-        Rows {
-            with: format!(
-                "WITH j(k, {}) AS (VALUES {})",
-                columns.join(", "),
-                values.join(", ")
-            ),
-            args,
-        }
-    }
-}
-
-/// A task's ID as the tables store it.
-fn id_arg(id: uuid::Uuid) -> Arg {
-    Arg::Blob(Some(id.as_bytes().to_vec()))
-}
-
-/// Completes, in one call of three statements, the attempts in `items` (at most
-/// [`MAX_ROWS`]) that are their task's current running one, at `now`; `runless`
-/// narrows them to tasks without a run (the shortcut of `direct.rs`, which writes
-/// nothing a run would need). The event and attempt rows are written first, for
-/// exactly the tasks the last statement then updates: the writer lock is held, so the
-/// condition reads the same rows in all three. Returns the SQL and its arguments; its
-/// rows are each completed task's ID, attempt and run.
-pub(crate) fn complete_running(
-    items: &[(AttemptRef, &Value)],
-    now: Timestamp,
-    runless: bool,
-) -> (String, Vec<Arg>) {
-    let rows = Rows::new(
-        &["id", "attempt", "output"],
-        2,
-        items
-            .iter()
-            .map(|(a, o)| {
-                vec![
-                    id_arg(a.task_id.0),
-                    Arg::Int(a.attempt.into()),
-                    Arg::Text(o.to_string()),
-                ]
-            })
-            .collect(),
-    );
-    // The unary `+` keeps SQLite from walking the index on `(run_id, step_key)`
-    // through every task without a run instead of looking up the ones listed; on
-    // `j`'s columns it keeps the list the outer loop (tasks looked up by ID): given
-    // some hundred rows, SQLite would otherwise scan every task against an index it
-    // builds on `j` (measured: 50–170 ms a statement at 256 rows on 60,000 tasks).
-    let only = if runless {
-        " AND +t.run_id IS NULL"
-    } else {
-        ""
-    };
-    let with = &rows.with;
-    let sql = format!(
-        "{with}
-     INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
-     SELECT (SELECT coalesce(max(seq), 0) FROM events) + row_number() OVER (ORDER BY j.k),
+/// Completes, in one call of three statements, the attempts listed in `?1` (a JSON
+/// array of `{"t": task hex, "a": attempt, "o": output}`) that are their task's
+/// current running one, at `?2`; `$runless` narrows them to tasks without a run (the
+/// shortcut of `direct.rs`, which writes nothing a run would need). The event and
+/// attempt rows are written first, for exactly the tasks the last statement then
+/// updates: the writer lock is held, so the condition reads the same rows in all three.
+macro_rules! complete_running {
+    ($runless:literal) => {
+        concat!(
+            "INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
+     SELECT (SELECT coalesce(max(seq), 0) FROM events) + row_number() OVER (ORDER BY j.key),
             'task.completed', t.run_id, t.id,
             (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = t.run_id),
-            json_object('attempt', t.attempt), ?1
-       FROM j JOIN tasks t ON t.id = +j.id AND t.attempt = +j.attempt
-                          AND t.status = 'running'{only}
-      ORDER BY j.k;
-     {with}
+            json_object('attempt', t.attempt), ?2
+       FROM json_each(?1) j
+       JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
+                   AND t.status = 'running'",
+            $runless,
+            "
+      ORDER BY j.key;
      UPDATE task_executions
-        SET execution_status = 'completed', output_results = c.output, completed_at = ?1,
+        SET execution_status = 'completed', output_results = j.output, completed_at = ?2,
             duration_ms = CASE WHEN started_at IS NULL THEN NULL
-                ELSE max(0, ({now_us} - {started_us}) / 1000) END,
-            lease_expires_at = NULL, updated_at = ?1
-       FROM (SELECT t.id, t.attempt, j.output
-               FROM j JOIN tasks t ON t.id = +j.id AND t.attempt = +j.attempt
-                                  AND t.status = 'running'{only}) AS c
-      WHERE task_executions.task_id = c.id AND task_executions.attempt = c.attempt;
-     {with}
+                ELSE max(0, (",
+            micros!("?2"),
+            " - ",
+            micros!("started_at"),
+            ") / 1000) END,
+            lease_expires_at = NULL, updated_at = ?2
+       FROM (SELECT t.id, t.attempt, j.value -> '$.o' AS output
+               FROM json_each(?1) j
+               JOIN tasks t ON t.id = unhex(j.value ->> '$.t') AND t.attempt = j.value ->> '$.a'
+                           AND t.status = 'running'",
+            $runless,
+            ") AS j
+      WHERE task_executions.task_id = j.id AND task_executions.attempt = j.attempt;
      UPDATE tasks AS t
-        SET status = 'completed', result = j.output, error_message = NULL, completed_at = ?1,
-            actual_duration = (SELECT min(2147483647, max(0, ({now_us} - {at_us}) / 1000))
+        SET status = 'completed', result = j.output, error_message = NULL, completed_at = ?2,
+            actual_duration = (SELECT min(2147483647, max(0, (",
+            micros!("?2"),
+            " - ",
+            micros!("s.at"),
+            ") / 1000))
                  FROM (SELECT coalesce((SELECT a.started_at FROM task_executions a
                                          WHERE a.task_id = t.id AND a.attempt = t.attempt),
                                        t.started_at) AS at) s
                 WHERE s.at IS NOT NULL),
-            lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
-       FROM j
-      WHERE t.id = +j.id AND t.attempt = +j.attempt AND t.status = 'running'{only}
-     RETURNING id, attempt, run_id",
-        now_us = micros!("?1"),
-        started_us = micros!("started_at"),
-        at_us = micros!("s.at"),
-    );
-    let mut args = vec![Arg::Text(ts(&now))];
-    args.extend(rows.args);
-    (sql, args)
+            lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
+       FROM (SELECT unhex(value ->> '$.t') AS id, value ->> '$.a' AS attempt,
+                    value -> '$.o' AS output
+               FROM json_each(?1)) AS j
+      WHERE t.id = j.id AND t.attempt = j.attempt AND t.status = 'running'",
+            $runless,
+            "
+     RETURNING id, attempt, run_id"
+        )
+    };
+}
+
+/// [`complete_running!`] for every task.
+const COMPLETE_RUNNING: &str = complete_running!("");
+/// [`complete_running!`] for tasks without a run.
+/// (The unary `+` keeps SQLite from walking the index on `(run_id, step_key)` through
+/// every task without a run instead of looking up the ones listed.)
+pub(crate) const COMPLETE_RUNLESS: &str = complete_running!(" AND +t.run_id IS NULL");
+
+/// The argument `?1` of [`complete_running!`] for `items`.
+pub(crate) fn completion_list(items: &[(AttemptRef, &Value)]) -> String {
+    let list: Vec<Value> = items
+        .iter()
+        .map(|(a, o)| serde_json::json!({"t": hex(a.task_id.0), "a": a.attempt, "o": o}))
+        .collect();
+    Value::Array(list).to_string()
 }
 
 /// Promotes the dependents of the `[run hex, task hex]` pairs in `?1` at `?2` (see
@@ -255,24 +201,21 @@ fn bind_all<'q>(
 }
 
 /// Writes, in one call of two statements, the attempt rows and the events of the
-/// tasks a claim took (`rows`, at most [`MAX_ROWS`], made by [`Claim::records`]):
-/// `?1` now, `?2` the leases' end.
-fn claim_records(rows: &Rows) -> String {
-    let with = &rows.with;
-    format!(
-        "{with}
-     INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
+/// tasks a claim took: `?1` the list made by [`Claim::records`], `?2` now, `?3` the
+/// leases' end.
+pub(crate) const CLAIM_RECORDS: &str =
+    "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
         execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
-     SELECT j.id, j.task, j.run, j.attempt, j.handler, j.worker, 'running', ?1, ?2, ?1, ?1, ?1
-       FROM j WHERE j.id IS NOT NULL ORDER BY j.k;
-     {with}
+     SELECT unhex(value ->> '$.id'), unhex(value ->> '$.t'), unhex(value ->> '$.r'),
+            value ->> '$.a', value ->> '$.h', value ->> '$.w', 'running', ?2, ?3, ?2, ?2, ?2
+       FROM json_each(?1) ORDER BY key;
      INSERT INTO events (seq, event_type, run_id, task_id, workflow_id, payload, created_at)
-     SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.k, 'task.claimed', j.run, j.task,
-            (SELECT r.workflow_id FROM workflow_executions r WHERE r.id = j.run),
-            json_object('attempt', j.attempt, 'worker_id', j.worker), ?1
-       FROM j WHERE j.id IS NOT NULL ORDER BY j.k"
-    )
-}
+     SELECT (SELECT coalesce(max(seq), 0) FROM events) + j.key + 1, 'task.claimed',
+            unhex(j.value ->> '$.r'), unhex(j.value ->> '$.t'),
+            (SELECT r.workflow_id FROM workflow_executions r
+              WHERE r.id = unhex(j.value ->> '$.r')),
+            json_object('attempt', j.value ->> '$.a', 'worker_id', j.value ->> '$.w'), ?2
+       FROM json_each(?1) j ORDER BY j.key";
 
 /// One claim statement for requests that share it ([`SharedClaim`]), the same for
 /// both drivers: its SQL and arguments, and what makes the claimed rows answers.
@@ -347,46 +290,38 @@ impl<'a> Claim<'a> {
         })
     }
 
-    /// The statements that write the attempt rows and events of the tasks claimed
-    /// (each with the worker its lease went to), which it puts in task order: SQL and
-    /// arguments for each chunk of at most [`MAX_ROWS`] tasks; none when no task was
-    /// claimed.
+    /// The arguments of [`CLAIM_RECORDS`] for the tasks claimed (each with the worker
+    /// its lease went to), which it puts in task order; `None` when none was.
     pub(crate) fn records(
         &self,
         claimed: &mut [(ClaimedTask, String)],
         attempt_ids: &[AttemptId],
-    ) -> Vec<(String, Vec<Arg>)> {
+    ) -> Option<[Arg; 3]> {
         for ((task, _), id) in claimed.iter_mut().zip(attempt_ids) {
             task.attempt_id = *id;
         }
         // Attempts and events in task order.
         claimed.sort_by_key(|(c, _)| c.task_id);
-        claimed
-            .chunks(MAX_ROWS)
-            .map(|chunk| {
-                let rows = Rows::new(
-                    &["id", "task", "run", "attempt", "handler", "worker"],
-                    3,
-                    chunk
-                        .iter()
-                        .map(|(task, owner)| {
-                            vec![
-                                id_arg(task.attempt_id.0),
-                                id_arg(task.task_id.0),
-                                Arg::Blob(task.run_id.map(|r| r.0.as_bytes().to_vec())),
-                                Arg::Int(task.attempt.into()),
-                                Arg::Text(task.handler_type.clone()),
-                                Arg::Text(owner.clone()),
-                            ]
-                        })
-                        .collect(),
-                );
-                let mut args = vec![Arg::Text(self.now.clone()), Arg::Text(self.until.clone())];
-                let sql = claim_records(&rows);
-                args.extend(rows.args);
-                (sql, args)
+        let list: Vec<Value> = claimed
+            .iter()
+            .map(|(task, owner)| {
+                serde_json::json!({
+                    "id": hex(task.attempt_id.0),
+                    "t": hex(task.task_id.0),
+                    "r": task.run_id.map(|r| hex(r.0)),
+                    "a": task.attempt,
+                    "h": task.handler_type,
+                    "w": owner,
+                })
             })
-            .collect()
+            .collect();
+        (!list.is_empty()).then(|| {
+            [
+                Arg::Text(Value::Array(list).to_string()),
+                Arg::Text(self.now.clone()),
+                Arg::Text(self.until.clone()),
+            ]
+        })
     }
 
     /// Each request's share of the tasks claimed.
@@ -426,8 +361,8 @@ impl HotPath for SqliteTx {
         }
         // The attempt rows and the events of the whole claim in one call of two
         // statements (the driver's cost is per call).
-        for (sql, args) in claim.records(&mut claimed, attempt_ids) {
-            bind_all(sqlx::query(&sql), &args)
+        if let Some(args) = claim.records(&mut claimed, attempt_ids) {
+            bind_all(sqlx::query(CLAIM_RECORDS), &args)
                 .execute(&mut *self.tx)
                 .await?;
         }
@@ -439,16 +374,11 @@ impl HotPath for SqliteTx {
         items: &[(AttemptRef, &Value)],
         now: Timestamp,
     ) -> StoreResult<Vec<CompletedAttempt>> {
-        let mut rows: Vec<(TaskId, i32, Option<RunId>)> = Vec::with_capacity(items.len());
-        for chunk in items.chunks(MAX_ROWS) {
-            let (sql, args) = complete_running(chunk, now, false);
-            for r in bind_all(sqlx::query(&sql), &args)
-                .fetch_all(&mut *self.tx)
-                .await?
-            {
-                rows.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-        }
+        let rows: Vec<(TaskId, i32, Option<RunId>)> = sqlx::query_as(COMPLETE_RUNNING)
+            .bind(completion_list(items))
+            .bind(ts(&now))
+            .fetch_all(&mut *self.tx)
+            .await?;
         let mut runs: Vec<RunId> = rows.iter().filter_map(|r| r.2).collect();
         runs.sort();
         runs.dedup();
@@ -571,74 +501,4 @@ fn distinct(types: &[String]) -> Vec<&str> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::{SqliteBackend, SqliteSettings};
-    use flowstore_core::store::KeySource;
-    use flowstore_core::Backend;
-    use std::sync::Arc;
-
-    /// The completion looks up each listed task by its ID, whatever the list's
-    /// length: with a few hundred rows SQLite once chose to scan every task against an
-    /// index it built on the list, a plan whose time grows with the table.
-    #[tokio::test]
-    async fn completions_look_up_the_listed_tasks() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("plan.db");
-        let settings = SqliteSettings {
-            url: format!("sqlite://{}", file.display()),
-            ..SqliteSettings::default()
-        };
-        let backend = SqliteBackend::connect(&settings, Arc::new(KeySource::none()))
-            .await
-            .unwrap();
-        backend.migrate_up(None).await.unwrap();
-        backend.close().await;
-        let conn = rusqlite::Connection::open(&file).unwrap();
-        for n in [1, 64, MAX_ROWS] {
-            let outputs: Vec<Value> = (0..n).map(|i| serde_json::json!({ "i": i })).collect();
-            let items: Vec<(AttemptRef, &Value)> = outputs
-                .iter()
-                .map(|o| {
-                    let a = AttemptRef {
-                        task_id: TaskId::new(),
-                        attempt: 1,
-                    };
-                    (a, o)
-                })
-                .collect();
-            for runless in [false, true] {
-                let (sql, args) = complete_running(&items, flowstore_core::time::now(), runless);
-                for text in sql.split(';') {
-                    let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
-                    for (k, arg) in args.iter().enumerate().take(plan.parameter_count()) {
-                        match arg {
-                            Arg::Int(i) => plan.raw_bind_parameter(k + 1, i),
-                            Arg::Text(t) => plan.raw_bind_parameter(k + 1, t),
-                            Arg::Blob(b) => plan.raw_bind_parameter(k + 1, b),
-                        }
-                        .unwrap();
-                    }
-                    let mut rows = plan.raw_query();
-                    let mut steps = Vec::new();
-                    while let Some(row) = rows.next().unwrap() {
-                        steps.push(row.get::<_, String>(3).unwrap());
-                    }
-                    assert!(
-                        steps.iter().any(|s| s.starts_with("SEARCH t USING INDEX")),
-                        "{n} rows: tasks looked up by ID: {steps:?}"
-                    );
-                    assert!(
-                        !steps.iter().any(|s| s == "SCAN t"
-                            || s.contains("ON j")
-                            || s.starts_with("SEARCH j")),
-                        "{n} rows: no scan of the tasks against the list: {steps:?}"
-                    );
-                }
-            }
-        }
-    }
 }
