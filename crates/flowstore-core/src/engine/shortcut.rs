@@ -45,7 +45,9 @@ where
     }
     Ok(results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(StoreError::invalid("items", "not processed"))))
+        // The engine answers each item it is given; a missing answer is a bug, not
+        // the caller's mistake.
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("a completion was not answered"))))
         .collect())
 }
 

@@ -304,25 +304,30 @@ pub async fn complete_batch(
         .items
         .iter()
         .any(|b| b.usage.as_ref().is_some_and(|u| !u.is_empty()));
-    let outcomes = if with_usage {
+    // The caller's right to execute each task, checked in a read before anything is
+    // written (an admin's without one).
+    let items = if api.caller.is_admin() {
+        body.items
+    } else {
+        let mut tx = api.state.backend().begin_read().await?;
+        executable(&mut *tx, &api.caller, body.items, &mut problems).await?
+    };
+    let (items, usages): (Vec<(AttemptRef, Value)>, Vec<_>) = items
+        .into_iter()
+        .map(|b| {
+            let a = AttemptRef {
+                task_id: b.task_id,
+                attempt: b.attempt,
+            };
+            ((a, b.output), (a, b.usage))
+        })
+        .unzip();
+    let outcomes = if items.is_empty() {
+        Vec::new()
+    } else if with_usage {
         // Usage figures are written in the transitions' own transaction.
         let mut tx = api.state.backend().begin_transition().await?;
-        let items = executable(&mut *tx, &api.caller, body.items, &mut problems).await?;
-        let (items, usages): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .map(|b| {
-                let a = AttemptRef {
-                    task_id: b.task_id,
-                    attempt: b.attempt,
-                };
-                ((a, b.output), (a, b.usage))
-            })
-            .unzip();
-        let outcomes = if items.is_empty() {
-            Vec::new()
-        } else {
-            tx.complete_many(items).await?
-        };
+        let outcomes = tx.complete_many(items).await?;
         for ((a, usage), outcome) in usages.into_iter().zip(&outcomes) {
             if outcome.is_ok() {
                 record_usage(&mut *tx, a, usage).await?;
@@ -332,29 +337,8 @@ pub async fn complete_batch(
         outcomes
     } else {
         // Nothing but the transitions to write: the backend's own completion, which
-        // commits them together with other workers' (as `complete` does), once the
-        // caller's right to execute each task is checked in a read.
-        let items = if api.caller.is_admin() {
-            body.items
-        } else {
-            let mut tx = api.state.backend().begin_read().await?;
-            executable(&mut *tx, &api.caller, body.items, &mut problems).await?
-        };
-        let items: Vec<(AttemptRef, Value)> = items
-            .into_iter()
-            .map(|b| {
-                let a = AttemptRef {
-                    task_id: b.task_id,
-                    attempt: b.attempt,
-                };
-                (a, b.output)
-            })
-            .collect();
-        if items.is_empty() {
-            Vec::new()
-        } else {
-            api.state.backend().complete_many_now(items).await?
-        }
+        // commits them together with other workers' (as `complete` does).
+        api.state.backend().complete_many_now(items).await?
     };
     let readied = outcomes
         .iter()

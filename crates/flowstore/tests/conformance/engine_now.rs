@@ -651,8 +651,8 @@ async fn reports_through_another_store_advance_the_run(db: &flowstore_testkit::T
     }
 }
 
-/// Claims and batches of more tasks than one statement writes at once (a backend may
-/// write such a list in parts): every task is claimed once, its attempt row and its
+/// A claim and a batch of hundreds of tasks at once (more than a group of single
+/// transitions ever holds): every task is claimed once, its attempt row and its
 /// events are written once each with gap-free numbers, and each completion keeps its
 /// own output; through the transitions' own path and inside a transaction alike.
 async fn large_claims_and_batches_are_written_whole(store: Store) {
