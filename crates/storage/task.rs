@@ -15,7 +15,9 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::dialect::{ensure_exists, exclusive, sql, sql_fmt, sql_owned, ts, ts_opt, Db, Tx};
+use crate::dialect::{
+    ensure_exists, exclusive, id_list, in_id_list, sql, sql_fmt, sql_owned, ts, ts_opt, Db, Tx,
+};
 use crate::rows;
 use crate::task_query;
 use crate::visibility;
@@ -226,6 +228,22 @@ impl TaskRepo for Tx {
             id,
         )
         .await
+    }
+
+    async fn task_workflows(
+        &mut self,
+        ids: &[TaskId],
+    ) -> StoreResult<Vec<(TaskId, Option<WorkflowId>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(sql_fmt!(
+            "SELECT id, workflow_id FROM tasks WHERE {listed}",
+            listed = in_id_list("id", "$1")
+        ))
+        .bind(id_list(ids.iter().map(|t| t.0)))
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 
     async fn update_task(&mut self, id: TaskId, patch: TaskPatch) -> StoreResult<Task> {

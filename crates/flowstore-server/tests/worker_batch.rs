@@ -210,7 +210,8 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     let run = c.by(&bk).start_run(&wf, json!({})).await;
     assert_eq!(run.status, 201, "{}", run.body);
     let also_theirs = run.body["tasks"][0]["id"].as_str().unwrap().to_string();
-    // The admin claims all three; A reports on them in one batch.
+    // The admin claims all three; A reports on them in one batch, with a task that
+    // does not exist.
     let claimed = claim_as(c.admin(), 3).await;
     let attempt = |task: &str| -> i64 {
         claimed.iter().find(|t| t["task_id"] == task).unwrap()["attempt"]
@@ -220,15 +221,17 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
     let items = json!({"items": [
         {"task_id": theirs, "attempt": attempt(&theirs), "output": {}},
         {"task_id": mine, "attempt": attempt(&mine), "output": {}},
-        {"task_id": also_theirs, "attempt": attempt(&also_theirs), "output": {}}
+        {"task_id": also_theirs, "attempt": attempt(&also_theirs), "output": {}},
+        {"task_id": "00000000-0000-4000-8000-000000000000", "attempt": 1, "output": {}}
     ]});
     let r = c.by(&a).complete_batch(items).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let got = r.body["results"].as_array().unwrap();
-    for i in [0, 2] {
+    assert_eq!(got.len(), 4, "{got:?}");
+    for i in [0, 2, 3] {
         assert_eq!(
             got[i]["problem"]["status"], 404,
-            "B's private tasks are hidden: {got:?}"
+            "B's private tasks are hidden, as a task of no one: {got:?}"
         );
         assert!(got[i]["transition"].is_null(), "{got:?}");
     }

@@ -406,6 +406,12 @@ pub trait TaskRepo: Send {
     async fn create_task(&mut self, new: NewTask) -> StoreResult<Task>;
     /// The task with this ID.
     async fn get_task(&mut self, id: TaskId) -> StoreResult<Task>;
+    /// The workflow of each of the tasks with these IDs that exists (`None` for a task
+    /// of no workflow), in no particular order; an ID of no task is left out.
+    async fn task_workflows(
+        &mut self,
+        ids: &[TaskId],
+    ) -> StoreResult<Vec<(TaskId, Option<WorkflowId>)>>;
     /// Applies a patch and returns the task as stored. A parent that would make a
     /// cycle is invalid `parent_task_id`; leaving a terminal status is a conflict.
     async fn update_task(&mut self, id: TaskId, patch: TaskPatch) -> StoreResult<Task>;

@@ -17,7 +17,7 @@ use flowstore_core::model::engine::{
 };
 use flowstore_core::model::run::Usage;
 use flowstore_core::model::workflow::SharePermission;
-use flowstore_core::Tx;
+use flowstore_core::{StoreError, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -430,11 +430,11 @@ fn after_completions(api: &Api, readied: bool) {
 }
 
 /// The transition's transaction of a report on `attempt` of task `task_id`, opened
-/// once the caller may execute the task.
+/// once the caller's right to execute the task is checked in a read (on SQLite the
+/// transaction holds the writer's place; the check need not).
 async fn report(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<(Box<dyn Tx>, AttemptRef)> {
-    let mut tx = api.state.backend().begin_transition().await?;
-    check_executes(&mut *tx, &api.caller, task_id).await?;
-    Ok((tx, AttemptRef { task_id, attempt }))
+    let attempt = reported(api, task_id, attempt).await?;
+    Ok((api.state.backend().begin_transition().await?, attempt))
 }
 
 /// The attempt a report names, once the caller's right to execute its task is
@@ -450,18 +450,25 @@ async fn reported(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<Attempt
 
 /// The reports of a batch on tasks `caller` may execute, in order; each refused one
 /// has its problem put in its place in `problems` (a fault of the database ends the
-/// whole batch). Each workflow is checked once, however many of its tasks the batch
-/// names.
+/// whole batch). The tasks' workflows are read in one statement, and each workflow
+/// is checked once, however many of its tasks the batch names.
 async fn executable(
     tx: &mut dyn Tx,
     caller: &Caller,
     items: Vec<CompleteBody>,
     problems: &mut [Option<Problem>],
 ) -> ApiResult<Vec<CompleteBody>> {
+    let ids: Vec<TaskId> = items.iter().map(|b| b.task_id).collect();
+    let workflows: HashMap<TaskId, Option<WorkflowId>> =
+        tx.task_workflows(&ids).await?.into_iter().collect();
     let mut verdicts = HashMap::new();
     let mut allowed = Vec::with_capacity(items.len());
     for (i, b) in items.into_iter().enumerate() {
-        match executes(tx, caller, b.task_id, &mut verdicts).await {
+        let verdict = match workflows.get(&b.task_id) {
+            Some(w) => executes(tx, caller, b.task_id, *w, &mut verdicts).await,
+            None => Err(StoreError::not_found("task", b.task_id).into()),
+        };
+        match verdict {
             Ok(()) => allowed.push(b),
             Err(p) if p.status < 500 => problems[i] = Some(p),
             Err(p) => return Err(p),
@@ -473,21 +480,24 @@ async fn executable(
 /// Refuses a report on a task of a workflow `caller` may not execute (see the
 /// module's rule, which the claim query applies too).
 async fn check_executes(tx: &mut dyn Tx, caller: &Caller, id: TaskId) -> ApiResult<()> {
-    executes(tx, caller, id, &mut HashMap::new()).await
-}
-
-/// [`check_executes`], with the verdicts on workflows already checked in `verdicts`.
-async fn executes(
-    tx: &mut dyn Tx,
-    caller: &Caller,
-    id: TaskId,
-    verdicts: &mut HashMap<WorkflowId, ApiResult<()>>,
-) -> ApiResult<()> {
     if caller.is_admin() {
         return Ok(());
     }
     let task = tx.get_task(id).await?;
-    let Some(w) = task.workflow_id else {
+    executes(tx, caller, id, task.workflow_id, &mut HashMap::new()).await
+}
+
+/// Whether `caller` may execute task `id` of workflow `workflow` (a task of no
+/// workflow is anyone's), with the verdicts on workflows already checked in
+/// `verdicts`.
+async fn executes(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    id: TaskId,
+    workflow: Option<WorkflowId>,
+    verdicts: &mut HashMap<WorkflowId, ApiResult<()>>,
+) -> ApiResult<()> {
+    let Some(w) = workflow.filter(|_| !caller.is_admin()) else {
         return Ok(());
     };
     let verdict = match verdicts.get(&w) {

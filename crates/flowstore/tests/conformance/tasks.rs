@@ -18,6 +18,7 @@ use crate::conformance::raw::{self, insert_one, uuid_lit};
 
 conformance!(
     standalone_task_round_trip,
+    the_workflows_of_many_tasks_in_one_read,
     bad_task_input_is_refused,
     dependencies_and_runnable_tasks,
     dependency_cycles_are_refused_and_nothing_written,
@@ -114,6 +115,32 @@ async fn standalone_task_round_trip(store: Store) {
     assert_err!(tx.delete_task(t.id).await, NotFound);
     assert_err!(tx.update_task(t.id, TaskPatch::default()).await, NotFound);
     tx.commit().await.unwrap();
+}
+
+/// `task_workflows`: each existing task once with its workflow (or none), an
+/// unknown ID left out, a repeated one answered once, an empty list answered empty.
+async fn the_workflows_of_many_tasks_in_one_read(store: Store) {
+    let wf = workflow(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    let of_wf = tx
+        .create_task(NewTask {
+            workflow_id: Some(wf),
+            ..titled("of a workflow")
+        })
+        .await
+        .unwrap();
+    let alone = tx.create_task(titled("alone")).await.unwrap();
+    let unknown = TaskId::new();
+    let mut got = tx
+        .task_workflows(&[alone.id, unknown, of_wf.id, alone.id])
+        .await
+        .unwrap();
+    got.sort_by_key(|(t, _)| *t);
+    let mut want = vec![(of_wf.id, Some(wf)), (alone.id, None)];
+    want.sort_by_key(|(t, _)| *t);
+    assert_eq!(got, want);
+    assert_eq!(tx.task_workflows(&[]).await.unwrap(), vec![]);
+    tx.rollback().await.unwrap();
 }
 
 async fn bad_task_input_is_refused(store: Store) {
