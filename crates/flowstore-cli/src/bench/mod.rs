@@ -337,6 +337,21 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
     let mut conn = sqlx::PgConnection::connect(url)
         .await
         .map_err(|e| StoreError::unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+    // The connections the server has left for ordinary sessions: a pool larger than
+    // that (64 workers ask for 136) would have its new connections refused mid-run
+    // ("too many clients"), measuring the server's limit rather than flowstore.
+    let free: i64 = sqlx::query_scalar(
+        "SELECT current_setting('max_connections')::bigint
+              - current_setting('superuser_reserved_connections')::bigint
+              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| StoreError::unavailable(format!("cannot read PostgreSQL's limits: {e}")))?;
+    // Kept aside: the change feed's listener, the health check, the fleet's servers.
+    let room = u32::try_from(free - 8).unwrap_or(0).max(4);
+    let capped = pool_max > room;
+    let pool_max = pool_max.min(room);
     let name = format!("flowstore_bench_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
@@ -381,7 +396,14 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
     Ok(Target {
         backend,
         raw,
-        description: flowstore::config::redact_url(bench_url.as_str()),
+        description: if capped {
+            format!(
+                "{}, {pool_max} connections: as many as the server has free",
+                flowstore::config::redact_url(bench_url.as_str())
+            )
+        } else {
+            flowstore::config::redact_url(bench_url.as_str())
+        },
         cleanup,
         reopen: Reopen::Postgres(settings, keys),
     })

@@ -13,7 +13,7 @@ use std::time::Duration;
 use flowstore::ids::TaskId;
 use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, EventFilter};
 use flowstore::model::task::{NewTask, TaskPatch, TaskStatus};
-use flowstore::{Store, StoreError};
+use flowstore::{BackendKind, Store, StoreError};
 use serde_json::json;
 
 conformance!(
@@ -23,6 +23,7 @@ conformance!(
     queued_heartbeats_and_failures_answer_each_on_its_own,
     grouped_heartbeats_and_failures_answer_each_on_its_own,
     large_claims_and_batches_are_written_whole,
+    a_database_error_fails_only_its_own_transition,
 );
 
 /// Reports of a run's tasks through a store that did not claim them (another process
@@ -746,4 +747,174 @@ async fn large_claims_and_batches_are_written_whole(store: Store) {
             "{kind} of every task"
         );
     }
+}
+
+/// Makes the database refuse, by trigger, the completion of any task titled
+/// `poison`: a fault of the database itself, not a refusal flowstore makes.
+/// PostgreSQL's trigger counts the statements it fails in a sequence (which a
+/// rollback does not undo); SQLite's cannot count.
+async fn poison_completions(store: &Store) {
+    let statements: &[&str] = match store.kind() {
+        BackendKind::Postgres => &[
+            "CREATE SEQUENCE fs_test_poison_hits",
+            "CREATE FUNCTION fs_test_poison() RETURNS trigger AS $$
+             BEGIN
+                 PERFORM nextval('fs_test_poison_hits');
+                 RAISE EXCEPTION 'injected fault';
+             END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER fs_test_poison BEFORE UPDATE ON tasks FOR EACH ROW
+             WHEN (NEW.title = 'poison' AND NEW.status = 'completed')
+             EXECUTE FUNCTION fs_test_poison()",
+        ],
+        BackendKind::Sqlite => &["CREATE TRIGGER fs_test_poison BEFORE UPDATE ON tasks
+             FOR EACH ROW WHEN NEW.title = 'poison' AND NEW.status = 'completed'
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END"],
+    };
+    for sql in statements {
+        store.backend().execute_raw(sql).await.unwrap();
+    }
+}
+
+/// How many statements the poison failed, where the database can tell (PostgreSQL:
+/// a `SELECT` of that many rows).
+async fn poison_hits(store: &Store) -> Option<u64> {
+    match store.kind() {
+        BackendKind::Postgres => Some(
+            store
+                .backend()
+                .execute_raw(
+                    "SELECT n FROM generate_series(1, (SELECT CASE WHEN is_called
+                        THEN last_value ELSE 0 END FROM fs_test_poison_hits)) n",
+                )
+                .await
+                .unwrap(),
+        ),
+        BackendKind::Sqlite => None,
+    }
+}
+
+/// A fault of the database in one transition of a group (a trigger that fails one
+/// task's completion) fails the statement or transaction the group shares; every
+/// caller's transition is then tried again on its own. The poisoned completion
+/// alone answers the fault; every other completion, a batch beside them and a
+/// heartbeat on the poisoned task are answered and written exactly once, and the
+/// poisoned task, still running, completes once the fault is gone.
+async fn a_database_error_fails_only_its_own_transition(store: Store) {
+    const TASKS: usize = 10;
+    let ids = ready_tasks(&store, "faulty", TASKS).await;
+    let backend = store.backend_arc();
+    let claimed = backend
+        .claim_now(&request("w", "faulty", TASKS as u32))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), TASKS);
+    let poisoned = claimed[4].clone();
+    let mut tx = store.begin().await.unwrap();
+    let patch: TaskPatch = serde_json::from_value(json!({"title": "poison"})).unwrap();
+    tx.update_task(poisoned.task_id, patch).await.unwrap();
+    tx.commit().await.unwrap();
+    poison_completions(&store).await;
+
+    // Hold every task (SQLite: the writer; PostgreSQL: the rows' locks), so that the
+    // first completions wait, each alone (PostgreSQL runs two groups of a kind at
+    // once), and the others queue up behind them, the poisoned one among them.
+    let mut holder = store.begin().await.unwrap();
+    for c in &claimed {
+        let patch: TaskPatch =
+            serde_json::from_value(json!({"description": "held while reports queue"})).unwrap();
+        holder.update_task(c.task_id, patch).await.unwrap();
+    }
+    let complete = |i: usize| {
+        let backend = backend.clone();
+        let a = attempt(&claimed[i]);
+        tokio::spawn(async move { (i, backend.complete_now(a, json!({"n": i})).await) })
+    };
+    let mut singles: Vec<_> = [0, 1].into_iter().map(complete).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    singles.extend([2, 3, 4, 5, 6, 7].into_iter().map(complete));
+    let batch = {
+        let backend = backend.clone();
+        let items = (8..TASKS)
+            .map(|i| (attempt(&claimed[i]), json!({"n": i})))
+            .collect();
+        tokio::spawn(async move { backend.complete_many_now(items).await })
+    };
+    let heartbeat = {
+        let backend = backend.clone();
+        let a = attempt(&poisoned);
+        tokio::spawn(async move { backend.heartbeat_now(a, Duration::from_secs(900)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.commit().await.unwrap();
+
+    for h in singles {
+        let (i, answer) = h.await.unwrap();
+        if i == 4 {
+            assert!(answer.is_err(), "the poisoned completion fails: {answer:?}");
+        } else {
+            let done = answer.unwrap_or_else(|e| panic!("completion {i}: {e:?}"));
+            assert_eq!(
+                (done.task_id, done.status),
+                (claimed[i].task_id, TaskStatus::Completed),
+                "completion {i}"
+            );
+        }
+    }
+    for r in batch.await.unwrap().unwrap() {
+        assert_eq!(r.unwrap().status, TaskStatus::Completed);
+    }
+    heartbeat
+        .await
+        .unwrap()
+        .expect("a heartbeat on the poisoned task is not a completion");
+    if let Some(hits) = poison_hits(&store).await {
+        assert!(
+            hits >= 2,
+            "the poisoned completion failed within a group, then alone ({hits} failures)"
+        );
+    }
+
+    let mut tx = store.begin().await.unwrap();
+    for (i, c) in claimed.iter().enumerate() {
+        let task = tx.get_task(c.task_id).await.unwrap();
+        let attempts = tx.list_attempts(c.task_id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "one attempt row for task {i}");
+        if i == 4 {
+            assert_eq!(task.status, TaskStatus::Running);
+            assert_eq!(attempts[0].output_results, json!({}), "{:?}", attempts[0]);
+        } else {
+            assert_eq!(task.status, TaskStatus::Completed, "task {i}");
+            assert_eq!(attempts[0].output_results, json!({"n": i}), "task {i}");
+        }
+    }
+    tx.sequence_events().await.unwrap();
+    let events = tx
+        .events_after(0, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let completed: Vec<TaskId> = events
+        .iter()
+        .filter(|e| e.event_type == "task.completed")
+        .filter_map(|e| e.task_id)
+        .collect();
+    let others: HashSet<TaskId> = ids
+        .iter()
+        .copied()
+        .filter(|t| *t != poisoned.task_id)
+        .collect();
+    assert_eq!(completed.len(), TASKS - 1, "one completion event each");
+    assert_eq!(completed.into_iter().collect::<HashSet<_>>(), others);
+
+    // Without the fault, the poisoned task completes as any other.
+    let drop = match store.kind() {
+        BackendKind::Postgres => "DROP TRIGGER fs_test_poison ON tasks",
+        BackendKind::Sqlite => "DROP TRIGGER fs_test_poison",
+    };
+    store.backend().execute_raw(drop).await.unwrap();
+    let done = backend
+        .complete_now(attempt(&poisoned), json!({"n": 4}))
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
 }
