@@ -292,7 +292,8 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
             // The PostgreSQL backend shares its connections out between its main pool
             // (the floors' too) and its worker transitions' pool, half each: each
             // gets the workers plus four.
-            open_postgres(u, 2 * pool_max, keys).await
+            let fleet = opts.workloads.contains(&Workload::Fleet);
+            open_postgres(u, 2 * pool_max, keys, fleet).await
         }
         Some(_) => Err(StoreError::invalid(
             "database_url",
@@ -332,7 +333,12 @@ async fn open_sqlite(
     })
 }
 
-async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreResult<Target> {
+async fn open_postgres(
+    url: &str,
+    pool_max: u32,
+    keys: Arc<KeySource>,
+    fleet: bool,
+) -> StoreResult<Target> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url)
         .await
@@ -340,16 +346,21 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
     // The connections the server has left for ordinary sessions: a pool larger than
     // that (64 workers ask for 136) would have its new connections refused mid-run
     // ("too many clients"), measuring the server's limit rather than flowstore.
+    // Sessions of other roles may show no backend type to this one; they count too.
     let free: i64 = sqlx::query_scalar(
         "SELECT current_setting('max_connections')::bigint
               - current_setting('superuser_reserved_connections')::bigint
-              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+              - coalesce(current_setting('reserved_connections', true)::bigint, 0)
+              - (SELECT count(*) FROM pg_stat_activity
+                  WHERE backend_type = 'client backend' OR backend_type IS NULL)",
     )
     .fetch_one(&mut conn)
     .await
     .map_err(|e| StoreError::unavailable(format!("cannot read PostgreSQL's limits: {e}")))?;
-    // Kept aside: the change feed's listener, the health check, the fleet's servers.
-    let room = u32::try_from(free - 8).unwrap_or(0).max(4);
+    // Eight kept aside for the change feed's listener and the health check; the
+    // fleet workload runs three more servers, each with a backend of its own.
+    let backends = if fleet { 4 } else { 1 };
+    let room = (u32::try_from(free - 8).unwrap_or(0) / backends).max(4);
     let capped = pool_max > room;
     let pool_max = pool_max.min(room);
     let name = format!("flowstore_bench_{}", uuid::Uuid::new_v4().simple());
@@ -398,7 +409,7 @@ async fn open_postgres(url: &str, pool_max: u32, keys: Arc<KeySource>) -> StoreR
         raw,
         description: if capped {
             format!(
-                "{}, {pool_max} connections: as many as the server has free",
+                "{}, {pool_max} connections: the server had {free} free",
                 flowstore::config::redact_url(bench_url.as_str())
             )
         } else {

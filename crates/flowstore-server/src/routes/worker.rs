@@ -431,7 +431,9 @@ fn after_completions(api: &Api, readied: bool) {
 
 /// The transition's transaction of a report on `attempt` of task `task_id`, opened
 /// once the caller's right to execute the task is checked in a read (on SQLite the
-/// transaction holds the writer's place; the check need not).
+/// transaction holds the writer's place; the check need not). A share revoked
+/// between the two lets this one report through, as for every other report; a
+/// task's workflow never changes.
 async fn report(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<(Box<dyn Tx>, AttemptRef)> {
     let attempt = reported(api, task_id, attempt).await?;
     Ok((api.state.backend().begin_transition().await?, attempt))
@@ -466,7 +468,7 @@ async fn executable(
     for (i, b) in items.into_iter().enumerate() {
         let verdict = match workflows.get(&b.task_id) {
             Some(w) => executes(tx, caller, b.task_id, *w, &mut verdicts).await,
-            None => Err(StoreError::not_found("task", b.task_id).into()),
+            None => Err(hidden_task(b.task_id)),
         };
         match verdict {
             Ok(()) => allowed.push(b),
@@ -483,8 +485,19 @@ async fn check_executes(tx: &mut dyn Tx, caller: &Caller, id: TaskId) -> ApiResu
     if caller.is_admin() {
         return Ok(());
     }
-    let task = tx.get_task(id).await?;
+    let task = match tx.get_task(id).await {
+        Ok(task) => task,
+        Err(StoreError::NotFound { .. }) => return Err(hidden_task(id)),
+        Err(e) => return Err(e.into()),
+    };
     executes(tx, caller, id, task.workflow_id, &mut HashMap::new()).await
+}
+
+/// What a caller who is not an admin hears of a task it may not execute, of one that
+/// does not exist and of one whose workflow is gone: the same answer, so that it
+/// cannot tell them apart.
+fn hidden_task(id: TaskId) -> Problem {
+    Problem::not_found(format!("no task {id}"))
 }
 
 /// Whether `caller` may execute task `id` of workflow `workflow` (a task of no
@@ -503,7 +516,12 @@ async fn executes(
     let verdict = match verdicts.get(&w) {
         Some(v) => v.clone(),
         None => {
-            let wf = tx.get_workflow(w).await?;
+            let wf = match tx.get_workflow(w).await {
+                Ok(wf) => wf,
+                // Deleted since its task was read (its tasks go with it).
+                Err(StoreError::NotFound { .. }) => return Err(hidden_task(id)),
+                Err(e) => return Err(e.into()),
+            };
             let v = access::check_workflow(tx, caller, &wf, SharePermission::Execute).await;
             if v.as_ref().is_err_and(|p| p.status >= 500) {
                 return v;
@@ -512,11 +530,5 @@ async fn executes(
             v
         }
     };
-    verdict.map_err(|p| {
-        if p.status == 404 {
-            Problem::not_found(format!("no task {id}"))
-        } else {
-            p
-        }
-    })
+    verdict.map_err(|p| if p.status == 404 { hidden_task(id) } else { p })
 }

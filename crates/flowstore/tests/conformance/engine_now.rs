@@ -830,8 +830,12 @@ async fn a_database_error_fails_only_its_own_transition(store: Store) {
         tokio::spawn(async move { (i, backend.complete_now(a, json!({"n": i})).await) })
     };
     let mut singles: Vec<_> = [0, 1].into_iter().map(complete).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    singles.extend([2, 3, 5, 6, 7].into_iter().map(complete));
+    // The poisoned one queues last, so that the first caller to lead after the
+    // held ones takes it into its group.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    singles.extend([2, 3, 4, 5, 6, 7].into_iter().map(complete));
+    singles.push(complete(4));
     let batch = {
         let backend = backend.clone();
         let items = (8..TASKS)
@@ -867,11 +871,11 @@ async fn a_database_error_fails_only_its_own_transition(store: Store) {
         .await
         .unwrap()
         .expect("a heartbeat on the poisoned task is not a completion");
+    // Whether it also failed inside a group first (two failures, as it does when
+    // the scheduler keeps to the order above) is left unasserted: the answers above
+    // are what must hold however the callers were grouped.
     if let Some(hits) = poison_hits(&store).await {
-        assert!(
-            hits >= 2,
-            "the poisoned completion failed within a group, then alone ({hits} failures)"
-        );
+        assert!(hits >= 1, "the trigger failed the poisoned completion");
     }
 
     let mut tx = store.begin().await.unwrap();
