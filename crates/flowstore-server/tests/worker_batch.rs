@@ -218,20 +218,27 @@ async fn a_batch_refuses_in_place_what_the_key_may_not_execute(b: Arc<dyn Backen
             .as_i64()
             .unwrap()
     };
+    let no_one = "00000000-0000-4000-8000-000000000000".to_string();
     let items = json!({"items": [
         {"task_id": theirs, "attempt": attempt(&theirs), "output": {}},
         {"task_id": mine, "attempt": attempt(&mine), "output": {}},
         {"task_id": also_theirs, "attempt": attempt(&also_theirs), "output": {}},
-        {"task_id": "00000000-0000-4000-8000-000000000000", "attempt": 1, "output": {}}
+        {"task_id": no_one, "attempt": 1, "output": {}}
     ]});
     let r = c.by(&a).complete_batch(items).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let got = r.body["results"].as_array().unwrap();
     assert_eq!(got.len(), 4, "{got:?}");
-    for i in [0, 2, 3] {
+    for (i, task) in [(0, &theirs), (2, &also_theirs), (3, &no_one)] {
         assert_eq!(
             got[i]["problem"]["status"], 404,
             "B's private tasks are hidden, as a task of no one: {got:?}"
+        );
+        // The same words for each, so that A cannot tell B's tasks from none.
+        assert_eq!(
+            got[i]["problem"]["detail"],
+            format!("no task {task}"),
+            "{got:?}"
         );
         assert!(got[i]["transition"].is_null(), "{got:?}");
     }
