@@ -62,16 +62,18 @@ pub(crate) async fn claim_now(
             Turn::Alone => claim_alone(backend, request).await?,
             Turn::Lead(lead) => {
                 let mut room = MAX_CLAIM.saturating_sub(request.limit);
-                let others = group.take(|other| {
-                    let fits = other.handler_types == request.handler_types
-                        && other.executor == request.executor
-                        && other.lease == request.lease
-                        && other.limit <= room;
-                    if fits {
-                        room -= other.limit;
-                    }
-                    fits
-                });
+                let others = group
+                    .gather(|other| {
+                        let fits = other.handler_types == request.handler_types
+                            && other.executor == request.executor
+                            && other.lease == request.lease
+                            && other.limit <= room;
+                        if fits {
+                            room -= other.limit;
+                        }
+                        fits
+                    })
+                    .await;
                 if others.is_empty() {
                     claim_alone(backend, request).await?
                 } else {
@@ -193,6 +195,7 @@ impl<I, O> Default for Group<I, O> {
         Group(Arc::new(Mutex::new(Queue {
             waiting: VecDeque::new(),
             running: 0,
+            last: 1,
         })))
     }
 }
@@ -244,6 +247,8 @@ struct Queue<I, O> {
     waiting: VecDeque<Waiting<I, O>>,
     /// Groups running now, each on a connection of its own.
     running: usize,
+    /// How many callers the last group of this kind answered.
+    last: usize,
 }
 
 /// A caller waiting for its answer or for the lead.
@@ -296,6 +301,8 @@ impl<I, O> Group<I, O> {
     /// each other on more connections instead of sharing a commit; one would leave
     /// the database idle while a group's answer travels back.
     const RUNNING: usize = 2;
+    /// How many times a leader lets other tasks run while it gathers its group.
+    const GATHER_YIELDS: usize = 8;
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue<I, O>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -344,7 +351,9 @@ impl<I, O> Group<I, O> {
             Turn::Lead(lead) => lead,
         };
         let mut tasks = HashSet::from([item.task()]);
-        let others = self.take(|other| tasks.len() < most && tasks.insert(other.task()));
+        let others = self
+            .gather(|other| tasks.len() < most && tasks.insert(other.task()))
+            .await;
         if others.is_empty() {
             return first(many(vec![item]).await?);
         }
@@ -375,6 +384,26 @@ impl<I, O> Group<I, O> {
                 first(many(vec![item]).await?)
             }
         }
+    }
+
+    /// Takes the callers waiting now that `fits` accepts, as [`Group::take`] does; when
+    /// they are fewer than the last group of this kind answered, lets the other tasks
+    /// of this thread run, up to [`Group::GATHER_YIELDS`] times, and takes again: the
+    /// workers the last group answered are sending their next reports, and one
+    /// statement and commit then takes what would have been several. Records the
+    /// group's size.
+    async fn gather(&self, mut fits: impl FnMut(&I) -> bool) -> Vec<Waiting<I, O>> {
+        let mut taken = self.take(&mut fits);
+        let last = self.queue().last;
+        for _ in 0..Self::GATHER_YIELDS {
+            if taken.len() + 1 >= last {
+                break;
+            }
+            tokio::task::yield_now().await;
+            taken.extend(self.take(&mut fits));
+        }
+        self.queue().last = taken.len() + 1;
+        taken
     }
 
     /// Takes the callers waiting now, still waiting for an answer, that `fits`
