@@ -179,7 +179,9 @@ async fn in_transaction(
 /// another. Here at most [`Group::RUNNING`] groups of a kind run at once; a caller
 /// that arrives while they all run waits, and the next group takes the callers
 /// waiting by then that fit with it into one statement. Nobody is answered before
-/// that statement's commit. A lone caller on an idle backend runs at once, as before.
+/// that statement's commit. A lone caller on an idle backend runs at once, as before
+/// (after at most a few yields, should the last group have been larger; see
+/// [`Group::gather`]).
 ///
 /// No task of its own runs the groups: the caller that finds a free place leads a
 /// group, and when it is done hands the lead ([`Lead`]) to the first caller still

@@ -445,15 +445,17 @@ async fn report(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<(Box<dyn 
 async fn reported(api: &Api, task_id: TaskId, attempt: i32) -> ApiResult<AttemptRef> {
     if !api.caller.is_admin() {
         let mut tx = api.state.backend().begin_read().await?;
-        check_executes(&mut *tx, &api.caller, task_id).await?;
+        may_execute(&mut *tx, &api.caller, &[task_id])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(hidden_task(task_id)))?;
     }
     Ok(AttemptRef { task_id, attempt })
 }
 
-/// The reports of a batch on tasks `caller` may execute, in order; each refused one
-/// has its problem put in its place in `problems` (a fault of the database ends the
-/// whole batch). The tasks' workflows are read in one statement, and each workflow
-/// is checked once, however many of its tasks the batch names.
+/// The reports of a batch on tasks `caller` (not an admin) may execute, in order;
+/// each refused one has its problem put in its place in `problems` (a fault of the
+/// database ends the whole batch).
 async fn executable(
     tx: &mut dyn Tx,
     caller: &Caller,
@@ -461,36 +463,64 @@ async fn executable(
     problems: &mut [Option<Problem>],
 ) -> ApiResult<Vec<CompleteBody>> {
     let ids: Vec<TaskId> = items.iter().map(|b| b.task_id).collect();
-    let workflows: HashMap<TaskId, Option<WorkflowId>> =
-        tx.task_workflows(&ids).await?.into_iter().collect();
-    let mut verdicts = HashMap::new();
+    let verdicts = may_execute(tx, caller, &ids).await?;
     let mut allowed = Vec::with_capacity(items.len());
-    for (i, b) in items.into_iter().enumerate() {
-        let verdict = match workflows.get(&b.task_id) {
-            Some(w) => executes(tx, caller, b.task_id, *w, &mut verdicts).await,
-            None => Err(hidden_task(b.task_id)),
-        };
+    for ((i, b), verdict) in items.into_iter().enumerate().zip(verdicts) {
         match verdict {
             Ok(()) => allowed.push(b),
-            Err(p) if p.status < 500 => problems[i] = Some(p),
-            Err(p) => return Err(p),
+            Err(p) => problems[i] = Some(p),
         }
     }
     Ok(allowed)
 }
 
-/// Refuses a report on a task of a workflow `caller` may not execute (see the
-/// module's rule, which the claim query applies too).
-async fn check_executes(tx: &mut dyn Tx, caller: &Caller, id: TaskId) -> ApiResult<()> {
-    if caller.is_admin() {
-        return Ok(());
+/// Whether `caller`, who is not an admin, may execute each of the tasks `ids`, in
+/// order (see the module's rule, which the claim query applies too): the tasks'
+/// workflows are read in one statement, and each workflow is checked once, however
+/// many of its tasks are named. A fault of the database is the call's error.
+async fn may_execute(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    ids: &[TaskId],
+) -> ApiResult<Vec<ApiResult<()>>> {
+    let workflows: HashMap<TaskId, Option<WorkflowId>> =
+        tx.task_workflows(ids).await?.into_iter().collect();
+    let mut checked: HashMap<WorkflowId, ApiResult<()>> = HashMap::new();
+    let mut verdicts = Vec::with_capacity(ids.len());
+    for &id in ids {
+        // A task of no workflow is anyone's.
+        let verdict = match workflows.get(&id) {
+            None => Err(hidden_task(id)),
+            Some(None) => Ok(()),
+            Some(Some(w)) => match checked.get(w) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = workflow_verdict(tx, caller, *w).await;
+                    if let Err(p) = &v {
+                        if p.status >= 500 {
+                            return Err(p.clone());
+                        }
+                    }
+                    checked.insert(*w, v.clone());
+                    v
+                }
+            },
+        };
+        verdicts.push(verdict.map_err(|p| if p.status == 404 { hidden_task(id) } else { p }));
     }
-    let task = match tx.get_task(id).await {
-        Ok(task) => task,
-        Err(StoreError::NotFound { .. }) => return Err(hidden_task(id)),
+    Ok(verdicts)
+}
+
+/// Whether `caller` may execute the tasks of workflow `w`: 404 when it may not even
+/// read the workflow, or the workflow is gone (deleted since its task was read; its
+/// tasks go with it), 403 when it may read but not execute it.
+async fn workflow_verdict(tx: &mut dyn Tx, caller: &Caller, w: WorkflowId) -> ApiResult<()> {
+    let wf = match tx.get_workflow(w).await {
+        Ok(wf) => wf,
+        Err(StoreError::NotFound { .. }) => return Err(Problem::not_found("workflow")),
         Err(e) => return Err(e.into()),
     };
-    executes(tx, caller, id, task.workflow_id, &mut HashMap::new()).await
+    access::check_workflow(tx, caller, &wf, SharePermission::Execute).await
 }
 
 /// What a caller who is not an admin hears of a task it may not execute, of one that
@@ -498,37 +528,4 @@ async fn check_executes(tx: &mut dyn Tx, caller: &Caller, id: TaskId) -> ApiResu
 /// cannot tell them apart.
 fn hidden_task(id: TaskId) -> Problem {
     Problem::not_found(format!("no task {id}"))
-}
-
-/// Whether `caller` may execute task `id` of workflow `workflow` (a task of no
-/// workflow is anyone's), with the verdicts on workflows already checked in
-/// `verdicts`.
-async fn executes(
-    tx: &mut dyn Tx,
-    caller: &Caller,
-    id: TaskId,
-    workflow: Option<WorkflowId>,
-    verdicts: &mut HashMap<WorkflowId, ApiResult<()>>,
-) -> ApiResult<()> {
-    let Some(w) = workflow.filter(|_| !caller.is_admin()) else {
-        return Ok(());
-    };
-    let verdict = match verdicts.get(&w) {
-        Some(v) => v.clone(),
-        None => {
-            let wf = match tx.get_workflow(w).await {
-                Ok(wf) => wf,
-                // Deleted since its task was read (its tasks go with it).
-                Err(StoreError::NotFound { .. }) => return Err(hidden_task(id)),
-                Err(e) => return Err(e.into()),
-            };
-            let v = access::check_workflow(tx, caller, &wf, SharePermission::Execute).await;
-            if v.as_ref().is_err_and(|p| p.status >= 500) {
-                return v;
-            }
-            verdicts.insert(w, v.clone());
-            v
-        }
-    };
-    verdict.map_err(|p| if p.status == 404 { hidden_task(id) } else { p })
 }
