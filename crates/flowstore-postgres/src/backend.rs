@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flowstore_core::migrate::{self, MigrationStatus};
-use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Heartbeat, Transition};
+use flowstore_core::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, EngineSettings, Heartbeat, Transition,
+};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
 use serde_json::Value;
@@ -59,6 +61,8 @@ pub struct PgSettings {
     /// A URL of a replica, read by the reads that tolerate lag
     /// ([`flowstore_core::Backend::begin_lagging_read`]).
     pub read_url: Option<String>,
+    /// What the engine writes besides what its guarantees need.
+    pub engine: EngineSettings,
 }
 
 /// How the connections of [`PgSettings::url`] reach PostgreSQL.
@@ -112,6 +116,7 @@ impl Default for PgSettings {
             pooler: Pooler::None,
             direct_url: None,
             read_url: None,
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct PostgresBackend {
     /// over them: its server woke its own waiters when it made the change.
     origin: String,
     keys: Arc<KeySource>,
+    /// What the engine writes besides what its guarantees need.
+    engine: EngineSettings,
     /// One connection kept for health checks and lock metrics, so that a pool taken
     /// up by slow work does not make a live database look dead.
     health: PgPool,
@@ -217,6 +224,7 @@ fn with_transition_settings(general: &[(&'static str, String)]) -> Vec<(&'static
 pub struct PostgresTx {
     pub(crate) tx: Conn,
     pub(crate) keys: Arc<KeySource>,
+    pub(crate) engine: EngineSettings,
     /// Opened by `begin_read`: nothing to undo, so its rollback is not waited for.
     read_only: bool,
 }
@@ -453,6 +461,7 @@ impl PostgresBackend {
         Ok(PostgresTx {
             tx: Conn::Tx(tx),
             keys: self.keys.clone(),
+            engine: self.engine,
             read_only,
         })
     }
@@ -474,6 +483,7 @@ impl PostgresBackend {
         Ok(PostgresTx {
             tx: Conn::Autocommit(conn),
             keys: self.keys.clone(),
+            engine: self.engine,
             read_only: false,
         })
     }
@@ -604,6 +614,7 @@ impl PostgresBackend {
             failures: Default::default(),
             origin: format!("origin-{}", uuid::Uuid::new_v4().simple()),
             keys,
+            engine: settings.engine,
             health,
             options,
             direct,

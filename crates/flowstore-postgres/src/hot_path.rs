@@ -167,6 +167,7 @@ impl HotPath for PostgresTx {
                 SELECT 'task.claimed', n.run_id, n.id, r.workflow_id,
                        jsonb_build_object('attempt', n.attempt, 'worker_id', n.lease_owner), $3
                   FROM numbered n LEFT JOIN workflow_executions r ON r.id = n.run_id
+                 WHERE $11::bool
                  ORDER BY n.n
              )
              SELECT n.id, n.attempt, n.run_id, n.step_key, n.handler_type, n.parameters,
@@ -185,6 +186,7 @@ impl HotPath for PostgresTx {
         .bind(me)
         .bind(&los)
         .bind(&his)
+        .bind(self.engine.claim_events)
         .fetch_all(&mut *self.tx)
         .await?;
         let claimed = rows

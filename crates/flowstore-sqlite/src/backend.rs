@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flowstore_core::engine::shortcut::{answer_rest, fits_one_statement, ClaimedRunTasks};
 use flowstore_core::migrate::{self, MigrationStatus};
-use flowstore_core::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, Transition};
+use flowstore_core::model::engine::{
+    AttemptRef, ClaimRequest, ClaimedTask, EngineSettings, Transition,
+};
 use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult, Tx};
 use serde_json::Value;
@@ -47,6 +49,8 @@ pub struct SqliteSettings {
     /// Statements running at least this long are reported as slow (see
     /// `flowstore_core::slow`); `None` reports none.
     pub slow_statements: Option<Duration>,
+    /// What the engine writes besides what its guarantees need.
+    pub engine: EngineSettings,
 }
 
 /// How SQLite syncs commits to disk (its `synchronous` setting in WAL mode).
@@ -120,6 +124,7 @@ impl Default for SqliteSettings {
             create: true,
             synchronous: Synchronous::Full,
             slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -161,6 +166,8 @@ pub struct SqliteBackend {
     /// queueing here keeps "database is locked" from reaching callers.
     pub(crate) writer: Arc<Mutex<()>>,
     keys: Arc<KeySource>,
+    /// What the engine writes besides what its guarantees need.
+    engine: EngineSettings,
     /// Where `claim_now` and its siblings send their transitions (see `group.rs`).
     group: GroupWriter,
     /// Where they go first when it can take them: the writer's own thread, for file
@@ -185,6 +192,7 @@ pub struct SqliteBackend {
 pub struct SqliteTx {
     pub(crate) tx: Transaction<'static, Sqlite>,
     pub(crate) keys: Arc<KeySource>,
+    pub(crate) engine: EngineSettings,
     /// The writer lock, held by write transactions; `None` for `begin_read`'s.
     writer: Option<OwnedMutexGuard<()>>,
     /// Told of the commit of a write transaction.
@@ -298,6 +306,7 @@ impl SqliteBackend {
             pool: pool.clone(),
             writer: writer.clone(),
             keys: keys.clone(),
+            engine: settings.engine,
             waits: waits.clone(),
             feed: feed.clone(),
         });
@@ -315,6 +324,7 @@ impl SqliteBackend {
                     waits: waits.clone(),
                     feed: feed.clone(),
                     slow: settings.slow_statements,
+                    engine: settings.engine,
                 },
             )
             .inspect_err(|e| tracing::warn!(error = %e, "transitions go through the pool"))
@@ -325,6 +335,7 @@ impl SqliteBackend {
             pool,
             writer,
             keys,
+            engine: settings.engine,
             group,
             direct,
             run_tasks: ClaimedRunTasks::default(),
@@ -347,6 +358,7 @@ impl SqliteBackend {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
             keys: self.keys.clone(),
+            engine: self.engine,
             waits: self.waits.clone(),
             feed: self.feed.clone(),
         }
@@ -488,6 +500,7 @@ impl Backend for SqliteBackend {
         Ok(Box::new(SqliteTx {
             tx,
             keys: self.keys.clone(),
+            engine: self.engine,
             writer: None,
             feed: None,
         }))
@@ -620,6 +633,7 @@ impl WriteAccess {
         Ok(SqliteTx {
             tx,
             keys: self.keys.clone(),
+            engine: self.engine,
             writer: Some(guard),
             feed: Some(self.feed.clone()),
         })

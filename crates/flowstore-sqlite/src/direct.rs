@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use flowstore_core::ids::{AttemptId, RunId, TaskId};
 use flowstore_core::model::engine::{
-    check_lease, AttemptRef, ClaimRequest, ClaimedTask, ExtendedLease, Heartbeat, Transition,
+    check_lease, AttemptRef, ClaimRequest, ClaimedTask, EngineSettings, ExtendedLease, Heartbeat,
+    Transition,
 };
 use flowstore_core::time::{self, Timestamp};
 use flowstore_core::{StoreError, StoreResult};
@@ -88,6 +89,8 @@ pub(crate) struct Shared {
     pub feed: crate::feed::FeedHandle,
     /// Statements slower than this are reported (`None`: none is).
     pub slow: Option<Duration>,
+    /// What the engine writes besides what its guarantees need.
+    pub engine: EngineSettings,
 }
 
 /// The handle of the writer's thread; the thread ends once the handle is dropped.
@@ -202,6 +205,7 @@ fn run(conn: Connection, shared: Shared, queue: mpsc::Receiver<Job>) {
         let mut group = Group {
             conn: &conn,
             slow: shared.slow,
+            engine: shared.engine,
         };
         // A panic is a failed group too: its asks go the engine's way.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.run(&asks)));
@@ -254,6 +258,7 @@ fn run(conn: Connection, shared: Shared, queue: mpsc::Receiver<Job>) {
 struct Group<'c> {
     conn: &'c Connection,
     slow: Option<Duration>,
+    engine: EngineSettings,
 }
 
 impl Group<'_> {
@@ -423,7 +428,7 @@ impl Group<'_> {
             Ok((task, r.get::<_, String>(6)?))
         })?;
         let ids: Vec<AttemptId> = claimed.iter().map(|_| AttemptId::new()).collect();
-        if let Some(args) = claim.records(&mut claimed, &ids) {
+        if let Some(args) = claim.records(&mut claimed, &ids, self.engine.claim_events) {
             self.rows(CLAIM_RECORDS, &args, |_| Ok(()))?;
         }
         Ok(claim.share_out(claimed))

@@ -18,7 +18,8 @@ use std::time::Duration;
 use flowstore_core::engine::{complete_many, complete_one, heartbeat_many};
 use flowstore_core::ids::AttemptId;
 use flowstore_core::model::engine::{
-    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, Heartbeat, HotPath, Transition,
+    AttemptRef, ClaimRequest, ClaimedTask, EngineRepo, EngineSettings, Heartbeat, HotPath,
+    Transition,
 };
 use flowstore_core::store::KeySource;
 use flowstore_core::time;
@@ -85,6 +86,8 @@ pub(crate) struct WriteAccess {
     pub pool: SqlitePool,
     pub writer: Arc<Mutex<()>>,
     pub keys: Arc<KeySource>,
+    /// What the engine writes besides what its guarantees need.
+    pub engine: EngineSettings,
     /// Where waits for the writer lock are counted.
     pub waits: Arc<flowstore_core::store::WaitBoard>,
     /// Told of each write commit (see `feed.rs`).

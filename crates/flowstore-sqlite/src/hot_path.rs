@@ -202,7 +202,8 @@ fn bind_all<'q>(
 
 /// Writes, in one call of two statements, the attempt rows and the events of the
 /// tasks a claim took: `?1` the list made by [`Claim::records`], `?2` now, `?3` the
-/// leases' end.
+/// leases' end, `?4` whether claims write events at all
+/// ([`flowstore_core::model::engine::EngineSettings::claim_events`]).
 pub(crate) const CLAIM_RECORDS: &str =
     "INSERT INTO task_executions (id, task_id, run_id, attempt, agent_type, worker_id,
         execution_status, started_at, lease_expires_at, heartbeat_at, created_at, updated_at)
@@ -215,7 +216,7 @@ pub(crate) const CLAIM_RECORDS: &str =
             (SELECT r.workflow_id FROM workflow_executions r
               WHERE r.id = unhex(j.value ->> '$.r')),
             json_object('attempt', j.value ->> '$.a', 'worker_id', j.value ->> '$.w'), ?2
-       FROM json_each(?1) j ORDER BY j.key";
+       FROM json_each(?1) j WHERE ?4 ORDER BY j.key";
 
 /// One claim statement for requests that share it ([`SharedClaim`]), the same for
 /// both drivers: its SQL and arguments, and what makes the claimed rows answers.
@@ -296,7 +297,8 @@ impl<'a> Claim<'a> {
         &self,
         claimed: &mut [(ClaimedTask, String)],
         attempt_ids: &[AttemptId],
-    ) -> Option<[Arg; 3]> {
+        events: bool,
+    ) -> Option<[Arg; 4]> {
         for ((task, _), id) in claimed.iter_mut().zip(attempt_ids) {
             task.attempt_id = *id;
         }
@@ -320,6 +322,7 @@ impl<'a> Claim<'a> {
                 Arg::Text(Value::Array(list).to_string()),
                 Arg::Text(self.now.clone()),
                 Arg::Text(self.until.clone()),
+                Arg::Int(i64::from(events)),
             ]
         })
     }
@@ -361,7 +364,7 @@ impl HotPath for SqliteTx {
         }
         // The attempt rows and the events of the whole claim in one call of two
         // statements (the driver's cost is per call).
-        if let Some(args) = claim.records(&mut claimed, attempt_ids) {
+        if let Some(args) = claim.records(&mut claimed, attempt_ids, self.engine.claim_events) {
             bind_all(sqlx::query(CLAIM_RECORDS), &args)
                 .execute(&mut *self.tx)
                 .await?;

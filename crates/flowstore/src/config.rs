@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use flowstore_core::admin::{parse_duration, RetentionPolicy};
 use flowstore_core::crypto::{Key, Keyring};
+use flowstore_core::model::engine::EngineSettings;
 use flowstore_core::model::integration::Destinations;
 use flowstore_core::store::KeySource;
 use flowstore_core::{StoreError, StoreResult};
@@ -74,6 +75,9 @@ pub struct Settings {
     pub backup: BackupSettings,
     /// Password-reset and verification mail (see [`MailSettings`]).
     pub mail: MailSettings,
+    /// What the engine writes besides what its guarantees need
+    /// (`FLOWSTORE_CLAIM_EVENTS`, `[engine] claim_events`).
+    pub engine: EngineSettings,
 }
 
 /// Where and how often `serve` writes backup archives, how many it keeps, and the
@@ -147,6 +151,7 @@ impl std::fmt::Debug for Settings {
             .field("webhook_allow", &self.webhook_allow)
             .field("backup", &self.backup)
             .field("mail", &self.mail)
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -175,6 +180,7 @@ impl Default for Settings {
             webhook_allow: Vec::new(),
             backup: BackupSettings::default(),
             mail: MailSettings::default(),
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -221,6 +227,16 @@ struct FileSettings {
     /// `[mail] smtp_url`, `from`, `public_url`.
     #[serde(default)]
     mail: MailSettings,
+    /// `[engine] claim_events = false`.
+    #[serde(default)]
+    engine: FileEngine,
+}
+
+/// The `[engine]` part of `flowstore.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEngine {
+    claim_events: Option<bool>,
 }
 
 /// The `[webhooks]` part of `flowstore.toml`.
@@ -253,6 +269,9 @@ impl Settings {
             })?;
             s.retention = f.retention;
             s.mail = f.mail;
+            if let Some(v) = f.engine.claim_events {
+                s.engine.claim_events = v;
+            }
             if let Some(v) = f.webhooks.allow {
                 s.webhook_allow = v;
             }
@@ -393,6 +412,9 @@ impl Settings {
         }
         if let Some(v) = get("DB_DEBUG") {
             self.db_debug = parse_bool("DB_DEBUG", &v)?;
+        }
+        if let Some(v) = get("FLOWSTORE_CLAIM_EVENTS") {
+            self.engine.claim_events = parse_bool("FLOWSTORE_CLAIM_EVENTS", &v)?;
         }
         if let Some(v) = get("DB_POOLER") {
             self.pooler = flowstore_postgres::Pooler::parse("DB_POOLER", &v)?;
@@ -791,6 +813,28 @@ mod tests {
         std::fs::write(&file, "[database]\nbogus = 1\n").unwrap();
         assert!(Settings::load(Some(&file), &env(&[])).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn claim_events_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("flowstore.toml");
+        assert!(Settings::load(None, &env(&[])).unwrap().engine.claim_events);
+        std::fs::write(&file, "[engine]\nclaim_events = false\n").unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert!(!s.engine.claim_events);
+        let s = Settings::load(Some(&file), &env(&[("FLOWSTORE_CLAIM_EVENTS", "on")])).unwrap();
+        assert!(s.engine.claim_events, "the environment wins over the file");
+        let s = Settings::load(None, &env(&[("FLOWSTORE_CLAIM_EVENTS", "false")])).unwrap();
+        assert!(!s.engine.claim_events);
+        let e = Settings::load(None, &env(&[("FLOWSTORE_CLAIM_EVENTS", "sometimes")])).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Invalid { field, .. } if field == "FLOWSTORE_CLAIM_EVENTS"),
+            "{e:?}"
+        );
+        std::fs::write(&file, "[engine]\nclaim_event = false\n").unwrap();
+        let e = Settings::load(Some(&file), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("claim_event"), "{e}");
     }
 
     #[test]

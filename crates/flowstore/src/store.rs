@@ -74,6 +74,7 @@ impl Store {
                 create,
                 synchronous: settings.sqlite_synchronous,
                 slow_statements: settings.slow_query_threshold,
+                engine: settings.engine,
             };
             Arc::new(SqliteBackend::connect(&s, keys).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -92,6 +93,7 @@ impl Store {
                 pooler: settings.pooler,
                 direct_url: settings.direct_url.clone(),
                 read_url: settings.read_url.clone(),
+                engine: settings.engine,
             };
             Arc::new(PostgresBackend::connect(&s, keys).await?)
         } else {

@@ -327,6 +327,7 @@ async fn drive(
         let raw = target.raw.clone();
         let handler = handler.to_string();
         let pb = pb.clone();
+        let events = opts.engine.claim_events;
         handles.push(tokio::spawn(async move {
             let worker = format!("bench-{w}");
             let mut done = Vec::new();
@@ -348,7 +349,7 @@ async fn drive(
                     }
                     Through::RawSql => raw_claim(&raw, &handler, &worker, batch).await?,
                     Through::RawRows => {
-                        claim_rows::claim(postgres(&raw)?, &handler, &worker, batch).await?
+                        claim_rows::claim(postgres(&raw)?, &handler, &worker, batch, events).await?
                     }
                     Through::MinTable => claim_min::claim(&raw, &handler, &worker, batch).await?,
                 };

@@ -12,7 +12,8 @@ use super::{db_err, fail};
 use flowstore_core::StoreResult;
 
 /// Claims up to `$3` ready tasks of handler type `$1` for worker `$2`: the task rows,
-/// an attempt row each and a `task.claimed` event each, as flowstore's claim does.
+/// an attempt row each and, when `$4`, a `task.claimed` event each, as flowstore's
+/// claim does.
 const CLAIM: &str = "WITH claimed AS (
         UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = $2,
                lease_expires_at = now() + interval '10 minutes', run_after = NULL,
@@ -33,6 +34,7 @@ const CLAIM: &str = "WITH claimed AS (
         SELECT 'task.claimed', run_id, id,
                jsonb_build_object('attempt', attempt, 'worker_id', $2::text), now()
           FROM claimed
+         WHERE $4::bool
      )
      SELECT id, attempt FROM claimed";
 
@@ -61,17 +63,20 @@ const COMPLETE: &str = "WITH done AS (
      )
      SELECT count(*) FROM done";
 
-/// Claims up to `batch` tasks of `handler` for `worker`.
+/// Claims up to `batch` tasks of `handler` for `worker`, with their events when
+/// `events`.
 pub(crate) async fn claim(
     pool: &PgPool,
     handler: &str,
     worker: &str,
     batch: u32,
+    events: bool,
 ) -> StoreResult<Vec<(Uuid, i32)>> {
     sqlx::query_as(CLAIM)
         .bind(handler)
         .bind(worker)
         .bind(i64::from(batch))
+        .bind(events)
         .fetch_all(pool)
         .await
         .map_err(db_err)

@@ -11,6 +11,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowstore_core::model::engine::EngineSettings;
 use flowstore_core::store::KeySource;
 use flowstore_core::{Backend, BackendKind, StoreError, StoreResult};
 use flowstore_postgres::{PgSettings, PostgresBackend};
@@ -115,6 +116,9 @@ pub struct BenchOptions {
     pub progress: bool,
     /// SQLite's commit durability (the floors' connections get the same).
     pub sqlite_synchronous: flowstore_sqlite::Synchronous,
+    /// What flowstore's engine writes besides what its guarantees need (the floor of
+    /// flowstore's rows writes the same).
+    pub engine: EngineSettings,
 }
 
 impl Default for BenchOptions {
@@ -136,6 +140,7 @@ impl Default for BenchOptions {
             force: false,
             progress: false,
             sqlite_synchronous: flowstore_sqlite::Synchronous::Full,
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -251,6 +256,14 @@ fn bench_keys() -> Arc<KeySource> {
 }
 
 async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
+    let mut target = open_database(opts).await?;
+    if !opts.engine.claim_events {
+        target.description.push_str("; claims write no events");
+    }
+    Ok(target)
+}
+
+async fn open_database(opts: &BenchOptions) -> StoreResult<Target> {
     let pool_max = opts.workers.max(1) + 4;
     let keys = bench_keys();
     let url = opts.database_url.as_deref().map(str::trim);
@@ -262,7 +275,7 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
                 StoreError::unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
             let url = format!("sqlite://{}", dir.join("bench.db").display());
-            let mut t = open_sqlite(&url, pool_max, keys, opts.sqlite_synchronous).await?;
+            let mut t = open_sqlite(&url, pool_max, keys, opts).await?;
             t.cleanup = Cleanup::RemoveDir(dir);
             Ok(t)
         }
@@ -286,14 +299,14 @@ async fn open_target(opts: &BenchOptions) -> StoreResult<Target> {
                     format!("{path} exists and is not empty: the bench writes and measures on a database of its own; give a new file, or --force"),
                 ));
             }
-            open_sqlite(u, pool_max, keys, opts.sqlite_synchronous).await
+            open_sqlite(u, pool_max, keys, opts).await
         }
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
             // The PostgreSQL backend shares its connections out between its main pool
             // (the floors' too) and its worker transitions' pool, half each: each
             // gets the workers plus four.
             let fleet = opts.workloads.contains(&Workload::Fleet);
-            open_postgres(u, 2 * pool_max, keys, fleet).await
+            open_postgres(u, 2 * pool_max, keys, fleet, opts.engine).await
         }
         Some(_) => Err(StoreError::invalid(
             "database_url",
@@ -306,7 +319,7 @@ async fn open_sqlite(
     url: &str,
     pool_max: u32,
     keys: Arc<KeySource>,
-    synchronous: flowstore_sqlite::Synchronous,
+    opts: &BenchOptions,
 ) -> StoreResult<Target> {
     let settings = SqliteSettings {
         url: url.to_string(),
@@ -315,8 +328,9 @@ async fn open_sqlite(
         busy_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
         create: true,
-        synchronous,
+        synchronous: opts.sqlite_synchronous,
         slow_statements: Some(flowstore_core::slow::DEFAULT_THRESHOLD),
+        engine: opts.engine,
     };
     let backend = Arc::new(SqliteBackend::connect(&settings, keys.clone()).await?);
     backend.migrate_up(None).await?;
@@ -338,6 +352,7 @@ async fn open_postgres(
     pool_max: u32,
     keys: Arc<KeySource>,
     fleet: bool,
+    engine: EngineSettings,
 ) -> StoreResult<Target> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url)
@@ -385,6 +400,7 @@ async fn open_postgres(
         statement_timeout: Duration::from_secs(600),
         application_name: "flowstore-bench".into(),
         log_statements: false,
+        engine,
         ..PgSettings::default()
     };
     let cleanup = Cleanup::DropDatabase {

@@ -4,6 +4,7 @@ use clap::Args;
 
 use crate::bench::{render_table, BenchOptions, Workload};
 use flowstore::StoreError;
+use flowstore_core::model::engine::EngineSettings;
 
 /// Options of `flowstore bench`. The database comes from the global
 /// `--database-url` only (never from the environment or `flowstore.toml`): by
@@ -45,6 +46,9 @@ pub struct BenchArgs {
     /// SQLite's commit durability for the run: full (flowstore's default) or normal.
     #[arg(long, default_value = "full")]
     pub sqlite_synchronous: String,
+    /// Claims write no `task.claimed` events (`FLOWSTORE_CLAIM_EVENTS=false`).
+    #[arg(long)]
+    pub no_claim_events: bool,
 }
 
 pub async fn run(database_url: Option<String>, args: BenchArgs) -> Result<(), StoreError> {
@@ -60,6 +64,9 @@ pub async fn run(database_url: Option<String>, args: BenchArgs) -> Result<(), St
         force: args.force,
         progress: !args.json,
         sqlite_synchronous: args.sqlite_synchronous.parse()?,
+        engine: EngineSettings {
+            claim_events: !args.no_claim_events,
+        },
     };
     if !args.json {
         eprintln!(

@@ -35,6 +35,25 @@ pub const MIN_LEASE: Duration = Duration::from_millis(100);
 /// Longest lease a worker may ask for.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 
+/// What the engine writes besides what its guarantees need, chosen by the operator
+/// for the whole store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Whether a claim writes a `task.claimed` event for each task it hands out (the
+    /// default). Without them a claim writes the task and attempt rows alone: two
+    /// fewer row writes per task (the event and its numbering), for deployments
+    /// whose event subscribers, SSE clients and webhooks do not follow claims. The
+    /// attempt row still records who took the task and when; every other event is
+    /// written as before.
+    pub claim_events: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { claim_events: true }
+    }
+}
+
 /// What a caller gives to start a run of a stored workflow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -300,13 +300,15 @@ pub trait EngineStore: Send {
 /// writer updates in place and numbers events as they are inserted.
 #[async_trait]
 pub trait HotPath: Send {
-    /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and
-    /// a `task.claimed` event for each, using `attempt_ids` for the new attempt rows,
+    /// Claims ready tasks as [`EngineRepo::claim`] describes, recording an attempt and,
+    /// unless the store's [`EngineSettings::claim_events`] is off, a `task.claimed`
+    /// event for each, using `attempt_ids` for the new attempt rows,
     /// for one or several requests at once (see [`SharedClaim`]: the same handler
     /// types, key and lease; each its own worker and limit), in one statement where
     /// the backend allows. One list per request, in order, each in task order.
     ///
     /// [`SharedClaim`]: crate::model::engine::SharedClaim
+    /// [`EngineSettings::claim_events`]: crate::model::engine::EngineSettings::claim_events
     async fn claim_ready(
         &mut self,
         requests: &[&ClaimRequest],

@@ -14,6 +14,7 @@ use flowstore::ids::TaskId;
 use flowstore::model::engine::{AttemptRef, ClaimRequest, ClaimedTask, EventFilter};
 use flowstore::model::task::{NewTask, TaskPatch, TaskStatus};
 use flowstore::{BackendKind, Store, StoreError};
+use flowstore_testkit::TestDb;
 use serde_json::json;
 
 conformance!(
@@ -25,6 +26,13 @@ conformance!(
     large_claims_and_batches_are_written_whole,
     a_database_error_fails_only_its_own_transition,
 );
+
+/// Stores opened with settings of their own.
+mod configured {
+    use super::claims_without_events_write_their_attempts_alone;
+
+    flowstore_testkit::__per_backend!(pooled; db => &db; claims_without_events_write_their_attempts_alone);
+}
 
 /// Reports of a run's tasks through a store that did not claim them (another process
 /// on one database): they must still go the engine's way and advance the run.
@@ -921,4 +929,111 @@ async fn a_database_error_fails_only_its_own_transition(store: Store) {
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
+}
+
+/// Every event of the store, numbered first, after checking the numbers have no gap.
+async fn all_events(store: &Store) -> Vec<flowstore::model::engine::Event> {
+    let mut tx = store.begin().await.unwrap();
+    tx.sequence_events().await.unwrap();
+    let events = tx
+        .events_after(0, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "event numbers are gap-free: {seqs:?}"
+    );
+    events
+}
+
+/// With claim events switched off (`[engine] claim_events = false`), claims through
+/// the transitions' own path (two at once, grouped where the backend groups them) and
+/// inside a transaction record each task's attempt, running, and write no
+/// `task.claimed` event; completions write their events as before. A store on the
+/// same database with the default writes claim events again.
+async fn claims_without_events_write_their_attempts_alone(db: &TestDb) {
+    let store = db.store_with(|s| s.engine.claim_events = false).await;
+    let ids = ready_tasks(&store, "quiet", 6).await;
+    let backend = store.backend_arc();
+    let (ra, rb) = (request("w-a", "quiet", 2), request("w-b", "quiet", 2));
+    let (a, b) = tokio::join!(backend.claim_now(&ra), backend.claim_now(&rb));
+    let mut tx = store.begin().await.unwrap();
+    let c = tx.claim(&request("w-c", "quiet", 2)).await.unwrap();
+    tx.commit().await.unwrap();
+    let claimed: Vec<ClaimedTask> = a.unwrap().into_iter().chain(b.unwrap()).chain(c).collect();
+    assert_eq!(
+        claimed.iter().map(|c| c.task_id).collect::<HashSet<_>>(),
+        ids.iter().copied().collect(),
+        "each task claimed once"
+    );
+    assert_eq!(claimed.len(), ids.len());
+
+    let mut tx = store.begin_read().await.unwrap();
+    for c in &claimed {
+        let attempts = tx.list_attempts(c.task_id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "one attempt row for {}", c.task_id);
+        assert_eq!(attempts[0].id, c.attempt_id);
+        assert_eq!(
+            attempts[0].execution_status,
+            flowstore::model::run::AttemptStatus::Running
+        );
+        assert!(attempts[0]
+            .worker_id
+            .as_deref()
+            .is_some_and(|w| w.starts_with("w-")));
+        assert_eq!(
+            tx.get_task(c.task_id).await.unwrap().status,
+            TaskStatus::Running
+        );
+    }
+    drop(tx);
+    let events = all_events(&store).await;
+    assert!(
+        events.iter().all(|e| e.event_type != "task.claimed"),
+        "no claim events: {:?}",
+        events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+    );
+
+    let items = claimed
+        .iter()
+        .map(|c| (attempt(c), json!({"ok": 1})))
+        .collect();
+    for r in backend.complete_many_now(items).await.unwrap() {
+        assert_eq!(r.unwrap().status, TaskStatus::Completed);
+    }
+    let events = all_events(&store).await;
+    let completed: Vec<TaskId> = events
+        .iter()
+        .filter(|e| e.event_type == "task.completed")
+        .filter_map(|e| e.task_id)
+        .collect();
+    assert_eq!(completed.len(), ids.len(), "one completion event per task");
+    assert_eq!(
+        completed.into_iter().collect::<HashSet<_>>(),
+        ids.iter().copied().collect()
+    );
+    assert!(events.iter().all(|e| e.event_type != "task.claimed"));
+
+    // The default, on the same database.
+    let noisy = db.store().await;
+    let more = standalone_ready(&noisy, "quiet", 1).await;
+    let taken = noisy
+        .backend()
+        .claim_now(&request("w-d", "quiet", 1))
+        .await
+        .unwrap();
+    assert_eq!(taken.iter().map(|c| c.task_id).collect::<Vec<_>>(), more);
+    let claims: Vec<Option<TaskId>> = all_events(&noisy)
+        .await
+        .iter()
+        .filter(|e| e.event_type == "task.claimed")
+        .map(|e| e.task_id)
+        .collect();
+    assert_eq!(
+        claims,
+        vec![Some(more[0])],
+        "the default store writes its claim's event"
+    );
 }
