@@ -575,6 +575,8 @@ struct Variant {
     rates: Vec<f64>,
     claim: Samples,
     complete: Samples,
+    /// What its last round wrote per task, where the database counts it.
+    writes: Option<String>,
 }
 
 impl Variant {
@@ -600,6 +602,7 @@ impl Variant {
             complete_p50_ms: self.complete.quantile_ms(0.5),
             complete_p99_ms: self.complete.quantile_ms(0.99),
             items,
+            note: self.writes.clone(),
             ..Row::default()
         }
     }
@@ -653,7 +656,17 @@ pub(crate) async fn run(
                 sets += 1;
                 let r = match mode {
                     Mode::Library => {
-                        drive(target, Through::Library, &handler, batch, w, n, opts).await?
+                        // flowstore's rows, counted in its last round.
+                        let (r, writes) = super::table_writes::measured(
+                            &target.raw,
+                            round + 1 == opts.rounds,
+                            "task",
+                            drive(target, Through::Library, &handler, batch, w, n, opts),
+                            |r: &RoundResult| r.done.len() as u64,
+                        )
+                        .await?;
+                        result.writes = writes.or(result.writes.take());
+                        r
                     }
                     Mode::LibraryBeat => {
                         drive(target, Through::LibraryBeat, &handler, batch, w, n, opts).await?

@@ -14,6 +14,7 @@ use flowstore_core::{Backend, StoreResult};
 use serde_json::json;
 
 use super::claim::Counter;
+use super::table_writes::TableWrites;
 use super::{bar, fail, median, BenchOptions, Report, Row, Samples, Target};
 
 /// Tasks each worker claims at once.
@@ -44,6 +45,8 @@ struct Round {
     start_rate: f64,
     claim: Samples,
     complete: Samples,
+    /// What the drive wrote per run, where counted.
+    writes: Option<String>,
 }
 
 pub(crate) async fn run(
@@ -67,8 +70,10 @@ pub(crate) async fn run(
         let mut start_rates = Vec::new();
         let mut claim = Samples::default();
         let mut complete = Samples::default();
+        let mut writes = None;
         for round in 0..opts.rounds {
             let r = round_of(target, opts, mode, round).await?;
+            writes = r.writes.or(writes);
             rates.push(r.rate);
             start_rates.push(r.start_rate);
             claim.extend(r.claim);
@@ -89,8 +94,9 @@ pub(crate) async fn run(
             complete_p99_ms: complete.quantile_ms(0.99),
             items: u64::from(opts.dag_runs),
             note: Some(format!(
-                "runs started beforehand through start_run (100 per transaction, median {:.0} runs/s, not in the rate)",
-                median(&start_rates).unwrap_or(0.0)
+                "runs started beforehand through start_run (100 per transaction, median {:.0} runs/s, not in the rate){}",
+                median(&start_rates).unwrap_or(0.0),
+                writes.map(|w| format!("; the drive's {w}")).unwrap_or_default()
             )),
             ..Row::default()
         });
@@ -144,6 +150,11 @@ async fn round_of(
     }
     let start_rate = f64::from(runs) / t.elapsed().as_secs_f64().max(1e-9);
 
+    // The drive's rows, counted in the last round.
+    let before = match round + 1 == opts.rounds {
+        true => TableWrites::read(&target.raw).await?,
+        false => None,
+    };
     let total = u64::from(runs) * 5;
     let pb = bar(
         opts,
@@ -204,6 +215,12 @@ async fn round_of(
     }
     let elapsed = start.elapsed();
     pb.finish_and_clear();
+    let writes = match before {
+        Some(before) => TableWrites::read(&target.raw)
+            .await?
+            .map(|after| after.per_item(&before, u64::from(runs), "run")),
+        None => None,
+    };
     let distinct: HashSet<_> = seen.iter().collect();
     if seen.len() as u64 != total || distinct.len() as u64 != total {
         return Err(fail(format!(
@@ -226,6 +243,7 @@ async fn round_of(
         start_rate,
         claim,
         complete,
+        writes,
     })
 }
 

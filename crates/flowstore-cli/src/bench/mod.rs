@@ -32,6 +32,7 @@ mod pickup;
 mod query;
 mod query_load;
 mod start;
+mod table_writes;
 
 /// The workloads `flowstore bench` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
