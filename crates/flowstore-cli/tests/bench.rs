@@ -116,6 +116,31 @@ fn check(report: &Report) {
         assert!(row.ratio_to_floor.is_some());
     }
     if report.backend == "postgres" {
+        // What flowstore wrote per task and per run, from the table counters: each
+        // claim and each completion its task row, its attempt row and an event.
+        for variant in [
+            "flowstore B=1 W=2 cmpl=each",
+            "flowstore B=64 W=2 cmpl=batch",
+        ] {
+            let row = report.rows.iter().find(|r| r.variant == variant).unwrap();
+            let note = row.note.as_deref().unwrap_or_default();
+            for part in [
+                "rows written per task",
+                "events 2.00 ins",
+                "task_executions 1.00 ins 1.00 upd",
+                "tasks 2.00 upd",
+            ] {
+                assert!(note.contains(part), "{variant}: {part} in {note}");
+            }
+        }
+        for r in report.rows.iter().filter(|r| r.workload == "dag") {
+            let note = r.note.as_deref().unwrap_or_default();
+            assert!(
+                note.contains("rows written per run") && note.contains("tasks 14.00 upd"),
+                "{}: {note}",
+                r.variant
+            );
+        }
         assert!(
             report
                 .notes
