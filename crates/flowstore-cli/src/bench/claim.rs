@@ -10,6 +10,7 @@ use flowstore_core::StoreResult;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::table_writes::TableWrites;
 use super::{
     bar, claim_min, claim_rows, db_err, fail, median, BenchOptions, Raw, Report, Row, Samples,
     Target,
@@ -657,15 +658,16 @@ pub(crate) async fn run(
                 let r = match mode {
                     Mode::Library => {
                         // flowstore's rows, counted in its last round.
-                        let (r, writes) = super::table_writes::measured(
-                            &target.raw,
-                            round + 1 == opts.rounds,
-                            "task",
-                            drive(target, Through::Library, &handler, batch, w, n, opts),
-                            |r: &RoundResult| r.done.len() as u64,
-                        )
-                        .await?;
-                        result.writes = writes.or(result.writes.take());
+                        let last = round + 1 == opts.rounds;
+                        let before = TableWrites::before(&target.raw, last).await?;
+                        let r =
+                            drive(target, Through::Library, &handler, batch, w, n, opts).await?;
+                        let items = r.done.len() as u64;
+                        if let Some(writes) =
+                            TableWrites::since(before, &target.raw, items, "task").await?
+                        {
+                            result.writes = Some(writes);
+                        }
                         r
                     }
                     Mode::LibraryBeat => {

@@ -151,10 +151,7 @@ async fn round_of(
     let start_rate = f64::from(runs) / t.elapsed().as_secs_f64().max(1e-9);
 
     // The drive's rows, counted in the last round.
-    let before = match round + 1 == opts.rounds {
-        true => TableWrites::read(&target.raw).await?,
-        false => None,
-    };
+    let before = TableWrites::before(&target.raw, round + 1 == opts.rounds).await?;
     let total = u64::from(runs) * 5;
     let pb = bar(
         opts,
@@ -215,12 +212,7 @@ async fn round_of(
     }
     let elapsed = start.elapsed();
     pb.finish_and_clear();
-    let writes = match before {
-        Some(before) => TableWrites::read(&target.raw)
-            .await?
-            .map(|after| after.per_item(&before, u64::from(runs), "run")),
-        None => None,
-    };
+    let writes = TableWrites::since(before, &target.raw, u64::from(runs), "run").await?;
     let distinct: HashSet<_> = seen.iter().collect();
     if seen.len() as u64 != total || distinct.len() as u64 != total {
         return Err(fail(format!(

@@ -39,9 +39,34 @@ impl TableWrites {
         )))
     }
 
+    /// The counts before a phase that is to be measured (`measure`); `None` when it
+    /// is not, or on SQLite.
+    pub(crate) async fn before(raw: &Raw, measure: bool) -> StoreResult<Option<TableWrites>> {
+        match measure {
+            true => TableWrites::read(raw).await,
+            false => Ok(None),
+        }
+    }
+
+    /// The note on what the phase read `before` wrote per one of `items`, once it
+    /// has ended; `None` when it was not measured.
+    pub(crate) async fn since(
+        before: Option<TableWrites>,
+        raw: &Raw,
+        items: u64,
+        unit: &str,
+    ) -> StoreResult<Option<String>> {
+        let Some(before) = before else {
+            return Ok(None);
+        };
+        Ok(TableWrites::read(raw)
+            .await?
+            .map(|after| after.per_item(&before, items, unit)))
+    }
+
     /// What was written since `before`, per one of `items`, table by table (the
     /// tables written to alone), with the rows written in all per item.
-    pub(crate) fn per_item(&self, before: &TableWrites, items: u64, unit: &str) -> String {
+    fn per_item(&self, before: &TableWrites, items: u64, unit: &str) -> String {
         let items = items.max(1) as f64;
         let mut total = 0.0;
         let mut parts = Vec::new();
@@ -70,30 +95,4 @@ impl TableWrites {
             parts.join("; ")
         )
     }
-}
-
-/// Counts what `phase` writes per one of `items` (what it returns) when `measure`
-/// and the database counts writes; the note, or `None`.
-pub(crate) async fn measured<T, F>(
-    raw: &Raw,
-    measure: bool,
-    unit: &str,
-    phase: F,
-    items: impl Fn(&T) -> u64,
-) -> StoreResult<(T, Option<String>)>
-where
-    F: std::future::Future<Output = StoreResult<T>>,
-{
-    let before = match measure {
-        true => TableWrites::read(raw).await?,
-        false => None,
-    };
-    let out = phase.await?;
-    let note = match before {
-        Some(before) => TableWrites::read(raw)
-            .await?
-            .map(|after| after.per_item(&before, items(&out), unit)),
-        None => None,
-    };
-    Ok((out, note))
 }
